@@ -1,0 +1,1 @@
+"""Readers for the file formats users have, and the normalisation of their identifiers."""

@@ -1,0 +1,112 @@
+"""The one configuration object of PerturbGraph, read from the environment (and a `.env` file).
+
+Every other module asks `get_settings()`; nothing else reads environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_home() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "perturbgraph"
+
+
+def _default_shared_data() -> Path:
+    return REPO_ROOT.parent / "shared" / "data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # An external Neo4j (Docker, Aura, a cluster). When set, the platform starts nothing.
+    neo4j_uri: str | None = Field(default=None, validation_alias=AliasChoices("NEO4J_URI"))
+    neo4j_username: str = Field(default="neo4j", validation_alias=AliasChoices("NEO4J_USERNAME", "NEO4J_USER"))
+    # Overrides the generated password of the managed server.
+    neo4j_password: SecretStr | None = Field(default=None, validation_alias=AliasChoices("NEO4J_PASSWORD"))
+    neo4j_database: str = Field(default="neo4j", validation_alias=AliasChoices("NEO4J_DATABASE"))
+
+    # Where data, artifacts, the Neo4j store and the Dagster instance live.
+    home: Path = Field(default_factory=_default_home, validation_alias=AliasChoices("PERTURBGRAPH_HOME"))
+    # Real public data (../shared/data beside the repository by default).
+    shared_data: Path = Field(
+        default_factory=_default_shared_data, validation_alias=AliasChoices("PERTURBGRAPH_SHARED_DATA")
+    )
+
+    # The managed Neo4j server (ignored when neo4j_uri is set).
+    neo4j_bolt_port: int = Field(default=7687, validation_alias=AliasChoices("PERTURBGRAPH_NEO4J_BOLT_PORT"))
+    # Sized for a 2-core / 24 GiB machine shared with PyTorch.
+    neo4j_heap: str = Field(default="1g", validation_alias=AliasChoices("PERTURBGRAPH_NEO4J_HEAP"))
+    neo4j_pagecache: str = Field(default="1g", validation_alias=AliasChoices("PERTURBGRAPH_NEO4J_PAGECACHE"))
+    neo4j_startup_timeout_s: float = Field(
+        default=120.0, validation_alias=AliasChoices("PERTURBGRAPH_NEO4J_STARTUP_TIMEOUT")
+    )
+    java_home: Path | None = Field(default=None, validation_alias=AliasChoices("JAVA_HOME"))
+
+    # Model versions kept in the graph before older ones are pruned.
+    model_retention: int = Field(default=3, validation_alias=AliasChoices("PERTURBGRAPH_MODEL_RETENTION"))
+    # Torch device for training: "auto" picks CUDA when present.
+    device: str = Field(default="auto", validation_alias=AliasChoices("PERTURBGRAPH_DEVICE"))
+
+    @property
+    def managed_neo4j(self) -> bool:
+        """True when the platform runs its own Neo4j (no NEO4J_URI given)."""
+        return not self.neo4j_uri
+
+    @property
+    def neo4j_home(self) -> Path:
+        return self.home / "neo4j"
+
+    @property
+    def neo4j_lib_dir(self) -> Path:
+        return self.neo4j_home / "lib"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def store_dir(self) -> Path:
+        """Columnar store of measured values (parquet, partitioned by dataset)."""
+        return self.home / "store"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Checkpoints, evaluation reports, plots."""
+        return self.home / "artifacts"
+
+    @property
+    def inbox_dir(self) -> Path:
+        """New input files dropped here are picked up by the Dagster sensor."""
+        return self.home / "inbox"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def effective_neo4j_uri(self) -> str:
+        return self.neo4j_uri or f"neo4j://127.0.0.1:{self.neo4j_bolt_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reload_settings() -> Settings:
+    """Re-read the environment (tests change it)."""
+    get_settings.cache_clear()
+    return get_settings()

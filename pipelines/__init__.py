@@ -1,0 +1,1 @@
+"""Dagster assets, resources and the `perturbgraph` command line."""
