@@ -1,0 +1,77 @@
+"""Helpers shared by the readers: the input error, file hashing, result containers, quarantine output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import pandas as pd
+
+from graph.records import QuarantineRecord, ReadReport
+
+T = TypeVar("T")
+
+
+class InputFileError(ValueError):
+    """A user-supplied file that cannot be read as promised; the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class ReadResult(Generic[T]):
+    """What a reader returns: accepted records, the counts, and the rejected records with reasons."""
+
+    records: list[T]
+    report: ReadReport
+    quarantine: list[QuarantineRecord] = field(default_factory=list)
+
+
+def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def clean_text(value: object) -> str:
+    """NFKC-normalised, stripped text ('' for None/NaN). NFKC folds the micro sign and full-width forms."""
+    if value is None:
+        return ""
+    try:
+        if pd.isna(value):
+            return ""
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return unicodedata.normalize("NFKC", str(value)).strip()
+
+
+def quarantine_frame(records: list[QuarantineRecord]) -> pd.DataFrame:
+    """Quarantine records as a table (raw payload JSON-encoded so any value survives parquet/CSV)."""
+    rows = [
+        {**{k: v for k, v in asdict(r).items() if k != "raw"}, "raw": json.dumps(r.raw, default=str, sort_keys=True)}
+        for r in records
+    ]
+    return pd.DataFrame(rows, columns=["source", "record_key", "reason", "raw"])
+
+
+def write_quarantine(records: list[QuarantineRecord], path: str | Path) -> Path:
+    """Write quarantine records to parquet (or CSV when the suffix is .csv); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = quarantine_frame(records)
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
