@@ -1,0 +1,305 @@
+"""Baselines that the LPM must beat, all with the LPM's protocol: `fit(train, valid=None) -> self`,
+`predict(rows) -> np.ndarray` (one value per row of `rows`, which carry context, perturbation,
+perturbation_type and readout; `value` is never read at prediction time).
+
+Fallbacks are explicit: a key never seen in training falls back to the next coarser mean
+(context-readout -> readout -> global), never to something computed from the rows being predicted.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+KEY_COLUMNS = ["context", "perturbation", "perturbation_type", "readout"]
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None): ...
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray: ...
+
+
+def _str(s: pd.Series) -> np.ndarray:
+    return s.astype(str).to_numpy()
+
+
+def _lookup(table: pd.Series, *keys: np.ndarray) -> np.ndarray:
+    """table (indexed by one key or a MultiIndex of several) at the given keys; NaN where absent."""
+    index = pd.MultiIndex.from_arrays(keys) if len(keys) > 1 else pd.Index(keys[0])
+    return table.reindex(index).to_numpy(dtype=np.float64)
+
+
+class _Means:
+    """Shared training statistics: global mean, per-readout mean, per-(context, readout) mean and
+    the context offset (context-readout mean minus the across-contexts mean of that readout)."""
+
+    def _fit_means(self, train: pd.DataFrame) -> None:
+        ctx, rd = _str(train["context"]), _str(train["readout"])
+        v = train["value"].to_numpy(dtype=np.float64)
+        frame = pd.DataFrame({"context": ctx, "readout": rd, "value": v})
+        self.global_mean_ = float(v.mean())
+        self.readout_mean_ = frame.groupby("readout")["value"].mean()
+        self.context_readout_mean_ = frame.groupby(["context", "readout"])["value"].mean()
+        across = self.context_readout_mean_.groupby(level="readout").mean()
+        self.context_offset_ = self.context_readout_mean_ - across.reindex(
+            self.context_readout_mean_.index.get_level_values("readout")).to_numpy()
+
+    def _context_mean(self, rows: pd.DataFrame) -> np.ndarray:
+        ctx, rd = _str(rows["context"]), _str(rows["readout"])
+        out = _lookup(self.context_readout_mean_, ctx, rd)
+        miss = np.isnan(out)
+        if miss.any():
+            out[miss] = _lookup(self.readout_mean_, rd[miss])
+        return np.where(np.isnan(out), self.global_mean_, out)
+
+    def _offset(self, rows: pd.DataFrame) -> np.ndarray:
+        return np.nan_to_num(_lookup(self.context_offset_, _str(rows["context"]), _str(rows["readout"])))
+
+
+class GlobalMean(_Means):
+    """The training mean of every value."""
+
+    name = "global_mean"
+
+    def fit(self, train, valid=None):
+        self._fit_means(train)
+        return self
+
+    def predict(self, rows):
+        return np.full(len(rows), self.global_mean_)
+
+
+class NoChange:
+    """Predict 0: no change from control (values are effects relative to control)."""
+
+    name = "no_change"
+
+    def fit(self, train, valid=None):
+        return self
+
+    def predict(self, rows):
+        return np.zeros(len(rows))
+
+
+class ContextReadoutMean(_Means):
+    """Mean of the readout in the context over all training perturbations ("the average perturbation")."""
+
+    name = "context_mean"
+
+    def fit(self, train, valid=None):
+        self._fit_means(train)
+        return self
+
+    def predict(self, rows):
+        return self._context_mean(rows)
+
+
+class OtherContextsMean(_Means):
+    """Mean response of the same perturbation in the training contexts, plus the target context's
+    offset. Perturbations never seen in training fall back to the context-readout mean. This is the
+    strong baseline for unseen experiments (on Tahoe, pooled profiling makes it very strong)."""
+
+    name = "other_contexts"
+
+    def __init__(self, offset: bool = True):
+        self.offset = offset
+
+    def fit(self, train, valid=None):
+        self._fit_means(train)
+        frame = pd.DataFrame({"perturbation": _str(train["perturbation"]), "readout": _str(train["readout"]),
+                              "value": train["value"].to_numpy(dtype=np.float64)})
+        self.perturbation_mean_ = frame.groupby(["perturbation", "readout"])["value"].mean()
+        return self
+
+    def predict(self, rows):
+        pert = _lookup(self.perturbation_mean_, _str(rows["perturbation"]), _str(rows["readout"]))
+        if self.offset:
+            pert = pert + self._offset(rows)
+        return np.where(np.isnan(pert), self._context_mean(rows), pert)
+
+
+# --- models on the residual matrix (signatures x readouts, centred by the context-readout mean) -----
+
+
+class _Residuals(_Means):
+    def _fit_residuals(self, train: pd.DataFrame) -> None:
+        """R[i, j] = value - context-readout mean for training signature i = (context, perturbation) and
+        readout j; readouts missing from a signature are 0 (= the context mean; sparse Replogle lists)."""
+        self._fit_means(train)
+        resid = train["value"].to_numpy(dtype=np.float64) - self._context_mean(train)
+        sig = pd.MultiIndex.from_arrays([_str(train["context"]), _str(train["perturbation"])])
+        sig_codes, self.signatures_ = pd.factorize(sig)
+        rd_codes, readouts = pd.factorize(_str(train["readout"]))
+        self.readout_index_ = pd.Index(readouts)
+        self.R_ = np.zeros((len(self.signatures_), len(readouts)))
+        self.R_[sig_codes, rd_codes] = resid
+        self.sig_context_ = np.asarray(self.signatures_.get_level_values(0))
+        self.sig_perturbation_ = np.asarray(self.signatures_.get_level_values(1))
+
+    def _query_signatures(self, rows):
+        """Unique (context, perturbation) of `rows`, and the row -> unique signature index."""
+        keys = pd.MultiIndex.from_arrays([_str(rows["context"]), _str(rows["perturbation"])])
+        codes, uniq = pd.factorize(keys)
+        return np.asarray(uniq.get_level_values(0)), np.asarray(uniq.get_level_values(1)), codes
+
+    def _readout_codes(self, rows) -> np.ndarray:
+        return self.readout_index_.get_indexer(_str(rows["readout"]))  # -1 = readout unseen in training
+
+
+def morgan_fingerprints(smiles: dict[str, str], radius: int = 2, n_bits: int = 2048) -> dict:
+    """name -> RDKit bit vector; names whose SMILES does not parse are left out."""
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import rdFingerprintGenerator
+
+    RDLogger.DisableLog("rdApp.*")
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+    out = {}
+    for name, smi in smiles.items():
+        mol = Chem.MolFromSmiles(smi) if smi else None
+        if mol is not None:
+            out[str(name)] = gen.GetFingerprint(mol)
+    return out
+
+
+class LinearPCARidge(_Residuals):
+    """The linear baseline of Ahlmann-Eltze et al. (2024), for context-indexed data.
+
+    residual(c, p, r) ~ P(c, p) W G(r): G = the top-k right singular vectors of the training residual
+    matrix (a k-dim embedding of every readout), P = a k-dim perturbation embedding (PCA of features),
+    W (k x k) by ridge regression in closed form. Perturbation features (`features`):
+    - "other_contexts": the perturbation's mean residual profile in the *other* training contexts
+      (leave-own-context-out for training signatures, so train and test features are built alike);
+      available for unseen experiments, absent (zero) for perturbations never seen.
+    - "fingerprint": Morgan fingerprint of the compound (needs `compound_smiles`); for unseen compounds.
+    - "target_gene": the gene embedding G of the perturbed gene (as in Ahlmann-Eltze et al.) when the
+      target is a readout; for unseen genetic perturbations.
+    Signatures without features get P = 0, i.e. the context-readout mean.
+    """
+
+    name = "linear"
+
+    def __init__(self, k: int = 10, ridge: float = 0.1, features: str = "other_contexts",
+                 compound_smiles: dict[str, str] | None = None):
+        if features not in {"other_contexts", "fingerprint", "target_gene"}:
+            raise ValueError(f"unknown features {features!r}")
+        self.k, self.ridge, self.features = k, ridge, features
+        self.compound_smiles = compound_smiles or {}
+
+    def _features(self, contexts, perturbations) -> np.ndarray:
+        n = len(contexts)
+        if self.features == "other_contexts":
+            out = np.zeros((n, self.R_.shape[1]))
+            for i, (c, p) in enumerate(zip(contexts, perturbations)):
+                idx = self._by_pert_.get(p)
+                if idx is None:
+                    continue
+                idx = idx[self.sig_context_[idx] != c]  # never the signature itself
+                if len(idx):
+                    out[i] = self.R_[idx].mean(axis=0)
+            return out
+        if self.features == "fingerprint":
+            out = np.zeros((n, 2048))
+            for i, p in enumerate(perturbations):
+                fp = self._fps.get(p)
+                if fp is not None:
+                    out[i, list(fp.GetOnBits())] = 1.0
+            return out
+        out = np.zeros((n, self.G_.shape[1]))  # target_gene
+        for i, p in enumerate(perturbations):
+            j = self.readout_index_.get_indexer([p])[0]
+            if j >= 0:
+                out[i] = self.G_[j]
+        return out
+
+    def fit(self, train, valid=None):
+        self._fit_residuals(train)
+        k = min(self.k, *self.R_.shape)
+        _, _, vt = np.linalg.svd(self.R_, full_matrices=False)
+        self.G_ = vt[:k].T  # (readouts, k), orthonormal columns
+        self._by_pert_ = pd.Series(np.arange(len(self.sig_perturbation_))).groupby(self.sig_perturbation_).apply(
+            lambda s: s.to_numpy()).to_dict()
+        self._fps = morgan_fingerprints(self.compound_smiles) if self.features == "fingerprint" else {}
+        F = self._features(self.sig_context_, self.sig_perturbation_)
+        self.f_mean_ = F.mean(axis=0)
+        if self.features == "target_gene":
+            self.f_basis_ = np.eye(F.shape[1])
+        else:
+            _, _, fvt = np.linalg.svd(F - self.f_mean_, full_matrices=False)
+            self.f_basis_ = fvt[:k].T  # (n_features, k)
+        P = (F - self.f_mean_) @ self.f_basis_
+        has = np.abs(F).sum(axis=1) > 0
+        P[~has] = 0.0
+        target = self.R_ @ self.G_  # residuals in gene-PCA coordinates (n_sig, k); G orthonormal
+        self.W_ = np.linalg.solve(P.T @ P + self.ridge * np.eye(P.shape[1]), P.T @ target) / (1.0 + self.ridge)
+        return self
+
+    def predict(self, rows):
+        ctx, pert, codes = self._query_signatures(rows)
+        F = self._features(ctx, pert)
+        P = (F - self.f_mean_) @ self.f_basis_
+        P[np.abs(F).sum(axis=1) == 0] = 0.0
+        Z = P @ self.W_  # (n_query_sig, k)
+        rd = self._readout_codes(rows)
+        resid = np.where(rd >= 0, np.einsum("ij,ij->i", Z[codes], self.G_[np.maximum(rd, 0)]), 0.0)
+        return self._context_mean(rows) + resid
+
+
+class TanimotoKNN(_Residuals):
+    """Unseen compounds: the similarity-weighted mean residual profile of the k training compounds
+    (Morgan fingerprints, radius 2, 2048 bits) most similar by Tanimoto and measured in the same
+    context, plus the context-readout mean. Compounds without a parsable SMILES, or with no similar
+    compound in the context, get the context-readout mean."""
+
+    name = "tanimoto_knn"
+
+    def __init__(self, compound_smiles: dict[str, str] | None = None, k: int = 5, radius: int = 2):
+        self.compound_smiles = compound_smiles or {}
+        self.k, self.radius = k, radius
+
+    def fit(self, train, valid=None):
+        from rdkit import DataStructs
+
+        self._tanimoto = DataStructs.BulkTanimotoSimilarity
+        self._fit_residuals(train)
+        self._fps = morgan_fingerprints(self.compound_smiles, radius=self.radius)
+        return self
+
+    def _neighbour_profile(self, c: str, p: str) -> np.ndarray | None:
+        fp = self._fps.get(p)
+        if fp is None:
+            return None
+        idx = np.flatnonzero((self.sig_context_ == c) & (self.sig_perturbation_ != p))
+        idx = np.array([i for i in idx if self.sig_perturbation_[i] in self._fps], dtype=int)
+        if len(idx) == 0:
+            return None
+        sims = np.asarray(self._tanimoto(fp, [self._fps[self.sig_perturbation_[i]] for i in idx]))
+        top = np.argsort(-sims, kind="stable")[: self.k]
+        w = sims[top]
+        if w.sum() <= 0:
+            return None
+        return (w[:, None] * self.R_[idx[top]]).sum(axis=0) / w.sum()
+
+    def predict(self, rows):
+        ctx, pert, codes = self._query_signatures(rows)
+        Z = np.zeros((len(ctx), self.R_.shape[1]))
+        for i, (c, p) in enumerate(zip(ctx, pert)):
+            prof = self._neighbour_profile(c, p)
+            if prof is not None:
+                Z[i] = prof
+        rd = self._readout_codes(rows)
+        resid = np.where(rd >= 0, Z[codes, np.maximum(rd, 0)], 0.0)
+        return self._context_mean(rows) + resid
+
+
+BASELINES = {
+    "global_mean": GlobalMean,
+    "no_change": NoChange,
+    "context_mean": ContextReadoutMean,
+    "other_contexts": OtherContextsMean,
+    "linear": LinearPCARidge,
+    "tanimoto_knn": TanimotoKNN,
+}
