@@ -1,0 +1,376 @@
+"""Named, parameterised Cypher for ingest and basic lookups.
+
+Every query is a module-level constant and is registered by name in `QUERIES`. Labels and
+relationship types are written literally (all of them are in `graph.schema`'s allowlist; a test
+checks that); every value arrives as a parameter. Writes are `UNWIND $rows AS row MERGE ...` and
+are safe to re-run: node properties are only filled when absent (`coalesce(existing, new)`), list
+properties are unioned, and relationships are keyed by (endpoints, type, dataset), so a re-run of
+the same ingest changes nothing and a later dataset adds to the graph without rewriting it.
+
+The only templated Cypher is `count_nodes_query` / `count_relationships_query`, whose label or
+type must pass `graph.schema.require_label` / `require_rel_type`.
+"""
+
+from __future__ import annotations
+
+from graph.schema import require_label, require_rel_type
+
+# Append $dataset_id to a node's `sources` list once (idempotent).
+_SOURCES = (
+    "CASE WHEN $dataset_id IN coalesce({v}.sources, []) THEN {v}.sources "
+    "ELSE coalesce({v}.sources, []) + $dataset_id END"
+)
+
+
+def _sources(var: str) -> str:
+    return _SOURCES.format(v=var)
+
+
+def _union(var: str, prop: str, row_field: str) -> str:
+    return (
+        f"coalesce({var}.{prop}, []) + "
+        f"[x IN coalesce(row.{row_field}, []) WHERE NOT x IN coalesce({var}.{prop}, [])]"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema inspection
+# ---------------------------------------------------------------------------------------------
+
+SHOW_CONSTRAINTS = "SHOW CONSTRAINTS YIELD name, type, labelsOrTypes, properties"
+SHOW_INDEXES = "SHOW INDEXES YIELD name, state"
+AWAIT_INDEXES = "CALL db.awaitIndexes($timeout_s)"
+
+# ---------------------------------------------------------------------------------------------
+# Dataset
+# ---------------------------------------------------------------------------------------------
+
+GET_DATASET = """
+MATCH (d:Dataset {dataset_id: $dataset_id})
+RETURN d {.*} AS dataset
+"""
+
+MERGE_DATASET = """
+MERGE (d:Dataset {dataset_id: $dataset_id})
+ON CREATE SET d += $props, d.status = $status, d.sources = [$dataset_id]
+RETURN d.status AS status
+"""
+
+MARK_DATASET_COMPLETE = """
+MATCH (d:Dataset {dataset_id: $dataset_id})
+SET d += $props,
+    d.status = 'complete',
+    d.completed_at = coalesce(d.completed_at, $now)
+RETURN d.status AS status
+"""
+
+# ---------------------------------------------------------------------------------------------
+# Entities
+# ---------------------------------------------------------------------------------------------
+
+MERGE_GENES = f"""
+UNWIND $rows AS row
+MERGE (g:Gene {{entrez_id: row.entrez_id}})
+SET g.symbol = coalesce(g.symbol, row.symbol),
+    g.name = coalesce(g.name, row.symbol),
+    g.description = coalesce(g.description, row.description),
+    g.ensembl_id = coalesce(g.ensembl_id, row.ensembl_id),
+    g.gene_type = coalesce(g.gene_type, row.gene_type),
+    g.source = coalesce(g.source, row.source),
+    g.aliases = {_union("g", "aliases", "aliases")},
+    g.sources = {_sources("g")}
+RETURN count(*) AS written
+"""
+
+MERGE_COMPOUNDS = f"""
+UNWIND $rows AS row
+MERGE (c:Compound {{compound_id: row.compound_id}})
+SET c.name = coalesce(c.name, row.name),
+    c.smiles = coalesce(c.smiles, row.smiles),
+    c.inchikey = coalesce(c.inchikey, row.inchikey),
+    c.inchikey_block1 = coalesce(c.inchikey_block1, row.inchikey_block1),
+    c.has_structure = coalesce(c.has_structure, false) OR row.has_structure,
+    c.structure_issue = coalesce(c.structure_issue, row.structure_issue),
+    c.clinical_phase = coalesce(c.clinical_phase, row.clinical_phase),
+    c.source = coalesce(c.source, row.source),
+    c.aliases = {_union("c", "aliases", "aliases")},
+    c.moa = {_union("c", "moa", "moa")},
+    c.target_symbols = {_union("c", "target_symbols", "targets")},
+    c.sources = {_sources("c")}
+RETURN count(*) AS written
+"""
+
+MERGE_CONTEXTS = f"""
+UNWIND $rows AS row
+MERGE (x:CellLine {{context_id: row.context_id}})
+SET x.name = coalesce(x.name, row.name),
+    x.kind = coalesce(x.kind, row.kind),
+    x.source = coalesce(x.source, row.source),
+    x.sources = {_sources("x")}
+RETURN count(*) AS written
+"""
+
+_PERTURBATION_SET = f"""
+SET p.name = coalesce(p.name, row.name),
+    p.perturbation_type = coalesce(p.perturbation_type, row.perturbation_type),
+    p.dose_value = coalesce(p.dose_value, row.dose_value),
+    p.dose_unit = coalesce(p.dose_unit, row.dose_unit),
+    p.time_value = coalesce(p.time_value, row.time_value),
+    p.time_unit = coalesce(p.time_unit, row.time_unit),
+    p.compound_id = coalesce(p.compound_id, row.compound_id),
+    p.target_symbols = {_union("p", "target_symbols", "target_symbols")},
+    p.source = coalesce(p.source, row.source),
+    p.sources = {_sources("p")}
+"""
+
+# Compound perturbations are written only when their Compound node exists.
+MERGE_COMPOUND_PERTURBATIONS = f"""
+UNWIND $rows AS row
+MATCH (c:Compound {{compound_id: row.compound_id}})
+MERGE (p:Perturbation {{perturbation_id: row.perturbation_id}})
+{_PERTURBATION_SET}
+MERGE (p)-[r:OF_COMPOUND]->(c)
+ON CREATE SET r.dataset = $dataset_id
+RETURN count(*) AS written
+"""
+
+MERGE_PERTURBATIONS = f"""
+UNWIND $rows AS row
+MERGE (p:Perturbation {{perturbation_id: row.perturbation_id}})
+{_PERTURBATION_SET}
+RETURN count(*) AS written
+"""
+
+# rows: {perturbation_id, entrez_id, symbol}
+MERGE_PERTURBS = """
+UNWIND $rows AS row
+MATCH (p:Perturbation {perturbation_id: row.perturbation_id})
+MATCH (g:Gene {entrez_id: row.entrez_id})
+MERGE (p)-[r:PERTURBS {dataset: $dataset_id}]->(g)
+ON CREATE SET r.symbol = row.symbol
+RETURN count(*) AS written
+"""
+
+MISSING_COMPOUNDS = """
+UNWIND $keys AS key
+OPTIONAL MATCH (c:Compound {compound_id: key})
+WITH key, c WHERE c IS NULL
+RETURN collect(key) AS missing
+"""
+
+# ---------------------------------------------------------------------------------------------
+# Signatures (experiments)
+# ---------------------------------------------------------------------------------------------
+
+_SIGNATURE_MATCH = """
+UNWIND $rows AS row
+MATCH (d:Dataset {dataset_id: row.dataset_id})
+MATCH (x:CellLine {context_id: row.context_id})
+MATCH (p:Perturbation {perturbation_id: row.perturbation_id})
+"""
+
+MERGE_SIGNATURES = f"""{_SIGNATURE_MATCH}
+MERGE (s:Signature {{signature_id: row.signature_id}})
+SET s.name = coalesce(s.name, row.name),
+    s.dataset_id = coalesce(s.dataset_id, row.dataset_id),
+    s.context_id = coalesce(s.context_id, row.context_id),
+    s.perturbation_id = coalesce(s.perturbation_id, row.perturbation_id),
+    s.n_readouts = coalesce(s.n_readouts, row.n_readouts),
+    s.n_replicates = coalesce(s.n_replicates, row.n_replicates),
+    s.source_id = coalesce(s.source_id, row.source_id),
+    s.sources = CASE WHEN row.dataset_id IN coalesce(s.sources, []) THEN s.sources
+                     ELSE coalesce(s.sources, []) + row.dataset_id END
+MERGE (s)-[r1:IN_CONTEXT]->(x) ON CREATE SET r1.dataset = row.dataset_id
+MERGE (s)-[r2:OF_PERTURBATION]->(p) ON CREATE SET r2.dataset = row.dataset_id
+MERGE (s)-[r3:FROM_DATASET]->(d) ON CREATE SET r3.dataset = row.dataset_id
+RETURN count(*) AS written
+"""
+
+# First load of a dataset that has no signatures yet: CREATE instead of MERGE (the uniqueness
+# constraint still rejects a duplicate; the writer then falls back to MERGE_SIGNATURES).
+CREATE_SIGNATURES = f"""{_SIGNATURE_MATCH}
+CREATE (s:Signature {{signature_id: row.signature_id, name: row.name, dataset_id: row.dataset_id,
+                     context_id: row.context_id, perturbation_id: row.perturbation_id,
+                     n_readouts: row.n_readouts, n_replicates: row.n_replicates,
+                     source_id: row.source_id, sources: [row.dataset_id]}})
+CREATE (s)-[:IN_CONTEXT {{dataset: row.dataset_id}}]->(x)
+CREATE (s)-[:OF_PERTURBATION {{dataset: row.dataset_id}}]->(p)
+CREATE (s)-[:FROM_DATASET {{dataset: row.dataset_id}}]->(d)
+RETURN count(*) AS written
+"""
+
+COUNT_DATASET_SIGNATURES = """
+MATCH (s:Signature {dataset_id: $dataset_id})
+RETURN count(s) AS n
+"""
+
+MISSING_SIGNATURE_REFS = """
+UNWIND $rows AS row
+OPTIONAL MATCH (d:Dataset {dataset_id: row.dataset_id})
+OPTIONAL MATCH (x:CellLine {context_id: row.context_id})
+OPTIONAL MATCH (p:Perturbation {perturbation_id: row.perturbation_id})
+WITH row, d, x, p WHERE d IS NULL OR x IS NULL OR p IS NULL
+RETURN row.signature_id AS key, d IS NULL AS no_dataset, x IS NULL AS no_context,
+       p IS NULL AS no_perturbation
+"""
+
+# ---------------------------------------------------------------------------------------------
+# Gene-level edges (rows carry resolved Entrez ids)
+# ---------------------------------------------------------------------------------------------
+
+# rows: {compound_id, entrez_id, symbol, source}
+MERGE_TARGETS = """
+UNWIND $rows AS row
+MATCH (c:Compound {compound_id: row.compound_id})
+MATCH (g:Gene {entrez_id: row.entrez_id})
+MERGE (c)-[r:TARGETS {dataset: $dataset_id}]->(g)
+ON CREATE SET r.source = row.source, r.symbol = row.symbol
+RETURN count(*) AS written
+"""
+
+# rows: {a, b, source, score, evidence}; undirected: a < b
+MERGE_INTERACTS_WITH = """
+UNWIND $rows AS row
+MATCH (a:Gene {entrez_id: row.a})
+MATCH (b:Gene {entrez_id: row.b})
+MERGE (a)-[r:INTERACTS_WITH {dataset: $dataset_id}]->(b)
+ON CREATE SET r.source = row.source, r.score = row.score, r.evidence = row.evidence
+RETURN count(*) AS written
+"""
+
+# rows: {a (TF), b (target), source, score, sign, evidence}
+MERGE_REGULATES = """
+UNWIND $rows AS row
+MATCH (a:Gene {entrez_id: row.a})
+MATCH (b:Gene {entrez_id: row.b})
+MERGE (a)-[r:REGULATES {dataset: $dataset_id}]->(b)
+ON CREATE SET r.source = row.source, r.score = row.score, r.sign = row.sign,
+              r.confidence = row.evidence
+RETURN count(*) AS written
+"""
+
+MERGE_COMPLEXES = f"""
+UNWIND $rows AS row
+MERGE (x:Complex {{complex_id: row.complex_id}})
+SET x.name = coalesce(x.name, row.name),
+    x.source = coalesce(x.source, row.source),
+    x.sources = {_sources("x")}
+RETURN count(*) AS written
+"""
+
+MERGE_GENE_SETS = f"""
+UNWIND $rows AS row
+MERGE (x:GeneSet {{gene_set_id: row.gene_set_id}})
+SET x.name = coalesce(x.name, row.name),
+    x.source = coalesce(x.source, row.source),
+    x.sources = {_sources("x")}
+RETURN count(*) AS written
+"""
+
+# rows: {complex_id, entrez_id, symbol, source}
+MERGE_COMPLEX_MEMBERS = """
+UNWIND $rows AS row
+MATCH (x:Complex {complex_id: row.complex_id})
+MATCH (g:Gene {entrez_id: row.entrez_id})
+MERGE (g)-[r:MEMBER_OF {dataset: $dataset_id}]->(x)
+ON CREATE SET r.source = row.source
+RETURN count(*) AS written
+"""
+
+# rows: {gene_set_id, entrez_id, symbol, source}
+MERGE_GENE_SET_MEMBERS = """
+UNWIND $rows AS row
+MATCH (x:GeneSet {gene_set_id: row.gene_set_id})
+MATCH (g:Gene {entrez_id: row.entrez_id})
+MERGE (g)-[r:MEMBER_OF {dataset: $dataset_id}]->(x)
+ON CREATE SET r.source = row.source
+RETURN count(*) AS written
+"""
+
+# ---------------------------------------------------------------------------------------------
+# Lookups
+# ---------------------------------------------------------------------------------------------
+
+GENE_SYMBOL_TABLE = """
+MATCH (g:Gene)
+RETURN g.entrez_id AS entrez_id, g.symbol AS symbol, coalesce(g.aliases, []) AS aliases
+"""
+
+GENE_BY_SYMBOL = """
+MATCH (g:Gene {symbol: $symbol})
+RETURN g {.*} AS gene
+"""
+
+COMPOUND_BY_ID = """
+MATCH (c:Compound {compound_id: $compound_id})
+RETURN c {.*} AS compound
+"""
+
+# "Which experiments measured compound X in cell line Y?" $compound matches the compound id,
+# the name (case-insensitive) or an alias; $context the context id or the cell-line name.
+# Only signatures of complete datasets are returned.
+EXPERIMENTS_FOR_COMPOUND_IN_CONTEXT = """
+MATCH (c:Compound)
+WHERE c.compound_id = $compound OR toLower(c.name) = toLower($compound) OR $compound IN c.aliases
+MATCH (x:CellLine)
+WHERE x.context_id = $context OR toLower(x.name) = toLower($context)
+MATCH (c)<-[:OF_COMPOUND]-(p:Perturbation)<-[:OF_PERTURBATION]-(s:Signature)-[:IN_CONTEXT]->(x)
+MATCH (s)-[:FROM_DATASET]->(d:Dataset)
+WHERE d.status = 'complete'
+RETURN s.signature_id AS signature_id, d.dataset_id AS dataset_id, c.compound_id AS compound_id,
+       c.name AS compound, x.context_id AS context_id, p.perturbation_id AS perturbation_id,
+       p.dose_value AS dose_value, p.dose_unit AS dose_unit, p.time_value AS time_value,
+       p.time_unit AS time_unit, s.n_readouts AS n_readouts, d.store_path AS store_path,
+       d.store_sha256 AS store_sha256
+ORDER BY dataset_id, dose_value, time_value, signature_id
+"""
+
+DATASET_STORE_RECORDS = """
+UNWIND $dataset_ids AS dataset_id
+OPTIONAL MATCH (d:Dataset {dataset_id: dataset_id})
+RETURN dataset_id, d.status AS status, d.store_path AS store_path, d.store_sha256 AS store_sha256,
+       d.store_rows AS store_rows
+"""
+
+# ---------------------------------------------------------------------------------------------
+# Integrity checks
+# ---------------------------------------------------------------------------------------------
+
+ORPHAN_CHECKS: dict[str, str] = {
+    "signature_without_context": "MATCH (s:Signature) WHERE NOT (s)-[:IN_CONTEXT]->(:CellLine) RETURN count(s) AS n",
+    "signature_without_perturbation": (
+        "MATCH (s:Signature) WHERE NOT (s)-[:OF_PERTURBATION]->(:Perturbation) RETURN count(s) AS n"
+    ),
+    "signature_without_dataset": (
+        "MATCH (s:Signature) WHERE NOT (s)-[:FROM_DATASET]->(:Dataset) RETURN count(s) AS n"
+    ),
+    "compound_perturbation_without_compound": (
+        "MATCH (p:Perturbation {perturbation_type: 'compound'}) "
+        "WHERE NOT (p)-[:OF_COMPOUND]->(:Compound) RETURN count(p) AS n"
+    ),
+    "node_without_sources": "MATCH (n) WHERE n.sources IS NULL OR size(n.sources) = 0 RETURN count(n) AS n",
+    "node_without_name": "MATCH (n) WHERE n.name IS NULL RETURN count(n) AS n",
+    "relationship_without_dataset": "MATCH ()-[r]->() WHERE r.dataset IS NULL RETURN count(r) AS n",
+    "incomplete_dataset": "MATCH (d:Dataset) WHERE d.status <> 'complete' RETURN count(d) AS n",
+}
+
+TOTAL_NODES = "MATCH (n) RETURN count(n) AS n"
+TOTAL_RELATIONSHIPS = "MATCH ()-[r]->() RETURN count(r) AS n"
+
+
+def count_nodes_query(label: str) -> str:
+    """Count-store lookup for one allowlisted label."""
+    return f"MATCH (n:{require_label(label)}) RETURN count(n) AS n"
+
+
+def count_relationships_query(rel_type: str) -> str:
+    """Count-store lookup for one allowlisted relationship type."""
+    return f"MATCH ()-[r:{require_rel_type(rel_type)}]->() RETURN count(r) AS n"
+
+
+QUERIES: dict[str, str] = {
+    name: value
+    for name, value in dict(globals()).items()
+    if name.isupper() and not name.startswith("_") and isinstance(value, str)
+}
+QUERIES.update({f"ORPHAN_CHECKS.{k}": v for k, v in ORPHAN_CHECKS.items()})
