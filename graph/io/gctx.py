@@ -1,0 +1,576 @@
+"""CMap GCTX 1.0 / GCT readers and writer, chunked column streaming, and conversion to the long table.
+
+GCTX layout (HDF5): `/0/DATA/0/matrix` float32 stored (n_samples, n_genes) — the transpose of the
+genes x samples GCT view; `/0/META/COL/<field>` (n_samples,) and `/0/META/ROW/<field>` (n_genes,),
+each with an `id` field; text is fixed-length ASCII; -666 marks a missing value (CMap convention).
+cmapPy does not run on current numpy/pandas, so this is a small h5py implementation.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from graph.io.common import InputFileError, clean_text
+from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
+from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type, parse_dose, parse_time
+from graph.records import (
+    MEASUREMENT_COLUMNS,
+    ContextRecord,
+    PerturbationRecord,
+    QuarantineRecord,
+    ReadReport,
+    SignatureRecord,
+)
+
+MATRIX = "0/DATA/0/matrix"
+COL_META = "0/META/COL"
+ROW_META = "0/META/ROW"
+MISSING = -666
+LANDMARK_FIELDS = ("pr_is_lm", "pr_is_lmark", "is_lm")
+
+Selection = str | Mapping[str, object] | Callable[[pd.DataFrame], object] | None
+
+
+@dataclass(frozen=True)
+class GctData:
+    """A whole (small) matrix: row_meta indexed by gene id, col_meta by sample id, matrix (n_samples, n_genes)."""
+
+    row_meta: pd.DataFrame
+    col_meta: pd.DataFrame
+    matrix: np.ndarray
+
+
+def _decode(arr: np.ndarray) -> pd.Series:
+    """One metadata field -> a Series with -666 as NA (text stripped and decoded, ints nullable)."""
+    if arr.dtype.kind == "S":
+        s = pd.Series(np.char.decode(arr, "utf-8", errors="replace"), dtype=object).str.strip()
+        return s.mask(s.isin(["-666", "-666.0"]), pd.NA)
+    if arr.dtype.kind == "O":
+        s = pd.Series([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in arr], dtype=object)
+        s = s.str.strip()
+        return s.mask(s.isin(["-666", "-666.0"]), pd.NA)
+    if arr.dtype.kind in "iu":
+        return pd.Series(arr).astype("Int64").mask(lambda x: x == MISSING)
+    if arr.dtype.kind == "f":
+        return pd.Series(arr).mask(lambda x: x == MISSING)
+    if arr.dtype.kind == "b":
+        return pd.Series(arr)
+    return pd.Series(arr.astype(str), dtype=object)
+
+
+class GctxFile:
+    """An open GCTX file. Metadata is read on first use; the matrix only by `iter_columns`.
+
+    >>> with GctxFile(path) as g:
+    ...     cols = g.select_columns({"pert_type": ["trt_cp"], "cell_id": ["A375"]})
+    ...     rows = g.landmark_rows()
+    ...     for meta, block in g.iter_columns(cols, rows, chunk_size=1000): ...  # block (n, len(rows))
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputFileError(self.path, "file does not exist")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise InputFileError(self.path, f"not a readable HDF5/GCTX file (truncated or wrong format: {exc})") from exc
+        try:
+            self._validate()
+        except Exception:
+            self._h5.close()
+            raise
+        self._row_meta: pd.DataFrame | None = None
+        self._col_meta: pd.DataFrame | None = None
+
+    def _validate(self) -> None:
+        for name in (MATRIX, COL_META, ROW_META):
+            if name not in self._h5:
+                raise InputFileError(self.path, f"not a GCTX 1.0 file: missing /{name}")
+        m = self._h5[MATRIX]
+        if m.ndim != 2:
+            raise InputFileError(self.path, f"/{MATRIX} has {m.ndim} dimensions, expected 2 (n_samples, n_genes)")
+        self.n_samples, self.n_genes = int(m.shape[0]), int(m.shape[1])
+        for group, n, what in ((COL_META, self.n_samples, "samples (matrix axis 0)"),
+                               (ROW_META, self.n_genes, "genes (matrix axis 1)")):
+            fields = self._h5[group]
+            if "id" not in fields:
+                raise InputFileError(self.path, f"/{group}/id is missing")
+            for key, ds in fields.items():
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.shape[0] != n:
+                    shape = getattr(ds, "shape", "a group")
+                    raise InputFileError(
+                        self.path, f"wrong dimensions: /{group}/{key} has shape {shape} but the matrix "
+                        f"/{MATRIX} {tuple(m.shape)} has {n} {what}")
+
+    def __enter__(self) -> GctxFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def _meta(self, group: str) -> pd.DataFrame:
+        try:
+            cols = {k: _decode(ds[()]) for k, ds in self._h5[group].items()}
+        except OSError as exc:
+            raise InputFileError(self.path, f"cannot read /{group} (truncated file?): {exc}") from exc
+        ids = cols.pop("id").astype(str)
+        df = pd.DataFrame(cols)
+        df.index = pd.Index(ids.to_numpy(), name="id")
+        return df[sorted(df.columns)]
+
+    @property
+    def row_meta(self) -> pd.DataFrame:
+        """(n_genes, fields) indexed by row id, -666 -> NA."""
+        if self._row_meta is None:
+            self._row_meta = self._meta(ROW_META)
+        return self._row_meta
+
+    @property
+    def col_meta(self) -> pd.DataFrame:
+        """(n_samples, fields) indexed by column id, -666 -> NA."""
+        if self._col_meta is None:
+            self._col_meta = self._meta(COL_META)
+        return self._col_meta
+
+    def select_columns(self, where: Selection = None) -> np.ndarray:
+        """Sorted positions of the samples to read. `where`: None (all), a pandas query string over
+        the column metadata ("cell_id == 'A375' and pert_type == 'trt_cp'"), a dict {field: allowed
+        value(s)}, or a callable returning a boolean mask."""
+        return _select(self.col_meta, where, self.path, "column")
+
+    def select_rows(self, where: Selection = None) -> np.ndarray:
+        return _select(self.row_meta, where, self.path, "row")
+
+    def landmark_rows(self, ids: Iterable[str] | None = None) -> np.ndarray:
+        """Positions of landmark genes: flagged 1 in pr_is_lm / pr_is_lmark / is_lm, or in `ids` when given."""
+        meta = self.row_meta
+        if ids is not None:
+            return np.flatnonzero(meta.index.isin([str(i) for i in ids]))
+        for f in LANDMARK_FIELDS:
+            if f in meta.columns:
+                flag = pd.to_numeric(meta[f], errors="coerce")
+                return np.flatnonzero((flag == 1).fillna(False).to_numpy(bool))
+        raise InputFileError(self.path, f"no landmark flag among the row metadata (looked for {LANDMARK_FIELDS}); "
+                             f"available: {list(meta.columns)}; pass landmark ids instead")
+
+    def iter_columns(self, columns: np.ndarray | None = None, rows: np.ndarray | None = None,
+                     chunk_size: int = 1000) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+        """Yield (col_meta_chunk, matrix_chunk (n_chunk_cols, n_rows) float32) over the selected columns.
+
+        Only one chunk is in memory at a time: a contiguous run is read as a slice, a sparse
+        selection either as the covering slice (when at most 4x larger) or by h5py point selection.
+        """
+        ds = self._h5[MATRIX]
+        cols = np.arange(self.n_samples) if columns is None else np.sort(np.asarray(columns, dtype=np.int64))
+        rows = None if rows is None else np.sort(np.asarray(rows, dtype=np.int64))
+        meta = self.col_meta
+        for start in range(0, len(cols), chunk_size):
+            p = cols[start:start + chunk_size]
+            lo, hi = int(p[0]), int(p[-1]) + 1
+            try:
+                if hi - lo == len(p):
+                    block = ds[lo:hi]
+                elif hi - lo <= 4 * len(p):
+                    block = ds[lo:hi][p - lo]
+                else:
+                    block = ds[p]
+            except OSError as exc:
+                raise InputFileError(self.path, f"cannot read matrix columns {lo}..{hi - 1} (truncated file?): {exc}") from exc
+            if rows is not None:
+                block = block[:, rows]
+            yield meta.iloc[p], np.asarray(block, dtype=np.float32)
+
+
+def _select(meta: pd.DataFrame, where: Selection, path: Path, what: str) -> np.ndarray:
+    if where is None:
+        return np.arange(len(meta))
+    if isinstance(where, str):
+        try:
+            mask = meta.query(where, engine="python").index
+        except Exception as exc:
+            raise InputFileError(path, f"{what} selection {where!r} failed ({exc}); fields: {list(meta.columns)}") from exc
+        return np.flatnonzero(meta.index.isin(mask))
+    if callable(where):
+        return np.flatnonzero(np.asarray(where(meta), dtype=bool))
+    mask = np.ones(len(meta), dtype=bool)
+    for field, allowed in where.items():
+        series = meta.index.to_series() if field == "id" else meta.get(field)
+        if series is None:
+            raise InputFileError(path, f"no {what} metadata field {field!r}; available: {list(meta.columns)}")
+        values = list(allowed) if isinstance(allowed, (list, tuple, set, frozenset)) else [allowed]
+        mask &= series.isin(values).to_numpy(bool)
+    return np.flatnonzero(mask)
+
+
+def read_gctx(path: str | Path, where: Selection = None, *, landmark_only: bool = False) -> GctData:
+    """Read a (small) GCTX whole, optionally selected; for large files use GctxFile.iter_columns."""
+    with GctxFile(path) as g:
+        cols = g.select_columns(where)
+        rows = g.landmark_rows() if landmark_only else None
+        blocks = [b for _, b in g.iter_columns(cols, rows, chunk_size=max(1, len(cols)))] or [
+            np.zeros((0, g.n_genes if rows is None else len(rows)), np.float32)]
+        row_meta = g.row_meta if rows is None else g.row_meta.iloc[rows]
+        return GctData(row_meta, g.col_meta.iloc[cols], np.concatenate(blocks))
+
+
+def _encode(series: pd.Series) -> np.ndarray:
+    """A metadata column -> an HDF5-friendly array with NA written as -666."""
+    if pd.api.types.is_bool_dtype(series) and not series.isna().any():
+        return series.to_numpy(dtype=np.int64)
+    if pd.api.types.is_integer_dtype(series):
+        return series.astype("Int64").fillna(MISSING).to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(series):
+        return series.fillna(MISSING).to_numpy(dtype=np.float64)
+    text = series.astype(object).where(series.notna(), str(MISSING)).map(str)
+    data = [t.encode("utf-8") for t in text]
+    width = max((len(b) for b in data), default=1) or 1
+    return np.array(data, dtype=f"S{width}")
+
+
+def _write_meta(group: h5py.Group, meta: pd.DataFrame) -> None:
+    ids = meta["id"] if "id" in meta.columns else pd.Series(meta.index, index=meta.index)
+    group.create_dataset("id", data=_encode(ids.astype(str)))
+    for col in meta.columns:
+        if col != "id":
+            group.create_dataset(str(col), data=_encode(meta[col]))
+
+
+def write_gctx(path: str | Path, matrix: np.ndarray | Iterable[np.ndarray], row_meta: pd.DataFrame,
+               col_meta: pd.DataFrame, *, chunk_rows: int = 1024, compression: str | None = None) -> Path:
+    """Write a GCTX 1.0 file. matrix: (n_samples, n_genes) array, or an iterable of (k, n_genes) blocks
+    written in order (for files larger than memory). Ids come from an `id` column or the index;
+    NA metadata is written as -666. The dataset is chunked by `chunk_rows` samples so column reads are cheap.
+    """
+    path = Path(path)
+    n_samples, n_genes = len(col_meta), len(row_meta)
+    with h5py.File(path, "w") as h5:
+        h5.attrs["version"] = np.bytes_("GCTX1.0")
+        _write_meta(h5.require_group(COL_META), col_meta)
+        _write_meta(h5.require_group(ROW_META), row_meta)
+        shape = (n_samples, n_genes)
+        chunks = (max(1, min(chunk_rows, n_samples)), max(1, n_genes)) if n_samples and n_genes else None
+        if isinstance(matrix, np.ndarray):
+            if matrix.shape != shape:
+                raise ValueError(f"{path}: matrix shape {matrix.shape} != (len(col_meta), len(row_meta)) {shape}")
+            h5.create_dataset(MATRIX, data=matrix.astype(np.float32), chunks=chunks, compression=compression)
+        else:
+            ds = h5.create_dataset(MATRIX, shape=shape, dtype=np.float32, chunks=chunks, compression=compression)
+            at = 0
+            for block in matrix:
+                block = np.asarray(block, dtype=np.float32)
+                if block.ndim != 2 or block.shape[1] != n_genes or at + len(block) > n_samples:
+                    raise ValueError(f"{path}: block of shape {block.shape} does not fit at row {at} of {shape}")
+                ds[at:at + len(block)] = block
+                at += len(block)
+            if at != n_samples:
+                raise ValueError(f"{path}: blocks gave {at} samples, col_meta has {n_samples}")
+    return path
+
+
+def read_gct(path: str | Path) -> GctData:
+    """Plain-text GCT #1.2 (Name, Description, samples...) or #1.3 (id, row fields..., samples...,
+    then one line per column field) -> GctData with matrix (n_samples, n_genes) like GCTX."""
+    path = Path(path)
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = fh.read().splitlines()
+    if len(lines) < 3 or lines[0].strip() not in {"#1.2", "#1.3"}:
+        raise InputFileError(path, f"not a GCT file: first line {lines[0][:20] if lines else ''!r}, expected #1.2 or #1.3")
+    version = lines[0].strip()
+    try:
+        dims = [int(x) for x in lines[1].split("\t") if x.strip()]
+    except ValueError as exc:
+        raise InputFileError(path, f"bad dimension line {lines[1]!r}") from exc
+    n_rows, n_cols = dims[0], dims[1]
+    n_rmeta, n_cmeta = (dims[2], dims[3]) if version == "#1.3" else (1, 0)
+    header = lines[2].split("\t")
+    if len(header) != 1 + n_rmeta + n_cols:
+        raise InputFileError(path, f"header has {len(header)} fields, expected 1 + {n_rmeta} + {n_cols}")
+    sample_ids = header[1 + n_rmeta:]
+    col_meta = pd.DataFrame(index=pd.Index(sample_ids, name="id"))
+    for line in lines[3:3 + n_cmeta]:
+        parts = line.split("\t")
+        col_meta[parts[0]] = [None if v in {"-666", "NA", ""} else v for v in parts[1 + n_rmeta:]]
+    body = [line.split("\t") for line in lines[3 + n_cmeta:] if line.strip()]
+    if len(body) != n_rows or any(len(r) != len(header) for r in body):
+        raise InputFileError(path, f"wrong dimensions: {len(body)} data rows (expected {n_rows}) "
+                             f"or a row without {len(header)} fields")
+    row_meta = pd.DataFrame([r[1:1 + n_rmeta] for r in body], columns=header[1:1 + n_rmeta],
+                            index=pd.Index([r[0] for r in body], name="id")).replace({"-666": None})
+    try:
+        values = np.array([[float(v) if v not in {"", "NA", "NaN", "nan"} else np.nan for v in r[1 + n_rmeta:]]
+                           for r in body], dtype=np.float32)
+    except ValueError as exc:
+        raise InputFileError(path, f"non-numeric matrix value ({exc})") from exc
+    return GctData(row_meta, col_meta, values.T.copy())
+
+
+# --- conversion to the canonical long table ---------------------------------------------------------
+
+_SYMBOL_FIELDS = ("pr_gene_symbol", "gene_symbol", "symbol", "pr_gene_name")
+_ENTREZ_FIELDS = ("pr_gene_id", "gene_id", "entrez_id", "entrez")
+
+
+def _first(meta: pd.DataFrame, fields: tuple[str, ...]) -> str | None:
+    return next((f for f in fields if f in meta.columns), None)
+
+
+class GctxToLong:
+    """Stream a GCTX into the long table (graph.records.MEASUREMENT_COLUMNS) plus its records.
+
+    Mapping: pert_type trt_cp/trt_poscon -> compound, trt_sh -> shRNA, trt_xpr -> CRISPRko,
+    trt_oe -> ORF, ctl_* -> control; dose from pert_idose (else pert_dose + pert_dose_unit), time from
+    pert_itime (else pert_time + pert_time_unit); readouts are the row's gene symbol, resolved through
+    `resolver` (Entrez id first, then symbol, then row id) when given. A file without `cell_id`
+    (the CMap kd shRNA plate) gets context UNKNOWN_CONTEXT ("unknown", ContextRecord kind "unknown")
+    and a report note.
+
+    Counting: `report` counts signatures (selected columns): duplicates of a column id keep the first
+    occurrence (file order), the others are quarantined and counted in duplicates_resolved; columns
+    with an unknown pert_type are quarantined. `value_report` counts matrix values: NaN, +-inf and
+    -666 are dropped with the count per reason in `dropped_values`, as are values of rows whose
+    readout repeats an earlier row's (first row kept, later rows quarantined).
+    Records (`signatures`, `perturbations`, `contexts`) are complete once `iter_long()` is exhausted.
+    """
+
+    def __init__(self, path: str | Path, dataset_id: str, *, where: Selection = None, landmark_only: bool = False,
+                 landmark_ids: Iterable[str] | None = None, resolver=None,
+                 compound_ids: Mapping[str, str] | None = None, chunk_size: int = 1000):
+        self.path, self.dataset_id, self.chunk_size = Path(path), dataset_id, chunk_size
+        self.gctx = GctxFile(path)
+        g = self.gctx
+        self.quarantine: list[QuarantineRecord] = []
+        self.dropped_values: Counter[str] = Counter()
+        self.report = ReadReport(source=str(self.path))
+        self.value_report = ReadReport(source=f"{self.path} (values)")
+        self._done = False
+        rows = g.landmark_rows(landmark_ids) if (landmark_only or landmark_ids is not None) else np.arange(g.n_genes)
+        self._rows, self.readouts = self._map_readouts(rows, resolver)
+        cols = g.select_columns(where)
+        self.report.read = len(cols)
+        self._cols, self._sig_frame = self._map_columns(cols, resolver, compound_ids or {})
+        self.report.accepted = len(self._cols)
+        self.report.quarantined = self.report.read - self.report.accepted
+        self.report.check()
+        self._n_readouts = np.zeros(len(self._cols), dtype=np.int64)
+
+    # rows -> readout symbols
+    def _map_readouts(self, rows: np.ndarray, resolver) -> tuple[np.ndarray, list[str]]:
+        meta = self.gctx.row_meta.iloc[rows]
+        sym_f, ent_f = _first(meta, _SYMBOL_FIELDS), _first(meta, _ENTREZ_FIELDS)
+        ids = meta.index.astype(str)
+        symbols = meta[sym_f].astype(object) if sym_f else pd.Series([None] * len(meta), index=meta.index)
+        entrez = meta[ent_f].astype(object) if ent_f else pd.Series([None] * len(meta), index=meta.index)
+        routes: Counter[str] = Counter()
+        readouts = []
+        for rid, sym, ent in zip(ids, symbols, entrez, strict=True):
+            given = clean_text(sym) or rid
+            name = given
+            if resolver is not None:
+                for q in (clean_text(ent), clean_text(sym), rid):
+                    m = resolver.resolve(q) if q else None
+                    if m is not None and m.ok:
+                        name = m.symbol
+                        routes["resolved"] += 1
+                        break
+                else:
+                    routes["unresolved (source name kept)"] += 1
+            readouts.append(name)
+        if routes:
+            self.value_report.notes.append(f"readouts: {dict(routes)}")
+        keep = ~pd.Series(readouts).duplicated(keep="first").to_numpy()
+        for pos in np.flatnonzero(~keep):
+            self.quarantine.append(QuarantineRecord(str(self.path), f"row:{ids[pos]}",
+                                                    f"readout {readouts[pos]!r} repeats an earlier row; first row kept",
+                                                    {"row_id": ids[pos]}))
+        self._dup_rows = int((~keep).sum())
+        return rows[keep], [r for r, k in zip(readouts, keep, strict=True) if k]
+
+    # columns -> signature, perturbation and context per column
+    def _map_columns(self, cols: np.ndarray, resolver, compound_ids: Mapping[str, str]):
+        meta = self.gctx.col_meta.iloc[cols]
+        if "pert_type" not in meta.columns:
+            raise InputFileError(self.path, f"column metadata has no pert_type; available: {list(meta.columns)}")
+        src = str(self.path.name)
+        ids = meta.index.astype(str).to_numpy()
+        dup = pd.Series(ids).duplicated(keep="first").to_numpy()
+        for pos in np.flatnonzero(dup):
+            self.quarantine.append(QuarantineRecord(str(self.path), ids[pos],
+                                                    "duplicate signature id; first occurrence (file order) kept",
+                                                    {"position": int(cols[pos])}))
+        self.report.duplicates_resolved = int(dup.sum())
+
+        def text(field: str) -> pd.Series:
+            return meta[field].map(clean_text) if field in meta.columns else pd.Series([""] * len(meta), index=meta.index)
+
+        if "cell_id" in meta.columns:
+            contexts = text("cell_id").map(normalise_context_name)
+        else:
+            contexts = pd.Series([UNKNOWN_CONTEXT] * len(meta), index=meta.index)
+            self.report.notes.append(f"cell line not recorded in {src}: {len(meta)} signatures get context "
+                                     f"{UNKNOWN_CONTEXT!r} (ContextRecord kind 'unknown')")
+        dose_txt = text("pert_idose")
+        dose_num, dose_unit = text("pert_dose"), text("pert_dose_unit")
+        time_txt = text("pert_itime")
+        time_num, time_unit = text("pert_time"), text("pert_time_unit")
+        frame = pd.DataFrame({
+            "ptype": text("pert_type"), "iname": text("pert_iname"), "pert_id": text("pert_id"),
+            "dose": dose_txt.where(dose_txt != "", dose_num + "\x00" + dose_unit),
+            "time": time_txt.where(time_txt != "", time_num + "\x00" + time_unit),
+        })
+        # Perturbations are computed once per distinct (type, name, id, dose); 720k columns have far fewer.
+        pert_of: dict[tuple, tuple[PerturbationRecord | None, str]] = {}
+        problems: Counter[str] = Counter()
+        for key in frame.drop(columns="time").drop_duplicates().itertuples(index=False, name=None):
+            pert_of[key] = self._perturbation(key, resolver, compound_ids, problems)
+        time_of: dict[str, tuple[float | None, str]] = {}
+        for t in frame["time"].unique():
+            a, _, b = t.partition("\x00")
+            try:
+                time_of[t] = parse_time(a, b or None)
+            except ValueError:
+                problems[f"unparseable time {t.replace(chr(0), ' ')!r} (time left empty)"] += int((frame["time"] == t).sum())
+                time_of[t] = (None, "")
+        for msg, n in sorted(problems.items()):
+            self.report.notes.append(f"{n} x {msg}")
+
+        perts = [pert_of[k] for k in frame.drop(columns="time").itertuples(index=False, name=None)]
+        keep = ~dup & np.array([p[0] is not None for p in perts])
+        for pos in np.flatnonzero(~dup & ~keep):
+            self.quarantine.append(QuarantineRecord(str(self.path), ids[pos], perts[pos][1],
+                                                    {k: str(v) for k, v in frame.iloc[pos].items()}))
+        self.perturbations: dict[str, PerturbationRecord] = {}
+        for rec, _ in perts:
+            if rec is not None:
+                self.perturbations.setdefault(rec.perturbation_id, rec)
+        self.contexts: dict[str, ContextRecord] = {}
+        for c, raw in zip(contexts, text("cell_id") if "cell_id" in meta.columns else contexts, strict=True):
+            if c not in self.contexts:
+                self.contexts[c] = context_record(raw if c != UNKNOWN_CONTEXT else "", source=src)
+        reps = pd.to_numeric(meta["distil_nsample"], errors="coerce") if "distil_nsample" in meta.columns else None
+        sig = pd.DataFrame({
+            "source_id": ids, "context": contexts.to_numpy(),
+            "perturbation": [p[0].perturbation_id if p[0] else "" for p in perts],
+            "perturbation_type": [p[0].perturbation_type if p[0] else "" for p in perts],
+            "time_value": [time_of[t][0] for t in frame["time"]],
+            "n_replicates": (reps.fillna(1).astype(int).to_numpy() if reps is not None else np.ones(len(meta), int)),
+        })[keep].reset_index(drop=True)
+        sig["signature_id"] = self.dataset_id + ":" + sig["source_id"]
+        return cols[keep], sig
+
+    def _perturbation(self, key, resolver, compound_ids, problems) -> tuple[PerturbationRecord | None, str]:
+        ptype_raw, iname, pert_id, dose_raw = key
+        try:
+            ptype = normalise_perturbation_type(ptype_raw)
+        except ValueError as exc:
+            return None, str(exc)
+        name = iname or pert_id
+        if not name:
+            return None, "no pert_iname or pert_id"
+        dose_value, dose_unit = None, ""
+        a, _, b = dose_raw.partition("\x00")
+        try:
+            dose_value, dose_unit = parse_dose(a, b or None)
+        except ValueError:
+            problems[f"unparseable dose {dose_raw.replace(chr(0), ' ')!r} (dose left empty)"] += 1
+        if ptype == "compound":
+            from graph.io.compounds import normalise_compound_name
+
+            cid = compound_ids.get(pert_id) or compound_ids.get(normalise_compound_name(name)) or ""
+            pid = make_perturbation_id(ptype, name, compound_id=cid, dose_value=dose_value, dose_unit=dose_unit)
+            rec = PerturbationRecord(pid, name, ptype, compound_id=cid or pid.split("@")[0][len("compound:"):],
+                                     dose_value=dose_value, dose_unit=dose_unit, source=self.dataset_id)
+        elif ptype == "control":
+            rec = PerturbationRecord(make_perturbation_id(ptype, name), name, ptype, source=self.dataset_id)
+        else:
+            target = name
+            if resolver is not None and (m := resolver.resolve(name)).ok:
+                target = m.symbol
+            pid = make_perturbation_id(ptype, name, targets=(target,))
+            rec = PerturbationRecord(pid, name, ptype, target_symbols=(target.upper(),), source=self.dataset_id)
+        return rec, ""
+
+    def iter_long(self) -> Iterator[pd.DataFrame]:
+        """Yield long-table chunks (MEASUREMENT_COLUMNS, text columns categorical, value float32)."""
+        n_genes = len(self._rows)
+        readout_cat = pd.CategoricalDtype(self.readouts)
+        pert_cat = pd.CategoricalDtype(sorted(self.perturbations))
+        ctx_cat = pd.CategoricalDtype(sorted(self.contexts))
+        type_cat = pd.CategoricalDtype(sorted(set(self._sig_frame["perturbation_type"])))
+        start = 0
+        self.value_report.quarantined += self._dup_rows * len(self._cols)
+        self.value_report.read += (n_genes + self._dup_rows) * len(self._cols)
+        if self._dup_rows:
+            self.dropped_values["duplicate readout row"] += self._dup_rows * len(self._cols)
+        for _, block in self.gctx.iter_columns(self._cols, self._rows, self.chunk_size):
+            n = len(block)
+            sig = self._sig_frame.iloc[start:start + n]
+            flat = block.ravel()
+            finite = np.isfinite(flat)
+            is_missing = flat == MISSING
+            self.dropped_values["NaN"] += int(np.isnan(flat).sum())
+            self.dropped_values["+-inf"] += int(np.isinf(flat).sum())
+            self.dropped_values["-666"] += int(is_missing.sum())
+            keep = finite & ~is_missing
+            self._n_readouts[start:start + n] = keep.reshape(n, n_genes).sum(axis=1)
+            sig_codes = np.repeat(np.arange(n), n_genes)[keep]
+            gene_codes = np.tile(np.arange(n_genes), n)[keep]
+            out = pd.DataFrame({
+                "dataset": pd.Categorical.from_codes(np.zeros(len(sig_codes), np.int8), [self.dataset_id]),
+                "signature_id": pd.Categorical.from_codes(sig_codes, sig["signature_id"].tolist()),
+                "context": pd.Categorical(sig["context"].to_numpy()[sig_codes], dtype=ctx_cat),
+                "perturbation": pd.Categorical(sig["perturbation"].to_numpy()[sig_codes], dtype=pert_cat),
+                "perturbation_type": pd.Categorical(sig["perturbation_type"].to_numpy()[sig_codes], dtype=type_cat),
+                "readout": pd.Categorical.from_codes(gene_codes, dtype=readout_cat),
+                "value": flat[keep],
+            }, columns=list(MEASUREMENT_COLUMNS))
+            self.value_report.accepted += len(out)
+            self.value_report.quarantined += int((~keep).sum())
+            start += n
+            yield out
+        self.dropped_values = Counter({k: v for k, v in self.dropped_values.items() if v})
+        if self.dropped_values:
+            self.value_report.notes.append(f"dropped values: {dict(self.dropped_values)}")
+        self.value_report.check()
+        self._done = True
+        self.gctx.close()
+
+    def _need_done(self) -> None:
+        if not self._done:
+            raise RuntimeError("records are complete only after iter_long() has been exhausted")
+
+    @property
+    def signatures(self) -> list[SignatureRecord]:
+        self._need_done()
+        s = self._sig_frame
+        return [SignatureRecord(sid, self.dataset_id, c, p, int(n), int(r), src) for sid, c, p, n, r, src in zip(
+            s["signature_id"], s["context"], s["perturbation"], self._n_readouts, s["n_replicates"], s["source_id"],
+            strict=True)]
+
+    @property
+    def signature_table(self) -> pd.DataFrame:
+        """Per signature: signature_id, source_id, context, perturbation, perturbation_type, time_value (h)."""
+        return self._sig_frame.copy()
+
+
+def gctx_to_long(path: str | Path, dataset_id: str, **kwargs) -> tuple[pd.DataFrame, GctxToLong]:
+    """Convenience for small files: the whole long table and the finished converter (records, reports)."""
+    conv = GctxToLong(path, dataset_id, **kwargs)
+    chunks = list(conv.iter_long())
+    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
+    for col in MEASUREMENT_COLUMNS[:-1]:
+        frame[col] = frame[col].astype("category")
+    return frame, conv
+
+
+__all__ = ["GctData", "GctxFile", "GctxToLong", "InputFileError", "gctx_to_long", "read_gct", "read_gctx", "write_gctx"]
