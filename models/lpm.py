@@ -1,0 +1,305 @@
+"""User API of the LPM: pandas in, numpy / DataFrames out.
+
+Turns long tables and metadata (SMILES, prior gene graph, cell-line features, targets, doses) into
+vocabularies and symbol tables, and calls `models.train` / `models.module`. Unseen names are
+handled here: they get table rows whose learned-vector index is 0, so only the encoders speak.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models import checkpoint as ckpt
+from models.features import (Standardizer, Vocab, compound_feature_dim, compound_features, dose_features,
+                             split_combination, table_snapshot_id)
+from models.module import LPMConfig, LPMModule, SymbolTables
+from models.train import PairData, dense_pairs, resolve_device, train
+
+
+def _codes(s: pd.Series, names: list[str]) -> np.ndarray:
+    """(n,) position of each value of s in names, -1 when absent (via category codes: fast on 10M rows)."""
+    cat = s if isinstance(s.dtype, pd.CategoricalDtype) else s.astype(str).astype("category")
+    pos = pd.Index(names).get_indexer(cat.cat.categories.astype(str))
+    codes = cat.cat.codes.to_numpy()
+    return np.where(codes >= 0, pos[codes], -1).astype(np.int64)
+
+
+def _names(s: pd.Series) -> list[str]:
+    """Sorted distinct values of s as strings."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return sorted(str(c) for c in s.cat.remove_unused_categories().cat.categories)
+    return sorted(s.astype(str).unique())
+
+
+class LPM:
+    def __init__(self, config: LPMConfig | None = None, *, compound_smiles: dict[str, str] | None = None,
+                 gene_graph: pd.DataFrame | None = None, context_features: pd.DataFrame | None = None,
+                 perturbation_targets: dict[str, list[str]] | None = None,
+                 perturbation_compounds: dict[str, str] | None = None,
+                 perturbation_doses: dict[str, float] | None = None, seed: int = 0):
+        self.config = config or LPMConfig()
+        self.compound_smiles = dict(compound_smiles or {})
+        self.perturbation_targets = {k: list(v) for k, v in (perturbation_targets or {}).items()}
+        self.perturbation_compounds = dict(perturbation_compounds or {})
+        self.perturbation_doses = {k: float(v) for k, v in (perturbation_doses or {}).items()}
+        self.context_features = None if context_features is None else context_features.astype(np.float32)
+        self.gene_graph = None if gene_graph is None else gene_graph.loc[:, [c for c in ("source", "target", "weight") if c in gene_graph]]
+        self.seed = seed
+        self.module: LPMModule | None = None
+        self.history: list[dict] = []
+        self.snapshot_id = ""
+        self._cfeat: dict[str, np.ndarray] = {}  # SMILES -> raw compound features
+
+    # ---------------------------------------------------------------- vocabularies and tables
+    def _compound_of(self, member: str) -> str | None:
+        key = self.perturbation_compounds.get(member, member)
+        return key if key in self.compound_smiles else None
+
+    def _raw_compound(self, members: list[str]) -> np.ndarray:
+        """(n, Fp) raw features, zero rows for members without a structure."""
+        cfg = self.config
+        smiles = [self.compound_smiles.get(self._compound_of(m) or "", None) for m in members]
+        todo = sorted({s for s in smiles if s and s not in self._cfeat})
+        if todo:
+            self._cfeat.update(zip(todo, compound_features(todo, cfg.fp_bits, cfg.fp_radius), strict=True))
+        zero = np.zeros(compound_feature_dim(cfg.fp_bits), np.float32)
+        return np.stack([self._cfeat[s] if s else zero for s in smiles]) if members else zero[None, :0]
+
+    def _build_vocab(self, df: pd.DataFrame) -> None:
+        cfg = self.config
+        perts = _names(df["perturbation"])
+        members = sorted({m for p in perts for m in split_combination(p)})
+        genes = _names(df["readout"])
+        if cfg.use_targets:
+            genes += sorted({g for m in members for g in self.perturbation_targets.get(m, [])} - set(genes))
+        nodes = list(genes)
+        if cfg.use_gene_graph and self.gene_graph is not None:
+            seen = set(nodes)
+            nodes += sorted({str(g) for g in pd.concat([self.gene_graph["source"], self.gene_graph["target"]])} - seen)
+        self.vocab = {"context": _names(df["context"]), "perturbation": perts,
+                      "member": members, "gene": genes, "gene_node": nodes,
+                      "compound": sorted({c for m in members if (c := self._compound_of(m))})}
+        # Standardisation statistics from training symbols only.
+        self._ctx_cols: list[str] = []
+        self._ctx_std = Standardizer(np.zeros(0, np.float32), np.ones(0, np.float32))
+        if cfg.use_context_features and self.context_features is not None:
+            self._ctx_cols = [str(c) for c in self.context_features.columns]
+            known = self.context_features.reindex([c for c in self.vocab["context"] if c in self.context_features.index])
+            self._ctx_std = Standardizer.fit(known.to_numpy())
+        self._comp_std = Standardizer(np.zeros(0, np.float32), np.ones(0, np.float32))
+        if cfg.use_compound_encoder:
+            raw = self._raw_compound([m for m in members if self._compound_of(m)])
+            self._comp_std = Standardizer.fit(raw[:, :-1][raw[:, -1] > 0] if len(raw) else raw[:, :-1])
+
+    @property
+    def feature_dims(self) -> dict[str, int]:
+        fc = len(self._ctx_cols) + 1 if self._ctx_cols else 0  # + has_features flag
+        fp = compound_feature_dim(self.config.fp_bits) if self.config.use_compound_encoder else 0
+        return {"context": fc, "compound": fp}
+
+    def _tables(self, contexts: list[str], perts: list[str]) -> SymbolTables:
+        """Tables for the given names (row i+1 = names[i], row 0 = unknown); unseen names get sym 0."""
+        dims, v = self.feature_dims, self.vocab
+        ctx_feat = np.zeros((len(contexts) + 1, dims["context"]), np.float32)
+        if dims["context"]:
+            raw = self.context_features.reindex(contexts).to_numpy(dtype=np.float32)  # NaN rows when absent
+            ctx_feat[1:, :-1] = self._ctx_std.transform(raw)
+            ctx_feat[1:, -1] = np.isin(contexts, self.context_features.index.astype(str))
+        members = sorted({m for p in perts for m in split_combination(p)})
+        mrow = {m: i + 1 for i, m in enumerate(members)}
+        comp = np.zeros((len(members) + 1, dims["compound"]), np.float32)
+        if dims["compound"] and members:
+            raw = self._raw_compound(members)
+            comp[1:, :-1] = self._comp_std.transform(raw[:, :-1]) * raw[:, -1:]  # no structure -> zero row
+            comp[1:, -1] = raw[:, -1]
+        dose = np.zeros((len(members) + 1, 2), np.float32)
+        dose[1:] = dose_features([self.perturbation_doses.get(m) for m in members])
+        tl = [self.perturbation_targets.get(m, []) if self.config.use_targets else [] for m in members]
+        T = max((len(t) for t in tl), default=0)
+        targets = np.full((len(members) + 1, T), -1, np.int64)
+        node_index = Vocab(v["gene_node"])
+        for i, t in enumerate(tl):
+            targets[i + 1, : len(t)] = node_index.index(t) - 1  # -1: gene unknown to the model
+        M = max((len(split_combination(p)) for p in perts), default=1)
+        pm = np.zeros((len(perts) + 1, M), np.int64)
+        for i, p in enumerate(perts):
+            ms = split_combination(p)
+            pm[i + 1, : len(ms)] = [mrow[m] for m in ms]
+        t = torch.from_numpy
+        return SymbolTables(
+            ctx_sym=t(np.concatenate([[0], Vocab(v["context"]).index(contexts)])), ctx_feat=t(ctx_feat),
+            mem_sym=t(np.concatenate([[0], Vocab(v["member"]).index(members)])), mem_comp=t(comp),
+            mem_dose=t(dose), mem_targets=t(targets), pert_members=t(pm))
+
+    def _new_module(self, edge_index: torch.Tensor | None = None, edge_weight: torch.Tensor | None = None) -> LPMModule:
+        v, dims = self.vocab, self.feature_dims
+        node_sym = torch.from_numpy(Vocab(v["gene"]).index(v["gene_node"]))
+        if edge_index is None:
+            edge_index, edge_weight = torch.zeros((2, 0), dtype=torch.long), torch.zeros(0)
+            if self.config.use_gene_graph and self.gene_graph is not None and len(self.gene_graph):
+                g = self.gene_graph
+                s = Vocab(v["gene_node"]).index(g["source"].astype(str)) - 1
+                d = Vocab(v["gene_node"]).index(g["target"].astype(str)) - 1
+                w = g["weight"].to_numpy(np.float32) if "weight" in g else np.ones(len(g), np.float32)
+                w = np.where(np.isfinite(w), w, 1.0).astype(np.float32)
+                keep = (s >= 0) & (d >= 0) & (s != d)
+                s, d, w = s[keep], d[keep], w[keep]
+                edge_index = torch.from_numpy(np.stack([np.concatenate([s, d]), np.concatenate([d, s])]))
+                edge_weight = torch.from_numpy(np.concatenate([w, w]))
+        return LPMModule(self.config, n_contexts=len(v["context"]), n_members=len(v["member"]),
+                         n_genes=len(v["gene"]), ctx_feat_dim=dims["context"], comp_feat_dim=dims["compound"],
+                         gene_node_sym=node_sym, edge_index=edge_index, edge_weight=edge_weight)
+
+    def _pair_data(self, df: pd.DataFrame, contexts: list[str], perts: list[str], tables: SymbolTables) -> PairData:
+        return dense_pairs(_codes(df["context"], contexts) + 1, _codes(df["perturbation"], perts) + 1,
+                           _codes(df["readout"], self.vocab["gene_node"]), df["value"].to_numpy(np.float32), tables)
+
+    # ---------------------------------------------------------------- training
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, *, progress: bool = True,
+            checkpoint: str | os.PathLike | None = None, resume: bool = False, snapshot_id: str | None = None,
+            device: str | None = None) -> LPM:
+        """Train on a long table (context, perturbation, readout, value). With `checkpoint`, the
+        training state is saved there after every epoch; `resume=True` continues from it."""
+        from graph.settings import get_settings
+
+        self._build_vocab(train)
+        self.snapshot_id = snapshot_id or table_snapshot_id(train)
+        torch.manual_seed(self.seed)
+        self.module = self._new_module()
+        # One table for train and valid: training names first, then validation-only (unseen) names.
+        ctxs, perts = list(self.vocab["context"]), list(self.vocab["perturbation"])
+        if valid is not None:
+            ctxs += sorted(set(_names(valid["context"])) - set(ctxs))
+            perts += sorted(set(_names(valid["perturbation"])) - set(perts))
+        tables = self._tables(ctxs, perts)
+        tr = self._pair_data(train, ctxs, perts, tables)
+        va = self._pair_data(valid, ctxs, perts, tables) if valid is not None and len(valid) else None
+        state = None
+        if resume and checkpoint is not None and Path(checkpoint).exists():
+            payload = ckpt.load_checkpoint(checkpoint)
+            ckpt.check_same_vocab(payload, self.vocab, self.feature_dims)
+            state = payload.get("train_state")
+        save = (lambda st: ckpt.save_checkpoint(checkpoint, self._payload(st))) if checkpoint is not None else None
+        self.history = train_fn(self.module, tr, va, self.config, seed=self.seed, progress=progress,
+                                device=device or get_settings().device, resume_state=state, on_epoch_end=save)
+        self.module.cpu().eval()
+        return self
+
+    # ---------------------------------------------------------------- inference
+    def _device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @torch.no_grad()
+    def predict(self, rows: pd.DataFrame, chunk: int = 200_000) -> np.ndarray:
+        """(n,) float32 predictions for rows with context, perturbation, readout (names may be unseen)."""
+        m = self._require()
+        m.eval()
+        ctxs, perts = _names(rows["context"]), _names(rows["perturbation"])
+        t = self._tables(ctxs, perts).to(self._device())
+        ci, pi = _codes(rows["context"], ctxs) + 1, _codes(rows["perturbation"], perts) + 1
+        ro = _codes(rows["readout"], self.vocab["gene_node"])
+        pair_key = ci * (len(perts) + 1) + pi
+        pairs, pair_of_row = np.unique(pair_key, return_inverse=True)
+        nodes, node_of_row = np.unique(ro, return_inverse=True)
+        dev = self._device()
+        pc = torch.from_numpy(pairs // (len(perts) + 1)).to(dev)
+        pp = torch.from_numpy(pairs % (len(perts) + 1)).to(dev)
+        A = m.pair_part(m.embed_contexts(t, pc), m.embed_perturbations(t, pp))  # (P, H)
+        B = m.readout_part(m.embed_readouts(torch.from_numpy(nodes).to(dev)))  # (R, H)
+        por, nor = torch.from_numpy(pair_of_row).to(dev), torch.from_numpy(node_of_row).to(dev)
+        out = [m.head(A[por[i:i + chunk]] + B[nor[i:i + chunk]]) for i in range(0, len(rows), chunk)]
+        return torch.cat(out).float().cpu().numpy() if out else np.zeros(0, np.float32)
+
+    @torch.no_grad()
+    def embeddings(self, kind: Literal["perturbation", "readout", "context"], names: list[str] | None = None) -> pd.DataFrame:
+        """Embedding vectors (learned vector + encoder) per name; unseen names come from the encoders alone."""
+        m = self._require()
+        m.eval()
+        dev = self._device()
+        if kind == "context":
+            names = list(names if names is not None else self.vocab["context"])
+            e = m.embed_contexts(self._tables(names, []).to(dev), torch.arange(1, len(names) + 1, device=dev))
+        elif kind == "perturbation":
+            names = list(names if names is not None else self.vocab["perturbation"])
+            e = m.embed_perturbations(self._tables([], names).to(dev), torch.arange(1, len(names) + 1, device=dev))
+        elif kind == "readout":
+            names = list(names if names is not None else self.vocab["gene"])
+            e = m.embed_readouts(torch.from_numpy(Vocab(self.vocab["gene_node"]).index(names) - 1).to(dev))
+        else:
+            raise ValueError(f"kind must be perturbation, readout or context, not {kind!r}")
+        return pd.DataFrame(e.cpu().numpy(), index=pd.Index(names, name="name"),
+                            columns=[f"e{i}" for i in range(e.shape[1])])
+
+    def _require(self) -> LPMModule:
+        if self.module is None:
+            raise RuntimeError("LPM is not trained: call fit() or LPM.load()")
+        return self.module
+
+    # ---------------------------------------------------------------- persistence
+    def _payload(self, train_state: dict | None = None) -> dict:
+        cf = self.context_features
+        meta = {
+            "json": json.dumps({"compound_smiles": self.compound_smiles, "perturbation_targets": self.perturbation_targets,
+                                "perturbation_compounds": self.perturbation_compounds,
+                                "perturbation_doses": self.perturbation_doses, "seed": self.seed,
+                                "ctx_cols": self._ctx_cols}),
+            "ctx_names": [] if cf is None else [str(i) for i in cf.index],
+            "ctx_values": torch.zeros(0, 0) if cf is None else torch.from_numpy(cf.to_numpy(np.float32)),
+            "ctx_columns": [] if cf is None else [str(c) for c in cf.columns],
+            "ctx_mean": torch.from_numpy(self._ctx_std.mean), "ctx_std": torch.from_numpy(self._ctx_std.std),
+            "comp_mean": torch.from_numpy(self._comp_std.mean), "comp_std": torch.from_numpy(self._comp_std.std),
+        }
+        p = {"config": self.config.to_dict(), "vocab": self.vocab, "feature_dims": self.feature_dims,
+             "snapshot_id": self.snapshot_id, "meta": meta, "history": self.history,
+             "state_dict": {k: v.detach().cpu() for k, v in self._require().state_dict().items()}}
+        if train_state is not None:
+            p["train_state"] = train_state
+        return p
+
+    def save(self, path: str | os.PathLike) -> None:
+        ckpt.save_checkpoint(path, self._payload())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LPM:
+        """Rebuild from a checkpoint; refuses (CheckpointError) unreadable files and weights that do
+        not fit the stored vocabularies / feature dims."""
+        p = ckpt.load_checkpoint(path)
+        try:
+            meta, j = p["meta"], json.loads(p["meta"]["json"])
+            cf = None
+            if meta["ctx_names"]:
+                cf = pd.DataFrame(meta["ctx_values"].numpy(), index=meta["ctx_names"], columns=meta["ctx_columns"])
+            self = cls(LPMConfig(**p["config"]), compound_smiles=j["compound_smiles"], context_features=cf,
+                       perturbation_targets=j["perturbation_targets"], perturbation_compounds=j["perturbation_compounds"],
+                       perturbation_doses=j["perturbation_doses"], seed=j["seed"])
+            self.vocab = {k: list(v) for k, v in p["vocab"].items()}
+            self._ctx_cols = j["ctx_cols"]
+            self._ctx_std = Standardizer(meta["ctx_mean"].numpy(), meta["ctx_std"].numpy())
+            self._comp_std = Standardizer(meta["comp_mean"].numpy(), meta["comp_std"].numpy())
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ckpt.CheckpointError(f"checkpoint {path}: malformed metadata ({exc})") from exc
+        if self.feature_dims != dict(p["feature_dims"]):
+            raise ckpt.CheckpointError(f"checkpoint {path}: feature dims {p['feature_dims']} do not match "
+                                       f"its metadata ({self.feature_dims})")
+        sd = p["state_dict"]
+        if "genes.edge_index" not in sd or "genes.edge_weight" not in sd:
+            raise ckpt.CheckpointError(f"checkpoint {path}: weights lack the gene graph")
+        self.module = self._new_module(sd["genes.edge_index"], sd["genes.edge_weight"])
+        ckpt.check_state_shapes(sd, self.module.state_dict(), str(path))
+        if not torch.equal(sd["genes.node_sym"], self.module.genes.node_sym):
+            raise ckpt.CheckpointError(f"checkpoint {path}: gene vocabulary does not match the gene nodes")
+        self.module.load_state_dict(sd)
+        self.module.eval()
+        self.snapshot_id, self.history = p["snapshot_id"], list(p.get("history", []))
+        return self
+
+
+train_fn = train  # `fit` has a parameter named train
+__all__ = ["LPM", "LPMConfig", "resolve_device"]

@@ -1,0 +1,233 @@
+"""The Large Perturbation Model as torch modules, and its configuration.
+
+LPM (Miladinovic et al. 2025) predicts one value per (context, perturbation, readout) triple: the
+three embeddings are concatenated and passed through an MLP. Two things are added here:
+
+1. Every embedding is a learned per-symbol vector (row 0 = "unknown", fixed at zero) PLUS a feature
+   encoder (RDKit compound features + log-dose, a message-passing gene encoder over a prior gene
+   graph, cell-line feature vectors), so symbols unseen in training still get an embedding.
+2. The first Linear over [c; p; r] is split into W_c c + W_p p + W_r r: the (context,
+   perturbation) part is computed once per pair, the readout part once per readout, and the two
+   are broadcast-added. `forward_naive` keeps the plain concatenate-then-MLP path for tests and the
+   benchmark; both share the same parameters.
+
+Contexts and perturbations are addressed as rows of `SymbolTables` (built by the caller for any
+names, seen or not); genes as *nodes* of the gene encoder (0-based: training readouts/targets plus
+prior-graph genes; -1 = unknown gene outside the graph).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class LPMConfig:
+    # Paper defaults (LINCS configuration).
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    num_layers: int = 2  # num_layers x [Linear, ReLU, Dropout], then Linear(hidden, 1)
+    dropout: float = 0.1
+    lr: float = 2e-3
+    lr_decay: float = 0.97  # ExponentialLR gamma, stepped once per epoch
+    weight_decay: float = 0.0  # AdamW decoupled decay (not stated in the paper)
+    batch_triples: int = 1000  # observed triples per step (approximately: batches are pair x readout tiles)
+    max_epochs: int = 50
+    patience: int = 5  # epochs without validation improvement before stopping
+    # Encoders beyond the paper; all False = the paper model (`LPMConfig.paper()`).
+    use_compound_encoder: bool = True
+    use_gene_graph: bool = True
+    use_targets: bool = True  # genetic perturbations add the (shared) gene encoding of their targets
+    use_context_features: bool = True
+    fp_bits: int = 1024
+    fp_radius: int = 2
+    encoder_hidden: int = 256
+    gnn_layers: int = 1
+
+    @classmethod
+    def paper(cls, **overrides) -> LPMConfig:
+        """The published LPM: learned embeddings only, no feature encoders."""
+        base = dict(use_compound_encoder=False, use_gene_graph=False, use_targets=False, use_context_features=False)
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_out))
+
+
+class GeneEncoder(nn.Module):
+    """Learned gene vectors + mean-aggregation message passing over the prior gene graph.
+
+    A gene node's embedding is its own vector plus the GNN output at that node. Genes without a
+    learned vector (graph-only or unseen) have a zero input row, so their embedding comes from
+    their neighbours. Only the L-hop subgraph around the queried nodes is computed; with mean
+    aggregation (GraphConv, weighted) that is exact for the queried nodes.
+    """
+
+    def __init__(self, n_genes: int, node_sym: torch.Tensor, edge_index: torch.Tensor,
+                 edge_weight: torch.Tensor, d: int, n_layers: int, use_graph: bool):
+        super().__init__()
+        self.emb = nn.Embedding(n_genes + 1, d, padding_idx=0)  # row 0: unknown gene
+        self.register_buffer("node_sym", node_sym.long())  # (G,) node -> learned vector row (0 = none)
+        self.register_buffer("edge_index", edge_index.long())  # (2, E) both directions
+        self.register_buffer("edge_weight", edge_weight.float())  # (E,)
+        self.use_graph = use_graph
+        self.convs = nn.ModuleList()
+        if use_graph:
+            from torch_geometric.nn import GraphConv  # pure PyTorch scatter path (no torch-scatter)
+
+            self.convs.extend(GraphConv(d, d, aggr="mean") for _ in range(n_layers))
+
+    @property
+    def n_nodes(self) -> int:
+        return self.node_sym.shape[0]
+
+    def forward(self, nodes: torch.Tensor) -> torch.Tensor:
+        """nodes (B,) gene node ids, -1 = unknown and not in the graph -> (B, d); -1 rows are zero."""
+        out = self.emb.weight.new_zeros(nodes.shape[0], self.emb.embedding_dim)  # (B, d)
+        valid = nodes >= 0
+        nv = nodes[valid]
+        x = self.emb(self.node_sym[nv])  # (b, d)
+        if self.use_graph and nv.numel():
+            from torch_geometric.utils import k_hop_subgraph
+
+            uniq, inv = torch.unique(nv, return_inverse=True)
+            subset, ei, mapping, emask = k_hop_subgraph(
+                uniq, len(self.convs), self.edge_index, relabel_nodes=True, num_nodes=self.n_nodes)
+            h = self.emb(self.node_sym[subset])  # (S, d)
+            w = self.edge_weight[emask]  # (E_sub,)
+            for i, conv in enumerate(self.convs):
+                h = conv(h, ei, w)
+                if i < len(self.convs) - 1:
+                    h = F.relu(h)
+            x = x + h[mapping][inv]  # (b, d)
+        out[valid] = x
+        return out
+
+
+@dataclass
+class SymbolTables:
+    """Features of the context / perturbation symbols a batch may refer to; row 0 = unknown / padding.
+
+    Built by the caller for any name list (training, validation, unseen names): `*_sym` maps a row
+    to its learned vector (0 = none, i.e. only the feature encoder speaks for it).
+    """
+
+    ctx_sym: torch.Tensor  # (Nc,) long
+    ctx_feat: torch.Tensor  # (Nc, Fc)
+    mem_sym: torch.Tensor  # (Nm,) long; members = single perturbations
+    mem_comp: torch.Tensor  # (Nm, Fp) standardised compound features, last column = "parsed" flag
+    mem_dose: torch.Tensor  # (Nm, 2) [log10 uM, has_dose]
+    mem_targets: torch.Tensor  # (Nm, T) gene nodes, -1 pad
+    pert_members: torch.Tensor  # (Np, M) member rows, 0 pad
+
+    def to(self, device) -> SymbolTables:
+        return SymbolTables(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+
+class LPMModule(nn.Module):
+    def __init__(self, cfg: LPMConfig, *, n_contexts: int, n_members: int, n_genes: int,
+                 ctx_feat_dim: int, comp_feat_dim: int, gene_node_sym: torch.Tensor,
+                 edge_index: torch.Tensor, edge_weight: torch.Tensor):
+        super().__init__()
+        self.cfg = cfg
+        d, H = cfg.embed_dim, cfg.hidden_dim
+        self.ctx_emb = nn.Embedding(n_contexts + 1, d, padding_idx=0)  # row 0: unknown, stays zero
+        self.mem_emb = nn.Embedding(n_members + 1, d, padding_idx=0)
+        self.genes = GeneEncoder(n_genes, gene_node_sym, edge_index, edge_weight, d, cfg.gnn_layers, cfg.use_gene_graph)
+        Fc, Fp = ctx_feat_dim, comp_feat_dim
+        self.ctx_encoder = mlp(Fc, cfg.encoder_hidden, d) if cfg.use_context_features and Fc else None
+        self.comp_encoder = mlp(Fp + 2, cfg.encoder_hidden, d) if cfg.use_compound_encoder and Fp else None
+        self.target_proj = nn.Linear(d, d) if cfg.use_targets else None
+
+        # Head: first Linear over [c; p; r] (used split), then the rest of the MLP.
+        self.first = nn.Linear(3 * d, H)
+        rest: list[nn.Module] = [nn.ReLU(), nn.Dropout(cfg.dropout)]
+        for _ in range(cfg.num_layers - 1):
+            rest += [nn.Linear(H, H), nn.ReLU(), nn.Dropout(cfg.dropout)]
+        rest.append(nn.Linear(H, 1))
+        self.rest = nn.Sequential(*rest)
+
+    # ---- encoders at the feature level (used for unseen symbols) ----
+    def context_repr(self, sym: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        """sym (B,) vocab index (0 = unknown), feat (B, Fc) -> (B, d)."""
+        c = self.ctx_emb(sym)
+        if self.ctx_encoder is not None:
+            c = c + self.ctx_encoder(feat)
+        return c
+
+    def member_repr(self, sym: torch.Tensor, comp: torch.Tensor, dose: torch.Tensor,
+                    targets: torch.Tensor) -> torch.Tensor:
+        """One (non-combination) perturbation: sym (B,), comp (B, Fp), dose (B, 2), targets (B, T) -> (B, d)."""
+        p = self.mem_emb(sym)  # (B, d)
+        if self.comp_encoder is not None:
+            # Only rows with a structure or a dose get a compound term; genetic ones get none.
+            has = ((comp[:, -1] > 0) | (dose[:, 1] > 0)).unsqueeze(1).to(p.dtype)  # (B, 1); comp[:, -1] = parsed flag
+            p = p + has * self.comp_encoder(torch.cat([comp, dose], dim=1))
+        if self.target_proj is not None and targets.numel():
+            tmask = targets >= 0  # (B, T)
+            g = self.genes(targets.clamp(min=0).reshape(-1)).view(*targets.shape, -1)  # (B, T, d)
+            n = tmask.sum(1, keepdim=True)  # (B, 1)
+            gm = (g * tmask.unsqueeze(-1)).sum(1) / n.clamp(min=1)  # (B, d) mean over targets
+            p = p + (n > 0).to(p.dtype) * self.target_proj(gm)
+        return p
+
+    @staticmethod
+    def combine(pos: torch.Tensor, valid: torch.Tensor, member_emb: torch.Tensor) -> torch.Tensor:
+        """pos (B, M) rows into member_emb (N, d), valid (B, M) -> (B, d): a combination is the mean of its members."""
+        m = valid.unsqueeze(-1).to(member_emb.dtype)  # (B, M, 1)
+        return (member_emb[pos] * m).sum(1) / m.sum(1).clamp(min=1)
+
+    # ---- encoders over symbol tables (rows) ----
+    def embed_contexts(self, t: SymbolTables, idx: torch.Tensor) -> torch.Tensor:
+        return self.context_repr(t.ctx_sym[idx], t.ctx_feat[idx])  # (B, d)
+
+    def embed_perturbations(self, t: SymbolTables, idx: torch.Tensor) -> torch.Tensor:
+        members = t.pert_members[idx]  # (B, M)
+        uniq, inv = torch.unique(members, return_inverse=True)  # embed each member once
+        e = self.member_repr(t.mem_sym[uniq], t.mem_comp[uniq], t.mem_dose[uniq], t.mem_targets[uniq])  # (U, d)
+        return self.combine(inv.view_as(members), members > 0, e)  # (B, d)
+
+    def embed_readouts(self, nodes: torch.Tensor) -> torch.Tensor:
+        return self.genes(nodes)  # (R, d)
+
+    # ---- head ----
+    def pair_part(self, c: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """W_c c + W_p p + b: (P, d), (P, d) -> (P, H)."""
+        d = c.shape[1]
+        return F.linear(c, self.first.weight[:, :d]) + F.linear(p, self.first.weight[:, d:2 * d], self.first.bias)
+
+    def readout_part(self, r: torch.Tensor) -> torch.Tensor:
+        """W_r r: (R, d) -> (R, H)."""
+        return F.linear(r, self.first.weight[:, 2 * r.shape[1]:])
+
+    def head(self, h1: torch.Tensor) -> torch.Tensor:
+        """First-layer pre-activations (..., H) -> predictions (...)."""
+        return self.rest(h1).squeeze(-1)
+
+    def forward_embeddings(self, c: torch.Tensor, p: torch.Tensor, r: torch.Tensor,
+                           mask: torch.Tensor | None = None) -> torch.Tensor:
+        """c, p (P, d) per pair; r (R, d) per readout -> (P, R), or (T,) = the entries where mask (P, R) is True."""
+        h1 = self.pair_part(c, p).unsqueeze(1) + self.readout_part(r).unsqueeze(0)  # (P, R, H)
+        if mask is not None:
+            h1 = h1[mask]  # (T, H): only observed triples go through the rest of the MLP
+        return self.head(h1)
+
+    def forward(self, t: SymbolTables, ctx: torch.Tensor, pert: torch.Tensor, readouts: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """ctx, pert (P,) table rows; readouts (R,) gene nodes -> (P, R), or (T,) with mask (P, R)."""
+        return self.forward_embeddings(self.embed_contexts(t, ctx), self.embed_perturbations(t, pert),
+                                       self.embed_readouts(readouts), mask)
+
+    def forward_naive(self, t: SymbolTables, ctx: torch.Tensor, pert: torch.Tensor,
+                      readouts: torch.Tensor) -> torch.Tensor:
+        """Plain LPM: per-triple (T,) indices -> embed each, concatenate (T, 3d), MLP -> (T,)."""
+        x = torch.cat([self.embed_contexts(t, ctx), self.embed_perturbations(t, pert), self.embed_readouts(readouts)], 1)
+        return self.head(self.first(x))

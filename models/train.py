@@ -1,0 +1,218 @@
+"""The LPM training loop: tensors in, trained module + history out (no Neo4j, no Dagster, no pandas).
+
+Data are a dense (n_pairs, n_readouts) value matrix with NaN for missing values (missing is not
+"unchanged", so it is masked out of the loss). Each step takes a *tile*: a group of pairs x a group
+of readouts sized so that about `batch_triples` observed values fall in it. A tile needs the pair
+part of the first layer once per pair and the readout part once per readout; an epoch visits every
+tile of a fresh random partition once, so every observed triple is seen exactly once per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.module import LPMConfig, LPMModule, SymbolTables
+
+
+@dataclass
+class PairData:
+    tables: SymbolTables
+    ctx: torch.Tensor  # (P,) context table rows
+    pert: torch.Tensor  # (P,) perturbation table rows
+    readouts: torch.Tensor  # (R,) gene nodes
+    values: torch.Tensor  # (P, R) float32, NaN = not measured
+
+    @property
+    def n_obs(self) -> int:
+        return int((~torch.isnan(self.values)).sum())
+
+    def to(self, device) -> PairData:
+        return PairData(self.tables.to(device), self.ctx.to(device), self.pert.to(device),
+                        self.readouts.to(device), self.values.to(device))
+
+
+def dense_pairs(ctx_rows: np.ndarray, pert_rows: np.ndarray, readout_nodes: np.ndarray, values: np.ndarray,
+                tables: SymbolTables) -> PairData:
+    """Long per-triple arrays (n,) -> PairData. Duplicate triples keep the last value."""
+    pair_key = ctx_rows.astype(np.int64) * (int(pert_rows.max(initial=0)) + 1) + pert_rows
+    pairs, pair_of_row = np.unique(pair_key, return_inverse=True)
+    readouts, readout_of_row = np.unique(readout_nodes, return_inverse=True)
+    first = np.zeros(len(pairs), dtype=np.int64)
+    first[pair_of_row] = np.arange(len(pair_of_row))  # any row of each pair gives its ctx / pert
+    dense = np.full((len(pairs), len(readouts)), np.nan, dtype=np.float32)
+    dense[pair_of_row, readout_of_row] = values
+    return PairData(tables, torch.from_numpy(ctx_rows[first].astype(np.int64)),
+                    torch.from_numpy(pert_rows[first].astype(np.int64)),
+                    torch.from_numpy(readouts.astype(np.int64)), torch.from_numpy(dense))
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def tile_shape(n_pairs: int, n_readouts: int, density: float, batch_triples: int) -> tuple[int, int]:
+    """Pairs x readouts per tile with about batch_triples observed values, as square as possible
+    (minimises the first-layer work, which grows with pairs + readouts per tile)."""
+    cells = batch_triples / max(density, 1e-9)
+    bp = int(min(n_pairs, max(1, round(math.sqrt(cells)))))
+    br = int(min(n_readouts, max(1, math.ceil(cells / bp))))
+    bp = int(min(n_pairs, max(1, math.ceil(cells / br))))  # re-balance when readouts were capped
+    return bp, br
+
+
+def make_tiles(n_pairs: int, n_readouts: int, bp: int, br: int, gen: torch.Generator | None):
+    """All (pair group, readout group) tiles of a partition; random partition + order when gen is given."""
+    if gen is None:
+        pp, rr = torch.arange(n_pairs), torch.arange(n_readouts)
+    else:
+        pp, rr = torch.randperm(n_pairs, generator=gen), torch.randperm(n_readouts, generator=gen)
+    tiles = [(pi, ri) for pi in pp.split(bp) for ri in rr.split(br)]
+    if gen is not None:
+        tiles = [tiles[i] for i in torch.randperm(len(tiles), generator=gen).tolist()]
+    return tiles
+
+
+def tile_loss(module: LPMModule, data: PairData, pi: torch.Tensor, ri: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of squared errors over the observed values of one tile, and their count."""
+    v = data.values.index_select(0, pi).index_select(1, ri)  # (bp, br)
+    mask = ~torch.isnan(v)
+    n = int(mask.sum())
+    if n == 0:
+        return v.new_zeros(()), 0
+    if n == mask.numel():  # fully observed tile: skip the boolean gather
+        pred = module(data.tables, data.ctx[pi], data.pert[pi], data.readouts[ri]).reshape(-1)
+        return F.mse_loss(pred, v.reshape(-1), reduction="sum"), n
+    pred = module(data.tables, data.ctx[pi], data.pert[pi], data.readouts[ri], mask)  # (n,)
+    return F.mse_loss(pred, v[mask], reduction="sum"), n
+
+
+@torch.no_grad()
+def evaluate(module: LPMModule, data: PairData, batch_triples: int) -> float:
+    """Mean squared error over all observed values (eval mode, large tiles)."""
+    was = module.training
+    module.eval()
+    n_obs = data.n_obs
+    bp, br = tile_shape(len(data.ctx), len(data.readouts), n_obs / max(data.values.numel(), 1), 8 * batch_triples)
+    dev = data.values.device
+    tot, cnt = 0.0, 0
+    for pi, ri in make_tiles(len(data.ctx), len(data.readouts), bp, br, None):
+        s, n = tile_loss(module, data, pi.to(dev), ri.to(dev))
+        tot, cnt = tot + float(s), cnt + n
+    module.train(was)
+    return tot / max(cnt, 1)
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    st = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict[str, Any], gen: torch.Generator) -> None:
+    torch.set_rng_state(st["torch"])
+    gen.set_state(st["gen"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMConfig, *, seed: int = 0,
+          device: str = "auto", progress: bool = True, resume_state: dict[str, Any] | None = None,
+          on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
+    """Train in place; returns the per-epoch history.
+
+    on_epoch_end(train_state) is called after every epoch with everything needed to resume
+    (weights, optimizer, scheduler, RNG states, epoch, history, early-stopping state); pass that
+    dict back as resume_state to continue exactly where it stopped. With `valid`, training stops
+    after `cfg.patience` epochs without improvement and the best weights are restored.
+    """
+    dev = resolve_device(device)
+    module.to(dev)
+    data = data.to(dev)
+    valid = valid.to(dev) if valid is not None and valid.n_obs else None
+    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed + 1)  # dropout
+    history: list[dict] = []
+    best_loss, best_state, bad_epochs, start = math.inf, None, 0, 0
+    if resume_state is not None:
+        module.load_state_dict(resume_state["model"])
+        opt.load_state_dict(resume_state["optimizer"])
+        sched.load_state_dict(resume_state["scheduler"])
+        _set_rng_state(resume_state["rng"], gen)
+        history = list(resume_state["history"])
+        best_loss, bad_epochs = resume_state["best_loss"], resume_state["bad_epochs"]
+        best_state = resume_state.get("best_model")
+        start = resume_state["epoch"]
+
+    n_obs = data.n_obs
+    P, R = len(data.ctx), len(data.readouts)
+    bp, br = tile_shape(P, R, n_obs / max(P * R, 1), cfg.batch_triples)
+    bar = _progress(progress)
+    task = bar.add_task("LPM", total=cfg.max_epochs, completed=start, info="") if bar else None
+    try:
+        for epoch in range(start, cfg.max_epochs):
+            if valid is not None and bad_epochs >= cfg.patience:
+                break
+            module.train()
+            t0, tot, cnt = time.perf_counter(), 0.0, 0
+            for step, (pi, ri) in enumerate(make_tiles(P, R, bp, br, gen)):
+                s, n = tile_loss(module, data, pi.to(dev), ri.to(dev))
+                if n == 0:
+                    continue
+                opt.zero_grad(set_to_none=True)
+                (s / n).backward()
+                opt.step()
+                tot, cnt = tot + float(s), cnt + n
+                if bar and step % 20 == 0:
+                    tps = cnt / max(time.perf_counter() - t0, 1e-9)
+                    bar.update(task, info=f"epoch {epoch + 1} loss {tot / cnt:.4f} {tps:,.0f} triples/s")
+            dt = time.perf_counter() - t0
+            rec = {"epoch": epoch + 1, "train_loss": tot / max(cnt, 1), "lr": opt.param_groups[0]["lr"],
+                   "triples_per_s": cnt / max(dt, 1e-9), "seconds": dt}
+            sched.step()
+            if valid is not None:
+                rec["valid_loss"] = evaluate(module, valid, cfg.batch_triples)
+                if rec["valid_loss"] < best_loss - 1e-7:
+                    best_loss, bad_epochs = rec["valid_loss"], 0
+                    best_state = copy.deepcopy(module.state_dict())
+                else:
+                    bad_epochs += 1
+            history.append(rec)
+            if bar:
+                bar.update(task, advance=1, info=f"epoch {epoch + 1} loss {rec['train_loss']:.4f} "
+                           f"valid {rec.get('valid_loss', float('nan')):.4f} {rec['triples_per_s']:,.0f} triples/s")
+            if on_epoch_end is not None:
+                on_epoch_end({"model": module.state_dict(), "optimizer": opt.state_dict(),
+                              "scheduler": sched.state_dict(), "rng": _rng_state(gen), "epoch": epoch + 1,
+                              "history": history, "best_loss": best_loss, "bad_epochs": bad_epochs,
+                              "best_model": best_state})
+    finally:
+        if bar:
+            bar.stop()
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    return history
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[info]}"), transient=False)
+    bar.start()
+    return bar
