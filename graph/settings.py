@@ -15,9 +15,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perturbgraph"
+
+
 def _default_home() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "perturbgraph"
+    return _default_cache() / "home"
 
 
 def _default_shared_data() -> Path:
@@ -25,7 +28,8 @@ def _default_shared_data() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # case_sensitive: only the upper-case names below are read (a field called `home` must not pick up $HOME).
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True, case_sensitive=True)
 
     # An external Neo4j (Docker, Aura, a cluster). When set, the platform starts nothing.
     neo4j_uri: str | None = Field(default=None, validation_alias=AliasChoices("NEO4J_URI"))
@@ -36,6 +40,8 @@ class Settings(BaseSettings):
 
     # Where data, artifacts, the Neo4j store and the Dagster instance live.
     home: Path = Field(default_factory=_default_home, validation_alias=AliasChoices("PERTURBGRAPH_HOME"))
+    # Reusable downloads shared by every home: the Neo4j jars (and, by the Makefile, the virtualenv).
+    cache_dir: Path = Field(default_factory=_default_cache, validation_alias=AliasChoices("PERTURBGRAPH_CACHE"))
     # Real public data (../shared/data beside the repository by default).
     shared_data: Path = Field(
         default_factory=_default_shared_data, validation_alias=AliasChoices("PERTURBGRAPH_SHARED_DATA")
@@ -67,7 +73,8 @@ class Settings(BaseSettings):
 
     @property
     def neo4j_lib_dir(self) -> Path:
-        return self.neo4j_home / "lib"
+        """Jars resolved once by Maven; shared by every PERTURBGRAPH_HOME on this machine."""
+        return self.cache_dir / "neo4j-jars"
 
     @property
     def data_dir(self) -> Path:
@@ -98,7 +105,8 @@ class Settings(BaseSettings):
 
     @property
     def effective_neo4j_uri(self) -> str:
-        return self.neo4j_uri or f"neo4j://127.0.0.1:{self.neo4j_bolt_port}"
+        # bolt:// (not neo4j://): a single local server has no routing table to fetch.
+        return self.neo4j_uri or f"bolt://127.0.0.1:{self.neo4j_bolt_port}"
 
 
 @lru_cache(maxsize=1)

@@ -108,7 +108,7 @@ def evaluate(module: LPMModule, data: PairData, batch_triples: int) -> float:
     tot, cnt = 0.0, 0
     for pi, ri in make_tiles(len(data.ctx), len(data.readouts), bp, br, None):
         s, n = tile_loss(module, data, pi.to(dev), ri.to(dev))
-        tot, cnt = tot + float(s), cnt + n
+        tot, cnt = tot + s.item(), cnt + n
     module.train(was)
     return tot / max(cnt, 1)
 
@@ -175,7 +175,7 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
                 opt.zero_grad(set_to_none=True)
                 (s / n).backward()
                 opt.step()
-                tot, cnt = tot + float(s), cnt + n
+                tot, cnt = tot + s.item(), cnt + n
                 if bar and step % 20 == 0:
                     tps = cnt / max(time.perf_counter() - t0, 1e-9)
                     bar.update(task, info=f"epoch {epoch + 1} loss {tot / cnt:.4f} {tps:,.0f} triples/s")

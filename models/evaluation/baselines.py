@@ -170,7 +170,8 @@ class LinearPCARidge(_Residuals):
 
     residual(c, p, r) ~ P(c, p) W G(r): G = the top-k right singular vectors of the training residual
     matrix (a k-dim embedding of every readout), P = a k-dim perturbation embedding (PCA of features),
-    W (k x k) by ridge regression in closed form. Perturbation features (`features`):
+    W (k x k) by ridge regression in closed form, one W per training context (shared W as fallback).
+    Perturbation features (`features`):
     - "other_contexts": the perturbation's mean residual profile in the *other* training contexts
       (leave-own-context-out for training signatures, so train and test features are built alike);
       available for unseen experiments, absent (zero) for perturbations never seen.
@@ -234,15 +235,26 @@ class LinearPCARidge(_Residuals):
         has = np.abs(F).sum(axis=1) > 0
         P[~has] = 0.0
         target = self.R_ @ self.G_  # residuals in gene-PCA coordinates (n_sig, k); G orthonormal
-        self.W_ = np.linalg.solve(P.T @ P + self.ridge * np.eye(P.shape[1]), P.T @ target) / (1.0 + self.ridge)
+        self.W_ = self._solve(P, target)
+        # One map per context (contexts differ in how strongly they respond), the shared map for
+        # contexts with too few training signatures (or none: unseen context).
+        self.W_context_ = {}
+        for c in np.unique(self.sig_context_):
+            idx = self.sig_context_ == c
+            if idx.sum() > 2 * P.shape[1]:
+                self.W_context_[c] = self._solve(P[idx], target[idx])
         return self
+
+    def _solve(self, P, target):
+        """Closed-form ridge for R ~ P W G^T with orthonormal G (Ahlmann-Eltze et al.'s formula)."""
+        return np.linalg.solve(P.T @ P + self.ridge * np.eye(P.shape[1]), P.T @ target) / (1.0 + self.ridge)
 
     def predict(self, rows):
         ctx, pert, codes = self._query_signatures(rows)
         F = self._features(ctx, pert)
         P = (F - self.f_mean_) @ self.f_basis_
         P[np.abs(F).sum(axis=1) == 0] = 0.0
-        Z = P @ self.W_  # (n_query_sig, k)
+        Z = np.stack([p @ self.W_context_.get(c, self.W_) for c, p in zip(ctx, P)]) if len(P) else P  # (n_query_sig, k)
         rd = self._readout_codes(rows)
         resid = np.where(rd >= 0, np.einsum("ij,ij->i", Z[codes], self.G_[np.maximum(rd, 0)]), 0.0)
         return self._context_mean(rows) + resid

@@ -1,0 +1,289 @@
+"""Long tables (parquet/CSV) of values or ranked signatures -> the canonical long table, streamed.
+
+Value tables: context, perturbation, perturbation_type, readout, value (+ optional dose, time).
+Ranked tables: context, perturbation, perturbation_type, readout, rank, n_ranked (+ in_up_set), where
+rank 1 = most up-regulated and rank n_ranked = most down-regulated; `value` becomes the signed score
+    s = 1 - 2 (rank - 1) / (n_ranked - 1)        (+1 most up, 0 middle, -1 most down).
+Parquet is read by pyarrow record batches (the 12.4M-row Tahoe file is never loaded whole); CSV by
+pandas chunks. Text columns are mapped per distinct value (categories), not per row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from graph.io.common import InputFileError, clean_text
+from graph.io.contexts import context_record, normalise_context_name
+from graph.io.perturbations import (
+    format_dose,
+    make_perturbation_id,
+    normalise_perturbation_type,
+    parse_dose,
+    parse_time,
+    split_combination,
+)
+from graph.records import (
+    MEASUREMENT_COLUMNS,
+    ContextRecord,
+    PerturbationRecord,
+    QuarantineRecord,
+    ReadReport,
+    SignatureRecord,
+)
+
+BASE_COLUMNS = ("context", "perturbation", "perturbation_type", "readout")
+RANK_COLUMNS = ("rank", "n_ranked")
+MAX_QUARANTINE_ROWS = 100_000  # bad rows beyond this are counted in the report, not listed one by one
+
+
+def signed_score_from_rank(rank, n_ranked):
+    """s = 1 - 2 (rank - 1) / (n_ranked - 1): rank 1 -> +1 (most up), rank n_ranked -> -1 (most down).
+
+    Works on scalars and arrays (float32 for arrays). Undefined (NaN) for n_ranked < 2 or a rank outside
+    [1, n_ranked]; the table reader quarantines such rows.
+    """
+    r = np.asarray(rank, dtype=np.float64)
+    n = np.asarray(n_ranked, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = 1.0 - 2.0 * (r - 1.0) / (n - 1.0)
+    s = np.where((n >= 2) & (r >= 1) & (r <= n), s, np.nan)
+    return float(s) if s.ndim == 0 else s.astype(np.float32)
+
+
+def _map_categorical(series: pd.Series, func) -> pd.Categorical:
+    """Apply `func` to each distinct value of a (categorical) column; NA stays NA."""
+    cat = series.astype("category") if not isinstance(series.dtype, pd.CategoricalDtype) else series
+    mapped = np.array([func(x) for x in cat.cat.categories], dtype=object)
+    if len(mapped) == 0:
+        return pd.Categorical([None] * len(cat))
+    uniq, inv = np.unique(mapped.astype(str), return_inverse=True)
+    codes = cat.cat.codes.to_numpy()
+    out = np.where(codes >= 0, inv[np.maximum(codes, 0)], -1)
+    return pd.Categorical.from_codes(out, categories=uniq)
+
+
+class LongTableReader:
+    """Stream a value or ranked long table into MEASUREMENT_COLUMNS chunks plus records.
+
+    `ranked=None` detects a ranked table by its rank/n_ranked columns. Contexts are normalised;
+    perturbations get stable ids (compound names via `compound_ids` {normalised name or pert_id:
+    compound_id} when given; genetic targets and readouts through `resolver` when given, the source
+    name kept when unresolved). Signature id: "<dataset>:<context>|<perturbation_id>[|<time>h]".
+
+    Report units are rows: rows with an unknown perturbation type, an empty key field, a non-finite
+    value or an invalid rank are quarantined with the reason; a repeated (signature, readout) inside
+    one batch keeps the first row (counted in duplicates_resolved, accepted). Repeats spread over
+    different batches are not detected (that would need the whole table in memory); the columnar
+    store's writer deduplicates. `max_rows` reads only the first rows (tests, previews).
+    """
+
+    def __init__(self, path: str | Path, dataset_id: str, *, ranked: bool | None = None, resolver=None,
+                 compound_ids: Mapping[str, str] | None = None, batch_size: int = 500_000,
+                 max_rows: int | None = None):
+        self.path, self.dataset_id = Path(path), dataset_id
+        self.resolver, self.compound_ids = resolver, compound_ids or {}
+        self.batch_size, self.max_rows = batch_size, max_rows
+        if not self.path.exists():
+            raise InputFileError(self.path, "file does not exist")
+        self.is_parquet = self.path.suffix.lower() in {".parquet", ".pq"}
+        self.columns = self._columns()
+        missing = set(BASE_COLUMNS) - set(self.columns)
+        self.ranked = set(RANK_COLUMNS) <= set(self.columns) if ranked is None else ranked
+        missing |= (set(RANK_COLUMNS) if self.ranked else {"value"}) - set(self.columns)
+        if missing:
+            raise InputFileError(self.path, f"missing columns {sorted(missing)}; available: {self.columns}")
+        self.report = ReadReport(source=str(self.path))
+        self.quarantine: list[QuarantineRecord] = []
+        self.reasons: Counter[str] = Counter()
+        self.perturbations: dict[str, PerturbationRecord] = {}
+        self.contexts: dict[str, ContextRecord] = {}
+        self._sig: dict[str, list] = {}  # signature_id -> [context, perturbation_id, n_readouts]
+        self._pert_cache: dict[tuple, str | None] = {}
+        self._readout_cache: dict[str, str] = {}
+        self._done = False
+
+    def _columns(self) -> list[str]:
+        try:
+            if self.is_parquet:
+                return list(pq.read_schema(self.path).names)
+            return list(pd.read_csv(self.path, nrows=0, sep=None, engine="python").columns)
+        except Exception as exc:
+            raise InputFileError(self.path, f"cannot read the table header ({exc})") from exc
+
+    def _batches(self) -> Iterator[pd.DataFrame]:
+        wanted = [c for c in (*BASE_COLUMNS, "value", *RANK_COLUMNS, "dose", "time") if c in self.columns]
+        seen = 0
+        try:
+            if self.is_parquet:
+                it = (b.to_pandas() for b in pq.ParquetFile(self.path).iter_batches(self.batch_size, columns=wanted))
+            else:
+                sep = "\t" if self.path.suffix.lower() in {".tsv", ".txt"} else ","
+                it = pd.read_csv(self.path, sep=sep, usecols=wanted, chunksize=self.batch_size,
+                                 dtype={c: "category" for c in (*BASE_COLUMNS, "dose", "time") if c in wanted},
+                                 keep_default_na=True)
+            for df in it:
+                if self.max_rows is not None:
+                    df = df.iloc[: self.max_rows - seen]
+                seen += len(df)
+                if len(df):
+                    yield df
+                if self.max_rows is not None and seen >= self.max_rows:
+                    return
+        except (OSError, ValueError) as exc:
+            raise InputFileError(self.path, f"cannot read rows after row {seen} ({exc})") from exc
+
+    def _readout(self, name: object) -> str:
+        s = clean_text(name)
+        if s not in self._readout_cache:
+            m = self.resolver.resolve(s) if self.resolver is not None and s else None
+            self._readout_cache[s] = m.symbol if m is not None and m.ok else s
+        return self._readout_cache[s]
+
+    def _perturbation(self, name: str, ptype_raw: str, dose: str, time: str) -> str | None:
+        key = (name, ptype_raw, dose, time)
+        if key in self._pert_cache:
+            return self._pert_cache[key]
+        pid = None
+        try:
+            ptype = normalise_perturbation_type(ptype_raw)
+            dv, du = parse_dose(dose) if dose else (None, "")
+            tv, tu = parse_time(time) if time else (None, "")
+            if ptype == "compound":
+                from graph.io.compounds import normalise_compound_name
+
+                cid = self.compound_ids.get(name) or self.compound_ids.get(normalise_compound_name(name)) or ""
+                pid = make_perturbation_id(ptype, name, compound_id=cid, dose_value=dv, dose_unit=du)
+                rec = PerturbationRecord(pid, name, ptype, compound_id=cid or pid.split("@")[0][len("compound:"):],
+                                         dose_value=dv, dose_unit=du, time_value=tv, time_unit=tu, source=self.dataset_id)
+            elif ptype == "control":
+                pid = make_perturbation_id(ptype, name)
+                rec = PerturbationRecord(pid, name, ptype, source=self.dataset_id)
+            else:
+                targets = tuple(self._readout(t).upper() for t in split_combination(name))
+                pid = make_perturbation_id(ptype, name, targets=targets)
+                rec = PerturbationRecord(pid, name, ptype, target_symbols=tuple(sorted(set(targets))),
+                                         source=self.dataset_id)
+            self.perturbations.setdefault(pid, rec)
+            if tv is not None:
+                pid = f"{pid}|{format_dose(tv, 'h')}"  # time is part of the signature, not the perturbation
+        except ValueError as exc:
+            self.reasons[str(exc)] += 0  # registered; rows counted by the caller
+            pid = None
+            self._pert_cache[key] = None
+            self._bad_reason[key] = str(exc)
+            return None
+        self._pert_cache[key] = pid
+        return pid
+
+    def _quarantine_rows(self, df: pd.DataFrame, mask: np.ndarray, reasons) -> None:
+        idx = np.flatnonzero(mask)
+        reasons = np.broadcast_to(np.asarray(reasons, dtype=object), mask.shape)
+        for i in idx:
+            self.reasons[reasons[i]] += 1
+            if len(self.quarantine) < MAX_QUARANTINE_ROWS:
+                row = {k: (v.item() if hasattr(v, "item") else v) for k, v in df.iloc[i].items()}
+                key = f"{row.get('context')}|{row.get('perturbation')}|{row.get('readout')}"
+                self.quarantine.append(QuarantineRecord(str(self.path), key, reasons[i], row))
+
+    def iter_long(self) -> Iterator[pd.DataFrame]:
+        self._bad_reason: dict[tuple, str] = {}
+        for df in self._batches():
+            df = df.reset_index(drop=True)
+            n = len(df)
+            self.report.read += n
+            ctx = _map_categorical(df["context"], normalise_context_name)
+            for raw, c in zip(df["context"].astype(str), ctx, strict=False):
+                if c not in self.contexts:
+                    self.contexts[c] = context_record(raw, source=self.path.name)
+            readout = _map_categorical(df["readout"], self._readout)
+            # Perturbation ids per distinct (name, type, dose, time).
+            parts = [df[c].astype("category") for c in ("perturbation", "perturbation_type", "dose", "time") if c in df]
+            codes = np.stack([p.cat.codes.to_numpy().astype(np.int64) for p in parts], axis=1)
+            uniq, inv = np.unique(codes, axis=0, return_inverse=True)
+            inv = inv.ravel()
+            pids = []
+            for row in uniq:
+                vals = [clean_text(p.cat.categories[c]) if c >= 0 else "" for p, c in zip(parts, row, strict=True)]
+                vals += [""] * (4 - len(vals))
+                pids.append(self._perturbation(*vals) if vals[0] else None)
+            pid_arr = np.array(pids, dtype=object)[inv]
+            reason = np.full(n, "", dtype=object)
+            bad_pert = np.array([p is None for p in pids], dtype=bool)[inv]
+            if bad_pert.any():
+                for j, row in enumerate(uniq):
+                    if pids[j] is None:
+                        vals = [clean_text(p.cat.categories[c]) if c >= 0 else "" for p, c in zip(parts, row, strict=True)]
+                        vals += [""] * (4 - len(vals))
+                        reason[inv == j] = self._bad_reason.get(tuple(vals), "empty perturbation name")
+            empty = (ctx.codes < 0) | (readout.codes < 0) | (np.asarray(readout.astype(object)) == "")
+            reason[empty & (reason == "")] = "empty context or readout"
+            if self.ranked:
+                value = signed_score_from_rank(df["rank"].to_numpy(), df["n_ranked"].to_numpy())
+                reason[np.isnan(value) & (reason == "")] = "invalid rank (needs 1 <= rank <= n_ranked, n_ranked >= 2)"
+            else:
+                value = pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=np.float64)
+                reason[np.isnan(value) & (reason == "")] = "value missing or not a number"
+                reason[np.isinf(value) & (reason == "")] = "value infinite"
+                value = value.astype(np.float32)
+            bad = reason != ""
+            if bad.any():
+                self._quarantine_rows(df, bad, reason)
+            good = ~bad
+            sig = pd.Series(ctx.astype(object), dtype=object) + "|" + pd.Series(pid_arr, dtype=object)
+            sig = self.dataset_id + ":" + sig
+            out = pd.DataFrame({
+                "dataset": self.dataset_id, "signature_id": sig[good].to_numpy(),
+                "context": np.asarray(ctx.astype(object))[good], "perturbation": pid_arr[good],
+                "readout": np.asarray(readout.astype(object))[good], "value": value[good],
+            })
+            out["perturbation"] = out["perturbation"].str.split("|").str[0]
+            out["perturbation_type"] = out["perturbation"].str.split(":").str[0]
+            dup = out.duplicated(["signature_id", "readout"], keep="first").to_numpy()
+            if dup.any():
+                self.report.duplicates_resolved += int(dup.sum())
+                out = out[~dup]
+            self.report.accepted += int(good.sum())
+            self.report.quarantined += int(bad.sum())
+            counts = out.groupby("signature_id", sort=False).size()
+            first = out.drop_duplicates("signature_id").set_index("signature_id")
+            for sid, cnt in counts.items():
+                if sid in self._sig:
+                    self._sig[sid][2] += int(cnt)
+                else:
+                    self._sig[sid] = [first.at[sid, "context"], first.at[sid, "perturbation"], int(cnt)]
+            out = out[list(MEASUREMENT_COLUMNS)]
+            for col in MEASUREMENT_COLUMNS[:-1]:
+                out[col] = out[col].astype("category")
+            yield out.reset_index(drop=True)
+        reasons = {k: v for k, v in self.reasons.items() if v}
+        if reasons:
+            self.report.notes.append(f"quarantined rows by reason: {reasons}")
+        if self.report.quarantined > len(self.quarantine):
+            self.report.notes.append(f"only the first {len(self.quarantine)} quarantined rows are listed")
+        if self.report.duplicates_resolved:
+            self.report.notes.append(f"{self.report.duplicates_resolved} repeated (signature, readout) rows; first kept")
+        self.report.check()
+        self._done = True
+
+    @property
+    def signatures(self) -> list[SignatureRecord]:
+        if not self._done:
+            raise RuntimeError("records are complete only after iter_long() has been exhausted")
+        return [SignatureRecord(sid, self.dataset_id, c, p, n, 1, sid.split(":", 1)[1])
+                for sid, (c, p, n) in sorted(self._sig.items())]
+
+
+def read_long_table(path: str | Path, dataset_id: str, **kwargs) -> tuple[pd.DataFrame, LongTableReader]:
+    """Whole table at once (small files / with max_rows): the long frame and the finished reader."""
+    reader = LongTableReader(path, dataset_id, **kwargs)
+    chunks = list(reader.iter_long())
+    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
+    for col in MEASUREMENT_COLUMNS[:-1]:
+        frame[col] = frame[col].astype("category")
+    return frame, reader

@@ -1,0 +1,81 @@
+"""Shared fixtures: the real Neo4j server, the shared data folder, small-thread torch.
+
+The `neo4j_driver` fixture uses NEO4J_URI/NEO4J_PASSWORD when set (CI starts a server itself and
+exports them); otherwise it starts a managed server in a dedicated test home on port 7697 for this
+session and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from graph.settings import Settings
+
+TEST_BOLT_PORT = int(os.environ.get("PERTURBGRAPH_TEST_BOLT_PORT", "7697"))
+
+
+def pytest_configure(config):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip with the reason."""
+    path = Settings().shared_data
+    if not (path / "README.md").exists():
+        pytest.skip(f"real shared data not found at {path} (set PERTURBGRAPH_SHARED_DATA to its folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def neo4j_settings(tmp_path_factory) -> Settings:
+    base = Settings()
+    if base.neo4j_uri:
+        yield base
+        return
+    from graph.server import Neo4jServer
+
+    home = Path(os.environ.get("PERTURBGRAPH_TEST_HOME") or tmp_path_factory.mktemp("pg-home"))
+    settings = Settings(home=home, neo4j_bolt_port=TEST_BOLT_PORT, neo4j_password=None,
+                        neo4j_heap="768m", neo4j_pagecache="512m")
+    server = Neo4jServer(settings)
+    server.start()
+    try:
+        yield settings
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def neo4j_driver(neo4j_settings):
+    from graph.db import open_driver
+
+    with open_driver(neo4j_settings) as driver:
+        yield driver
+
+
+def wipe_graph(driver, database: str) -> None:
+    """Delete all data, constraints and indexes (keeps the database itself)."""
+    with driver.session(database=database) as session:
+        # IN TRANSACTIONS needs an auto-commit transaction: session.run, not execute_query.
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS").consume()
+        for record in list(session.run("SHOW CONSTRAINTS YIELD name")):
+            session.run("DROP CONSTRAINT $name IF EXISTS", name=record["name"]).consume()
+        for record in list(session.run("SHOW INDEXES YIELD name, type WHERE type <> 'LOOKUP' RETURN name")):
+            session.run("DROP INDEX $name IF EXISTS", name=record["name"]).consume()
+
+
+@pytest.fixture
+def empty_graph(neo4j_driver, neo4j_settings):
+    """The real server with nothing in it (data, constraints and indexes removed first)."""
+    wipe_graph(neo4j_driver, neo4j_settings.neo4j_database)
+    yield neo4j_driver

@@ -1,0 +1,110 @@
+"""The harness evaluates every model through one path, hides test values, and reports mean ± sd."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.evaluation import harness
+from models.evaluation.harness import Resources, evaluate_model, expand_model_names, markdown_table, run_benchmark, write_results
+from models.evaluation.splits import make_split
+
+COLS = ["context", "perturbation", "perturbation_type", "readout", "value"]
+
+
+def _data(n_ctx=4, n_pert=20, n_readout=12, seed=0):
+    """Shared perturbation effects across contexts (what 'other_contexts' exploits) + noise."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(size=(n_pert, n_readout))
+    rows = []
+    for c in range(n_ctx):
+        for p in range(n_pert):
+            kind = "compound" if p < n_pert - 6 else "CRISPRi"
+            v = effect[p] + 0.3 * rng.normal(size=n_readout)
+            rows += [(f"ctx{c}", f"p{p}", kind, f"r{r}", v[r]) for r in range(n_readout)]
+    return pd.DataFrame(rows, columns=COLS)
+
+
+class Spy:
+    """Records what it was shown; predicts the training mean."""
+
+    def fit(self, train, valid=None):
+        self.train_pairs = set(zip(train["context"], train["perturbation"]))
+        self.valid_pairs = set() if valid is None else set(zip(valid["context"], valid["perturbation"]))
+        self.mean = train["value"].mean()
+        return self
+
+    def predict(self, rows):
+        self.predict_columns = list(rows.columns)
+        return np.full(len(rows), self.mean)
+
+
+@pytest.mark.parametrize("kind,context", [("unseen-experiment", "ctx1"), ("unseen-compound", None),
+                                          ("unseen-gene", None), ("unseen-context", "ctx2")])
+def test_no_leakage_into_fit_or_predict(kind, context):
+    df = _data()
+    split = make_split(df, kind, context=context, seed=4)
+    spy = Spy()
+    metrics = evaluate_model(spy, split)
+    test_pairs = split.experiments("test")
+    assert test_pairs and not test_pairs & (spy.train_pairs | spy.valid_pairs)
+    assert "value" not in spy.predict_columns
+    assert spy.mean == pytest.approx(split.train["value"].mean())  # normalisation from train only
+    assert np.isfinite(metrics["rmse"]) and metrics["fit_s"] >= 0
+
+
+def test_run_benchmark_ranks_baselines_sensibly():
+    df = _data()
+    res = run_benchmark(df, "unseen-experiment", context="ctx0", models=["baselines"], seeds=[0, 1])
+    assert set(res["model"]) == {"global_mean", "no_change", "context_mean", "other_contexts", "linear"}
+    assert (res.groupby("model")["seed"].nunique() == 2).all() and not res["error"].any()
+    mean = res.groupby("model")["pearson_per_signature"].mean()
+    # Effects are shared across contexts, so copying them from other contexts must win clearly.
+    assert mean["other_contexts"] > 0.8 > mean["context_mean"]
+    assert res.groupby("model")["rmse"].mean()["other_contexts"] < res.groupby("model")["rmse"].mean()["global_mean"]
+
+
+def test_model_names_and_failures_are_reported(monkeypatch):
+    df = _data()
+    assert "tanimoto_knn" not in expand_model_names(["baselines"], df, Resources())
+    assert "tanimoto_knn" in expand_model_names(["baselines"], df, Resources(compound_smiles={"p0": "CCO"}))
+    with pytest.raises(ValueError, match="unknown model"):
+        expand_model_names(["magic"], df, Resources())
+
+    class Broken:
+        def fit(self, train, valid=None):
+            raise RuntimeError("boom")
+
+    real = harness.build_model
+    monkeypatch.setattr(harness, "build_model", lambda name, **kw: Broken() if name == "no_change" else real(name, **kw))
+    res = run_benchmark(df, "unseen-compound", models=["no_change", "context_mean"], seeds=[0])
+    broken = res[res["model"] == "no_change"].iloc[0]
+    assert "boom" in broken["error"] and np.isnan(broken["rmse"])
+    assert np.isfinite(res[res["model"] == "context_mean"]["rmse"]).all()
+    assert "no_change seed 0 failed: RuntimeError: boom" in markdown_table(res)
+
+
+def test_markdown_and_json_outputs(tmp_path):
+    df = _data()
+    res = run_benchmark(df, "unseen-experiment", context="ctx0", models=["context_mean", "other_contexts"], seeds=[0, 1, 2])
+    table = markdown_table(res)
+    assert "±" in table and table.count("\n") == 3  # header, rule, two models
+    best_row = next(line for line in table.splitlines() if line.startswith("| other_contexts"))
+    assert best_row.count("**") >= 8  # wins at least four metrics, each wrapped in **
+    json_path, md_path = write_results(res, tmp_path / "out", title="demo")
+    records = json.loads(json_path.read_text())
+    assert len(records) == 6 and {"model", "seed", "rmse", "description"} <= set(records[0])
+    assert md_path.read_text().startswith("## demo")
+
+
+def test_lpm_runs_through_the_same_path():
+    pytest.importorskip("models.lpm", reason="models/lpm.py not written yet")
+    from models.module import LPMConfig
+
+    df = _data(n_ctx=3, n_pert=10, n_readout=8)
+    res = run_benchmark(df, "unseen-experiment", context="ctx0", models=["lpm"], seeds=[0],
+                        resources=Resources(lpm_config=LPMConfig.paper(max_epochs=2)))
+    assert res["error"].iloc[0] == "" and np.isfinite(res["rmse"].iloc[0])

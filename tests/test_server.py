@@ -1,0 +1,175 @@
+"""The managed Neo4j server, against a real Neo4j Community 5.26 (its own home and port)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+
+import pytest
+from neo4j import GraphDatabase
+from neo4j.exceptions import AuthError
+
+from graph.server import (
+    BOOTLOADER,
+    Neo4jServer,
+    Neo4jServerError,
+    ServerState,
+    parse_size_kib,
+)
+from graph.settings import Settings
+
+pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
+
+SERVER_TEST_PORT = 7698
+
+
+@pytest.fixture(scope="module")
+def server_settings(tmp_path_factory) -> Settings:
+    if not shutil.which("java"):
+        pytest.skip("Java is not installed: the managed server cannot run here")
+    return Settings(home=tmp_path_factory.mktemp("srv-home"), neo4j_uri=None, neo4j_password=None,
+                    neo4j_bolt_port=SERVER_TEST_PORT, neo4j_heap="512m", neo4j_pagecache="256m")
+
+
+@pytest.fixture(scope="module")
+def server(server_settings):
+    managed = Neo4jServer(server_settings)
+    yield managed
+    managed.stop()
+
+
+def _driver(settings: Settings, password: str):
+    return GraphDatabase.driver(settings.effective_neo4j_uri, auth=(settings.neo4j_username, password))
+
+
+def test_parse_size_kib():
+    assert parse_size_kib("1g") == 1024 * 1024
+    assert parse_size_kib("512m") == 512 * 1024
+    assert parse_size_kib("2048k") == 2048
+    with pytest.raises(Neo4jServerError, match="memory size"):
+        parse_size_kib("lots")
+
+
+def test_jvm_command_matches_neo4j_bootloader(server, server_settings):
+    """Our command line carries the same JVM flags as `Neo4jCommand console --dry-run`."""
+    server.ensure_jars()
+    server.write_config()
+    ours = server.command()
+    env = dict(os.environ, NEO4J_HOME=str(server.home), NEO4J_CONF=str(server.conf_dir))
+    dry = subprocess.run(
+        ["java", "-cp", f"{server.lib_dir}/*", BOOTLOADER, "console", "--dry-run"],
+        capture_output=True, text=True, env=env, timeout=120,
+    ).stdout.strip().splitlines()[-1].split()
+
+    def flags(cmd):  # drop the java binary and the classpath value (ordering of jars differs)
+        cp = cmd.index("-cp")
+        return cmd[cp + 2:]
+
+    assert flags(ours) == flags(dry)
+    assert "org.neo4j.server.CommunityEntryPoint" in ours
+
+
+def test_start_auth_and_password_file(server, server_settings):
+    status = server.start()
+    assert status.state is ServerState.RUNNING
+    mode = stat.S_IMODE(server.password_file.stat().st_mode)
+    assert mode == 0o600, oct(mode)
+    password = server.password()
+    assert len(password) >= 24
+    with _driver(server_settings, password) as driver:
+        records = driver.execute_query("RETURN 1 AS one").records
+        assert records[0]["one"] == 1
+    with _driver(server_settings, password + "-wrong") as driver, pytest.raises(AuthError):
+        driver.verify_connectivity()
+
+
+def test_bolt_listens_on_loopback_only(server, server_settings):
+    server.start()
+    conf = (server.conf_dir / "neo4j.conf").read_text()
+    assert "server.http.enabled=false" in conf
+    assert f"server.bolt.listen_address=127.0.0.1:{SERVER_TEST_PORT}" in conf
+    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout if shutil.which("ss") else ""
+    if listening:
+        bound = [line.split()[3] for line in listening.splitlines() if line.split()[3].endswith(f":{SERVER_TEST_PORT}")]
+        assert bound and all("127.0.0.1" in addr for addr in bound), bound
+
+
+def test_data_survives_stop_and_start(server, server_settings):
+    server.start()
+    password = server.password()
+    with _driver(server_settings, password) as driver:
+        driver.execute_query("MERGE (:Probe {name: $name})", name="survivor")
+    assert server.stop().state is ServerState.STOPPED
+    server.start()
+    with _driver(server_settings, password) as driver:
+        count = driver.execute_query("MATCH (p:Probe {name: $name}) RETURN count(p) AS c", name="survivor").records
+    assert count[0]["c"] == 1
+
+
+def test_kill_9_reports_stale_and_start_recovers(server, server_settings):
+    status = server.start()
+    os.kill(status.pid, signal.SIGKILL)
+    os.waitpid(status.pid, 0) if _is_child(status.pid) else None
+    assert server.status().state is ServerState.STALE
+    recovered = server.start()
+    assert recovered.state is ServerState.RUNNING and recovered.pid != status.pid
+    with _driver(server_settings, server.password()) as driver:
+        assert driver.execute_query("MATCH (p:Probe) RETURN count(p) AS c").records[0]["c"] == 1
+
+
+def _is_child(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG) is not None
+    except ChildProcessError:
+        return False
+
+
+def test_port_in_use_gives_one_line_error(tmp_path):
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        settings = Settings(home=tmp_path, neo4j_uri=None, neo4j_bolt_port=port)
+        with pytest.raises(Neo4jServerError, match=f"port {port} is already in use"):
+            Neo4jServer(settings).start()
+
+
+def test_missing_maven_and_jars_is_explained(tmp_path, monkeypatch):
+    settings = Settings(home=tmp_path / "h", cache_dir=tmp_path / "empty-cache", neo4j_uri=None)
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither mvn nor anything else
+    with pytest.raises(Neo4jServerError, match="Maven not found"):
+        Neo4jServer(settings).ensure_jars()
+
+
+def test_wrong_java_version_is_explained(tmp_path, monkeypatch):
+    fake_java = tmp_path / "jdk" / "bin" / "java"
+    fake_java.parent.mkdir(parents=True)
+    fake_java.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    fake_java.chmod(0o755)
+    settings = Settings(home=tmp_path / "h", neo4j_uri=None, java_home=tmp_path / "jdk", neo4j_bolt_port=7696)
+    with pytest.raises(Neo4jServerError, match="needs Java 17 or 21, found Java 11"):
+        Neo4jServer(settings).start()
+
+
+def test_stale_pid_file_of_foreign_process_is_not_trusted(tmp_path):
+    settings = Settings(home=tmp_path, neo4j_uri=None)
+    server = Neo4jServer(settings)
+    server.run_dir.mkdir(parents=True)
+    server.pid_file.write_text(f"{os.getpid()}\n")  # alive, but not a Neo4j of this home
+    assert server.status().state is ServerState.STALE
+
+
+def test_neo4j_uri_uses_existing_server_without_starting(server, server_settings, tmp_path):
+    from graph.db import ensure_neo4j, open_driver
+
+    server.start()
+    external = Settings(home=tmp_path / "other-home", neo4j_uri=server_settings.effective_neo4j_uri,
+                        neo4j_password=server.password())
+    ensure_neo4j(external)
+    assert not (tmp_path / "other-home" / "neo4j").exists()  # nothing was started or configured
+    with open_driver(external) as driver:
+        assert driver.execute_query("MATCH (p:Probe) RETURN count(p) AS c").records[0]["c"] == 1
