@@ -1,0 +1,129 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from models.lpm import LPM
+from models.module import LPMConfig
+
+torch.set_num_threads(1)
+SMILES = {"d0": "CCO", "d1": "c1ccccc1", "d2": "CC(=O)O", "d3": "CCN", "d4": "c1ccncc1", "d5": "OCCO",
+          "dNew": "CC(=O)Nc1ccc(O)cc1", "dNew2": "CN1CCC[C@H]1c1cccnc1"}
+GRAPH = pd.DataFrame({"source": ["g0", "g1", "g2", "gX"], "target": ["g1", "g2", "gX", "g3"], "weight": [1.0, 0.5, 0.7, 1.0]})
+
+
+def table(seed=0, contexts=("A", "B", "C"), perts=("d0", "d1", "d2", "d3", "d4", "d5", "KO1")):
+    rng = np.random.default_rng(seed)
+    genes = [f"g{i}" for i in range(8)]
+    rows = [(c, p, "CRISPRi" if p.startswith("KO") else "compound", g, float(rng.normal()))
+            for c in contexts for p in perts for g in genes if rng.random() < 0.85]
+    return pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+
+
+def model(max_epochs=3, seed=0, **cfg):
+    cf = pd.DataFrame(np.random.default_rng(1).normal(size=(4, 3)), index=["A", "B", "C", "Z"], columns=["f0", "f1", "f2"])
+    cf.iloc[0, 1] = np.nan
+    config = LPMConfig(embed_dim=16, hidden_dim=32, encoder_hidden=32, fp_bits=128, batch_triples=40,
+                       max_epochs=max_epochs, **cfg)
+    return LPM(config, compound_smiles=SMILES, gene_graph=GRAPH, context_features=cf,
+               perturbation_targets={"KO1": ["g2"], "KO2": ["gX"]},
+               perturbation_doses={p: 10.0 for p in SMILES}, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return model().fit(table(), table(seed=1, perts=("d0", "dNew")), progress=False)
+
+
+def test_fit_predict_shapes_and_history(fitted):
+    rows = table(seed=2).head(20)
+    y = fitted.predict(rows)
+    assert y.shape == (20,) and y.dtype == np.float32 and np.isfinite(y).all()
+    assert len(fitted.history) == 3 and {"train_loss", "valid_loss", "lr", "triples_per_s"} <= set(fitted.history[0])
+    unseen = pd.DataFrame({"context": ["Z", "Q"], "perturbation": ["dNew+d0", "KO2"], "readout": ["gX", "nope"],
+                           "perturbation_type": ["compound", "CRISPRi"]})
+    assert np.isfinite(fitted.predict(unseen)).all()
+
+
+def test_embeddings_frame_and_combination_mean(fitted):
+    e = fitted.embeddings("perturbation", ["d0", "d1", "d0+d1"])
+    assert list(e.columns) == [f"e{i}" for i in range(16)] and list(e.index) == ["d0", "d1", "d0+d1"]
+    np.testing.assert_allclose(e.loc["d0+d1"], (e.loc["d0"] + e.loc["d1"]) / 2, atol=1e-6)
+    assert fitted.embeddings("context").shape == (3, 16)
+    with pytest.raises(ValueError):
+        fitted.embeddings("cells")
+
+
+def test_unseen_symbols_come_from_encoders(fitted):
+    e = fitted.embeddings("perturbation", ["dNew", "dNew2", "unknown-no-structure"])
+    assert not np.allclose(e.loc["dNew"], e.loc["dNew2"])  # different SMILES, different embedding
+    assert np.abs(e.loc["dNew"]).sum() > 0  # not just the zero unknown slot
+    assert (e.loc["unknown-no-structure"] == 0).all()  # nothing known about it
+    ko = fitted.embeddings("perturbation", ["KO2"])  # unseen knock-down of a graph-only gene
+    assert np.abs(ko.to_numpy()).sum() > 0
+    r = fitted.embeddings("readout", ["gX", "not-a-gene"])
+    assert np.abs(r.loc["gX"]).sum() > 0 and (r.loc["not-a-gene"] == 0).all()
+    c = fitted.embeddings("context", ["Z", "Nowhere"])
+    assert not np.allclose(c.loc["Z"], c.loc["Nowhere"])  # Z has cell-line features
+    # changing the compound encoder's weights changes the unseen compound's embedding
+    enc = fitted.module.comp_encoder[0].weight
+    old = enc.detach().clone()
+    with torch.no_grad():
+        enc.add_(0.1)
+    e2 = fitted.embeddings("perturbation", ["dNew"])
+    with torch.no_grad():
+        enc.copy_(old)
+    assert not np.allclose(e.loc["dNew"], e2.loc["dNew"])
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(fitted, tmp_path):
+    fitted.save(tmp_path / "m.pt")
+    back = LPM.load(tmp_path / "m.pt")
+    rows = pd.concat([table(seed=3), pd.DataFrame({"context": ["Z"], "perturbation": ["dNew"], "readout": ["gX"]})])
+    np.testing.assert_array_equal(back.predict(rows), fitted.predict(rows))
+    assert back.snapshot_id == fitted.snapshot_id and back.history == fitted.history
+    assert back.vocab == fitted.vocab
+
+
+def test_load_refuses_mismatched_vocab_and_truncated_files(fitted, tmp_path):
+    path = tmp_path / "m.pt"
+    fitted.save(path)
+    p = load_checkpoint(path)
+    tampered = dict(p, vocab={**p["vocab"], "context": p["vocab"]["context"] + ["EXTRA"]})
+    torch.save(tampered, tmp_path / "edited.pt")  # vocab edited, hash stale
+    with pytest.raises(CheckpointError, match="hash"):
+        LPM.load(tmp_path / "edited.pt")
+    save_checkpoint(tmp_path / "resaved.pt", tampered)  # consistent hash, but weights have 3+1 context rows
+    with pytest.raises(CheckpointError, match="weights do not match"):
+        LPM.load(tmp_path / "resaved.pt")
+    dims = dict(p, feature_dims={"context": 99, "compound": p["feature_dims"]["compound"]})
+    save_checkpoint(tmp_path / "dims.pt", dims)
+    with pytest.raises(CheckpointError, match="feature dims"):
+        LPM.load(tmp_path / "dims.pt")
+    data = path.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        LPM.load(tmp_path / "trunc.pt")
+
+
+def test_resume_reaches_the_uninterrupted_result(tmp_path):
+    train, valid = table(), table(seed=1)
+    full = model(max_epochs=4).fit(train, valid, progress=False)
+    model(max_epochs=2).fit(train, valid, progress=False, checkpoint=tmp_path / "run.pt")
+    resumed = model(max_epochs=4).fit(train, valid, progress=False, checkpoint=tmp_path / "run.pt", resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    np.testing.assert_allclose(resumed.predict(valid), full.predict(valid), atol=1e-5)
+    with pytest.raises(CheckpointError, match="vocabulary"):
+        model(max_epochs=4).fit(table(contexts=("A", "B")), None, progress=False, checkpoint=tmp_path / "run.pt", resume=True)
+
+
+def test_paper_config_learns_on_a_tiny_problem():
+    rng = np.random.default_rng(0)
+    u, v, w = rng.normal(size=(3, 2)), rng.normal(size=(8, 2)), rng.normal(size=(20, 2))
+    rows = [(f"c{i}", f"p{j}", "compound", f"g{k}", float((u[i] + v[j]) @ w[k])) for i in range(3) for j in range(8) for k in range(20)]
+    df = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+    m = LPM(LPMConfig.paper(embed_dim=16, hidden_dim=64, dropout=0.0, batch_triples=60, max_epochs=40, lr=5e-3)).fit(df, progress=False)
+    base = float(((df.value - df.groupby("readout").value.transform("mean")) ** 2).mean())
+    mse = float(((m.predict(df) - df.value) ** 2).mean())
+    assert mse < 0.25 * base
