@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 from graph.io.common import InputFileError, clean_text
 from graph.io.contexts import context_record, normalise_context_name
 from graph.io.perturbations import (
-    format_dose,
     make_perturbation_id,
     normalise_perturbation_type,
     parse_dose,
@@ -68,13 +67,24 @@ def _map_categorical(series: pd.Series, func) -> pd.Categorical:
     return pd.Categorical.from_codes(out, categories=uniq)
 
 
+def _factorize_rows(codes: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a small-integer code matrix (n, k) (-1 = NA) via one int64 key and a hash
+    factorisation (np.unique(axis=0) sorts and is ~10x slower). Returns (inverse (n,), unique rows)."""
+    key = np.zeros(len(codes), dtype=np.int64)
+    for j, size in enumerate(sizes):
+        key = key * (size + 1) + (codes[:, j] + 1)
+    inv, uniq_keys = pd.factorize(key)
+    return inv.astype(np.int64), codes[pd.Series(inv).drop_duplicates().index.to_numpy()] if len(codes) else codes
+
+
 class LongTableReader:
     """Stream a value or ranked long table into MEASUREMENT_COLUMNS chunks plus records.
 
     `ranked=None` detects a ranked table by its rank/n_ranked columns. Contexts are normalised;
     perturbations get stable ids (compound names via `compound_ids` {normalised name or pert_id:
     compound_id} when given; genetic targets and readouts through `resolver` when given, the source
-    name kept when unresolved). Signature id: "<dataset>:<context>|<perturbation_id>[|<time>h]".
+    name kept when unresolved). Signature id: "<dataset>:<context>|<source perturbation name>[@dose][|time]"
+    (source spelling, so two salt forms of one drug stay two signatures of the same Perturbation).
 
     Report units are rows: rows with an unknown perturbation type, an empty key field, a non-finite
     value or an invalid rank are quarantined with the reason; a repeated (signature, readout) inside
@@ -107,12 +117,16 @@ class LongTableReader:
         self._pert_cache: dict[tuple, str | None] = {}
         self._readout_cache: dict[str, str] = {}
         self._done = False
+        self._sep = "\t" if self.path.suffix.lower() in {".tsv", ".txt"} else ","
+        if resolver is not None:
+            self._prepare_readouts()
 
     def _columns(self) -> list[str]:
         try:
             if self.is_parquet:
                 return list(pq.read_schema(self.path).names)
-            return list(pd.read_csv(self.path, nrows=0, sep=None, engine="python").columns)
+            sep = "\t" if self.path.suffix.lower() in {".tsv", ".txt"} else ","
+            return list(pd.read_csv(self.path, nrows=0, sep=sep).columns)
         except Exception as exc:
             raise InputFileError(self.path, f"cannot read the table header ({exc})") from exc
 
@@ -123,8 +137,7 @@ class LongTableReader:
             if self.is_parquet:
                 it = (b.to_pandas() for b in pq.ParquetFile(self.path).iter_batches(self.batch_size, columns=wanted))
             else:
-                sep = "\t" if self.path.suffix.lower() in {".tsv", ".txt"} else ","
-                it = pd.read_csv(self.path, sep=sep, usecols=wanted, chunksize=self.batch_size,
+                it = pd.read_csv(self.path, sep=self._sep, usecols=wanted, chunksize=self.batch_size,
                                  dtype={c: "category" for c in (*BASE_COLUMNS, "dose", "time") if c in wanted},
                                  keep_default_na=True)
             for df in it:
@@ -144,6 +157,40 @@ class LongTableReader:
             m = self.resolver.resolve(s) if self.resolver is not None and s else None
             self._readout_cache[s] = m.symbol if m is not None and m.ok else s
         return self._readout_cache[s]
+
+    def _prepare_readouts(self) -> None:
+        """Resolve every distinct readout of the file once, so two source names never merge into one.
+
+        When several source readouts resolve to the same gene (e.g. an Ensembl id and an old symbol),
+        the one spelled exactly like the current symbol keeps it and the others keep their source
+        names; with no exact spelling all keep their source names. Counted in the report notes.
+        """
+        names: set[str] = set()
+        if self.is_parquet:
+            for b in pq.ParquetFile(self.path).iter_batches(self.batch_size, columns=["readout"]):
+                col = b.column(0)
+                names.update(str(x) for x in (col.dictionary if hasattr(col, "dictionary") else col.unique()).to_pylist()
+                             if x is not None)
+        else:
+            for chunk in pd.read_csv(self.path, sep=self._sep, usecols=["readout"], chunksize=self.batch_size, dtype=str):
+                names.update(chunk["readout"].dropna().unique())
+        by_symbol: dict[str, list[str]] = {}
+        for n in sorted(names):
+            s = clean_text(n)
+            m = self.resolver.resolve(s) if s else None
+            target = m.symbol if m is not None and m.ok else s
+            self._readout_cache[s] = target
+            by_symbol.setdefault(target, []).append(s)
+        routes: Counter[str] = Counter()
+        for symbol, sources in by_symbol.items():
+            if len(sources) > 1:
+                for src in sources:
+                    if src != symbol:
+                        self._readout_cache[src] = src
+                        routes["kept source name (another source readout resolves to the same gene)"] += 1
+        routes["resolved to a different current symbol"] = sum(
+            1 for k, v in self._readout_cache.items() if k != v)
+        self.report.notes.append(f"{len(names)} distinct readouts: {dict(routes)}")
 
     def _perturbation(self, name: str, ptype_raw: str, dose: str, time: str) -> str | None:
         key = (name, ptype_raw, dose, time)
@@ -170,8 +217,6 @@ class LongTableReader:
                 rec = PerturbationRecord(pid, name, ptype, target_symbols=tuple(sorted(set(targets))),
                                          source=self.dataset_id)
             self.perturbations.setdefault(pid, rec)
-            if tv is not None:
-                pid = f"{pid}|{format_dose(tv, 'h')}"  # time is part of the signature, not the perturbation
         except ValueError as exc:
             self.reasons[str(exc)] += 0  # registered; rows counted by the caller
             pid = None
@@ -198,20 +243,23 @@ class LongTableReader:
             n = len(df)
             self.report.read += n
             ctx = _map_categorical(df["context"], normalise_context_name)
-            for raw, c in zip(df["context"].astype(str), ctx, strict=False):
+            for raw in df["context"].astype("category").cat.categories:
+                c = normalise_context_name(raw)
                 if c not in self.contexts:
                     self.contexts[c] = context_record(raw, source=self.path.name)
             readout = _map_categorical(df["readout"], self._readout)
             # Perturbation ids per distinct (name, type, dose, time).
             parts = [df[c].astype("category") for c in ("perturbation", "perturbation_type", "dose", "time") if c in df]
             codes = np.stack([p.cat.codes.to_numpy().astype(np.int64) for p in parts], axis=1)
-            uniq, inv = np.unique(codes, axis=0, return_inverse=True)
-            inv = inv.ravel()
-            pids = []
+            inv, uniq = _factorize_rows(codes, [len(p.cat.categories) for p in parts])
+            pids, labels = [], []
             for row in uniq:
                 vals = [clean_text(p.cat.categories[c]) if c >= 0 else "" for p, c in zip(parts, row, strict=True)]
                 vals += [""] * (4 - len(vals))
                 pids.append(self._perturbation(*vals) if vals[0] else None)
+                # The signature keeps the source spelling: "Pyridoxine" and "Pyridoxine hydrochloride" are
+                # two experiments on one parent compound (same Perturbation), not one signature.
+                labels.append(vals[0] + (f"@{vals[2]}" if vals[2] else "") + (f"|{vals[3]}" if vals[3] else ""))
             pid_arr = np.array(pids, dtype=object)[inv]
             reason = np.full(n, "", dtype=object)
             bad_pert = np.array([p is None for p in pids], dtype=bool)[inv]
@@ -221,7 +269,8 @@ class LongTableReader:
                         vals = [clean_text(p.cat.categories[c]) if c >= 0 else "" for p, c in zip(parts, row, strict=True)]
                         vals += [""] * (4 - len(vals))
                         reason[inv == j] = self._bad_reason.get(tuple(vals), "empty perturbation name")
-            empty = (ctx.codes < 0) | (readout.codes < 0) | (np.asarray(readout.astype(object)) == "")
+            empty_cat = np.asarray(readout.categories) == ""
+            empty = (ctx.codes < 0) | (readout.codes < 0) | empty_cat[np.maximum(readout.codes, 0)]
             reason[empty & (reason == "")] = "empty context or readout"
             if self.ranked:
                 value = signed_score_from_rank(df["rank"].to_numpy(), df["n_ranked"].to_numpy())
@@ -235,32 +284,42 @@ class LongTableReader:
             if bad.any():
                 self._quarantine_rows(df, bad, reason)
             good = ~bad
-            sig = pd.Series(ctx.astype(object), dtype=object) + "|" + pd.Series(pid_arr, dtype=object)
-            sig = self.dataset_id + ":" + sig
-            out = pd.DataFrame({
-                "dataset": self.dataset_id, "signature_id": sig[good].to_numpy(),
-                "context": np.asarray(ctx.astype(object))[good], "perturbation": pid_arr[good],
-                "readout": np.asarray(readout.astype(object))[good], "value": value[good],
-            })
-            out["perturbation"] = out["perturbation"].str.split("|").str[0]
-            out["perturbation_type"] = out["perturbation"].str.split(":").str[0]
-            dup = out.duplicated(["signature_id", "readout"], keep="first").to_numpy()
-            if dup.any():
-                self.report.duplicates_resolved += int(dup.sum())
-                out = out[~dup]
+            # Everything below works on integer codes; strings are built once per distinct value.
+            pid_list = [p or "" for p in pids]
+            sig_pairs = np.stack([ctx.codes.astype(np.int64), inv.astype(np.int64)], axis=1)[good]
+            sig_inv, sig_uniq = _factorize_rows(sig_pairs, [len(ctx.categories), len(pids)])
+            ctx_cats = list(ctx.categories)
+            sig_ids = [f"{self.dataset_id}:{ctx_cats[c]}|{labels[p]}" for c, p in sig_uniq]
+            sig_ctx = [ctx_cats[c] for c, _ in sig_uniq]
+            sig_pert = [pid_list[p] for _, p in sig_uniq]
+            rcodes = readout.codes[good].astype(np.int64)
+            dup = pd.Series(sig_inv * (len(readout.categories) + 1) + rcodes).duplicated(keep="first").to_numpy()
+            keep = ~dup
+            self.report.duplicates_resolved += int(dup.sum())
             self.report.accepted += int(good.sum())
             self.report.quarantined += int(bad.sum())
-            counts = out.groupby("signature_id", sort=False).size()
-            first = out.drop_duplicates("signature_id").set_index("signature_id")
-            for sid, cnt in counts.items():
+            sig_inv, rcodes = sig_inv[keep], rcodes[keep]
+            pert_cats = sorted(set(sig_pert))
+            type_cats = sorted({p.split(":")[0] for p in pert_cats})
+            pert_code = np.array([pert_cats.index(p) for p in sig_pert], dtype=np.int64)
+            type_code = np.array([type_cats.index(p.split(":")[0]) for p in sig_pert], dtype=np.int64)
+            ctx_code = sig_uniq[:, 0] if len(sig_uniq) else np.zeros(0, np.int64)
+            counts = np.bincount(sig_inv, minlength=len(sig_ids))
+            for j, sid in enumerate(sig_ids):
                 if sid in self._sig:
-                    self._sig[sid][2] += int(cnt)
-                else:
-                    self._sig[sid] = [first.at[sid, "context"], first.at[sid, "perturbation"], int(cnt)]
-            out = out[list(MEASUREMENT_COLUMNS)]
-            for col in MEASUREMENT_COLUMNS[:-1]:
-                out[col] = out[col].astype("category")
-            yield out.reset_index(drop=True)
+                    self._sig[sid][2] += int(counts[j])
+                elif counts[j]:
+                    self._sig[sid] = [sig_ctx[j], sig_pert[j], int(counts[j])]
+            out = pd.DataFrame({
+                "dataset": pd.Categorical.from_codes(np.zeros(len(sig_inv), np.int8), [self.dataset_id]),
+                "signature_id": pd.Categorical.from_codes(sig_inv, sig_ids),
+                "context": pd.Categorical.from_codes(ctx_code[sig_inv], ctx_cats),
+                "perturbation": pd.Categorical.from_codes(pert_code[sig_inv], pert_cats),
+                "perturbation_type": pd.Categorical.from_codes(type_code[sig_inv], type_cats),
+                "readout": pd.Categorical.from_codes(rcodes, readout.categories),
+                "value": value[good][keep],
+            }, columns=list(MEASUREMENT_COLUMNS))
+            yield out
         reasons = {k: v for k, v in self.reasons.items() if v}
         if reasons:
             self.report.notes.append(f"quarantined rows by reason: {reasons}")
