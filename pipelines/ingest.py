@@ -1,0 +1,265 @@
+"""Plain-Python ingest steps the Dagster assets (and tests) call: read → normalise → store → load.
+
+Reading produces bundles of records plus quarantine; loading writes them through graph.writer.
+Nothing here builds Cypher.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from graph.io.common import sha256_file
+from graph.records import (
+    ComplexRecord,
+    CompoundRecord,
+    ContextRecord,
+    DatasetRecord,
+    GeneRecord,
+    PerturbationRecord,
+    PriorEdgeRecord,
+    QuarantineRecord,
+    ReadReport,
+    SignatureRecord,
+)
+from graph.settings import Settings
+from pipelines.inputs import InputSpec
+
+COMPOUND_KINDS = ("compound_repurposing_drugs", "compound_repurposing_samples", "compound_lincs")
+NETWORK_KINDS = ("string", "corum", "dorothea", "gmt")
+
+VALUE_KIND = {
+    "gctx": "CMap z-score (level 4/5 as given by the file)",
+    "gct": "as given by the GCT file",
+    "h5ad": "pseudobulk log1p CP10k mean difference vs same-context controls",
+    "long_table": "as given by the table's value column",
+    "ranked_long_table": "signed rank score s = 1 - 2(rank-1)/(n_ranked-1)",
+}
+
+
+def dataset_record(spec: InputSpec, *, version: str = "") -> DatasetRecord:
+    path = Path(spec.path)
+    return DatasetRecord(
+        dataset_id=spec.dataset_id, name=path.name, source=spec.source or str(path),
+        version=version or "", path=str(path), sha256=sha256_file(path), licence=spec.licence,
+        kind=spec.kind, value_kind=VALUE_KIND.get(spec.kind, ""), simulated=spec.simulated,
+    )
+
+
+@dataclass
+class ReferenceBundle:
+    """Genes, compounds and prior knowledge from every reference file of a run."""
+
+    datasets: list[DatasetRecord] = field(default_factory=list)
+    genes: list[GeneRecord] = field(default_factory=list)
+    compounds: list[CompoundRecord] = field(default_factory=list)
+    prior_edges: dict[str, list[PriorEdgeRecord]] = field(default_factory=dict)  # dataset_id -> edges
+    complexes: dict[str, list[ComplexRecord]] = field(default_factory=dict)
+    gene_sets: dict[str, list[tuple[str, str, tuple[str, ...]]]] = field(default_factory=dict)
+    context_features: dict[str, pd.DataFrame] = field(default_factory=dict)  # dataset_id -> wide matrix
+    reports: list[ReadReport] = field(default_factory=list)
+    quarantine: dict[str, list[QuarantineRecord]] = field(default_factory=dict)
+    gene_dataset: str = ""
+    compound_dataset: str = ""
+
+    def resolver(self):
+        from graph.io.genes import GeneResolver
+
+        return GeneResolver(self.genes) if self.genes else None
+
+    def compound_ids(self) -> dict[str, str]:
+        from graph.io.compounds import name_index
+
+        return name_index(self.compounds)
+
+
+@dataclass
+class ExperimentBundle:
+    """One measurement file: its records, where its values went, and what was rejected."""
+
+    dataset: DatasetRecord
+    contexts: list[ContextRecord]
+    perturbations: list[PerturbationRecord]
+    signatures: list[SignatureRecord]
+    store_entry: Any
+    report: ReadReport
+    quarantine: list[QuarantineRecord]
+    value_counts: dict[str, int] = field(default_factory=dict)
+
+
+def read_reference(specs: list[InputSpec], progress=print) -> ReferenceBundle:
+    from graph.io import compounds as comp
+    from graph.io.genes import read_gene_table
+
+    bundle = ReferenceBundle()
+    gene_specs = [s for s in specs if s.kind == "gene_table"]
+    for spec in gene_specs:
+        progress(f"reading genes {spec.path}")
+        result = read_gene_table(spec.path, source=spec.source)
+        bundle.datasets.append(dataset_record(spec))
+        bundle.genes.extend(result.records)
+        bundle.reports.append(result.report)
+        bundle.quarantine[spec.dataset_id] = list(result.quarantine)
+        bundle.gene_dataset = bundle.gene_dataset or spec.dataset_id
+    resolver = bundle.resolver()
+
+    entries = []
+    readers = {"compound_repurposing_drugs": comp.read_repurposing_drugs,
+               "compound_repurposing_samples": comp.read_repurposing_samples,
+               "compound_lincs": comp.read_lincs_compoundinfo}
+    for spec in (s for s in specs if s.kind in COMPOUND_KINDS):
+        progress(f"reading compounds {spec.path}")
+        result = readers[spec.kind](spec.path)
+        bundle.datasets.append(dataset_record(spec))
+        entries.extend(result.records)
+        bundle.reports.append(result.report)
+        bundle.quarantine[spec.dataset_id] = list(result.quarantine)
+        bundle.compound_dataset = bundle.compound_dataset or spec.dataset_id
+    if entries:
+        progress(f"standardising {len(entries)} compound entries with RDKit")
+        built = comp.build_compounds(entries, source="compounds")
+        bundle.compounds = built.records
+        bundle.reports.append(built.report)
+
+    for spec in (s for s in specs if s.kind in NETWORK_KINDS):
+        from graph.io import networks
+
+        progress(f"reading prior network {spec.path}")
+        bundle.datasets.append(dataset_record(spec))
+        if spec.kind == "string":
+            result = networks.read_string(spec.path, resolver=resolver)
+            bundle.prior_edges[spec.dataset_id] = result.records
+        elif spec.kind == "dorothea":
+            result = networks.read_dorothea(spec.path, resolver=resolver)
+            bundle.prior_edges[spec.dataset_id] = result.records
+        elif spec.kind == "corum":
+            result = networks.read_corum(spec.path, resolver=resolver)
+            bundle.complexes[spec.dataset_id] = result.records
+        else:
+            result = networks.read_gmt(spec.path, resolver=resolver)
+            bundle.gene_sets[spec.dataset_id] = [(g.complex_id, g.name, g.member_symbols) for g in result.records]
+        bundle.reports.append(result.report)
+        bundle.quarantine[spec.dataset_id] = list(result.quarantine)
+
+    for spec in (s for s in specs if s.kind == "cell_line_features"):
+        from graph.io.contexts import read_cell_line_features
+
+        progress(f"reading cell-line features {spec.path}")
+        features = read_cell_line_features(spec.path, "basex_rnaseq" if not spec.simulated else "basex_rnaseq",
+                                           fill="gene_mean")
+        bundle.datasets.append(dataset_record(spec))
+        bundle.context_features[spec.dataset_id] = features.matrix
+        bundle.reports.append(features.report)
+    return bundle
+
+
+def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
+                    compound_ids: dict[str, str] | None = None, progress=print) -> ExperimentBundle:
+    """Stream one measurement file into the columnar store and collect its records."""
+    from graph.store import write_measurements
+
+    progress(f"reading measurements {spec.path} ({spec.kind})")
+    options = spec.option_dict
+    value_counts: dict[str, int] = {}
+    if spec.kind in ("gctx",):
+        from graph.io.gctx import gctx_to_long
+
+        frame, conv = gctx_to_long(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids)
+        contexts, perturbations, signatures = conv.contexts, conv.perturbations, conv.signatures
+        report, quarantine = conv.report, list(conv.quarantine)
+        value_counts = {"values_accepted": conv.value_report.accepted, **dict(conv.dropped_values)}
+    elif spec.kind in ("long_table", "ranked_long_table"):
+        from graph.io.tables import read_long_table
+
+        max_rows = int(options["max_rows"]) if "max_rows" in options else None
+        frame, reader = read_long_table(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids,
+                                        max_rows=max_rows)
+        contexts, perturbations = list(reader.contexts.values()), list(reader.perturbations.values())
+        signatures, report, quarantine = reader.signatures(), reader.report, list(reader.quarantine)
+    elif spec.kind == "h5ad":
+        from graph.io.h5ad import read_h5ad
+
+        result = read_h5ad(spec.path, spec.dataset_id, resolver=resolver)
+        frame = result.frame
+        contexts, perturbations, signatures = result.contexts, result.perturbations, result.signatures
+        report, quarantine = result.report, list(result.quarantine)
+    else:
+        raise ValueError(f"{spec.path}: kind {spec.kind!r} is not a measurement file")
+    contexts, perturbations, signatures = _as_list(contexts), _as_list(perturbations), _as_list(signatures)
+    entry = write_measurements(settings, spec.dataset_id, frame)
+    report.check()
+    return ExperimentBundle(dataset_record(spec), contexts, perturbations, signatures, entry, report, quarantine,
+                            value_counts)
+
+
+def _as_list(items) -> list:
+    if isinstance(items, dict):
+        return list(items.values())
+    return list(items() if callable(items) else items)
+
+
+# ----------------------------------------------------------------------------------------- load
+def load_reference(driver, bundle: ReferenceBundle, database: str, progress=print) -> dict[str, Any]:
+    from graph import writer as W
+    from graph.writer import SymbolMap
+
+    W.ensure_schema(driver, database)
+    by_id = {d.dataset_id: d for d in bundle.datasets}
+    for record in bundle.datasets:
+        W.write_dataset(driver, record, database=database)
+    stats: dict[str, Any] = {}
+    quarantined: Counter[str] = Counter()
+    if bundle.genes:
+        progress(f"loading {len(bundle.genes)} genes")
+        stats["Gene"] = W.write_genes(driver, bundle.genes, bundle.gene_dataset, database=database)
+    symbols = SymbolMap.from_graph(driver, database=database)
+    if bundle.compounds:
+        progress(f"loading {len(bundle.compounds)} compounds and their targets")
+        stats["Compound"] = W.write_compounds(driver, bundle.compounds, bundle.compound_dataset, database=database)
+        stats["TARGETS"] = W.write_compound_targets(driver, bundle.compounds, bundle.compound_dataset,
+                                                    symbol_map=symbols, database=database)
+        quarantined[bundle.compound_dataset] += len(stats["TARGETS"].quarantined)
+        bundle.quarantine.setdefault(bundle.compound_dataset, []).extend(stats["TARGETS"].quarantined)
+    for dataset_id, edges in bundle.prior_edges.items():
+        progress(f"loading {len(edges)} prior edges of {dataset_id}")
+        s = W.write_prior_edges(driver, edges, dataset_id, symbol_map=symbols, database=database)
+        stats[f"prior:{dataset_id}"] = s
+        bundle.quarantine.setdefault(dataset_id, []).extend(s.quarantined)
+    for dataset_id, complexes in bundle.complexes.items():
+        s = W.write_complexes(driver, complexes, dataset_id, symbol_map=symbols, database=database)
+        stats[f"complexes:{dataset_id}"] = s
+        bundle.quarantine.setdefault(dataset_id, []).extend(s.quarantined)
+    for dataset_id, sets in bundle.gene_sets.items():
+        s = W.write_gene_sets(driver, sets, dataset_id, source=by_id[dataset_id].source, symbol_map=symbols,
+                              database=database)
+        stats[f"gene_sets:{dataset_id}"] = s
+        bundle.quarantine.setdefault(dataset_id, []).extend(s.quarantined)
+    for record in bundle.datasets:
+        W.mark_dataset_complete(driver, record.dataset_id, n_quarantined=len(bundle.quarantine.get(record.dataset_id, [])),
+                                database=database)
+    return stats
+
+
+def load_experiment(driver, bundle: ExperimentBundle, database: str, progress=print) -> dict[str, Any]:
+    from graph import writer as W
+    from graph.writer import SymbolMap
+
+    dataset_id = bundle.dataset.dataset_id
+    progress(f"loading {dataset_id}: {len(bundle.signatures)} signatures")
+    W.write_dataset(driver, bundle.dataset, database=database)
+    symbols = SymbolMap.from_graph(driver, database=database)
+    stats = {
+        "CellLine": W.write_contexts(driver, bundle.contexts, dataset_id, database=database),
+        "Perturbation": W.write_perturbations(driver, bundle.perturbations, dataset_id, symbol_map=symbols,
+                                              database=database),
+    }
+    stats["Signature"] = W.write_signatures(driver, bundle.signatures, database=database)
+    for s in stats.values():
+        bundle.quarantine.extend(s.quarantined)
+    W.mark_dataset_complete(driver, dataset_id, store_entry=bundle.store_entry,
+                            n_quarantined=len(bundle.quarantine), database=database)
+    return stats

@@ -1,0 +1,175 @@
+"""Which input files a run reads: the simulated default dataset, ../shared/data, explicit paths, the inbox.
+
+An `InputSpec` names a file, what kind of file it is (so the right reader runs) and the dataset id
+its facts are recorded under. Kinds are detected from the extension and, for tables, the header.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from graph.io.common import InputFileError
+from graph.settings import Settings
+
+MEASUREMENT_KINDS = frozenset({"gctx", "gct", "h5ad", "long_table", "ranked_long_table"})
+REFERENCE_KINDS = frozenset({"gene_table", "compound_lincs", "compound_repurposing_drugs",
+                             "compound_repurposing_samples", "string", "corum", "dorothea", "gmt",
+                             "cell_line_features", "landmarks"})
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    path: str
+    kind: str
+    dataset_id: str
+    source: str = ""
+    licence: str = ""
+    simulated: bool = False
+    options: tuple[tuple[str, str], ...] = ()  # reader options, e.g. (("max_rows", "100000"),)
+
+    @property
+    def option_dict(self) -> dict[str, str]:
+        return dict(self.options)
+
+
+def dataset_id_for(path: Path) -> str:
+    """A stable id from the file name: lower case, [a-z0-9_] only."""
+    stem = path.name
+    for suffix in (".gz", ".parquet", ".gctx", ".gct", ".h5ad", ".tsv", ".txt", ".csv", ".gmt"):
+        stem = stem.removesuffix(suffix)
+    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "dataset"
+
+
+def _header(path: Path) -> list[str]:
+    if path.suffix == ".parquet":
+        return list(pq.read_schema(path).names)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", errors="replace") as handle:
+        for line in handle:
+            if line.startswith("!") or line.startswith("#") or not line.strip():
+                continue
+            return [c.strip() for c in re.split(r"\t|,", line.rstrip("\r\n"))]
+    return []
+
+
+def detect_kind(path: Path) -> str:
+    """The reader a file needs, from its extension and header; a clear error when none fits."""
+    name = path.name.lower()
+    if name.endswith(".gctx"):
+        return "gctx"
+    if name.endswith(".gct"):
+        return "gct"
+    if name.endswith(".h5ad"):
+        return "h5ad"
+    if name.endswith(".gmt"):
+        return "gmt"
+    cols = set(_header(path))
+    if {"rank", "n_ranked", "readout"} <= cols:
+        return "ranked_long_table"
+    if {"context", "perturbation", "readout", "value"} <= cols:
+        return "long_table"
+    if {"entrez_a", "entrez_b", "combined_score"} <= cols:
+        return "string"
+    if {"tf", "target", "mor"} <= cols:
+        return "dorothea"
+    if "ComplexID" in cols and any("subunits" in c for c in cols):
+        return "corum"
+    if {"cell_id", "gene_symbol"} <= cols:
+        return "cell_line_features"
+    if {"pert_id", "cmap_name", "canonical_smiles"} <= cols:
+        return "compound_lincs"
+    if {"broad_id", "pert_iname", "smiles"} <= cols:
+        return "compound_repurposing_samples"
+    if {"pert_iname", "clinical_phase", "moa", "target"} <= cols:
+        return "compound_repurposing_drugs"
+    if {"id", "symbol", "entrez", "feature_space"} <= cols:
+        return "landmarks"
+    if {"entrez_id", "symbol", "aliases"} <= cols:
+        return "gene_table"
+    raise InputFileError(path, f"cannot tell what kind of file this is from its name and columns {sorted(cols)[:12]}; "
+                               "see docs/inputs.md for the accepted formats")
+
+
+def spec_for(path: Path, *, simulated: bool = False, source: str = "") -> InputSpec:
+    return InputSpec(path=str(path), kind=detect_kind(path), dataset_id=dataset_id_for(path),
+                     source=source or str(path), simulated=simulated)
+
+
+# Real public files of ../shared/data (see its README for provenance and licences).
+SHARED_FILES: dict[str, tuple[str, str]] = {
+    "genes/genes_human.tsv": ("NCBI Gene 2022-09-12", "public domain (NCBI)"),
+    "l1000/geneinfo_landmark.tsv": ("LINCS L1000 landmark genes", "BSD-3-Clause (cmapR)"),
+    "compounds/repurposing_drugs_20200324.txt": ("Broad Drug Repurposing Hub 2020-03-24", "CC BY 4.0 (Broad)"),
+    "compounds/repurposing_samples_20200324.txt": ("Broad Drug Repurposing Hub 2020-03-24", "CC BY 4.0 (Broad)"),
+    "compounds/lincs_compoundinfo.tsv": ("LINCS compound info", "LINCS data release policy"),
+    "networks/string_v12_edges.tsv.gz": ("STRING v12", "CC BY 4.0"),
+    "networks/corum_allComplexes_2018-06-27.txt": ("CORUM 2018-06-27", "CORUM terms"),
+    "networks/dorothea_hs.tsv.gz": ("DoRothEA human", "GPL-3 (dorothea)"),
+    "contexts/lincs_cell_line_features.parquet": ("LINCS cell-line features", "LINCS data release policy"),
+    "l1000/cmap_ds_level5_modz_n272x978.gctx": ("cmapR ds (LINCS L1000 level 5)", "BSD-3-Clause (cmapR)"),
+    "l1000/cmap_kd_shrna_level4_n374x976.gctx": ("cmapR kd_gct (L1000 shRNA level 4)", "BSD-3-Clause (cmapR)"),
+    "l1000/LJP005_A375_24H_level4_n377x978.gctx": ("cmapPy LJP005 A375 24H level 4", "BSD-3-Clause (cmapPy)"),
+    "l1000/signatureSearch_SKB_level5_n100x5000.gctx": ("signatureSearch SKB level 5", "Artistic-2.0"),
+    "perturbseq/replogle2022_k562_rpe1_crispri_top1000.parquet": ("Replogle et al. 2022 via sigrecon", "MIT"),
+    "perturbseq/papalexi2021_thp1_eccite_crisprko.h5ad": ("Papalexi et al. 2021 via sceptre", "GPL-3"),
+    "chemical/tahoe100m_ranked_signatures.parquet": ("Tahoe-100M via sigrecon", "MIT"),
+}
+
+
+def shared_inputs(settings: Settings, only: list[str] | None = None) -> list[InputSpec]:
+    root = settings.shared_data
+    if not (root / "README.md").exists():
+        raise InputFileError(root, "the shared data folder is missing: set PERTURBGRAPH_SHARED_DATA or use the "
+                                   "default (simulated) dataset")
+    specs = []
+    for rel, (source, licence) in SHARED_FILES.items():
+        if only and not any(token in rel for token in only):
+            continue
+        path = root / rel
+        if path.exists():
+            spec = spec_for(path, source=source)
+            specs.append(InputSpec(spec.path, spec.kind, spec.dataset_id, source, licence))
+    return specs
+
+
+def default_inputs(settings: Settings, seed: int = 0) -> list[InputSpec]:
+    """The simulated world, generated once under $PERTURBGRAPH_HOME/data/default (deterministic)."""
+    from graph.io.simulated import generate_default_dataset
+
+    out = settings.data_dir / f"default-seed{seed}"
+    marker = out / ".complete"
+    if not marker.exists():
+        generate_default_dataset(out, seed=seed)
+        marker.write_text("ok\n")
+    specs = []
+    for path in sorted(out.rglob("*")):
+        if not path.is_file() or path.name.startswith(".") or path.suffix in {".md", ".json"} or "truth" in path.parts:
+            continue
+        specs.append(spec_for(path, simulated=True, source=f"SIMULATED default dataset (seed {seed})"))
+    return specs
+
+
+def inbox_inputs(settings: Settings) -> list[InputSpec]:
+    inbox = settings.inbox_dir
+    if not inbox.exists():
+        return []
+    return [spec_for(p, source=f"inbox:{p.name}") for p in sorted(inbox.iterdir())
+            if p.is_file() and not p.name.startswith(".")]
+
+
+def resolve_inputs(settings: Settings, selection: str) -> list[InputSpec]:
+    """`default` (simulated), `shared`, `shared:<substring>,<substring>`, or comma-separated file paths."""
+    if selection == "default":
+        specs = default_inputs(settings)
+    elif selection == "shared":
+        specs = shared_inputs(settings)
+    elif selection.startswith("shared:"):
+        specs = shared_inputs(settings, only=selection.split(":", 1)[1].split(","))
+    else:
+        specs = [spec_for(Path(p).expanduser()) for p in selection.split(",") if p.strip()]
+    return specs + [s for s in inbox_inputs(settings) if s.path not in {x.path for x in specs}]

@@ -1,0 +1,91 @@
+"""Typed Dagster resources. Values left unset come from the settings object (the environment)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+from neo4j import Driver
+from neo4j.exceptions import ServiceUnavailable, SessionExpired, TransientError
+from pydantic import PrivateAttr
+
+from graph.settings import Settings, get_settings
+
+# Transient: the server is restarting, a leader changed, a deadlock was detected. Everything else
+# (constraint violations, bad data, Cypher errors) fails at once without a retry.
+TRANSIENT_NEO4J_ERRORS = (ServiceUnavailable, SessionExpired, TransientError, ConnectionError)
+MAX_NEO4J_RETRIES = 3
+
+
+class PerturbGraphSettings(dg.ConfigurableResource):
+    """Paths and options; empty fields fall back to `graph.settings` (PERTURBGRAPH_* variables)."""
+
+    home: str | None = None
+    inputs: str = "default"  # "default" (simulated), "shared", "shared:<substr>,…", or file paths
+
+    def settings(self) -> Settings:
+        base = get_settings()
+        return base.model_copy(update={"home": base.home.__class__(self.home)}) if self.home else base
+
+
+class Neo4jResource(dg.ConfigurableResource):
+    """A Neo4j driver per run, closed at the end. Empty fields fall back to NEO4J_* via settings."""
+
+    uri: str | None = None
+    username: str | None = None
+    password: str | None = None
+    database: str | None = None
+    home: str | None = None  # PERTURBGRAPH_HOME of the managed server (tests point it elsewhere)
+
+    _driver: Driver | None = PrivateAttr(default=None)
+
+    def settings(self) -> Settings:
+        from pydantic import SecretStr
+
+        base = get_settings()
+        update = {}
+        if self.uri:
+            update["neo4j_uri"] = self.uri
+        if self.username:
+            update["neo4j_username"] = self.username
+        if self.password:
+            update["neo4j_password"] = SecretStr(self.password)
+        if self.database:
+            update["neo4j_database"] = self.database
+        if self.home:
+            update["home"] = base.home.__class__(self.home)
+        return base.model_copy(update=update)
+
+    @property
+    def db(self) -> str:
+        return self.settings().neo4j_database
+
+    def get_driver(self) -> Driver:
+        """Open lazily, so a missing server surfaces inside the step where the retry guard sees it."""
+        if self._driver is None:
+            from graph.db import ensure_neo4j, open_driver
+
+            settings = self.settings()
+            ensure_neo4j(settings)
+            self._driver = open_driver(settings)
+        return self._driver
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
+
+    @contextmanager
+    def guarded(self, context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Iterator[Driver]:
+        """Yield the driver; a transient Neo4j failure asks Dagster to retry the step with backoff."""
+        try:
+            yield self.get_driver()
+        except TRANSIENT_NEO4J_ERRORS as exc:
+            if self._driver is not None:
+                self._driver.close()
+                self._driver = None
+            attempt = getattr(context, "retry_number", 0)
+            context.log.warning(f"Neo4j unavailable ({type(exc).__name__}: {exc}); retry {attempt + 1} of "
+                                f"{MAX_NEO4J_RETRIES}")
+            raise dg.RetryRequested(max_retries=MAX_NEO4J_RETRIES, seconds_to_wait=2 * 2 ** attempt) from exc
