@@ -1,0 +1,338 @@
+"""Discoveries from LPM embeddings and predictions: pure numpy / pandas, no Neo4j.
+
+Three kinds of discovery, each returned as a long DataFrame that `graph.discovery_writer` writes
+back as relationships:
+
+* `mechanism_links` — for every compound, the genes whose genetic-perturbation embedding is most
+  similar (cosine) to the compound's embedding (the compound's perturbations aggregated over doses
+  with `aggregate_embeddings`). Each link gets a rank, a z-score and an empirical p-value against a
+  null of the same compound scored against *dimension-permuted* gene embeddings (each null gene
+  vector is a real gene vector with its coordinates shuffled: same norm and value distribution, no
+  shared structure), and a Benjamini-Hochberg q-value over all genes of that compound.
+* `gene_interactions` — for every gene, its top-k most similar genes (cosine of genetic
+  perturbation embeddings, or of any other per-gene profile such as imputed response profiles).
+* `predicted_effects` — for unmeasured (perturbation, context) pairs, the top up- and
+  down-regulated readouts of the model's prediction (`impute_effects` calls `LPM.predict`).
+
+Names are strings throughout (perturbation ids, compound ids, gene symbols or Entrez ids as text);
+mapping them onto graph keys is the writer's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MECHANISM_COLUMNS = ("compound", "gene", "score", "rank", "zscore", "pvalue", "qvalue", "is_annotated_target")
+INTERACTION_COLUMNS = ("source", "target", "score", "rank", "in_prior")
+EFFECT_COLUMNS = ("perturbation", "context", "readout", "value", "direction", "rank")
+
+
+# ---------------------------------------------------------------------------------------------
+# Basics
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_frame(emb: pd.DataFrame | Mapping[str, Any]) -> pd.DataFrame:
+    if isinstance(emb, pd.DataFrame):
+        frame = emb
+    else:
+        frame = pd.DataFrame.from_dict({k: np.asarray(v, dtype=np.float64) for k, v in emb.items()}, orient="index")
+    frame = frame.astype(np.float64)
+    frame.index = frame.index.astype(str)
+    if frame.index.has_duplicates:
+        raise ValueError("embedding index has duplicate names")
+    if not np.isfinite(frame.to_numpy()).all():
+        raise ValueError("embedding contains NaN or infinite values")
+    return frame
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float64)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) cosine similarities; a zero vector has similarity 0 with everything."""
+    return l2_normalise(a) @ l2_normalise(b).T
+
+
+def aggregate_embeddings(emb: pd.DataFrame, groups: Mapping[str, str], how: str = "mean") -> pd.DataFrame:
+    """Rows of `emb` grouped by `groups[name]` (e.g. perturbation id -> compound id, aggregating doses).
+
+    Names without a group are dropped. `how` is "mean" (of unit-normalised vectors, so a dose with a
+    large norm does not dominate) or "first".
+    """
+    emb = _as_frame(emb)
+    keys = pd.Series({n: groups[n] for n in emb.index if n in groups}, dtype=object)
+    if keys.empty:
+        return pd.DataFrame(columns=emb.columns, dtype=np.float64)
+    sub = emb.loc[keys.index]
+    if how == "mean":
+        sub = pd.DataFrame(l2_normalise(sub.to_numpy()), index=sub.index, columns=sub.columns)
+        out = sub.groupby(keys.to_numpy()).mean()
+    elif how == "first":
+        out = sub.groupby(keys.to_numpy()).first()
+    else:
+        raise ValueError(f"how must be 'mean' or 'first', not {how!r}")
+    out.index = out.index.astype(str)
+    out.index.name = "name"
+    return out
+
+
+def _centre(*frames: pd.DataFrame) -> list[np.ndarray]:
+    """Subtract the mean of all rows of all frames (one shared offset, so equal vectors stay equal)."""
+    stacked = np.vstack([f.to_numpy() for f in frames if len(f)])
+    mu = stacked.mean(axis=0, keepdims=True) if len(stacked) else 0.0
+    return [f.to_numpy() - mu for f in frames]
+
+
+def bh_qvalues(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values along `axis`."""
+    p = np.asarray(p, dtype=np.float64)
+    p = np.moveaxis(p, axis, -1)
+    n = p.shape[-1]
+    order = np.argsort(p, axis=-1)
+    ranked = np.take_along_axis(p, order, axis=-1) * n / np.arange(1, n + 1)
+    ranked = np.minimum.accumulate(ranked[..., ::-1], axis=-1)[..., ::-1]
+    q = np.empty_like(ranked)
+    np.put_along_axis(q, order, np.minimum(ranked, 1.0), axis=-1)
+    return np.moveaxis(q, -1, axis)
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and values of the k largest entries per row, best first (stable on ties)."""
+    k = min(k, scores.shape[1])
+    if k <= 0:
+        return np.zeros((scores.shape[0], 0), int), np.zeros((scores.shape[0], 0))
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(
+        np.arange(scores.shape[1]), (scores.shape[0], 1))
+    vals = np.take_along_axis(scores, part, axis=1)
+    # sort by value desc, then by column index asc for determinism
+    order = np.lexsort((part, -vals), axis=1)
+    idx = np.take_along_axis(part, order, axis=1)
+    return idx, np.take_along_axis(scores, idx, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mechanism links: compound -> gene
+# ---------------------------------------------------------------------------------------------
+
+
+def permuted_null(gene_vectors: np.ndarray, n_null: int, rng: np.random.Generator) -> np.ndarray:
+    """`n_null` null vectors: random genes with their coordinates independently permuted."""
+    if len(gene_vectors) == 0:
+        raise ValueError("no gene vectors to build a null from")
+    pick = rng.integers(0, len(gene_vectors), size=n_null)
+    base = gene_vectors[pick]
+    perm = np.argsort(rng.random(base.shape), axis=1)
+    return np.take_along_axis(base, perm, axis=1)
+
+
+def mechanism_links(
+    compound_emb: pd.DataFrame,
+    gene_emb: pd.DataFrame,
+    *,
+    k: int = 20,
+    n_null: int = 2000,
+    centre: bool = True,
+    annotated_targets: Mapping[str, Iterable[str]] | None = None,
+    seed: int = 0,
+    chunk: int = 512,
+) -> pd.DataFrame:
+    """Top-k genes per compound by cosine similarity of embeddings, calibrated against a null.
+
+    compound_emb: one row per compound (index = compound id), e.g. `aggregate_embeddings` of the
+    LPM's perturbation embeddings over each compound's doses. gene_emb: one row per gene (index =
+    gene name) from the gene's genetic perturbation(s). Both must have the same columns.
+
+    Columns of the result: compound, gene, score (cosine), rank (1 = most similar), zscore
+    ((score - null mean) / null sd for this compound), pvalue ((1 + #null >= score) / (1 + n_null)),
+    qvalue (BH over all genes of the compound), is_annotated_target (from `annotated_targets`).
+    """
+    compound_emb, gene_emb = _as_frame(compound_emb), _as_frame(gene_emb)
+    if list(compound_emb.columns) != list(gene_emb.columns):
+        raise ValueError("compound and gene embeddings must have the same columns")
+    if len(compound_emb) == 0 or len(gene_emb) == 0:
+        return pd.DataFrame(columns=list(MECHANISM_COLUMNS))
+    if centre:
+        c_vec, g_vec = _centre(compound_emb, gene_emb)
+    else:
+        c_vec, g_vec = compound_emb.to_numpy(), gene_emb.to_numpy()
+    rng = np.random.default_rng(seed)
+    null_unit = l2_normalise(permuted_null(g_vec, n_null, rng))
+    g_unit = l2_normalise(g_vec)
+    targets = {str(c): {str(g) for g in gs} for c, gs in (annotated_targets or {}).items()}
+    genes = gene_emb.index.to_numpy()
+    compounds = compound_emb.index.to_numpy()
+    parts: list[pd.DataFrame] = []
+    for start in range(0, len(compounds), chunk):
+        cu = l2_normalise(c_vec[start:start + chunk])
+        scores = cu @ g_unit.T  # (C, G)
+        null = np.sort(cu @ null_unit.T, axis=1)  # (C, N)
+        mu, sd = null.mean(axis=1, keepdims=True), null.std(axis=1, keepdims=True)
+        # number of null scores >= each real score, per compound row
+        n_ge = np.stack([n_null - np.searchsorted(null[i], scores[i] - 1e-12, side="left")
+                         for i in range(len(cu))])
+        p_all = (1.0 + n_ge) / (1.0 + n_null)
+        q_all = bh_qvalues(p_all, axis=1)
+        idx, vals = _top_k(scores, k)
+        rows = np.repeat(np.arange(len(cu)), idx.shape[1])
+        cols = idx.ravel()
+        z = np.divide(vals - mu, sd, out=np.zeros_like(vals), where=sd > 0).ravel()
+        comp = compounds[start:start + chunk][rows]
+        gene = genes[cols]
+        parts.append(pd.DataFrame({
+            "compound": comp,
+            "gene": gene,
+            "score": vals.ravel(),
+            "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(cu)),
+            "zscore": z,
+            "pvalue": p_all[rows, cols],
+            "qvalue": q_all[rows, cols],
+            "is_annotated_target": [g in targets.get(c, ()) for c, g in zip(comp, gene, strict=True)],
+        }))
+    out = pd.concat(parts, ignore_index=True)
+    out["rank"] = out["rank"].astype(np.int64)
+    return out.loc[:, list(MECHANISM_COLUMNS)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Gene-gene edges
+# ---------------------------------------------------------------------------------------------
+
+
+def _pair_set(pairs: Iterable[tuple[str, str]] | None) -> set[frozenset[str]]:
+    return {frozenset((str(a), str(b))) for a, b in (pairs or ()) if str(a) != str(b)}
+
+
+def gene_interactions(
+    gene_profiles: pd.DataFrame,
+    *,
+    k: int = 20,
+    centre: bool = True,
+    prior_pairs: Iterable[tuple[str, str]] | None = None,
+    min_score: float | None = None,
+) -> pd.DataFrame:
+    """For each gene, its top-k most similar other genes (cosine of the rows of `gene_profiles`).
+
+    `gene_profiles` is an embedding (genetic perturbation embeddings) or any per-gene profile (e.g.
+    imputed response profiles, genes x readouts). Edges are directed source -> target (target is in
+    source's top-k); `in_prior` says whether the unordered pair is in `prior_pairs`.
+    """
+    prof = _as_frame(gene_profiles)
+    if len(prof) < 2:
+        return pd.DataFrame(columns=list(INTERACTION_COLUMNS))
+    vec = _centre(prof)[0] if centre else prof.to_numpy()
+    unit = l2_normalise(vec)
+    names = prof.index.to_numpy()
+    prior = _pair_set(prior_pairs)
+    parts = []
+    for start in range(0, len(names), 1024):
+        s = unit[start:start + 1024] @ unit.T
+        s[np.arange(len(s)), np.arange(start, start + len(s))] = -np.inf  # no self edges
+        idx, vals = _top_k(s, min(k, len(names) - 1))
+        rows = np.repeat(np.arange(start, start + len(s)), idx.shape[1])
+        parts.append(pd.DataFrame({"source": names[rows], "target": names[idx.ravel()], "score": vals.ravel(),
+                                   "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(s))}))
+    out = pd.concat(parts, ignore_index=True)
+    if min_score is not None:
+        out = out[out["score"] >= min_score].reset_index(drop=True)
+    out["in_prior"] = [frozenset((a, b)) in prior for a, b in zip(out["source"], out["target"], strict=True)]
+    out["rank"] = out["rank"].astype(np.int64)
+    return out.loc[:, list(INTERACTION_COLUMNS)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicted effects for unmeasured (perturbation, context) pairs
+# ---------------------------------------------------------------------------------------------
+
+
+def unmeasured_pairs(perturbations: Iterable[str], contexts: Iterable[str],
+                     measured: Iterable[tuple[str, str]]) -> pd.DataFrame:
+    """All (perturbation, context) combinations not in `measured`, as a DataFrame."""
+    seen = {(str(p), str(c)) for p, c in measured}
+    rows = [(str(p), str(c)) for p in perturbations for c in contexts if (str(p), str(c)) not in seen]
+    return pd.DataFrame(rows, columns=["perturbation", "context"])
+
+
+def top_effects(predictions: pd.DataFrame, *, top_n: int = 10) -> pd.DataFrame:
+    """Top `top_n` up and top `top_n` down readouts per (perturbation, context).
+
+    predictions: columns perturbation, context, readout, value. Result columns: perturbation,
+    context, readout, value, direction ('up' | 'down'), rank (1 = strongest within its direction).
+    Values of exactly 0 are neither up nor down and are left out.
+    """
+    need = {"perturbation", "context", "readout", "value"}
+    if missing := need - set(predictions.columns):
+        raise ValueError(f"predictions lack columns {sorted(missing)}")
+    df = predictions.loc[:, ["perturbation", "context", "readout", "value"]].copy()
+    for col in ("perturbation", "context", "readout"):
+        df[col] = df[col].astype(str)
+    df["value"] = df["value"].astype(np.float64)
+    up = df[df["value"] > 0].sort_values(["perturbation", "context", "value", "readout"],
+                                         ascending=[True, True, False, True])
+    up["rank"] = up.groupby(["perturbation", "context"]).cumcount() + 1
+    up["direction"] = "up"
+    down = df[df["value"] < 0].sort_values(["perturbation", "context", "value", "readout"],
+                                           ascending=[True, True, True, True])
+    down["rank"] = down.groupby(["perturbation", "context"]).cumcount() + 1
+    down["direction"] = "down"
+    out = pd.concat([up[up["rank"] <= top_n], down[down["rank"] <= top_n]], ignore_index=True)
+    out["rank"] = out["rank"].astype(np.int64)
+    return out.loc[:, list(EFFECT_COLUMNS)].sort_values(
+        ["perturbation", "context", "direction", "rank"], ignore_index=True)
+
+
+def impute_effects(
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    pairs: pd.DataFrame,
+    readouts: Iterable[str],
+    *,
+    top_n: int = 10,
+    max_rows: int = 2_000_000,
+) -> pd.DataFrame:
+    """Predict every readout for each (perturbation, context) pair and keep the top up/down genes.
+
+    `predict` is e.g. `LPM.predict` (rows with context, perturbation, readout -> values). Pairs are
+    processed in chunks of at most `max_rows` predicted rows.
+    """
+    readouts = [str(r) for r in readouts]
+    if len(pairs) == 0 or not readouts:
+        return pd.DataFrame(columns=list(EFFECT_COLUMNS))
+    per_chunk = max(1, max_rows // len(readouts))
+    parts = []
+    for start in range(0, len(pairs), per_chunk):
+        sub = pairs.iloc[start:start + per_chunk]
+        rows = pd.DataFrame({
+            "context": np.repeat(sub["context"].astype(str).to_numpy(), len(readouts)),
+            "perturbation": np.repeat(sub["perturbation"].astype(str).to_numpy(), len(readouts)),
+            "readout": np.tile(np.asarray(readouts, dtype=object), len(sub)),
+        })
+        rows["value"] = np.asarray(predict(rows), dtype=np.float64)
+        parts.append(top_effects(rows, top_n=top_n))
+    return pd.concat(parts, ignore_index=True)
+
+
+def response_profiles(
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    perturbations: Iterable[str],
+    contexts: Iterable[str],
+    readouts: Iterable[str],
+) -> pd.DataFrame:
+    """Imputed response profiles: one row per perturbation, columns (context, readout) predictions.
+
+    Lets `gene_interactions` compare genetic perturbations by what the model predicts they do, also
+    in contexts where they were never run.
+    """
+    perts, ctxs, reads = [str(p) for p in perturbations], [str(c) for c in contexts], [str(r) for r in readouts]
+    grid = pd.MultiIndex.from_product([perts, ctxs, reads], names=["perturbation", "context", "readout"])
+    rows = grid.to_frame(index=False)
+    values = np.asarray(predict(rows), dtype=np.float64).reshape(len(perts), len(ctxs) * len(reads))
+    cols = pd.MultiIndex.from_product([ctxs, reads], names=["context", "readout"])
+    return pd.DataFrame(values, index=pd.Index(perts, name="name"), columns=[f"{c}|{r}" for c, r in cols])
