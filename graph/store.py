@@ -250,7 +250,11 @@ def load_training_table(
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="float32" if c == "value" else "category")
                              for c in MEASUREMENT_COLUMNS})
-    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if len(frames) > 1:
+        frames = [f.astype({c: str for c in _TEXT_COLUMNS}) for f in frames]
+        out = pd.concat(frames, ignore_index=True)
+    else:
+        out = frames[0]
     for c in _TEXT_COLUMNS:
         out[c] = out[c].astype("category")
     out["value"] = out["value"].astype("float32")
