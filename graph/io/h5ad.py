@@ -1,0 +1,398 @@
+"""AnnData h5ad readers: single-cell Perturb-seq counts -> pseudobulk signatures, and bulk h5ad.
+
+Pseudobulk value: "log1p CP10k mean difference vs same-context controls". Each cell's counts are scaled
+to 10,000 per cell (over all genes), log1p-transformed, averaged per (context, perturbation) group, and
+the mean of the control cells of the same context is subtracted. With `zscore=True` the difference is
+divided by the per-gene standard deviation of those control cells (genes with zero control variance
+give no value; counted). Groups (and contexts' controls) with fewer than `min_cells` cells are
+quarantined with the reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from graph.io.common import InputFileError, clean_text
+from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
+from graph.io.perturbations import is_control_name, make_perturbation_id, normalise_perturbation_type, split_combination
+from graph.records import (
+    MEASUREMENT_COLUMNS,
+    ContextRecord,
+    PerturbationRecord,
+    QuarantineRecord,
+    ReadReport,
+    SignatureRecord,
+)
+
+# scPerturb / GEARS / common spellings, in order of preference (gene-level before guide-level).
+PERTURBATION_COLUMNS = ("perturbation", "condition", "target_gene", "gene", "target", "gene_target", "guide_id",
+                        "sgRNA", "guide")
+CONTEXT_COLUMNS = ("cell_line", "cell_type", "celltype", "cell_line_name", "context")
+CONTROL_COLUMNS = ("is_control", "control")
+TYPE_COLUMNS = ("perturbation_type", "perturbation_kind", "perttype")
+SYMBOL_COLUMNS = ("gene_symbol", "gene_symbols", "gene_name", "symbol", "feature_name")
+BACKED_ABOVE_BYTES = 1 << 30  # open files above 1 GiB in backed mode
+
+
+@dataclass(frozen=True)
+class ObsColumns:
+    perturbation: str
+    context: str | None
+    control: str | None
+    perturbation_type: str | None
+
+
+def detect_obs_columns(obs: pd.DataFrame, path: str | Path = "", *, perturbation: str | None = None,
+                       context: str | None = None, control: str | None = None,
+                       perturbation_type: str | None = None) -> ObsColumns:
+    """Pick the obs columns (given names are checked; missing ones -> InputFileError listing the columns)."""
+    available = list(obs.columns)
+
+    def pick(given: str | None, candidates: tuple[str, ...], what: str, required: bool) -> str | None:
+        if given is not None:
+            if given not in obs.columns:
+                raise InputFileError(path, f"obs has no {what} column {given!r}; available: {available}")
+            return given
+        found = next((c for c in candidates if c in obs.columns), None)
+        if found is None and required:
+            raise InputFileError(path, f"no {what} column found (looked for {list(candidates)}); available: {available}")
+        return found
+
+    return ObsColumns(
+        perturbation=pick(perturbation, PERTURBATION_COLUMNS, "perturbation", True),
+        context=pick(context, CONTEXT_COLUMNS, "context", False),
+        control=pick(control, CONTROL_COLUMNS, "control", False),
+        perturbation_type=pick(perturbation_type, TYPE_COLUMNS, "perturbation type", False),
+    )
+
+
+@dataclass
+class H5adResult:
+    """Long table (MEASUREMENT_COLUMNS) plus the records and counts of one h5ad file."""
+
+    long: pd.DataFrame
+    signatures: list[SignatureRecord]
+    perturbations: dict[str, PerturbationRecord]
+    contexts: dict[str, ContextRecord]
+    report: ReadReport
+    quarantine: list[QuarantineRecord] = field(default_factory=list)
+    groups: pd.DataFrame | None = None  # per group: context, label, n_cells, status
+
+
+def _open(path: Path, backed: bool | None) -> ad.AnnData:
+    if not path.exists():
+        raise InputFileError(path, "file does not exist")
+    if backed is None:
+        backed = path.stat().st_size > BACKED_ABOVE_BYTES
+    try:
+        return ad.read_h5ad(path, backed="r" if backed else None)
+    except Exception as exc:
+        raise InputFileError(path, f"not a readable h5ad file ({type(exc).__name__}: {exc})") from exc
+
+
+def _readouts(adata: ad.AnnData, resolver) -> tuple[list[str], np.ndarray, int]:
+    """Readout symbol per gene, a mask of the genes kept (first of each repeated symbol), repeats count."""
+    col = next((c for c in SYMBOL_COLUMNS if c in adata.var.columns), None)
+    names = [clean_text(x) for x in (adata.var[col] if col else adata.var_names)]
+    if resolver is not None:
+        names = [m.symbol if (m := resolver.resolve(n)).ok else n for n in names]
+    keep = ~pd.Series(names).duplicated(keep="first").to_numpy() & (np.array(names, dtype=object) != "")
+    return names, keep, int((~keep).sum())
+
+
+def _rows(X, start: int, stop: int):
+    block = X[start:stop]
+    if hasattr(block, "to_memory"):
+        block = block.to_memory()
+    return sp.csr_matrix(block) if sp.issparse(block) else np.asarray(block)
+
+
+def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str) -> PerturbationRecord:
+    if ptype == "control":
+        return PerturbationRecord(make_perturbation_id("control", label), label, "control", source=dataset_id)
+    if ptype == "compound":
+        pid = make_perturbation_id("compound", label)
+        return PerturbationRecord(pid, label, "compound", compound_id=pid.split("@")[0][len("compound:"):],
+                                  source=dataset_id)
+    targets = []
+    for t in split_combination(label):
+        m = resolver.resolve(t) if resolver is not None else None
+        targets.append((m.symbol if m is not None and m.ok else t).upper())
+    pid = make_perturbation_id(ptype, label, targets=tuple(targets))
+    return PerturbationRecord(pid, label, ptype, target_symbols=tuple(sorted(set(targets))), source=dataset_id)
+
+
+def pseudobulk_h5ad(
+    path: str | Path,
+    dataset_id: str,
+    *,
+    perturbation_col: str | None = None,
+    context_col: str | None = None,
+    control_col: str | None = None,
+    perturbation_type_col: str | None = None,
+    perturbation_type: str | None = None,
+    default_context: str | None = None,
+    control_values: tuple[str, ...] | None = None,
+    cell_filter: str | None = None,
+    min_cells: int = 20,
+    zscore: bool = False,
+    resolver=None,
+    backed: bool | None = None,
+    chunk_cells: int = 20_000,
+) -> H5adResult:
+    """Single-cell counts -> one signature per (context, perturbation) against same-context controls.
+
+    Controls: the boolean `control_col` (auto: is_control) when present, else perturbation labels that
+    are control spellings (ctrl, non-targeting, NTC, DMSO, ...) or in `control_values`. GEARS labels
+    "A+ctrl" mean A alone, "A+B" a combination. `cell_filter` is a pandas query over obs selecting the
+    cells to use (e.g. "not multiple_grnas"); the excluded count goes into the report notes.
+    The report counts groups (non-control (context, perturbation) pairs): accepted or quarantined.
+    """
+    path = Path(path)
+    adata = _open(path, backed)
+    try:
+        obs = adata.obs
+        cols = detect_obs_columns(obs, path, perturbation=perturbation_col, context=context_col,
+                                  control=control_col, perturbation_type=perturbation_type_col)
+        report = ReadReport(source=str(path))
+        quarantine: list[QuarantineRecord] = []
+        use = np.ones(adata.n_obs, dtype=bool)
+        if cell_filter:
+            try:
+                use = obs.eval(cell_filter, engine="python").to_numpy(dtype=bool)
+            except Exception as exc:
+                raise InputFileError(path, f"cell_filter {cell_filter!r} failed ({exc}); obs columns: {list(obs.columns)}") from exc
+            report.notes.append(f"{int((~use).sum())} of {adata.n_obs} cells excluded by cell_filter {cell_filter!r}")
+        labels = obs[cols.perturbation].astype(object).map(clean_text).to_numpy()
+        if cols.context:
+            contexts = obs[cols.context].astype(object).map(normalise_context_name).to_numpy()
+            raw_context = dict(zip(contexts, obs[cols.context].astype(object).map(clean_text), strict=True))
+        else:
+            ctx = normalise_context_name(default_context) if default_context else UNKNOWN_CONTEXT
+            contexts = np.full(adata.n_obs, ctx, dtype=object)
+            raw_context = {ctx: default_context or ""}
+            report.notes.append(f"no context column: all cells get context {ctx!r}")
+        extra = {c.lower() for c in (control_values or ())}
+        by_name = np.array([is_control_name(x) or x.lower() in extra for x in labels], dtype=bool)
+        if cols.control:
+            flag = obs[cols.control]
+            is_ctrl = (flag.astype(str).str.lower().isin(["true", "1", "yes"]) if flag.dtype == object or
+                       isinstance(flag.dtype, pd.CategoricalDtype) else flag.fillna(False).astype(bool)).to_numpy()
+            disagree = int((is_ctrl != by_name).sum())
+            if disagree:
+                report.notes.append(f"{disagree} cells where {cols.control!r} and the control spelling of the label disagree; "
+                                    f"{cols.control!r} wins")
+        else:
+            is_ctrl = by_name
+        unlabelled = (labels == "") & ~is_ctrl & use
+        if unlabelled.any():
+            report.notes.append(f"{int(unlabelled.sum())} cells without a perturbation label not used")
+            use &= ~unlabelled
+        if cols.perturbation_type is None and perturbation_type is None:
+            raise InputFileError(path, f"cannot tell the perturbation type: pass perturbation_type= or a column "
+                                 f"(looked for {list(TYPE_COLUMNS)}); obs columns: {list(obs.columns)}")
+
+        # Group index per cell: controls get one group per context, others one per (context, label).
+        keys = np.where(is_ctrl, "\x00ctrl", labels).astype(object)
+        group_key = pd.Series(contexts, dtype=object) + "\x01" + pd.Series(keys, dtype=object)
+        group_key[~use] = None
+        codes, uniq = pd.factorize(group_key)
+        n_groups = len(uniq)
+        names, keep_genes, repeated = _readouts(adata, resolver)
+        if repeated:
+            report.notes.append(f"{repeated} genes dropped: readout symbol repeats an earlier gene (first kept) or empty")
+        n_genes = adata.n_vars
+        sums = np.zeros((n_groups, n_genes), dtype=np.float64)
+        sumsq = np.zeros((n_groups, n_genes), dtype=np.float64) if zscore else None
+        counts = np.bincount(codes[codes >= 0], minlength=n_groups)
+        for start in range(0, adata.n_obs, chunk_cells):
+            stop = min(start + chunk_cells, adata.n_obs)
+            block = _rows(adata.X, start, stop)
+            c = codes[start:stop]
+            lib = np.asarray(block.sum(axis=1)).ravel()
+            if (lib < 0).any() or (sp.issparse(block) and (block.data < 0).any()) or (
+                    not sp.issparse(block) and (block < 0).any()):
+                raise InputFileError(path, "X holds negative values; pseudobulk needs raw counts")
+            scale = np.divide(1e4, lib, out=np.zeros_like(lib, dtype=np.float64), where=lib > 0)
+            if sp.issparse(block):
+                norm = sp.diags(scale) @ block.astype(np.float64)
+                norm.data = np.log1p(norm.data)
+            else:
+                norm = np.log1p(block.astype(np.float64) * scale[:, None])
+            sel = np.flatnonzero(c >= 0)
+            ind = sp.csr_matrix((np.ones(len(sel)), (c[sel], sel)), shape=(n_groups, stop - start))
+            sums += np.asarray((ind @ norm).todense() if sp.issparse(norm) else ind @ norm)
+            if zscore:
+                sq = norm.multiply(norm) if sp.issparse(norm) else norm ** 2
+                sumsq += np.asarray((ind @ sq).todense() if sp.issparse(sq) else ind @ sq)
+        means = sums / np.maximum(counts, 1)[:, None]
+
+        ptype_of: dict[str, str] = {}
+        if cols.perturbation_type:
+            t = pd.DataFrame({"g": codes, "t": obs[cols.perturbation_type].astype(str).to_numpy()})
+            t = t[t.g >= 0].groupby("g")["t"].agg(lambda x: x.value_counts().index[0])
+            ptype_of = {uniq[g]: v for g, v in t.items()}
+
+        ctrl_index = {k.split("\x01")[0]: i for i, k in enumerate(uniq) if k.endswith("\x01\x00ctrl")}
+        perturbations: dict[str, PerturbationRecord] = {}
+        context_records: dict[str, ContextRecord] = {}
+        signatures: list[SignatureRecord] = []
+        frames, group_rows = [], []
+        readout_cat = pd.CategoricalDtype([n for n, k in zip(names, keep_genes, strict=True) if k])
+        dropped_zero_sd = 0
+        for i, key in enumerate(uniq):
+            ctx, label = key.split("\x01")
+            if label == "\x00ctrl":
+                group_rows.append((ctx, "<control>", int(counts[i]), "control"))
+                continue
+            report.read += 1
+            n_ctrl = int(counts[ctrl_index[ctx]]) if ctx in ctrl_index else 0
+            reason = ""
+            if counts[i] < min_cells:
+                reason = f"only {int(counts[i])} cells (< min_cells {min_cells})"
+            elif n_ctrl < min_cells:
+                reason = f"only {n_ctrl} control cells in context {ctx} (< min_cells {min_cells})"
+            try:
+                ptype = normalise_perturbation_type(ptype_of.get(key, perturbation_type or ""))
+            except ValueError as exc:
+                reason = reason or str(exc)
+            if reason:
+                report.quarantined += 1
+                quarantine.append(QuarantineRecord(str(path), f"{ctx}|{label}", reason,
+                                                   {"context": ctx, "perturbation": label, "n_cells": int(counts[i]),
+                                                    "n_control_cells": n_ctrl}))
+                group_rows.append((ctx, label, int(counts[i]), reason))
+                continue
+            j = ctrl_index[ctx]
+            diff = means[i] - means[j]
+            if zscore:
+                var = sumsq[j] / counts[j] - means[j] ** 2
+                sd = np.sqrt(np.maximum(var, 0) * counts[j] / max(counts[j] - 1, 1))
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    diff = np.where(sd > 0, diff / sd, np.nan)
+            ok = keep_genes & np.isfinite(diff)
+            dropped_zero_sd += int((keep_genes & ~np.isfinite(diff)).sum())
+            rec = _perturbation_record(label, ptype, resolver, dataset_id)
+            perturbations.setdefault(rec.perturbation_id, rec)
+            if ctx not in context_records:
+                kind = "cell_type" if cols.context and "type" in cols.context else "cell_line"
+                context_records[ctx] = context_record(raw_context.get(ctx, ctx), kind=kind, source=path.name)
+                if ctx == UNKNOWN_CONTEXT:
+                    context_records[ctx] = context_record("", source=path.name)
+            sig_id = f"{dataset_id}:{ctx}|{label}"
+            signatures.append(SignatureRecord(sig_id, dataset_id, ctx, rec.perturbation_id, int(ok.sum()),
+                                              int(counts[i]), f"{ctx}|{label}"))
+            frames.append(pd.DataFrame({
+                "dataset": dataset_id, "signature_id": sig_id, "context": ctx, "perturbation": rec.perturbation_id,
+                "perturbation_type": rec.perturbation_type,
+                "readout": pd.Categorical(np.array(names, dtype=object)[ok], dtype=readout_cat),
+                "value": diff[ok].astype(np.float32),
+            }))
+            report.accepted += 1
+            group_rows.append((ctx, label, int(counts[i]), "accepted"))
+        if zscore and dropped_zero_sd:
+            report.notes.append(f"{dropped_zero_sd} values dropped: zero control variance (z-score undefined)")
+        report.notes.append("value = log1p CP10k mean difference vs same-context controls" + (", / control sd" if zscore else ""))
+        report.check()
+        long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
+        for col in MEASUREMENT_COLUMNS[:-1]:
+            long[col] = long[col].astype("category")
+        groups = pd.DataFrame(group_rows, columns=["context", "perturbation", "n_cells", "status"])
+        return H5adResult(long[list(MEASUREMENT_COLUMNS)], signatures, perturbations, context_records, report,
+                          quarantine, groups)
+    finally:
+        if adata.isbacked:
+            adata.file.close()
+
+
+def read_bulk_h5ad(
+    path: str | Path,
+    dataset_id: str,
+    *,
+    perturbation_col: str | None = None,
+    context_col: str | None = None,
+    perturbation_type_col: str | None = None,
+    perturbation_type: str | None = None,
+    default_context: str | None = None,
+    resolver=None,
+    backed: bool | None = None,
+) -> H5adResult:
+    """Bulk h5ad: one obs row = one signature, X values used as they are (e.g. z-scores or log fold changes).
+
+    NaN/inf values are dropped and counted; repeated obs names keep the first row (later ones quarantined).
+    The report counts rows (signatures).
+    """
+    path = Path(path)
+    adata = _open(path, backed)
+    try:
+        obs = adata.obs
+        cols = detect_obs_columns(obs, path, perturbation=perturbation_col, context=context_col,
+                                  perturbation_type=perturbation_type_col)
+        if cols.perturbation_type is None and perturbation_type is None:
+            raise InputFileError(path, f"cannot tell the perturbation type: pass perturbation_type= or a column "
+                                 f"(looked for {list(TYPE_COLUMNS)}); obs columns: {list(obs.columns)}")
+        report = ReadReport(source=str(path), read=adata.n_obs)
+        quarantine: list[QuarantineRecord] = []
+        names, keep_genes, repeated = _readouts(adata, resolver)
+        readout_cat = pd.CategoricalDtype([n for n, k in zip(names, keep_genes, strict=True) if k])
+        dup = pd.Series(adata.obs_names).duplicated(keep="first").to_numpy()
+        perturbations: dict[str, PerturbationRecord] = {}
+        contexts: dict[str, ContextRecord] = {}
+        signatures, frames = [], []
+        dropped: Counter[str] = Counter()
+        X = _rows(adata.X, 0, adata.n_obs)
+        X = X.toarray() if sp.issparse(X) else X
+        for i, obs_name in enumerate(adata.obs_names):
+            label = clean_text(obs[cols.perturbation].iloc[i])
+            raw_ctx = obs[cols.context].iloc[i] if cols.context else default_context
+            ctx = normalise_context_name(raw_ctx)
+            reason = "repeated obs name; first row kept" if dup[i] else ("empty perturbation label" if not label else "")
+            ptype = ""
+            if not reason:
+                try:
+                    ptype = normalise_perturbation_type(obs[cols.perturbation_type].iloc[i] if cols.perturbation_type
+                                                        else perturbation_type)
+                except ValueError as exc:
+                    reason = str(exc)
+            if reason:
+                quarantine.append(QuarantineRecord(str(path), str(obs_name), reason, {"perturbation": label}))
+                continue
+            if is_control_name(label):
+                ptype = "control"
+            rec = _perturbation_record(label, ptype, resolver, dataset_id)
+            perturbations.setdefault(rec.perturbation_id, rec)
+            contexts.setdefault(ctx, context_record(raw_ctx or "", source=path.name))
+            row = np.asarray(X[i], dtype=np.float64).ravel()
+            dropped["NaN"] += int(np.isnan(row[keep_genes]).sum())
+            dropped["+-inf"] += int(np.isinf(row[keep_genes]).sum())
+            ok = keep_genes & np.isfinite(row)
+            sig_id = f"{dataset_id}:{obs_name}"
+            signatures.append(SignatureRecord(sig_id, dataset_id, ctx, rec.perturbation_id, int(ok.sum()), 1, str(obs_name)))
+            frames.append(pd.DataFrame({
+                "dataset": dataset_id, "signature_id": sig_id, "context": ctx, "perturbation": rec.perturbation_id,
+                "perturbation_type": rec.perturbation_type,
+                "readout": pd.Categorical(np.array(names, dtype=object)[ok], dtype=readout_cat),
+                "value": row[ok].astype(np.float32),
+            }))
+        report.quarantined = len(quarantine)
+        report.accepted = len(signatures)
+        report.duplicates_resolved = int(dup.sum())
+        if any(dropped.values()):
+            report.notes.append(f"dropped values: {dict((k, v) for k, v in dropped.items() if v)}")
+        if repeated:
+            report.notes.append(f"{repeated} genes dropped: readout symbol repeats an earlier gene (first kept) or empty")
+        report.check()
+        long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
+        for col in MEASUREMENT_COLUMNS[:-1]:
+            long[col] = long[col].astype("category")
+        return H5adResult(long[list(MEASUREMENT_COLUMNS)], signatures, perturbations, contexts, report, quarantine)
+    finally:
+        if adata.isbacked:
+            adata.file.close()
