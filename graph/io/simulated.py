@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from graph.io.drug_smiles import DRUGS, Drug
+from graph.io.gctx import read_gctx, write_gctx
 
 SIMULATED_NOTE = "SIMULATED data written by graph.io.simulated (PerturbGraph default dataset); not real measurements"
 MISSING = "-666"  # CMap convention for missing text / integers
@@ -252,38 +253,18 @@ def canonical_smiles_and_inchikey(smiles: str) -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------
-# GCTX writing (private minimal GCTX 1.0 writer; see the report / docs about the shared one)
+# GCTX writing: the shared writer, plus file attributes that mark the data as simulated
 # ----------------------------------------------------------------------------------------------
 
 
-def _meta_array(values: pd.Series) -> np.ndarray:
-    if pd.api.types.is_integer_dtype(values):
-        return values.to_numpy(np.int64)
-    if pd.api.types.is_float_dtype(values):
-        return values.to_numpy(np.float64)
-    text = [MISSING if (v is None or (isinstance(v, float) and np.isnan(v)) or v == "") else str(v) for v in values]
-    width = max(1, max((len(t) for t in text), default=1))
-    return np.array([t.encode("ascii") for t in text], dtype=f"S{width}")
-
-
-def write_gctx_minimal(path: Path, matrix: np.ndarray, row_meta: pd.DataFrame, col_meta: pd.DataFrame,
-                       attrs: dict[str, str] | None = None) -> None:
-    """GCTX 1.0 as cmapPy lays it out: /0/DATA/0/matrix float32 (n_samples, n_genes); row (gene) and
-    column (sample) metadata as 1-D datasets incl. `id`; text as fixed-length ASCII, missing -666.
-    No timestamps, so identical inputs give identical bytes."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    if matrix.shape != (len(col_meta), len(row_meta)):
-        raise ValueError(f"matrix {matrix.shape} != (n_samples {len(col_meta)}, n_genes {len(row_meta)})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w", track_order=False) as f:
-        f.attrs["version"] = np.bytes_(b"GCTX1.0")
-        for k, v in (attrs or {}).items():
+def _write_gctx(path: Path, matrix: np.ndarray, row_meta: pd.DataFrame, col_meta: pd.DataFrame,
+                attrs: dict[str, str]) -> None:
+    """graph.io.gctx.write_gctx (GCTX 1.0, no timestamps -> same bytes for same input), then
+    root attributes such as simulated="true" (readers ignore unknown attributes)."""
+    write_gctx(path, np.asarray(matrix, dtype=np.float32), row_meta, col_meta)
+    with h5py.File(path, "r+") as f:
+        for k, v in attrs.items():
             f.attrs[k] = np.bytes_(v.encode("ascii"))
-        f.create_dataset("0/DATA/0/matrix", data=matrix, track_times=False)
-        for group, meta in (("0/META/ROW", row_meta), ("0/META/COL", col_meta)):
-            f.create_group(group, track_order=False)
-            for col in meta.columns:
-                f.create_dataset(f"{group}/{col}", data=_meta_array(meta[col]), track_times=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -327,7 +308,7 @@ def generate_default_dataset(
     annotation_withheld_fraction: float = 0.15,
     noise_sd: float = 1.0,
     signal_scale: float = 10.0,
-    offtarget_scale: float = 0.6,
+    offtarget_scale: float = 1.0,
     stress_scale: float = 0.5,
     p_within: float = 0.12,
     max_inflow: float = 1.8,
@@ -399,6 +380,7 @@ def generate_default_dataset(
     # --- compounds ------------------------------------------------------------------------------
     cp_rng = _rng(seed, 6)
     fps = np.stack([_morgan_bits(d.smiles) for d in DRUGS])
+    fps -= fps.mean(axis=0, keepdims=True)  # centred: bits every drug shares carry no specificity
     fps /= np.linalg.norm(fps, axis=1, keepdims=True)
     # off-target input: linear in the fingerprint, sparse over genes -> similar structures, similar inputs
     R = cp_rng.normal(0.0, 1.0, (fps.shape[1], n)) * (cp_rng.random((fps.shape[1], n)) < 0.05)
@@ -450,7 +432,7 @@ def generate_default_dataset(
                            ("withheld_compound_gctx", cp_hold_cols, cp_hold_mat)):
         matrix = np.stack(mat) if mat else np.zeros((0, n))
         col_meta = pd.DataFrame(cols, columns=["id", "cell_id", "pert_id", "pert_idose", "pert_iname", "pert_itime", "pert_type"])
-        write_gctx_minimal(paths[key], matrix, row_meta, col_meta, attrs)
+        _write_gctx(paths[key], matrix, row_meta, col_meta, attrs)
 
     _write_text(paths["genes"], _gene_table(genes).to_csv(sep="\t", index=False, lineterminator="\n"))
     _write_text(paths["compoundinfo"], _compound_table(pert_ids, ann_withheld).to_csv(sep="\t", index=False, lineterminator="\n"))
@@ -1066,17 +1048,10 @@ ZNF451	26036	zinc finger protein 451	6	6p12.1	ENSG00000112200
 # ----------------------------------------------------------------------------------------------
 
 
-def read_gctx_minimal(path: Path | str) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
-    """(matrix (n_samples, n_genes) float32, row_meta, col_meta) with text decoded. Enough for tests."""
-    def meta(group: h5py.Group) -> pd.DataFrame:
-        out = {}
-        for k in group:
-            v = group[k][()]
-            out[k] = [x.decode("ascii") for x in v] if v.dtype.kind == "S" else v
-        return pd.DataFrame(out)
-
-    with h5py.File(path, "r") as f:
-        return f["0/DATA/0/matrix"][()], meta(f["0/META/ROW"]), meta(f["0/META/COL"])
+def _load(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """(matrix (n_samples, n_genes), column metadata with a plain 0..n-1 index)."""
+    data = read_gctx(path)
+    return data.matrix, data.col_meta.reset_index(drop=True)
 
 
 def _rowcorr(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -1108,12 +1083,11 @@ def measure_recoverability(out_dir: Path | str, seed: int = 0) -> dict[str, floa
     """
     out_dir = Path(out_dir)
     truth = read_ground_truth(out_dir)
-    kd, _, kd_col = read_gctx_minimal(out_dir / REL_PATHS["knockdown_gctx"])
-    cp, _, cp_col = read_gctx_minimal(out_dir / REL_PATHS["compound_gctx"])
-    hold, _, hold_col = read_gctx_minimal(out_dir / REL_PATHS["withheld_compound_gctx"])
+    kd, kd_col = _load(out_dir / REL_PATHS["knockdown_gctx"])
+    cp, cp_col = _load(out_dir / REL_PATHS["compound_gctx"])
+    hold, hold_col = _load(out_dir / REL_PATHS["withheld_compound_gctx"])
     contexts = truth["contexts"]
     kd_genes = truth["knockdown_genes"]
-    kd_col = kd_col.reset_index(drop=True)
     kd_trt = kd_col["pert_type"].isin(["trt_sh", "trt_xpr"]).to_numpy()
 
     # (1) drug -> target
