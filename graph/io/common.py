@@ -44,6 +44,8 @@ def sha256_file(path: str | Path, block: int = 1 << 20) -> str:
 
 def clean_text(value: object) -> str:
     """NFKC-normalised, stripped text ('' for None/NaN). NFKC folds the micro sign and full-width forms."""
+    if type(value) is str:  # fast path: most values are plain ASCII text
+        return value.strip() if value.isascii() else unicodedata.normalize("NFKC", value).strip()
     if value is None:
         return ""
     try:
