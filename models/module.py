@@ -58,6 +58,22 @@ class LPMConfig:
         return asdict(self)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout drawing its mask from 15-bit random integers: p is kept to 1/32768, and on
+    CPU this is ~3x cheaper than the Bernoulli sampler of nn.Dropout (which was a quarter of a step)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.threshold = round(p * 32768)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.threshold == 0:
+            return x
+        keep = torch.empty(x.shape, dtype=torch.int16, device=x.device).random_(0, 32768) >= self.threshold
+        return x * keep * (32768 / (32768 - self.threshold))
+
+
 def mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_out))
 
@@ -149,9 +165,9 @@ class LPMModule(nn.Module):
 
         # Head: first Linear over [c; p; r] (used split), then the rest of the MLP.
         self.first = nn.Linear(3 * d, H)
-        rest: list[nn.Module] = [nn.ReLU(), nn.Dropout(cfg.dropout)]
+        rest: list[nn.Module] = [nn.ReLU(), Dropout(cfg.dropout)]
         for _ in range(cfg.num_layers - 1):
-            rest += [nn.Linear(H, H), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            rest += [nn.Linear(H, H), nn.ReLU(), Dropout(cfg.dropout)]
         rest.append(nn.Linear(H, 1))
         self.rest = nn.Sequential(*rest)
 

@@ -1,0 +1,119 @@
+"""Training throughput of the LPM: decomposed first layer (pair x readout tiles) vs the plain
+concatenate-then-MLP implementation of the same model, plus peak RSS of one Tahoe epoch.
+
+    nice python benchmarks/train_throughput.py synthetic [--steps 150] [--threads 1]
+    nice python benchmarks/train_throughput.py tahoe-epoch [--threads 1]
+
+Both variants use the same LPMModule (paper config: embedding 128, 2 x 256, dropout 0.1, AdamW,
+batch ~1000 triples); the naive one draws 1000 random observed triples per step and calls
+`forward_naive`, the decomposed one takes pair x readout tiles with ~1000 observed triples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+
+def synthetic(args) -> None:
+    from models.module import LPMConfig, LPMModule, SymbolTables
+    from models.train import make_tiles, tile_loss, tile_shape, dense_pairs
+
+    torch.set_num_threads(args.threads)
+    C, P, R = args.contexts, args.perturbations, args.readouts
+    rng = np.random.default_rng(0)
+    ci, pi, ri = (a.ravel() for a in np.meshgrid(np.arange(C), np.arange(P), np.arange(R), indexing="ij"))
+    y = rng.normal(size=ci.size).astype(np.float32)
+    t = SymbolTables(ctx_sym=torch.arange(C + 1), ctx_feat=torch.zeros(C + 1, 0), mem_sym=torch.arange(P + 1),
+                     mem_comp=torch.zeros(P + 1, 0), mem_dose=torch.zeros(P + 1, 2),
+                     mem_targets=torch.zeros(P + 1, 0, dtype=torch.long), pert_members=torch.arange(P + 1)[:, None])
+    data = dense_pairs(ci + 1, pi + 1, ri, y, t)
+    cfg = LPMConfig.paper()
+    print(f"synthetic {C} contexts x {P} perturbations x {R} readouts = {ci.size:,} triples; "
+          f"threads {torch.get_num_threads()}; steps {args.steps}")
+
+    def fresh():
+        torch.manual_seed(0)
+        m = LPMModule(cfg, n_contexts=C, n_members=P, n_genes=R, ctx_feat_dim=0, comp_feat_dim=0,
+                      gene_node_sym=torch.arange(1, R + 1), edge_index=torch.zeros(2, 0, dtype=torch.long),
+                      edge_weight=torch.zeros(0))
+        return m, torch.optim.AdamW(m.parameters(), lr=cfg.lr)
+
+    # naive: 1000 random triples per step, embeddings gathered per triple, concatenated (T, 384)
+    m, opt = fresh()
+    tc, tp, tr = torch.from_numpy(ci + 1), torch.from_numpy(pi + 1), torch.from_numpy(ri)
+    tv = torch.from_numpy(y)
+    g = torch.Generator().manual_seed(0)
+    res = {}
+    for name in ("naive", "decomposed"):
+        if name == "decomposed":
+            m, opt = fresh()
+            bp, br = tile_shape(len(data.ctx), len(data.readouts), 1.0, cfg.batch_triples)
+            tiles = make_tiles(len(data.ctx), len(data.readouts), bp, br, g)
+        n_done, t0 = 0, None
+        for step in range(args.steps + 10):
+            if step == 10:  # warm-up excluded; CPU time of this process (the machine is shared)
+                n_done, t0, w0 = 0, time.process_time(), time.perf_counter()
+            if name == "naive":
+                idx = torch.randint(0, ci.size, (cfg.batch_triples,), generator=g)
+                loss = torch.nn.functional.mse_loss(m.forward_naive(t, tc[idx], tp[idx], tr[idx]), tv[idx])
+                n = cfg.batch_triples
+            else:
+                s, n = tile_loss(m, data, *tiles[step])
+                loss = s / n
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n_done += n
+        res[name] = n_done / (time.process_time() - t0)
+        wall = n_done / (time.perf_counter() - w0)
+        extra = f" (tiles {bp} pairs x {br} readouts)" if name == "decomposed" else ""
+        print(f"{name:>10}: {res[name]:,.0f} triples per CPU-second ({wall:,.0f} per wall-second){extra}")
+    print(f"speed-up: {res['decomposed'] / res['naive']:.2f}x")
+
+
+def tahoe_epoch(args) -> None:
+    import pandas as pd
+
+    from models.lpm import LPM
+    from models.module import LPMConfig
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    df = pd.read_parquet(args.path, columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
+    df["value"] = (1 - 2 * (df["rank"] - 1) / (df["n_ranked"] - 1)).astype(np.float32)
+    df = df.drop(columns=["rank", "n_ranked"])
+    print(f"loaded {len(df):,} rows in {time.perf_counter() - t0:.1f} s; "
+          f"RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    t1 = time.perf_counter()
+    m = LPM(LPMConfig.paper(max_epochs=1)).fit(df, progress=False, device="cpu")
+    h = m.history[0]
+    print(f"one epoch: {h['seconds']:.1f} s training, {h['triples_per_s']:,.0f} triples/s, loss {h['train_loss']:.4f}; "
+          f"fit() total {time.perf_counter() - t1:.1f} s; threads {torch.get_num_threads()}")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("synthetic")
+    s.add_argument("--contexts", type=int, default=10)
+    s.add_argument("--perturbations", type=int, default=1000)
+    s.add_argument("--readouts", type=int, default=978)
+    s.add_argument("--steps", type=int, default=150)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(fn=synthetic)
+    t = sub.add_parser("tahoe-epoch")
+    t.add_argument("--path", default="/work/shared/data/chemical/tahoe100m_ranked_signatures.parquet")
+    t.add_argument("--threads", type=int, default=1)
+    t.set_defaults(fn=tahoe_epoch)
+    args = ap.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
