@@ -340,7 +340,8 @@ class GctxToLong:
     with an unknown pert_type are quarantined. `value_report` counts matrix values: NaN, +-inf and
     -666 are dropped with the count per reason in `dropped_values`, as are values of rows whose
     readout repeats an earlier row's (first row kept, later rows quarantined).
-    Records (`signatures`, `perturbations`, `contexts`) are complete once `iter_long()` is exhausted.
+    `perturbations`/`contexts` (dicts by id) are known at construction; `signatures()` once `iter_long()`
+    is exhausted.
     """
 
     def __init__(self, path: str | Path, dataset_id: str, *, where: Selection = None, landmark_only: bool = False,
@@ -549,8 +550,8 @@ class GctxToLong:
         if not self._done:
             raise RuntimeError("records are complete only after iter_long() has been exhausted")
 
-    @property
     def signatures(self) -> list[SignatureRecord]:
+        """SignatureRecords with n_readouts = values kept (after iter_long())."""
         self._need_done()
         s = self._sig_frame
         return [SignatureRecord(sid, self.dataset_id, c, p, int(n), int(r), src) for sid, c, p, n, r, src in zip(

@@ -330,8 +330,8 @@ class LongTableReader:
         self.report.check()
         self._done = True
 
-    @property
     def signatures(self) -> list[SignatureRecord]:
+        """SignatureRecords (n_readouts = rows kept), available after iter_long() is exhausted."""
         if not self._done:
             raise RuntimeError("records are complete only after iter_long() has been exhausted")
         return [SignatureRecord(sid, self.dataset_id, c, p, n, 1, sid.split(":", 1)[1])
