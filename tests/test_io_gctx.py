@@ -1,0 +1,229 @@
+"""GCTX/GCT reading, writing, chunked streaming and the long-table conversion."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from graph.io.common import InputFileError
+from graph.io.gctx import GctxFile, GctxToLong, gctx_to_long, read_gct, read_gctx, write_gctx
+from graph.records import MEASUREMENT_COLUMNS, GeneRecord
+
+L1000 = ["LJP005_A375_24H_level4_n377x978.gctx", "cmap_ds_level5_modz_n272x978.gctx",
+         "cmap_kd_shrna_level4_n374x976.gctx", "signatureSearch_SKB_level5_n100x5000.gctx"]
+
+
+def _tiny(tmp_path, matrix=None, col_ids=None, **kw):
+    """4 samples x 3 genes: 2 compound doses, a DMSO control and an shRNA."""
+    row = pd.DataFrame({"id": ["101", "102", "103"], "pr_gene_symbol": ["AAA", "BBB", "CCC"],
+                        "pr_gene_id": [101, 102, 103], "pr_is_lm": [1, 1, 0]})
+    col = pd.DataFrame({
+        "id": col_ids or ["s1", "s2", "s3", "s4"], "cell_id": ["A375", "A375", "HEC-1-A", "A375"],
+        "pert_type": ["trt_cp", "trt_cp", "ctl_vehicle", "trt_sh"],
+        "pert_iname": ["Imatinib mesylate", "imatinib", "DMSO", "BBB"],
+        "pert_id": ["BRD-1", "BRD-1", "DMSO", "TRCN1"],
+        "pert_idose": ["10 uM", "500 nM", None, None], "pert_itime": ["24 h", "6 h", "24 h", "96 h"],
+    })
+    if matrix is None:
+        matrix = np.arange(12, dtype=np.float32).reshape(4, 3)
+    path = tmp_path / "tiny.gctx"
+    write_gctx(path, matrix, row, col, **kw)
+    return path
+
+
+def test_write_read_roundtrip_and_missing(tmp_path):
+    path = _tiny(tmp_path)
+    data = read_gctx(path)
+    assert data.matrix.shape == (4, 3) and data.matrix.dtype == np.float32
+    np.testing.assert_array_equal(data.matrix, np.arange(12).reshape(4, 3))
+    assert list(data.col_meta.index) == ["s1", "s2", "s3", "s4"]
+    assert data.col_meta["pert_idose"].isna().tolist() == [False, False, True, True]  # None -> -666 -> NA
+    assert data.row_meta["pr_gene_id"].dtype == "Int64"
+    with h5py.File(path) as h5:
+        assert h5.attrs["version"] == b"GCTX1.0"
+        assert h5["0/DATA/0/matrix"].shape == (4, 3)
+        assert h5["0/META/COL/pert_idose"][2] == b"-666"
+
+
+def test_select_columns_and_landmarks(tmp_path):
+    with GctxFile(_tiny(tmp_path)) as g:
+        assert g.select_columns({"pert_type": "trt_cp"}).tolist() == [0, 1]
+        assert g.select_columns({"cell_id": ["A375"], "pert_type": ["trt_cp", "trt_sh"]}).tolist() == [0, 1, 3]
+        assert g.select_columns("cell_id == 'HEC-1-A'").tolist() == [2]
+        assert g.select_columns(lambda m: m["pert_iname"].str.lower() == "imatinib").tolist() == [1]
+        assert g.landmark_rows().tolist() == [0, 1]
+        assert g.landmark_rows(["103"]).tolist() == [2]
+        with pytest.raises(InputFileError, match="no column metadata field 'dose'"):
+            g.select_columns({"dose": "10 uM"})
+
+
+def test_chunks_equal_whole_matrix(tmp_path):
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(4, 3)).astype(np.float32)
+    path = _tiny(tmp_path, matrix=m, chunk_rows=2)
+    with GctxFile(path) as g:
+        for cols in ([0, 1, 2, 3], [0, 3], [1, 2], [3]):
+            chunks = list(g.iter_columns(np.array(cols), np.array([0, 2]), chunk_size=1))
+            assert [c[0].index[0] for c in chunks] == [f"s{i + 1}" for i in cols]
+            np.testing.assert_array_equal(np.concatenate([c[1] for c in chunks]), m[cols][:, [0, 2]])
+
+
+def test_write_in_blocks(tmp_path):
+    row = pd.DataFrame({"id": ["g1", "g2"]})
+    col = pd.DataFrame(index=pd.Index([f"c{i}" for i in range(5)], name="id"))
+    blocks = (np.full((k, 2), i, np.float32) for i, k in enumerate([2, 2, 1]))
+    path = write_gctx(tmp_path / "b.gctx", blocks, row, col)
+    assert read_gctx(path).matrix[:, 0].tolist() == [0, 0, 1, 1, 2]
+    with pytest.raises(ValueError, match="blocks gave 2 samples"):
+        write_gctx(tmp_path / "c.gctx", iter([np.zeros((2, 2))]), row, col)
+
+
+def test_wrong_dimensions_named(tmp_path):
+    path = _tiny(tmp_path)
+    with h5py.File(path, "a") as h5:
+        del h5["0/META/COL/cell_id"]
+        h5["0/META/COL/cell_id"] = np.array([b"A375"] * 3)
+    with pytest.raises(InputFileError, match=r"tiny.gctx: wrong dimensions: /0/META/COL/cell_id has shape \(3,\)"):
+        GctxFile(path)
+    with pytest.raises(ValueError, match="matrix shape"):
+        _tiny(tmp_path, matrix=np.zeros((3, 4), np.float32))
+
+
+def test_truncated_and_non_hdf5(tmp_path):
+    path = _tiny(tmp_path)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.gctx"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError, match="cut.gctx: .*truncated"):
+        read_gctx(cut)
+    text = tmp_path / "text.gctx"
+    text.write_text("#1.2\n1\t1\n")
+    with pytest.raises(InputFileError, match="text.gctx: not a readable HDF5"):
+        GctxFile(text)
+    with pytest.raises(InputFileError, match="does not exist"):
+        GctxFile(tmp_path / "nope.gctx")
+    empty = tmp_path / "empty.h5"
+    h5py.File(empty, "w").close()
+    with pytest.raises(InputFileError, match="missing /0/DATA/0/matrix"):
+        GctxFile(empty)
+
+
+def test_long_conversion_records_and_bad_values(tmp_path):
+    m = np.arange(12, dtype=np.float32).reshape(4, 3)
+    m[0, 0], m[1, 1], m[3, 2] = np.nan, np.inf, -666
+    path = _tiny(tmp_path, matrix=m, col_ids=["s1", "s2", "s3", "s1"])
+    long, conv = gctx_to_long(path, "t", chunk_size=2)
+    assert list(long.columns) == list(MEASUREMENT_COLUMNS) and long["value"].dtype == np.float32
+    # duplicate signature id "s1": the first (file order) is kept, the second quarantined and counted
+    assert conv.report.read == 4 and conv.report.accepted == 3 and conv.report.quarantined == 1
+    assert conv.report.duplicates_resolved == 1 and conv.quarantine[0].record_key == "s1"
+    # 3 kept signatures x 3 genes = 9 values, NaN and inf dropped with counts (the -666 sat in the dropped column)
+    assert conv.value_report.read == 9 and conv.value_report.accepted == 7
+    assert conv.dropped_values == {"NaN": 1, "+-inf": 1}
+    sigs = {s.signature_id: s for s in conv.signatures()}
+    assert sigs["t:s1"].n_readouts == 2 and sigs["t:s3"].n_readouts == 3
+    perts = conv.perturbations
+    assert "compound:name:imatinib@10uM" in perts and "compound:name:imatinib@0.5uM" in perts
+    assert perts["compound:name:imatinib@10uM"].dose_unit == "uM"
+    assert "control:DMSO" in perts
+    assert set(long["context"]) == {"A375", "HEC1A"}
+    assert conv.signature_table.set_index("source_id").loc["s2", "time_value"] == 6.0
+
+
+def test_long_conversion_minus666_and_shrna_context(tmp_path):
+    m = np.ones((4, 3), np.float32)
+    m[2, 1] = -666
+    row = pd.DataFrame({"id": ["101", "102", "103"]})  # Entrez ids only, no symbols
+    col = pd.DataFrame({"id": ["a", "b", "c", "d"], "pert_type": ["trt_sh"] * 3 + ["ctl_vector"],
+                        "pert_iname": ["TOMM70A", "X", "Y", "EMPTY_VECTOR"]})
+    path = write_gctx(tmp_path / "kd.gctx", m, row, col)
+    genes = [GeneRecord(101, "AAA"), GeneRecord(102, "BBB"), GeneRecord(9868, "TOMM70", aliases=("TOMM70A",))]
+    from graph.io.genes import GeneResolver
+
+    long, conv = gctx_to_long(path, "kd", resolver=GeneResolver(genes))
+    assert conv.dropped_values == {"-666": 1}
+    assert set(long["readout"]) == {"AAA", "BBB", "103"}  # unresolved id kept as the source name
+    assert set(long["context"]) == {"unknown"} and conv.contexts["unknown"].kind == "unknown"
+    assert any("cell line not recorded" in n for n in conv.report.notes)
+    assert conv.perturbations["shRNA:TOMM70"].name == "TOMM70A"
+    assert "control:EMPTY_VECTOR" in conv.perturbations
+
+
+def test_unknown_pert_type_quarantined(tmp_path):
+    row = pd.DataFrame({"id": ["g"]})
+    col = pd.DataFrame({"id": ["a", "b"], "pert_type": ["trt_cp", "trt_weird"], "pert_iname": ["x", "y"]})
+    path = write_gctx(tmp_path / "w.gctx", np.zeros((2, 1), np.float32), row, col)
+    long, conv = gctx_to_long(path, "w")
+    assert len(long) == 1 and conv.report.quarantined == 1 and "unknown perturbation type" in conv.quarantine[0].reason
+    col = col.drop(columns="pert_type")
+    write_gctx(tmp_path / "n.gctx", np.zeros((2, 1), np.float32), row, col)
+    with pytest.raises(InputFileError, match="no pert_type"):
+        GctxToLong(tmp_path / "n.gctx", "n")
+
+
+def test_records_need_finished_stream(tmp_path):
+    conv = GctxToLong(_tiny(tmp_path), "t")
+    with pytest.raises(RuntimeError):
+        conv.signatures()
+
+
+GCT12 = "#1.2\n2\t3\nName\tDescription\tA\tB\tC\ng1\tgene one\t1\t2\t3\ng2\tna\t4\tNaN\t6\n"
+GCT13 = ("#1.3\n2\t2\t1\t1\nid\tsymbol\tA\tB\npert_type\t-666\ttrt_cp\tctl_vehicle\n"
+         "g1\tAAA\t1.5\t2\ng2\tBBB\t3\t4\n")
+
+
+def test_read_gct_text(tmp_path):
+    p12, p13 = tmp_path / "a.gct", tmp_path / "b.gct"
+    p12.write_text(GCT12)
+    p13.write_text(GCT13)
+    a = read_gct(p12)
+    assert a.matrix.shape == (3, 2) and a.matrix[0].tolist() == [1, 4] and np.isnan(a.matrix[1, 1])
+    b = read_gct(p13)
+    assert b.col_meta["pert_type"].tolist() == ["trt_cp", "ctl_vehicle"] and b.row_meta["symbol"].tolist() == ["AAA", "BBB"]
+    assert b.matrix.tolist() == [[1.5, 3.0], [2.0, 4.0]]
+    bad = tmp_path / "bad.gct"
+    bad.write_text(GCT12.replace("g2\tna\t4\tNaN\t6\n", "g2\tna\t4\n"))
+    with pytest.raises(InputFileError, match="bad.gct: wrong dimensions"):
+        read_gct(bad)
+    (tmp_path / "x.gct").write_text("hello\n")
+    with pytest.raises(InputFileError, match="not a GCT file"):
+        read_gct(tmp_path / "x.gct")
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", L1000)
+def test_real_gctx_files(shared_data, name):
+    path = shared_data / "l1000" / name
+    n_samples, n_genes = (int(x) for x in name.rsplit("_n", 1)[1].removesuffix(".gctx").split("x"))
+    with GctxFile(path) as g:
+        assert (g.n_samples, g.n_genes) == (n_samples, n_genes)  # file name is ..._n<samples>x<genes>
+    long, conv = gctx_to_long(path, "real", chunk_size=64)
+    assert len(long) == conv.value_report.accepted == g.n_samples * g.n_genes  # no NaN in these files
+    assert conv.report.accepted == g.n_samples and not conv.quarantine
+    assert long["value"].notna().all()
+
+
+@pytest.mark.shared_data
+def test_real_gctx_semantics(shared_data):
+    d = shared_data / "l1000"
+    ljp = read_gctx(d / L1000[0], {"pert_type": "ctl_vehicle"}, landmark_only=True)
+    assert ljp.matrix.shape == (26, 978) and set(ljp.col_meta["pert_iname"]) == {"DMSO"}
+    _, conv = gctx_to_long(d / L1000[0], "ljp")
+    doses = {p.dose_value for p in conv.perturbations.values() if p.perturbation_type == "compound"}
+    assert {0.04, 0.12, 0.37, 1.11, 3.33, 10.0} <= doses  # "0.04 um" spelling
+    _, ds = gctx_to_long(d / L1000[1], "ds", where={"cell_id": ["A375", "MCF7"]})
+    assert ds.report.read == 42 and set(ds.contexts) == {"A375", "MCF7"}
+    assert {p.dose_value for p in ds.perturbations.values()} >= {0.1, 0.5, 10.0}  # "100 nM", "500 nM"
+    assert any("6 h & 4 h" in n for n in gctx_to_long(d / L1000[1], "ds")[1].report.notes)
+    kd_long, kd = gctx_to_long(d / L1000[2], "kd")
+    assert set(kd.contexts) == {"unknown"}
+    assert {p.perturbation_type for p in kd.perturbations.values()} == {"shRNA", "control"}
+    # the knocked-down gene's own readout is strongly negative (real biology, not a fixture)
+    sh = kd_long[kd_long["perturbation_type"] == "shRNA"]
+    target = sh["perturbation"].astype(str).str.removeprefix("shRNA:")
+    own = sh[target == sh["readout"].astype(str)]
+    assert len(own) > 300 and own["value"].median() < -3
+    ss = read_gctx(d / L1000[3], landmark_only=True)
+    assert ss.matrix.shape == (100, 400)
