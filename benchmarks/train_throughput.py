@@ -2,7 +2,7 @@
 concatenate-then-MLP implementation of the same model, plus peak RSS of one Tahoe epoch.
 
     nice python benchmarks/train_throughput.py synthetic [--steps 150] [--threads 1]
-    nice python benchmarks/train_throughput.py tahoe-epoch [--threads 1]
+    nice python benchmarks/train_throughput.py tahoe-epoch [--threads 1] [--max-tiles N]
 
 Both variants use the same LPMModule (paper config: embedding 128, 2 x 256, dropout 0.1, AdamW,
 batch ~1000 triples); the naive one draws 1000 random observed triples per step and calls
@@ -89,11 +89,18 @@ def tahoe_epoch(args) -> None:
     df = df.drop(columns=["rank", "n_ranked"])
     print(f"loaded {len(df):,} rows in {time.perf_counter() - t0:.1f} s; "
           f"RSS so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    if args.max_tiles:  # the shared 2-core machine may be too busy for a full epoch: stop after N tiles
+        import models.train as tr
+
+        full = tr.make_tiles
+        tr.make_tiles = lambda *a, **k: full(*a, **k)[: args.max_tiles] if a[-1] is not None else full(*a, **k)
     t1 = time.perf_counter()
+    c0 = time.process_time()
     m = LPM(LPMConfig.paper(max_epochs=1)).fit(df, progress=False, device="cpu")
     h = m.history[0]
     print(f"one epoch: {h['seconds']:.1f} s training, {h['triples_per_s']:,.0f} triples/s, loss {h['train_loss']:.4f}; "
-          f"fit() total {time.perf_counter() - t1:.1f} s; threads {torch.get_num_threads()}")
+          f"fit() total {time.perf_counter() - t1:.1f} s wall, {time.process_time() - c0:.1f} s CPU; "
+          f"threads {torch.get_num_threads()}; tiles {args.max_tiles or 'all'}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
@@ -110,6 +117,7 @@ def main() -> None:
     t = sub.add_parser("tahoe-epoch")
     t.add_argument("--path", default="/work/shared/data/chemical/tahoe100m_ranked_signatures.parquet")
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--max-tiles", type=int, default=0, help="stop the epoch after N tiles (0 = full epoch)")
     t.set_defaults(fn=tahoe_epoch)
     args = ap.parse_args()
     args.fn(args)
