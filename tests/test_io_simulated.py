@@ -18,8 +18,8 @@ from graph.io.compounds import read_lincs_compoundinfo
 from graph.io.contexts import read_cell_line_features
 from graph.io.drug_smiles import DRUGS, DRUGS_BY_NAME, drug_targets
 from graph.io.gctx import gctx_to_long, read_gctx
-from graph.io.networks import read_string_edges
 from graph.io.genes import read_gene_table
+from graph.io.networks import read_string_edges
 from graph.io.simulated import (
     CONTEXT_NAMES,
     REL_PATHS,
@@ -154,7 +154,7 @@ def test_gctx_layout_and_metadata(world):
     # the knocked-down gene is strongly down in its own signature (like real shRNA data)
     trt = kd.col_meta["pert_type"].isin(["trt_sh", "trt_xpr"]).to_numpy()
     col = {s: i for i, s in enumerate(kd.row_meta["pr_gene_symbol"])}
-    own = np.array([kd.matrix[i, col[g]] for i, g in zip(np.flatnonzero(trt), kd.col_meta["pert_iname"][trt])])
+    own = np.array([kd.matrix[i, col[g]] for i, g in zip(np.flatnonzero(trt), kd.col_meta["pert_iname"][trt], strict=True)])
     assert np.median(own) < -3.0
     assert np.median(kd.matrix[trt]) > -0.5  # most readouts are near zero
 
@@ -169,7 +169,7 @@ def test_gctx_converts_to_the_long_table(world):
 def test_gene_table_uses_real_ids_and_parses(world):
     df = pd.read_csv(world.paths["genes"], sep="\t", dtype=str, keep_default_na=False)
     assert list(df.columns) == GENE_COLUMNS
-    ids = dict(zip(df["symbol"], df["entrez_id"].astype(int)))
+    ids = dict(zip(df["symbol"], df["entrez_id"].astype(int), strict=True))
     # a few real NCBI Entrez ids
     assert ids["MTOR"] == 2475 and ids["EGFR"] == 1956 and ids["ABL1"] == 25 and ids["HMGCR"] == 3156
     assert set(drug_targets()) <= set(ids)
@@ -209,15 +209,15 @@ def test_string_prior_holds_part_of_the_truth(world):
         s = pd.read_csv(fh, sep="\t")
     assert list(s.columns) == STRING_COLUMNS
     assert s["combined_score"].between(400, 999).all()
-    pairs = {frozenset(p) for p in zip(s["symbol_a"], s["symbol_b"])}
+    pairs = {frozenset(p) for p in zip(s["symbol_a"], s["symbol_b"], strict=True)}
     assert len(pairs) == len(s)  # undirected, each pair once
-    prior = {frozenset(p) for p in zip(world.prior_edges["source"], world.prior_edges["target"])}
-    hidden = {frozenset(p) for p in zip(world.hidden_edges["source"], world.hidden_edges["target"])} - prior
+    prior = {frozenset(p) for p in zip(world.prior_edges["source"], world.prior_edges["target"], strict=True)}
+    hidden = {frozenset(p) for p in zip(world.hidden_edges["source"], world.hidden_edges["target"], strict=True)} - prior
     assert prior <= pairs and not (hidden & pairs)
     assert 0.35 < len(prior) / (len(prior) + len(hidden)) < 0.65
     false = pairs - prior
     assert 0.15 < len(false) / len(pairs) < 0.35
-    is_true = np.array([frozenset(p) in prior for p in zip(s["symbol_a"], s["symbol_b"])])
+    is_true = np.array([frozenset(p) in prior for p in zip(s["symbol_a"], s["symbol_b"], strict=True)])
     assert (s["combined_score"][is_true] >= 700).mean() > 0.6
     assert (s["combined_score"][~is_true] >= 700).mean() < 0.4
     # the project's STRING reader takes it (default cut 0.7) without quarantining anything
@@ -240,14 +240,14 @@ def test_cell_line_features(world):
 def test_withheld_experiments_are_only_in_truth(world):
     cp = read_gctx(world.paths["compound_gctx"]).col_meta
     hold = read_gctx(world.paths["withheld_compound_gctx"]).col_meta
-    released = set(zip(cp["pert_iname"], cp["cell_id"]))
+    released = set(zip(cp["pert_iname"], cp["cell_id"], strict=True))
     withheld = set(world.withheld_compound_pairs)
     assert withheld and not (withheld & released)
-    assert set(zip(hold["pert_iname"], hold["cell_id"])) == withheld
+    assert set(zip(hold["pert_iname"], hold["cell_id"], strict=True)) == withheld
     per_drug = cp[cp["pert_type"] == "trt_cp"].groupby("pert_iname")["cell_id"].nunique()
     assert per_drug.min() >= 2
     kd = read_gctx(world.paths["knockdown_gctx"]).col_meta
-    assert not set(world.withheld_knockdown_pairs) & set(zip(kd["pert_iname"], kd["cell_id"]))
+    assert not set(world.withheld_knockdown_pairs) & set(zip(kd["pert_iname"], kd["cell_id"], strict=True))
 
 
 def test_labelled_simulated_and_truth_round_trips(world):

@@ -441,8 +441,8 @@ def generate_default_dataset(
     prior_rng = _rng(seed, 7)
     pairs = edges[["a", "b"]].drop_duplicates().to_numpy()
     in_prior_pair = prior_rng.random(len(pairs)) < prior_fraction
-    prior_set = {(int(a), int(b)) for (a, b), keep in zip(pairs, in_prior_pair) if keep}
-    edges["in_prior"] = [(int(a), int(b)) in prior_set for a, b in zip(edges["a"], edges["b"])]
+    prior_set = {(int(a), int(b)) for (a, b), keep in zip(pairs, in_prior_pair, strict=True) if keep}
+    edges["in_prior"] = [(int(a), int(b)) in prior_set for a, b in zip(edges["a"], edges["b"], strict=True)]
     string = _string_table(edges, genes, W, prior_set, false_prior_ratio, prior_rng)
     _write_bytes(paths["string_edges"], _gzip(string.to_csv(sep="\t", index=False, lineterminator="\n").encode()))
 
@@ -471,7 +471,7 @@ def generate_default_dataset(
         "annotation_withheld": sorted(ann_withheld),
         "withheld_compound_pairs": [list(p) for p in sorted(cp_withheld)],
         "withheld_knockdown_pairs": [list(p) for p in sorted(kd_withheld)],
-        "modules": dict(zip(genes["symbol"], genes["module"])),
+        "modules": dict(zip(genes["symbol"], genes["module"], strict=True)),
         "n_true_edges": int(len(edges)),
         "n_prior_true_edges": int(edges["in_prior"].sum()),
         "n_hidden_edges": int((~edges["in_prior"]).sum()),
@@ -541,7 +541,7 @@ def _string_table(edges: pd.DataFrame, genes: pd.DataFrame, W: np.ndarray, prior
     n = len(genes)
     modules = genes["module"].to_numpy()
     strength = np.abs(W) + np.abs(W.T)
-    true_pairs = {(int(a), int(b)) for a, b in zip(edges["a"], edges["b"])}
+    true_pairs = {(int(a), int(b)) for a, b in zip(edges["a"], edges["b"], strict=True)}
     pairs = sorted(prior_set)
     # true: ~800 on average (most pass the usual 700 cut); false: uniform 400-799 (a quarter pass it)
     scores = [int(np.clip(600 + 400 * min(1.0, strength[a, b]) + rng.normal(0, 80), 400, 999)) for a, b in pairs]
@@ -1134,14 +1134,14 @@ def measure_recoverability(out_dir: Path | str, seed: int = 0) -> dict[str, floa
     edges = truth["edges"]
     kd_set = set(kd_genes)
     hidden = edges[~edges["in_prior"] & edges["source"].isin(kd_set) & edges["target"].isin(kd_set)]
-    true_pairs = {frozenset(p) for p in zip(edges["source"], edges["target"])}
+    true_pairs = {frozenset(p) for p in zip(edges["source"], edges["target"], strict=True)}
     rng = np.random.default_rng([seed, 99])
     neg = []
     while len(neg) < 4 * max(1, len(hidden)):
         a, b = rng.choice(kd_genes, 2, replace=False)
         if frozenset((a, b)) not in true_pairs:
             neg.append(sim(a, b))
-    pos_s = np.array([sim(a, b) for a, b in zip(hidden["source"], hidden["target"])])
+    pos_s = np.array([sim(a, b) for a, b in zip(hidden["source"], hidden["target"], strict=True)])
     auroc = _auroc(pos_s[~np.isnan(pos_s)], np.array(neg)[~np.isnan(neg)])
 
     # (3) withheld signatures: the same perturbation's mean over its measured contexts vs zero
