@@ -33,6 +33,23 @@ def _union(var: str, prop: str, row_field: str) -> str:
     )
 
 
+def _node_set(
+    var: str, scalars: dict[str, str], lists: dict[str, str] | None = None, on_match: dict[str, str] | None = None
+) -> str:
+    """ON CREATE: plain assignment (first load, cheap). ON MATCH: fill only absent properties, union
+    lists and append $dataset_id to `sources`, so an existing node is never rewritten."""
+    lists = lists or {}
+    on_create = [f"{var}.{p} = row.{f}" for p, f in scalars.items()]
+    on_create += [f"{var}.{p} = coalesce(row.{f}, [])" for p, f in lists.items()]
+    on_create.append(f"{var}.sources = [$dataset_id]")
+    on_match_sets = [f"{var}.{p} = " + (on_match or {}).get(p, f"coalesce({var}.{p}, row.{f})")
+                     for p, f in scalars.items()]
+    on_match_sets += [f"{var}.{p} = {_union(var, p, f)}" for p, f in lists.items()]
+    on_match_sets.append(f"{var}.sources = {_sources(var)}")
+    sep = ",\n    "
+    return f"ON CREATE SET\n    {sep.join(on_create)}\nON MATCH SET\n    {sep.join(on_match_sets)}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Schema inspection
 # ---------------------------------------------------------------------------------------------
@@ -71,57 +88,35 @@ RETURN d.status AS status
 MERGE_GENES = f"""
 UNWIND $rows AS row
 MERGE (g:Gene {{entrez_id: row.entrez_id}})
-SET g.symbol = coalesce(g.symbol, row.symbol),
-    g.name = coalesce(g.name, row.symbol),
-    g.description = coalesce(g.description, row.description),
-    g.ensembl_id = coalesce(g.ensembl_id, row.ensembl_id),
-    g.gene_type = coalesce(g.gene_type, row.gene_type),
-    g.source = coalesce(g.source, row.source),
-    g.aliases = {_union("g", "aliases", "aliases")},
-    g.sources = {_sources("g")}
+{_node_set("g", {"symbol": "symbol", "name": "symbol", "description": "description", "ensembl_id": "ensembl_id",
+                 "gene_type": "gene_type", "source": "source"}, {"aliases": "aliases"})}
 RETURN count(*) AS written
 """
 
 MERGE_COMPOUNDS = f"""
 UNWIND $rows AS row
 MERGE (c:Compound {{compound_id: row.compound_id}})
-SET c.name = coalesce(c.name, row.name),
-    c.smiles = coalesce(c.smiles, row.smiles),
-    c.inchikey = coalesce(c.inchikey, row.inchikey),
-    c.inchikey_block1 = coalesce(c.inchikey_block1, row.inchikey_block1),
-    c.has_structure = coalesce(c.has_structure, false) OR row.has_structure,
-    c.structure_issue = coalesce(c.structure_issue, row.structure_issue),
-    c.clinical_phase = coalesce(c.clinical_phase, row.clinical_phase),
-    c.source = coalesce(c.source, row.source),
-    c.aliases = {_union("c", "aliases", "aliases")},
-    c.moa = {_union("c", "moa", "moa")},
-    c.target_symbols = {_union("c", "target_symbols", "targets")},
-    c.sources = {_sources("c")}
+{_node_set("c", {"name": "name", "smiles": "smiles", "inchikey": "inchikey", "inchikey_block1": "inchikey_block1",
+                 "has_structure": "has_structure", "structure_issue": "structure_issue",
+                 "clinical_phase": "clinical_phase", "source": "source"},
+           {"aliases": "aliases", "moa": "moa", "target_symbols": "targets"},
+           on_match={"has_structure": "coalesce(c.has_structure, false) OR row.has_structure"})}
 RETURN count(*) AS written
 """
 
 MERGE_CONTEXTS = f"""
 UNWIND $rows AS row
 MERGE (x:CellLine {{context_id: row.context_id}})
-SET x.name = coalesce(x.name, row.name),
-    x.kind = coalesce(x.kind, row.kind),
-    x.source = coalesce(x.source, row.source),
-    x.sources = {_sources("x")}
+{_node_set("x", {"name": "name", "kind": "kind", "source": "source"})}
 RETURN count(*) AS written
 """
 
-_PERTURBATION_SET = f"""
-SET p.name = coalesce(p.name, row.name),
-    p.perturbation_type = coalesce(p.perturbation_type, row.perturbation_type),
-    p.dose_value = coalesce(p.dose_value, row.dose_value),
-    p.dose_unit = coalesce(p.dose_unit, row.dose_unit),
-    p.time_value = coalesce(p.time_value, row.time_value),
-    p.time_unit = coalesce(p.time_unit, row.time_unit),
-    p.compound_id = coalesce(p.compound_id, row.compound_id),
-    p.target_symbols = {_union("p", "target_symbols", "target_symbols")},
-    p.source = coalesce(p.source, row.source),
-    p.sources = {_sources("p")}
-"""
+_PERTURBATION_SET = _node_set(
+    "p",
+    {"name": "name", "perturbation_type": "perturbation_type", "dose_value": "dose_value", "dose_unit": "dose_unit",
+     "time_value": "time_value", "time_unit": "time_unit", "compound_id": "compound_id", "source": "source"},
+    {"target_symbols": "target_symbols"},
+)
 
 # Compound perturbations are written only when their Compound node exists.
 MERGE_COMPOUND_PERTURBATIONS = f"""
@@ -252,18 +247,14 @@ RETURN count(*) AS written
 MERGE_COMPLEXES = f"""
 UNWIND $rows AS row
 MERGE (x:Complex {{complex_id: row.complex_id}})
-SET x.name = coalesce(x.name, row.name),
-    x.source = coalesce(x.source, row.source),
-    x.sources = {_sources("x")}
+{_node_set("x", {"name": "name", "source": "source"})}
 RETURN count(*) AS written
 """
 
 MERGE_GENE_SETS = f"""
 UNWIND $rows AS row
 MERGE (x:GeneSet {{gene_set_id: row.gene_set_id}})
-SET x.name = coalesce(x.name, row.name),
-    x.source = coalesce(x.source, row.source),
-    x.sources = {_sources("x")}
+{_node_set("x", {"name": "name", "source": "source"})}
 RETURN count(*) AS written
 """
 
@@ -354,6 +345,8 @@ ORPHAN_CHECKS: dict[str, str] = {
     "incomplete_dataset": "MATCH (d:Dataset) WHERE d.status <> 'complete' RETURN count(d) AS n",
 }
 
+LABELS_IN_USE = "CALL db.labels() YIELD label RETURN collect(label) AS names"
+REL_TYPES_IN_USE = "CALL db.relationshipTypes() YIELD relationshipType RETURN collect(relationshipType) AS names"
 TOTAL_NODES = "MATCH (n) RETURN count(n) AS n"
 TOTAL_RELATIONSHIPS = "MATCH ()-[r]->() RETURN count(r) AS n"
 

@@ -699,10 +699,15 @@ def graph_counts(driver: Driver, *, database: str | None = None) -> dict[str, An
     over the whole allowlist (count-store lookups, cheap on any graph size)."""
     out: dict[str, Any] = {"nodes": {}, "relationships": {}}
     with driver.session(database=database) as session:
+        labels = set(session.run(Q.LABELS_IN_USE).single()["names"])
+        types = set(session.run(Q.REL_TYPES_IN_USE).single()["names"])
+        # Only names the database knows are counted (others are 0): no "unknown label" notifications.
         for label in sorted(NODE_LABELS):
-            out["nodes"][label] = session.run(Q.count_nodes_query(label)).single()["n"]
+            out["nodes"][label] = session.run(Q.count_nodes_query(label)).single()["n"] if label in labels else 0
         for rel in sorted(REL_TYPES):
-            out["relationships"][rel] = session.run(Q.count_relationships_query(rel)).single()["n"]
+            out["relationships"][rel] = (
+                session.run(Q.count_relationships_query(rel)).single()["n"] if rel in types else 0
+            )
         out["total_nodes"] = session.run(Q.TOTAL_NODES).single()["n"]
         out["total_relationships"] = session.run(Q.TOTAL_RELATIONSHIPS).single()["n"]
     return out
@@ -732,3 +737,71 @@ __all__ = [
     "write_contexts", "write_dataset", "write_gene_sets", "write_genes", "write_perturbations",
     "write_prior_edges", "write_signatures",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Initial load through neo4j-admin (offline)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BulkImportResult:
+    database: str
+    seconds: float
+    command: list[str]
+    output_tail: str
+
+
+def bulk_import(
+    settings: Any,
+    nodes: dict[str, Sequence[Any]],
+    relationships: dict[str, Sequence[Any]],
+    *,
+    database: str | None = None,
+    overwrite: bool = False,
+    import_heap: str = "2g",
+    timeout_s: float = 3600.0,
+) -> BulkImportResult:
+    """Initial load of an EMPTY database with `neo4j-admin database import full` (offline, the fastest
+    path for a first load of millions of relationships; see docs/benchmarks-ingest.md).
+
+    `nodes` maps an allowlisted label to CSV files whose header names the key column as
+    `<key>:ID(<Label>)` (e.g. `entrez_id:ID(Gene)`, keeping the key as a property) plus typed
+    properties (`sources:string[]`, `dose_value:float`, arrays split on ';'); `relationships` maps an
+    allowlisted type to CSVs with `:START_ID(<Label>)`, `:END_ID(<Label>)` and properties (`dataset`).
+    The managed server of `settings` must be stopped (the import needs the store to itself). Start
+    the server afterwards and run `ensure_schema` (constraints are built on the imported data), then
+    continue with the normal MERGE writers, which are idempotent on top of an imported graph.
+    """
+    import subprocess
+
+    from graph.schema import require_label, require_rel_type
+    from graph.server import ADMIN_TOOL, Neo4jServer, ServerState
+
+    server = Neo4jServer(settings)
+    if server.status().state is ServerState.RUNNING:
+        raise RuntimeError(f"stop the Neo4j server in {server.home} before a bulk import")
+    server.ensure_jars()
+    server.write_config()
+    java = server.command()[0]
+    db = database or settings.neo4j_database
+    cmd = [
+        java, f"-Xmx{import_heap}", "-cp", f"{server.conf_dir}/*:{server.lib_dir}/*", ADMIN_TOOL,
+        "database", "import", "full",
+        "--array-delimiter=;", f"--overwrite-destination={'true' if overwrite else 'false'}",
+    ]
+    for label, files in nodes.items():
+        cmd.append(f"--nodes={require_label(label)}={','.join(str(f) for f in files)}")
+    for rel_type, files in relationships.items():
+        cmd.append(f"--relationships={require_rel_type(rel_type)}={','.join(str(f) for f in files)}")
+    cmd.append(db)
+    import os
+
+    env = {**os.environ, "NEO4J_HOME": str(server.home), "NEO4J_CONF": str(server.conf_dir)}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
+    seconds = time.perf_counter() - start
+    tail = (proc.stdout + proc.stderr)[-3000:]
+    if proc.returncode != 0:
+        raise RuntimeError(f"neo4j-admin database import failed ({proc.returncode}): {tail[-800:]}")
+    return BulkImportResult(db, seconds, cmd, tail)
