@@ -1,0 +1,136 @@
+"""Value and ranked long tables: signed rank score, streaming, quarantine, real Replogle/Tahoe files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from graph.io.common import InputFileError
+from graph.io.genes import GeneResolver
+from graph.io.tables import LongTableReader, read_long_table, signed_score_from_rank
+from graph.records import MEASUREMENT_COLUMNS, GeneRecord
+
+
+def test_signed_score_from_rank():
+    assert signed_score_from_rank(1, 5) == 1.0
+    assert signed_score_from_rank(5, 5) == -1.0
+    assert signed_score_from_rank(3, 5) == 0.0
+    s = signed_score_from_rank(np.array([1, 2, 1000]), np.array([1000, 1000, 1000]))
+    assert s.dtype == np.float32 and s[0] == 1 and s[2] == -1 and 0.99 < s[1] < 1
+    assert np.isnan(signed_score_from_rank(1, 1)) and np.isnan(signed_score_from_rank(0, 5))
+    assert np.isnan(signed_score_from_rank(6, 5))
+
+
+def _ranked(tmp_path, n_per=4):
+    rows = []
+    for ctx in ["K562", "HEC-1-A"]:
+        for pert, ptype in [("AARS", "CRISPRi"), ("Pyridoxine", "compound"), ("Pyridoxine hydrochloride", "compound")]:
+            for r in range(1, n_per + 1):
+                rows.append((ctx, pert, ptype, f"G{r}", r, n_per, r == 1))
+    df = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked", "in_up_set"])
+    for c in ["context", "perturbation", "perturbation_type", "readout"]:
+        df[c] = df[c].astype("category")
+    df["rank"] = df["rank"].astype("int32")
+    df["n_ranked"] = df["n_ranked"].astype("int32")
+    return df
+
+
+def test_ranked_parquet_streamed_in_batches(tmp_path):
+    df = _ranked(tmp_path)
+    path = tmp_path / "ranked.parquet"
+    df.to_parquet(path, row_group_size=5)
+    reader = LongTableReader(path, "r", batch_size=5)
+    chunks = list(reader.iter_long())
+    assert len(chunks) == 5 and all(list(c.columns) == list(MEASUREMENT_COLUMNS) for c in chunks)
+    long = pd.concat(chunks)
+    assert reader.ranked and len(long) == 24 and reader.report.accepted == 24
+    assert long["value"].max() == 1.0 and long["value"].min() == -1.0
+    assert set(long["context"].astype(str)) == {"K562", "HEC1A"}
+    sigs = reader.signatures()
+    assert len(sigs) == 6 and all(s.n_readouts == 4 for s in sigs)
+    # two salt forms: one Perturbation (same parent), two signatures (source spelling kept)
+    assert "compound:name:pyridoxine" in reader.perturbations
+    assert {s.signature_id for s in sigs} >= {"r:K562|Pyridoxine", "r:K562|Pyridoxine hydrochloride"}
+    assert reader.perturbations["CRISPRi:AARS"].target_symbols == ("AARS",)
+
+
+def test_bad_rows_quarantined_with_reasons(tmp_path):
+    df = pd.DataFrame({
+        "context": ["A", "A", "A", "A", "A", "", "A"],
+        "perturbation": ["p", "p", "p", "p", "q", "p", "p"],
+        "perturbation_type": ["CRISPRko", "CRISPRko", "CRISPRko", "CRISPRko", "trt_mystery", "CRISPRko", "CRISPRko"],
+        "readout": ["G1", "G2", "G3", "G1", "G1", "G1", "G4"],
+        "value": ["1.5", "nan", "inf", "2.5", "1", "1", "-0.5"],
+    })
+    path = tmp_path / "values.csv"
+    df.to_csv(path, index=False)
+    long, reader = read_long_table(path, "v")
+    rep = reader.report
+    assert rep.read == 7 and rep.accepted + rep.quarantined == 7
+    reasons = sorted(q.reason for q in reader.quarantine)
+    assert any("not a number" in r for r in reasons) and any("infinite" in r for r in reasons)
+    assert any("unknown perturbation type" in r for r in reasons) and any("empty context" in r for r in reasons)
+    # the repeated (signature, G1) row: first kept, counted
+    assert rep.duplicates_resolved == 1
+    assert long.set_index("readout")["value"].to_dict() == {"G1": 1.5, "G4": -0.5}
+
+
+def test_resolver_never_merges_two_source_readouts(tmp_path):
+    genes = [GeneRecord(1, "TOMM70", ensembl_id="ENSG1", aliases=("TOMM70A",)), GeneRecord(2, "MARCHF8", aliases=("MARCH8",))]
+    df = pd.DataFrame({"context": "K562", "perturbation": "X", "perturbation_type": "CRISPRi",
+                       "readout": ["TOMM70", "ENSG1", "MARCH8"], "value": [1.0, 2.0, 3.0]})
+    path = tmp_path / "t.parquet"
+    df.to_parquet(path)
+    long, reader = read_long_table(path, "t", resolver=GeneResolver(genes))
+    # TOMM70 keeps the symbol, the Ensembl id that resolves to the same gene keeps its own name
+    assert sorted(long["readout"].astype(str)) == ["ENSG1", "MARCHF8", "TOMM70"]
+    assert reader.report.duplicates_resolved == 0
+
+
+def test_missing_columns_and_bad_file(tmp_path):
+    path = tmp_path / "x.csv"
+    pd.DataFrame({"context": ["A"], "readout": ["G"], "value": [1]}).to_csv(path, index=False)
+    with pytest.raises(InputFileError, match=r"x.csv: missing columns \['perturbation', 'perturbation_type'\]"):
+        LongTableReader(path, "x")
+    bad = tmp_path / "y.parquet"
+    bad.write_bytes(b"PAR1 garbage")
+    with pytest.raises(InputFileError, match="y.parquet: cannot read the table header"):
+        LongTableReader(bad, "y")
+
+
+def test_names_kept_verbatim(tmp_path):
+    weird = ['drug "A"', "drug `B`", "{drug C}", "dr\u0430g D"]  # quotes, backticks, braces, Cyrillic a
+    df = pd.DataFrame({"context": "A375", "perturbation": weird, "perturbation_type": "compound",
+                       "readout": "G1", "value": [1.0, 2.0, 3.0, 4.0]})
+    path = tmp_path / "w.parquet"
+    df.to_parquet(path)
+    long, reader = read_long_table(path, "w")
+    assert sorted(p.name for p in reader.perturbations.values()) == sorted(weird)
+    assert len({p.perturbation_id for p in reader.perturbations.values()}) == 4
+
+
+@pytest.mark.shared_data
+def test_real_replogle(shared_data):
+    path = shared_data / "perturbseq" / "replogle2022_k562_rpe1_crispri_top1000.parquet"
+    long, reader = read_long_table(path, "replogle", max_rows=200_000)
+    assert len(long) == 200_000 and reader.report.quarantined == 0
+    assert set(long["perturbation_type"]) == {"CRISPRi"} and set(long["context"]) <= {"K562", "RPE1"}
+    # rank 1..1000 of n_ranked 1000: scores span the full up end only
+    assert long["value"].max() == 1.0 and long["value"].min() == pytest.approx(-1.0)
+    assert all(s.n_readouts == 1000 for s in reader.signatures())
+
+
+@pytest.mark.shared_data
+def test_real_tahoe_first_batch(shared_data):
+    path = shared_data / "chemical" / "tahoe100m_ranked_signatures.parquet"
+    assert pq.ParquetFile(path).metadata.num_rows == 12_421_812
+    reader = LongTableReader(path, "tahoe", batch_size=100_000, max_rows=200_000)
+    chunks = list(reader.iter_long())
+    assert len(chunks) == 2 and sum(map(len, chunks)) == 200_000
+    long = pd.concat(chunks)
+    assert set(long["perturbation_type"].astype(str)) == {"compound"}
+    assert long["value"].between(-1, 1).all()
+    assert all(str(c) in {"A498", "HCT15", "HEC1A", "LOVO", "MIAPACA2", "NCIH23", "PANC0327", "SNU1", "SNU423", "SW48"}
+               for c in reader.contexts)
