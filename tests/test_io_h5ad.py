@@ -1,0 +1,128 @@
+"""Perturb-seq h5ad pseudobulk and bulk h5ad."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from graph.io.common import InputFileError
+from graph.io.genes import GeneResolver
+from graph.io.h5ad import detect_obs_columns, pseudobulk_h5ad, read_bulk_h5ad
+from graph.records import MEASUREMENT_COLUMNS, GeneRecord
+
+
+def _cells(tmp_path, obs: dict, X: np.ndarray, var=("G1", "G2", "G3"), name="cells.h5ad"):
+    a = ad.AnnData(X=sp.csr_matrix(X.astype(np.int32)), obs=pd.DataFrame(obs, index=[f"c{i}" for i in range(len(X))]),
+                   var=pd.DataFrame(index=list(var)))
+    path = tmp_path / name
+    a.write_h5ad(path)
+    return path
+
+
+def _gears(tmp_path):
+    """GEARS spelling: 'ctrl', 'A+ctrl', 'A+B'; G1 doubles under A."""
+    X, cond = [], []
+    for _ in range(4):
+        X.append([10, 10, 0]); cond.append("ctrl")
+        X.append([20, 10, 0]); cond.append("A+ctrl")
+        X.append([10, 10, 10]); cond.append("A+B")
+    X.append([1, 1, 1]); cond.append("C+ctrl")  # a single cell: below min_cells
+    return _cells(tmp_path, {"condition": cond, "cell_type": ["K562"] * len(cond)}, np.array(X))
+
+
+def test_pseudobulk_values_are_log1p_cp10k_difference(tmp_path):
+    r = pseudobulk_h5ad(_gears(tmp_path), "g", perturbation_type="CRISPRi", min_cells=3)
+    assert list(r.long.columns) == list(MEASUREMENT_COLUMNS)
+    v = r.long.set_index(["perturbation", "readout"])["value"]
+    ctrl = np.log1p(np.array([10, 10, 0]) / 20 * 1e4)
+    a = np.log1p(np.array([20, 10, 0]) / 30 * 1e4)
+    assert v[("CRISPRi:A", "G1")] == pytest.approx(a[0] - ctrl[0], rel=1e-5)
+    assert v[("CRISPRi:A", "G2")] == pytest.approx(a[1] - ctrl[1], rel=1e-5)
+    assert ("CRISPRi:A+B", "G3") in v.index
+    assert r.perturbations["CRISPRi:A+B"].target_symbols == ("A", "B")
+    # groups: A, A+B accepted; C (1 cell) quarantined with the reason
+    assert r.report.read == 3 and r.report.accepted == 2 and r.report.quarantined == 1
+    assert "only 1 cells" in r.quarantine[0].reason
+    assert r.contexts["K562"].kind == "cell_type"
+    assert {s.n_replicates for s in r.signatures} == {4}
+
+
+def test_zscore_drops_zero_variance_genes(tmp_path):
+    r = pseudobulk_h5ad(_gears(tmp_path), "g", perturbation_type="CRISPRi", min_cells=3, zscore=True)
+    # identical control cells: every gene has zero control variance -> no values, counted
+    assert len(r.long) == 0 and any("zero control variance" in n for n in r.report.notes)
+
+
+def test_is_control_column_and_too_few_controls(tmp_path):
+    obs = {"target_gene": ["STAT1"] * 3 + ["non-targeting"] * 2, "is_control": [False] * 3 + [True] * 2,
+           "perturbation_type": ["CRISPRko"] * 5, "cell_line": ["THP-1"] * 5}
+    path = _cells(tmp_path, obs, np.ones((5, 3)))
+    r = pseudobulk_h5ad(path, "p", min_cells=3)
+    assert r.report.quarantined == 1 and "only 2 control cells in context THP1" in r.quarantine[0].reason
+
+
+def test_cell_filter_and_backed(tmp_path):
+    obs = {"perturbation": ["X"] * 4 + ["control"] * 4, "multiple": [False, False, False, True] * 2}
+    X = np.array([[5, 5, 0]] * 3 + [[100, 0, 0]] + [[5, 5, 0]] * 4)
+    path = _cells(tmp_path, obs, X)
+    r = pseudobulk_h5ad(path, "f", perturbation_type="CRISPRko", min_cells=2, cell_filter="not multiple",
+                        backed=True, chunk_cells=3, default_context="RPE-1")
+    assert np.allclose(r.long["value"], 0.0, atol=1e-6)  # the odd cell was filtered out
+    assert any("2 of 8 cells excluded" in n for n in r.report.notes)
+    assert set(r.contexts) == {"RPE1"}
+
+
+def test_missing_obs_columns_listed(tmp_path):
+    path = _cells(tmp_path, {"batch": ["a", "b"]}, np.ones((2, 3)))
+    with pytest.raises(InputFileError, match=r"cells.h5ad: no perturbation column found .* available: \['batch'\]"):
+        pseudobulk_h5ad(path, "x", perturbation_type="CRISPRko")
+    with pytest.raises(InputFileError, match="obs has no context column 'cellline'"):
+        detect_obs_columns(pd.DataFrame({"perturbation": []}), path, context="cellline")
+    path2 = _cells(tmp_path, {"perturbation": ["A", "ctrl"]}, np.ones((2, 3)), name="b.h5ad")
+    with pytest.raises(InputFileError, match="cannot tell the perturbation type"):
+        pseudobulk_h5ad(path2, "x")
+    bad = tmp_path / "bad.h5ad"
+    bad.write_bytes(b"nope")
+    with pytest.raises(InputFileError, match="bad.h5ad: not a readable h5ad"):
+        pseudobulk_h5ad(bad, "x")
+
+
+def test_negative_counts_rejected(tmp_path):
+    a = ad.AnnData(X=np.array([[1.0, -2.0], [1.0, 1.0]]),
+                   obs=pd.DataFrame({"perturbation": ["A", "ctrl"]}, index=["a", "b"]), var=pd.DataFrame(index=["G1", "G2"]))
+    a.write_h5ad(tmp_path / "neg.h5ad")
+    with pytest.raises(InputFileError, match="negative values"):
+        pseudobulk_h5ad(tmp_path / "neg.h5ad", "x", perturbation_type="CRISPRko", min_cells=1)
+
+
+@pytest.mark.filterwarnings("ignore:Observation names are not unique")
+def test_bulk_h5ad(tmp_path):
+    X = np.array([[1.0, np.nan, 2.0], [np.inf, 1.0, 0.5], [3.0, 3.0, 3.0]], dtype=np.float32)
+    a = ad.AnnData(X=X, obs=pd.DataFrame({"perturbation": ["TOMM70A", "DMSO", "TOMM70A"], "cell_line": ["A375"] * 3,
+                                          "perturbation_type": ["shRNA", "control", "shRNA"]}, index=["s1", "s2", "s1"]),
+                   var=pd.DataFrame({"gene_symbol": ["AAA", "TOMM70A", "AAA"]}, index=["e1", "e2", "e3"]))
+    a.write_h5ad(tmp_path / "bulk.h5ad")
+    resolver = GeneResolver([GeneRecord(1, "AAA"), GeneRecord(2, "TOMM70", aliases=("TOMM70A",))])
+    r = read_bulk_h5ad(tmp_path / "bulk.h5ad", "b", resolver=resolver)
+    assert r.report.read == 3 and r.report.accepted == 2 and r.report.quarantined == 1  # repeated obs name s1
+    assert set(r.long["readout"]) == {"AAA", "TOMM70"}  # third gene repeats AAA: dropped and noted
+    assert any("NaN" in n for n in r.report.notes)
+    assert "shRNA:TOMM70" in r.perturbations and "control:DMSO" in r.perturbations
+    assert {s.n_readouts for s in r.signatures} == {1}
+
+
+@pytest.mark.shared_data
+def test_real_papalexi(shared_data):
+    path = shared_data / "perturbseq" / "papalexi2021_thp1_eccite_crisprko.h5ad"
+    genes = [GeneRecord(220972, "MARCHF8", aliases=("MARCH8",))]
+    r = pseudobulk_h5ad(path, "papalexi", min_cells=50, cell_filter="not multiple_grnas", resolver=GeneResolver(genes))
+    assert r.report.read == 25 and r.report.accepted == 24  # SPI1 keeps 33 single-gRNA cells: quarantined
+    assert r.quarantine[0].raw["perturbation"] == "SPI1"
+    assert set(r.contexts) == {"THP1"} and "CRISPRko:MARCHF8" in r.perturbations
+    v = r.long.set_index(["perturbation", "readout"])["value"]
+    # knock-out of the positive-control genes lowers their own expression
+    for gene in ["STAT1", "JAK2", "IFNGR2"]:
+        assert v[(f"CRISPRko:{gene}", gene)] < -0.2
