@@ -1,0 +1,621 @@
+"""All Cypher of the discovery layer: model versions, embeddings, write-back of discoveries, pruning,
+and the named read-only query surface (`NAMED_QUERIES`, used by `perturbgraph query`).
+
+Rules (the same as graph/queries.py):
+
+* every query is a module-level constant, registered by name in `QUERIES`;
+* labels, relationship types and property names are written literally or come from the
+  allowlist constants below (checked with `graph.schema.require_label` / `require_rel_type`
+  when the few generated queries are built at import time) — never from data;
+* every value (ids, names, vectors, the vector dimension, batch sizes, limits) is a parameter;
+* writes are `UNWIND $rows AS row MERGE ...` keyed by (endpoints, modelVersion), so writing the
+  same model version twice changes nothing.
+
+Model of the discoveries (see docs/queries.md):
+
+    (:ModelVersion {version_id, current, status, config, data_snapshot, dataset_ids,
+                    dataset_hashes, metrics, trained_at, code_version, ...})-[:TRAINED_ON]->(:Dataset)
+    (:Compound)-[:SHARES_MECHANISM_WITH {modelVersion, score, rank, zscore, pvalue, qvalue,
+                                         isAnnotatedTarget}]->(:Gene)
+    (:Gene)-[:PREDICTED_INTERACTION {modelVersion, score, rank, inPrior, basis}]->(:Gene)
+    (:Perturbation)-[:PREDICTED_EFFECT {modelVersion, context, value, direction, rank,
+                                        readout}]->(:Gene)
+
+Embeddings of the current model live on the nodes as LIST<FLOAT> properties
+(`embedding_perturbation`, `embedding_readout`, `embedding_context`) with `<property>_version`
+naming the model version; each has a cosine vector index (`VECTOR_INDEXES`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from graph.schema import NodeKey, require_label, require_property, require_rel_type
+
+# ---------------------------------------------------------------------------------------------
+# What the discovery layer writes (all members of graph.schema's allowlists)
+# ---------------------------------------------------------------------------------------------
+
+MODEL_VERSION_LABEL = require_label("ModelVersion")
+MECHANISM_REL = require_rel_type("SHARES_MECHANISM_WITH")
+INTERACTION_REL = require_rel_type("PREDICTED_INTERACTION")
+EFFECT_REL = require_rel_type("PREDICTED_EFFECT")
+TRAINED_ON_REL = require_rel_type("TRAINED_ON")
+
+# Relationship types that carry `modelVersion` and are pruned with their version.
+VERSIONED_REL_TYPES: tuple[str, ...] = (MECHANISM_REL, INTERACTION_REL, EFFECT_REL)
+
+MODEL_VERSION_KEY = NodeKey(MODEL_VERSION_LABEL, "version_id")
+
+
+@dataclass(frozen=True)
+class EmbeddingTarget:
+    """Where one kind of embedding is stored: label, key property, vector property, index name."""
+
+    kind: str
+    label: str
+    key: str
+    prop: str
+
+    def __post_init__(self) -> None:
+        require_label(self.label)
+        require_property(self.key)
+        require_property(self.prop)
+
+    @property
+    def index_name(self) -> str:
+        return f"{self.label.lower()}_{self.prop}_vidx"
+
+    @property
+    def version_prop(self) -> str:
+        return f"{self.prop}_version"
+
+
+# kind -> target. 'compound' = a compound's perturbations aggregated over doses; 'gene_perturbation'
+# = the genetic perturbation(s) of a gene (knock-down embedding); 'readout' = the gene as a readout.
+EMBEDDING_TARGETS: dict[str, EmbeddingTarget] = {
+    t.kind: t
+    for t in (
+        EmbeddingTarget("compound", "Compound", "compound_id", "embedding_perturbation"),
+        EmbeddingTarget("perturbation", "Perturbation", "perturbation_id", "embedding_perturbation"),
+        EmbeddingTarget("gene_perturbation", "Gene", "entrez_id", "embedding_perturbation"),
+        EmbeddingTarget("readout", "Gene", "entrez_id", "embedding_readout"),
+        EmbeddingTarget("context", "CellLine", "context_id", "embedding_context"),
+    )
+}
+
+
+def _vector_index_cypher(t: EmbeddingTarget) -> str:
+    # The dimension is a parameter ($dim, validated as a positive int by the writer).
+    return (
+        f"CREATE VECTOR INDEX {t.index_name} IF NOT EXISTS FOR (n:{t.label}) ON n.{t.prop} "
+        "OPTIONS {indexConfig: {`vector.dimensions`: $dim, `vector.similarity_function`: 'cosine'}}"
+    )
+
+
+def _drop_index_cypher(t: EmbeddingTarget) -> str:
+    return f"DROP INDEX {t.index_name} IF EXISTS"
+
+
+def _rel_index_cypher(rel: str) -> str:
+    return (f"CREATE INDEX {rel.lower()}_model_version_idx IF NOT EXISTS "
+            f"FOR ()-[r:{require_rel_type(rel)}]-() ON (r.modelVersion)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema of the discovery layer
+# ---------------------------------------------------------------------------------------------
+
+MODEL_VERSION_CONSTRAINT = MODEL_VERSION_KEY.constraint_cypher()
+REL_VERSION_INDEXES: dict[str, str] = {rel: _rel_index_cypher(rel) for rel in VERSIONED_REL_TYPES}
+VECTOR_INDEX_DDL: dict[str, str] = {k: _vector_index_cypher(t) for k, t in EMBEDDING_TARGETS.items()}
+DROP_VECTOR_INDEX: dict[str, str] = {k: _drop_index_cypher(t) for k, t in EMBEDDING_TARGETS.items()}
+SHOW_VECTOR_INDEXES = (
+    "SHOW VECTOR INDEXES YIELD name, state, labelsOrTypes, properties, options "
+    "RETURN name, state, labelsOrTypes, properties, options.indexConfig.`vector.dimensions` AS dimensions"
+)
+AWAIT_INDEXES = "CALL db.awaitIndexes($timeout_s)"
+
+# ---------------------------------------------------------------------------------------------
+# Model versions
+# ---------------------------------------------------------------------------------------------
+
+# $props: config (JSON), data_snapshot (JSON), dataset_ids, dataset_hashes, metrics (JSON),
+# trained_at (ISO-8601), code_version, embedding_dim, ... A new version starts non-current with
+# status 'writing'; existing versions keep their properties (idempotent re-run).
+MERGE_MODEL_VERSION = """
+MERGE (m:ModelVersion {version_id: $version_id})
+ON CREATE SET m += $props, m.current = false, m.status = 'writing', m.created_at = $now
+RETURN m.config AS config, m.status AS status, m.current AS current
+"""
+
+UPDATE_MODEL_VERSION_METRICS = """
+MATCH (m:ModelVersion {version_id: $version_id})
+SET m.metrics = $metrics
+RETURN count(m) AS updated
+"""
+
+LINK_MODEL_DATASETS = """
+MATCH (m:ModelVersion {version_id: $version_id})
+UNWIND $dataset_ids AS dataset_id
+MATCH (d:Dataset {dataset_id: dataset_id})
+MERGE (m)-[:TRAINED_ON]->(d)
+RETURN count(*) AS linked
+"""
+
+# Exactly one current version: every other version is written (which also locks all version nodes,
+# so two concurrent publishes serialise instead of both ending current).
+SET_CURRENT_VERSION = """
+MATCH (m:ModelVersion {version_id: $version_id})
+CALL (m) {
+  MATCH (o:ModelVersion) WHERE o <> m
+  SET o.current = false
+}
+SET m.current = true, m.status = 'complete', m.published_at = coalesce(m.published_at, $now)
+RETURN m.version_id AS version_id
+"""
+
+CURRENT_VERSION = """
+MATCH (m:ModelVersion {current: true})
+RETURN m.version_id AS version_id
+"""
+
+LIST_MODEL_VERSIONS_RAW = """
+MATCH (m:ModelVersion)
+RETURN m.version_id AS version_id, m.current AS current, m.status AS status,
+       coalesce(m.trained_at, m.created_at) AS trained_at, m.created_at AS created_at
+ORDER BY trained_at DESC, created_at DESC, version_id DESC
+"""
+
+GET_MODEL_VERSION = """
+MATCH (m:ModelVersion {version_id: $version_id})
+RETURN m {.*} AS model_version
+"""
+
+DELETE_MODEL_VERSION = """
+MATCH (m:ModelVersion {version_id: $version_id})
+WHERE NOT coalesce(m.current, false)
+DETACH DELETE m
+RETURN count(*) AS deleted
+"""
+
+
+def _delete_version_links(rel: str) -> str:
+    return (f"MATCH ()-[r:{require_rel_type(rel)}]->() WHERE r.modelVersion = $version_id "
+            "WITH r LIMIT $batch_size DELETE r RETURN count(*) AS deleted")
+
+
+# One batch (at most $batch_size relationships) per call; the writer repeats until 0.
+DELETE_VERSION_LINKS: dict[str, str] = {rel: _delete_version_links(rel) for rel in VERSIONED_REL_TYPES}
+
+
+def _count_version_links(rel: str) -> str:
+    return (f"MATCH ()-[r:{require_rel_type(rel)}]->() WHERE r.modelVersion = $version_id "
+            "RETURN count(r) AS n")
+
+
+COUNT_VERSION_LINKS: dict[str, str] = {rel: _count_version_links(rel) for rel in VERSIONED_REL_TYPES}
+
+# ---------------------------------------------------------------------------------------------
+# Embeddings
+# ---------------------------------------------------------------------------------------------
+
+
+def _set_embedding(t: EmbeddingTarget) -> str:
+    return (f"UNWIND $rows AS row MATCH (n:{t.label} {{{t.key}: row.key}}) "
+            f"SET n.{t.prop} = row.vector, n.{t.version_prop} = $version_id "
+            "RETURN count(*) AS written")
+
+
+def _clear_stale_embeddings(t: EmbeddingTarget) -> str:
+    return (f"MATCH (n:{t.label}) WHERE n.{t.version_prop} IS NOT NULL AND n.{t.version_prop} <> $version_id "
+            f"WITH n LIMIT $batch_size REMOVE n.{t.prop}, n.{t.version_prop} RETURN count(*) AS cleared")
+
+
+def _clear_version_embeddings(t: EmbeddingTarget) -> str:
+    return (f"MATCH (n:{t.label}) WHERE n.{t.version_prop} = $version_id "
+            f"WITH n LIMIT $batch_size REMOVE n.{t.prop}, n.{t.version_prop} RETURN count(*) AS cleared")
+
+
+SET_EMBEDDINGS: dict[str, str] = {k: _set_embedding(t) for k, t in EMBEDDING_TARGETS.items()}
+# Embeddings written by any version other than $version_id (the model no longer has those names).
+CLEAR_STALE_EMBEDDINGS: dict[str, str] = {k: _clear_stale_embeddings(t) for k, t in EMBEDDING_TARGETS.items()}
+# Embeddings written by $version_id (used when that version is pruned).
+CLEAR_VERSION_EMBEDDINGS: dict[str, str] = {k: _clear_version_embeddings(t) for k, t in EMBEDDING_TARGETS.items()}
+
+# ---------------------------------------------------------------------------------------------
+# Discoveries (write-back)
+# ---------------------------------------------------------------------------------------------
+
+# rows: {compound_id, entrez_id, score, rank, zscore, pvalue, qvalue}
+WRITE_MECHANISM_LINKS = """
+UNWIND $rows AS row
+MATCH (c:Compound {compound_id: row.compound_id})
+MATCH (g:Gene {entrez_id: row.entrez_id})
+MERGE (c)-[r:SHARES_MECHANISM_WITH {modelVersion: $version_id}]->(g)
+SET r.score = row.score, r.rank = row.rank, r.zscore = row.zscore, r.pvalue = row.pvalue,
+    r.qvalue = row.qvalue, r.isAnnotatedTarget = EXISTS { (c)-[:TARGETS]->(g) }
+RETURN count(*) AS written
+"""
+
+# rows: {a, b, score, rank}  (b is among a's top-k); $basis: 'embedding' | 'profile'
+WRITE_GENE_INTERACTIONS = """
+UNWIND $rows AS row
+MATCH (a:Gene {entrez_id: row.a})
+MATCH (b:Gene {entrez_id: row.b})
+MERGE (a)-[r:PREDICTED_INTERACTION {modelVersion: $version_id}]->(b)
+SET r.score = row.score, r.rank = row.rank, r.basis = $basis,
+    r.inPrior = EXISTS { (a)-[:INTERACTS_WITH]-(b) }
+RETURN count(*) AS written
+"""
+
+# rows: {perturbation_id, entrez_id, readout, context, value, direction, rank}
+WRITE_PREDICTED_EFFECTS = """
+UNWIND $rows AS row
+MATCH (p:Perturbation {perturbation_id: row.perturbation_id})
+MATCH (g:Gene {entrez_id: row.entrez_id})
+MERGE (p)-[r:PREDICTED_EFFECT {modelVersion: $version_id, context: row.context}]->(g)
+SET r.value = row.value, r.direction = row.direction, r.rank = row.rank, r.readout = row.readout
+RETURN count(*) AS written
+"""
+
+# What the discovery computations need from the graph: each perturbation with its compound and the
+# genes it perturbs (genetic perturbations), and the annotated targets / prior edges.
+PERTURBATION_MAP = """
+MATCH (p:Perturbation)
+OPTIONAL MATCH (p)-[:OF_COMPOUND]->(c:Compound)
+RETURN p.perturbation_id AS perturbation_id, p.perturbation_type AS perturbation_type,
+       c.compound_id AS compound_id,
+       COLLECT { MATCH (p)-[:PERTURBS]->(g:Gene) RETURN DISTINCT g.entrez_id } AS entrez_ids
+"""
+
+ANNOTATED_TARGETS = """
+MATCH (c:Compound)-[:TARGETS]->(g:Gene)
+RETURN c.compound_id AS compound_id, collect(DISTINCT g.entrez_id) AS entrez_ids
+"""
+
+PRIOR_PAIRS = """
+MATCH (a:Gene)-[:INTERACTS_WITH]->(b:Gene)
+RETURN DISTINCT a.entrez_id AS a, b.entrez_id AS b
+"""
+
+# ---------------------------------------------------------------------------------------------
+# The named query surface (read-only)
+# ---------------------------------------------------------------------------------------------
+
+# $version: a version id, or null for the current version.
+_VERSION = """
+MATCH (mv:ModelVersion)
+WHERE ($version IS NULL AND mv.current = true) OR mv.version_id = $version
+WITH mv.version_id AS v
+"""
+
+# $compound: compound id or exact name (index lookups), else a case-insensitive name or an alias.
+_COMPOUND = """
+OPTIONAL MATCH (c1:Compound {compound_id: $compound})
+OPTIONAL MATCH (c2:Compound {name: $compound})
+WITH v, coalesce(c1, c2) AS hit
+OPTIONAL CALL (hit) {
+  WITH hit WHERE hit IS NULL
+  MATCH (x:Compound) WHERE toLower(x.name) = toLower($compound) OR $compound IN coalesce(x.aliases, [])
+  RETURN x ORDER BY x.compound_id LIMIT 1
+}
+WITH v, coalesce(hit, x) AS c
+WHERE c IS NOT NULL
+"""
+
+# $gene: symbol or Entrez id (index lookups), else a case-insensitive symbol.
+_GENE = """
+OPTIONAL MATCH (g1:Gene {symbol: $gene})
+OPTIONAL MATCH (g2:Gene {entrez_id: toInteger($gene)})
+WITH v, coalesce(g1, g2) AS hit
+OPTIONAL CALL (hit) {
+  WITH hit WHERE hit IS NULL
+  MATCH (x:Gene) WHERE toUpper(x.symbol) = toUpper($gene)
+  RETURN x ORDER BY x.entrez_id LIMIT 1
+}
+WITH v, coalesce(hit, x) AS g
+WHERE g IS NOT NULL
+"""
+
+MECHANISM_OF_COMPOUND = f"""{_VERSION}{_COMPOUND}
+MATCH (c)-[r:SHARES_MECHANISM_WITH]->(t:Gene)
+WHERE r.modelVersion = v
+RETURN c.compound_id AS compound_id, c.name AS compound, t.symbol AS gene, t.entrez_id AS entrez_id,
+       r.rank AS rank, r.score AS score, r.zscore AS zscore, r.pvalue AS pvalue, r.qvalue AS qvalue,
+       r.isAnnotatedTarget AS annotated_target, v AS model_version
+ORDER BY rank
+LIMIT $limit
+"""
+
+COMPOUNDS_MIMICKING_GENE = f"""{_VERSION}{_GENE}
+MATCH (c:Compound)-[r:SHARES_MECHANISM_WITH]->(g)
+WHERE r.modelVersion = v
+RETURN g.symbol AS gene, c.compound_id AS compound_id, c.name AS compound, r.score AS score,
+       r.rank AS rank_for_compound, r.zscore AS zscore, r.pvalue AS pvalue,
+       r.isAnnotatedTarget AS annotated_target, v AS model_version
+ORDER BY score DESC, compound_id
+LIMIT $limit
+"""
+
+INTERACTIONS_OF_GENE = f"""{_VERSION}{_GENE}
+MATCH (g)-[r:PREDICTED_INTERACTION]-(o:Gene)
+WHERE r.modelVersion = v
+WITH v, g, o, max(r.score) AS score, min(r.rank) AS rank, count(r) AS n_directions
+WITH v, g, o, score, rank, n_directions,
+     COLLECT {{ MATCH (g)-[p:INTERACTS_WITH]-(o) RETURN DISTINCT p.source }} AS prior_sources
+WHERE NOT ($novel_only AND size(prior_sources) > 0)
+RETURN g.symbol AS gene, o.symbol AS partner, o.entrez_id AS partner_entrez_id, score, rank,
+       n_directions = 2 AS mutual,
+       CASE WHEN size(prior_sources) > 0 THEN 'prior' ELSE 'novel' END AS evidence,
+       prior_sources, v AS model_version
+ORDER BY score DESC, partner
+LIMIT $limit
+"""
+
+PREDICTED_RESPONSE = f"""{_VERSION}{_COMPOUND}
+OPTIONAL MATCH (ctx:CellLine)
+WHERE ctx.context_id = $context OR ctx.name = $context
+WITH v, c, collect(ctx.context_id) + [$context] AS contexts
+MATCH (c)<-[:OF_COMPOUND]-(p:Perturbation)-[r:PREDICTED_EFFECT]->(t:Gene)
+WHERE r.modelVersion = v AND r.context IN contexts
+RETURN c.name AS compound, p.perturbation_id AS perturbation_id, p.dose_value AS dose_value,
+       p.dose_unit AS dose_unit, r.context AS context, r.direction AS direction, r.rank AS rank,
+       t.symbol AS gene, r.value AS value, v AS model_version
+ORDER BY perturbation_id, direction DESC, rank
+LIMIT $limit
+"""
+
+SIMILAR_COMPOUNDS = """
+OPTIONAL MATCH (c1:Compound {compound_id: $compound})
+OPTIONAL MATCH (c2:Compound {name: $compound})
+WITH coalesce(c1, c2) AS hit
+OPTIONAL CALL (hit) {
+  WITH hit WHERE hit IS NULL
+  MATCH (x:Compound) WHERE toLower(x.name) = toLower($compound) OR $compound IN coalesce(x.aliases, [])
+  RETURN x ORDER BY x.compound_id LIMIT 1
+}
+WITH coalesce(hit, x) AS c
+WHERE c IS NOT NULL AND c.embedding_perturbation IS NOT NULL
+CALL db.index.vector.queryNodes('compound_embedding_perturbation_vidx', $k + 1, c.embedding_perturbation)
+YIELD node, score
+WITH c, node, score WHERE node <> c
+RETURN c.name AS query, node.compound_id AS compound_id, node.name AS compound, score,
+       node.embedding_perturbation_version AS model_version
+ORDER BY score DESC, compound_id
+LIMIT $k
+"""
+
+# $space: 'perturbation' (knock-down embeddings) or 'readout' (genes as readouts).
+SIMILAR_GENES = """
+OPTIONAL MATCH (g1:Gene {symbol: $gene})
+OPTIONAL MATCH (g2:Gene {entrez_id: toInteger($gene)})
+WITH coalesce(g1, g2) AS hit
+OPTIONAL CALL (hit) {
+  WITH hit WHERE hit IS NULL
+  MATCH (x:Gene) WHERE toUpper(x.symbol) = toUpper($gene)
+  RETURN x ORDER BY x.entrez_id LIMIT 1
+}
+WITH coalesce(hit, x) AS g
+WITH g, CASE $space WHEN 'readout' THEN g.embedding_readout ELSE g.embedding_perturbation END AS vec,
+     CASE $space WHEN 'readout' THEN 'gene_embedding_readout_vidx'
+                 ELSE 'gene_embedding_perturbation_vidx' END AS index_name
+WHERE g IS NOT NULL AND vec IS NOT NULL
+CALL db.index.vector.queryNodes(index_name, $k + 1, vec) YIELD node, score
+WITH g, node, score WHERE node <> g
+RETURN g.symbol AS query, node.symbol AS gene, node.entrez_id AS entrez_id, score, $space AS space
+ORDER BY score DESC, gene
+LIMIT $k
+"""
+
+SIMILAR_CONTEXTS = """
+MATCH (x:CellLine)
+WHERE x.context_id = $context OR x.name = $context
+WITH x WHERE x.embedding_context IS NOT NULL
+ORDER BY x.context_id LIMIT 1
+CALL db.index.vector.queryNodes('cellline_embedding_context_vidx', $k + 1, x.embedding_context)
+YIELD node, score
+WITH x, node, score WHERE node <> x
+RETURN x.context_id AS query, node.context_id AS context_id, node.name AS name, score
+ORDER BY score DESC, context_id
+LIMIT $k
+"""
+
+MODEL_VERSIONS = """
+MATCH (m:ModelVersion)
+RETURN m.version_id AS version_id, m.current AS current, m.status AS status, m.trained_at AS trained_at,
+       m.code_version AS code_version, m.dataset_ids AS dataset_ids,
+       COUNT { ()-[r:SHARES_MECHANISM_WITH]->() WHERE r.modelVersion = m.version_id } AS mechanism_links,
+       COUNT { ()-[r:PREDICTED_INTERACTION]->() WHERE r.modelVersion = m.version_id } AS interaction_links,
+       COUNT { ()-[r:PREDICTED_EFFECT]->() WHERE r.modelVersion = m.version_id } AS effect_links
+ORDER BY coalesce(m.trained_at, m.created_at) DESC, version_id DESC
+"""
+
+# The version ($version or the current one) and the one trained just before it that is still kept.
+_VERSION_PAIR = """
+MATCH (new:ModelVersion)
+WHERE ($version IS NULL AND new.current = true) OR new.version_id = $version
+OPTIONAL CALL (new) {
+  MATCH (o:ModelVersion)
+  WHERE coalesce(o.trained_at, o.created_at) < coalesce(new.trained_at, new.created_at)
+     OR (coalesce(o.trained_at, o.created_at) = coalesce(new.trained_at, new.created_at)
+         AND o.created_at < new.created_at)
+  RETURN o AS old
+  ORDER BY coalesce(o.trained_at, o.created_at) DESC, o.created_at DESC
+  LIMIT 1
+}
+WITH new.version_id AS v, old.version_id AS prev
+"""
+
+# Counts per relationship type: links only in the new version (added), only in the previous one
+# (removed), in both (kept). Links are compared by their endpoints (and context for effects).
+MODEL_VERSION_SUMMARY = f"""{_VERSION_PAIR}
+CALL (v, prev) {{
+  MATCH (a)-[r:SHARES_MECHANISM_WITH]->(b) WHERE r.modelVersion = v
+  WITH count(r) AS n_new,
+       sum(CASE WHEN EXISTS {{ (a)-[o:SHARES_MECHANISM_WITH]->(b) WHERE o.modelVersion = prev }}
+           THEN 1 ELSE 0 END) AS kept
+  OPTIONAL MATCH ()-[o:SHARES_MECHANISM_WITH]->() WHERE o.modelVersion = prev
+  RETURN 'SHARES_MECHANISM_WITH' AS relationship, n_new - kept AS added, count(o) - kept AS removed, kept
+  UNION ALL
+  MATCH (a)-[r:PREDICTED_INTERACTION]->(b) WHERE r.modelVersion = v
+  WITH count(r) AS n_new,
+       sum(CASE WHEN EXISTS {{ (a)-[o:PREDICTED_INTERACTION]->(b) WHERE o.modelVersion = prev }}
+           THEN 1 ELSE 0 END) AS kept
+  OPTIONAL MATCH ()-[o:PREDICTED_INTERACTION]->() WHERE o.modelVersion = prev
+  RETURN 'PREDICTED_INTERACTION' AS relationship, n_new - kept AS added, count(o) - kept AS removed, kept
+  UNION ALL
+  MATCH (a)-[r:PREDICTED_EFFECT]->(b) WHERE r.modelVersion = v
+  WITH count(r) AS n_new,
+       sum(CASE WHEN EXISTS {{ (a)-[o:PREDICTED_EFFECT]->(b)
+                              WHERE o.modelVersion = prev AND o.context = r.context }}
+           THEN 1 ELSE 0 END) AS kept
+  OPTIONAL MATCH ()-[o:PREDICTED_EFFECT]->() WHERE o.modelVersion = prev
+  RETURN 'PREDICTED_EFFECT' AS relationship, n_new - kept AS added, count(o) - kept AS removed, kept
+}}
+RETURN v AS model_version, prev AS previous_version, relationship, added, removed, kept
+"""
+
+# The individual mechanism and interaction links added or removed (vs the previous version).
+MODEL_VERSION_CHANGES = f"""{_VERSION_PAIR}
+CALL (v, prev) {{
+  MATCH (a:Compound)-[r:SHARES_MECHANISM_WITH]->(b:Gene) WHERE r.modelVersion = v
+    AND NOT EXISTS {{ (a)-[o:SHARES_MECHANISM_WITH]->(b) WHERE o.modelVersion = prev }}
+  RETURN 'added' AS change, 'SHARES_MECHANISM_WITH' AS relationship, a.name AS source, b.symbol AS target,
+         r.score AS score, r.rank AS rank
+  UNION ALL
+  MATCH (a:Compound)-[r:SHARES_MECHANISM_WITH]->(b:Gene) WHERE prev IS NOT NULL AND r.modelVersion = prev
+    AND NOT EXISTS {{ (a)-[o:SHARES_MECHANISM_WITH]->(b) WHERE o.modelVersion = v }}
+  RETURN 'removed' AS change, 'SHARES_MECHANISM_WITH' AS relationship, a.name AS source, b.symbol AS target,
+         r.score AS score, r.rank AS rank
+  UNION ALL
+  MATCH (a:Gene)-[r:PREDICTED_INTERACTION]->(b:Gene) WHERE r.modelVersion = v
+    AND NOT EXISTS {{ (a)-[o:PREDICTED_INTERACTION]->(b) WHERE o.modelVersion = prev }}
+  RETURN 'added' AS change, 'PREDICTED_INTERACTION' AS relationship, a.symbol AS source, b.symbol AS target,
+         r.score AS score, r.rank AS rank
+  UNION ALL
+  MATCH (a:Gene)-[r:PREDICTED_INTERACTION]->(b:Gene) WHERE prev IS NOT NULL AND r.modelVersion = prev
+    AND NOT EXISTS {{ (a)-[o:PREDICTED_INTERACTION]->(b) WHERE o.modelVersion = v }}
+  RETURN 'removed' AS change, 'PREDICTED_INTERACTION' AS relationship, a.symbol AS source, b.symbol AS target,
+         r.score AS score, r.rank AS rank
+}}
+WITH v, prev, change, relationship, source, target, score, rank
+LIMIT $limit
+RETURN v AS model_version, prev AS previous_version, change, relationship, source, target, score, rank
+"""
+
+# ---------------------------------------------------------------------------------------------
+# Registry of the named queries (what `perturbgraph query NAME` runs)
+# ---------------------------------------------------------------------------------------------
+
+REQUIRED = object()  # marker: a parameter without a default
+
+
+@dataclass(frozen=True)
+class Param:
+    type: type
+    default: Any = REQUIRED
+    help: str = ""
+    choices: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    name: str
+    cypher: str
+    description: str
+    params: dict[str, Param] = field(default_factory=dict)
+
+    def bind(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Parameters for the driver: `values` converted to their declared types, defaults filled in."""
+        unknown = set(values) - set(self.params)
+        if unknown:
+            raise ValueError(f"query {self.name!r} has no parameter(s) {sorted(unknown)}; "
+                             f"it takes {sorted(self.params)}")
+        out: dict[str, Any] = {}
+        for name, spec in self.params.items():
+            if name in values and values[name] is not None:
+                out[name] = coerce(values[name], spec.type, name)
+                if spec.choices and out[name] not in spec.choices:
+                    raise ValueError(f"--{name} must be one of {list(spec.choices)}, not {out[name]!r}")
+            elif spec.required:
+                raise ValueError(f"query {self.name!r} needs --{name}")
+            else:
+                out[name] = spec.default
+        return out
+
+
+def coerce(value: Any, kind: type, name: str = "value") -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in {"1", "true", "yes", "y"}:
+            return True
+        if text in {"0", "false", "no", "n"}:
+            return False
+        raise ValueError(f"--{name} must be true or false, not {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"--{name} must be {kind.__name__}, not {value!r}") from exc
+
+
+_V = Param(str, None, "model version id (default: the current version)")
+_LIMIT = Param(int, 20, "maximum rows")
+_K = Param(int, 10, "number of neighbours")
+
+NAMED_QUERIES: dict[str, NamedQuery] = {
+    q.name: q
+    for q in (
+        NamedQuery("mechanism", MECHANISM_OF_COMPOUND,
+                   "Genes whose knock-down embedding is most similar to a compound's (its likely mechanism).",
+                   {"compound": Param(str, help="compound id, name or alias"), "version": _V, "limit": _LIMIT}),
+        NamedQuery("mimics", COMPOUNDS_MIMICKING_GENE,
+                   "Compounds whose effect resembles the knock-down of a gene.",
+                   {"gene": Param(str, help="gene symbol or Entrez id"), "version": _V, "limit": _LIMIT}),
+        NamedQuery("interactions", INTERACTIONS_OF_GENE,
+                   "Inferred gene-gene interactions of a gene, with evidence (in the prior network or novel).",
+                   {"gene": Param(str, help="gene symbol or Entrez id"), "version": _V, "limit": _LIMIT,
+                    "novel_only": Param(bool, False, "only edges absent from the prior network")}),
+        NamedQuery("response", PREDICTED_RESPONSE,
+                   "Predicted top up/down genes of a compound in a context where it was not measured.",
+                   {"compound": Param(str, help="compound id, name or alias"),
+                    "context": Param(str, help="cell line id or name"), "version": _V,
+                    "limit": Param(int, 50, "maximum rows")}),
+        NamedQuery("similar-compounds", SIMILAR_COMPOUNDS,
+                   "Nearest compounds by LPM embedding (cosine vector index, current model).",
+                   {"compound": Param(str, help="compound id, name or alias"), "k": _K}),
+        NamedQuery("similar-genes", SIMILAR_GENES,
+                   "Nearest genes by LPM embedding (knock-down or readout space; cosine vector index).",
+                   {"gene": Param(str, help="gene symbol or Entrez id"), "k": _K,
+                    "space": Param(str, "perturbation", "perturbation | readout",
+                                   choices=("perturbation", "readout"))}),
+        NamedQuery("similar-contexts", SIMILAR_CONTEXTS,
+                   "Nearest cell lines by LPM context embedding (cosine vector index).",
+                   {"context": Param(str, help="cell line id or name"), "k": _K}),
+        NamedQuery("model-versions", MODEL_VERSIONS,
+                   "Model versions in the graph (newest first) with their link counts.", {}),
+        NamedQuery("version-summary", MODEL_VERSION_SUMMARY,
+                   "Links added / removed / kept by a model version vs the previous kept version.",
+                   {"version": _V}),
+        NamedQuery("version-changes", MODEL_VERSION_CHANGES,
+                   "The mechanism and interaction links a model version added or removed vs the previous one.",
+                   {"version": _V, "limit": Param(int, 100, "maximum rows")}),
+    )
+}
+
+QUERIES: dict[str, str] = {
+    name: value
+    for name, value in dict(globals()).items()
+    if name.isupper() and not name.startswith("_") and isinstance(value, str)
+}
+for _group in ("REL_VERSION_INDEXES", "VECTOR_INDEX_DDL", "DROP_VECTOR_INDEX", "DELETE_VERSION_LINKS",
+               "COUNT_VERSION_LINKS", "SET_EMBEDDINGS", "CLEAR_STALE_EMBEDDINGS", "CLEAR_VERSION_EMBEDDINGS"):
+    QUERIES.update({f"{_group}.{k}": v for k, v in globals()[_group].items()})
+QUERIES.update({f"NAMED.{k}": q.cypher for k, q in NAMED_QUERIES.items()})

@@ -1,0 +1,238 @@
+"""graph.discovery_writer against the real Neo4j: versions, idempotency, current flag, pruning,
+embeddings and vector indexes, read-only raw Cypher, odd names through parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from graph import discovery_queries as DQ
+from graph import discovery_writer as W
+from graph import writer as GW
+from graph.records import CompoundRecord, ContextRecord, GeneRecord, PerturbationRecord, PriorEdgeRecord
+from models import discovery as D
+
+pytestmark = pytest.mark.neo4j
+
+GENES = {"MTOR": 2475, "RPTOR": 57521, "BRAF": 673, "MAP2K1": 5604, "EGFR": 1956, "TP53": 7157}
+COMPOUNDS = [("RAPA", "sirolimus", ("rapamycin",), ("MTOR",)), ("VEMU", "vemurafenib", (), ("BRAF",)),
+             ("ERLO", "erlotinib", (), ("EGFR",))]
+
+
+def build_base(driver) -> None:
+    """Genes, compounds with annotated targets, contexts, perturbations, two prior edges."""
+    GW.ensure_schema(driver)
+    GW.write_genes(driver, [GeneRecord(e, s, s) for s, e in GENES.items()], "t")
+    comps = [CompoundRecord(cid, name, aliases=al, targets=tg) for cid, name, al, tg in COMPOUNDS]
+    GW.write_compounds(driver, comps, "t")
+    GW.write_compound_targets(driver, comps, "t")
+    GW.write_contexts(driver, [ContextRecord("K562", "K-562"), ContextRecord("A375", "A375")], "t")
+    perts = [PerturbationRecord(f"compound:{cid}@{d:g}uM", name, "compound", compound_id=cid, dose_value=d,
+                                dose_unit="uM") for cid, name, _, _ in COMPOUNDS for d in (1.0, 10.0)]
+    perts += [PerturbationRecord(f"CRISPRi:{s}", s, "CRISPRi", target_symbols=(s,)) for s in GENES]
+    GW.write_perturbations(driver, perts, "t")
+    GW.write_prior_edges(driver, [PriorEdgeRecord("MTOR", "RPTOR", "STRING", 0.9),
+                                  PriorEdgeRecord("BRAF", "MAP2K1", "STRING", 0.8)], "t")
+
+
+def planted(seed=0, d=8):
+    """Gene knock-down embeddings (MTOR~RPTOR, BRAF~MAP2K1) and compounds equal to their target."""
+    rng = np.random.default_rng(seed)
+    genes = pd.DataFrame(rng.normal(size=(len(GENES), d)), index=list(GENES), columns=[f"e{i}" for i in range(d)])
+    genes.loc["RPTOR"] = genes.loc["MTOR"] + 0.05 * rng.normal(size=d)
+    genes.loc["MAP2K1"] = genes.loc["BRAF"] + 0.05 * rng.normal(size=d)
+    comp = pd.DataFrame({"RAPA": genes.loc["MTOR"], "VEMU": genes.loc["BRAF"], "ERLO": genes.loc["EGFR"]}).T
+    return comp, genes
+
+
+def discoveries(seed=0, d=8, k=3):
+    comp, genes = planted(seed, d)
+    mech = D.mechanism_links(comp, genes, k=k, n_null=500, seed=seed)
+    inter = D.gene_interactions(genes, k=2)
+    effects = D.top_effects(pd.DataFrame({
+        "perturbation": ["compound:RAPA@1uM"] * 3, "context": ["A375"] * 3,
+        "readout": ["TP53", "EGFR", "BRAF"], "value": [2.0, -1.5, 0.5]}), top_n=2)
+    emb = {"compound": comp, "gene_perturbation": genes,
+           "context": pd.DataFrame([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0]], index=["K562", "A375"])}
+    return emb, mech, inter, effects
+
+
+def record(trained_at, **kw):
+    return W.ModelVersionRecord(config={"d": 8, **kw}, dataset_ids=("t",), dataset_hashes=("abc",),
+                                metrics={"pearson": 0.5}, trained_at=trained_at, code_version="test")
+
+
+def publish(driver, rec, seed=0, retention=5, d=8):
+    emb, mech, inter, effects = discoveries(seed, d)
+    return W.publish_discoveries(driver, rec, embeddings=emb, mechanisms=mech, interactions=inter,
+                                 effects=effects, retention=retention)
+
+
+def count(driver, rel, version):
+    return W.run_cypher(driver, DQ.COUNT_VERSION_LINKS[rel], {"version_id": version})[0]["n"]
+
+
+def test_publish_writes_everything_and_is_idempotent(empty_graph):
+    build_base(empty_graph)
+    rec = record("2025-01-01T00:00:00")
+    first = publish(empty_graph, rec)
+    assert first.created
+    s = first.summary()["writes"]
+    assert s["SHARES_MECHANISM_WITH"]["written"] == 9 and s["SHARES_MECHANISM_WITH"]["relationships_created"] == 9
+    assert s["PREDICTED_INTERACTION"]["written"] == 12
+    assert s["PREDICTED_EFFECT"]["written"] == 3
+    assert s["embeddings:gene_perturbation"]["written"] == 6
+    before = {rel: count(empty_graph, rel, rec.version_id) for rel in DQ.VERSIONED_REL_TYPES}
+    nodes_before = W.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n")[0]["n"]
+
+    again = publish(empty_graph, rec)
+    assert not again.created
+    assert all(st.relationships_created == 0 for st in again.stats.values())
+    assert {rel: count(empty_graph, rel, rec.version_id) for rel in DQ.VERSIONED_REL_TYPES} == before
+    assert W.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n")[0]["n"] == nodes_before
+    assert W.current_version(empty_graph) == rec.version_id
+
+    mv = W.run_cypher(empty_graph, DQ.GET_MODEL_VERSION, {"version_id": rec.version_id})[0]["model_version"]
+    assert mv["current"] is True and mv["status"] == "complete"
+    assert mv["dataset_ids"] == ["t"] and '"t": "abc"' in mv["data_snapshot"]
+    assert mv["code_version"] == "test" and '"pearson": 0.5' in mv["metrics"]
+
+
+def test_annotated_target_and_prior_flags_come_from_the_graph(empty_graph):
+    build_base(empty_graph)
+    rec = record("2025-01-01T00:00:00")
+    publish(empty_graph, rec)
+    rows = W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})
+    assert rows[0]["gene"] == "MTOR" and rows[0]["annotated_target"] is True and rows[0]["rank"] == 1
+    assert all(r["annotated_target"] is False for r in rows[1:])
+    inter = W.run_named_query(empty_graph, "interactions", {"gene": "MTOR"})
+    assert inter[0]["partner"] == "RPTOR" and inter[0]["evidence"] == "prior" and inter[0]["mutual"]
+    assert inter[0]["prior_sources"] == ["STRING"]
+    assert all(r["evidence"] == "novel" for r in inter[1:])
+
+
+def test_retraining_keeps_versions_distinguishable_with_one_current(empty_graph):
+    build_base(empty_graph)
+    v1, v2 = record("2025-01-01T00:00:00"), record("2025-02-01T00:00:00", lr=0.1)
+    publish(empty_graph, v1, seed=0)
+    publish(empty_graph, v2, seed=1)
+    versions = W.list_model_versions(empty_graph)
+    assert [v["version_id"] for v in versions] == [v2.version_id, v1.version_id]
+    assert [v["current"] for v in versions] == [True, False]
+    for rel in DQ.VERSIONED_REL_TYPES:
+        assert count(empty_graph, rel, v1.version_id) > 0 and count(empty_graph, rel, v2.version_id) > 0
+    cur = W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})
+    old = W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA", "version": v1.version_id})
+    assert {r["model_version"] for r in cur} == {v2.version_id}
+    assert {r["model_version"] for r in old} == {v1.version_id}
+    # republishing the old version makes it current again, still exactly one current
+    W.set_current_version(empty_graph, v1.version_id)
+    assert [v["version_id"] for v in W.list_model_versions(empty_graph) if v["current"]] == [v1.version_id]
+
+
+def test_pruning_beyond_retention_removes_old_links_and_node(empty_graph):
+    build_base(empty_graph)
+    recs = [record(f"2025-0{i}-01T00:00:00", i=i) for i in (1, 2, 3)]
+    for i, rec in enumerate(recs[:2]):
+        publish(empty_graph, rec, seed=i, retention=5)
+    report = publish(empty_graph, recs[2], seed=2, retention=2)
+    assert report.pruned == [recs[0].version_id]
+    assert [v["version_id"] for v in W.list_model_versions(empty_graph)] == [recs[2].version_id, recs[1].version_id]
+    for rel in DQ.VERSIONED_REL_TYPES:
+        assert count(empty_graph, rel, recs[0].version_id) == 0
+        assert count(empty_graph, rel, recs[1].version_id) > 0
+    # small delete batches still remove everything
+    deleted = W.delete_model_version(empty_graph, recs[1].version_id, batch_size=2)
+    assert deleted["SHARES_MECHANISM_WITH"] == 9 and deleted["ModelVersion"] == 1
+    with pytest.raises(ValueError):
+        W.delete_model_version(empty_graph, recs[2].version_id)  # the current one
+    with pytest.raises(ValueError):
+        W.prune_model_versions(empty_graph, 0)
+
+
+def test_embeddings_vector_index_dimension_change_and_stale_clearing(empty_graph):
+    build_base(empty_graph)
+    v1 = record("2025-01-01T00:00:00")
+    publish(empty_graph, v1, d=8)
+    idx = {r["name"]: r for r in W.run_cypher(empty_graph, DQ.SHOW_VECTOR_INDEXES)}
+    assert idx["gene_embedding_perturbation_vidx"]["dimensions"] == 8
+    assert idx["compound_embedding_perturbation_vidx"]["state"] == "ONLINE"
+    # a wider model: index recreated with the new dimension; embeddings of names it lacks are removed
+    comp, genes = planted(seed=3, d=16)
+    v2 = record("2025-02-01T00:00:00", d=16)
+    W.publish_discoveries(empty_graph, v2, embeddings={"gene_perturbation": genes.drop(index="TP53"),
+                                                       "compound": comp}, retention=5)
+    idx = {r["name"]: r for r in W.run_cypher(empty_graph, DQ.SHOW_VECTOR_INDEXES)}
+    assert idx["gene_embedding_perturbation_vidx"]["dimensions"] == 16
+    rows = W.run_cypher(empty_graph, "MATCH (g:Gene) RETURN g.symbol AS s, size(g.embedding_perturbation) AS d, "
+                                     "g.embedding_perturbation_version AS v ORDER BY s")
+    by = {r["s"]: r for r in rows}
+    assert by["TP53"]["d"] is None and by["TP53"]["v"] is None
+    assert by["MTOR"]["d"] == 16 and by["MTOR"]["v"] == v2.version_id
+    sim = W.run_named_query(empty_graph, "similar-genes", {"gene": "MTOR", "k": 1})
+    assert sim[0]["gene"] == "RPTOR"
+    with pytest.raises(ValueError):
+        W.ensure_discovery_schema(empty_graph, dims={"gene_perturbation": "16"})
+    with pytest.raises(ValueError):
+        W.ensure_discovery_schema(empty_graph, dims={"nonsense": 4})
+
+
+def test_version_conflict_and_unresolvable_genes(empty_graph):
+    build_base(empty_graph)
+    rec = record("2025-01-01T00:00:00")
+    assert W.register_model_version(empty_graph, rec)
+    clash = W.ModelVersionRecord(config={"other": 1}, trained_at=rec.trained_at, version_id=rec.version_id)
+    with pytest.raises(W.ModelVersionConflict):
+        W.register_model_version(empty_graph, clash)
+    links = pd.DataFrame({"compound": ["RAPA", "RAPA"], "gene": ["MTOR", "NOT_A_GENE"], "score": [0.9, 0.8],
+                          "rank": [1, 2], "zscore": [5.0, 4.0], "pvalue": [0.001, 0.01], "qvalue": [0.01, 0.02]})
+    stats = W.write_mechanism_links(empty_graph, rec.version_id, links)
+    assert stats.written == 1 and [q.record_key for q in stats.quarantined] == ["RAPA->NOT_A_GENE"]
+    # a compound id that is not in the graph is not created
+    stats = W.write_mechanism_links(empty_graph, rec.version_id, links.assign(compound="NOPE").iloc[:1])
+    assert stats.written == 0 and stats.relationships_created == 0
+
+
+def test_fetch_discovery_inputs(empty_graph):
+    build_base(empty_graph)
+    inp = W.fetch_discovery_inputs(empty_graph)
+    assert inp.perturbation_compound["compound:RAPA@10uM"] == "RAPA"
+    assert inp.perturbation_genes["CRISPRi:MTOR"] == [2475]
+    assert inp.genetic_groups()["CRISPRi:BRAF"] == "673"
+    assert inp.annotated_targets["VEMU"] == [673]
+    assert sorted(tuple(sorted(p)) for p in inp.prior_pairs) == [(673, 5604), (2475, 57521)]
+
+
+def test_raw_cypher_is_read_only_unless_write(empty_graph):
+    with pytest.raises(W.ReadOnlyError):
+        W.run_cypher(empty_graph, "CREATE (:Gene {entrez_id: -1, symbol: 'X'})")
+    assert W.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 0}]
+    with pytest.raises(W.ReadOnlyError):
+        W.run_cypher(empty_graph, "MERGE (g:Gene {entrez_id: $e})", {"e": 5})
+    W.run_cypher(empty_graph, "CREATE (:Gene {entrez_id: -1, symbol: 'X'})", write=True)
+    assert W.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 1}]
+
+
+ODD = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30)
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=ODD | st.sampled_from(["x'}) DETACH DELETE n //", "`a`", "$x", "\\", "a\"b", "}{", "1 OR 1=1"]))
+def test_odd_names_travel_as_parameters(empty_graph, name):
+    """Compound ids and names from data never become Cypher text: whatever they contain, they are
+    written and found verbatim, and nothing else in the graph changes."""
+    W.run_cypher(empty_graph, "MATCH (n) DETACH DELETE n", write=True)
+    GW.write_genes(empty_graph, [GeneRecord(2475, "MTOR", "MTOR")], "t")
+    GW.write_compounds(empty_graph, [CompoundRecord(name, name)], "t")
+    rec = W.ModelVersionRecord(config={"n": name}, trained_at="2025-01-01T00:00:00", version_id=name)
+    W.register_model_version(empty_graph, rec)
+    links = pd.DataFrame({"compound": [name], "gene": ["MTOR"], "score": [0.5], "rank": [1]})
+    assert W.write_mechanism_links(empty_graph, name, links).written == 1
+    W.set_current_version(empty_graph, name)
+    rows = W.run_named_query(empty_graph, "mechanism", {"compound": name})
+    assert [(r["compound_id"], r["gene"], r["model_version"]) for r in rows] == [(name, "MTOR", name)]
+    assert W.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 3}]
