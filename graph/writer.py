@@ -787,14 +787,14 @@ def bulk_import(
     db = database or settings.neo4j_database
     cmd = [
         java, f"-Xmx{import_heap}", "-cp", f"{server.conf_dir}/*:{server.lib_dir}/*", ADMIN_TOOL,
-        "database", "import", "full",
+        # The database name goes first: --nodes/--relationships take a variable number of values.
+        "database", "import", "full", db,
         "--array-delimiter=;", f"--overwrite-destination={'true' if overwrite else 'false'}",
     ]
     for label, files in nodes.items():
         cmd.append(f"--nodes={require_label(label)}={','.join(str(f) for f in files)}")
     for rel_type, files in relationships.items():
         cmd.append(f"--relationships={require_rel_type(rel_type)}={','.join(str(f) for f in files)}")
-    cmd.append(db)
     import os
 
     env = {**os.environ, "NEO4J_HOME": str(server.home), "NEO4J_CONF": str(server.conf_dir)}
@@ -803,5 +803,6 @@ def bulk_import(
     seconds = time.perf_counter() - start
     tail = (proc.stdout + proc.stderr)[-3000:]
     if proc.returncode != 0:
-        raise RuntimeError(f"neo4j-admin database import failed ({proc.returncode}): {tail[-800:]}")
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip() and not ln.lstrip().startswith("at ")]
+        raise RuntimeError(f"neo4j-admin database import failed ({proc.returncode}): {' | '.join(lines[-8:])[-1200:]}")
     return BulkImportResult(db, seconds, cmd, tail)
