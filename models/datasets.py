@@ -183,12 +183,12 @@ def load_long_table(path: str | Path) -> pd.DataFrame:
         df = pd.read_parquet(path)
     else:
         df = pd.read_csv(path, sep="\t" if path.suffix in {".tsv", ".txt"} else ",")
+    if "perturbation_type" not in df.columns:  # a table of one kind; compounds are the common case
+        df = df.assign(perturbation_type="compound")
     if "value" not in df.columns:
         if {"rank", "n_ranked"} <= set(df.columns):
             return from_ranked(df)
         raise ValueError(f"{path}: needs a 'value' column or 'rank' and 'n_ranked' columns")
-    if "perturbation_type" not in df.columns:
-        df = df.assign(perturbation_type="compound")
     missing = set(LONG_COLUMNS) - set(df.columns)
     if missing:
         raise ValueError(f"{path}: missing columns {sorted(missing)}")

@@ -1,0 +1,98 @@
+"""`train` / `evaluate` commands and the input loaders they rely on (models/datasets.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from models.cli import app
+from models.datasets import load_dataset, normalise_compound_name, signed_rank_score, up_rank_score
+
+runner = CliRunner()
+
+
+def _long(n_ctx=3, n_pert=12, n_readout=10, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(size=(n_pert, n_readout))
+    rows = [(f"C{c}", f"drug{p}", "compound", f"G{r}", effect[p, r] + 0.2 * rng.normal())
+            for c in range(n_ctx) for p in range(n_pert) for r in range(n_readout)]
+    return pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+
+
+def test_rank_scores_and_compound_names():
+    assert signed_rank_score(np.array([1, 3, 5]), np.array([5, 5, 5])).tolist() == [1.0, 0.0, -1.0]
+    assert up_rank_score(np.array([1, 1000]), np.array([1000, 1000])).tolist() == pytest.approx([1.0, 0.001])
+    assert normalise_compound_name("Berbamine dihydrochloride") == normalise_compound_name("berbamine")
+    assert normalise_compound_name("R-Verapamil hydrochloride") == "rverapamil"
+
+
+def test_loaders_accept_long_ranked_and_gctx_files(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    long = _long()
+    long.to_parquet(tmp_path / "long.parquet")
+    got = load_dataset(tmp_path / "long.parquet")
+    assert list(got.columns) == ["context", "perturbation", "perturbation_type", "readout", "value"]
+    assert len(got) == len(long)
+    ranked = pd.DataFrame({"context": "C0", "perturbation": "d", "readout": ["a", "b", "c"],
+                           "rank": [1, 2, 3], "n_ranked": 3})
+    ranked.to_csv(tmp_path / "ranked.csv", index=False)
+    assert load_dataset(tmp_path / "ranked.csv").set_index("readout")["value"].tolist() == [1.0, 0.0, -1.0]
+    # A two-sample GCTX (samples x genes on disk); the DMSO control is dropped, replicates averaged.
+    with h5py.File(tmp_path / "x.gctx", "w") as f:
+        f["0/DATA/0/matrix"] = np.array([[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]], dtype=np.float32)
+        f["0/META/COL/id"] = np.array([b"s1", b"s2", b"s3"])
+        f["0/META/COL/cell_id"] = np.array([b"A375", b"A375", b"A375"])
+        f["0/META/COL/pert_iname"] = np.array([b"drugX", b"drugX", b"DMSO"])
+        f["0/META/COL/pert_type"] = np.array([b"trt_cp", b"trt_cp", b"ctl_vehicle"])
+        f["0/META/ROW/id"] = np.array([b"1", b"2"])
+        f["0/META/ROW/pr_gene_symbol"] = np.array([b"TP53", b"MYC"])
+    g = load_dataset(tmp_path / "x.gctx")
+    assert g.set_index("readout")["value"].to_dict() == {"MYC": 3.0, "TP53": 2.0}
+    assert set(g["perturbation_type"]) == {"compound"}
+    with pytest.raises(FileNotFoundError, match="neither a file"):
+        load_dataset("no-such-dataset")
+
+
+def test_evaluate_writes_json_and_markdown(tmp_path):
+    _long().to_parquet(tmp_path / "long.parquet")
+    out = tmp_path / "res"
+    result = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "long.parquet"), "--split", "unseen-experiment",
+                                 "--target-context", "C1", "--models", "context_mean,other_contexts",
+                                 "--seeds", "0,1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    records = json.loads((out / "results.json").read_text())
+    assert {(r["model"], r["seed"]) for r in records} == {(m, s) for m in ("context_mean", "other_contexts") for s in (0, 1)}
+    assert "| other_contexts | 2 |" in (out / "results.md").read_text()
+
+
+def test_evaluate_rejects_bad_arguments(tmp_path):
+    _long().to_parquet(tmp_path / "long.parquet")
+    bad_split = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "long.parquet"), "--split", "random"])
+    assert bad_split.exit_code == 1 and "unknown split" in bad_split.output
+    no_ctx = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "long.parquet"), "--split", "unseen-context"])
+    assert no_ctx.exit_code == 1 and "needs --target-context" in no_ctx.output
+
+
+def test_train_saves_a_loadable_checkpoint(tmp_path):
+    lpm = pytest.importorskip("models.lpm", reason="models/lpm.py not written yet")
+    _long(n_pert=6, n_readout=6).to_parquet(tmp_path / "long.parquet")
+    ckpt = tmp_path / "m" / "lpm.pt"
+    result = runner.invoke(app, ["train", "--input", str(tmp_path / "long.parquet"), "--output", str(ckpt), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    model = lpm.LPM.load(ckpt)
+    rows = _long(n_pert=6, n_readout=6).head(5)
+    assert np.isfinite(model.predict(rows)).all()
+
+
+@pytest.mark.shared_data
+def test_evaluate_on_shared_l1000(shared_data, tmp_path):
+    result = runner.invoke(app, ["evaluate", "--input", "l1000-ds", "--split", "unseen-context", "--target-context", "MCF7",
+                                 "--models", "context_mean,other_contexts", "--seeds", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert all(r["n_test_experiments"] == 3 for r in records)  # MCF7 x 3 compounds
+    assert all(np.isfinite(r["rmse"]) for r in records)
