@@ -66,6 +66,7 @@ class Structure:
 
 
 MAX_SMILES_LENGTH = 1500
+STARTUP_TIMEOUT_S = 120.0
 MAX_RING_CLOSURES = 60
 _SMILES_CHARS = re.compile(r"^[A-Za-z0-9@+\-\[\]()=#$%:/\\.*~&!?>^,]+$")
 
@@ -119,8 +120,9 @@ class StructureStandardiser:
     that overruns timeout_s is rejected ("standardisation exceeded ...") and the worker restarted.
     """
 
-    def __init__(self, timeout_s: float | None = 10.0, batch_size: int = 200):
+    def __init__(self, timeout_s: float | None = 10.0, batch_size: int = 200, worker=None):
         self.timeout_s, self.batch_size = timeout_s, batch_size
+        self.worker = worker or _standardise_batch  # a module-level function (it is pickled to the worker)
         self._pool = None
         self.timeouts = 0
 
@@ -139,11 +141,13 @@ class StructureStandardiser:
     def _get_pool(self):
         if self._pool is None:
             self._pool = mp.get_context("spawn").Pool(1)
+            # Start-up (a fresh interpreter importing RDKit) must not count against a molecule's limit.
+            self._pool.apply_async(_standardise_batch, (["C"],)).get(STARTUP_TIMEOUT_S)
         return self._pool
 
     def _run(self, batch: list[str], timeout: float) -> list[tuple[str, str, str]] | None:
         try:
-            return self._get_pool().apply_async(_standardise_batch, (batch,)).get(timeout)
+            return self._get_pool().apply_async(self.worker, (batch,)).get(timeout)
         except mp.TimeoutError:
             self.close()  # the worker is stuck: kill it, a fresh one starts on the next call
             return None
@@ -160,7 +164,7 @@ class StructureStandardiser:
         for i in range(0, len(todo), self.batch_size):
             batch = todo[i:i + self.batch_size]
             if self.timeout_s is None:
-                results = _standardise_batch(batch)
+                results = self.worker(batch)
             else:
                 results = self._run(batch, self.timeout_s + 0.02 * len(batch) + 5.0)
             if results is None:
@@ -291,7 +295,8 @@ def build_compounds(entries: Iterable[CompoundEntry], *, timeout_s: float | None
     compound when its normalised name or one of its aliases points at exactly one InChIKey; otherwise it
     becomes "name:<normalised name>" with has_structure False and the reason. Merging is order-free:
     names/aliases/moa/targets are unioned and sorted, the display name is the alphabetically first name of
-    the earliest source (by the order sources first appear), clinical_phase the most advanced.
+    the earliest source (sources ranked by first appearance, so pass files in a fixed order), and
+    clinical_phase the most advanced. compound_ids do not depend on the order at all.
     The report counts entries: all become part of a record (accepted); none is quarantined here.
     """
     entries = list(entries)
