@@ -1,0 +1,185 @@
+"""`perturbgraph query` / `perturbgraph cypher` / `perturbgraph queries`: the discovery query surface.
+
+    perturbgraph queries                                   # list the named queries and their parameters
+    perturbgraph query mechanism --compound imatinib       # a rich table
+    perturbgraph query interactions --gene MTOR --novel-only --json
+    perturbgraph cypher "MATCH (m:ModelVersion) RETURN m.version_id"         # read-only
+    perturbgraph cypher "MATCH (m:ModelVersion {version_id: \\$v}) DETACH DELETE m" -p v=old --write
+
+Named queries run in read transactions; raw Cypher too unless `--write` is given (a write in read
+mode is refused by the server: exit code 3, nothing changed). Mount into the main app with
+`register(app)` (adds the three commands) or `app.add_typer(query_cli.app)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import typer
+from neo4j import Driver
+from neo4j.exceptions import Neo4jError, ServiceUnavailable
+from rich.console import Console
+from rich.table import Table
+
+from graph import discovery_queries as DQ
+from graph import discovery_writer as W
+from graph.settings import get_settings
+
+app = typer.Typer(help="Query discoveries in the graph.", no_args_is_help=True, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+
+EXIT_USAGE, EXIT_DB, EXIT_READ_ONLY = 2, 1, 3
+
+
+@contextlib.contextmanager
+def _default_driver() -> Iterator[Driver]:
+    from graph.db import open_driver
+
+    with open_driver(get_settings()) as driver:
+        yield driver
+
+
+# Tests (and the Dagster webserver) swap this for a factory that yields an existing driver.
+driver_factory: Callable[[], contextlib.AbstractContextManager[Driver]] = _default_driver
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _print(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=1))
+        return
+    if not rows:
+        err.print(f"[yellow]{title}: no rows[/]")
+        return
+    table = Table(title=title, show_lines=False)
+    for col in rows[0]:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in rows[0]))
+    Console(width=200).print(table)
+
+
+def parse_options(tokens: list[str], query: DQ.NamedQuery) -> dict[str, Any]:
+    """`--name value`, `--name=value` and bare `--flag` (bool parameters) -> {name: text or True}."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--") or len(tok) == 2:
+            raise ValueError(f"unexpected argument {tok!r}; parameters are given as --name value")
+        name, eq, value = tok[2:].partition("=")
+        name = name.replace("-", "_")
+        spec = query.params.get(name)
+        if spec is None:
+            raise ValueError(f"query {query.name!r} has no parameter --{name.replace('_', '-')}; "
+                             f"it takes {', '.join('--' + p.replace('_', '-') for p in query.params) or 'none'}")
+        if eq:
+            out[name] = value
+        elif spec.type is bool and (i + 1 >= len(tokens) or tokens[i + 1].startswith("--")):
+            out[name] = True
+        elif i + 1 < len(tokens):
+            i += 1
+            out[name] = tokens[i]
+        else:
+            raise ValueError(f"--{name.replace('_', '-')} needs a value")
+        i += 1
+    return out
+
+
+@app.command("queries")
+def list_queries() -> None:
+    """List the named queries and their parameters."""
+    table = Table(title="named queries")
+    for col in ("name", "parameters", "description"):
+        table.add_column(col, overflow="fold")
+    for q in DQ.NAMED_QUERIES.values():
+        params = " ".join(
+            f"--{n.replace('_', '-')}" + ("" if p.required else f"[={p.default}]") for n, p in q.params.items())
+        table.add_row(q.name, params, q.description)
+    Console(width=200).print(table)
+
+
+@app.command("query", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def query(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="named query (see `perturbgraph queries`)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    database: str | None = typer.Option(None, "--database", help="Neo4j database (default: settings)"),
+) -> None:
+    """Run a named, parameterised discovery query (read-only): query NAME --param value ..."""
+    if name not in DQ.NAMED_QUERIES:
+        _fail(f"no named query {name!r}; known: {', '.join(sorted(DQ.NAMED_QUERIES))}", EXIT_USAGE)
+    spec = DQ.NAMED_QUERIES[name]
+    try:
+        params = spec.bind(parse_options(list(ctx.args), spec))
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    try:
+        with driver_factory() as driver:
+            rows = W.run_named_query(driver, name, params,
+                                     database=database or get_settings().neo4j_database)
+    except ServiceUnavailable as exc:
+        _fail(f"Neo4j is not reachable ({exc}); start it with `perturbgraph neo4j start`", EXIT_DB)
+    except Neo4jError as exc:
+        _fail(f"{exc.code}: {exc.message}", EXIT_DB)
+    _print(rows, as_json, name)
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    key, eq, value = text.partition("=")
+    if not eq or not key:
+        raise ValueError(f"-p expects key=value, not {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+@app.command("cypher")
+def cypher(
+    statement: str = typer.Argument(..., help="Cypher text; pass values with -p name=value and $name"),
+    param: list[str] = typer.Option([], "--param", "-p", help="name=value (value parsed as JSON when it is JSON)"),
+    write: bool = typer.Option(False, "--write", help="allow writes (otherwise a read transaction)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    database: str | None = typer.Option(None, "--database", help="Neo4j database (default: settings)"),
+) -> None:
+    """Run raw Cypher. Read-only unless --write."""
+    try:
+        params = dict(_parse_param(p) for p in param)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    try:
+        with driver_factory() as driver:
+            rows = W.run_cypher(driver, statement, params, write=write,
+                                database=database or get_settings().neo4j_database)
+    except W.ReadOnlyError as exc:
+        _fail(str(exc), EXIT_READ_ONLY)
+    except ServiceUnavailable as exc:
+        _fail(f"Neo4j is not reachable ({exc}); start it with `perturbgraph neo4j start`", EXIT_DB)
+    except Neo4jError as exc:
+        _fail(f"{exc.code}: {exc.message}", EXIT_DB)
+    _print(rows, as_json, "cypher")
+
+
+def register(parent: typer.Typer) -> None:
+    """Add `query`, `cypher` and `queries` as top-level commands of `parent`."""
+    parent.command("queries")(list_queries)
+    parent.command("query", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(query)
+    parent.command("cypher")(cypher)
