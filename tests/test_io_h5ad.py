@@ -24,12 +24,9 @@ def _cells(tmp_path, obs: dict, X: np.ndarray, var=("G1", "G2", "G3"), name="cel
 
 def _gears(tmp_path):
     """GEARS spelling: 'ctrl', 'A+ctrl', 'A+B'; G1 doubles under A."""
-    X, cond = [], []
-    for _ in range(4):
-        X.append([10, 10, 0]); cond.append("ctrl")
-        X.append([20, 10, 0]); cond.append("A+ctrl")
-        X.append([10, 10, 10]); cond.append("A+B")
-    X.append([1, 1, 1]); cond.append("C+ctrl")  # a single cell: below min_cells
+    pattern = [([10, 10, 0], "ctrl"), ([20, 10, 0], "A+ctrl"), ([10, 10, 10], "A+B")] * 4
+    pattern.append(([1, 1, 1], "C+ctrl"))  # a single cell: below min_cells
+    X, cond = [p[0] for p in pattern], [p[1] for p in pattern]
     return _cells(tmp_path, {"condition": cond, "cell_type": ["K562"] * len(cond)}, np.array(X))
 
 

@@ -134,3 +134,36 @@ def test_real_tahoe_first_batch(shared_data):
     assert long["value"].between(-1, 1).all()
     assert all(str(c) in {"A498", "HCT15", "HEC1A", "LOVO", "MIAPACA2", "NCIH23", "PANC0327", "SNU1", "SNU423", "SW48"}
                for c in reader.contexts)
+
+
+def test_dose_and_time_columns(tmp_path):
+    df = pd.DataFrame({"context": "A375", "perturbation": ["vemurafenib"] * 4 + ["DMSO"],
+                       "perturbation_type": ["compound"] * 4 + ["ctl_vehicle"],
+                       "readout": ["G1", "G1", "G1", "G2", "G1"], "value": [1.0, 2.0, 3.0, 4.0, 0.0],
+                       "dose": ["10 uM", "500 nM", "10 µM", "10uM", None], "time": ["24 h", "24 h", "6 h", "24 h", "24 h"]})
+    path = tmp_path / "d.tsv"
+    df.to_csv(path, sep="\t", index=False)
+    long, reader = read_long_table(path, "d")
+    assert set(reader.perturbations) == {"compound:name:vemurafenib@10uM", "compound:name:vemurafenib@0.5uM", "control:DMSO"}
+    # time separates signatures; "10uM" and "10 uM" are one signature (G1 from the first row, G2 from the last)
+    sigs = {s.signature_id: s.n_readouts for s in reader.signatures()}
+    assert sigs == {"d:A375|vemurafenib@10uM|24h": 2, "d:A375|vemurafenib@0.5uM|24h": 1,
+                    "d:A375|vemurafenib@10uM|6h": 1, "d:A375|DMSO|24h": 1}
+    bad = tmp_path / "bad.csv"
+    df.assign(dose=["ten", "1 uM", "1 uM", "1 uM", None]).to_csv(bad, index=False)
+    _, r = read_long_table(bad, "b")
+    assert r.report.quarantined == 1 and "unparseable dose" in r.quarantine[0].reason
+
+
+def test_quarantine_output_and_hash(tmp_path):
+    from graph.io.common import quarantine_frame, sha256_file, write_quarantine
+    from graph.records import QuarantineRecord
+
+    recs = [QuarantineRecord("f", "k1", "why", {"x": 1.5, "name": 'a "b" {c}'}), QuarantineRecord("f", "k2", "other")]
+    frame = quarantine_frame(recs)
+    assert list(frame.columns) == ["source", "record_key", "reason", "raw"] and len(frame) == 2
+    back = pd.read_parquet(write_quarantine(recs, tmp_path / "q" / "q.parquet"))
+    assert back["raw"].iloc[0] == '{"name": "a \\"b\\" {c}", "x": 1.5}'
+    assert len(pd.read_csv(write_quarantine(recs, tmp_path / "q.csv"))) == 2
+    (tmp_path / "h.txt").write_bytes(b"abc")
+    assert sha256_file(tmp_path / "h.txt") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -13,7 +13,6 @@ import gzip
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from graph.io.common import InputFileError, ReadResult, clean_text
@@ -150,8 +149,8 @@ def read_dorothea(path: str | Path, *, confidence: str = "ABC", resolver=None) -
     st, sg = _symbols(resolver, df["tf"].tolist()), _symbols(resolver, df["target"].tolist())
     records, quarantine = [], []
     seen: set[tuple[str, str]] = set()
-    for i, (row, (tf, w1), (tg, w2)) in enumerate(zip(df.itertuples(index=False), st, sg, strict=True)):
-        mor = pd.to_numeric(row.mor, errors="coerce")
+    mors = pd.to_numeric(df["mor"], errors="coerce").tolist()
+    for row, mor, (tf, w1), (tg, w2) in zip(df.itertuples(index=False), mors, st, sg, strict=True):
         reason = w1 or w2 or ("" if mor in (1, -1) else f"mor {row.mor!r} is not +1/-1")
         if not reason and (tf, tg) in seen:
             reason = "TF-target pair repeats after symbol resolution; first kept"

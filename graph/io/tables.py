@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from graph.io.common import InputFileError, clean_text
 from graph.io.contexts import context_record, normalise_context_name
 from graph.io.perturbations import (
+    format_dose,
     make_perturbation_id,
     normalise_perturbation_type,
     parse_dose,
@@ -67,6 +68,17 @@ def _map_categorical(series: pd.Series, func) -> pd.Categorical:
     return pd.Categorical.from_codes(out, categories=uniq)
 
 
+def _canonical_suffix(dose: str, time: str) -> str:
+    """"@10uM|24h" for a signature label, so "10 uM" and "10uM" rows are one signature."""
+    out = ""
+    try:
+        out += f"@{format_dose(*parse_dose(dose))}" if dose else ""
+        out += f"|{format_dose(*parse_time(time))}" if time else ""
+    except ValueError:
+        out += f"@{dose}|{time}"  # these rows are quarantined (the perturbation fails to parse too)
+    return out
+
+
 def _factorize_rows(codes: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Distinct rows of a small-integer code matrix (n, k) (-1 = NA) via one int64 key and a hash
     factorisation (np.unique(axis=0) sorts and is ~10x slower). Returns (inverse (n,), unique rows)."""
@@ -83,7 +95,7 @@ class LongTableReader:
     `ranked=None` detects a ranked table by its rank/n_ranked columns. Contexts are normalised;
     perturbations get stable ids (compound names via `compound_ids` {normalised name or pert_id:
     compound_id} when given; genetic targets and readouts through `resolver` when given, the source
-    name kept when unresolved). Signature id: "<dataset>:<context>|<source perturbation name>[@dose][|time]"
+    name kept when unresolved). Signature id: "<dataset>:<context>|<source perturbation name>[@<dose>uM][|<time>h]"
     (source spelling, so two salt forms of one drug stay two signatures of the same Perturbation).
 
     Report units are rows: rows with an unknown perturbation type, an empty key field, a non-finite
@@ -117,6 +129,7 @@ class LongTableReader:
         self._pert_cache: dict[tuple, str | None] = {}
         self._readout_cache: dict[str, str] = {}
         self._done = False
+        self._bad_reason: dict[tuple, str] = {}
         self._sep = "\t" if self.path.suffix.lower() in {".tsv", ".txt"} else ","
         if resolver is not None:
             self._prepare_readouts()
@@ -217,9 +230,7 @@ class LongTableReader:
                 rec = PerturbationRecord(pid, name, ptype, target_symbols=tuple(sorted(set(targets))),
                                          source=self.dataset_id)
             self.perturbations.setdefault(pid, rec)
-        except ValueError as exc:
-            self.reasons[str(exc)] += 0  # registered; rows counted by the caller
-            pid = None
+        except ValueError as exc:  # unknown type, bad dose/time: the rows are quarantined with this reason
             self._pert_cache[key] = None
             self._bad_reason[key] = str(exc)
             return None
@@ -237,7 +248,7 @@ class LongTableReader:
                 self.quarantine.append(QuarantineRecord(str(self.path), key, reasons[i], row))
 
     def iter_long(self) -> Iterator[pd.DataFrame]:
-        self._bad_reason: dict[tuple, str] = {}
+        """Yield MEASUREMENT_COLUMNS chunks (text columns categorical, value float32), one per input batch."""
         for df in self._batches():
             df = df.reset_index(drop=True)
             n = len(df)
@@ -249,25 +260,23 @@ class LongTableReader:
                     self.contexts[c] = context_record(raw, source=self.path.name)
             readout = _map_categorical(df["readout"], self._readout)
             # Perturbation ids per distinct (name, type, dose, time).
-            parts = [df[c].astype("category") for c in ("perturbation", "perturbation_type", "dose", "time") if c in df]
+            parts = [df[c].astype("category") if c in df else pd.Series(pd.Categorical([None] * n))
+                     for c in ("perturbation", "perturbation_type", "dose", "time")]
             codes = np.stack([p.cat.codes.to_numpy().astype(np.int64) for p in parts], axis=1)
             inv, uniq = _factorize_rows(codes, [len(p.cat.categories) for p in parts])
             pids, labels = [], []
             for row in uniq:
                 vals = [clean_text(p.cat.categories[c]) if c >= 0 else "" for p, c in zip(parts, row, strict=True)]
-                vals += [""] * (4 - len(vals))
                 pids.append(self._perturbation(*vals) if vals[0] else None)
                 # The signature keeps the source spelling: "Pyridoxine" and "Pyridoxine hydrochloride" are
                 # two experiments on one parent compound (same Perturbation), not one signature.
-                labels.append(vals[0] + (f"@{vals[2]}" if vals[2] else "") + (f"|{vals[3]}" if vals[3] else ""))
-            pid_arr = np.array(pids, dtype=object)[inv]
+                labels.append(vals[0] + _canonical_suffix(vals[2], vals[3]))
             reason = np.full(n, "", dtype=object)
             bad_pert = np.array([p is None for p in pids], dtype=bool)[inv]
             if bad_pert.any():
                 for j, row in enumerate(uniq):
                     if pids[j] is None:
                         vals = [clean_text(p.cat.categories[c]) if c >= 0 else "" for p, c in zip(parts, row, strict=True)]
-                        vals += [""] * (4 - len(vals))
                         reason[inv == j] = self._bad_reason.get(tuple(vals), "empty perturbation name")
             empty_cat = np.asarray(readout.categories) == ""
             empty = (ctx.codes < 0) | (readout.codes < 0) | empty_cat[np.maximum(readout.codes, 0)]
@@ -292,6 +301,15 @@ class LongTableReader:
             sig_ids = [f"{self.dataset_id}:{ctx_cats[c]}|{labels[p]}" for c, p in sig_uniq]
             sig_ctx = [ctx_cats[c] for c, _ in sig_uniq]
             sig_pert = [pid_list[p] for _, p in sig_uniq]
+            # Different spellings of one dose/time ("10uM", "10 uM") give one signature id: merge them.
+            remap, uniq_ids = pd.factorize(pd.Series(sig_ids, dtype=object))
+            if len(uniq_ids) < len(sig_ids):
+                first = pd.Series(np.arange(len(sig_ids))).groupby(remap).first().to_numpy()
+                sig_ids = list(uniq_ids)
+                sig_ctx = [sig_ctx[i] for i in first]
+                sig_pert = [sig_pert[i] for i in first]
+                sig_uniq = sig_uniq[first]
+                sig_inv = remap[sig_inv]
             rcodes = readout.codes[good].astype(np.int64)
             dup = pd.Series(sig_inv * (len(readout.categories) + 1) + rcodes).duplicated(keep="first").to_numpy()
             keep = ~dup
