@@ -1,0 +1,361 @@
+"""Evaluation of discoveries: mechanism links against annotated targets, gene-gene edges against
+STRING / CORUM, each against the raw-signature (CMap-style connectivity) baseline and random.
+
+Functions the lead calls with LPM outputs:
+
+    evaluate_mechanisms(compound_emb, gene_emb, annotated_targets) -> dict
+    evaluate_gene_edges(gene_emb_or_scores, truth_pairs, prior_pairs) -> dict
+
+`python -m models.evaluation_discovery [--out docs/results-discoveries.md]` runs the real-data
+evaluation (baselines; LPM rows when `--lpm CHECKPOINT` is given) and writes the markdown snippet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from models.discovery import l2_normalise
+
+# ---------------------------------------------------------------------------------------------
+# Scores
+# ---------------------------------------------------------------------------------------------
+
+
+def similarity_scores(a: pd.DataFrame, b: pd.DataFrame, *, similarity: str = "cosine",
+                      centre: bool = True) -> pd.DataFrame:
+    """(len(a), len(b)) similarity of rows. 'cosine' (optionally after removing the joint mean of
+    all rows, as models.discovery does) or 'pearson' (each row centred over its own features:
+    the CMap-style connectivity of two signatures)."""
+    if list(a.columns) != list(b.columns):
+        raise ValueError("the two tables must have the same columns")
+    x, y = a.to_numpy(np.float64), b.to_numpy(np.float64)
+    if similarity == "pearson":
+        x = x - x.mean(axis=1, keepdims=True)
+        y = y - y.mean(axis=1, keepdims=True)
+    elif similarity == "cosine":
+        if centre:
+            mu = np.vstack([x, y]).mean(axis=0, keepdims=True)
+            x, y = x - mu, y - mu
+    else:
+        raise ValueError("similarity must be 'cosine' or 'pearson'")
+    return pd.DataFrame(l2_normalise(x) @ l2_normalise(y).T, index=a.index.astype(str), columns=b.index.astype(str))
+
+
+def random_embedding(names: Iterable[str], dim: int = 32, seed: int = 0) -> pd.DataFrame:
+    names = [str(n) for n in names]
+    return pd.DataFrame(np.random.default_rng(seed).normal(size=(len(names), dim)), index=names)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mechanisms
+# ---------------------------------------------------------------------------------------------
+
+
+def evaluate_mechanisms(compound_emb: pd.DataFrame, gene_emb: pd.DataFrame,
+                        annotated_targets: Mapping[str, Iterable[str]], *, similarity: str = "cosine",
+                        centre: bool = True, k: int = 10) -> dict[str, Any]:
+    """How well compound -> gene similarity ranks each compound's annotated targets.
+
+    Only compounds with at least one annotated target among the genes are scored (each against all
+    genes). Returns counts, pooled AUROC / AUPRC over all (compound, gene) pairs, the mean
+    per-compound AUROC, recall@k (share of (compound, target) pairs ranked in the top k), hit@k
+    (share of compounds with a target in the top k), the median rank of the best-ranked target, and
+    the AUPRC / recall@k a random ranking would get in expectation.
+    """
+    genes = [str(g) for g in gene_emb.index]
+    gene_set = set(genes)
+    targets = {str(c): sorted({str(t) for t in ts} & gene_set) for c, ts in annotated_targets.items()}
+    compounds = [str(c) for c in compound_emb.index if targets.get(str(c))]
+    out: dict[str, Any] = {"n_compounds": len(compounds), "n_genes": len(genes),
+                           "n_compounds_total": int(len(compound_emb)),
+                           "n_positive_pairs": int(sum(len(targets[c]) for c in compounds))}
+    if not compounds or len(genes) < 2:
+        return out
+    cemb = compound_emb.copy()
+    cemb.index = cemb.index.astype(str)
+    scores = similarity_scores(cemb.loc[compounds], gene_emb, similarity=similarity, centre=centre).to_numpy()
+    labels = np.zeros_like(scores, dtype=bool)
+    col = {g: i for i, g in enumerate(genes)}
+    for i, c in enumerate(compounds):
+        labels[i, [col[t] for t in targets[c]]] = True
+    # rank 1 = most similar; ties broken pessimistically (the target after its equals)
+    order_rank = pd.DataFrame(-scores).rank(axis=1, method="max").to_numpy()
+    ranks = order_rank[labels]
+    best = np.array([order_rank[i][labels[i]].min() for i in range(len(compounds))])
+    per_auc = [roc_auc_score(labels[i], scores[i]) for i in range(len(compounds)) if 0 < labels[i].sum() < len(genes)]
+    out.update({
+        "auroc": float(roc_auc_score(labels.ravel(), scores.ravel())) if 0 < labels.sum() < labels.size else None,
+        "auprc": float(average_precision_score(labels.ravel(), scores.ravel())),
+        "mean_compound_auroc": float(np.mean(per_auc)) if per_auc else None,
+        f"recall@{k}": float(np.mean(ranks <= k)),
+        f"hit@{k}": float(np.mean(best <= k)),
+        "median_rank_best_target": float(np.median(best)),
+        "random_auprc": float(labels.mean()),
+        f"random_recall@{k}": min(1.0, k / len(genes)),
+        "random_median_rank_best_target": None,
+    })
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Gene-gene edges
+# ---------------------------------------------------------------------------------------------
+
+
+def _pairs(pairs: Iterable[tuple[Any, Any]] | None) -> set[frozenset[str]]:
+    return {frozenset((str(a), str(b))) for a, b in (pairs or ()) if str(a) != str(b)}
+
+
+def evaluate_gene_edges(gene_emb_or_scores: pd.DataFrame, truth_pairs: Iterable[tuple[Any, Any]],
+                        prior_pairs: Iterable[tuple[Any, Any]] | None = None, *,
+                        ks: tuple[int, ...] = (100, 500, 1000), similarity: str = "cosine",
+                        centre: bool = True) -> dict[str, Any]:
+    """AUPRC, AUROC and precision@k of gene-gene scores against true pairs, over all unordered pairs
+    of the genes given. `gene_emb_or_scores`: an embedding / profile table (rows = genes), or a
+    square gene x gene score table (index == columns). Reported twice: over all pairs, and with the
+    pairs of `prior_pairs` (edges the model saw in training) removed from the candidates, so a
+    prior edge is never counted as a discovery."""
+    x = gene_emb_or_scores
+    if list(map(str, x.index)) == list(map(str, x.columns)):
+        scores = x.to_numpy(np.float64)
+        genes = [str(g) for g in x.index]
+    else:
+        s = similarity_scores(x, x, similarity=similarity, centre=centre)
+        scores, genes = s.to_numpy(), list(s.index)
+    iu, ju = np.triu_indices(len(genes), k=1)
+    truth, prior = _pairs(truth_pairs), _pairs(prior_pairs)
+    names = np.asarray(genes, dtype=object)
+    keys = [frozenset((a, b)) for a, b in zip(names[iu], names[ju], strict=True)]
+    y = np.fromiter((k in truth for k in keys), bool, len(keys))
+    in_prior = np.fromiter((k in prior for k in keys), bool, len(keys))
+    s = scores[iu, ju]
+
+    def block(mask: np.ndarray) -> dict[str, Any]:
+        yy, ss = y[mask], s[mask]
+        res: dict[str, Any] = {"n_pairs": int(mask.sum()), "n_positive": int(yy.sum()),
+                               "base_rate": float(yy.mean()) if len(yy) else None}
+        if 0 < yy.sum() < len(yy):
+            res["auprc"] = float(average_precision_score(yy, ss))
+            res["auroc"] = float(roc_auc_score(yy, ss))
+            order = np.argsort(-ss, kind="stable")
+            for k in ks:
+                res[f"precision@{k}"] = float(yy[order[:k]].mean()) if k <= len(yy) else None
+        return res
+
+    return {"n_genes": len(genes), "n_truth_pairs_among_genes": int(y.sum()),
+            "n_prior_pairs_among_genes": int(in_prior.sum()),
+            "all_pairs": block(np.ones_like(y)), "excluding_prior": block(~in_prior)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Real data
+# ---------------------------------------------------------------------------------------------
+
+
+def signed_score(rank: pd.Series, n_ranked: pd.Series) -> pd.Series:
+    """s = 1 - 2 (rank - 1) / (n_ranked - 1): +1 most up, -1 most down."""
+    return 1.0 - 2.0 * (rank.astype(np.float64) - 1.0) / (n_ranked.astype(np.float64) - 1.0)
+
+
+def replogle_signatures(path: Path, fill: float = -1.0) -> pd.DataFrame:
+    """Knock-down x (context|readout) signed scores; K562 and RPE1 side by side. Readouts outside a
+    knock-down's top-1,000 up list are filled with `fill` (-1: below the last listed gene)."""
+    r = pd.read_parquet(path, columns=["context", "perturbation", "readout", "rank", "n_ranked"])
+    r["s"] = signed_score(r["rank"], r["n_ranked"])
+    r["col"] = r["context"].astype(str) + "|" + r["readout"].astype(str)
+    wide = r.pivot_table(index=r["perturbation"].astype(str), columns="col", values="s", aggfunc="mean",
+                         observed=True)
+    return wide.fillna(fill)
+
+
+def replogle_readout_signatures(path: Path, fill: float = -1.0) -> pd.DataFrame:
+    """Knock-down x readout, mean over the two contexts (for comparison with compound signatures)."""
+    r = pd.read_parquet(path, columns=["context", "perturbation", "readout", "rank", "n_ranked"])
+    r["s"] = signed_score(r["rank"], r["n_ranked"])
+    wide = r.pivot_table(index=[r["perturbation"].astype(str), r["context"].astype(str)],
+                         columns=r["readout"].astype(str), values="s", aggfunc="mean").fillna(fill)
+    return wide.groupby(level=0).mean()
+
+
+def tahoe_compound_signatures(path: Path, readouts: Iterable[str]) -> pd.DataFrame:
+    """Compound x readout mean signed score over the Tahoe cell lines (readouts restricted)."""
+    keep = set(map(str, readouts))
+    t = pd.read_parquet(path, columns=["perturbation", "readout", "rank", "n_ranked"])
+    t = t[t["readout"].isin(keep)]
+    t = t.assign(s=signed_score(t["rank"], t["n_ranked"]).astype(np.float32))
+    wide = t.pivot_table(index=t["perturbation"].astype(str), columns=t["readout"].astype(str), values="s",
+                         aggfunc="mean")
+    return wide.fillna(0.0)  # a readout a line did not rank counts as unchanged
+
+
+_SALT = re.compile(r"\b(hydrochloride|dihydrochloride|trihydrochloride|hydrobromide|mesylate|dimesylate|sodium|"
+                   r"potassium|calcium|hydrate|monohydrate|dihydrate|sesquihydrate|trihydrate|maleate|fumarate|"
+                   r"citrate|tartrate|succinate|phosphate|sulfate|acetate|diacetate|besylate|tosylate|"
+                   r"hemifumarate|malate|lactate|bromide|chloride|free base|hcl|\(\w+\))\b", re.I)
+
+
+def normalise_drug_name(name: str) -> str:
+    base = _SALT.sub(" ", str(name)).lower()
+    return re.sub(r"[^a-z0-9]+", "", base)
+
+
+def drug_targets(compounds_dir: Path) -> dict[str, set[str]]:
+    """Normalised drug name -> target symbols (Repurposing Hub targets united with LINCS target_merged)."""
+    out: dict[str, set[str]] = {}
+    hub = pd.read_csv(compounds_dir / "repurposing_drugs_20200324.txt", sep="\t", comment="!")
+    for name, tg in zip(hub["pert_iname"], hub["target"], strict=True):
+        if isinstance(tg, str) and tg:
+            out.setdefault(normalise_drug_name(name), set()).update(tg.split("|"))
+    lincs = pd.read_csv(compounds_dir / "lincs_compoundinfo.tsv", sep="\t", usecols=["cmap_name", "target_merged"],
+                        dtype=str)
+    for name, tg in zip(lincs["cmap_name"], lincs["target_merged"], strict=True):
+        if isinstance(name, str) and isinstance(tg, str) and tg:
+            out.setdefault(normalise_drug_name(name), set()).update(tg.split("|"))
+    return out
+
+
+def string_pairs(path: Path, min_score: int = 0) -> set[tuple[str, str]]:
+    s = pd.read_csv(path, sep="\t", usecols=["symbol_a", "symbol_b", "combined_score"])
+    s = s[s["combined_score"] >= min_score]
+    return set(zip(s["symbol_a"].astype(str), s["symbol_b"].astype(str), strict=True))
+
+
+def corum_pairs(path: Path, organism: str = "Human") -> set[tuple[str, str]]:
+    c = pd.read_csv(path, sep="\t", usecols=["Organism", "subunits(Gene name)"], dtype=str)
+    pairs: set[tuple[str, str]] = set()
+    for members in c.loc[c["Organism"] == organism, "subunits(Gene name)"].dropna():
+        genes = sorted({m.strip() for m in members.split(";") if m.strip() and m.strip() != "None"})
+        pairs.update((a, b) for i, a in enumerate(genes) for b in genes[i + 1:])
+    return pairs
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.3f}"
+    return str(x)
+
+
+def run_real(shared: Path, *, lpm_path: Path | None = None, n_random: int = 5) -> tuple[dict[str, Any], str]:
+    """Evaluate on the shared data; returns (numbers, markdown)."""
+    t0 = time.perf_counter()
+    rep_path = shared / "perturbseq/replogle2022_k562_rpe1_crispri_top1000.parquet"
+    kd = replogle_signatures(rep_path)
+    genes = list(kd.index)
+    string = string_pairs(shared / "networks/string_v12_edges.tsv.gz")
+    corum = corum_pairs(shared / "networks/corum_allComplexes_2018-06-27.txt")
+    res: dict[str, Any] = {"edges": {}, "mechanisms": {}}
+    edge_rows = {"raw signature correlation (Pearson)": dict(similarity="pearson")}
+    for label, kw in edge_rows.items():
+        res["edges"][label] = {
+            "STRING": evaluate_gene_edges(kd, string, None, **kw),
+            "CORUM": evaluate_gene_edges(kd, corum, string, **kw),
+        }
+    rnd = [evaluate_gene_edges(random_embedding(genes, 32, seed), corum, string) for seed in range(n_random)]
+    rnd_s = [evaluate_gene_edges(random_embedding(genes, 32, seed), string, None) for seed in range(n_random)]
+
+    def mean_block(runs: list[dict], key: str) -> dict[str, Any]:
+        blk = {k: v for k, v in runs[0][key].items()}
+        for m in blk:
+            vals = [r[key].get(m) for r in runs]
+            if all(isinstance(v, float) for v in vals):
+                blk[m] = float(np.mean(vals))
+        return blk
+
+    res["edges"][f"random (mean of {n_random})"] = {
+        "STRING": {"all_pairs": mean_block(rnd_s, "all_pairs"), "excluding_prior": mean_block(rnd_s, "excluding_prior")},
+        "CORUM": {"all_pairs": mean_block(rnd, "all_pairs"), "excluding_prior": mean_block(rnd, "excluding_prior")}}
+
+    # mechanisms: Tahoe drugs vs Replogle knock-downs, targets from Repurposing Hub / LINCS
+    kd_read = replogle_readout_signatures(rep_path)
+    comp = tahoe_compound_signatures(shared / "chemical/tahoe100m_ranked_signatures.parquet", kd_read.columns)
+    common = sorted(set(comp.columns) & set(kd_read.columns))
+    comp, kd_read = comp.loc[:, common], kd_read.loc[:, common]
+    targets_by_name = drug_targets(shared / "compounds")
+    annotated = {c: targets_by_name.get(normalise_drug_name(c), set()) for c in comp.index}
+    n_with_targets = sum(1 for t in annotated.values() if t)
+    res["mechanisms"]["counts"] = {
+        "tahoe_compounds": int(len(comp)), "with_annotated_targets": n_with_targets,
+        "with_a_target_among_knockdowns": sum(1 for t in annotated.values() if t & set(kd_read.index)),
+        "knockdowns": int(len(kd_read)), "shared_readouts": len(common)}
+    res["mechanisms"]["raw signature connectivity (Pearson)"] = evaluate_mechanisms(
+        comp, kd_read, annotated, similarity="pearson")
+    rnd_m = [evaluate_mechanisms(random_embedding(comp.index, 32, s), random_embedding(kd_read.index, 32, s + 100),
+                                 annotated) for s in range(n_random)]
+    res["mechanisms"][f"random (mean of {n_random})"] = {
+        k: (float(np.mean([r[k] for r in rnd_m])) if isinstance(rnd_m[0].get(k), float) else rnd_m[0].get(k))
+        for k in rnd_m[0]}
+    res["seconds"] = time.perf_counter() - t0
+    return res, to_markdown(res, lpm_pending=lpm_path is None)
+
+
+def to_markdown(res: dict[str, Any], *, lpm_pending: bool = True) -> str:
+    lines = ["## Discoveries (models/evaluation_discovery.py)", ""]
+    if lpm_pending:
+        lines += ["**LPM rows pending**: no trained LPM was available when this ran; the rows below are the",
+                  "raw-signature baseline and random. Re-run with the LPM's embeddings via",
+                  "`evaluate_mechanisms(compound_emb, gene_emb, annotated_targets)` and",
+                  "`evaluate_gene_edges(gene_emb, truth_pairs, prior_pairs)`.", ""]
+    lines += ["### Gene-gene edges (Replogle 2022 CRISPRi, 585 knock-downs, K562 + RPE1 signatures)", "",
+              "Signed score s = 1 - 2(rank-1)/(n_ranked-1) on the top-1,000 up list; unlisted readouts = -1; "
+              "the two contexts side by side. Candidates: all unordered pairs of the knock-downs. The STRING "
+              "edges are treated as the prior the model is trained with: the CORUM rows 'excl. prior' drop "
+              "every STRING pair from the candidates (a prior edge is never a discovery); for STRING as truth "
+              "that exclusion would leave no positives.", "",
+              "| method | truth | candidates | pairs | positives | base rate | AUPRC | AUROC | P@100 | P@500 | P@1000 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method, by_truth in res["edges"].items():
+        for truth, blocks in by_truth.items():
+            for cand in ("all_pairs", "excluding_prior"):
+                b = blocks[cand]
+                if truth == "STRING" and cand == "excluding_prior":
+                    continue
+                lines.append(f"| {method} | {truth} | {'all' if cand == 'all_pairs' else 'excl. prior (STRING)'} | "
+                             f"{b.get('n_pairs')} | {b.get('n_positive')} | {_fmt(b.get('base_rate'))} | "
+                             f"{_fmt(b.get('auprc'))} | {_fmt(b.get('auroc'))} | {_fmt(b.get('precision@100'))} | "
+                             f"{_fmt(b.get('precision@500'))} | {_fmt(b.get('precision@1000'))} |")
+    m = res["mechanisms"]
+    c = m["counts"]
+    lines += ["", "### Mechanism matching (Tahoe-100M drugs vs Replogle knock-downs)", "",
+              f"{c['tahoe_compounds']} Tahoe drugs; {c['with_annotated_targets']} have annotated targets "
+              f"(Repurposing Hub / LINCS); only **{c['with_a_target_among_knockdowns']}** have a target among the "
+              f"{c['knockdowns']} knocked-down genes; {c['shared_readouts']} shared readouts. Drug signatures come "
+              "from 10 cancer lines, knock-downs from K562/RPE1 and list only up-regulated genes: the task is "
+              "**under-powered**, read the numbers as a sanity check, not as a benchmark.", "",
+              "| method | compounds | positive pairs | AUROC | AUPRC (random exp.) | recall@10 | hit@10 | median rank of best target |",
+              "|---|---|---|---|---|---|---|---|"]
+    for method, r in m.items():
+        if method == "counts":
+            continue
+        lines.append(f"| {method} | {r.get('n_compounds')} | {r.get('n_positive_pairs')} | {_fmt(r.get('auroc'))} | "
+                     f"{_fmt(r.get('auprc'))} ({_fmt(r.get('random_auprc'))}) | {_fmt(r.get('recall@10'))} | "
+                     f"{_fmt(r.get('hit@10'))} | {_fmt(r.get('median_rank_best_target'))} |")
+    lines += ["", f"Computed in {res.get('seconds', 0):.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from graph.settings import get_settings
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--shared", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("docs/results-discoveries.md"))
+    args = ap.parse_args(argv)
+    res, md = run_real(args.shared or get_settings().shared_data)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

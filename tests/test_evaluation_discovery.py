@@ -1,0 +1,75 @@
+"""models.evaluation_discovery on tiny planted inputs (and one real-data smoke check)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import evaluation_discovery as E
+
+
+def _emb(n, d=16, seed=0, prefix="G"):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(n, d)), index=[f"{prefix}{i}" for i in range(n)])
+
+
+def test_planted_mechanisms_score_perfectly_and_random_does_not():
+    genes = _emb(40)
+    comp = genes.loc[["G1", "G2", "G3"]].copy()
+    comp.index = ["A", "B", "C"]
+    targets = {"A": ["G1"], "B": ["G2", "NOT_MEASURED"], "C": ["G3"], "D": ["G4"]}  # D has no embedding
+    res = E.evaluate_mechanisms(comp, genes, targets)
+    assert res["n_compounds"] == 3 and res["n_positive_pairs"] == 3
+    assert res["auroc"] == pytest.approx(1.0) and res["auprc"] == pytest.approx(1.0)
+    assert res["recall@10"] == 1.0 and res["hit@10"] == 1.0 and res["median_rank_best_target"] == 1.0
+    assert res["random_auprc"] == pytest.approx(3 / 120)
+    rnd = E.evaluate_mechanisms(E.random_embedding(comp.index, 16, 5), genes, targets)
+    assert rnd["median_rank_best_target"] > 1
+
+
+def test_mechanisms_without_evaluable_compounds_report_counts_only():
+    res = E.evaluate_mechanisms(_emb(3, prefix="C"), _emb(5), {"C0": ["XYZ"]})
+    assert res == {"n_compounds": 0, "n_genes": 5, "n_compounds_total": 3, "n_positive_pairs": 0}
+
+
+def test_pearson_similarity_is_connectivity():
+    a = pd.DataFrame([[1.0, 2.0, 3.0]], index=["x"])
+    b = pd.DataFrame([[10.0, 20.0, 30.0], [3.0, 2.0, 1.0]], index=["p", "q"])
+    s = E.similarity_scores(a, b, similarity="pearson")
+    assert s.loc["x", "p"] == pytest.approx(1.0) and s.loc["x", "q"] == pytest.approx(-1.0)
+
+
+def test_gene_edges_with_and_without_prior():
+    g = _emb(12, seed=2)
+    g.loc["G1"] = g.loc["G0"] + 0.01  # planted true pair, also in the prior
+    g.loc["G3"] = g.loc["G2"] + 0.01  # planted true pair, novel
+    truth = [("G0", "G1"), ("G2", "G3")]
+    res = E.evaluate_gene_edges(g, truth, prior_pairs=[("G1", "G0")], ks=(1, 2))
+    assert res["n_genes"] == 12 and res["n_truth_pairs_among_genes"] == 2 and res["n_prior_pairs_among_genes"] == 1
+    allp, excl = res["all_pairs"], res["excluding_prior"]
+    assert allp["n_pairs"] == 66 and excl["n_pairs"] == 65
+    assert allp["n_positive"] == 2 and excl["n_positive"] == 1
+    assert allp["auprc"] == pytest.approx(1.0) and allp["precision@2"] == 1.0
+    assert excl["precision@1"] == 1.0
+    # a precomputed square score table is used as is
+    scores = pd.DataFrame(0.0, index=g.index, columns=g.index)
+    scores.loc["G4", "G5"] = scores.loc["G5", "G4"] = 1.0
+    r2 = E.evaluate_gene_edges(scores, [("G4", "G5")], None, ks=(1,))
+    assert r2["all_pairs"]["precision@1"] == 1.0
+
+
+def test_corum_and_string_readers(tmp_path):
+    corum = tmp_path / "c.txt"
+    corum.write_text("ComplexID\tOrganism\tsubunits(Gene name)\n1\tHuman\tA;B;C\n2\tMouse\tX;Y\n3\tHuman\tA;None\n")
+    assert E.corum_pairs(corum) == {("A", "B"), ("A", "C"), ("B", "C")}
+    assert E.normalise_drug_name("Berbamine dihydrochloride") == "berbamine"
+    assert E.normalise_drug_name("Almonertinib mesylate") == E.normalise_drug_name("almonertinib")
+    s = pd.Series([1, 500, 1000])
+    assert E.signed_score(s, pd.Series([1000] * 3)).tolist() == pytest.approx([1.0, 1 - 2 * 499 / 999, -1.0])
+
+
+@pytest.mark.shared_data
+def test_string_reader_on_real_file(shared_data):
+    pairs = E.string_pairs(shared_data / "networks/string_v12_edges.tsv.gz", min_score=900)
+    assert len(pairs) > 10_000 and all(a != b for a, b in list(pairs)[:100])
