@@ -15,6 +15,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -85,20 +86,26 @@ def precheck_smiles(smiles: str) -> str:
     return ""
 
 
-def _standardise(smiles: str) -> tuple[str, str, str]:
-    """(canonical parent SMILES, InChIKey, issue). Runs in the worker: RDKit only, no shared state."""
+@lru_cache(maxsize=1)
+def _rdkit_tools():
+    """RDKit and the standardisers, set up once per process (RDKit's error log silenced: issues are returned)."""
     from rdkit import Chem, RDLogger
     from rdkit.Chem.MolStandardize import rdMolStandardize
 
     RDLogger.DisableLog("rdApp.*")
+    return Chem, rdMolStandardize.LargestFragmentChooser(preferOrganic=True), rdMolStandardize.Uncharger()
+
+
+def _standardise(smiles: str) -> tuple[str, str, str]:
+    """(canonical parent SMILES, InChIKey, issue). Runs in the worker: RDKit only, no shared state."""
+    Chem, chooser, uncharger = _rdkit_tools()
     try:
         mol = Chem.MolFromSmiles(smiles)
         if mol is None:
             return "", "", "RDKit could not parse the SMILES (syntax, valence or aromaticity error)"
         if mol.GetNumAtoms() == 0:
             return "", "", "SMILES has no atoms"
-        parent = rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol)
-        parent = rdMolStandardize.Uncharger().uncharge(parent)
+        parent = uncharger.uncharge(chooser.choose(mol))
         Chem.SanitizeMol(parent)
         key = Chem.MolToInchiKey(parent)
         if not key:
