@@ -109,3 +109,15 @@ def test_dose_roundtrip_through_nanomolar(value, unit):
     nm = parse_dose(f"{v * 1000} nM")
     assert make_perturbation_id("compound", "x", dose_value=nm[0], dose_unit=nm[1]) == \
         make_perturbation_id("compound", "x", dose_value=v, dose_unit=u)
+
+
+@given(st.text(max_size=30))
+def test_normalisers_are_idempotent_and_total(text):
+    from graph.io.compounds import normalise_compound_name
+    from graph.io.contexts import normalise_context_name
+
+    ctx = normalise_context_name(text)
+    assert normalise_context_name(ctx) == ctx
+    name = normalise_compound_name(text)
+    assert normalise_compound_name(name) == name
+    assert all(part for part in split_combination(text))

@@ -21,7 +21,12 @@ import scipy.sparse as sp
 
 from graph.io.common import InputFileError, clean_text
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
-from graph.io.perturbations import is_control_name, make_perturbation_id, normalise_perturbation_type, split_combination
+from graph.io.perturbations import (
+    is_control_name,
+    make_perturbation_id,
+    normalise_perturbation_type,
+    split_combination,
+)
 from graph.records import (
     MEASUREMENT_COLUMNS,
     ContextRecord,
@@ -114,7 +119,11 @@ def _rows(X, start: int, stop: int):
     return sp.csr_matrix(block) if sp.issparse(block) else np.asarray(block)
 
 
-def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str) -> PerturbationRecord:
+GUIDE_COLUMNS = ("guide_id", "sgRNA", "guide")
+TARGET_COLUMNS = ("target_gene", "gene", "target", "gene_target")
+
+
+def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str, target: str = "") -> PerturbationRecord:
     if ptype == "control":
         return PerturbationRecord(make_perturbation_id("control", label), label, "control", source=dataset_id)
     if ptype == "compound":
@@ -122,7 +131,7 @@ def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str) -> P
         return PerturbationRecord(pid, label, "compound", compound_id=pid.split("@")[0][len("compound:"):],
                                   source=dataset_id)
     targets = []
-    for t in split_combination(label):
+    for t in split_combination(target or label):
         m = resolver.resolve(t) if resolver is not None else None
         targets.append((m.symbol if m is not None and m.ok else t).upper())
     pid = make_perturbation_id(ptype, label, targets=tuple(targets))
@@ -138,6 +147,7 @@ def pseudobulk_h5ad(
     control_col: str | None = None,
     perturbation_type_col: str | None = None,
     perturbation_type: str | None = None,
+    target_col: str | None = None,
     default_context: str | None = None,
     control_values: tuple[str, ...] | None = None,
     cell_filter: str | None = None,
@@ -152,7 +162,9 @@ def pseudobulk_h5ad(
     Controls: the boolean `control_col` (auto: is_control) when present, else perturbation labels that
     are control spellings (ctrl, non-targeting, NTC, DMSO, ...) or in `control_values`. GEARS labels
     "A+ctrl" mean A alone, "A+B" a combination. `cell_filter` is a pandas query over obs selecting the
-    cells to use (e.g. "not multiple_grnas"); the excluded count goes into the report notes.
+    cells to use (e.g. "not multiple_grnas"); the excluded count goes into the report notes. When the
+    groups are guides (perturbation_col guide_id/sgRNA/guide) the target genes come from `target_col`
+    (auto: target_gene/gene/target), so each guide is its own signature of the gene's Perturbation.
     The report counts groups (non-control (context, perturbation) pairs): accepted or quarantined.
     """
     path = Path(path)
@@ -240,6 +252,16 @@ def pseudobulk_h5ad(
             t = t[t.g >= 0].groupby("g")["t"].agg(lambda x: x.value_counts().index[0])
             ptype_of = {uniq[g]: v for g, v in t.items()}
 
+        target_of: dict[str, str] = {}
+        if target_col is None and cols.perturbation in GUIDE_COLUMNS:
+            target_col = next((c for c in TARGET_COLUMNS if c in obs.columns), None)
+        if target_col is not None:
+            if target_col not in obs.columns:
+                raise InputFileError(path, f"obs has no target column {target_col!r}; available: {list(obs.columns)}")
+            t = pd.DataFrame({"g": codes, "t": obs[target_col].astype(str).to_numpy()})
+            t = t[t.g >= 0].groupby("g")["t"].agg(lambda x: x.value_counts().index[0])
+            target_of = {uniq[g]: v for g, v in t.items()}
+
         ctrl_index = {k.split("\x01")[0]: i for i, k in enumerate(uniq) if k.endswith("\x01\x00ctrl")}
         perturbations: dict[str, PerturbationRecord] = {}
         context_records: dict[str, ContextRecord] = {}
@@ -279,7 +301,7 @@ def pseudobulk_h5ad(
                     diff = np.where(sd > 0, diff / sd, np.nan)
             ok = keep_genes & np.isfinite(diff)
             dropped_zero_sd += int((keep_genes & ~np.isfinite(diff)).sum())
-            rec = _perturbation_record(label, ptype, resolver, dataset_id)
+            rec = _perturbation_record(label, ptype, resolver, dataset_id, target_of.get(key, ""))
             perturbations.setdefault(rec.perturbation_id, rec)
             if ctx not in context_records:
                 kind = "cell_type" if cols.context and "type" in cols.context else "cell_line"
