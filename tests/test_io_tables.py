@@ -167,3 +167,14 @@ def test_quarantine_output_and_hash(tmp_path):
     assert len(pd.read_csv(write_quarantine(recs, tmp_path / "q.csv"))) == 2
     (tmp_path / "h.txt").write_bytes(b"abc")
     assert sha256_file(tmp_path / "h.txt") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_repeats_across_batches_are_caught(tmp_path):
+    df = pd.DataFrame({"context": "A", "perturbation": "p", "perturbation_type": "CRISPRi",
+                       "readout": ["G1", "G2", "G3", "G1", "G4", "G2"], "value": [1.0, 2.0, 3.0, 9.0, 4.0, 9.0]})
+    path = tmp_path / "r.parquet"
+    df.to_parquet(path)
+    reader = LongTableReader(path, "r", batch_size=2)
+    long = pd.concat(list(reader.iter_long()))
+    assert long.set_index("readout")["value"].to_dict() == {"G1": 1.0, "G2": 2.0, "G3": 3.0, "G4": 4.0}
+    assert reader.report.duplicates_resolved == 2 and reader.signatures()[0].n_readouts == 4

@@ -39,7 +39,8 @@ from graph.records import (
 
 BASE_COLUMNS = ("context", "perturbation", "perturbation_type", "readout")
 RANK_COLUMNS = ("rank", "n_ranked")
-MAX_QUARANTINE_ROWS = 100_000  # bad rows beyond this are counted in the report, not listed one by one
+MAX_QUARANTINE_ROWS = 100_000
+SEEN_BUDGET = 300_000_000  # bools (300 MB) for the repeat check across batches  # bad rows beyond this are counted in the report, not listed one by one
 
 
 def signed_score_from_rank(rank, n_ranked):
@@ -99,10 +100,10 @@ class LongTableReader:
     (source spelling, so two salt forms of one drug stay two signatures of the same Perturbation).
 
     Report units are rows: rows with an unknown perturbation type, an empty key field, a non-finite
-    value or an invalid rank are quarantined with the reason; a repeated (signature, readout) inside
-    one batch keeps the first row (counted in duplicates_resolved, accepted). Repeats spread over
-    different batches are not detected (that would need the whole table in memory); the columnar
-    store's writer deduplicates. `max_rows` reads only the first rows (tests, previews).
+    value or an invalid rank are quarantined with the reason; a repeated (signature, readout) keeps
+    the first row in file order (the repeat counts as accepted and in duplicates_resolved), also across
+    batches (one bool per signature x readout; Tahoe: 1,071 x 26,347 = 28 MB; beyond SEEN_BUDGET only
+    repeats inside a batch are caught, with a note). `max_rows` reads only the first rows (tests, previews).
     """
 
     def __init__(self, path: str | Path, dataset_id: str, *, ranked: bool | None = None, resolver=None,
@@ -130,6 +131,8 @@ class LongTableReader:
         self._readout_cache: dict[str, str] = {}
         self._done = False
         self._bad_reason: dict[tuple, str] = {}
+        self._seen: dict[str, np.ndarray] | None = {}  # signature_id -> readouts already emitted
+        self._readout_index: dict[str, int] = {}
         self._sep = "\t" if self.path.suffix.lower() in {".tsv", ".txt"} else ","
         if resolver is not None:
             self._prepare_readouts()
@@ -237,6 +240,39 @@ class LongTableReader:
         self._pert_cache[key] = pid
         return pid
 
+    def _first_time(self, sig_ids, sig_inv, rcodes, categories, keep) -> np.ndarray:
+        """False for rows whose (signature, readout) was already emitted by an earlier batch.
+
+        One bool per (signature, readout seen so far) is kept; above SEEN_BUDGET cells the check stops
+        (noted in the report) and only repeats inside one batch are caught.
+        """
+        new = np.ones(len(rcodes), dtype=bool)
+        if self._seen is None:
+            return new
+        gidx = np.array([self._readout_index.setdefault(c, len(self._readout_index)) for c in categories], dtype=np.int64)
+        n_total = len(self._readout_index)
+        if len(set(self._seen) | set(sig_ids)) * n_total > SEEN_BUDGET:
+            self._seen = None
+            self.report.notes.append(f"repeat check across batches stopped above {SEEN_BUDGET:,} signature x readout "
+                                     "cells; later repeats are caught only inside a batch")
+            return new
+        idx = np.flatnonzero(keep)
+        order = idx[np.argsort(sig_inv[idx], kind="stable")]
+        bounds = np.flatnonzero(np.diff(sig_inv[order])) + 1
+        g = gidx[rcodes]
+        for grp in np.split(order, bounds):
+            if not len(grp):
+                continue
+            sid = sig_ids[sig_inv[grp[0]]]
+            seen = self._seen.get(sid)
+            if seen is None or len(seen) < n_total:
+                seen = np.concatenate([seen if seen is not None else np.zeros(0, bool), np.zeros(n_total - (0 if seen is None else len(seen)), bool)])
+            hit = seen[g[grp]]
+            new[grp[hit]] = False
+            seen[g[grp]] = True
+            self._seen[sid] = seen
+        return new
+
     def _quarantine_rows(self, df: pd.DataFrame, mask: np.ndarray, reasons) -> None:
         idx = np.flatnonzero(mask)
         reasons = np.broadcast_to(np.asarray(reasons, dtype=object), mask.shape)
@@ -313,7 +349,8 @@ class LongTableReader:
             rcodes = readout.codes[good].astype(np.int64)
             dup = pd.Series(sig_inv * (len(readout.categories) + 1) + rcodes).duplicated(keep="first").to_numpy()
             keep = ~dup
-            self.report.duplicates_resolved += int(dup.sum())
+            keep &= self._first_time(sig_ids, sig_inv, rcodes, list(readout.categories), keep)
+            self.report.duplicates_resolved += int((~keep).sum())
             self.report.accepted += int(good.sum())
             self.report.quarantined += int(bad.sum())
             sig_inv, rcodes = sig_inv[keep], rcodes[keep]
