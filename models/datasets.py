@@ -90,11 +90,13 @@ def from_ranked(df: pd.DataFrame, *, up_only: bool = False) -> pd.DataFrame:
 
 
 def load_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str] = "dense",
-               contexts: list[str] | None = None) -> pd.DataFrame:
+               contexts: list[str] | None = None, n_random: int | None = None, seed: int = 0) -> pd.DataFrame:
     """Tahoe-100M signed rank scores.
 
     readouts: "dense" (the 1,382 ranked in every signature, default), "all" (26,347; sparse), an int N
     (the N readouts present in most signatures; ties broken by name) or an explicit list.
+    n_random: then keep a random subset of that many of those readouts (seeded; chosen without looking
+    at values, so it cannot favour any model) to make CPU training affordable.
     """
     raw = pd.read_parquet(path or shared_path(SHARED_DATASETS["tahoe"]),
                           columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
@@ -110,6 +112,9 @@ def load_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str
         keep = None
     else:
         keep = list(readouts)
+    if n_random is not None:
+        pool = sorted(keep if keep is not None else raw["readout"].astype(str).unique())
+        keep = list(np.random.default_rng(seed).choice(pool, size=min(n_random, len(pool)), replace=False))
     if keep is not None:
         raw = raw[raw["readout"].isin(keep)]
     return from_ranked(raw, up_only=False)
