@@ -59,6 +59,13 @@ def test_select_columns_and_landmarks(tmp_path):
             g.select_columns({"dose": "10 uM"})
 
 
+def test_landmark_flag_missing_is_named(tmp_path):
+    path = write_gctx(tmp_path / "n.gctx", np.zeros((1, 2), np.float32), pd.DataFrame({"id": ["a", "b"], "sym": ["A", "B"]}),
+                      pd.DataFrame({"id": ["s"]}))
+    with pytest.raises(InputFileError, match=r"n.gctx: no landmark flag .* available: \['sym'\]"):
+        read_gctx(path, landmark_only=True)
+
+
 def test_chunks_equal_whole_matrix(tmp_path):
     rng = np.random.default_rng(0)
     m = rng.normal(size=(4, 3)).astype(np.float32)
