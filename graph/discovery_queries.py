@@ -116,6 +116,8 @@ SHOW_VECTOR_INDEXES = (
     "RETURN name, state, labelsOrTypes, properties, options.indexConfig.`vector.dimensions` AS dimensions"
 )
 AWAIT_INDEXES = "CALL db.awaitIndexes($timeout_s)"
+# Vector (like full-text) indexes are eventually consistent: wait until committed writes are visible.
+AWAIT_INDEX_REFRESH = "CALL db.index.fulltext.awaitEventuallyConsistentIndexRefresh()"
 
 # ---------------------------------------------------------------------------------------------
 # Model versions
@@ -203,8 +205,10 @@ COUNT_VERSION_LINKS: dict[str, str] = {rel: _count_version_links(rel) for rel in
 
 
 def _set_embedding(t: EmbeddingTarget) -> str:
+    # An unchanged vector is not rewritten (no churn in the eventually consistent vector index).
     return (f"UNWIND $rows AS row MATCH (n:{t.label} {{{t.key}: row.key}}) "
-            f"SET n.{t.prop} = row.vector, n.{t.version_prop} = $version_id "
+            f"SET n.{t.prop} = CASE WHEN n.{t.prop} = row.vector THEN n.{t.prop} ELSE row.vector END, "
+            f"n.{t.version_prop} = $version_id "
             "RETURN count(*) AS written")
 
 
@@ -378,7 +382,7 @@ OPTIONAL CALL (hit) {
 }
 WITH coalesce(hit, x) AS c
 WHERE c IS NOT NULL AND c.embedding_perturbation IS NOT NULL
-CALL db.index.vector.queryNodes('compound_embedding_perturbation_vidx', $k + 1, c.embedding_perturbation)
+CALL db.index.vector.queryNodes('compound_embedding_perturbation_vidx', $k * 2 + 10, c.embedding_perturbation)
 YIELD node, score
 WITH c, node, score WHERE node <> c
 RETURN c.name AS query, node.compound_id AS compound_id, node.name AS compound, score,
@@ -402,7 +406,7 @@ WITH g, CASE $space WHEN 'readout' THEN g.embedding_readout ELSE g.embedding_per
      CASE $space WHEN 'readout' THEN 'gene_embedding_readout_vidx'
                  ELSE 'gene_embedding_perturbation_vidx' END AS index_name
 WHERE g IS NOT NULL AND vec IS NOT NULL
-CALL db.index.vector.queryNodes(index_name, $k + 1, vec) YIELD node, score
+CALL db.index.vector.queryNodes(index_name, $k * 2 + 10, vec) YIELD node, score
 WITH g, node, score WHERE node <> g
 RETURN g.symbol AS query, node.symbol AS gene, node.entrez_id AS entrez_id, score, $space AS space
 ORDER BY score DESC, gene
@@ -414,7 +418,7 @@ MATCH (x:CellLine)
 WHERE x.context_id = $context OR x.name = $context
 WITH x WHERE x.embedding_context IS NOT NULL
 ORDER BY x.context_id LIMIT 1
-CALL db.index.vector.queryNodes('cellline_embedding_context_vidx', $k + 1, x.embedding_context)
+CALL db.index.vector.queryNodes('cellline_embedding_context_vidx', $k * 2 + 10, x.embedding_context)
 YIELD node, score
 WITH x, node, score WHERE node <> x
 RETURN x.context_id AS query, node.context_id AS context_id, node.name AS name, score

@@ -496,6 +496,9 @@ def publish_discoveries(
     set_current_version(driver, record.version_id, database=database)
     report.stale_embeddings_cleared = clear_stale_embeddings(driver, record.version_id, kinds=embeddings.keys(),
                                                              database=database)
+    if embeddings:
+        with driver.session(database=database) as session:
+            session.run(DQ.AWAIT_INDEX_REFRESH).consume()
     report.pruned = prune_model_versions(driver, retention, database=database)
     report.seconds = time.perf_counter() - began
     return report

@@ -4,6 +4,7 @@ on a tiny planted graph in the real Neo4j."""
 from __future__ import annotations
 
 import re
+import time
 
 import pandas as pd
 import pytest
@@ -158,6 +159,11 @@ def test_named_queries_return_planted_content(empty_graph):
     assert resp[0]["value"] == 2.0 and resp[0]["dose_value"] == 1.0
     assert q(d, "response", compound="RAPA", context="K562") == []
 
+    # vector indexes are eventually consistent: give the last publish a moment to become visible
+    deadline = time.monotonic() + 10
+    while (time.monotonic() < deadline
+           and [r["gene"] for r in q(d, "similar-genes", gene="MTOR", k=1)] != ["RPTOR"]):
+        time.sleep(0.2)
     sim = q(d, "similar-compounds", compound="sirolimus", k=2)
     assert [r["compound"] for r in sim] == ["everolimus", "vemurafenib"]
     assert sim[0]["score"] > sim[1]["score"] and sim[0]["model_version"] == V2
