@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
     java_home: Path | None = Field(default=None, validation_alias=AliasChoices("JAVA_HOME"))
 
+    # What the main job reads: "default" (the simulated dataset), "shared" (../shared/data),
+    # "shared:<substring>,…" (a subset) or comma-separated file paths. The inbox is always added.
+    inputs: str = Field(default="default", validation_alias=AliasChoices("PERTURBGRAPH_INPUTS"))
     # Model versions kept in the graph before older ones are pruned.
     model_retention: int = Field(default=3, validation_alias=AliasChoices("PERTURBGRAPH_MODEL_RETENTION"))
     # Torch device for training: "auto" picks CUDA when present.

@@ -70,7 +70,7 @@ class LPM:
         if todo:
             self._cfeat.update(zip(todo, compound_features(todo, cfg.fp_bits, cfg.fp_radius), strict=True))
         zero = np.zeros(compound_feature_dim(cfg.fp_bits), np.float32)
-        return np.stack([self._cfeat[s] if s else zero for s in smiles]) if members else zero[None, :0]
+        return np.stack([self._cfeat[s] if s else zero for s in smiles]) if members else zero[None, :].repeat(0, 0)
 
     def _build_vocab(self, df: pd.DataFrame) -> None:
         cfg = self.config

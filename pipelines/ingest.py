@@ -29,6 +29,8 @@ from graph.records import (
 from graph.settings import Settings
 from pipelines.inputs import InputSpec
 
+# Order in which measurement files are read (stable across runs).
+MEASUREMENT_KINDS_ORDER = ("gctx", "gct", "h5ad", "long_table", "ranked_long_table")
 COMPOUND_KINDS = ("compound_repurposing_drugs", "compound_repurposing_samples", "compound_lincs")
 NETWORK_KINDS = ("string", "corum", "dorothea", "gmt")
 
@@ -131,7 +133,7 @@ def read_reference(specs: list[InputSpec], progress=print) -> ReferenceBundle:
         progress(f"reading prior network {spec.path}")
         bundle.datasets.append(dataset_record(spec))
         if spec.kind == "string":
-            result = networks.read_string(spec.path, resolver=resolver)
+            result = networks.read_string_edges(spec.path, resolver=resolver)
             bundle.prior_edges[spec.dataset_id] = result.records
         elif spec.kind == "dorothea":
             result = networks.read_dorothea(spec.path, resolver=resolver)
@@ -141,7 +143,8 @@ def read_reference(specs: list[InputSpec], progress=print) -> ReferenceBundle:
             bundle.complexes[spec.dataset_id] = result.records
         else:
             result = networks.read_gmt(spec.path, resolver=resolver)
-            bundle.gene_sets[spec.dataset_id] = [(g.complex_id, g.name, g.member_symbols) for g in result.records]
+            bundle.gene_sets[spec.dataset_id] = [(g.name, g.description or g.name, g.members)
+                                                 for g in result.records]
         bundle.reports.append(result.report)
         bundle.quarantine[spec.dataset_id] = list(result.quarantine)
 
@@ -181,10 +184,12 @@ def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
         contexts, perturbations = list(reader.contexts.values()), list(reader.perturbations.values())
         signatures, report, quarantine = reader.signatures(), reader.report, list(reader.quarantine)
     elif spec.kind == "h5ad":
-        from graph.io.h5ad import read_h5ad
+        from graph.io.h5ad import pseudobulk_h5ad, read_bulk_h5ad
 
-        result = read_h5ad(spec.path, spec.dataset_id, resolver=resolver)
-        frame = result.frame
+        # Counts (Perturb-seq) are pseudobulked against same-context controls; bulk files are read as is.
+        reader = read_bulk_h5ad if options.get("bulk") == "true" else pseudobulk_h5ad
+        result = reader(spec.path, spec.dataset_id, resolver=resolver)
+        frame = result.long
         contexts, perturbations, signatures = result.contexts, result.perturbations, result.signatures
         report, quarantine = result.report, list(result.quarantine)
     else:

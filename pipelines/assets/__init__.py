@@ -1,0 +1,2 @@
+"""Dagster assets, one module per group, in pipeline order:
+sources → graph → training → model → evaluation → discoveries."""

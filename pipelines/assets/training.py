@@ -1,0 +1,282 @@
+"""Groups `training`, `model` and `evaluation`: a reproducible training set from the graph snapshot,
+the trained LPM (with a blocking check against the per-(context, readout) mean baseline), and the
+evaluation harness on held-out experiments, model beside every baseline."""
+
+
+import base64
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from graph import pipeline_queries as PQ
+from graph.store import load_training_table
+from pipelines.ingest import ReferenceBundle
+from pipelines.resources import Neo4jResource, PerturbGraphSettings
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What the model trains on: a parquet table and the side information read from the graph."""
+
+    table_path: str
+    snapshot_id: str  # hash of the datasets' store hashes: same graph snapshot, same id
+    dataset_ids: tuple[str, ...]
+    n_rows: int
+    compound_smiles: dict[str, str] = field(default_factory=dict)  # compound_id -> SMILES
+    perturbation_compounds: dict[str, str] = field(default_factory=dict)  # perturbation_id -> compound_id
+    perturbation_doses: dict[str, float] = field(default_factory=dict)  # perturbation_id -> dose (uM)
+    perturbation_targets: dict[str, list[str]] = field(default_factory=dict)  # perturbation_id -> genes
+    gene_graph_path: str = ""  # parquet: source, target, weight
+    context_features_path: str = ""  # parquet: index context, columns genes
+    simulated: bool = False
+
+    def table(self) -> pd.DataFrame:
+        return pd.read_parquet(self.table_path)
+
+    def gene_graph(self) -> pd.DataFrame | None:
+        return pd.read_parquet(self.gene_graph_path) if self.gene_graph_path else None
+
+    def context_features(self) -> pd.DataFrame | None:
+        return pd.read_parquet(self.context_features_path) if self.context_features_path else None
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    version_id: str
+    checkpoint: str
+    snapshot_id: str
+    config: dict
+    trained_at: str
+    valid_metrics: dict  # {"lpm": {...}, "context_mean": {...}}
+    history: list[dict]
+    simulated: bool = False
+
+
+class TrainingConfig(dg.Config):
+    max_epochs: int = 30
+    patience: int = 4
+    embed_dim: int = 128
+    hidden_dim: int = 256
+    valid_fraction: float = 0.1
+    seed: int = 0
+    paper_model: bool = False  # True: the published LPM (no feature encoders)
+    prior_min_score: float = 0.4
+
+
+class EvaluationConfig(dg.Config):
+    split: str = "unseen-experiment"
+    target_context: str = ""  # empty: the context with the most signatures
+    seeds: list[int] = [0]
+    max_epochs: int = 20
+
+
+def _png(fig) -> dg.MetadataValue:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{encoded})")
+
+
+# ------------------------------------------------------------------------------------------ training
+@dg.asset(group_name="training", kinds={"neo4j", "parquet"},
+          deps=[dg.AssetKey("graph_experiments")],
+          description="The measurements of every complete dataset (hashes verified against the graph) plus the "
+                      "prior gene network, compound structures, doses and genetic targets read from Neo4j.")
+def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturbgraph: PerturbGraphSettings,
+                 reference_data: ReferenceBundle, config: TrainingConfig) -> TrainingSet:
+    settings = perturbgraph.settings()
+    with neo4j.guarded(context) as driver:
+        datasets = driver.execute_query(PQ.MEASUREMENT_DATASETS, database_=neo4j.db, routing_="r").records
+        dataset_ids = [r["dataset_id"] for r in datasets]
+        if not dataset_ids:
+            raise dg.Failure("no complete measurement dataset in the graph: materialize the sources and graph "
+                             "groups first", allow_retries=False)
+        table = load_training_table(settings, dataset_ids, driver, database=neo4j.db)
+        side = driver.execute_query(PQ.PERTURBATION_SIDE_INFO, database_=neo4j.db, routing_="r").records
+        edges = driver.execute_query(PQ.PRIOR_GENE_EDGES, min_score=config.prior_min_score, database_=neo4j.db,
+                                     routing_="r").records
+    snapshot = hashlib.sha256("|".join(f"{r['dataset_id']}={r['store_sha256']}" for r in datasets).encode()).hexdigest()[:16]
+    out = settings.artifacts_dir / "training" / snapshot
+    out.mkdir(parents=True, exist_ok=True)
+    table_path = out / "table.parquet"
+    table.to_parquet(table_path, index=False)
+    smiles, pert_compound, doses, targets = {}, {}, {}, {}
+    for r in side:
+        pid = r["perturbation_id"]
+        if r["compound_id"] and r["smiles"]:
+            smiles[r["compound_id"]] = r["smiles"]
+            pert_compound[pid] = r["compound_id"]
+        if r["dose_value"] is not None and (r["dose_unit"] or "uM") == "uM":
+            doses[pid] = float(r["dose_value"])
+        if r["targets"]:
+            targets[pid] = list(r["targets"])
+    graph_path = ""
+    if edges:
+        graph_path = str(out / "gene_graph.parquet")
+        pd.DataFrame([dict(source=r["source"], target=r["target"], weight=float(r["weight"])) for r in edges]) \
+            .to_parquet(graph_path, index=False)
+    ctx_path = ""
+    if reference_data.context_features:
+        frames = list(reference_data.context_features.values())
+        ctx = pd.concat(frames).groupby(level=0).mean()
+        contexts = set(table["context"].astype(str))
+        ctx = ctx.loc[[c for c in ctx.index if c in contexts]]
+        # Keep the most variable genes: a compact, informative context descriptor.
+        top = ctx.var().sort_values(ascending=False).index[:256]
+        if len(ctx):
+            ctx_path = str(out / "context_features.parquet")
+            ctx[top].astype("float32").to_parquet(ctx_path)
+    simulated = any(bool(r["simulated"]) for r in datasets)
+    context.add_output_metadata({
+        "snapshot_id": snapshot, "rows": len(table), "datasets": dg.MetadataValue.json(dataset_ids),
+        "signatures": int(table["signature_id"].nunique()), "contexts": int(table["context"].nunique()),
+        "perturbations": int(table["perturbation"].nunique()), "readouts": int(table["readout"].nunique()),
+        "compounds_with_structure": len(smiles), "prior_edges": len(edges), "simulated": simulated,
+    })
+    return TrainingSet(str(table_path), snapshot, tuple(dataset_ids), len(table), smiles, pert_compound, doses,
+                       targets, graph_path, ctx_path, simulated)
+
+
+def validation_split(table: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hold out a random fraction of (context, perturbation) experiments, whole."""
+    pairs = table[["context", "perturbation"]].astype(str).drop_duplicates()
+    rng = np.random.default_rng(seed)
+    held = pairs.sample(n=max(1, int(round(fraction * len(pairs)))), random_state=int(rng.integers(1 << 31)))
+    key = table["context"].astype(str) + "\x1f" + table["perturbation"].astype(str)
+    held_key = set(held["context"] + "\x1f" + held["perturbation"])
+    mask = key.isin(held_key).to_numpy()
+    return table.loc[~mask].reset_index(drop=True), table.loc[mask].reset_index(drop=True)
+
+
+def build_lpm(ts: TrainingSet, config: TrainingConfig | None = None, *, max_epochs: int | None = None, seed: int = 0):
+    from models.lpm import LPM
+    from models.module import LPMConfig
+
+    cfg = config or TrainingConfig()
+    params = dict(max_epochs=max_epochs or cfg.max_epochs, patience=cfg.patience, embed_dim=cfg.embed_dim,
+                  hidden_dim=cfg.hidden_dim)
+    lpm_config = LPMConfig.paper(**params) if cfg.paper_model else LPMConfig(**params)
+    return LPM(lpm_config, compound_smiles=ts.compound_smiles, gene_graph=ts.gene_graph(),
+               context_features=ts.context_features(), perturbation_targets=ts.perturbation_targets,
+               perturbation_compounds=ts.perturbation_compounds, perturbation_doses=ts.perturbation_doses,
+               seed=seed)
+
+
+# --------------------------------------------------------------------------------------------- model
+@dg.asset(group_name="model", kinds={"pytorch"},
+          description="The Large Perturbation Model trained on the training set; checkpoint with weights, config, "
+                      "vocabularies and the data snapshot id.")
+def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSettings, training_set: TrainingSet,
+              config: TrainingConfig) -> ModelRun:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from models.evaluation.baselines import ContextReadoutMean
+    from models.evaluation.metrics import evaluate_predictions
+
+    settings = perturbgraph.settings()
+    table = training_set.table()
+    train, valid = validation_split(table, config.valid_fraction, config.seed)
+    trained_at = datetime.now(UTC)
+    version_id = f"lpm-{trained_at.strftime('%Y%m%dT%H%M%S')}-{training_set.snapshot_id[:8]}"
+    folder = settings.artifacts_dir / "models" / version_id
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder / "lpm.pt"
+    context.log.info(f"training {version_id} on {len(train):,} triples ({len(valid):,} held out for validation)")
+    model = build_lpm(training_set, config, seed=config.seed)
+    model.fit(train, valid, progress=False, checkpoint=folder / "training_state.pt",
+              snapshot_id=training_set.snapshot_id)
+    model.save(checkpoint)
+    (folder / "training_state.pt").unlink(missing_ok=True)
+
+    rows = valid.drop(columns=["value"])
+    metrics = {"lpm": evaluate_predictions(valid, model.predict(rows))}
+    baseline = ContextReadoutMean().fit(train)
+    metrics["context_mean"] = evaluate_predictions(valid, baseline.predict(rows))
+    history = [{k: float(v) if isinstance(v, (int, float, np.floating)) else v for k, v in h.items()}
+               for h in model.history]
+    (folder / "metrics.json").write_text(json.dumps({"valid": metrics, "history": history}, indent=2, default=float))
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    ax.plot(epochs, [h.get("train_loss") for h in history], label="train")
+    if any(h.get("valid_loss") is not None for h in history):
+        ax.plot(epochs, [h.get("valid_loss") for h in history], label="validation")
+    ax.set_xlabel("epoch"), ax.set_ylabel("MSE"), ax.legend(), ax.set_title("LPM training curve")
+    curve = _png(fig)
+    plt.close(fig)
+    context.add_output_metadata({
+        "version_id": version_id, "checkpoint": str(checkpoint), "epochs": len(history),
+        "valid_rmse_lpm": metrics["lpm"]["rmse"], "valid_rmse_context_mean": metrics["context_mean"]["rmse"],
+        "valid_pearson_lpm": metrics["lpm"]["pearson"],
+        "valid_pearson_context_mean": metrics["context_mean"]["pearson"],
+        "training_curve": curve, "simulated_data": training_set.simulated,
+    })
+    return ModelRun(version_id, str(checkpoint), training_set.snapshot_id, model.config.to_dict(),
+                    trained_at.isoformat(timespec="seconds"), metrics, history, training_set.simulated)
+
+
+@dg.asset_check(asset=lpm_model, blocking=True,
+                description="The model must beat the per-(context, readout) mean baseline on validation (RMSE); "
+                            "write-back of discoveries does not run otherwise.")
+def lpm_beats_context_mean(lpm_model: ModelRun) -> dg.AssetCheckResult:
+    ours, base = lpm_model.valid_metrics["lpm"]["rmse"], lpm_model.valid_metrics["context_mean"]["rmse"]
+    return dg.AssetCheckResult(passed=bool(ours < base),
+                               metadata={"rmse_lpm": ours, "rmse_context_mean": base,
+                                         "pearson_lpm": lpm_model.valid_metrics["lpm"]["pearson"],
+                                         "pearson_context_mean": lpm_model.valid_metrics["context_mean"]["pearson"]})
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+@dg.asset(group_name="evaluation", kinds={"pytorch", "sklearn"},
+          description="The evaluation harness on held-out experiments: the LPM beside every baseline, same split, "
+                      "same metrics (pooled RMSE/MAE/R²/Pearson, per-signature Pearson, top-50 overlap).")
+def evaluation_report(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSettings,
+                      training_set: TrainingSet, config: EvaluationConfig) -> dict:
+    from models.evaluation.harness import Resources, build_model, markdown_table, write_results
+    from models.evaluation.metrics import HIGHER_IS_BETTER
+    from models.evaluation.splits import make_split
+
+    settings = perturbgraph.settings()
+    table = training_set.table()
+    target = config.target_context or str(table.groupby("context", observed=True)["signature_id"].nunique().idxmax())
+    resources = Resources(compound_smiles=training_set.compound_smiles, gene_graph=training_set.gene_graph(),
+                          context_features=training_set.context_features(),
+                          perturbation_targets=training_set.perturbation_targets)
+    from models.evaluation.harness import evaluate_model, expand_model_names
+
+    names = expand_model_names(["lpm", "baselines"], table, resources)
+    rows = []
+    for seed in config.seeds:
+        split = make_split(table, config.split, context=target if "experiment" in config.split or
+                           "context" in config.split else None, seed=seed)
+        for name in names:
+            model = (build_lpm(training_set, TrainingConfig(max_epochs=config.max_epochs), seed=seed)
+                     if name == "lpm" else build_model(name, seed=seed, resources=resources, split_kind=config.split))
+            context.log.info(f"seed {seed}: {name}")
+            record = {"model": name, "seed": seed, "split": config.split, "context": target,
+                      "n_train": len(split.train), "n_test": len(split.test), "error": ""}
+            record.update(evaluate_model(model, split))
+            rows.append(record)
+    results = pd.DataFrame(rows)
+    out = settings.artifacts_dir / "evaluation" / training_set.snapshot_id
+    json_path, md_path = write_results(results, out, name=f"{config.split}-{target}",
+                                       title=f"{config.split} (target {target})"
+                                             + (" — SIMULATED data" if training_set.simulated else ""))
+    metric_cols = [c for c in results.columns if c in HIGHER_IS_BETTER]
+    means = results.groupby("model")[metric_cols].mean()
+    context.add_output_metadata({
+        "split": config.split, "target_context": target, "seeds": dg.MetadataValue.json(list(config.seeds)),
+        "metrics": dg.MetadataValue.md(markdown_table(results)), "json": str(json_path), "markdown": str(md_path),
+    })
+    return {"split": config.split, "context": target, "means": means.to_dict(orient="index"),
+            "simulated": training_set.simulated}
