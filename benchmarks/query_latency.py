@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
                         neo4j_heap=args.heap, neo4j_pagecache=args.pagecache)
     server = Neo4jServer(settings)
     server.start()
-    out: dict = {"sizes": vars(args) | {"mechanism_links": len(data["mech"]), "interaction_links": len(data["inter"]),
+    out: dict = {"sizes": {k: v for k, v in vars(args).items() if k != "out"} | {"mechanism_links": len(data["mech"]), "interaction_links": len(data["inter"]),
                                         "effect_links": len(data["effects"])},
                  "generate_s": round(t_gen, 1), "writes": {}, "queries": {}}
     try:
@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> None:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
     out["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs visible, Neo4j heap {args.heap} / page cache {args.pagecache}"
-    print(json.dumps(out, indent=1))
     if args.out:
         args.out.write_text(to_markdown(out))
+    print(json.dumps(out, indent=1, default=str))
 
 
 def to_markdown(out: dict) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from neo4j import Driver
@@ -155,14 +155,15 @@ def _parse_param(text: str) -> tuple[str, Any]:
 @app.command("cypher")
 def cypher(
     statement: str = typer.Argument(..., help="Cypher text; pass values with -p name=value and $name"),
-    param: list[str] = typer.Option([], "--param", "-p", help="name=value (value parsed as JSON when it is JSON)"),
+    param: Annotated[list[str] | None, typer.Option("--param", "-p",
+                                                    help="name=value (value parsed as JSON when it is JSON)")] = None,
     write: bool = typer.Option(False, "--write", help="allow writes (otherwise a read transaction)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     database: str | None = typer.Option(None, "--database", help="Neo4j database (default: settings)"),
 ) -> None:
     """Run raw Cypher. Read-only unless --write."""
     try:
-        params = dict(_parse_param(p) for p in param)
+        params = dict(_parse_param(p) for p in param or [])
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE)
     try:
