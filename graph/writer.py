@@ -57,7 +57,7 @@ from graph.schema import (
     schema_statements,
 )
 
-DEFAULT_BATCH_SIZE = 10_000
+DEFAULT_BATCH_SIZE = 5_000
 
 # Sources whose prior edges are directed regulation (TF -> target) and go to REGULATES.
 REGULATORY_SOURCES = frozenset({"DoRothEA", "dorothea"})
