@@ -651,11 +651,18 @@ def write_complexes(
 
 
 def write_gene_sets(
-    driver: Driver, gene_sets: Iterable[tuple[str, str, Sequence[str]]], dataset_id: str, *, source: str,
+    driver: Driver, gene_sets: Iterable[Any], dataset_id: str, *, source: str,
     symbol_map: SymbolMap | None = None, batch_size: int = DEFAULT_BATCH_SIZE, database: str | None = None,
 ) -> WriteStats:
-    """GeneSet nodes from (gene_set_id, name, member symbols) — e.g. GMT lines — with MEMBER_OF edges."""
-    recs = [ComplexRecord(gid, name, tuple(members), source) for gid, name, members in gene_sets]
+    """GeneSet nodes with (Gene)-[:MEMBER_OF]->(GeneSet) for resolvable members. Each item is a
+    (gene_set_id, name, member symbols) tuple or a graph.io.networks.GeneSet (its GMT `name` is the id)."""
+    recs = []
+    for item in gene_sets:
+        if isinstance(item, tuple):
+            gid, name, members = item
+        else:
+            gid, name, members = item.name, item.name, item.members
+        recs.append(ComplexRecord(gid, name, tuple(members), source))
     symbols = _symbols(driver, symbol_map, database)
     stats = _write_nodes(
         driver, "GeneSet", Q.MERGE_GENE_SETS,

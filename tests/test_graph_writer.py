@@ -258,3 +258,22 @@ def test_any_text_roundtrips_through_the_real_server(neo4j_driver, name):
         assert [(r["n"], r["a"], r["s"]) for r in recs] == [(name, [name], ["hyp`ds'"])]
     finally:
         neo4j_driver.execute_query("MATCH (c:Compound {compound_id: $key}) DETACH DELETE c", key=key)
+
+
+def test_gene_sets_from_tuples_and_gmt_objects(empty_graph):
+    from graph.io.networks import GeneSet
+
+    writer.ensure_schema(empty_graph)
+    writer.write_dataset(empty_graph, DS)
+    writer.write_genes(empty_graph, GENES, DS.dataset_id)
+    stats = writer.write_gene_sets(
+        empty_graph,
+        [("set:a", "set a", ("CDK2", "CDK4")), GeneSet("HALLMARK_X", "desc", ("MTOR", "NOPE"))],
+        DS.dataset_id, source="GMT",
+    )
+    assert [q.record_key for q in stats.quarantined] == ["HALLMARK_X<-NOPE"]
+    recs, _, _ = empty_graph.execute_query(
+        "MATCH (g:Gene)-[r:MEMBER_OF]->(s:GeneSet) RETURN s.gene_set_id AS s, g.symbol AS g, r.source AS src "
+        "ORDER BY s, g")
+    assert [(r["s"], r["g"], r["src"]) for r in recs] == [
+        ("HALLMARK_X", "MTOR", "GMT"), ("set:a", "CDK2", "GMT"), ("set:a", "CDK4", "GMT")]
