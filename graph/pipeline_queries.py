@@ -41,3 +41,25 @@ SIGNATURES_PER_DATASET = """
 MATCH (s:Signature)
 RETURN s.dataset_id AS dataset_id, count(s) AS n
 """
+
+# Examples for the main job's summary: strongest mechanism links of the current model version,
+# annotated targets first.
+EXAMPLE_MECHANISM_LINKS = """
+MATCH (mv:ModelVersion {current: true})
+MATCH (c:Compound)-[m:SHARES_MECHANISM_WITH]->(g:Gene)
+WHERE m.modelVersion = mv.version_id AND m.rank <= 3
+RETURN c.name AS compound, g.symbol AS gene, m.score AS score, m.rank AS rank,
+       coalesce(m.isAnnotatedTarget, false) AS annotated
+ORDER BY annotated DESC, score DESC
+LIMIT 2
+"""
+
+# The strongest predicted gene-gene edge not already in the prior network.
+EXAMPLE_PREDICTED_INTERACTIONS = """
+MATCH (mv:ModelVersion {current: true})
+MATCH (a:Gene)-[p:PREDICTED_INTERACTION]->(b:Gene)
+WHERE p.modelVersion = mv.version_id
+RETURN a.symbol AS a, b.symbol AS b, p.score AS score, coalesce(p.inPrior, false) AS in_prior
+ORDER BY in_prior ASC, score DESC
+LIMIT 1
+"""

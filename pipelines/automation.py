@@ -9,6 +9,10 @@ from graph.settings import get_settings
 everything_job = dg.define_asset_job("perturbgraph_all", selection=dg.AssetSelection.all(),
                                      description="Materialize every asset (the main job).")
 
+# Ingest only: read, validate, quarantine, load into Neo4j.
+ingest_job = dg.define_asset_job("ingest", selection=dg.AssetSelection.groups("sources", "graph"),
+                                 description="Read every input file and load it into the graph.")
+
 # Retraining reuses what is in the graph: training set onwards.
 retrain_job = dg.define_asset_job(
     "retrain",

@@ -22,11 +22,16 @@ class PerturbGraphSettings(dg.ConfigurableResource):
     """Paths and options; empty fields fall back to `graph.settings` (PERTURBGRAPH_* variables)."""
 
     home: str | None = None
-    inputs: str = "default"  # "default" (simulated), "shared", "shared:<substr>,…", or file paths
+    # "default" (simulated), "shared", "shared:<substr>,…", or file paths; empty: PERTURBGRAPH_INPUTS.
+    inputs_override: str | None = None
 
     def settings(self) -> Settings:
         base = get_settings()
         return base.model_copy(update={"home": base.home.__class__(self.home)}) if self.home else base
+
+    @property
+    def inputs(self) -> str:
+        return self.inputs_override or self.settings().inputs
 
 
 class Neo4jResource(dg.ConfigurableResource):

@@ -264,7 +264,9 @@ def evaluation_report(context: dg.AssetExecutionContext, perturbgraph: PerturbGr
                      if name == "lpm" else build_model(name, seed=seed, resources=resources, split_kind=config.split))
             context.log.info(f"seed {seed}: {name}")
             record = {"model": name, "seed": seed, "split": config.split, "context": target,
-                      "n_train": len(split.train), "n_test": len(split.test), "error": ""}
+                      "n_train": len(split.train), "n_test": len(split.test),
+                      "n_test_experiments": len(split.experiments("test")), "description": split.description,
+                      "error": ""}
             record.update(evaluate_model(model, split))
             rows.append(record)
     results = pd.DataFrame(rows)

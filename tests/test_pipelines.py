@@ -1,0 +1,174 @@
+"""The whole Dagster pipeline, materialized in process against the real Neo4j on the simulated
+default dataset; plus the schedule, the inbox sensor and the Definitions' shape."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from graph.db import credentials
+from graph.settings import reload_settings
+
+pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def pipeline_env(neo4j_settings, tmp_path_factory):
+    """Environment pointing the pipeline at the test server and a fresh home."""
+    home = tmp_path_factory.mktemp("pipeline-home")
+    user, password = credentials(neo4j_settings)
+    env = {"PERTURBGRAPH_HOME": str(home), "NEO4J_URI": neo4j_settings.effective_neo4j_uri,
+           "NEO4J_USERNAME": user, "NEO4J_PASSWORD": password, "NEO4J_DATABASE": neo4j_settings.neo4j_database,
+           "PERTURBGRAPH_INPUTS": "default"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        yield reload_settings()
+    reload_settings()
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(pipeline_env, neo4j_driver):
+    from conftest import wipe_graph
+
+    from pipelines.runner import run_everything
+
+    wipe_graph(neo4j_driver, pipeline_env.neo4j_database)
+    result = run_everything(pipeline_env, inputs="default", epochs=3, log_level="WARNING",
+                            instance=dg.DagsterInstance.ephemeral())
+    return result
+
+
+def _check_results(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_every_asset_materializes_and_checks_pass(pipeline_run):
+    assert pipeline_run.success
+    materialized = {e.asset_key.to_user_string() for e in pipeline_run.get_asset_materialization_events()}
+    from pipelines.definitions import defs
+
+    expected = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert materialized == expected
+    checks = _check_results(pipeline_run)
+    assert checks and all(checks.values()), checks
+
+
+def test_graph_content_matches_the_simulated_world(pipeline_run, pipeline_env, neo4j_driver):
+    from graph.io.simulated import read_ground_truth
+
+    truth = read_ground_truth(pipeline_env.data_dir / "default-seed0")
+    db = pipeline_env.neo4j_database
+
+    def count(query: str) -> int:
+        return neo4j_driver.execute_query(query, database_=db).records[0]["n"]
+
+    manifest = pipeline_run.asset_value("input_manifest")
+    assert all(spec.simulated for spec in manifest)
+    assert count("MATCH (d:Dataset) WHERE d.status <> 'complete' RETURN count(d) AS n") == 0
+    assert count("MATCH (d:Dataset {simulated: true}) RETURN count(d) AS n") == len(manifest)
+    # Every simulated cell line and every measured signature is in the graph.
+    contexts = {r["c"] for r in neo4j_driver.execute_query("MATCH (c:CellLine) RETURN c.context_id AS c",
+                                                           database_=db).records}
+    assert set(truth["contexts"]) <= contexts
+    signatures = sum(len(b.signatures) for b in pipeline_run.asset_value("experiments"))
+    assert count("MATCH (s:Signature) RETURN count(s) AS n") == signatures > 0
+    # Compounds carry their annotated targets (the drugs' real primary targets).
+    assert count("MATCH (:Compound)-[:TARGETS]->(:Gene) RETURN count(*) AS n") > 0
+    # "Which experiments measured compound X in cell line Y" is answerable straight from the graph.
+    found = neo4j_driver.execute_query(
+        "MATCH (c:Compound)<-[:OF_COMPOUND]-(:Perturbation)<-[:OF_PERTURBATION]-(s:Signature)-[:IN_CONTEXT]->(x) "
+        "RETURN c.name AS compound, x.context_id AS context, count(s) AS n LIMIT 1", database_=db).records
+    assert found and found[0]["n"] >= 1
+
+
+def test_model_beats_the_context_mean_baseline_on_validation(pipeline_run):
+    run = pipeline_run.asset_value("lpm_model")
+    assert run.valid_metrics["lpm"]["rmse"] < run.valid_metrics["context_mean"]["rmse"]
+    assert run.simulated
+
+
+def test_rerun_of_ingest_changes_nothing(pipeline_run, pipeline_env, neo4j_driver):
+    from graph import writer as W
+    from pipelines.definitions import defs
+
+    before = W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
+    ingest = dg.AssetSelection.groups("sources", "graph")
+    job = dg.define_asset_job("ingest_only", selection=ingest).resolve(asset_graph=defs.resolve_asset_graph())
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(),
+                                    resources=defs.resources, raise_on_error=False)
+    assert result.success
+    after = W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
+    assert after == before
+
+
+def test_evaluation_report_has_model_and_baselines(pipeline_run):
+    report = pipeline_run.asset_value("evaluation_report")
+    assert {"lpm", "context_mean", "other_contexts", "no_change"} <= set(report["means"])
+    assert json.dumps(report)  # plain data, shown in the UI
+
+
+def test_weekly_schedule_targets_retraining():
+    from pipelines.automation import retrain_job, weekly_retraining
+
+    assert weekly_retraining.cron_schedule == "0 3 * * 1"
+    assert weekly_retraining.job_name == retrain_job.name
+    context = dg.build_schedule_context(scheduled_execution_time=None)
+    requests = list(weekly_retraining.evaluate_tick(context).run_requests or [])
+    assert len(requests) == 1
+
+
+def test_inbox_sensor_fires_once_per_new_file(tmp_path, monkeypatch):
+    from pipelines.automation import inbox_sensor
+
+    monkeypatch.setenv("PERTURBGRAPH_HOME", str(tmp_path))
+    settings = reload_settings()
+    try:
+        instance = dg.DagsterInstance.ephemeral()
+        context = dg.build_sensor_context(instance=instance)
+        first = inbox_sensor(context)
+        assert isinstance(first, dg.SkipReason)  # no inbox yet
+        settings.inbox_dir.mkdir(parents=True)
+        (settings.inbox_dir / "new_signatures.parquet").write_bytes(b"PAR1")
+        request = inbox_sensor(context)
+        assert isinstance(request, dg.RunRequest) and "new_signatures.parquet" in request.run_key
+        context = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+        assert isinstance(inbox_sensor(context), dg.SkipReason)  # same file: not again
+        (settings.inbox_dir / "more.csv").write_text("context,perturbation,perturbation_type,readout,value\n")
+        again = inbox_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+        assert isinstance(again, dg.RunRequest) and "more.csv" in again.run_key
+        assert "new_signatures" not in again.run_key
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+
+
+def test_definitions_group_assets_in_pipeline_order():
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups["input_manifest"] == "sources" and groups["graph_experiments"] == "graph"
+    assert groups["training_set"] == "training" and groups["lpm_model"] == "model"
+    assert groups["evaluation_report"] == "evaluation"
+    assert {"weekly_retraining"} == {s.name for s in defs.schedules}
+    assert {"inbox_sensor"} == {s.name for s in defs.sensors}
+
+
+def test_ingest_runs_on_the_multiprocess_executor(pipeline_run, pipeline_env, neo4j_driver, tmp_path):
+    """The same Definitions run with each step in its own process (what Celery/Kubernetes executors do)."""
+    from graph import writer as W
+    from pipelines.definitions import get_ingest_job
+
+    before = W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = dg.execute_job(dg.reconstructable(get_ingest_job), instance=instance,
+                                run_config={"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}})
+        assert result.success
+        steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+        assert {"input_manifest", "reference_data", "experiments", "graph_reference", "graph_experiments"} <= steps
+        pids = {e.pid for e in result.all_events if e.event_type_value == "STEP_START"}
+        assert len(pids) >= 2  # steps ran in separate processes
+    assert W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database) == before
