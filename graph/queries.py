@@ -339,9 +339,17 @@ ORPHAN_CHECKS: dict[str, str] = {
         "MATCH (p:Perturbation {perturbation_type: 'compound'}) "
         "WHERE NOT (p)-[:OF_COMPOUND]->(:Compound) RETURN count(p) AS n"
     ),
-    "node_without_sources": "MATCH (n) WHERE n.sources IS NULL OR size(n.sources) = 0 RETURN count(n) AS n",
-    "node_without_name": "MATCH (n) WHERE n.name IS NULL RETURN count(n) AS n",
-    "relationship_without_dataset": "MATCH ()-[r]->() WHERE r.dataset IS NULL RETURN count(r) AS n",
+    # Provenance of ingested facts (discoveries carry a modelVersion instead; see discovery_queries).
+    "node_without_sources": (
+        "MATCH (n) WHERE any(l IN labels(n) WHERE l IN $ingest_labels) "
+        "AND (n.sources IS NULL OR size(n.sources) = 0) RETURN count(n) AS n"
+    ),
+    "node_without_name": (
+        "MATCH (n) WHERE any(l IN labels(n) WHERE l IN $ingest_labels) AND n.name IS NULL RETURN count(n) AS n"
+    ),
+    "relationship_without_dataset": (
+        "MATCH ()-[r]->() WHERE type(r) IN $ingest_rel_types AND r.dataset IS NULL RETURN count(r) AS n"
+    ),
     "incomplete_dataset": "MATCH (d:Dataset) WHERE d.status <> 'complete' RETURN count(d) AS n",
 }
 

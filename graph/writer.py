@@ -730,7 +730,9 @@ def check_no_orphans(driver: Driver, *, database: str | None = None) -> dict[str
     problems: dict[str, int] = {}
     with driver.session(database=database) as session:
         for name, query in Q.ORPHAN_CHECKS.items():
-            n = session.run(query).single()["n"]
+            # Only ingested labels/types must carry dataset provenance (discoveries carry modelVersion).
+            n = session.run(query, ingest_labels=sorted(INGEST_NODE_LABELS),
+                            ingest_rel_types=sorted(INGEST_REL_TYPES)).single()["n"]
             if n:
                 problems[name] = n
     return problems

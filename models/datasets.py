@@ -137,36 +137,33 @@ def load_replogle(path: str | Path | None = None, *, min_signatures: int = 1,
     return from_ranked(raw, up_only=True)
 
 
-def _h5_text(ds) -> np.ndarray:
-    values = ds[()]
-    if values.dtype.kind in "SO":
-        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
-    return values.astype(str)
-
-
 def read_gctx_long(path: str | Path) -> pd.DataFrame:
-    """A GCTX file -> long table with the CMap column metadata needed for modelling.
+    """A GCTX file -> long table with the CMap column metadata needed for modelling (graph.io's reader).
 
-    Small h5py reader kept here so evaluation does not wait on graph/io; replace with graph.io's GCTX
-    reader once it exists. Returns columns sample, pert_iname, pert_type, cell_id, readout, value.
+    Returns columns sample, pert_iname, pert_type, cell_id, readout, value.
     """
-    import h5py
+    from graph.io.gctx import read_gctx
 
-    with h5py.File(path, "r") as f:
-        matrix = f["0/DATA/0/matrix"][()]  # (n_samples, n_genes)
-        col = {k: _h5_text(f[f"0/META/COL/{k}"]) for k in f["0/META/COL"].keys()}
-        row = {k: _h5_text(f[f"0/META/ROW/{k}"]) for k in f["0/META/ROW"].keys()}
-    genes = row.get("pr_gene_symbol", row["id"])
+    data = read_gctx(path)
+    # Metadata frames are indexed by the GCTX ids; matrix is (n_samples, n_genes).
+    row, col, matrix = data.row_meta.reset_index(), data.col_meta.reset_index(), data.matrix
     n_samples, n_genes = matrix.shape
-    cell = col.get("cell_id", np.full(n_samples, "unknown"))
-    cell = np.where(np.isin(cell, ["-666", ""]), "unknown", cell)  # kd_gct: cell line not recorded
+
+    def column(name: str, default: str) -> np.ndarray:
+        if name not in col.columns:
+            return np.full(n_samples, default, dtype=object)
+        return col[name].astype("string").fillna(default).to_numpy(dtype=object)
+
+    genes = (row["pr_gene_symbol"] if "pr_gene_symbol" in row.columns else row["id"]).astype(str).to_numpy()
+    cell = column("cell_id", "unknown")  # kd_gct: the cell line is not recorded
     return pd.DataFrame({
-        "sample": np.repeat(col["id"], n_genes),
-        "pert_iname": np.repeat(col.get("pert_iname", col["id"]), n_genes),
-        "pert_type": np.repeat(col.get("pert_type", np.full(n_samples, "trt_cp")), n_genes),
+        "sample": np.repeat(col["id"].astype(str).to_numpy(), n_genes),
+        "pert_iname": np.repeat(column("pert_iname", "") if "pert_iname" in col.columns
+                                else col["id"].astype(str).to_numpy(), n_genes),
+        "pert_type": np.repeat(column("pert_type", "trt_cp"), n_genes),
         "cell_id": np.repeat(cell, n_genes),
         "readout": np.tile(genes, n_samples),
-        "value": matrix.reshape(-1).astype(np.float32),
+        "value": np.asarray(matrix, dtype=np.float32).reshape(-1),
     })
 
 
@@ -205,6 +202,12 @@ def load_long_table(path: str | Path) -> pd.DataFrame:
 def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
     """Any input the CLI accepts: a shared dataset name (SHARED_DATASETS) or a file path."""
     key = str(name_or_path)
+    from graph.settings import get_settings
+    from graph.store import load_training_table, read_manifest
+
+    if read_manifest(get_settings(), key) is not None if key.replace("_", "").isalnum() else False:
+        # A dataset ingested by the pipeline: its values from the columnar store (hash verified).
+        return _finish(load_training_table(get_settings(), [key]).loc[:, list(LONG_COLUMNS)])
     if key == "tahoe":
         return load_tahoe(**kwargs)
     if key == "replogle":

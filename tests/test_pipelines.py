@@ -36,7 +36,7 @@ def pipeline_run(pipeline_env, neo4j_driver):
     from pipelines.runner import run_everything
 
     wipe_graph(neo4j_driver, pipeline_env.neo4j_database)
-    result = run_everything(pipeline_env, inputs="default", epochs=3, log_level="WARNING",
+    result = run_everything(pipeline_env, inputs="default", epochs=2, log_level="WARNING",
                             instance=dg.DagsterInstance.ephemeral())
     return result
 
