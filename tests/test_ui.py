@@ -13,6 +13,7 @@ skips with the reason when either is missing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -74,7 +75,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def ui_env(tmp_path_factory) -> dict[str, str]:
-    """Environment with a temp DAGSTER_HOME holding one successful `input_manifest` run."""
+    """Environment with a temp DAGSTER_HOME holding one successful `input_manifest` run.
+
+    The run's id is in the returned mapping under the key `RUN_ID` (not exported to processes)."""
     _require_browser()
     base = tmp_path_factory.mktemp("pg-ui")
     dagster_home = base / "dagster"
@@ -91,8 +94,10 @@ def ui_env(tmp_path_factory) -> dict[str, str]:
          "--config-json", '{"execution": {"config": {"in_process": {}}}}'],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"materialising input_manifest failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    assert "RUN_SUCCESS" in result.stdout + result.stderr
-    return env
+    log = result.stdout + result.stderr
+    match = re.search(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) - \d+ - RUN_SUCCESS", log)
+    assert match, f"no RUN_SUCCESS event in the materialise log:\n{log[-3000:]}"
+    return {**env, "RUN_ID": match.group(1)}
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +109,7 @@ def webserver(ui_env, tmp_path_factory):
         proc = subprocess.Popen(
             [str(BIN / "dagster-webserver"), "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
              "-p", str(port)],
-            cwd=REPO_ROOT, env=ui_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=REPO_ROOT, env={k: v for k, v in ui_env.items() if k != "RUN_ID"}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -203,7 +208,29 @@ def test_asset_graph_and_successful_run_visible(ui_env, webserver, browser):
     _wait(driver, lambda d: "Global asset lineage" in _visible_text(d)
           and all(g in _visible_text(d) for g in EXPECTED_GROUPS), "the asset groups in the lineage view")
     _expand_all_groups(driver)
-    _wait(driver, lambda d: all(a in _visible_text(d) for a in EXPECTED_ASSETS),
-          f"asset names {EXPECTED_ASSETS} in the graph")
+    # Asset nodes are HTML inside the graph's SVG <foreignObject>s (the sidebar lists only groups).
+    node_xpath = "//*[local-name()='foreignObject']//div[normalize-space(text())='{}']"
+    _wait(driver, lambda d: all(d.find_elements(By.XPATH, node_xpath.format(a)) for a in EXPECTED_ASSETS),
+          f"asset nodes {EXPECTED_ASSETS} in the graph")
     time.sleep(2)  # let the graph finish its zoom-to-fit animation before the screenshot
     driver.save_screenshot(str(ARTIFACTS / "ui-asset-graph.png"))
+    # The materialised asset is drawn green, the never-materialised ones grey.
+    box_style = "./ancestor::div[contains(@style, '--minimal-bg')][1]"
+
+    def node_colour(asset: str) -> str:
+        return driver.find_element(By.XPATH, node_xpath.format(asset)).find_element(By.XPATH, box_style) \
+            .get_attribute("style")
+
+    assert "green" in node_colour("input_manifest"), node_colour("input_manifest")
+    assert "green" not in node_colour("lpm_model"), node_colour("lpm_model")
+
+    # 2. The runs page: the recorded run, its target and status Success.
+    run_id = ui_env["RUN_ID"]
+    driver.get(f"{webserver}/runs")
+    row_xpath = f"//a[@href='/runs/{run_id}']/ancestor::div[contains(normalize-space(.), 'Success')][1]"
+    _wait(driver, lambda d: d.find_elements(By.XPATH, row_xpath),
+          f"run {run_id[:8]} with status Success in the runs table")
+    row = driver.find_element(By.XPATH, row_xpath).text
+    assert run_id[:8] in row and "input_manifest" in row and "Success" in row, row
+    assert "Failure" not in _visible_text(driver)
+    driver.save_screenshot(str(ARTIFACTS / "ui-runs.png"))
