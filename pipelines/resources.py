@@ -91,6 +91,14 @@ class Neo4jResource(dg.ConfigurableResource):
                 self._driver.close()
                 self._driver = None
             attempt = getattr(context, "retry_number", 0)
-            context.log.warning(f"Neo4j unavailable ({type(exc).__name__}: {exc}); retry {attempt + 1} of "
-                                f"{MAX_NEO4J_RETRIES}")
+            where = self.settings().effective_neo4j_uri  # the URI only: never credentials
+            if attempt >= MAX_NEO4J_RETRIES:
+                raise dg.Failure(
+                    description=(f"Neo4j at {where} is unavailable ({type(exc).__name__}: {exc}); gave up after "
+                                 f"{MAX_NEO4J_RETRIES} retries with backoff. Start it (`perturbgraph neo4j start`) "
+                                 "or fix NEO4J_URI, then re-run the step; nothing downstream ran."),
+                    allow_retries=False,
+                ) from exc
+            context.log.warning(f"Neo4j at {where} unavailable ({type(exc).__name__}: {exc}); retry {attempt + 1} "
+                                f"of {MAX_NEO4J_RETRIES}")
             raise dg.RetryRequested(max_retries=MAX_NEO4J_RETRIES, seconds_to_wait=2 * 2 ** attempt) from exc
