@@ -97,17 +97,25 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _write_error(path: Path, exc: OSError) -> OSError:
+    """The same error, naming the file that could not be written (ENOSPC from write() names none)."""
+    return OSError(exc.errno, f"cannot write {path} ({exc.strerror or exc}); the previous version is "
+                              "left as it was")
+
+
 def _atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> str:
     """Write `table` to `path` atomically; returns the file's sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp, compression="zstd", **kwargs)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         digest = sha256_file(tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -115,15 +123,17 @@ def _atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> str:
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -132,7 +132,7 @@ def _reap(pid: int) -> None:
 def test_sigkill_mid_ingest_then_rerun_equals_clean_run(own_server, empty_graph, neo4j_settings):
     server, settings = own_server
     db = settings.neo4j_database
-    bundle = _bundle("killed_ds", n_contexts=20, n_perts=1000)  # 20,000 signatures, 4 write batches
+    bundle = _bundle("killed_ds", n_contexts=20, n_perts=750)  # 15,000 signatures, 3 write batches
     n_sigs = len(bundle.signatures)
 
     # Clean reference run into an empty graph (the session's server; same code, same version).
@@ -320,3 +320,201 @@ def test_dagster_step_retries_with_backoff_then_fails_clearly(tmp_path):
                                                     if e.event_type_value == "STEP_START")
     print(f"\nRELIABILITY dagster-unavailable: {len(retries)} retries, waits {waits} s, failed after "
           f"{elapsed:.1f}s; downstream materialized: none; message: {message.splitlines()[0][:160]}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Training killed mid-run, then resumed
+# ------------------------------------------------------------------------------------------------
+
+TRAINING_SETUP = textwrap.dedent('''
+    import numpy as np, pandas as pd, torch
+    from models.lpm import LPM
+    from models.module import LPMConfig
+    torch.set_num_threads(1)
+
+    def tables():
+        rng = np.random.default_rng(7)
+        genes = [f"g{i}" for i in range(12)]
+        rows = [(c, p, "CRISPRi", g, float(rng.normal())) for c in ("A", "B", "C", "D")
+                for p in [f"KO{i}" for i in range(10)] for g in genes]
+        df = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+        valid = df.sample(frac=0.2, random_state=0)
+        return df.drop(valid.index).reset_index(drop=True), valid.reset_index(drop=True)
+
+    def model(epochs):
+        cfg = LPMConfig.paper(embed_dim=8, hidden_dim=16, batch_triples=32, max_epochs=epochs, patience=50)
+        return LPM(cfg, seed=3)
+''')
+
+KILLED_TRAINING = TRAINING_SETUP + textwrap.dedent('''
+    import sys, time
+    import models.checkpoint as ckpt
+    _save = ckpt.save_checkpoint
+    def slow_save(path, payload):  # slow epochs, so the kill lands before the run can finish
+        _save(path, payload)
+        time.sleep(1.0)
+    ckpt.save_checkpoint = slow_save
+    train, valid = tables()
+    model(EPOCHS).fit(train, valid, progress=False, checkpoint=sys.argv[1])
+    print("finished", flush=True)
+''')
+
+
+@pytest.mark.slow
+def test_training_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
+    from models.checkpoint import load_checkpoint
+
+    epochs = 6
+    ckpt_path = tmp_path / "run.pt"
+    script = tmp_path / "train.py"
+    script.write_text(KILLED_TRAINING.replace("EPOCHS", str(epochs)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt_path)], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ckpt_path.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert ckpt_path.exists(), proc.communicate(timeout=5)[0] if proc.poll() is not None else "no checkpoint"
+        proc.send_signal(signal.SIGKILL)
+        killed_at = time.perf_counter()
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL and "finished" not in out
+    done = load_checkpoint(ckpt_path)["train_state"]["epoch"]
+    assert 1 <= done < epochs
+
+    ns: dict = {}
+    exec(TRAINING_SETUP, ns)  # noqa: S102 - the same helpers the killed process ran
+    train, valid = ns["tables"]()
+    t0 = time.perf_counter()
+    resumed = ns["model"](epochs).fit(train, valid, progress=False, checkpoint=ckpt_path, resume=True)
+    resume_s = time.perf_counter() - t0
+    recovered_s = time.perf_counter() - killed_at
+    full = ns["model"](epochs).fit(train, valid, progress=False)
+    assert [h["epoch"] for h in resumed.history] == list(range(1, epochs + 1))
+    np.testing.assert_allclose([h["train_loss"] for h in resumed.history],
+                               [h["train_loss"] for h in full.history], rtol=1e-5)
+    np.testing.assert_allclose(resumed.predict(valid), full.predict(valid), atol=1e-5)
+    gap = float(np.abs(resumed.predict(valid) - full.predict(valid)).max())
+    print(f"\nRELIABILITY training-kill: killed after epoch {done} of {epochs}; resume took {resume_s:.1f}s "
+          f"(kill -> trained model {recovered_s:.1f}s); max |prediction difference| vs uninterrupted {gap:.2e}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Disk full / unwritable home, corrupted parquet or checkpoint
+# ------------------------------------------------------------------------------------------------
+
+
+def _measurements(dataset_id: str, n_sigs: int = 50, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [(dataset_id, f"{dataset_id}:s{i}", "A375", f"CRISPRi:G{i}", "CRISPRi", g, float(rng.normal()) + shift)
+            for i in range(n_sigs) for g in ("TP53", "MYC", "EGFR")]
+    return pd.DataFrame(rows, columns=["dataset", "signature_id", "context", "perturbation", "perturbation_type",
+                                       "readout", "value"])
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_disk_full_while_storing_leaves_the_previous_version(tmp_path, monkeypatch):
+    import graph.store as store
+
+    settings = Settings(home=tmp_path / "home")
+    good = store.write_measurements(settings, "ds1", _measurements("ds1"))
+    folder = settings.store_dir / "ds1"
+    before = _snapshot(folder)
+
+    real_write = store.pq.write_table
+
+    def full_disk(table, where, **kwargs):
+        real_write(table.slice(0, 1), where, **kwargs)  # a partial temp file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.pq, "write_table", full_disk)
+    with pytest.raises(OSError) as info:
+        store.write_measurements(settings, "ds1", _measurements("ds1", shift=1.0))
+    assert info.value.errno == errno.ENOSPC
+    assert str(folder / store.MEASUREMENTS_FILE) in str(info.value)
+    monkeypatch.undo()
+    assert _snapshot(folder) == before  # no temp file left, parquet and manifest unchanged
+    assert store.read_manifest(settings, "ds1") == good
+    table = store.load_training_table(settings, ["ds1"])
+    np.testing.assert_allclose(np.sort(table["value"].to_numpy()),
+                               np.sort(_measurements("ds1")["value"].to_numpy(np.float32)))
+
+    # The quarantine table too: a failed rewrite keeps the old file.
+    from graph.records import QuarantineRecord
+
+    q1 = store.write_quarantine(settings, "ds1", [QuarantineRecord("f", "k1", "bad value")])
+    q_before = q1.path.read_bytes()
+    monkeypatch.setattr(store.os, "replace", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(OSError, match="quarantine"):
+        store.write_quarantine(settings, "ds1", [QuarantineRecord("f", "k2", "bad value")])
+    monkeypatch.undo()
+    assert q1.path.read_bytes() == q_before
+    assert [p.name for p in q1.path.parent.iterdir()] == [q1.path.name]
+
+
+def test_unwritable_home_is_a_clear_error(tmp_path):
+    import graph.store as store
+
+    blocker = tmp_path / "home"
+    blocker.write_text("a regular file where the home folder should be\n")  # root ignores chmod; this does not
+    settings = Settings(home=blocker)
+    with pytest.raises(OSError) as info:
+        store.write_measurements(settings, "ds1", _measurements("ds1"))
+    assert str(settings.store_dir / "ds1") in str(info.value)
+    assert blocker.read_text().startswith("a regular file")
+
+
+def test_corrupted_parquet_is_refused_and_named(tmp_path):
+    import graph.store as store
+
+    settings = Settings(home=tmp_path / "home")
+    entry = store.write_measurements(settings, "ds1", _measurements("ds1"))
+    path = entry.path(settings)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(store.StoreIntegrityError) as info:
+        store.load_training_table(settings, ["ds1"])
+    assert str(path) in str(info.value) and entry.sha256 in str(info.value)
+    path.write_bytes(bytes(data[:100]))  # truncated
+    with pytest.raises(store.StoreIntegrityError):
+        store.load_training_table(settings, ["ds1"])
+    assert store.read_manifest(settings, "ds1") == entry  # the manifest is not "repaired" to match
+
+
+def test_corrupted_or_unwritable_checkpoint(tmp_path, monkeypatch):
+    import models.checkpoint as ckpt
+    from models.lpm import LPM
+
+    ns: dict = {}
+    exec(TRAINING_SETUP, ns)  # noqa: S102
+    train, valid = ns["tables"]()
+    path = tmp_path / "model.pt"
+    model = ns["model"](2).fit(train, valid, progress=False, checkpoint=path)
+    good = path.read_bytes()
+    expected = model.predict(valid)
+
+    # A failed save (disk full) leaves the previous checkpoint in place.
+    monkeypatch.setattr(ckpt.torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(OSError):
+        model.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good
+    np.testing.assert_allclose(LPM.load(path).predict(valid), expected, atol=1e-6)
+
+    # Truncated / bit-flipped checkpoints are refused by load and by resume (no silent fresh start).
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(good[: len(good) // 3])
+    with pytest.raises(ckpt.CheckpointError, match="truncated"):
+        LPM.load(bad)
+    with pytest.raises(ckpt.CheckpointError):
+        ns["model"](4).fit(train, valid, progress=False, checkpoint=bad, resume=True)
+    assert bad.read_bytes() == good[: len(good) // 3]  # not overwritten by a fresh run

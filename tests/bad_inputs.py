@@ -1,0 +1,214 @@
+"""Generator of the bad-input corpus (written into a temporary folder; nothing binary is committed).
+
+`write_corpus(folder)` writes one file per broken-input case and returns {case name: path}. The
+expected outcome of each case (accepted, quarantined with a reason, or refused with a clear error)
+is asserted in tests/test_reliability_inputs.py.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Names that try to break out of a Cypher string or identifier, or look like something they are not.
+HOSTILE_NAMES: tuple[str, ...] = (
+    "O'Brien's \"drug\"",
+    "`Gene`) DETACH DELETE n //",
+    "}) MATCH (n) DETACH DELETE n WITH 1 AS x MATCH ({",
+    "x' OR '1'='1",
+    "MATCH (n) RETURN n",
+    "CALL dbms.killQueries([]) //",
+    "$rows",
+    "{name: 'x'}",
+    "back\\slash\\",
+    "/* comment */ // end",
+    "ТР53",  # Cyrillic Т and Р: looks like TP53
+    "ＭＹＣ",  # full-width letters
+    "café\u0301",  # combining accent
+    "zero\u200bwidth",
+    "right-to-left \u202eevil",
+    "emoji 🧬",
+    "null",
+    "NaN",
+    " leading and trailing spaces ",
+    "UNWIND [1,2] AS x CREATE (:Evil)",
+)
+
+# Genes of the corpus' gene table: (entrez, symbol, aliases). SEPTIN7 was SEPT7 (Excel: "7-Sep");
+# MARCHF1 was MARCH1 (Excel: "1-Mar"); CCN2 was CTGF (a retired symbol kept as alias).
+GENES: tuple[tuple[str, str, str], ...] = (
+    ("7157", "TP53", "P53|LFS1"),
+    ("4609", "MYC", "c-Myc|bHLHe39"),
+    ("989", "SEPTIN7", "SEPT7|CDC10"),
+    ("55016", "MARCHF1", "MARCH1|RNF171"),
+    ("1490", "CCN2", "CTGF|IGFBP8"),
+    ("1956", "EGFR", "ERBB1|HER1"),
+)
+
+# Readout spellings in the measurement files and the symbol each should resolve to (None: unknown).
+READOUT_SPELLINGS: dict[str, str | None] = {
+    "TP53": "TP53", "p53": "TP53", "7-Sep": "SEPTIN7", "SEPT7": "SEPTIN7", "1-Mar": "MARCHF1",
+    "CTGF": "CCN2", "7157": "TP53", "NOT_A_GENE_XYZ": None,
+}
+
+# SMILES that must not crash or hang the compound pipeline, with the kind of rejection expected.
+BAD_SMILES: dict[str, str] = {
+    "": "empty",
+    "C1CC": "unclosed ring",
+    "C(C)(C)(C)(C)C": "pentavalent carbon",
+    "c1ccccc": "aromaticity",
+    "[Xx]": "unknown element",
+    "C" * 5000: "huge",
+    "CC(C": "unbalanced parenthesis",
+    "C" + "1" * 300: "ring closures",
+    "DROP DATABASE neo4j;": "not SMILES",
+    "CCO\n": "trailing newline",  # clean_text strips it: accepted as ethanol
+}
+GOOD_SMILES: dict[str, str] = {"ethanol": "CCO", "benzene": "c1ccccc1", "aspirin": "CC(=O)Oc1ccccc1C(=O)O"}
+
+
+def gene_table(folder: Path) -> Path:
+    rows = [{"entrez_id": e, "symbol": s, "name": f"{s} gene", "type": "protein-coding", "ensembl_id": "",
+             "aliases": a} for e, s, a in GENES]
+    rows += [
+        {"entrez_id": "7157", "symbol": "TP53_DUP", "name": "duplicate id", "type": "", "ensembl_id": "", "aliases": ""},
+        {"entrez_id": "12a", "symbol": "BADID", "name": "non-integer id", "type": "", "ensembl_id": "", "aliases": ""},
+        {"entrez_id": "-5", "symbol": "NEG", "name": "negative id", "type": "", "ensembl_id": "", "aliases": ""},
+        {"entrez_id": "999999", "symbol": "", "name": "no symbol", "type": "", "ensembl_id": "", "aliases": ""},
+    ]
+    path = folder / "genes_bad.tsv"
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+    return path
+
+
+def compound_samples(folder: Path) -> Path:
+    """Repurposing-Hub samples layout: every bad SMILES, hostile names, duplicate and conflicting ids."""
+    rows = [(f"BRD-K{i:08d}-001-01-1", f"bad{i}", smi) for i, smi in enumerate(BAD_SMILES)]
+    rows += [(f"BRD-G{i:08d}-001-01-1", name, smi) for i, (name, smi) in enumerate(GOOD_SMILES.items())]
+    rows += [(f"BRD-H{i:08d}-001-01-1", name, "") for i, name in enumerate(HOSTILE_NAMES)]
+    rows += [
+        ("BRD-K99999999-001-01-1", "conflict", "CCO"),  # the same id twice, two structures
+        ("BRD-K99999999-001-01-1", "conflict", "CCN"),
+        ("BRD-G00000000-001-01-1", "ethanol", "CCO"),  # an exact duplicate row
+        ("", "", ""),  # nothing at all: quarantined
+    ]
+    path = folder / "repurposing_samples_bad.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("!comment line as in the Hub file\n")
+        f.write("broad_id\tpert_iname\tsmiles\n")
+        for r in rows:
+            f.write("\t".join(r) + "\n")
+    return path
+
+
+def long_table(folder: Path) -> tuple[Path, dict[str, int]]:
+    """A value table with NaN/inf/-666, repeated and conflicting rows, hostile names, odd readouts.
+    Returns the path and the number of rows expected per outcome."""
+    rows = []
+    good = 0
+    for i, name in enumerate(HOSTILE_NAMES[:8]):
+        for readout in READOUT_SPELLINGS:
+            rows.append({"context": "A375", "perturbation": name, "perturbation_type": "CRISPRi",
+                         "readout": readout, "value": float(i) + 0.5})
+            good += 1
+    bad_values = [np.nan, np.inf, -np.inf]
+    for j, v in enumerate(bad_values):
+        rows.append({"context": "A375", "perturbation": "TP53", "perturbation_type": "CRISPRi",
+                     "readout": f"R{j}", "value": v})
+    rows.append({"context": "", "perturbation": "TP53", "perturbation_type": "CRISPRi", "readout": "MYC",
+                 "value": 1.0})
+    rows.append({"context": "A375", "perturbation": "TP53", "perturbation_type": "teleportation", "readout": "MYC",
+                 "value": 1.0})
+    # A repeated (signature, readout) with a conflicting value: the first is kept, the repeat quarantined.
+    rows.append({"context": "A375", "perturbation": HOSTILE_NAMES[0], "perturbation_type": "CRISPRi",
+                 "readout": "TP53", "value": 99.0})
+    path = folder / "long_bad.parquet"
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path, {"good": good, "bad_value": len(bad_values), "empty": 1, "bad_type": 1, "repeat": 1}
+
+
+def _gctx(folder: Path, name: str, n_samples: int = 4, n_genes: int = 3) -> Path:
+    from graph.io.gctx import write_gctx
+
+    rng = np.random.default_rng(0)
+    row = pd.DataFrame({"id": [e for e, _, _ in GENES[:n_genes]], "pr_gene_symbol": [s for _, s, _ in GENES[:n_genes]]})
+    col = pd.DataFrame({"id": [f"sig{i}" for i in range(n_samples)], "pert_iname": ["TP53"] * n_samples,
+                        "pert_type": ["trt_sh"] * n_samples, "cell_id": ["A375"] * n_samples})
+    matrix = rng.normal(size=(n_samples, n_genes)).astype(np.float32)
+    matrix[0, 0], matrix[1, 1], matrix[2, 2] = np.nan, -666.0, np.inf
+    return write_gctx(folder / name, matrix, row, col)
+
+
+def gctx_good(folder: Path) -> Path:
+    return _gctx(folder, "good.gctx")
+
+
+def gctx_wrong_dimensions(folder: Path) -> Path:
+    """The matrix has one column more than there are row ids."""
+    import h5py
+
+    path = _gctx(folder, "wrong_dims.gctx")
+    with h5py.File(path, "r+") as h5:
+        data = h5["0/DATA/0/matrix"]
+        shape = data.shape
+        del h5["0/DATA/0/matrix"]
+        h5.create_dataset("0/DATA/0/matrix", data=np.zeros((shape[0], shape[1] + 1), dtype=np.float32))
+    return path
+
+
+def truncated(path: Path, keep: float = 0.5) -> Path:
+    out = path.with_name(f"truncated_{path.name}")
+    data = path.read_bytes()
+    out.write_bytes(data[: int(len(data) * keep)])
+    return out
+
+
+def h5ad_missing_obs(folder: Path) -> Path:
+    import anndata as ad
+
+    adata = ad.AnnData(X=np.ones((6, 3), dtype=np.float32),
+                       obs=pd.DataFrame({"batch": ["b1"] * 6}, index=[f"c{i}" for i in range(6)]),
+                       var=pd.DataFrame(index=["TP53", "MYC", "EGFR"]))
+    path = folder / "missing_obs.h5ad"
+    adata.write_h5ad(path)
+    return path
+
+
+def not_an_hdf5(folder: Path) -> Path:
+    path = folder / "text_named.gctx"
+    path.write_text("this is a tab separated file\twith a gctx name\n")
+    return path
+
+
+def write_corpus(folder: str | Path) -> dict[str, Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    good = gctx_good(folder)
+    table, _ = long_table(folder)
+    return {
+        "gene_table": gene_table(folder),
+        "compounds": compound_samples(folder),
+        "long_table": table,
+        "gctx_good": good,
+        "gctx_wrong_dimensions": gctx_wrong_dimensions(folder),
+        "gctx_truncated": truncated(good),
+        "gctx_not_hdf5": not_an_hdf5(folder),
+        "h5ad_missing_obs": h5ad_missing_obs(folder),
+        "h5ad_truncated": truncated(h5ad_missing_obs(folder), keep=0.3),
+    }
+
+
+# ---------------------------------------------------------------- a structure worker that hangs
+HANG_MARKER = "C[Hang]"
+
+
+def hanging_worker(batch: list[str]) -> list[tuple[str, str, str]]:
+    """Stands in for RDKit stuck on one pathological molecule (module level: it is sent to the worker)."""
+    from graph.io.compounds import _standardise_batch
+
+    if HANG_MARKER in batch:
+        time.sleep(3600)
+    return _standardise_batch(batch)
