@@ -21,7 +21,7 @@ import torch
 
 def synthetic(args) -> None:
     from models.module import LPMConfig, LPMModule, SymbolTables
-    from models.train import make_tiles, tile_loss, tile_shape, dense_pairs
+    from models.train import dense_pairs, make_tiles, tile_loss, tile_shape
 
     torch.set_num_threads(args.threads)
     C, P, R = args.contexts, args.perturbations, args.readouts

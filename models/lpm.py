@@ -17,8 +17,15 @@ import pandas as pd
 import torch
 
 from models import checkpoint as ckpt
-from models.features import (Standardizer, Vocab, compound_feature_dim, compound_features, dose_features,
-                             split_combination, table_snapshot_id)
+from models.features import (
+    Standardizer,
+    Vocab,
+    compound_feature_dim,
+    compound_features,
+    dose_features,
+    split_combination,
+    table_snapshot_id,
+)
 from models.module import LPMConfig, LPMModule, SymbolTables
 from models.train import PairData, dense_pairs, resolve_device, train
 

@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from models.evaluation import harness
-from models.evaluation.harness import Resources, evaluate_model, expand_model_names, markdown_table, run_benchmark, write_results
+from models.evaluation.harness import (
+    Resources,
+    evaluate_model,
+    expand_model_names,
+    markdown_table,
+    run_benchmark,
+    write_results,
+)
 from models.evaluation.splits import make_split
 
 COLS = ["context", "perturbation", "perturbation_type", "readout", "value"]
@@ -32,8 +39,8 @@ class Spy:
     """Records what it was shown; predicts the training mean."""
 
     def fit(self, train, valid=None):
-        self.train_pairs = set(zip(train["context"], train["perturbation"]))
-        self.valid_pairs = set() if valid is None else set(zip(valid["context"], valid["perturbation"]))
+        self.train_pairs = set(zip(train["context"], train["perturbation"], strict=False))
+        self.valid_pairs = set() if valid is None else set(zip(valid["context"], valid["perturbation"], strict=False))
         self.mean = train["value"].mean()
         return self
 

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.evaluation.metrics import evaluate_predictions, per_signature_pearson, pooled_metrics, summarize, top_k_overlap
+from models.evaluation.metrics import (
+    evaluate_predictions,
+    per_signature_pearson,
+    pooled_metrics,
+    summarize,
+    top_k_overlap,
+)
 
 
 def _rows(n_sig=3, n_readout=120, seed=0):

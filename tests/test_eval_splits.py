@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.evaluation.splits import make_split, unseen_compound, unseen_context, unseen_experiment, unseen_gene
+from models.evaluation.splits import (
+    make_split,
+    unseen_compound,
+    unseen_context,
+    unseen_experiment,
+    unseen_gene,
+)
 
 
 def _table(n_ctx=4, n_cpd=10, n_gene=6, n_readout=5, seed=0) -> pd.DataFrame:
@@ -24,7 +30,7 @@ def _table(n_ctx=4, n_cpd=10, n_gene=6, n_readout=5, seed=0) -> pd.DataFrame:
 
 
 def _pairs(df):
-    return set(zip(df["context"], df["perturbation"]))
+    return set(zip(df["context"], df["perturbation"], strict=False))
 
 
 def _assert_partition(df, split):

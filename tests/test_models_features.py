@@ -2,8 +2,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.features import (Standardizer, Vocab, compound_feature_dim, compound_features, dose_features,
-                             split_combination, table_snapshot_id)
+from models.features import (
+    Standardizer,
+    Vocab,
+    compound_feature_dim,
+    compound_features,
+    dose_features,
+    split_combination,
+    table_snapshot_id,
+)
 
 
 def test_vocab_is_one_based_with_unknown_zero():

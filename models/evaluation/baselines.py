@@ -194,7 +194,7 @@ class LinearPCARidge(_Residuals):
         n = len(contexts)
         if self.features == "other_contexts":
             out = np.zeros((n, self.R_.shape[1]))
-            for i, (c, p) in enumerate(zip(contexts, perturbations)):
+            for i, (c, p) in enumerate(zip(contexts, perturbations, strict=False)):
                 idx = self._by_pert_.get(p)
                 if idx is None:
                     continue
@@ -254,7 +254,7 @@ class LinearPCARidge(_Residuals):
         F = self._features(ctx, pert)
         P = (F - self.f_mean_) @ self.f_basis_
         P[np.abs(F).sum(axis=1) == 0] = 0.0
-        Z = np.stack([p @ self.W_context_.get(c, self.W_) for c, p in zip(ctx, P)]) if len(P) else P  # (n_query_sig, k)
+        Z = np.stack([p @ self.W_context_.get(c, self.W_) for c, p in zip(ctx, P, strict=False)]) if len(P) else P  # (n_query_sig, k)
         rd = self._readout_codes(rows)
         resid = np.where(rd >= 0, np.einsum("ij,ij->i", Z[codes], self.G_[np.maximum(rd, 0)]), 0.0)
         return self._context_mean(rows) + resid
@@ -298,7 +298,7 @@ class TanimotoKNN(_Residuals):
     def predict(self, rows):
         ctx, pert, codes = self._query_signatures(rows)
         Z = np.zeros((len(ctx), self.R_.shape[1]))
-        for i, (c, p) in enumerate(zip(ctx, pert)):
+        for i, (c, p) in enumerate(zip(ctx, pert, strict=False)):
             prof = self._neighbour_profile(c, p)
             if prof is not None:
                 Z[i] = prof

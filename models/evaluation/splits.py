@@ -31,7 +31,7 @@ class Split:
 
     def experiments(self, part: str) -> set[tuple[str, str]]:
         df = getattr(self, part)
-        return set(zip(df["context"].astype(str), df["perturbation"].astype(str)))
+        return set(zip(df["context"].astype(str), df["perturbation"].astype(str), strict=False))
 
 
 def _n_of(n: int, frac: float) -> int:

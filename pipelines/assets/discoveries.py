@@ -8,7 +8,12 @@ predicted effects of (perturbation, context) experiments that were never run.
 import dagster as dg
 import pandas as pd
 
-from graph.discovery_writer import ModelVersionRecord, code_version, fetch_discovery_inputs, publish_discoveries
+from graph.discovery_writer import (
+    ModelVersionRecord,
+    code_version,
+    fetch_discovery_inputs,
+    publish_discoveries,
+)
 from pipelines.assets.training import ModelRun, TrainingSet
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
 
@@ -128,8 +133,8 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
 
 
 def _dataset_hashes(training_set: TrainingSet) -> list[str]:
-    from graph.store import read_manifest
     from graph.settings import get_settings
+    from graph.store import read_manifest
 
     settings = get_settings()
     return [getattr(read_manifest(settings, d), "sha256", "") or "" for d in training_set.dataset_ids]
