@@ -9,7 +9,7 @@ full` into a second temporary home. Prints a JSON report (and writes it with --o
     nice python benchmarks/ingest_throughput.py --signatures 300000 --prior-edges 200000 \
         --batch-size 20000 --out /tmp/ingest.json
 
-Not a test: the numbers are recorded in docs/benchmarks-ingest.md.
+Not a test: the numbers are recorded in docs/benchmarks.md.
 """
 
 from __future__ import annotations

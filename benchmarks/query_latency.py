@@ -1,7 +1,7 @@
 """Latency of the named discovery queries and write-back throughput, on a generated graph of
 realistic size (default: 20k genes, 5k compounds, top-20 links each, 64-d embeddings).
 
-    python benchmarks/query_latency.py [--genes 20000 --compounds 5000 --k 20 --runs 200] [--out docs/benchmarks-queries.md]
+    python benchmarks/query_latency.py [--genes 20000 --compounds 5000 --k 20 --runs 200] [--out FILE.md]  (then paste into docs/benchmarks.md)
 
 Starts its own managed Neo4j (graph.server.Neo4jServer) in a temporary home on a free port and
 stops it at the end. Each named query runs `--runs` times with random parameters after a warm-up;

@@ -772,7 +772,7 @@ def bulk_import(
     timeout_s: float = 3600.0,
 ) -> BulkImportResult:
     """Initial load of an EMPTY database with `neo4j-admin database import full` (offline, the fastest
-    path for a first load of millions of relationships; see docs/benchmarks-ingest.md).
+    path for a first load of millions of relationships; see docs/benchmarks.md).
 
     `nodes` maps an allowlisted label to CSV files whose header names the key column as
     `<key>:ID(<Label>)` (e.g. `entrez_id:ID(Gene)`, keeping the key as a property) plus typed

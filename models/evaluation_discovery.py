@@ -6,7 +6,7 @@ Functions the lead calls with LPM outputs:
     evaluate_mechanisms(compound_emb, gene_emb, annotated_targets) -> dict
     evaluate_gene_edges(gene_emb_or_scores, truth_pairs, prior_pairs) -> dict
 
-`python -m models.evaluation_discovery [--out docs/results-discoveries.md]` runs the real-data
+`python -m models.evaluation_discovery [--out docs/results.md]` runs the real-data
 evaluation (baselines; LPM rows when `--lpm CHECKPOINT` is given) and writes the markdown snippet.
 """
 
@@ -349,11 +349,16 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shared", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=Path("docs/results-discoveries.md"))
+    ap.add_argument("--out", type=Path, default=Path("docs/results.md"))
     args = ap.parse_args(argv)
     res, md = run_real(args.shared or get_settings().shared_data)
+    md = md.replace("## Discoveries (models/evaluation_discovery.py)",
+                    "## Discoveries on the real data (models/evaluation_discovery.py)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md)
+    # The discoveries section is the last one of docs/results.md: replace it, keep the rest.
+    old = args.out.read_text() if args.out.exists() else ""
+    head = old.split("## Discoveries on the real data", 1)[0].rstrip()
+    args.out.write_text((head + "\n\n" if head else "") + md)
     print(md)
 
 
