@@ -219,8 +219,8 @@ def test_concurrent_overlapping_loads_match_sequential(empty_graph, neo4j_settin
     from conftest import wipe_graph
 
     driver, db = empty_graph, neo4j_settings.neo4j_database
-    a = _bundle("conc_a", n_contexts=20, n_perts=400)
-    b = _bundle("conc_b", n_contexts=20, n_perts=400, ctx_offset=10, pert_offset=200)
+    a = _bundle("conc_a", n_contexts=12, n_perts=500)  # 6,000 signatures each, 2 batches each
+    b = _bundle("conc_b", n_contexts=12, n_perts=500, ctx_offset=6, pert_offset=250)
 
     t0 = time.perf_counter()
     for bundle in (a, b):
@@ -255,7 +255,7 @@ def test_concurrent_overlapping_loads_match_sequential(empty_graph, neo4j_settin
     assert _statuses(driver, db) == {"conc_a": "complete", "conc_b": "complete"}
     assert W.check_no_orphans(driver, database=db) == {}
     # Shared nodes carry both datasets' provenance.
-    shared = driver.execute_query("MATCH (c:CellLine {context_id: 'CTX0015'}) RETURN c.sources AS s",
+    shared = driver.execute_query("MATCH (c:CellLine {context_id: 'CTX0008'}) RETURN c.sources AS s",
                                   database_=db).records[0]["s"]
     assert {"conc_a", "conc_b"} <= set(shared)
     print(f"\nRELIABILITY concurrent: sequential {sequential_s:.1f}s, 3 writers {concurrent_s:.1f}s; "
