@@ -7,7 +7,6 @@ docs/reliability.md records them.
 
 
 import errno
-import json
 import os
 import shutil
 import signal
@@ -307,9 +306,7 @@ def test_dagster_step_retries_with_backoff_then_fails_clearly(tmp_path):
     failures = [e for e in events if e.event_type_value == "STEP_FAILURE"]
     assert [e.step_key for e in failures] == ["write_back"]
     message = failures[0].event_specific_data.error.message
-    assert message.startswith(f"dagster._core.definitions.events.Failure: Neo4j at bolt://127.0.0.1:{port} is "
-                              "unavailable (ServiceUnavailable") or f"Neo4j at bolt://127.0.0.1:{port} is unavailable" \
-        in message, message
+    assert f"Neo4j at bolt://127.0.0.1:{port} is unavailable (ServiceUnavailable" in message, message
     assert f"gave up after {MAX_NEO4J_RETRIES} retries" in message
     assert "not-a-real-secret" not in failures[0].event_specific_data.error.to_string()
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}

@@ -9,12 +9,12 @@ import re
 import time
 from pathlib import Path
 
+import bad_inputs as B
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import bad_inputs as B
 from graph.io.common import InputFileError
 
 REPO = Path(__file__).resolve().parents[1]
