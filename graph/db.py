@@ -26,6 +26,9 @@ def ensure_neo4j(settings: Settings, progress: Callable[[str], None] | None = No
 
 def open_driver(settings: Settings) -> Driver:
     """A driver with auth; the caller closes it (use it as a context manager)."""
-    driver = GraphDatabase.driver(settings.effective_neo4j_uri, auth=credentials(settings))
+    # UNRECOGNIZED: queries over an allowlisted type that no data has yet (e.g. REGULATES without
+    # DoRothEA) are fine; the server's "type does not exist" notice would only be noise in the logs.
+    driver = GraphDatabase.driver(settings.effective_neo4j_uri, auth=credentials(settings),
+                                  notifications_disabled_classifications=["UNRECOGNIZED"])
     driver.verify_connectivity()
     return driver

@@ -17,7 +17,6 @@ Quarantined input records (rejected by a reader or by the writer) go to
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from graph.io.common import sha256_file
 from graph.records import MEASUREMENT_COLUMNS, QuarantineRecord
 from graph.settings import Settings
 
@@ -72,14 +72,6 @@ def _check_id(dataset_id: str) -> str:
     if not _SAFE_ID.match(dataset_id) or ".." in dataset_id:
         raise ValueError(f"dataset id {dataset_id!r} is not usable as a file name ([A-Za-z0-9._-])")
     return dataset_id
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _tmp_name(path: Path) -> Path:

@@ -23,4 +23,4 @@ defs = dg.Definitions(
 
 def get_ingest_job():
     """Module-level accessor so `dagster.reconstructable` can rebuild the job in executor subprocesses."""
-    return defs.get_job_def("ingest")
+    return defs.resolve_job_def("ingest")

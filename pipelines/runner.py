@@ -32,7 +32,7 @@ def run_everything(settings: Settings, *, inputs: str, epochs: int = 12, log_lev
 
     config = run_config(epochs, seeds=seeds)
     config["loggers"] = {"console": {"config": {"log_level": log_level}}}
-    job = defs.get_job_def("perturbgraph_all")
+    job = defs.resolve_job_def("perturbgraph_all")
     return job.execute_in_process(run_config=config, instance=instance or dg.DagsterInstance.get(),
                                   raise_on_error=False)
 

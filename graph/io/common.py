@@ -77,3 +77,13 @@ def write_quarantine(records: list[QuarantineRecord], path: str | Path) -> Path:
     else:
         frame.to_parquet(path, index=False)
     return path
+
+
+def concat_long(chunks: list[pd.DataFrame]) -> pd.DataFrame:
+    """Join streamed long-table chunks into one frame (text columns categorical, as the store expects)."""
+    from graph.records import MEASUREMENT_COLUMNS
+
+    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
+    for col in MEASUREMENT_COLUMNS[:-1]:
+        frame[col] = frame[col].astype("category")
+    return frame

@@ -567,11 +567,9 @@ class GctxToLong:
 def gctx_to_long(path: str | Path, dataset_id: str, **kwargs) -> tuple[pd.DataFrame, GctxToLong]:
     """Convenience for small files: the whole long table and the finished converter (records, reports)."""
     conv = GctxToLong(path, dataset_id, **kwargs)
-    chunks = list(conv.iter_long())
-    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
-    for col in MEASUREMENT_COLUMNS[:-1]:
-        frame[col] = frame[col].astype("category")
-    return frame, conv
+    from graph.io.common import concat_long
+
+    return concat_long(list(conv.iter_long())), conv
 
 
 __all__ = ["GctData", "GctxFile", "GctxToLong", "InputFileError", "gctx_to_long", "read_gct", "read_gctx", "write_gctx"]

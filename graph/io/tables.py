@@ -396,8 +396,6 @@ class LongTableReader:
 def read_long_table(path: str | Path, dataset_id: str, **kwargs) -> tuple[pd.DataFrame, LongTableReader]:
     """Whole table at once (small files / with max_rows): the long frame and the finished reader."""
     reader = LongTableReader(path, dataset_id, **kwargs)
-    chunks = list(reader.iter_long())
-    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
-    for col in MEASUREMENT_COLUMNS[:-1]:
-        frame[col] = frame[col].astype("category")
-    return frame, reader
+    from graph.io.common import concat_long
+
+    return concat_long(list(reader.iter_long())), reader
