@@ -18,7 +18,8 @@ $(DEPS_STAMP): pyproject.toml | $(PY)
 	@touch $(DEPS_STAMP)
 
 install: $(DEPS_STAMP)
-	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
+	@$(PY) -m pip install -q --no-deps --no-build-isolation -e . >$(VENV)/.editable.log 2>&1 \
+		|| { cat $(VENV)/.editable.log; exit 1; }
 
 ## Install everything, start Neo4j, materialize every asset on the default dataset, print a summary.
 demo: install

@@ -80,13 +80,14 @@ def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: C
         for row in examples:
             table.add_row(*[str(row[c]) for c in ("kind", "from", "to", "score", "note")])
         console.print(table)
-    console.print(
+    console.print(  # markup off: Cypher's [r:TYPE] would read as rich markup
         "\nSee them in Neo4j Browser (or `perturbgraph cypher`):\n"
         "  MATCH (mv:ModelVersion {current: true})\n"
         "  MATCH (c:Compound)-[m:SHARES_MECHANISM_WITH {modelVersion: mv.version_id}]->(g:Gene)\n"
         "  RETURN c.name, g.symbol, m.rank, m.score, m.isAnnotatedTarget ORDER BY m.score DESC LIMIT 10\n"
         f"Named queries: `perturbgraph queries`. Dagster UI: `perturbgraph ui` (instance {settings.dagster_home}).\n"
-        f"Finished in {elapsed_s / 60:.1f} min."
+        f"Finished in {elapsed_s / 60:.1f} min.",
+        markup=False, highlight=False,
     )
 
 

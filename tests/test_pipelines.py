@@ -90,6 +90,48 @@ def test_model_beats_the_context_mean_baseline_on_validation(pipeline_run):
     assert run.simulated
 
 
+def test_pipeline_recovers_the_simulated_truth(pipeline_run, pipeline_env, neo4j_driver):
+    """The simulated world's hidden answers are found better than chance: compounds land on their
+    targets' knockdowns, novel predicted edges are enriched for hidden true edges, and held-out
+    experiments are predicted better than the mean baselines."""
+    import pandas as pd
+
+    from graph.io.simulated import read_ground_truth
+
+    folder = pipeline_env.data_dir / "default-seed0"
+    truth = read_ground_truth(folder)
+    knocked = set(truth["knockdown_genes"])
+    db = pipeline_env.neo4j_database
+    links = pd.DataFrame([r.data() for r in neo4j_driver.execute_query(
+        "MATCH (mv:ModelVersion {current: true}) MATCH (c:Compound)-[m:SHARES_MECHANISM_WITH]->(g:Gene) "
+        "WHERE m.modelVersion = mv.version_id RETURN toLower(c.name) AS compound, g.symbol AS gene, m.rank AS rank",
+        database_=db).records])
+    hits, n = 0, 0
+    for compound, targets in truth["compound_targets"].items():
+        sub = links[links["compound"] == compound.lower()]
+        if set(targets) & knocked and len(sub):
+            n += 1
+            hits += bool(set(sub["gene"]) & set(targets))
+    k = int(links["rank"].max())
+    assert n >= 20
+    assert hits / n >= 2 * k / len(knocked), (hits, n, k)  # at least twice the chance of a random top-k
+
+    edges = pd.read_csv(folder / "truth" / "edges.tsv", sep="\t")
+    hidden = {frozenset(e) for e in edges.loc[~edges["in_prior"].astype(bool), ["source", "target"]].itertuples(
+        index=False, name=None)}
+    novel = [frozenset((r["a"], r["b"])) for r in neo4j_driver.execute_query(
+        "MATCH (mv:ModelVersion {current: true}) MATCH (a:Gene)-[p:PREDICTED_INTERACTION]->(b:Gene) "
+        "WHERE p.modelVersion = mv.version_id AND NOT p.inPrior RETURN a.symbol AS a, b.symbol AS b",
+        database_=db).records]
+    base_rate = sum(e <= knocked for e in hidden) / (len(knocked) * (len(knocked) - 1) / 2)
+    precision = sum(e in hidden for e in novel) / len(novel)
+    assert precision >= 1.5 * base_rate, (precision, base_rate)
+
+    means = pipeline_run.asset_value("evaluation_report")["means"]
+    for baseline in ("context_mean", "no_change", "global_mean"):
+        assert means["lpm"]["pearson_per_signature"] > means[baseline]["pearson_per_signature"], baseline
+
+
 def test_rerun_of_ingest_changes_nothing(pipeline_run, pipeline_env, neo4j_driver):
     from graph import writer as W
     from pipelines.definitions import defs
@@ -172,3 +214,23 @@ def test_ingest_runs_on_the_multiprocess_executor(pipeline_run, pipeline_env, ne
         pids = {e.pid for e in result.all_events if e.event_type_value == "STEP_START"}
         assert len(pids) >= 2  # steps ran in separate processes
     assert W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database) == before
+
+
+def test_retraining_adds_a_new_current_model_version(pipeline_run, pipeline_env, neo4j_driver):
+    """What the weekly schedule and the inbox sensor launch: a new version with its own discoveries."""
+    from pipelines.definitions import defs
+    from pipelines.runner import run_config
+
+    db = pipeline_env.neo4j_database
+    first = pipeline_run.asset_value("discoveries")["version_id"]
+    result = defs.resolve_job_def("retrain").execute_in_process(
+        run_config=run_config(epochs=1), instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success
+    second = result.asset_value("discoveries")["version_id"]
+    assert second != first
+    versions = {r["v"]: r["current"] for r in neo4j_driver.execute_query(
+        "MATCH (m:ModelVersion) RETURN m.version_id AS v, m.current AS current", database_=db).records}
+    assert versions[first] is False and versions[second] is True
+    per_version = {r["v"]: r["n"] for r in neo4j_driver.execute_query(
+        "MATCH ()-[r:SHARES_MECHANISM_WITH]->() RETURN r.modelVersion AS v, count(r) AS n", database_=db).records}
+    assert per_version.get(first, 0) > 0 and per_version.get(second, 0) > 0

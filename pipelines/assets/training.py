@@ -192,7 +192,7 @@ def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSetti
     checkpoint = folder / "lpm.pt"
     context.log.info(f"training {version_id} on {len(train):,} triples ({len(valid):,} held out for validation)")
     model = build_lpm(training_set, config, seed=config.seed)
-    model.fit(train, valid, progress=False, checkpoint=folder / "training_state.pt",
+    model.fit(train, valid, progress=True, checkpoint=folder / "training_state.pt",
               snapshot_id=training_set.snapshot_id)
     model.save(checkpoint)
     (folder / "training_state.pt").unlink(missing_ok=True)
