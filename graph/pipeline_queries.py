@@ -63,3 +63,19 @@ RETURN a.symbol AS a, b.symbol AS b, p.score AS score, coalesce(p.inPrior, false
 ORDER BY in_prior ASC, score DESC
 LIMIT 1
 """
+
+# All mechanism links / predicted interactions of the current model version (evaluation against a
+# known truth, e.g. the simulated default dataset).
+CURRENT_MECHANISM_LINKS = """
+MATCH (mv:ModelVersion {current: true})
+MATCH (c:Compound)-[m:SHARES_MECHANISM_WITH]->(g:Gene)
+WHERE m.modelVersion = mv.version_id
+RETURN toLower(c.name) AS compound, g.symbol AS gene, m.rank AS rank, m.score AS score
+"""
+
+CURRENT_PREDICTED_INTERACTIONS = """
+MATCH (mv:ModelVersion {current: true})
+MATCH (a:Gene)-[p:PREDICTED_INTERACTION]->(b:Gene)
+WHERE p.modelVersion = mv.version_id
+RETURN a.symbol AS a, b.symbol AS b, p.score AS score, coalesce(p.inPrior, false) AS in_prior
+"""

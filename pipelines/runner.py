@@ -73,6 +73,18 @@ def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: C
         for model, row in sorted(report["means"].items(), key=lambda kv: kv[1].get("rmse", 9e9)):
             metrics.add_row(model, *[f"{row.get(c, float('nan')):.3f}" for c in cols])
         console.print(metrics)
+    truth_dir = settings.data_dir / "default-seed0"
+    if report and report.get("simulated") and (truth_dir / "truth").exists():
+        from pipelines.truth import recovery_report
+
+        with open_driver(settings) as driver:
+            rec = recovery_report(driver, settings.neo4j_database, truth_dir)
+        console.print(
+            f"Recovery of the simulated truth: the annotated target is the top mechanism link for "
+            f"{rec['target_at_rank1']:.0%} of {rec['compounds_with_knocked_down_target']} compounds (chance "
+            f"{rec['chance_rank1']:.1%}), in the top {rec['top_k']} for {rec['target_in_top_k']:.0%} (chance "
+            f"{rec['chance_top_k']:.0%}); {rec['novel_edge_precision_vs_hidden']:.1%} of novel predicted gene-gene "
+            f"edges are hidden true edges (base rate {rec['hidden_edge_base_rate']:.1%}).")
     if examples:
         table = Table(title="Example discoveries (current model version)")
         for col in ("kind", "from", "to", "score", "note"):

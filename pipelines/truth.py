@@ -1,0 +1,48 @@
+"""How well a pipeline run recovered the simulated default dataset's hidden truth.
+
+Only meaningful on the SIMULATED default dataset, whose answers are written to `truth/` by the
+generator (and never ingested).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from graph import pipeline_queries as PQ
+from graph.io.simulated import read_ground_truth
+
+
+def recovery_report(driver, database: str, dataset_dir: Path) -> dict[str, float]:
+    """Mechanism hit rates and novel-edge precision of the current model version, beside chance."""
+    truth = read_ground_truth(dataset_dir)
+    knocked = set(truth["knockdown_genes"])
+    links = pd.DataFrame([r.data() for r in driver.execute_query(PQ.CURRENT_MECHANISM_LINKS, database_=database,
+                                                                 routing_="r").records])
+    k = int(links["rank"].max()) if len(links) else 0
+    n = top1 = topk = 0
+    for compound, targets in truth["compound_targets"].items():
+        sub = links[links["compound"] == compound.lower()] if len(links) else links
+        if set(targets) & knocked and len(sub):
+            n += 1
+            topk += bool(set(sub["gene"]) & set(targets))
+            top1 += bool(set(sub.loc[sub["rank"] == 1, "gene"]) & set(targets))
+    edges = pd.read_csv(dataset_dir / "truth" / "edges.tsv", sep="\t")
+    hidden = {frozenset(e) for e in edges.loc[~edges["in_prior"].astype(bool), ["source", "target"]]
+              .itertuples(index=False, name=None)}
+    predicted = [r.data() for r in driver.execute_query(PQ.CURRENT_PREDICTED_INTERACTIONS, database_=database,
+                                                        routing_="r").records]
+    novel = [frozenset((r["a"], r["b"])) for r in predicted if not r["in_prior"]]
+    pairs = len(knocked) * (len(knocked) - 1) / 2
+    return {
+        "compounds_with_knocked_down_target": n,
+        "top_k": k,
+        "target_at_rank1": top1 / n if n else float("nan"),
+        "target_in_top_k": topk / n if n else float("nan"),
+        "chance_rank1": 1 / len(knocked),
+        "chance_top_k": k / len(knocked),
+        "novel_predicted_edges": len(novel),
+        "novel_edge_precision_vs_hidden": sum(e in hidden for e in novel) / len(novel) if novel else float("nan"),
+        "hidden_edge_base_rate": sum(e <= knocked for e in hidden) / pairs,
+    }
