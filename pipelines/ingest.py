@@ -148,6 +148,13 @@ def read_reference(specs: list[InputSpec], progress=print) -> ReferenceBundle:
         bundle.reports.append(result.report)
         bundle.quarantine[spec.dataset_id] = list(result.quarantine)
 
+    handled = {"gene_table", "cell_line_features", *COMPOUND_KINDS, *NETWORK_KINDS}
+    for spec in (s for s in specs if s.kind not in handled):
+        # Said out loud, never silently skipped: e.g. the L1000 landmark table, whose facts the GCTX
+        # reader already takes from the files' own row metadata (Entrez ids).
+        bundle.reports.append(ReadReport(source=spec.path, notes=[f"kind {spec.kind!r} is not written to the graph"]))
+        progress(f"not ingested: {spec.path} (kind {spec.kind} has no graph representation)")
+
     for spec in (s for s in specs if s.kind == "cell_line_features"):
         from graph.io.contexts import read_cell_line_features
 
