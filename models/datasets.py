@@ -205,7 +205,8 @@ def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
     from graph.settings import get_settings
     from graph.store import load_training_table, read_manifest
 
-    if read_manifest(get_settings(), key) is not None if key.replace("_", "").isalnum() else False:
+    is_dataset_id = key.replace("_", "").isalnum()  # store ids are [a-z0-9_]; paths never match
+    if is_dataset_id and read_manifest(get_settings(), key) is not None:
         # A dataset ingested by the pipeline: its values from the columnar store (hash verified).
         return _finish(load_training_table(get_settings(), [key]).loc[:, list(LONG_COLUMNS)])
     if key == "tahoe":

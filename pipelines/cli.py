@@ -66,8 +66,10 @@ def neo4j_status() -> None:
         return
     from graph.server import ServerState
 
-    status = _server().status()
-    typer.echo(str(status))
+    server = _server()
+    status = server.status()
+    rss = server.resident_memory_mib() if status.state is ServerState.RUNNING else None
+    typer.echo(str(status) + (f"; resident memory {rss:,.0f} MiB" if rss else ""))
     if status.state is ServerState.STALE:
         console.print("[yellow]the pid file is stale (the process is gone); `perturbgraph neo4j start` recovers[/]")
     raise typer.Exit({ServerState.RUNNING: 0, ServerState.STOPPED: 3, ServerState.STALE: 4}[status.state])

@@ -159,8 +159,7 @@ def read_reference(specs: list[InputSpec], progress=print) -> ReferenceBundle:
         from graph.io.contexts import read_cell_line_features
 
         progress(f"reading cell-line features {spec.path}")
-        features = read_cell_line_features(spec.path, "basex_rnaseq" if not spec.simulated else "basex_rnaseq",
-                                           fill="gene_mean")
+        features = read_cell_line_features(spec.path, "basex_rnaseq", fill="gene_mean")
         bundle.datasets.append(dataset_record(spec))
         bundle.context_features[spec.dataset_id] = features.matrix
         bundle.reports.append(features.report)

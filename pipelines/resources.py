@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 from neo4j import Driver
@@ -27,7 +28,7 @@ class PerturbGraphSettings(dg.ConfigurableResource):
 
     def settings(self) -> Settings:
         base = get_settings()
-        return base.model_copy(update={"home": base.home.__class__(self.home)}) if self.home else base
+        return base.model_copy(update={"home": Path(self.home)}) if self.home else base
 
     @property
     def inputs(self) -> str:
@@ -59,7 +60,7 @@ class Neo4jResource(dg.ConfigurableResource):
         if self.database:
             update["neo4j_database"] = self.database
         if self.home:
-            update["home"] = base.home.__class__(self.home)
+            update["home"] = Path(self.home)
         return base.model_copy(update=update)
 
     @property

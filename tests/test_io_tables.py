@@ -156,15 +156,18 @@ def test_dose_and_time_columns(tmp_path):
 
 
 def test_quarantine_output_and_hash(tmp_path):
-    from graph.io.common import quarantine_frame, sha256_file, write_quarantine
+    """Readers' quarantine records land in the store's per-dataset table with the raw payload verbatim."""
+    from graph.io.common import sha256_file
     from graph.records import QuarantineRecord
+    from graph.settings import Settings
+    from graph.store import read_quarantine, write_quarantine
 
+    settings = Settings(home=tmp_path)
     recs = [QuarantineRecord("f", "k1", "why", {"x": 1.5, "name": 'a "b" {c}'}), QuarantineRecord("f", "k2", "other")]
-    frame = quarantine_frame(recs)
-    assert list(frame.columns) == ["source", "record_key", "reason", "raw"] and len(frame) == 2
-    back = pd.read_parquet(write_quarantine(recs, tmp_path / "q" / "q.parquet"))
-    assert back["raw"].iloc[0] == '{"name": "a \\"b\\" {c}", "x": 1.5}'
-    assert len(pd.read_csv(write_quarantine(recs, tmp_path / "q.csv"))) == 2
+    write_quarantine(settings, "ds", recs)
+    back = read_quarantine(settings, "ds")
+    assert list(back.columns) == ["source", "record_key", "reason", "raw"] and len(back) == 2
+    assert back.set_index("record_key").loc["k1", "raw"] == '{"name": "a \\"b\\" {c}", "x": 1.5}'
     (tmp_path / "h.txt").write_bytes(b"abc")
     assert sha256_file(tmp_path / "h.txt") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 

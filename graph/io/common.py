@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -56,27 +55,6 @@ def clean_text(value: object) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="replace")
     return unicodedata.normalize("NFKC", str(value)).strip()
-
-
-def quarantine_frame(records: list[QuarantineRecord]) -> pd.DataFrame:
-    """Quarantine records as a table (raw payload JSON-encoded so any value survives parquet/CSV)."""
-    rows = [
-        {**{k: v for k, v in asdict(r).items() if k != "raw"}, "raw": json.dumps(r.raw, default=str, sort_keys=True)}
-        for r in records
-    ]
-    return pd.DataFrame(rows, columns=["source", "record_key", "reason", "raw"])
-
-
-def write_quarantine(records: list[QuarantineRecord], path: str | Path) -> Path:
-    """Write quarantine records to parquet (or CSV when the suffix is .csv); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame = quarantine_frame(records)
-    if path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, index=False)
-    return path
 
 
 def concat_long(chunks: list[pd.DataFrame]) -> pd.DataFrame:

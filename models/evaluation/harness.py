@@ -43,6 +43,8 @@ class Resources:
     gene_graph: pd.DataFrame | None = None  # source, target, weight
     context_features: pd.DataFrame | None = None
     perturbation_targets: dict[str, list[str]] | None = None
+    perturbation_compounds: dict[str, str] | None = None  # perturbation -> key in compound_smiles
+    perturbation_doses: dict[str, float] | None = None  # perturbation -> dose (uM)
     lpm_epochs: int | None = None  # None = LPMConfig default
     lpm_config: object | None = None  # an LPMConfig; overrides lpm_epochs
 
@@ -78,7 +80,9 @@ def build_model(name: str, *, seed: int, resources: Resources, split_kind: str =
             config = LPMConfig() if resources.lpm_epochs is None else LPMConfig(max_epochs=resources.lpm_epochs)
         return LPM(config, compound_smiles=resources.compound_smiles or None, gene_graph=resources.gene_graph,
                    context_features=resources.context_features,
-                   perturbation_targets=resources.perturbation_targets, seed=seed)
+                   perturbation_targets=resources.perturbation_targets,
+                   perturbation_compounds=resources.perturbation_compounds,
+                   perturbation_doses=resources.perturbation_doses, seed=seed)
     if name == "linear":
         features = {"unseen-compound": "fingerprint", "unseen-gene": "target_gene"}.get(split_kind, "other_contexts")
         return LinearPCARidge(features=features, compound_smiles=resources.compound_smiles)

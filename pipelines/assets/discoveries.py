@@ -100,7 +100,7 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
         metrics = {"valid": lpm_model.valid_metrics, "evaluation": evaluation_report}
         record = ModelVersionRecord(
             config=lpm_model.config, dataset_ids=training_set.dataset_ids,
-            dataset_hashes=tuple(_dataset_hashes(training_set)), metrics=metrics, trained_at=lpm_model.trained_at,
+            dataset_hashes=training_set.dataset_hashes, metrics=metrics, trained_at=lpm_model.trained_at,
             code_version=code_version(), version_id=lpm_model.version_id, embedding_dim=int(pert_emb.shape[1]),
             checkpoint_path=lpm_model.checkpoint,
         )
@@ -130,13 +130,4 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
     context.add_output_metadata(metadata)
     return {"version_id": record.version_id, "mechanism_links": n_links,
             "rank1_is_annotated_target": top_hits, "pruned": report.pruned}
-
-
-def _dataset_hashes(training_set: TrainingSet) -> list[str]:
-    from graph.settings import get_settings
-    from graph.store import read_manifest
-
-    settings = get_settings()
-    return [getattr(read_manifest(settings, d), "sha256", "") or "" for d in training_set.dataset_ids]
-
 

@@ -27,6 +27,7 @@ class TrainingSet:
     table_path: str
     snapshot_id: str  # hash of the datasets' store hashes: same graph snapshot, same id
     dataset_ids: tuple[str, ...]
+    dataset_hashes: tuple[str, ...]  # store sha256 per dataset, as recorded on the Dataset nodes
     n_rows: int
     compound_smiles: dict[str, str] = field(default_factory=dict)  # compound_id -> SMILES
     perturbation_compounds: dict[str, str] = field(default_factory=dict)  # perturbation_id -> compound_id
@@ -139,7 +140,8 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
         "perturbations": int(table["perturbation"].nunique()), "readouts": int(table["readout"].nunique()),
         "compounds_with_structure": len(smiles), "prior_edges": len(edges), "simulated": simulated,
     })
-    return TrainingSet(str(table_path), snapshot, tuple(dataset_ids), len(table), smiles, pert_compound, doses,
+    return TrainingSet(str(table_path), snapshot, tuple(dataset_ids), tuple(r["store_sha256"] for r in datasets),
+                       len(table), smiles, pert_compound, doses,
                        targets, graph_path, ctx_path, simulated)
 
 
@@ -241,34 +243,27 @@ def lpm_beats_context_mean(lpm_model: ModelRun) -> dg.AssetCheckResult:
                       "same metrics (pooled RMSE/MAE/R²/Pearson, per-signature Pearson, top-50 overlap).")
 def evaluation_report(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSettings,
                       training_set: TrainingSet, config: EvaluationConfig) -> dict:
-    from models.evaluation.harness import Resources, build_model, markdown_table, write_results
+    from models.evaluation.harness import Resources, markdown_table, run_benchmark, write_results
     from models.evaluation.metrics import HIGHER_IS_BETTER
-    from models.evaluation.splits import make_split
+    from models.module import LPMConfig
 
     settings = perturbgraph.settings()
     table = training_set.table()
     target = config.target_context or str(table.groupby("context", observed=True)["signature_id"].nunique().idxmax())
     resources = Resources(compound_smiles=training_set.compound_smiles, gene_graph=training_set.gene_graph(),
                           context_features=training_set.context_features(),
-                          perturbation_targets=training_set.perturbation_targets)
-    from models.evaluation.harness import evaluate_model, expand_model_names
-
-    names = expand_model_names(["lpm", "baselines"], table, resources)
-    rows = []
-    for seed in config.seeds:
-        split = make_split(table, config.split, context=target if "experiment" in config.split or
-                           "context" in config.split else None, seed=seed)
-        for name in names:
-            model = (build_lpm(training_set, TrainingConfig(max_epochs=config.max_epochs), seed=seed)
-                     if name == "lpm" else build_model(name, seed=seed, resources=resources, split_kind=config.split))
-            context.log.info(f"seed {seed}: {name}")
-            record = {"model": name, "seed": seed, "split": config.split, "context": target,
-                      "n_train": len(split.train), "n_test": len(split.test),
-                      "n_test_experiments": len(split.experiments("test")), "description": split.description,
-                      "error": ""}
-            record.update(evaluate_model(model, split))
-            rows.append(record)
-    results = pd.DataFrame(rows)
+                          perturbation_targets=training_set.perturbation_targets,
+                          perturbation_compounds=training_set.perturbation_compounds,
+                          perturbation_doses=training_set.perturbation_doses,
+                          lpm_config=LPMConfig(max_epochs=config.max_epochs))
+    needs_context = config.split in ("unseen-experiment", "unseen-context")
+    results = run_benchmark(table, config.split, context=target if needs_context else None,
+                            models=["lpm", "baselines"], seeds=config.seeds, resources=resources,
+                            on_result=lambda r: context.log.info(
+                                f"seed {r['seed']} {r['model']}: {r['error'] or round(r['rmse'], 4)}"))
+    failed = results.loc[results["error"] != "", ["model", "error"]]
+    if len(failed):
+        raise dg.Failure(f"evaluation failed for {failed.to_dict('records')}", allow_retries=False)
     out = settings.artifacts_dir / "evaluation" / training_set.snapshot_id
     json_path, md_path = write_results(results, out, name=f"{config.split}-{target}",
                                        title=f"{config.split} (target {target})"
