@@ -89,6 +89,14 @@ def from_ranked(df: pd.DataFrame, *, up_only: bool = False) -> pd.DataFrame:
     return _finish(out)
 
 
+def most_measured_readouts(df: pd.DataFrame, n: int) -> list[str]:
+    """The n readouts with the most rows (= signatures measuring them, one row per signature and
+    readout); ties broken by name so the choice never depends on values or row order."""
+    counts = df.groupby("readout", observed=True).size().reset_index(name="n")
+    counts["readout"] = counts["readout"].astype(str)
+    return counts.sort_values(["n", "readout"], ascending=[False, True])["readout"].head(n).tolist()
+
+
 def load_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str] = "dense",
                contexts: list[str] | None = None, n_random: int | None = None, seed: int = 0) -> pd.DataFrame:
     """Tahoe-100M signed rank scores.
@@ -105,9 +113,7 @@ def load_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str
     if isinstance(readouts, str) and readouts == "dense":
         keep = dense_readouts(raw)
     elif isinstance(readouts, int):
-        counts = raw.groupby("readout", observed=True).size().reset_index(name="n")
-        counts["readout"] = counts["readout"].astype(str)
-        keep = counts.sort_values(["n", "readout"], ascending=[False, True])["readout"].head(readouts).tolist()
+        keep = most_measured_readouts(raw, readouts)
     elif isinstance(readouts, str) and readouts == "all":
         keep = None
     else:

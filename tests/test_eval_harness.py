@@ -115,3 +115,14 @@ def test_lpm_runs_through_the_same_path():
     res = run_benchmark(df, "unseen-experiment", context="ctx0", models=["lpm"], seeds=[0],
                         resources=Resources(lpm_config=LPMConfig.paper(max_epochs=2)))
     assert res["error"].iloc[0] == "" and np.isfinite(res["rmse"].iloc[0])
+
+
+def test_lpm_paper_is_the_lpm_with_every_encoder_off():
+    from models.evaluation.harness import build_model
+    from models.module import LPMConfig
+
+    res = Resources(lpm_config=LPMConfig(max_epochs=3, embed_dim=16))
+    full, paper = (build_model(n, seed=0, resources=res).config for n in ("lpm", "lpm_paper"))
+    assert full.use_compound_encoder and full.use_gene_graph and full.use_targets
+    assert paper == LPMConfig.paper(max_epochs=3, embed_dim=16)
+    assert expand_model_names(["lpm_paper", "lpm"], _data(), res) == ["lpm_paper", "lpm"]

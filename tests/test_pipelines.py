@@ -217,3 +217,31 @@ def test_retraining_adds_a_new_current_model_version(pipeline_run, pipeline_env,
     per_version = {r["v"]: r["n"] for r in neo4j_driver.execute_query(
         "MATCH ()-[r:SHARES_MECHANISM_WITH]->() RETURN r.modelVersion AS v, count(r) AS n", database_=db).records}
     assert per_version.get(first, 0) > 0 and per_version.get(second, 0) > 0
+
+
+def test_training_set_can_pick_datasets_and_cap_readouts(pipeline_run, pipeline_env, neo4j_driver, pipeline_instance):
+    """Training on part of the graph: named datasets only, and the N most-measured readouts."""
+    from pipelines.definitions import defs
+
+    ids = sorted(r["d"] for r in neo4j_driver.execute_query(
+        "MATCH (d:Dataset {status: 'complete'}) WHERE d.store_path IS NOT NULL RETURN d.dataset_id AS d",
+        database_=pipeline_env.neo4j_database).records)
+    assert len(ids) >= 2
+    job = dg.define_asset_job("training_set_only", selection=["training_set"]).resolve(
+        asset_graph=defs.resolve_asset_graph())
+    full = pipeline_run.asset_value("training_set")
+    result = job.execute_in_process(
+        run_config={"ops": {"training_set": {"config": {"datasets": ids[:1], "max_readouts": 40}}}},
+        instance=pipeline_instance, resources=defs.resources, raise_on_error=False)
+    assert result.success
+    part = result.asset_value("training_set")
+    table = part.table()
+    assert part.dataset_ids == (ids[0],)
+    assert table["readout"].nunique() == 40 and table["dataset"].astype(str).unique().tolist() == [ids[0]]
+    assert part.snapshot_id != full.snapshot_id
+
+    bad = job.execute_in_process(run_config={"ops": {"training_set": {"config": {"datasets": ["no-such-dataset"]}}}},
+                                 instance=pipeline_instance, resources=defs.resources, raise_on_error=False)
+    assert not bad.success
+    failure = next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "no-such-dataset" in failure.event_specific_data.error.message

@@ -33,6 +33,8 @@ from models.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES, evaluate_p
 from models.evaluation.splits import Split, make_split
 
 BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn")
+# lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only).
+LPM_NAMES = ("lpm", "lpm_paper")
 
 
 @dataclass
@@ -60,10 +62,11 @@ def expand_model_names(names: Iterable[str], df: pd.DataFrame, resources: Resour
             has_compounds = (df["perturbation_type"].astype(str) == "compound").any()
             out += [b for b in BASELINE_NAMES
                     if b != "tanimoto_knn" or (has_compounds and bool(resources.compound_smiles))]
-        elif name == "lpm" or name in BASELINE_NAMES:
+        elif name in LPM_NAMES or name in BASELINE_NAMES:
             out.append(name)
         else:
-            raise ValueError(f"unknown model {name!r}; choose from lpm, baselines, {', '.join(BASELINE_NAMES)}")
+            raise ValueError(f"unknown model {name!r}; choose from {', '.join(LPM_NAMES)}, baselines, "
+                             f"{', '.join(BASELINE_NAMES)}")
     return list(dict.fromkeys(out))
 
 
@@ -71,13 +74,18 @@ def build_model(name: str, *, seed: int, resources: Resources, split_kind: str =
     """A fresh, unfitted model. The linear baseline picks perturbation features that exist for the
     split: fingerprints for unseen compounds, the target gene's embedding for unseen genes, the
     perturbation's profile in other contexts otherwise."""
-    if name == "lpm":
+    if name in LPM_NAMES:
+        from dataclasses import replace
+
         from models.lpm import LPM
         from models.module import LPMConfig
 
         config = resources.lpm_config
         if config is None:
             config = LPMConfig() if resources.lpm_epochs is None else LPMConfig(max_epochs=resources.lpm_epochs)
+        if name == "lpm_paper":  # same training settings, every feature encoder off
+            config = replace(config, use_compound_encoder=False, use_gene_graph=False, use_targets=False,
+                             use_context_features=False)
         return LPM(config, compound_smiles=resources.compound_smiles or None, gene_graph=resources.gene_graph,
                    context_features=resources.context_features,
                    perturbation_targets=resources.perturbation_targets,

@@ -16,6 +16,7 @@ import pandas as pd
 
 from graph import pipeline_queries as PQ
 from graph.store import load_training_table
+from models.datasets import most_measured_readouts
 from pipelines.ingest import ReferenceBundle
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
 
@@ -68,6 +69,10 @@ class TrainingConfig(dg.Config):
     seed: int = 0
     paper_model: bool = False  # True: the published LPM (no feature encoders)
     prior_min_score: float = 0.4
+    # training_set only: which complete datasets to train on (empty = all of them), and a cap on the
+    # readouts (the N measured in the most signatures; 0 = all) to bound CPU training time.
+    datasets: list[str] = []
+    max_readouts: int = 0
 
 
 class EvaluationConfig(dg.Config):
@@ -94,15 +99,31 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
     settings = perturbgraph.settings()
     with neo4j.guarded(context) as driver:
         datasets = driver.execute_query(PQ.MEASUREMENT_DATASETS, database_=neo4j.db, routing_="r").records
-        dataset_ids = [r["dataset_id"] for r in datasets]
-        if not dataset_ids:
+        available = [r["dataset_id"] for r in datasets]
+        if not available:
             raise dg.Failure("no complete measurement dataset in the graph: materialize the sources and graph "
                              "groups first", allow_retries=False)
+        if config.datasets:
+            if missing := sorted(set(config.datasets) - set(available)):
+                raise dg.Failure(f"training_set: datasets {missing} are not complete in the graph; "
+                                 f"choose from {available}", allow_retries=False)
+            datasets = [r for r in datasets if r["dataset_id"] in set(config.datasets)]
+        dataset_ids = [r["dataset_id"] for r in datasets]
         table = load_training_table(settings, dataset_ids, driver, database=neo4j.db)
+        n_readouts_all = int(table["readout"].nunique())
+        if config.max_readouts and n_readouts_all > config.max_readouts:
+            keep = most_measured_readouts(table, config.max_readouts)
+            table = table[table["readout"].astype(str).isin(keep)].reset_index(drop=True)
+            for col in table.select_dtypes("category"):
+                table[col] = table[col].cat.remove_unused_categories()
         side = driver.execute_query(PQ.PERTURBATION_SIDE_INFO, database_=neo4j.db, routing_="r").records
         edges = driver.execute_query(PQ.PRIOR_GENE_EDGES, min_score=config.prior_min_score, database_=neo4j.db,
                                      routing_="r").records
-    snapshot = hashlib.sha256("|".join(f"{r['dataset_id']}={r['store_sha256']}" for r in datasets).encode()).hexdigest()[:16]
+    # Same datasets and same readout cap = same snapshot id (the cap changes what the model sees).
+    key = "|".join(f"{r['dataset_id']}={r['store_sha256']}" for r in datasets)
+    if config.max_readouts and n_readouts_all > config.max_readouts:
+        key += f"|max_readouts={config.max_readouts}"
+    snapshot = hashlib.sha256(key.encode()).hexdigest()[:16]
     out = settings.artifacts_dir / "training" / snapshot
     out.mkdir(parents=True, exist_ok=True)
     table_path = out / "table.parquet"
@@ -137,7 +158,7 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
     context.add_output_metadata({
         "snapshot_id": snapshot, "rows": len(table), "datasets": dg.MetadataValue.json(dataset_ids),
         "signatures": int(table["signature_id"].nunique()), "contexts": int(table["context"].nunique()),
-        "perturbations": int(table["perturbation"].nunique()), "readouts": int(table["readout"].nunique()),
+        "perturbations": int(table["perturbation"].nunique()), "readouts": int(table["readout"].nunique()), "readouts_before_cap": n_readouts_all,
         "compounds_with_structure": len(smiles), "prior_edges": len(edges), "simulated": simulated,
     })
     return TrainingSet(str(table_path), snapshot, tuple(dataset_ids), tuple(r["store_sha256"] for r in datasets),

@@ -1,0 +1,148 @@
+"""The whole loop on the real shared data: ingest, train the LPM twice, write discoveries back, query.
+
+Not a test (it takes tens of minutes on 2 cores). It shows, on ../shared/data:
+
+1. every shared file goes through the `ingest` job (skipped with --reuse when the graph is complete);
+2. the `retrain` job (training_set -> lpm_model -> evaluation_report -> discoveries) trains on the
+   Tahoe-100M drugs and the Replogle CRISPRi knock-downs together (the N readouts measured in the
+   most signatures) and writes a ModelVersion with its embeddings and links; run twice with two
+   seeds, so the graph holds two distinguishable versions;
+3. the named queries answer on real content: the mechanism links of the two MTOR inhibitors in
+   Tahoe (everolimus, temsirolimus) against the MTOR knock-down in Replogle, compounds that mimic
+   the MTOR knock-down, MTOR's inferred interactions, and what the second version changed.
+
+    nice python benchmarks/shared_discoveries.py [--home DIR] [--port 7692] [--reuse] [--epochs 8]
+
+Prints JSON (also written to <home>/shared_discoveries.json); figures go to docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+TRAIN_DATASETS = ["tahoe100m_ranked_signatures", "replogle2022_k562_rpe1_crispri_top1000"]
+MTOR_INHIBITORS = ["Everolimus", "Temsirolimus"]
+
+
+def _retrain_config(args: argparse.Namespace, seed: int) -> dict:
+    return {"ops": {
+        "training_set": {"config": {"datasets": TRAIN_DATASETS, "max_readouts": args.max_readouts}},
+        "lpm_model": {"config": {"max_epochs": args.epochs, "seed": seed}},
+        "evaluation_report": {"config": {"max_epochs": args.eval_epochs, "seeds": [seed],
+                                         "target_context": "A498"}},
+        "discoveries": {"config": {"seed": seed}},
+    }}
+
+
+def _mtor_ranks(checkpoint: str, ts) -> dict:
+    """Rank of the MTOR knock-down among all knock-downs for each MTOR inhibitor, scored exactly as
+    the mechanism links are (centred cosine), so ranks beyond the stored top-k are visible too."""
+    from models.discovery import aggregate_embeddings, mechanism_links
+    from models.lpm import LPM
+
+    emb = LPM.load(checkpoint).embeddings("perturbation")
+    knockdowns = {p: t[0] for p, t in ts.perturbation_targets.items() if len(t) == 1 and p in emb.index}
+    compounds = {p: c for p, c in ts.perturbation_compounds.items() if p in emb.index}
+    wanted = {c for p, c in compounds.items() if any(m.lower() in p.lower() for m in MTOR_INHIBITORS)}
+    gene_emb = aggregate_embeddings(emb, knockdowns)
+    links = mechanism_links(aggregate_embeddings(emb, compounds), gene_emb, k=len(gene_emb), n_null=200)
+    hits = links[links["compound"].isin(wanted) & (links["gene"] == "MTOR")]
+    return {str(r.compound): {"rank": int(r.rank), "of": len(gene_emb), "score": round(float(r.score), 3)}
+            for r in hits.itertuples()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--home", default="/tmp/perturbgraph-shared-discoveries")
+    parser.add_argument("--port", type=int, default=7692)
+    parser.add_argument("--reuse", action="store_true", help="keep an existing home and skip a complete ingest")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--eval-epochs", type=int, default=4)
+    parser.add_argument("--max-readouts", type=int, default=1000)
+    args = parser.parse_args()
+    if not args.reuse:
+        import shutil
+
+        shutil.rmtree(args.home, ignore_errors=True)
+    os.environ.update(PERTURBGRAPH_HOME=args.home, PERTURBGRAPH_NEO4J_BOLT_PORT=str(args.port),
+                      PERTURBGRAPH_INPUTS="shared")
+    os.environ.pop("NEO4J_URI", None)
+    import dagster as dg
+
+    from graph import discovery_writer as W
+    from graph.db import open_driver
+    from graph.server import Neo4jServer
+    from graph.settings import reload_settings
+
+    settings = reload_settings()
+    server = Neo4jServer(settings)
+    server.start()
+    from pipelines.definitions import defs
+
+    dagster_home = Path(args.home) / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.local_temp(str(dagster_home))
+    report: dict = {"args": vars(args), "versions": []}
+    began = time.monotonic()
+    try:
+        with open_driver(settings) as driver:
+            done = {r["d"] for r in driver.execute_query(
+                "MATCH (d:Dataset {status: 'complete'}) RETURN d.dataset_id AS d", database_=settings.neo4j_database
+            ).records}
+        if not (args.reuse and set(TRAIN_DATASETS) <= done):
+            t = time.monotonic()
+            result = defs.resolve_job_def("ingest").execute_in_process(instance=instance, raise_on_error=False)
+            report["ingest_s"] = round(time.monotonic() - t)
+            if not result.success:
+                raise SystemExit("ingest failed: see the Dagster events above")
+            print(f"[{time.monotonic() - began:5.0f}s] ingest done in {report['ingest_s']} s", flush=True)
+        for seed in (0, 1):
+            t = time.monotonic()
+            result = defs.resolve_job_def("retrain").execute_in_process(
+                run_config=_retrain_config(args, seed), instance=instance, raise_on_error=False)
+            seconds = round(time.monotonic() - t)
+            if not result.success:
+                raise SystemExit(f"retrain (seed {seed}) failed after {seconds} s: see the Dagster events above")
+            run, disc, ts = (result.asset_value(k) for k in ("lpm_model", "discoveries", "training_set"))
+            evaluation = result.asset_value("evaluation_report")
+            step_s = {}
+            for event in result.all_events:
+                if event.event_type_value == "STEP_SUCCESS":
+                    step_s[event.step_key] = round(event.event_specific_data.duration_ms / 1000)
+            report["versions"].append({
+                "seed": seed, "version_id": disc["version_id"], "seconds": seconds, "step_seconds": step_s,
+                "training_rows": ts.n_rows, "epochs_run": len(run.history), "valid": run.valid_metrics,
+                "evaluation_means": evaluation.get("means"), "mechanism_links": disc["mechanism_links"],
+                "rank1_is_annotated_target": disc["rank1_is_annotated_target"],
+                "mtor_rank_among_knockdowns": _mtor_ranks(run.checkpoint, ts),
+            })
+            print(f"[{time.monotonic() - began:5.0f}s] version {disc['version_id']} in {seconds} s", flush=True)
+        queries: dict = {}
+        with open_driver(settings) as driver:
+            db = settings.neo4j_database
+            for compound in MTOR_INHIBITORS:
+                queries[f"mechanism --compound {compound}"] = W.run_named_query(
+                    driver, "mechanism", {"compound": compound, "limit": 20}, database=db)
+            queries["mimics --gene MTOR"] = W.run_named_query(driver, "mimics", {"gene": "MTOR", "limit": 10},
+                                                               database=db)
+            queries["interactions --gene MTOR"] = W.run_named_query(driver, "interactions",
+                                                                     {"gene": "MTOR", "limit": 10}, database=db)
+            queries["similar-compounds --compound Everolimus"] = W.run_named_query(
+                driver, "similar-compounds", {"compound": "Everolimus", "k": 5}, database=db)
+            queries["model-versions"] = W.run_named_query(driver, "model-versions", {}, database=db)
+            queries["version-summary"] = W.run_named_query(driver, "version-summary", {}, database=db)
+        report["queries"] = queries
+        report["total_s"] = round(time.monotonic() - began)
+    finally:
+        server.stop()
+    text = json.dumps(report, indent=1, default=str)
+    (Path(args.home) / "shared_discoveries.json").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
