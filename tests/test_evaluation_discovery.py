@@ -73,3 +73,17 @@ def test_corum_and_string_readers(tmp_path):
 def test_string_reader_on_real_file(shared_data):
     pairs = E.string_pairs(shared_data / "networks/string_v12_edges.tsv.gz", min_score=900)
     assert len(pairs) > 10_000 and all(a != b for a, b in list(pairs)[:100])
+
+
+def test_mtor_rank_counts_the_knockdowns_scored_above_mtor():
+    rng = np.random.default_rng(0)
+    kd = pd.DataFrame(rng.normal(size=(6, 4)), index=["MTOR", "A", "B", "C", "D", "E"])
+    rapalog = kd.loc[["MTOR"]].rename(index={"MTOR": "rapalog"}) * 2  # same direction as the MTOR knock-down
+    other = kd.loc[["C"]].rename(index={"C": "otherdrug"})
+    emb = pd.concat([kd, rapalog, other])
+    ranks = E.mtor_ranks(emb, kd.index, {"rapalog": {"MTOR"}, "otherdrug": {"MTOR", "X"}, "untargeted": {"A"}})
+    assert ranks["rapalog"] == 1
+    scores = E.similarity_scores(emb.loc[["otherdrug"]], kd).loc["otherdrug"]
+    assert ranks["otherdrug"] == int((scores > scores["MTOR"]).sum()) + 1 > 1
+    assert set(ranks) == {"rapalog", "otherdrug"}
+    assert E.mtor_ranks(emb, ["A", "B"], {"rapalog": {"MTOR"}}) == {}  # MTOR never knocked down
