@@ -296,18 +296,24 @@ WITH mv.version_id AS v
 """
 
 # $compound: compound id or exact name (index lookups), else a case-insensitive name or an alias.
-_COMPOUND = """
+# A name can belong to several compounds (stereo variants listed apart): the one the model embedded
+# (it carries the discoveries) wins, then the smallest compound_id.
+_RESOLVE_COMPOUND = """
 OPTIONAL MATCH (c1:Compound {compound_id: $compound})
-OPTIONAL MATCH (c2:Compound {name: $compound})
-WITH v, coalesce(c1, c2) AS hit
+OPTIONAL CALL (c1) {
+  WITH c1 WHERE c1 IS NULL
+  MATCH (c2:Compound {name: $compound})
+  RETURN c2 ORDER BY c2.embedding_perturbation IS NULL, c2.compound_id LIMIT 1
+}
+WITH __CARRY__coalesce(c1, c2) AS hit
 OPTIONAL CALL (hit) {
   WITH hit WHERE hit IS NULL
   MATCH (x:Compound) WHERE toLower(x.name) = toLower($compound) OR $compound IN coalesce(x.aliases, [])
-  RETURN x ORDER BY x.compound_id LIMIT 1
+  RETURN x ORDER BY x.embedding_perturbation IS NULL, x.compound_id LIMIT 1
 }
-WITH v, coalesce(hit, x) AS c
-WHERE c IS NOT NULL
+WITH __CARRY__coalesce(hit, x) AS c
 """
+_COMPOUND = _RESOLVE_COMPOUND.replace("__CARRY__", "v, ") + "WHERE c IS NOT NULL\n"
 
 # $gene: symbol or Entrez id (index lookups), else a case-insensitive symbol.
 _GENE = """
@@ -371,16 +377,7 @@ ORDER BY perturbation_id, direction DESC, rank
 LIMIT $limit
 """
 
-SIMILAR_COMPOUNDS = """
-OPTIONAL MATCH (c1:Compound {compound_id: $compound})
-OPTIONAL MATCH (c2:Compound {name: $compound})
-WITH coalesce(c1, c2) AS hit
-OPTIONAL CALL (hit) {
-  WITH hit WHERE hit IS NULL
-  MATCH (x:Compound) WHERE toLower(x.name) = toLower($compound) OR $compound IN coalesce(x.aliases, [])
-  RETURN x ORDER BY x.compound_id LIMIT 1
-}
-WITH coalesce(hit, x) AS c
+SIMILAR_COMPOUNDS = _RESOLVE_COMPOUND.replace("__CARRY__", "") + """\
 WHERE c IS NOT NULL AND c.embedding_perturbation IS NOT NULL
 CALL db.index.vector.queryNodes('compound_embedding_perturbation_vidx', $k * 2 + 10, c.embedding_perturbation)
 YIELD node, score

@@ -142,3 +142,20 @@ def test_real_compound_tables(shared_data):
     assert built.report.read == len(subset) and any(not r.has_structure for r in built.records)
     idx = name_index(built.records)
     assert idx["imatinib"] == ima.compound_id
+
+
+def test_name_shared_by_stereo_variants_joins_one_representative():
+    from graph.records import CompoundRecord
+
+    def rec(key: str, name: str, phase: str = "") -> CompoundRecord:
+        return CompoundRecord(compound_id=key, name=name, inchikey=key, inchikey_block1=key.split("-")[0],
+                              has_structure=True, clinical_phase=phase)
+
+    # everolimus in LINCS: no stereo, and two stereo assignments of one skeleton
+    records = [rec("HKVAMNSJSFKALM-UHFFFAOYSA-N", "everolimus"), rec("HKVAMNSJSFKALM-VTDMOWJCSA-N", "everolimus"),
+               rec("HKVAMNSJSFKALM-DHGBBOBXSA-N", "everolimus", "Launched"),
+               rec("AAAAAAAAAAAAAA-UHFFFAOYSA-N", "samename"), rec("BBBBBBBBBBBBBB-UHFFFAOYSA-N", "samename")]
+    idx = name_index(records)
+    assert idx["everolimus"] == "HKVAMNSJSFKALM-DHGBBOBXSA-N"  # defined stereo, then the launched one
+    assert "samename" not in idx  # two different skeletons: not guessed
+    assert name_index(records[:2])["everolimus"] == "HKVAMNSJSFKALM-VTDMOWJCSA-N"

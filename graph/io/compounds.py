@@ -370,7 +370,13 @@ def build_compounds(entries: Iterable[CompoundEntry], *, timeout_s: float | None
 
 def name_index(records: Iterable[CompoundRecord]) -> dict[str, str]:
     """{normalised name or alias: compound_id} for joining signature tables by drug name or pert_id.
-    A key shared by several compounds is left out (not guessed)."""
+
+    A key shared by several compounds is left out (not guessed), except when all of them are stereo
+    variants of one skeleton (same InChIKey first block: LINCS lists everolimus three times with
+    different or missing stereo): then the name means that drug and joins its representative, the
+    variant with defined stereo, the most advanced clinical phase, then the smallest compound_id."""
+    records = list(records)
+    by_id = {r.compound_id: r for r in records}
     seen: dict[str, set[str]] = defaultdict(set)
     for r in records:
         for n in (r.name, *r.aliases):
@@ -379,4 +385,14 @@ def name_index(records: Iterable[CompoundRecord]) -> dict[str, str]:
                 seen[k].add(r.compound_id)
             if n and n != k:
                 seen[n].add(r.compound_id)  # raw pert_ids ("BRD-K76022557") match verbatim too
-    return {k: next(iter(v)) for k, v in seen.items() if len(v) == 1}
+
+    def representative(ids: set[str]) -> str | None:
+        if len(ids) == 1:
+            return next(iter(ids))
+        blocks = {by_id[i].inchikey_block1 for i in ids}
+        if len(blocks) != 1 or "" in blocks:
+            return None
+        return min(ids, key=lambda i: (by_id[i].inchikey.split("-")[1:2] == ["UHFFFAOYSA"],
+                                       -_phase_rank(by_id[i].clinical_phase), i))
+
+    return {k: rep for k, v in seen.items() if (rep := representative(v)) is not None}
