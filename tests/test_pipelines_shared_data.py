@@ -3,7 +3,7 @@
 The slice keeps the facts the assertions are about and stays small enough for CI (about two
 minutes): 12 Tahoe-100M drugs (the two MTOR inhibitors everolimus and temsirolimus among them) in
 all 10 cell lines, 60 Replogle CRISPRi knock-downs in K562 and RPE1 (MTOR and the 13 proteasome
-subunits among them), on 300 readouts both measure; the compound tables, gene table and STRING
+subunits among them), on 200 readouts both measure; the compound tables, gene table and STRING
 restricted to those drugs and genes. Files are written in the users' formats and go through the
 same input detection as any user file.
 """
@@ -23,7 +23,7 @@ from graph.settings import reload_settings
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow, pytest.mark.shared_data]
 
 MTOR_INHIBITORS = ["Everolimus", "Temsirolimus"]
-N_OTHER_DRUGS, N_KNOCKDOWNS, N_READOUTS = 10, 60, 300
+N_OTHER_DRUGS, N_KNOCKDOWNS, N_READOUTS = 10, 60, 200
 
 
 def _norm(name: str) -> str:
@@ -93,8 +93,8 @@ def slice_run(shared_slice, neo4j_settings, neo4j_driver, tmp_path_factory):
 
         n_kd = len(shared_slice["knockdowns"])
         config = {"ops": {
-            "lpm_model": {"config": {"max_epochs": 12}},
-            "evaluation_report": {"config": {"max_epochs": 4, "seeds": [0]}},
+            "lpm_model": {"config": {"max_epochs": 6}},
+            "evaluation_report": {"config": {"max_epochs": 2, "seeds": [0]}},
             # every knock-down gets a link, so MTOR's rank is visible wherever it lands
             "discoveries": {"config": {"mechanism_top_k": n_kd, "interaction_top_k": 10}},
         }, "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
