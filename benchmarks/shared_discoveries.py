@@ -55,6 +55,33 @@ def _mtor_ranks(checkpoint: str, ts) -> dict:
             for r in hits.itertuples()}
 
 
+LATENCY_PARAMS = {
+    "mechanism": {"compound": "Everolimus"}, "mimics": {"gene": "MTOR"}, "interactions": {"gene": "PSMB1"},
+    "response": {"compound": "Everolimus", "context": "K562"}, "similar-compounds": {"compound": "Everolimus"},
+    "similar-genes": {"gene": "PSMB1"}, "similar-contexts": {"context": "A498"}, "model-versions": {},
+    "version-summary": {}, "version-changes": {},
+}
+
+
+def _latency(driver, database: str, repeats: int = 30) -> dict:
+    """p50 / p95 wall time (ms) of each named query on this graph, after 3 warm-up calls."""
+    import numpy as np
+
+    from graph.discovery_writer import run_named_query
+
+    out = {}
+    for name, params in LATENCY_PARAMS.items():
+        times = []
+        for i in range(repeats + 3):
+            t = time.perf_counter()
+            rows = run_named_query(driver, name, params, database=database)
+            if i >= 3:
+                times.append((time.perf_counter() - t) * 1000)
+        out[name] = {"p50": round(float(np.percentile(times, 50)), 1),
+                     "p95": round(float(np.percentile(times, 95)), 1), "rows": len(rows)}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--home", default="/tmp/perturbgraph-shared-discoveries")
@@ -135,6 +162,7 @@ def main() -> None:
                 driver, "similar-compounds", {"compound": "Everolimus", "k": 5}, database=db)
             queries["model-versions"] = W.run_named_query(driver, "model-versions", {}, database=db)
             queries["version-summary"] = W.run_named_query(driver, "version-summary", {}, database=db)
+            report["latency_ms"] = _latency(driver, db)
         report["queries"] = queries
         report["total_s"] = round(time.monotonic() - began)
     finally:
