@@ -158,6 +158,8 @@ def main() -> None:
                                                                database=db)
             queries["interactions --gene MTOR"] = W.run_named_query(driver, "interactions",
                                                                      {"gene": "MTOR", "limit": 10}, database=db)
+            queries["interactions --gene PSMB1"] = W.run_named_query(driver, "interactions",
+                                                                      {"gene": "PSMB1", "limit": 10}, database=db)
             queries["similar-compounds --compound Everolimus"] = W.run_named_query(
                 driver, "similar-compounds", {"compound": "Everolimus", "k": 5}, database=db)
             queries["model-versions"] = W.run_named_query(driver, "model-versions", {}, database=db)
