@@ -173,7 +173,7 @@ def test_hanging_molecule_is_cut_off_and_the_rest_proceed():
 
     smiles = ["CCO", B.HANG_MARKER, "c1ccccc1", "CC(=O)O"]
     with StructureStandardiser(timeout_s=2.0, batch_size=10, worker=B.hanging_worker) as st_:
-        st_._get_pool()  # start-up (a fresh interpreter importing RDKit) is not part of the limit
+        st_.start()  # start-up (a fresh interpreter importing RDKit) is not part of the limit
         t0 = time.perf_counter()
         out = st_.standardise(smiles)
         seconds = time.perf_counter() - t0

@@ -119,18 +119,32 @@ def _standardise_batch(smiles: list[str]) -> list[tuple[str, str, str]]:
     return [_standardise(s) for s in smiles]
 
 
+def _serve(conn, worker) -> None:
+    """Worker process loop: batches in, results out, until the pipe closes."""
+    while True:
+        try:
+            batch = conn.recv()
+        except EOFError:
+            return
+        conn.send(worker(batch))
+
+
 class StructureStandardiser:
     """Standardise SMILES with a per-molecule time limit.
 
-    `timeout_s=None` runs in-process (trusted input). Otherwise a one-process spawn pool handles batches;
-    a batch that overruns (timeout_s + 20 ms per molecule) is redone molecule by molecule, and a molecule
-    that overruns timeout_s is rejected ("standardisation exceeded ...") and the worker restarted.
+    `timeout_s=None` runs in-process (trusted input). Otherwise one spawned worker process handles
+    batches over a pipe; a batch that overruns (timeout_s + 20 ms per molecule) is redone molecule by
+    molecule, and a molecule that overruns timeout_s is rejected ("standardisation exceeded ...") and
+    the worker killed (SIGKILL, bounded join) and restarted. A plain process rather than
+    multiprocessing.Pool: Pool.terminate() can hang when a worker is replaced while the pool shuts
+    down, which stalled an ingest under heavy load.
     """
 
     def __init__(self, timeout_s: float | None = 10.0, batch_size: int = 200, worker=None):
         self.timeout_s, self.batch_size = timeout_s, batch_size
         self.worker = worker or _standardise_batch  # a module-level function (it is pickled to the worker)
-        self._pool = None
+        self._proc = None
+        self._conn = None
         self.timeouts = 0
 
     def __enter__(self) -> StructureStandardiser:
@@ -140,24 +154,42 @@ class StructureStandardiser:
         self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(10)
+            self._proc = None
 
-    def _get_pool(self):
-        if self._pool is None:
-            self._pool = mp.get_context("spawn").Pool(1)
-            # Start-up (a fresh interpreter importing RDKit) must not count against a molecule's limit.
-            self._pool.apply_async(_standardise_batch, (["C"],)).get(STARTUP_TIMEOUT_S)
-        return self._pool
+    def start(self) -> None:
+        """Start the worker now (otherwise the first batch does): a fresh interpreter importing
+        RDKit takes seconds, which must not count against a molecule's limit."""
+        if self._proc is None:
+            ctx = mp.get_context("spawn")
+            self._conn, child = ctx.Pipe()
+            self._proc = ctx.Process(target=_serve, args=(child, self.worker), daemon=True)
+            self._proc.start()
+            child.close()
+            self._conn.send(["C"])
+            if not self._conn.poll(STARTUP_TIMEOUT_S):
+                self.close()
+                raise RuntimeError(f"the RDKit worker did not start within {STARTUP_TIMEOUT_S} s")
+            self._conn.recv()
+
+    def _call(self, batch: list[str], timeout: float) -> list[tuple[str, str, str]] | None:
+        self.start()
+        self._conn.send(batch)
+        if self._conn.poll(timeout):
+            try:
+                return self._conn.recv()
+            except EOFError:  # the worker died (e.g. RDKit crashed on a molecule)
+                pass
+        self.close()  # stuck or dead: kill it, a fresh one starts on the next call
+        return None
 
     def _run(self, batch: list[str], timeout: float) -> list[tuple[str, str, str]] | None:
-        try:
-            return self._get_pool().apply_async(self.worker, (batch,)).get(timeout)
-        except mp.TimeoutError:
-            self.close()  # the worker is stuck: kill it, a fresh one starts on the next call
-            return None
+        return self._call(batch, timeout)
 
     def standardise(self, smiles_list: Iterable[str]) -> dict[str, Structure]:
         out: dict[str, Structure] = {}
