@@ -30,7 +30,8 @@ MTOR_INHIBITORS = ["Everolimus", "Temsirolimus"]
 
 def _retrain_config(args: argparse.Namespace, seed: int) -> dict:
     return {"ops": {
-        "training_set": {"config": {"datasets": TRAIN_DATASETS, "max_readouts": args.max_readouts}},
+        "training_set": {"config": {"datasets": TRAIN_DATASETS, "max_readouts": args.max_readouts,
+                                    "prior_min_score": args.prior_min_score}},
         "lpm_model": {"config": {"max_epochs": args.epochs, "seed": seed}},
         "evaluation_report": {"config": {"max_epochs": args.eval_epochs, "seeds": [seed],
                                          "target_context": "A498"}},
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--eval-epochs", type=int, default=4)
     parser.add_argument("--max-readouts", type=int, default=1000)
+    parser.add_argument("--prior-min-score", type=float, default=0.7,
+                        help="prior gene edges kept for the gene encoder (STRING score / DoRothEA weight)")
     args = parser.parse_args()
     if not args.reuse:
         import shutil
