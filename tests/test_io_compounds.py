@@ -156,6 +156,22 @@ def test_name_shared_by_stereo_variants_joins_one_representative():
                rec("HKVAMNSJSFKALM-DHGBBOBXSA-N", "everolimus", "Launched"),
                rec("AAAAAAAAAAAAAA-UHFFFAOYSA-N", "samename"), rec("BBBBBBBBBBBBBB-UHFFFAOYSA-N", "samename")]
     idx = name_index(records)
-    assert idx["everolimus"] == "HKVAMNSJSFKALM-DHGBBOBXSA-N"  # defined stereo, then the launched one
+    assert idx["everolimus"] == "HKVAMNSJSFKALM-DHGBBOBXSA-N"  # defined stereo, then the smallest key
     assert "samename" not in idx  # two different skeletons: not guessed
     assert name_index(records[:2])["everolimus"] == "HKVAMNSJSFKALM-VTDMOWJCSA-N"
+
+
+def test_structureless_entry_joins_the_stereo_representative_of_its_name():
+    """Repurposing Hub names everolimus without a SMILES; LINCS gives two stereo variants: the Hub's
+    targets must land on the compound the name joins, not on a separate name-only record."""
+    entries = [
+        CompoundEntry("everolimus", "drugs", "d1", targets=("MTOR",), clinical_phase="Launched"),
+        CompoundEntry("everolimus", "lincs", "BRD-A1", smiles="C[C@H](N)C(=O)O"),  # L-alanine as a stand-in
+        CompoundEntry("everolimus", "lincs", "BRD-A2", smiles="C[C@@H](N)C(=O)O"),  # D-alanine: same skeleton
+    ]
+    built = build_compounds(entries, timeout_s=None)
+    structured = [r for r in built.records if r.has_structure]
+    assert not [r for r in built.records if not r.has_structure]
+    rep = name_index(built.records)["everolimus"]
+    assert rep in {r.compound_id for r in structured}
+    assert next(r for r in built.records if r.compound_id == rep).targets == ("MTOR",)

@@ -326,6 +326,16 @@ def _phase_rank(phase: str) -> float:
     return max((float(n) for n in nums), default=0.0 if p else -1.0)
 
 
+def stereo_representative(keys: Iterable[str]) -> str | None:
+    """The one InChIKey that stands for `keys`: the only one, or, when all are stereo variants of one
+    skeleton (same first block), the variant with defined stereo and then the smallest key; None
+    when they are different molecules (a name shared by those is ambiguous, not guessed)."""
+    keys = sorted(set(keys))
+    if not keys or len({k.split("-")[0] for k in keys}) != 1:
+        return None
+    return min(keys, key=lambda k: (k.split("-")[1:2] == ["UHFFFAOYSA"], k))
+
+
 def build_compounds(entries: Iterable[CompoundEntry], *, timeout_s: float | None = 10.0,
                     source: str = "compounds") -> ReadResult[CompoundRecord]:
     """Standardise and merge entries from any number of sources into one CompoundRecord per compound.
@@ -360,8 +370,8 @@ def build_compounds(entries: Iterable[CompoundEntry], *, timeout_s: float | None
             found = set()
             for n in (e.name, *e.aliases):
                 found |= name_to_keys.get(normalise_compound_name(n), set())
-            if len(found) == 1:
-                key = next(iter(found))
+            if (rep := stereo_representative(found)) is not None:
+                key = rep  # one structure, or stereo variants of one skeleton: the same drug
             else:
                 norm = normalise_compound_name(e.name) or normalise_compound_name(e.aliases[0] if e.aliases else "")
                 key = f"name:{norm}"
@@ -405,8 +415,8 @@ def name_index(records: Iterable[CompoundRecord]) -> dict[str, str]:
 
     A key shared by several compounds is left out (not guessed), except when all of them are stereo
     variants of one skeleton (same InChIKey first block: LINCS lists everolimus three times with
-    different or missing stereo): then the name means that drug and joins its representative, the
-    variant with defined stereo, the most advanced clinical phase, then the smallest compound_id."""
+    different or missing stereo): then the name means that drug and joins `stereo_representative`,
+    the same compound that structure-less entries of that name merged into in `build_compounds`."""
     records = list(records)
     by_id = {r.compound_id: r for r in records}
     seen: dict[str, set[str]] = defaultdict(set)
@@ -418,13 +428,11 @@ def name_index(records: Iterable[CompoundRecord]) -> dict[str, str]:
             if n and n != k:
                 seen[n].add(r.compound_id)  # raw pert_ids ("BRD-K76022557") match verbatim too
 
-    def representative(ids: set[str]) -> str | None:
+    def resolve(ids: set[str]) -> str | None:
         if len(ids) == 1:
             return next(iter(ids))
-        blocks = {by_id[i].inchikey_block1 for i in ids}
-        if len(blocks) != 1 or "" in blocks:
+        if any(not by_id[i].inchikey for i in ids):  # a structure-less namesake: ambiguous
             return None
-        return min(ids, key=lambda i: (by_id[i].inchikey.split("-")[1:2] == ["UHFFFAOYSA"],
-                                       -_phase_rank(by_id[i].clinical_phase), i))
+        return stereo_representative(ids)
 
-    return {k: rep for k, v in seen.items() if (rep := representative(v)) is not None}
+    return {k: rep for k, v in seen.items() if (rep := resolve(v)) is not None}
