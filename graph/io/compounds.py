@@ -177,7 +177,7 @@ class StructureStandardiser:
                 raise RuntimeError(f"the RDKit worker did not start within {STARTUP_TIMEOUT_S} s")
             self._conn.recv()
 
-    def _call(self, batch: list[str], timeout: float) -> list[tuple[str, str, str]] | None:
+    def _run(self, batch: list[str], timeout: float) -> list[tuple[str, str, str]] | None:
         self.start()
         self._conn.send(batch)
         if self._conn.poll(timeout):
@@ -187,9 +187,6 @@ class StructureStandardiser:
                 pass
         self.close()  # stuck or dead: kill it, a fresh one starts on the next call
         return None
-
-    def _run(self, batch: list[str], timeout: float) -> list[tuple[str, str, str]] | None:
-        return self._call(batch, timeout)
 
     def standardise(self, smiles_list: Iterable[str]) -> dict[str, Structure]:
         out: dict[str, Structure] = {}
