@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -94,23 +93,13 @@ def main() -> None:
     parser.add_argument("--prior-min-score", type=float, default=0.7,
                         help="prior gene edges kept for the gene encoder (STRING score / DoRothEA weight)")
     args = parser.parse_args()
-    if not args.reuse:
-        import shutil
+    from shared_ingest import start_shared_server  # benchmarks/ is on sys.path when run as a script
 
-        shutil.rmtree(args.home, ignore_errors=True)
-    os.environ.update(PERTURBGRAPH_HOME=args.home, PERTURBGRAPH_NEO4J_BOLT_PORT=str(args.port),
-                      PERTURBGRAPH_INPUTS="shared")
-    os.environ.pop("NEO4J_URI", None)
+    settings, server = start_shared_server(args.home, args.port, wipe=not args.reuse)
     import dagster as dg
 
     from graph import discovery_writer as W
     from graph.db import open_driver
-    from graph.server import Neo4jServer
-    from graph.settings import reload_settings
-
-    settings = reload_settings()
-    server = Neo4jServer(settings)
-    server.start()
     from pipelines.definitions import defs
 
     dagster_home = Path(args.home) / "dagster"

@@ -15,25 +15,32 @@ import shutil
 import time
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--home", default="/tmp/perturbgraph-shared-ingest")
-    parser.add_argument("--port", type=int, default=7691)
-    args = parser.parse_args()
-    shutil.rmtree(args.home, ignore_errors=True)
-    os.environ.update(PERTURBGRAPH_HOME=args.home, PERTURBGRAPH_NEO4J_BOLT_PORT=str(args.port),
-                      PERTURBGRAPH_INPUTS="shared")
+def start_shared_server(home: str, port: int, *, wipe: bool = True):
+    """Point PerturbGraph at `home` with the shared inputs and a managed Neo4j on `port` (any
+    NEO4J_URI is ignored), start it; returns (settings, server). wipe: start from an empty home."""
+    if wipe:
+        shutil.rmtree(home, ignore_errors=True)
+    os.environ.update(PERTURBGRAPH_HOME=home, PERTURBGRAPH_NEO4J_BOLT_PORT=str(port), PERTURBGRAPH_INPUTS="shared")
     os.environ.pop("NEO4J_URI", None)
-    import dagster as dg
-
-    from graph import writer as W
-    from graph.db import open_driver
     from graph.server import Neo4jServer
     from graph.settings import reload_settings
 
     settings = reload_settings()
     server = Neo4jServer(settings)
     server.start()
+    return settings, server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", default="/tmp/perturbgraph-shared-ingest")
+    parser.add_argument("--port", type=int, default=7691)
+    args = parser.parse_args()
+    settings, server = start_shared_server(args.home, args.port)
+    import dagster as dg
+
+    from graph import writer as W
+    from graph.db import open_driver
     from pipelines.definitions import defs
 
     counts = []
