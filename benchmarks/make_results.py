@@ -1,6 +1,6 @@
 """Regenerate the tables of docs/results.md from the real shared data: the LPM beside every baseline.
 
-    nice python benchmarks/make_results.py                  # every benchmark (about 1.5 h on 2 cores)
+    nice python benchmarks/make_results.py                  # every benchmark (hours on 2 CPU cores)
     nice python benchmarks/make_results.py --only 0,1       # just those sections; the others are kept
     python benchmarks/make_results.py --quick               # 1 seed, 2 LPM epochs: a smoke run
 
