@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from graph.schema import NodeKey, require_label, require_property, require_rel_type
+from graph.schema import COMPOUND_ALIAS_INDEX, NodeKey, require_label, require_property, require_rel_type
 
 # ---------------------------------------------------------------------------------------------
 # What the discovery layer writes (all members of graph.schema's allowlists)
@@ -295,34 +295,40 @@ WHERE ($version IS NULL AND mv.current = true) OR mv.version_id = $version
 WITH mv.version_id AS v
 """
 
-# $compound: compound id or exact name (index lookups), else a case-insensitive name or an alias.
-# A name can belong to several compounds (stereo variants listed apart): the one the model embedded
-# (it carries the discoveries) wins, then the smallest compound_id.
+# $compound: compound id, else a name (case-insensitive), else an alias (exact); every step is an
+# index seek (name_lower: range index; aliases: keyword fulltext index, whose Lucene query is the
+# quoted, escaped $compound). A name can belong to several compounds (stereo variants listed
+# apart): the one the model embedded (it carries the discoveries) wins, then the exact spelling,
+# then the smallest compound_id.
+# $compound as one quoted Lucene phrase (backslashes and quotes escaped): with the keyword analyzer
+# it matches exactly one whole alias, whatever characters the alias has.
+ALIAS_PHRASE = r"""'"' + replace(replace($compound, '\\', '\\\\'), '"', '\\"') + '"'"""
 _RESOLVE_COMPOUND = """
 OPTIONAL MATCH (c1:Compound {compound_id: $compound})
 OPTIONAL CALL (c1) {
   WITH c1 WHERE c1 IS NULL
-  MATCH (c2:Compound {name: $compound})
-  RETURN c2 ORDER BY c2.embedding_perturbation IS NULL, c2.compound_id LIMIT 1
+  MATCH (c2:Compound {name_lower: toLower($compound)})
+  RETURN c2 ORDER BY c2.embedding_perturbation IS NULL, c2.name <> $compound, c2.compound_id LIMIT 1
 }
 WITH __CARRY__coalesce(c1, c2) AS hit
 OPTIONAL CALL (hit) {
-  WITH hit WHERE hit IS NULL
-  MATCH (x:Compound) WHERE toLower(x.name) = toLower($compound) OR $compound IN coalesce(x.aliases, [])
+  WITH hit WHERE hit IS NULL AND size($compound) > 0
+  CALL db.index.fulltext.queryNodes('__ALIAS_INDEX__', __ALIAS_PHRASE__) YIELD node
+  WITH node AS x WHERE x:Compound AND $compound IN x.aliases
   RETURN x ORDER BY x.embedding_perturbation IS NULL, x.compound_id LIMIT 1
 }
 WITH __CARRY__coalesce(hit, x) AS c
-"""
+""".replace("__ALIAS_INDEX__", COMPOUND_ALIAS_INDEX.index_name).replace("__ALIAS_PHRASE__", ALIAS_PHRASE)
 _COMPOUND = _RESOLVE_COMPOUND.replace("__CARRY__", "v, ") + "WHERE c IS NOT NULL\n"
 
-# $gene: symbol or Entrez id (index lookups), else a case-insensitive symbol.
+# $gene: symbol or Entrez id, else a case-insensitive symbol (symbol_upper); all index seeks.
 _GENE = """
 OPTIONAL MATCH (g1:Gene {symbol: $gene})
 OPTIONAL MATCH (g2:Gene {entrez_id: toInteger($gene)})
 WITH v, coalesce(g1, g2) AS hit
 OPTIONAL CALL (hit) {
   WITH hit WHERE hit IS NULL
-  MATCH (x:Gene) WHERE toUpper(x.symbol) = toUpper($gene)
+  MATCH (x:Gene {symbol_upper: toUpper($gene)})
   RETURN x ORDER BY x.entrez_id LIMIT 1
 }
 WITH v, coalesce(hit, x) AS g
@@ -395,7 +401,7 @@ OPTIONAL MATCH (g2:Gene {entrez_id: toInteger($gene)})
 WITH coalesce(g1, g2) AS hit
 OPTIONAL CALL (hit) {
   WITH hit WHERE hit IS NULL
-  MATCH (x:Gene) WHERE toUpper(x.symbol) = toUpper($gene)
+  MATCH (x:Gene {symbol_upper: toUpper($gene)})
   RETURN x ORDER BY x.entrez_id LIMIT 1
 }
 WITH coalesce(hit, x) AS g
@@ -423,13 +429,14 @@ ORDER BY score DESC, context_id
 LIMIT $k
 """
 
+# Link counts are stored on the version when it is published (record_version_summary), so this
+# reads a few properties instead of counting every link of every version.
 MODEL_VERSIONS = """
 MATCH (m:ModelVersion)
 RETURN m.version_id AS version_id, m.current AS current, m.status AS status, m.trained_at AS trained_at,
        m.code_version AS code_version, m.dataset_ids AS dataset_ids,
-       COUNT { ()-[r:SHARES_MECHANISM_WITH]->() WHERE r.modelVersion = m.version_id } AS mechanism_links,
-       COUNT { ()-[r:PREDICTED_INTERACTION]->() WHERE r.modelVersion = m.version_id } AS interaction_links,
-       COUNT { ()-[r:PREDICTED_EFFECT]->() WHERE r.modelVersion = m.version_id } AS effect_links
+       m.mechanism_links AS mechanism_links, m.interaction_links AS interaction_links,
+       m.effect_links AS effect_links
 ORDER BY coalesce(m.trained_at, m.created_at) DESC, version_id DESC
 """
 
@@ -451,7 +458,9 @@ WITH new.version_id AS v, old.version_id AS prev
 
 # Counts per relationship type: links only in the new version (added), only in the previous one
 # (removed), in both (kept). Links are compared by their endpoints (and context for effects).
-MODEL_VERSION_SUMMARY = f"""{_VERSION_PAIR}
+# It touches every link of both versions (seconds on a large graph), so it runs once, when a version
+# is published, and its rows are stored on the version (STORE_VERSION_SUMMARY).
+COMPUTE_VERSION_SUMMARY = f"""{_VERSION_PAIR}
 CALL (v, prev) {{
   MATCH (a)-[r:SHARES_MECHANISM_WITH]->(b) WHERE r.modelVersion = v
   WITH count(r) AS n_new,
@@ -476,6 +485,36 @@ CALL (v, prev) {{
   RETURN 'PREDICTED_EFFECT' AS relationship, n_new - kept AS added, count(o) - kept AS removed, kept
 }}
 RETURN v AS model_version, prev AS previous_version, relationship, added, removed, kept
+"""
+
+# COMPUTE_VERSION_SUMMARY's rows as aligned lists, and the version's link counts (added + kept).
+STORE_VERSION_SUMMARY = """
+MATCH (m:ModelVersion {version_id: $version_id})
+SET m.summary_previous_version = $previous_version,
+    m.summary_relationships = $relationships,
+    m.summary_added = $added,
+    m.summary_removed = $removed,
+    m.summary_kept = $kept,
+    m.summary_at = $now,
+    m.mechanism_links = $mechanism_links,
+    m.interaction_links = $interaction_links,
+    m.effect_links = $effect_links
+RETURN m.version_id AS version_id
+"""
+
+VERSIONS_WITHOUT_SUMMARY = """
+MATCH (m:ModelVersion) WHERE m.summary_relationships IS NULL AND m.status = 'complete'
+RETURN m.version_id AS version_id
+"""
+
+# What a version changed, as stored when it was published (vs the previous version kept then).
+MODEL_VERSION_SUMMARY = """
+MATCH (m:ModelVersion)
+WHERE ($version IS NULL AND m.current = true) OR m.version_id = $version
+UNWIND range(0, size(coalesce(m.summary_relationships, [])) - 1) AS i
+RETURN m.version_id AS model_version, m.summary_previous_version AS previous_version,
+       m.summary_relationships[i] AS relationship, m.summary_added[i] AS added,
+       m.summary_removed[i] AS removed, m.summary_kept[i] AS kept
 """
 
 # The individual mechanism and interaction links added or removed (vs the previous version).
@@ -603,7 +642,7 @@ NAMED_QUERIES: dict[str, NamedQuery] = {
         NamedQuery("model-versions", MODEL_VERSIONS,
                    "Model versions in the graph (newest first) with their link counts.", {}),
         NamedQuery("version-summary", MODEL_VERSION_SUMMARY,
-                   "Links added / removed / kept by a model version vs the previous kept version.",
+                   "Links added / removed / kept by a model version vs the version before it (stored at publish time).",
                    {"version": _V}),
         NamedQuery("version-changes", MODEL_VERSION_CHANGES,
                    "The mechanism and interaction links a model version added or removed vs the previous one.",

@@ -154,6 +154,38 @@ def update_model_metrics(driver: Driver, version_id: str, metrics: Mapping[str, 
                          database_=database, routing_=RoutingControl.WRITE)
 
 
+_SUMMARY_COUNT_PROPS = {"SHARES_MECHANISM_WITH": "mechanism_links", "PREDICTED_INTERACTION": "interaction_links",
+                       "PREDICTED_EFFECT": "effect_links"}
+
+
+def record_version_summary(driver: Driver, version_id: str, *, database: str | None = None) -> list[dict[str, Any]]:
+    """Compare a version's links with the previous kept version's and store the result (and the
+    link counts) on the version node, where `version-summary` and `model-versions` read it.
+    Returns the summary rows."""
+    rows = driver.execute_query(DQ.COMPUTE_VERSION_SUMMARY, version=version_id, database_=database).records
+    rows = [r.data() for r in rows]
+    if not rows:
+        raise KeyError(f"no model version {version_id!r}")
+    by_rel = {r["relationship"]: r for r in rows}
+    counts = {prop: int(by_rel[rel]["added"] + by_rel[rel]["kept"]) if rel in by_rel else 0
+              for rel, prop in _SUMMARY_COUNT_PROPS.items()}
+    driver.execute_query(
+        DQ.STORE_VERSION_SUMMARY, version_id=version_id, previous_version=rows[0]["previous_version"],
+        relationships=[r["relationship"] for r in rows], added=[int(r["added"]) for r in rows],
+        removed=[int(r["removed"]) for r in rows], kept=[int(r["kept"]) for r in rows], now=_now(),
+        database_=database, **counts)
+    return rows
+
+
+def backfill_version_summaries(driver: Driver, *, database: str | None = None) -> list[str]:
+    """Store the summary of every complete version that has none (graphs written before summaries
+    were stored at publish time). Returns the versions filled in."""
+    missing = [r["version_id"] for r in driver.execute_query(DQ.VERSIONS_WITHOUT_SUMMARY, database_=database).records]
+    for version_id in missing:
+        record_version_summary(driver, version_id, database=database)
+    return missing
+
+
 def set_current_version(driver: Driver, version_id: str, *, database: str | None = None) -> None:
     """Mark `version_id` current (status 'complete') and every other version non-current, in one tx."""
 
@@ -493,7 +525,9 @@ def publish_discoveries(
     if effects is not None:
         report.stats["PREDICTED_EFFECT"] = write_predicted_effects(
             driver, record.version_id, effects, symbol_map=symbols, database=database, batch_size=batch_size)
+    record_version_summary(driver, record.version_id, database=database)
     set_current_version(driver, record.version_id, database=database)
+    backfill_version_summaries(driver, database=database)
     report.stale_embeddings_cleared = clear_stale_embeddings(driver, record.version_id, kinds=embeddings.keys(),
                                                              database=database)
     if embeddings:

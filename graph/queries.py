@@ -58,6 +58,18 @@ SHOW_CONSTRAINTS = "SHOW CONSTRAINTS YIELD name, type, labelsOrTypes, properties
 SHOW_INDEXES = "SHOW INDEXES YIELD name, state"
 AWAIT_INDEXES = "CALL db.awaitIndexes($timeout_s)"
 
+# Graphs written before the case-folded lookup keys existed get them here (a no-op afterwards).
+BACKFILL_LOOKUP_KEYS = (
+    """
+MATCH (g:Gene) WHERE g.symbol IS NOT NULL AND g.symbol_upper IS NULL
+CALL (g) { SET g.symbol_upper = toUpper(g.symbol) } IN TRANSACTIONS OF 10000 ROWS
+""",
+    """
+MATCH (c:Compound) WHERE c.name IS NOT NULL AND c.name_lower IS NULL
+CALL (c) { SET c.name_lower = toLower(c.name) } IN TRANSACTIONS OF 10000 ROWS
+""",
+)
+
 # ---------------------------------------------------------------------------------------------
 # Dataset
 # ---------------------------------------------------------------------------------------------
@@ -90,6 +102,7 @@ UNWIND $rows AS row
 MERGE (g:Gene {{entrez_id: row.entrez_id}})
 {_node_set("g", {"symbol": "symbol", "name": "symbol", "description": "description", "ensembl_id": "ensembl_id",
                  "gene_type": "gene_type", "source": "source"}, {"aliases": "aliases"})}
+SET g.symbol_upper = toUpper(g.symbol)
 RETURN count(*) AS written
 """
 
@@ -101,6 +114,7 @@ MERGE (c:Compound {{compound_id: row.compound_id}})
                  "clinical_phase": "clinical_phase", "source": "source"},
            {"aliases": "aliases", "moa": "moa", "target_symbols": "targets"},
            on_match={"has_structure": "coalesce(c.has_structure, false) OR row.has_structure"})}
+SET c.name_lower = toLower(c.name)
 RETURN count(*) AS written
 """
 
@@ -375,3 +389,4 @@ QUERIES: dict[str, str] = {
     if name.isupper() and not name.startswith("_") and isinstance(value, str)
 }
 QUERIES.update({f"ORPHAN_CHECKS.{k}": v for k, v in ORPHAN_CHECKS.items()})
+QUERIES.update({f"BACKFILL_LOOKUP_KEYS.{i}": v for i, v in enumerate(BACKFILL_LOOKUP_KEYS)})

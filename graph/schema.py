@@ -169,9 +169,37 @@ NODE_KEYS: dict[str, NodeKey] = {
     )
 }
 
+@dataclass(frozen=True)
+class FulltextIndex:
+    """A Lucene index over string / string-list properties. With the `keyword` analyzer every value
+    is one exact token: the index answers list-membership lookups that a range index cannot."""
+
+    label: str
+    props: tuple[str, ...]
+    analyzer: str = "keyword"
+
+    def __post_init__(self) -> None:
+        require_label(self.label)
+        for prop in self.props:
+            require_property(prop)
+
+    @property
+    def index_name(self) -> str:
+        return f"{self.label.lower()}_{'_'.join(self.props)}_ftidx"
+
+    def index_cypher(self) -> str:
+        on = ", ".join(f"n.{p}" for p in self.props)
+        return (f"CREATE FULLTEXT INDEX {self.index_name} IF NOT EXISTS FOR (n:{self.label}) ON EACH [{on}] "
+                f"OPTIONS {{indexConfig: {{`fulltext.analyzer`: '{self.analyzer}'}}}}")
+
+
+# symbol_upper / name_lower: case-folded copies (set by the writer) so that case-insensitive
+# lookups are index seeks, not scans of every Gene / Compound.
 PROPERTY_INDEXES: tuple[PropertyIndex, ...] = (
     PropertyIndex("Gene", "symbol"),
+    PropertyIndex("Gene", "symbol_upper"),
     PropertyIndex("Compound", "name"),
+    PropertyIndex("Compound", "name_lower"),
     PropertyIndex("Compound", "inchikey_block1"),
     PropertyIndex("CellLine", "name"),
     PropertyIndex("Perturbation", "perturbation_type"),
@@ -179,9 +207,13 @@ PROPERTY_INDEXES: tuple[PropertyIndex, ...] = (
     PropertyIndex("Dataset", "status"),
 )
 
+# Compound aliases (pert_ids, other names) are a string list.
+COMPOUND_ALIAS_INDEX = FulltextIndex("Compound", ("aliases",))
+FULLTEXT_INDEXES: tuple[FulltextIndex, ...] = (COMPOUND_ALIAS_INDEX,)
+
 
 def schema_statements() -> list[str]:
     """DDL in the order it must run: uniqueness constraints first, then the lookup indexes."""
     return [nk.constraint_cypher() for nk in NODE_KEYS.values()] + [
-        ix.index_cypher() for ix in PROPERTY_INDEXES
+        ix.index_cypher() for ix in (*PROPERTY_INDEXES, *FULLTEXT_INDEXES)
     ]

@@ -46,6 +46,7 @@ from graph.records import (
     SignatureRecord,
 )
 from graph.schema import (
+    FULLTEXT_INDEXES,
     INGEST_NODE_LABELS,
     INGEST_REL_TYPES,
     NODE_KEYS,
@@ -187,6 +188,8 @@ def ensure_schema(driver: Driver, database: str | None = None, timeout_s: int = 
         for stmt in statements:
             session.run(stmt).consume()
         session.run(Q.AWAIT_INDEXES, timeout_s=timeout_s).consume()
+        for backfill in Q.BACKFILL_LOOKUP_KEYS:
+            session.run(backfill).consume()
     return statements
 
 
@@ -207,7 +210,8 @@ def check_constraints(driver: Driver, database: str | None = None) -> list[str]:
         )
         if not ok:
             missing.append(nk.constraint_name)
-    missing.extend(ix.index_name for ix in PROPERTY_INDEXES if states.get(ix.index_name) != "ONLINE")
+    missing.extend(ix.index_name for ix in (*PROPERTY_INDEXES, *FULLTEXT_INDEXES)
+                   if states.get(ix.index_name) != "ONLINE")
     return missing
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -50,8 +51,10 @@ def test_named_queries_declare_every_parameter_they_use():
         used = set(re.findall(r"\$(\w+)", q.cypher))
         assert used == set(q.params), (q.name, used ^ set(q.params))
         # values only via parameters: no string literal compares to a property except fixed vocabulary
-        assert "'" not in re.sub(r"'(\w+_vidx|readout|added|removed|prior|novel|"
-                                 r"SHARES_MECHANISM_WITH|PREDICTED_INTERACTION|PREDICTED_EFFECT)'", "", q.cypher)
+        # (the escaping of the alias lookup's Lucene phrase is the one expression with other literals)
+        assert "'" not in re.sub(r"'(\w+_vidx|\w+_ftidx|readout|added|removed|prior|novel|"
+                                 r"SHARES_MECHANISM_WITH|PREDICTED_INTERACTION|PREDICTED_EFFECT)'", "",
+                                 q.cypher.replace(DQ.ALIAS_PHRASE, ""))
 
 
 def test_bind_converts_types_fills_defaults_and_rejects_unknowns():
@@ -82,6 +85,7 @@ def test_bound_values_are_never_spliced_into_the_query(value):
 
 SYMS = {"MTOR": 2475, "RPTOR": 57521, "BRAF": 673, "MAP2K1": 5604, "EGFR": 1956}
 V1, V2 = "v1-test", "v2-test"
+ODD_ALIAS = 'AY-22989 "x\\" (1:2)*?'  # Lucene syntax characters, a quote and a backslash
 
 
 def _emb(rows: dict[str, list[float]]) -> pd.DataFrame:
@@ -91,7 +95,7 @@ def _emb(rows: dict[str, list[float]]) -> pd.DataFrame:
 def build(driver) -> None:
     GW.ensure_schema(driver)
     GW.write_genes(driver, [GeneRecord(e, s, s) for s, e in SYMS.items()], "t")
-    comps = [CompoundRecord("RAPA", "sirolimus", aliases=("rapamycin",), targets=("MTOR",)),
+    comps = [CompoundRecord("RAPA", "sirolimus", aliases=("rapamycin", ODD_ALIAS), targets=("MTOR",)),
              CompoundRecord("EVER", "everolimus", targets=("MTOR",)),
              CompoundRecord("VEMU", "vemurafenib", targets=("BRAF",))]
     GW.write_compounds(driver, comps, "t")
@@ -132,13 +136,15 @@ def test_named_queries_return_planted_content(empty_graph):
     build(empty_graph)
     d = empty_graph
     # mechanism: by id, exact name, alias, case-insensitive name; defaults to the current version
-    for key in ("RAPA", "sirolimus", "rapamycin", "SIROLIMUS"):
+    for key in ("RAPA", "sirolimus", "rapamycin", "SIROLIMUS", ODD_ALIAS):
         rows = q(d, "mechanism", compound=key)
         assert [(r["gene"], r["rank"], r["annotated_target"]) for r in rows] == [("MTOR", 1, True), ("RPTOR", 2, False)]
         assert {r["model_version"] for r in rows} == {V2}
     assert [r["gene"] for r in q(d, "mechanism", compound="RAPA", version=V1)] == ["MTOR", "EGFR"]
     assert q(d, "mechanism", compound="RAPA", limit=1)[0]["gene"] == "MTOR"
     assert q(d, "mechanism", compound="unknown drug") == []
+    assert q(d, "mechanism", compound="") == [] and q(d, "mechanism", compound='"') == []
+    assert q(d, "mechanism", compound="AY-22989") == []  # an alias matches whole, never a part of one
     assert q(d, "mechanism", compound="RAPA", version="no-such-version") == []
 
     mim = q(d, "mimics", gene="MTOR")
@@ -196,6 +202,14 @@ def test_version_queries_report_what_changed(empty_graph):
     assert {r["previous_version"] for r in first} == {None}
     assert {r["relationship"]: r["added"] for r in first}["SHARES_MECHANISM_WITH"] == 4
 
+    # summaries are stored at publish time; a graph written before that gets them by backfill
+    stored = sorted(map(str, q(d, "version-summary")))
+    d.execute_query("MATCH (m:ModelVersion) REMOVE m.summary_relationships, m.mechanism_links")
+    assert q(d, "version-summary") == [] and q(d, "model-versions")[0]["mechanism_links"] is None
+    assert sorted(W.backfill_version_summaries(d)) == [V1, V2]
+    assert sorted(map(str, q(d, "version-summary"))) == stored
+    assert q(d, "model-versions")[0]["mechanism_links"] == 4
+
 
 @pytest.mark.neo4j
 def test_named_queries_run_in_read_transactions(empty_graph):
@@ -204,3 +218,11 @@ def test_named_queries_run_in_read_transactions(empty_graph):
         W.run_cypher(empty_graph, "CREATE (:ModelVersion {version_id: 'x'})")
     with pytest.raises(KeyError):
         W.run_named_query(empty_graph, "drop-everything")
+
+
+def test_docs_show_every_named_query_as_it_runs():
+    """docs/queries.md pastes each named query's Cypher; it must be the text that actually runs."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "queries.md").read_text()
+    for q in DQ.NAMED_QUERIES.values():
+        assert f"### `{q.name}`" in docs, q.name
+        assert q.cypher.strip("\n") in docs, f"docs/queries.md shows an outdated `{q.name}` query"

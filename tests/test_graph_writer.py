@@ -95,6 +95,24 @@ def test_schema_constraints_created_and_checked(empty_graph):
     assert writer.check_constraints(empty_graph) == []
 
 
+def test_case_folded_lookup_keys_are_written_and_backfilled(empty_graph):
+    """symbol_upper / name_lower (the indexed case-insensitive lookup keys) are set on write, and
+    ensure_schema fills them in on a graph written before they existed."""
+    writer.ensure_schema(empty_graph)
+    writer.write_genes(empty_graph, [GeneRecord(1017, "Cdk2", "x")], "t")
+    writer.write_compounds(empty_graph, [CompoundRecord("C1", "Sirolimus")], "t")
+
+    def keys():
+        return empty_graph.execute_query(
+            "MATCH (g:Gene), (c:Compound) RETURN g.symbol_upper AS g, c.name_lower AS c").records[0].data()
+
+    assert keys() == {"g": "CDK2", "c": "sirolimus"}
+    empty_graph.execute_query("MATCH (n) WHERE n:Gene OR n:Compound REMOVE n.symbol_upper, n.name_lower")
+    assert keys() == {"g": None, "c": None}
+    writer.ensure_schema(empty_graph)
+    assert keys() == {"g": "CDK2", "c": "sirolimus"}
+
+
 def test_full_ingest_counts_quarantine_and_integrity(empty_graph):
     quarantined = ingest(empty_graph)
     counts = writer.graph_counts(empty_graph)
