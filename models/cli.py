@@ -45,10 +45,17 @@ def _load(input_: str, readouts: str | None) -> pd.DataFrame:
     return df
 
 
+# Cell-line features are attached when they describe at least this share of a dataset's contexts
+# (all but a few L1000 lines; Tahoe has 1 of 10, Replogle none: there they would describe one line
+# and leave the rest to learned vectors).
+MIN_CONTEXT_FEATURE_COVERAGE = 0.5
+
+
 def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | None = None):
     """Side information for the shared data: SMILES by compound name, STRING (score >= 700) among
-    the readouts and genetic targets, and each genetic perturbation's target = its own name."""
-    from models.datasets import compound_smiles, string_gene_graph
+    the readouts and genetic targets, each genetic perturbation's target = its own name, and LINCS
+    baseline expression of the cell lines (when it covers most of the dataset's contexts)."""
+    from models.datasets import cell_line_features, compound_smiles, string_gene_graph
     from models.evaluation.harness import Resources
     from models.evaluation.splits import GENETIC_TYPES
 
@@ -61,6 +68,10 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
         if gene_graph:
             genes = set(df["readout"].astype(str).unique()) | set(genetic)
             res.gene_graph = string_gene_graph(genes=genes)
+        contexts = df["context"].astype(str).unique()
+        features = cell_line_features(contexts)
+        if len(features) >= MIN_CONTEXT_FEATURE_COVERAGE * len(contexts):
+            res.context_features = features
     except FileNotFoundError as exc:  # user data without the shared folder: no side information
         console.print(f"[yellow]no side information:[/] {exc}")
     if len(genetic):

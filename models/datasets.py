@@ -290,3 +290,22 @@ def string_gene_graph(min_score: int = 700, genes=None) -> pd.DataFrame:
     return pd.DataFrame({"source": edges["symbol_a"].astype(str).to_numpy(),
                          "target": edges["symbol_b"].astype(str).to_numpy(),
                          "weight": (edges["combined_score"] / 1000.0).astype(np.float32).to_numpy()})
+
+
+def cell_line_features(contexts=None, *, n_genes: int = 256, feature: str = "basex_rnaseq") -> pd.DataFrame:
+    """LINCS baseline expression of the shared cell lines as a (contexts, n_genes) frame: the n_genes
+    most variable genes across every line in the file (chosen without looking at any response
+    data, so a held-out line leaks nothing), missing values filled with the gene's mean. Rows are
+    the requested `contexts` that the file has (all lines when None)."""
+    from graph.io.contexts import read_cell_line_features
+
+    wide = read_cell_line_features(shared_path("contexts/lincs_cell_line_features.parquet"), feature,
+                                   fill="gene_mean").matrix
+    wide = wide.dropna(axis=1, how="any")
+    top = wide.var().sort_values(ascending=False).index[:n_genes]
+    out = wide[top]
+    if contexts is not None:
+        wanted = [str(c) for c in contexts]
+        out = out.loc[[c for c in wanted if c in out.index]]
+    return out.astype(np.float32)
+

@@ -39,6 +39,10 @@ class LPMConfig:
     batch_triples: int = 1000  # observed triples per step (approximately: batches are pair x readout tiles)
     max_epochs: int = 50
     patience: int = 5  # epochs without validation improvement before stopping
+    # Per batch, each perturbation member that an encoder can describe (a parsed structure, or targets)
+    # loses its learned vector with this probability, so the encoders learn to speak for it alone,
+    # as they must for a compound or gene never seen in training. 0 = off (the paper has no encoders).
+    symbol_dropout: float = 0.0
     # Encoders beyond the paper; all False = the paper model (`LPMConfig.paper()`).
     use_compound_encoder: bool = True
     use_gene_graph: bool = True
@@ -209,7 +213,16 @@ class LPMModule(nn.Module):
     def embed_perturbations(self, t: SymbolTables, idx: torch.Tensor) -> torch.Tensor:
         members = t.pert_members[idx]  # (B, M)
         uniq, inv = torch.unique(members, return_inverse=True)  # embed each member once
-        e = self.member_repr(t.mem_sym[uniq], t.mem_comp[uniq], t.mem_dose[uniq], t.mem_targets[uniq])  # (U, d)
+        sym, comp, targets = t.mem_sym[uniq], t.mem_comp[uniq], t.mem_targets[uniq]  # (U,), (U, Fp), (U, T)
+        if self.training and self.cfg.symbol_dropout > 0:
+            described = torch.zeros_like(sym, dtype=torch.bool)  # (U,)
+            if self.comp_encoder is not None:
+                described |= comp[:, -1] > 0
+            if self.target_proj is not None and targets.numel():
+                described |= (targets >= 0).any(1)
+            drop = described & (torch.rand(sym.shape, device=sym.device) < self.cfg.symbol_dropout)
+            sym = sym.masked_fill(drop, 0)
+        e = self.member_repr(sym, comp, t.mem_dose[uniq], targets)  # (U, d)
         return self.combine(inv.view_as(members), members > 0, e)  # (B, d)
 
     def embed_readouts(self, nodes: torch.Tensor) -> torch.Tensor:

@@ -96,3 +96,18 @@ def test_evaluate_on_shared_l1000(shared_data, tmp_path):
     records = json.loads((tmp_path / "results.json").read_text())
     assert all(r["n_test_experiments"] == 3 for r in records)  # MCF7 x 3 compounds
     assert all(np.isfinite(r["rmse"]) for r in records)
+
+
+@pytest.mark.shared_data
+def test_cell_line_features_reach_the_lpm_where_they_cover_the_contexts(shared_data):
+    """LINCS baseline expression: attached for L1000 lines (MCF7 included), not for K562/RPE1."""
+    from models.cli import resources_for
+
+    l1000 = pd.DataFrame({"context": ["MCF7", "A375", "PC3"], "perturbation": "vemurafenib",
+                          "perturbation_type": "compound", "readout": "EGFR", "value": 0.0})
+    features = resources_for(l1000, gene_graph=False).context_features
+    assert features is not None and sorted(features.index) == ["A375", "MCF7", "PC3"]
+    assert features.shape[1] == 256 and np.isfinite(features.to_numpy()).all()
+    assert features.std().min() > 0  # the most variable genes, not constant columns
+    crispr = l1000.assign(context=["K562", "RPE1", "K562"], perturbation_type="CRISPRi")
+    assert resources_for(crispr, gene_graph=False).context_features is None

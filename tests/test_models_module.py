@@ -76,6 +76,25 @@ def test_unknown_symbols_get_encoder_embeddings():
     assert not torch.allclose(p[0], p[1]) and p[0].abs().sum() > 0 and (p[2] == 0).all()
 
 
+def test_symbol_dropout_leaves_described_members_to_their_encoders():
+    """symbol_dropout=1: in training every member with a structure or targets is embedded as if
+    unseen (learned vector dropped); members nothing describes keep theirs; eval mode is untouched."""
+    m, t = make(LPMConfig(embed_dim=D, hidden_dim=32, encoder_hidden=32, symbol_dropout=1.0))
+    with torch.no_grad():
+        m.mem_emb.weight[1:] = torch.randn(4, D)  # non-zero learned vectors, so dropping them shows
+    t.mem_targets[3] = -1  # member 3: no structure, no targets -> nothing describes it
+    rows = torch.tensor([1, 2, 3, 4])  # single members 1, 2 (compounds), 3, 4 (targets 2 and 5)
+    m.eval()
+    kept = m.embed_perturbations(t, rows)
+    as_unseen = m.member_repr(torch.zeros(5, dtype=torch.long), t.mem_comp, t.mem_dose, t.mem_targets)  # (5, d)
+    m.train()
+    dropped = m.embed_perturbations(t, rows)
+    assert torch.allclose(dropped[[0, 1, 3]], as_unseen[[1, 2, 4]], atol=1e-6)
+    assert torch.allclose(dropped[2], kept[2]) and not torch.allclose(dropped[0], kept[0])
+    m.eval()
+    assert torch.allclose(m.embed_perturbations(t, rows), kept)
+
+
 def test_combination_is_mean_of_members():
     m, t = make()
     e = m.embed_perturbations(t, torch.tensor([1, 3, 5]))
