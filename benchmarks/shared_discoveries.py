@@ -64,8 +64,10 @@ LATENCY_PARAMS = {
 }
 
 
-def _latency(driver, database: str, repeats: int = 100) -> dict:
-    """p50 / p95 wall time (ms) of each named query on this graph, after 3 warm-up calls; the machine should be otherwise idle."""
+def _latency(driver, database: str, repeats: int = 100, warmup: int = 300) -> dict:
+    """p50 / p95 wall time (ms) of each named query on this graph, after `warmup` calls: a freshly started
+    server is 2-4x slower for its first few hundred calls of a query (plan caching, JIT compilation);
+    a deployed server is warm. The machine should be otherwise idle."""
     import numpy as np
 
     from graph.discovery_writer import run_named_query
@@ -73,10 +75,10 @@ def _latency(driver, database: str, repeats: int = 100) -> dict:
     out = {}
     for name, params in LATENCY_PARAMS.items():
         times = []
-        for i in range(repeats + 3):
+        for i in range(repeats + warmup):
             t = time.perf_counter()
             rows = run_named_query(driver, name, params, database=database)
-            if i >= 3:
+            if i >= warmup:
                 times.append((time.perf_counter() - t) * 1000)
         out[name] = {"p50": round(float(np.percentile(times, 50)), 1),
                      "p95": round(float(np.percentile(times, 95)), 1), "rows": len(rows)}

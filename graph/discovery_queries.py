@@ -302,7 +302,7 @@ WITH mv.version_id AS v
 # then the smallest compound_id.
 # $compound as one quoted Lucene phrase (backslashes and quotes escaped): with the keyword analyzer
 # it matches exactly one whole alias, whatever characters the alias has.
-ALIAS_PHRASE = r"""'"' + replace(replace($compound, '\\', '\\\\'), '"', '\\"') + '"'"""
+ALIAS_PHRASE = COMPOUND_ALIAS_INDEX.exact_phrase("compound")
 _RESOLVE_COMPOUND = """
 OPTIONAL MATCH (c1:Compound {compound_id: $compound})
 OPTIONAL CALL (c1) {

@@ -13,7 +13,7 @@ type must pass `graph.schema.require_label` / `require_rel_type`.
 
 from __future__ import annotations
 
-from graph.schema import require_label, require_rel_type
+from graph.schema import COMPOUND_ALIAS_INDEX, require_label, require_rel_type
 
 # Append $dataset_id to a node's `sources` list once (idempotent).
 _SOURCES = (
@@ -312,11 +312,20 @@ RETURN c {.*} AS compound
 """
 
 # "Which experiments measured compound X in cell line Y?" $compound matches the compound id,
-# the name (case-insensitive) or an alias; $context the context id or the cell-line name.
+# the name (case-insensitive) or an alias (each an index seek); $context the context id or the
+# cell-line name.
 # Only signatures of complete datasets are returned.
 EXPERIMENTS_FOR_COMPOUND_IN_CONTEXT = """
-MATCH (c:Compound)
-WHERE c.compound_id = $compound OR toLower(c.name) = toLower($compound) OR $compound IN c.aliases
+CALL () {
+  MATCH (c:Compound {compound_id: $compound}) RETURN c
+  UNION
+  MATCH (c:Compound {name_lower: toLower($compound)}) RETURN c
+  UNION
+  WITH 1 AS one WHERE size($compound) > 0
+  CALL db.index.fulltext.queryNodes('__ALIAS_INDEX__', __ALIAS_PHRASE__) YIELD node
+  WITH node AS c WHERE c:Compound AND $compound IN c.aliases
+  RETURN c
+}
 MATCH (x:CellLine)
 WHERE x.context_id = $context OR toLower(x.name) = toLower($context)
 MATCH (c)<-[:OF_COMPOUND]-(p:Perturbation)<-[:OF_PERTURBATION]-(s:Signature)-[:IN_CONTEXT]->(x)
@@ -328,7 +337,8 @@ RETURN s.signature_id AS signature_id, d.dataset_id AS dataset_id, c.compound_id
        p.time_unit AS time_unit, s.n_readouts AS n_readouts, d.store_path AS store_path,
        d.store_sha256 AS store_sha256
 ORDER BY dataset_id, dose_value, time_value, signature_id
-"""
+""".replace("__ALIAS_INDEX__", COMPOUND_ALIAS_INDEX.index_name).replace(
+    "__ALIAS_PHRASE__", COMPOUND_ALIAS_INDEX.exact_phrase("compound"))
 
 DATASET_STORE_RECORDS = """
 UNWIND $dataset_ids AS dataset_id

@@ -187,6 +187,13 @@ class FulltextIndex:
     def index_name(self) -> str:
         return f"{self.label.lower()}_{'_'.join(self.props)}_ftidx"
 
+    @staticmethod
+    def exact_phrase(param: str) -> str:
+        """Cypher for the Lucene query that matches the string parameter `$param` as one whole value:
+        quoted, with backslashes and quotes escaped (under the keyword analyzer a phrase is one term)."""
+        require_property(param)
+        return rf"""'"' + replace(replace(${param}, '\\', '\\\\'), '"', '\\"') + '"'"""
+
     def index_cypher(self) -> str:
         on = ", ".join(f"n.{p}" for p in self.props)
         return (f"CREATE FULLTEXT INDEX {self.index_name} IF NOT EXISTS FOR (n:{self.label}) ON EACH [{on}] "
