@@ -21,7 +21,7 @@ import torch
 
 def synthetic(args) -> None:
     from models.module import LPMConfig, LPMModule, SymbolTables
-    from models.train import dense_pairs, make_tiles, tile_loss, tile_shape
+    from models.train import dense_pairs, make_optimizer, make_tiles, tile_loss, tile_shape
 
     torch.set_num_threads(args.threads)
     C, P, R = args.contexts, args.perturbations, args.readouts
@@ -41,7 +41,7 @@ def synthetic(args) -> None:
         m = LPMModule(cfg, n_contexts=C, n_members=P, n_genes=R, ctx_feat_dim=0, comp_feat_dim=0,
                       gene_node_sym=torch.arange(1, R + 1), edge_index=torch.zeros(2, 0, dtype=torch.long),
                       edge_weight=torch.zeros(0))
-        return m, torch.optim.AdamW(m.parameters(), lr=cfg.lr)
+        return m, make_optimizer(m, cfg)  # the optimizer training uses
 
     # naive: 1000 random triples per step, embeddings gathered per triple, concatenated (T, 384)
     m, opt = fresh()

@@ -64,19 +64,24 @@ class LPMConfig:
 
 
 class Dropout(nn.Module):
-    """Inverted dropout drawing its mask from 15-bit random integers: p is kept to 1/32768, and on
-    CPU this is ~3x cheaper than the Bernoulli sampler of nn.Dropout (which was a quarter of a step)."""
+    """Inverted dropout with a cheap mask: each 64-bit random draw gives four 16-bit uniforms, so p
+    is kept to 1/65536 and the mask costs a third of int16 draws (and a ninth of nn.Dropout's
+    Bernoulli sampler, which was a quarter of a CPU training step)."""
 
     def __init__(self, p: float):
         super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {p}")
         self.p = p
-        self.threshold = round(p * 32768)
+        self.cut = round(p * 65536)  # drop a unit when its 16-bit uniform, read as signed, is below cut - 32768
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.threshold == 0:
+        if not self.training or self.cut == 0:
             return x
-        keep = torch.empty(x.shape, dtype=torch.int16, device=x.device).random_(0, 32768) >= self.threshold
-        return x * keep * (32768 / (32768 - self.threshold))
+        n = x.numel()
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= self.cut - 32768
+        return x * keep * (65536 / (65536 - self.cut))
 
 
 def mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:

@@ -127,6 +127,14 @@ def _set_rng_state(st: dict[str, Any], gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def make_optimizer(module: LPMModule, cfg: LPMConfig) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (one pass over all parameters instead of a dozen small ops per
+    tensor: about a tenth of a CPU training step at the paper config)."""
+    device = next(module.parameters()).device
+    return torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             fused=device.type in {"cpu", "cuda"})
+
+
 def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMConfig, *, seed: int = 0,
           device: str = "auto", progress: bool = True, resume_state: dict[str, Any] | None = None,
           on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
@@ -141,7 +149,7 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
     module.to(dev)
     data = data.to(dev)
     valid = valid.to(dev) if valid is not None and valid.n_obs else None
-    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(module, cfg)
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.lr_decay)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed + 1)  # dropout

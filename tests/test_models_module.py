@@ -122,3 +122,21 @@ def test_graph_conv_runs_without_torch_scatter():
     m, _ = make()
     m.embed_readouts(torch.arange(6)).sum().backward()
     assert m.genes.convs[0].lin_rel.weight.grad is not None
+
+
+def test_dropout_keeps_one_minus_p_and_preserves_the_mean():
+    from models.module import Dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400, 257)  # an element count that is not a multiple of 4
+    d = Dropout(0.1)
+    y = d(x)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - 0.9) < 0.005 and abs(y.mean().item() - 1.0) < 0.01
+    assert torch.unique(y).tolist() == pytest.approx([0.0, 65536 / (65536 - d.cut)])
+    assert not torch.equal(d(x), y)  # a fresh mask per call
+    d.eval()
+    assert torch.equal(d(x), x)
+    assert torch.equal(Dropout(0.0)(x), x)
+    with pytest.raises(ValueError):
+        Dropout(1.0)
