@@ -241,11 +241,13 @@ class Neo4jServer:
                 handle.write(password + "\n")
         result = subprocess.run(
             [java, "-cp", f"{self.conf_dir}/*:{self.lib_dir}/*", ADMIN_TOOL,
-             "dbms", "set-initial-password", password],
+             "dbms", "set-initial-password", "--", password],  # "--": a password may start with "-"
             capture_output=True, text=True, env=self._env(), timeout=120,
         )
         if result.returncode != 0:
-            raise Neo4jServerError(f"setting the initial Neo4j password failed: {result.stderr.strip()[-300:]}")
+            first = (result.stderr.strip() or result.stdout.strip()).splitlines()[:3]
+            raise Neo4jServerError("setting the initial Neo4j password failed: " + " | ".join(first)
+                                   + f" (password from {'NEO4J_PASSWORD' if self.settings.neo4j_password else self.password_file})")
 
     # --------------------------------------------------------------- state
     def _read_pid(self) -> int | None:

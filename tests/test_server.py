@@ -128,6 +128,22 @@ def _is_child(pid: int) -> bool:
         return False
 
 
+def test_initial_password_may_start_with_a_dash(tmp_path):
+    """Generated passwords (token_urlsafe) start with '-' one time in 64: the admin tool must not
+    read it as an option."""
+    if not shutil.which("java"):
+        pytest.skip("Java is not installed")
+    from pydantic import SecretStr
+
+    s = Settings(home=tmp_path, neo4j_uri=None, neo4j_password=SecretStr("-starts-with-a-dash-0123"),
+                 neo4j_bolt_port=SERVER_TEST_PORT + 1)
+    managed = Neo4jServer(s)
+    managed.ensure_jars()
+    managed.write_config()
+    managed._ensure_initial_password(shutil.which("java"))  # raised before the fix
+    assert (managed.data_dir / "dbms" / "auth.ini").exists()
+
+
 def test_port_in_use_gives_one_line_error(tmp_path):
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
