@@ -39,20 +39,29 @@ def _retrain_config(args: argparse.Namespace, seed: int) -> dict:
     }}
 
 
-def _mtor_ranks(checkpoint: str, ts) -> dict:
+MTOR_ENTREZ = "2475"
+
+
+def _mtor_ranks(checkpoint: str, driver, database: str) -> dict:
     """Rank of the MTOR knock-down among all knock-downs for each MTOR inhibitor, scored exactly as
-    the mechanism links are (centred cosine), so ranks beyond the stored top-k are visible too."""
+    the discoveries asset scores mechanism links (compound and knock-down embeddings aggregated from
+    the graph's perturbation map, centred cosine), so ranks beyond the stored top-k are visible too."""
+    from graph import discovery_writer as W
     from models.discovery import aggregate_embeddings, mechanism_links
     from models.lpm import LPM
 
     emb = LPM.load(checkpoint).embeddings("perturbation")
-    knockdowns = {p: t[0] for p, t in ts.perturbation_targets.items() if len(t) == 1 and p in emb.index}
-    compounds = {p: c for p, c in ts.perturbation_compounds.items() if p in emb.index}
-    wanted = {c for p, c in compounds.items() if any(m.lower() in p.lower() for m in MTOR_INHIBITORS)}
-    gene_emb = aggregate_embeddings(emb, knockdowns)
-    links = mechanism_links(aggregate_embeddings(emb, compounds), gene_emb, k=len(gene_emb), n_null=200)
-    hits = links[links["compound"].isin(wanted) & (links["gene"] == "MTOR")]
-    return {str(r.compound): {"rank": int(r.rank), "of": len(gene_emb), "score": round(float(r.score), 3)}
+    inputs = W.fetch_discovery_inputs(driver, database=database)
+    names = {}  # compound id -> the name asked for (the id is an InChIKey once a structure is known)
+    for name in MTOR_INHIBITORS:
+        rows = W.run_named_query(driver, "mechanism", {"compound": name, "limit": 1}, database=database)
+        if rows:
+            names[rows[0]["compound_id"]] = name
+    compounds = {p: c for p, c in inputs.perturbation_compound.items() if p in emb.index}
+    genes = aggregate_embeddings(emb, {p: g for p, g in inputs.genetic_groups().items() if p in emb.index})
+    links = mechanism_links(aggregate_embeddings(emb, compounds), genes, k=len(genes), n_null=200)
+    hits = links[links["compound"].isin(names) & (links["gene"].astype(str) == MTOR_ENTREZ)]
+    return {names[r.compound]: {"rank": int(r.rank), "of": len(genes), "score": round(float(r.score), 3)}
             for r in hits.itertuples()}
 
 
@@ -156,7 +165,7 @@ def main() -> None:
                 "training_rows": ts.n_rows, "epochs_run": len(run.history), "valid": run.valid_metrics,
                 "evaluation_means": evaluation.get("means"), "mechanism_links": disc["mechanism_links"],
                 "rank1_is_annotated_target": disc["rank1_is_annotated_target"],
-                "mtor_rank_among_knockdowns": _mtor_ranks(run.checkpoint, ts),
+                "checkpoint": run.checkpoint,
             })
             print(f"[{time.monotonic() - began:5.0f}s] version {disc['version_id']} in {seconds} s", flush=True)
         queries: dict = {}
@@ -174,6 +183,8 @@ def main() -> None:
             queries["similar-compounds --compound Everolimus"] = W.run_named_query(
                 driver, "similar-compounds", {"compound": "Everolimus", "k": 5}, database=db)
             queries["model-versions"] = W.run_named_query(driver, "model-versions", {}, database=db)
+            for version in report["versions"]:
+                version["mtor_rank_among_knockdowns"] = _mtor_ranks(version["checkpoint"], driver, db)
             queries["version-summary"] = W.run_named_query(driver, "version-summary", {}, database=db)
             report["latency_ms"] = _latency(driver, db)
         report["queries"] = queries
