@@ -52,7 +52,8 @@ BENCHMARKS = [
      "15% of RPE1's knock-downs held out; all of K562 in training.", ("lpm",)),
     ("Replogle 2022 CRISPRi (882 readouts in >= 300 lists), unseen gene", "replogle", REPLOGLE_SMALL,
      "unseen-gene", None, "15% of the 585 knock-downs held out of both cell lines; the LPM embeds them "
-     "through their target gene (gene graph).", ("lpm",)),
+     "through their target gene (gene graph); `lpm_zeroshot` is trained with the learned knock-down vectors "
+     "dropped half the time, so that encoding learns to stand alone.", ("lpm", "lpm_zeroshot")),
     ("L1000 CMap `ds` (3 compounds x 65 cell lines), unseen context (MCF7)", "l1000-ds", {}, "unseen-context", "MCF7",
      "All of MCF7 held out; the compounds are seen in the other 64 cell lines.", BOTH),
 ]

@@ -126,3 +126,15 @@ def test_lpm_paper_is_the_lpm_with_every_encoder_off():
     assert full.use_compound_encoder and full.use_gene_graph and full.use_targets
     assert paper == LPMConfig.paper(max_epochs=3, embed_dim=16)
     assert expand_model_names(["lpm_paper", "lpm"], _data(), res) == ["lpm_paper", "lpm"]
+
+
+def test_lpm_zeroshot_is_the_lpm_with_symbol_dropout():
+    from dataclasses import replace
+
+    from models.evaluation.harness import ZERO_SHOT_SYMBOL_DROPOUT, build_model
+    from models.module import LPMConfig
+
+    res = Resources(lpm_config=LPMConfig(max_epochs=3, embed_dim=16))
+    full, zero = (build_model(n, seed=0, resources=res).config for n in ("lpm", "lpm_zeroshot"))
+    assert full.symbol_dropout == 0 and 0 < ZERO_SHOT_SYMBOL_DROPOUT < 1
+    assert zero == replace(full, symbol_dropout=ZERO_SHOT_SYMBOL_DROPOUT)

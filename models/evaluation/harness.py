@@ -33,8 +33,10 @@ from models.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES, evaluate_p
 from models.evaluation.splits import Split, make_split
 
 BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn")
-# lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only).
-LPM_NAMES = ("lpm", "lpm_paper")
+# lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
+# lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
+LPM_NAMES = ("lpm", "lpm_paper", "lpm_zeroshot")
+ZERO_SHOT_SYMBOL_DROPOUT = 0.5
 
 
 @dataclass
@@ -86,6 +88,8 @@ def build_model(name: str, *, seed: int, resources: Resources, split_kind: str =
         if name == "lpm_paper":  # same training settings, every feature encoder off
             config = replace(config, use_compound_encoder=False, use_gene_graph=False, use_targets=False,
                              use_context_features=False)
+        elif name == "lpm_zeroshot":
+            config = replace(config, symbol_dropout=ZERO_SHOT_SYMBOL_DROPOUT)
         return LPM(config, compound_smiles=resources.compound_smiles or None, gene_graph=resources.gene_graph,
                    context_features=resources.context_features,
                    perturbation_targets=resources.perturbation_targets,
