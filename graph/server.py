@@ -116,6 +116,16 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _wait_port_closed(host: str, port: int, timeout_s: float) -> bool:
+    """True once nothing listens on host:port (polled for up to timeout_s)."""
+    deadline = time.monotonic() + timeout_s
+    while _port_open(host, port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 class Neo4jServer:
     """A Neo4j Community server living under `$PERTURBGRAPH_HOME/neo4j`."""
 
@@ -291,7 +301,7 @@ class Neo4jServer:
                 f"Neo4j 5.26 needs Java 17 or 21, found Java {major} at {java}: install openjdk-17 and set JAVA_HOME"
             )
         port = self.settings.neo4j_bolt_port
-        if _port_open("127.0.0.1", port):
+        if not _wait_port_closed("127.0.0.1", port, timeout_s=5.0):  # a server that just stopped may linger
             raise Neo4jServerError(
                 f"port {port} is already in use by another process: stop it, or set "
                 "PERTURBGRAPH_NEO4J_BOLT_PORT to a free port, or point NEO4J_URI at that server"
@@ -375,6 +385,8 @@ class Neo4jServer:
                 os.kill(current.pid, signal.SIGKILL)
                 while _pid_alive(current.pid):
                     time.sleep(0.1)
+            # Stopped means the port is free for the next start: give the socket a moment to close.
+            _wait_port_closed("127.0.0.1", self.settings.neo4j_bolt_port, timeout_s=10.0)
         self.pid_file.unlink(missing_ok=True)
         return self.status()
 
