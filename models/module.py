@@ -65,8 +65,9 @@ class LPMConfig:
 
 class Dropout(nn.Module):
     """Inverted dropout with a cheap mask: each 64-bit random draw gives four 16-bit uniforms, so p
-    is kept to 1/65536 and the mask costs a third of int16 draws (and a ninth of nn.Dropout's
-    Bernoulli sampler, which was a quarter of a CPU training step)."""
+    is kept to 1/65536. On this CPU the draws for a (1000, 256) mask take 0.45 ms, against 1.4 ms
+    for one int16 draw per unit and 1.8 ms for torch.rand (nn.Dropout's Bernoulli sampler was a
+    quarter of a training step)."""
 
     def __init__(self, p: float):
         super().__init__()
