@@ -1,8 +1,11 @@
 """Training throughput of the LPM: decomposed first layer (pair x readout tiles) vs the plain
 concatenate-then-MLP implementation of the same model, plus peak RSS of one Tahoe epoch.
 
-    nice python benchmarks/train_throughput.py synthetic [--steps 150] [--threads 1]
-    nice python benchmarks/train_throughput.py tahoe-epoch [--threads 1] [--max-tiles N]
+    nice python benchmarks/train_throughput.py synthetic [--steps 150] [--threads 1] [--device cuda]
+    nice python benchmarks/train_throughput.py tahoe-epoch [--threads 1] [--max-tiles N] [--device cuda]
+
+On the CPU throughput is per CPU-second of this process (the development machine is shared); on
+CUDA it is per wall-second between synchronised clocks, and peak GPU memory is reported too.
 
 Both variants use the same LPMModule (paper config: embedding 128, 2 x 256, dropout 0.1, AdamW,
 batch ~1000 triples); the naive one draws 1000 random observed triples per step and calls
@@ -24,6 +27,7 @@ def synthetic(args) -> None:
     from models.train import dense_pairs, make_optimizer, make_tiles, tile_loss, tile_shape
 
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
     C, P, R = args.contexts, args.perturbations, args.readouts
     rng = np.random.default_rng(0)
     ci, pi, ri = (a.ravel() for a in np.meshgrid(np.arange(C), np.arange(P), np.arange(R), indexing="ij"))
@@ -31,49 +35,64 @@ def synthetic(args) -> None:
     t = SymbolTables(ctx_sym=torch.arange(C + 1), ctx_feat=torch.zeros(C + 1, 0), mem_sym=torch.arange(P + 1),
                      mem_comp=torch.zeros(P + 1, 0), mem_dose=torch.zeros(P + 1, 2),
                      mem_targets=torch.zeros(P + 1, 0, dtype=torch.long), pert_members=torch.arange(P + 1)[:, None])
-    data = dense_pairs(ci + 1, pi + 1, ri, y, t)
-    cfg = LPMConfig.paper()
-    print(f"synthetic {C} contexts x {P} perturbations x {R} readouts = {ci.size:,} triples; "
-          f"threads {torch.get_num_threads()}; steps {args.steps}")
+    data = dense_pairs(ci + 1, pi + 1, ri, y, t).to(dev)
+    t = data.tables
+    cfg = LPMConfig.paper(batch_triples=args.batch_triples)
+    print(f"synthetic {C} contexts x {P} perturbations x {R} readouts = {ci.size:,} triples; device {dev}; "
+          f"threads {torch.get_num_threads()}; steps {args.steps}; batch {cfg.batch_triples} triples")
 
     def fresh():
         torch.manual_seed(0)
         m = LPMModule(cfg, n_contexts=C, n_members=P, n_genes=R, ctx_feat_dim=0, comp_feat_dim=0,
                       gene_node_sym=torch.arange(1, R + 1), edge_index=torch.zeros(2, 0, dtype=torch.long),
-                      edge_weight=torch.zeros(0))
+                      edge_weight=torch.zeros(0)).to(dev)
         return m, make_optimizer(m, cfg)  # the optimizer training uses
 
     # naive: 1000 random triples per step, embeddings gathered per triple, concatenated (T, 384)
     m, opt = fresh()
-    tc, tp, tr = torch.from_numpy(ci + 1), torch.from_numpy(pi + 1), torch.from_numpy(ri)
-    tv = torch.from_numpy(y)
+    tc, tp, tr = (torch.from_numpy(a).to(dev) for a in (ci + 1, pi + 1, ri))
+    tv = torch.from_numpy(y).to(dev)
     g = torch.Generator().manual_seed(0)
+    g_dev = torch.Generator(device=dev).manual_seed(0)  # the naive batches are drawn where they are used
     res = {}
     for name in ("naive", "decomposed"):
         if name == "decomposed":
             m, opt = fresh()
             bp, br = tile_shape(len(data.ctx), len(data.readouts), 1.0, cfg.batch_triples)
-            tiles = make_tiles(len(data.ctx), len(data.readouts), bp, br, g)
+            tiles = make_tiles(len(data.ctx), len(data.readouts), bp, br, g, device=dev)
         n_done, t0 = 0, None
         for step in range(args.steps + 10):
             if step == 10:  # warm-up excluded; CPU time of this process (the machine is shared)
+                _sync(dev)
                 n_done, t0, w0 = 0, time.process_time(), time.perf_counter()
             if name == "naive":
-                idx = torch.randint(0, ci.size, (cfg.batch_triples,), generator=g)
+                idx = torch.randint(0, ci.size, (cfg.batch_triples,), generator=g_dev, device=dev)
                 loss = torch.nn.functional.mse_loss(m.forward_naive(t, tc[idx], tp[idx], tr[idx]), tv[idx])
                 n = cfg.batch_triples
             else:
-                s, n = tile_loss(m, data, *tiles[step])
+                s, n = tile_loss(m, data, *tiles[step % len(tiles)])
                 loss = s / n
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             n_done += n
-        res[name] = n_done / (time.process_time() - t0)
+        _sync(dev)
+        cpu = n_done / (time.process_time() - t0)
         wall = n_done / (time.perf_counter() - w0)
+        res[name] = wall if dev.type == "cuda" else cpu
         extra = f" (tiles {bp} pairs x {br} readouts)" if name == "decomposed" else ""
-        print(f"{name:>10}: {res[name]:,.0f} triples per CPU-second ({wall:,.0f} per wall-second){extra}")
+        if dev.type == "cuda":
+            extra += f"; peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**20:,.0f} MiB"
+            torch.cuda.reset_peak_memory_stats(dev)
+            print(f"{name:>10}: {wall:,.0f} triples per wall-second{extra}")
+        else:
+            print(f"{name:>10}: {cpu:,.0f} triples per CPU-second ({wall:,.0f} per wall-second){extra}")
     print(f"speed-up: {res['decomposed'] / res['naive']:.2f}x")
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 def tahoe_epoch(args) -> None:
@@ -96,12 +115,15 @@ def tahoe_epoch(args) -> None:
         tr.make_tiles = lambda *a, **k: full(*a, **k)[: args.max_tiles] if a[-1] is not None else full(*a, **k)
     t1 = time.perf_counter()
     c0 = time.process_time()
-    m = LPM(LPMConfig.paper(max_epochs=1)).fit(df, progress=False, device="cpu")
+    m = LPM(LPMConfig.paper(max_epochs=1)).fit(df, progress=False, device=args.device)
     h = m.history[0]
     print(f"one epoch: {h['seconds']:.1f} s training, {h['triples_per_s']:,.0f} triples/s, loss {h['train_loss']:.4f}; "
           f"fit() total {time.perf_counter() - t1:.1f} s wall, {time.process_time() - c0:.1f} s CPU; "
           f"threads {torch.get_num_threads()}; tiles {args.max_tiles or 'all'}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    if args.device.startswith("cuda"):
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB "
+              f"({torch.cuda.get_device_name()})")
 
 
 def main() -> None:
@@ -113,11 +135,14 @@ def main() -> None:
     s.add_argument("--readouts", type=int, default=978)
     s.add_argument("--steps", type=int, default=150)
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--batch-triples", type=int, default=1000, help="triples per step (paper: 1000)")
+    s.add_argument("--device", default="cpu", help="cpu or cuda")
     s.set_defaults(fn=synthetic)
     t = sub.add_parser("tahoe-epoch")
     t.add_argument("--path", default="/work/shared/data/chemical/tahoe100m_ranked_signatures.parquet")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--max-tiles", type=int, default=0, help="stop the epoch after N tiles (0 = full epoch)")
+    t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.set_defaults(fn=tahoe_epoch)
     args = ap.parse_args()
     args.fn(args)

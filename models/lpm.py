@@ -174,8 +174,10 @@ class LPM:
             device: str | None = None) -> LPM:
         """Train on a long table (context, perturbation, readout, value). With `checkpoint`, the
         training state is saved there after every epoch; `resume=True` continues from it."""
-        from graph.settings import get_settings
+        if device is None:  # only then is the platform's configuration needed
+            from graph.settings import get_settings
 
+            device = get_settings().device
         self._build_vocab(train)
         self.snapshot_id = snapshot_id or table_snapshot_id(train)
         torch.manual_seed(self.seed)
@@ -195,7 +197,7 @@ class LPM:
             state = payload.get("train_state")
         save = (lambda st: ckpt.save_checkpoint(checkpoint, self._payload(st))) if checkpoint is not None else None
         self.history = train_fn(self.module, tr, va, self.config, seed=self.seed, progress=progress,
-                                device=device or get_settings().device, resume_state=state, on_epoch_end=save)
+                                device=device, resume_state=state, on_epoch_end=save)
         self.module.cpu().eval()
         return self
 

@@ -31,6 +31,10 @@ class PairData:
     readouts: torch.Tensor  # (R,) gene nodes
     values: torch.Tensor  # (P, R) float32, NaN = not measured
 
+    def __post_init__(self) -> None:
+        # Checked once here so that a training step on dense data never inspects its mask.
+        self.all_observed = not bool(torch.isnan(self.values).any())
+
     @property
     def n_obs(self) -> int:
         return int((~torch.isnan(self.values)).sum())
@@ -71,23 +75,39 @@ def tile_shape(n_pairs: int, n_readouts: int, density: float, batch_triples: int
     return bp, br
 
 
-def make_tiles(n_pairs: int, n_readouts: int, bp: int, br: int, gen: torch.Generator | None):
-    """All (pair group, readout group) tiles of a partition; random partition + order when gen is given."""
+def make_tiles(n_pairs: int, n_readouts: int, bp: int, br: int, gen: torch.Generator | None,
+               device: torch.device | str | None = None):
+    """All (pair group, readout group) tiles of a partition; random partition + order when gen is given.
+    With `device`, the index tensors live there (two copies per partition, none per step: a per-step
+    host-to-GPU copy would wait for the GPU's queue every step)."""
     if gen is None:
         pp, rr = torch.arange(n_pairs), torch.arange(n_readouts)
     else:
         pp, rr = torch.randperm(n_pairs, generator=gen), torch.randperm(n_readouts, generator=gen)
+    if device is not None:
+        pp, rr = pp.to(device), rr.to(device)
     tiles = [(pi, ri) for pi in pp.split(bp) for ri in rr.split(br)]
     if gen is not None:
         tiles = [tiles[i] for i in torch.randperm(len(tiles), generator=gen).tolist()]
     return tiles
 
 
-def tile_loss(module: LPMModule, data: PairData, pi: torch.Tensor, ri: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Sum of squared errors over the observed values of one tile, and their count."""
+def tile_loss(module: LPMModule, data: PairData, pi: torch.Tensor, ri: torch.Tensor,
+              masked_dense: bool | None = None) -> tuple[torch.Tensor, int | torch.Tensor]:
+    """Sum of squared errors over the observed values of one tile, and their count.
+
+    masked_dense (default: on CUDA) predicts every cell of the tile and masks the unobserved ones out
+    of the loss, returning the count as a 0-d tensor: no host sync, which on a GPU costs more than the
+    extra cells. Otherwise only observed cells are computed and the count is an int."""
     v = data.values.index_select(0, pi).index_select(1, ri)  # (bp, br)
+    if data.all_observed:
+        pred = module(data.tables, data.ctx[pi], data.pert[pi], data.readouts[ri]).reshape(-1)
+        return F.mse_loss(pred, v.reshape(-1), reduction="sum"), v.numel()
     mask = ~torch.isnan(v)
-    n = int(mask.sum())
+    if v.is_cuda if masked_dense is None else masked_dense:
+        pred = module(data.tables, data.ctx[pi], data.pert[pi], data.readouts[ri]).reshape(v.shape)
+        return torch.where(mask, pred - v, 0.0).square().sum(), mask.sum()
+    n = int(mask.sum())  # CPU: compute the observed cells only
     if n == 0:
         return v.new_zeros(()), 0
     if n == mask.numel():  # fully observed tile: skip the boolean gather
@@ -105,12 +125,13 @@ def evaluate(module: LPMModule, data: PairData, batch_triples: int) -> float:
     n_obs = data.n_obs
     bp, br = tile_shape(len(data.ctx), len(data.readouts), n_obs / max(data.values.numel(), 1), 8 * batch_triples)
     dev = data.values.device
-    tot, cnt = 0.0, 0
-    for pi, ri in make_tiles(len(data.ctx), len(data.readouts), bp, br, None):
-        s, n = tile_loss(module, data, pi.to(dev), ri.to(dev))
-        tot, cnt = tot + s.item(), cnt + n
+    tot, cnt = torch.zeros((), dtype=torch.float64, device=dev), torch.zeros((), dtype=torch.long, device=dev)
+    for pi, ri in make_tiles(len(data.ctx), len(data.readouts), bp, br, None, device=dev):
+        s, n = tile_loss(module, data, pi, ri)
+        tot += s
+        cnt += n
     module.train(was)
-    return tot / max(cnt, 1)
+    return float(tot) / max(int(cnt), 1)
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
@@ -175,21 +196,27 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
             if valid is not None and bad_epochs >= cfg.patience:
                 break
             module.train()
-            t0, tot, cnt = time.perf_counter(), 0.0, 0
-            for step, (pi, ri) in enumerate(make_tiles(P, R, bp, br, gen)):
-                s, n = tile_loss(module, data, pi.to(dev), ri.to(dev))
-                if n == 0:
+            t0 = time.perf_counter()
+            # Running sums stay on the device; they are read only for the progress bar and at the end.
+            tot, cnt = torch.zeros((), dtype=torch.float64, device=dev), torch.zeros((), dtype=torch.long, device=dev)
+            for step, (pi, ri) in enumerate(make_tiles(P, R, bp, br, gen, device=dev)):
+                s, n = tile_loss(module, data, pi, ri)
+                if isinstance(n, int) and n == 0:
                     continue
                 opt.zero_grad(set_to_none=True)
-                (s / n).backward()
+                # On CUDA an empty tile (rare: tiles hold ~batch_triples observed values) gives a zero gradient
+                (s / (n.clamp(min=1) if torch.is_tensor(n) else n)).backward()
                 opt.step()
-                tot, cnt = tot + s.item(), cnt + n
+                tot += s.detach()
+                cnt += n
                 if bar and step % 20 == 0:
-                    tps = cnt / max(time.perf_counter() - t0, 1e-9)
-                    bar.update(task, info=f"epoch {epoch + 1} loss {tot / cnt:.4f} {tps:,.0f} triples/s")
+                    c = max(int(cnt), 1)
+                    tps = c / max(time.perf_counter() - t0, 1e-9)
+                    bar.update(task, info=f"epoch {epoch + 1} loss {float(tot) / c:.4f} {tps:,.0f} triples/s")
+            n_seen, loss_sum = int(cnt), float(tot)
             dt = time.perf_counter() - t0
-            rec = {"epoch": epoch + 1, "train_loss": tot / max(cnt, 1), "lr": opt.param_groups[0]["lr"],
-                   "triples_per_s": cnt / max(dt, 1e-9), "seconds": dt}
+            rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "lr": opt.param_groups[0]["lr"],
+                   "triples_per_s": n_seen / max(dt, 1e-9), "seconds": dt}
             sched.step()
             if valid is not None:
                 rec["valid_loss"] = evaluate(module, valid, cfg.batch_triples)

@@ -4,7 +4,9 @@ import numpy as np
 import torch
 
 from models.module import LPMConfig, LPMModule, SymbolTables
-from models.train import dense_pairs, evaluate, make_tiles, tile_shape, train
+import pytest
+
+from models.train import dense_pairs, evaluate, make_tiles, tile_loss, tile_shape, train
 
 torch.set_num_threads(1)
 
@@ -47,6 +49,42 @@ def test_tiles_cover_every_cell_once_and_hold_about_a_batch():
     for pi, ri in make_tiles(13, 29, bp, br, torch.Generator().manual_seed(0)):
         seen[pi[:, None], ri[None, :]] += 1
     assert (seen == 1).all()
+
+
+def test_masked_dense_tile_loss_equals_observed_only_loss_and_gradient():
+    # The CUDA formulation (every cell predicted, unobserved ones masked) must train the same model.
+    data, sizes = problem(keep=0.6)
+    assert not data.all_observed
+    cfg = LPMConfig.paper(embed_dim=8, hidden_dim=16, dropout=0.0)
+    m = module(cfg, sizes)
+    pi, ri = torch.tensor([0, 3, 5, 7]), torch.tensor([1, 2, 4, 8, 16, 29])
+    out = {}
+    for masked in (False, True):
+        m.zero_grad()
+        s, n = tile_loss(m, data, pi, ri, masked_dense=masked)
+        (s / n).backward()
+        out[masked] = (float(s), int(n), [p.grad.clone() for p in m.parameters() if p.grad is not None])
+    assert out[True][1] == out[False][1] == int((~torch.isnan(data.values[pi][:, ri])).sum()) > 0
+    assert out[True][0] == pytest.approx(out[False][0], rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(out[True][2], out[False][2], strict=True))
+    assert not any(torch.isnan(g).any() for g in out[True][2])  # NaN targets must not leak into gradients
+
+
+def test_fully_observed_data_skips_the_mask():
+    data, sizes = problem(keep=1.0)
+    assert data.all_observed
+    m = module(LPMConfig.paper(embed_dim=8, hidden_dim=16, dropout=0.0), sizes)
+    s, n = tile_loss(m, data, torch.tensor([0, 1]), torch.tensor([0, 1, 2]))
+    assert n == 6 and float(s) > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_matches_cpu_loss_scale():
+    data, sizes = problem(keep=0.7)
+    cfg = LPMConfig.paper(embed_dim=16, hidden_dim=64, dropout=0.0, batch_triples=100, max_epochs=20, lr=5e-3)
+    cpu = train(module(cfg, sizes), data, None, cfg, progress=False, device="cpu")
+    gpu = train(module(cfg, sizes), data, None, cfg, progress=False, device="cuda")
+    assert gpu[-1]["train_loss"] == pytest.approx(cpu[-1]["train_loss"], rel=0.2)
 
 
 def test_learns_well_below_per_readout_mean():

@@ -35,8 +35,10 @@ from models.evaluation.splits import Split, make_split
 BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn")
 # lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
 # lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
-LPM_NAMES = ("lpm", "lpm_paper", "lpm_zeroshot")
+# lpm_stacked = lpm and the simple baselines in one convex combination fitted on validation experiments.
+LPM_NAMES = ("lpm", "lpm_paper", "lpm_zeroshot", "lpm_stacked")
 ZERO_SHOT_SYMBOL_DROPOUT = 0.5
+STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear")
 
 
 @dataclass
@@ -76,6 +78,11 @@ def build_model(name: str, *, seed: int, resources: Resources, split_kind: str =
     """A fresh, unfitted model. The linear baseline picks perturbation features that exist for the
     split: fingerprints for unseen compounds, the target gene's embedding for unseen genes, the
     perturbation's profile in other contexts otherwise."""
+    if name == "lpm_stacked":
+        from models.evaluation.stacking import StackedLPM
+
+        return StackedLPM({m: build_model(m, seed=seed, resources=resources, split_kind=split_kind)
+                           for m in STACKED_MEMBERS})
     if name in LPM_NAMES:
         from dataclasses import replace
 
@@ -126,6 +133,8 @@ def evaluate_model(model, split: Split) -> dict[str, float]:
     t2 = time.perf_counter()
     out = evaluate_predictions(test, pred)
     out.update(fit_s=t1 - t0, predict_s=t2 - t1)
+    if hasattr(model, "describe"):  # e.g. the stacked model's fitted weights, kept beside its metrics
+        out["detail"] = model.describe()
     return out
 
 

@@ -1,0 +1,81 @@
+"""The LPM stacked with the simple baselines: one convex combination of their predictions, with the
+weights fitted on the split's validation experiments (never on test rows).
+
+Why: on Tahoe the LPM alone ties the copy-from-other-lines baseline, but the two make different
+errors; a combination learned on held-out experiments tells whether the LPM adds anything the
+baselines do not have (weight > 0 and a better test score) or not (weight ~0).
+
+    model = StackedLPM({"lpm": LPM(...), "other_contexts": OtherContextsMean(), ...}).fit(train, valid)
+    model.weights_   # {"lpm": 0.58, "other_contexts": 0.42, ...}, non-negative, summing to 1
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from models.evaluation.baselines import KEY_COLUMNS
+
+
+def convex_weights(predictions: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """w >= 0, sum(w) = 1 minimising mean((predictions @ w - target)^2). predictions: (n, k)."""
+    X = np.asarray(predictions, dtype=np.float64)  # (n, k)
+    y = np.asarray(target, dtype=np.float64)  # (n,)
+    if X.ndim != 2 or len(X) != len(y) or len(y) == 0:
+        raise ValueError(f"need an (n, k) prediction matrix and n targets, got {X.shape} and {y.shape}")
+    k = X.shape[1]
+    if k == 1:
+        return np.ones(1)
+    gram, xty = X.T @ X / len(y), X.T @ y / len(y)  # the objective is quadratic: work on (k, k)
+    res = minimize(lambda w: w @ gram @ w - 2 * w @ xty, np.full(k, 1.0 / k), jac=lambda w: 2 * (gram @ w - xty),
+                   method="SLSQP", bounds=[(0.0, 1.0)] * k,
+                   constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones(k)}])
+    if not res.success:
+        raise RuntimeError(f"stacking weights did not converge: {res.message}")
+    w = np.clip(res.x, 0.0, None)
+    return w / w.sum()
+
+
+class StackedLPM:
+    """Members fitted on the training rows (the LPM also early-stops on validation), combined with
+    convex weights fitted on the validation rows. The LPM's validation predictions are slightly
+    optimistic (its stopping epoch was chosen on them), which can only favour its weight."""
+
+    name = "lpm_stacked"
+
+    def __init__(self, members: Mapping[str, object]):
+        if not members:
+            raise ValueError("StackedLPM needs at least one member model")
+        self.members = dict(members)
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, *, progress: bool = False) -> StackedLPM:
+        if valid is None or not len(valid):
+            raise ValueError("lpm_stacked fits its weights on validation experiments, and this split has none; "
+                             "use a split with a validation part (every split kind of the harness has one)")
+        for model in self.members.values():
+            if "progress" in inspect.signature(model.fit).parameters:
+                model.fit(train, valid, progress=progress)
+            else:
+                model.fit(train, valid)
+        X = self._member_predictions(valid)
+        w = convex_weights(X, valid["value"].to_numpy(np.float64))
+        self.weights_ = dict(zip(self.members, w.round(6).tolist(), strict=True))
+        return self
+
+    def _member_predictions(self, rows: pd.DataFrame) -> np.ndarray:
+        keys = rows[KEY_COLUMNS]
+        return np.column_stack([np.asarray(m.predict(keys.copy()), dtype=np.float64)
+                                for m in self.members.values()])  # (n, members)
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        if not hasattr(self, "weights_"):
+            raise RuntimeError("StackedLPM.predict before fit")
+        return self._member_predictions(rows) @ np.array(list(self.weights_.values()))
+
+    def describe(self) -> str:
+        """The fitted weights, largest first, e.g. 'lpm 0.58, other_contexts 0.42'."""
+        return ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.weights_.items(), key=lambda kv: -kv[1]) if v >= 0.005)
