@@ -138,3 +138,18 @@ def test_lpm_zeroshot_is_the_lpm_with_symbol_dropout():
     full, zero = (build_model(n, seed=0, resources=res).config for n in ("lpm", "lpm_zeroshot"))
     assert full.symbol_dropout == 0 and 0 < ZERO_SHOT_SYMBOL_DROPOUT < 1
     assert zero == replace(full, symbol_dropout=ZERO_SHOT_SYMBOL_DROPOUT)
+
+
+def test_lpm_stacked_runs_through_the_same_path_and_records_its_weights():
+    from models.evaluation.harness import STACKED_MEMBERS, build_model
+    from models.evaluation.stacking import StackedLPM
+    from models.module import LPMConfig
+
+    res = Resources(lpm_config=LPMConfig.paper(max_epochs=2))
+    model = build_model("lpm_stacked", seed=0, resources=res, split_kind="unseen-experiment")
+    assert isinstance(model, StackedLPM) and tuple(model.members) == STACKED_MEMBERS
+    out = run_benchmark(_data(n_ctx=3, n_pert=10, n_readout=8), "unseen-experiment", context="ctx0",
+                        models=["lpm_stacked"], seeds=[0], resources=res)
+    assert out["error"].iloc[0] == "" and np.isfinite(out["pearson_per_signature"].iloc[0])
+    # shared effects across contexts: copying the other contexts must carry weight
+    assert "other_contexts" in out["detail"].iloc[0]
