@@ -1,11 +1,10 @@
 import io
 
 import numpy as np
+import pytest
 import torch
 
 from models.module import LPMConfig, LPMModule, SymbolTables
-import pytest
-
 from models.train import dense_pairs, evaluate, make_tiles, tile_loss, tile_shape, train
 
 torch.set_num_threads(1)
