@@ -2,6 +2,8 @@
 
     nice python benchmarks/make_results.py                  # every benchmark (hours on 2 CPU cores)
     nice python benchmarks/make_results.py --only 0,1       # just those sections; the others are kept
+    nice python benchmarks/make_results.py --only 0,1 --add-models lpm_stacked
+                                  # run one model and merge it into those sections' stored rows
     python benchmarks/make_results.py --quick               # 1 seed, 2 LPM epochs: a smoke run
 
 Every row of every run is also written as JSON under <PERTURBGRAPH_HOME>/results/ (outside the repo).
@@ -32,7 +34,7 @@ sys.path.insert(0, str(REPO))
 # 1,170 top-1,000 lists); the baselines run there too (same rows) and, on their own, at full size.
 TAHOE_SMALL = {"n_random": 150, "seed": 0}
 REPLOGLE_SMALL = {"min_signatures": 300}
-BOTH = ("lpm", "lpm_paper")
+BOTH = ("lpm", "lpm_paper", "lpm_stacked")
 BENCHMARKS = [
     ("Tahoe-100M (150 random dense readouts), unseen experiment (target A498)", "tahoe", TAHOE_SMALL,
      "unseen-experiment", "A498",
@@ -49,11 +51,11 @@ BENCHMARKS = [
      "15% of the 585 knock-downs held out of both cell lines. Baselines only.", ()),
     ("Replogle 2022 CRISPRi (882 readouts in >= 300 lists), unseen experiment (target RPE1)", "replogle",
      REPLOGLE_SMALL, "unseen-experiment", "RPE1",
-     "15% of RPE1's knock-downs held out; all of K562 in training.", ("lpm",)),
+     "15% of RPE1's knock-downs held out; all of K562 in training.", ("lpm", "lpm_stacked")),
     ("Replogle 2022 CRISPRi (882 readouts in >= 300 lists), unseen gene", "replogle", REPLOGLE_SMALL,
      "unseen-gene", None, "15% of the 585 knock-downs held out of both cell lines; the LPM embeds them "
      "through their target gene (gene graph); `lpm_zeroshot` is trained with the learned knock-down vectors "
-     "dropped half the time, so that encoding learns to stand alone.", ("lpm", "lpm_zeroshot")),
+     "dropped half the time, so that encoding learns to stand alone.", ("lpm", "lpm_zeroshot", "lpm_stacked")),
     ("L1000 CMap `ds` (3 compounds x 65 cell lines), unseen context (MCF7)", "l1000-ds", {}, "unseen-context", "MCF7",
      "All of MCF7 held out; the compounds are seen in the other 64 cell lines.", BOTH),
 ]
@@ -84,6 +86,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="", help="comma-separated benchmark indices (0-based) to run")
     ap.add_argument("--no-lpm", action="store_true")
     ap.add_argument("--quick", action="store_true", help="1 seed, 2 LPM epochs")
+    ap.add_argument("--add-models", default="",
+                    help="comma-separated models to run alone (with --lpm-seeds seeds) and merge into each chosen "
+                         "section's stored rows (<home>/results/*.json), replacing earlier rows of those models")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
     args = ap.parse_args(argv)
     if args.quick:
@@ -120,11 +125,22 @@ def main(argv=None) -> int:
         res = resources_for(df, gene_graph=bool(lpm_models) and lpm_config is not None)
         res.lpm_config = lpm_config
         t0 = time.time()
+        added = [m.strip() for m in args.add_models.split(",") if m.strip()]
         log = lambda r, title=title: print(f"[{time.time() - began:6.0f}s] {title} seed {r['seed']} {r['model']}: "  # noqa: E731
                               f"{r['error'] or round(r['pearson_per_signature'], 3)}", file=sys.stderr, flush=True)
-        parts = [run_benchmark(df, split, context=context, models=["baselines"], seeds=range(args.seeds),
-                               resources=res, on_result=log)]
-        if lpm_config is not None and lpm_models:
+        stored = json_dir / f"{i}_{name}_{split}.json"
+        if added:
+            if not stored.exists():
+                raise SystemExit(f"--add-models needs the stored rows of section {i} ({stored}); "
+                                 f"run `--only {i}` once without --add-models first")
+            kept = pd.read_json(stored, orient="records")
+            kept = kept.loc[~kept["model"].isin(added)]
+            parts = [kept, run_benchmark(df, split, context=context, models=added, seeds=range(args.lpm_seeds),
+                                         resources=res, on_result=log)]
+        else:
+            parts = [run_benchmark(df, split, context=context, models=["baselines"], seeds=range(args.seeds),
+                                   resources=res, on_result=log)]
+        if lpm_config is not None and lpm_models and not added:
             parts.append(run_benchmark(df, split, context=context, models=list(lpm_models), seeds=range(args.lpm_seeds),
                                        resources=res, on_result=log))
         results = pd.concat(parts, ignore_index=True)
@@ -132,9 +148,15 @@ def main(argv=None) -> int:
         data_line = (f"{len(df):,} rows: {df['context'].nunique()} contexts, {df['perturbation'].nunique()} "
                      f"perturbations, {df['readout'].nunique()} readouts; {int(results['n_test'].iloc[0]):,} "
                      f"test rows in {int(results['n_test_experiments'].iloc[0])} held-out experiments (seed 0)")
-        sections[title] = (f"### {title}\n\n{why} {data_line}. Wall time {time.time() - t0:.0f} s "
+        ran = f" for {', '.join(added)}; the other rows are the stored ones of an earlier run" if added else ""
+        weights = ""
+        if "detail" in results and (results["model"] == "lpm_stacked").any():
+            st = results.loc[results["model"] == "lpm_stacked"]
+            weights = "\n`lpm_stacked` weights (fitted on validation experiments) by seed: " + "; ".join(
+                f"{int(r.seed)}: {r.detail}" for r in st.itertuples()) + ".\n"
+        sections[title] = (f"### {title}\n\n{why} {data_line}. Wall time {time.time() - t0:.0f} s{ran} "
                            f"({datetime.now(UTC):%Y-%m-%d}, `{' '.join(argv if argv is not None else sys.argv[1:])}`)."
-                           f"\n\n{markdown_table(results)}\n")
+                           f"\n\n{markdown_table(results)}\n{weights}")
     header = (f"<!-- generated by `python benchmarks/make_results.py`, sections run on their own dates; "
               f"last run {datetime.now(UTC):%Y-%m-%d} ({platform.node()}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, sections {chosen}, {time.time() - began:.0f} s) -->\n")

@@ -60,3 +60,14 @@ def test_stacked_needs_validation_rows_and_a_fit():
         model.fit(split.train, split.valid.iloc[:0])
     with pytest.raises(ValueError, match="at least one member"):
         StackedLPM({})
+
+
+def test_convex_weights_share_between_identical_members():
+    # Unseen compounds: context_mean and other_contexts predict the same thing; the optimiser must not
+    # stall at its starting point (an iterative solver once returned 1/k each on real data).
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=300), rng.normal(size=300)
+    X = np.column_stack([a, b, a, rng.normal(size=300)])
+    w = convex_weights(X, 0.8 * a + 0.2 * b)
+    assert w[0] == pytest.approx(w[2]) and w[0] + w[2] == pytest.approx(0.8, abs=1e-6)
+    assert w[1] == pytest.approx(0.2, abs=1e-6) and w[3] == pytest.approx(0.0, abs=1e-9)

@@ -12,31 +12,46 @@ baselines do not have (weight > 0 and a better test score) or not (weight ~0).
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 
 from models.evaluation.baselines import KEY_COLUMNS
 
+MAX_STACKED_MEMBERS = 10  # 1,023 supports, each a tiny linear solve
+
 
 def convex_weights(predictions: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """w >= 0, sum(w) = 1 minimising mean((predictions @ w - target)^2). predictions: (n, k)."""
+    """w >= 0, sum(w) = 1 minimising mean((predictions @ w - target)^2). predictions: (n, k).
+
+    Exact for the few members stacked here: the optimum is the equality-constrained least-squares
+    solution on some support, so every support (2^k - 1 of them) is solved through its KKT system and
+    the best feasible one kept. Duplicate members (identical columns) share their weight equally."""
     X = np.asarray(predictions, dtype=np.float64)  # (n, k)
     y = np.asarray(target, dtype=np.float64)  # (n,)
     if X.ndim != 2 or len(X) != len(y) or len(y) == 0:
         raise ValueError(f"need an (n, k) prediction matrix and n targets, got {X.shape} and {y.shape}")
     k = X.shape[1]
-    if k == 1:
-        return np.ones(1)
-    gram, xty = X.T @ X / len(y), X.T @ y / len(y)  # the objective is quadratic: work on (k, k)
-    res = minimize(lambda w: w @ gram @ w - 2 * w @ xty, np.full(k, 1.0 / k), jac=lambda w: 2 * (gram @ w - xty),
-                   method="SLSQP", bounds=[(0.0, 1.0)] * k,
-                   constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0, "jac": lambda w: np.ones(k)}])
-    if not res.success:
-        raise RuntimeError(f"stacking weights did not converge: {res.message}")
-    w = np.clip(res.x, 0.0, None)
+    if k > MAX_STACKED_MEMBERS:
+        raise ValueError(f"at most {MAX_STACKED_MEMBERS} members can be stacked exactly, got {k}")
+    gram, xty = X.T @ X / len(y), X.T @ y / len(y)  # the objective w'Gw - 2w'b is quadratic: work on (k, k)
+    best, best_loss, best_size = None, np.inf, 0
+    for support in itertools.chain.from_iterable(itertools.combinations(range(k), m) for m in range(1, k + 1)):
+        s = list(support)
+        kkt = np.block([[2 * gram[np.ix_(s, s)], np.ones((len(s), 1))], [np.ones((1, len(s))), np.zeros((1, 1))]])
+        sol = np.linalg.lstsq(kkt, np.concatenate([2 * xty[s], [1.0]]), rcond=None)[0]
+        w = np.zeros(k)
+        w[s] = sol[: len(s)]
+        if (w < -1e-9).any() or abs(w.sum() - 1.0) > 1e-6:
+            continue
+        loss = w @ gram @ w - 2 * w @ xty
+        tol = 1e-12 * max(1.0, abs(best_loss)) if np.isfinite(best_loss) else 0.0
+        # on a tie, the larger support: members that predict the same thing then share the weight
+        if loss < best_loss - tol or (loss <= best_loss + tol and len(s) > best_size):
+            best, best_loss, best_size = w, loss, len(s)
+    w = np.clip(best, 0.0, None)  # a single member is always feasible, so best is set
     return w / w.sum()
 
 
