@@ -116,7 +116,7 @@ def evaluate(
                               help="unseen-experiment | unseen-compound | unseen-gene | unseen-context"),
     target_context: str | None = typer.Option(None, "--target-context", "--context",
                                               help="target context (unseen-experiment) or left-out context (unseen-context)"),
-    models: str = typer.Option("lpm,baselines", "--models", help="comma-separated: lpm, lpm_paper, lpm_zeroshot, baselines or baseline names"),
+    models: str = typer.Option("lpm,baselines", "--models", help="comma-separated: lpm, lpm_paper, lpm_zeroshot, lpm_stacked, baselines or baseline names"),
     seeds: str = typer.Option("0,1,2,3,4", "--seeds"),
     out: Path = typer.Option(Path("results"), "--out", help="folder for results.json and results.md"),
     epochs: int | None = typer.Option(None, "--epochs", help="LPM max epochs (default: LPMConfig)"),
