@@ -114,12 +114,15 @@ def build_model(name: str, *, seed: int, resources: Resources, split_kind: str =
     raise ValueError(f"unknown model {name!r}")
 
 
-def _fit(model, split: Split):
+def fit_model(model, train: pd.DataFrame, valid: pd.DataFrame | None, *, progress: bool = False):
     """LPM.fit takes progress=; baselines do not."""
-    valid = split.valid if len(split.valid) else None
     if "progress" in inspect.signature(model.fit).parameters:
-        return model.fit(split.train, valid, progress=False)
-    return model.fit(split.train, valid)
+        return model.fit(train, valid, progress=progress)
+    return model.fit(train, valid)
+
+
+def _fit(model, split: Split):
+    return fit_model(model, split.train, split.valid if len(split.valid) else None)
 
 
 def evaluate_model(model, split: Split) -> dict[str, float]:

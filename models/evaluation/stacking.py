@@ -11,7 +11,6 @@ baselines do not have (weight > 0 and a better test score) or not (weight ~0).
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections.abc import Mapping
 
@@ -71,11 +70,10 @@ class StackedLPM:
         if valid is None or not len(valid):
             raise ValueError("lpm_stacked fits its weights on validation experiments, and this split has none; "
                              "use a split with a validation part (every split kind of the harness has one)")
+        from models.evaluation.harness import fit_model  # harness builds this class: import at use
+
         for model in self.members.values():
-            if "progress" in inspect.signature(model.fit).parameters:
-                model.fit(train, valid, progress=progress)
-            else:
-                model.fit(train, valid)
+            fit_model(model, train, valid, progress=progress)
         X = self._member_predictions(valid)
         w = convex_weights(X, valid["value"].to_numpy(np.float64))
         self.weights_ = dict(zip(self.members, w.round(6).tolist(), strict=True))
