@@ -62,7 +62,7 @@ def test_masked_dense_tile_loss_equals_observed_only_loss_and_gradient():
         m.zero_grad()
         s, n = tile_loss(m, data, pi, ri, masked_dense=masked)
         (s / n).backward()
-        out[masked] = (float(s), int(n), [p.grad.clone() for p in m.parameters() if p.grad is not None])
+        out[masked] = (float(s.detach()), int(n), [p.grad.clone() for p in m.parameters() if p.grad is not None])
     assert out[True][1] == out[False][1] == int((~torch.isnan(data.values[pi][:, ri])).sum()) > 0
     assert out[True][0] == pytest.approx(out[False][0], rel=1e-5)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(out[True][2], out[False][2], strict=True))

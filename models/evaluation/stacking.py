@@ -76,7 +76,7 @@ class StackedLPM:
             fit_model(model, train, valid, progress=progress)
         X = self._member_predictions(valid)
         w = convex_weights(X, valid["value"].to_numpy(np.float64))
-        self.weights_ = dict(zip(self.members, w.round(6).tolist(), strict=True))
+        self.weights_ = dict(zip(self.members, w.tolist(), strict=True))
         return self
 
     def _member_predictions(self, rows: pd.DataFrame) -> np.ndarray:
