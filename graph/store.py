@@ -6,8 +6,10 @@ per dataset, in the canonical long format `graph.records.MEASUREMENT_COLUMNS`:
     <settings.store_dir>/<dataset_id>/measurements.parquet   sorted by (signature_id, readout)
     <settings.store_dir>/<dataset_id>/manifest.json          sha256 of the parquet file, rows, ...
 
-Files are written to a temporary name in the same folder and moved into place with os.replace
-(atomic on POSIX), the manifest after the data. The content hash (sha256 of the parquet bytes) is
+Measurements are appended chunk by chunk (`MeasurementWriter`; `write_measurements` is the one-chunk
+case), so ingest memory does not grow with the number of signatures. Files are written to a
+temporary name in the same folder and moved into place with os.replace (atomic on POSIX), the
+manifest after the data. The content hash (sha256 of the parquet bytes) is
 also recorded on the Dataset node (`store_sha256`, see graph.writer.mark_dataset_complete), so a
 training table can be rebuilt from a graph snapshot and checked: `load_training_table`.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -27,9 +30,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pandas.api.types import union_categoricals
 
 from graph.io.common import sha256_file
 from graph.records import MEASUREMENT_COLUMNS, QuarantineRecord
@@ -135,30 +141,345 @@ def _atomic_write_text(text: str, path: Path) -> None:
 # Measurements
 # ---------------------------------------------------------------------------------------------
 
+# The file's bytes (hence its sha256) depend only on its rows: fixed schema (no pandas metadata, text as
+# plain strings), rows in canonical order, fixed-size row groups, each written from one contiguous
+# array. So a table written whole and the same rows appended in any chunks give the same file.
+STORE_SCHEMA = pa.schema([(c, pa.float32() if c == "value" else pa.string()) for c in MEASUREMENT_COLUMNS])
+_SORT_ROWS = 2_000_000  # rows sorted in memory at once when chunks arrive out of order
+_SPILL_BATCH = 500_000
+
 
 def canonical_measurements(table: pd.DataFrame, dataset_id: str) -> pd.DataFrame:
     """Validated, canonical copy: exactly MEASUREMENT_COLUMNS, text as category, value float32,
     sorted by (signature_id, readout); one row per (signature_id, readout)."""
+    arrow, _, _, _ = _canonical_chunk(table, dataset_id)
+    df = arrow.to_pandas()
+    for c in _TEXT_COLUMNS:
+        df[c] = df[c].astype("category")
+    return df
+
+
+def _check_columns(table: pd.DataFrame) -> None:
     cols = set(table.columns)
     if cols != set(MEASUREMENT_COLUMNS):
         raise ValueError(
             f"measurement table columns {sorted(cols)} != {list(MEASUREMENT_COLUMNS)} "
             f"(missing {sorted(set(MEASUREMENT_COLUMNS) - cols)}, extra {sorted(cols - set(MEASUREMENT_COLUMNS))})"
         )
-    df = table.loc[:, list(MEASUREMENT_COLUMNS)].copy()
-    for c in _TEXT_COLUMNS:
-        df[c] = df[c].astype(str)
-    other = set(df["dataset"].unique()) - {dataset_id}
+
+
+def _sorted_codes(s: pd.Series, name: str, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, categories) of a text column with the categories in lexical (code point) order."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        codes = s.cat.codes.to_numpy().astype(np.int64)
+        cats = np.asarray(s.cat.categories.astype(str), dtype=object)
+        if (codes < 0).any():
+            raise ValueError(f"{int((codes < 0).sum())} measurement rows of {dataset_id!r} have no {name}")
+        order = np.argsort(cats, kind="stable")
+        rank = np.empty(len(cats), np.int64)
+        rank[order] = np.arange(len(cats))
+        return rank[codes], cats[order]
+    if s.isna().any():
+        raise ValueError(f"{int(s.isna().sum())} measurement rows of {dataset_id!r} have no {name}")
+    codes, uniques = pd.factorize(s.astype(str), sort=True)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def _canonical_chunk(table: pd.DataFrame, dataset_id: str):
+    """One chunk -> (arrow table in STORE_SCHEMA sorted by (signature_id, readout), first key, last key,
+    rows per signature {id: n}). Raises ValueError on wrong columns, other datasets, missing text,
+    non-numeric values or a repeated (signature_id, readout) inside the chunk."""
+    _check_columns(table)
+    coded = {c: _sorted_codes(table[c], c, dataset_id) for c in _TEXT_COLUMNS}
+    other = set(coded["dataset"][1][np.unique(coded["dataset"][0])]) - {dataset_id}
     if other:
         raise ValueError(f"measurement rows of other datasets in {dataset_id!r}: {sorted(other)[:5]}")
-    df["value"] = pd.to_numeric(df["value"], errors="raise").astype("float32")
-    dup = df.duplicated(["signature_id", "readout"])
+    value = pd.to_numeric(table["value"], errors="raise").to_numpy(dtype=np.float32)
+    sig, sig_cats = coded["signature_id"]
+    readout, readout_cats = coded["readout"]
+    order = np.lexsort((readout, sig))
+    sig, readout = sig[order], readout[order]
+    dup = (sig[1:] == sig[:-1]) & (readout[1:] == readout[:-1])
     if dup.any():
         raise ValueError(f"{int(dup.sum())} duplicate (signature_id, readout) rows in {dataset_id!r}")
-    df = df.sort_values(["signature_id", "readout"], kind="stable").reset_index(drop=True)
-    for c in _TEXT_COLUMNS:
-        df[c] = df[c].astype("category")
-    return df
+    arrays = []
+    for c in MEASUREMENT_COLUMNS:
+        if c == "value":
+            arrays.append(pa.array(value[order], pa.float32()))
+        else:
+            codes, cats = coded[c]
+            arrays.append(pa.DictionaryArray.from_arrays(pa.array(codes[order], pa.int32()),
+                                                         pa.array(cats, pa.string())).dictionary_decode())
+    arrow = pa.Table.from_arrays(arrays, schema=STORE_SCHEMA)
+    if not len(order):
+        return arrow, None, None, {}
+    present, counts = np.unique(sig, return_counts=True)
+    per_sig = dict(zip(sig_cats[present].tolist(), counts.tolist(), strict=True))
+    first = (sig_cats[sig[0]], readout_cats[readout[0]])
+    last = (sig_cats[sig[-1]], readout_cats[readout[-1]])
+    return arrow, first, last, per_sig
+
+
+def _sorted_arrow(table: pa.Table, dataset_id: str) -> pa.Table:
+    """An arrow table (STORE_SCHEMA) sorted by (signature_id, readout); refuses repeated keys."""
+    table = table.sort_by([("signature_id", "ascending"), ("readout", "ascending")]).combine_chunks()
+    n = len(table)
+    if n > 1:
+        s, r = table["signature_id"], table["readout"]
+        same = pc.and_(pc.equal(s.slice(1), s.slice(0, n - 1)), pc.equal(r.slice(1), r.slice(0, n - 1)))
+        n_dup = pc.sum(same).as_py() or 0
+        if n_dup:
+            raise ValueError(f"{n_dup} duplicate (signature_id, readout) rows in {dataset_id!r}")
+    return table
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Temp files and spill folders of writers that died (their pid is gone) are removed."""
+    for p in folder.glob(".*tmp-*"):
+        m = re.search(r"tmp-(\d+)-", p.name)
+        if m is None or _pid_alive(int(m.group(1))):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class MeasurementWriter:
+    """Append one dataset's measurements chunk by chunk; the store file appears only at `close()`.
+
+        with MeasurementWriter(settings, "ds1") as w:
+            for chunk in reader.iter_long():
+                w.append(chunk)
+        entry = w.entry   # the StoreEntry to record on the Dataset node
+
+    Rows end up sorted by (signature_id, readout) in fixed-size row groups, so the file and its sha256
+    are the same as `write_measurements` of the whole table, whatever the chunking. Chunks that arrive
+    in key order (a GCTX whose column ids are sorted) go straight to the temp file; once one arrives out
+    of order, chunks are spilled to a temp folder and sorted at close in bounded slices (signature
+    ranges of at most `sort_rows` rows), so memory does not grow with the number of signatures.
+    Everything is written under temp names and moved into place at close (data first, then the
+    manifest); an exception inside the `with` block, or a crash, leaves the previous store untouched
+    (temp files of dead writers are removed by the next writer of that dataset).
+    """
+
+    def __init__(self, settings: Settings, dataset_id: str, *, row_group: int = _ROW_GROUP,
+                 sort_rows: int = _SORT_ROWS):
+        self.dataset_id = _check_id(dataset_id)
+        self._settings = settings
+        self.folder = settings.store_dir / dataset_id
+        self.path = self.folder / MEASUREMENTS_FILE
+        self._row_group, self._sort_rows = row_group, sort_rows
+        self._tmp = _tmp_name(self.path)
+        self._out: pq.ParquetWriter | None = None
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._last: tuple[str, str] | None = None
+        self._spill_dir: Path | None = None
+        self._spill: pq.ParquetWriter | None = None
+        self._spill_files: list[Path] = []
+        self._sig_rows: dict[str, int] = {}
+        self.n_rows = 0
+        self.entry: StoreEntry | None = None
+        self._finished = False
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from exc
+        _remove_stale_temps(self.folder)
+
+    def __enter__(self) -> MeasurementWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+    # -- appending
+    def append(self, chunk: pd.DataFrame) -> None:
+        if self._finished:
+            raise RuntimeError(f"measurement writer of {self.dataset_id!r} is closed")
+        arrow, first, last, per_sig = _canonical_chunk(chunk, self.dataset_id)
+        if first is None:
+            return
+        self.n_rows += len(arrow)
+        for sid, n in per_sig.items():
+            self._sig_rows[sid] = self._sig_rows.get(sid, 0) + n
+        if self._spill_dir is None and (self._last is None or first > self._last):
+            self._last = last
+            self._emit(arrow)
+            return
+        if self._spill_dir is None and first == self._last:
+            raise ValueError(f"1 duplicate (signature_id, readout) rows in {self.dataset_id!r}: {first}")
+        self._spill_write(arrow)
+
+    def _emit(self, arrow: pa.Table) -> None:
+        """Rows in final order -> full row groups of the temp file (the rest stays buffered)."""
+        self._buffer.append(arrow)
+        self._buffered += len(arrow)
+        if self._buffered < self._row_group:
+            return
+        rows = pa.concat_tables(self._buffer)
+        at = 0
+        while len(rows) - at >= self._row_group:
+            self._write_group(rows.slice(at, self._row_group))
+            at += self._row_group
+        rest = rows.slice(at)
+        self._buffer, self._buffered = ([rest] if len(rest) else []), len(rest)
+
+    def _write_group(self, rows: pa.Table) -> None:
+        try:
+            if self._out is None:
+                self._out = pq.ParquetWriter(self._tmp, STORE_SCHEMA, compression="zstd")
+            self._out.write_table(rows.combine_chunks(), row_group_size=max(1, len(rows)))
+        except OSError as exc:
+            raise _write_error(self.path, exc) from exc
+
+    def _spill_write(self, arrow: pa.Table) -> None:
+        try:
+            if self._spill_dir is None:
+                # Out of order from here on: what was written so far becomes the first spilled run.
+                self._spill_dir = self.folder / f".spill.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                self._spill_dir.mkdir()
+                if self._buffer:
+                    self._write_group(pa.concat_tables(self._buffer))
+                    self._buffer, self._buffered = [], 0
+                if self._out is not None:
+                    self._out.close()
+                    self._out = None
+                    run0 = self._spill_dir / "run-0.parquet"
+                    os.replace(self._tmp, run0)
+                    self._spill_files.append(run0)
+            if self._spill is None:
+                path = self._spill_dir / "run-1.parquet"
+                self._spill = pq.ParquetWriter(path, STORE_SCHEMA, compression="lz4")
+                self._spill_files.append(path)
+            self._spill.write_table(arrow)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from exc
+
+    # -- finishing
+    def _sort_spilled(self) -> None:
+        """External sort of the spilled runs: split rows into signature-range buckets of at most
+        sort_rows rows (one file each), then sort each bucket in memory and emit it in order."""
+        assert self._spill_dir is not None
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+        sig_ids = sorted(self._sig_rows)
+        bucket = np.empty(len(sig_ids), np.int64)
+        b = acc = 0
+        for i, sid in enumerate(sig_ids):
+            n = self._sig_rows[sid]
+            if acc and acc + n > self._sort_rows:
+                b, acc = b + 1, 0
+            bucket[i] = b
+            acc += n
+        n_buckets = b + 1
+        if n_buckets == 1:
+            parts = [self._spill_files]
+        else:
+            value_set = pa.array(sig_ids, pa.string())
+            writers: dict[int, pq.ParquetWriter] = {}
+            paths = [self._spill_dir / f"bucket-{k}.parquet" for k in range(n_buckets)]
+            try:
+                for f in self._spill_files:
+                    for batch in pq.ParquetFile(f).iter_batches(batch_size=_SPILL_BATCH):
+                        t = pa.Table.from_batches([batch], schema=STORE_SCHEMA)
+                        rank = pc.index_in(t["signature_id"], value_set=value_set).to_numpy()
+                        bk = bucket[rank.astype(np.int64)]
+                        order = np.argsort(bk, kind="stable")
+                        present, starts = np.unique(bk[order], return_index=True)
+                        ends = np.append(starts[1:], len(order))
+                        for k, lo, hi in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True):
+                            if k not in writers:
+                                writers[k] = pq.ParquetWriter(paths[k], STORE_SCHEMA, compression="lz4")
+                            writers[k].write_table(t.take(order[lo:hi]))
+                    f.unlink()
+            finally:
+                for w in writers.values():
+                    w.close()
+            parts = [[paths[k]] for k in range(n_buckets)]
+        for files in parts:
+            table = pa.concat_tables([pq.read_table(f, schema=STORE_SCHEMA) for f in files])
+            for f in files:
+                f.unlink()
+            self._emit(_sorted_arrow(table, self.dataset_id))
+            del table
+
+    def close(self) -> StoreEntry:
+        """Sort what was spilled, finish the file, move it into place, then the manifest."""
+        if self.entry is not None:
+            return self.entry
+        if self._finished:
+            raise RuntimeError(f"measurement writer of {self.dataset_id!r} was aborted")
+        try:
+            if self._spill_dir is not None:
+                self._sort_spilled()
+            if self._buffer or self._out is None:
+                self._write_group(pa.concat_tables(self._buffer) if self._buffer else STORE_SCHEMA.empty_table())
+                self._buffer, self._buffered = [], 0
+            assert self._out is not None
+            try:
+                self._out.close()
+                self._out = None
+                with open(self._tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                digest = sha256_file(self._tmp)
+                previous = read_manifest(self._settings, self.dataset_id)
+                os.replace(self._tmp, self.path)
+                _fsync_dir(self.folder)
+            except OSError as exc:
+                raise _write_error(self.path, exc) from exc
+            if previous is not None and previous.sha256 == digest:
+                self.entry = previous
+            else:
+                self.entry = StoreEntry(
+                    dataset_id=self.dataset_id,
+                    relpath=f"{self.dataset_id}/{MEASUREMENTS_FILE}",
+                    sha256=digest,
+                    n_rows=self.n_rows,
+                    n_signatures=len(self._sig_rows),
+                    written_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                )
+                _atomic_write_text(json.dumps(asdict(self.entry), indent=2, sort_keys=True),
+                                   self.folder / MANIFEST_FILE)
+        except BaseException:
+            self.abort()
+            raise
+        self._finished = True
+        self._cleanup()
+        return self.entry
+
+    def abort(self) -> None:
+        """Drop everything written so far; the previous store (if any) stays as it was."""
+        self._finished = True
+        for w in (self._out, self._spill):
+            if w is not None:
+                try:
+                    w.close()
+                except Exception:  # closing a half-written file can fail again (disk full): it is deleted anyway
+                    pass
+        self._out = self._spill = None
+        self._buffer = []
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        self._tmp.unlink(missing_ok=True)
+        if self._spill_dir is not None:
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
 
 
 def _manifest_path(settings: Settings, dataset_id: str) -> Path:
@@ -173,29 +494,15 @@ def read_manifest(settings: Settings, dataset_id: str) -> StoreEntry | None:
 
 
 def write_measurements(settings: Settings, dataset_id: str, table: pd.DataFrame) -> StoreEntry:
-    """Store one dataset's measurements (atomically); returns the entry to record on the Dataset node.
+    """Store one dataset's whole measurement table (atomically); returns the entry to record on the
+    Dataset node. Same file as MeasurementWriter fed the same rows in any chunks.
 
     Re-writing identical content keeps the existing file and manifest (same hash, same entry).
     """
-    _check_id(dataset_id)
-    df = canonical_measurements(table, dataset_id)
-    folder = settings.store_dir / dataset_id
-    path = folder / MEASUREMENTS_FILE
-    arrow = pa.Table.from_pandas(df, preserve_index=False)
-    previous = read_manifest(settings, dataset_id)
-    digest = _atomic_write_table(arrow, path, row_group_size=_ROW_GROUP)
-    if previous is not None and previous.sha256 == digest:
-        return previous
-    entry = StoreEntry(
-        dataset_id=dataset_id,
-        relpath=f"{dataset_id}/{MEASUREMENTS_FILE}",
-        sha256=digest,
-        n_rows=len(df),
-        n_signatures=int(df["signature_id"].nunique()),
-        written_at=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-    _atomic_write_text(json.dumps(asdict(entry), indent=2, sort_keys=True), folder / MANIFEST_FILE)
-    return entry
+    with MeasurementWriter(settings, dataset_id) as w:
+        w.append(table)
+    assert w.entry is not None
+    return w.entry
 
 
 def verify_entry(settings: Settings, entry: StoreEntry) -> None:
@@ -248,13 +555,16 @@ def load_training_table(
                     f"{dataset_id}: graph records store sha256 {g.get('store_sha256')}, file has {entry.sha256}"
                 )
         filters = None if wanted is None else [("signature_id", "in", wanted)]
-        frames.append(pq.read_table(entry.path(settings), filters=filters).to_pandas())
+        # Text read straight into dictionaries -> categoricals: no per-row Python strings are built.
+        frames.append(pq.read_table(entry.path(settings), filters=filters,
+                                    read_dictionary=list(_TEXT_COLUMNS)).to_pandas())
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="float32" if c == "value" else "category")
                              for c in MEASUREMENT_COLUMNS})
     if len(frames) > 1:
-        frames = [f.astype({c: str for c in _TEXT_COLUMNS}) for f in frames]
-        out = pd.concat(frames, ignore_index=True)
+        out = pd.DataFrame({c: (union_categoricals([f[c].astype("category") for f in frames])
+                                if c in _TEXT_COLUMNS else np.concatenate([f[c].to_numpy() for f in frames]))
+                            for c in MEASUREMENT_COLUMNS})
     else:
         out = frames[0]
     for c in _TEXT_COLUMNS:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from graph import store, writer
@@ -66,6 +72,121 @@ def test_several_datasets_and_signature_filter(settings):
     assert len(df) == 10 and set(df["dataset"]) == {"ds1", "ds2"}
     df = store.load_training_table(settings, ["ds1", "ds2"], signature_ids=["ds2:sig1"])
     assert set(df["signature_id"]) == {"ds2:sig1"} and len(df) == 2
+
+
+def big_table(dataset="ds1", n_sigs=40, n_readouts=7, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = [(dataset, f"{dataset}:s{i:03d}", f"C{i % 3}", f"compound:X{i % 5}", "compound", f"G{g}",
+             float(rng.normal())) for i in range(n_sigs) for g in range(n_readouts)]
+    return pd.DataFrame(rows, columns=list(MEASUREMENT_COLUMNS))
+
+
+def _chunks(df, size, *, shuffle, categorical):
+    if shuffle:
+        df = df.sample(frac=1, random_state=1)
+    for lo in range(0, len(df), size):
+        part = df.iloc[lo:lo + size]
+        if categorical:  # each chunk with its own categories, in its own (unsorted) order
+            part = part.astype({c: "category" for c in MEASUREMENT_COLUMNS if c != "value"})
+            part["signature_id"] = part["signature_id"].cat.reorder_categories(
+                part["signature_id"].cat.categories[::-1])
+        yield part
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
+@pytest.mark.parametrize("categorical", [False, True], ids=["text", "categorical"])
+def test_chunked_write_equals_whole_write(settings, shuffle, categorical):
+    whole = big_table()
+    kw = {"row_group": 50, "sort_rows": 60}  # several row groups; shuffled chunks sort in 5+ buckets
+    with store.MeasurementWriter(settings, "ds1", **kw) as w:
+        w.append(whole)
+    reference, ref_bytes = w.entry, (settings.store_dir / "ds1" / store.MEASUREMENTS_FILE).read_bytes()
+    other = Settings(home=settings.home / "other")
+    with store.MeasurementWriter(other, "ds1", **kw) as w:
+        for part in _chunks(whole, 23, shuffle=shuffle, categorical=categorical):
+            w.append(part)
+    entry = w.entry
+    path = entry.path(other)
+    assert entry.sha256 == reference.sha256 == store.sha256_file(path)
+    assert path.read_bytes() == ref_bytes
+    assert (entry.n_rows, entry.n_signatures) == (len(whole), 40)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 6  # 280 rows / 50
+    got = store.load_training_table(other, ["ds1"])
+    expected = whole.sort_values(["signature_id", "readout"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got.astype({c: str for c in MEASUREMENT_COLUMNS if c != "value"}),
+                                  expected.astype({"value": "float32"}), check_dtype=True)
+    assert not list(other.store_dir.rglob(".*tmp*"))
+
+
+def test_write_measurements_equals_default_chunked_writer(settings):
+    whole = big_table(n_sigs=300, n_readouts=20)
+    reference = store.write_measurements(settings, "ds1", whole)
+    other = Settings(home=settings.home / "other")
+    with store.MeasurementWriter(other, "ds1") as w:
+        for part in _chunks(whole, 1000, shuffle=True, categorical=True):
+            w.append(part)
+    assert w.entry.sha256 == reference.sha256 and w.entry.n_signatures == 300
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
+def test_duplicates_across_chunks_are_refused_and_nothing_is_stored(settings, shuffle):
+    whole = big_table()
+    with pytest.raises(ValueError, match="duplicate"):
+        with store.MeasurementWriter(settings, "ds1", row_group=50, sort_rows=60) as w:
+            for part in _chunks(whole, 23, shuffle=shuffle, categorical=False):
+                w.append(part)
+            w.append(whole.iloc[[5]].assign(value=9.0))  # a repeat of an earlier key
+    assert store.read_manifest(settings, "ds1") is None
+    assert list((settings.store_dir / "ds1").iterdir()) == []
+
+
+def test_error_mid_write_leaves_the_previous_store(settings):
+    first = store.write_measurements(settings, "ds1", table())
+    folder = settings.store_dir / "ds1"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def chunks():
+        yield from _chunks(big_table(), 23, shuffle=True, categorical=False)  # spills, writes row groups
+        raise OSError("reader failed half way")
+
+    with pytest.raises(OSError, match="half way"):
+        with store.MeasurementWriter(settings, "ds1", row_group=10, sort_rows=60) as w:
+            for part in chunks():
+                w.append(part)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # no temp file or spill left
+    assert store.read_manifest(settings, "ds1") == first
+    assert len(store.load_training_table(settings, ["ds1"])) == 6
+
+
+_KILL_MID_WRITE = """
+import os, signal, sys
+import pandas as pd
+sys.path.insert(0, {root!r})
+from graph import store
+from graph.settings import Settings
+df = pd.read_pickle({pickle!r})
+w = store.MeasurementWriter(Settings(home={home!r}), "ds1", row_group=10, sort_rows=60)
+w.append(df.iloc[100:])
+w.append(df.iloc[:100])   # out of order: spilled
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_crash_mid_write_marks_nothing_complete_and_next_writer_cleans_up(settings, tmp_path):
+    first = store.write_measurements(settings, "ds1", table())
+    whole = big_table()
+    whole.to_pickle(tmp_path / "df.pkl")
+    code = _KILL_MID_WRITE.format(root=str(Path(__file__).resolve().parents[1]), pickle=str(tmp_path / "df.pkl"),
+                                  home=str(settings.home))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    folder = settings.store_dir / "ds1"
+    assert [p.name for p in folder.glob(".*tmp-*")]  # the dead writer's temp files are still there
+    assert store.read_manifest(settings, "ds1") == first  # ... but nothing new is marked complete
+    assert len(store.load_training_table(settings, ["ds1"])) == 6
+    entry = store.write_measurements(settings, "ds1", whole)  # the next writer removes the leftovers
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "measurements.parquet"]
+    assert entry.n_rows == len(whole) and entry.sha256 != first.sha256
 
 
 @pytest.mark.parametrize(

@@ -426,13 +426,13 @@ def test_disk_full_while_storing_leaves_the_previous_version(tmp_path, monkeypat
     folder = settings.store_dir / "ds1"
     before = _snapshot(folder)
 
-    real_write = store.pq.write_table
+    real_write = store.pq.ParquetWriter.write_table
 
-    def full_disk(table, where, **kwargs):
-        real_write(table.slice(0, 1), where, **kwargs)  # a partial temp file, then the disk is full
+    def full_disk(self, table, *args, **kwargs):
+        real_write(self, table.slice(0, 1), *args, **kwargs)  # a partial temp file, then the disk is full
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store.pq, "write_table", full_disk)
+    monkeypatch.setattr(store.pq.ParquetWriter, "write_table", full_disk)
     with pytest.raises(OSError) as info:
         store.write_measurements(settings, "ds1", _measurements("ds1", shift=1.0))
     assert info.value.errno == errno.ENOSPC
