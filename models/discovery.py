@@ -6,9 +6,10 @@ back as relationships:
 * `mechanism_links` — for every compound, the genes whose genetic-perturbation embedding is most
   similar (cosine) to the compound's embedding (the compound's perturbations aggregated over doses
   with `aggregate_embeddings`). Each link gets a rank, a z-score and an empirical p-value against a
-  null of the same compound scored against *dimension-permuted* gene embeddings (each null gene
-  vector is a real gene vector with its coordinates shuffled: same norm and value distribution, no
-  shared structure), and a Benjamini-Hochberg q-value over all genes of that compound.
+  null of the same compound scored against null gene vectors that keep the genes' covariance but no
+  gene's identity (`permuted_null`: principal-component scores drawn from independent random genes),
+  and a Benjamini-Hochberg q-value over ALL (compound, gene) pairs tested for the
+  version; `significant` (q <= fdr) marks the links that are published as discoveries.
 * `gene_interactions` — for every gene, its top-k most similar genes (cosine of genetic
   perturbation embeddings, or of any other per-gene profile such as imputed response profiles).
 * `predicted_effects` — for unmeasured (perturbation, context) pairs, the top up- and
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-MECHANISM_COLUMNS = ("compound", "gene", "score", "rank", "zscore", "pvalue", "qvalue", "is_annotated_target")
+MECHANISM_COLUMNS = ("compound", "gene", "score", "rank", "zscore", "pvalue", "qvalue", "significant",
+                     "is_annotated_target")
 INTERACTION_COLUMNS = ("source", "target", "score", "rank", "in_prior")
 EFFECT_COLUMNS = ("perturbation", "context", "readout", "value", "direction", "rank")
 
@@ -125,13 +127,33 @@ def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def permuted_null(gene_vectors: np.ndarray, n_null: int, rng: np.random.Generator) -> np.ndarray:
-    """`n_null` null vectors: random genes with their coordinates independently permuted."""
+    """`n_null` null gene vectors with the genes' covariance but no gene's identity: in the genes'
+    principal-component basis each coordinate of a null vector is that component's score of an
+    independently drawn random gene. A compound aligned with a main axis of variation of the genes is
+    then as similar to null vectors as to real genes, so it is not called significant for that alone
+    (a null of coordinate-shuffled vectors is isotropic and would call it so for many genes)."""
     if len(gene_vectors) == 0:
         raise ValueError("no gene vectors to build a null from")
-    pick = rng.integers(0, len(gene_vectors), size=n_null)
-    base = gene_vectors[pick]
-    perm = np.argsort(rng.random(base.shape), axis=1)
-    return np.take_along_axis(base, perm, axis=1)
+    g = np.asarray(gene_vectors, dtype=np.float64)
+    mu = g.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(g - mu, full_matrices=False)
+    z = (g - mu) @ vt.T  # (G, r) component scores
+    pick = rng.integers(0, len(g), size=(n_null, z.shape[1]))
+    return mu + np.take_along_axis(z, pick, axis=0) @ vt
+
+
+def discrete_bh(n_ge_counts: np.ndarray, n_null: int) -> np.ndarray:
+    """BH q-value of each possible p-value when every p is (1 + n_ge) / (1 + n_null).
+
+    `n_ge_counts[j]` = how many tested pairs have n_ge == j (j = 0..n_null). Ties share the largest
+    rank of their group, as in `bh_qvalues`; memory is O(n_null) however many pairs were tested."""
+    counts = np.asarray(n_ge_counts, dtype=np.float64)
+    n_total = counts.sum()
+    p = (1.0 + np.arange(len(counts))) / (1.0 + n_null)
+    rank = np.cumsum(counts)  # p increases with n_ge: rank of the last pair with this p
+    raw = np.where(counts > 0, p * n_total / np.maximum(rank, 1), np.inf)
+    q = np.minimum.accumulate(raw[::-1])[::-1]
+    return np.minimum(q, 1.0)
 
 
 def mechanism_links(
@@ -140,21 +162,28 @@ def mechanism_links(
     *,
     k: int = 20,
     n_null: int = 2000,
+    fdr: float = 0.1,
     centre: bool = True,
     annotated_targets: Mapping[str, Iterable[str]] | None = None,
     seed: int = 0,
     chunk: int = 512,
 ) -> pd.DataFrame:
-    """Top-k genes per compound by cosine similarity of embeddings, calibrated against a null.
+    """Compound -> gene links by cosine similarity of embeddings, calibrated against a null, with a
+    false-discovery rate over ALL (compound, gene) pairs tested.
 
     compound_emb: one row per compound (index = compound id), e.g. `aggregate_embeddings` of the
     LPM's perturbation embeddings over each compound's doses. gene_emb: one row per gene (index =
     gene name) from the gene's genetic perturbation(s). Both must have the same columns.
 
-    Columns of the result: compound, gene, score (cosine), rank (1 = most similar), zscore
-    ((score - null mean) / null sd for this compound), pvalue ((1 + #null >= score) / (1 + n_null)),
-    qvalue (BH over all genes of the compound), is_annotated_target (from `annotated_targets`).
+    Returned rows: each compound's top-k genes, plus every pair with qvalue <= `fdr` beyond them.
+    Columns: compound, gene, score (cosine), rank (1 = most similar gene of the compound), zscore
+    ((score - null mean) / null sd for this compound), pvalue ((1 + #null >= score) / (1 + n_null),
+    the null being this compound scored against `permuted_null` gene vectors), qvalue
+    (Benjamini-Hochberg over every compound x gene pair tested, not per compound), significant
+    (qvalue <= fdr: what is published as a discovery), is_annotated_target.
     """
+    if not 0.0 < fdr <= 1.0:
+        raise ValueError(f"fdr must be in (0, 1], not {fdr!r}")
     compound_emb, gene_emb = _as_frame(compound_emb), _as_frame(gene_emb)
     if list(compound_emb.columns) != list(gene_emb.columns):
         raise ValueError("compound and gene embeddings must have the same columns")
@@ -170,8 +199,8 @@ def mechanism_links(
     targets = {str(c): {str(g) for g in gs} for c, gs in (annotated_targets or {}).items()}
     genes = gene_emb.index.to_numpy()
     compounds = compound_emb.index.to_numpy()
-    parts: list[pd.DataFrame] = []
-    for start in range(0, len(compounds), chunk):
+
+    def scored(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         cu = l2_normalise(c_vec[start:start + chunk])
         scores = cu @ g_unit.T  # (C, G)
         null = np.sort(cu @ null_unit.T, axis=1)  # (C, N)
@@ -179,26 +208,43 @@ def mechanism_links(
         # number of null scores >= each real score, per compound row
         n_ge = np.stack([n_null - np.searchsorted(null[i], scores[i] - 1e-12, side="left")
                          for i in range(len(cu))])
-        p_all = (1.0 + n_ge) / (1.0 + n_null)
-        q_all = bh_qvalues(p_all, axis=1)
-        idx, vals = _top_k(scores, k)
-        rows = np.repeat(np.arange(len(cu)), idx.shape[1])
-        cols = idx.ravel()
-        z = np.divide(vals - mu, sd, out=np.zeros_like(vals), where=sd > 0).ravel()
+        return scores, n_ge, mu, sd
+
+    # Pass 1: the distribution of p over every pair (p is discrete), for one BH over all of them.
+    counts = np.zeros(n_null + 1, dtype=np.int64)
+    for start in range(0, len(compounds), chunk):
+        counts += np.bincount(scored(start)[1].ravel(), minlength=n_null + 1)
+    q_of = discrete_bh(counts, n_null)
+    # Pass 2: the rows to return (top-k per compound and every significant pair).
+    parts: list[pd.DataFrame] = []
+    for start in range(0, len(compounds), chunk):
+        scores, n_ge, mu, sd = scored(start)
+        q_all = q_of[n_ge]
+        order = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1)
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(len(scores), 0), axis=1)
+        keep = (rank <= k) | (q_all <= fdr)
+        rows, cols = np.nonzero(keep)
+        by_rank = np.lexsort((rank[rows, cols], rows))  # compounds in input order, each by rank
+        rows, cols = rows[by_rank], cols[by_rank]
+        vals = scores[rows, cols]
+        z = np.divide(vals - mu[rows, 0], sd[rows, 0], out=np.zeros_like(vals), where=sd[rows, 0] > 0)
         comp = compounds[start:start + chunk][rows]
         gene = genes[cols]
         parts.append(pd.DataFrame({
             "compound": comp,
             "gene": gene,
-            "score": vals.ravel(),
-            "rank": np.tile(np.arange(1, idx.shape[1] + 1), len(cu)),
+            "score": vals,
+            "rank": rank[rows, cols],
             "zscore": z,
-            "pvalue": p_all[rows, cols],
+            "pvalue": (1.0 + n_ge[rows, cols]) / (1.0 + n_null),
             "qvalue": q_all[rows, cols],
+            "significant": q_all[rows, cols] <= fdr,
             "is_annotated_target": [g in targets.get(c, ()) for c, g in zip(comp, gene, strict=True)],
         }))
     out = pd.concat(parts, ignore_index=True)
     out["rank"] = out["rank"].astype(np.int64)
+    out["significant"] = out["significant"].astype(bool)
     return out.loc[:, list(MECHANISM_COLUMNS)]
 
 

@@ -162,18 +162,40 @@ class LPM:
                 edge_weight = torch.from_numpy(np.concatenate([w, w]))
         return LPMModule(self.config, n_contexts=len(v["context"]), n_members=len(v["member"]),
                          n_genes=len(v["gene"]), ctx_feat_dim=dims["context"], comp_feat_dim=dims["compound"],
-                         gene_node_sym=node_sym, edge_index=edge_index, edge_weight=edge_weight)
+                         gene_node_sym=node_sym, edge_index=edge_index, edge_weight=edge_weight,
+                         n_perturbations=len(v["perturbation"]))
 
-    def _pair_data(self, df: pd.DataFrame, contexts: list[str], perts: list[str], tables: SymbolTables) -> PairData:
+    def _base_rows(self, df: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Vocabulary rows (0 = unknown) of each row's context, perturbation and readout, for CrossContextBase."""
+        v = self.vocab
+        return tuple(torch.from_numpy(_codes(df[col], v[k]) + 1) for col, k in
+                     (("context", "context"), ("perturbation", "perturbation"), ("readout", "gene")))
+
+    def _residual_targets(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Residual LPM: fit the base on training rows; the network's targets are value - base, with
+        each training row's base computed without its own (context, perturbation, readout)."""
+        base = self.module.base
+        value = torch.from_numpy(train["value"].to_numpy(np.float64))
+        base.fit(*self._base_rows(train), value)
+        tr = (value - base.leave_own_out(*self._base_rows(train), value)).float().numpy()
+        va = None
+        if valid is not None and len(valid):
+            va = (valid["value"].to_numpy(np.float64) - base(*self._base_rows(valid)).numpy()).astype(np.float32)
+        return tr, va
+
+    def _pair_data(self, df: pd.DataFrame, contexts: list[str], perts: list[str], tables: SymbolTables,
+                   values: np.ndarray | None = None) -> PairData:
+        values = df["value"].to_numpy(np.float32) if values is None else values
         return dense_pairs(_codes(df["context"], contexts) + 1, _codes(df["perturbation"], perts) + 1,
-                           _codes(df["readout"], self.vocab["gene_node"]), df["value"].to_numpy(np.float32), tables)
+                           _codes(df["readout"], self.vocab["gene_node"]), values, tables)
 
     # ---------------------------------------------------------------- training
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, *, progress: bool = True,
             checkpoint: str | os.PathLike | None = None, resume: bool = False, snapshot_id: str | None = None,
-            device: str | None = None) -> LPM:
+            device: str | None = None, parallel=None) -> LPM:
         """Train on a long table (context, perturbation, readout, value). With `checkpoint`, the
-        training state is saved there after every epoch; `resume=True` continues from it."""
+        training state is saved there after every epoch; `resume=True` continues from it.
+        `parallel`: this process is one rank of a data-parallel run (models/distributed.py)."""
         if device is None:  # only then is the platform's configuration needed
             from graph.settings import get_settings
 
@@ -188,8 +210,9 @@ class LPM:
             ctxs += sorted(set(_names(valid["context"])) - set(ctxs))
             perts += sorted(set(_names(valid["perturbation"])) - set(perts))
         tables = self._tables(ctxs, perts)
-        tr = self._pair_data(train, ctxs, perts, tables)
-        va = self._pair_data(valid, ctxs, perts, tables) if valid is not None and len(valid) else None
+        y_tr, y_va = self._residual_targets(train, valid) if self.config.residual else (None, None)
+        tr = self._pair_data(train, ctxs, perts, tables, y_tr)
+        va = self._pair_data(valid, ctxs, perts, tables, y_va) if valid is not None and len(valid) else None
         state = None
         if resume and checkpoint is not None and Path(checkpoint).exists():
             payload = ckpt.load_checkpoint(checkpoint)
@@ -197,7 +220,7 @@ class LPM:
             state = payload.get("train_state")
         save = (lambda st: ckpt.save_checkpoint(checkpoint, self._payload(st))) if checkpoint is not None else None
         self.history = train_fn(self.module, tr, va, self.config, seed=self.seed, progress=progress,
-                                device=device, resume_state=state, on_epoch_end=save)
+                                device=device, resume_state=state, on_epoch_end=save, parallel=parallel)
         self.module.cpu().eval()
         return self
 
@@ -224,7 +247,10 @@ class LPM:
         B = m.readout_part(m.embed_readouts(torch.from_numpy(nodes).to(dev)))  # (R, H)
         por, nor = torch.from_numpy(pair_of_row).to(dev), torch.from_numpy(node_of_row).to(dev)
         out = [m.head(A[por[i:i + chunk]] + B[nor[i:i + chunk]]) for i in range(0, len(rows), chunk)]
-        return torch.cat(out).float().cpu().numpy() if out else np.zeros(0, np.float32)
+        y = torch.cat(out).double() if out else torch.zeros(0, dtype=torch.float64, device=dev)
+        if m.base is not None:  # residual LPM: the network predicted the deviation from the base
+            y = y + m.base(*(r.to(dev) for r in self._base_rows(rows)))
+        return y.float().cpu().numpy()
 
     @torch.no_grad()
     def embeddings(self, kind: Literal["perturbation", "readout", "context"], names: list[str] | None = None) -> pd.DataFrame:

@@ -140,3 +140,77 @@ def test_dropout_keeps_one_minus_p_and_preserves_the_mean():
     assert torch.equal(Dropout(0.0)(x), x)
     with pytest.raises(ValueError):
         Dropout(1.0)
+
+
+def _base_world(seed: int = 0):
+    """3 contexts x 5 perturbations x 4 readouts with some triples missing; p4 only in context 0."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = [(c, p, r, float(rng.normal())) for c in range(1, 4) for p in range(1, 6) for r in range(1, 5)
+            if (p != 4 or c == 1) and not (c == 2 and p == 3 and r == 2)]
+    df = pd.DataFrame(rows, columns=["c", "p", "r", "value"])
+    return df, [torch.tensor(df[k].to_numpy()) for k in ("c", "p", "r")], torch.tensor(df["value"].to_numpy())
+
+
+def _other_contexts(train, rows):
+    """The `other_contexts` baseline on the same rows (names = indices as strings)."""
+    from models.evaluation.baselines import OtherContextsMean
+
+    def long(df):
+        return df.rename(columns={"c": "context", "p": "perturbation", "r": "readout"}).astype(
+            {"context": str, "perturbation": str, "readout": str})
+    return OtherContextsMean().fit(long(train)).predict(long(rows))
+
+
+def test_cross_context_base_equals_the_other_contexts_baseline():
+    from models.module import CrossContextBase
+
+    df, (c, p, r), v = _base_world()
+    base = CrossContextBase(3, 5, 4).fit(c, p, r, v)
+    # A held-out experiment (context 2, perturbation 3) answered from the other rows.
+    held = (df.c == 2) & (df.p == 3)
+    base.fit(*(t[torch.tensor(~held.to_numpy())] for t in (c, p, r, v)))
+    got = base(*(t[torch.tensor(held.to_numpy())] for t in (c, p, r))).numpy()
+    assert got == pytest.approx(_other_contexts(df[~held], df[held]), abs=1e-12)
+
+
+def test_leave_own_out_base_never_sees_its_own_value():
+    from models.module import CrossContextBase
+
+    df, (c, p, r), v = _base_world()
+    base = CrossContextBase(3, 5, 4).fit(c, p, r, v)
+    loo = base.leave_own_out(c, p, r, v).numpy()
+    # Each training row's base = the baseline fitted on every other row (incl. p4, seen only in its own context).
+    expect = [_other_contexts(df.drop(index=i), df.loc[[i]])[0] for i in df.index]
+    assert loo == pytest.approx(expect, abs=1e-12)
+    # Changing one row's value leaves that row's base alone but moves the base of the same
+    # perturbation and readout in the other contexts.
+    v2 = v.clone()
+    i = int(df.index[(df.c == 1) & (df.p == 2) & (df.r == 3)][0])
+    v2[i] += 10.0
+    loo2 = CrossContextBase(3, 5, 4).fit(c, p, r, v2).leave_own_out(c, p, r, v2).numpy()
+    assert loo2[i] == pytest.approx(loo[i], abs=1e-12)
+    others = ((df.p == 2) & (df.r == 3) & (df.c != 1)).to_numpy()
+    assert (abs(loo2[others] - loo[others]) > 1.0).all()
+    # The full-data base at predict time does include it (it is not leave-own-out).
+    assert float(base(c[i:i + 1], p[i:i + 1], r[i:i + 1])) != pytest.approx(loo[i])
+
+
+def test_cross_context_base_unknowns_and_state_dict():
+    from models.module import CrossContextBase
+
+    _, (c, p, r), v = _base_world()
+    base = CrossContextBase(3, 5, 4).fit(c, p, r, v)
+    z = torch.zeros(1, dtype=torch.long)
+    assert float(base(z, z, z)) == pytest.approx(float(v.mean()))  # nothing known: the global mean
+    crm = float(v[(c == 2) & (r == 1)].mean())
+    assert float(base(torch.tensor([2]), z, torch.tensor([1]))) == pytest.approx(crm)  # unseen perturbation
+    cfg = LPMConfig(embed_dim=D, hidden_dim=32, encoder_hidden=32, residual=True)
+    m = LPMModule(cfg, n_contexts=3, n_members=4, n_genes=5, ctx_feat_dim=3, comp_feat_dim=5,
+                  gene_node_sym=torch.tensor([1, 2, 3, 4, 5, 0]), edge_index=torch.zeros(2, 0, dtype=torch.long),
+                  edge_weight=torch.zeros(0), n_perturbations=6)
+    assert {"base.ctx_sum", "base.pert_sum", "base.pert_n"} <= set(m.state_dict())
+    assert all(not n.startswith("base.") for n, _ in m.named_parameters())  # fixed, not trained
+    assert make()[0].base is None  # off by default

@@ -1,0 +1,105 @@
+"""models.edge_sources: gene-gene edge sources scored against references, the best one chosen, and
+signature correlation (the simple answer) published whenever nothing beats it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import edge_sources as ES
+
+N_MOD, PER = 10, 4
+GENES = [f"G{i}" for i in range(N_MOD * PER)]
+MODULE = {g: i // PER for i, g in enumerate(GENES)}
+WITHIN = [(a, b) for i, a in enumerate(GENES) for b in GENES[i + 1:] if MODULE[a] == MODULE[b]]
+PRIOR = [(a, b) for a, b in WITHIN if MODULE[a] < 5]  # half the complexes were given to the model
+
+
+def _profiles(noise: float, seed: int, modules_with_signal=range(N_MOD), d=24) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(N_MOD, d))
+    rows = [(centres[MODULE[g]] if MODULE[g] in modules_with_signal else 0) + noise * rng.normal(size=d)
+            for g in GENES]
+    return pd.DataFrame(rows, index=GENES, columns=[f"f{i}" for i in range(d)])
+
+
+def _refs(prior=PRIOR):
+    return ES.EdgeReferences.build({"CORUM": WITHIN}, prior)
+
+
+def test_knockdown_signatures_pivot_the_training_table():
+    table = pd.DataFrame({"context": ["A", "A", "B", "A", "A"], "perturbation": ["kd1", "kd1", "kd1", "kd2", "drug"],
+                          "readout": ["x", "y", "x", "x", "x"], "value": [1.0, 2.0, 3.0, -1.0, 9.0]})
+    sig = ES.knockdown_signatures(table, {"kd1": "101", "kd2": "102", "kd1b": "101"})
+    assert list(sig.index) == ["101", "102"] and list(sig.columns) == ["A|x", "A|y", "B|x"]
+    assert sig.loc["101"].tolist() == [1.0, 2.0, 3.0] and sig.loc["102"].tolist() == [-1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="lacks columns"):
+        ES.knockdown_signatures(table.drop(columns="value"), {})
+
+
+def test_the_best_scoring_source_is_published_with_its_method():
+    scores = ES.candidate_scores(signatures=_profiles(noise=3.0, seed=1), knockdown=_profiles(noise=0.5, seed=2))
+    assert set(scores) == {"signature_correlation", "lpm_knockdown", "combined"}
+    rep = ES.score_edge_sources(scores, _refs())
+    assert rep.references == ("CORUM",) and rep.genes_scored == len(GENES)
+    kd, corr = rep.scores["lpm_knockdown"]["CORUM"], rep.scores["signature_correlation"]["CORUM"]
+    assert kd["without_prior"]["pairs"] == len(GENES) * (len(GENES) - 1) // 2 - len(PRIOR)
+    assert kd["without_prior"]["auprc"] > corr["without_prior"]["auprc"]
+    assert rep.best == rep.published == "lpm_knockdown"
+    assert ES.beats_correlation(rep.scores, "lpm_knockdown", rep.references)
+    d = rep.as_dict()
+    assert d["published_score"] > d["baseline_score"] and d["published"] == "lpm_knockdown"
+    edges = ES.edges_from_scores(scores[rep.published], k=3, prior_pairs=PRIOR, method=rep.published)
+    assert set(edges["method"]) == {"lpm_knockdown"} and edges.groupby("source").size().eq(3).all()
+    assert (edges["source"] != edges["target"]).all()
+    assert edges["in_prior"].any() and not edges["in_prior"].all()
+
+
+def test_a_source_good_only_on_the_prior_loses_to_correlation():
+    """Like the LPM fed STRING: perfect on the prior's complexes, noise elsewhere. With the prior
+    counted it looks best; without it correlation wins, so correlation is what gets published."""
+    scores = ES.candidate_scores(signatures=_profiles(noise=1.5, seed=1),
+                                 knockdown=_profiles(noise=0.3, seed=2, modules_with_signal=range(5)))
+    rep = ES.score_edge_sources(scores, _refs())
+    kd, corr = rep.scores["lpm_knockdown"]["CORUM"], rep.scores["signature_correlation"]["CORUM"]
+    assert kd["with_prior"]["auprc"] > corr["with_prior"]["auprc"]
+    assert kd["without_prior"]["auprc"] < corr["without_prior"]["auprc"]
+    assert rep.published != "lpm_knockdown" and ES.beats_correlation(rep.scores, rep.published, rep.references)
+    assert not ES.beats_correlation(rep.scores, "lpm_knockdown", rep.references)
+    without_combination = ES.score_edge_sources({k: v for k, v in scores.items() if k != "combined"}, _refs())
+    assert without_combination.published == "signature_correlation"
+    forced = ES.score_edge_sources(scores, _refs(), force="lpm_knockdown")
+    assert forced.published == "lpm_knockdown" and "forced" in forced.reason
+    assert not ES.beats_correlation(forced.scores, forced.published, forced.references)
+
+
+def test_without_references_outside_the_prior_correlation_is_published_and_says_why():
+    scores = ES.candidate_scores(signatures=_profiles(noise=3.0, seed=1), knockdown=_profiles(noise=0.5, seed=2))
+    everything_in_prior = ES.score_edge_sources(scores, _refs(prior=WITHIN))
+    assert everything_in_prior.published == "signature_correlation" and everything_in_prior.best is None
+    assert "given to the model as prior" in everything_in_prior.reason
+    assert everything_in_prior.scores["lpm_knockdown"]["CORUM"]["with_prior"]["auprc"] is not None
+    none = ES.score_edge_sources(scores, ES.EdgeReferences.build({"CORUM": [("X1", "X2")]}))
+    assert none.published == "signature_correlation" and "no reference pairs" in none.reason
+    assert none.as_dict()["published_score"] is None
+    assert not ES.beats_correlation(none.scores, "lpm_knockdown", none.references)
+
+
+def test_a_source_covering_few_genes_is_not_compared():
+    ro = _profiles(noise=0.5, seed=3).iloc[:8]
+    scores = ES.candidate_scores(signatures=_profiles(noise=1.0, seed=1), readout=ro)
+    assert "combined" not in scores  # only one source covers enough genes to combine
+    rep = ES.score_edge_sources(scores, _refs())
+    assert "lpm_readout" in rep.excluded and "lpm_readout" not in rep.scores
+    assert rep.genes_scored == len(GENES)
+    with pytest.raises(ValueError):
+        ES.score_edge_sources({"lpm_readout": scores["lpm_readout"]}, _refs())
+
+
+def test_rank_average_combines_on_shared_genes():
+    a = pd.DataFrame([[1, 0.9, 0.1], [0.9, 1, 0.2], [0.1, 0.2, 1]], index=list("xyz"), columns=list("xyz"))
+    b = a.loc[list("zyx"), list("zyx")]
+    comb = ES.rank_average({"a": a, "b": b})
+    assert list(comb.index) == ["x", "y", "z"]
+    assert comb.loc["x", "y"] == pytest.approx(1.0) and comb.loc["x", "z"] == pytest.approx(1 / 3)
