@@ -475,6 +475,10 @@ class MeasurementWriter:
         self._out = self._spill = None
         self._buffer = []
         self._cleanup()
+        try:
+            self.folder.rmdir()  # a dataset folder this writer created and left empty
+        except OSError:
+            pass
 
     def _cleanup(self) -> None:
         self._tmp.unlink(missing_ok=True)

@@ -168,40 +168,50 @@ def read_reference(specs: list[InputSpec], progress=print) -> ReferenceBundle:
 
 def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
                     compound_ids: dict[str, str] | None = None, progress=print) -> ExperimentBundle:
-    """Stream one measurement file into the columnar store and collect its records."""
-    from graph.store import write_measurements
+    """Stream one measurement file into the columnar store and collect its records.
+
+    GCTX and long/ranked tables are read chunk by chunk (each chunk validated by its reader) and every
+    chunk goes straight to the store's appending writer, so memory does not grow with the number of
+    signatures; only the records (signatures, perturbations, contexts) are collected. h5ad files are
+    pseudobulked whole (their signatures are few) and stored in one piece.
+    """
+    from graph.store import MeasurementWriter, write_measurements
 
     progress(f"reading measurements {spec.path} ({spec.kind})")
     options = spec.option_dict
     value_counts: dict[str, int] = {}
-    if spec.kind in ("gctx",):
-        from graph.io.gctx import gctx_to_long
+    if spec.kind in ("gctx", "long_table", "ranked_long_table"):
+        if spec.kind == "gctx":
+            from graph.io.gctx import GctxToLong
 
-        frame, conv = gctx_to_long(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids)
-        contexts, perturbations, signatures = conv.contexts, conv.perturbations, conv.signatures
-        report, quarantine = conv.report, list(conv.quarantine)
-        value_counts = {"values_accepted": conv.value_report.accepted, **dict(conv.dropped_values)}
-    elif spec.kind in ("long_table", "ranked_long_table"):
-        from graph.io.tables import read_long_table
+            reader = GctxToLong(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids)
+        else:
+            from graph.io.tables import LongTableReader
 
-        max_rows = int(options["max_rows"]) if "max_rows" in options else None
-        frame, reader = read_long_table(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids,
-                                        max_rows=max_rows)
-        contexts, perturbations = list(reader.contexts.values()), list(reader.perturbations.values())
-        signatures, report, quarantine = reader.signatures(), reader.report, list(reader.quarantine)
+            max_rows = int(options["max_rows"]) if "max_rows" in options else None
+            reader = LongTableReader(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids,
+                                     max_rows=max_rows)
+        # The reader is opened (and its header checked) before the store is touched.
+        with MeasurementWriter(settings, spec.dataset_id) as out:
+            for chunk in reader.iter_long():
+                out.append(chunk)
+        entry = out.entry
+        contexts, perturbations, signatures = reader.contexts, reader.perturbations, reader.signatures
+        report, quarantine = reader.report, list(reader.quarantine)
+        if spec.kind == "gctx":
+            value_counts = {"values_accepted": reader.value_report.accepted, **dict(reader.dropped_values)}
     elif spec.kind == "h5ad":
         from graph.io.h5ad import pseudobulk_h5ad, read_bulk_h5ad
 
         # Counts (Perturb-seq) are pseudobulked against same-context controls; bulk files are read as is.
-        reader = read_bulk_h5ad if options.get("bulk") == "true" else pseudobulk_h5ad
-        result = reader(spec.path, spec.dataset_id, resolver=resolver)
-        frame = result.long
+        h5ad_reader = read_bulk_h5ad if options.get("bulk") == "true" else pseudobulk_h5ad
+        result = h5ad_reader(spec.path, spec.dataset_id, resolver=resolver)
         contexts, perturbations, signatures = result.contexts, result.perturbations, result.signatures
         report, quarantine = result.report, list(result.quarantine)
+        entry = write_measurements(settings, spec.dataset_id, result.long)
     else:
         raise ValueError(f"{spec.path}: kind {spec.kind!r} is not a measurement file")
     contexts, perturbations, signatures = _as_list(contexts), _as_list(perturbations), _as_list(signatures)
-    entry = write_measurements(settings, spec.dataset_id, frame)
     report.check()
     return ExperimentBundle(dataset_record(spec), contexts, perturbations, signatures, entry, report, quarantine,
                             value_counts)

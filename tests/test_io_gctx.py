@@ -234,3 +234,75 @@ def test_real_gctx_semantics(shared_data):
     assert len(own) > 300 and own["value"].median() < -3
     ss = read_gctx(d / L1000[3], landmark_only=True)
     assert ss.matrix.shape == (100, 400)
+
+
+def _shuffled_plate(tmp_path, n=2_500, n_genes=6):
+    """n samples x n_genes with column ids out of order (the store must sort them) and a few bad values."""
+    rng = np.random.default_rng(3)
+    ids = [f"S{i:05d}" for i in rng.permutation(n)]
+    col = pd.DataFrame({"id": ids, "cell_id": np.where(np.arange(n) % 2, "A375", "MCF7"), "pert_type": "trt_cp",
+                        "pert_iname": [f"drug{i % 7}" for i in range(n)], "pert_idose": "10 uM",
+                        "pert_itime": "24 h"})
+    row = pd.DataFrame({"id": [str(100 + g) for g in range(n_genes)], "pr_gene_symbol": [f"G{g}" for g in range(n_genes)]})
+    m = rng.standard_normal((n, n_genes)).astype(np.float32)
+    m[5, 1], m[700, 2], m[2_400, 0] = np.nan, np.inf, -666
+    path = write_gctx(tmp_path / "plate.gctx", m, row, col)
+    sig = np.repeat([f"plate:{i}" for i in ids], n_genes)
+    expected = pd.DataFrame({"signature_id": sig, "readout": np.tile(row["pr_gene_symbol"], n), "value": m.ravel()})
+    expected = expected[np.isfinite(expected["value"]) & (expected["value"] != -666)]
+    return path, expected.sort_values(["signature_id", "readout"]).reset_index(drop=True)
+
+
+def test_gctx_chunks_through_the_store_equal_the_whole_table(tmp_path):
+    from graph import store
+    from graph.settings import Settings
+
+    path, expected = _shuffled_plate(tmp_path)
+    whole, _ = gctx_to_long(path, "plate")
+    before = store.write_measurements(Settings(home=tmp_path / "a"), "plate", whole)
+    conv = GctxToLong(path, "plate", chunk_size=300)  # 9 chunks, out of signature order: spilled and sorted
+    chunked = Settings(home=tmp_path / "b")
+    with store.MeasurementWriter(chunked, "plate", row_group=4_000, sort_rows=5_000) as w:
+        for chunk in conv.iter_long():
+            w.append(chunk)
+    assert w.entry.n_rows == len(expected) == 2_500 * 6 - 3 and w.entry.n_signatures == 2_500
+    assert conv.dropped_values == {"NaN": 1, "+-inf": 1, "-666": 1}
+    assert sorted(q.reason for q in conv.quarantine) == [
+        "CMap missing value (-666)", "value infinite", "value missing or not a number"]
+    got = store.load_training_table(chunked, ["plate"])
+    pd.testing.assert_frame_equal(got[["signature_id", "readout"]].astype(str), expected[["signature_id", "readout"]])
+    np.testing.assert_array_equal(got["value"].to_numpy(), expected["value"].to_numpy())
+    # Same bytes as the whole-table write when the row groups match (defaults here: one row group).
+    again = Settings(home=tmp_path / "c")
+    with store.MeasurementWriter(again, "plate") as w:
+        for chunk in GctxToLong(path, "plate", chunk_size=300).iter_long():
+            w.append(chunk)
+    assert w.entry.sha256 == before.sha256
+
+
+def test_read_experiment_streams_gctx_chunks_into_the_store(tmp_path, monkeypatch):
+    import graph.io.common
+    from graph import store
+    from graph.settings import Settings
+    from pipelines.ingest import read_experiment
+    from pipelines.inputs import spec_for
+
+    path, expected = _shuffled_plate(tmp_path)
+    whole, conv = gctx_to_long(path, "plate")
+    reference = store.write_measurements(Settings(home=tmp_path / "ref"), "plate", whole)
+    appended = []
+    real_append = store.MeasurementWriter.append
+    monkeypatch.setattr(store.MeasurementWriter, "append", lambda self, c: (appended.append(len(c)), real_append(self, c)))
+
+    def no_whole_table(*_a, **_k):
+        raise AssertionError("the ingest path must not build the whole long table")
+
+    monkeypatch.setattr(graph.io.common, "concat_long", no_whole_table)
+    settings = Settings(home=tmp_path / "home")
+    spec = spec_for(path)
+    bundle = read_experiment(spec, settings, progress=lambda _m: None)
+    assert len(appended) == 3 and sum(appended) == len(expected)  # 2,500 signatures in chunks of 1,000
+    assert bundle.store_entry.sha256 == reference.sha256 and bundle.store_entry.dataset_id == spec.dataset_id == "plate"
+    assert len(bundle.signatures) == 2_500 and sum(s.n_readouts for s in bundle.signatures) == len(expected)
+    assert bundle.value_counts == {"values_accepted": len(expected), "NaN": 1, "+-inf": 1, "-666": 1}
+    assert sorted(p.name for p in (settings.store_dir / "plate").iterdir()) == ["manifest.json", "measurements.parquet"]

@@ -34,6 +34,8 @@ COL_META = "0/META/COL"
 ROW_META = "0/META/ROW"
 MISSING = -666
 LANDMARK_FIELDS = ("pr_is_lm", "pr_is_lmark", "is_lm")
+MAX_VALUE_RECORDS = 10_000  # rejected matrix values listed one by one per file; beyond, counted in the report
+_MISSING_REASON = "CMap missing value (-666)"
 
 Selection = str | Mapping[str, object] | Callable[[pd.DataFrame], object] | None
 
@@ -338,7 +340,8 @@ class GctxToLong:
     Counting: `report` counts signatures (selected columns): duplicates of a column id keep the first
     occurrence (file order), the others are quarantined and counted in duplicates_resolved; columns
     with an unknown pert_type are quarantined. `value_report` counts matrix values: NaN, +-inf and
-    -666 are dropped with the count per reason in `dropped_values`, as are values of rows whose
+    -666 are quarantined by graph.io.validation (per chunk) with the count per reason in
+    `dropped_values` (the first MAX_VALUE_RECORDS listed in `quarantine`), as are values of rows whose
     readout repeats an earlier row's (first row kept, later rows quarantined).
     `perturbations`/`contexts` (dicts by id) are known at construction; `signatures()` once `iter_long()`
     is exhausted.
@@ -502,46 +505,62 @@ class GctxToLong:
         return rec, ""
 
     def iter_long(self) -> Iterator[pd.DataFrame]:
-        """Yield long-table chunks (MEASUREMENT_COLUMNS, text columns categorical, value float32)."""
+        """Yield long-table chunks (MEASUREMENT_COLUMNS, text columns categorical, value float32), one per
+        `chunk_size` signatures, each through the shared validation step (graph.io.validation) with keys
+        (signature_id, readout): a GCTX column is one signature, so checking per chunk is exact."""
+        from graph.io.validation import CONFLICT, INFINITE, NOT_A_NUMBER, validate_measurements
+
+        reason_names = {NOT_A_NUMBER: "NaN", INFINITE: "+-inf", _MISSING_REASON: "-666", CONFLICT: "conflicting duplicate"}
         n_genes = len(self._rows)
         readout_cat = pd.CategoricalDtype(self.readouts)
         pert_cat = pd.CategoricalDtype(sorted(self.perturbations))
         ctx_cat = pd.CategoricalDtype(sorted(self.contexts))
         type_cat = pd.CategoricalDtype(sorted(set(self._sig_frame["perturbation_type"])))
         start = 0
+        listed = 0
         self.value_report.quarantined += self._dup_rows * len(self._cols)
-        self.value_report.read += (n_genes + self._dup_rows) * len(self._cols)
+        self.value_report.read += self._dup_rows * len(self._cols)
         if self._dup_rows:
             self.dropped_values["duplicate readout row"] += self._dup_rows * len(self._cols)
         for _, block in self.gctx.iter_columns(self._cols, self._rows, self.chunk_size):
             n = len(block)
             sig = self._sig_frame.iloc[start:start + n]
             flat = block.ravel()
-            finite = np.isfinite(flat)
-            is_missing = flat == MISSING
-            self.dropped_values["NaN"] += int(np.isnan(flat).sum())
-            self.dropped_values["+-inf"] += int(np.isinf(flat).sum())
-            self.dropped_values["-666"] += int(is_missing.sum())
-            keep = finite & ~is_missing
-            self._n_readouts[start:start + n] = keep.reshape(n, n_genes).sum(axis=1)
-            sig_codes = np.repeat(np.arange(n), n_genes)[keep]
-            gene_codes = np.tile(np.arange(n_genes), n)[keep]
-            out = pd.DataFrame({
-                "dataset": pd.Categorical.from_codes(np.zeros(len(sig_codes), np.int8), [self.dataset_id]),
+            sig_codes = np.repeat(np.arange(n), n_genes)
+            gene_codes = np.tile(np.arange(n_genes), n)
+            chunk = pd.DataFrame({
+                "dataset": pd.Categorical.from_codes(np.zeros(len(flat), np.int8), [self.dataset_id]),
                 "signature_id": pd.Categorical.from_codes(sig_codes, sig["signature_id"].tolist()),
                 "context": pd.Categorical(sig["context"].to_numpy()[sig_codes], dtype=ctx_cat),
                 "perturbation": pd.Categorical(sig["perturbation"].to_numpy()[sig_codes], dtype=pert_cat),
                 "perturbation_type": pd.Categorical(sig["perturbation_type"].to_numpy()[sig_codes], dtype=type_cat),
                 "readout": pd.Categorical.from_codes(gene_codes, dtype=readout_cat),
-                "value": flat[keep],
+                "value": flat,
             }, columns=list(MEASUREMENT_COLUMNS))
-            self.value_report.accepted += len(out)
-            self.value_report.quarantined += int((~keep).sum())
+            # -666 is the file format's missing-value marker (decoding); every other rule is the validator's.
+            prior = np.where(flat == MISSING, _MISSING_REASON, "").astype(object)
+            result = validate_measurements(chunk, str(self.path), keys=("signature_id", "readout"), ranked=False,
+                                           prior_reason=prior, max_records=max(0, MAX_VALUE_RECORDS - listed))
+            listed += len(result.quarantine)
+            self.quarantine.extend(result.quarantine)
+            for why, count in result.reasons.items():
+                self.dropped_values[reason_names.get(why, why)] += count
+            out = result.accepted.reset_index(drop=True)
+            out["value"] = out["value"].to_numpy(dtype=np.float32)
+            self._n_readouts[start:start + n] = np.bincount(out["signature_id"].cat.codes.to_numpy(), minlength=n)
+            self.value_report.read += result.read
+            self.value_report.accepted += result.n_accepted
+            self.value_report.quarantined += result.quarantined
+            self.value_report.duplicates_resolved += result.duplicates_resolved
             start += n
             yield out
         self.dropped_values = Counter({k: v for k, v in self.dropped_values.items() if v})
         if self.dropped_values:
             self.value_report.notes.append(f"dropped values: {dict(self.dropped_values)}")
+        n_dropped = sum(v for k, v in self.dropped_values.items() if k != "duplicate readout row")
+        if n_dropped > listed:
+            self.value_report.notes.append(f"only the first {listed:,} of {n_dropped:,} dropped values are listed "
+                                           "in the quarantine")
         self.value_report.check()
         self._done = True
         self.gctx.close()
