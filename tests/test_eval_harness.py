@@ -153,3 +153,32 @@ def test_lpm_stacked_runs_through_the_same_path_and_records_its_weights():
     assert out["error"].iloc[0] == "" and np.isfinite(out["pearson_per_signature"].iloc[0])
     # shared effects across contexts: copying the other contexts must carry weight
     assert "other_contexts" in out["detail"].iloc[0]
+
+
+def test_every_registered_name_builds_and_unknown_names_are_refused():
+    from models.module import LPMConfig
+    from models.registry import MODEL_NAMES, build_model
+
+    res = Resources(lpm_config=LPMConfig.paper(max_epochs=1))
+    for name in MODEL_NAMES:
+        model = build_model(name, seed=0, resources=res)
+        assert hasattr(model, "fit") and hasattr(model, "predict"), name
+    assert expand_model_names(["production", "baselines"], _data(), res)[0] == "production"
+    with pytest.raises(ValueError, match="unknown model 'magic'"):
+        build_model("magic", seed=0, resources=res)
+
+
+def test_production_runs_through_the_same_path_and_records_its_choice():
+    from models.module import LPMConfig
+    from models.predictor import ProductionPredictor
+
+    res = Resources(lpm_config=LPMConfig.paper(max_epochs=2))
+    out = run_benchmark(_data(n_ctx=3, n_pert=10, n_readout=8), "unseen-experiment", context="ctx0",
+                        models=["production", "other_contexts"], seeds=[0], resources=res)
+    assert (out["error"] == "").all() and np.isfinite(out["pearson_per_signature"]).all()
+    detail = out.set_index("model").at["production", "detail"]
+    # shared effects across contexts: other_contexts (alone or stacked) wins on validation
+    assert "validation r" in detail and "over other_contexts" in detail
+    model = harness.build_model("production", seed=0, resources=res, split_kind="unseen-experiment")
+    assert isinstance(model, ProductionPredictor)
+    assert tuple(model.members) == ("lpm", "context_mean", "other_contexts", "linear")

@@ -71,3 +71,14 @@ def test_convex_weights_share_between_identical_members():
     w = convex_weights(X, 0.8 * a + 0.2 * b)
     assert w[0] == pytest.approx(w[2]) and w[0] + w[2] == pytest.approx(0.8, abs=1e-6)
     assert w[1] == pytest.approx(0.2, abs=1e-6) and w[3] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_stacking_and_the_registry_import_without_the_harness():
+    """No import cycle: the stacked model and the registry stand without the evaluation harness."""
+    import subprocess
+    import sys
+
+    code = ("import sys, models.evaluation.stacking, models.registry, models.predictor; "
+            "print('models.evaluation.harness' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -8,6 +8,7 @@ Fallbacks are explicit: a key never seen in training falls back to the next coar
 
 from __future__ import annotations
 
+import inspect
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -21,6 +22,28 @@ class Predictor(Protocol):
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None): ...
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray: ...
+
+
+def fit_model(model, train: pd.DataFrame, valid: pd.DataFrame | None, *, progress: bool = False):
+    """Fit any Predictor: LPM.fit (and the models that contain one) take progress=; baselines do not."""
+    if "progress" in inspect.signature(model.fit).parameters:
+        return model.fit(train, valid, progress=progress)
+    return model.fit(train, valid)
+
+
+def _unicode(values) -> np.ndarray:
+    """Strings as a fixed-width unicode array: saved and loaded by numpy without pickle."""
+    return np.asarray([str(v) for v in values], dtype=str)
+
+
+def _require_arrays(arrays: dict[str, np.ndarray], what: str, same_length: dict[str, str]) -> None:
+    """Refuse a saved state whose arrays are missing or whose paired arrays differ in length."""
+    for a, b in same_length.items():
+        if a not in arrays or b not in arrays:
+            raise ValueError(f"{what}: saved state lacks {a if a not in arrays else b!r}")
+        if len(arrays[a]) != len(arrays[b]):
+            raise ValueError(f"{what}: saved arrays {a!r} ({len(arrays[a])}) and {b!r} ({len(arrays[b])}) "
+                             "differ in length")
 
 
 def _str(s: pd.Series) -> np.ndarray:
@@ -58,6 +81,39 @@ class _Means:
 
     def _offset(self, rows: pd.DataFrame) -> np.ndarray:
         return np.nan_to_num(_lookup(self.context_offset_, _str(rows["context"]), _str(rows["readout"])))
+
+    # --- saving without pickle: fitted statistics as plain arrays (strings as unicode arrays) + JSON
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able parameters, named arrays) that `from_state` rebuilds the fitted model from."""
+        if not hasattr(self, "global_mean_"):
+            raise RuntimeError(f"{type(self).__name__}.state before fit")
+        crm = self.context_readout_mean_
+        arrays = {"readout_mean.readout": _unicode(self.readout_mean_.index),
+                  "readout_mean.value": self.readout_mean_.to_numpy(np.float64),
+                  "context_readout.context": _unicode(crm.index.get_level_values(0)),
+                  "context_readout.readout": _unicode(crm.index.get_level_values(1)),
+                  "context_readout.mean": crm.to_numpy(np.float64),
+                  "context_readout.offset": self.context_offset_.reindex(crm.index).to_numpy(np.float64)}
+        return {"global_mean": self.global_mean_}, arrays
+
+    def _load_means(self, params: dict, arrays: dict[str, np.ndarray]) -> None:
+        _require_arrays(arrays, type(self).__name__, {
+            "readout_mean.readout": "readout_mean.value",
+            "context_readout.context": "context_readout.mean", "context_readout.readout": "context_readout.mean",
+            "context_readout.offset": "context_readout.mean"})
+        self.global_mean_ = float(params["global_mean"])
+        self.readout_mean_ = pd.Series(arrays["readout_mean.value"],
+                                       index=pd.Index(arrays["readout_mean.readout"].astype(str), name="readout"))
+        index = pd.MultiIndex.from_arrays([arrays["context_readout.context"].astype(str),
+                                           arrays["context_readout.readout"].astype(str)], names=["context", "readout"])
+        self.context_readout_mean_ = pd.Series(arrays["context_readout.mean"], index=index)
+        self.context_offset_ = pd.Series(arrays["context_readout.offset"], index=index)
+
+    @classmethod
+    def from_state(cls, params: dict, arrays: dict[str, np.ndarray]):
+        model = cls.__new__(cls)
+        model._load_means(params, arrays)
+        return model
 
 
 class GlobalMean(_Means):
@@ -114,6 +170,26 @@ class OtherContextsMean(_Means):
                               "value": train["value"].to_numpy(dtype=np.float64)})
         self.perturbation_mean_ = frame.groupby(["perturbation", "readout"])["value"].mean()
         return self
+
+    def state(self):
+        params, arrays = super().state()
+        pm = self.perturbation_mean_
+        arrays |= {"perturbation_mean.perturbation": _unicode(pm.index.get_level_values(0)),
+                   "perturbation_mean.readout": _unicode(pm.index.get_level_values(1)),
+                   "perturbation_mean.value": pm.to_numpy(np.float64)}
+        return params | {"offset": self.offset}, arrays
+
+    @classmethod
+    def from_state(cls, params, arrays):
+        model = cls(offset=bool(params["offset"]))
+        model._load_means(params, arrays)
+        _require_arrays(arrays, cls.__name__, {"perturbation_mean.perturbation": "perturbation_mean.value",
+                                               "perturbation_mean.readout": "perturbation_mean.value"})
+        index = pd.MultiIndex.from_arrays([arrays["perturbation_mean.perturbation"].astype(str),
+                                           arrays["perturbation_mean.readout"].astype(str)],
+                                          names=["perturbation", "readout"])
+        model.perturbation_mean_ = pd.Series(arrays["perturbation_mean.value"], index=index)
+        return model
 
     def predict(self, rows):
         pert = _lookup(self.perturbation_mean_, _str(rows["perturbation"]), _str(rows["readout"]))
@@ -244,6 +320,48 @@ class LinearPCARidge(_Residuals):
             if idx.sum() > 2 * P.shape[1]:
                 self.W_context_[c] = self._solve(P[idx], target[idx])
         return self
+
+    def state(self):
+        params, arrays = super().state()
+        contexts = sorted(self.W_context_)
+        k = self.W_.shape[0]
+        arrays |= {"R": self.R_, "G": self.G_, "f_mean": self.f_mean_, "f_basis": self.f_basis_, "W": self.W_,
+                   "sig_context": _unicode(self.sig_context_), "sig_perturbation": _unicode(self.sig_perturbation_),
+                   "readouts": _unicode(self.readout_index_),
+                   "W_context.context": _unicode(contexts),
+                   "W_context.W": (np.stack([self.W_context_[c] for c in contexts]) if contexts
+                                   else np.zeros((0, k, k)))}
+        return params | {"k": self.k, "ridge": self.ridge, "features": self.features,
+                         "compound_smiles": dict(self.compound_smiles)}, arrays
+
+    @classmethod
+    def from_state(cls, params, arrays):
+        model = cls(k=int(params["k"]), ridge=float(params["ridge"]), features=params["features"],
+                    compound_smiles=params.get("compound_smiles") or {})
+        model._load_means(params, arrays)
+        what = cls.__name__
+        _require_arrays(arrays, what, {"sig_context": "sig_perturbation", "W_context.context": "W_context.W",
+                                       "readouts": "G", "f_mean": "f_basis"})
+        R, G, W = arrays.get("R"), arrays["G"], arrays.get("W")
+        if R is None or W is None:
+            raise ValueError(f"{what}: saved state lacks 'R' or 'W'")
+        n_sig, n_readouts, kk = len(arrays["sig_context"]), len(arrays["readouts"]), G.shape[1] if G.ndim == 2 else -1
+        expected = {"R": (R.shape, (n_sig, n_readouts)), "G": (G.shape, (n_readouts, kk)),
+                    "f_basis": (arrays["f_basis"].shape, (len(arrays["f_mean"]), kk)), "W": (W.shape, (kk, kk)),
+                    "W_context.W": (arrays["W_context.W"].shape, (len(arrays["W_context.context"]), kk, kk))}
+        bad = [f"{name} {got} != {want}" for name, (got, want) in expected.items() if tuple(got) != want]
+        if bad:
+            raise ValueError(f"{what}: saved arrays do not fit together: {'; '.join(bad)}")
+        model.R_, model.G_, model.W_ = R, G, W
+        model.f_mean_, model.f_basis_ = arrays["f_mean"], arrays["f_basis"]
+        model.sig_context_ = arrays["sig_context"].astype(str).astype(object)
+        model.sig_perturbation_ = arrays["sig_perturbation"].astype(str).astype(object)
+        model.readout_index_ = pd.Index(arrays["readouts"].astype(str).astype(object))
+        model.W_context_ = dict(zip(arrays["W_context.context"].astype(str).tolist(), arrays["W_context.W"], strict=True))
+        model._by_pert_ = pd.Series(np.arange(n_sig)).groupby(model.sig_perturbation_).apply(
+            lambda s: s.to_numpy()).to_dict()
+        model._fps = morgan_fingerprints(model.compound_smiles) if model.features == "fingerprint" else {}
+        return model
 
     def _solve(self, P, target):
         """Closed-form ridge for R ~ P W G^T with orthonormal G (Ahlmann-Eltze et al.'s formula)."""

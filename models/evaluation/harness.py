@@ -10,49 +10,27 @@ predict `split.test` with the `value` column removed.
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from models.evaluation.baselines import (
-    KEY_COLUMNS,
-    ContextReadoutMean,
-    GlobalMean,
-    LinearPCARidge,
-    NoChange,
-    OtherContextsMean,
-    TanimotoKNN,
-)
+from models.evaluation.baselines import KEY_COLUMNS
 from models.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES, evaluate_predictions, summarize
 from models.evaluation.splits import Split, make_split
-
-BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn")
-# lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
-# lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
-# lpm_stacked = lpm and the simple baselines in one convex combination fitted on validation experiments.
-LPM_NAMES = ("lpm", "lpm_paper", "lpm_zeroshot", "lpm_stacked")
-ZERO_SHOT_SYMBOL_DROPOUT = 0.5
-STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear")
-
-
-@dataclass
-class Resources:
-    """Side information handed to models that can use it (all optional)."""
-
-    compound_smiles: dict[str, str] = field(default_factory=dict)
-    gene_graph: pd.DataFrame | None = None  # source, target, weight
-    context_features: pd.DataFrame | None = None
-    perturbation_targets: dict[str, list[str]] | None = None
-    perturbation_compounds: dict[str, str] | None = None  # perturbation -> key in compound_smiles
-    perturbation_doses: dict[str, float] | None = None  # perturbation -> dose (uM)
-    lpm_epochs: int | None = None  # None = LPMConfig default
-    lpm_config: object | None = None  # an LPMConfig; overrides lpm_epochs
+from models.registry import (  # noqa: F401 - re-exported: the harness's public names
+    BASELINE_NAMES,
+    LPM_NAMES,
+    MODEL_NAMES,
+    STACKED_MEMBERS,
+    ZERO_SHOT_SYMBOL_DROPOUT,
+    Resources,
+    build_model,
+    fit_model,
+)
 
 
 def expand_model_names(names: Iterable[str], df: pd.DataFrame, resources: Resources) -> list[str]:
@@ -66,59 +44,11 @@ def expand_model_names(names: Iterable[str], df: pd.DataFrame, resources: Resour
             has_compounds = (df["perturbation_type"].astype(str) == "compound").any()
             out += [b for b in BASELINE_NAMES
                     if b != "tanimoto_knn" or (has_compounds and bool(resources.compound_smiles))]
-        elif name in LPM_NAMES or name in BASELINE_NAMES:
+        elif name in MODEL_NAMES:
             out.append(name)
         else:
-            raise ValueError(f"unknown model {name!r}; choose from {', '.join(LPM_NAMES)}, baselines, "
-                             f"{', '.join(BASELINE_NAMES)}")
+            raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)} or baselines")
     return list(dict.fromkeys(out))
-
-
-def build_model(name: str, *, seed: int, resources: Resources, split_kind: str = ""):
-    """A fresh, unfitted model. The linear baseline picks perturbation features that exist for the
-    split: fingerprints for unseen compounds, the target gene's embedding for unseen genes, the
-    perturbation's profile in other contexts otherwise."""
-    if name == "lpm_stacked":
-        from models.evaluation.stacking import StackedLPM
-
-        return StackedLPM({m: build_model(m, seed=seed, resources=resources, split_kind=split_kind)
-                           for m in STACKED_MEMBERS})
-    if name in LPM_NAMES:
-        from dataclasses import replace
-
-        from models.lpm import LPM
-        from models.module import LPMConfig
-
-        config = resources.lpm_config
-        if config is None:
-            config = LPMConfig() if resources.lpm_epochs is None else LPMConfig(max_epochs=resources.lpm_epochs)
-        if name == "lpm_paper":  # same training settings, every feature encoder off
-            config = replace(config, use_compound_encoder=False, use_gene_graph=False, use_targets=False,
-                             use_context_features=False)
-        elif name == "lpm_zeroshot":
-            config = replace(config, symbol_dropout=ZERO_SHOT_SYMBOL_DROPOUT)
-        return LPM(config, compound_smiles=resources.compound_smiles or None, gene_graph=resources.gene_graph,
-                   context_features=resources.context_features,
-                   perturbation_targets=resources.perturbation_targets,
-                   perturbation_compounds=resources.perturbation_compounds,
-                   perturbation_doses=resources.perturbation_doses, seed=seed)
-    if name == "linear":
-        features = {"unseen-compound": "fingerprint", "unseen-gene": "target_gene"}.get(split_kind, "other_contexts")
-        return LinearPCARidge(features=features, compound_smiles=resources.compound_smiles)
-    if name == "tanimoto_knn":
-        return TanimotoKNN(compound_smiles=resources.compound_smiles)
-    simple = {"global_mean": GlobalMean, "no_change": NoChange, "context_mean": ContextReadoutMean,
-              "other_contexts": OtherContextsMean}
-    if name in simple:
-        return simple[name]()
-    raise ValueError(f"unknown model {name!r}")
-
-
-def fit_model(model, train: pd.DataFrame, valid: pd.DataFrame | None, *, progress: bool = False):
-    """LPM.fit takes progress=; baselines do not."""
-    if "progress" in inspect.signature(model.fit).parameters:
-        return model.fit(train, valid, progress=progress)
-    return model.fit(train, valid)
 
 
 def _fit(model, split: Split):
@@ -136,7 +66,7 @@ def evaluate_model(model, split: Split) -> dict[str, float]:
     t2 = time.perf_counter()
     out = evaluate_predictions(test, pred)
     out.update(fit_s=t1 - t0, predict_s=t2 - t1)
-    if hasattr(model, "describe"):  # e.g. the stacked model's fitted weights, kept beside its metrics
+    if hasattr(model, "describe"):  # e.g. the stacked weights or the production choice, beside the metrics
         out["detail"] = model.describe()
     return out
 

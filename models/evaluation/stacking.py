@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from models.evaluation.baselines import KEY_COLUMNS
+from models.evaluation.baselines import KEY_COLUMNS, fit_model
 
 MAX_STACKED_MEMBERS = 10  # 1,023 supports, each a tiny linear solve
 
@@ -70,8 +70,6 @@ class StackedLPM:
         if valid is None or not len(valid):
             raise ValueError("lpm_stacked fits its weights on validation experiments, and this split has none; "
                              "use a split with a validation part (every split kind of the harness has one)")
-        from models.evaluation.harness import fit_model  # harness builds this class: import at use
-
         for model in self.members.values():
             fit_model(model, train, valid, progress=progress)
         X = self._member_predictions(valid)

@@ -1,0 +1,128 @@
+"""Every model the platform can build, by name: one registry for the evaluation harness and production.
+
+    model = build_model("production", seed=0, resources=Resources(...), split_kind="unseen-experiment")
+    model.fit(train, valid)          # fit_model(model, train, valid) for any registered model
+
+A name maps to a builder `(seed, resources, split_kind) -> unfitted model`. The harness evaluates any
+name here, and the `lpm_model` asset fits `production` (models/predictor.py) through the same
+builders, so no model exists only in the harness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+
+from models.evaluation.baselines import (
+    ContextReadoutMean,
+    GlobalMean,
+    LinearPCARidge,
+    NoChange,
+    OtherContextsMean,
+    TanimotoKNN,
+    fit_model,
+)
+
+__all__ = ["BASELINE_NAMES", "LPM_NAMES", "MODEL_NAMES", "PRODUCTION_CANDIDATES", "PRODUCTION_BASELINES",
+           "Resources", "STACKED_MEMBERS", "ZERO_SHOT_SYMBOL_DROPOUT", "build_model", "fit_model",
+           "production_members"]
+
+
+@dataclass
+class Resources:
+    """Side information handed to models that can use it (all optional)."""
+
+    compound_smiles: dict[str, str] = field(default_factory=dict)
+    gene_graph: pd.DataFrame | None = None  # source, target, weight
+    context_features: pd.DataFrame | None = None
+    perturbation_targets: dict[str, list[str]] | None = None
+    perturbation_compounds: dict[str, str] | None = None  # perturbation -> key in compound_smiles
+    perturbation_doses: dict[str, float] | None = None  # perturbation -> dose (uM)
+    lpm_epochs: int | None = None  # None = LPMConfig default
+    lpm_config: object | None = None  # an LPMConfig; overrides lpm_epochs
+
+
+BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn")
+# lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
+# lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
+# lpm_stacked = lpm and the simple baselines in one convex combination fitted on validation experiments.
+LPM_NAMES = ("lpm", "lpm_paper", "lpm_zeroshot", "lpm_stacked")
+ZERO_SHOT_SYMBOL_DROPOUT = 0.5
+STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear")
+# The production predictor chooses among the LPM, these baselines and their stacked combination.
+PRODUCTION_BASELINES = ("context_mean", "other_contexts", "linear")
+PRODUCTION_CANDIDATES = ("lpm", *PRODUCTION_BASELINES)
+MODEL_NAMES = (*LPM_NAMES, "production", *BASELINE_NAMES)
+
+Builder = Callable[[int, Resources, str], object]
+
+
+def _lpm(variant: str) -> Builder:
+    def build(seed: int, resources: Resources, split_kind: str):
+        from models.lpm import LPM
+        from models.module import LPMConfig
+
+        config = resources.lpm_config
+        if config is None:
+            config = LPMConfig() if resources.lpm_epochs is None else LPMConfig(max_epochs=resources.lpm_epochs)
+        if variant == "lpm_paper":  # same training settings, every feature encoder off
+            config = replace(config, use_compound_encoder=False, use_gene_graph=False, use_targets=False,
+                             use_context_features=False)
+        elif variant == "lpm_zeroshot":
+            config = replace(config, symbol_dropout=ZERO_SHOT_SYMBOL_DROPOUT)
+        return LPM(config, compound_smiles=resources.compound_smiles or None, gene_graph=resources.gene_graph,
+                   context_features=resources.context_features,
+                   perturbation_targets=resources.perturbation_targets,
+                   perturbation_compounds=resources.perturbation_compounds,
+                   perturbation_doses=resources.perturbation_doses, seed=seed)
+    return build
+
+
+def _linear(seed: int, resources: Resources, split_kind: str):
+    """Perturbation features that exist for the split: fingerprints for unseen compounds, the target
+    gene's embedding for unseen genes, the perturbation's profile in other contexts otherwise."""
+    features = {"unseen-compound": "fingerprint", "unseen-gene": "target_gene"}.get(split_kind, "other_contexts")
+    return LinearPCARidge(features=features, compound_smiles=resources.compound_smiles)
+
+
+def production_members(seed: int, resources: Resources, split_kind: str = "", *, lpm=None) -> dict[str, object]:
+    """The production candidates, unfitted; `lpm` replaces the LPM by one built (and fitted) elsewhere."""
+    out = {name: _BUILDERS[name](seed, resources, split_kind) for name in PRODUCTION_CANDIDATES if name != "lpm"}
+    return {"lpm": lpm if lpm is not None else _BUILDERS["lpm"](seed, resources, split_kind), **out}
+
+
+def _stacked(seed: int, resources: Resources, split_kind: str):
+    from models.evaluation.stacking import StackedLPM
+
+    return StackedLPM({m: _BUILDERS[m](seed, resources, split_kind) for m in STACKED_MEMBERS})
+
+
+def _production(seed: int, resources: Resources, split_kind: str):
+    from models.predictor import ProductionPredictor
+
+    return ProductionPredictor(production_members(seed, resources, split_kind), seed=seed)
+
+
+_BUILDERS: dict[str, Builder] = {
+    "lpm": _lpm("lpm"),
+    "lpm_paper": _lpm("lpm_paper"),
+    "lpm_zeroshot": _lpm("lpm_zeroshot"),
+    "lpm_stacked": _stacked,
+    "production": _production,
+    "global_mean": lambda seed, resources, split_kind: GlobalMean(),
+    "no_change": lambda seed, resources, split_kind: NoChange(),
+    "context_mean": lambda seed, resources, split_kind: ContextReadoutMean(),
+    "other_contexts": lambda seed, resources, split_kind: OtherContextsMean(),
+    "linear": _linear,
+    "tanimoto_knn": lambda seed, resources, split_kind: TanimotoKNN(compound_smiles=resources.compound_smiles),
+}
+
+def build_model(name: str, *, seed: int, resources: Resources | None = None, split_kind: str = ""):
+    """A fresh, unfitted model registered under `name`."""
+    try:
+        builder = _BUILDERS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}") from None
+    return builder(seed, resources or Resources(), split_kind)
