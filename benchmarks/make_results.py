@@ -89,6 +89,8 @@ def main(argv=None) -> int:
     ap.add_argument("--add-models", default="",
                     help="comma-separated models to run alone (with --lpm-seeds seeds) and merge into each chosen "
                          "section's stored rows (<home>/results/*.json), replacing earlier rows of those models")
+    ap.add_argument("--lpm-models", default="",
+                    help="comma-separated models that replace each chosen section's LPM variants (e.g. production)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
     args = ap.parse_args(argv)
     if args.quick:
@@ -118,6 +120,8 @@ def main(argv=None) -> int:
     cache: dict[str, pd.DataFrame] = {}
     for i in chosen:
         title, name, kwargs, split, context, why, lpm_models = BENCHMARKS[i]
+        if args.lpm_models and lpm_models:
+            lpm_models = tuple(m.strip() for m in args.lpm_models.split(",") if m.strip())
         key = f"{name}{sorted(kwargs.items())}"
         if key not in cache:
             cache[key] = load_dataset(name, **kwargs)
@@ -153,6 +157,10 @@ def main(argv=None) -> int:
         if "detail" in results and (results["model"] == "lpm_stacked").any():
             st = results.loc[results["model"] == "lpm_stacked"]
             weights = "\n`lpm_stacked` weights (fitted on validation experiments) by seed: " + "; ".join(
+                f"{int(r.seed)}: {r.detail}" for r in st.itertuples()) + ".\n"
+        if "detail" in results and (results["model"] == "production").any():
+            st = results.loc[results["model"] == "production"]
+            weights += "\n`production` choice (on validation experiments) by seed: " + "; ".join(
                 f"{int(r.seed)}: {r.detail}" for r in st.itertuples()) + ".\n"
         sections[title] = (f"### {title}\n\n{why} {data_line}. Wall time {time.time() - t0:.0f} s{ran} "
                            f"({datetime.now(UTC):%Y-%m-%d}, `{' '.join(argv if argv is not None else sys.argv[1:])}`)."
