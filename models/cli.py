@@ -116,7 +116,7 @@ def evaluate(
                               help="unseen-experiment | unseen-compound | unseen-gene | unseen-context"),
     target_context: str | None = typer.Option(None, "--target-context", "--context",
                                               help="target context (unseen-experiment) or left-out context (unseen-context)"),
-    models: str = typer.Option("lpm,baselines", "--models", help="comma-separated: lpm, lpm_paper, lpm_zeroshot, lpm_stacked, baselines or baseline names"),
+    models: str = typer.Option("lpm,baselines", "--models", help="comma-separated: lpm, lpm_paper, lpm_zeroshot, lpm_stacked, production, baselines or baseline names"),
     seeds: str = typer.Option("0,1,2,3,4", "--seeds"),
     out: Path = typer.Option(Path("results"), "--out", help="folder for results.json and results.md"),
     epochs: int | None = typer.Option(None, "--epochs", help="LPM max epochs (default: LPMConfig)"),
@@ -131,7 +131,7 @@ def evaluate(
     if split in {"unseen-experiment", "unseen-context"} and not target_context:
         _fail(f"{split} needs --target-context")
     df = _load(input_, readouts)
-    res = resources_for(df, gene_graph="lpm" in models, epochs=epochs)
+    res = resources_for(df, gene_graph="lpm" in models or "production" in models, epochs=epochs)
     seed_list = _ints(seeds)
     try:
         names = expand_model_names(models.split(","), df, res)
