@@ -23,25 +23,65 @@ console = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
+    """One line on stderr, exit 1 (never a traceback for bad input)."""
+    typer.echo("error: " + " ".join(str(message).split()), err=True)
     raise typer.Exit(1)
 
 
-def _load(input_: str, readouts: str | None) -> pd.DataFrame:
-    from models.datasets import load_dataset
+def _warn(message: str) -> None:
+    typer.echo("warning: " + " ".join(str(message).split()), err=True)
 
+
+def _readout_option(readouts: str | None) -> int | list[str] | str | None:
+    """--readouts: N (N random, --readout-seed), a file of names, or (tahoe) dense | all."""
+    if readouts is None or readouts in {"dense", "all"}:
+        return readouts
+    if readouts.isdigit():
+        if int(readouts) < 1:
+            _fail("--readouts needs N >= 1")
+        return int(readouts)
+    from graph.io.common import InputFileError
+    from models.datasets import read_readout_names
+
+    try:
+        return read_readout_names(readouts)
+    except InputFileError as exc:
+        _fail(str(exc))
+
+
+def _load(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine") -> pd.DataFrame:
+    """Read INPUT through the ingest readers and the validation step; bad input -> one line, exit 1."""
+    from graph.io.common import InputFileError
+    from graph.io.validation import DUPLICATE_POLICIES
+    from models.datasets import load_dataset, select_readouts
+
+    if duplicates not in DUPLICATE_POLICIES:
+        _fail(f"--duplicates must be one of {', '.join(DUPLICATE_POLICIES)}")
+    choice = _readout_option(readouts)
     kwargs = {}
-    if readouts is not None:
-        if input_ != "tahoe":
-            _fail("--readouts applies to the tahoe dataset only")
-        kwargs["readouts"] = int(readouts) if readouts.isdigit() else readouts
-    with console.status(f"loading {input_}"):
-        try:
-            df = load_dataset(input_, **kwargs)
-        except (FileNotFoundError, ValueError) as exc:
-            _fail(str(exc))
-    console.print(f"{input_}: {len(df):,} rows, {df['context'].nunique()} contexts, "
-                  f"{df['perturbation'].nunique()} perturbations, {df['readout'].nunique()} readouts")
+    if input_ == "tahoe" and choice is not None:
+        # The docs' tables: load_tahoe(n_random=N, seed=S) draws from the dense readouts.
+        kwargs = {"readouts": choice} if isinstance(choice, str) else (
+            {"n_random": choice, "seed": readout_seed} if isinstance(choice, int) else {"readouts": choice})
+        choice = None
+    elif isinstance(choice, str):
+        _fail("--readouts dense|all applies to the tahoe dataset; use N or a file of names")
+    try:
+        with console.status(f"loading {input_}"):
+            df = load_dataset(input_, duplicates=duplicates, **kwargs)
+            if choice is not None:
+                df = select_readouts(df, choice, seed=readout_seed)
+    except (InputFileError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        _fail(str(exc))
+    except (ValueError, OSError, KeyError) as exc:
+        _fail(f"{input_}: {exc}")
+    except Exception as exc:  # an unexpected reader failure is still one line naming the input
+        _fail(f"{input_}: cannot be read ({type(exc).__name__}: {exc})")
+    report = df.attrs.get("load_report")
+    if report is not None:
+        typer.echo(f"{input_}: {report.summary()}", err=True)
+    typer.echo(f"{input_}: {len(df):,} rows, {df['context'].nunique()} contexts, "
+               f"{df['perturbation'].nunique()} perturbations, {df['readout'].nunique()} readouts", err=True)
     return df
 
 
@@ -53,29 +93,43 @@ MIN_CONTEXT_FEATURE_COVERAGE = 0.5
 
 def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | None = None):
     """Side information for the shared data: SMILES by compound name, STRING (score >= 700) among
-    the readouts and genetic targets, each genetic perturbation's target = its own name, and LINCS
-    baseline expression of the cell lines (when it covers most of the dataset's contexts)."""
+    the readouts and genetic targets, each genetic perturbation's targets (its own name, or the target
+    genes the reader recorded), and LINCS baseline expression of the cell lines (when it covers most
+    of the dataset's contexts). Every piece is optional: a missing one is a warning, not an error."""
     from models.datasets import cell_line_features, compound_smiles, string_gene_graph
     from models.evaluation.harness import Resources
     from models.evaluation.splits import GENETIC_TYPES
 
+    names = df.attrs.get("perturbation_names") or {}  # perturbation id -> source name (ingest readers)
+    targets = df.attrs.get("perturbation_targets") or {}
     types = df["perturbation_type"].astype(str)
     compounds = df.loc[types == "compound", "perturbation"].astype(str).unique()
     genetic = df.loc[types.isin(GENETIC_TYPES), "perturbation"].astype(str).unique()
     res = Resources(lpm_epochs=epochs)
-    try:
-        res.compound_smiles = compound_smiles(compounds) if len(compounds) else {}
-        if gene_graph:
-            genes = set(df["readout"].astype(str).unique()) | set(genetic)
-            res.gene_graph = string_gene_graph(genes=genes)
-        contexts = df["context"].astype(str).unique()
-        features = cell_line_features(contexts)
-        if len(features) >= MIN_CONTEXT_FEATURE_COVERAGE * len(contexts):
-            res.context_features = features
-    except FileNotFoundError as exc:  # user data without the shared folder: no side information
-        console.print(f"[yellow]no side information:[/] {exc}")
+
+    def optional(what: str, make):
+        try:
+            return make()
+        except Exception as exc:  # missing shared folder, a file without these columns, ...
+            _warn(f"no {what}: {exc}")
+            return None
+
+    if len(compounds):
+        by_name = optional("compound structures", lambda: compound_smiles({names.get(p, p) for p in compounds})) or {}
+        res.compound_smiles = {p: by_name[names.get(p, p)] for p in compounds if names.get(p, p) in by_name}
+        typer.echo(f"compound structures: {len(res.compound_smiles)} of {len(compounds)} compounds matched "
+                   "a SMILES by name or alias", err=True)
+    if gene_graph:
+        genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
+        res.gene_graph = optional("gene graph", lambda: string_gene_graph(genes=genes))
+    contexts = df["context"].astype(str).unique()
+    features = optional("cell-line features", lambda: cell_line_features(contexts))
+    if features is not None and len(features) >= MIN_CONTEXT_FEATURE_COVERAGE * len(contexts):
+        res.context_features = features
+    elif features is not None and len(features) < len(contexts) and len(features):
+        _warn(f"cell-line features cover {len(features)} of {len(contexts)} contexts; not used")
     if len(genetic):
-        res.perturbation_targets = {p: [p] for p in genetic}
+        res.perturbation_targets = {p: list(targets.get(p) or [p]) for p in genetic}
     return res
 
 
@@ -86,27 +140,64 @@ def _ints(text: str) -> list[int]:
         _fail(f"expected comma-separated integers, got {text!r}")
 
 
+READOUTS_HELP = ("N: N random readouts (of those in every signature; --readout-seed), or a file of names; "
+                 "tahoe also: dense | all")
+DUPLICATES_HELP = "rows repeating a (context, perturbation, readout) with different values: quarantine | mean | first"
+
+
+def _target_context(input_: str, target: str | None) -> str | None:
+    """Check --target-context against the input's contexts before the heavy load (when they can be read
+    cheaply); a user file's contexts are normalised by the reader, so the target is too."""
+    from graph.io.contexts import normalise_context_name
+    from models.datasets import dataset_contexts
+
+    if target is None:
+        return None
+    contexts = dataset_contexts(input_)
+    if contexts is None or target in contexts:
+        return target
+    if normalise_context_name(target) in contexts:
+        return normalise_context_name(target)
+    _fail(f"unknown --target-context {target!r}; {input_} has {len(contexts)} contexts: {', '.join(contexts)}")
+
+
+def _check_finite(model) -> None:
+    import torch
+
+    module = getattr(model, "module", None)
+    if module is not None and not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+        _fail("training produced non-finite weights; no checkpoint written")
+
+
 @app.command()
 def train(
     input_: str = typer.Option(..., "--input", help="dataset name or file"),
     output: Path = typer.Option(Path("lpm.pt"), "--output", help="checkpoint path"),
     epochs: int | None = typer.Option(None, "--epochs", help="max epochs (default: LPMConfig)"),
-    readouts: str | None = typer.Option(None, "--readouts", help="tahoe only: dense | all | N"),
+    readouts: str | None = typer.Option(None, "--readouts", help=READOUTS_HELP),
+    readout_seed: int = typer.Option(0, "--readout-seed", help="seed of the random readout subset"),
+    duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Fit the LPM on all experiments of INPUT and save a checkpoint."""
     from models.lpm import LPM
     from models.module import LPMConfig
 
-    df = _load(input_, readouts)
+    if output.is_dir():
+        _fail(f"{output}: is a directory; give the checkpoint file name")
+    df = _load(input_, readouts, readout_seed, duplicates)
     res = resources_for(df, epochs=epochs)
     config = LPMConfig() if epochs is None else LPMConfig(max_epochs=epochs)
     model = LPM(config, compound_smiles=res.compound_smiles or None, gene_graph=res.gene_graph,
                 perturbation_targets=res.perturbation_targets, seed=seed)
-    model.fit(df, None, progress=True)
+    try:
+        model.fit(df, None, progress=True)
+    except (ValueError, RuntimeError) as exc:
+        _fail(f"{input_}: training failed ({type(exc).__name__}: {exc})")
+    _check_finite(model)
     output.parent.mkdir(parents=True, exist_ok=True)
     model.save(output)
-    console.print(f"saved {output}")
+    typer.echo(f"saved {output}", err=True)
 
 
 @app.command()
@@ -120,9 +211,12 @@ def evaluate(
     seeds: str = typer.Option("0,1,2,3,4", "--seeds"),
     out: Path = typer.Option(Path("results"), "--out", help="folder for results.json and results.md"),
     epochs: int | None = typer.Option(None, "--epochs", help="LPM max epochs (default: LPMConfig)"),
-    readouts: str | None = typer.Option(None, "--readouts", help="tahoe only: dense | all | N"),
+    readouts: str | None = typer.Option(None, "--readouts", help=READOUTS_HELP),
+    readout_seed: int = typer.Option(0, "--readout-seed", help="seed of the random readout subset"),
+    duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
 ) -> None:
-    """Evaluate the LPM and baselines on one split over several seeds; write JSON and a markdown table."""
+    """Evaluate the LPM and baselines on one split over several seeds; write JSON and a markdown table.
+    Exits 1 when every model failed."""
     from models.evaluation.harness import expand_model_names, markdown_table, run_benchmark, write_results
     from models.evaluation.splits import SPLITS
 
@@ -130,9 +224,13 @@ def evaluate(
         _fail(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     if split in {"unseen-experiment", "unseen-context"} and not target_context:
         _fail(f"{split} needs --target-context")
-    df = _load(input_, readouts)
-    res = resources_for(df, gene_graph="lpm" in models or "production" in models, epochs=epochs)
     seed_list = _ints(seeds)
+    target_context = _target_context(input_, target_context)
+    df = _load(input_, readouts, readout_seed, duplicates)
+    if target_context is not None and target_context not in set(df["context"].astype(str)):
+        contexts = sorted(df["context"].astype(str).unique())
+        _fail(f"unknown --target-context {target_context!r}; {input_} has {len(contexts)} contexts: {', '.join(contexts)}")
+    res = resources_for(df, gene_graph="lpm" in models or "production" in models, epochs=epochs)
     try:
         names = expand_model_names(models.split(","), df, res)
     except ValueError as exc:
@@ -142,15 +240,18 @@ def evaluate(
         task = progress.add_task(f"{split} {target_context or ''}".strip(), total=len(seed_list) * len(names))
 
         def step(record: dict) -> None:
-            status = f"[red]{record['error']}[/]" if record["error"] else f"r={record['pearson_per_signature']:.3f}"
-            progress.console.print(f"seed {record['seed']} {record['model']}: {status}")
+            status = f"failed: {record['error']}" if record["error"] else f"r={record['pearson_per_signature']:.3f}"
+            progress.console.print(f"seed {record['seed']} {record['model']}: {status}", markup=False)
             progress.advance(task)
 
         try:
             results = run_benchmark(df, split, context=target_context, models=names, seeds=seed_list,
                                     resources=res, on_result=step)
         except ValueError as exc:
-            _fail(str(exc))
+            _fail(f"{input_}: {exc}")
     json_path, md_path = write_results(results, out, title=f"{input_}: {split} {target_context or ''}".strip())
-    console.print(markdown_table(results))
-    console.print(f"wrote {json_path} and {md_path}")
+    console.print(markdown_table(results), markup=False)
+    console.print(f"wrote {json_path} and {md_path}", markup=False)
+    failed = results["error"].astype(bool) if "error" in results else pd.Series(False, index=results.index)
+    if len(results) and failed.all():
+        _fail(f"every model failed on {input_} (first error: {results.loc[failed, 'error'].iloc[0]})")

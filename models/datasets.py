@@ -19,13 +19,17 @@ What `value` means per source (documented in docs/results.md as well):
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from graph.io.common import InputFileError, measurement_format
+from graph.io.identifiers import compound_name_keys, lookup_compound
+from graph.io.validation import ValidationResult, validate_measurements
+from graph.records import QuarantineRecord
 from graph.settings import get_settings
 
 LONG_COLUMNS = ["context", "perturbation", "perturbation_type", "readout", "value"]
@@ -49,19 +53,6 @@ def shared_path(relative: str) -> Path:
     return Path(get_settings().shared_data) / relative
 
 
-def signed_rank_score(rank: np.ndarray, n_ranked: np.ndarray) -> np.ndarray:
-    """+1 for rank 1 (most up), -1 for rank n_ranked (most down), linear in between."""
-    rank = np.asarray(rank, dtype=np.float64)
-    n = np.asarray(n_ranked, dtype=np.float64)
-    return (1.0 - 2.0 * (rank - 1.0) / np.maximum(n - 1.0, 1.0)).astype(np.float32)
-
-
-def up_rank_score(rank: np.ndarray, n_ranked: np.ndarray) -> np.ndarray:
-    """1 for rank 1, 1/n for the last kept rank: for lists that hold only the up-regulated end."""
-    rank = np.asarray(rank, dtype=np.float64)
-    return (1.0 - (rank - 1.0) / np.asarray(n_ranked, dtype=np.float64)).astype(np.float32)
-
-
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
     """Canonical column order and plain dtypes (category codes differ between tables)."""
     out = df[LONG_COLUMNS].copy()
@@ -71,6 +62,62 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+@dataclass
+class LoadReport:
+    """What a loader read and what the validation step (graph/io/validation.py) rejected, with reasons.
+    read = accepted + quarantined; `quarantine` lists the first rejected rows."""
+
+    source: str
+    read: int = 0
+    quarantined: int = 0
+    duplicates_resolved: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    quarantine: list[QuarantineRecord] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return self.read - self.quarantined
+
+    def add(self, v: ValidationResult, *, counts_read: bool) -> None:
+        """Fold in one validation pass (counts_read=False for a second pass over accepted rows)."""
+        self.read += v.read if counts_read else 0
+        self.quarantined += v.quarantined
+        self.duplicates_resolved += v.duplicates_resolved
+        for k, n in v.reasons.items():
+            self.reasons[k] = self.reasons.get(k, 0) + n
+        self.notes += list(v.notes)
+        self.quarantine += v.quarantine
+
+    def summary(self) -> str:
+        by = "; ".join(f"{k}: {n:,}" for k, n in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
+        return (f"{self.read:,} rows read, {self.accepted:,} accepted, {self.quarantined:,} quarantined"
+                + (f" ({by})" if by else "") + f", {self.duplicates_resolved:,} duplicate rows resolved")
+
+
+def _attach(frame: pd.DataFrame, report: LoadReport, names: dict[str, str] | None = None,
+            targets: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """The report and the perturbation side tables travel with the frame (DataFrame.attrs)."""
+    if report.read and report.accepted == 0 or len(frame) == 0:
+        by = "; ".join(f"{k}: {n:,}" for k, n in report.reasons.items())
+        raise InputFileError(report.source, f"no valid rows ({report.read:,} read" + (f"; {by})" if by else ")"))
+    frame.attrs["load_report"] = report
+    frame.attrs["perturbation_names"] = names or {}
+    frame.attrs["perturbation_targets"] = targets or {}
+    return frame
+
+
+def validated(df: pd.DataFrame, source: str, *, report: LoadReport | None = None, counts_read: bool = True,
+              **kwargs) -> tuple[pd.DataFrame, LoadReport]:
+    """df through graph/io/validation.validate_measurements (keys context, perturbation, readout unless
+    given); returns the accepted canonical table and the report it was folded into."""
+    report = report or LoadReport(source)
+    kwargs.setdefault("keys", KEYS)
+    v = validate_measurements(df, source, **kwargs)
+    report.add(v, counts_read=counts_read)
+    return _finish(v.accepted) if set(LONG_COLUMNS) <= set(v.accepted.columns) else v.accepted, report
+
+
 def dense_readouts(df: pd.DataFrame) -> list[str]:
     """Readouts present in every (context, perturbation) signature."""
     n_sig = df.groupby(["context", "perturbation"], observed=True).ngroups
@@ -78,15 +125,51 @@ def dense_readouts(df: pd.DataFrame) -> list[str]:
     return sorted(counts.index[counts == n_sig].astype(str))
 
 
-def from_ranked(df: pd.DataFrame, *, up_only: bool = False) -> pd.DataFrame:
-    """A ranked long table (rank, n_ranked) -> canonical long table.
+def random_readouts(pool, n: int, seed: int = 0) -> list[str]:
+    """n readouts drawn without replacement from sorted(pool) with numpy's default_rng(seed): the rule
+    behind docs/results.md's "150 random dense readouts" (chosen without looking at values)."""
+    pool = sorted(map(str, pool))
+    return list(np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False))
+
+
+def read_readout_names(path: str | Path) -> list[str]:
+    """A readout list file: one name per line (or the first column of a CSV/TSV); '#' lines ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "readout list does not exist" if not path.exists() else "readout list is not a file")
+    names = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        first = line.split("\t")[0].split(",")[0].strip()
+        if first and not first.startswith("#"):
+            names.append(first)
+    if not names:
+        raise InputFileError(path, "readout list has no names")
+    return list(dict.fromkeys(names))
+
+
+def select_readouts(df: pd.DataFrame, readouts: int | list[str], seed: int = 0) -> pd.DataFrame:
+    """Keep N random readouts (random_readouts over the dense readouts, or over all readouts when fewer
+    than N are dense) or the listed ones; the report travels along. An empty result is an error."""
+    if isinstance(readouts, int):
+        pool = dense_readouts(df)
+        keep = random_readouts(pool if len(pool) >= readouts else df["readout"].astype(str).unique(), readouts, seed)
+    else:
+        keep = list(readouts)
+    out = df[df["readout"].astype(str).isin(set(keep))].reset_index(drop=True)
+    out.attrs = df.attrs
+    if not len(out):
+        raise ValueError(f"none of the {len(keep)} requested readouts is in the data (e.g. {keep[:3]})")
+    return out
+
+
+def from_ranked(df: pd.DataFrame, *, up_only: bool = False, source: str = "ranked table") -> pd.DataFrame:
+    """A ranked long table (rank, n_ranked) -> canonical long table, through the validation step.
 
     up_only: the lists hold only the up-regulated end (Replogle); use the up score instead of the
     signed score, which would call the last kept rank "most down".
     """
-    score = up_rank_score if up_only else signed_rank_score
-    out = df.assign(value=score(df["rank"].to_numpy(), df["n_ranked"].to_numpy()))
-    return _finish(out)
+    frame, report = validated(df, source, ranked=True, score="up" if up_only else "signed")
+    return _attach(frame, report)
 
 
 def most_measured_readouts(df: pd.DataFrame, n: int) -> list[str]:
@@ -103,11 +186,11 @@ def load_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str
 
     readouts: "dense" (the 1,382 ranked in every signature, default), "all" (26,347; sparse), an int N
     (the N readouts present in most signatures; ties broken by name) or an explicit list.
-    n_random: then keep a random subset of that many of those readouts (seeded; chosen without looking
-    at values, so it cannot favour any model) to make CPU training affordable.
+    n_random: then keep a random subset of that many of those readouts (random_readouts: seeded,
+    chosen without looking at values, so it cannot favour any model) to make CPU training affordable.
     """
-    raw = pd.read_parquet(path or shared_path(SHARED_DATASETS["tahoe"]),
-                          columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
+    path = path or shared_path(SHARED_DATASETS["tahoe"])
+    raw = pd.read_parquet(path, columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
     if contexts is not None:
         raw = raw[raw["context"].isin(contexts)]
     if isinstance(readouts, str) and readouts == "dense":
@@ -119,11 +202,10 @@ def load_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str
     else:
         keep = list(readouts)
     if n_random is not None:
-        pool = sorted(keep if keep is not None else raw["readout"].astype(str).unique())
-        keep = list(np.random.default_rng(seed).choice(pool, size=min(n_random, len(pool)), replace=False))
+        keep = random_readouts(keep if keep is not None else raw["readout"].astype(str).unique(), n_random, seed)
     if keep is not None:
         raw = raw[raw["readout"].isin(keep)]
-    return from_ranked(raw, up_only=False)
+    return from_ranked(raw, up_only=False, source=str(path))
 
 
 def load_replogle(path: str | Path | None = None, *, min_signatures: int = 1,
@@ -133,24 +215,22 @@ def load_replogle(path: str | Path | None = None, *, min_signatures: int = 1,
     min_signatures: keep readouts that are in the top-1,000 of at least this many signatures
     (fewer, better-supported readouts; 1 keeps everything).
     """
-    raw = pd.read_parquet(path or shared_path(SHARED_DATASETS["replogle"]),
-                          columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
+    path = path or shared_path(SHARED_DATASETS["replogle"])
+    raw = pd.read_parquet(path, columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
     if contexts is not None:
         raw = raw[raw["context"].isin(contexts)]
     if min_signatures > 1:
         counts = raw.groupby("readout", observed=True).size()
         raw = raw[raw["readout"].isin(counts.index[counts >= min_signatures])]
-    return from_ranked(raw, up_only=True)
+    return from_ranked(raw, up_only=True, source=str(path))
 
 
 def read_gctx_long(path: str | Path) -> pd.DataFrame:
-    """A GCTX file -> long table with the CMap column metadata needed for modelling (graph.io's reader).
+    """A GCTX (or GCT) file -> long table with the CMap column metadata needed for modelling (graph.io's
+    readers). Returns columns sample, pert_iname, pert_type, cell_id, readout, value."""
+    from graph.io.gctx import read_gct, read_gctx
 
-    Returns columns sample, pert_iname, pert_type, cell_id, readout, value.
-    """
-    from graph.io.gctx import read_gctx
-
-    data = read_gctx(path)
+    data = read_gct(path) if measurement_format(path) == "gct" else read_gctx(path)
     # Metadata frames are indexed by the GCTX ids; matrix is (n_samples, n_genes).
     row, col, matrix = data.row_meta.reset_index(), data.col_meta.reset_index(), data.matrix
     n_samples, n_genes = matrix.shape
@@ -173,40 +253,94 @@ def read_gctx_long(path: str | Path) -> pd.DataFrame:
     })
 
 
-def load_gctx(path: str | Path) -> pd.DataFrame:
-    """L1000 z-scores averaged per (cell line, perturbation, readout); control wells dropped."""
-    long = read_gctx_long(path)
-    long = long[long["pert_type"].isin(list(_L1000_TYPES))]
+def load_gctx(path: str | Path, *, duplicates: str = "quarantine") -> pd.DataFrame:
+    """L1000 z-scores averaged per (cell line, perturbation, readout); control wells dropped.
+
+    Each sample goes through the validation step first (non-finite values; a readout symbol repeated
+    within one sample follows the duplicate policy), then replicate wells / doses / times are averaged.
+    """
+    try:
+        long = read_gctx_long(path)
+    except InputFileError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputFileError(path, f"not a readable GCTX/GCT file ({type(exc).__name__}: {exc})") from exc
+    checked, report = validated(long, str(path), keys=("sample", "readout"), ranked=False, duplicates=duplicates)
+    long = checked[checked["pert_type"].isin(list(_L1000_TYPES))]
     long = long.assign(perturbation_type=long["pert_type"].map(_L1000_TYPES), context=long["cell_id"],
                        perturbation=long["pert_iname"])
     out = (long.groupby(["context", "perturbation", "perturbation_type", "readout"], observed=True)["value"]
            .mean().reset_index())
-    return _finish(out)
+    return _attach(_finish(out), report)
 
 
-def load_long_table(path: str | Path) -> pd.DataFrame:
-    """A user's parquet / CSV / TSV: either a canonical long table (value) or a ranked one (rank, n_ranked)."""
+def _dataset_id_for(path: Path) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", path.name.lower().split(".")[0]).strip("_") or "input"
+
+
+def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, perturbations,
+                  duplicates: str) -> pd.DataFrame:
+    """An ingest reader's accepted table (perturbation ids, as in the store) -> the model table.
+
+    Rows the reader accepted are validated once more at the model key (context, perturbation,
+    readout): two signatures of one perturbation in one context (e.g. two salt forms) collide there
+    and follow the same duplicate policy. The report adds both passes up (read = accepted + quarantined).
+    """
+    report = LoadReport(str(path), read=read_report.read, quarantined=read_report.quarantined,
+                        duplicates_resolved=read_report.duplicates_resolved, notes=list(read_report.notes),
+                        quarantine=list(quarantine))
+    for q in quarantine:
+        report.reasons[q.reason] = report.reasons.get(q.reason, 0) + 1
+    if report.quarantined > len(quarantine):  # reasons beyond the listed records come from the notes
+        report.reasons = {"see notes": report.quarantined}
+    if len(frame) == 0:
+        return _attach(frame.reindex(columns=LONG_COLUMNS), report)
+    out, report = validated(frame[LONG_COLUMNS], str(path), report=report, counts_read=False, ranked=False,
+                            duplicates=duplicates)
+    names = {pid: rec.name for pid, rec in perturbations.items()}
+    targets = {pid: list(rec.target_symbols) for pid, rec in perturbations.items() if rec.target_symbols}
+    return _attach(out, report, names, targets)
+
+
+def load_long_table(path: str | Path, *, duplicates: str = "quarantine") -> pd.DataFrame:
+    """A user's parquet / CSV / TSV long table (value) or ranked table (rank, n_ranked), read by the
+    ingest reader (graph/io/tables.LongTableReader): the same accepted rows and perturbation ids as
+    `perturbgraph demo --inputs FILE` puts in the store."""
+    from graph.io.tables import read_long_table
+
     path = Path(path)
-    if path.suffix == ".parquet":
-        df = pd.read_parquet(path)
-    else:
-        df = pd.read_csv(path, sep="\t" if path.suffix in {".tsv", ".txt"} else ",")
-    if "perturbation_type" not in df.columns:  # a table of one kind; compounds are the common case
-        df = df.assign(perturbation_type="compound")
-    if "value" not in df.columns:
-        if {"rank", "n_ranked"} <= set(df.columns):
-            return from_ranked(df)
-        raise ValueError(f"{path}: needs a 'value' column or 'rank' and 'n_ranked' columns")
-    missing = set(LONG_COLUMNS) - set(df.columns)
-    if missing:
-        raise ValueError(f"{path}: missing columns {sorted(missing)}")
-    # Duplicate keys (replicates) are averaged so every (context, perturbation, readout) is one row.
-    df = df.groupby(["context", "perturbation", "perturbation_type", "readout"], observed=True)["value"].mean().reset_index()
-    return _finish(df)
+    # A table without a perturbation_type column is taken as compounds (noted in the report).
+    frame, reader = read_long_table(path, _dataset_id_for(path), duplicates=duplicates, perturbation_type="compound")
+    return _from_records(frame, path, reader.report, reader.quarantine, reader.perturbations, duplicates)
 
 
-def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
-    """Any input the CLI accepts: a shared dataset name (SHARED_DATASETS) or a file path."""
+def load_h5ad(path: str | Path, *, duplicates: str = "quarantine") -> pd.DataFrame:
+    """A Perturb-seq h5ad pseudobulked as ingest does it (graph/io/h5ad.pseudobulk_h5ad)."""
+    from graph.io.h5ad import pseudobulk_h5ad
+
+    path = Path(path)
+    result = pseudobulk_h5ad(path, _dataset_id_for(path))
+    return _from_records(result.long, path, result.report, result.quarantine, result.perturbations, duplicates)
+
+
+def load_file(path: str | Path, *, duplicates: str = "quarantine") -> pd.DataFrame:
+    """Any measurement file, by its format (extension checked against the first bytes)."""
+    path = Path(path)
+    fmt = measurement_format(path)
+    if fmt in {"gctx", "gct"}:
+        return load_gctx(path, duplicates=duplicates)
+    if fmt == "h5ad":
+        return load_h5ad(path, duplicates=duplicates)
+    if path.name == Path(SHARED_DATASETS["tahoe"]).name:
+        return load_tahoe(path)
+    return load_long_table(path, duplicates=duplicates)
+
+
+def load_dataset(name_or_path: str | Path, *, duplicates: str = "quarantine", **kwargs) -> pd.DataFrame:
+    """Any input the CLI accepts: a shared dataset name (SHARED_DATASETS), an ingested dataset id or a
+    file path. Every route ends in the validation step; the frame's attrs carry the LoadReport."""
     key = str(name_or_path)
     from graph.settings import get_settings
     from graph.store import load_training_table, read_manifest
@@ -214,41 +348,51 @@ def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
     is_dataset_id = key.replace("_", "").isalnum()  # store ids are [a-z0-9_]; paths never match
     if is_dataset_id and read_manifest(get_settings(), key) is not None:
         # A dataset ingested by the pipeline: its values from the columnar store (hash verified).
-        return _finish(load_training_table(get_settings(), [key]).loc[:, list(LONG_COLUMNS)])
+        table = load_training_table(get_settings(), [key]).loc[:, list(LONG_COLUMNS)]
+        frame, report = validated(table, key, ranked=False, duplicates=duplicates)
+        return _attach(frame, report)
     if key == "tahoe":
         return load_tahoe(**kwargs)
     if key == "replogle":
         return load_replogle(**kwargs)
     if key in SHARED_DATASETS:
-        return load_gctx(shared_path(SHARED_DATASETS[key]))
+        return load_gctx(shared_path(SHARED_DATASETS[key]), duplicates=duplicates)
     path = Path(key)
     if not path.exists():
-        raise FileNotFoundError(f"{key}: neither a file nor one of {sorted(SHARED_DATASETS)}")
-    if path.suffix == ".gctx":
-        return load_gctx(path)
+        raise InputFileError(key, f"neither a file nor one of {sorted(SHARED_DATASETS)}")
+    return load_file(path, duplicates=duplicates)
+
+
+def dataset_contexts(name_or_path: str | Path) -> list[str] | None:
+    """The contexts an input will have, read cheaply (one column) before the heavy load; None when
+    that cannot be known without loading (GCTX, h5ad, store datasets)."""
+    import pyarrow.parquet as pq
+
+    from graph.io.contexts import normalise_context_name
+
+    key = str(name_or_path)
+    if key in {"tahoe", "replogle"}:
+        col = pq.read_table(shared_path(SHARED_DATASETS[key]), columns=["context"]).column(0)
+        return sorted(map(str, col.unique().to_pylist()))
+    path = Path(key)
+    if not path.is_file():
+        return None
+    try:
+        fmt = measurement_format(path)
+        if fmt == "parquet":
+            values = pq.read_table(path, columns=["context"]).column(0).unique().to_pylist()
+        elif fmt in {"csv", "tsv"}:
+            values = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", usecols=["context"], dtype=str)["context"].unique()
+        else:
+            return None
+    except Exception:  # the loader reports what is wrong with the file, with its name
+        return None
     if path.name == Path(SHARED_DATASETS["tahoe"]).name:
-        return load_tahoe(path, **kwargs)
-    return load_long_table(path)
+        return sorted(str(v) for v in values if v is not None)
+    return sorted({normalise_context_name(v) for v in values if v is not None and str(v).strip()})
 
 
 # --- side information for models: compound structures and the gene prior graph ---------------------
-
-_SALT_WORDS = {
-    "hydrochloride", "dihydrochloride", "trihydrochloride", "hcl", "mesylate", "dimesylate", "maleate",
-    "sodium", "disodium", "potassium", "calcium", "hydrate", "monohydrate", "dihydrate", "sesquihydrate",
-    "trihydrate", "hemihydrate", "isethionate", "disulfate", "sulfate", "hemisulfate", "bisulfate", "tartrate", "bitartrate", "citrate", "acetate",
-    "diacetate", "phosphate", "diphosphate", "fumarate", "hemifumarate", "succinate", "tosylate",
-    "besylate", "bromide", "hydrobromide", "chloride", "iodide", "nitrate", "lactate", "malate",
-    "mesilate", "salt", "free", "base", "anhydrous", "dimaleate", "oxalate", "ammonium", "diammonium",
-}
-
-
-def normalise_compound_name(name: str) -> str:
-    """Lower case, salt/hydrate words removed, punctuation and spaces removed: 'Berbamine dihydrochloride' -> 'berbamine'."""
-    words = re.split(r"[\s,()]+", str(name).lower())
-    kept = [w for w in words if w and w not in _SALT_WORDS]
-    return re.sub(r"[^0-9a-z]", "", "".join(kept or words))
-
 
 @lru_cache(maxsize=1)
 def _smiles_table() -> dict[str, str]:
@@ -259,21 +403,24 @@ def _smiles_table() -> dict[str, str]:
     for name, smi, aliases in lincs.itertuples(index=False):
         if isinstance(smi, str) and smi:
             for n in [name, *(aliases.split("|") if isinstance(aliases, str) else [])]:
-                table.setdefault(normalise_compound_name(n), smi)
+                for k in compound_name_keys(n):
+                    table.setdefault(k, smi)
     rep = pd.read_csv(shared_path("compounds/repurposing_samples_20200324.txt"), sep="\t", comment="!",
                       dtype=str, usecols=["pert_iname", "smiles"])
     for name, smi in rep.itertuples(index=False):
         if isinstance(smi, str) and smi:
-            table.setdefault(normalise_compound_name(name), smi)
+            for k in compound_name_keys(name):
+                table.setdefault(k, smi)
     return table
 
 
 def compound_smiles(names) -> dict[str, str]:
-    """SMILES for the compound names that match the shared compound tables by normalised name."""
+    """SMILES for the compound names that match the shared compound tables by normalised name (or by
+    the alias in parentheses: "Trametinib (GSK1120212)"); names without a match are left out."""
     table = _smiles_table()
     out = {}
     for n in names:
-        smi = table.get(normalise_compound_name(n))
+        smi = lookup_compound(n, table)
         if smi:
             out[str(n)] = smi
     return out

@@ -13,7 +13,6 @@ evaluation (baselines; LPM rows when `--lpm CHECKPOINT` is given) and writes the
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from graph.io.identifiers import normalise_compound_name, signed_rank_score
 from models.discovery import l2_normalise
 
 # ---------------------------------------------------------------------------------------------
@@ -106,6 +106,40 @@ def evaluate_mechanisms(compound_emb: pd.DataFrame, gene_emb: pd.DataFrame,
     return out
 
 
+def mechanism_quality(compound_emb: pd.DataFrame, gene_emb: pd.DataFrame,
+                      annotated_targets: Mapping[str, Iterable[str]], *,
+                      compound_signatures: pd.DataFrame | None = None,
+                      gene_signatures: pd.DataFrame | None = None,
+                      links: pd.DataFrame | None = None, fdr: float | None = None) -> dict[str, Any]:
+    """The quality record of a version's mechanism links: how well the LPM embeddings rank the
+    annotated targets (pooled AUROC over compounds with a target among the genes) beside the simple
+    answer, raw-signature connectivity (Pearson of the compound's and the knock-down's measured
+    signatures, on the readouts both have), and how many links passed the FDR."""
+    ours = evaluate_mechanisms(compound_emb, gene_emb, annotated_targets)
+    base: dict[str, Any] = {}
+    if compound_signatures is not None and gene_signatures is not None and len(compound_signatures) \
+            and len(gene_signatures):
+        common = sorted(set(compound_signatures.columns) & set(gene_signatures.columns))
+        if common:
+            base = evaluate_mechanisms(compound_signatures.loc[:, common], gene_signatures.loc[:, common],
+                                       annotated_targets, similarity="pearson")
+    out: dict[str, Any] = {
+        "method": "lpm_embeddings", "metric": "AUROC of annotated targets (pooled over compounds)",
+        "score": ours.get("auroc"), "baseline": "signature_connectivity", "baseline_score": base.get("auroc"),
+        "compounds_evaluated": ours.get("n_compounds", 0), "positive_pairs": ours.get("n_positive_pairs", 0),
+        "fdr": fdr,
+    }
+    if ours.get("n_compounds", 0) == 0:
+        out["note"] = "no compound has an annotated target among the perturbed genes: nothing to validate against"
+    if links is not None and len(links):
+        sig = links[links["significant"].astype(bool)] if "significant" in links else links.iloc[:0]
+        out["tested_pairs"] = int(len(compound_emb) * len(gene_emb))
+        out["significant"] = int(len(sig))
+        out["significant_compounds"] = int(sig["compound"].nunique()) if len(sig) else 0
+        out["significant_annotated"] = int(sig["is_annotated_target"].sum()) if len(sig) else 0
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Gene-gene edges
 # ---------------------------------------------------------------------------------------------
@@ -161,16 +195,11 @@ def evaluate_gene_edges(gene_emb_or_scores: pd.DataFrame, truth_pairs: Iterable[
 # ---------------------------------------------------------------------------------------------
 
 
-def signed_score(rank: pd.Series, n_ranked: pd.Series) -> pd.Series:
-    """s = 1 - 2 (rank - 1) / (n_ranked - 1): +1 most up, -1 most down."""
-    return 1.0 - 2.0 * (rank.astype(np.float64) - 1.0) / (n_ranked.astype(np.float64) - 1.0)
-
-
 def replogle_signatures(path: Path, fill: float = -1.0) -> pd.DataFrame:
     """Knock-down x (context|readout) signed scores; K562 and RPE1 side by side. Readouts outside a
     knock-down's top-1,000 up list are filled with `fill` (-1: below the last listed gene)."""
     r = pd.read_parquet(path, columns=["context", "perturbation", "readout", "rank", "n_ranked"])
-    r["s"] = signed_score(r["rank"], r["n_ranked"])
+    r["s"] = signed_rank_score(r["rank"], r["n_ranked"], dtype=np.float64)
     r["col"] = r["context"].astype(str) + "|" + r["readout"].astype(str)
     wide = r.pivot_table(index=r["perturbation"].astype(str), columns="col", values="s", aggfunc="mean",
                          observed=True)
@@ -180,7 +209,7 @@ def replogle_signatures(path: Path, fill: float = -1.0) -> pd.DataFrame:
 def replogle_readout_signatures(path: Path, fill: float = -1.0) -> pd.DataFrame:
     """Knock-down x readout, mean over the two contexts (for comparison with compound signatures)."""
     r = pd.read_parquet(path, columns=["context", "perturbation", "readout", "rank", "n_ranked"])
-    r["s"] = signed_score(r["rank"], r["n_ranked"])
+    r["s"] = signed_rank_score(r["rank"], r["n_ranked"], dtype=np.float64)
     wide = r.pivot_table(index=[r["perturbation"].astype(str), r["context"].astype(str)],
                          columns=r["readout"].astype(str), values="s", aggfunc="mean").fillna(fill)
     return wide.groupby(level=0).mean()
@@ -191,21 +220,10 @@ def tahoe_compound_signatures(path: Path, readouts: Iterable[str]) -> pd.DataFra
     keep = set(map(str, readouts))
     t = pd.read_parquet(path, columns=["perturbation", "readout", "rank", "n_ranked"])
     t = t[t["readout"].isin(keep)]
-    t = t.assign(s=signed_score(t["rank"], t["n_ranked"]).astype(np.float32))
+    t = t.assign(s=signed_rank_score(t["rank"], t["n_ranked"], dtype=np.float32))
     wide = t.pivot_table(index=t["perturbation"].astype(str), columns=t["readout"].astype(str), values="s",
                          aggfunc="mean")
     return wide.fillna(0.0)  # a readout a line did not rank counts as unchanged
-
-
-_SALT = re.compile(r"\b(hydrochloride|dihydrochloride|trihydrochloride|hydrobromide|mesylate|dimesylate|sodium|"
-                   r"potassium|calcium|hydrate|monohydrate|dihydrate|sesquihydrate|trihydrate|maleate|fumarate|"
-                   r"citrate|tartrate|succinate|phosphate|sulfate|acetate|diacetate|besylate|tosylate|"
-                   r"hemifumarate|malate|lactate|bromide|chloride|free base|hcl|\(\w+\))\b", re.I)
-
-
-def normalise_drug_name(name: str) -> str:
-    base = _SALT.sub(" ", str(name)).lower()
-    return re.sub(r"[^a-z0-9]+", "", base)
 
 
 def drug_targets(compounds_dir: Path) -> dict[str, set[str]]:
@@ -214,12 +232,12 @@ def drug_targets(compounds_dir: Path) -> dict[str, set[str]]:
     hub = pd.read_csv(compounds_dir / "repurposing_drugs_20200324.txt", sep="\t", comment="!")
     for name, tg in zip(hub["pert_iname"], hub["target"], strict=True):
         if isinstance(tg, str) and tg:
-            out.setdefault(normalise_drug_name(name), set()).update(tg.split("|"))
+            out.setdefault(normalise_compound_name(name), set()).update(tg.split("|"))
     lincs = pd.read_csv(compounds_dir / "lincs_compoundinfo.tsv", sep="\t", usecols=["cmap_name", "target_merged"],
                         dtype=str)
     for name, tg in zip(lincs["cmap_name"], lincs["target_merged"], strict=True):
         if isinstance(name, str) and isinstance(tg, str) and tg:
-            out.setdefault(normalise_drug_name(name), set()).update(tg.split("|"))
+            out.setdefault(normalise_compound_name(name), set()).update(tg.split("|"))
     return out
 
 
@@ -349,7 +367,7 @@ def run_real(shared: Path, *, lpm_path: Path | None = None, n_random: int = 5) -
     common = sorted(set(comp.columns) & set(kd_read.columns))
     comp, kd_read = comp.loc[:, common], kd_read.loc[:, common]
     targets_by_name = drug_targets(shared / "compounds")
-    annotated = {c: targets_by_name.get(normalise_drug_name(c), set()) for c in comp.index}
+    annotated = {c: targets_by_name.get(normalise_compound_name(c), set()) for c in comp.index}
     n_with_targets = sum(1 for t in annotated.values() if t)
     res["mechanisms"]["counts"] = {
         "tahoe_compounds": int(len(comp)), "with_annotated_targets": n_with_targets,

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-COMBINATION_SEP = "+"
-
 # Physico-chemical descriptors appended to the count fingerprint (RDKit descriptor names).
 DESCRIPTORS: tuple[str, ...] = (
     "MolWt", "MolLogP", "TPSA", "NumHDonors", "NumHAcceptors", "NumRotatableBonds",
@@ -39,12 +37,6 @@ class Vocab:
     def index(self, names: Iterable[str]) -> np.ndarray:
         """(n,) int64 indices, 0 for names outside the vocabulary."""
         return np.fromiter((self._index.get(str(n), 0) for n in names), dtype=np.int64)
-
-
-def split_combination(name: str) -> list[str]:
-    """'A+B' -> ['A', 'B']; a combination embeds as the mean of its members."""
-    parts = [p.strip() for p in str(name).split(COMBINATION_SEP)]
-    return [p for p in parts if p] or [str(name)]
 
 
 def compound_feature_dim(fp_bits: int) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from graph.io.identifiers import combination_members as split_combination  # the one combination rule
 from models import checkpoint as ckpt
 from models.features import (
     Standardizer,
@@ -23,7 +24,6 @@ from models.features import (
     compound_feature_dim,
     compound_features,
     dose_features,
-    split_combination,
     table_snapshot_id,
 )
 from models.module import LPMConfig, LPMModule, SymbolTables

@@ -1,26 +1,15 @@
-"""Value and ranked long tables: signed rank score, streaming, quarantine, real Replogle/Tahoe files."""
+"""Value and ranked long tables: streaming, quarantine, real Replogle/Tahoe files."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from graph.io.common import InputFileError
 from graph.io.genes import GeneResolver
-from graph.io.tables import LongTableReader, read_long_table, signed_score_from_rank
+from graph.io.tables import LongTableReader, read_long_table
 from graph.records import MEASUREMENT_COLUMNS, GeneRecord
-
-
-def test_signed_score_from_rank():
-    assert signed_score_from_rank(1, 5) == 1.0
-    assert signed_score_from_rank(5, 5) == -1.0
-    assert signed_score_from_rank(3, 5) == 0.0
-    s = signed_score_from_rank(np.array([1, 2, 1000]), np.array([1000, 1000, 1000]))
-    assert s.dtype == np.float32 and s[0] == 1 and s[2] == -1 and 0.99 < s[1] < 1
-    assert np.isnan(signed_score_from_rank(1, 1)) and np.isnan(signed_score_from_rank(0, 5))
-    assert np.isnan(signed_score_from_rank(6, 5))
 
 
 def _ranked(tmp_path, n_per=4):
@@ -72,9 +61,16 @@ def test_bad_rows_quarantined_with_reasons(tmp_path):
     reasons = sorted(q.reason for q in reader.quarantine)
     assert any("not a number" in r for r in reasons) and any("infinite" in r for r in reasons)
     assert any("unknown perturbation type" in r for r in reasons) and any("empty context" in r for r in reasons)
-    # the repeated (signature, G1) row: first kept, counted
-    assert rep.duplicates_resolved == 1
-    assert long.set_index("readout")["value"].to_dict() == {"G1": 1.5, "G4": -0.5}
+    # the repeated (signature, G1) rows disagree (1.5, 2.5): both quarantined by default
+    assert sum("conflicting duplicates" in r for r in reasons) == 2 and rep.duplicates_resolved == 0
+    assert long.set_index("readout")["value"].to_dict() == {"G4": -0.5}
+    assert rep.quarantined == 6 and len(reader.quarantine) == 6
+    # the other policies resolve the conflict (counted, reported)
+    first, r1 = read_long_table(path, "v", duplicates="first")
+    assert first.set_index("readout")["value"].to_dict() == {"G1": 1.5, "G4": -0.5} and r1.report.duplicates_resolved == 1
+    mean, r2 = read_long_table(path, "v", duplicates="mean")
+    assert mean.set_index("readout")["value"].to_dict() == {"G1": 2.0, "G4": -0.5}
+    assert any("conflicting values (policy 'mean')" in n for n in r2.report.notes)
 
 
 def test_resolver_never_merges_two_source_readouts(tmp_path):

@@ -8,7 +8,6 @@ from models.features import (
     compound_feature_dim,
     compound_features,
     dose_features,
-    split_combination,
     table_snapshot_id,
 )
 
@@ -17,12 +16,6 @@ def test_vocab_is_one_based_with_unknown_zero():
     v = Vocab(["b", "a", "b"])
     assert v.names == ["b", "a"] and len(v) == 2
     assert v.index(["a", "b", "zzz"]).tolist() == [2, 1, 0]
-
-
-def test_split_combination():
-    assert split_combination("A+B") == ["A", "B"]
-    assert split_combination(" A + B+C ") == ["A", "B", "C"]
-    assert split_combination("single") == ["single"]
 
 
 def test_compound_features_distinguish_structures_and_handle_bad_smiles():

@@ -65,3 +65,42 @@ def concat_long(chunks: list[pd.DataFrame]) -> pd.DataFrame:
     for col in MEASUREMENT_COLUMNS[:-1]:
         frame[col] = frame[col].astype("category")
     return frame
+
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_PARQUET_MAGIC = b"PAR1"
+MEASUREMENT_FORMATS = ("gctx", "gct", "h5ad", "parquet", "csv", "tsv")
+
+
+def measurement_format(path: str | Path) -> str:
+    """Which reader a measurement file needs, from its extension checked against its first bytes:
+    gctx | gct | h5ad | parquet | csv | tsv. An HDF5 or parquet file is never read as text whatever its
+    name says, and a missing file, a directory or an empty file is an InputFileError naming the path."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "file does not exist")
+    if path.is_dir():
+        raise InputFileError(path, "is a directory, not a measurement file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise InputFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    if not head:
+        raise InputFileError(path, "is empty")
+    name = path.name.lower()
+    if head == _HDF5_MAGIC:
+        if name.endswith(".h5ad"):
+            return "h5ad"
+        if name.endswith(".gctx"):
+            return "gctx"
+        raise InputFileError(path, "is an HDF5 file; name it .gctx (CMap matrix) or .h5ad (AnnData)")
+    if name.endswith((".gctx", ".h5ad")):
+        raise InputFileError(path, f"is named {path.suffix} but is not an HDF5 file")
+    if head[:4] == _PARQUET_MAGIC:
+        return "parquet"
+    if name.endswith((".parquet", ".pq")):
+        raise InputFileError(path, "is named .parquet but is not a parquet file")
+    if name.endswith(".gct"):
+        return "gct"
+    return "tsv" if name.endswith((".tsv", ".txt", ".tab")) else "csv"

@@ -21,31 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from graph.io.common import InputFileError, ReadResult, clean_text
+from graph.io.identifiers import compound_name_keys, normalise_compound_name
 from graph.records import CompoundRecord, QuarantineRecord, ReadReport
-
-# Counter-ion, hydrate and salt words dropped from names for joining ("imatinib mesylate" == "Imatinib").
-# Esters such as "acetate" or "propionate" are left alone: they are different molecules.
-SALT_WORDS = frozenset("""
-hydrochloride dihydrochloride trihydrochloride monohydrochloride hcl 2hcl hydrobromide hbr hydroiodide
-mesylate dimesylate mesilate methanesulfonate besylate besilate tosylate ditosylate maleate dimaleate fumarate
-hemifumarate tartrate bitartrate citrate dicitrate sulfate sulphate bisulfate hemisulfate phosphate diphosphate
-succinate hemisuccinate lactate malate oxalate nitrate napsylate pamoate salt sodium disodium trisodium
-potassium dipotassium calcium magnesium zinc lithium ammonium meglumine tromethamine hydrate monohydrate
-dihydrate trihydrate hemihydrate sesquihydrate anhydrous solvate freebase
-""".split())
-
-
-def normalise_compound_name(name: object) -> str:
-    """Name key for joining: NFKC, lower case, salt/hydrate words removed, punctuation and spaces removed.
-
-    "Imatinib Mesylate" -> "imatinib"; "Apomorphine (hydrochloride hemihydrate)" -> "apomorphine";
-    "5-Fluorouracil" -> "5fluorouracil". A name made only of salt words is kept as it is ("sodium").
-    """
-    s = clean_text(name).lower()
-    words = [w for w in re.split(r"\s+", s.replace("free base", "freebase")) if w]
-    kept = [w for w in words if re.sub(r"\W+", "", w) not in SALT_WORDS]
-    key = re.sub(r"[\W_]+", "", " ".join(kept or words))
-    return key
 
 
 @dataclass(frozen=True)
@@ -357,8 +334,8 @@ def build_compounds(entries: Iterable[CompoundEntry], *, timeout_s: float | None
         keys.append(key)
         if key:
             for n in (e.name, *e.aliases):
-                if normalise_compound_name(n):
-                    name_to_keys[normalise_compound_name(n)].add(key)
+                for k in compound_name_keys(n):  # the name and its "(alias)"
+                    name_to_keys[k].add(key)
     groups: dict[str, list[int]] = defaultdict(list)
     issues: dict[str, str] = {}
     for i, e in enumerate(entries):
@@ -366,7 +343,8 @@ def build_compounds(entries: Iterable[CompoundEntry], *, timeout_s: float | None
         if key is None:
             found = set()
             for n in (e.name, *e.aliases):
-                found |= name_to_keys.get(normalise_compound_name(n), set())
+                for k in compound_name_keys(n):
+                    found |= name_to_keys.get(k, set())
             if (rep := stereo_representative(found)) is not None:
                 key = rep  # one structure, or stereo variants of one skeleton: the same drug
             else:
@@ -419,8 +397,7 @@ def name_index(records: Iterable[CompoundRecord]) -> dict[str, str]:
     seen: dict[str, set[str]] = defaultdict(set)
     for r in records:
         for n in (r.name, *r.aliases):
-            k = normalise_compound_name(n)
-            if k:
+            for k in compound_name_keys(n):
                 seen[k].add(r.compound_id)
             if n and n != k:
                 seen[n].add(r.compound_id)  # raw pert_ids ("BRD-K76022557") match verbatim too

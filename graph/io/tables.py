@@ -18,16 +18,18 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from graph.io.common import InputFileError, clean_text
+from graph.io.common import InputFileError, clean_text, measurement_format
 from graph.io.contexts import context_record, normalise_context_name
-from graph.io.perturbations import (
+from graph.io.identifiers import (
+    canonical_gene_symbol,
     format_dose,
-    make_perturbation_id,
-    normalise_perturbation_type,
+    lookup_compound,
     parse_dose,
     parse_time,
     split_combination,
 )
+from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type
+from graph.io.validation import duplicate_note, validate_measurements
 from graph.records import (
     MEASUREMENT_COLUMNS,
     ContextRecord,
@@ -41,20 +43,6 @@ BASE_COLUMNS = ("context", "perturbation", "perturbation_type", "readout")
 RANK_COLUMNS = ("rank", "n_ranked")
 MAX_QUARANTINE_ROWS = 100_000
 SEEN_BUDGET = 300_000_000  # bools (300 MB) for the repeat check across batches  # bad rows beyond this are counted in the report, not listed one by one
-
-
-def signed_score_from_rank(rank, n_ranked):
-    """s = 1 - 2 (rank - 1) / (n_ranked - 1): rank 1 -> +1 (most up), rank n_ranked -> -1 (most down).
-
-    Works on scalars and arrays (float32 for arrays). Undefined (NaN) for n_ranked < 2 or a rank outside
-    [1, n_ranked]; the table reader quarantines such rows.
-    """
-    r = np.asarray(rank, dtype=np.float64)
-    n = np.asarray(n_ranked, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = 1.0 - 2.0 * (r - 1.0) / (n - 1.0)
-    s = np.where((n >= 2) & (r >= 1) & (r <= n), s, np.nan)
-    return float(s) if s.ndim == 0 else s.astype(np.float32)
 
 
 def _map_categorical(series: pd.Series, func) -> pd.Categorical:
@@ -99,29 +87,43 @@ class LongTableReader:
     name kept when unresolved). Signature id: "<dataset>:<context>|<source perturbation name>[@<dose>uM][|<time>h]"
     (source spelling, so two salt forms of one drug stay two signatures of the same Perturbation).
 
-    Report units are rows: rows with an unknown perturbation type, an empty key field, a non-finite
-    value or an invalid rank are quarantined with the reason; a repeated (signature, readout) keeps
-    the first row in file order (the repeat counts as accepted and in duplicates_resolved), also across
-    batches (one bool per signature x readout; Tahoe: 1,071 x 26,347 = 28 MB; beyond SEEN_BUDGET only
-    repeats inside a batch are caught, with a note). `max_rows` reads only the first rows (tests, previews).
+    Report units are rows. Each batch goes through graph/io/validation.validate_measurements: rows with
+    an unknown perturbation type, an empty key field, a non-finite value or an invalid rank are
+    quarantined with the reason; copies of a (signature, readout) with the same value are collapsed,
+    copies with different values follow `duplicates` ("quarantine" all copies, "mean", "first").
+    A (signature, readout) already accepted in an earlier batch is dropped (first kept, counted in
+    duplicates_resolved; one bool per signature x readout; Tahoe: 1,071 x 26,347 = 28 MB; beyond
+    SEEN_BUDGET only repeats inside a batch are caught, with a note). `max_rows` reads only the first
+    rows (tests, previews).
     """
 
     def __init__(self, path: str | Path, dataset_id: str, *, ranked: bool | None = None, resolver=None,
                  compound_ids: Mapping[str, str] | None = None, batch_size: int = 500_000,
-                 max_rows: int | None = None):
+                 max_rows: int | None = None, duplicates: str = "quarantine",
+                 perturbation_type: str | None = None):
         self.path, self.dataset_id = Path(path), dataset_id
+        self.default_type = perturbation_type  # used (and noted) when the file has no perturbation_type column
+        self.duplicates = duplicates
+        self._dup_keys = [0, 0]  # (signature, readout) keys repeated with identical / conflicting values
         self.resolver, self.compound_ids = resolver, compound_ids or {}
         self.batch_size, self.max_rows = batch_size, max_rows
-        if not self.path.exists():
-            raise InputFileError(self.path, "file does not exist")
-        self.is_parquet = self.path.suffix.lower() in {".parquet", ".pq"}
+        fmt = measurement_format(self.path)  # missing file, directory, empty file: InputFileError
+        if fmt not in {"parquet", "csv", "tsv"}:
+            raise InputFileError(self.path, f"is a {fmt} file, not a long table")
+        self.is_parquet = fmt == "parquet"
+        self._sep = "\t" if fmt == "tsv" else ","
         self.columns = self._columns()
+        self._fill_type = "perturbation_type" not in self.columns and perturbation_type is not None
+        if self._fill_type:
+            self.columns.append("perturbation_type")
         missing = set(BASE_COLUMNS) - set(self.columns)
         self.ranked = set(RANK_COLUMNS) <= set(self.columns) if ranked is None else ranked
         missing |= (set(RANK_COLUMNS) if self.ranked else {"value"}) - set(self.columns)
         if missing:
             raise InputFileError(self.path, f"missing columns {sorted(missing)}; available: {self.columns}")
         self.report = ReadReport(source=str(self.path))
+        if self._fill_type:
+            self.report.notes.append(f"no perturbation_type column: every row taken as {perturbation_type!r}")
         self.quarantine: list[QuarantineRecord] = []
         self.reasons: Counter[str] = Counter()
         self.perturbations: dict[str, PerturbationRecord] = {}
@@ -133,7 +135,6 @@ class LongTableReader:
         self._bad_reason: dict[tuple, str] = {}
         self._seen: dict[str, np.ndarray] | None = {}  # signature_id -> readouts already emitted
         self._readout_index: dict[str, int] = {}
-        self._sep = "\t" if self.path.suffix.lower() in {".tsv", ".txt"} else ","
         if resolver is not None:
             self._prepare_readouts()
 
@@ -141,13 +142,13 @@ class LongTableReader:
         try:
             if self.is_parquet:
                 return list(pq.read_schema(self.path).names)
-            sep = "\t" if self.path.suffix.lower() in {".tsv", ".txt"} else ","
-            return list(pd.read_csv(self.path, nrows=0, sep=sep).columns)
+            return list(pd.read_csv(self.path, nrows=0, sep=self._sep).columns)
         except Exception as exc:
             raise InputFileError(self.path, f"cannot read the table header ({exc})") from exc
 
     def _batches(self) -> Iterator[pd.DataFrame]:
-        wanted = [c for c in (*BASE_COLUMNS, "value", *RANK_COLUMNS, "dose", "time") if c in self.columns]
+        wanted = [c for c in (*BASE_COLUMNS, "value", *RANK_COLUMNS, "dose", "time") if c in self.columns
+                  and not (c == "perturbation_type" and self._fill_type)]
         seen = 0
         try:
             if self.is_parquet:
@@ -159,6 +160,8 @@ class LongTableReader:
             for df in it:
                 if self.max_rows is not None:
                     df = df.iloc[: self.max_rows - seen]
+                if self._fill_type:
+                    df = df.assign(perturbation_type=pd.Categorical([self.default_type] * len(df)))
                 seen += len(df)
                 if len(df):
                     yield df
@@ -170,8 +173,7 @@ class LongTableReader:
     def _readout(self, name: object) -> str:
         s = clean_text(name)
         if s not in self._readout_cache:
-            m = self.resolver.resolve(s) if self.resolver is not None and s else None
-            self._readout_cache[s] = m.symbol if m is not None and m.ok else s
+            self._readout_cache[s] = canonical_gene_symbol(s, self.resolver)
         return self._readout_cache[s]
 
     def _prepare_readouts(self) -> None:
@@ -193,8 +195,7 @@ class LongTableReader:
         by_symbol: dict[str, list[str]] = {}
         for n in sorted(names):
             s = clean_text(n)
-            m = self.resolver.resolve(s) if s else None
-            target = m.symbol if m is not None and m.ok else s
+            target = canonical_gene_symbol(s, self.resolver)
             self._readout_cache[s] = target
             by_symbol.setdefault(target, []).append(s)
         routes: Counter[str] = Counter()
@@ -218,9 +219,7 @@ class LongTableReader:
             dv, du = parse_dose(dose) if dose else (None, "")
             tv, tu = parse_time(time) if time else (None, "")
             if ptype == "compound":
-                from graph.io.compounds import normalise_compound_name
-
-                cid = self.compound_ids.get(name) or self.compound_ids.get(normalise_compound_name(name)) or ""
+                cid = self.compound_ids.get(name) or lookup_compound(name, self.compound_ids) or ""
                 pid = make_perturbation_id(ptype, name, compound_id=cid, dose_value=dv, dose_unit=du)
                 rec = PerturbationRecord(pid, name, ptype, compound_id=cid or pid.split("@")[0][len("compound:"):],
                                          dose_value=dv, dose_unit=du, time_value=tv, time_unit=tu, source=self.dataset_id)
@@ -228,7 +227,7 @@ class LongTableReader:
                 pid = make_perturbation_id(ptype, name)
                 rec = PerturbationRecord(pid, name, ptype, source=self.dataset_id)
             else:
-                targets = tuple(self._readout(t).upper() for t in split_combination(name))
+                targets = tuple(self._readout(t).upper() for t in split_combination(name, keep_prefix=False))
                 pid = make_perturbation_id(ptype, name, targets=targets)
                 rec = PerturbationRecord(pid, name, ptype, target_symbols=tuple(sorted(set(targets))),
                                          source=self.dataset_id)
@@ -273,16 +272,6 @@ class LongTableReader:
             self._seen[sid] = seen
         return new
 
-    def _quarantine_rows(self, df: pd.DataFrame, mask: np.ndarray, reasons) -> None:
-        idx = np.flatnonzero(mask)
-        reasons = np.broadcast_to(np.asarray(reasons, dtype=object), mask.shape)
-        for i in idx:
-            self.reasons[reasons[i]] += 1
-            if len(self.quarantine) < MAX_QUARANTINE_ROWS:
-                row = {k: (v.item() if hasattr(v, "item") else v) for k, v in df.iloc[i].items()}
-                key = f"{row.get('context')}|{row.get('perturbation')}|{row.get('readout')}"
-                self.quarantine.append(QuarantineRecord(str(self.path), key, reasons[i], row))
-
     def iter_long(self) -> Iterator[pd.DataFrame]:
         """Yield MEASUREMENT_COLUMNS chunks (text columns categorical, value float32), one per input batch."""
         for df in self._batches():
@@ -317,25 +306,14 @@ class LongTableReader:
             empty_cat = np.asarray(readout.categories) == ""
             empty = (ctx.codes < 0) | (readout.codes < 0) | empty_cat[np.maximum(readout.codes, 0)]
             reason[empty & (reason == "")] = "empty context or readout"
-            if self.ranked:
-                value = signed_score_from_rank(df["rank"].to_numpy(), df["n_ranked"].to_numpy())
-                reason[np.isnan(value) & (reason == "")] = "invalid rank (needs 1 <= rank <= n_ranked, n_ranked >= 2)"
-            else:
-                value = pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=np.float64)
-                reason[np.isnan(value) & (reason == "")] = "value missing or not a number"
-                reason[np.isinf(value) & (reason == "")] = "value infinite"
-                value = value.astype(np.float32)
-            bad = reason != ""
-            if bad.any():
-                self._quarantine_rows(df, bad, reason)
-            good = ~bad
-            # Everything below works on integer codes; strings are built once per distinct value.
+            # Signature per row (rows already rejected get a label of their own, never merged).
             pid_list = [p or "" for p in pids]
-            sig_pairs = np.stack([ctx.codes.astype(np.int64), inv.astype(np.int64)], axis=1)[good]
+            sig_pairs = np.stack([ctx.codes.astype(np.int64), inv.astype(np.int64)], axis=1)
             sig_inv, sig_uniq = _factorize_rows(sig_pairs, [len(ctx.categories), len(pids)])
             ctx_cats = list(ctx.categories)
-            sig_ids = [f"{self.dataset_id}:{ctx_cats[c]}|{labels[p]}" for c, p in sig_uniq]
-            sig_ctx = [ctx_cats[c] for c, _ in sig_uniq]
+            sig_ids = [f"{self.dataset_id}:{ctx_cats[c]}|{labels[p]}" if c >= 0 and pids[p] else f"\x00{j}"
+                       for j, (c, p) in enumerate(sig_uniq)]
+            sig_ctx = [ctx_cats[c] if c >= 0 else "" for c, _ in sig_uniq]
             sig_pert = [pid_list[p] for _, p in sig_uniq]
             # Different spellings of one dose/time ("10uM", "10 uM") give one signature id: merge them.
             remap, uniq_ids = pd.factorize(pd.Series(sig_ids, dtype=object))
@@ -346,14 +324,26 @@ class LongTableReader:
                 sig_pert = [sig_pert[i] for i in first]
                 sig_uniq = sig_uniq[first]
                 sig_inv = remap[sig_inv]
+            # The shared validation step: values / ranks, duplicates of (signature, readout) by policy.
+            checked = pd.DataFrame({"signature": sig_inv, "readout": readout.codes.astype(np.int64)})
+            for c in (RANK_COLUMNS if self.ranked else ("value",)):
+                checked[c] = df[c].to_numpy()
+            res = validate_measurements(checked, str(self.path), keys=("signature", "readout"), ranked=self.ranked,
+                                        duplicates=self.duplicates, prior_reason=reason, raw=df,
+                                        max_records=max(0, MAX_QUARANTINE_ROWS - len(self.quarantine)))
+            self.quarantine.extend(res.quarantine)
+            self.reasons.update(res.reasons)
+            self._dup_keys[0] += res.exact_duplicate_keys
+            self._dup_keys[1] += res.conflicting_keys
+            good = res.accepted.index.to_numpy()
+            sig_inv = sig_inv[good]
             rcodes = readout.codes[good].astype(np.int64)
-            dup = pd.Series(sig_inv * (len(readout.categories) + 1) + rcodes).duplicated(keep="first").to_numpy()
-            keep = ~dup
-            keep &= self._first_time(sig_ids, sig_inv, rcodes, list(readout.categories), keep)
-            self.report.duplicates_resolved += int((~keep).sum())
-            self.report.accepted += int(good.sum())
-            self.report.quarantined += int(bad.sum())
-            sig_inv, rcodes = sig_inv[keep], rcodes[keep]
+            value = res.accepted["value"].to_numpy(dtype=np.float32)
+            keep = self._first_time(sig_ids, sig_inv, rcodes, list(readout.categories), np.ones(len(good), bool))
+            self.report.duplicates_resolved += res.duplicates_resolved + int((~keep).sum())
+            self.report.accepted += res.n_accepted
+            self.report.quarantined += res.quarantined
+            sig_inv, rcodes, value = sig_inv[keep], rcodes[keep], value[keep]
             pert_cats = sorted(set(sig_pert))
             type_cats = sorted({p.split(":")[0] for p in pert_cats})
             pert_code = np.array([pert_cats.index(p) for p in sig_pert], dtype=np.int64)
@@ -372,7 +362,7 @@ class LongTableReader:
                 "perturbation": pd.Categorical.from_codes(pert_code[sig_inv], pert_cats),
                 "perturbation_type": pd.Categorical.from_codes(type_code[sig_inv], type_cats),
                 "readout": pd.Categorical.from_codes(rcodes, readout.categories),
-                "value": value[good][keep],
+                "value": value,
             }, columns=list(MEASUREMENT_COLUMNS))
             yield out
         reasons = {k: v for k, v in self.reasons.items() if v}
@@ -380,8 +370,12 @@ class LongTableReader:
             self.report.notes.append(f"quarantined rows by reason: {reasons}")
         if self.report.quarantined > len(self.quarantine):
             self.report.notes.append(f"only the first {len(self.quarantine)} quarantined rows are listed")
+        if any(self._dup_keys):
+            self.report.notes.append(duplicate_note(*self._dup_keys, self.duplicates))
         if self.report.duplicates_resolved:
-            self.report.notes.append(f"{self.report.duplicates_resolved} repeated (signature, readout) rows; first kept")
+            self.report.notes.append(f"{self.report.duplicates_resolved} repeated (signature, readout) rows resolved: "
+                                     f"identical copies collapsed, conflicting ones by policy {self.duplicates!r}, "
+                                     "and repeats of a row accepted in an earlier batch dropped (first kept)")
         self.report.check()
         self._done = True
 

@@ -1,0 +1,276 @@
+"""Identifier rules, each in one place: compound names, combinations, controls, gene symbols, doses and
+times, rank -> score. The readers in graph/io and everything in models/ import these; nothing else
+normalises a name or converts a rank.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from graph.io.common import clean_text
+
+# ---------------------------------------------------------------------------------------------
+# Compound names
+# ---------------------------------------------------------------------------------------------
+
+# Counter-ion, hydrate and salt words dropped from names for joining ("imatinib mesylate" == "Imatinib").
+# Esters such as "acetate" or "propionate" are left alone: they are different molecules.
+SALT_WORDS = frozenset("""
+hydrochloride dihydrochloride trihydrochloride monohydrochloride hcl 2hcl hydrobromide hbr hydroiodide
+mesylate dimesylate mesilate methanesulfonate besylate besilate tosylate ditosylate maleate dimaleate fumarate
+hemifumarate tartrate bitartrate citrate dicitrate sulfate sulphate bisulfate hemisulfate disulfate phosphate
+diphosphate succinate hemisuccinate lactate malate oxalate nitrate napsylate pamoate isethionate salt sodium
+disodium trisodium potassium dipotassium calcium magnesium zinc lithium ammonium diammonium meglumine
+tromethamine bromide chloride iodide hydrate monohydrate dihydrate trihydrate hemihydrate sesquihydrate
+anhydrous solvate freebase
+""".split())
+
+# "Trametinib (GSK1120212)": a trailing parenthesised group after a space is an alias (or salt words);
+# "(+)-JQ1" and "(S)-(+)-rolipram" have no space before the bracket and stay whole.
+_TRAILING_ALIAS = re.compile(r"^(.*\S)\s+\(([^()]*)\)$")
+
+
+def _name_key(text: str) -> str:
+    s = text.lower().replace("free base", "freebase")
+    words = [w for w in re.split(r"\s+", s) if w]
+    kept = [w for w in words if re.sub(r"\W+", "", w) not in SALT_WORDS]
+    return re.sub(r"[\W_]+", "", " ".join(kept or words))
+
+
+def _split_alias(name: object) -> tuple[str, str]:
+    s = clean_text(name)
+    s = re.sub(r"\s+", " ", s)
+    m = _TRAILING_ALIAS.match(s)
+    return (m.group(1), m.group(2).strip()) if m else (s, "")
+
+
+def _only_salt_words(text: str) -> bool:
+    words = [re.sub(r"\W+", "", w) for w in text.lower().replace("free base", "freebase").split()]
+    return bool(words) and all(w in SALT_WORDS for w in words if w)
+
+
+def normalise_compound_name(name: object) -> str:
+    """Name key for joining: NFKC, whitespace folded, lower case, a trailing "(alias)" and salt/hydrate
+    words removed, punctuation removed.
+
+    "Imatinib Mesylate" -> "imatinib"; "Apomorphine (hydrochloride hemihydrate)" -> "apomorphine";
+    "Trametinib (GSK1120212)" -> "trametinib"; "Vorinostat " -> "vorinostat"; "5-Fluorouracil" ->
+    "5fluorouracil"; "(+)-JQ1" -> "jq1". A name made only of salt words is kept as it is ("sodium").
+    """
+    base, _ = _split_alias(name)
+    return _name_key(base)
+
+
+def compound_name_keys(name: object) -> tuple[str, ...]:
+    """Every key a structure lookup should try, best first: the name, then its alias in parentheses
+    ("Trametinib (GSK1120212)" -> ("trametinib", "gsk1120212")). Salt-only brackets give no alias."""
+    base, alias = _split_alias(name)
+    keys = [_name_key(base)]
+    if alias and not _only_salt_words(alias):
+        keys.append(_name_key(alias))
+    return tuple(k for k in dict.fromkeys(keys) if k)
+
+
+def lookup_compound(name: object, table) -> str | None:
+    """table[key] for the first of compound_name_keys(name) the table holds (a dict keyed by
+    normalise_compound_name of its names); None when no key matches."""
+    for key in compound_name_keys(name):
+        hit = table.get(key)
+        if hit:
+            return hit
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Controls and combinations
+# ---------------------------------------------------------------------------------------------
+
+# Control spellings (compared after lower-casing and removing '-', '_', ' ', '.').
+_CONTROL_NAMES = {
+    "ctlvehicle", "ctlvector", "ctluntrt", "ctluntreated", "dmso", "dmsotf", "vehicle", "untrt", "untreated",
+    "nontargeting", "nontarget", "ntc", "nt", "ctrl", "control", "negctrl", "negativecontrol", "emptyvector",
+    "empty", "safetargeting", "scramble", "scrambled", "pbs", "water", "h2o", "mock",
+}
+# Numbered variants: "non-targeting_0012", "NTC-3", "ctrl1", "sgNTC_2".
+_CONTROL_PATTERN = re.compile(r"^(sg)?(nontargeting|nontarget|ntc|nt|ctrl|control|safetargeting|scramble)\d*$")
+
+
+def _control_key(text: str) -> str:
+    return re.sub(r"[\s\-_.]+", "", text.lower())
+
+
+def is_control_name(name: object) -> bool:
+    """True for control spellings: DMSO, ctl_vehicle, UnTrt, EMPTY_VECTOR, non-targeting(_N), NTC, ctrl, ..."""
+    key = _control_key(clean_text(name))
+    return bool(key) and (key in _CONTROL_NAMES or bool(_CONTROL_PATTERN.match(key)))
+
+
+# A leading "<type>:" (perturbation ids "CRISPRi:A+B", user labels "crispri:A+B") applies to every member.
+_TYPE_PREFIX = re.compile(r"^(compound|crisprko|crispri|shrna|orf|control|crispr|sh|oe|ko):(?=\S)", re.I)
+
+
+def split_combination(name: object, sep: str = "+", *, keep_prefix: bool = True) -> tuple[str, ...]:
+    """"A+B" -> ("A", "B"); GEARS "A+ctrl" -> ("A",); "ctrl" -> (). A '+' inside brackets
+    ("(+)-JQ1", "(S)-(+)-rolipram") or with an empty side is part of the name, not a separator.
+    A type prefix is kept on every member: "crispri:A+B" -> ("crispri:A", "crispri:B"); with
+    keep_prefix=False it is dropped (the target genes: ("A", "B"))."""
+    s = clean_text(name)
+    m = _TYPE_PREFIX.match(s)
+    s = s[len(m.group(0)):] if m else s
+    prefix = m.group(0) if m and keep_prefix else ""
+    parts, depth, cur = [], 0, []
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    parts = [p.strip() for p in parts]
+    if len(parts) > 1 and any(not p for p in parts):
+        parts = [s]  # "A+" or "+A": not a combination
+    return tuple(prefix + p for p in parts if p and not is_control_name(p))
+
+
+def combination_members(name: object) -> tuple[str, ...]:
+    """The members a model embeds: split_combination, or the whole name when nothing is left
+    (a control such as "DMSO" is one symbol, not an empty combination)."""
+    return split_combination(name) or (clean_text(name),)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gene symbols
+# ---------------------------------------------------------------------------------------------
+
+
+def gene_key(name: object) -> str:
+    """The one canonical spelling a gene name is compared by: NFKC, stripped, upper case.
+    GeneResolver (graph/io/genes.py) and SymbolMap (graph/writer.py) both key their tables on it."""
+    return clean_text(name).upper()
+
+
+def canonical_gene_symbol(name: object, resolver=None) -> str:
+    """A readout or target name as stored: the current symbol when `resolver` (GeneResolver) resolves it
+    unambiguously (symbol, alias, previous symbol, Entrez id, Ensembl id), else the cleaned source name."""
+    s = clean_text(name)
+    if resolver is None or not s:
+        return s
+    m = resolver.resolve(s)
+    return m.symbol if m.ok else s
+
+
+# ---------------------------------------------------------------------------------------------
+# Doses and times
+# ---------------------------------------------------------------------------------------------
+
+MISSING = {"", "-666", "-666.0", "na", "nan", "none", "null", "n/a"}
+
+# Concentration units -> factor to micromolar. Keys are lower case after NFKC (which folds the
+# micro sign U+00B5 to Greek mu U+03BC); "um" is the old ASCII CMap spelling ("0.04 um").
+_CONC_TO_UM = {"pm": 1e-6, "nm": 1e-3, "um": 1.0, "μm": 1.0, "mm": 1e3, "m": 1e6}
+_TIME_TO_H = {"s": 1 / 3600, "sec": 1 / 3600, "min": 1 / 60, "m": 1 / 60, "h": 1.0, "hr": 1.0, "hrs": 1.0,
+              "hour": 1.0, "hours": 1.0, "d": 24.0, "day": 24.0, "days": 24.0}
+_NUMBER_UNIT = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\d\s].*)?$")
+
+
+def is_missing(text: str) -> bool:
+    return text.lower() in MISSING
+
+
+def round_sig(x: float) -> float:
+    """Round to 6 significant digits so 0.1 * 1000 and 100 give the same id."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    return round(x, 5 - int(math.floor(math.log10(abs(x)))))
+
+
+def parse_dose(text: object, unit: object = None) -> tuple[float | None, str]:
+    """("10 uM" | "10uM" | "10 µM" | "10 μM" | "500 nM" | "0.04 um" | "1 mM") -> (value, "uM").
+
+    `unit` is used when `text` is a bare number (CMap's pert_dose + pert_dose_unit). Concentrations are
+    converted to micromolar; other units ("ng/mL", "%", "uL") are kept as given with their value.
+    Missing values (empty, -666, NA) -> (None, ""). Unparseable text -> ValueError naming the text.
+    """
+    s, u = clean_text(text), clean_text(unit)
+    if is_missing(s):
+        return None, ""
+    m = _NUMBER_UNIT.match(s)
+    if not m:
+        raise ValueError(f"unparseable dose {s!r}")
+    value = float(m.group(1))
+    given = (m.group(2) or "").strip() or ("" if is_missing(u) else u)
+    if not given:
+        raise ValueError(f"dose {s!r} has no unit")
+    factor = _CONC_TO_UM.get(given.lower())
+    if factor is None:
+        return value, given
+    return round_sig(value * factor), "uM"
+
+
+def parse_time(text: object, unit: object = None) -> tuple[float | None, str]:
+    """("24 h" | "6h" | "30 min" | "2 d") -> (value, "h"); missing -> (None, ""); else ValueError."""
+    s, u = clean_text(text), clean_text(unit)
+    if is_missing(s):
+        return None, ""
+    m = _NUMBER_UNIT.match(s)
+    if not m:
+        raise ValueError(f"unparseable time {s!r}")
+    given = (m.group(2) or "").strip() or ("" if is_missing(u) else u)
+    factor = _TIME_TO_H.get(given.lower())
+    if factor is None:
+        raise ValueError(f"time {s!r} has no known unit (got {given!r})")
+    return round_sig(float(m.group(1)) * factor), "h"
+
+
+def format_dose(value: float | None, unit: str) -> str:
+    """Stable text for ids: 10.0 uM -> "10uM", 0.04 -> "0.04uM"; None -> ""."""
+    if value is None:
+        return ""
+    return f"{round_sig(float(value)):g}{unit}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rank -> score
+# ---------------------------------------------------------------------------------------------
+
+
+def valid_rank(rank, n_ranked) -> np.ndarray:
+    """True where 1 <= rank <= n_ranked, rank is a whole number and n_ranked >= 2 (both finite)."""
+    r = np.asarray(rank, dtype=np.float64)
+    n = np.asarray(n_ranked, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return (np.isfinite(r) & np.isfinite(n) & (n >= 2) & (r >= 1) & (r <= n) & (r == np.round(r))
+                & (n == np.round(n)))
+
+
+def signed_rank_score(rank, n_ranked, dtype=np.float32):
+    """s = 1 - 2 (rank - 1) / (n_ranked - 1): rank 1 -> +1 (most up), rank n_ranked -> -1 (most down).
+
+    Scalars give a float, arrays `dtype`. NaN where the rank is invalid (see valid_rank); the
+    validation step quarantines such rows before any score is used.
+    """
+    r = np.asarray(rank, dtype=np.float64)
+    n = np.asarray(n_ranked, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = 1.0 - 2.0 * (r - 1.0) / (n - 1.0)
+    s = np.where(valid_rank(r, n), s, np.nan)
+    return float(s) if s.ndim == 0 else s.astype(dtype)
+
+
+def up_rank_score(rank, n_ranked, dtype=np.float32):
+    """u = 1 - (rank - 1) / n_ranked: 1 for rank 1, 1/n for the last kept rank, for lists that hold only
+    the up-regulated end (Replogle top-1,000), where the signed score would call the last rank "most
+    down". NaN where the rank is invalid."""
+    r = np.asarray(rank, dtype=np.float64)
+    n = np.asarray(n_ranked, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = 1.0 - (r - 1.0) / n
+    s = np.where(valid_rank(r, n), s, np.nan)
+    return float(s) if s.ndim == 0 else s.astype(dtype)

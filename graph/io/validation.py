@@ -1,0 +1,184 @@
+"""The one validation step for measurement long tables, shared by every entry point.
+
+The ingest readers (graph/io/tables.py, graph/io/h5ad.py) and the CLI loaders (models/datasets.py)
+call `validate_measurements`. It checks, in this order, and gives each rejected row one reason:
+
+1. reasons the caller already found (unknown perturbation type, unparseable dose, ...);
+2. empty key fields and unknown ids (a key value outside `known[column]`);
+3. the value: for ranked tables rank and n_ranked must be whole numbers with 1 <= rank <= n_ranked
+   and n_ranked >= 2 (then value = the score of graph/io/identifiers.py); otherwise the value must
+   be a finite number;
+4. duplicates of a key: copies with the same value are collapsed to one row (counted, accepted);
+   copies with different values follow the policy: "quarantine" (default: every copy quarantined,
+   the file disagrees with itself), "mean" or "first" (counted as resolved). Always reported.
+
+read = accepted + quarantined, where a collapsed copy counts as accepted (and in duplicates_resolved).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from graph.io.identifiers import signed_rank_score, up_rank_score, valid_rank
+from graph.records import QuarantineRecord, ReadReport
+
+DUPLICATE_POLICIES = ("quarantine", "mean", "first")
+DEFAULT_KEYS = ("context", "perturbation", "readout")
+MAX_QUARANTINE_RECORDS = 100_000  # beyond this, rows are counted by reason but not listed one by one
+
+INVALID_RANK = "invalid rank (needs whole numbers 1 <= rank <= n_ranked, n_ranked >= 2)"
+NOT_A_NUMBER = "value missing or not a number"
+INFINITE = "value infinite"
+CONFLICT = "conflicting duplicates: rows with one key and different values (all copies quarantined)"
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Accepted rows (one per key, with a float `value`) and why every other row was rejected."""
+
+    accepted: pd.DataFrame  # index: the input position of the row kept for each key
+    reason: np.ndarray  # (n_input,) object: '' for accepted rows (also collapsed copies), else the reason
+    read: int
+    quarantined: int
+    duplicates_resolved: int  # copies collapsed or resolved by the policy (accepted, not in `accepted`)
+    quarantine: list[QuarantineRecord] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    exact_duplicate_keys: int = 0  # keys whose copies all had one value (collapsed)
+    conflicting_keys: int = 0  # keys whose copies disagreed (handled by the policy)
+
+    @property
+    def n_accepted(self) -> int:
+        return self.read - self.quarantined
+
+    def report(self, source: str) -> ReadReport:
+        r = ReadReport(source=source, read=self.read, accepted=self.n_accepted, quarantined=self.quarantined,
+                       duplicates_resolved=self.duplicates_resolved, notes=list(self.notes))
+        r.check()
+        return r
+
+    def summary(self) -> str:
+        """One line: 'read N rows: A accepted, Q quarantined (reason: count, ...), D duplicates resolved'."""
+        by = "; ".join(f"{k}: {v:,}" for k, v in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
+        return (f"read {self.read:,} rows: {self.n_accepted:,} accepted, {self.quarantined:,} quarantined"
+                + (f" ({by})" if by else "") + f", {self.duplicates_resolved:,} duplicate rows resolved")
+
+
+def _blank(col: pd.Series) -> np.ndarray:
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories.astype(str).str.strip() == ""
+        codes = col.cat.codes.to_numpy()
+        return (codes < 0) | np.asarray(cats)[np.maximum(codes, 0)] if len(cats) else codes < 0
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        return col.isna().to_numpy() | (col.to_numpy() < 0 if pd.api.types.is_integer_dtype(col.dtype) else False)
+    return col.isna().to_numpy() | (col.astype(str).str.strip() == "").to_numpy()
+
+
+def _numbers(col: pd.Series) -> np.ndarray:
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+
+
+def validate_measurements(
+    df: pd.DataFrame,
+    source: str,
+    *,
+    keys: Sequence[str] = DEFAULT_KEYS,
+    ranked: bool | None = None,
+    score: str = "signed",
+    duplicates: str = "quarantine",
+    known: Mapping[str, set] | None = None,
+    prior_reason: np.ndarray | None = None,
+    raw: pd.DataFrame | None = None,
+    max_records: int = MAX_QUARANTINE_RECORDS,
+) -> ValidationResult:
+    """Validate one long table (or one streamed chunk). See the module docstring for the rules.
+
+    ranked: None detects rank/n_ranked columns; score "signed" or "up" (identifiers.py) for ranked
+    tables. known: {column: allowed values} (unknown ids are quarantined). prior_reason: reasons the
+    caller found already ('' = none). raw: the frame quarantine records show (defaults to df; the
+    readers pass the source rows when df holds codes). `accepted` keeps df's columns, `value` float64.
+    """
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicate policy must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
+    n = len(df)
+    df = df.reset_index(drop=True)
+    reason = np.full(n, "", dtype=object) if prior_reason is None else np.asarray(prior_reason, dtype=object).copy()
+
+    def mark(mask: np.ndarray, why) -> None:
+        sel = mask & (reason == "")
+        if sel.any():
+            reason[sel] = why if isinstance(why, str) else np.asarray(why, dtype=object)[sel]
+
+    for k in keys:
+        mark(_blank(df[k]), f"empty {k}")
+    for col, allowed in (known or {}).items():
+        values = df[col].astype(str).to_numpy(dtype=object)
+        unknown = ~np.isin(values, np.array(sorted(map(str, allowed)), dtype=object))
+        mark(unknown, np.array([f"unknown {col} {v!r}" for v in values], dtype=object))
+    ranked = ({"rank", "n_ranked"} <= set(df.columns)) if ranked is None else ranked
+    if ranked:
+        r, nr = _numbers(df["rank"]), _numbers(df["n_ranked"])
+        mark(~(np.isfinite(r) & np.isfinite(nr)), "rank or n_ranked missing or not a number")
+        mark(~valid_rank(r, nr), INVALID_RANK)
+        value = (up_rank_score if score == "up" else signed_rank_score)(r, nr, dtype=np.float64)
+    else:
+        value = _numbers(df["value"])
+        mark(np.isnan(value), NOT_A_NUMBER)
+        mark(np.isinf(value), INFINITE)
+    good = np.flatnonzero(reason == "")
+    kept = df.iloc[good].assign(value=value[good])
+    kept.index = good
+    # Duplicates: group the good rows by key (hash factorisation on the key columns).
+    key_frame = kept[list(keys)]
+    codes = np.zeros(len(kept), dtype=np.int64)
+    for k in keys:
+        c, uniq = pd.factorize(key_frame[k], sort=False)
+        codes = codes * (len(uniq) + 1) + (c + 1)
+    group, _ = pd.factorize(codes)
+    resolved = n_exact_keys = n_conflict_keys = 0
+    notes = []
+    if len(group) and len(np.unique(group)) < len(group):
+        g = pd.DataFrame({"g": group, "v": kept["value"].to_numpy()})
+        size = g.groupby("g")["v"].transform("size").to_numpy()
+        spread = (g.groupby("g")["v"].transform("max") - g.groupby("g")["v"].transform("min")).to_numpy()
+        repeated = size > 1
+        conflict = repeated & (spread > 0)
+        first = ~pd.Series(group).duplicated(keep="first").to_numpy()
+        n_exact_keys = int((repeated & ~conflict & first).sum())
+        n_conflict_keys = int((conflict & first).sum())
+        keep = first.copy()
+        if duplicates == "quarantine" and conflict.any():
+            reason[kept.index.to_numpy()[conflict]] = CONFLICT
+            keep &= ~conflict
+        elif duplicates == "mean" and conflict.any():
+            means = g.groupby("g")["v"].transform("mean").to_numpy()
+            kept["value"] = np.where(conflict, means, kept["value"].to_numpy())
+        resolved = int((repeated & ~keep & (reason[kept.index.to_numpy()] == "")).sum())
+        kept = kept[keep]
+        notes.append(duplicate_note(n_exact_keys, n_conflict_keys, duplicates))
+    quarantined = int((reason != "").sum())
+    reasons = dict(Counter(reason[reason != ""]))
+    if reasons:
+        notes.append(f"quarantined rows by reason: {reasons}")
+    bad = np.flatnonzero(reason != "")
+    show = df if raw is None else raw.reset_index(drop=True)
+    records = []
+    for i in bad[:max_records]:
+        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in show.iloc[i].items()}
+        key = "|".join(str(row.get(k)) for k in keys)
+        records.append(QuarantineRecord(source, key, str(reason[i]), row))
+    if len(bad) > max_records:
+        notes.append(f"only the first {max_records:,} quarantined rows are listed")
+    return ValidationResult(kept, reason, n, quarantined, resolved, records, reasons, tuple(notes),
+                            n_exact_keys, n_conflict_keys)
+
+
+def duplicate_note(exact_keys: int, conflicting_keys: int, policy: str) -> str:
+    """The report line for duplicates (readers that validate in chunks add up the counts first)."""
+    return (f"{exact_keys:,} keys repeated with identical values (collapsed to one row); "
+            f"{conflicting_keys:,} keys with conflicting values (policy {policy!r})")

@@ -1,0 +1,103 @@
+"""The identifier rules (graph/io/identifiers.py) on the strings that broke the old copies."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graph.io.genes import GeneResolver
+from graph.io.identifiers import (
+    canonical_gene_symbol,
+    combination_members,
+    compound_name_keys,
+    gene_key,
+    lookup_compound,
+    normalise_compound_name,
+    parse_dose,
+    signed_rank_score,
+    split_combination,
+    up_rank_score,
+    valid_rank,
+)
+from graph.records import GeneRecord
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("raw, key", [
+    ("Trametinib (GSK1120212)", "trametinib"), ("Vorinostat ", "vorinostat"), ("  vorinostat", "vorinostat"),
+    ("imatinib mesylate", "imatinib"), ("Imatinib  Mesylate", "imatinib"), ("Berbamine dihydrochloride", "berbamine"),
+    ("R-Verapamil hydrochloride", "rverapamil"), ("Apomorphine (hydrochloride hemihydrate)", "apomorphine"),
+    ("Hydrocortisone acetate", "hydrocortisoneacetate"), ("Pemetrexed disodium", "pemetrexed"),
+    ("Ifosfamide isethionate", "ifosfamide"), ("(+)-JQ1", "jq1"), ("sodium", "sodium"), ("VORINOSTAT", "vorinostat"),
+])
+def test_compound_names(raw, key):
+    assert normalise_compound_name(raw) == key
+
+
+def test_alias_in_parentheses_is_a_second_lookup_key():
+    assert compound_name_keys("Trametinib (GSK1120212)") == ("trametinib", "gsk1120212")
+    assert compound_name_keys("Apomorphine (hydrochloride hemihydrate)") == ("apomorphine",)  # salt words: no alias
+    assert compound_name_keys("(+)-JQ1") == ("jq1",)  # a stereo bracket is part of the name
+    table = {"gsk1120212": "SMILES-T"}
+    assert lookup_compound("Trametinib (GSK1120212)", table) == "SMILES-T"
+    assert lookup_compound("Trametinib", table) is None
+
+
+def test_combinations():
+    assert split_combination("(+)-JQ1") == ("(+)-JQ1",)
+    assert split_combination("(S)-(+)-rolipram") == ("(S)-(+)-rolipram",)
+    assert split_combination("crispri:A+B") == ("crispri:A", "crispri:B")
+    assert split_combination("CRISPRi:A+B", keep_prefix=False) == ("A", "B")
+    assert split_combination(" A + B+C ") == ("A", "B", "C")
+    assert split_combination("CEBPE+ctrl") == ("CEBPE",) and split_combination("A+") == ("A+",)
+    # a model embeds a control as one symbol, never as an empty combination
+    assert combination_members("DMSO") == ("DMSO",) and combination_members("control:DMSO") == ("control:DMSO",)
+    assert combination_members("A+B") == ("A", "B")
+
+
+def test_gene_symbols_have_one_canonical_spelling():
+    assert gene_key(" tp53 ") == "TP53"
+    resolver = GeneResolver([GeneRecord(7157, "TP53", aliases=("P53",)), GeneRecord(10, "MARCHF8", aliases=("MARCH8",))])
+    assert canonical_gene_symbol("march8", resolver) == "MARCHF8"
+    assert canonical_gene_symbol("7157", resolver) == "TP53"
+    assert canonical_gene_symbol(" NOTAGENE ", resolver) == "NOTAGENE"
+    assert canonical_gene_symbol(" x ", None) == "x"
+
+
+def test_doses():
+    assert parse_dose("10 µM") == (10.0, "uM") and parse_dose("10 μM") == (10.0, "uM")
+    assert parse_dose("500 nM") == (0.5, "uM") and parse_dose("10uM") == (10.0, "uM")
+    with pytest.raises(ValueError, match="unparseable dose"):
+        parse_dose("ten micromolar")
+
+
+def test_rank_scores_endpoints_and_invalid_ranks():
+    assert signed_rank_score(1, 5) == 1.0 and signed_rank_score(5, 5) == -1.0 and signed_rank_score(3, 5) == 0.0
+    s = signed_rank_score(np.array([1, 2, 1000]), np.array([1000, 1000, 1000]))
+    assert s.dtype == np.float32 and s[0] == 1 and s[2] == -1 and 0.99 < s[1] < 1
+    assert signed_rank_score(np.array([1, 3]), np.array([3, 3]), dtype=np.float64).dtype == np.float64
+    for rank, n in [(1, 1), (0, 5), (6, 5), (-7, 20), (999, 20), (2.5, 5), (np.nan, 5)]:
+        assert np.isnan(signed_rank_score(rank, n)) and np.isnan(up_rank_score(rank, n)), (rank, n)
+    assert up_rank_score(np.array([1, 1000]), np.array([1000, 1000])).tolist() == pytest.approx([1.0, 0.001])
+    assert valid_rank([1, 20, 21], [20, 20, 20]).tolist() == [True, True, False]
+
+
+def _defined_functions(path: Path) -> set[str]:
+    return {n.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.FunctionDef)}
+
+
+def test_each_rule_is_defined_once():
+    """No copy of a rule outside identifiers.py (the old copies had drifted apart)."""
+    rules = {"normalise_compound_name", "normalise_drug_name", "split_combination", "signed_score",
+             "signed_score_from_rank", "signed_rank_score", "up_rank_score", "parse_dose", "parse_time",
+             "is_control_name"}
+    where: dict[str, list[str]] = {}
+    for folder in ("graph", "models", "pipelines", "benchmarks"):
+        for path in (REPO / folder).rglob("*.py"):
+            for name in _defined_functions(path) & rules:
+                where.setdefault(name, []).append(str(path.relative_to(REPO)))
+    assert all(paths == ["graph/io/identifiers.py"] for paths in where.values()), where
