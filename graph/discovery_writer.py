@@ -18,8 +18,8 @@ its links are written. Embedding properties on nodes always belong to the latest
 being-published) model; per-version copies are not kept (they would multiply the store by the
 retention for little use: the links carry the version).
 
-Reading: `run_named_query` (a NAMED_QUERIES entry, read transaction) and `run_cypher` (raw text;
-read transaction unless write=True; a write in read mode raises `ReadOnlyError`).
+Reading: `run_named_query` (a NAMED_QUERIES entry, read transaction). Raw Cypher from people runs
+through `graph.cypher_guard` (plan checked, bounded, streamed).
 """
 
 from __future__ import annotations
@@ -37,8 +37,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from neo4j import READ_ACCESS, WRITE_ACCESS, Driver, ManagedTransaction, RoutingControl
-from neo4j.exceptions import ClientError
+from neo4j import READ_ACCESS, Driver, ManagedTransaction, RoutingControl
 
 from graph import discovery_queries as DQ
 from graph.records import QuarantineRecord
@@ -46,10 +45,6 @@ from graph.writer import SymbolMap, WriteStats
 
 DEFAULT_BATCH_SIZE = 5_000
 DELETE_BATCH_SIZE = 10_000
-
-
-class ReadOnlyError(PermissionError):
-    """A write was attempted through a read-only query path."""
 
 
 class ModelVersionConflict(RuntimeError):
@@ -586,25 +581,6 @@ def run_named_query(driver: Driver, name: str, params: Mapping[str, Any] | None 
     bound = query.bind(dict(params or {}))
     with driver.session(database=database, default_access_mode=READ_ACCESS) as session:
         return session.execute_read(lambda tx: [r.data() for r in tx.run(query.cypher, bound)])
-
-
-def run_cypher(driver: Driver, text: str, params: Mapping[str, Any] | None = None, *, write: bool = False,
-               database: str | None = None) -> list[dict[str, Any]]:
-    """Raw Cypher. Read-only unless write=True: a read transaction, in which the server refuses any
-    write (raised here as ReadOnlyError, nothing is changed). With write=True it runs as an
-    auto-commit transaction (so `CALL {...} IN TRANSACTIONS` works)."""
-    params = dict(params or {})
-    if write:
-        with driver.session(database=database, default_access_mode=WRITE_ACCESS) as session:
-            return [r.data() for r in session.run(text, params)]
-    try:
-        with driver.session(database=database, default_access_mode=READ_ACCESS) as session:
-            return session.execute_read(lambda tx: [r.data() for r in tx.run(text, params)])
-    except ClientError as exc:
-        if exc.code in {"Neo.ClientError.Statement.AccessMode", "Neo.ClientError.Security.Forbidden"}:
-            raise ReadOnlyError(f"this statement writes; it was refused in read-only mode ({exc.message}). "
-                                "Pass --write to allow writes.") from exc
-        raise
 
 
 def stats_dict(stats: WriteStats) -> dict[str, Any]:

@@ -30,6 +30,8 @@ ENTRY_POINT = "org.neo4j.server.CommunityEntryPoint"
 ADMIN_TOOL = "org.neo4j.cli.AdminTool"
 BOOTLOADER = "org.neo4j.server.startup.Neo4jCommand"
 SUPPORTED_JAVA = (17, 21)
+# Template lines that stop queries fetching URLs; dropped when the settings allow CSV import.
+CSV_IMPORT_SETTINGS = ("internal.dbms.cypher_ip_blocklist=", "dbms.security.allow_csv_import_from_file_urls=")
 
 
 class Neo4jServerError(RuntimeError):
@@ -197,8 +199,12 @@ class Neo4jServer:
             f"server.memory.pagecache.size={s.neo4j_pagecache}",
             f"initial.dbms.default_database={s.neo4j_database}",
         ]
+        template = CONF_TEMPLATE.read_text()
+        if s.neo4j_allow_csv_import:  # PERTURBGRAPH_NEO4J_ALLOW_CSV_IMPORT: Neo4j's defaults (URLs allowed)
+            template = "".join(line for line in template.splitlines(keepends=True)
+                               if not line.startswith(CSV_IMPORT_SETTINGS))
         conf = self.conf_dir / "neo4j.conf"
-        conf.write_text(CONF_TEMPLATE.read_text() + "\n".join(local) + "\n")
+        conf.write_text(template + "\n".join(local) + "\n")
         return conf
 
     def jvm_flags(self) -> list[str]:

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         default=120.0, validation_alias=AliasChoices("PERTURBGRAPH_NEO4J_STARTUP_TIMEOUT")
     )
     java_home: Path | None = Field(default=None, validation_alias=AliasChoices("JAVA_HOME"))
+    # LOAD CSV from web and file URLs on the managed server (off: a query cannot make it fetch URLs).
+    neo4j_allow_csv_import: bool = Field(default=False,
+                                         validation_alias=AliasChoices("PERTURBGRAPH_NEO4J_ALLOW_CSV_IMPORT"))
 
     # What the main job reads: "default" (the simulated dataset), "shared" (../shared/data),
     # "shared:<substring>,…" (a subset) or comma-separated file paths. The inbox is always added.

@@ -6,8 +6,11 @@
     perturbgraph cypher "MATCH (m:ModelVersion) RETURN m.version_id"         # read-only
     perturbgraph cypher "MATCH (m:ModelVersion {version_id: \\$v}) DETACH DELETE m" -p v=old --write
 
-Named queries run in read transactions; raw Cypher too unless `--write` is given (a write in read
-mode is refused by the server: exit code 3, nothing changed). Mount into the main app with
+Named queries run in read transactions. Raw Cypher without `--write` is planned by the server
+first and runs only if the plan is a plain read (graph.cypher_guard): no write, no LOAD CSV, no
+administration command, no procedure outside an allowlist; otherwise exit code 3, nothing ran.
+Every query is bounded: `--timeout` seconds (default 60; the server stops it) and `--max-rows`
+(default 10,000; 0 = no limit); rows are printed as they arrive. Mount into the main app with
 `register(app)` (adds the three commands) or `app.add_typer(query_cli.app)`.
 """
 
@@ -24,14 +27,19 @@ from neo4j.exceptions import Neo4jError, ServiceUnavailable
 from rich.console import Console
 from rich.table import Table
 
+from graph import cypher_guard as CG
 from graph import discovery_queries as DQ
-from graph import discovery_writer as W
 from graph.settings import get_settings
 
 app = typer.Typer(help="Query discoveries in the graph.", no_args_is_help=True, pretty_exceptions_enable=False)
 err = Console(stderr=True)
 
-EXIT_USAGE, EXIT_DB, EXIT_READ_ONLY = 2, 1, 3
+EXIT_USAGE, EXIT_DB, EXIT_READ_ONLY, EXIT_TIMEOUT = 2, 1, 3, 4
+TABLE_CHUNK = 1_000  # a table is printed every this many rows, so output starts before the query ends
+
+TimeoutOption = Annotated[float, typer.Option(
+    "--timeout", help="seconds before the server stops the query (0: the server's own limit)")]
+MaxRowsOption = Annotated[int, typer.Option("--max-rows", help="stop after this many rows (0: no limit)")]
 
 
 @contextlib.contextmanager
@@ -47,7 +55,9 @@ driver_factory: Callable[[], contextlib.AbstractContextManager[Driver]] = _defau
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    # One line, printed as text: a message may quote user input, which must not be read as markup.
+    err.print("[bold red]error:[/] ", end="")
+    err.print(" ".join(message.split()), markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -61,19 +71,52 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _print(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
-    if as_json:
-        typer.echo(json.dumps(rows, default=str, indent=1))
-        return
-    if not rows:
-        err.print(f"[yellow]{title}: no rows[/]")
-        return
+def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None) -> None:
     table = Table(title=title, show_lines=False)
-    for col in rows[0]:
+    for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in rows[0]))
+        table.add_row(*(_cell(row.get(c)) for c in columns))
     Console(width=200).print(table)
+
+
+def _emit(stream: CG.CypherStream, as_json: bool, title: str) -> None:
+    """Print rows as they arrive: JSON one row per line inside one array, or a table per chunk."""
+    chunk: list[dict[str, Any]] = []
+    first = True
+    for row in stream:
+        if as_json:
+            typer.echo(("[\n" if first else ",\n") + json.dumps(row, default=str), nl=False)
+        else:
+            chunk.append(row)
+            if len(chunk) >= TABLE_CHUNK:
+                _table(stream.columns, chunk, title if first else None)
+                chunk = []
+        first = False
+    if as_json:
+        typer.echo("[]" if first else "\n]")
+    elif chunk:
+        _table(stream.columns, chunk, title if stream.rows <= len(chunk) else None)
+    if first and not as_json:
+        err.print(f"[yellow]{title}: no rows[/]")
+    if stream.truncated:
+        err.print(f"[yellow]stopped at the row limit: {stream.rows:,} rows printed, more exist; "
+                  "raise it with --max-rows N (0: no limit)[/]", highlight=False, soft_wrap=True)
+
+
+def _run_stream(make: Callable[[Driver], CG.CypherStream], as_json: bool, title: str) -> None:
+    """Open the driver, print the rows, and turn every failure into one line and an exit code."""
+    try:
+        with driver_factory() as driver:
+            _emit(make(driver), as_json, title)
+    except CG.ReadOnlyError as exc:
+        _fail(str(exc), EXIT_READ_ONLY)
+    except CG.QueryTimeoutError as exc:
+        _fail(str(exc), EXIT_TIMEOUT)
+    except ServiceUnavailable as exc:
+        _fail(f"Neo4j is not reachable ({exc}); start it with `perturbgraph neo4j start`", EXIT_DB)
+    except Neo4jError as exc:
+        _fail(CG.one_line(exc), EXIT_DB)
 
 
 def parse_options(tokens: list[str], query: DQ.NamedQuery) -> dict[str, Any]:
@@ -122,6 +165,8 @@ def query(
     name: str = typer.Argument(..., help="named query (see `perturbgraph queries`)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     database: str | None = typer.Option(None, "--database", help="Neo4j database (default: settings)"),
+    timeout: TimeoutOption = CG.DEFAULT_TIMEOUT_S,
+    max_rows: MaxRowsOption = CG.DEFAULT_MAX_ROWS,
 ) -> None:
     """Run a named, parameterised discovery query (read-only): query NAME --param value ..."""
     if name not in DQ.NAMED_QUERIES:
@@ -129,17 +174,13 @@ def query(
     spec = DQ.NAMED_QUERIES[name]
     try:
         params = spec.bind(parse_options(list(ctx.args), spec))
+        CG.check_values(params, "a parameter")
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE)
-    try:
-        with driver_factory() as driver:
-            rows = W.run_named_query(driver, name, params,
-                                     database=database or get_settings().neo4j_database)
-    except ServiceUnavailable as exc:
-        _fail(f"Neo4j is not reachable ({exc}); start it with `perturbgraph neo4j start`", EXIT_DB)
-    except Neo4jError as exc:
-        _fail(f"{exc.code}: {exc.message}", EXIT_DB)
-    _print(rows, as_json, name)
+    db = database or get_settings().neo4j_database
+    # A named query is the project's own read-only Cypher: no plan check, the same bounds.
+    _run_stream(lambda driver: CG.CypherStream(driver, spec.cypher, params, check_plan=False, database=db,
+                                               timeout_s=timeout, max_rows=max_rows), as_json, name)
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -147,9 +188,12 @@ def _parse_param(text: str) -> tuple[str, Any]:
     if not eq or not key:
         raise ValueError(f"-p expects key=value, not {text!r}")
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        parsed = json.loads(value)
+    except (json.JSONDecodeError, ValueError):  # ValueError: an integer too long for Python to parse
+        parsed = value
+    CG.check_values(key, "a parameter name")
+    CG.check_values(parsed, f"parameter {key!r}")
+    return key, parsed
 
 
 @app.command("cypher")
@@ -157,26 +201,22 @@ def cypher(
     statement: str = typer.Argument(..., help="Cypher text; pass values with -p name=value and $name"),
     param: Annotated[list[str] | None, typer.Option("--param", "-p",
                                                     help="name=value (value parsed as JSON when it is JSON)")] = None,
-    write: bool = typer.Option(False, "--write", help="allow writes (otherwise a read transaction)"),
+    write: bool = typer.Option(False, "--write", help="allow writes, LOAD CSV, procedures and administration "
+                                                     "(otherwise only a plain read is run)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     database: str | None = typer.Option(None, "--database", help="Neo4j database (default: settings)"),
+    timeout: TimeoutOption = CG.DEFAULT_TIMEOUT_S,
+    max_rows: MaxRowsOption = CG.DEFAULT_MAX_ROWS,
 ) -> None:
-    """Run raw Cypher. Read-only unless --write."""
+    """Run raw Cypher. Read-only unless --write: the server plans it first and only a plain read runs."""
     try:
+        CG.check_values(statement, "the statement")
         params = dict(_parse_param(p) for p in param or [])
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE)
-    try:
-        with driver_factory() as driver:
-            rows = W.run_cypher(driver, statement, params, write=write,
-                                database=database or get_settings().neo4j_database)
-    except W.ReadOnlyError as exc:
-        _fail(str(exc), EXIT_READ_ONLY)
-    except ServiceUnavailable as exc:
-        _fail(f"Neo4j is not reachable ({exc}); start it with `perturbgraph neo4j start`", EXIT_DB)
-    except Neo4jError as exc:
-        _fail(f"{exc.code}: {exc.message}", EXIT_DB)
-    _print(rows, as_json, "cypher")
+    db = database or get_settings().neo4j_database
+    _run_stream(lambda driver: CG.CypherStream(driver, statement, params, write=write, database=db,
+                                               timeout_s=timeout, max_rows=max_rows), as_json, "cypher")
 
 
 def register(parent: typer.Typer) -> None:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from graph import cypher_guard as CG
 from graph import discovery_queries as DQ
 from graph import discovery_writer as W
 from graph import writer as GW
@@ -214,8 +215,8 @@ def test_version_queries_report_what_changed(empty_graph):
 @pytest.mark.neo4j
 def test_named_queries_run_in_read_transactions(empty_graph):
     """A named query is executed with read access: the same text as a write would be refused."""
-    with pytest.raises(W.ReadOnlyError):
-        W.run_cypher(empty_graph, "CREATE (:ModelVersion {version_id: 'x'})")
+    with pytest.raises(CG.ReadOnlyError):
+        CG.run_cypher(empty_graph, "CREATE (:ModelVersion {version_id: 'x'})")
     with pytest.raises(KeyError):
         W.run_named_query(empty_graph, "drop-everything")
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from graph import cypher_guard as CG
 from graph import discovery_queries as DQ
 from graph import discovery_writer as W
 from graph import writer as GW
@@ -72,7 +73,7 @@ def publish(driver, rec, seed=0, retention=5, d=8):
 
 
 def count(driver, rel, version):
-    return W.run_cypher(driver, DQ.COUNT_VERSION_LINKS[rel], {"version_id": version})[0]["n"]
+    return CG.run_cypher(driver, DQ.COUNT_VERSION_LINKS[rel], {"version_id": version})[0]["n"]
 
 
 def test_publish_writes_everything_and_is_idempotent(empty_graph):
@@ -86,16 +87,16 @@ def test_publish_writes_everything_and_is_idempotent(empty_graph):
     assert s["PREDICTED_EFFECT"]["written"] == 3
     assert s["embeddings:gene_perturbation"]["written"] == 6
     before = {rel: count(empty_graph, rel, rec.version_id) for rel in DQ.VERSIONED_REL_TYPES}
-    nodes_before = W.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n")[0]["n"]
+    nodes_before = CG.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n")[0]["n"]
 
     again = publish(empty_graph, rec)
     assert not again.created
     assert all(st.relationships_created == 0 for st in again.stats.values())
     assert {rel: count(empty_graph, rel, rec.version_id) for rel in DQ.VERSIONED_REL_TYPES} == before
-    assert W.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n")[0]["n"] == nodes_before
+    assert CG.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n")[0]["n"] == nodes_before
     assert W.current_version(empty_graph) == rec.version_id
 
-    mv = W.run_cypher(empty_graph, DQ.GET_MODEL_VERSION, {"version_id": rec.version_id})[0]["model_version"]
+    mv = CG.run_cypher(empty_graph, DQ.GET_MODEL_VERSION, {"version_id": rec.version_id})[0]["model_version"]
     assert mv["current"] is True and mv["status"] == "complete"
     assert mv["dataset_ids"] == ["t"] and '"t": "abc"' in mv["data_snapshot"]
     assert mv["code_version"] == "test" and '"pearson": 0.5' in mv["metrics"]
@@ -157,7 +158,7 @@ def test_embeddings_vector_index_dimension_change_and_stale_clearing(empty_graph
     build_base(empty_graph)
     v1 = record("2025-01-01T00:00:00")
     publish(empty_graph, v1, d=8)
-    idx = {r["name"]: r for r in W.run_cypher(empty_graph, DQ.SHOW_VECTOR_INDEXES)}
+    idx = {r["name"]: r for r in CG.run_cypher(empty_graph, DQ.SHOW_VECTOR_INDEXES)}
     assert idx["gene_embedding_perturbation_vidx"]["dimensions"] == 8
     assert idx["compound_embedding_perturbation_vidx"]["state"] == "ONLINE"
     # a wider model: index recreated with the new dimension; embeddings of names it lacks are removed
@@ -165,9 +166,9 @@ def test_embeddings_vector_index_dimension_change_and_stale_clearing(empty_graph
     v2 = record("2025-02-01T00:00:00", d=16)
     W.publish_discoveries(empty_graph, v2, embeddings={"gene_perturbation": genes.drop(index="TP53"),
                                                        "compound": comp}, retention=5)
-    idx = {r["name"]: r for r in W.run_cypher(empty_graph, DQ.SHOW_VECTOR_INDEXES)}
+    idx = {r["name"]: r for r in CG.run_cypher(empty_graph, DQ.SHOW_VECTOR_INDEXES)}
     assert idx["gene_embedding_perturbation_vidx"]["dimensions"] == 16
-    rows = W.run_cypher(empty_graph, "MATCH (g:Gene) RETURN g.symbol AS s, size(g.embedding_perturbation) AS d, "
+    rows = CG.run_cypher(empty_graph, "MATCH (g:Gene) RETURN g.symbol AS s, size(g.embedding_perturbation) AS d, "
                                      "g.embedding_perturbation_version AS v ORDER BY s")
     by = {r["s"]: r for r in rows}
     assert by["TP53"]["d"] is None and by["TP53"]["v"] is None
@@ -207,13 +208,13 @@ def test_fetch_discovery_inputs(empty_graph):
 
 
 def test_raw_cypher_is_read_only_unless_write(empty_graph):
-    with pytest.raises(W.ReadOnlyError):
-        W.run_cypher(empty_graph, "CREATE (:Gene {entrez_id: -1, symbol: 'X'})")
-    assert W.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 0}]
-    with pytest.raises(W.ReadOnlyError):
-        W.run_cypher(empty_graph, "MERGE (g:Gene {entrez_id: $e})", {"e": 5})
-    W.run_cypher(empty_graph, "CREATE (:Gene {entrez_id: -1, symbol: 'X'})", write=True)
-    assert W.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 1}]
+    with pytest.raises(CG.ReadOnlyError):
+        CG.run_cypher(empty_graph, "CREATE (:Gene {entrez_id: -1, symbol: 'X'})")
+    assert CG.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 0}]
+    with pytest.raises(CG.ReadOnlyError):
+        CG.run_cypher(empty_graph, "MERGE (g:Gene {entrez_id: $e})", {"e": 5})
+    CG.run_cypher(empty_graph, "CREATE (:Gene {entrez_id: -1, symbol: 'X'})", write=True)
+    assert CG.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 1}]
 
 
 ODD = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30)
@@ -225,7 +226,7 @@ ODD = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)),
 def test_odd_names_travel_as_parameters(empty_graph, name):
     """Compound ids and names from data never become Cypher text: whatever they contain, they are
     written and found verbatim, and nothing else in the graph changes."""
-    W.run_cypher(empty_graph, "MATCH (n) DETACH DELETE n", write=True)
+    CG.run_cypher(empty_graph, "MATCH (n) DETACH DELETE n", write=True)
     GW.write_genes(empty_graph, [GeneRecord(2475, "MTOR", "MTOR")], "t")
     GW.write_compounds(empty_graph, [CompoundRecord(name, name)], "t")
     rec = W.ModelVersionRecord(config={"n": name}, trained_at="2025-01-01T00:00:00", version_id=name)
@@ -235,4 +236,4 @@ def test_odd_names_travel_as_parameters(empty_graph, name):
     W.set_current_version(empty_graph, name)
     rows = W.run_named_query(empty_graph, "mechanism", {"compound": name})
     assert [(r["compound_id"], r["gene"], r["model_version"]) for r in rows] == [(name, "MTOR", name)]
-    assert W.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 3}]
+    assert CG.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 3}]

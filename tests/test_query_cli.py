@@ -105,3 +105,96 @@ def test_register_mounts_commands_on_another_app(cli_graph):
     result = runner.invoke(parent, ["query", "model-versions", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["version_id"] == "v1"
+
+
+# ------------------------------------------------------------------------------------------------
+# Bounded queries: a timeout, a row limit, rows printed as they arrive
+# ------------------------------------------------------------------------------------------------
+
+
+def _error_line(result) -> str:
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+@pytest.mark.neo4j
+def test_cartesian_product_stops_at_the_timeout(cli_graph):
+    import time
+
+    runner.invoke(query_cli.app, ["cypher", "UNWIND range(1, 1000) AS i CREATE (:Scratch {i: i})", "--write"])
+    began = time.monotonic()
+    result = runner.invoke(query_cli.app, [
+        "cypher", "MATCH (a:Scratch), (b:Scratch), (c:Scratch) WHERE a.i + b.i + c.i < 0 RETURN count(*) AS n",
+        "--timeout", "2"])
+    elapsed = time.monotonic() - began
+    print(f"RELIABILITY cartesian product of 1000^3 rows with --timeout 2: exit {result.exit_code} after "
+          f"{elapsed:.1f} s")
+    assert result.exit_code == query_cli.EXIT_TIMEOUT, result.output
+    assert "2 s timeout" in _error_line(result) and "--timeout" in result.stderr
+    assert elapsed < 15  # stopped by the server once, not retried
+
+
+@pytest.mark.neo4j
+def test_a_million_rows_stop_at_the_row_limit_and_stream(cli_graph):
+    import time
+
+    began = time.monotonic()
+    result = runner.invoke(query_cli.app, ["cypher", "UNWIND range(1, 1000000) AS x RETURN x", "--json"])
+    elapsed = time.monotonic() - began
+    print(f"RELIABILITY UNWIND range(1, 1000000) with the default row limit: exit {result.exit_code}, "
+          f"{elapsed:.1f} s")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 10_000 and rows[-1] == {"x": 10_000}
+    assert "row limit" in result.stderr and "--max-rows" in result.stderr
+    assert elapsed < 30
+    small = runner.invoke(query_cli.app, ["cypher", "UNWIND range(1, 1000000) AS x RETURN x", "--max-rows", "3"])
+    assert small.exit_code == 0 and "row limit: 3 rows" in small.stderr
+    whole = runner.invoke(query_cli.app, ["cypher", "UNWIND range(1, 5) AS x RETURN x", "--json", "--max-rows", "5"])
+    assert json.loads(whole.stdout) == [{"x": i} for i in range(1, 6)] and "row limit" not in whole.stderr
+    named = runner.invoke(query_cli.app, ["query", "model-versions", "--json", "--max-rows", "1", "--timeout", "5"])
+    assert named.exit_code == 0 and len(json.loads(named.stdout)) == 1, named.output
+
+
+def test_rows_are_printed_before_the_query_ends(monkeypatch):
+    """Streaming: the first rows reach stdout while the source is still producing."""
+    import contextlib
+
+    from graph import cypher_guard as CG
+
+    seen_before_end: list[bool] = []
+    printed: list[str] = []
+
+    class FakeStream(CG.CypherStream):
+        def _run(self):
+            self.columns = ["x"]
+            for i in range(3):
+                self.rows += 1
+                yield {"x": i}
+                seen_before_end.append(bool(printed))
+
+    monkeypatch.setattr(query_cli, "driver_factory", lambda: contextlib.nullcontext(None))
+    monkeypatch.setattr(query_cli.CG, "CypherStream", FakeStream)
+    monkeypatch.setattr(query_cli.typer, "echo", lambda text="", nl=True: printed.append(text))
+    query_cli.cypher("RETURN 1", None, False, True, "neo4j", 5, 10)
+    assert seen_before_end == [True, True, True]
+    assert json.loads("".join(printed)) == [{"x": 0}, {"x": 1}, {"x": 2}]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["cypher", "RETURN $n", "-p", "n=123456789012345678901234567890"], "beyond 64 bits"),
+    (["cypher", "RETURN $n", "-p", "n=[1, 99999999999999999999]"], "beyond 64 bits"),
+    (["cypher", "RETURN $s", "-p", "s=caf\udce9"], "not valid UTF-8"),
+    (["cypher", "RETURN '\udcff'"], "not valid UTF-8"),
+    (["query", "mechanism", "--compound", "\udcff\udcfe"], "not valid UTF-8"),
+    (["query", "mechanism", "--compound", "x", "--limit", "99999999999999999999"], "beyond 64 bits"),
+])
+def test_bad_arguments_are_one_line_errors_without_a_server(args, expected, monkeypatch):
+    def no_server():
+        raise AssertionError("the server must not be contacted")
+
+    monkeypatch.setattr(query_cli, "driver_factory", no_server)
+    result = runner.invoke(query_cli.app, args)
+    assert result.exit_code == query_cli.EXIT_USAGE, result.output
+    assert expected in _error_line(result)

@@ -36,7 +36,16 @@ def test_managed_config_has_auth_on_and_bolt_on_loopback(tmp_path):
                                                                "server.default_listen_address="))]
     assert listen and all("127.0.0.1" in ln for ln in listen), listen
     assert "server.http.enabled=false" in conf and "server.https.enabled=true" not in conf
-    assert "0.0.0.0" not in "\n".join(ln for ln in conf.splitlines() if not ln.lstrip().startswith("#"))
+    # Nothing listens on all addresses (the Cypher IP blocklist is the one place 0.0.0.0 may appear).
+    assert "0.0.0.0" not in "\n".join(ln for ln in conf.splitlines()
+                                      if not ln.lstrip().startswith(("#", "internal.dbms.cypher_ip_blocklist=")))
+    # Queries cannot make the server fetch URLs: every IPv4 and IPv6 address blocked, no file: URLs.
+    assert "\ninternal.dbms.cypher_ip_blocklist=0.0.0.0/0,::/0\n" in conf
+    assert "\ndbms.security.allow_csv_import_from_file_urls=false\n" in conf
+    allowing = Neo4jServer(Settings(home=tmp_path / "allow", neo4j_uri=None, neo4j_password=None,
+                                    neo4j_bolt_port=7686, neo4j_allow_csv_import=True)).write_config().read_text()
+    assert "cypher_ip_blocklist=" not in allowing and "allow_csv_import_from_file_urls" not in allowing
+    assert "server.http.enabled=false" in allowing
 
 
 @pytest.mark.neo4j
@@ -79,7 +88,7 @@ WRITES = [
 @pytest.mark.parametrize("statement", WRITES)
 def test_raw_cypher_is_read_only_by_default(empty_graph, neo4j_settings, statement):
     from graph import writer as W
-    from graph.discovery_writer import ReadOnlyError, run_cypher
+    from graph.cypher_guard import ReadOnlyError, run_cypher
 
     db = neo4j_settings.neo4j_database
     empty_graph.execute_query("CREATE (:Dataset {dataset_id: 'keep', status: 'complete', name: 'k'})", database_=db)
@@ -113,6 +122,129 @@ def test_query_cli_needs_write_flag(empty_graph, neo4j_settings, monkeypatch):
     read = runner.invoke(query_cli.app, ["cypher", "MATCH (n:Intruder) RETURN n.name AS name", "--json",
                                          "--database", db])
     assert read.exit_code == 0 and "cli" in read.output
+
+
+def _cli(driver, monkeypatch):
+    import contextlib
+
+    from pipelines import query_cli
+
+    monkeypatch.setattr(query_cli, "driver_factory", lambda: contextlib.nullcontext(driver))
+    runner = CliRunner()
+    return lambda *args: runner.invoke(query_cli.app, list(args))
+
+
+def _one_line_error(result) -> str:
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def csv_server(tmp_path):
+    """A tiny web server on 127.0.0.1 serving data.csv; `hits` lists the paths it was asked for."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "data.csv").write_text("secret_column\ninternal-only-value\n")
+    hits: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # record instead of printing
+            hits.append(self.path)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/data.csv", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.neo4j
+def test_load_csv_from_a_url_is_refused_by_the_cli_and_by_the_server(empty_graph, neo4j_settings, monkeypatch,
+                                                                     csv_server):
+    import urllib.request
+
+    url, hits = csv_server
+    cli = _cli(empty_graph, monkeypatch)
+    statement = f"LOAD CSV FROM '{url}' AS row RETURN row"
+    refused = cli("cypher", statement, "--database", neo4j_settings.neo4j_database)
+    assert refused.exit_code == 3, refused.output
+    assert "LOAD CSV" in _one_line_error(refused) and "--write" in refused.stderr
+    assert "internal-only-value" not in refused.output and hits == []  # planned only: nothing fetched
+    if not neo4j_settings.managed_neo4j:
+        pytest.skip("NEO4J_URI: the server's own configuration decides whether it may fetch URLs")
+    # With --write the plan check is skipped; the server's IP blocklist (neo4j.conf) still refuses.
+    forced = cli("cypher", statement, "--write", "--database", neo4j_settings.neo4j_database)
+    assert forced.exit_code == 1, forced.output
+    assert "cypher_ip_blocklist" in _one_line_error(forced)
+    assert "internal-only-value" not in forced.output and hits == []
+    # Control: the web server does answer, so the refusals above were not a dead URL.
+    assert b"internal-only-value" in urllib.request.urlopen(url, timeout=10).read()
+    assert hits == ["/data.csv"]
+
+
+@pytest.mark.neo4j
+def test_administration_and_unlisted_procedures_are_refused_without_write(empty_graph, neo4j_settings,
+                                                                          monkeypatch):
+    from neo4j import READ_ACCESS
+
+    db = neo4j_settings.neo4j_database
+    cli = _cli(empty_graph, monkeypatch)
+    # Another user's open transaction, which TERMINATE TRANSACTIONS would end.
+    with empty_graph.session(database=db, default_access_mode=READ_ACCESS) as session:
+        victim = session.begin_transaction()
+        victim.run("RETURN 1").consume()
+        tx_id = next(r["transactionId"] for r in empty_graph.execute_query(
+            "SHOW TRANSACTIONS YIELD transactionId, currentQuery, status", database_=db).records
+            if "SHOW TRANSACTIONS" not in (r["currentQuery"] or ""))
+        cases = {
+            "TERMINATE TRANSACTIONS $id": "TerminateTransactions",
+            "SHOW TRANSACTIONS": "ShowTransactions",
+            "SHOW SETTINGS": "ShowSettings",
+            "CALL db.clearQueryCaches()": "db.clearQueryCaches",
+            "CALL dbms.listConfig()": "dbms.listConfig",
+            "SHOW USERS": "AdministrationCommand",
+            "CREATE USER intruder SET PASSWORD 'intruder-password-1'": "AdministrationCommand",
+        }
+        for statement, reason in cases.items():
+            refused = cli("cypher", statement, "-p", f"id={tx_id}", "--database", db)
+            assert refused.exit_code == 3, (statement, refused.output)
+            assert reason in _one_line_error(refused), statement
+        victim.run("RETURN 1").consume()  # still alive: it was not terminated
+        victim.rollback()
+    users = empty_graph.execute_query("SHOW USERS YIELD user", database_="system").records
+    assert "intruder" not in {r["user"] for r in users}
+    # Reads, schema introspection and allowlisted procedures still run.
+    for statement in ("MATCH (n) RETURN count(n) AS n", "CALL db.labels()", "SHOW INDEXES YIELD name",
+                      "CALL db.schema.visualization()"):
+        ok = cli("cypher", statement, "--database", db)
+        assert ok.exit_code == 0, (statement, ok.output)
+
+
+def test_plan_check_refuses_plugin_functions_and_unknown_procedures():
+    """The plan walk on its own (a plugin such as APOC is not installed on the test server)."""
+    from graph.cypher_guard import plan_violations
+
+    def op(name, details, *children):
+        return {"operatorType": f"{name}@neo4j", "args": {"Details": details}, "children": list(children)}
+
+    plain = op("ProduceResults", "n", op("Projection", "toUpper(n.name) AS n", op("AllNodesScan", "n")))
+    assert plan_violations("r", plain) == []
+    plugin = op("ProduceResults", "x", op("Projection", "apoc.util.decompress($b) AS x"))
+    assert plan_violations("r", plugin, frozenset({"apoc.util.decompress"})) == [
+        "it calls the user-defined function apoc.util.decompress"]
+    nested = op("ProduceResults", "v", op("Apply", "", op("ProcedureCall", "apoc.load.json($u) :: (value :: MAP)")))
+    assert "apoc.load.json" in plan_violations("r", nested)[0]
+    assert plan_violations("r", op("ProcedureCall", "db.labels() :: (label :: STRING)")) == []
+    assert plan_violations("w", plain) == ["it writes"]
+    assert plan_violations("r", op("ShowIndexes", "allIndexes")) == []
+    assert plan_violations("r", op("ShowServers", "")) == ["it is an administration command (ShowServers)"]
 
 
 # ------------------------------------------------------------------------------------------------
