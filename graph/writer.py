@@ -34,6 +34,7 @@ from neo4j import Driver, ManagedTransaction
 from neo4j.exceptions import ConstraintError
 
 from graph import queries as Q
+from graph.io.identifiers import gene_key
 from graph.records import (
     ComplexRecord,
     CompoundRecord,
@@ -305,7 +306,7 @@ def get_dataset(driver: Driver, dataset_id: str, *, database: str | None = None)
 
 
 class SymbolMap:
-    """Resolves gene symbols to the Entrez ids of Gene nodes in the graph."""
+    """Resolves gene symbols to the Entrez ids of Gene nodes in the graph (keys: identifiers.gene_key)."""
 
     def __init__(self, genes: Iterable[tuple[int, str, Sequence[str]]]):
         self.by_symbol: dict[str, int] = {}
@@ -316,9 +317,9 @@ class SymbolMap:
             self.ids.add(int(entrez_id))
             if symbol:
                 self.by_symbol.setdefault(symbol, int(entrez_id))
-                self.by_upper.setdefault(symbol.upper(), int(entrez_id))
+                self.by_upper.setdefault(gene_key(symbol), int(entrez_id))
             for alias in aliases or ():
-                alias_hits.setdefault(alias.upper(), set()).add(int(entrez_id))
+                alias_hits.setdefault(gene_key(alias), set()).add(int(entrez_id))
         self.by_alias = {a: next(iter(ids)) for a, ids in alias_hits.items() if len(ids) == 1}
 
     @classmethod
@@ -331,7 +332,7 @@ class SymbolMap:
             return None
         if symbol in self.by_symbol:
             return self.by_symbol[symbol]
-        up = symbol.upper()
+        up = gene_key(symbol)  # the one canonical spelling (graph/io/identifiers.py)
         if up in self.by_upper:
             return self.by_upper[up]
         if up in self.by_alias:

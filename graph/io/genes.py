@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from graph.io.common import InputFileError, ReadResult, clean_text
+from graph.io.identifiers import gene_key
 from graph.records import GeneRecord, QuarantineRecord, ReadReport
 
 GENE_TABLE_COLUMNS = ("entrez_id", "symbol", "name", "type", "ensembl_id", "aliases")
@@ -84,10 +85,6 @@ _EXCEL_B = re.compile(r"^([A-Z]{3,4})-0*(\d{1,2})$")  # Sep-01
 _RENAMED_FAMILY = {"SEPT": "SEPTIN", "MARCH": "MARCHF"}
 
 
-def _key(name: object) -> str:
-    return clean_text(name).upper()
-
-
 class GeneResolver:
     """Resolve gene symbols, aliases / previous symbols, Ensembl ids, Entrez ids (and LOC<entrez>)
     to one Entrez id and the current symbol. Case-insensitive, dict-based (O(1) per name).
@@ -103,13 +100,13 @@ class GeneResolver:
         self._alias: dict[str, list[int]] = defaultdict(list)
         self._ensembl: dict[str, list[int]] = defaultdict(list)
         for g in genes:
-            self._symbol[_key(g.symbol)].append(g.entrez_id)
+            self._symbol[gene_key(g.symbol)].append(g.entrez_id)
             for a in g.aliases:
-                if g.entrez_id not in self._alias[_key(a)]:
-                    self._alias[_key(a)].append(g.entrez_id)
+                if g.entrez_id not in self._alias[gene_key(a)]:
+                    self._alias[gene_key(a)].append(g.entrez_id)
             for e in g.ensembl_id.split("|"):
                 if e.strip():
-                    self._ensembl[_key(e).split(".")[0]].append(g.entrez_id)
+                    self._ensembl[gene_key(e).split(".")[0]].append(g.entrez_id)
         self._cache: dict[str, GeneMatch] = {}
 
     @classmethod
@@ -169,7 +166,7 @@ class GeneResolver:
         return None
 
     def resolve(self, name: object) -> GeneMatch:
-        key = _key(name)
+        key = gene_key(name)
         if key in self._cache:
             return self._cache[key]
         if not key:

@@ -21,12 +21,9 @@ import scipy.sparse as sp
 
 from graph.io.common import InputFileError, clean_text
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
-from graph.io.perturbations import (
-    is_control_name,
-    make_perturbation_id,
-    normalise_perturbation_type,
-    split_combination,
-)
+from graph.io.identifiers import canonical_gene_symbol, is_control_name, split_combination
+from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type
+from graph.io.validation import validate_measurements
 from graph.records import (
     MEASUREMENT_COLUMNS,
     ContextRecord,
@@ -105,11 +102,24 @@ def _open(path: Path, backed: bool | None) -> ad.AnnData:
 def _readouts(adata: ad.AnnData, resolver) -> tuple[list[str], np.ndarray, int]:
     """Readout symbol per gene, a mask of the genes kept (first of each repeated symbol), repeats count."""
     col = next((c for c in SYMBOL_COLUMNS if c in adata.var.columns), None)
-    names = [clean_text(x) for x in (adata.var[col] if col else adata.var_names)]
-    if resolver is not None:
-        names = [m.symbol if (m := resolver.resolve(n)).ok else n for n in names]
+    names = [canonical_gene_symbol(x, resolver) for x in (adata.var[col] if col else adata.var_names)]
     keep = ~pd.Series(names).duplicated(keep="first").to_numpy() & (np.array(names, dtype=object) != "")
     return names, keep, int((~keep).sum())
+
+
+def _validated(frames: list[pd.DataFrame], path: Path, report: ReadReport) -> pd.DataFrame:
+    """The signatures' values through the shared validation step (graph/io/validation.py), keyed by
+    (signature, readout). The report counts signatures, so rejected values are reported in its notes."""
+    long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
+    if len(long):
+        v = validate_measurements(long, str(path), keys=("signature_id", "readout"), ranked=False)
+        if v.quarantined or v.duplicates_resolved:
+            report.notes.append(f"values: {v.summary()}")
+        long = v.accepted.reset_index(drop=True)
+        long["value"] = long["value"].astype(np.float32)
+    for col in MEASUREMENT_COLUMNS[:-1]:
+        long[col] = long[col].astype("category")
+    return long[list(MEASUREMENT_COLUMNS)]
 
 
 def _rows(X, start: int, stop: int):
@@ -131,9 +141,8 @@ def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str, targ
         return PerturbationRecord(pid, label, "compound", compound_id=pid.split("@")[0][len("compound:"):],
                                   source=dataset_id)
     targets = []
-    for t in split_combination(target or label):
-        m = resolver.resolve(t) if resolver is not None else None
-        targets.append((m.symbol if m is not None and m.ok else t).upper())
+    for t in split_combination(target or label, keep_prefix=False):
+        targets.append(canonical_gene_symbol(t, resolver).upper())
     pid = make_perturbation_id(ptype, label, targets=tuple(targets))
     return PerturbationRecord(pid, label, ptype, target_symbols=tuple(sorted(set(targets))), source=dataset_id)
 
@@ -323,9 +332,7 @@ def pseudobulk_h5ad(
             report.notes.append(f"{dropped_zero_sd} values dropped: zero control variance (z-score undefined)")
         report.notes.append("value = log1p CP10k mean difference vs same-context controls" + (", / control sd" if zscore else ""))
         report.check()
-        long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
-        for col in MEASUREMENT_COLUMNS[:-1]:
-            long[col] = long[col].astype("category")
+        long = _validated(frames, path, report)
         groups = pd.DataFrame(group_rows, columns=["context", "perturbation", "n_cells", "status"])
         return H5adResult(long[list(MEASUREMENT_COLUMNS)], signatures, perturbations, context_records, report,
                           quarantine, groups)
@@ -411,9 +418,7 @@ def read_bulk_h5ad(
         if repeated:
             report.notes.append(f"{repeated} genes dropped: readout symbol repeats an earlier gene (first kept) or empty")
         report.check()
-        long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
-        for col in MEASUREMENT_COLUMNS[:-1]:
-            long[col] = long[col].astype("category")
+        long = _validated(frames, path, report)
         return H5adResult(long[list(MEASUREMENT_COLUMNS)], signatures, perturbations, contexts, report, quarantine)
     finally:
         if adata.isbacked:
