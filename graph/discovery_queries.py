@@ -16,8 +16,8 @@ Model of the discoveries (see docs/queries.md):
     (:ModelVersion {version_id, current, status, config, data_snapshot, dataset_ids,
                     dataset_hashes, metrics, trained_at, code_version, ...})-[:TRAINED_ON]->(:Dataset)
     (:Compound)-[:SHARES_MECHANISM_WITH {modelVersion, score, rank, zscore, pvalue, qvalue,
-                                         isAnnotatedTarget}]->(:Gene)
-    (:Gene)-[:PREDICTED_INTERACTION {modelVersion, score, rank, inPrior, basis}]->(:Gene)
+                                         significant, isAnnotatedTarget}]->(:Gene)
+    (:Gene)-[:PREDICTED_INTERACTION {modelVersion, score, rank, inPrior, basis, method}]->(:Gene)
     (:Perturbation)-[:PREDICTED_EFFECT {modelVersion, context, value, direction, rank,
                                         readout}]->(:Gene)
 
@@ -232,24 +232,28 @@ CLEAR_VERSION_EMBEDDINGS: dict[str, str] = {k: _clear_version_embeddings(t) for 
 # Discoveries (write-back)
 # ---------------------------------------------------------------------------------------------
 
-# rows: {compound_id, entrez_id, score, rank, zscore, pvalue, qvalue}
+# rows: {compound_id, entrez_id, score, rank, zscore, pvalue, qvalue, significant}. `significant`
+# (q <= the version's FDR, BH over every pair tested) marks a published discovery; the other stored
+# links (each compound's top-k) are kept for `--all` and version comparison.
 WRITE_MECHANISM_LINKS = """
 UNWIND $rows AS row
 MATCH (c:Compound {compound_id: row.compound_id})
 MATCH (g:Gene {entrez_id: row.entrez_id})
 MERGE (c)-[r:SHARES_MECHANISM_WITH {modelVersion: $version_id}]->(g)
 SET r.score = row.score, r.rank = row.rank, r.zscore = row.zscore, r.pvalue = row.pvalue,
-    r.qvalue = row.qvalue, r.isAnnotatedTarget = EXISTS { (c)-[:TARGETS]->(g) }
+    r.qvalue = row.qvalue, r.significant = row.significant,
+    r.isAnnotatedTarget = EXISTS { (c)-[:TARGETS]->(g) }
 RETURN count(*) AS written
 """
 
-# rows: {a, b, score, rank}  (b is among a's top-k); $basis: 'embedding' | 'profile'
+# rows: {a, b, score, rank, method}  (b is among a's top-k); $basis: 'embedding' | 'profile';
+# method: the edge source the version published (models.edge_sources), e.g. 'signature_correlation'.
 WRITE_GENE_INTERACTIONS = """
 UNWIND $rows AS row
 MATCH (a:Gene {entrez_id: row.a})
 MATCH (b:Gene {entrez_id: row.b})
 MERGE (a)-[r:PREDICTED_INTERACTION {modelVersion: $version_id}]->(b)
-SET r.score = row.score, r.rank = row.rank, r.basis = $basis,
+SET r.score = row.score, r.rank = row.rank, r.basis = $basis, r.method = row.method,
     r.inPrior = EXISTS { (a)-[:INTERACTS_WITH]-(b) }
 RETURN count(*) AS written
 """
@@ -282,6 +286,38 @@ RETURN c.compound_id AS compound_id, collect(DISTINCT g.entrez_id) AS entrez_ids
 PRIOR_PAIRS = """
 MATCH (a:Gene)-[:INTERACTS_WITH]->(b:Gene)
 RETURN DISTINCT a.entrez_id AS a, b.entrez_id AS b
+"""
+
+# Reference gene pairs for scoring edge sources, among the genes $entrez_ids only (index seeks on
+# Gene.entrez_id): co-members of a complex (CORUM) and prior interactions, named by their source.
+REFERENCE_COMPLEX_PAIRS = """
+MATCH (a:Gene)-[:MEMBER_OF]->(x:Complex)<-[:MEMBER_OF]-(b:Gene)
+WHERE a.entrez_id IN $entrez_ids AND b.entrez_id IN $entrez_ids AND a.entrez_id < b.entrez_id
+RETURN DISTINCT coalesce(x.source, 'complex') AS reference, a.entrez_id AS a, b.entrez_id AS b
+"""
+
+REFERENCE_INTERACTION_PAIRS = """
+MATCH (a:Gene)-[r:INTERACTS_WITH]-(b:Gene)
+WHERE a.entrez_id IN $entrez_ids AND b.entrez_id IN $entrez_ids AND a.entrez_id < b.entrez_id
+RETURN DISTINCT coalesce(r.source, 'interaction') AS reference, a.entrez_id AS a, b.entrez_id AS b
+"""
+
+SET_MODEL_VERSION_STATUS = """
+MATCH (m:ModelVersion {version_id: $version_id})
+SET m.status = $status
+RETURN m.version_id AS version_id
+"""
+
+# Per discovery type: the source published, its validation score and the simple answer's score
+# (flat properties for `model-versions`), and the whole scoring as JSON (discovery_quality).
+SET_DISCOVERY_QUALITY = """
+MATCH (m:ModelVersion {version_id: $version_id})
+SET m.edge_method = $edge_method, m.edge_score = $edge_score, m.edge_baseline_score = $edge_baseline_score,
+    m.edge_metric = $edge_metric, m.mechanism_method = $mechanism_method,
+    m.mechanism_score = $mechanism_score, m.mechanism_baseline_score = $mechanism_baseline_score,
+    m.mechanism_metric = $mechanism_metric, m.mechanism_fdr = $mechanism_fdr,
+    m.significant_mechanism_links = $significant_mechanism_links, m.discovery_quality = $quality
+RETURN m.version_id AS version_id
 """
 
 # ---------------------------------------------------------------------------------------------
@@ -335,22 +371,26 @@ WITH v, coalesce(hit, x) AS g
 WHERE g IS NOT NULL
 """
 
+# $all: false = significant links only (q <= the version's FDR; a link written before calibration
+# has no `significant` and counts as not significant), true = every stored link.
 MECHANISM_OF_COMPOUND = f"""{_VERSION}{_COMPOUND}
 MATCH (c)-[r:SHARES_MECHANISM_WITH]->(t:Gene)
-WHERE r.modelVersion = v
+WHERE r.modelVersion = v AND ($all OR coalesce(r.significant, false))
 RETURN c.compound_id AS compound_id, c.name AS compound, t.symbol AS gene, t.entrez_id AS entrez_id,
        r.rank AS rank, r.score AS score, r.zscore AS zscore, r.pvalue AS pvalue, r.qvalue AS qvalue,
-       r.isAnnotatedTarget AS annotated_target, v AS model_version
+       coalesce(r.significant, false) AS significant, r.isAnnotatedTarget AS annotated_target,
+       v AS model_version
 ORDER BY rank
 LIMIT $limit
 """
 
 COMPOUNDS_MIMICKING_GENE = f"""{_VERSION}{_GENE}
 MATCH (c:Compound)-[r:SHARES_MECHANISM_WITH]->(g)
-WHERE r.modelVersion = v
+WHERE r.modelVersion = v AND ($all OR coalesce(r.significant, false))
 RETURN g.symbol AS gene, c.compound_id AS compound_id, c.name AS compound, r.score AS score,
-       r.rank AS rank_for_compound, r.zscore AS zscore, r.pvalue AS pvalue,
-       r.isAnnotatedTarget AS annotated_target, v AS model_version
+       r.rank AS rank_for_compound, r.zscore AS zscore, r.pvalue AS pvalue, r.qvalue AS qvalue,
+       coalesce(r.significant, false) AS significant, r.isAnnotatedTarget AS annotated_target,
+       v AS model_version
 ORDER BY score DESC, compound_id
 LIMIT $limit
 """
@@ -358,14 +398,15 @@ LIMIT $limit
 INTERACTIONS_OF_GENE = f"""{_VERSION}{_GENE}
 MATCH (g)-[r:PREDICTED_INTERACTION]-(o:Gene)
 WHERE r.modelVersion = v
-WITH v, g, o, max(r.score) AS score, min(r.rank) AS rank, count(r) AS n_directions
-WITH v, g, o, score, rank, n_directions,
+WITH v, g, o, max(r.score) AS score, min(r.rank) AS rank, count(r) AS n_directions,
+     head(collect(r.method)) AS method
+WITH v, g, o, score, rank, n_directions, method,
      COLLECT {{ MATCH (g)-[p:INTERACTS_WITH]-(o) RETURN DISTINCT p.source }} AS prior_sources
 WHERE NOT ($novel_only AND size(prior_sources) > 0)
 RETURN g.symbol AS gene, o.symbol AS partner, o.entrez_id AS partner_entrez_id, score, rank,
        n_directions = 2 AS mutual,
        CASE WHEN size(prior_sources) > 0 THEN 'prior' ELSE 'novel' END AS evidence,
-       prior_sources, v AS model_version
+       prior_sources, method, v AS model_version
 ORDER BY score DESC, partner
 LIMIT $limit
 """
@@ -435,8 +476,16 @@ MODEL_VERSIONS = """
 MATCH (m:ModelVersion)
 RETURN m.version_id AS version_id, m.current AS current, m.status AS status, m.trained_at AS trained_at,
        m.code_version AS code_version, m.dataset_ids AS dataset_ids,
-       m.mechanism_links AS mechanism_links, m.interaction_links AS interaction_links,
-       m.effect_links AS effect_links
+       m.mechanism_links AS mechanism_links, m.significant_mechanism_links AS significant_mechanism_links,
+       m.interaction_links AS interaction_links, m.effect_links AS effect_links,
+       m.edge_method AS edge_method, m.edge_metric AS edge_metric, m.edge_score AS edge_score,
+       m.edge_baseline_score AS edge_correlation_score,
+       m.mechanism_method AS mechanism_method, m.mechanism_metric AS mechanism_metric,
+       m.mechanism_score AS mechanism_score, m.mechanism_baseline_score AS mechanism_baseline_score,
+       m.mechanism_fdr AS mechanism_fdr,
+       m.predictor AS predictor, m.predictor_margin AS predictor_margin,
+       m.predictor_best_baseline AS predictor_best_baseline, m.predictor_validation AS predictor_validation,
+       m.embeddings_from AS embeddings_from
 ORDER BY coalesce(m.trained_at, m.created_at) DESC, version_id DESC
 """
 
@@ -609,18 +658,25 @@ def coerce(value: Any, kind: type, name: str = "value") -> Any:
 _V = Param(str, None, "model version id (default: the current version)")
 _LIMIT = Param(int, 20, "maximum rows")
 _K = Param(int, 10, "number of neighbours")
+_ALL = Param(bool, False, "also links that are not significant (default: significant only)")
 
 NAMED_QUERIES: dict[str, NamedQuery] = {
     q.name: q
     for q in (
         NamedQuery("mechanism", MECHANISM_OF_COMPOUND,
-                   "Genes whose knock-down embedding is most similar to a compound's (its likely mechanism).",
-                   {"compound": Param(str, help="compound id, name or alias"), "version": _V, "limit": _LIMIT}),
+                   "Genes whose knock-down embedding is most similar to a compound's (its likely mechanism). "
+                   "Significant links only (BH q <= the version's FDR over every pair tested); --all shows "
+                   "every stored link (each compound's top k) with its q-value.",
+                   {"compound": Param(str, help="compound id, name or alias"), "version": _V, "limit": _LIMIT,
+                    "all": _ALL}),
         NamedQuery("mimics", COMPOUNDS_MIMICKING_GENE,
-                   "Compounds whose effect resembles the knock-down of a gene.",
-                   {"gene": Param(str, help="gene symbol or Entrez id"), "version": _V, "limit": _LIMIT}),
+                   "Compounds whose effect resembles the knock-down of a gene. Significant links only; --all "
+                   "shows every stored link.",
+                   {"gene": Param(str, help="gene symbol or Entrez id"), "version": _V, "limit": _LIMIT,
+                    "all": _ALL}),
         NamedQuery("interactions", INTERACTIONS_OF_GENE,
-                   "Inferred gene-gene interactions of a gene, with evidence (in the prior network or novel).",
+                   "Inferred gene-gene interactions of a gene, with evidence (in the prior network or novel) and "
+                   "the method (edge source) the version published.",
                    {"gene": Param(str, help="gene symbol or Entrez id"), "version": _V, "limit": _LIMIT,
                     "novel_only": Param(bool, False, "only edges absent from the prior network")}),
         NamedQuery("response", PREDICTED_RESPONSE,
@@ -640,7 +696,8 @@ NAMED_QUERIES: dict[str, NamedQuery] = {
                    "Nearest cell lines by LPM context embedding (cosine vector index).",
                    {"context": Param(str, help="cell line id or name"), "k": _K}),
         NamedQuery("model-versions", MODEL_VERSIONS,
-                   "Model versions in the graph (newest first) with their link counts.", {}),
+                   "Model versions in the graph (newest first) with their link counts and, per discovery type, "
+                   "the source published, its validation score and the simple answer's.", {}),
         NamedQuery("version-summary", MODEL_VERSION_SUMMARY,
                    "Links added / removed / kept by a model version vs the version before it (stored at publish time).",
                    {"version": _V}),

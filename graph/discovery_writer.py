@@ -9,6 +9,9 @@ writing the same model version twice changes nothing. The order a Dagster asset 
     register_model_version(driver, record)                # new version: current=false, status 'writing'
     write_embeddings(...) / write_mechanism_links(...) / write_gene_interactions(...) /
         write_predicted_effects(...)
+    record_discovery_quality(driver, version_id, quality) # per discovery type: source, score, baseline
+    --- with make_current=False the version stops here, status 'awaiting_check'; the Dagster check
+        on `discoveries` decides, then `promote_version` (asset `current_model_version`) does: ---
     set_current_version(driver, version_id)               # exactly one current version, atomically
     clear_stale_embeddings(driver, version_id)            # embeddings of names the new model lacks
     prune_model_versions(driver, retention)               # beyond settings.model_retention
@@ -90,6 +93,10 @@ class ModelVersionRecord:
     version_id: str = ""
     embedding_dim: int | None = None
     checkpoint_path: str = ""
+    # The production predictor's selection (models.predictor.Selection.to_dict()): what predicts the
+    # effects, every candidate's validation metrics, the margin over the best baseline; the
+    # embeddings are the LPM's whatever is chosen (`embeddings_from`).
+    predictor: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.dataset_hashes) not in (0, len(self.dataset_ids)):
@@ -115,7 +122,21 @@ class ModelVersionRecord:
             "code_version": self.code_version,
             "embedding_dim": self.embedding_dim,
             "checkpoint_path": self.checkpoint_path,
+            **self._predictor_props(),
         }
+
+    def _predictor_props(self) -> dict[str, Any]:
+        """Flat properties that `model-versions` shows; candidates' metrics and weights as JSON."""
+        p = self.predictor
+        if not p:
+            return {}
+        margin = p.get("margin")
+        return {"predictor": p.get("chosen"), "predictor_metric": p.get("metric"),
+                "predictor_margin": None if margin is None else float(margin),
+                "predictor_best_baseline": p.get("best_baseline"),
+                "predictor_validation": _json(p.get("validation", {})),
+                "predictor_weights": _json(p.get("stacking_weights", {})),
+                "embeddings_from": p.get("embeddings_from", "lpm")}
 
 
 def register_model_version(driver: Driver, record: ModelVersionRecord, *, database: str | None = None) -> bool:
@@ -147,6 +168,27 @@ def update_model_metrics(driver: Driver, version_id: str, metrics: Mapping[str, 
     """Replace the metrics JSON of a version (e.g. after the discovery evaluation ran)."""
     driver.execute_query(DQ.UPDATE_MODEL_VERSION_METRICS, version_id=version_id, metrics=_json(metrics),
                          database_=database, routing_=RoutingControl.WRITE)
+
+
+def record_discovery_quality(driver: Driver, version_id: str, quality: Mapping[str, Any], *,
+                             database: str | None = None) -> None:
+    """Store, per discovery type, the source published, its validation score and the simple answer's.
+
+    quality: {"edges": {"method", "metric", "score", "baseline_score", ...},
+              "mechanisms": {"method", "metric", "score", "baseline_score", "fdr", "significant", ...}}
+    (`models.discovery.quality_record`); the flat fields feed `model-versions`, the whole record is
+    kept as JSON in `discovery_quality`."""
+    edges, mech = dict(quality.get("edges") or {}), dict(quality.get("mechanisms") or {})
+    records, _, _ = driver.execute_query(
+        DQ.SET_DISCOVERY_QUALITY, version_id=version_id, quality=_json(quality),
+        edge_method=edges.get("method"), edge_metric=edges.get("metric"), edge_score=_float(edges.get("score")),
+        edge_baseline_score=_float(edges.get("baseline_score")), mechanism_method=mech.get("method"),
+        mechanism_metric=mech.get("metric"), mechanism_score=_float(mech.get("score")),
+        mechanism_baseline_score=_float(mech.get("baseline_score")), mechanism_fdr=_float(mech.get("fdr")),
+        significant_mechanism_links=None if mech.get("significant") is None else int(mech["significant"]),
+        database_=database, routing_=RoutingControl.WRITE)
+    if not records:
+        raise KeyError(f"no model version {version_id!r}")
 
 
 _SUMMARY_COUNT_PROPS = {"SHARES_MECHANISM_WITH": "mechanism_links", "PREDICTED_INTERACTION": "interaction_links",
@@ -274,6 +316,12 @@ def _write(driver: Driver, query: str, rows: list[dict[str, Any]], stats: WriteS
     return stats
 
 
+def _bool(x: Any) -> bool | None:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return bool(x)
+
+
 def _float(x: Any) -> float | None:
     if x is None:
         return None
@@ -367,17 +415,21 @@ def write_mechanism_links(driver: Driver, version_id: str, links: pd.DataFrame, 
             continue
         rows.append({"compound_id": str(r.compound), "entrez_id": entrez, "score": _float(r.score),
                      "rank": int(r.rank), "zscore": _float(getattr(r, "zscore", None)),
-                     "pvalue": _float(getattr(r, "pvalue", None)), "qvalue": _float(getattr(r, "qvalue", None))})
+                     "pvalue": _float(getattr(r, "pvalue", None)), "qvalue": _float(getattr(r, "qvalue", None)),
+                     "significant": _bool(getattr(r, "significant", None))})
     return _write(driver, DQ.WRITE_MECHANISM_LINKS, rows, stats, database=database, batch_size=batch_size,
                   version_id=version_id)
 
 
 def write_gene_interactions(driver: Driver, version_id: str, edges: pd.DataFrame, *, basis: str = "embedding",
-                            symbol_map: SymbolMap | None = None, database: str | None = None,
-                            batch_size: int = DEFAULT_BATCH_SIZE) -> WriteStats:
-    """(:Gene)-[:PREDICTED_INTERACTION]->(:Gene) from `models.discovery.gene_interactions` output.
+                            method: str | None = None, symbol_map: SymbolMap | None = None,
+                            database: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> WriteStats:
+    """(:Gene)-[:PREDICTED_INTERACTION]->(:Gene) from `models.edge_sources.edges_from_scores` (or
+    `models.discovery.gene_interactions`) output.
 
-    inPrior is set in Cypher (an INTERACTS_WITH edge in either direction exists)."""
+    `method` (the edge source, e.g. 'signature_correlation') comes from the `method` column when
+    there is one, else from the argument. inPrior is set in Cypher (an INTERACTS_WITH edge in either
+    direction exists)."""
     if basis not in {"embedding", "profile"}:
         raise ValueError("basis must be 'embedding' or 'profile'")
     stats = WriteStats("PREDICTED_INTERACTION")
@@ -388,7 +440,8 @@ def write_gene_interactions(driver: Driver, version_id: str, edges: pd.DataFrame
         if a is None or b is None:
             _skip(stats, "interaction", f"{r.source}->{r.target}", "gene not resolvable")
             continue
-        rows.append({"a": a, "b": b, "score": _float(r.score), "rank": int(r.rank)})
+        rows.append({"a": a, "b": b, "score": _float(r.score), "rank": int(r.rank),
+                     "method": str(getattr(r, "method", None) or method or "") or None})
     return _write(driver, DQ.WRITE_GENE_INTERACTIONS, rows, stats, database=database, batch_size=batch_size,
                   version_id=version_id, basis=basis)
 
@@ -496,12 +549,17 @@ def publish_discoveries(
     retention: int | None = None,
     database: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    quality: Mapping[str, Any] | None = None,
+    make_current: bool = True,
 ) -> PublishReport:
     """Write a model version and its discoveries, make it current, clear stale embeddings, prune.
 
     embeddings: kind ('compound', 'perturbation', 'gene_perturbation', 'readout', 'context') ->
-    DataFrame (index = node name, columns = dimensions). Re-running with the same record is
-    idempotent (same version id: nothing duplicated)."""
+    DataFrame (index = node name, columns = dimensions). `quality`: the per-discovery-type record
+    (`record_discovery_quality`). With make_current=False the version is written and left
+    non-current with status 'awaiting_check' (the Dagster asset check decides; `promote_version`
+    then makes it current). Re-running with the same record is idempotent (same version id:
+    nothing duplicated)."""
     began = time.perf_counter()
     embeddings = dict(embeddings or {})
     ensure_discovery_schema(driver, dims={k: int(e.shape[1]) for k, e in embeddings.items()}, database=database)
@@ -517,19 +575,47 @@ def publish_discoveries(
         report.stats["PREDICTED_INTERACTION"] = write_gene_interactions(
             driver, record.version_id, interactions, basis=interaction_basis, symbol_map=symbols,
             database=database, batch_size=batch_size)
+    if quality is not None:
+        record_discovery_quality(driver, record.version_id, quality, database=database)
     if effects is not None:
         report.stats["PREDICTED_EFFECT"] = write_predicted_effects(
             driver, record.version_id, effects, symbol_map=symbols, database=database, batch_size=batch_size)
     record_version_summary(driver, record.version_id, database=database)
-    set_current_version(driver, record.version_id, database=database)
+    if make_current:
+        promote_version(driver, record.version_id, kinds=embeddings.keys(), retention=retention, database=database,
+                        report=report)
+    else:
+        set_version_status(driver, record.version_id, AWAITING_CHECK, database=database)
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+AWAITING_CHECK = "awaiting_check"
+
+
+def set_version_status(driver: Driver, version_id: str, status: str, *, database: str | None = None) -> None:
+    records, _, _ = driver.execute_query(DQ.SET_MODEL_VERSION_STATUS, version_id=version_id, status=status,
+                                         database_=database, routing_=RoutingControl.WRITE)
+    if not records:
+        raise KeyError(f"no model version {version_id!r}")
+
+
+def promote_version(driver: Driver, version_id: str, *, kinds: Iterable[str] | None = None,
+                    retention: int | None = None, database: str | None = None,
+                    report: PublishReport | None = None) -> PublishReport:
+    """Make a written version current (status 'complete'), clear embeddings of names it lacks
+    (`kinds`: the embedding kinds it wrote; default all), wait for the vector indexes, prune."""
+    began = time.perf_counter()
+    report = report or PublishReport(version_id, created=False)
+    kinds = list(kinds) if kinds is not None else list(DQ.EMBEDDING_TARGETS)
+    set_current_version(driver, version_id, database=database)
     backfill_version_summaries(driver, database=database)
-    report.stale_embeddings_cleared = clear_stale_embeddings(driver, record.version_id, kinds=embeddings.keys(),
-                                                             database=database)
-    if embeddings:
+    report.stale_embeddings_cleared = clear_stale_embeddings(driver, version_id, kinds=kinds, database=database)
+    if kinds:
         with driver.session(database=database) as session:
             session.run(DQ.AWAIT_INDEX_REFRESH).consume()
     report.pruned = prune_model_versions(driver, retention, database=database)
-    report.seconds = time.perf_counter() - began
+    report.seconds += time.perf_counter() - began
     return report
 
 
@@ -565,6 +651,19 @@ def fetch_discovery_inputs(driver: Driver, *, database: str | None = None) -> Di
         annotated_targets={r["compound_id"]: sorted(r["entrez_ids"]) for r in q(DQ.ANNOTATED_TARGETS)},
         prior_pairs=[(r["a"], r["b"]) for r in q(DQ.PRIOR_PAIRS)],
     )
+
+
+def fetch_edge_references(driver: Driver, entrez_ids: Iterable[int], *,
+                          database: str | None = None) -> dict[str, list[tuple[int, int]]]:
+    """Reference gene pairs among `entrez_ids`, by reference name: complex co-membership (CORUM) and
+    prior interactions (STRING, ...), from the networks ingested into the graph."""
+    ids = sorted({int(e) for e in entrez_ids})
+    out: dict[str, list[tuple[int, int]]] = {}
+    for query in (DQ.REFERENCE_COMPLEX_PAIRS, DQ.REFERENCE_INTERACTION_PAIRS):
+        records, _, _ = driver.execute_query(query, entrez_ids=ids, database_=database, routing_=RoutingControl.READ)
+        for r in records:
+            out.setdefault(r["reference"], []).append((int(r["a"]), int(r["b"])))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

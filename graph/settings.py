@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     inputs: str = Field(default="default", validation_alias=AliasChoices("PERTURBGRAPH_INPUTS"))
     # Model versions kept in the graph before older ones are pruned.
     model_retention: int = Field(default=3, validation_alias=AliasChoices("PERTURBGRAPH_MODEL_RETENTION"))
+    # False-discovery rate of published compound -> gene mechanism links (BH over every pair tested).
+    mechanism_fdr: float = Field(default=0.1, gt=0.0, le=1.0, validation_alias=AliasChoices("PERTURBGRAPH_MECHANISM_FDR"))
     # Torch device for training: "auto" picks CUDA when present.
     device: str = Field(default="auto", validation_alias=AliasChoices("PERTURBGRAPH_DEVICE"))
 

@@ -39,11 +39,13 @@ SOURCES = ("lpm_knockdown", "lpm_readout", "lpm_imputed", CORRELATION, COMBINED)
 SELECTION_METRIC = "auprc"
 
 
-def knockdown_signatures(table: pd.DataFrame, gene_of: Mapping[str, str]) -> pd.DataFrame:
+def knockdown_signatures(table: pd.DataFrame, gene_of: Mapping[str, str], *, by_context: bool = True) -> pd.DataFrame:
     """Per-gene knock-down signature vectors from a training table (long: context, perturbation,
     readout, value): rows = genes (`gene_of[perturbation]`), columns = "context|readout", the mean
     over the gene's perturbations and replicates; a (context, readout) a gene was not measured in is
-    0 (no change)."""
+    0 (no change). With by_context=False the columns are readouts (mean over contexts), so groups
+    measured in different cell lines (compounds vs knock-downs) can be compared; `gene_of` may then
+    map any perturbation to any group (a compound's doses to the compound)."""
     need = {"context", "perturbation", "readout", "value"}
     if missing := need - set(table.columns):
         raise ValueError(f"training table lacks columns {sorted(missing)}")
@@ -52,9 +54,12 @@ def knockdown_signatures(table: pd.DataFrame, gene_of: Mapping[str, str]) -> pd.
     if not keep.any():
         return pd.DataFrame(dtype=np.float64)
     sub = pd.DataFrame({"gene": pert[keep].map(gene_of).to_numpy(),
-                        "col": (table.loc[keep, "context"].astype(str) + "|"
+                        "col": ((table.loc[keep, "context"].astype(str) + "|" if by_context else "")
                                 + table.loc[keep, "readout"].astype(str)).to_numpy(),
                         "value": table.loc[keep, "value"].to_numpy(np.float64)})
+    if not by_context:  # each (group, context) signature first, so a context with many rows does not dominate
+        ctx = table.loc[keep, "context"].astype(str).to_numpy()
+        sub = sub.assign(ctx=ctx).groupby(["gene", "ctx", "col"], observed=True)["value"].mean().reset_index()
     wide = sub.pivot_table(index="gene", columns="col", values="value", aggfunc="mean")
     wide.index = wide.index.astype(str)
     return wide.fillna(0.0)
@@ -273,3 +278,18 @@ def edges_from_scores(scores: pd.DataFrame, *, k: int = 10, prior_pairs: Iterabl
     out["in_prior"] = [frozenset((a, b)) in prior for a, b in zip(out["source"], out["target"], strict=True)]
     out["method"] = method
     return out.loc[:, [*INTERACTION_COLUMNS, "method"]]
+
+
+def edge_gate(edge_quality: Mapping[str, Any]) -> tuple[bool, str]:
+    """The blocking rule on published edges (`EdgeSourceReport.as_dict()` plus `method`): edges from
+    signature correlation pass (they are tagged as such); any other source passes only if it scores
+    at least as well as correlation on every reference outside the prior."""
+    method = edge_quality.get("method") or edge_quality.get("published")
+    if method == CORRELATION:
+        return True, "edges are signature correlation, tagged method='signature_correlation'"
+    refs = list(edge_quality.get("references") or [])
+    if not refs:
+        return False, f"{method} edges cannot be validated (no reference pairs outside the prior) and are not correlation"
+    if beats_correlation(edge_quality.get("scores") or {}, method, refs):
+        return True, f"{method} scores at least as well as signature correlation on {', '.join(refs)}"
+    return False, f"{method} edges score below signature correlation on at least one of {', '.join(refs)}"

@@ -108,9 +108,10 @@ def build(driver) -> None:
     GW.write_prior_edges(driver, [PriorEdgeRecord("MTOR", "RPTOR", "STRING", 0.9)], "t")
     mech = pd.DataFrame({"compound": ["RAPA", "RAPA", "EVER", "VEMU"], "gene": ["MTOR", "EGFR", "MTOR", "BRAF"],
                          "score": [0.95, 0.4, 0.9, 0.8], "rank": [1, 2, 1, 1], "zscore": [6.0, 1.0, 5.0, 4.0],
-                         "pvalue": [0.001, 0.3, 0.002, 0.004], "qvalue": [0.01, 0.5, 0.01, 0.02]})
+                         "pvalue": [0.001, 0.3, 0.002, 0.004], "qvalue": [0.01, 0.5, 0.01, 0.02],
+                         "significant": [True, False, True, True]})
     inter = pd.DataFrame({"source": ["MTOR", "RPTOR", "MTOR", "BRAF"], "target": ["RPTOR", "MTOR", "EGFR", "MAP2K1"],
-                          "score": [0.9, 0.9, 0.5, 0.7], "rank": [1, 1, 2, 1]})
+                          "score": [0.9, 0.9, 0.5, 0.7], "rank": [1, 1, 2, 1], "method": "signature_correlation"})
     effects = pd.DataFrame({"perturbation": ["compound:RAPA@1uM"] * 3, "context": ["A375"] * 3,
                             "readout": ["EGFR", "BRAF", "MAP2K1"], "value": [2.0, 1.0, -3.0],
                             "direction": ["up", "up", "down"], "rank": [1, 2, 1]})
@@ -125,7 +126,14 @@ def build(driver) -> None:
     mech2 = mech.copy()
     mech2.loc[1, "gene"] = "RPTOR"
     W.publish_discoveries(driver, W.ModelVersionRecord({"v": 2}, trained_at="2025-02-01T00:00:00", version_id=V2),
-                          mechanisms=mech2, interactions=inter.iloc[[0, 1, 3]], effects=effects, embeddings=emb)
+                          mechanisms=mech2, interactions=inter.iloc[[0, 1, 3]], effects=effects, embeddings=emb,
+                          quality=QUALITY)
+
+
+QUALITY = {"edges": {"method": "signature_correlation", "metric": "AUPRC outside the prior", "score": 0.2,
+                     "baseline_score": 0.2, "reason": "signature correlation scores best"},
+           "mechanisms": {"method": "lpm_embeddings", "metric": "AUROC of annotated targets", "score": 0.8,
+                          "baseline_score": 0.6, "fdr": 0.1, "significant": 3}}
 
 
 def q(driver, name, **params):
@@ -138,10 +146,15 @@ def test_named_queries_return_planted_content(empty_graph):
     d = empty_graph
     # mechanism: by id, exact name, alias, case-insensitive name; defaults to the current version
     for key in ("RAPA", "sirolimus", "rapamycin", "SIROLIMUS", ODD_ALIAS):
-        rows = q(d, "mechanism", compound=key)
-        assert [(r["gene"], r["rank"], r["annotated_target"]) for r in rows] == [("MTOR", 1, True), ("RPTOR", 2, False)]
+        rows = q(d, "mechanism", compound=key)  # significant links only by default
+        assert [(r["gene"], r["rank"], r["annotated_target"], r["significant"]) for r in rows] == [
+            ("MTOR", 1, True, True)]
         assert {r["model_version"] for r in rows} == {V2}
-    assert [r["gene"] for r in q(d, "mechanism", compound="RAPA", version=V1)] == ["MTOR", "EGFR"]
+        rows = q(d, "mechanism", compound=key, all=True)  # --all: every stored link, flagged
+        assert [(r["gene"], r["rank"], r["significant"]) for r in rows] == [("MTOR", 1, True), ("RPTOR", 2, False)]
+        assert rows[1]["qvalue"] == 0.5
+    assert [r["gene"] for r in q(d, "mechanism", compound="RAPA", version=V1)] == ["MTOR"]
+    assert [r["gene"] for r in q(d, "mechanism", compound="RAPA", version=V1, all=True)] == ["MTOR", "EGFR"]
     assert q(d, "mechanism", compound="RAPA", limit=1)[0]["gene"] == "MTOR"
     assert q(d, "mechanism", compound="unknown drug") == []
     assert q(d, "mechanism", compound="") == [] and q(d, "mechanism", compound='"') == []
@@ -152,11 +165,13 @@ def test_named_queries_return_planted_content(empty_graph):
     assert [r["compound"] for r in mim] == ["sirolimus", "everolimus"]
     assert [r["compound"] for r in q(d, "mimics", gene="2475")] == ["sirolimus", "everolimus"]  # Entrez id
     assert [r["compound"] for r in q(d, "mimics", gene="mtor")] == ["sirolimus", "everolimus"]  # any case
+    assert q(d, "mimics", gene="RPTOR") == [] and [r["compound"] for r in q(d, "mimics", gene="RPTOR", all=True)] == [
+        "sirolimus"]
 
     inter = q(d, "interactions", gene="MTOR", version=V1)
     assert [(r["partner"], r["evidence"], r["mutual"]) for r in inter] == [("RPTOR", "prior", True),
                                                                            ("EGFR", "novel", False)]
-    assert inter[0]["prior_sources"] == ["STRING"]
+    assert inter[0]["prior_sources"] == ["STRING"] and inter[0]["method"] == "signature_correlation"
     assert [r["partner"] for r in q(d, "interactions", gene="MTOR", version=V1, novel_only=True)] == ["EGFR"]
     assert [r["partner"] for r in q(d, "interactions", gene="MTOR")] == ["RPTOR"]  # current: EGFR edge gone
 
@@ -186,6 +201,13 @@ def test_version_queries_report_what_changed(empty_graph):
     versions = q(d, "model-versions")
     assert [(v["version_id"], v["current"]) for v in versions] == [(V2, True), (V1, False)]
     assert versions[0]["mechanism_links"] == 4 and versions[1]["interaction_links"] == 4
+    # the quality record: per discovery type, the source, its score and the simple answer's
+    assert (versions[0]["edge_method"], versions[0]["edge_score"], versions[0]["edge_correlation_score"]) == (
+        "signature_correlation", 0.2, 0.2)
+    assert (versions[0]["mechanism_method"], versions[0]["mechanism_score"],
+            versions[0]["mechanism_baseline_score"], versions[0]["mechanism_fdr"]) == ("lpm_embeddings", 0.8, 0.6, 0.1)
+    assert versions[0]["significant_mechanism_links"] == 3
+    assert versions[1]["edge_method"] is None  # a version published without a quality record says nothing
 
     summary = {r["relationship"]: r for r in q(d, "version-summary")}
     assert summary["SHARES_MECHANISM_WITH"]["previous_version"] == V1

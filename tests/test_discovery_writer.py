@@ -237,3 +237,49 @@ def test_odd_names_travel_as_parameters(empty_graph, name):
     rows = W.run_named_query(empty_graph, "mechanism", {"compound": name})
     assert [(r["compound_id"], r["gene"], r["model_version"]) for r in rows] == [(name, "MTOR", name)]
     assert CG.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 3}]
+
+
+def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
+    """The gate's write path: a version is written non-current ('awaiting_check'), queries still see
+    the previous one; promote_version makes it current. `method` and `significant` land on the links,
+    the quality record on the version."""
+    from graph.records import ComplexRecord
+
+    build_base(empty_graph)
+    v1, v2 = record("2025-01-01T00:00:00"), record("2025-02-01T00:00:00", lr=0.1)
+    publish(empty_graph, v1)
+    emb, mech, inter, effects = discoveries(seed=1)
+    inter = inter.assign(method="signature_correlation")
+    quality = {"edges": {"method": "signature_correlation", "metric": "AUPRC", "score": 0.3, "baseline_score": 0.3},
+               "mechanisms": {"method": "lpm_embeddings", "metric": "AUROC", "score": 0.9, "baseline_score": 0.5,
+                              "fdr": 0.1, "significant": int(mech["significant"].sum())}}
+    W.publish_discoveries(empty_graph, v2, embeddings=emb, mechanisms=mech, interactions=inter, effects=effects,
+                          quality=quality, retention=5, make_current=False)
+    assert W.current_version(empty_graph) == v1.version_id
+    status = {v["version_id"]: v["status"] for v in W.list_model_versions(empty_graph)}
+    assert status[v2.version_id] == W.AWAITING_CHECK and status[v1.version_id] == "complete"
+    assert {r["model_version"] for r in W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})} <= {
+        v1.version_id}
+    methods = CG.run_cypher(empty_graph, "MATCH ()-[r:PREDICTED_INTERACTION]->() WHERE r.modelVersion = $v "
+                                         "RETURN collect(DISTINCT r.method) AS m", {"v": v2.version_id})[0]["m"]
+    assert methods == ["signature_correlation"]
+    flags = CG.run_cypher(empty_graph, "MATCH ()-[r:SHARES_MECHANISM_WITH]->() WHERE r.modelVersion = $v "
+                                       "RETURN r.significant AS s, count(*) AS n", {"v": v2.version_id})
+    assert sum(r["n"] for r in flags if r["s"]) == int(mech["significant"].sum()) > 0
+    assert {r["s"] for r in flags} <= {True, False}
+
+    W.promote_version(empty_graph, v2.version_id, kinds=emb.keys(), retention=5)
+    assert W.current_version(empty_graph) == v2.version_id
+    row = next(v for v in W.run_named_query(empty_graph, "model-versions") if v["version_id"] == v2.version_id)
+    assert (row["edge_method"], row["edge_score"], row["mechanism_score"], row["mechanism_baseline_score"]) == (
+        "signature_correlation", 0.3, 0.9, 0.5)
+    mv = CG.run_cypher(empty_graph, DQ.GET_MODEL_VERSION, {"version_id": v2.version_id})[0]["model_version"]
+    assert mv["status"] == "complete" and '"baseline_score": 0.5' in mv["discovery_quality"]
+
+    # reference pairs for edge scoring come from the graph: complexes and prior interactions
+    GW.write_complexes(empty_graph, [ComplexRecord("CORUM:1", "mTORC1", ("MTOR", "RPTOR", "EGFR"))], "t")
+    refs = W.fetch_edge_references(empty_graph, [GENES[g] for g in ("MTOR", "RPTOR", "EGFR", "BRAF", "MAP2K1")])
+    assert sorted(refs["CORUM"]) == sorted([(1956, 2475), (1956, 57521), (2475, 57521)])
+    assert sorted(refs["STRING"]) == [(673, 5604), (2475, 57521)]
+    only = W.fetch_edge_references(empty_graph, [GENES["MTOR"], GENES["RPTOR"]])
+    assert only == {"CORUM": [(2475, 57521)], "STRING": [(2475, 57521)]}

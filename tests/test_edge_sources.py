@@ -103,3 +103,24 @@ def test_rank_average_combines_on_shared_genes():
     comb = ES.rank_average({"a": a, "b": b})
     assert list(comb.index) == ["x", "y", "z"]
     assert comb.loc["x", "y"] == pytest.approx(1.0) and comb.loc["x", "z"] == pytest.approx(1 / 3)
+
+
+def test_signatures_without_context_average_each_context_first():
+    table = pd.DataFrame({"context": ["A", "A", "A", "B"], "perturbation": ["d@1", "d@1", "d@10", "d@1"],
+                          "readout": ["x", "x", "x", "x"], "value": [1.0, 1.0, 4.0, 10.0]})
+    sig = ES.knockdown_signatures(table, {"d@1": "d", "d@10": "d"}, by_context=False)
+    assert list(sig.columns) == ["x"] and sig.loc["d", "x"] == pytest.approx((2.0 + 10.0) / 2)
+
+
+def test_edge_gate_passes_correlation_and_better_sources_only():
+    good = ES.candidate_scores(signatures=_profiles(noise=3.0, seed=1), knockdown=_profiles(noise=0.5, seed=2))
+    rep = ES.score_edge_sources(good, _refs())
+    assert ES.edge_gate({**rep.as_dict(), "method": rep.published})[0]
+    bad = ES.candidate_scores(signatures=_profiles(noise=1.5, seed=1),
+                              knockdown=_profiles(noise=0.3, seed=2, modules_with_signal=range(5)))
+    forced = ES.score_edge_sources(bad, _refs(), force="lpm_knockdown").as_dict()
+    passed, why = ES.edge_gate({**forced, "method": "lpm_knockdown"})
+    assert not passed and "below signature correlation" in why
+    assert ES.edge_gate({**forced, "method": "signature_correlation"})[0]
+    unvalidated = ES.score_edge_sources(bad, _refs(prior=WITHIN), force="lpm_knockdown").as_dict()
+    assert not ES.edge_gate({**unvalidated, "method": "lpm_knockdown"})[0]
