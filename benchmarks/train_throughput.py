@@ -3,6 +3,12 @@ concatenate-then-MLP implementation of the same model, plus peak RSS of one Taho
 
     nice python benchmarks/train_throughput.py synthetic [--steps 150] [--threads 1] [--device cuda]
     nice python benchmarks/train_throughput.py tahoe-epoch [--threads 1] [--max-tiles N] [--device cuda]
+    nice python benchmarks/train_throughput.py tahoe-a498 [--seeds 0,1,2] [--threads 1] [--device cpu]
+
+`tahoe-a498` is the figure to set beside the reference LPM implementation: `lpm_paper` trained to
+convergence (LPMConfig.paper(): 50 epochs max, early stopping on validation) on the Tahoe A498
+unseen-experiment split of docs/results.md (150 random dense readouts, seed 0; split seed = run seed),
+one thread; it prints triples per CPU-second, fit CPU-seconds, epochs and validation / test metrics.
 
 On the CPU throughput is per CPU-second of this process (the development machine is shared); on
 CUDA it is per wall-second between synchronised clocks, and peak GPU memory is reported too.
@@ -126,6 +132,56 @@ def tahoe_epoch(args) -> None:
               f"({torch.cuda.get_device_name()})")
 
 
+def tahoe_a498(args) -> None:
+    """lpm_paper on the docs/results.md Tahoe A498 unseen-experiment benchmark, timed in CPU-seconds."""
+    import os
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.make_results import TAHOE_SMALL
+    from models.datasets import load_dataset
+    from models.evaluation.harness import Resources, build_model
+    from models.evaluation.metrics import evaluate_predictions
+    from models.evaluation.splits import make_split
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    df = load_dataset("tahoe", **TAHOE_SMALL)  # the same 150 random dense readouts as docs/results.md
+    print(f"tahoe {TAHOE_SMALL}: {len(df):,} rows, {df['context'].nunique()} contexts, "
+          f"{df['perturbation'].nunique()} perturbations, {df['readout'].nunique()} readouts "
+          f"(loaded in {time.perf_counter() - t0:.1f} s); threads {torch.get_num_threads()}; "
+          f"device {args.device}; load average {os.getloadavg()[0]:.1f}", flush=True)
+    from models.module import LPMConfig
+
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
+        split = make_split(df, "unseen-experiment", context="A498", seed=seed)
+        # build_model("lpm_paper") is what the results harness trains: LPMConfig() with every encoder off
+        res = Resources(lpm_config=LPMConfig(**({"batch_triples": args.batch_triples} if args.batch_triples else {})))
+        model = build_model("lpm_paper", seed=seed, resources=res, split_kind="unseen-experiment")
+        c0, w0 = time.process_time(), time.perf_counter()
+        model.fit(split.train, split.valid, progress=False, device=args.device)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        epochs = len(model.history)
+        triples = len(split.train) * epochs  # every observed training triple once per epoch
+        best = min(h["valid_loss"] for h in model.history)
+        test = split.test.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        m_test = evaluate_predictions(test, model.predict(test.drop(columns="value")))
+        m_valid = evaluate_predictions(split.valid, model.predict(split.valid.drop(columns="value")))
+        rows.append((seed, triples / cpu, cpu, epochs))
+        print(f"seed {seed}: {len(split.train):,} training triples x {epochs} epochs = {triples:,} in {cpu:.1f} "
+              f"fit CPU-s ({wall:.1f} s wall): **{triples / cpu:,.0f} triples per CPU-second**, "
+              f"{triples / wall:,.0f} per wall-second; best valid MSE {best:.4f}, valid r/signature "
+              f"{m_valid['pearson_per_signature']:.3f}; test r/signature {m_test['pearson_per_signature']:.3f}, "
+              f"RMSE {m_test['rmse']:.3f}, pooled r {m_test['pearson']:.3f}; load average {os.getloadavg()[0]:.1f}",
+              flush=True)
+    if len(rows) > 1:
+        tps = [r[1] for r in rows]
+        print(f"triples per CPU-second over {len(rows)} seeds: mean {np.mean(tps):,.0f}, "
+              f"min {min(tps):,.0f}, max {max(tps):,.0f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -144,6 +200,12 @@ def main() -> None:
     t.add_argument("--max-tiles", type=int, default=0, help="stop the epoch after N tiles (0 = full epoch)")
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.set_defaults(fn=tahoe_epoch)
+    a = sub.add_parser("tahoe-a498", help="lpm_paper on the docs/results.md Tahoe A498 benchmark")
+    a.add_argument("--seeds", default="0", help="comma-separated split / model seeds")
+    a.add_argument("--threads", type=int, default=1)
+    a.add_argument("--batch-triples", type=int, default=0, help="0 = the paper's 1000")
+    a.add_argument("--device", default="cpu", help="cpu or cuda")
+    a.set_defaults(fn=tahoe_a498)
     args = ap.parse_args()
     args.fn(args)
 

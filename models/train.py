@@ -158,13 +158,14 @@ def make_optimizer(module: LPMModule, cfg: LPMConfig) -> torch.optim.AdamW:
 
 def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMConfig, *, seed: int = 0,
           device: str = "auto", progress: bool = True, resume_state: dict[str, Any] | None = None,
-          on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
+          on_epoch_end: Callable[[dict[str, Any]], None] | None = None, parallel: Any = None) -> list[dict]:
     """Train in place; returns the per-epoch history.
 
     on_epoch_end(train_state) is called after every epoch with everything needed to resume
     (weights, optimizer, scheduler, RNG states, epoch, history, early-stopping state); pass that
     dict back as resume_state to continue exactly where it stopped. With `valid`, training stops
     after `cfg.patience` epochs without improvement and the best weights are restored.
+    `parallel` (a models.distributed.DataParallel) makes this one rank of a data-parallel run.
     """
     dev = resolve_device(device)
     module.to(dev)
@@ -188,7 +189,9 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
 
     n_obs = data.n_obs
     P, R = len(data.ctx), len(data.readouts)
-    bp, br = tile_shape(P, R, n_obs / max(P * R, 1), cfg.batch_triples)
+    batch = parallel.per_rank_batch(cfg.batch_triples) if parallel else cfg.batch_triples
+    bp, br = tile_shape(P, R, n_obs / max(P * R, 1), batch)
+    step_module = parallel.wrap(module) if parallel else module  # DDP all-reduces its gradients
     bar = _progress(progress)
     task = bar.add_task("LPM", total=cfg.max_epochs, completed=start, info="") if bar else None
     try:
@@ -199,8 +202,11 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
             t0 = time.perf_counter()
             # Running sums stay on the device; they are read only for the progress bar and at the end.
             tot, cnt = torch.zeros((), dtype=torch.float64, device=dev), torch.zeros((), dtype=torch.long, device=dev)
-            for step, (pi, ri) in enumerate(make_tiles(P, R, bp, br, gen, device=dev)):
-                s, n = tile_loss(module, data, pi, ri)
+            tiles = make_tiles(P, R, bp, br, gen, device=dev)
+            if parallel:
+                tiles = parallel.shard(tiles, data)
+            for step, (pi, ri) in enumerate(tiles):
+                s, n = tile_loss(step_module, data, pi, ri)
                 if isinstance(n, int) and n == 0:
                     continue
                 opt.zero_grad(set_to_none=True)
@@ -213,6 +219,8 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
                     c = max(int(cnt), 1)
                     tps = c / max(time.perf_counter() - t0, 1e-9)
                     bar.update(task, info=f"epoch {epoch + 1} loss {float(tot) / c:.4f} {tps:,.0f} triples/s")
+            if parallel:
+                parallel.all_sum(tot, cnt)
             n_seen, loss_sum = int(cnt), float(tot)
             dt = time.perf_counter() - t0
             rec = {"epoch": epoch + 1, "train_loss": loss_sum / max(n_seen, 1), "lr": opt.param_groups[0]["lr"],
