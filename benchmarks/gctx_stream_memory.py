@@ -35,18 +35,22 @@ def _current_rss_mb() -> float:
     return float("nan")
 
 
-def run_one(n_samples: int, chunk_size: int) -> dict:
+def write_synthetic_gctx(path: Path, n_samples: int, *, shuffle_ids: bool = False, seed: int = 0) -> Path:
+    """An (n_samples x 978) float32 GCTX written in 10k-row blocks: 5 cell lines, 500 drugs x 5 doses,
+    5% DMSO controls. Column ids are SIG0000000... in file order, or a random permutation of them
+    (`shuffle_ids`, as in real plates whose ids are not sorted)."""
     import numpy as np
     import pandas as pd
 
-    from graph.io.gctx import GctxToLong, write_gctx
+    from graph.io.gctx import write_gctx
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     cells = np.array(["A375", "MCF7", "PC3", "HEPG2", "VCAP"])
     drugs = np.array([f"drug-{i}" for i in range(500)])
     doses = np.array(["0.04 um", "0.37 um", "3.33 um", "10 uM", "500 nM"])
+    order = rng.permutation(n_samples) if shuffle_ids else np.arange(n_samples)
     col = pd.DataFrame({
-        "id": [f"SIG{i:07d}" for i in range(n_samples)],
+        "id": [f"SIG{i:07d}" for i in order],
         "cell_id": cells[rng.integers(0, len(cells), n_samples)],
         "pert_type": np.where(rng.random(n_samples) < 0.05, "ctl_vehicle", "trt_cp"),
         "pert_iname": drugs[rng.integers(0, len(drugs), n_samples)],
@@ -62,13 +66,18 @@ def run_one(n_samples: int, chunk_size: int) -> dict:
             k = min(BLOCK, n_samples - start)
             yield rng.standard_normal((k, N_GENES), dtype=np.float32)
 
+    return write_gctx(path, blocks(), row, col)
+
+
+def run_one(n_samples: int, chunk_size: int) -> dict:
+    from graph.io.gctx import GctxToLong
+
     with tempfile.TemporaryDirectory(prefix="gctx-bench-") as tmp:
         path = Path(tmp) / f"bench_{n_samples}.gctx"
         t0 = time.perf_counter()
-        write_gctx(path, blocks(), row, col)
+        write_synthetic_gctx(path, n_samples)
         write_s = time.perf_counter() - t0
         size_mb = path.stat().st_size / 2**20
-        del col, row
         rss_before = _current_rss_mb()
         t0 = time.perf_counter()
         conv = GctxToLong(path, "bench", chunk_size=chunk_size)

@@ -46,7 +46,7 @@ MANIFEST_FILE = "manifest.json"
 QUARANTINE_COLUMNS: tuple[str, ...] = ("source", "record_key", "reason", "raw")
 _TEXT_COLUMNS = tuple(c for c in MEASUREMENT_COLUMNS if c != "value")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-_ROW_GROUP = 1_000_000
+_ROW_GROUP = 250_000  # rows per row group: bounds the text built at once (and filter pushdown granularity)
 
 
 class StoreIntegrityError(RuntimeError):
@@ -152,8 +152,7 @@ _SPILL_BATCH = 500_000
 def canonical_measurements(table: pd.DataFrame, dataset_id: str) -> pd.DataFrame:
     """Validated, canonical copy: exactly MEASUREMENT_COLUMNS, text as category, value float32,
     sorted by (signature_id, readout); one row per (signature_id, readout)."""
-    arrow, _, _, _ = _canonical_chunk(table, dataset_id)
-    df = arrow.to_pandas()
+    df = _canonical_chunk(table, dataset_id).arrow().to_pandas()
     for c in _TEXT_COLUMNS:
         df[c] = df[c].astype("category")
     return df
@@ -185,39 +184,54 @@ def _sorted_codes(s: pd.Series, name: str, dataset_id: str) -> tuple[np.ndarray,
     return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
 
-def _canonical_chunk(table: pd.DataFrame, dataset_id: str):
-    """One chunk -> (arrow table in STORE_SCHEMA sorted by (signature_id, readout), first key, last key,
-    rows per signature {id: n}). Raises ValueError on wrong columns, other datasets, missing text,
-    non-numeric values or a repeated (signature_id, readout) inside the chunk."""
+@dataclass(frozen=True)
+class _Chunk:
+    """One validated chunk as sorted integer codes; text is built per slice (`arrow`), not all at once."""
+
+    coded: dict[str, tuple[np.ndarray, np.ndarray]]  # column -> (codes in sorted row order, categories)
+    value: np.ndarray  # float32, sorted row order
+    first: tuple[str, str] | None
+    last: tuple[str, str] | None
+    per_sig: dict[str, int]
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    def arrow(self, lo: int = 0, hi: int | None = None) -> pa.Table:
+        arrays = []
+        for c in MEASUREMENT_COLUMNS:
+            if c == "value":
+                arrays.append(pa.array(self.value[lo:hi], pa.float32()))
+            else:
+                codes, cats = self.coded[c]
+                arrays.append(pa.DictionaryArray.from_arrays(pa.array(codes[lo:hi], pa.int32()),
+                                                             pa.array(cats, pa.string())).dictionary_decode())
+        return pa.Table.from_arrays(arrays, schema=STORE_SCHEMA)
+
+
+def _canonical_chunk(table: pd.DataFrame, dataset_id: str) -> _Chunk:
+    """One chunk, sorted by (signature_id, readout), with its first and last key and rows per signature.
+    Raises ValueError on wrong columns, other datasets, missing text, non-numeric values or a repeated
+    (signature_id, readout) inside the chunk."""
     _check_columns(table)
     coded = {c: _sorted_codes(table[c], c, dataset_id) for c in _TEXT_COLUMNS}
     other = set(coded["dataset"][1][np.unique(coded["dataset"][0])]) - {dataset_id}
     if other:
         raise ValueError(f"measurement rows of other datasets in {dataset_id!r}: {sorted(other)[:5]}")
     value = pd.to_numeric(table["value"], errors="raise").to_numpy(dtype=np.float32)
-    sig, sig_cats = coded["signature_id"]
-    readout, readout_cats = coded["readout"]
-    order = np.lexsort((readout, sig))
-    sig, readout = sig[order], readout[order]
+    sig_cats, readout_cats = coded["signature_id"][1], coded["readout"][1]
+    order = np.lexsort((coded["readout"][0], coded["signature_id"][0]))
+    coded = {c: (codes[order].astype(np.int32), cats) for c, (codes, cats) in coded.items()}
+    sig, readout = coded["signature_id"][0], coded["readout"][0]
     dup = (sig[1:] == sig[:-1]) & (readout[1:] == readout[:-1])
     if dup.any():
         raise ValueError(f"{int(dup.sum())} duplicate (signature_id, readout) rows in {dataset_id!r}")
-    arrays = []
-    for c in MEASUREMENT_COLUMNS:
-        if c == "value":
-            arrays.append(pa.array(value[order], pa.float32()))
-        else:
-            codes, cats = coded[c]
-            arrays.append(pa.DictionaryArray.from_arrays(pa.array(codes[order], pa.int32()),
-                                                         pa.array(cats, pa.string())).dictionary_decode())
-    arrow = pa.Table.from_arrays(arrays, schema=STORE_SCHEMA)
     if not len(order):
-        return arrow, None, None, {}
+        return _Chunk(coded, value, None, None, {})
     present, counts = np.unique(sig, return_counts=True)
-    per_sig = dict(zip(sig_cats[present].tolist(), counts.tolist(), strict=True))
-    first = (sig_cats[sig[0]], readout_cats[readout[0]])
-    last = (sig_cats[sig[-1]], readout_cats[readout[-1]])
-    return arrow, first, last, per_sig
+    return _Chunk(coded, value[order], (sig_cats[sig[0]], readout_cats[readout[0]]),
+                  (sig_cats[sig[-1]], readout_cats[readout[-1]]),
+                  dict(zip(sig_cats[present].tolist(), counts.tolist(), strict=True)))
 
 
 def _sorted_arrow(table: pa.Table, dataset_id: str) -> pa.Table:
@@ -311,19 +325,21 @@ class MeasurementWriter:
     def append(self, chunk: pd.DataFrame) -> None:
         if self._finished:
             raise RuntimeError(f"measurement writer of {self.dataset_id!r} is closed")
-        arrow, first, last, per_sig = _canonical_chunk(chunk, self.dataset_id)
-        if first is None:
+        prepared = _canonical_chunk(chunk, self.dataset_id)
+        if prepared.first is None:
             return
-        self.n_rows += len(arrow)
-        for sid, n in per_sig.items():
+        self.n_rows += len(prepared)
+        for sid, n in prepared.per_sig.items():
             self._sig_rows[sid] = self._sig_rows.get(sid, 0) + n
-        if self._spill_dir is None and (self._last is None or first > self._last):
-            self._last = last
-            self._emit(arrow)
-            return
-        if self._spill_dir is None and first == self._last:
-            raise ValueError(f"1 duplicate (signature_id, readout) rows in {self.dataset_id!r}: {first}")
-        self._spill_write(arrow)
+        in_order = self._spill_dir is None and (self._last is None or prepared.first > self._last)
+        if not in_order and self._spill_dir is None and prepared.first == self._last:
+            raise ValueError(f"1 duplicate (signature_id, readout) rows in {self.dataset_id!r}: {prepared.first}")
+        if in_order:
+            self._last = prepared.last
+        # Strings are built one slice at a time: memory follows the row group, not the chunk.
+        for lo in range(0, len(prepared), self._row_group):
+            arrow = prepared.arrow(lo, lo + self._row_group)
+            self._emit(arrow) if in_order else self._spill_write(arrow)
 
     def _emit(self, arrow: pa.Table) -> None:
         """Rows in final order -> full row groups of the temp file (the rest stays buffered)."""

@@ -33,6 +33,9 @@ from pipelines.inputs import InputSpec
 MEASUREMENT_KINDS_ORDER = ("gctx", "gct", "h5ad", "long_table", "ranked_long_table")
 COMPOUND_KINDS = ("compound_repurposing_drugs", "compound_repurposing_samples", "compound_lincs")
 NETWORK_KINDS = ("string", "corum", "dorothea", "gmt")
+# GCTX columns per streamed chunk: 250 x 978 values keep a chunk's validation and store text ~100 MB
+# (docs/benchmarks.md, "Ingest through the store").
+GCTX_CHUNK_SIGNATURES = 250
 
 VALUE_KIND = {
     "gctx": "CMap z-score (level 4/5 as given by the file)",
@@ -184,7 +187,8 @@ def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
         if spec.kind == "gctx":
             from graph.io.gctx import GctxToLong
 
-            reader = GctxToLong(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids)
+            reader = GctxToLong(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids,
+                                chunk_size=GCTX_CHUNK_SIGNATURES)
         else:
             from graph.io.tables import LongTableReader
 
@@ -224,6 +228,14 @@ def _as_list(items) -> list:
 
 
 # ----------------------------------------------------------------------------------------- load
+def report_writes(stats: dict[str, Any], progress) -> None:
+    """One line per writer call: rows, batches and rows/s (the ingest's progress in the run log)."""
+    for s in stats.values():
+        progress(f"wrote {s.what}: {s.rows:,} rows in {s.batches:,} batches, {s.seconds:.1f} s, "
+                 f"{s.rows / max(s.seconds, 1e-9):,.0f} rows/s" + (f", {len(s.quarantined):,} quarantined"
+                                                                   if s.quarantined else ""))
+
+
 def load_reference(driver, bundle: ReferenceBundle, database: str, progress=print) -> dict[str, Any]:
     from graph import writer as W
     from graph.writer import SymbolMap
@@ -262,6 +274,7 @@ def load_reference(driver, bundle: ReferenceBundle, database: str, progress=prin
     for record in bundle.datasets:
         W.mark_dataset_complete(driver, record.dataset_id, n_quarantined=len(bundle.quarantine.get(record.dataset_id, [])),
                                 database=database)
+    report_writes(stats, progress)
     return stats
 
 
@@ -283,4 +296,5 @@ def load_experiment(driver, bundle: ExperimentBundle, database: str, progress=pr
         bundle.quarantine.extend(s.quarantined)
     W.mark_dataset_complete(driver, dataset_id, store_entry=bundle.store_entry,
                             n_quarantined=len(bundle.quarantine), database=database)
+    report_writes(stats, progress)
     return stats

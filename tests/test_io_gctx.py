@@ -301,7 +301,7 @@ def test_read_experiment_streams_gctx_chunks_into_the_store(tmp_path, monkeypatc
     settings = Settings(home=tmp_path / "home")
     spec = spec_for(path)
     bundle = read_experiment(spec, settings, progress=lambda _m: None)
-    assert len(appended) == 3 and sum(appended) == len(expected)  # 2,500 signatures in chunks of 1,000
+    assert len(appended) == 10 and sum(appended) == len(expected)  # 2,500 signatures in chunks of 250
     assert bundle.store_entry.sha256 == reference.sha256 and bundle.store_entry.dataset_id == spec.dataset_id == "plate"
     assert len(bundle.signatures) == 2_500 and sum(s.n_readouts for s in bundle.signatures) == len(expected)
     assert bundle.value_counts == {"values_accepted": len(expected), "NaN": 1, "+-inf": 1, "-666": 1}

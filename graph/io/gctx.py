@@ -167,8 +167,10 @@ class GctxFile:
                              f"available: {list(meta.columns)}; pass landmark ids instead")
 
     def iter_columns(self, columns: np.ndarray | None = None, rows: np.ndarray | None = None,
-                     chunk_size: int = 1000) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
-        """Yield (col_meta_chunk, matrix_chunk (n_chunk_cols, n_rows) float32) over the selected columns.
+                     chunk_size: int = 1000, *, with_meta: bool = True,
+                     ) -> Iterator[tuple[pd.DataFrame | None, np.ndarray]]:
+        """Yield (col_meta_chunk, matrix_chunk (n_chunk_cols, n_rows) float32) over the selected columns
+        (col_meta_chunk None with `with_meta=False`, so the column metadata need not stay in memory).
 
         Only one chunk is in memory at a time: a contiguous run is read as a slice, a sparse
         selection either as the covering slice (when at most 4x larger) or by h5py point selection.
@@ -176,7 +178,7 @@ class GctxFile:
         ds = self._h5[MATRIX]
         cols = np.arange(self.n_samples) if columns is None else np.sort(np.asarray(columns, dtype=np.int64))
         rows = None if rows is None else np.sort(np.asarray(rows, dtype=np.int64))
-        meta = self.col_meta
+        meta = self.col_meta if with_meta else None
         for start in range(0, len(cols), chunk_size):
             p = cols[start:start + chunk_size]
             lo, hi = int(p[0]), int(p[-1]) + 1
@@ -191,7 +193,7 @@ class GctxFile:
                 raise InputFileError(self.path, f"cannot read matrix columns {lo}..{hi - 1} (truncated file?): {exc}") from exc
             if rows is not None:
                 block = block[:, rows]
-            yield meta.iloc[p], np.asarray(block, dtype=np.float32)
+            yield (meta.iloc[p] if meta is not None else None), np.asarray(block, dtype=np.float32)
 
 
 def _select(meta: pd.DataFrame, where: Selection, path: Path, what: str) -> np.ndarray:
@@ -363,6 +365,7 @@ class GctxToLong:
         cols = g.select_columns(where)
         self.report.read = len(cols)
         self._cols, self._sig_frame = self._map_columns(cols, resolver, compound_ids or {})
+        g._col_meta = None  # everything needed is in _sig_frame; 720k columns of metadata need not stay
         self.report.accepted = len(self._cols)
         self.report.quarantined = self.report.read - self.report.accepted
         self.report.check()
@@ -470,6 +473,10 @@ class GctxToLong:
             "n_replicates": (reps.fillna(1).astype(int).to_numpy() if reps is not None else np.ones(len(meta), int)),
         })[keep].reset_index(drop=True)
         sig["signature_id"] = self.dataset_id + ":" + sig["source_id"]
+        # Few distinct values: categoricals keep the per-column state small (and give the chunk codes).
+        sig["context"] = pd.Categorical(sig["context"], categories=sorted(self.contexts))
+        sig["perturbation"] = pd.Categorical(sig["perturbation"], categories=sorted(self.perturbations))
+        sig["perturbation_type"] = sig["perturbation_type"].astype("category")
         return cols[keep], sig
 
     def _perturbation(self, key, resolver, compound_ids, problems) -> tuple[PerturbationRecord | None, str]:
@@ -513,32 +520,30 @@ class GctxToLong:
         reason_names = {NOT_A_NUMBER: "NaN", INFINITE: "+-inf", _MISSING_REASON: "-666", CONFLICT: "conflicting duplicate"}
         n_genes = len(self._rows)
         readout_cat = pd.CategoricalDtype(self.readouts)
-        pert_cat = pd.CategoricalDtype(sorted(self.perturbations))
-        ctx_cat = pd.CategoricalDtype(sorted(self.contexts))
-        type_cat = pd.CategoricalDtype(sorted(set(self._sig_frame["perturbation_type"])))
+        frame = self._sig_frame
         start = 0
         listed = 0
         self.value_report.quarantined += self._dup_rows * len(self._cols)
         self.value_report.read += self._dup_rows * len(self._cols)
         if self._dup_rows:
             self.dropped_values["duplicate readout row"] += self._dup_rows * len(self._cols)
-        for _, block in self.gctx.iter_columns(self._cols, self._rows, self.chunk_size):
+        for _, block in self.gctx.iter_columns(self._cols, self._rows, self.chunk_size, with_meta=False):
             n = len(block)
-            sig = self._sig_frame.iloc[start:start + n]
+            sig = frame.iloc[start:start + n]
             flat = block.ravel()
             sig_codes = np.repeat(np.arange(n), n_genes)
             gene_codes = np.tile(np.arange(n_genes), n)
             chunk = pd.DataFrame({
                 "dataset": pd.Categorical.from_codes(np.zeros(len(flat), np.int8), [self.dataset_id]),
                 "signature_id": pd.Categorical.from_codes(sig_codes, sig["signature_id"].tolist()),
-                "context": pd.Categorical(sig["context"].to_numpy()[sig_codes], dtype=ctx_cat),
-                "perturbation": pd.Categorical(sig["perturbation"].to_numpy()[sig_codes], dtype=pert_cat),
-                "perturbation_type": pd.Categorical(sig["perturbation_type"].to_numpy()[sig_codes], dtype=type_cat),
+                **{c: pd.Categorical.from_codes(sig[c].cat.codes.to_numpy()[sig_codes], dtype=frame[c].dtype)
+                   for c in ("context", "perturbation", "perturbation_type")},
                 "readout": pd.Categorical.from_codes(gene_codes, dtype=readout_cat),
                 "value": flat,
             }, columns=list(MEASUREMENT_COLUMNS))
             # -666 is the file format's missing-value marker (decoding); every other rule is the validator's.
-            prior = np.where(flat == MISSING, _MISSING_REASON, "").astype(object)
+            prior = np.full(len(flat), "", dtype=object)
+            prior[flat == MISSING] = _MISSING_REASON
             result = validate_measurements(chunk, str(self.path), keys=("signature_id", "readout"), ranked=False,
                                            prior_reason=prior, max_records=max(0, MAX_VALUE_RECORDS - listed))
             listed += len(result.quarantine)
