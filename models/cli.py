@@ -154,7 +154,7 @@ def _target_context(input_: str, target: str | None) -> str | None:
     if target is None:
         return None
     contexts = dataset_contexts(input_)
-    if contexts is None or target in contexts:
+    if not contexts or target in contexts:  # none: the loader says what is wrong with the file
         return target
     if normalise_context_name(target) in contexts:
         return normalise_context_name(target)

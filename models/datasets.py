@@ -100,7 +100,7 @@ def _attach(frame: pd.DataFrame, report: LoadReport, names: dict[str, str] | Non
     """The report and the perturbation side tables travel with the frame (DataFrame.attrs)."""
     if report.read and report.accepted == 0 or len(frame) == 0:
         by = "; ".join(f"{k}: {n:,}" for k, n in report.reasons.items())
-        raise InputFileError(report.source, f"no valid rows ({report.read:,} read" + (f"; {by})" if by else ")"))
+        raise InputFileError(report.source, f"no valid rows ({report.read:,} rows read" + (f"; {by})" if by else ")"))
     frame.attrs["load_report"] = report
     frame.attrs["perturbation_names"] = names or {}
     frame.attrs["perturbation_targets"] = targets or {}

@@ -201,6 +201,65 @@ def write_corpus(folder: str | Path) -> dict[str, Path]:
     }
 
 
+# ---------------------------------------------------------------- files given to `train` / `evaluate`
+LONG_HEADER = "context,perturbation,perturbation_type,readout,value\n"
+
+
+def _clean_long(n_ctx: int = 3, n_pert: int = 6, n_readout: int = 6, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [(f"C{c}", f"drug{p}", "compound", f"G{r}", float(rng.normal()))
+            for c in range(n_ctx) for p in range(n_pert) for r in range(n_readout)]
+    return pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+
+
+def cli_corpus(folder: str | Path) -> dict[str, tuple[Path, str]]:
+    """Hostile inputs for the CLI: {case: (path, expected)} where expected is "error" (exit 1, one line
+    naming the file) or "quarantine" (exit 0, the quarantined rows reported)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out: dict[str, tuple[Path, str]] = {}
+
+    def put(case: str, name: str, expected: str, frame: pd.DataFrame | None = None, text: str | None = None):
+        path = folder / name
+        if frame is not None:
+            frame.to_parquet(path, index=False) if name.endswith(".parquet") else frame.to_csv(path, index=False)
+        elif text is not None:
+            path.write_text(text)
+        out[case] = (path, expected)
+
+    clean = _clean_long()
+    put("header_only", "header_only.csv", "error", text=LONG_HEADER)
+    put("empty_file", "empty.csv", "error", text="")
+    (folder / "a_directory.csv").mkdir(exist_ok=True)
+    out["directory"] = (folder / "a_directory.csv", "error")
+    out["missing_file"] = (folder / "does_not_exist.parquet", "error")
+    put("all_nan", "all_nan.csv", "error", clean.assign(value=np.nan))
+    put("text_in_every_value", "text_values.csv", "error", clean.assign(value="high"))
+    one_text = clean.astype({"value": object})
+    one_text.loc[3, "value"] = "abc"
+    put("text_value", "one_text_value.csv", "quarantine", one_text)
+    nan25 = clean.copy()
+    nan25.loc[nan25.index % 4 == 0, "value"] = np.where(np.arange((nan25.index % 4 == 0).sum()) % 2, np.inf, np.nan)
+    put("nan_25_percent", "nan25.parquet", "quarantine", nan25)
+    ranked = clean.drop(columns="value").assign(rank=(clean.index % 20) + 1, n_ranked=20)
+    bad_ranks = ranked.copy()
+    bad_ranks.loc[:2, "rank"] = [0, -7, 999]
+    put("bad_ranks", "bad_ranks.csv", "quarantine", bad_ranks)
+    put("n_ranked_1", "n_ranked_1.csv", "error", ranked.assign(rank=1, n_ranked=1))
+    conflict = pd.concat([clean, clean.head(5).assign(value=clean.head(5)["value"] + 1.0)], ignore_index=True)
+    put("conflicting_duplicates", "conflict.parquet", "quarantine", conflict)
+    put("missing_columns", "no_value.csv", "error", clean.drop(columns="value"))
+    h5 = h5ad_missing_obs(folder)
+    out["h5ad_missing_obs"] = (h5, "error")
+    hdf_as_csv = folder / "really_hdf5.csv"
+    hdf_as_csv.write_bytes(h5.read_bytes())
+    out["hdf5_named_csv"] = (hdf_as_csv, "error")
+    out["gctx_not_hdf5"] = (not_an_hdf5(folder), "error")
+    clean.to_parquet(folder / "good.parquet", index=False)
+    out["parquet_truncated"] = (truncated(folder / "good.parquet"), "error")
+    return out
+
+
 # ---------------------------------------------------------------- a structure worker that hangs
 HANG_MARKER = "C[Hang]"
 

@@ -104,3 +104,156 @@ def test_cell_line_features_reach_the_lpm_where_they_cover_the_contexts(shared_d
     assert features.std().min() > 0  # the most variable genes, not constant columns
     crispr = l1000.assign(context=["K562", "RPE1", "K562"], perturbation_type="CRISPRi")
     assert resources_for(crispr, gene_graph=False).context_features is None
+
+
+# ---------------------------------------------------------------- hostile files through train / evaluate
+@pytest.fixture
+def no_shared_data(tmp_path, monkeypatch):
+    """No shared folder: side information is missing (a warning), and nothing slow is read."""
+    from graph.settings import reload_settings
+
+    monkeypatch.setenv("PERTURBGRAPH_SHARED_DATA", str(tmp_path / "no-shared-data"))
+    monkeypatch.setenv("PERTURBGRAPH_HOME", str(tmp_path / "home"))
+    reload_settings()
+    from models.datasets import _smiles_table
+
+    _smiles_table.cache_clear()
+    yield
+    monkeypatch.undo()
+    reload_settings()
+    _smiles_table.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def cli_corpus(tmp_path_factory):
+    import bad_inputs as B
+
+    return B.cli_corpus(tmp_path_factory.mktemp("cli_corpus"))
+
+
+def _check_outcome(result, path, expected: str) -> None:
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    if expected == "error":
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert result.exit_code == 1 and len(errors) == 1, result.output
+        assert str(path) in errors[0], errors[0]
+    else:
+        assert result.exit_code == 0, result.output
+        summary = next(line for line in result.output.splitlines() if "rows read" in line)
+        assert " 0 quarantined" not in summary and "quarantined" in summary, summary
+
+
+CASES = ["header_only", "empty_file", "directory", "missing_file", "all_nan", "text_in_every_value", "text_value",
+         "nan_25_percent", "bad_ranks", "n_ranked_1", "conflicting_duplicates", "missing_columns", "h5ad_missing_obs",
+         "hdf5_named_csv", "gctx_not_hdf5", "parquet_truncated"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_hostile_files_through_evaluate(case, cli_corpus, no_shared_data, tmp_path):
+    path, expected = cli_corpus[case]
+    result = runner.invoke(app, ["evaluate", "--input", str(path), "--split", "unseen-experiment", "--target-context",
+                                 "C1", "--models", "context_mean", "--seeds", "0", "--out", str(tmp_path / "res")])
+    _check_outcome(result, path, expected)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_hostile_files_through_train(case, cli_corpus, no_shared_data, tmp_path):
+    pytest.importorskip("torch")
+    from models.lpm import LPM
+
+    path, expected = cli_corpus[case]
+    ckpt = tmp_path / "lpm.pt"
+    result = runner.invoke(app, ["train", "--input", str(path), "--output", str(ckpt), "--epochs", "1"])
+    _check_outcome(result, path, expected)
+    if expected == "error":
+        assert not ckpt.exists()
+    else:
+        weights = [p.detach() for p in LPM.load(ckpt).module.parameters()]
+        assert all(bool(np.isfinite(w.numpy()).all()) for w in weights)
+
+
+def test_unknown_target_context_lists_the_valid_ones_before_loading(cli_corpus, no_shared_data, tmp_path):
+    path, _ = cli_corpus["text_value"]
+    result = runner.invoke(app, ["evaluate", "--input", str(path), "--target-context", "NOPE", "--models",
+                                 "context_mean", "--seeds", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("error:"))
+    assert "unknown --target-context 'NOPE'" in line and "C0, C1, C2" in line
+    assert "rows read" not in result.output  # refused before the table was loaded
+
+
+def test_missing_side_information_is_a_warning(cli_corpus, no_shared_data, tmp_path):
+    path, _ = cli_corpus["text_value"]
+    result = runner.invoke(app, ["evaluate", "--input", str(path), "--target-context", "C1", "--models",
+                                 "context_mean,other_contexts", "--seeds", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert any(x.startswith("warning: no cell-line features") for x in result.output.splitlines()), result.output
+
+
+def test_evaluate_fails_when_every_model_failed(tmp_path, no_shared_data, monkeypatch):
+    import models.evaluation.harness as H
+
+    _long().to_parquet(tmp_path / "long.parquet")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(H, "evaluate_model", broken)
+    result = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "long.parquet"), "--target-context", "C1",
+                                 "--models", "context_mean", "--seeds", "0", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "every model failed" in result.output, result.output
+
+
+def test_readouts_n_random_or_a_file_for_any_input(tmp_path, no_shared_data):
+    from models.datasets import load_dataset, random_readouts, select_readouts
+
+    _long(n_readout=10).to_parquet(tmp_path / "long.parquet")
+    df = load_dataset(tmp_path / "long.parquet")
+    sub = select_readouts(df, 4, seed=3)
+    assert sorted(sub["readout"].unique()) == sorted(random_readouts([f"G{i}" for i in range(10)], 4, seed=3))
+    assert sub.attrs["load_report"].read == len(df)
+    (tmp_path / "names.txt").write_text("# wanted\nG2\nG7\n")
+    result = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "long.parquet"), "--target-context", "C1",
+                                 "--readouts", str(tmp_path / "names.txt"), "--models", "context_mean", "--seeds", "0",
+                                 "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0 and "2 readouts" in result.output, result.output
+
+
+def test_cli_and_ingest_accept_the_same_table(cli_corpus, tmp_path, no_shared_data):
+    """One file, two entry points (the pipeline's read_experiment and the CLI loader): same rows."""
+    from graph.settings import Settings
+    from models.datasets import LONG_COLUMNS, load_dataset
+    from pipelines.ingest import read_experiment
+    from pipelines.inputs import spec_for
+
+    path, _ = cli_corpus["nan_25_percent"]
+    bundle = read_experiment(spec_for(path), Settings(home=tmp_path / "home"), progress=lambda *_: None)
+    from graph.store import load_training_table
+
+    ingest = load_training_table(Settings(home=tmp_path / "home"), [bundle.dataset.dataset_id])
+    cli = load_dataset(path)
+
+    def canon(df):
+        out = df[LONG_COLUMNS].astype({c: str for c in LONG_COLUMNS[:4]}).astype({"value": np.float32})
+        return out.sort_values(LONG_COLUMNS[:4]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(canon(ingest), canon(cli))
+    assert cli.attrs["load_report"].quarantined == bundle.report.quarantined > 0
+
+
+@pytest.mark.shared_data
+def test_cli_readouts_reproduce_the_docs_random_subset(shared_data):
+    """`--readouts 150 --readout-seed 0` on tahoe = benchmarks/make_results.py's TAHOE_SMALL tables."""
+    import sys
+    from pathlib import Path
+
+    from models.cli import _load
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.make_results import TAHOE_SMALL
+
+    via_cli = _load("tahoe", "150", 0)
+    via_docs = load_dataset("tahoe", **TAHOE_SMALL)
+    assert via_cli["readout"].nunique() == 150
+    pd.testing.assert_frame_equal(via_cli, via_docs)
