@@ -85,6 +85,9 @@ def where() -> None:
                         ("shared data", s.shared_data)]:
         typer.echo(f"{label:12s} {path}")
     typer.echo(f"{'neo4j uri':12s} {s.effective_neo4j_uri}")
+    if not Path(s.shared_data).is_dir():
+        typer.echo(f"warning: shared data folder {s.shared_data} does not exist (set PERTURBGRAPH_SHARED_DATA); "
+                   "the real-data inputs (--inputs shared, tahoe, replogle, l1000-*) are unavailable", err=True)
 
 
 def _dagster_home(settings) -> Path:

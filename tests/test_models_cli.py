@@ -257,3 +257,12 @@ def test_cli_readouts_reproduce_the_docs_random_subset(shared_data):
     via_docs = load_dataset("tahoe", **TAHOE_SMALL)
     assert via_cli["readout"].nunique() == 150
     pd.testing.assert_frame_equal(via_cli, via_docs)
+
+
+def test_where_warns_about_a_missing_shared_data_folder(no_shared_data, tmp_path):
+    from pipelines.cli import app as main_app
+
+    result = runner.invoke(main_app, ["where"])
+    assert result.exit_code == 0, result.output
+    warnings = [x for x in result.output.splitlines() if x.startswith("warning: shared data folder")]
+    assert len(warnings) == 1 and str(tmp_path / "no-shared-data") in warnings[0]
