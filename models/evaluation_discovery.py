@@ -13,6 +13,7 @@ evaluation (baselines; LPM rows when `--lpm CHECKPOINT` is given) and writes the
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -276,15 +277,18 @@ def mtor_ranks(pert_emb: pd.DataFrame, knockdowns: Iterable[str],
     return {c: int((scores.loc[c] > scores.loc[c, "MTOR"]).sum()) + 1 for c in compounds}
 
 
-def discovery_training_table(shared: Path) -> pd.DataFrame:
+def discovery_training_table(shared: Path, max_readouts: int | None = None) -> pd.DataFrame:
     """Tahoe-100M drugs and Replogle knock-downs in one table, on the readouts both measure (the
-    Tahoe dense readouts that are in at least 50 Replogle top-1,000 lists), so compounds and
-    knock-downs are embedded by one model."""
-    from models.datasets import load_replogle, load_tahoe
+    Tahoe dense readouts that are in at least 50 Replogle top-1,000 lists; with `max_readouts`, the
+    ones in the most Replogle lists), so compounds and knock-downs are embedded by one model."""
+    from models.datasets import load_replogle, load_tahoe, most_measured_readouts
 
     rep = load_replogle(shared / "perturbseq/replogle2022_k562_rpe1_crispri_top1000.parquet", min_signatures=50)
     tah = load_tahoe(shared / "chemical/tahoe100m_ranked_signatures.parquet")
     common = sorted(set(rep["readout"].astype(str)) & set(tah["readout"].astype(str)))
+    if max_readouts is not None and len(common) > max_readouts:
+        sub = rep[rep["readout"].astype(str).isin(common)]
+        common = sorted(most_measured_readouts(sub, max_readouts))
     df = pd.concat([tah[tah["readout"].astype(str).isin(common)], rep[rep["readout"].astype(str).isin(common)]],
                    ignore_index=True)
     for col in ("context", "perturbation", "perturbation_type", "readout"):
@@ -292,14 +296,16 @@ def discovery_training_table(shared: Path) -> pd.DataFrame:
     return df
 
 
-def train_discovery_lpm(shared: Path, out: Path, *, epochs: int = 8, paper: bool = False, seed: int = 0) -> Path:
+def train_discovery_lpm(shared: Path, out: Path, *, epochs: int = 8, paper: bool = False, seed: int = 0,
+                        max_readouts: int | None = None) -> Path:
     """Fit the LPM on `discovery_training_table` (all experiments; no held-out split: the
-    discovery labels, annotated targets and STRING / CORUM pairs, are never inputs) and save it."""
+    discovery labels, annotated targets and STRING / CORUM pairs, are never inputs; STRING >= 700
+    is the gene prior unless `paper`) and save it."""
     from models.cli import resources_for
     from models.lpm import LPM
     from models.module import LPMConfig
 
-    df = discovery_training_table(shared)
+    df = discovery_training_table(shared, max_readouts)
     res = resources_for(df, gene_graph=not paper)
     config = (LPMConfig.paper if paper else LPMConfig)(max_epochs=epochs)
     model = LPM(config, compound_smiles=res.compound_smiles, gene_graph=res.gene_graph,
@@ -440,6 +446,130 @@ def to_markdown(res: dict[str, Any], *, lpm_pending: bool = True) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# Discoveries vs the simple answer (what `discoveries` would publish, on the shared data)
+# ---------------------------------------------------------------------------------------------
+
+VS_SIMPLE_HEADING = "## Discoveries vs the simple answer"
+PRIOR_MIN_STRING = 700  # models.cli.resources_for gives the LPM STRING >= 700 as its gene prior
+
+
+def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = None, fdr: float = 0.1,
+                  n_null: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Score every edge source and the mechanism links of one trained LPM against the simple answer,
+    exactly as the `discoveries` asset does at publish (models.edge_sources, mechanism_links with
+    BH over all pairs), on `discovery_training_table` (Tahoe-100M drugs + Replogle knock-downs)."""
+    from models import discovery as D
+    from models import edge_sources as ES
+    from models.datasets import string_gene_graph
+    from models.lpm import LPM
+
+    t0 = time.perf_counter()
+    df = discovery_training_table(shared, max_readouts)
+    model = LPM.load(lpm_path)
+    types = df["perturbation_type"].astype(str)
+    kd = sorted(df.loc[types == "CRISPRi", "perturbation"].astype(str).unique())
+    compounds = sorted(df.loc[types == "compound", "perturbation"].astype(str).unique())
+    gene_of = {p: p for p in kd}  # Replogle perturbation ids are the knocked-down gene's symbol
+    pert = model.embeddings("perturbation")
+    knockdown = pert.loc[[p for p in kd if p in pert.index]]
+    readout = model.embeddings("readout")
+    contexts, readouts = list(model.vocab["context"]), list(model.vocab["gene"])
+    imputed = D.response_profiles(model.predict, list(knockdown.index), contexts, readouts)
+    signatures = ES.knockdown_signatures(df, gene_of)
+    scores = ES.candidate_scores(signatures=signatures, knockdown=knockdown, readout=readout, imputed=imputed)
+    genes = sorted({g for sc in scores.values() for g in sc.index})
+    prior = string_gene_graph(min_score=PRIOR_MIN_STRING, genes=genes)
+    refs = {"CORUM": corum_pairs(shared / "networks/corum_allComplexes_2018-06-27.txt"),
+            "STRING": string_pairs(shared / "networks/string_v12_edges.tsv.gz")}
+    report = ES.score_edge_sources(scores, ES.EdgeReferences.build(refs, zip(prior["source"], prior["target"],
+                                                                             strict=True)), seed=seed)
+    edges = {**report.as_dict(), "method": report.published}
+    edges["passes"], edges["gate"] = ES.edge_gate(edges)
+
+    comp = pert.loc[[c for c in compounds if c in pert.index]]
+    targets_by_name = drug_targets(shared / "compounds")
+    annotated = {c: targets_by_name.get(normalise_compound_name(c), set()) for c in comp.index}
+    links = D.mechanism_links(comp, knockdown, k=20, fdr=fdr, n_null=n_null, annotated_targets=annotated, seed=seed)
+    mech = mechanism_quality(comp, knockdown, annotated, links=links, fdr=fdr,
+                             compound_signatures=ES.knockdown_signatures(df, {c: c for c in compounds},
+                                                                         by_context=False),
+                             gene_signatures=ES.knockdown_signatures(df, gene_of, by_context=False))
+    rng = np.random.default_rng(seed)
+    broken = comp.copy()
+    broken[:] = np.take_along_axis(comp.to_numpy(), np.argsort(rng.random(comp.shape), axis=1), axis=1)
+    mech["significant_with_compounds_permuted"] = int(D.mechanism_links(broken, knockdown, k=20, fdr=fdr,
+                                                                        n_null=n_null, seed=seed)["significant"].sum())
+    mech["top20_links_stored"] = int(len(links))
+    sig = links[links["significant"]]
+    mech["significant_examples"] = [f"{c} -> {g} (q {q:.3f})" for c, g, q in
+                                    sig.sort_values("qvalue").head(5)[["compound", "gene", "qvalue"]].itertuples(
+                                        index=False, name=None)]
+    c = model.config
+    return {"edges": edges, "mechanisms": mech, "seconds": time.perf_counter() - t0,
+            "data": {"rows": int(len(df)), "readouts": int(df["readout"].nunique()), "knockdowns": len(knockdown),
+                     "compounds": len(comp), "contexts": len(contexts),
+                     "model": f"LPM ({len(model.history)} epochs, gene graph {'on' if c.use_gene_graph else 'off'})",
+                     "checkpoint": str(lpm_path)}}
+
+
+def vs_simple_markdown(res: dict[str, Any], command: str) -> str:
+    e, m, d = res["edges"], res["mechanisms"], res["data"]
+    lines = [VS_SIMPLE_HEADING, "",
+             f"Regenerate: `{command}`. What the `discoveries` asset publishes, scored the way it scores "
+             "them at publish time (`models/edge_sources.py`, `models.discovery.mechanism_links`), on the shared "
+             f"data: {d['model']} trained on Tahoe-100M drugs + Replogle CRISPRi knock-downs "
+             f"({d['rows']:,} rows, {d['readouts']} readouts, {d['knockdowns']} knock-downs, {d['compounds']} "
+             f"drugs, {d['contexts']} contexts). The LPM's gene prior is STRING >= {PRIOR_MIN_STRING}; "
+             "'without prior' drops those pairs from the candidates (a prior edge fed to the model is never a "
+             "discovery), so the STRING rows without prior score the STRING pairs below that cut.", "",
+             "### Gene-gene edges (Replogle knock-downs)", "",
+             f"Every source on the same {e['genes_scored']} genes "
+             f"({e['genes_scored'] * (e['genes_scored'] - 1) // 2:,} pairs). Excluded (too few genes): "
+             + (", ".join(f"{k} ({v})" for k, v in e["excluded"].items()) or "none") + ".", "",
+             "| source | reference | AUPRC with prior | AUROC with prior | AUPRC without prior | AUROC without prior "
+             "| positives without prior | base rate without prior |",
+             "|---|---|---|---|---|---|---|---|"]
+    for src, by_ref in e["scores"].items():
+        for ref, blk in by_ref.items():
+            w, wo = blk["with_prior"], blk["without_prior"]
+            name = f"**{src}**" if src == e["published"] else src
+            lines.append(f"| {name} | {ref} | {_fmt(w['auprc'])} | {_fmt(w['auroc'])} | {_fmt(wo['auprc'])} | "
+                         f"{_fmt(wo['auroc'])} | {wo['positives']} | {_fmt(wo['base_rate'])} |")
+    lines += ["", f"Published: **{e['published']}** ({e['reason']}); best on the selection metric "
+              f"(AUPRC without prior, mean over {', '.join(e['references']) or 'no reference'}): {e['best']}. "
+              f"Published score {_fmt(e['published_score'])} vs signature correlation {_fmt(e['baseline_score'])}. "
+              f"Blocking check: {'passes' if e['passes'] else 'REFUSES'} ({e['gate']}).", "",
+              "### Mechanism links (Tahoe drugs -> Replogle knock-downs)", "",
+              "| what | value |", "|---|---|",
+              f"| pairs tested (BH over all of them) | {m.get('tested_pairs', 0):,} |",
+              f"| links published at q <= {m['fdr']} | {m.get('significant', 0)} "
+              f"({m.get('significant_compounds', 0)} compounds; {m.get('significant_annotated', 0)} annotated targets) |",
+              f"| the same with compound embeddings' coordinates permuted | {m['significant_with_compounds_permuted']} |",
+              f"| top-20 links stored per compound (shown by `--all`) | {m['top20_links_stored']} |",
+              f"| annotated-target AUROC, LPM embeddings ({m['compounds_evaluated']} drugs with a target among the "
+              f"knock-downs, {m['positive_pairs']} pairs) | {_fmt(m['score'])} |",
+              f"| the same, raw-signature connectivity (simple answer) | {_fmt(m['baseline_score'])} |"]
+    if m.get("significant_examples"):
+        lines += ["", "Most significant links: " + "; ".join(m["significant_examples"]) + "."]
+    lines += ["", f"Computed in {res['seconds']:.0f} s (checkpoint `{d['checkpoint']}`).", ""]
+    return "\n".join(lines)
+
+
+def replace_section(text: str, heading: str, body: str, *, before: str | None = None) -> str:
+    """`text` with the section starting at `heading` (up to the next '## ' heading) replaced by
+    `body`; a missing section is inserted before the heading `before` (or appended)."""
+    if heading in text:
+        start = text.index(heading)
+        nxt = text.find("\n## ", start + len(heading))
+        end = len(text) if nxt < 0 else nxt + 1
+        return text[:start] + body.rstrip("\n") + "\n\n" + text[end:].lstrip("\n")
+    if before and before in text:
+        i = text.index(before)
+        return text[:i] + body.rstrip("\n") + "\n\n" + text[i:]
+    return text.rstrip("\n") + "\n\n" + body
+
+
 def main(argv: list[str] | None = None) -> None:
     from graph.settings import get_settings
 
@@ -451,11 +581,26 @@ def main(argv: list[str] | None = None) -> None:
                     help="first train an LPM on Tahoe + Replogle (discovery_training_table), save it here, use it")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--paper", action="store_true", help="with --train-lpm: the paper model (no encoders)")
+    ap.add_argument("--vs-simple", action="store_true",
+                    help=f"write the section '{VS_SIMPLE_HEADING[3:]}' (needs --lpm or --train-lpm) instead")
+    ap.add_argument("--max-readouts", type=int, default=None, help="cap the shared readouts (CPU time)")
     args = ap.parse_args(argv)
     shared = args.shared or get_settings().shared_data
     lpm_path = args.lpm
     if args.train_lpm is not None:
-        lpm_path = train_discovery_lpm(shared, args.train_lpm, epochs=args.epochs, paper=args.paper)
+        lpm_path = train_discovery_lpm(shared, args.train_lpm, epochs=args.epochs, paper=args.paper,
+                                       max_readouts=args.max_readouts)
+    if args.vs_simple:
+        if lpm_path is None:
+            raise SystemExit("--vs-simple needs --lpm CHECKPOINT or --train-lpm PATH")
+        res = run_vs_simple(shared, lpm_path, max_readouts=args.max_readouts)
+        given = list(argv) if argv is not None else sys.argv[1:]
+        command = "python -m models.evaluation_discovery --vs-simple " + " ".join(a for a in given if a != "--vs-simple")
+        md = vs_simple_markdown(res, command.strip())
+        old = args.out.read_text() if args.out.exists() else ""
+        args.out.write_text(replace_section(old, VS_SIMPLE_HEADING, md, before="## Discoveries on the real data"))
+        print(md)
+        return
     res, md = run_real(shared, lpm_path=lpm_path)
     md = md.replace("## Discoveries (models/evaluation_discovery.py)",
                     "## Discoveries on the real data (models/evaluation_discovery.py)")

@@ -249,3 +249,15 @@ def test_docs_show_every_named_query_as_it_runs():
     for q in DQ.NAMED_QUERIES.values():
         assert f"### `{q.name}`" in docs, q.name
         assert q.cypher.strip("\n") in docs, f"docs/queries.md shows an outdated `{q.name}` query"
+
+
+def test_all_flag_reaches_the_mechanism_queries_from_the_command_line():
+    """`perturbgraph query mechanism --compound X --all`: the bare flag binds $all (default false =
+    significant links only), for `mechanism` and `mimics` alike."""
+    from pipelines.query_cli import parse_options
+
+    for name, key in (("mechanism", "compound"), ("mimics", "gene")):
+        q = DQ.NAMED_QUERIES[name]
+        assert q.bind(parse_options([f"--{key}", "X", "--all"], q))["all"] is True
+        assert q.bind(parse_options([f"--{key}", "X"], q))["all"] is False
+        assert "Significant links only" in q.description and "--all" in q.description

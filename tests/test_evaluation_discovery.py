@@ -83,3 +83,33 @@ def test_mtor_rank_counts_the_knockdowns_scored_above_mtor():
     assert ranks["otherdrug"] == int((scores > scores["MTOR"]).sum()) + 1 > 1
     assert set(ranks) == {"rapalog", "otherdrug"}
     assert E.mtor_ranks(emb, ["A", "B"], {"rapalog": {"MTOR"}}) == {}  # MTOR never knocked down
+
+
+def test_replace_section_keeps_the_rest_of_the_document():
+    doc = "# R\n\n## A\n\na\n\n## Discoveries on the real data\n\nz\n"
+    body = "## Discoveries vs the simple answer\n\nnew 1\n"
+    once = E.replace_section(doc, E.VS_SIMPLE_HEADING, body, before="## Discoveries on the real data")
+    assert once == "# R\n\n## A\n\na\n\n## Discoveries vs the simple answer\n\nnew 1\n\n## Discoveries on the real data\n\nz\n"
+    twice = E.replace_section(once, E.VS_SIMPLE_HEADING, body.replace("new 1", "new 2"))
+    assert twice == once.replace("new 1", "new 2")  # regenerated in place, nothing else touched
+    assert E.replace_section("# R\n", E.VS_SIMPLE_HEADING, body).endswith(body)
+
+
+def test_mechanism_quality_reports_the_simple_answer_beside_the_embeddings():
+    genes = _emb(30, seed=3)
+    comp = genes.loc[["G1", "G2"]].copy()
+    comp.index = ["A", "B"]
+    targets = {"A": ["G1"], "B": ["G2"]}
+    sig_genes = _emb(30, seed=4)  # unrelated signatures: the simple answer finds nothing here
+    sig_comp = _emb(2, seed=5, prefix="X")
+    sig_comp.index = ["A", "B"]
+    sig_genes.columns = sig_comp.columns = [f"r{i}" for i in range(16)]
+    from models import discovery as D
+
+    links = D.mechanism_links(comp, genes, k=3, n_null=500, annotated_targets=targets)
+    q = E.mechanism_quality(comp, genes, targets, compound_signatures=sig_comp, gene_signatures=sig_genes,
+                            links=links, fdr=0.1)
+    assert q["score"] == pytest.approx(1.0) and q["baseline_score"] < 1.0
+    assert q["compounds_evaluated"] == 2 and q["tested_pairs"] == 60 and q["significant_annotated"] == 2
+    none = E.mechanism_quality(comp, genes, {"A": ["NOPE"]})
+    assert none["score"] is None and "no compound" in none["note"]
