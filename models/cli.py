@@ -178,11 +178,20 @@ def train(
     readout_seed: int = typer.Option(0, "--readout-seed", help="seed of the random readout subset"),
     duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
     seed: int = typer.Option(0, "--seed"),
+    nproc: int = typer.Option(1, "--nproc", min=1,
+                              help="data-parallel processes (torchrun; NCCL on GPUs, gloo on CPU; models/distributed.py)"),
 ) -> None:
     """Fit the LPM on all experiments of INPUT and save a checkpoint."""
     from models.lpm import LPM
     from models.module import LPMConfig
 
+    if nproc > 1:  # each rank runs models.distributed with the same arguments
+        from models.distributed import launch
+
+        raise typer.Exit(launch(nproc, [
+            "--input", input_, "--output", str(output), "--readout-seed", str(readout_seed), "--duplicates", duplicates,
+            "--seed", str(seed), *(["--epochs", str(epochs)] if epochs is not None else []),
+            *(["--readouts", readouts] if readouts is not None else [])]))
     if output.is_dir():
         _fail(f"{output}: is a directory; give the checkpoint file name")
     df = _load(input_, readouts, readout_seed, duplicates)

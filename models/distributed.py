@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,40 +89,47 @@ def setup(backend: str | None = None) -> tuple[DataParallel, str]:
     return DataParallel(dist.get_rank(), dist.get_world_size()), (f"cuda:{local}" if cuda else "cpu")
 
 
+def launch(nproc: int, argv: list[str]) -> int:
+    """`perturbgraph train --nproc N`: torchrun on this machine (a free local port), each rank running
+    this module's main with argv; returns torchrun's exit status."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "models.distributed", *argv]
+    return subprocess.call(cmd)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """One rank: load INPUT as `perturbgraph train` does (models.cli), fit data-parallel, rank 0 saves."""
     ap = argparse.ArgumentParser(prog="torchrun --nproc_per_node=N -m models.distributed",
                                  description="Train the LPM data-parallel on every rank torchrun starts.")
     ap.add_argument("--input", required=True, help="dataset name or file (as `perturbgraph train --input`)")
     ap.add_argument("--output", type=Path, default=Path("lpm.pt"), help="checkpoint path (rank 0 writes it)")
     ap.add_argument("--epochs", type=int, default=None, help="max epochs (default: LPMConfig)")
-    ap.add_argument("--readouts", default=None, help="tahoe only: dense | all | N")
+    ap.add_argument("--readouts", default=None, help="as `perturbgraph train --readouts`")
+    ap.add_argument("--readout-seed", type=int, default=0)
+    ap.add_argument("--duplicates", default="quarantine", help="quarantine | mean | first")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--paper", action="store_true", help="LPMConfig.paper(): learned embeddings only")
     ap.add_argument("--backend", choices=["gloo", "nccl"], default=None, help="default: nccl with CUDA, else gloo")
     args = ap.parse_args(argv)
 
-    from models.datasets import load_dataset
+    from models.cli import _check_finite, _load, resources_for
     from models.lpm import LPM
     from models.module import LPMConfig
 
     parallel, device = setup(args.backend)
     try:
-        kwargs = {}
-        if args.readouts is not None:
-            kwargs["readouts"] = int(args.readouts) if args.readouts.isdigit() else args.readouts
-        df = load_dataset(args.input, **kwargs)
+        df = _load(args.input, args.readouts, args.readout_seed, args.duplicates)
         epochs = {} if args.epochs is None else {"max_epochs": args.epochs}
         config = LPMConfig.paper(**epochs) if args.paper else LPMConfig(**epochs)
-        res = None
+        side = {}
         if not args.paper:
-            from models.cli import resources_for
-
             res = resources_for(df, epochs=args.epochs)
-        model = LPM(config, seed=args.seed, **({} if res is None else {
-            "compound_smiles": res.compound_smiles or None, "gene_graph": res.gene_graph,
-            "perturbation_targets": res.perturbation_targets}))
+            side = {"compound_smiles": res.compound_smiles or None, "gene_graph": res.gene_graph,
+                    "perturbation_targets": res.perturbation_targets}
+        model = LPM(config, seed=args.seed, **side)
         lead = parallel.rank == 0
         model.fit(df, None, progress=lead, device=device, parallel=parallel)
+        _check_finite(model)  # every rank: the weights are the same, and all of them must stop together
         if lead:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             model.save(args.output)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -101,22 +99,26 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     assert r0["history"][0]["train_loss"] == pytest.approx(r1["history"][0]["train_loss"])
 
 
-def test_torchrun_cli_trains_and_rank0_saves(tmp_path):
+def test_train_nproc_2_runs_torchrun_and_rank0_saves(tmp_path, monkeypatch):
+    """`perturbgraph train --nproc 2`: torchrun starts 2 gloo ranks of models.distributed; rank 0 saves."""
+    from typer.testing import CliRunner
+
+    from models.cli import app
+    from models.lpm import LPM
+
     rng = np.random.default_rng(1)
     rows = [(c, f"drug{p}", "compound", f"G{r}", float(rng.normal())) for c in ("A", "B") for p in range(12)
             for r in range(15)]
     table = tmp_path / "table.parquet"
     pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"]).to_parquet(table)
     out = tmp_path / "lpm.pt"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PERTURBGRAPH_HOME": str(tmp_path / "home")}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "models.distributed",
-                           "--input", str(table), "--output", str(out), "--epochs", "2", "--paper",
-                           "--backend", "gloo"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "saved" in proc.stdout and "2 ranks, 2 epochs" in proc.stdout
-    from models.lpm import LPM
-
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PERTURBGRAPH_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(REPO)  # the ranks import models.distributed from the checkout
+    result = CliRunner().invoke(app, ["train", "--input", str(table), "--output", str(out), "--epochs", "2",
+                                      "--nproc", "2"])
+    assert result.exit_code == 0, result.output
     model = LPM.load(out)
+    assert len(model.history) == 2
     pred = model.predict(pd.DataFrame({"context": ["A"], "perturbation": ["drug3"], "readout": ["G4"]}))
     assert pred.shape == (1,) and np.isfinite(pred).all()
