@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     mechanism_fdr: float = Field(default=0.1, gt=0.0, le=1.0, validation_alias=AliasChoices("PERTURBGRAPH_MECHANISM_FDR"))
     # Torch device for training: "auto" picks CUDA when present.
     device: str = Field(default="auto", validation_alias=AliasChoices("PERTURBGRAPH_DEVICE"))
+    # CPU threads for torch per process; 0 = decided by models.runtime from the cores actually free.
+    torch_threads: int = Field(default=0, ge=0, validation_alias=AliasChoices("PERTURBGRAPH_TORCH_THREADS"))
+    # Seconds between progress reports of a long step (training within an epoch); at most a minute apart.
+    progress_every_s: float = Field(default=30.0, gt=0, le=60,
+                                    validation_alias=AliasChoices("PERTURBGRAPH_PROGRESS_EVERY_S"))
 
     @property
     def managed_neo4j(self) -> bool:

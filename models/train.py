@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from models.module import LPMConfig, LPMModule, SymbolTables
+from models.progress import DEFAULT_EVERY_S, Reporter, TrainProgress
+from models.progress import resolve as resolve_progress
 
 
 @dataclass
@@ -157,9 +159,14 @@ def make_optimizer(module: LPMModule, cfg: LPMConfig) -> torch.optim.AdamW:
 
 
 def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMConfig, *, seed: int = 0,
-          device: str = "auto", progress: bool = True, resume_state: dict[str, Any] | None = None,
-          on_epoch_end: Callable[[dict[str, Any]], None] | None = None, parallel: Any = None) -> list[dict]:
+          device: str = "auto", progress: bool | Reporter = True, resume_state: dict[str, Any] | None = None,
+          on_epoch_end: Callable[[dict[str, Any]], None] | None = None, parallel: Any = None,
+          clock: Callable[[], float] = time.monotonic) -> list[dict]:
     """Train in place; returns the per-epoch history.
+
+    progress: True = a bar on a terminal, plain lines otherwise (models.progress.default_reporter);
+    False = silent; or any callable taking a `TrainProgress`, called after every epoch and within an
+    epoch whenever its `every_s` seconds (default 30) have passed on `clock`.
 
     on_epoch_end(train_state) is called after every epoch with everything needed to resume
     (weights, optimizer, scheduler, RNG states, epoch, history, early-stopping state); pass that
@@ -192,15 +199,17 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
     batch = parallel.per_rank_batch(cfg.batch_triples) if parallel else cfg.batch_triples
     bp, br = tile_shape(P, R, n_obs / max(P * R, 1), batch)
     step_module = parallel.wrap(module) if parallel else module  # DDP all-reduces its gradients
-    bar = _progress(progress)
-    task = bar.add_task("LPM", total=cfg.max_epochs, completed=start, info="") if bar else None
+    reporter = resolve_progress(progress)
+    every_s = getattr(reporter, "every_s", DEFAULT_EVERY_S)
+    began = last_report = clock()
+    epochs_run = 0.0  # since `began` (a resumed run's earlier epochs are not in its pace)
     try:
         for epoch in range(start, cfg.max_epochs):
             if valid is not None and bad_epochs >= cfg.patience:
                 break
             module.train()
             t0 = time.perf_counter()
-            # Running sums stay on the device; they are read only for the progress bar and at the end.
+            # Running sums stay on the device; they are read only for a progress report and at the end.
             tot, cnt = torch.zeros((), dtype=torch.float64, device=dev), torch.zeros((), dtype=torch.long, device=dev)
             tiles = make_tiles(P, R, bp, br, gen, device=dev)
             if parallel:
@@ -215,10 +224,12 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
                 opt.step()
                 tot += s.detach()
                 cnt += n
-                if bar and step % 20 == 0:
+                if reporter is not None and clock() - last_report >= every_s:  # a clock read per step: ~0.1 µs
+                    last_report = clock()
                     c = max(int(cnt), 1)
-                    tps = c / max(time.perf_counter() - t0, 1e-9)
-                    bar.update(task, info=f"epoch {epoch + 1} loss {float(tot) / c:.4f} {tps:,.0f} triples/s")
+                    reporter(_report(epoch, cfg.max_epochs, step + 1, len(tiles), float(tot) / c, None,
+                                     c / max(time.perf_counter() - t0, 1e-9), began, last_report,
+                                     epochs_run + (step + 1) / len(tiles), False))
             if parallel:
                 parallel.all_sum(tot, cnt)
             n_seen, loss_sum = int(cnt), float(tot)
@@ -234,28 +245,28 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
                 else:
                     bad_epochs += 1
             history.append(rec)
-            if bar:
-                bar.update(task, advance=1, info=f"epoch {epoch + 1} loss {rec['train_loss']:.4f} "
-                           f"valid {rec.get('valid_loss', float('nan')):.4f} {rec['triples_per_s']:,.0f} triples/s")
+            epochs_run += 1
+            if reporter is not None:
+                last_report = clock()
+                reporter(_report(epoch, cfg.max_epochs, len(tiles), len(tiles), rec["train_loss"],
+                                 rec.get("valid_loss"), rec["triples_per_s"], began, last_report, epochs_run, True))
             if on_epoch_end is not None:
                 on_epoch_end({"model": module.state_dict(), "optimizer": opt.state_dict(),
                               "scheduler": sched.state_dict(), "rng": _rng_state(gen), "epoch": epoch + 1,
                               "history": history, "best_loss": best_loss, "bad_epochs": bad_epochs,
                               "best_model": best_state})
     finally:
-        if bar:
-            bar.stop()
+        if hasattr(reporter, "close"):
+            reporter.close()
     if best_state is not None:
         module.load_state_dict(best_state)
     return history
 
 
-def _progress(enabled: bool):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[info]}"), transient=False)
-    bar.start()
-    return bar
+def _report(epoch: int, max_epochs: int, step: int, steps: int, loss: float, valid_loss: float | None,
+            tps: float, began: float, now: float, epochs_run: float, done: bool) -> TrainProgress:
+    """epoch is 0-based here; the ETA assumes the pace so far holds for the remaining epochs."""
+    elapsed = now - began
+    remaining = max_epochs - (epoch + (1.0 if done else step / max(steps, 1)))
+    eta = elapsed / epochs_run * remaining if epochs_run > 0 else float("inf")
+    return TrainProgress(epoch + 1, max_epochs, step, steps, loss, valid_loss, tps, elapsed, eta, done)

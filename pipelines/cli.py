@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,13 +10,44 @@ import typer
 from rich.console import Console
 
 from graph.settings import get_settings
+from models.runtime import thread_env
 
-app = typer.Typer(help="PerturbGraph: perturbation experiments, the LPM and discoveries in a Neo4j graph.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+# Before numpy / torch load (the subcommands below import them): thread counts for the cores actually
+# free and sleeping, not spinning, OpenMP threads; inherited by the processes Dagster starts.
+thread_env(get_settings().torch_threads)
+
+from pipelines.output import OutputFormat  # noqa: E402 - after the thread policy
+
+
+class _Typer(typer.Typer):
+    """Turns "Neo4j is not there" into one line with the way to start it, for every command."""
+
+    def __call__(self, *args, **kwargs):
+        from neo4j.exceptions import AuthError, ServiceUnavailable
+
+        from graph.server import Neo4jServerError
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except (ServiceUnavailable, Neo4jServerError, AuthError) as exc:
+            Console(stderr=True).print(f"[bold red]error:[/] {neo4j_hint(exc)}", soft_wrap=True)
+            sys.exit(1)
+
+
+def neo4j_hint(exc: BaseException) -> str:
+    s = get_settings()
+    if not s.managed_neo4j:
+        return f"Neo4j at {s.neo4j_uri} (NEO4J_URI) is not reachable: {type(exc).__name__}: {exc}"
+    return (f"Neo4j is not running at {s.effective_neo4j_uri} (home {s.home}): start it with "
+            f"`perturbgraph neo4j start` (or set NEO4J_URI to another server)")
+
+
+app = _Typer(help="PerturbGraph: perturbation experiments, the LPM and discoveries in a Neo4j graph.",
+             no_args_is_help=True, pretty_exceptions_enable=False)
 neo4j_app = typer.Typer(help="The managed Neo4j server (ignored when NEO4J_URI is set).", no_args_is_help=True)
 app.add_typer(neo4j_app, name="neo4j")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages are never hard-wrapped (piped logs)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -111,6 +143,7 @@ def demo(
     inputs: str = typer.Option(None, "--inputs", help="default (simulated) | shared | shared:<substr>,… | file paths; "
                                                       "default: PERTURBGRAPH_INPUTS"),
     epochs: int = typer.Option(12, "--epochs", help="LPM training epochs (early stopping may end sooner)"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="summary as table | json | tsv"),
 ) -> None:
     """The main job: start Neo4j, materialize every asset, print counts, metrics and example discoveries."""
     import time
@@ -137,22 +170,92 @@ def demo(
     if not result.success:
         fail("the main job failed; the step logs above say where (open the Dagster UI with `perturbgraph ui` for "
              "the full run)")
-    summary(settings, result, console=Console(), elapsed_s=time.monotonic() - began)
+    summary(settings, result, elapsed_s=time.monotonic() - began, fmt=fmt.value)
+
+
+# `dagster dev` is marked superseded by `dg dev` (a separate package); its SupersessionWarning tells a
+# user of `perturbgraph ui` nothing they can act on, so this shim starts it with that warning off.
+_DAGSTER_DEV = ("import warnings\n"
+                "from dagster_shared.utils.warnings import SupersessionWarning\n"
+                "warnings.simplefilter('ignore', SupersessionWarning)\n"
+                "from dagster._cli import main\n"
+                "main()")
+UI_STOP_GRACE_S = 20.0  # dagster dev's own Ctrl-C shutdown, before SIGKILL
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes in a process group (Linux /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+                members.append(int(entry.name))
+    return members
+
+
+def run_process_group(cmd: list[str], *, cwd: Path, env: dict[str, str], grace_s: float = UI_STOP_GRACE_S) -> int:
+    """Run cmd in its own process group; SIGINT / SIGTERM to us stop the whole group: the signal is
+    forwarded (SIGINT: Dagster's graceful Ctrl-C path), and whatever is left after grace_s is killed.
+    Returns the command's exit code (128 + signal when stopped by one)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True)
+    received: list[int] = []
+
+    class _Stop(Exception):
+        pass
+
+    def on_signal(signum, _frame):
+        received.append(signum)
+        raise _Stop
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            return proc.wait()
+        except _Stop:
+            pass
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave the group half-stopped
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and (proc.poll() is None or _group_members(proc.pid)):
+            time.sleep(0.2)
+        for pid in _group_members(proc.pid):  # left after the grace period: SIGKILL, as a user would
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        return 128 + received[0]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @app.command("ui")
 def ui(port: int = typer.Option(3000, "--port")) -> None:
     """Open the Dagster UI (dagster dev) on this project's Definitions and instance."""
-    import os
-    import subprocess
-
     from graph.settings import REPO_ROOT
 
     settings = get_settings()
-    _dagster_home(settings)
-    console.print(f"Dagster UI on http://127.0.0.1:{port} (instance {settings.dagster_home}); Ctrl-C stops it")
-    raise typer.Exit(subprocess.call([sys.executable, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
-                                      "-h", "127.0.0.1", "-p", str(port)], cwd=REPO_ROOT, env=dict(os.environ)))
+    home = _dagster_home(settings)
+    console.print(f"Dagster UI on http://127.0.0.1:{port} (instance {home}); Ctrl-C stops it")
+    # cwd = DAGSTER_HOME (which holds the project's dagster.yaml): from the repository root, Dagster warns
+    # that the dagster.yaml there is not the instance's. PYTHONPATH finds the code from any folder.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    raise typer.Exit(run_process_group(
+        [sys.executable, "-c", _DAGSTER_DEV, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
+         "-p", str(port)], cwd=home, env=env))
 
 
 def _mount_subcommands() -> None:

@@ -7,7 +7,6 @@ from typing import Any
 
 import dagster as dg
 from rich.console import Console
-from rich.table import Table
 
 from graph.settings import Settings, reload_settings
 
@@ -44,63 +43,62 @@ def _output(result: dg.ExecuteInProcessResult, asset: str):
         return None
 
 
-def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: Console, elapsed_s: float) -> None:
+CYPHER_HINT = (
+    "MATCH (mv:ModelVersion {current: true})\n"
+    "MATCH (c:Compound)-[m:SHARES_MECHANISM_WITH {modelVersion: mv.version_id}]->(g:Gene)\n"
+    "RETURN c.name, g.symbol, m.rank, m.score, m.isAnnotatedTarget ORDER BY m.score DESC LIMIT 10")
+
+
+def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: Console | None = None,
+            elapsed_s: float, fmt: str = "table") -> None:
+    """Graph counts, held-out metrics, simulated-truth recovery and example discoveries, as tables
+    (or JSON / TSV) on stdout."""
     from graph import writer as W
     from graph.db import open_driver
+    from pipelines.output import OutTable, emit
 
     with open_driver(settings) as driver:
         counts = W.graph_counts(driver, database=settings.neo4j_database)
         examples = example_discoveries(driver, settings.neo4j_database)
-    nodes = Table(title="Graph", show_header=True)
-    nodes.add_column("nodes"), nodes.add_column("n", justify="right")
-    for label, n in counts["nodes"].items():
-        if n:
-            nodes.add_row(label, f"{n:,}")
-    rels = Table(show_header=True)
-    rels.add_column("relationships"), rels.add_column("n", justify="right")
-    for rel, n in counts["relationships"].items():
-        if n:
-            rels.add_row(rel, f"{n:,}")
-    console.print(nodes, rels)
+    tables = [
+        OutTable("nodes", "Graph", ("nodes", "n"), tuple((k, n) for k, n in counts["nodes"].items() if n), ("n",)),
+        OutTable("relationships", "", ("relationships", "n"),
+                 tuple((k, n) for k, n in counts["relationships"].items() if n), ("n",)),
+    ]
     report = _output(result, "evaluation_report")
     if report:
-        metrics = Table(title=f"Held-out experiments ({report['split']}, target {report['context']})"
-                              + (" — SIMULATED data" if report.get("simulated") else ""))
-        cols = ["rmse", "pearson", "pearson_per_signature", "top50_up"]
-        metrics.add_column("model")
-        for c in cols:
-            metrics.add_column(c, justify="right")
-        for model, row in sorted(report["means"].items(), key=lambda kv: kv[1].get("rmse", 9e9)):
-            metrics.add_row(model, *[f"{row.get(c, float('nan')):.3f}" for c in cols])
-        console.print(metrics)
+        cols = ("rmse", "pearson", "pearson_per_signature", "top50_up")
+        rows = sorted(report["means"].items(), key=lambda kv: kv[1].get("rmse", 9e9))
+        tables.append(OutTable(
+            "metrics", f"Held-out experiments ({report['split']}, target {report['context']})"
+                       + (" — SIMULATED data" if report.get("simulated") else ""),
+            ("model", *cols), tuple((m, *(round(float(r.get(c, float("nan"))), 3) for c in cols)) for m, r in rows),
+            cols))
+    rec, text = None, ""
     truth_dir = settings.data_dir / "default-seed0"
     if report and report.get("simulated") and (truth_dir / "truth").exists():
         from pipelines.truth import recovery_report
 
         with open_driver(settings) as driver:
             rec = recovery_report(driver, settings.neo4j_database, truth_dir)
-        console.print(
-            f"Recovery of the simulated truth: the annotated target is the top mechanism link for "
-            f"{rec['target_at_rank1']:.0%} of {rec['compounds_with_knocked_down_target']} compounds (chance "
-            f"{rec['chance_rank1']:.1%}), in the top {rec['top_k']} for {rec['target_in_top_k']:.0%} (chance "
-            f"{rec['chance_top_k']:.0%}); {rec['novel_edge_precision_vs_hidden']:.1%} of novel predicted gene-gene "
-            f"edges are hidden true edges (base rate {rec['hidden_edge_base_rate']:.1%}).")
+        text = (f"Recovery of the simulated truth: the annotated target is the top mechanism link for "
+                f"{rec['target_at_rank1']:.0%} of {rec['compounds_with_knocked_down_target']} compounds (chance "
+                f"{rec['chance_rank1']:.1%}), in the top {rec['top_k']} for {rec['target_in_top_k']:.0%} (chance "
+                f"{rec['chance_top_k']:.0%}); {rec['novel_edge_precision_vs_hidden']:.1%} of novel predicted "
+                f"gene-gene edges are hidden true edges (base rate {rec['hidden_edge_base_rate']:.1%}).\n")
+    if rec and fmt == "tsv":  # JSON carries it under "recovery", the table format as the sentence
+        tables.append(OutTable("recovery", "Recovery of the simulated truth", ("measure", "value"),
+                               tuple(rec.items())))
     if examples:
-        table = Table(title="Example discoveries (current model version)")
-        for col in ("kind", "from", "to", "score", "note"):
-            table.add_column(col)
-        for row in examples:
-            table.add_row(*[str(row[c]) for c in ("kind", "from", "to", "score", "note")])
-        console.print(table)
-    console.print(  # markup off: Cypher's [r:TYPE] would read as rich markup
-        "\nSee them in Neo4j Browser (or `perturbgraph cypher`):\n"
-        "  MATCH (mv:ModelVersion {current: true})\n"
-        "  MATCH (c:Compound)-[m:SHARES_MECHANISM_WITH {modelVersion: mv.version_id}]->(g:Gene)\n"
-        "  RETURN c.name, g.symbol, m.rank, m.score, m.isAnnotatedTarget ORDER BY m.score DESC LIMIT 10\n"
-        f"Named queries: `perturbgraph queries`. Dagster UI: `perturbgraph ui` (instance {settings.dagster_home}).\n"
-        f"Finished in {elapsed_s / 60:.1f} min.",
-        markup=False, highlight=False,
-    )
+        cols = ("kind", "from", "to", "score", "note")
+        tables.append(OutTable("examples", "Example discoveries (current model version)", cols,
+                               tuple(tuple(str(row[c]) for c in cols) for row in examples)))
+    cypher = "  " + CYPHER_HINT.replace("\n", "\n  ")
+    text += (f"\nSee them in Neo4j Browser (or `perturbgraph cypher`):\n{cypher}\n"
+             f"Named queries: `perturbgraph queries`. Dagster UI: `perturbgraph ui` (instance {settings.dagster_home}).\n"
+             f"Finished in {elapsed_s / 60:.1f} min.")
+    emit(tables, fmt, console=console, text=text,
+         extra={"recovery": rec, "cypher": CYPHER_HINT, "elapsed_s": round(elapsed_s, 1)})
 
 
 def example_discoveries(driver, database: str) -> list[dict]:

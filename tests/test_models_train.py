@@ -1,4 +1,9 @@
 import io
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,7 +79,7 @@ def test_fully_observed_data_skips_the_mask():
     assert data.all_observed
     m = module(LPMConfig.paper(embed_dim=8, hidden_dim=16, dropout=0.0), sizes)
     s, n = tile_loss(m, data, torch.tensor([0, 1]), torch.tensor([0, 1, 2]))
-    assert n == 6 and float(s) > 0
+    assert n == 6 and float(s.detach()) > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -135,3 +140,129 @@ def test_early_stopping_restores_best_weights():
     assert len(hist) < 30
     best = min(h["valid_loss"] for h in hist)
     assert abs(evaluate(m, noise, 64) - best) < 1e-5
+
+
+# ----------------------------------------------------------------------------------------- progress
+class SlowClock:
+    """A clock on which every reading is `step_s` later: each training step 'takes' about step_s."""
+
+    def __init__(self, step_s: float):
+        self.t, self.step_s = 0.0, step_s
+
+    def __call__(self) -> float:
+        self.t += self.step_s
+        return self.t
+
+
+class Recorder:
+    def __init__(self, every_s: float):
+        self.every_s, self.reports = every_s, []
+
+    def __call__(self, p) -> None:
+        self.reports.append(p)
+
+
+def test_progress_reports_within_long_epochs_at_the_configured_interval():
+    # A slowed fit: ~80 steps per epoch at 7 s each = a 9-minute epoch; reports must come at least
+    # once a minute inside it, and after every epoch with the validation loss.
+    data, sizes = problem()
+    valid, _ = problem(seed=2)
+    cfg = LPMConfig.paper(embed_dim=8, hidden_dim=16, batch_triples=10, max_epochs=3, patience=10)
+    rec = Recorder(every_s=60.0)
+    hist = train(module(cfg, sizes), data, valid, cfg, progress=rec, device="cpu", clock=SlowClock(7.0))
+    ends = [r for r in rec.reports if r.epoch_done]
+    mids = [r for r in rec.reports if not r.epoch_done]
+    assert [r.epoch for r in ends] == [1, 2, 3]
+    assert [r.valid_loss for r in ends] == pytest.approx([h["valid_loss"] for h in hist])
+    epoch_s = mids[0].steps_per_epoch * 7.0
+    assert epoch_s > 5 * 60  # the slowed epochs are long
+    assert len(mids) >= 3 * (int(epoch_s // (60 + 7)) - 1)  # about one a minute within each epoch
+    gaps = np.diff([0.0] + [r.elapsed_s for r in rec.reports])
+    assert gaps.max() <= 60.0 + 2 * 7.0  # never more than a minute (plus the step in progress) apart
+    assert all(r.valid_loss is None and 0 < r.step < r.steps_per_epoch for r in mids)
+    assert all(r.triples_per_s > 0 and np.isfinite(r.train_loss) for r in rec.reports)
+    # The ETA counts down to zero at the last epoch, and the pace it assumes is the observed one.
+    assert ends[-1].eta_s == 0 and mids[-1].eta_s > 0
+    first = mids[0]
+    assert first.eta_s == pytest.approx(first.elapsed_s / first.epochs_done * (3 - first.epochs_done), rel=1e-6)
+    assert "epoch 1/3 step" in first.line() and "ETA" in first.line() and "triples/s" in first.line()
+
+
+def test_progress_does_not_change_training():
+    data, sizes = problem()
+    cfg = LPMConfig.paper(embed_dim=8, hidden_dim=16, batch_triples=50, max_epochs=2)
+    quiet = train(module(cfg, sizes), data, None, cfg, progress=False, device="cpu")
+    loud = train(module(cfg, sizes), data, None, cfg, progress=Recorder(0.0), device="cpu")
+    assert [h["train_loss"] for h in quiet] == [h["train_loss"] for h in loud]
+
+
+def test_reporting_to_overrides_a_silent_fit():
+    from models.progress import reporting_to
+
+    data, sizes = problem()
+    cfg = LPMConfig.paper(embed_dim=8, hidden_dim=16, batch_triples=100, max_epochs=2)
+    rec = Recorder(1e9)
+    with reporting_to(rec):
+        train(module(cfg, sizes), data, None, cfg, progress=False, device="cpu")
+    assert [r.epoch for r in rec.reports if r.epoch_done] == [1, 2]
+
+
+def test_cli_train_prints_plain_progress_lines_when_piped(tmp_path):
+    """`perturbgraph train` with stderr piped: plain lines (no bar), mid-epoch ones at the configured interval."""
+    rng = np.random.default_rng(0)
+    n_ctx, n_pert, n_read = 4, 60, 120
+    ci, pi, ri = (a.ravel() for a in np.meshgrid(np.arange(n_ctx), np.arange(n_pert), np.arange(n_read), indexing="ij"))
+    import pandas as pd
+
+    table = pd.DataFrame({"context": [f"CL{c}" for c in ci], "perturbation": [f"P{p}" for p in pi],
+                          "perturbation_type": "shRNA", "readout": [f"G{r}" for r in ri],
+                          "value": rng.normal(size=ci.size).astype(np.float32)})
+    path = tmp_path / "long.tsv"
+    table.to_csv(path, sep="\t", index=False)
+    env = dict(os.environ, PERTURBGRAPH_HOME=str(tmp_path / "home"), PERTURBGRAPH_PROGRESS_EVERY_S="0.05",
+               PERTURBGRAPH_SHARED_DATA=str(tmp_path / "no-shared-data"), PERTURBGRAPH_TORCH_THREADS="1")
+    env.pop("NEO4J_URI", None)
+    out = subprocess.run([str(Path(sys.executable).parent / "perturbgraph"), "train", "--input", str(path),
+                          "--output", str(tmp_path / "lpm.pt"), "--epochs", "2"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("LPM epoch")]
+    assert sum("/2 done" in ln for ln in lines) == 2
+    assert any(" step " in ln for ln in lines), out.stderr[-3000:]  # within an epoch (57.6k triples, ~58 steps)
+    assert "\x1b[" not in out.stderr  # no bar / colour codes in a pipe
+    assert (tmp_path / "lpm.pt").exists()
+
+
+# ------------------------------------------------------------------- gene encoder without torch_geometric
+def test_graph_conv_and_k_hop_subgraph_match_torch_geometric():
+    from models.module import GraphConv, k_hop_subgraph
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch_geometric's import-time torch.jit.script FutureWarning
+        pyg_nn = pytest.importorskip("torch_geometric.nn")
+        from torch_geometric.utils import k_hop_subgraph as pyg_k_hop
+    torch.manual_seed(0)
+    n = 60
+    ei = torch.randint(0, n, (2, 150))
+    ei = torch.cat([ei, ei.flip(0)], 1)
+    w = torch.rand(ei.shape[1])
+    nodes = torch.tensor([1, 5, 7, 30, 59])
+    for hops in (1, 2):
+        ours = k_hop_subgraph(nodes, hops, ei, n)
+        ref = pyg_k_hop(nodes, hops, ei, relabel_nodes=True, num_nodes=n)
+        assert all(torch.equal(a, b) for a, b in zip(ours, ref, strict=True))
+    ref_conv = pyg_nn.GraphConv(8, 8, aggr="mean")
+    conv = GraphConv(8, 8)
+    conv.load_state_dict(ref_conv.state_dict())  # same parameter names: old checkpoints load
+    x = torch.randn(n, 8)
+    assert torch.allclose(conv(x, ei, w), ref_conv(x, ei, w), atol=1e-6)
+
+
+def test_building_and_training_the_gene_encoder_emits_no_future_warning():
+    code = ("import torch\n"
+            "from models.module import GeneEncoder\n"
+            "enc = GeneEncoder(5, torch.arange(1, 6), torch.tensor([[0, 1, 2], [1, 2, 3]]), torch.ones(3), 4, 1, True)\n"
+            "enc(torch.tensor([0, 3, -1])).sum().backward()\n")
+    out = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -39,7 +39,7 @@ EXPECTED_GROUPS = ["sources", "graph", "training", "model", "evaluation", "disco
 STARTUP_TIMEOUT = 120  # webserver + code location (imports torch) on a slow, shared 2-core machine
 PAGE_TIMEOUT = 90
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+BROWSER = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _require_browser() -> None:
@@ -192,6 +192,8 @@ def _expand_all_groups(driver) -> None:
     ActionChains(driver).key_down(Keys.ALT).send_keys("e").key_up(Keys.ALT).perform()
 
 
+@BROWSER[0]
+@BROWSER[1]
 def test_asset_graph_and_successful_run_visible(ui_env, webserver, browser):
     from selenium.webdriver.common.by import By
 
@@ -236,3 +238,86 @@ def test_asset_graph_and_successful_run_visible(ui_env, webserver, browser):
     assert run_id[:8] in row and "input_manifest" in row and "Success" in row, row
     assert "Failure" not in _visible_text(driver)
     driver.save_screenshot(str(ARTIFACTS / "ui-runs.png"))
+
+
+# ------------------------------------------------------------------ `perturbgraph ui` as a process tree
+def _descendants(pid: int) -> set[int]:
+    """Live descendants of pid (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_perturbgraph_ui_stops_its_whole_process_tree_on_sigterm(tmp_path):
+    """`perturbgraph ui` starts dagster dev (webserver, daemon, code server: 5 processes); SIGTERM to
+    the CLI alone must leave none of them running, and the start must print no Dagster warning."""
+    port = _free_port()
+    env = dict(os.environ, PERTURBGRAPH_HOME=str(tmp_path / "home"), PERTURBGRAPH_INPUTS="default")
+    env.pop("NEO4J_URI", None)
+    env.pop("DAGSTER_HOME", None)
+    log_path = tmp_path / "ui.log"
+    with open(log_path, "w") as log:
+        # Its own session, so that the cleanup below can reach everything if the test fails.
+        proc = subprocess.Popen([str(BIN / "perturbgraph"), "ui", "--port", str(port)], cwd=REPO_ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    tree: set[int] = set()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            assert proc.poll() is None, f"perturbgraph ui exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"no UI after {STARTUP_TIMEOUT}s:\n{log_path.read_text()[-3000:]}"
+            time.sleep(1)
+        time.sleep(3)  # the code server's gRPC child starts a moment after the webserver answers
+        tree = _descendants(proc.pid)
+        assert len(tree) >= 3, f"expected dagster dev with webserver and daemon under the CLI, got {tree}"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        assert code == 128 + signal.SIGTERM
+        left = [pid for pid in tree if _alive(pid)]
+        assert not left, f"processes left running after SIGTERM: {left}"
+        log = log_path.read_text()
+        for unwanted in ("Found a dagster instance", "Warning", "warnings.warn"):
+            assert unwanted not in log, f"{unwanted!r} in the output of perturbgraph ui:\n{log[-3000:]}"
+    finally:
+        for pid in [proc.pid, *tree]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def test_instance_config_turns_telemetry_and_onboarding_off(tmp_path, monkeypatch):
+    """The project's dagster.yaml, as `perturbgraph ui` installs it: no telemetry, no onboarding dialog."""
+    import dagster as dg
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.nux_enabled is False
+        assert instance.telemetry_enabled is False

@@ -166,6 +166,14 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
                        targets, graph_path, ctx_path, simulated)
 
 
+def training_log(context: dg.AssetExecutionContext):
+    """LPM training progress (epoch, loss, validation loss, triples/s, ETA) into the run log, every
+    PERTURBGRAPH_PROGRESS_EVERY_S seconds within an epoch and after each epoch."""
+    from models.progress import LineReporter, configured_every_s
+
+    return LineReporter(context.log.info, every_s=configured_every_s())
+
+
 def validation_split(table: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hold out a random fraction of (context, perturbation) experiments, whole."""
     pairs = table[["context", "perturbation"]].astype(str).drop_duplicates()
@@ -215,7 +223,7 @@ def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSetti
     checkpoint = folder / "lpm.pt"
     context.log.info(f"training {version_id} on {len(train):,} triples ({len(valid):,} held out for validation)")
     model = build_lpm(training_set, config, seed=config.seed)
-    model.fit(train, valid, progress=True, checkpoint=folder / "training_state.pt",
+    model.fit(train, valid, progress=training_log(context), checkpoint=folder / "training_state.pt",
               snapshot_id=training_set.snapshot_id)
     model.save(checkpoint)
     (folder / "training_state.pt").unlink(missing_ok=True)
@@ -267,6 +275,7 @@ def evaluation_report(context: dg.AssetExecutionContext, perturbgraph: PerturbGr
     from models.evaluation.harness import Resources, markdown_table, run_benchmark, write_results
     from models.evaluation.metrics import HIGHER_IS_BETTER
     from models.module import LPMConfig
+    from models.progress import reporting_to
 
     settings = perturbgraph.settings()
     table = training_set.table()
@@ -278,10 +287,11 @@ def evaluation_report(context: dg.AssetExecutionContext, perturbgraph: PerturbGr
                           perturbation_doses=training_set.perturbation_doses,
                           lpm_config=LPMConfig(max_epochs=config.max_epochs))
     needs_context = config.split in ("unseen-experiment", "unseen-context")
-    results = run_benchmark(table, config.split, context=target if needs_context else None,
-                            models=["lpm", "baselines"], seeds=config.seeds, resources=resources,
-                            on_result=lambda r: context.log.info(
-                                f"seed {r['seed']} {r['model']}: {r['error'] or round(r['rmse'], 4)}"))
+    with reporting_to(training_log(context)):  # the harness's own LPM fits would be silent
+        results = run_benchmark(table, config.split, context=target if needs_context else None,
+                                models=["lpm", "baselines"], seeds=config.seeds, resources=resources,
+                                on_result=lambda r: context.log.info(
+                                    f"seed {r['seed']} {r['model']}: {r['error'] or round(r['rmse'], 4)}"))
     failed = results.loc[results["error"] != "", ["model", "error"]]
     if len(failed):
         raise dg.Failure(f"evaluation failed for {failed.to_dict('records')}", allow_retries=False)
