@@ -1,9 +1,11 @@
 """Jobs, the weekly retraining schedule and the inbox sensor."""
 
+import stat
 
 import dagster as dg
 
 from graph.settings import get_settings
+from pipelines.inputs import inbox_entries
 
 # Everything: ingest → graph → training → model → evaluation → discoveries.
 everything_job = dg.define_asset_job("perturbgraph_all", selection=dg.AssetSelection.all(),
@@ -28,18 +30,27 @@ weekly_retraining = dg.ScheduleDefinition(
 
 
 def inbox_fingerprint(path) -> str:
-    stat = path.stat()
-    return f"{path.name}:{stat.st_size}:{int(stat.st_mtime)}"
+    info = path.lstat()  # a link is never followed, not even to read its size
+    return f"{path.name}:{info.st_size}:{int(info.st_mtime)}"
+
+
+def _regular_file(path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 @dg.sensor(job=everything_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
-           description="New files in $PERTURBGRAPH_HOME/inbox: ingest them, then retrain.")
+           description="New files in $PERTURBGRAPH_HOME/inbox: ingest them, then retrain. The run checks each "
+                       "file on its own and moves bad ones to inbox/rejected/ with a reason.")
 def inbox_sensor(context: dg.SensorEvaluationContext):
     inbox = get_settings().inbox_dir
     if not inbox.exists():
         return dg.SkipReason(f"no inbox folder at {inbox}")
     seen = set((context.cursor or "").split("\n")) - {""}
-    files = sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+    # Regular files only: a link or a folder never starts a run (the next run moves it to rejected/).
+    files = [p for p in inbox_entries(inbox) if _regular_file(p)]
     new = [p for p in files if inbox_fingerprint(p) not in seen]
     if not new:
         return dg.SkipReason("no new files in the inbox")

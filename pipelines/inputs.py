@@ -2,19 +2,33 @@
 
 An `InputSpec` names a file, what kind of file it is (so the right reader runs) and the dataset id
 its facts are recorded under. Kinds are detected from the extension and, for tables, the header.
+
+The inbox is a drop folder, so each file in it is checked on its own (`scan_inbox`): a symbolic
+link, anything that is not a regular file directly in the inbox, a file of no accepted format and
+a file that cannot be opened as its format (truncated, corrupt) is moved to `inbox/rejected/`
+with `<name>.reason.txt` beside it, and the other files proceed. Reasons never quote the file's
+content, and a link is never followed (not even to read it).
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
+import os
 import re
+import stat
+import zlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graph.io.common import InputFileError
 from graph.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MEASUREMENT_KINDS = frozenset({"gctx", "gct", "h5ad", "long_table", "ranked_long_table"})
 REFERENCE_KINDS = frozenset({"gene_table", "compound_lincs", "compound_repurposing_drugs",
@@ -154,17 +168,110 @@ def default_inputs(settings: Settings, seed: int = 0) -> list[InputSpec]:
     return specs
 
 
-def inbox_inputs(settings: Settings) -> list[InputSpec]:
-    inbox = settings.inbox_dir
-    if not inbox.exists():
+REJECTED_DIR = "rejected"
+
+
+@dataclass(frozen=True)
+class InboxRejection:
+    name: str  # the file's name in the inbox
+    reason: str
+    moved_to: str
+
+
+def inbox_entries(inbox: Path) -> list[Path]:
+    """What was dropped into the inbox: every visible entry except the rejected folder (links included,
+    not followed)."""
+    if not inbox.is_dir():
         return []
-    return [spec_for(p, source=f"inbox:{p.name}") for p in sorted(inbox.iterdir())
-            if p.is_file() and not p.name.startswith(".")]
+    return sorted(p for p in inbox.iterdir() if not p.name.startswith(".") and p.name != REJECTED_DIR)
+
+
+def _check_readable(path: Path, kind: str) -> None:
+    """Open the file as its kind says (cheap: HDF5 layout, parquet footer, text without NUL bytes,
+    gzip stream intact). The error names the problem, never the content."""
+    try:
+        if kind in ("gctx", "h5ad"):
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                needed = "0/DATA/0/matrix" if kind == "gctx" else "X"
+                if needed not in handle:
+                    raise InputFileError(path, f"an HDF5 file without /{needed}, so not a {kind} file")
+        elif path.name.endswith(".parquet"):
+            pq.read_metadata(path)
+        else:
+            opener = gzip.open if path.name.endswith(".gz") else open
+            with opener(path, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    if b"\0" in chunk:
+                        raise InputFileError(path, f"binary content in what should be a {kind} text table")
+    except InputFileError:
+        raise
+    except (OSError, EOFError, ValueError, zlib.error, pa.ArrowException) as exc:
+        raise InputFileError(path, f"not a readable {kind} file: truncated or corrupt "
+                                   f"({type(exc).__name__})") from None
+
+
+def validate_inbox_file(path: Path, inbox: Path) -> InputSpec:
+    """The spec of one inbox file, or InputFileError with a reason that quotes nothing from it."""
+    info = path.lstat()  # lstat: a link is judged as a link, never followed
+    if stat.S_ISLNK(info.st_mode):
+        raise InputFileError(path, "a symbolic link; the inbox does not follow links (copy the file in instead)")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputFileError(path, "not a regular file (put files, not folders or devices, into the inbox)")
+    if path.resolve().parent != inbox.resolve():
+        raise InputFileError(path, "resolves outside the inbox")
+    try:
+        kind = detect_kind(path)
+    except InputFileError:
+        # detect_kind's own message lists the header's columns: content, so not repeated here.
+        raise InputFileError(path, "no accepted input format matches its name and header (see docs/inputs.md)") from None
+    except (OSError, EOFError, ValueError, zlib.error, pa.ArrowException) as exc:
+        raise InputFileError(path, f"unreadable: truncated, corrupt or not text ({type(exc).__name__})") from None
+    _check_readable(path, kind)
+    return spec_for(path, source=f"inbox:{path.name}")
+
+
+def reject_inbox_file(path: Path, inbox: Path, reason: str) -> InboxRejection:
+    """Move `path` (the link itself for a link) to inbox/rejected/ and write `<name>.reason.txt`."""
+    rejected = inbox / REJECTED_DIR
+    rejected.mkdir(exist_ok=True)
+    target = rejected / path.name
+    if target.exists() or target.is_symlink():
+        target = rejected / f"{path.name}.{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}"
+    os.rename(path, target)  # same folder tree: atomic, and a link is moved, not followed
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    (rejected / f"{target.name}.reason.txt").write_text(
+        f"file: {path.name}\nrejected: {stamp}\nreason: {reason}\n"
+        "Fix or replace the file and put it into the inbox again.\n")
+    log.warning("inbox: %s rejected (%s); moved to %s", path.name, reason, target)
+    return InboxRejection(path.name, reason, str(target))
+
+
+def scan_inbox(settings: Settings) -> tuple[list[InputSpec], list[InboxRejection]]:
+    """Validate each inbox file on its own: the good ones as specs, the bad ones moved aside with a reason."""
+    inbox = settings.inbox_dir
+    specs, rejections = [], []
+    for path in inbox_entries(inbox):
+        try:
+            specs.append(validate_inbox_file(path, inbox))
+        except InputFileError as exc:
+            rejections.append(reject_inbox_file(path, inbox, exc.problem))
+        except OSError as exc:  # e.g. removed while scanning: nothing to move, nothing to read
+            rejections.append(InboxRejection(path.name, f"could not be examined ({type(exc).__name__})", ""))
+    return specs, rejections
+
+
+def inbox_inputs(settings: Settings) -> list[InputSpec]:
+    return scan_inbox(settings)[0]
 
 
 def resolve_inputs(settings: Settings, selection: str) -> list[InputSpec]:
-    """`default` (simulated), `shared`, `shared:<substring>,<substring>`, or comma-separated file paths."""
-    if selection == "default":
+    """`default` (simulated), `shared`, `shared:<substring>,<substring>`, `inbox` (the inbox alone), or
+    comma-separated file paths; the inbox's valid files are always added."""
+    if selection == "inbox":
+        specs = []
+    elif selection == "default":
         specs = default_inputs(settings)
     elif selection == "shared":
         specs = shared_inputs(settings)

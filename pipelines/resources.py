@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from neo4j import Driver
@@ -35,16 +36,55 @@ class PerturbGraphSettings(dg.ConfigurableResource):
         return self.inputs_override or self.settings().inputs
 
 
+class SecretConfigError(ValueError):
+    """A secret was given as a plain configuration value (Dagster would store it in its run storage)."""
+
+
 class Neo4jResource(dg.ConfigurableResource):
-    """A Neo4j driver per run, closed at the end. Empty fields fall back to NEO4J_* via settings."""
+    """A Neo4j driver per run, closed at the end. Empty fields fall back to NEO4J_* via settings.
+
+    The password is never a config value: Dagster records resource config (run config, the job
+    snapshot's defaults) in its run storage. It comes from, in order:
+    `password_file` (a path; the file holds the password), `password=dg.EnvVar("NAME")` (kept as the
+    variable's name in `password_env`, read when the run starts), `NEO4J_PASSWORD`, or the managed
+    server's generated password file. `Neo4jResource(password="...")` is refused.
+    """
 
     uri: str | None = None
     username: str | None = None
-    password: str | None = None
+    password_env: str | None = None  # the NAME of an environment variable holding the password
+    password_file: str | None = None  # a path to a file holding the password (keep it 0600)
     database: str | None = None
     home: str | None = None  # PERTURBGRAPH_HOME of the managed server (tests point it elsewhere)
 
     _driver: Driver | None = PrivateAttr(default=None)
+
+    def __init__(self, *, password: Any = None, **data: Any):
+        if password is not None:
+            if not isinstance(password, dg.EnvVar):
+                raise SecretConfigError(
+                    "Neo4jResource takes no plain password (Dagster would store it in its run storage): use "
+                    "password=dg.EnvVar('NEO4J_PASSWORD'), password_file='/path/to/secret' or the NEO4J_PASSWORD "
+                    "environment variable")
+            data["password_env"] = password.env_var_name
+        super().__init__(**data)
+
+    def _password(self) -> str | None:
+        if self.password_file:
+            path = Path(self.password_file).expanduser()
+            try:
+                secret = path.read_text().strip()
+            except OSError as exc:
+                raise SecretConfigError(f"cannot read the Neo4j password file {path} ({exc.strerror})") from None
+            if not secret:
+                raise SecretConfigError(f"the Neo4j password file {path} is empty")
+            return secret
+        if self.password_env:
+            secret = dg.EnvVar(self.password_env).get_value()
+            if not secret:
+                raise SecretConfigError(f"environment variable {self.password_env} (the Neo4j password) is not set")
+            return secret
+        return None
 
     def settings(self) -> Settings:
         from pydantic import SecretStr
@@ -55,8 +95,9 @@ class Neo4jResource(dg.ConfigurableResource):
             update["neo4j_uri"] = self.uri
         if self.username:
             update["neo4j_username"] = self.username
-        if self.password:
-            update["neo4j_password"] = SecretStr(self.password)
+        secret = self._password()
+        if secret is not None:
+            update["neo4j_password"] = SecretStr(secret)
         if self.database:
             update["neo4j_database"] = self.database
         if self.home:

@@ -288,8 +288,9 @@ def test_dagster_step_retries_with_backoff_then_fails_clearly(tmp_path):
         ran_downstream.append(True)
         return write_back
 
-    resource = Neo4jResource(uri=f"bolt://127.0.0.1:{port}", username="neo4j", password="not-a-real-secret",
-                             home=str(tmp_path))
+    (tmp_path / "neo4j-password").write_text("not-a-real-secret\n")  # never a plain config value
+    resource = Neo4jResource(uri=f"bolt://127.0.0.1:{port}", username="neo4j",
+                             password_file=str(tmp_path / "neo4j-password"), home=str(tmp_path))
     t0 = time.perf_counter()
     result = dg.materialize([model_ready, write_back, after_write_back], resources={"neo4j": resource},
                             instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)

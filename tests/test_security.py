@@ -248,6 +248,109 @@ def test_plan_check_refuses_plugin_functions_and_unknown_procedures():
 
 
 # ------------------------------------------------------------------------------------------------
+# The inbox: each file on its own; bad files set aside with a reason, never followed or echoed
+# ------------------------------------------------------------------------------------------------
+
+
+def _ingest_inbox(home: Path, neo4j_settings, secret_file: Path):
+    """The real inbox path: sensor tick, then the ingest assets (sources + graph) on the inbox alone."""
+    from graph.db import credentials
+    from pipelines.assets.graph_load import graph_experiments, graph_reference
+    from pipelines.assets.sources import experiments, input_manifest, reference_data
+    from pipelines.resources import PerturbGraphSettings
+
+    user, _ = credentials(neo4j_settings)
+    resources = {
+        "perturbgraph": PerturbGraphSettings(home=str(home), inputs_override="inbox"),
+        "neo4j": Neo4jResource(uri=neo4j_settings.effective_neo4j_uri, username=user, password_file=str(secret_file),
+                               database=neo4j_settings.neo4j_database),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([input_manifest, reference_data, experiments, graph_reference, graph_experiments],
+                            resources=resources, instance=instance, raise_on_error=False)
+    return result, _everything_dagster_recorded(result, instance)
+
+
+@pytest.mark.neo4j
+def test_bad_inbox_files_are_rejected_and_the_good_one_is_ingested(empty_graph, neo4j_settings, tmp_path, caplog):
+    from graph.db import credentials
+    from graph.settings import reload_settings
+    from pipelines.automation import inbox_sensor
+
+    home = tmp_path / "home"
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    secret_file = tmp_path / "pw"
+    secret_file.write_text(credentials(neo4j_settings)[1])
+    passwd_first_line = Path("/etc/passwd").read_text().splitlines()[0]
+    (inbox / "new_genes.tsv").write_text("entrez_id\tsymbol\taliases\n7157\tTP53\tp53\n2475\tMTOR\tFRAP1\n")
+    (inbox / "passwd.tsv").symlink_to("/etc/passwd")
+    (inbox / "broken.gctx").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)  # truncated HDF5
+    (inbox / "notes.csv").write_text(passwd_first_line + "\nCANARY-inbox-content,2\n")  # no accepted format
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PERTURBGRAPH_HOME", str(home))
+            reload_settings()
+            with dg.instance_for_test() as instance:
+                tick = inbox_sensor(dg.build_sensor_context(instance=instance))
+        assert isinstance(tick, dg.RunRequest)
+        # Regular files start a run; the link does not (and is never stat-ed through).
+        assert set(tick.tags["perturbgraph/files"].split(",")) == {"new_genes.tsv", "broken.gctx", "notes.csv"}
+    finally:
+        reload_settings()
+
+    result, recorded = _ingest_inbox(home, neo4j_settings, secret_file)
+    assert result.success
+    manifest = result.asset_value("input_manifest")
+    assert [(Path(s.path).name, s.kind) for s in manifest] == [("new_genes.tsv", "gene_table")]
+    genes = empty_graph.execute_query("MATCH (g:Gene) RETURN g.symbol AS s ORDER BY s",
+                                      database_=neo4j_settings.neo4j_database).records
+    assert [r["s"] for r in genes] == ["MTOR", "TP53"]
+    rejected = inbox / "rejected"
+    assert sorted(p.name for p in inbox.iterdir()) == ["new_genes.tsv", "rejected"]
+    assert (rejected / "passwd.tsv").is_symlink()  # the link itself was moved, /etc/passwd untouched
+    reasons = {p.name.removesuffix(".reason.txt"): p.read_text() for p in rejected.glob("*.reason.txt")}
+    assert set(reasons) == {"passwd.tsv", "broken.gctx", "notes.csv"}
+    assert "symbolic link" in reasons["passwd.tsv"]
+    assert "truncated or corrupt" in reasons["broken.gctx"]
+    assert "no accepted input format" in reasons["notes.csv"]
+    for text in [*reasons.values(), recorded, caplog.text]:
+        assert passwd_first_line not in text and "CANARY-inbox-content" not in text
+
+    # The next run is unaffected: same manifest, same graph, nothing new rejected.
+    again, _ = _ingest_inbox(home, neo4j_settings, secret_file)
+    assert again.success
+    assert [Path(s.path).name for s in again.asset_value("input_manifest")] == ["new_genes.tsv"]
+    assert sorted(p.name for p in rejected.glob("*.reason.txt")) == sorted(f"{n}.reason.txt" for n in reasons)
+    assert len(empty_graph.execute_query("MATCH (g:Gene) RETURN g", database_=neo4j_settings.neo4j_database)
+               .records) == 2
+
+
+def test_inbox_refuses_what_resolves_outside_it(tmp_path):
+    from graph.settings import Settings
+    from pipelines.inputs import scan_inbox
+
+    settings = Settings(home=tmp_path / "home")
+    inbox = settings.inbox_dir
+    inbox.mkdir(parents=True)
+    outside = tmp_path / "outside.tsv"
+    outside.write_text("entrez_id\tsymbol\taliases\n1\tA1BG\t\n")
+    (inbox / "link.tsv").symlink_to(outside)
+    (inbox / "folder").mkdir()
+    (inbox / "folder" / "inner.tsv").write_text(outside.read_text())
+    (inbox / "dirlink").symlink_to(tmp_path)
+    (inbox / "ok.tsv").write_text(outside.read_text())
+    (inbox / "empty.parquet").write_bytes(b"PAR1")
+    specs, rejections = scan_inbox(settings)
+    assert [Path(s.path).name for s in specs] == ["ok.tsv"]
+    assert {r.name: r.reason.split(";")[0].split(" (")[0] for r in rejections} == {
+        "link.tsv": "a symbolic link", "dirlink": "a symbolic link", "folder": "not a regular file",
+        "empty.parquet": "unreadable: truncated, corrupt or not text"}
+    assert outside.exists() and sorted(p.name for p in inbox.iterdir()) == ["ok.tsv", "rejected"]
+
+
+# ------------------------------------------------------------------------------------------------
 # Checkpoints: no pickle from files
 # ------------------------------------------------------------------------------------------------
 
@@ -341,31 +444,129 @@ def _everything_dagster_recorded(result, instance) -> str:
     return "\n".join(parts)
 
 
+def _stored_bytes(folder: Path) -> bytes:
+    """Everything a Dagster instance wrote under its home (run and event-log sqlite files, compute
+    logs, schedules), with every sqlite value read out and zlib-compressed ones (Dagster's
+    snapshots) decompressed: a plain byte scan of runs.db would miss a secret in a job snapshot."""
+    import sqlite3
+    import zlib
+
+    out = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        raw = path.read_bytes()
+        out.append(raw)
+        if not raw.startswith(b"SQLite format 3"):
+            continue
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                for row in con.execute(f'SELECT * FROM "{table}"'):  # table names from sqlite itself
+                    for value in row:
+                        if isinstance(value, str):
+                            out.append(value.encode())
+                        elif isinstance(value, bytes):
+                            try:
+                                out.append(zlib.decompress(value))
+                            except zlib.error:
+                                out.append(value)
+        finally:
+            con.close()
+    return b"\n".join(out)
+
+
 @pytest.mark.neo4j
-def test_password_never_reaches_dagster_events_logs_or_metadata(neo4j_settings, tmp_path, caplog):
+def test_password_never_reaches_dagster_storage_events_logs_or_metadata(neo4j_settings, tmp_path, caplog):
+    """The resource configured every supported way; after each run the password is in no event, log,
+    metadata, run record, and in no byte of the instance's storage (runs.db, event logs, compute logs)."""
     from graph.db import credentials
+    from graph.settings import reload_settings
 
     user, password = credentials(neo4j_settings)
-    resource = Neo4jResource(uri=neo4j_settings.effective_neo4j_uri, username=user, password=password,
-                             database=neo4j_settings.neo4j_database, home=str(tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize([secret_probe], resources={"neo4j": resource}, instance=instance)
-    assert result.success
-    recorded = _everything_dagster_recorded(result, instance)
-    assert "connected with settings" in recorded and neo4j_settings.effective_neo4j_uri in recorded
-    assert password not in recorded
-    assert password not in caplog.text
-
-    # A wrong password: the failure is reported, the (wrong) secret is not.
+    secret_file = tmp_path / "neo4j-password"
+    secret_file.write_text(password + "\n")
+    secret_file.chmod(0o600)
+    common = {"uri": neo4j_settings.effective_neo4j_uri, "username": user, "database": neo4j_settings.neo4j_database}
+    ways = {
+        "NEO4J_PASSWORD": lambda: Neo4jResource(**common),
+        "password=dg.EnvVar": lambda: Neo4jResource(**common, password=dg.EnvVar("PG_TEST_NEO4J_SECRET")),
+        "password_file": lambda: Neo4jResource(**common, password_file=str(secret_file)),
+    }
+    if neo4j_settings.managed_neo4j:  # no URI, no variable: the managed server's own password file
+        ways["managed server"] = lambda: Neo4jResource(home=str(neo4j_settings.home),
+                                                       database=neo4j_settings.neo4j_database)
+    try:
+        for i, (way, make) in enumerate(ways.items()):
+            with pytest.MonkeyPatch.context() as mp:
+                for name in ("NEO4J_URI", "NEO4J_PASSWORD", "PG_TEST_NEO4J_SECRET"):
+                    mp.delenv(name, raising=False)
+                if way == "NEO4J_PASSWORD":
+                    mp.setenv("NEO4J_PASSWORD", password)
+                if way == "password=dg.EnvVar":
+                    mp.setenv("PG_TEST_NEO4J_SECRET", password)
+                mp.setenv("PERTURBGRAPH_NEO4J_BOLT_PORT", str(neo4j_settings.neo4j_bolt_port))
+                reload_settings()
+                (home := tmp_path / f"dagster-{i}").mkdir()
+                with dg.instance_for_test(temp_dir=str(home)) as instance:
+                    result = dg.materialize([secret_probe], resources={"neo4j": make()}, instance=instance)
+                    assert result.success, way
+                    recorded = _everything_dagster_recorded(result, instance)
+                    stored = _stored_bytes(Path(instance.root_directory))
+                assert "connected with settings" in recorded and "bolt://127.0.0.1" in recorded, way
+                assert result.run_id.encode() in stored, way  # the scan saw the real run storage
+                assert password not in recorded, way
+                assert password.encode() not in stored, way
+                assert password not in caplog.text, way
+    finally:
+        reload_settings()
+    # A wrong password (from a file): the failure is reported, neither secret is.
     wrong = "wrong-" + password[::-1]
-    bad = Neo4jResource(uri=neo4j_settings.effective_neo4j_uri, username=user, password=wrong,
-                        database=neo4j_settings.neo4j_database, home=str(tmp_path))
-    instance = dg.DagsterInstance.ephemeral()
-    failed = dg.materialize([secret_probe], resources={"neo4j": bad}, instance=instance, raise_on_error=False)
-    assert not failed.success
-    recorded = _everything_dagster_recorded(failed, instance)
+    secret_file.write_text(wrong)
+    (tmp_path / "dagster-wrong").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster-wrong")) as instance:
+        failed = dg.materialize([secret_probe], resources={"neo4j": Neo4jResource(
+            **common, password_file=str(secret_file))}, instance=instance, raise_on_error=False)
+        assert not failed.success
+        recorded = _everything_dagster_recorded(failed, instance)
+        stored = _stored_bytes(Path(instance.root_directory))
     assert "AuthError" in recorded or "unauthorized" in recorded.lower()
     assert wrong not in recorded and password not in recorded
+    assert wrong.encode() not in stored and password.encode() not in stored
+
+
+class _PlainConfig(dg.ConfigurableResource):
+    token: str  # what a plain `password` field used to be
+
+
+@dg.asset
+def plain_probe(plain: _PlainConfig) -> int:
+    return len(plain.token)
+
+
+def test_secret_scan_finds_a_plain_config_value(tmp_path):
+    """Control for the scan above: a plain config value does land in Dagster's run storage (inside a
+    compressed job snapshot), and `_stored_bytes` finds it."""
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        dg.materialize([plain_probe], resources={"plain": _PlainConfig(token="CANARY-plain-config-value")},
+                       instance=instance)
+        assert b"CANARY-plain-config-value" in _stored_bytes(Path(instance.root_directory))
+
+
+def test_a_plain_password_in_resource_config_is_refused(tmp_path):
+    from pipelines.resources import SecretConfigError
+
+    with pytest.raises(SecretConfigError, match="EnvVar") as refused:
+        Neo4jResource(uri="bolt://127.0.0.1:1", password="plain-text-secret-value")
+    assert "plain-text-secret-value" not in str(refused.value)
+    # Run config cannot carry one either: `password` is not a config field of the resource.
+    assert "password" not in Neo4jResource.model_fields
+    missing = Neo4jResource(uri="bolt://127.0.0.1:1", password_file=str(tmp_path / "absent"))
+    with pytest.raises(SecretConfigError, match="absent"):
+        missing.settings()
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(SecretConfigError, match="empty"):
+        Neo4jResource(uri="bolt://127.0.0.1:1", password_file=str(tmp_path / "empty")).settings()
 
 
 def test_settings_repr_hides_the_password():
