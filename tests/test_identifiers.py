@@ -45,6 +45,11 @@ def test_alias_in_parentheses_is_a_second_lookup_key():
     table = {"gsk1120212": "SMILES-T"}
     assert lookup_compound("Trametinib (GSK1120212)", table) == "SMILES-T"
     assert lookup_compound("Trametinib", table) is None
+    # acetate: an ester when the table knows the ester, a counter-ion otherwise (last resort)
+    esters = {"hydrocortisoneacetate": "ESTER", "hydrocortisone": "PARENT", "pasireotide": "PEPTIDE"}
+    assert lookup_compound("Hydrocortisone acetate", esters) == "ESTER"
+    assert lookup_compound("Pasireotide acetate", esters) == "PEPTIDE"
+    assert compound_name_keys("Pasireotide acetate") == ("pasireotideacetate",)  # join keys never drop it
 
 
 def test_combinations():

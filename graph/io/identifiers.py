@@ -64,20 +64,31 @@ def normalise_compound_name(name: object) -> str:
     return _name_key(base)
 
 
-def compound_name_keys(name: object) -> tuple[str, ...]:
+# Words that name an ester ("hydrocortisone acetate" is its own molecule) or a counter-ion
+# ("chlorhexidine diacetate", "pasireotide acetate"): kept in the key, dropped only as a last resort.
+ESTER_OR_SALT_WORDS = frozenset({"acetate", "diacetate"})
+
+
+def compound_name_keys(name: object, *, last_resort: bool = False) -> tuple[str, ...]:
     """Every key a structure lookup should try, best first: the name, then its alias in parentheses
-    ("Trametinib (GSK1120212)" -> ("trametinib", "gsk1120212")). Salt-only brackets give no alias."""
+    ("Trametinib (GSK1120212)" -> ("trametinib", "gsk1120212")). Salt-only brackets give no alias.
+    last_resort=True appends the name without acetate words ("Pasireotide acetate" -> "pasireotide"),
+    for lookups only: as a join key it would merge an ester with its parent."""
     base, alias = _split_alias(name)
     keys = [_name_key(base)]
     if alias and not _only_salt_words(alias):
         keys.append(_name_key(alias))
+    if last_resort:
+        words = [w for w in base.split() if re.sub(r"\W+", "", w.lower()) not in ESTER_OR_SALT_WORDS]
+        if words and len(words) < len(base.split()):
+            keys.append(_name_key(" ".join(words)))
     return tuple(k for k in dict.fromkeys(keys) if k)
 
 
 def lookup_compound(name: object, table) -> str | None:
-    """table[key] for the first of compound_name_keys(name) the table holds (a dict keyed by
-    normalise_compound_name of its names); None when no key matches."""
-    for key in compound_name_keys(name):
+    """table[key] for the first of compound_name_keys(name, last_resort=True) the table holds (a dict
+    keyed by compound_name_keys of its names); None when no key matches."""
+    for key in compound_name_keys(name, last_resort=True):
         hit = table.get(key)
         if hit:
             return hit
