@@ -255,11 +255,22 @@ class Neo4jServer:
             fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(password + "\n")
-        result = subprocess.run(
-            [java, "-cp", f"{self.conf_dir}/*:{self.lib_dir}/*", ADMIN_TOOL,
-             "dbms", "set-initial-password", "--", password],  # "--": a password may start with "-"
-            capture_output=True, text=True, env=self._env(), timeout=120,
-        )
+        # The password goes to the admin tool in an owner-only argument file (picocli's `@file`), not on
+        # the command line, where any local user could read it in the process list while the tool runs.
+        # Quoted, so spaces, quotes, backslashes and a leading "-" or "@" stay part of the password.
+        args_file = self.password_file.parent / "initial-password.args"
+        args_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(args_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write('"' + password.replace("\\", "\\\\").replace('"', '\\"') + '"\n')
+        try:
+            result = subprocess.run(
+                [java, "-cp", f"{self.conf_dir}/*:{self.lib_dir}/*", ADMIN_TOOL,
+                 "dbms", "set-initial-password", "--", f"@{args_file}"],
+                capture_output=True, text=True, env=self._env(), timeout=120,
+            )
+        finally:
+            args_file.unlink(missing_ok=True)
         if result.returncode != 0:
             first = (result.stderr.strip() or result.stdout.strip()).splitlines()[:3]
             raise Neo4jServerError("setting the initial Neo4j password failed: " + " | ".join(first)
