@@ -25,8 +25,10 @@ from graph.settings import Settings
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
 
-# One above the session server's port, so helpers running tests side by side do not collide.
-SERVER_TEST_PORT = int(os.environ.get("PERTURBGRAPH_TEST_BOLT_PORT", "7697")) + 1
+# 7698 by default; 200 above PERTURBGRAPH_TEST_BOLT_PORT when that is set, so test sessions run side by
+# side (each with its own session port) do not collide.
+SERVER_TEST_PORT = int(os.environ["PERTURBGRAPH_TEST_BOLT_PORT"]) + 200 if os.environ.get(
+    "PERTURBGRAPH_TEST_BOLT_PORT") else 7698
 
 
 @pytest.fixture(scope="module")
