@@ -97,6 +97,36 @@ def test_model_beats_the_context_mean_baseline_on_validation(pipeline_run):
     assert run.simulated
 
 
+def test_the_model_version_records_the_production_predictor(pipeline_run, pipeline_env, neo4j_driver):
+    """The predictor chosen on validation experiments is saved, predicts the published effects, and its
+    choice, every candidate's validation metrics and the margin are on the ModelVersion."""
+    import numpy as np
+    import pandas as pd
+
+    from graph.discovery_writer import run_named_query
+
+    run = pipeline_run.asset_value("lpm_model")
+    sel = run.selection
+    scores = {c: m["pearson_per_signature"] for c, m in sel["validation"].items()}
+    assert {"lpm", "context_mean", "other_contexts", "linear"} <= set(scores)
+    assert scores[sel["chosen"]] == max(scores.values())
+    predictor = run.predictor()  # loads and validates the saved files
+    assert predictor.selection.chosen == sel["chosen"]
+    version = pipeline_run.asset_value("discoveries")["version_id"]
+    db = pipeline_env.neo4j_database
+    row = next(v for v in run_named_query(neo4j_driver, "model-versions", database=db) if v["version_id"] == version)
+    assert row["predictor"] == sel["chosen"] and row["predictor_margin"] == pytest.approx(sel["margin"])
+    assert row["predictor_best_baseline"] == sel["best_baseline"] and row["embeddings_from"] == "lpm"
+    assert json.loads(row["predictor_validation"]).keys() == sel["validation"].keys()
+    effects = neo4j_driver.execute_query(
+        "MATCH (p:Perturbation)-[r:PREDICTED_EFFECT {modelVersion: $v}]->(:Gene) "
+        "RETURN p.perturbation_id AS perturbation, r.context AS context, r.readout AS readout, r.value AS value "
+        "ORDER BY perturbation, context, readout LIMIT 20", v=version, database_=db).records
+    assert effects
+    rows = pd.DataFrame([e.data() for e in effects])
+    np.testing.assert_allclose(predictor.predict(rows), rows["value"], rtol=1e-5, atol=1e-6)
+
+
 def test_pipeline_recovers_the_simulated_truth(pipeline_run, pipeline_env, neo4j_driver):
     """The simulated world's hidden answers are found better than chance: compounds land on their
     targets' knockdowns, novel predicted edges are enriched for hidden true edges, and held-out

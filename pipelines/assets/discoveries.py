@@ -88,8 +88,9 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
         if len(pairs) > config.max_effect_pairs:
             pairs = pairs.sample(n=config.max_effect_pairs, random_state=config.seed).sort_index()
         context.log.info(f"imputing {len(pairs)} unmeasured (perturbation, context) experiments")
-        effects = D.impute_effects(model.predict, pairs, model.vocab["gene"], top_n=config.effects_top_n) \
-            if len(pairs) else None
+        # Effects come from the production predictor (the candidate that won on validation experiments).
+        effects = D.impute_effects(lpm_model.predictor().predict, pairs, model.vocab["gene"],
+                                   top_n=config.effects_top_n) if len(pairs) else None
 
         embeddings = {"perturbation": pert_emb, "readout": model.embeddings("readout"),
                       "context": model.embeddings("context")}
@@ -102,7 +103,7 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
             config=lpm_model.config, dataset_ids=training_set.dataset_ids,
             dataset_hashes=training_set.dataset_hashes, metrics=metrics, trained_at=lpm_model.trained_at,
             code_version=code_version(), version_id=lpm_model.version_id, embedding_dim=int(pert_emb.shape[1]),
-            checkpoint_path=lpm_model.checkpoint,
+            checkpoint_path=lpm_model.checkpoint, predictor=lpm_model.selection,
         )
         report = publish_discoveries(driver, record, embeddings=embeddings, mechanisms=mechanisms,
                                      interactions=interactions, effects=effects,

@@ -55,9 +55,17 @@ class ModelRun:
     snapshot_id: str
     config: dict
     trained_at: str
-    valid_metrics: dict  # {"lpm": {...}, "context_mean": {...}}
+    valid_metrics: dict  # candidate -> metrics on the validation experiments: {"lpm": {...}, "context_mean": {...}, ...}
     history: list[dict]
     simulated: bool = False
+    predictor_dir: str = ""  # the saved production predictor (models/predictor.py); lpm.pt is its LPM
+    selection: dict = field(default_factory=dict)  # models.predictor.Selection.to_dict()
+
+    def predictor(self):
+        """The production predictor of this version, loaded and validated (what `discoveries` predicts with)."""
+        from models.predictor import ProductionPredictor
+
+        return ProductionPredictor.load(self.predictor_dir)
 
 
 class TrainingConfig(dg.Config):
@@ -201,8 +209,10 @@ def build_lpm(ts: TrainingSet, config: TrainingConfig | None = None, *, max_epoc
 
 # --------------------------------------------------------------------------------------------- model
 @dg.asset(group_name="model", kinds={"pytorch"},
-          description="The Large Perturbation Model trained on the training set; checkpoint with weights, config, "
-                      "vocabularies and the data snapshot id.")
+          description="The Large Perturbation Model trained on the training set (checkpoint with weights, config, "
+                      "vocabularies and the data snapshot id) and the production predictor: the LPM, context_mean, "
+                      "other_contexts, linear or their stacked combination, whichever wins on the validation "
+                      "experiments (models/predictor.py), saved beside it.")
 def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSettings, training_set: TrainingSet,
               config: TrainingConfig) -> ModelRun:
     import matplotlib
@@ -210,8 +220,8 @@ def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSetti
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from models.evaluation.baselines import ContextReadoutMean
-    from models.evaluation.metrics import evaluate_predictions
+    from models.predictor import LPM_FILE, ProductionPredictor
+    from models.registry import Resources, production_members
 
     settings = perturbgraph.settings()
     table = training_set.table()
@@ -220,18 +230,21 @@ def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSetti
     version_id = f"lpm-{trained_at.strftime('%Y%m%dT%H%M%S')}-{training_set.snapshot_id[:8]}"
     folder = settings.artifacts_dir / "models" / version_id
     folder.mkdir(parents=True, exist_ok=True)
-    checkpoint = folder / "lpm.pt"
+    checkpoint = folder / LPM_FILE
     context.log.info(f"training {version_id} on {len(train):,} triples ({len(valid):,} held out for validation)")
     model = build_lpm(training_set, config, seed=config.seed)
     model.fit(train, valid, progress=training_log(context), checkpoint=folder / "training_state.pt",
               snapshot_id=training_set.snapshot_id)
-    model.save(checkpoint)
+    # The production predictor: the baselines fitted on the same training rows, every candidate compared
+    # on the same validation experiments; saving it writes the LPM checkpoint (lpm.pt) too.
+    resources = Resources(compound_smiles=training_set.compound_smiles)
+    predictor = ProductionPredictor(production_members(config.seed, resources, lpm=model), seed=config.seed,
+                                    prefitted=("lpm",)).fit(train, valid)
+    predictor.save(folder)
     (folder / "training_state.pt").unlink(missing_ok=True)
-
-    rows = valid.drop(columns=["value"])
-    metrics = {"lpm": evaluate_predictions(valid, model.predict(rows))}
-    baseline = ContextReadoutMean().fit(train)
-    metrics["context_mean"] = evaluate_predictions(valid, baseline.predict(rows))
+    selection = predictor.selection.to_dict()
+    context.log.info(f"production predictor: {predictor.describe()}")
+    metrics = dict(predictor.selection.validation)  # lpm, context_mean (the check below), other candidates
     history = [{k: float(v) if isinstance(v, (int, float, np.floating)) else v for k, v in h.items()}
                for h in model.history]
     (folder / "metrics.json").write_text(json.dumps({"valid": metrics, "history": history}, indent=2, default=float))
@@ -250,9 +263,24 @@ def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSetti
         "valid_pearson_lpm": metrics["lpm"]["pearson"],
         "valid_pearson_context_mean": metrics["context_mean"]["pearson"],
         "training_curve": curve, "simulated_data": training_set.simulated,
+        "production_predictor": selection["chosen"], "production_margin_over_best_baseline": selection["margin"],
+        "production_best_baseline": selection["best_baseline"],
+        "production_candidates": dg.MetadataValue.md(_selection_table(selection)),
+        "production_stacking_weights": dg.MetadataValue.json(selection["stacking_weights"]),
     })
     return ModelRun(version_id, str(checkpoint), training_set.snapshot_id, model.config.to_dict(),
-                    trained_at.isoformat(timespec="seconds"), metrics, history, training_set.simulated)
+                    trained_at.isoformat(timespec="seconds"), metrics, history, training_set.simulated,
+                    str(folder), selection)
+
+
+def _selection_table(selection: dict) -> str:
+    """Every candidate's validation metrics, the chosen one marked."""
+    names = ("pearson_per_signature", "pearson", "rmse")
+    lines = ["| candidate | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for cand, m in selection["validation"].items():
+        mark = " (chosen)" if cand == selection["chosen"] else ""
+        lines.append(f"| {cand}{mark} | " + " | ".join(f"{m[k]:.3f}" for k in names) + " |")
+    return "\n".join(lines)
 
 
 @dg.asset_check(asset=lpm_model, blocking=True,
