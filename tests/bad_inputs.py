@@ -122,7 +122,7 @@ def long_table(folder: Path) -> tuple[Path, dict[str, int]]:
                  "value": 1.0})
     rows.append({"context": "A375", "perturbation": "TP53", "perturbation_type": "teleportation", "readout": "MYC",
                  "value": 1.0})
-    # A repeated (signature, readout) with a conflicting value: the first is kept, the repeat quarantined.
+    # A repeated (signature, readout) with a conflicting value: both copies are quarantined (default policy).
     rows.append({"context": "A375", "perturbation": HOSTILE_NAMES[0], "perturbation_type": "CRISPRi",
                  "readout": "TP53", "value": 99.0})
     path = folder / "long_bad.parquet"
