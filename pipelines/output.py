@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Wide enough that no table row wraps; rich tables do not expand to it (expand=False).
 PIPE_WIDTH = 100_000
@@ -78,11 +79,12 @@ def emit(tables: Sequence[OutTable], fmt: OutputFormat | str = OutputFormat.tabl
             out.file.write("\n".join(lines) + "\n")
         return
     for t in tables:
-        table = Table(title=t.title or None)
+        # Text, not str: a cell (Cypher's [r:TYPE], a gene list) must not be read as rich markup.
+        table = Table(title=Text(t.title) if t.title else None)
         for col in t.columns:
-            table.add_column(col, justify="right" if col in t.right_aligned else "left")
+            table.add_column(Text(col), justify="right" if col in t.right_aligned else "left")
         for row in t.rows:
-            table.add_row(*(_cell(v) for v in row))
+            table.add_row(*(Text(_cell(v)) for v in row))
         out.print(table)
     if text:
         out.print(text, markup=False, highlight=False)

@@ -26,10 +26,12 @@ from neo4j import Driver
 from neo4j.exceptions import Neo4jError, ServiceUnavailable
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from graph import cypher_guard as CG
 from graph import discovery_queries as DQ
 from graph.settings import get_settings
+from pipelines.output import OutputFormat, stdout_console
 
 app = typer.Typer(help="Query discoveries in the graph.", no_args_is_help=True, pretty_exceptions_enable=False)
 err = Console(stderr=True)
@@ -76,16 +78,21 @@ def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None) ->
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console(width=200).print(table)
+        table.add_row(*(Text(_cell(row.get(c))) for c in columns))  # Text: values are not rich markup
+    stdout_console().print(table)  # the terminal's width; unwrapped when piped
 
 
-def _emit(stream: CG.CypherStream, as_json: bool, title: str) -> None:
-    """Print rows as they arrive: JSON one row per line inside one array, or a table per chunk."""
+def _emit(stream: CG.CypherStream, fmt: str, title: str) -> None:
+    """Print rows as they arrive: JSON one row per line inside one array, TSV lines, or a table per chunk."""
+    as_json = fmt == "json"
     chunk: list[dict[str, Any]] = []
     first = True
     for row in stream:
-        if as_json:
+        if fmt == "tsv":
+            if first:
+                typer.echo("\t".join(stream.columns))
+            typer.echo("\t".join(_cell(row.get(c)).replace("\t", " ").replace("\n", " ") for c in stream.columns))
+        elif as_json:
             typer.echo(("[\n" if first else ",\n") + json.dumps(row, default=str), nl=False)
         else:
             chunk.append(row)
@@ -97,18 +104,18 @@ def _emit(stream: CG.CypherStream, as_json: bool, title: str) -> None:
         typer.echo("[]" if first else "\n]")
     elif chunk:
         _table(stream.columns, chunk, title if stream.rows <= len(chunk) else None)
-    if first and not as_json:
+    if first and fmt == "table":
         err.print(f"[yellow]{title}: no rows[/]")
     if stream.truncated:
         err.print(f"[yellow]stopped at the row limit: {stream.rows:,} rows printed, more exist; "
                   "raise it with --max-rows N (0: no limit)[/]", highlight=False, soft_wrap=True)
 
 
-def _run_stream(make: Callable[[Driver], CG.CypherStream], as_json: bool, title: str) -> None:
+def _run_stream(make: Callable[[Driver], CG.CypherStream], fmt: str, title: str) -> None:
     """Open the driver, print the rows, and turn every failure into one line and an exit code."""
     try:
         with driver_factory() as driver:
-            _emit(make(driver), as_json, title)
+            _emit(make(driver), fmt, title)
     except CG.ReadOnlyError as exc:
         _fail(str(exc), EXIT_READ_ONLY)
     except CG.QueryTimeoutError as exc:
@@ -156,14 +163,15 @@ def list_queries() -> None:
         params = " ".join(
             f"--{n.replace('_', '-')}" + ("" if p.required else f"[={p.default}]") for n, p in q.params.items())
         table.add_row(q.name, params, q.description)
-    Console(width=200).print(table)
+    stdout_console().print(table)
 
 
 @app.command("query", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def query(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="named query (see `perturbgraph queries`)"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table (= --format json)"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | json | tsv"),
     database: str | None = typer.Option(None, "--database", help="Neo4j database (default: settings)"),
     timeout: TimeoutOption = CG.DEFAULT_TIMEOUT_S,
     max_rows: MaxRowsOption = CG.DEFAULT_MAX_ROWS,
@@ -180,7 +188,8 @@ def query(
     db = database or get_settings().neo4j_database
     # A named query is the project's own read-only Cypher: no plan check, the same bounds.
     _run_stream(lambda driver: CG.CypherStream(driver, spec.cypher, params, check_plan=False, database=db,
-                                               timeout_s=timeout, max_rows=max_rows), as_json, name)
+                                               timeout_s=timeout, max_rows=max_rows),
+                "json" if as_json else fmt.value, name)
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -203,7 +212,8 @@ def cypher(
                                                     help="name=value (value parsed as JSON when it is JSON)")] = None,
     write: bool = typer.Option(False, "--write", help="allow writes, LOAD CSV, procedures and administration "
                                                      "(otherwise only a plain read is run)"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table (= --format json)"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | json | tsv"),
     database: str | None = typer.Option(None, "--database", help="Neo4j database (default: settings)"),
     timeout: TimeoutOption = CG.DEFAULT_TIMEOUT_S,
     max_rows: MaxRowsOption = CG.DEFAULT_MAX_ROWS,
@@ -216,7 +226,8 @@ def cypher(
         _fail(str(exc), EXIT_USAGE)
     db = database or get_settings().neo4j_database
     _run_stream(lambda driver: CG.CypherStream(driver, statement, params, write=write, database=db,
-                                               timeout_s=timeout, max_rows=max_rows), as_json, "cypher")
+                                               timeout_s=timeout, max_rows=max_rows),
+                "json" if as_json else fmt.value, "cypher")
 
 
 def register(parent: typer.Typer) -> None:
