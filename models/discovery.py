@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 MECHANISM_COLUMNS = ("compound", "gene", "score", "rank", "zscore", "pvalue", "qvalue", "significant",
                      "is_annotated_target")
@@ -142,20 +143,6 @@ def permuted_null(gene_vectors: np.ndarray, n_null: int, rng: np.random.Generato
     return mu + np.take_along_axis(z, pick, axis=0) @ vt
 
 
-def discrete_bh(n_ge_counts: np.ndarray, n_null: int) -> np.ndarray:
-    """BH q-value of each possible p-value when every p is (1 + n_ge) / (1 + n_null).
-
-    `n_ge_counts[j]` = how many tested pairs have n_ge == j (j = 0..n_null). Ties share the largest
-    rank of their group, as in `bh_qvalues`; memory is O(n_null) however many pairs were tested."""
-    counts = np.asarray(n_ge_counts, dtype=np.float64)
-    n_total = counts.sum()
-    p = (1.0 + np.arange(len(counts))) / (1.0 + n_null)
-    rank = np.cumsum(counts)  # p increases with n_ge: rank of the last pair with this p
-    raw = np.where(counts > 0, p * n_total / np.maximum(rank, 1), np.inf)
-    q = np.minimum.accumulate(raw[::-1])[::-1]
-    return np.minimum(q, 1.0)
-
-
 def mechanism_links(
     compound_emb: pd.DataFrame,
     gene_emb: pd.DataFrame,
@@ -178,7 +165,8 @@ def mechanism_links(
     Returned rows: each compound's top-k genes, plus every pair with qvalue <= `fdr` beyond them.
     Columns: compound, gene, score (cosine), rank (1 = most similar gene of the compound), zscore
     ((score - null mean) / null sd for this compound), pvalue ((1 + #null >= score) / (1 + n_null),
-    the null being this compound scored against `permuted_null` gene vectors), qvalue
+    the null being this compound scored against `permuted_null` gene vectors; beyond the null's
+    maximum the Gaussian tail of z, at most 1 / (1 + n_null)), qvalue
     (Benjamini-Hochberg over every compound x gene pair tested, not per compound), significant
     (qvalue <= fdr: what is published as a discovery), is_annotated_target.
     """
@@ -200,48 +188,43 @@ def mechanism_links(
     genes = gene_emb.index.to_numpy()
     compounds = compound_emb.index.to_numpy()
 
-    def scored(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        cu = l2_normalise(c_vec[start:start + chunk])
-        scores = cu @ g_unit.T  # (C, G)
+    # Every pair's score, z and p (8 bytes each per pair: 64k pairs on the shared data), then one BH.
+    n_c, n_g = len(compounds), len(genes)
+    scores, z, p = (np.empty((n_c, n_g)) for _ in range(3))
+    for start in range(0, n_c, chunk):
+        rows = slice(start, start + chunk)
+        cu = l2_normalise(c_vec[rows])
+        s = cu @ g_unit.T  # (C, G)
         null = np.sort(cu @ null_unit.T, axis=1)  # (C, N)
         mu, sd = null.mean(axis=1, keepdims=True), null.std(axis=1, keepdims=True)
-        # number of null scores >= each real score, per compound row
-        n_ge = np.stack([n_null - np.searchsorted(null[i], scores[i] - 1e-12, side="left")
-                         for i in range(len(cu))])
-        return scores, n_ge, mu, sd
-
-    # Pass 1: the distribution of p over every pair (p is discrete), for one BH over all of them.
-    counts = np.zeros(n_null + 1, dtype=np.int64)
-    for start in range(0, len(compounds), chunk):
-        counts += np.bincount(scored(start)[1].ravel(), minlength=n_null + 1)
-    q_of = discrete_bh(counts, n_null)
-    # Pass 2: the rows to return (top-k per compound and every significant pair).
-    parts: list[pd.DataFrame] = []
-    for start in range(0, len(compounds), chunk):
-        scores, n_ge, mu, sd = scored(start)
-        q_all = q_of[n_ge]
-        order = np.lexsort((np.broadcast_to(np.arange(scores.shape[1]), scores.shape), -scores), axis=1)
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(len(scores), 0), axis=1)
-        keep = (rank <= k) | (q_all <= fdr)
-        rows, cols = np.nonzero(keep)
-        by_rank = np.lexsort((rank[rows, cols], rows))  # compounds in input order, each by rank
-        rows, cols = rows[by_rank], cols[by_rank]
-        vals = scores[rows, cols]
-        z = np.divide(vals - mu[rows, 0], sd[rows, 0], out=np.zeros_like(vals), where=sd[rows, 0] > 0)
-        comp = compounds[start:start + chunk][rows]
-        gene = genes[cols]
-        parts.append(pd.DataFrame({
-            "compound": comp,
-            "gene": gene,
-            "score": vals,
-            "rank": rank[rows, cols],
-            "zscore": z,
-            "pvalue": (1.0 + n_ge[rows, cols]) / (1.0 + n_null),
-            "qvalue": q_all[rows, cols],
-            "significant": q_all[rows, cols] <= fdr,
-            "is_annotated_target": [g in targets.get(c, ()) for c, g in zip(comp, gene, strict=True)],
-        }))
+        n_ge = np.stack([n_null - np.searchsorted(null[i], s[i] - 1e-12, side="left") for i in range(len(cu))])
+        zz = np.divide(s - mu, sd, out=np.zeros_like(s), where=sd > 0)
+        # Empirical p where the null reaches the score; beyond the null's maximum, its Gaussian tail
+        # (never above the empirical floor): n_null samples alone cannot give p < 1/(1 + n_null),
+        # far above what BH over thousands of pairs needs.
+        emp = (1.0 + n_ge) / (1.0 + n_null)
+        p[rows] = np.where(n_ge == 0, np.minimum(emp, norm.sf(zz)), emp)
+        scores[rows], z[rows] = s, zz
+    q = bh_qvalues(p.ravel()).reshape(p.shape)
+    order = np.lexsort((np.broadcast_to(np.arange(n_g), scores.shape), -scores), axis=1)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(1, n_g + 1), scores.shape), axis=1)
+    keep = (rank <= k) | (q <= fdr)
+    rows_i, cols = np.nonzero(keep)
+    by_rank = np.lexsort((rank[rows_i, cols], rows_i))  # compounds in input order, each by rank
+    rows_i, cols = rows_i[by_rank], cols[by_rank]
+    comp, gene = compounds[rows_i], genes[cols]
+    parts = [pd.DataFrame({
+        "compound": comp,
+        "gene": gene,
+        "score": scores[rows_i, cols],
+        "rank": rank[rows_i, cols],
+        "zscore": z[rows_i, cols],
+        "pvalue": p[rows_i, cols],
+        "qvalue": q[rows_i, cols],
+        "significant": q[rows_i, cols] <= fdr,
+        "is_annotated_target": [g in targets.get(c, ()) for c, g in zip(comp, gene, strict=True)],
+    })]
     out = pd.concat(parts, ignore_index=True)
     out["rank"] = out["rank"].astype(np.int64)
     out["significant"] = out["significant"].astype(bool)

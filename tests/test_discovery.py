@@ -47,7 +47,7 @@ def test_planted_compound_gets_its_gene_at_rank_one_with_small_p():
     for c, g in planted.items():
         assert top.loc[c, "gene"] == g
         assert top.loc[c, "score"] == pytest.approx(1.0)
-        assert top.loc[c, "pvalue"] == pytest.approx(1 / 5001)  # nothing in the null reaches it
+        assert top.loc[c, "pvalue"] <= 1 / 5001  # nothing in the null reaches it: the Gaussian tail, below
         assert top.loc[c, "qvalue"] < 0.05  # 60 genes x p=1/5001
         assert top.loc[c, "zscore"] > 4
     # non-planted links are not called significant after BH over the compound's genes
@@ -151,16 +151,6 @@ def _structured_world(seed=0, n_genes=200, n_comp=40, d=32, noise=0.7):
     comp = pd.DataFrame(genes.to_numpy()[targets] + noise * rng.normal(size=(n_comp, d)),
                         index=[f"C{i}" for i in range(n_comp)], columns=genes.columns)
     return genes, comp, {f"C{i}": f"G{t}" for i, t in enumerate(targets)}, factors, rng
-
-
-def test_discrete_bh_equals_bh_over_all_pairs():
-    rng = np.random.default_rng(0)
-    n_null = 50
-    n_ge = rng.integers(0, n_null + 1, size=(7, 30))
-    n_ge[0, :4] = 0  # some strong pairs
-    q = D.discrete_bh(np.bincount(n_ge.ravel(), minlength=n_null + 1), n_null)[n_ge]
-    direct = D.bh_qvalues(((1.0 + n_ge) / (1.0 + n_null)).ravel()).reshape(n_ge.shape)
-    assert q == pytest.approx(direct)
 
 
 def test_mechanism_qvalues_are_bh_over_every_pair_not_per_compound():
