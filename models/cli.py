@@ -10,6 +10,7 @@ a GCTX file, or a parquet / CSV / TSV long table (value) or ranked table (rank, 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -50,10 +51,16 @@ def _readout_option(readouts: str | None) -> int | list[str] | str | None:
 
 
 def _load(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine") -> pd.DataFrame:
-    """Read INPUT through the ingest readers and the validation step; bad input -> one line, exit 1."""
+    """_load_input's table."""
+    return _load_input(input_, readouts, readout_seed, duplicates).frame
+
+
+def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine"):
+    """Read INPUT through the ingest readers and the validation step (a models.datasets.Loaded);
+    bad input -> one line naming the file, exit 1."""
     from graph.io.common import InputFileError
     from graph.io.validation import DUPLICATE_POLICIES
-    from models.datasets import load_dataset, select_readouts
+    from models.datasets import load_input, select_readouts
 
     if duplicates not in DUPLICATE_POLICIES:
         _fail(f"--duplicates must be one of {', '.join(DUPLICATE_POLICIES)}")
@@ -68,21 +75,20 @@ def _load(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: 
         _fail("--readouts dense|all applies to the tahoe dataset; use N or a file of names")
     try:
         with console.status(f"loading {input_}"):
-            df = load_dataset(input_, duplicates=duplicates, **kwargs)
+            loaded = load_input(input_, duplicates=duplicates, **kwargs)
             if choice is not None:
-                df = select_readouts(df, choice, seed=readout_seed)
+                loaded = replace(loaded, frame=select_readouts(loaded.frame, choice, seed=readout_seed))
     except (InputFileError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         _fail(str(exc))
     except (ValueError, OSError, KeyError) as exc:
         _fail(f"{input_}: {exc}")
     except Exception as exc:  # an unexpected reader failure is still one line naming the input
         _fail(f"{input_}: cannot be read ({type(exc).__name__}: {exc})")
-    report = df.attrs.get("load_report")
-    if report is not None:
-        typer.echo(f"{input_}: {report.summary()}", err=True)
+    df = loaded.frame
+    typer.echo(f"{input_}: {loaded.report.summary()}", err=True)
     typer.echo(f"{input_}: {len(df):,} rows, {df['context'].nunique()} contexts, "
                f"{df['perturbation'].nunique()} perturbations, {df['readout'].nunique()} readouts", err=True)
-    return df
+    return loaded
 
 
 # Cell-line features are attached when they describe at least this share of a dataset's contexts
@@ -91,17 +97,20 @@ def _load(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: 
 MIN_CONTEXT_FEATURE_COVERAGE = 0.5
 
 
-def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | None = None):
+def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | None = None,
+                  perturbation_names: dict[str, str] | None = None,
+                  perturbation_targets: dict[str, list[str]] | None = None):
     """Side information for the shared data: SMILES by compound name, STRING (score >= 700) among
     the readouts and genetic targets, each genetic perturbation's targets (its own name, or the target
     genes the reader recorded), and LINCS baseline expression of the cell lines (when it covers most
-    of the dataset's contexts). Every piece is optional: a missing one is a warning, not an error."""
+    of the dataset's contexts). Every piece is optional: a missing one is a warning, not an error.
+    perturbation_names / _targets: per perturbation id, the source name and target genes (Loaded)."""
     from models.datasets import cell_line_features, compound_smiles, string_gene_graph
     from models.evaluation.harness import Resources
     from models.evaluation.splits import GENETIC_TYPES
 
-    names = df.attrs.get("perturbation_names") or {}  # perturbation id -> source name (ingest readers)
-    targets = df.attrs.get("perturbation_targets") or {}
+    names = perturbation_names or {}  # perturbation id -> source name (ingest readers)
+    targets = perturbation_targets or {}
     types = df["perturbation_type"].astype(str)
     compounds = df.loc[types == "compound", "perturbation"].astype(str).unique()
     genetic = df.loc[types.isin(GENETIC_TYPES), "perturbation"].astype(str).unique()
@@ -194,8 +203,10 @@ def train(
             *(["--readouts", readouts] if readouts is not None else [])]))
     if output.is_dir():
         _fail(f"{output}: is a directory; give the checkpoint file name")
-    df = _load(input_, readouts, readout_seed, duplicates)
-    res = resources_for(df, epochs=epochs)
+    loaded = _load_input(input_, readouts, readout_seed, duplicates)
+    df = loaded.frame
+    res = resources_for(df, epochs=epochs, perturbation_names=loaded.perturbation_names,
+                        perturbation_targets=loaded.perturbation_targets)
     config = LPMConfig() if epochs is None else LPMConfig(max_epochs=epochs)
     model = LPM(config, compound_smiles=res.compound_smiles or None, gene_graph=res.gene_graph,
                 perturbation_targets=res.perturbation_targets, seed=seed)
@@ -223,23 +234,30 @@ def evaluate(
     readouts: str | None = typer.Option(None, "--readouts", help=READOUTS_HELP),
     readout_seed: int = typer.Option(0, "--readout-seed", help="seed of the random readout subset"),
     duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
+    fmt: str = typer.Option("table", "--format", help="results on stdout: table (markdown) | json (every row) | "
+                                                      "tsv (mean per model and metric)"),
 ) -> None:
     """Evaluate the LPM and baselines on one split over several seeds; write JSON and a markdown table.
     Exits 1 when every model failed."""
     from models.evaluation.harness import expand_model_names, markdown_table, run_benchmark, write_results
     from models.evaluation.splits import SPLITS
+    from models.progress import LineReporter, configured_every_s, reporting_to
 
+    if fmt not in ("table", "json", "tsv"):
+        _fail(f"unknown --format {fmt!r}; choose from table, json, tsv")
     if split not in SPLITS:
         _fail(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     if split in {"unseen-experiment", "unseen-context"} and not target_context:
         _fail(f"{split} needs --target-context")
     seed_list = _ints(seeds)
     target_context = _target_context(input_, target_context)
-    df = _load(input_, readouts, readout_seed, duplicates)
+    loaded = _load_input(input_, readouts, readout_seed, duplicates)
+    df = loaded.frame
     if target_context is not None and target_context not in set(df["context"].astype(str)):
         contexts = sorted(df["context"].astype(str).unique())
         _fail(f"unknown --target-context {target_context!r}; {input_} has {len(contexts)} contexts: {', '.join(contexts)}")
-    res = resources_for(df, gene_graph="lpm" in models or "production" in models, epochs=epochs)
+    res = resources_for(df, gene_graph="lpm" in models or "production" in models, epochs=epochs,
+                        perturbation_names=loaded.perturbation_names, perturbation_targets=loaded.perturbation_targets)
     try:
         names = expand_model_names(models.split(","), df, res)
     except ValueError as exc:
@@ -253,14 +271,26 @@ def evaluate(
             progress.console.print(f"seed {record['seed']} {record['model']}: {status}", markup=False)
             progress.advance(task)
 
+        # Each LPM fit reports epochs / loss / ETA above the bar (the harness fits silently otherwise).
+        fit_log = LineReporter(lambda line: progress.console.print(line, markup=False, highlight=False),
+                               every_s=configured_every_s())
         try:
-            results = run_benchmark(df, split, context=target_context, models=names, seeds=seed_list,
-                                    resources=res, on_result=step)
+            with reporting_to(fit_log):
+                results = run_benchmark(df, split, context=target_context, models=names, seeds=seed_list,
+                                        resources=res, on_result=step)
         except ValueError as exc:
             _fail(f"{input_}: {exc}")
     json_path, md_path = write_results(results, out, title=f"{input_}: {split} {target_context or ''}".strip())
-    console.print(markdown_table(results), markup=False)
-    console.print(f"wrote {json_path} and {md_path}", markup=False)
+    # stdout, plain text: piped or redirected, rows are never wrapped (a rich console would wrap at 80).
+    if fmt == "json":
+        typer.echo(results.to_json(orient="records", indent=1))
+    elif fmt == "tsv":
+        from models.evaluation.metrics import summarize
+
+        typer.echo(summarize(results)["mean"].to_csv(sep="\t", float_format="%.4f"), nl=False)
+    else:
+        typer.echo(markdown_table(results))
+    console.print(f"wrote {json_path} and {md_path}", markup=False, soft_wrap=True)
     failed = results["error"].astype(bool) if "error" in results else pd.Series(False, index=results.index)
     if len(results) and failed.all():
         _fail(f"every model failed on {input_} (first error: {results.loc[failed, 'error'].iloc[0]})")

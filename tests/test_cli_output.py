@@ -103,3 +103,31 @@ def test_commands_that_need_neo4j_say_how_to_start_it_in_one_line(tmp_path):
         lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and "perturbgraph neo4j start" in lines[0], (args, out.stderr)
         assert "Traceback" not in out.stderr
+
+
+def test_evaluate_prints_results_on_stdout_in_each_format(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    ci, pi, ri = (a.ravel() for a in np.meshgrid(np.arange(4), np.arange(30), np.arange(40), indexing="ij"))
+    path = tmp_path / "long.tsv"
+    pd.DataFrame({"context": [f"CL{c}" for c in ci], "perturbation": [f"P{p}" for p in pi],
+                  "perturbation_type": "shRNA", "readout": [f"G{r}" for r in ri],
+                  "value": rng.normal(size=ci.size)}).to_csv(path, sep="\t", index=False)
+    env = dict(os.environ, PERTURBGRAPH_HOME=str(tmp_path / "home"), PERTURBGRAPH_SHARED_DATA=str(tmp_path / "none"))
+    env.pop("NEO4J_URI", None)
+    base = [str(Path(sys.executable).parent / "perturbgraph"), "evaluate", "--input", str(path), "--split",
+            "unseen-experiment", "--target-context", "CL0", "--models", "context_mean,linear", "--seeds", "0"]
+    outs = {}
+    for fmt in ("table", "json", "tsv"):
+        run = subprocess.run(base + ["--format", fmt, "--out", str(tmp_path / fmt)], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-2000:]
+        outs[fmt] = run.stdout
+    table = [ln for ln in outs["table"].splitlines() if ln.startswith("| ")]
+    assert len(table) == 3 and all(ln.endswith("|") for ln in table)  # header + 2 models, one line each
+    assert {r["model"] for r in json.loads(outs["json"])} == {"context_mean", "linear"}
+    header, *rows = outs["tsv"].splitlines()
+    assert header.split("\t")[0] == "model" and "pearson_per_signature" in header.split("\t")
+    assert sorted(r.split("\t")[0] for r in rows) == ["context_mean", "linear"]
