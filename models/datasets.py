@@ -95,16 +95,25 @@ class LoadReport:
                 + (f" ({by})" if by else "") + f", {self.duplicates_resolved:,} duplicate rows resolved")
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """A loaded input: the canonical table, its LoadReport, and per perturbation id the source name
+    (for structure lookup) and target genes recorded by the ingest reader. Kept beside the frame, not
+    in DataFrame.attrs, which pandas deep-copies on every operation."""
+
+    frame: pd.DataFrame
+    report: LoadReport
+    perturbation_names: dict[str, str] = field(default_factory=dict)
+    perturbation_targets: dict[str, list[str]] = field(default_factory=dict)
+
+
 def _attach(frame: pd.DataFrame, report: LoadReport, names: dict[str, str] | None = None,
-            targets: dict[str, list[str]] | None = None) -> pd.DataFrame:
-    """The report and the perturbation side tables travel with the frame (DataFrame.attrs)."""
+            targets: dict[str, list[str]] | None = None) -> Loaded:
+    """The frame with its report; a table with no valid row is an error naming the source."""
     if report.read and report.accepted == 0 or len(frame) == 0:
         by = "; ".join(f"{k}: {n:,}" for k, n in report.reasons.items())
         raise InputFileError(report.source, f"no valid rows ({report.read:,} rows read" + (f"; {by})" if by else ")"))
-    frame.attrs["load_report"] = report
-    frame.attrs["perturbation_names"] = names or {}
-    frame.attrs["perturbation_targets"] = targets or {}
-    return frame
+    return Loaded(frame, report, names or {}, targets or {})
 
 
 def validated(df: pd.DataFrame, source: str, *, report: LoadReport | None = None, counts_read: bool = True,
@@ -149,20 +158,19 @@ def read_readout_names(path: str | Path) -> list[str]:
 
 def select_readouts(df: pd.DataFrame, readouts: int | list[str], seed: int = 0) -> pd.DataFrame:
     """Keep N random readouts (random_readouts over the dense readouts, or over all readouts when fewer
-    than N are dense) or the listed ones; the report travels along. An empty result is an error."""
+    than N are dense) or the listed ones. An empty result is an error."""
     if isinstance(readouts, int):
         pool = dense_readouts(df)
         keep = random_readouts(pool if len(pool) >= readouts else df["readout"].astype(str).unique(), readouts, seed)
     else:
         keep = list(readouts)
     out = df[df["readout"].astype(str).isin(set(keep))].reset_index(drop=True)
-    out.attrs = df.attrs
     if not len(out):
         raise ValueError(f"none of the {len(keep)} requested readouts is in the data (e.g. {keep[:3]})")
     return out
 
 
-def from_ranked(df: pd.DataFrame, *, up_only: bool = False, source: str = "ranked table") -> pd.DataFrame:
+def from_ranked(df: pd.DataFrame, *, up_only: bool = False, source: str = "ranked table") -> Loaded:
     """A ranked long table (rank, n_ranked) -> canonical long table, through the validation step.
 
     up_only: the lists hold only the up-regulated end (Replogle); use the up score instead of the
@@ -180,8 +188,18 @@ def most_measured_readouts(df: pd.DataFrame, n: int) -> list[str]:
     return counts.sort_values(["n", "readout"], ascending=[False, True])["readout"].head(n).tolist()
 
 
-def load_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str] = "dense",
-               contexts: list[str] | None = None, n_random: int | None = None, seed: int = 0) -> pd.DataFrame:
+def load_tahoe(*args, **kwargs) -> pd.DataFrame:
+    """read_tahoe's table."""
+    return read_tahoe(*args, **kwargs).frame
+
+
+def load_replogle(*args, **kwargs) -> pd.DataFrame:
+    """read_replogle's table."""
+    return read_replogle(*args, **kwargs).frame
+
+
+def read_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str] = "dense",
+               contexts: list[str] | None = None, n_random: int | None = None, seed: int = 0) -> Loaded:
     """Tahoe-100M signed rank scores.
 
     readouts: "dense" (the 1,382 ranked in every signature, default), "all" (26,347; sparse), an int N
@@ -208,8 +226,8 @@ def load_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str
     return from_ranked(raw, up_only=False, source=str(path))
 
 
-def load_replogle(path: str | Path | None = None, *, min_signatures: int = 1,
-                  contexts: list[str] | None = None) -> pd.DataFrame:
+def read_replogle(path: str | Path | None = None, *, min_signatures: int = 1,
+                  contexts: list[str] | None = None) -> Loaded:
     """Replogle CRISPRi up scores, present readouts only (see module docstring).
 
     min_signatures: keep readouts that are in the top-1,000 of at least this many signatures
@@ -253,7 +271,7 @@ def read_gctx_long(path: str | Path) -> pd.DataFrame:
     })
 
 
-def load_gctx(path: str | Path, *, duplicates: str = "quarantine") -> pd.DataFrame:
+def load_gctx(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
     """L1000 z-scores averaged per (cell line, perturbation, readout); control wells dropped.
 
     Each sample goes through the validation step first (non-finite values; a readout symbol repeated
@@ -281,7 +299,7 @@ def _dataset_id_for(path: Path) -> str:
 
 
 def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, perturbations,
-                  duplicates: str) -> pd.DataFrame:
+                  duplicates: str) -> Loaded:
     """An ingest reader's accepted table (perturbation ids, as in the store) -> the model table.
 
     Rows the reader accepted are validated once more at the model key (context, perturbation,
@@ -304,7 +322,7 @@ def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, pert
     return _attach(out, report, names, targets)
 
 
-def load_long_table(path: str | Path, *, duplicates: str = "quarantine") -> pd.DataFrame:
+def load_long_table(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
     """A user's parquet / CSV / TSV long table (value) or ranked table (rank, n_ranked), read by the
     ingest reader (graph/io/tables.LongTableReader): the same accepted rows and perturbation ids as
     `perturbgraph demo --inputs FILE` puts in the store."""
@@ -316,7 +334,7 @@ def load_long_table(path: str | Path, *, duplicates: str = "quarantine") -> pd.D
     return _from_records(frame, path, reader.report, reader.quarantine, reader.perturbations, duplicates)
 
 
-def load_h5ad(path: str | Path, *, duplicates: str = "quarantine") -> pd.DataFrame:
+def load_h5ad(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
     """A Perturb-seq h5ad pseudobulked as ingest does it (graph/io/h5ad.pseudobulk_h5ad)."""
     from graph.io.h5ad import pseudobulk_h5ad
 
@@ -325,7 +343,7 @@ def load_h5ad(path: str | Path, *, duplicates: str = "quarantine") -> pd.DataFra
     return _from_records(result.long, path, result.report, result.quarantine, result.perturbations, duplicates)
 
 
-def load_file(path: str | Path, *, duplicates: str = "quarantine") -> pd.DataFrame:
+def load_file(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
     """Any measurement file, by its format (extension checked against the first bytes)."""
     path = Path(path)
     fmt = measurement_format(path)
@@ -334,13 +352,18 @@ def load_file(path: str | Path, *, duplicates: str = "quarantine") -> pd.DataFra
     if fmt == "h5ad":
         return load_h5ad(path, duplicates=duplicates)
     if path.name == Path(SHARED_DATASETS["tahoe"]).name:
-        return load_tahoe(path)
+        return read_tahoe(path)
     return load_long_table(path, duplicates=duplicates)
 
 
-def load_dataset(name_or_path: str | Path, *, duplicates: str = "quarantine", **kwargs) -> pd.DataFrame:
+def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
+    """load_input's table."""
+    return load_input(name_or_path, **kwargs).frame
+
+
+def load_input(name_or_path: str | Path, *, duplicates: str = "quarantine", **kwargs) -> Loaded:
     """Any input the CLI accepts: a shared dataset name (SHARED_DATASETS), an ingested dataset id or a
-    file path. Every route ends in the validation step; the frame's attrs carry the LoadReport."""
+    file path. Every route ends in the validation step (graph/io/validation.py)."""
     key = str(name_or_path)
     from graph.settings import get_settings
     from graph.store import load_training_table, read_manifest
@@ -352,9 +375,9 @@ def load_dataset(name_or_path: str | Path, *, duplicates: str = "quarantine", **
         frame, report = validated(table, key, ranked=False, duplicates=duplicates)
         return _attach(frame, report)
     if key == "tahoe":
-        return load_tahoe(**kwargs)
+        return read_tahoe(**kwargs)
     if key == "replogle":
-        return load_replogle(**kwargs)
+        return read_replogle(**kwargs)
     if key in SHARED_DATASETS:
         return load_gctx(shared_path(SHARED_DATASETS[key]), duplicates=duplicates)
     path = Path(key)

@@ -168,6 +168,17 @@ def test_quarantine_output_and_hash(tmp_path):
     assert sha256_file(tmp_path / "h.txt") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
+def test_compound_names_join_by_alias_and_coverage_is_reported(tmp_path):
+    df = pd.DataFrame({"context": "A375", "perturbation": ["Trametinib (GSK1120212)", "Vorinostat ", "mystery"],
+                       "perturbation_type": "compound", "readout": "G1", "value": [1.0, 2.0, 3.0]})
+    path = tmp_path / "c.csv"
+    df.to_csv(path, index=False)
+    ids = {"gsk1120212": "INCHIKEY-T", "vorinostat": "INCHIKEY-V"}
+    _, reader = read_long_table(path, "c", compound_ids=ids)
+    assert set(reader.perturbations) == {"compound:INCHIKEY-T", "compound:INCHIKEY-V", "compound:name:mystery"}
+    assert "compound names matched to a compound record: 2 of 3" in reader.report.notes
+
+
 def test_repeats_across_batches_are_caught(tmp_path):
     df = pd.DataFrame({"context": "A", "perturbation": "p", "perturbation_type": "CRISPRi",
                        "readout": ["G1", "G2", "G3", "G1", "G4", "G2"], "value": [1.0, 2.0, 3.0, 9.0, 4.0, 9.0]})

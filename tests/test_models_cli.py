@@ -212,7 +212,6 @@ def test_readouts_n_random_or_a_file_for_any_input(tmp_path, no_shared_data):
     df = load_dataset(tmp_path / "long.parquet")
     sub = select_readouts(df, 4, seed=3)
     assert sorted(sub["readout"].unique()) == sorted(random_readouts([f"G{i}" for i in range(10)], 4, seed=3))
-    assert sub.attrs["load_report"].read == len(df)
     (tmp_path / "names.txt").write_text("# wanted\nG2\nG7\n")
     result = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "long.parquet"), "--target-context", "C1",
                                  "--readouts", str(tmp_path / "names.txt"), "--models", "context_mean", "--seeds", "0",
@@ -223,7 +222,7 @@ def test_readouts_n_random_or_a_file_for_any_input(tmp_path, no_shared_data):
 def test_cli_and_ingest_accept_the_same_table(cli_corpus, tmp_path, no_shared_data):
     """One file, two entry points (the pipeline's read_experiment and the CLI loader): same rows."""
     from graph.settings import Settings
-    from models.datasets import LONG_COLUMNS, load_dataset
+    from models.datasets import LONG_COLUMNS, load_input
     from pipelines.ingest import read_experiment
     from pipelines.inputs import spec_for
 
@@ -232,14 +231,16 @@ def test_cli_and_ingest_accept_the_same_table(cli_corpus, tmp_path, no_shared_da
     from graph.store import load_training_table
 
     ingest = load_training_table(Settings(home=tmp_path / "home"), [bundle.dataset.dataset_id])
-    cli = load_dataset(path)
+    loaded = load_input(path)
+    cli = loaded.frame
 
     def canon(df):
         out = df[LONG_COLUMNS].astype({c: str for c in LONG_COLUMNS[:4]}).astype({"value": np.float32})
         return out.sort_values(LONG_COLUMNS[:4]).reset_index(drop=True)
 
     pd.testing.assert_frame_equal(canon(ingest), canon(cli))
-    assert cli.attrs["load_report"].quarantined == bundle.report.quarantined > 0
+    assert loaded.report.quarantined == bundle.report.quarantined > 0
+    assert loaded.report.read == bundle.report.read == loaded.report.accepted + loaded.report.quarantined
 
 
 @pytest.mark.shared_data
