@@ -147,6 +147,7 @@ def _atomic_write_text(text: str, path: Path) -> None:
 STORE_SCHEMA = pa.schema([(c, pa.float32() if c == "value" else pa.string()) for c in MEASUREMENT_COLUMNS])
 _SORT_ROWS = 2_000_000  # rows sorted in memory at once when chunks arrive out of order
 _SPILL_BATCH = 500_000
+_OPEN_BUCKETS = 64
 
 
 def canonical_measurements(table: pd.DataFrame, dataset_id: str) -> pd.DataFrame:
@@ -232,19 +233,6 @@ def _canonical_chunk(table: pd.DataFrame, dataset_id: str) -> _Chunk:
     return _Chunk(coded, value[order], (sig_cats[sig[0]], readout_cats[readout[0]]),
                   (sig_cats[sig[-1]], readout_cats[readout[-1]]),
                   dict(zip(sig_cats[present].tolist(), counts.tolist(), strict=True)))
-
-
-def _sorted_arrow(table: pa.Table, dataset_id: str) -> pa.Table:
-    """An arrow table (STORE_SCHEMA) sorted by (signature_id, readout); refuses repeated keys."""
-    table = table.sort_by([("signature_id", "ascending"), ("readout", "ascending")]).combine_chunks()
-    n = len(table)
-    if n > 1:
-        s, r = table["signature_id"], table["readout"]
-        same = pc.and_(pc.equal(s.slice(1), s.slice(0, n - 1)), pc.equal(r.slice(1), r.slice(0, n - 1)))
-        n_dup = pc.sum(same).as_py() or 0
-        if n_dup:
-            raise ValueError(f"{n_dup} duplicate (signature_id, readout) rows in {dataset_id!r}")
-    return table
 
 
 def _remove_stale_temps(folder: Path) -> None:
@@ -408,32 +396,44 @@ class MeasurementWriter:
             parts = [self._spill_files]
         else:
             value_set = pa.array(sig_ids, pa.string())
-            writers: dict[int, pq.ParquetWriter] = {}
             paths = [self._spill_dir / f"bucket-{k}.parquet" for k in range(n_buckets)]
-            try:
-                for f in self._spill_files:
-                    for batch in pq.ParquetFile(f).iter_batches(batch_size=_SPILL_BATCH):
-                        t = pa.Table.from_batches([batch], schema=STORE_SCHEMA)
-                        rank = pc.index_in(t["signature_id"], value_set=value_set).to_numpy()
-                        bk = bucket[rank.astype(np.int64)]
-                        order = np.argsort(bk, kind="stable")
-                        present, starts = np.unique(bk[order], return_index=True)
-                        ends = np.append(starts[1:], len(order))
-                        for k, lo, hi in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True):
-                            if k not in writers:
-                                writers[k] = pq.ParquetWriter(paths[k], STORE_SCHEMA, compression="lz4")
-                            writers[k].write_table(t.take(order[lo:hi]))
-                    f.unlink()
-            finally:
-                for w in writers.values():
-                    w.close()
-            parts = [[paths[k]] for k in range(n_buckets)]
+            # At most _OPEN_BUCKETS files are open at once (each open writer holds buffers and a file
+            # descriptor); more buckets cost another read of the spilled runs per group.
+            for group in range(0, n_buckets, _OPEN_BUCKETS):
+                writers: dict[int, pq.ParquetWriter] = {}
+                try:
+                    for f in self._spill_files:
+                        # Text stays dictionary-encoded: a bucket is found per distinct signature, not per row.
+                        spilled = pq.ParquetFile(f, read_dictionary=list(_TEXT_COLUMNS))
+                        for batch in spilled.iter_batches(batch_size=_SPILL_BATCH):
+                            sig = batch.column("signature_id")
+                            rank = pc.index_in(sig.dictionary, value_set=value_set).to_numpy(zero_copy_only=False)
+                            bk = bucket[rank.astype(np.int64)[sig.indices.to_numpy(zero_copy_only=False)]]
+                            order = np.argsort(bk, kind="stable")
+                            present, starts = np.unique(bk[order], return_index=True)
+                            ends = np.append(starts[1:], len(order))
+                            for k, lo, hi in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True):
+                                if not group <= k < group + _OPEN_BUCKETS:
+                                    continue
+                                if k not in writers:
+                                    writers[k] = pq.ParquetWriter(paths[k], batch.schema, compression="lz4")
+                                writers[k].write_table(pa.Table.from_batches([batch.take(pa.array(order[lo:hi]))]))
+                finally:
+                    for w in writers.values():
+                        w.close()
+            for f in self._spill_files:
+                f.unlink()
+            parts = [[paths[k]] for k in range(n_buckets) if paths[k].exists()]
         for files in parts:
-            table = pa.concat_tables([pq.read_table(f, schema=STORE_SCHEMA) for f in files])
+            # Read as categoricals and sorted on integer codes; strings are built per emitted slice.
+            frame = pa.concat_tables([pq.read_table(f, read_dictionary=list(_TEXT_COLUMNS)) for f in files]).to_pandas()
             for f in files:
                 f.unlink()
-            self._emit(_sorted_arrow(table, self.dataset_id))
-            del table
+            prepared = _canonical_chunk(frame, self.dataset_id)
+            del frame
+            for lo in range(0, len(prepared), self._row_group):
+                self._emit(prepared.arrow(lo, lo + self._row_group))
+            del prepared
 
     def close(self) -> StoreEntry:
         """Sort what was spilled, finish the file, move it into place, then the manifest."""
