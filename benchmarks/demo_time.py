@@ -13,6 +13,11 @@ during the run is printed: on a shared machine, say what else was running.
 
 `--repo` runs another checkout's code (e.g. an unpacked `git archive` of an older commit, for a
 before/after comparison) with this script.
+
+`--mode threads` isolates the thread policy: one LPM epoch on a synthetic 300-readout table (the
+demo's size) in a fresh process, torch's default threads with OpenMP's default (spinning) wait
+policy vs `models.runtime` (PERTURBGRAPH_TORCH_THREADS / OMP_WAIT_POLICY), alone and beside two
+CPU-bound processes: wall and CPU-seconds of the fit.
 """
 
 from __future__ import annotations
@@ -146,6 +151,49 @@ def time_demo(repo: Path, bolt_port: int, *, busy: int = 0, epochs: int | None =
     return result
 
 
+FIT_CODE = """
+import os, sys, time
+import numpy as np, pandas as pd
+if sys.argv[1] == "policy":
+    from models.runtime import configure_threads
+    configure_threads()
+import torch
+from models.lpm import LPM
+from models.module import LPMConfig
+rng = np.random.default_rng(0)
+ci, pi, ri = (a.ravel() for a in np.meshgrid(np.arange(5), np.arange(200), np.arange(300), indexing="ij"))
+df = pd.DataFrame({"context": [f"CL{c}" for c in ci], "perturbation": [f"P{p}" for p in pi],
+                   "readout": [f"G{r}" for r in ri], "value": rng.normal(size=ci.size).astype(np.float32)})
+c0, w0 = time.process_time(), time.perf_counter()
+LPM(LPMConfig(max_epochs=1)).fit(df, progress=False, device="cpu")
+print(torch.get_num_threads(), round(time.process_time() - c0, 1), round(time.perf_counter() - w0, 1))
+"""
+
+
+def time_thread_policy(repo: Path) -> list[dict]:
+    """One LPM epoch (300k triples) per (policy, load): torch defaults vs models.runtime."""
+    rows = []
+    for busy in (0, 2):
+        for policy in ("torch-default", "policy"):
+            env = {k: v for k, v in os.environ.items()
+                   if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "KMP_BLOCKTIME", "MKL_NUM_THREADS",
+                                "OPENBLAS_NUM_THREADS")}
+            env["PYTHONPATH"] = str(repo)
+            burners = _burners(busy)
+            try:
+                out = subprocess.run([sys.executable, "-c", FIT_CODE, policy], cwd=repo, env=env, capture_output=True,
+                                     text=True, timeout=3600)
+            finally:
+                for b in burners:
+                    b.kill()
+                    b.wait()
+            threads, cpu, wall = out.stdout.split()[-3:]
+            rows.append({"policy": policy, "beside": busy, "threads": int(threads), "cpu_s": float(cpu),
+                         "wall_s": float(wall), "load_after": round(os.getloadavg()[0], 2)})
+            print(rows[-1], flush=True)
+    return rows
+
+
 def _print(r: dict) -> None:
     print(f"\n== {r['mode']}: exit {r['exit_code']}, wall {r['wall_s']:.0f} s ({r['wall_s'] / 60:.1f} min), "
           f"CPU {r['cpu_s']:.0f} s (demo process) + {r['neo4j_cpu_s']} s (Neo4j); load before "
@@ -159,13 +207,18 @@ def _print(r: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--mode", choices=["idle", "busy", "both"], default="both")
+    p.add_argument("--mode", choices=["idle", "busy", "both", "threads"], default="both")
     p.add_argument("--repo", type=Path, default=REPO_ROOT, help="checkout whose code runs (default: this one)")
     p.add_argument("--bolt-port", type=int, default=7799, help="Bolt port of the fresh home's managed Neo4j")
     p.add_argument("--epochs", type=int, default=None, help="pass --epochs to the demo (default: its own)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--keep-home", action="store_true")
     args = p.parse_args()
+    if args.mode == "threads":
+        rows = time_thread_policy(args.repo.resolve())
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        return
     results = []
     for busy in {"idle": [0], "busy": [2], "both": [0, 2]}[args.mode]:
         r = time_demo(args.repo.resolve(), args.bolt_port, busy=busy, epochs=args.epochs, keep_home=args.keep_home)
