@@ -3,6 +3,12 @@
 Runs only after `lpm_model` passes its blocking check (it beats the per-(context, readout) mean on
 validation): embeddings with vector indexes, compound→gene mechanism links, inferred gene-gene edges and
 predicted effects of (perturbation, context) experiments that were never run.
+
+Publish only what beats the simple answer: `discoveries` writes the version NON-current, with its
+quality record (per discovery type: source, validation score, the simple answer's score); the blocking
+check `edges_beat_signature_correlation` refuses versions whose edges score below signature correlation
+(unless they are correlation, tagged so); only then does `current_model_version` make it current.
+Mechanism links are published when q <= the FDR (BH over every pair tested).
 """
 
 import dagster as dg
@@ -12,15 +18,24 @@ from graph.discovery_writer import (
     ModelVersionRecord,
     code_version,
     fetch_discovery_inputs,
+    fetch_edge_references,
+    promote_version,
     publish_discoveries,
 )
+from models import edge_sources as ES
+from models.evaluation_discovery import mechanism_quality
 from pipelines.assets.training import ModelRun, TrainingSet
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
 
 
 class DiscoveryConfig(dg.Config):
-    mechanism_top_k: int = 20
+    mechanism_top_k: int = 20  # links stored per compound (significant ones are published, --all shows the rest)
+    mechanism_fdr: float | None = None  # BH over every (compound, gene) pair; None = settings.mechanism_fdr
     interaction_top_k: int = 10
+    # "auto": the best-scoring edge source that beats signature correlation (else correlation); a source
+    # name (models.edge_sources.SOURCES) forces it, and the blocking check then decides.
+    edge_source: str = "auto"
+    max_imputed_rows: int = 3_000_000  # LPM predictions for the imputed-profile edge source
     effects_top_n: int = 10
     max_effect_pairs: int = 2000  # unmeasured (perturbation, context) pairs imputed per version
     null_samples: int = 1000
@@ -53,9 +68,10 @@ def _pca_plot(emb: pd.DataFrame, labels: pd.Series, title: str) -> dg.MetadataVa
 
 @dg.asset(group_name="discoveries", kinds={"neo4j", "pytorch"}, pool="neo4j_writes",
           deps=[dg.AssetKey("graph_experiments")],
-          description="A ModelVersion node and its discoveries: embeddings (vector-indexed), SHARES_MECHANISM_WITH, "
-                      "PREDICTED_INTERACTION and PREDICTED_EFFECT, each carrying the model version; the new version "
-                      "becomes current and versions beyond the retention are pruned.")
+          description="A ModelVersion node (written non-current) and its discoveries: embeddings (vector-indexed), "
+                      "SHARES_MECHANISM_WITH (significant when q <= FDR), PREDICTED_INTERACTION from the best edge "
+                      "source (`method`) and PREDICTED_EFFECT, each carrying the model version, plus the quality "
+                      "record per discovery type; `current_model_version` makes it current after the check.")
 def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturbgraph: PerturbGraphSettings,
                 lpm_model: ModelRun, training_set: TrainingSet, evaluation_report: dict,
                 config: DiscoveryConfig) -> dict:
@@ -73,13 +89,19 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
         genetic = {p: g for p, g in inputs.genetic_groups().items() if p in pert_emb.index}
         gene_pert_emb = D.aggregate_embeddings(pert_emb, genetic)  # index: Entrez id as text
         annotated = {c: [str(g) for g in genes] for c, genes in inputs.annotated_targets.items()}
-        context.log.info(f"mechanism links: {len(compound_emb)} compounds x {len(gene_pert_emb)} perturbed genes")
-        mechanisms = (D.mechanism_links(compound_emb, gene_pert_emb, k=config.mechanism_top_k,
+        fdr = config.mechanism_fdr if config.mechanism_fdr is not None else settings.mechanism_fdr
+        context.log.info(f"mechanism links: {len(compound_emb)} compounds x {len(gene_pert_emb)} perturbed genes, "
+                         f"FDR {fdr}")
+        mechanisms = (D.mechanism_links(compound_emb, gene_pert_emb, k=config.mechanism_top_k, fdr=fdr,
                                         n_null=config.null_samples, annotated_targets=annotated, seed=config.seed)
                       if len(compound_emb) and len(gene_pert_emb) else None)
-        prior = [(str(a), str(b)) for a, b in inputs.prior_pairs]
-        interactions = (D.gene_interactions(gene_pert_emb, k=config.interaction_top_k, prior_pairs=prior)
-                        if len(gene_pert_emb) >= 2 else None)
+        mech_quality = mechanism_quality(
+            compound_emb, gene_pert_emb, annotated, links=mechanisms, fdr=fdr,
+            compound_signatures=ES.knockdown_signatures(table, compound_perts, by_context=False),
+            gene_signatures=ES.knockdown_signatures(table, genetic, by_context=False))
+        edge_quality, interactions = _edge_discoveries(context, driver, neo4j.db, model, table, genetic,
+                                                       gene_pert_emb, training_set, config)
+        quality = {"edges": edge_quality, "mechanisms": mech_quality}
 
         measured = table[["perturbation", "context"]].astype(str).drop_duplicates()
         pairs = D.unmeasured_pairs(model.vocab["perturbation"], model.vocab["context"],
@@ -105,11 +127,13 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
             code_version=code_version(), version_id=lpm_model.version_id, embedding_dim=int(pert_emb.shape[1]),
             checkpoint_path=lpm_model.checkpoint, predictor=lpm_model.selection,
         )
+        # Written non-current: `current_model_version` promotes it once the blocking check passed.
         report = publish_discoveries(driver, record, embeddings=embeddings, mechanisms=mechanisms,
-                                     interactions=interactions, effects=effects,
-                                     retention=settings.model_retention, database=neo4j.db)
+                                     interactions=interactions, effects=effects, quality=quality,
+                                     interaction_basis=_BASIS.get(edge_quality["method"], "profile"),
+                                     retention=settings.model_retention, database=neo4j.db, make_current=False)
     summary = report.summary()
-    n_links = 0 if mechanisms is None else len(mechanisms)
+    n_links = 0 if mechanisms is None else int(mechanisms["significant"].sum())
     top_hits = 0.0
     if mechanisms is not None and annotated:
         with_target = mechanisms[mechanisms["compound"].isin([c for c, t in annotated.items() if t])]
@@ -118,9 +142,15 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
     moa = pd.Series({c: "annotated target: " + (",".join(t[:1]) if t else "none") for c, t in annotated.items()})
     metadata = {
         "version_id": record.version_id, "mechanism_links": n_links,
+        "mechanism_links_stored": 0 if mechanisms is None else len(mechanisms),
+        "edge_method": edge_quality["method"], "edge_score": _num(edge_quality.get("score")),
+        "edge_correlation_score": _num(edge_quality.get("baseline_score")), "edge_reason": edge_quality["reason"],
+        "mechanism_score": _num(mech_quality.get("score")),
+        "mechanism_connectivity_score": _num(mech_quality.get("baseline_score")),
+        "discovery_quality": dg.MetadataValue.json(_jsonable(quality)),
         "predicted_interactions": 0 if interactions is None else len(interactions),
         "predicted_effects": 0 if effects is None else len(effects),
-        "rank1_is_annotated_target": top_hits, "pruned_versions": dg.MetadataValue.json(report.pruned),
+        "rank1_is_annotated_target": top_hits,
         "writes": dg.MetadataValue.json(summary["writes"]), "simulated_data": training_set.simulated,
     }
     if len(compound_emb) >= 3:
@@ -130,5 +160,98 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
             gene_pert_emb, pd.Series(dtype=str), "Genetic perturbation embeddings (PCA)")
     context.add_output_metadata(metadata)
     return {"version_id": record.version_id, "mechanism_links": n_links,
-            "rank1_is_annotated_target": top_hits, "pruned": report.pruned}
+            "rank1_is_annotated_target": top_hits, "embedding_kinds": sorted(embeddings),
+            "quality": _jsonable(quality)}
+
+
+_BASIS = {"lpm_knockdown": "embedding", "lpm_readout": "embedding"}
+
+
+def _num(x) -> float | None:
+    return None if x is None else float(x)
+
+
+def _jsonable(x):
+    import json
+
+    return json.loads(json.dumps(x, default=str))
+
+
+def _edge_discoveries(context: dg.AssetExecutionContext, driver, database: str, model, table: pd.DataFrame,
+                      genetic: dict[str, str], gene_pert_emb: pd.DataFrame, training_set: TrainingSet,
+                      config: DiscoveryConfig) -> tuple[dict, pd.DataFrame | None]:
+    """Score every edge source on the graph's references and return (quality record, edges of the
+    source published). Gene keys are Entrez ids as text throughout."""
+    from graph.writer import SymbolMap
+    from models import discovery as D
+
+    symbols = SymbolMap.from_graph(driver, database=database)
+
+    def entrez(name: str) -> str | None:
+        e = symbols.resolve(str(name))
+        return None if e is None else str(e)
+
+    signatures = ES.knockdown_signatures(table, genetic)
+    readout = model.embeddings("readout")
+    readout.index = [entrez(n) for n in readout.index]
+    readout = readout[readout.index.notna() & ~readout.index.duplicated()]
+    perts = [p for p in genetic if p in set(model.vocab["perturbation"])]
+    contexts, readouts = list(model.vocab["context"]), list(model.vocab["gene"])
+    per_pert = max(1, len(contexts) * len(readouts))
+    if len(perts) * per_pert > config.max_imputed_rows:  # a seeded subset of readouts keeps it bounded
+        n = max(1, config.max_imputed_rows // (len(perts) * len(contexts)))
+        readouts = sorted(pd.Series(readouts).sample(n=min(n, len(readouts)), random_state=config.seed))
+    imputed = (D.aggregate_embeddings(D.response_profiles(model.predict, perts, contexts, readouts), genetic)
+               if perts and readouts else None)
+    scores = ES.candidate_scores(signatures=signatures, knockdown=gene_pert_emb, readout=readout, imputed=imputed)
+    if ES.CORRELATION not in scores:
+        context.log.info("fewer than 2 knocked-down genes with signatures: no gene-gene edges")
+        return {"method": None, "reason": "fewer than 2 knocked-down genes with signatures", "scores": {},
+                "references": []}, None
+    genes = sorted({int(g) for s in scores.values() for g in s.index})
+    refs = fetch_edge_references(driver, genes, database=database)
+    graph = training_set.gene_graph()
+    prior = [] if graph is None else [(entrez(a), entrez(b)) for a, b in zip(graph["source"], graph["target"],
+                                                                             strict=True)]
+    references = ES.EdgeReferences.build(refs, [(a, b) for a, b in prior if a and b])
+    force = None if config.edge_source == "auto" else config.edge_source
+    result = ES.score_edge_sources(scores, references, force=force, seed=config.seed)
+    quality = {**result.as_dict(), "method": result.published,
+               "metric": "AUPRC outside the prior (mean over references)", "baseline": ES.CORRELATION,
+               "score": result.as_dict()["published_score"], "reference_pairs": {r: len(p) for r, p in refs.items()}}
+    quality["passes"], quality["gate"] = ES.edge_gate(quality)
+    context.log.info(f"edge sources: published {result.published} ({result.reason})")
+    edges = ES.edges_from_scores(scores[result.published], k=config.interaction_top_k, method=result.published)
+    return quality, edges
+
+
+@dg.asset_check(asset=discoveries, blocking=True,
+                description="Published gene-gene edges must score at least as well as signature correlation on "
+                            "every reference outside the model's prior (CORUM, STRING), or be correlation and "
+                            "tagged so; the version is not made current otherwise.")
+def edges_beat_signature_correlation(discoveries: dict) -> dg.AssetCheckResult:
+    edges = discoveries["quality"]["edges"]
+    if edges.get("method") is None:
+        return dg.AssetCheckResult(passed=True, metadata={"reason": edges.get("reason", "no edges")})
+    passed, why = ES.edge_gate(edges)
+    return dg.AssetCheckResult(passed=passed, metadata={
+        "reason": why, "method": edges["method"], "score": _num(edges.get("score")),
+        "correlation_score": _num(edges.get("baseline_score")),
+        "references": dg.MetadataValue.json(edges.get("references") or [])})
+
+
+@dg.asset(group_name="discoveries", kinds={"neo4j"}, pool="neo4j_writes",
+          description="Makes the version `discoveries` wrote current (exactly one current version), clears "
+                      "embeddings of names it lacks and prunes versions beyond the retention. Runs only when "
+                      "the blocking check on `discoveries` passed.")
+def current_model_version(context: dg.AssetExecutionContext, neo4j: Neo4jResource,
+                          perturbgraph: PerturbGraphSettings, discoveries: dict) -> dict:
+    settings = perturbgraph.settings()
+    with neo4j.guarded(context) as driver:
+        report = promote_version(driver, discoveries["version_id"], kinds=discoveries["embedding_kinds"],
+                                 retention=settings.model_retention, database=neo4j.db)
+    context.add_output_metadata({"version_id": discoveries["version_id"],
+                                 "pruned_versions": dg.MetadataValue.json(report.pruned),
+                                 "stale_embeddings_cleared": report.stale_embeddings_cleared})
+    return {"version_id": discoveries["version_id"], "pruned": report.pruned}
 
