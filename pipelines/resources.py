@@ -114,7 +114,9 @@ class Neo4jResource(dg.ConfigurableResource):
             from graph.db import ensure_neo4j, open_driver
 
             settings = self.settings()
-            ensure_neo4j(settings)
+            # A managed server that is not running (stopped, or killed: a stale pid file) is started
+            # here, so a step heals the platform by itself; the event log says so.
+            ensure_neo4j(settings, progress=dg.get_dagster_logger().warning)
             self._driver = open_driver(settings)
         return self._driver
 

@@ -10,6 +10,7 @@ import stat
 import subprocess
 import time
 
+import dagster as dg
 import pytest
 from neo4j import GraphDatabase
 from neo4j.exceptions import AuthError
@@ -22,6 +23,7 @@ from graph.server import (
     parse_size_kib,
 )
 from graph.settings import Settings
+from pipelines.resources import Neo4jResource
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
 
@@ -123,6 +125,47 @@ def test_kill_9_reports_stale_and_start_recovers(server, server_settings):
     assert recovered.state is ServerState.RUNNING and recovered.pid != status.pid
     with _driver(server_settings, server.password()) as driver:
         assert driver.execute_query("MATCH (p:Probe) RETURN count(p) AS c").records[0]["c"] == 1
+
+
+@dg.asset
+def probe(context, neo4j: Neo4jResource) -> int:  # context unannotated: this module's annotations are strings
+    with neo4j.guarded(context) as driver:
+        return driver.execute_query("MATCH (p:Probe) RETURN count(p) AS c", database_=neo4j.db).records[0]["c"]
+
+
+def test_dagster_resource_restarts_a_killed_managed_server(server, server_settings):
+    """Documented behaviour (docs/reliability.md): a Dagster step whose managed server was killed
+    starts it again by itself, and says so in the run's event log."""
+    from graph.settings import reload_settings
+
+    status = server.start()
+    with _driver(server_settings, server.password()) as driver:
+        driver.execute_query("MERGE (:Probe {name: $name})", name="before-the-kill")
+    os.kill(status.pid, signal.SIGKILL)
+    os.waitpid(status.pid, 0) if _is_child(status.pid) else None
+    instance = dg.DagsterInstance.ephemeral()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for name in ("NEO4J_URI", "NEO4J_PASSWORD"):
+                mp.delenv(name, raising=False)
+            mp.setenv("PERTURBGRAPH_NEO4J_BOLT_PORT", str(server_settings.neo4j_bolt_port))
+            mp.setenv("PERTURBGRAPH_NEO4J_HEAP", server_settings.neo4j_heap)
+            mp.setenv("PERTURBGRAPH_NEO4J_PAGECACHE", server_settings.neo4j_pagecache)
+            reload_settings()
+            began = time.monotonic()
+            result = dg.materialize([probe], resources={"neo4j": Neo4jResource(home=str(server_settings.home))},
+                                    instance=instance)
+            elapsed = time.monotonic() - began
+    finally:
+        reload_settings()
+    assert result.success and result.output_for_node("probe") >= 1
+    restarted = server.status()
+    assert restarted.state is ServerState.RUNNING and restarted.pid != status.pid
+    warnings = [e.user_message for e in instance.all_logs(result.run_id)
+                if "stale pid file" in e.user_message or "starting Neo4j" in e.user_message]
+    print(f"RELIABILITY killed managed server restarted by the Dagster resource: step done in {elapsed:.1f} s; "
+          f"{len(warnings)} warnings in the event log")
+    assert any("stale pid file" in w for w in warnings) and any("starting Neo4j" in w for w in warnings)
 
 
 def _is_child(pid: int) -> bool:
