@@ -198,3 +198,40 @@ def test_bad_arguments_are_one_line_errors_without_a_server(args, expected, monk
     result = runner.invoke(query_cli.app, args)
     assert result.exit_code == query_cli.EXIT_USAGE, result.output
     assert expected in _error_line(result)
+
+
+def test_a_memory_limit_failure_is_reported_once_not_retried(monkeypatch):
+    """The server marks a memory-limit failure as transient, so the driver's managed transactions
+    retried it (4 attempts, 56 s, in the issue's probe). Queries here run in explicit transactions:
+    one attempt, one line."""
+    import contextlib
+
+    from neo4j.exceptions import Neo4jError
+
+    attempts = []
+
+    class Tx:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def run(self, text, params):
+            attempts.append(text)
+            raise Neo4jError._hydrate_neo4j(code="Neo.TransientError.General.MemoryPoolOutOfMemoryError",
+                                            message="The allocation of an extra 2.0 MiB would use more than the "
+                                                    "limit 10.0 MiB.\nSecond line of detail")
+
+    class Session(Tx):
+        def begin_transaction(self, timeout=None):
+            return Tx()
+
+    class Driver:
+        def session(self, **kwargs):
+            return Session()
+
+    monkeypatch.setattr(query_cli, "driver_factory", lambda: contextlib.nullcontext(Driver()))
+    result = runner.invoke(query_cli.app, ["query", "model-versions"])
+    assert result.exit_code == query_cli.EXIT_DB and len(attempts) == 1
+    assert "MemoryPoolOutOfMemoryError: The allocation" in _error_line(result)
