@@ -3,7 +3,7 @@ concatenate-then-MLP implementation of the same model, plus peak RSS of one Taho
 
     nice python benchmarks/train_throughput.py synthetic [--steps 150] [--threads 1] [--device cuda]
     nice python benchmarks/train_throughput.py tahoe-epoch [--threads 1] [--max-tiles N] [--device cuda]
-    nice python benchmarks/train_throughput.py tahoe-a498 [--seeds 0,1,2] [--threads 1] [--device cpu]
+    nice python benchmarks/train_throughput.py tahoe-a498 [--seeds 0,1,2] [--threads 1] [--precision bf16]
 
 `tahoe-a498` is the figure to set beside the reference LPM implementation: `lpm_paper` trained to
 convergence (LPMConfig.paper(): 50 epochs max, early stopping on validation) on the Tahoe A498
@@ -151,14 +151,15 @@ def tahoe_a498(args) -> None:
     print(f"tahoe {TAHOE_SMALL}: {len(df):,} rows, {df['context'].nunique()} contexts, "
           f"{df['perturbation'].nunique()} perturbations, {df['readout'].nunique()} readouts "
           f"(loaded in {time.perf_counter() - t0:.1f} s); threads {torch.get_num_threads()}; "
-          f"device {args.device}; load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"device {args.device}; precision {args.precision}; load average {os.getloadavg()[0]:.1f}", flush=True)
     from models.module import LPMConfig
 
     rows = []
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
         split = make_split(df, "unseen-experiment", context="A498", seed=seed)
         # build_model("lpm_paper") is what the results harness trains: LPMConfig() with every encoder off
-        res = Resources(lpm_config=LPMConfig(**({"batch_triples": args.batch_triples} if args.batch_triples else {})))
+        overrides = {"precision": args.precision, **({"batch_triples": args.batch_triples} if args.batch_triples else {})}
+        res = Resources(lpm_config=LPMConfig(**overrides))
         model = build_model("lpm_paper", seed=seed, resources=res, split_kind="unseen-experiment")
         c0, w0 = time.process_time(), time.perf_counter()
         model.fit(split.train, split.valid, progress=False, device=args.device)
@@ -205,6 +206,7 @@ def main() -> None:
     a.add_argument("--threads", type=int, default=1)
     a.add_argument("--batch-triples", type=int, default=0, help="0 = the paper's 1000")
     a.add_argument("--device", default="cpu", help="cpu or cuda")
+    a.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="LPMConfig.precision")
     a.set_defaults(fn=tahoe_a498)
     args = ap.parse_args()
     args.fn(args)

@@ -55,6 +55,9 @@ class LPMConfig:
     fp_radius: int = 2
     encoder_hidden: int = 256
     gnn_layers: int = 1
+    # "bf16": the training forward under torch.autocast(bfloat16) (weights, optimizer, loss and validation
+    # stay float32); about 1.3x more triples per CPU-second on a CPU with AVX512-BF16 (docs/benchmarks.md).
+    precision: str = "fp32"
     # Learn the deviation from CrossContextBase (context offset + the perturbation's mean in the other
     # training contexts) instead of the whole value (docs/results.md, "Research: residual LPM").
     residual: bool = False

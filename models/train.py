@@ -9,6 +9,7 @@ tile of a fresh random partition once, so every observed triple is seen exactly 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -199,6 +200,9 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
     batch = parallel.per_rank_batch(cfg.batch_triples) if parallel else cfg.batch_triples
     bp, br = tile_shape(P, R, n_obs / max(P * R, 1), batch)
     step_module = parallel.wrap(module) if parallel else module  # DDP all-reduces its gradients
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ValueError(f"LPMConfig.precision must be fp32 or bf16, not {cfg.precision!r}")
+    amp = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if cfg.precision == "bf16" else contextlib.nullcontext
     reporter = resolve_progress(progress)
     every_s = getattr(reporter, "every_s", DEFAULT_EVERY_S)
     began = last_report = clock()
@@ -215,7 +219,8 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
             if parallel:
                 tiles = parallel.shard(tiles, data)
             for step, (pi, ri) in enumerate(tiles):
-                s, n = tile_loss(step_module, data, pi, ri)
+                with amp():  # the backward runs outside, as autocast wants
+                    s, n = tile_loss(step_module, data, pi, ri)
                 if isinstance(n, int) and n == 0:
                     continue
                 opt.zero_grad(set_to_none=True)
