@@ -25,7 +25,8 @@ def cli_graph(empty_graph, monkeypatch):
     GW.write_genes(empty_graph, [GeneRecord(2475, "MTOR", "MTOR"), GeneRecord(57521, "RPTOR", "RPTOR")], "t")
     GW.write_compounds(empty_graph, [CompoundRecord("RAPA", "sirolimus")], "t")
     links = pd.DataFrame({"compound": ["RAPA", "RAPA"], "gene": ["MTOR", "RPTOR"], "score": [0.9, 0.7],
-                          "rank": [1, 2], "zscore": [5.0, 3.0], "pvalue": [0.001, 0.01], "qvalue": [0.002, 0.01]})
+                          "rank": [1, 2], "zscore": [5.0, 3.0], "pvalue": [0.001, 0.01], "qvalue": [0.002, 0.01],
+                          "significant": [True, True]})  # named queries show significant links by default
     W.publish_discoveries(empty_graph, W.ModelVersionRecord({"x": 1}, trained_at="2025-01-01T00:00:00",
                                                             version_id="v1"), mechanisms=links)
 
@@ -177,7 +178,7 @@ def test_rows_are_printed_before_the_query_ends(monkeypatch):
     monkeypatch.setattr(query_cli, "driver_factory", lambda: contextlib.nullcontext(None))
     monkeypatch.setattr(query_cli.CG, "CypherStream", FakeStream)
     monkeypatch.setattr(query_cli.typer, "echo", lambda text="", nl=True: printed.append(text))
-    query_cli.cypher("RETURN 1", None, False, True, "neo4j", 5, 10)
+    query_cli.cypher("RETURN 1", param=None, write=False, as_json=True, database="neo4j", timeout=5, max_rows=10)
     assert seen_before_end == [True, True, True]
     assert json.loads("".join(printed)) == [{"x": 0}, {"x": 1}, {"x": 2}]
 
