@@ -69,14 +69,19 @@ class ValidationResult:
                 + (f" ({by})" if by else "") + f", {self.duplicates_resolved:,} duplicate rows resolved")
 
 
-def _blank(col: pd.Series) -> np.ndarray:
+def _codes(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, blank): one hash factorisation per key column (categories reused), -1 and blank text
+    (or a negative integer code, as the readers pass) marked blank. Work is per distinct value."""
     if isinstance(col.dtype, pd.CategoricalDtype):
-        cats = col.cat.categories.astype(str).str.strip() == ""
-        codes = col.cat.codes.to_numpy()
-        return (codes < 0) | np.asarray(cats)[np.maximum(codes, 0)] if len(cats) else codes < 0
-    if pd.api.types.is_numeric_dtype(col.dtype):
-        return col.isna().to_numpy() | (col.to_numpy() < 0 if pd.api.types.is_integer_dtype(col.dtype) else False)
-    return col.isna().to_numpy() | (col.astype(str).str.strip() == "").to_numpy()
+        codes, uniques = col.cat.codes.to_numpy().astype(np.int64), col.cat.categories
+    else:
+        codes, uniques = pd.factorize(col, sort=False)
+    if pd.api.types.is_integer_dtype(getattr(uniques, "dtype", None)):
+        bad_unique = np.asarray(uniques) < 0
+    else:
+        bad_unique = np.array([str(u).strip() == "" for u in uniques], dtype=bool)
+    blank = (codes < 0) | (bad_unique[np.maximum(codes, 0)] if len(bad_unique) else True)
+    return codes, blank
 
 
 def _numbers(col: pd.Series) -> np.ndarray:
@@ -114,8 +119,10 @@ def validate_measurements(
         if sel.any():
             reason[sel] = why if isinstance(why, str) else np.asarray(why, dtype=object)[sel]
 
+    key_codes = {}
     for k in keys:
-        mark(_blank(df[k]), f"empty {k}")
+        key_codes[k], blank = _codes(df[k])
+        mark(blank, f"empty {k}")
     for col, allowed in (known or {}).items():
         values = df[col].astype(str).to_numpy(dtype=object)
         unknown = ~np.isin(values, np.array(sorted(map(str, allowed)), dtype=object))
@@ -133,16 +140,15 @@ def validate_measurements(
     good = np.flatnonzero(reason == "")
     kept = df.iloc[good].assign(value=value[good])
     kept.index = good
-    # Duplicates: group the good rows by key (hash factorisation on the key columns).
-    key_frame = kept[list(keys)]
+    # Duplicates: group the good rows by key (the key columns' codes folded into one int64).
     codes = np.zeros(len(kept), dtype=np.int64)
     for k in keys:
-        c, uniq = pd.factorize(key_frame[k], sort=False)
-        codes = codes * (len(uniq) + 1) + (c + 1)
+        c = key_codes[k][good]
+        codes = codes * (int(c.max(initial=0)) + 2) + (c + 1)
     group, _ = pd.factorize(codes)
     resolved = n_exact_keys = n_conflict_keys = 0
     notes = []
-    if len(group) and len(np.unique(group)) < len(group):
+    if len(group) and int(group.max()) + 1 < len(group):  # factorize codes are 0..n_keys-1
         g = pd.DataFrame({"g": group, "v": kept["value"].to_numpy()})
         size = g.groupby("g")["v"].transform("size").to_numpy()
         spread = (g.groupby("g")["v"].transform("max") - g.groupby("g")["v"].transform("min")).to_numpy()
