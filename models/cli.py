@@ -5,7 +5,13 @@
         --models lpm,baselines --seeds 0,1,2,3,4 --out results/tahoe_a498
 
 --input takes a shared dataset name (tahoe, replogle, l1000-ds, l1000-ljp005, l1000-kd, l1000-skb),
-a GCTX file, or a parquet / CSV / TSV long table (value) or ranked table (rank, n_ranked).
+an ingested dataset id, or a file: GCTX/GCT, h5ad (pseudobulked as ingest does), or a parquet / CSV /
+TSV long table (value) or ranked table (rank, n_ranked); the format is read from the extension checked
+against the file's first bytes. Files go through the ingest readers (graph/io) and the one validation
+step (graph/io/validation.py), so the accepted table is the one `perturbgraph demo --inputs FILE`
+stores; what was quarantined is reported. Bad input ends in one line naming the file (exit 1).
+--readouts N keeps N random readouts (--readout-seed; for tahoe exactly benchmarks/make_results.py's
+"150 random dense readouts" with N=150, seed 0) or the names in a file, for any input.
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ class LoadReport:
     reasons: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
+    unit: str = "rows"  # what read/accepted/quarantined count ("signatures" for pseudobulked h5ad groups)
 
     @property
     def accepted(self) -> int:
@@ -91,7 +92,7 @@ class LoadReport:
 
     def summary(self) -> str:
         by = "; ".join(f"{k}: {n:,}" for k, n in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
-        return (f"{self.read:,} rows read, {self.accepted:,} accepted, {self.quarantined:,} quarantined"
+        return (f"{self.read:,} {self.unit} read, {self.accepted:,} accepted, {self.quarantined:,} quarantined"
                 + (f" ({by})" if by else "") + f", {self.duplicates_resolved:,} duplicate rows resolved")
 
 
@@ -112,7 +113,8 @@ def _attach(frame: pd.DataFrame, report: LoadReport, names: dict[str, str] | Non
     """The frame with its report; a table with no valid row is an error naming the source."""
     if report.read and report.accepted == 0 or len(frame) == 0:
         by = "; ".join(f"{k}: {n:,}" for k, n in report.reasons.items())
-        raise InputFileError(report.source, f"no valid rows ({report.read:,} rows read" + (f"; {by})" if by else ")"))
+        raise InputFileError(report.source, f"no valid rows ({report.read:,} {report.unit} read"
+                             + (f"; {by})" if by else ")"))
     return Loaded(frame, report, names or {}, targets or {})
 
 
@@ -299,7 +301,7 @@ def _dataset_id_for(path: Path) -> str:
 
 
 def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, perturbations,
-                  duplicates: str) -> Loaded:
+                  duplicates: str, unit: str = "rows") -> Loaded:
     """An ingest reader's accepted table (perturbation ids, as in the store) -> the model table.
 
     Rows the reader accepted are validated once more at the model key (context, perturbation,
@@ -308,7 +310,7 @@ def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, pert
     """
     report = LoadReport(str(path), read=read_report.read, quarantined=read_report.quarantined,
                         duplicates_resolved=read_report.duplicates_resolved, notes=list(read_report.notes),
-                        quarantine=list(quarantine))
+                        quarantine=list(quarantine), unit=unit)
     for q in quarantine:
         report.reasons[q.reason] = report.reasons.get(q.reason, 0) + 1
     if report.quarantined > len(quarantine):  # reasons beyond the listed records come from the notes
@@ -340,7 +342,8 @@ def load_h5ad(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
 
     path = Path(path)
     result = pseudobulk_h5ad(path, _dataset_id_for(path))
-    return _from_records(result.long, path, result.report, result.quarantine, result.perturbations, duplicates)
+    return _from_records(result.long, path, result.report, result.quarantine, result.perturbations, duplicates,
+                         unit="signatures (cell groups)")
 
 
 def load_file(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
