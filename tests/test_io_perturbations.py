@@ -6,14 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from graph.io.perturbations import (
-    is_control_name,
-    make_perturbation_id,
-    normalise_perturbation_type,
-    parse_dose,
-    parse_time,
-    split_combination,
-)
+from graph.io.identifiers import is_control_name, parse_dose, parse_time, split_combination
+from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type
 
 
 @pytest.mark.parametrize(
@@ -113,8 +107,8 @@ def test_dose_roundtrip_through_nanomolar(value, unit):
 
 @given(st.text(max_size=30))
 def test_normalisers_are_idempotent_and_total(text):
-    from graph.io.compounds import normalise_compound_name
     from graph.io.contexts import normalise_context_name
+    from graph.io.identifiers import normalise_compound_name
 
     ctx = normalise_context_name(text)
     assert normalise_context_name(ctx) == ctx
