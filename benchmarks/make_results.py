@@ -5,6 +5,8 @@
     nice python benchmarks/make_results.py --only 0,1 --add-models lpm_stacked
                                   # run one model and merge it into those sections' stored rows
     python benchmarks/make_results.py --quick               # 1 seed, 2 LPM epochs: a smoke run
+    nice python benchmarks/make_results.py --research residual --only 0 --lpm-epochs 20 --lpm-patience 3
+                                  # research: residual LPM vs lpm vs the best baselines, paired by seed
 
 Every row of every run is also written as JSON under <PERTURBGRAPH_HOME>/results/ (outside the repo).
 Baselines always get `--seeds` seeds; the LPM variants named per benchmark get `--lpm-seeds` seeds
@@ -91,6 +93,13 @@ def main(argv=None) -> int:
                          "section's stored rows (<home>/results/*.json), replacing earlier rows of those models")
     ap.add_argument("--lpm-models", default="",
                     help="comma-separated models that replace each chosen section's LPM variants (e.g. production)")
+    ap.add_argument("--research", choices=["residual"], default=None,
+                    help="residual: lpm, lpm with LPMConfig.residual and the strongest baselines per seed on the "
+                         "chosen sections (default 0); rows merge into <home>/results/research_residual_*.json "
+                         "(--add-models reruns only those), tables go to the 'Research: residual LPM' markers")
+    ap.add_argument("--lpm-patience", type=int, default=None, help="early-stopping patience (default: LPMConfig)")
+    ap.add_argument("--research-seeds", default="", help="comma-separated seeds for --research (default: --lpm-seeds)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
     args = ap.parse_args(argv)
     if args.quick:
@@ -98,7 +107,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(max(1, min(args.threads, os.cpu_count() or 1)))
+    if args.research == "residual":
+        return research_residual(args, argv)
     from graph.settings import get_settings
     from models.cli import resources_for
     from models.datasets import load_dataset
@@ -179,6 +190,97 @@ def main(argv=None) -> int:
     args.out.write_text(text)
     print(f"wrote {args.out} in {time.time() - began:.0f} s", file=sys.stderr)
     return 0
+
+
+RESIDUAL_MODELS = ("context_mean", "other_contexts", "linear", "lpm_residual", "lpm")
+RESIDUAL_MARKERS = ("<!-- research-residual:start -->", "<!-- research-residual:end -->")
+
+
+def research_residual(args, argv) -> int:
+    """Issue 17, residual parametrisation: per seed (sequentially) the simple baselines, the LPM with
+    `LPMConfig(residual=True)` and the plain LPM on the same split; a table per section, the paired
+    per-seed pearson_per_signature / RMSE and the residual LPM's wins against the strongest baseline."""
+    from dataclasses import replace
+
+    from graph.settings import get_settings
+    from models.cli import resources_for
+    from models.datasets import load_dataset
+    from models.evaluation.harness import build_model, evaluate_model, markdown_table, write_results
+    from models.evaluation.metrics import METRIC_NAMES
+    from models.evaluation.splits import make_split
+    from models.module import LPMConfig
+
+    overrides = {k: v for k, v in (("max_epochs", args.lpm_epochs), ("patience", args.lpm_patience)) if v is not None}
+    config = LPMConfig(**overrides)
+    models = [m.strip() for m in args.add_models.split(",") if m.strip()] or list(RESIDUAL_MODELS)
+    json_dir = Path(get_settings().home) / "results"
+    chosen = [int(i) for i in args.only.split(",") if i.strip()] or [0]
+    out: list[str] = []
+    for i in chosen:
+        title, name, kwargs, split_kind, context, why, _ = BENCHMARKS[i]
+        df = load_dataset(name, **kwargs)
+        res = resources_for(df, gene_graph=True)
+        stored = json_dir / f"research_residual_{i}.json"
+        rows = pd.read_json(stored, orient="records") if stored.exists() else pd.DataFrame()
+        seeds = [int(s) for s in args.research_seeds.split(",") if s.strip()] or list(range(args.lpm_seeds))
+        if len(rows):  # rows of the (model, seed) pairs about to run are replaced
+            rows = rows.loc[~(rows["model"].isin(models) & rows["seed"].isin(seeds))]
+        new, t0 = [], time.time()
+        for seed in seeds:
+            split = make_split(df, split_kind, context=context, seed=seed)
+            for model in models:
+                res.lpm_config = replace(config, residual=model == "lpm_residual")
+                m = build_model("lpm" if model == "lpm_residual" else model, seed=seed, resources=res,
+                                split_kind=split_kind)
+                rec = {"model": model, "seed": seed, "split": split_kind, "context": context or "", "error": "",
+                       "n_test": len(split.test), "description": split.description}
+                rec.update(evaluate_model(m, split))
+                if hasattr(m, "history") and m.history:
+                    best = min(m.history, key=lambda h: h.get("valid_loss", h["train_loss"]))
+                    rec["detail"] = f"{len(m.history)} epochs, best {best['epoch']}"
+                new.append(rec)
+                print(f"[{time.time() - t0:6.0f}s] section {i} seed {seed} {model}: r {rec['pearson_per_signature']:.4f} "
+                      f"rmse {rec['rmse']:.4f} {rec.get('detail', '')}", file=sys.stderr, flush=True)
+                rows_now = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
+                write_results(rows_now, json_dir, name=f"research_residual_{i}", title=title)  # keep what is done
+        rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
+        rows = rows.loc[rows["model"].isin(RESIDUAL_MODELS)]
+        out.append(f"#### {title}\n\n{why} Config: `LPMConfig({', '.join(f'{k}={v}' for k, v in overrides.items())})` "
+                   f"for both LPMs ({datetime.now(UTC):%Y-%m-%d}, "
+                   f"`{' '.join(argv if argv is not None else sys.argv[1:])}`, {time.time() - t0:.0f} s).\n\n"
+                   f"{markdown_table(rows, [m for m in METRIC_NAMES if m in rows])}\n\n{paired_by_seed(rows)}\n")
+    start, end = RESIDUAL_MARKERS
+    text = args.out.read_text()
+    if start not in text:
+        raise SystemExit(f"{args.out} has no {start} ... {end} block to write into")
+    text = text[: text.index(start) + len(start)] + "\n" + "\n".join(out) + text[text.index(end):]
+    args.out.write_text(text)
+    return 0
+
+
+def paired_by_seed(rows: pd.DataFrame) -> str:
+    """Per-seed pearson_per_signature / RMSE per model, and the residual LPM minus the strongest baseline
+    (the baseline with the best mean per-signature r) and minus the plain LPM."""
+    r = rows.pivot_table(index="seed", columns="model", values="pearson_per_signature")
+    e = rows.pivot_table(index="seed", columns="model", values="rmse")
+    base = [m for m in ("context_mean", "other_contexts", "linear") if m in r]
+    best = max(base, key=lambda m: r[m].mean())
+    cols = [m for m in RESIDUAL_MODELS if m in r]
+    lines = ["| seed | " + " | ".join(f"{m} r / rmse" for m in cols) + f" | residual − {best} (r) | residual − lpm (r) |",
+             "|---|" + "---|" * (len(cols) + 2)]
+    for seed in r.index:
+        cells = [f"{r.at[seed, m]:.3f} / {e.at[seed, m]:.3f}" if pd.notna(r.at[seed, m]) else "–" for m in cols]
+        d = [r.at[seed, "lpm_residual"] - r.at[seed, o] if {"lpm_residual", o} <= set(r) else float("nan")
+             for o in (best, "lpm")]
+        lines.append(f"| {seed} | " + " | ".join(cells) + " | " + " | ".join(f"{x:+.4f}" for x in d) + " |")
+    if "lpm_residual" in r:
+        paired = r[["lpm_residual", best]].dropna()
+        diff = paired["lpm_residual"] - paired[best]
+        rm = e.loc[paired.index, "lpm_residual"] < e.loc[paired.index, best]
+        lines.append(f"\nResidual LPM vs {best} (strongest baseline by mean r), paired over {len(diff)} seeds: "
+                     f"r higher on {int((diff > 0).sum())}, by >= 0.01 on {int((diff >= 0.01).sum())}, lower on "
+                     f"{int((diff < 0).sum())}; mean difference {diff.mean():+.4f}; RMSE lower on {int(rm.sum())}.")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

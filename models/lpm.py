@@ -174,10 +174,9 @@ class LPM:
     def _residual_targets(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Residual LPM: fit the base on training rows; the network's targets are value - base, with
         each training row's base computed without its own (context, perturbation, readout)."""
-        base = self.module.base
+        base, rows = self.module.base, self._base_rows(train)
         value = torch.from_numpy(train["value"].to_numpy(np.float64))
-        base.fit(*self._base_rows(train), value)
-        tr = (value - base.leave_own_out(*self._base_rows(train), value)).float().numpy()
+        tr = (value - base.fit(*rows, value).leave_own_out(*rows, value)).float().numpy()
         va = None
         if valid is not None and len(valid):
             va = (valid["value"].to_numpy(np.float64) - base(*self._base_rows(valid)).numpy()).astype(np.float32)
