@@ -257,6 +257,9 @@ def cli_corpus(folder: str | Path) -> dict[str, tuple[Path, str]]:
     out["gctx_not_hdf5"] = (not_an_hdf5(folder), "error")
     clean.to_parquet(folder / "good.parquet", index=False)
     out["parquet_truncated"] = (truncated(folder / "good.parquet"), "error")
+    out["gctx_truncated"] = (truncated(gctx_good(folder)), "error")
+    out["gctx_wrong_dimensions"] = (gctx_wrong_dimensions(folder), "error")
+    out["h5ad_truncated"] = (truncated(h5, keep=0.3), "error")
     return out
 
 

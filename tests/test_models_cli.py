@@ -146,7 +146,8 @@ def _check_outcome(result, path, expected: str) -> None:
 
 CASES = ["header_only", "empty_file", "directory", "missing_file", "all_nan", "text_in_every_value", "text_value",
          "nan_25_percent", "bad_ranks", "n_ranked_1", "conflicting_duplicates", "missing_columns", "h5ad_missing_obs",
-         "hdf5_named_csv", "gctx_not_hdf5", "parquet_truncated"]
+         "hdf5_named_csv", "gctx_not_hdf5", "parquet_truncated", "gctx_truncated", "gctx_wrong_dimensions",
+         "h5ad_truncated"]
 
 
 @pytest.mark.parametrize("case", CASES)
