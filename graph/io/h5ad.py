@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from graph.io.common import InputFileError, clean_text
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
-from graph.io.identifiers import canonical_gene_symbol, is_control_name, split_combination
+from graph.io.identifiers import canonical_gene_symbol, gene_key, is_control_name, split_combination
 from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type
 from graph.io.validation import validate_measurements
 from graph.records import (
@@ -142,7 +142,7 @@ def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str, targ
                                   source=dataset_id)
     targets = []
     for t in split_combination(target or label, keep_prefix=False):
-        targets.append(canonical_gene_symbol(t, resolver).upper())
+        targets.append(gene_key(canonical_gene_symbol(t, resolver)))
     pid = make_perturbation_id(ptype, label, targets=tuple(targets))
     return PerturbationRecord(pid, label, ptype, target_symbols=tuple(sorted(set(targets))), source=dataset_id)
 

@@ -10,6 +10,7 @@ from graph.io.common import clean_text
 # (and re-exported for readers that import the vocabulary from this module).
 from graph.io.identifiers import (  # noqa: F401
     format_dose,
+    gene_key,
     is_control_name,
     normalise_compound_name,
     parse_dose,
@@ -70,7 +71,7 @@ def make_perturbation_id(
     if ptype == "control":
         label = re.sub(r"[\s\-]+", "_", clean_text(name).upper()) or "CONTROL"
         return f"control:{label}"
-    members = sorted({clean_text(t).upper() for t in (targets or split_combination(name, keep_prefix=False)) if clean_text(t)})
+    members = sorted({gene_key(t) for t in (targets or split_combination(name, keep_prefix=False)) if gene_key(t)})
     if not members:
         raise ValueError(f"a {ptype} perturbation needs target genes (name {name!r})")
     return f"{ptype}:" + "+".join(members)

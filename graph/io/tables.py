@@ -23,6 +23,7 @@ from graph.io.contexts import context_record, normalise_context_name
 from graph.io.identifiers import (
     canonical_gene_symbol,
     format_dose,
+    gene_key,
     lookup_compound,
     parse_dose,
     parse_time,
@@ -229,7 +230,7 @@ class LongTableReader:
                 pid = make_perturbation_id(ptype, name)
                 rec = PerturbationRecord(pid, name, ptype, source=self.dataset_id)
             else:
-                targets = tuple(self._readout(t).upper() for t in split_combination(name, keep_prefix=False))
+                targets = tuple(gene_key(self._readout(t)) for t in split_combination(name, keep_prefix=False))
                 pid = make_perturbation_id(ptype, name, targets=targets)
                 rec = PerturbationRecord(pid, name, ptype, target_symbols=tuple(sorted(set(targets))),
                                          source=self.dataset_id)
