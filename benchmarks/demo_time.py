@@ -14,8 +14,8 @@ during the run is printed: on a shared machine, say what else was running.
 `--repo` runs another checkout's code (e.g. an unpacked `git archive` of an older commit, for a
 before/after comparison) with this script.
 
-`--mode threads` isolates the thread policy: one LPM epoch on a synthetic 300-readout table (the
-demo's size) in a fresh process, torch's default threads with OpenMP's default (spinning) wait
+`--mode threads` isolates the thread policy: one LPM epoch on a synthetic 5-context, 300-readout table
+(200 perturbations = the demo's size; `--fit-perturbations`) in a fresh process, torch's default threads with OpenMP's default (spinning) wait
 policy vs `models.runtime` (PERTURBGRAPH_TORCH_THREADS / OMP_WAIT_POLICY), alone and beside two
 CPU-bound processes: wall and CPU-seconds of the fit.
 """
@@ -161,7 +161,7 @@ import torch
 from models.lpm import LPM
 from models.module import LPMConfig
 rng = np.random.default_rng(0)
-ci, pi, ri = (a.ravel() for a in np.meshgrid(np.arange(5), np.arange(200), np.arange(300), indexing="ij"))
+ci, pi, ri = (a.ravel() for a in np.meshgrid(np.arange(5), np.arange(int(sys.argv[2])), np.arange(300), indexing="ij"))
 df = pd.DataFrame({"context": [f"CL{c}" for c in ci], "perturbation": [f"P{p}" for p in pi],
                    "readout": [f"G{r}" for r in ri], "value": rng.normal(size=ci.size).astype(np.float32)})
 c0, w0 = time.process_time(), time.perf_counter()
@@ -170,8 +170,9 @@ print(torch.get_num_threads(), round(time.process_time() - c0, 1), round(time.pe
 """
 
 
-def time_thread_policy(repo: Path) -> list[dict]:
-    """One LPM epoch (300k triples) per (policy, load): torch defaults vs models.runtime."""
+def time_thread_policy(repo: Path, perturbations: int = 200) -> list[dict]:
+    """One LPM epoch (5 contexts x perturbations x 300 readouts) per (policy, load): torch defaults vs
+    models.runtime."""
     rows = []
     for busy in (0, 2):
         for policy in ("torch-default", "policy"):
@@ -181,14 +182,14 @@ def time_thread_policy(repo: Path) -> list[dict]:
             env["PYTHONPATH"] = str(repo)
             burners = _burners(busy)
             try:
-                out = subprocess.run([sys.executable, "-c", FIT_CODE, policy], cwd=repo, env=env, capture_output=True,
+                out = subprocess.run([sys.executable, "-c", FIT_CODE, policy, str(perturbations)], cwd=repo, env=env, capture_output=True,
                                      text=True, timeout=3600)
             finally:
                 for b in burners:
                     b.kill()
                     b.wait()
             threads, cpu, wall = out.stdout.split()[-3:]
-            rows.append({"policy": policy, "beside": busy, "threads": int(threads), "cpu_s": float(cpu),
+            rows.append({"policy": policy, "beside": busy, "triples": 5 * perturbations * 300, "threads": int(threads), "cpu_s": float(cpu),
                          "wall_s": float(wall), "load_after": round(os.getloadavg()[0], 2)})
             print(rows[-1], flush=True)
     return rows
@@ -213,9 +214,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="pass --epochs to the demo (default: its own)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     p.add_argument("--keep-home", action="store_true")
+    p.add_argument("--fit-perturbations", type=int, default=200, help="--mode threads: table size (x 5 x 300)")
     args = p.parse_args()
     if args.mode == "threads":
-        rows = time_thread_policy(args.repo.resolve())
+        rows = time_thread_policy(args.repo.resolve(), args.fit_perturbations)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
         return
