@@ -142,7 +142,8 @@ def main(argv=None) -> int:
         t0 = time.time()
         added = [m.strip() for m in args.add_models.split(",") if m.strip()]
         log = lambda r, title=title: print(f"[{time.time() - began:6.0f}s] {title} seed {r['seed']} {r['model']}: "  # noqa: E731
-                              f"{r['error'] or round(r['pearson_per_signature'], 3)}", file=sys.stderr, flush=True)
+                              f"{r['error'] or round(r['pearson_per_signature'], 3)}"
+                              f"{' ' + r['detail'] if r.get('detail') else ''}", file=sys.stderr, flush=True)
         stored = json_dir / f"{i}_{name}_{split}.json"
         if added:
             if not stored.exists():
