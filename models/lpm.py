@@ -310,7 +310,8 @@ class LPM:
             cf = None
             if meta["ctx_names"]:
                 cf = pd.DataFrame(meta["ctx_values"].numpy(), index=meta["ctx_names"], columns=meta["ctx_columns"])
-            self = cls(LPMConfig(**p["config"]), compound_smiles=j["compound_smiles"], context_features=cf,
+            # Checkpoints from before LPMConfig.residual existed hold plain (non-residual) models.
+            self = cls(LPMConfig(**{"residual": False, **p["config"]}), compound_smiles=j["compound_smiles"], context_features=cf,
                        perturbation_targets=j["perturbation_targets"], perturbation_compounds=j["perturbation_compounds"],
                        perturbation_doses=j["perturbation_doses"], seed=j["seed"])
             self.vocab = {k: list(v) for k, v in p["vocab"].items()}

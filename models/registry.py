@@ -69,7 +69,7 @@ def _lpm(variant: str) -> Builder:
             config = LPMConfig() if resources.lpm_epochs is None else LPMConfig(max_epochs=resources.lpm_epochs)
         if variant == "lpm_paper":  # same training settings, every feature encoder off
             config = replace(config, use_compound_encoder=False, use_gene_graph=False, use_targets=False,
-                             use_context_features=False)
+                             use_context_features=False, residual=False)
         elif variant == "lpm_zeroshot":
             config = replace(config, symbol_dropout=ZERO_SHOT_SYMBOL_DROPOUT)
         return LPM(config, compound_smiles=resources.compound_smiles or None, gene_graph=resources.gene_graph,

@@ -159,3 +159,15 @@ def test_residual_lpm_recovers_an_additive_world():
         mse[residual] = float(((m.predict(test) - test.value) ** 2).mean())
     assert mse[True] <= mse[False]
     assert mse[True] < 0.05 * float(test.value.var())
+
+
+def test_checkpoint_from_before_the_residual_option_loads_as_a_plain_model(tmp_path):
+    m = model(max_epochs=1, residual=False).fit(table(), None, progress=False)
+    m.save(tmp_path / "new.pt")
+    p = load_checkpoint(tmp_path / "new.pt")
+    old = dict(p, config={k: v for k, v in p["config"].items() if k != "residual"})
+    save_checkpoint(tmp_path / "old.pt", old)
+    back = LPM.load(tmp_path / "old.pt")
+    assert back.config.residual is False and back.module.base is None
+    np.testing.assert_array_equal(back.predict(table(seed=3)), m.predict(table(seed=3)))
+    assert LPMConfig().residual and not LPMConfig.paper().residual

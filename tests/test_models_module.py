@@ -213,4 +213,4 @@ def test_cross_context_base_unknowns_and_state_dict():
                   edge_weight=torch.zeros(0), n_perturbations=6)
     assert {"base.ctx_sum", "base.pert_sum", "base.pert_n"} <= set(m.state_dict())
     assert all(not n.startswith("base.") for n, _ in m.named_parameters())  # fixed, not trained
-    assert make()[0].base is None  # off by default
+    assert make(LPMConfig.paper(embed_dim=D, hidden_dim=32))[0].base is None  # the published model: no base
