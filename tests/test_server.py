@@ -130,7 +130,7 @@ def test_kill_9_reports_stale_and_start_recovers(server, server_settings):
 @dg.asset
 def probe(context, neo4j: Neo4jResource) -> int:  # context unannotated: this module's annotations are strings
     with neo4j.guarded(context) as driver:
-        return driver.execute_query("MATCH (p:Probe) RETURN count(p) AS c", database_=neo4j.db).records[0]["c"]
+        return driver.execute_query("MATCH (p:RestartProbe) RETURN count(p) AS c", database_=neo4j.db).records[0]["c"]
 
 
 def test_dagster_resource_restarts_a_killed_managed_server(server, server_settings):
@@ -140,7 +140,8 @@ def test_dagster_resource_restarts_a_killed_managed_server(server, server_settin
 
     status = server.start()
     with _driver(server_settings, server.password()) as driver:
-        driver.execute_query("MERGE (:Probe {name: $name})", name="before-the-kill")
+        driver.execute_query("MERGE (:RestartProbe {name: $name})", name="before-the-kill")  # not :Probe, which
+        # other tests of this module count
     os.kill(status.pid, signal.SIGKILL)
     os.waitpid(status.pid, 0) if _is_child(status.pid) else None
     instance = dg.DagsterInstance.ephemeral()
