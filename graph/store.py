@@ -327,7 +327,10 @@ class MeasurementWriter:
         # Strings are built one slice at a time: memory follows the row group, not the chunk.
         for lo in range(0, len(prepared), self._row_group):
             arrow = prepared.arrow(lo, lo + self._row_group)
-            self._emit(arrow) if in_order else self._spill_write(arrow)
+            if in_order:
+                self._emit(arrow)
+            else:
+                self._spill_write(arrow)
 
     def _emit(self, arrow: pa.Table) -> None:
         """Rows in final order -> full row groups of the temp file (the rest stays buffered)."""
