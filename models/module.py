@@ -56,7 +56,8 @@ class LPMConfig:
     encoder_hidden: int = 256
     gnn_layers: int = 1
     # "bf16": the training forward under torch.autocast(bfloat16) (weights, optimizer, loss and validation
-    # stay float32); about 1.3x more triples per CPU-second on a CPU with AVX512-BF16 (docs/benchmarks.md).
+    # stay float32); about 1.1x more triples per CPU-second at the paper config on an AVX512-BF16 CPU
+    # at equal validation accuracy (docs/benchmarks.md, "lpm_paper on the Tahoe A498 benchmark").
     precision: str = "fp32"
     # Learn the deviation from CrossContextBase (context offset + the perturbation's mean in the other
     # training contexts) instead of the whole value. Default since it beat `other_contexts` on Tahoe A498
