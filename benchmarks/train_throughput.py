@@ -3,7 +3,7 @@ concatenate-then-MLP implementation of the same model, plus peak RSS of one Taho
 
     nice python benchmarks/train_throughput.py synthetic [--steps 150] [--threads 1] [--device cuda]
     nice python benchmarks/train_throughput.py tahoe-epoch [--threads 1] [--max-tiles N] [--device cuda]
-    nice python benchmarks/train_throughput.py tahoe-a498 [--seeds 0,1,2] [--threads 1] [--precision bf16]
+    nice python benchmarks/train_throughput.py tahoe-a498 [--seeds 0,1,2] [--threads 1] [--precision bf16] [--profile]
 
 `tahoe-a498` is the figure to set beside the reference LPM implementation: `lpm_paper` trained to
 convergence (LPMConfig.paper(): 50 epochs max, early stopping on validation) on the Tahoe A498
@@ -161,6 +161,17 @@ def tahoe_a498(args) -> None:
         overrides = {"precision": args.precision, **({"batch_triples": args.batch_triples} if args.batch_triples else {})}
         res = Resources(lpm_config=LPMConfig(**overrides))
         model = build_model("lpm_paper", seed=seed, resources=res, split_kind="unseen-experiment")
+        if args.profile:  # where a step's time goes: torch.profiler over the first 2 epochs
+            from dataclasses import replace
+
+            from torch.profiler import ProfilerActivity, profile
+
+            model.config = replace(model.config, max_epochs=2)
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                model.fit(split.train, split.valid, progress=False, device=args.device)
+            print(prof.key_averages(group_by_input_shape=True).table(
+                sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=30, max_shapes_column_width=50))
+            return
         c0, w0 = time.process_time(), time.perf_counter()
         model.fit(split.train, split.valid, progress=False, device=args.device)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
@@ -207,6 +218,7 @@ def main() -> None:
     a.add_argument("--batch-triples", type=int, default=0, help="0 = the paper's 1000")
     a.add_argument("--device", default="cpu", help="cpu or cuda")
     a.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="LPMConfig.precision")
+    a.add_argument("--profile", action="store_true", help="print a torch.profiler table of 2 epochs instead")
     a.set_defaults(fn=tahoe_a498)
     args = ap.parse_args()
     args.fn(args)
