@@ -267,13 +267,15 @@ def paired_by_seed(rows: pd.DataFrame) -> str:
     base = [m for m in ("context_mean", "other_contexts", "linear") if m in r]
     best = max(base, key=lambda m: r[m].mean())
     cols = [m for m in RESIDUAL_MODELS if m in r]
-    lines = ["| seed | " + " | ".join(f"{m} r / rmse" for m in cols) + f" | residual − {best} (r) | residual − lpm (r) |",
-             "|---|" + "---|" * (len(cols) + 2)]
+    det = rows.loc[rows["model"] == "lpm_residual"].set_index("seed")["detail"] if "detail" in rows else pd.Series()
+    lines = ["| seed | " + " | ".join(f"{m} r / rmse" for m in cols) + f" | residual − {best} (r) | residual − lpm (r) "
+             "| residual LPM epochs |", "|---|" + "---|" * (len(cols) + 3)]
     for seed in r.index:
         cells = [f"{r.at[seed, m]:.3f} / {e.at[seed, m]:.3f}" if pd.notna(r.at[seed, m]) else "–" for m in cols]
         d = [r.at[seed, "lpm_residual"] - r.at[seed, o] if {"lpm_residual", o} <= set(r) else float("nan")
              for o in (best, "lpm")]
-        lines.append(f"| {seed} | " + " | ".join(cells) + " | " + " | ".join(f"{x:+.4f}" for x in d) + " |")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " | " + " | ".join("–" if pd.isna(x) else f"{x:+.4f}" for x in d)
+                     + f" | {det.get(seed, '') if isinstance(det.get(seed, ''), str) else ''} |")
     if "lpm_residual" in r:
         paired = r[["lpm_residual", best]].dropna()
         diff = paired["lpm_residual"] - paired[best]
