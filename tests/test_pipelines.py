@@ -275,3 +275,85 @@ def test_training_set_can_pick_datasets_and_cap_readouts(pipeline_run, pipeline_
     assert not bad.success
     failure = next(e for e in bad.all_events if e.event_type_value == "STEP_FAILURE")
     assert "no-such-dataset" in failure.event_specific_data.error.message
+
+
+def test_discoveries_publish_only_what_beats_the_simple_answer(pipeline_run, pipeline_env, neo4j_driver):
+    """Edges come from a source validated against signature correlation (or are correlation, tagged);
+    the quality record is on the ModelVersion and in the metadata; mechanism links are flagged
+    significant at q <= FDR, and compound embeddings with their relation to the genes broken
+    (coordinates permuted) publish at most 10% of what the real ones do."""
+    import numpy as np
+
+    from graph.discovery_writer import fetch_discovery_inputs, run_named_query
+    from models import discovery as D
+    from models.lpm import LPM
+
+    db = pipeline_env.neo4j_database
+    out = pipeline_run.asset_value("discoveries")
+    edges, mech = out["quality"]["edges"], out["quality"]["mechanisms"]
+    # the simulated STRING-like prior is all given to the model: nothing outside it to validate on
+    assert edges["method"] == "signature_correlation" and edges["passes"], edges
+    assert "prior" in edges["reason"] and edges["scores"]["lpm_knockdown"]["STRING"]["with_prior"]["auprc"] > 0
+    methods = neo4j_driver.execute_query(
+        "MATCH ()-[r:PREDICTED_INTERACTION {modelVersion: $v}]->() RETURN collect(DISTINCT r.method) AS m",
+        v=out["version_id"], database_=db).records[0]["m"]
+    assert methods == ["signature_correlation"]
+    row = next(v for v in run_named_query(neo4j_driver, "model-versions", database=db)
+               if v["version_id"] == out["version_id"])
+    assert row["edge_method"] == "signature_correlation" and row["mechanism_method"] == "lpm_embeddings"
+    assert row["mechanism_score"] == pytest.approx(mech["score"]) and row["mechanism_fdr"] == 0.1
+    assert row["significant_mechanism_links"] == out["mechanism_links"] == mech["significant"]
+    stored = neo4j_driver.execute_query(
+        "MATCH ()-[r:SHARES_MECHANISM_WITH {modelVersion: $v}]->() RETURN count(r) AS n, "
+        "sum(CASE WHEN r.significant THEN 1 ELSE 0 END) AS s", v=out["version_id"], database_=db).records[0]
+    assert stored["s"] == mech["significant"] and stored["n"] >= mech["tested_pairs"] // 100  # top-k kept for --all
+    check = {e.check_name: e for e in pipeline_run.get_asset_check_evaluations()}["edges_beat_signature_correlation"]
+    assert check.passed
+
+    # Calibration on the trained model's own embeddings. After 2 epochs the planted targets lead their
+    # compounds' rankings with little margin (measured once: smallest q 0.39 over ~10^4 pairs, so
+    # nothing passes q <= 0.1; the planted-target check at q <= 0.1 is tests/test_discovery.py's).
+    # Here: targets get the smallest p-values, and compound embeddings with their relation to the
+    # genes broken (coordinates permuted) publish at most 10% of what the real ones publish.
+    from sklearn.metrics import roc_auc_score
+
+    model = LPM.load(pipeline_run.asset_value("lpm_model").checkpoint)
+    emb = model.embeddings("perturbation")
+    inputs = fetch_discovery_inputs(neo4j_driver, database=db)
+    comp = D.aggregate_embeddings(emb, {p: c for p, c in inputs.perturbation_compound.items() if p in emb.index})
+    genes = D.aggregate_embeddings(emb, {p: g for p, g in inputs.genetic_groups().items() if p in emb.index})
+    targets = {c: [str(g) for g in t] for c, t in inputs.annotated_targets.items()}
+    real = D.mechanism_links(comp, genes, k=len(genes), n_null=1000, annotated_targets=targets, seed=0)
+    assert real["is_annotated_target"].sum() >= 20
+    assert roc_auc_score(real["is_annotated_target"], -real["pvalue"]) > 0.6
+    rng = np.random.default_rng(0)
+    broken = comp.copy()
+    broken[:] = np.take_along_axis(comp.to_numpy(), np.argsort(rng.random(comp.shape), axis=1), axis=1)
+    permuted = D.mechanism_links(broken, genes, k=20, n_null=1000, seed=0)["significant"].sum()
+    assert permuted <= 0.1 * real["significant"].sum(), (real["significant"].sum(), permuted)
+
+
+def test_blocking_check_keeps_a_worse_edge_source_from_becoming_current(pipeline_run, pipeline_env, neo4j_driver,
+                                                                         pipeline_instance):
+    """Forcing the LPM knock-down embeddings as edge source on the simulated world (no reference pair
+    outside the prior: they cannot be shown to beat correlation) writes the version, fails the blocking
+    check, and leaves the previous version current; the refused version stays 'awaiting_check'."""
+    from graph.discovery_writer import current_version
+    from pipelines.definitions import defs
+    from pipelines.runner import run_config
+
+    db = pipeline_env.neo4j_database
+    before = current_version(neo4j_driver, database=db)
+    config = run_config(epochs=1)
+    config.setdefault("ops", {}).setdefault("discoveries", {}).setdefault("config", {})["edge_source"] = "lpm_knockdown"
+    result = defs.resolve_job_def("retrain").execute_in_process(run_config=config, instance=pipeline_instance,
+                                                                raise_on_error=False)
+    blocked = result.asset_value("discoveries")["version_id"]
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["edges_beat_signature_correlation"] is False
+    promoted = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "current_model_version" not in promoted and "discoveries" in promoted
+    assert current_version(neo4j_driver, database=db) == before != blocked
+    status = neo4j_driver.execute_query("MATCH (m:ModelVersion {version_id: $v}) RETURN m.status AS s, "
+                                        "m.edge_method AS e", v=blocked, database_=db).records[0]
+    assert (status["s"], status["e"]) == ("awaiting_check", "lpm_knockdown")
