@@ -145,9 +145,8 @@ def _atomic_write_text(text: str, path: Path) -> None:
 # plain strings), rows in canonical order, fixed-size row groups, each written from one contiguous
 # array. So a table written whole and the same rows appended in any chunks give the same file.
 STORE_SCHEMA = pa.schema([(c, pa.float32() if c == "value" else pa.string()) for c in MEASUREMENT_COLUMNS])
-_SORT_ROWS = 2_000_000  # rows sorted in memory at once when chunks arrive out of order
-_SPILL_BATCH = 500_000
-_OPEN_BUCKETS = 64
+_SORT_ROWS = 1_000_000  # rows sorted in memory at once when chunks arrive out of order
+_SPILL_BATCH = 1_000_000  # <= parquet's default max row group (1,048,576): one piece = one row group
 
 
 def canonical_measurements(table: pd.DataFrame, dataset_id: str) -> pd.DataFrame:
@@ -380,7 +379,7 @@ class MeasurementWriter:
     # -- finishing
     def _sort_spilled(self) -> None:
         """External sort of the spilled runs: split rows into signature-range buckets of at most
-        sort_rows rows (one file each), then sort each bucket in memory and emit it in order."""
+        sort_rows rows (row groups of one temp file), then sort each bucket in memory and emit it in order."""
         assert self._spill_dir is not None
         if self._spill is not None:
             self._spill.close()
@@ -396,47 +395,55 @@ class MeasurementWriter:
             acc += n
         n_buckets = b + 1
         if n_buckets == 1:
-            parts = [self._spill_files]
-        else:
-            value_set = pa.array(sig_ids, pa.string())
-            paths = [self._spill_dir / f"bucket-{k}.parquet" for k in range(n_buckets)]
-            # At most _OPEN_BUCKETS files are open at once (each open writer holds buffers and a file
-            # descriptor); more buckets cost another read of the spilled runs per group.
-            for group in range(0, n_buckets, _OPEN_BUCKETS):
-                writers: dict[int, pq.ParquetWriter] = {}
-                try:
-                    for f in self._spill_files:
-                        # Text stays dictionary-encoded: a bucket is found per distinct signature, not per row.
-                        spilled = pq.ParquetFile(f, read_dictionary=list(_TEXT_COLUMNS))
-                        for batch in spilled.iter_batches(batch_size=_SPILL_BATCH):
-                            sig = batch.column("signature_id")
-                            rank = pc.index_in(sig.dictionary, value_set=value_set).to_numpy(zero_copy_only=False)
-                            bk = bucket[rank.astype(np.int64)[sig.indices.to_numpy(zero_copy_only=False)]]
-                            order = np.argsort(bk, kind="stable")
-                            present, starts = np.unique(bk[order], return_index=True)
-                            ends = np.append(starts[1:], len(order))
-                            for k, lo, hi in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True):
-                                if not group <= k < group + _OPEN_BUCKETS:
-                                    continue
-                                if k not in writers:
-                                    writers[k] = pq.ParquetWriter(paths[k], batch.schema, compression="lz4")
-                                writers[k].write_table(pa.Table.from_batches([batch.take(pa.array(order[lo:hi]))]))
-                finally:
-                    for w in writers.values():
-                        w.close()
+            frame = pa.concat_tables([pq.read_table(f, read_dictionary=list(_TEXT_COLUMNS))
+                                      for f in self._spill_files]).to_pandas()
             for f in self._spill_files:
                 f.unlink()
-            parts = [[paths[k]] for k in range(n_buckets) if paths[k].exists()]
-        for files in parts:
-            # Read as categoricals and sorted on integer codes; strings are built per emitted slice.
-            frame = pa.concat_tables([pq.read_table(f, read_dictionary=list(_TEXT_COLUMNS)) for f in files]).to_pandas()
-            for f in files:
-                f.unlink()
-            prepared = _canonical_chunk(frame, self.dataset_id)
-            del frame
-            for lo in range(0, len(prepared), self._row_group):
-                self._emit(prepared.arrow(lo, lo + self._row_group))
-            del prepared
+            self._emit_sorted(frame)
+        else:
+            # One bucket file: each piece (rows of one bucket from one spilled batch) is one row group, and
+            # the row groups of each bucket are remembered. One open writer whatever the bucket count.
+            value_set = pa.array(sig_ids, pa.string())
+            bucket_file = self._spill_dir / "buckets.parquet"
+            groups: list[list[int]] = [[] for _ in range(n_buckets)]
+            writer: pq.ParquetWriter | None = None
+            n_groups = 0
+            try:
+                for f in self._spill_files:
+                    # Text stays dictionary-encoded: a bucket is found per distinct signature, not per row.
+                    spilled = pq.ParquetFile(f, read_dictionary=list(_TEXT_COLUMNS))
+                    for batch in spilled.iter_batches(batch_size=_SPILL_BATCH):
+                        sig = batch.column("signature_id")
+                        rank = pc.index_in(sig.dictionary, value_set=value_set).to_numpy(zero_copy_only=False)
+                        bk = bucket[rank.astype(np.int64)[sig.indices.to_numpy(zero_copy_only=False)]]
+                        order = np.argsort(bk, kind="stable")
+                        present, starts = np.unique(bk[order], return_index=True)
+                        ends = np.append(starts[1:], len(order))
+                        for k, lo, hi in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True):
+                            if writer is None:
+                                writer = pq.ParquetWriter(bucket_file, batch.schema, compression="lz4")
+                            writer.write_table(pa.Table.from_batches([batch.take(pa.array(order[lo:hi]))]),
+                                               row_group_size=hi - lo)
+                            groups[k].append(n_groups)
+                            n_groups += 1
+                    f.unlink()
+            finally:
+                if writer is not None:
+                    writer.close()
+            buckets = pq.ParquetFile(bucket_file, read_dictionary=list(_TEXT_COLUMNS))
+            if buckets.metadata.num_row_groups != n_groups:  # a piece split in two would shift every index
+                raise RuntimeError(f"{bucket_file}: {buckets.metadata.num_row_groups} row groups, {n_groups} written")
+            for k in range(n_buckets):
+                if groups[k]:
+                    self._emit_sorted(buckets.read_row_groups(groups[k]).to_pandas())
+            bucket_file.unlink()
+
+    def _emit_sorted(self, frame: pd.DataFrame) -> None:
+        """A bucket (categoricals) sorted on integer codes; strings are built per emitted row group."""
+        prepared = _canonical_chunk(frame, self.dataset_id)
+        del frame
+        for lo in range(0, len(prepared), self._row_group):
+            self._emit(prepared.arrow(lo, lo + self._row_group))
 
     def close(self) -> StoreEntry:
         """Sort what was spilled, finish the file, move it into place, then the manifest."""

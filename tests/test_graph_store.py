@@ -95,10 +95,9 @@ def _chunks(df, size, *, shuffle, categorical):
 
 @pytest.mark.parametrize("shuffle", [False, True], ids=["in-order", "shuffled"])
 @pytest.mark.parametrize("categorical", [False, True], ids=["text", "categorical"])
-def test_chunked_write_equals_whole_write(settings, shuffle, categorical, monkeypatch):
+def test_chunked_write_equals_whole_write(settings, shuffle, categorical):
     whole = big_table()
     kw = {"row_group": 50, "sort_rows": 60}  # several row groups; shuffled chunks sort in 5+ buckets
-    monkeypatch.setattr(store, "_OPEN_BUCKETS", 2)  # ... written 2 bucket files at a time
     with store.MeasurementWriter(settings, "ds1", **kw) as w:
         w.append(whole)
     reference, ref_bytes = w.entry, (settings.store_dir / "ds1" / store.MEASUREMENTS_FILE).read_bytes()
