@@ -327,6 +327,44 @@ def test_bad_inbox_files_are_rejected_and_the_good_one_is_ingested(empty_graph, 
                .records) == 2
 
 
+@pytest.mark.neo4j
+def test_an_inbox_file_that_fails_deep_in_its_reader_is_set_aside_and_the_rest_ingested(
+        empty_graph, neo4j_settings, tmp_path):
+    """A GCTX whose HDF5 layout passes the inbox's open check but lacks its metadata fails inside the
+    reader: that file alone is rejected, the good GCTX beside it reaches the graph, and the run succeeds."""
+    import h5py
+    import numpy as np
+    import pandas as pd
+
+    from graph.db import credentials
+    from graph.io.gctx import write_gctx
+
+    home = tmp_path / "home"
+    inbox = home / "inbox"
+    inbox.mkdir(parents=True)
+    secret_file = tmp_path / "pw"
+    secret_file.write_text(credentials(neo4j_settings)[1])
+    (inbox / "genes.tsv").write_text("entrez_id\tsymbol\taliases\n101\tAAA\t\n102\tBBB\t\n")
+    row = pd.DataFrame({"id": ["101", "102"], "pr_gene_symbol": ["AAA", "BBB"], "pr_gene_id": [101, 102]})
+    col = pd.DataFrame({"id": ["s1", "s2"], "cell_id": ["A375", "A375"], "pert_type": ["trt_sh", "trt_sh"],
+                        "pert_iname": ["AAA", "BBB"], "pert_id": ["TRCN1", "TRCN2"]})
+    write_gctx(inbox / "good.gctx", np.arange(4, dtype=np.float32).reshape(2, 2), row, col)
+    with h5py.File(inbox / "half.gctx", "w") as h5:  # the matrix only: no row or column metadata
+        h5.create_dataset("0/DATA/0/matrix", data=np.zeros((2, 2), np.float32))
+
+    result, _ = _ingest_inbox(home, neo4j_settings, secret_file)
+    assert result.success
+    assert sorted(Path(s.path).name for s in result.asset_value("input_manifest")) == \
+        ["genes.tsv", "good.gctx", "half.gctx"]  # half.gctx passed the open check
+    assert [b.dataset.dataset_id for b in result.asset_value("experiments")] == ["good"]
+    reason = (inbox / "rejected" / "half.gctx.reason.txt").read_text()
+    assert "not a GCTX 1.0 file: missing /0/META" in reason  # the reader's own problem, no content
+    assert not (inbox / "half.gctx").exists() and (inbox / "good.gctx").exists()
+    n = empty_graph.execute_query("MATCH (s:Signature) RETURN count(s) AS n",
+                                  database_=neo4j_settings.neo4j_database).records[0]["n"]
+    assert n == 2
+
+
 def test_inbox_refuses_what_resolves_outside_it(tmp_path):
     from graph.settings import Settings
     from pipelines.inputs import scan_inbox

@@ -4,9 +4,13 @@ Values go to the columnar store here; records travel to the `graph` group throug
 """
 
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 
+from graph.io.common import InputFileError
 from graph.store import write_quarantine
 from pipelines.ingest import (
     MEASUREMENT_KINDS_ORDER,
@@ -15,10 +19,25 @@ from pipelines.ingest import (
     read_experiment,
     read_reference,
 )
-from pipelines.inputs import MEASUREMENT_KINDS, InputSpec, resolve_inputs
+from pipelines.inputs import MEASUREMENT_KINDS, InputSpec, reject_inbox_file, resolve_inputs
 from pipelines.resources import PerturbGraphSettings
 
 GROUP = "sources"
+
+# What a reader raises on a file that is not what its name and header promised; anything else is a bug
+# of ours and fails the run.
+_UNREADABLE = (InputFileError, ValueError, KeyError, IndexError, TypeError, OSError, EOFError, pa.ArrowException)
+
+
+def _from_inbox(spec: InputSpec) -> bool:
+    return spec.source.startswith("inbox:")
+
+
+def _unreadable_reason(spec: InputSpec, exc: Exception) -> str:
+    """One line that names the problem, never the file's content (InputFileError's problem is our text)."""
+    if isinstance(exc, InputFileError):
+        return exc.problem
+    return f"passed the inbox's format check but its {spec.kind} reader failed ({type(exc).__name__})"
 
 
 def _report_table(reports) -> dg.TableMetadataValue:
@@ -80,11 +99,21 @@ def experiments(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSet
     resolver, compound_ids = reference_data.resolver(), reference_data.compound_ids()
     specs = sorted((s for s in input_manifest if s.kind in MEASUREMENT_KINDS),
                    key=lambda s: (MEASUREMENT_KINDS_ORDER.index(s.kind), s.dataset_id))
-    bundles = []
+    bundles, rejected = [], []
     for i, spec in enumerate(specs, 1):
         context.log.info(f"[{i}/{len(specs)}] {spec.dataset_id}")
-        bundle = read_experiment(spec, settings, resolver=resolver, compound_ids=compound_ids,
-                                 progress=context.log.info)
+        try:
+            bundle = read_experiment(spec, settings, resolver=resolver, compound_ids=compound_ids,
+                                     progress=context.log.info)
+        except _UNREADABLE as exc:
+            if not _from_inbox(spec):
+                raise  # an explicit input: the user asked for this file, so the run stops and says why
+            # One bad inbox file must not block the others: set it aside with a reason, go on.
+            rejection = reject_inbox_file(Path(spec.path), settings.inbox_dir, _unreadable_reason(spec, exc))
+            context.log.warning(f"inbox file {rejection.name} rejected: {rejection.reason}; "
+                                f"moved to {rejection.moved_to}")
+            rejected.append(rejection)
+            continue
         write_quarantine(settings, spec.dataset_id, bundle.quarantine)
         bundles.append(bundle)
     context.add_output_metadata({
@@ -93,6 +122,7 @@ def experiments(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSet
         "values": sum(b.store_entry.n_rows for b in bundles),
         "quarantined": sum(len(b.quarantine) for b in bundles),
         "read_reports": _report_table([b.report for b in bundles]),
+        "inbox_rejected": dg.MetadataValue.json([{"file": r.name, "reason": r.reason} for r in rejected]),
         "store": dg.MetadataValue.md(pd.DataFrame(
             [{"dataset": b.dataset.dataset_id, "rows": b.store_entry.n_rows, "sha256": b.store_entry.sha256[:16]}
              for b in bundles]).to_markdown(index=False)),
