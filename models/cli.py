@@ -61,9 +61,24 @@ def _load(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: 
     return _load_input(input_, readouts, readout_seed, duplicates).frame
 
 
-def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine"):
+def _gene_resolver(readout_key: str | None):
+    """The gene table (shared data genes/genes_human.tsv) that maps a --readout-key column to symbols."""
+    if not readout_key:
+        return None
+    from graph.io.genes import GeneResolver
+    from models.datasets import shared_path
+
+    path = shared_path("genes/genes_human.tsv")
+    if not path.exists():
+        _fail(f"--readout-key {readout_key} needs the gene table {path} (shared data) to map ids to symbols")
+    return GeneResolver.from_table(path)
+
+
+def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine",
+                context: str | None = None, readout_key: str | None = None):
     """Read INPUT through the ingest readers and the validation step (a models.datasets.Loaded);
-    bad input -> one line naming the file, exit 1."""
+    bad input -> one line naming the file, exit 1. context: for a table without a context column
+    (wide or context-free); readout_key: the column holding readout ids, mapped through the gene table."""
     from graph.io.common import InputFileError
     from graph.io.validation import DUPLICATE_POLICIES
     from models.datasets import load_input, select_readouts
@@ -72,6 +87,8 @@ def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplic
         _fail(f"--duplicates must be one of {', '.join(DUPLICATE_POLICIES)}")
     choice = _readout_option(readouts)
     kwargs = {}
+    if context or readout_key:
+        kwargs = {"context": context, "readout_key": readout_key, "resolver": _gene_resolver(readout_key)}
     if input_ == "tahoe" and choice is not None:
         # The docs' tables: load_tahoe(n_random=N, seed=S) draws from the dense readouts.
         kwargs = {"readouts": choice} if isinstance(choice, str) else (
@@ -157,6 +174,9 @@ def _ints(text: str) -> list[int]:
 
 READOUTS_HELP = ("N: N random readouts (of those in every signature; --readout-seed), or a file of names; "
                  "tahoe also: dense | all")
+CONTEXT_HELP = "context of every row of a table without a context column (default: CONSENSUS, context-free)"
+READOUT_KEY_HELP = ("column holding the readouts (e.g. ensembl_id, entrez_id), mapped to gene symbols through "
+                    "the gene table; for a wide table: map its column headers")
 DUPLICATES_HELP = "rows repeating a (context, perturbation, readout) with different values: quarantine | mean | first"
 
 
@@ -192,6 +212,8 @@ def train(
     readouts: str | None = typer.Option(None, "--readouts", help=READOUTS_HELP),
     readout_seed: int = typer.Option(0, "--readout-seed", help="seed of the random readout subset"),
     duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
+    context: str | None = typer.Option(None, "--context", "--input-context", help=CONTEXT_HELP),
+    readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
     seed: int = typer.Option(0, "--seed"),
     nproc: int = typer.Option(1, "--nproc", min=1,
                               help="data-parallel processes (torchrun; NCCL on GPUs, gloo on CPU; models/distributed.py)"),
@@ -206,10 +228,11 @@ def train(
         raise typer.Exit(launch(nproc, [
             "--input", input_, "--output", str(output), "--readout-seed", str(readout_seed), "--duplicates", duplicates,
             "--seed", str(seed), *(["--epochs", str(epochs)] if epochs is not None else []),
+            *(["--context", context] if context else []), *(["--readout-key", readout_key] if readout_key else []),
             *(["--readouts", readouts] if readouts is not None else [])]))
     if output.is_dir():
         _fail(f"{output}: is a directory; give the checkpoint file name")
-    loaded = _load_input(input_, readouts, readout_seed, duplicates)
+    loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key)
     df = loaded.frame
     res = resources_for(df, epochs=epochs, perturbation_names=loaded.perturbation_names,
                         perturbation_targets=loaded.perturbation_targets)
@@ -240,6 +263,8 @@ def evaluate(
     readouts: str | None = typer.Option(None, "--readouts", help=READOUTS_HELP),
     readout_seed: int = typer.Option(0, "--readout-seed", help="seed of the random readout subset"),
     duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
+    input_context: str | None = typer.Option(None, "--input-context", help=CONTEXT_HELP + " (--context is the target)"),
+    readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
     fmt: str = typer.Option("table", "--format", help="results on stdout: table (markdown) | json (every row) | "
                                                       "tsv (mean per model and metric)"),
 ) -> None:
@@ -257,7 +282,7 @@ def evaluate(
         _fail(f"{split} needs --target-context")
     seed_list = _ints(seeds)
     target_context = _target_context(input_, target_context)
-    loaded = _load_input(input_, readouts, readout_seed, duplicates)
+    loaded = _load_input(input_, readouts, readout_seed, duplicates, input_context, readout_key)
     df = loaded.frame
     if target_context is not None and target_context not in set(df["context"].astype(str)):
         contexts = sorted(df["context"].astype(str).unique())

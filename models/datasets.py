@@ -273,18 +273,14 @@ def read_gctx_long(path: str | Path) -> pd.DataFrame:
     })
 
 
-def load_gctx(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
-    """L1000 z-scores averaged per (cell line, perturbation, readout); control wells dropped.
-
-    Each sample goes through the validation step first (non-finite values; a readout symbol repeated
-    within one sample follows the duplicate policy), then replicate wells / doses / times are averaged.
-    """
+def load_gct(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
+    """A text GCT file (ingest reads GCTX only): per-sample validation, then average_replicates."""
     try:
         long = read_gctx_long(path)
     except InputFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
-        raise InputFileError(path, f"not a readable GCTX/GCT file ({type(exc).__name__}: {exc})") from exc
+        raise InputFileError(path, f"not a readable GCT file ({type(exc).__name__}: {exc})") from exc
     checked, report = validated(long, str(path), keys=("sample", "readout"), ranked=False, duplicates=duplicates)
     long = checked[checked["pert_type"].isin(list(_L1000_TYPES))]
     long = long.assign(perturbation_type=long["pert_type"].map(_L1000_TYPES), context=long["cell_id"],
@@ -292,6 +288,48 @@ def load_gctx(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
     out = (long.groupby(["context", "perturbation", "perturbation_type", "readout"], observed=True)["value"]
            .mean().reset_index())
     return _attach(_finish(out), report)
+
+
+def average_replicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The model-side step for signature-level matrices (GCTX), in this one place: control signatures are
+    dropped (they are the reference, not an experiment to predict) and the signatures of one
+    perturbation id in one context (replicate wells, time points; doses are part of the id) are averaged
+    per readout. Returns the table (LONG_COLUMNS) and the line the load report carries."""
+    types = frame["perturbation_type"].astype(str)
+    control = types == "control"
+    kept = frame[~control.to_numpy()]
+    out = (kept.groupby(["context", "perturbation", "perturbation_type", "readout"], observed=True)["value"]
+           .mean().reset_index())
+    n_sig = kept["signature_id"].nunique() if "signature_id" in kept else 0
+    n_exp = len(out[["context", "perturbation"]].drop_duplicates())
+    note = (f"model step: {frame.loc[control.to_numpy(), 'signature_id'].nunique() if 'signature_id' in frame else 0}"
+            f" control signatures dropped; {n_sig} signatures averaged into {n_exp} (context, perturbation) "
+            "experiments per readout (replicate wells and times)")
+    return out, note
+
+
+def load_gctx(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
+    """A GCTX file read by the ingest reader (graph/io/gctx.GctxToLong, as `perturbgraph demo --inputs
+    FILE` stores it: value validation, readout repeats, perturbation ids), then average_replicates.
+    Report units are matrix values; the signature-level notes are kept."""
+    from graph.io.common import concat_long
+    from graph.io.gctx import GctxToLong
+
+    path = Path(path)
+    if measurement_format(path) == "gct":
+        return load_gct(path, duplicates=duplicates)
+    try:
+        reader = GctxToLong(path, _dataset_id_for(path))
+        frame = concat_long(list(reader.iter_long()))
+    except InputFileError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputFileError(path, f"not a readable GCTX file ({type(exc).__name__}: {exc})") from exc
+    averaged, note = average_replicates(frame)
+    report = reader.value_report
+    report.notes = [*reader.report.notes, *report.notes,
+                    f"{reader.report.quarantined} of {reader.report.read} signatures quarantined", note]
+    return _from_records(averaged, path, report, reader.quarantine, reader.perturbations, duplicates, unit="values")
 
 
 def _dataset_id_for(path: Path) -> str:
@@ -324,15 +362,24 @@ def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, pert
     return _attach(out, report, names, targets)
 
 
-def load_long_table(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
+def load_long_table(path: str | Path, *, duplicates: str = "quarantine", context: str | None = None,
+                    readout_key: str | None = None, resolver=None) -> Loaded:
     """A user's parquet / CSV / TSV long table (value) or ranked table (rank, n_ranked), read by the
     ingest reader (graph/io/tables.LongTableReader): the same accepted rows and perturbation ids as
     `perturbgraph demo --inputs FILE` puts in the store."""
-    from graph.io.tables import read_long_table
+    from graph.io.common import table_header, table_layout
+    from graph.io.tables import LongTableReader
+    from graph.io.wide import WideTableReader
 
     path = Path(path)
+    # The layout rule of every entry point (pipelines/inputs.detect_kind uses it too).
+    reader_cls = WideTableReader if table_layout(table_header(path), readout_key) == "wide_table" else LongTableReader
     # A table without a perturbation_type column is taken as compounds (noted in the report).
-    frame, reader = read_long_table(path, _dataset_id_for(path), duplicates=duplicates, perturbation_type="compound")
+    reader = reader_cls(path, _dataset_id_for(path), duplicates=duplicates, perturbation_type="compound",
+                        context=context, readout_key=readout_key, resolver=resolver)
+    from graph.io.common import concat_long
+
+    frame = concat_long(list(reader.iter_long()))
     return _from_records(frame, path, reader.report, reader.quarantine, reader.perturbations, duplicates)
 
 
@@ -346,7 +393,7 @@ def load_h5ad(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
                          unit="signatures (cell groups)")
 
 
-def load_file(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
+def load_file(path: str | Path, *, duplicates: str = "quarantine", **table_options) -> Loaded:
     """Any measurement file, by its format (extension checked against the first bytes)."""
     path = Path(path)
     fmt = measurement_format(path)
@@ -356,7 +403,7 @@ def load_file(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
         return load_h5ad(path, duplicates=duplicates)
     if path.name == Path(SHARED_DATASETS["tahoe"]).name:
         return read_tahoe(path)
-    return load_long_table(path, duplicates=duplicates)
+    return load_long_table(path, duplicates=duplicates, **table_options)
 
 
 def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
@@ -386,7 +433,7 @@ def load_input(name_or_path: str | Path, *, duplicates: str = "quarantine", **kw
     path = Path(key)
     if not path.exists():
         raise InputFileError(key, f"neither a file nor one of {sorted(SHARED_DATASETS)}")
-    return load_file(path, duplicates=duplicates)
+    return load_file(path, duplicates=duplicates, **kwargs)
 
 
 def dataset_contexts(name_or_path: str | Path) -> list[str] | None:

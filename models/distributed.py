@@ -107,23 +107,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readouts", default=None, help="as `perturbgraph train --readouts`")
     ap.add_argument("--readout-seed", type=int, default=0)
     ap.add_argument("--duplicates", default="quarantine", help="quarantine | mean | first")
+    ap.add_argument("--context", default=None, help="as `perturbgraph train --context`")
+    ap.add_argument("--readout-key", default=None, help="as `perturbgraph train --readout-key`")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--paper", action="store_true", help="LPMConfig.paper(): learned embeddings only")
     ap.add_argument("--backend", choices=["gloo", "nccl"], default=None, help="default: nccl with CUDA, else gloo")
     args = ap.parse_args(argv)
 
-    from models.cli import _check_finite, _load, resources_for
+    from models.cli import _check_finite, _load_input, resources_for
     from models.lpm import LPM
     from models.module import LPMConfig
 
     parallel, device = setup(args.backend)
     try:
-        df = _load(args.input, args.readouts, args.readout_seed, args.duplicates)
+        # The same loader as `train`: the perturbation names it returns are what joins compounds to structures.
+        loaded = _load_input(args.input, args.readouts, args.readout_seed, args.duplicates, args.context,
+                             args.readout_key)
+        df = loaded.frame
         epochs = {} if args.epochs is None else {"max_epochs": args.epochs}
         config = LPMConfig.paper(**epochs) if args.paper else LPMConfig(**epochs)
         side = {}
         if not args.paper:
-            res = resources_for(df, epochs=args.epochs)
+            res = resources_for(df, epochs=args.epochs, perturbation_names=loaded.perturbation_names,
+                                perturbation_targets=loaded.perturbation_targets)
             side = {"compound_smiles": res.compound_smiles or None, "gene_graph": res.gene_graph,
                     "perturbation_targets": res.perturbation_targets}
         model = LPM(config, seed=args.seed, **side)

@@ -30,7 +30,7 @@ from graph.settings import Settings
 from pipelines.inputs import InputSpec
 
 # Order in which measurement files are read (stable across runs).
-MEASUREMENT_KINDS_ORDER = ("gctx", "gct", "h5ad", "long_table", "ranked_long_table")
+MEASUREMENT_KINDS_ORDER = ("gctx", "gct", "h5ad", "long_table", "ranked_long_table", "wide_table")
 COMPOUND_KINDS = ("compound_repurposing_drugs", "compound_repurposing_samples", "compound_lincs")
 NETWORK_KINDS = ("string", "corum", "dorothea", "gmt")
 # GCTX columns per streamed chunk: 250 x 978 values keep a chunk's validation and store text ~100 MB
@@ -43,6 +43,7 @@ VALUE_KIND = {
     "h5ad": "pseudobulk log1p CP10k mean difference vs same-context controls",
     "long_table": "as given by the table's value column",
     "ranked_long_table": "signed rank score s = 1 - 2(rank-1)/(n_ranked-1)",
+    "wide_table": "as given by the table's cells (rows = perturbations, columns = readouts)",
 }
 
 
@@ -183,7 +184,7 @@ def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
     progress(f"reading measurements {spec.path} ({spec.kind})")
     options = spec.option_dict
     value_counts: dict[str, int] = {}
-    if spec.kind in ("gctx", "long_table", "ranked_long_table"):
+    if spec.kind in ("gctx", "long_table", "ranked_long_table", "wide_table"):
         if spec.kind == "gctx":
             from graph.io.gctx import GctxToLong
 
@@ -191,10 +192,16 @@ def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
                                 chunk_size=GCTX_CHUNK_SIGNATURES)
         else:
             from graph.io.tables import LongTableReader
+            from graph.io.wide import WideTableReader
 
             max_rows = int(options["max_rows"]) if "max_rows" in options else None
-            reader = LongTableReader(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids,
-                                     max_rows=max_rows)
+            table = {"context": options.get("context"), "readout_key": options.get("readout_key")}
+            if spec.kind == "wide_table":  # as the CLI loader: no perturbation_type column = compounds
+                reader = WideTableReader(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids,
+                                         max_rows=max_rows, perturbation_type="compound", **table)
+            else:
+                reader = LongTableReader(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids,
+                                         max_rows=max_rows, **table)
         # The reader is opened (and its header checked) before the store is touched.
         with MeasurementWriter(settings, spec.dataset_id) as out:
             for chunk in reader.iter_long():

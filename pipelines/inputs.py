@@ -30,7 +30,7 @@ from graph.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MEASUREMENT_KINDS = frozenset({"gctx", "gct", "h5ad", "long_table", "ranked_long_table"})
+MEASUREMENT_KINDS = frozenset({"gctx", "gct", "h5ad", "long_table", "ranked_long_table", "wide_table"})
 REFERENCE_KINDS = frozenset({"gene_table", "compound_lincs", "compound_repurposing_drugs",
                              "compound_repurposing_samples", "string", "corum", "dorothea", "gmt",
                              "cell_line_features", "landmarks"})
@@ -71,7 +71,7 @@ def _header(path: Path) -> list[str]:
     return []
 
 
-def detect_kind(path: Path) -> str:
+def detect_kind(path: Path, readout_key: str | None = None) -> str:
     """The reader a file needs, from its extension and header; a clear error when none fits."""
     name = path.name.lower()
     if name.endswith(".gctx"):
@@ -83,10 +83,11 @@ def detect_kind(path: Path) -> str:
     if name.endswith(".gmt"):
         return "gmt"
     cols = set(_header(path))
-    if {"rank", "n_ranked", "readout"} <= cols:
-        return "ranked_long_table"
-    if {"context", "perturbation", "readout", "value"} <= cols:
-        return "long_table"
+    from graph.io.common import table_layout
+
+    layout = table_layout(cols, readout_key)  # the measurement-table rule the CLI loader uses too
+    if layout is not None:
+        return layout
     if {"entrez_a", "entrez_b", "combined_score"} <= cols:
         return "string"
     if {"tf", "target", "mor"} <= cols:
@@ -109,9 +110,23 @@ def detect_kind(path: Path) -> str:
                                "see docs/inputs.md for the accepted formats")
 
 
+TABLE_OPTIONS = ("context", "readout_key")  # FILE?context=A375&readout_key=ensembl_id (docs/inputs.md)
+
+
 def spec_for(path: Path, *, simulated: bool = False, source: str = "") -> InputSpec:
-    return InputSpec(path=str(path), kind=detect_kind(path), dataset_id=dataset_id_for(path),
-                     source=source or str(path), simulated=simulated)
+    text = str(path)
+    options: tuple[tuple[str, str], ...] = ()
+    if "?" in text and not Path(text).exists():
+        text, query = text.split("?", 1)
+        pairs = [p.partition("=") for p in query.split("&") if p]
+        bad = [k for k, _, v in pairs if k not in TABLE_OPTIONS or not v]
+        if bad:
+            raise InputFileError(text, f"unknown input option(s) {bad}; accepted: {', '.join(TABLE_OPTIONS)}=VALUE")
+        options = tuple((k, v) for k, _, v in pairs)
+        path = Path(text)
+    kind = detect_kind(path, dict(options).get("readout_key"))
+    return InputSpec(path=str(path), kind=kind, dataset_id=dataset_id_for(path),
+                     source=source or str(path), simulated=simulated, options=options)
 
 
 # Real public files of ../shared/data (see its README for provenance and licences).

@@ -260,6 +260,20 @@ def cli_corpus(folder: str | Path) -> dict[str, tuple[Path, str]]:
     out["gctx_truncated"] = (truncated(gctx_good(folder)), "error")
     out["gctx_wrong_dimensions"] = (gctx_wrong_dimensions(folder), "error")
     out["h5ad_truncated"] = (truncated(h5, keep=0.3), "error")
+    # Wide tables (rows = perturbations, columns = genes).
+    wide = clean.pivot_table(index=["context", "perturbation"], columns="readout", values="value").reset_index()
+    genes = [c for c in wide.columns if c not in ("context", "perturbation")]
+    rows = []
+    for _, r in wide.iterrows():  # the first gene column repeated with a different value: conflicting
+        rows.append(",".join([r["context"], r["perturbation"], *(f"{r[g]:.4f}" for g in genes),
+                              f"{r[genes[0]] + 1.0:.4f}"]))
+    dup_text = ",".join(["context", "perturbation", *genes, genes[0]]) + "\n" + "\n".join(rows) + "\n"
+    put("wide_duplicate_genes", "wide_dup_genes.csv", "quarantine", text=dup_text)
+    text_cells = wide.astype({genes[1]: object})
+    text_cells.loc[::3, genes[1]] = "n/a?"
+    put("wide_text_cells", "wide_text_cells.csv", "quarantine", text_cells)
+    put("wide_empty_matrix", "wide_empty.csv", "error", text="context,perturbation\nC0,drug0\n")
+    put("wide_header_only", "wide_header_only.csv", "error", text=",".join(["context", "perturbation", *genes]) + "\n")
     return out
 
 

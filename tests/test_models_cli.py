@@ -147,7 +147,7 @@ def _check_outcome(result, path, expected: str) -> None:
 CASES = ["header_only", "empty_file", "directory", "missing_file", "all_nan", "text_in_every_value", "text_value",
          "nan_25_percent", "bad_ranks", "n_ranked_1", "conflicting_duplicates", "missing_columns", "h5ad_missing_obs",
          "hdf5_named_csv", "gctx_not_hdf5", "parquet_truncated", "gctx_truncated", "gctx_wrong_dimensions",
-         "h5ad_truncated"]
+         "h5ad_truncated", "wide_duplicate_genes", "wide_text_cells", "wide_empty_matrix", "wide_header_only"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -242,6 +242,72 @@ def test_cli_and_ingest_accept_the_same_table(cli_corpus, tmp_path, no_shared_da
     pd.testing.assert_frame_equal(canon(ingest), canon(cli))
     assert loaded.report.quarantined == bundle.report.quarantined > 0
     assert loaded.report.read == bundle.report.read == loaded.report.accepted + loaded.report.quarantined
+
+
+def _canon(df):
+    from models.datasets import LONG_COLUMNS
+
+    out = df[LONG_COLUMNS].astype({c: str for c in LONG_COLUMNS[:4]}).astype({"value": np.float32})
+    return out.sort_values(LONG_COLUMNS[:4]).reset_index(drop=True)
+
+
+def _ingested(path, tmp_path):
+    from graph.settings import Settings
+    from graph.store import load_training_table
+    from pipelines.ingest import read_experiment
+    from pipelines.inputs import spec_for
+
+    settings = Settings(home=tmp_path / "home")
+    bundle = read_experiment(spec_for(path), settings, progress=lambda *_: None)
+    return bundle, load_training_table(settings, [bundle.dataset.dataset_id])
+
+
+@pytest.mark.parametrize("case", ["wide_text_cells", "wide_duplicate_genes"])
+def test_cli_and_ingest_accept_the_same_wide_table(case, cli_corpus, tmp_path, no_shared_data):
+    """A wide table (rows = perturbations, columns = genes) through read_experiment and the CLI loader."""
+    from models.datasets import load_input
+
+    path, _ = cli_corpus[case]
+    bundle, ingest = _ingested(path, tmp_path)
+    assert bundle.dataset.kind == "wide_table"
+    loaded = load_input(path)
+    pd.testing.assert_frame_equal(_canon(ingest), _canon(loaded.frame))
+    assert loaded.report.quarantined == bundle.report.quarantined > 0
+    assert loaded.report.read == bundle.report.read == loaded.report.accepted + loaded.report.quarantined
+
+
+def test_cli_reads_gctx_through_the_ingest_reader(cli_corpus, tmp_path, no_shared_data):
+    """GCTX: the CLI table is the ingested table after the one model-side step (average_replicates)."""
+    from bad_inputs import gctx_good
+    from models.datasets import average_replicates, load_input
+
+    path = gctx_good(tmp_path)
+    bundle, ingest = _ingested(path, tmp_path)
+    loaded = load_input(path)
+    averaged, note = average_replicates(ingest)
+    pd.testing.assert_frame_equal(_canon(averaged), _canon(loaded.frame))
+    assert note in loaded.report.notes and "signatures averaged" in note
+    assert set(loaded.perturbation_names) >= set(loaded.frame["perturbation"].astype(str))
+
+
+def test_context_and_readout_key_options(tmp_path, no_shared_data):
+    """--context names the context of a table without one; without it the rows are CONSENSUS."""
+    from graph.io.identifiers import CONSENSUS_CONTEXT
+
+    wide = pd.DataFrame({"perturbation": ["drugA", "drugB", "drugC"], "TP53": [1.0, 2.0, 3.0],
+                         "MYC": [0.5, -1.0, 2.0]})
+    wide.to_parquet(tmp_path / "consensus.parquet", index=False)
+    from models.datasets import load_input
+
+    assert set(load_input(tmp_path / "consensus.parquet").frame["context"]) == {CONSENSUS_CONTEXT}
+    result = runner.invoke(app, ["train", "--input", str(tmp_path / "consensus.parquet"), "--context", "a-375",
+                                 "--output", str(tmp_path / "m.pt"), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "1 contexts" in result.output and "3 perturbations, 2 readouts" in result.output
+    assert set(load_input(tmp_path / "consensus.parquet", context="a-375").frame["context"]) == {"A375"}
+    result = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "consensus.parquet"), "--readout-key",
+                                 "ensembl_id", "--split", "unseen-compound", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "needs the gene table" in result.output, result.output
 
 
 @pytest.mark.shared_data

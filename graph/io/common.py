@@ -104,3 +104,42 @@ def measurement_format(path: str | Path) -> str:
     if name.endswith(".gct"):
         return "gct"
     return "tsv" if name.endswith((".tsv", ".txt", ".tab")) else "csv"
+
+
+# Columns that identify a wide table's rows; every other column is a readout (gene) column.
+WIDE_ID_COLUMNS = ("context", "perturbation", "perturbation_type", "dose", "time")
+
+
+def table_header(path: str | Path) -> list[str]:
+    """A parquet / CSV / TSV table's column names (InputFileError naming the file when unreadable)."""
+    fmt = measurement_format(path)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return [clean_text(c) for c in pq.read_schema(path).names]
+        import csv
+
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            for row in csv.reader(fh, delimiter="\t" if fmt == "tsv" else ","):
+                if row and not row[0].startswith(("#", "!")):
+                    return [clean_text(c) for c in row]
+    except Exception as exc:
+        raise InputFileError(path, f"cannot read the table header ({exc})") from exc
+    return []
+
+
+def table_layout(columns, readout_key: str | None = None) -> str | None:
+    """How a parquet / CSV / TSV measurement table is laid out, from its header: "ranked_long_table"
+    (readout, rank, n_ranked), "long_table" (readout, value), "wide_table" (a perturbation column and
+    readout columns: rows = perturbations, columns = genes), or None. `readout_key` names the column
+    that holds the readouts of a long table (default "readout", e.g. "ensembl_id")."""
+    cols = set(columns)
+    key = readout_key or "readout"
+    if "perturbation" in cols and key in cols and {"rank", "n_ranked"} <= cols:
+        return "ranked_long_table"
+    if "perturbation" in cols and key in cols and "value" in cols:
+        return "long_table"
+    if "perturbation" in cols and key not in cols and "value" not in cols and cols - set(WIDE_ID_COLUMNS):
+        return "wide_table"
+    return None

@@ -285,3 +285,14 @@ def up_rank_score(rank, n_ranked, dtype=np.float32):
         s = 1.0 - (r - 1.0) / n
     s = np.where(valid_rank(r, n), s, np.nan)
     return float(s) if s.ndim == 0 else s.astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Contexts of context-free signatures
+# ---------------------------------------------------------------------------------------------
+
+# Consensus signatures (one per compound or gene over-expression / knock-down, summarised over cell
+# lines) have no cell-line axis. A table without a context column, read without --context NAME, gets
+# this one context, so its rows are still keyed (context, perturbation, readout) like every other
+# input and never mix with a real cell line ("CONSENSUS" is no LINCS cell id). The reader notes it.
+CONSENSUS_CONTEXT = "CONSENSUS"

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from graph.io.common import InputFileError, clean_text, measurement_format
 from graph.io.contexts import context_record, normalise_context_name
 from graph.io.identifiers import (
+    CONSENSUS_CONTEXT,
     canonical_gene_symbol,
     format_dose,
     gene_key,
@@ -96,12 +97,17 @@ class LongTableReader:
     duplicates_resolved; one bool per signature x readout; Tahoe: 1,071 x 26,347 = 28 MB; beyond
     SEEN_BUDGET only repeats inside a batch are caught, with a note). `max_rows` reads only the first
     rows (tests, previews).
+
+    `readout_key` names the column holding the readouts (e.g. "ensembl_id", "entrez_id"; default
+    "readout"), mapped to symbols through `resolver`. A table without a context column gets `context`
+    (e.g. a cell line) or, when none is given, identifiers.CONSENSUS_CONTEXT (noted in the report).
     """
 
     def __init__(self, path: str | Path, dataset_id: str, *, ranked: bool | None = None, resolver=None,
                  compound_ids: Mapping[str, str] | None = None, batch_size: int = 500_000,
                  max_rows: int | None = None, duplicates: str = "quarantine",
-                 perturbation_type: str | None = None):
+                 perturbation_type: str | None = None, readout_key: str | None = None,
+                 context: str | None = None):
         self.path, self.dataset_id = Path(path), dataset_id
         self.default_type = perturbation_type  # used (and noted) when the file has no perturbation_type column
         self.duplicates = duplicates
@@ -114,7 +120,18 @@ class LongTableReader:
             raise InputFileError(self.path, f"is a {fmt} file, not a long table")
         self.is_parquet = fmt == "parquet"
         self._sep = "\t" if fmt == "tsv" else ","
+        self._readout_col = readout_key or "readout"  # the file's column read as `readout`
         self.columns = self._columns()
+        if self._readout_col != "readout":
+            if self._readout_col not in self.columns:
+                raise InputFileError(self.path, f"has no readout key column {self._readout_col!r}; "
+                                                f"available: {self.columns}")
+            self.columns = [c for c in self.columns if c != "readout"]
+            self.columns = ["readout" if c == self._readout_col else c for c in self.columns]
+        self._fill_context = "context" not in self.columns
+        self.default_context = (context or CONSENSUS_CONTEXT) if self._fill_context else None
+        if self._fill_context:
+            self.columns.append("context")
         self._fill_type = "perturbation_type" not in self.columns and perturbation_type is not None
         if self._fill_type:
             self.columns.append("perturbation_type")
@@ -126,6 +143,11 @@ class LongTableReader:
         self.report = ReadReport(source=str(self.path))
         if self._fill_type:
             self.report.notes.append(f"no perturbation_type column: every row taken as {perturbation_type!r}")
+        if self._fill_context:
+            self.report.notes.append(f"no context column: every row taken as context {self.default_context!r}"
+                                     + ("" if context else " (context-free signatures; see docs/inputs.md)"))
+        elif context:
+            self.report.notes.append(f"context {context!r} not used: the file has a context column")
         self.quarantine: list[QuarantineRecord] = []
         self.reasons: Counter[str] = Counter()
         self.perturbations: dict[str, PerturbationRecord] = {}
@@ -150,18 +172,24 @@ class LongTableReader:
 
     def _batches(self) -> Iterator[pd.DataFrame]:
         wanted = [c for c in (*BASE_COLUMNS, "value", *RANK_COLUMNS, "dose", "time") if c in self.columns
-                  and not (c == "perturbation_type" and self._fill_type)]
+                  and not (c == "perturbation_type" and self._fill_type) and not (c == "context" and self._fill_context)]
+        renamed = {self._readout_col: "readout"}
+        wanted = [self._readout_col if c == "readout" else c for c in wanted]
         seen = 0
         try:
             if self.is_parquet:
                 it = (b.to_pandas() for b in pq.ParquetFile(self.path).iter_batches(self.batch_size, columns=wanted))
             else:
                 it = pd.read_csv(self.path, sep=self._sep, usecols=wanted, chunksize=self.batch_size,
-                                 dtype={c: "category" for c in (*BASE_COLUMNS, "dose", "time") if c in wanted},
+                                 dtype={c: "category" for c in (*BASE_COLUMNS, "dose", "time", self._readout_col)
+                                        if c in wanted},
                                  keep_default_na=True)
             for df in it:
                 if self.max_rows is not None:
                     df = df.iloc[: self.max_rows - seen]
+                df = df.rename(columns=renamed)
+                if self._fill_context:
+                    df = df.assign(context=pd.Categorical([self.default_context] * len(df)))
                 if self._fill_type:
                     df = df.assign(perturbation_type=pd.Categorical([self.default_type] * len(df)))
                 seen += len(df)
@@ -185,15 +213,7 @@ class LongTableReader:
         the one spelled exactly like the current symbol keeps it and the others keep their source
         names; with no exact spelling all keep their source names. Counted in the report notes.
         """
-        names: set[str] = set()
-        if self.is_parquet:
-            for b in pq.ParquetFile(self.path).iter_batches(self.batch_size, columns=["readout"]):
-                col = b.column(0)
-                names.update(str(x) for x in (col.dictionary if hasattr(col, "dictionary") else col.unique()).to_pylist()
-                             if x is not None)
-        else:
-            for chunk in pd.read_csv(self.path, sep=self._sep, usecols=["readout"], chunksize=self.batch_size, dtype=str):
-                names.update(chunk["readout"].dropna().unique())
+        names = self._readout_names()
         by_symbol: dict[str, list[str]] = {}
         for n in sorted(names):
             s = clean_text(n)
@@ -210,6 +230,20 @@ class LongTableReader:
         routes["resolved to a different current symbol"] = sum(
             1 for k, v in self._readout_cache.items() if k != v)
         self.report.notes.append(f"{len(names)} distinct readouts: {dict(routes)}")
+
+    def _readout_names(self) -> set[str]:
+        """Every distinct source readout name in the file."""
+        names: set[str] = set()
+        if self.is_parquet:
+            for b in pq.ParquetFile(self.path).iter_batches(self.batch_size, columns=[self._readout_col]):
+                col = b.column(0)
+                names.update(str(x) for x in (col.dictionary if hasattr(col, "dictionary") else col.unique()).to_pylist()
+                             if x is not None)
+        else:
+            for chunk in pd.read_csv(self.path, sep=self._sep, usecols=[self._readout_col], chunksize=self.batch_size,
+                                     dtype=str):
+                names.update(chunk[self._readout_col].dropna().unique())
+        return names
 
     def _perturbation(self, name: str, ptype_raw: str, dose: str, time: str) -> str | None:
         key = (name, ptype_raw, dose, time)

@@ -1,0 +1,121 @@
+"""Wide tables (rows = perturbations, columns = genes) -> the canonical long table, streamed.
+
+A wide table has a `perturbation` column, optional `context`, `perturbation_type`, `dose` and `time`
+columns (graph/io/common.WIDE_ID_COLUMNS), and one numeric column per readout; the column header is the
+readout name (symbol, or an Ensembl / Entrez id resolved through the gene table when a resolver is
+given). Consensus signatures without a cell-line axis take `context` or identifiers.CONSENSUS_CONTEXT.
+
+The reader is the long-table reader (graph/io/tables.LongTableReader) fed a melted view of each block
+of rows, so ids, signatures, records and the validation step (graph/io/validation.py) are the same:
+a non-numeric or missing cell is quarantined with its reason, and a readout column that appears twice
+gives two values of one (signature, readout), resolved by the duplicate policy. Report units are
+values (cells), so read = accepted + quarantined counts cells.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from graph.io.common import WIDE_ID_COLUMNS, InputFileError, clean_text, concat_long
+from graph.io.tables import LongTableReader
+
+WIDE_BATCH_VALUES = 500_000  # cells per streamed block (rows per block = this // readout columns)
+
+
+class WideTableReader(LongTableReader):
+    """Stream a wide table (parquet / CSV / TSV) as MEASUREMENT_COLUMNS chunks plus records; see the module
+    docstring. Keyword options are LongTableReader's (resolver, compound_ids, duplicates, context,
+    perturbation_type, max_rows = at most this many matrix rows)."""
+
+    def __init__(self, path: str | Path, dataset_id: str, **kwargs):
+        kwargs.pop("readout_key", None)  # a wide table's readouts are its column headers
+        kwargs.setdefault("batch_size", WIDE_BATCH_VALUES)
+        super().__init__(path, dataset_id, ranked=False, **kwargs)
+        repeated = {name: k for name, k in Counter(self._genes).items() if k > 1}
+        self.report.notes.append(f"wide table: {len(self._genes)} readout columns")
+        if repeated:
+            shown = ", ".join(f"{n!r} x{k}" for n, k in sorted(repeated.items())[:5])
+            self.report.notes.append(f"{len(repeated)} readout columns appear more than once ({shown}); their values "
+                                     f"are duplicates of one (signature, readout), policy {self.duplicates!r}")
+
+    def _columns(self) -> list[str]:
+        try:
+            if self.is_parquet:
+                header = list(pq.read_schema(self.path).names)
+            else:
+                with open(self.path, newline="", encoding="utf-8", errors="replace") as fh:
+                    header = next(csv.reader(fh, delimiter=self._sep), [])
+        except Exception as exc:
+            raise InputFileError(self.path, f"cannot read the table header ({exc})") from exc
+        header = [clean_text(h) for h in header]
+        self._header = header
+        self._id_pos = {c: i for i, c in enumerate(header) if c in WIDE_ID_COLUMNS}
+        self._gene_pos = [i for i, c in enumerate(header) if c not in WIDE_ID_COLUMNS]
+        self._genes = [header[i] for i in self._gene_pos]
+        if "perturbation" not in self._id_pos:
+            raise InputFileError(self.path, f"a wide table needs a 'perturbation' column; header starts {header[:8]}")
+        if not self._gene_pos:
+            raise InputFileError(self.path, "has no readout columns (empty matrix)")
+        if any(not g for g in self._genes):
+            raise InputFileError(self.path, "has a readout column with an empty header")
+        return [*self._id_pos, "readout", "value"]
+
+    def _readout_names(self) -> set[str]:
+        return set(self._genes)
+
+    def _blocks(self, rows: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """(id columns, values (n, n_genes)) per block of matrix rows, columns taken by position
+        (so repeated headers stay separate)."""
+        if self.is_parquet:
+            for b in pq.ParquetFile(self.path).iter_batches(rows):
+                ids = {c: b.column(i).to_pandas().to_numpy(dtype=object) for c, i in self._id_pos.items()}
+                vals = np.column_stack([b.column(i).to_numpy(zero_copy_only=False) for i in self._gene_pos])
+                yield ids, vals
+            return
+        for df in pd.read_csv(self.path, sep=self._sep, chunksize=rows, header=0, dtype={
+                i: str for i in self._id_pos.values()}, keep_default_na=True):
+            if df.shape[1] != len(self._header):
+                raise ValueError(f"{df.shape[1]} columns, header has {len(self._header)}")
+            ids = {c: df.iloc[:, i].to_numpy(dtype=object) for c, i in self._id_pos.items()}
+            yield ids, df.iloc[:, self._gene_pos].to_numpy()
+
+    def _batches(self) -> Iterator[pd.DataFrame]:
+        n_genes = len(self._genes)
+        rows = max(1, self.batch_size // n_genes)
+        genes = pd.Categorical(self._genes)
+        seen = 0
+        try:
+            for ids, vals in self._blocks(rows):
+                if self.max_rows is not None:
+                    ids = {c: v[: self.max_rows - seen] for c, v in ids.items()}
+                    vals = vals[: self.max_rows - seen]
+                n = len(vals)
+                seen += n
+                if n:
+                    long = {c: pd.Categorical(np.repeat(v, n_genes)) for c, v in ids.items()}
+                    if self._fill_context:
+                        long["context"] = pd.Categorical.from_codes(np.zeros(n * n_genes, np.int8),
+                                                                    [self.default_context])
+                    if self._fill_type:
+                        long["perturbation_type"] = pd.Categorical.from_codes(np.zeros(n * n_genes, np.int8),
+                                                                              [self.default_type])
+                    long["readout"] = pd.Categorical.from_codes(np.tile(genes.codes, n), genes.categories)
+                    long["value"] = vals.reshape(-1)
+                    yield pd.DataFrame(long)
+                if self.max_rows is not None and seen >= self.max_rows:
+                    return
+        except (OSError, ValueError) as exc:
+            raise InputFileError(self.path, f"cannot read rows after row {seen} ({exc})") from exc
+
+
+def read_wide_table(path: str | Path, dataset_id: str, **kwargs) -> tuple[pd.DataFrame, WideTableReader]:
+    """Whole table at once (small files): the long frame and the finished reader."""
+    reader = WideTableReader(path, dataset_id, **kwargs)
+    return concat_long(list(reader.iter_long())), reader
