@@ -279,6 +279,7 @@ def test_cli_and_ingest_accept_the_same_wide_table(case, cli_corpus, tmp_path, n
 def test_cli_reads_gctx_through_the_ingest_reader(cli_corpus, tmp_path, no_shared_data):
     """GCTX: the CLI table is the ingested table after the one model-side step (average_replicates)."""
     from bad_inputs import gctx_good
+
     from models.datasets import average_replicates, load_input
 
     path = gctx_good(tmp_path)

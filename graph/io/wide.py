@@ -15,6 +15,7 @@ values (cells), so read = accepted + quarantined counts cells.
 from __future__ import annotations
 
 import csv
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,8 +80,18 @@ class WideTableReader(LongTableReader):
                 vals = np.column_stack([b.column(i).to_numpy(zero_copy_only=False) for i in self._gene_pos])
                 yield ids, vals
             return
-        for df in pd.read_csv(self.path, sep=self._sep, chunksize=rows, header=0, dtype={
-                i: str for i in self._id_pos.values()}, keep_default_na=True):
+        # index_col=False: a row with more fields than the header is an error, never a shifted row index.
+        chunks = pd.read_csv(self.path, sep=self._sep, chunksize=rows, header=0, index_col=False,
+                             dtype={i: str for i in self._id_pos.values()}, keep_default_na=True)
+        while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                try:
+                    df = next(chunks)
+                except StopIteration:
+                    return
+                except pd.errors.ParserWarning as exc:
+                    raise ValueError("a row has more fields than the header") from exc
             if df.shape[1] != len(self._header):
                 raise ValueError(f"{df.shape[1]} columns, header has {len(self._header)}")
             ids = {c: df.iloc[:, i].to_numpy(dtype=object) for c, i in self._id_pos.items()}
