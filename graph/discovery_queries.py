@@ -16,7 +16,7 @@ Model of the discoveries (see docs/queries.md):
     (:ModelVersion {version_id, current, status, config, data_snapshot, dataset_ids,
                     dataset_hashes, metrics, trained_at, code_version, ...})-[:TRAINED_ON]->(:Dataset)
     (:Compound)-[:SHARES_MECHANISM_WITH {modelVersion, score, rank, zscore, pvalue, qvalue,
-                                         significant, isAnnotatedTarget}]->(:Gene)
+                                         significant, method, isAnnotatedTarget}]->(:Gene)
     (:Gene)-[:PREDICTED_INTERACTION {modelVersion, score, rank, inPrior, basis, method}]->(:Gene)
     (:Perturbation)-[:PREDICTED_EFFECT {modelVersion, context, value, direction, rank,
                                         readout}]->(:Gene)
@@ -232,7 +232,7 @@ CLEAR_VERSION_EMBEDDINGS: dict[str, str] = {k: _clear_version_embeddings(t) for 
 # Discoveries (write-back)
 # ---------------------------------------------------------------------------------------------
 
-# rows: {compound_id, entrez_id, score, rank, zscore, pvalue, qvalue, significant}. `significant`
+# rows: {compound_id, entrez_id, score, rank, zscore, pvalue, qvalue, significant, method}. `significant`
 # (q <= the version's FDR, BH over every pair tested) marks a published discovery; the other stored
 # links (each compound's top-k) are kept for `--all` and version comparison.
 WRITE_MECHANISM_LINKS = """
@@ -241,7 +241,7 @@ MATCH (c:Compound {compound_id: row.compound_id})
 MATCH (g:Gene {entrez_id: row.entrez_id})
 MERGE (c)-[r:SHARES_MECHANISM_WITH {modelVersion: $version_id}]->(g)
 SET r.score = row.score, r.rank = row.rank, r.zscore = row.zscore, r.pvalue = row.pvalue,
-    r.qvalue = row.qvalue, r.significant = row.significant,
+    r.qvalue = row.qvalue, r.significant = row.significant, r.method = row.method,
     r.isAnnotatedTarget = EXISTS { (c)-[:TARGETS]->(g) }
 RETURN count(*) AS written
 """
@@ -379,7 +379,7 @@ WHERE r.modelVersion = v AND ($all OR coalesce(r.significant, false))
 RETURN c.compound_id AS compound_id, c.name AS compound, t.symbol AS gene, t.entrez_id AS entrez_id,
        r.rank AS rank, r.score AS score, r.zscore AS zscore, r.pvalue AS pvalue, r.qvalue AS qvalue,
        coalesce(r.significant, false) AS significant, r.isAnnotatedTarget AS annotated_target,
-       v AS model_version
+       r.method AS method, v AS model_version
 ORDER BY rank
 LIMIT $limit
 """
@@ -390,7 +390,7 @@ WHERE r.modelVersion = v AND ($all OR coalesce(r.significant, false))
 RETURN g.symbol AS gene, c.compound_id AS compound_id, c.name AS compound, r.score AS score,
        r.rank AS rank_for_compound, r.zscore AS zscore, r.pvalue AS pvalue, r.qvalue AS qvalue,
        coalesce(r.significant, false) AS significant, r.isAnnotatedTarget AS annotated_target,
-       v AS model_version
+       r.method AS method, v AS model_version
 ORDER BY score DESC, compound_id
 LIMIT $limit
 """
@@ -664,7 +664,8 @@ NAMED_QUERIES: dict[str, NamedQuery] = {
     q.name: q
     for q in (
         NamedQuery("mechanism", MECHANISM_OF_COMPOUND,
-                   "Genes whose knock-down embedding is most similar to a compound's (its likely mechanism). "
+                   "Genes whose perturbation most resembles a compound's (its likely mechanism), from the source the "
+                   "version published (`method`: signature_connectivity or lpm_embeddings). "
                    "Significant links only (BH q <= the version's FDR over every pair tested); --all shows "
                    "every stored link (each compound's top k) with its q-value.",
                    {"compound": Param(str, help="compound id, name or alias"), "version": _V, "limit": _LIMIT,

@@ -403,7 +403,8 @@ def write_mechanism_links(driver: Driver, version_id: str, links: pd.DataFrame, 
     """(:Compound)-[:SHARES_MECHANISM_WITH]->(:Gene) from `models.discovery.mechanism_links` output.
 
     `compound` must be a compound id; `gene` a symbol / alias / Entrez id. isAnnotatedTarget is set
-    in Cypher from the TARGETS relationships present in the graph.
+    in Cypher from the TARGETS relationships present in the graph; `method` (the mechanism source the
+    version published, e.g. 'signature_connectivity') from the `method` column when there is one.
     """
     stats = WriteStats("SHARES_MECHANISM_WITH")
     genes = _GeneKeys(driver, database, symbol_map)
@@ -416,7 +417,8 @@ def write_mechanism_links(driver: Driver, version_id: str, links: pd.DataFrame, 
         rows.append({"compound_id": str(r.compound), "entrez_id": entrez, "score": _float(r.score),
                      "rank": int(r.rank), "zscore": _float(getattr(r, "zscore", None)),
                      "pvalue": _float(getattr(r, "pvalue", None)), "qvalue": _float(getattr(r, "qvalue", None)),
-                     "significant": _bool(getattr(r, "significant", None))})
+                     "significant": _bool(getattr(r, "significant", None)),
+                     "method": str(getattr(r, "method", None) or "") or None})
     return _write(driver, DQ.WRITE_MECHANISM_LINKS, rows, stats, database=database, batch_size=batch_size,
                   version_id=version_id)
 

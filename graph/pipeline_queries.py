@@ -42,15 +42,15 @@ MATCH (s:Signature)
 RETURN s.dataset_id AS dataset_id, count(s) AS n
 """
 
-# Examples for the main job's summary: strongest mechanism links of the current model version,
-# annotated targets first.
+# Examples for the main job's summary: the most significant published mechanism links of the current
+# model version (q <= its FDR; annotated targets first). None when no link passed.
 EXAMPLE_MECHANISM_LINKS = """
 MATCH (mv:ModelVersion {current: true})
 MATCH (c:Compound)-[m:SHARES_MECHANISM_WITH]->(g:Gene)
-WHERE m.modelVersion = mv.version_id AND m.rank <= 3
-RETURN c.name AS compound, g.symbol AS gene, m.score AS score, m.rank AS rank,
-       coalesce(m.isAnnotatedTarget, false) AS annotated
-ORDER BY annotated DESC, score DESC
+WHERE m.modelVersion = mv.version_id AND coalesce(m.significant, false)
+RETURN c.name AS compound, g.symbol AS gene, m.score AS score, m.rank AS rank, m.qvalue AS qvalue,
+       m.method AS method, coalesce(m.isAnnotatedTarget, false) AS annotated
+ORDER BY annotated DESC, qvalue, score DESC
 LIMIT 2
 """
 
@@ -70,7 +70,8 @@ CURRENT_MECHANISM_LINKS = """
 MATCH (mv:ModelVersion {current: true})
 MATCH (c:Compound)-[m:SHARES_MECHANISM_WITH]->(g:Gene)
 WHERE m.modelVersion = mv.version_id
-RETURN toLower(c.name) AS compound, g.symbol AS gene, m.rank AS rank, m.score AS score
+RETURN toLower(c.name) AS compound, g.symbol AS gene, m.rank AS rank, m.score AS score,
+       coalesce(m.significant, false) AS significant
 """
 
 CURRENT_PREDICTED_INTERACTIONS = """

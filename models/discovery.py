@@ -22,6 +22,7 @@ mapping them onto graph keys is the writer's job.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -365,3 +366,143 @@ def response_profiles(
     values = np.asarray(predict(rows), dtype=np.float64).reshape(len(perts), len(ctxs) * len(reads))
     cols = pd.MultiIndex.from_product([ctxs, reads], names=["context", "readout"])
     return pd.DataFrame(values, index=pd.Index(perts, name="name"), columns=[f"{c}|{r}" for c, r in cols])
+
+
+# ---------------------------------------------------------------------------------------------
+# Mechanism-link sources: LPM embeddings vs the simple answer (signature connectivity)
+# ---------------------------------------------------------------------------------------------
+
+LPM_EMBEDDINGS = "lpm_embeddings"
+CONNECTIVITY = "signature_connectivity"
+MECHANISM_METRIC = "auroc"
+MIN_ANNOTATED_COMPOUNDS = 5  # fewer compounds with a target among the perturbed genes: nothing to compare
+GAIN_OF_FUNCTION = frozenset({"ORF"})  # over-expression: its signature is negated (opposite of a loss of function)
+CONNECTIVITY_DIRECTION = ("compound signature vs the gene's loss-of-function signature (knock-down / knock-out "
+                          "as measured, over-expression negated): an inhibitor is expected to correlate "
+                          "positively, so links are one-sided (positive); activators are not called")
+
+
+@dataclass(frozen=True)
+class MechanismSource:
+    """One candidate source of compound -> gene similarity: per-compound and per-gene vectors with the
+    same columns, and whether `mechanism_links` removes their joint mean (embeddings) or not
+    (row-centred signatures, whose cosine is then their Pearson correlation)."""
+
+    compounds: pd.DataFrame
+    genes: pd.DataFrame
+    centre: bool = True
+    note: str = ""
+
+
+def _row_centred(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    f = frame.loc[:, columns]
+    return f.sub(f.mean(axis=1), axis=0)
+
+
+def connectivity_source(table: pd.DataFrame, compound_of: Mapping[str, str], gene_of: Mapping[str, str], *,
+                        perturbation_types: Mapping[str, str] | None = None) -> MechanismSource | None:
+    """The simple answer from a version's own training table (long: context, perturbation, readout,
+    value): each compound's consensus signature (mean over its doses and replicates) and each gene's
+    loss-of-function consensus signature (over-expression negated, `GAIN_OF_FUNCTION`), compared on
+    the (context, readout) columns both were measured in when they share a context, else on readouts
+    averaged over contexts (compounds and knock-downs from different cell lines). Rows are centred, so
+    the cosine `mechanism_links` takes with centre=False is the Pearson correlation. None when there
+    is no shared column."""
+    from models.edge_sources import knockdown_signatures
+
+    types = perturbation_types or {}
+    flip = [p for p in gene_of if types.get(p) in GAIN_OF_FUNCTION]
+    if flip:
+        neg = table["perturbation"].astype(str).isin(set(flip)).to_numpy()
+        table = table.assign(value=np.where(neg, -table["value"].to_numpy(np.float64), table["value"]))
+    for by_context, how in ((True, "context x readout"), (False, "readout (mean over contexts)")):
+        comp = knockdown_signatures(table, compound_of, by_context=by_context)
+        genes = knockdown_signatures(table, gene_of, by_context=by_context)
+        common = sorted(set(comp.columns) & set(genes.columns))
+        if len(common) >= 2 and len(comp) and len(genes):
+            note = f"Pearson over {len(common)} shared {how} columns; {CONNECTIVITY_DIRECTION}"
+            return MechanismSource(_row_centred(comp, common), _row_centred(genes, common), centre=False, note=note)
+    return None
+
+
+def _source_scores(src: MechanismSource, compounds: list[str], genes: list[str],
+                   labels: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    c, g = src.compounds.loc[compounds], src.genes.loc[genes]
+    if src.centre:
+        c_vec, g_vec = _centre(c, g)
+    else:
+        c_vec, g_vec = c.to_numpy(), g.to_numpy()
+    s = cosine_matrix(c_vec, g_vec)
+    rank = pd.DataFrame(-s).rank(axis=1, method="max").to_numpy()  # ties pessimistic
+    best = [rank[i][labels[i]].min() for i in range(len(compounds))]
+    return {"auroc": float(roc_auc_score(labels.ravel(), s.ravel())),
+            "auprc": float(average_precision_score(labels.ravel(), s.ravel())),
+            "target_rank1": float(np.mean(np.asarray(best) <= 1)), "note": src.note}
+
+
+@dataclass(frozen=True)
+class MechanismSourceReport:
+    """Every source scored on the same (compound, gene) pairs: the compounds with an annotated target
+    among the genes all sources cover, against all those genes."""
+
+    scores: Mapping[str, Mapping[str, Any]]
+    compounds_scored: int
+    genes_scored: int
+    positive_pairs: int
+    best: str | None
+    published: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.scores
+        return {"method": self.published, "best": self.best, "reason": self.reason,
+                "metric": "AUROC of annotated targets (pooled over compounds; same pairs for every source)",
+                "score": s.get(self.published, {}).get(MECHANISM_METRIC), "baseline": CONNECTIVITY,
+                "baseline_score": s.get(CONNECTIVITY, {}).get(MECHANISM_METRIC),
+                "compounds_evaluated": self.compounds_scored, "genes_evaluated": self.genes_scored,
+                "positive_pairs": self.positive_pairs, "scores": {k: dict(v) for k, v in s.items()}}
+
+
+def score_mechanism_sources(sources: Mapping[str, MechanismSource], annotated_targets: Mapping[str, Iterable[str]],
+                            *, min_compounds: int = MIN_ANNOTATED_COMPOUNDS) -> MechanismSourceReport:
+    """Score each source on the annotated targets and choose what to publish: the best AUROC if it
+    beats signature connectivity (ties go to connectivity), else connectivity; with fewer than
+    `min_compounds` compounds to score on, connectivity (the simple answer), saying why. Without a
+    connectivity source (no shared readouts) the only source left is published and the reason says so."""
+    if not sources:
+        raise ValueError("no mechanism source to score")
+    genes = sorted(set.intersection(*(set(s.genes.index.astype(str)) for s in sources.values())))
+    gset = set(genes)
+    comps = set.intersection(*(set(s.compounds.index.astype(str)) for s in sources.values()))
+    targets = {str(c): {str(t) for t in ts} & gset for c, ts in annotated_targets.items()}
+    compounds = sorted(c for c in comps if targets.get(c))
+    labels = np.zeros((len(compounds), len(genes)), bool)
+    col = {g: i for i, g in enumerate(genes)}
+    for i, c in enumerate(compounds):
+        labels[i, [col[t] for t in targets[c]]] = True
+    base = dict(compounds_scored=len(compounds), genes_scored=len(genes), positive_pairs=int(labels.sum()))
+    fallback = CONNECTIVITY if CONNECTIVITY in sources else next(iter(sources))
+    if len(compounds) < min_compounds or labels.all():
+        why = (f"{len(compounds)} compound(s) with an annotated target among the {len(genes)} perturbed genes "
+               f"(< {min_compounds}): nothing to compare, {fallback} published")
+        return MechanismSourceReport(scores={}, best=None, published=fallback, reason=why, **base)
+    scores = {n: _source_scores(s, compounds, genes, labels) for n, s in sources.items()}
+    best = sorted(scores, key=lambda n: (-scores[n][MECHANISM_METRIC], n != CONNECTIVITY, n))[0]
+    if CONNECTIVITY not in scores:
+        published, reason = best, f"no signature connectivity (no shared readouts): {best} is the only source"
+    elif best == CONNECTIVITY:
+        published, reason = CONNECTIVITY, "signature connectivity ranks annotated targets at least as well"
+    else:
+        published, reason = best, f"{best} ranks annotated targets better than signature connectivity"
+    return MechanismSourceReport(scores=scores, best=best, published=published, reason=reason, **base)
+
+
+def published_mechanism_links(report: MechanismSourceReport, sources: Mapping[str, MechanismSource],
+                              **kwargs: Any) -> pd.DataFrame:
+    """`mechanism_links` (BH over every pair, q <= fdr flagged significant) on the published source,
+    with a `method` column naming it."""
+    src = sources[report.published]
+    links = mechanism_links(src.compounds, src.genes, centre=src.centre, **kwargs)
+    return links.assign(method=report.published)

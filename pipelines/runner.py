@@ -102,14 +102,19 @@ def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: C
 
 
 def example_discoveries(driver, database: str) -> list[dict]:
-    """Three examples for the summary: mechanism links (annotated targets first), a novel gene-gene edge."""
+    """Three examples for the summary: significant mechanism links (annotated targets first; a row saying
+    none passed the FDR otherwise), a novel gene-gene edge."""
     from graph import pipeline_queries as PQ
 
     rows = []
     for record in driver.execute_query(PQ.EXAMPLE_MECHANISM_LINKS, database_=database, routing_="r").records:
         rows.append({"kind": "shares mechanism", "from": record["compound"], "to": record["gene"],
                      "score": f"{record['score']:.3f}",
-                     "note": "annotated target" if record["annotated"] else f"rank {record['rank']}"})
+                     "note": f"{'annotated target' if record['annotated'] else 'rank ' + str(record['rank'])}, "
+                             f"q {record['qvalue']:.2g}, {record['method'] or 'unknown source'}"})
+    if not rows:  # only significant links are discoveries; say so rather than show the unsupported ones
+        rows.append({"kind": "shares mechanism", "from": "-", "to": "-", "score": "-",
+                     "note": "no link passed the FDR (`perturbgraph query mechanism --compound X --all` shows them)"})
     for record in driver.execute_query(PQ.EXAMPLE_PREDICTED_INTERACTIONS, database_=database, routing_="r").records:
         rows.append({"kind": "predicted interaction", "from": record["a"], "to": record["b"],
                      "score": f"{record['score']:.3f}", "note": "in prior" if record["in_prior"] else "novel"})

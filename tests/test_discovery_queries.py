@@ -109,7 +109,7 @@ def build(driver) -> None:
     mech = pd.DataFrame({"compound": ["RAPA", "RAPA", "EVER", "VEMU"], "gene": ["MTOR", "EGFR", "MTOR", "BRAF"],
                          "score": [0.95, 0.4, 0.9, 0.8], "rank": [1, 2, 1, 1], "zscore": [6.0, 1.0, 5.0, 4.0],
                          "pvalue": [0.001, 0.3, 0.002, 0.004], "qvalue": [0.01, 0.5, 0.01, 0.02],
-                         "significant": [True, False, True, True]})
+                         "significant": [True, False, True, True], "method": "lpm_embeddings"})
     inter = pd.DataFrame({"source": ["MTOR", "RPTOR", "MTOR", "BRAF"], "target": ["RPTOR", "MTOR", "EGFR", "MAP2K1"],
                           "score": [0.9, 0.9, 0.5, 0.7], "rank": [1, 1, 2, 1], "method": "signature_correlation"})
     effects = pd.DataFrame({"perturbation": ["compound:RAPA@1uM"] * 3, "context": ["A375"] * 3,
@@ -147,6 +147,7 @@ def test_named_queries_return_planted_content(empty_graph):
     # mechanism: by id, exact name, alias, case-insensitive name; defaults to the current version
     for key in ("RAPA", "sirolimus", "rapamycin", "SIROLIMUS", ODD_ALIAS):
         rows = q(d, "mechanism", compound=key)  # significant links only by default
+        assert {r["method"] for r in rows} == {"lpm_embeddings"}  # the source the version published
         assert [(r["gene"], r["rank"], r["annotated_target"], r["significant"]) for r in rows] == [
             ("MTOR", 1, True, True)]
         assert {r["model_version"] for r in rows} == {V2}

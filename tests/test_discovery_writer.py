@@ -231,7 +231,7 @@ def test_odd_names_travel_as_parameters(empty_graph, name):
     GW.write_compounds(empty_graph, [CompoundRecord(name, name)], "t")
     rec = W.ModelVersionRecord(config={"n": name}, trained_at="2025-01-01T00:00:00", version_id=name)
     W.register_model_version(empty_graph, rec)
-    links = pd.DataFrame({"compound": [name], "gene": ["MTOR"], "score": [0.5], "rank": [1]})
+    links = pd.DataFrame({"compound": [name], "gene": ["MTOR"], "score": [0.5], "rank": [1], "significant": [True]})
     assert W.write_mechanism_links(empty_graph, name, links).written == 1
     W.set_current_version(empty_graph, name)
     rows = W.run_named_query(empty_graph, "mechanism", {"compound": name})
@@ -250,8 +250,9 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
     publish(empty_graph, v1)
     emb, mech, inter, effects = discoveries(seed=1)
     inter = inter.assign(method="signature_correlation")
+    mech = mech.assign(method="signature_connectivity")
     quality = {"edges": {"method": "signature_correlation", "metric": "AUPRC", "score": 0.3, "baseline_score": 0.3},
-               "mechanisms": {"method": "lpm_embeddings", "metric": "AUROC", "score": 0.9, "baseline_score": 0.5,
+               "mechanisms": {"method": "signature_connectivity", "metric": "AUROC", "score": 0.9, "baseline_score": 0.5,
                               "fdr": 0.1, "significant": int(mech["significant"].sum())}}
     W.publish_discoveries(empty_graph, v2, embeddings=emb, mechanisms=mech, interactions=inter, effects=effects,
                           quality=quality, retention=5, make_current=False)
@@ -267,12 +268,18 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
                                        "RETURN r.significant AS s, count(*) AS n", {"v": v2.version_id})
     assert sum(r["n"] for r in flags if r["s"]) == int(mech["significant"].sum()) > 0
     assert {r["s"] for r in flags} <= {True, False}
+    mech_methods = CG.run_cypher(empty_graph, "MATCH ()-[r:SHARES_MECHANISM_WITH]->() WHERE r.modelVersion = $v "
+                                              "RETURN collect(DISTINCT r.method) AS m", {"v": v2.version_id})[0]["m"]
+    assert mech_methods == ["signature_connectivity"]
 
     W.promote_version(empty_graph, v2.version_id, kinds=emb.keys(), retention=5)
     assert W.current_version(empty_graph) == v2.version_id
     row = next(v for v in W.run_named_query(empty_graph, "model-versions") if v["version_id"] == v2.version_id)
     assert (row["edge_method"], row["edge_score"], row["mechanism_score"], row["mechanism_baseline_score"]) == (
         "signature_correlation", 0.3, 0.9, 0.5)
+    assert row["mechanism_method"] == "signature_connectivity"
+    shown = W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA", "all": True})
+    assert shown and {r["method"] for r in shown} == {"signature_connectivity"}
     mv = CG.run_cypher(empty_graph, DQ.GET_MODEL_VERSION, {"version_id": v2.version_id})[0]["model_version"]
     assert mv["status"] == "complete" and '"baseline_score": 0.5' in mv["discovery_quality"]
 

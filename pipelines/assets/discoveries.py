@@ -23,7 +23,6 @@ from graph.discovery_writer import (
     publish_discoveries,
 )
 from models import edge_sources as ES
-from models.evaluation_discovery import mechanism_quality
 from pipelines.assets.training import ModelRun, TrainingSet
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
 
@@ -69,7 +68,7 @@ def _pca_plot(emb: pd.DataFrame, labels: pd.Series, title: str) -> dg.MetadataVa
 @dg.asset(group_name="discoveries", kinds={"neo4j", "pytorch"}, pool="neo4j_writes",
           deps=[dg.AssetKey("graph_experiments")],
           description="A ModelVersion node (written non-current) and its discoveries: embeddings (vector-indexed), "
-                      "SHARES_MECHANISM_WITH (significant when q <= FDR), PREDICTED_INTERACTION from the best edge "
+                      "SHARES_MECHANISM_WITH from the better mechanism source (`method`; significant when q <= FDR), PREDICTED_INTERACTION from the best edge "
                       "source (`method`) and PREDICTED_EFFECT, each carrying the model version, plus the quality "
                       "record per discovery type; `current_model_version` makes it current after the check.")
 def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturbgraph: PerturbGraphSettings,
@@ -90,15 +89,8 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
         gene_pert_emb = D.aggregate_embeddings(pert_emb, genetic)  # index: Entrez id as text
         annotated = {c: [str(g) for g in genes] for c, genes in inputs.annotated_targets.items()}
         fdr = config.mechanism_fdr if config.mechanism_fdr is not None else settings.mechanism_fdr
-        context.log.info(f"mechanism links: {len(compound_emb)} compounds x {len(gene_pert_emb)} perturbed genes, "
-                         f"FDR {fdr}")
-        mechanisms = (D.mechanism_links(compound_emb, gene_pert_emb, k=config.mechanism_top_k, fdr=fdr,
-                                        n_null=config.null_samples, annotated_targets=annotated, seed=config.seed)
-                      if len(compound_emb) and len(gene_pert_emb) else None)
-        mech_quality = mechanism_quality(
-            compound_emb, gene_pert_emb, annotated, links=mechanisms, fdr=fdr,
-            compound_signatures=ES.knockdown_signatures(table, compound_perts, by_context=False),
-            gene_signatures=ES.knockdown_signatures(table, genetic, by_context=False))
+        mechanisms, mech_quality = _mechanism_discoveries(context, table, inputs, compound_emb, gene_pert_emb,
+                                                          annotated, fdr, config)
         edge_quality, interactions = _edge_discoveries(context, driver, neo4j.db, model, table, genetic,
                                                        gene_pert_emb, training_set, config)
         quality = {"edges": edge_quality, "mechanisms": mech_quality}
@@ -145,6 +137,7 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
         "mechanism_links_stored": 0 if mechanisms is None else len(mechanisms),
         "edge_method": edge_quality["method"], "edge_score": _num(edge_quality.get("score")),
         "edge_correlation_score": _num(edge_quality.get("baseline_score")), "edge_reason": edge_quality["reason"],
+        "mechanism_method": str(mech_quality.get("method")), "mechanism_reason": str(mech_quality.get("reason")),
         "mechanism_score": _num(mech_quality.get("score")),
         "mechanism_connectivity_score": _num(mech_quality.get("baseline_score")),
         "discovery_quality": dg.MetadataValue.json(_jsonable(quality)),
@@ -162,6 +155,38 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
     return {"version_id": record.version_id, "mechanism_links": n_links,
             "rank1_is_annotated_target": top_hits, "embedding_kinds": sorted(embeddings),
             "quality": _jsonable(quality)}
+
+
+def _mechanism_discoveries(context: dg.AssetExecutionContext, table: pd.DataFrame, inputs, compound_emb: pd.DataFrame,
+                           gene_pert_emb: pd.DataFrame, annotated: dict[str, list[str]], fdr: float,
+                           config: DiscoveryConfig) -> tuple[pd.DataFrame | None, dict]:
+    """Score the mechanism sources (LPM embeddings, signature connectivity from the training table) on
+    the annotated targets, publish links from the better one (`method`), calibrated by BH over every
+    pair; return (links, quality record)."""
+    from models import discovery as D
+
+    sources: dict[str, D.MechanismSource] = {}
+    if len(compound_emb) and len(gene_pert_emb):
+        sources[D.LPM_EMBEDDINGS] = D.MechanismSource(compound_emb, gene_pert_emb, centre=True,
+                                                      note="centred cosine of LPM perturbation embeddings")
+    simple = D.connectivity_source(table, inputs.perturbation_compound, inputs.genetic_groups(),
+                                   perturbation_types=inputs.perturbation_types)
+    if simple is not None:
+        sources[D.CONNECTIVITY] = simple
+    if not sources:
+        return None, {"method": None, "reason": "no compound and perturbed gene to link", "fdr": fdr}
+    report = D.score_mechanism_sources(sources, annotated)
+    src = sources[report.published]
+    context.log.info(f"mechanism links from {report.published} ({report.reason}): {len(src.compounds)} compounds "
+                     f"x {len(src.genes)} perturbed genes, FDR {fdr}")
+    links = D.published_mechanism_links(report, sources, k=config.mechanism_top_k, fdr=fdr,
+                                        n_null=config.null_samples, annotated_targets=annotated, seed=config.seed)
+    sig = links[links["significant"]]
+    quality = {**report.as_dict(), "fdr": fdr, "tested_pairs": int(len(src.compounds) * len(src.genes)),
+               "significant": int(len(sig)), "significant_compounds": int(sig["compound"].nunique()),
+               "significant_annotated": int(sig["is_annotated_target"].sum()),
+               "direction": D.CONNECTIVITY_DIRECTION if report.published == D.CONNECTIVITY else src.note}
+    return links, quality
 
 
 _BASIS = {"lpm_knockdown": "embedding", "lpm_readout": "embedding"}
