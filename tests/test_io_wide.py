@@ -134,3 +134,20 @@ def test_inbox_accepts_a_wide_table(tmp_path):
     pd.DataFrame({"perturbation": ["drugA"], "TP53": [1.0]}).to_csv(settings.inbox_dir / "consensus.csv", index=False)
     specs, rejected = scan_inbox(settings)
     assert [s.kind for s in specs] == ["wide_table"] and not rejected
+
+
+def test_demo_input_options_reach_the_ingest_reader(tmp_path):
+    """`demo --inputs FILE?context=NAME`: read_experiment stores the wide table under that context."""
+    from graph.settings import Settings
+    from graph.store import load_training_table
+    from pipelines.ingest import read_experiment
+    from pipelines.inputs import resolve_inputs
+
+    pd.DataFrame({"perturbation": ["drugA", "drugB"], "TP53": [1.0, 2.0], "MYC": [3.0, 4.0]}).to_parquet(
+        tmp_path / "consensus.parquet", index=False)
+    settings = Settings(home=tmp_path / "home")
+    (spec,) = resolve_inputs(settings, f"{tmp_path / 'consensus.parquet'}?context=MCF 7")
+    bundle = read_experiment(spec, settings, progress=lambda *_: None)
+    table = load_training_table(settings, [bundle.dataset.dataset_id])
+    assert set(table["context"].astype(str)) == {"MCF7"} and len(table) == 4
+    assert [c.context_id for c in bundle.contexts] == ["MCF7"]

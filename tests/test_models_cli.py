@@ -335,3 +335,34 @@ def test_where_warns_about_a_missing_shared_data_folder(no_shared_data, tmp_path
     assert result.exit_code == 0, result.output
     warnings = [x for x in result.output.splitlines() if x.startswith("warning: shared data folder")]
     assert len(warnings) == 1 and str(tmp_path / "no-shared-data") in warnings[0]
+
+
+def test_distributed_rank_loads_as_train_does(tmp_path, no_shared_data, monkeypatch):
+    """models.distributed passes the loader's perturbation names to resources_for (structures join by name)."""
+    pytest.importorskip("torch")
+    import models.cli as cli
+    import models.distributed as D
+
+    pd.DataFrame({"context": "A375", "perturbation": ["Trametinib (GSK1120212)", "drugB"], "TP53": [1.0, 2.0],
+                  "MYC": [0.5, 0.1]}).to_csv(tmp_path / "wide.csv", index=False)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_resources(df, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    class FakeDist:
+        @staticmethod
+        def destroy_process_group():
+            seen["destroyed"] = True
+
+    monkeypatch.setattr(cli, "resources_for", fake_resources)
+    monkeypatch.setattr(D, "setup", lambda backend=None: (None, "cpu"))
+    monkeypatch.setattr(D, "dist", FakeDist)
+    with pytest.raises(Stop):
+        D.main(["--input", str(tmp_path / "wide.csv"), "--epochs", "1"])
+    assert sorted(seen["perturbation_names"].values()) == ["Trametinib (GSK1120212)", "drugB"]
+    assert seen["destroyed"]
