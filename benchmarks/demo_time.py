@@ -84,6 +84,7 @@ def _step_times(dagster_home: Path) -> list[dict]:
     """[{step, start, end, status}] of the latest run in that Dagster instance."""
     import dagster as dg
 
+    os.environ["DAGSTER_HOME"] = str(dagster_home)  # the project's dagster.yaml reads its folders from it
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         runs = instance.get_runs(limit=1)
         if not runs:
