@@ -140,7 +140,8 @@ def _dagster_home(settings) -> Path:
 
 @app.command("demo")
 def demo(
-    inputs: str = typer.Option(None, "--inputs", help="default (simulated) | shared | shared:<substr>,… | file paths; "
+    inputs: str = typer.Option(None, "--inputs", help="default (simulated) | shared | shared:<substr>,… | file paths "
+                                                      "(a table: FILE?context=NAME&readout_key=COLUMN, docs/inputs.md); "
                                                       "default: PERTURBGRAPH_INPUTS"),
     epochs: int = typer.Option(12, "--epochs", help="LPM training epochs (early stopping may end sooner)"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="summary as table | json | tsv"),
