@@ -366,3 +366,19 @@ def test_distributed_rank_loads_as_train_does(tmp_path, no_shared_data, monkeypa
         D.main(["--input", str(tmp_path / "wide.csv"), "--epochs", "1"])
     assert sorted(seen["perturbation_names"].values()) == ["Trametinib (GSK1120212)", "drugB"]
     assert seen["destroyed"]
+
+
+@pytest.mark.shared_data
+def test_readout_key_maps_entrez_and_ensembl_ids_through_the_gene_table(shared_data, tmp_path):
+    """--readout-key entrez_id: a long table keyed on Entrez ids trains on gene symbols."""
+    long = _long(n_ctx=2, n_pert=4, n_readout=3)
+    ids = {"G0": "7157", "G1": "4609", "G2": "1956"}  # TP53, MYC, EGFR
+    long.assign(entrez_id=long["readout"].map(ids)).drop(columns="readout").to_csv(tmp_path / "entrez.csv", index=False)
+    result = runner.invoke(app, ["train", "--input", str(tmp_path / "entrez.csv"), "--readout-key", "entrez_id",
+                                 "--output", str(tmp_path / "m.pt"), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    from models.cli import _gene_resolver
+    from models.datasets import load_input
+
+    frame = load_input(tmp_path / "entrez.csv", readout_key="entrez_id", resolver=_gene_resolver("entrez_id")).frame
+    assert sorted(frame["readout"].unique()) == ["EGFR", "MYC", "TP53"]
