@@ -84,7 +84,9 @@ def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: C
         text = (f"Recovery of the simulated truth: the annotated target is the top mechanism link for "
                 f"{rec['target_at_rank1']:.0%} of {rec['compounds_with_knocked_down_target']} compounds (chance "
                 f"{rec['chance_rank1']:.1%}), in the top {rec['top_k']} for {rec['target_in_top_k']:.0%} (chance "
-                f"{rec['chance_top_k']:.0%}); {rec['novel_edge_precision_vs_hidden']:.1%} of novel predicted "
+                f"{rec['chance_top_k']:.0%}); {rec['planted_targets_significant']} of {rec['planted_target_pairs']} "
+                f"planted compound targets are significant published links ({rec['significant_links']} in all); "
+                f"{rec['novel_edge_precision_vs_hidden']:.1%} of novel predicted "
                 f"gene-gene edges are hidden true edges (base rate {rec['hidden_edge_base_rate']:.1%}).\n")
     if rec and fmt == "tsv":  # JSON carries it under "recovery", the table format as the sentence
         tables.append(OutTable("recovery", "Recovery of the simulated truth", ("measure", "value"),

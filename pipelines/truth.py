@@ -21,13 +21,15 @@ def recovery_report(driver, database: str, dataset_dir: Path) -> dict[str, float
     links = pd.DataFrame([r.data() for r in driver.execute_query(PQ.CURRENT_MECHANISM_LINKS, database_=database,
                                                                  routing_="r").records])
     k = int(links["rank"].max()) if len(links) else 0
-    n = top1 = topk = 0
+    n = top1 = topk = planted = planted_sig = 0
     for compound, targets in truth["compound_targets"].items():
         sub = links[links["compound"] == compound.lower()] if len(links) else links
+        planted += len(set(targets) & knocked)
         if set(targets) & knocked and len(sub):
             n += 1
             topk += bool(set(sub["gene"]) & set(targets))
             top1 += bool(set(sub.loc[sub["rank"] == 1, "gene"]) & set(targets))
+            planted_sig += len(set(sub.loc[sub["significant"].astype(bool), "gene"]) & set(targets) & knocked)
     edges = pd.read_csv(dataset_dir / "truth" / "edges.tsv", sep="\t")
     hidden = {frozenset(e) for e in edges.loc[~edges["in_prior"].astype(bool), ["source", "target"]]
               .itertuples(index=False, name=None)}
@@ -42,6 +44,10 @@ def recovery_report(driver, database: str, dataset_dir: Path) -> dict[str, float
         "target_in_top_k": topk / n if n else float("nan"),
         "chance_rank1": 1 / len(knocked),
         "chance_top_k": k / len(knocked),
+        # planted (compound, knocked-down target) pairs published as significant links (q <= FDR)
+        "planted_targets_significant": planted_sig,
+        "planted_target_pairs": planted,
+        "significant_links": int(links["significant"].astype(bool).sum()) if len(links) else 0,
         "novel_predicted_edges": len(novel),
         "novel_edge_precision_vs_hidden": sum(e in hidden for e in novel) / len(novel) if novel else float("nan"),
         "hidden_edge_base_rate": sum(e <= knocked for e in hidden) / pairs,
