@@ -293,18 +293,20 @@ def load_gct(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
 def average_replicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The model-side step for signature-level matrices (GCTX), in this one place: control signatures are
     dropped (they are the reference, not an experiment to predict) and the signatures of one
-    perturbation id in one context (replicate wells, time points; doses are part of the id) are averaged
-    per readout. Returns the table (LONG_COLUMNS) and the line the load report carries."""
+    perturbation in one context are averaged per readout: replicate wells, time points and doses (the
+    dose part "@<dose>" of a compound id is dropped, so the models see one experiment per compound and
+    cell line, as docs/results.md's L1000 table). Returns the table (LONG_COLUMNS) and the report line."""
     types = frame["perturbation_type"].astype(str)
     control = types == "control"
     kept = frame[~control.to_numpy()]
+    kept = kept.assign(perturbation=kept["perturbation"].astype(str).str.split("@", n=1).str[0])
     out = (kept.groupby(["context", "perturbation", "perturbation_type", "readout"], observed=True)["value"]
            .mean().reset_index())
     n_sig = kept["signature_id"].nunique() if "signature_id" in kept else 0
     n_exp = len(out[["context", "perturbation"]].drop_duplicates())
     note = (f"model step: {frame.loc[control.to_numpy(), 'signature_id'].nunique() if 'signature_id' in frame else 0}"
             f" control signatures dropped; {n_sig} signatures averaged into {n_exp} (context, perturbation) "
-            "experiments per readout (replicate wells and times)")
+            "experiments per readout (replicate wells, times and doses)")
     return out, note
 
 
@@ -326,10 +328,12 @@ def load_gctx(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
     except (OSError, KeyError, ValueError) as exc:
         raise InputFileError(path, f"not a readable GCTX file ({type(exc).__name__}: {exc})") from exc
     averaged, note = average_replicates(frame)
+    # The averaged ids drop the dose: the records are keyed the same way (names and targets for side information).
+    perturbations = {pid.split("@", 1)[0]: rec for pid, rec in reader.perturbations.items()}
     report = reader.value_report
     report.notes = [*reader.report.notes, *report.notes,
                     f"{reader.report.quarantined} of {reader.report.read} signatures quarantined", note]
-    return _from_records(averaged, path, report, reader.quarantine, reader.perturbations, duplicates, unit="values")
+    return _from_records(averaged, path, report, reader.quarantine, perturbations, duplicates, unit="values")
 
 
 def _dataset_id_for(path: Path) -> str:
