@@ -573,9 +573,11 @@ NOT_COVERED = (
     "Not in these tables: the simulated default world (its STRING-like prior is given to the model "
     "whole, so no reference pair lies outside the prior and its edges are signature correlation by "
     "construction; `tests/test_pipelines.py` asserts that, the blocking check both ways, and the "
-    "mechanism permutation check on the trained model), the other Tahoe cell lines, and a converged "
+    "mechanism permutation check on the published source; its mechanism numbers follow in their own "
+    "section), the other Tahoe cell lines, and a converged "
     "LPM: this is a bounded CPU run (few epochs, capped readouts); the 8-epoch model on all shared "
-    "readouts is in the next section, and its knock-down embeddings also score below correlation "
+    "readouts is in 'Discoveries on the real data', and its knock-down embeddings also score below "
+    "correlation "
     "outside the prior.")
 
 
