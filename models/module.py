@@ -101,41 +101,16 @@ def mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, n_hidden), nn.ReLU(), nn.Linear(n_hidden, n_out))
 
 
-class GraphConv(nn.Module):
-    """torch_geometric's GraphConv with weighted mean aggregation, in plain torch (same parameter
-    names, so checkpoints load): importing torch_geometric runs torch.jit.script, which warns on
-    every run, and its generic message passing is slower for this one layer type.
-    out_i = lin_rel(mean_{j->i} w_ji x_j) + lin_root(x_i)."""
+def _pyg():
+    """torch_geometric's GraphConv and k_hop_subgraph (pure PyTorch scatter path, no torch-scatter).
+    Its import runs torch.jit.script, which warns a deprecation the user cannot act on: silenced here."""
+    import warnings
 
-    def __init__(self, d_in: int, d_out: int):
-        super().__init__()
-        self.lin_rel = nn.Linear(d_in, d_out)
-        self.lin_root = nn.Linear(d_in, d_out, bias=False)
-
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
-        src, dst = edge_index
-        agg = x.new_zeros(x.shape).index_add_(0, dst, x[src] * edge_weight[:, None])
-        count = torch.bincount(dst, minlength=x.shape[0]).clamp_(min=1).to(x.dtype)
-        return self.lin_rel(agg / count[:, None]) + self.lin_root(x)
-
-
-def k_hop_subgraph(nodes: torch.Tensor, hops: int, edge_index: torch.Tensor, num_nodes: int):
-    """torch_geometric.utils.k_hop_subgraph (flow source_to_target, relabelled, undirected mask):
-    (subset, relabelled edge_index, position of `nodes` in subset, edge mask)."""
-    src, dst = edge_index
-    node_mask = torch.zeros(num_nodes, dtype=torch.bool, device=nodes.device)
-    subsets = [nodes]
-    for _ in range(hops):
-        node_mask.fill_(False)
-        node_mask[subsets[-1]] = True
-        subsets.append(src[node_mask[dst]])  # sources of edges into the current frontier
-    subset, inv = torch.cat(subsets).unique(return_inverse=True)
-    node_mask.fill_(False)
-    node_mask[subset] = True
-    edge_mask = node_mask[src] & node_mask[dst]
-    relabel = torch.full((num_nodes,), -1, dtype=torch.long, device=nodes.device)
-    relabel[subset] = torch.arange(subset.numel(), device=nodes.device)
-    return subset, relabel[edge_index[:, edge_mask]], inv[: nodes.numel()], edge_mask
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit\.script.*")
+        from torch_geometric.nn import GraphConv
+        from torch_geometric.utils import k_hop_subgraph
+    return GraphConv, k_hop_subgraph
 
 
 class GeneEncoder(nn.Module):
@@ -157,7 +132,8 @@ class GeneEncoder(nn.Module):
         self.use_graph = use_graph
         self.convs = nn.ModuleList()
         if use_graph:
-            self.convs.extend(GraphConv(d, d) for _ in range(n_layers))
+            graph_conv, _ = _pyg()
+            self.convs.extend(graph_conv(d, d, aggr="mean") for _ in range(n_layers))
 
     @property
     def n_nodes(self) -> int:
@@ -171,7 +147,9 @@ class GeneEncoder(nn.Module):
         x = self.emb(self.node_sym[nv])  # (b, d)
         if self.use_graph and nv.numel():
             uniq, inv = torch.unique(nv, return_inverse=True)
-            subset, ei, mapping, emask = k_hop_subgraph(uniq, len(self.convs), self.edge_index, self.n_nodes)
+            _, k_hop_subgraph = _pyg()
+            subset, ei, mapping, emask = k_hop_subgraph(
+                uniq, len(self.convs), self.edge_index, relabel_nodes=True, num_nodes=self.n_nodes)
             h = self.emb(self.node_sym[subset])  # (S, d)
             w = self.edge_weight[emask]  # (E_sub,)
             for i, conv in enumerate(self.convs):
