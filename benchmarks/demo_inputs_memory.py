@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,24 +33,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _current_rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from gctx_stream_memory import _current_rss_mb, _rss_mb, write_synthetic_gctx  # noqa: E402
 
 
 def write_file(path: Path, n_samples: int, shuffle_ids: bool) -> dict:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from gctx_stream_memory import write_synthetic_gctx
-
     t0 = time.perf_counter()
     write_synthetic_gctx(path, n_samples, shuffle_ids=shuffle_ids)
     return {"write_s": round(time.perf_counter() - t0, 1), "file_mb": round(path.stat().st_size / 2**20, 1)}
@@ -78,7 +64,7 @@ def ingest(path: Path, home: Path) -> dict:
     (bundle,) = bundles
     entry = bundle.store_entry
     return {"ingest_s": round(wall, 1), "rss_after_imports_mb": round(rss_imports, 1),
-            "peak_rss_mb": round(_peak_rss_mb(), 1), "signatures": len(bundle.signatures),
+            "peak_rss_mb": round(_rss_mb(), 1), "signatures": len(bundle.signatures),
             "read": bundle.report.read, "quarantined": bundle.report.quarantined,
             "store_rows": entry.n_rows, "store_mb": round((home / "store" / entry.relpath).stat().st_size / 2**20, 1),
             "store_sha256": entry.sha256[:12]}

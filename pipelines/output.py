@@ -48,7 +48,7 @@ def stdout_console(file=None) -> Console:
     return Console(file=file, width=PIPE_WIDTH, soft_wrap=True, no_color=True, highlight=False)
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
@@ -59,7 +59,7 @@ def _cell(value: Any) -> str:
 
 
 def _tsv_cell(value: Any) -> str:
-    return _cell(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    return cell_text(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
 def emit(tables: Sequence[OutTable], fmt: OutputFormat | str = OutputFormat.table, *, extra: dict | None = None,
@@ -84,7 +84,7 @@ def emit(tables: Sequence[OutTable], fmt: OutputFormat | str = OutputFormat.tabl
         for col in t.columns:
             table.add_column(Text(col), justify="right" if col in t.right_aligned else "left")
         for row in t.rows:
-            table.add_row(*(Text(_cell(v)) for v in row))
+            table.add_row(*(Text(cell_text(v)) for v in row))
         out.print(table)
     if text:
         out.print(text, markup=False, highlight=False)

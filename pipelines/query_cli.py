@@ -31,7 +31,7 @@ from rich.text import Text
 from graph import cypher_guard as CG
 from graph import discovery_queries as DQ
 from graph.settings import get_settings
-from pipelines.output import OutputFormat, stdout_console
+from pipelines.output import OutputFormat, cell_text, stdout_console
 
 app = typer.Typer(help="Query discoveries in the graph.", no_args_is_help=True, pretty_exceptions_enable=False)
 err = Console(stderr=True)
@@ -63,22 +63,12 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | dict):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
 def _table(columns: list[str], rows: list[dict[str, Any]], title: str | None) -> None:
     table = Table(title=title, show_lines=False)
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*(Text(_cell(row.get(c))) for c in columns))  # Text: values are not rich markup
+        table.add_row(*(Text(cell_text(row.get(c))) for c in columns))  # Text: values are not rich markup
     stdout_console().print(table)  # the terminal's width; unwrapped when piped
 
 
@@ -91,7 +81,7 @@ def _emit(stream: CG.CypherStream, fmt: str, title: str) -> None:
         if fmt == "tsv":
             if first:
                 typer.echo("\t".join(stream.columns))
-            typer.echo("\t".join(_cell(row.get(c)).replace("\t", " ").replace("\n", " ") for c in stream.columns))
+            typer.echo("\t".join(cell_text(row.get(c)).replace("\t", " ").replace("\n", " ") for c in stream.columns))
         elif as_json:
             typer.echo(("[\n" if first else ",\n") + json.dumps(row, default=str), nl=False)
         else:
