@@ -223,9 +223,12 @@ def train(
     from models.module import LPMConfig
 
     if nproc > 1:  # each rank runs models.distributed with the same arguments
-        from models.distributed import launch
+        import subprocess
+        import sys
 
-        raise typer.Exit(launch(nproc, [
+        raise typer.Exit(subprocess.call([
+            sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "models.distributed",
             "--input", input_, "--output", str(output), "--readout-seed", str(readout_seed), "--duplicates", duplicates,
             "--seed", str(seed), *(["--epochs", str(epochs)] if epochs is not None else []),
             *(["--context", context] if context else []), *(["--readout-key", readout_key] if readout_key else []),

@@ -399,6 +399,32 @@ def _row_centred(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return f.sub(f.mean(axis=1), axis=0)
 
 
+def knockdown_signatures(table: pd.DataFrame, gene_of: Mapping[str, str], *, by_context: bool = True) -> pd.DataFrame:
+    """Per-gene knock-down signature vectors from a training table (long: context, perturbation,
+    readout, value): rows = genes (`gene_of[perturbation]`), columns = "context|readout", the mean
+    over the gene's perturbations and replicates; a (context, readout) a gene was not measured in is
+    0 (no change). With by_context=False the columns are readouts (mean over contexts), so groups
+    measured in different cell lines (compounds vs knock-downs) can be compared; `gene_of` may then
+    map any perturbation to any group (a compound's doses to the compound)."""
+    need = {"context", "perturbation", "readout", "value"}
+    if missing := need - set(table.columns):
+        raise ValueError(f"training table lacks columns {sorted(missing)}")
+    pert = table["perturbation"].astype(str)
+    keep = pert.isin(set(gene_of))
+    if not keep.any():
+        return pd.DataFrame(dtype=np.float64)
+    sub = pd.DataFrame({"gene": pert[keep].map(gene_of).to_numpy(),
+                        "col": ((table.loc[keep, "context"].astype(str) + "|" if by_context else "")
+                                + table.loc[keep, "readout"].astype(str)).to_numpy(),
+                        "value": table.loc[keep, "value"].to_numpy(np.float64)})
+    if not by_context:  # each (group, context) signature first, so a context with many rows does not dominate
+        ctx = table.loc[keep, "context"].astype(str).to_numpy()
+        sub = sub.assign(ctx=ctx).groupby(["gene", "ctx", "col"], observed=True)["value"].mean().reset_index()
+    wide = sub.pivot_table(index="gene", columns="col", values="value", aggfunc="mean")
+    wide.index = wide.index.astype(str)
+    return wide.fillna(0.0)
+
+
 def connectivity_source(table: pd.DataFrame, compound_of: Mapping[str, str], gene_of: Mapping[str, str], *,
                         perturbation_types: Mapping[str, str] | None = None) -> MechanismSource | None:
     """The simple answer from a version's own training table (long: context, perturbation, readout,
@@ -408,8 +434,6 @@ def connectivity_source(table: pd.DataFrame, compound_of: Mapping[str, str], gen
     averaged over contexts (compounds and knock-downs from different cell lines). Rows are centred, so
     the cosine `mechanism_links` takes with centre=False is the Pearson correlation. None when there
     is no shared column."""
-    from models.edge_sources import knockdown_signatures
-
     types = perturbation_types or {}
     flip = [p for p in gene_of if types.get(p) in GAIN_OF_FUNCTION]
     if flip:

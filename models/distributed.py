@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,14 +85,6 @@ def setup(backend: str | None = None) -> tuple[DataParallel, str]:
     if not dist.is_initialized():
         dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
     return DataParallel(dist.get_rank(), dist.get_world_size()), (f"cuda:{local}" if cuda else "cpu")
-
-
-def launch(nproc: int, argv: list[str]) -> int:
-    """`perturbgraph train --nproc N`: torchrun on this machine (a free local port), each rank running
-    this module's main with argv; returns torchrun's exit status."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "models.distributed", *argv]
-    return subprocess.call(cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

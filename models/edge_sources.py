@@ -31,38 +31,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.discovery import INTERACTION_COLUMNS, _as_frame, _top_k, l2_normalise
+from models.discovery import (
+    INTERACTION_COLUMNS,
+    _as_frame,
+    _top_k,
+    knockdown_signatures,  # noqa: F401  (edge sources are scored on it: ES.knockdown_signatures)
+    l2_normalise,
+)
 
 CORRELATION = "signature_correlation"
 COMBINED = "combined"
 SOURCES = ("lpm_knockdown", "lpm_readout", "lpm_imputed", CORRELATION, COMBINED)
 SELECTION_METRIC = "auprc"
-
-
-def knockdown_signatures(table: pd.DataFrame, gene_of: Mapping[str, str], *, by_context: bool = True) -> pd.DataFrame:
-    """Per-gene knock-down signature vectors from a training table (long: context, perturbation,
-    readout, value): rows = genes (`gene_of[perturbation]`), columns = "context|readout", the mean
-    over the gene's perturbations and replicates; a (context, readout) a gene was not measured in is
-    0 (no change). With by_context=False the columns are readouts (mean over contexts), so groups
-    measured in different cell lines (compounds vs knock-downs) can be compared; `gene_of` may then
-    map any perturbation to any group (a compound's doses to the compound)."""
-    need = {"context", "perturbation", "readout", "value"}
-    if missing := need - set(table.columns):
-        raise ValueError(f"training table lacks columns {sorted(missing)}")
-    pert = table["perturbation"].astype(str)
-    keep = pert.isin(set(gene_of))
-    if not keep.any():
-        return pd.DataFrame(dtype=np.float64)
-    sub = pd.DataFrame({"gene": pert[keep].map(gene_of).to_numpy(),
-                        "col": ((table.loc[keep, "context"].astype(str) + "|" if by_context else "")
-                                + table.loc[keep, "readout"].astype(str)).to_numpy(),
-                        "value": table.loc[keep, "value"].to_numpy(np.float64)})
-    if not by_context:  # each (group, context) signature first, so a context with many rows does not dominate
-        ctx = table.loc[keep, "context"].astype(str).to_numpy()
-        sub = sub.assign(ctx=ctx).groupby(["gene", "ctx", "col"], observed=True)["value"].mean().reset_index()
-    wide = sub.pivot_table(index="gene", columns="col", values="value", aggfunc="mean")
-    wide.index = wide.index.astype(str)
-    return wide.fillna(0.0)
 
 
 def similarity(profiles: pd.DataFrame, how: str = "cosine") -> pd.DataFrame:

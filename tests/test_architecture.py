@@ -1,0 +1,80 @@
+"""The layering docs/architecture.md promises, read from the code: no import cycle between the
+project's modules (function-level imports count: a lazy import is still a dependency), models/
+knows nothing of Neo4j or Dagster, and platform/ is not a Python package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("graph", "models", "pipelines")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in (REPO / pkg).rglob("*.py"):
+            out[".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")] = path
+    return out
+
+
+def _imported(path: Path, package: str) -> set[str]:
+    """Every name an import statement anywhere in the file refers to (absolute, relative resolved)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return names
+
+
+def import_graph() -> nx.DiGraph:
+    modules = _modules()
+
+    def owner(name: str) -> str | None:  # "graph.io.gctx.write_gctx" -> "graph.io.gctx"
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    g = nx.DiGraph()
+    for name, path in modules.items():
+        g.add_node(name)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for target in _imported(path, package):
+            if (dep := owner(target)) and dep != name:
+                g.add_edge(name, dep)
+    return g
+
+
+def test_import_graph_sees_known_edges():
+    g = import_graph()
+    assert g.has_edge("models.cli", "models.datasets")  # module-level import
+    assert g.has_edge("models.distributed", "models.cli")  # function-level import
+
+
+def test_no_import_cycles():
+    cycles = sorted(" -> ".join(c) for c in nx.simple_cycles(import_graph()))
+    assert cycles == [], cycles
+
+
+def test_models_import_neither_neo4j_nor_dagster():
+    offenders = {}
+    for name, path in _modules().items():
+        if name.startswith("models"):
+            roots = {n.split(".")[0] for n in _imported(path, name.rpartition(".")[0])}
+            if bad := roots & {"neo4j", "dagster", "graph_db"}:
+                offenders[name] = sorted(bad)
+    assert offenders == {}
+
+
+def test_platform_is_not_a_python_package():
+    assert not (REPO / "platform" / "__init__.py").exists()
