@@ -80,3 +80,50 @@ MATCH (a:Gene)-[p:PREDICTED_INTERACTION]->(b:Gene)
 WHERE p.modelVersion = mv.version_id
 RETURN a.symbol AS a, b.symbol AS b, p.score AS score, coalesce(p.inPrior, false) AS in_prior
 """
+
+
+# The functions the pipeline calls: each runs one query above on the read route and returns plain
+# dicts, so no module outside graph/ holds Cypher or touches a driver session.
+def _read(driver, query: str, database: str, **params) -> list[dict]:
+    return [r.data() for r in driver.execute_query(query, params, database_=database, routing_="r").records]
+
+
+def measurement_datasets(driver, *, database: str) -> list[dict]:
+    """Complete datasets with values in the store: dataset_id, store_sha256, simulated."""
+    return _read(driver, MEASUREMENT_DATASETS, database)
+
+
+def prior_gene_edges(driver, *, database: str, min_score: float) -> list[dict]:
+    """Prior gene-gene edges scoring at least min_score: source, target, weight, kind."""
+    return _read(driver, PRIOR_GENE_EDGES, database, min_score=min_score)
+
+
+def perturbation_side_info(driver, *, database: str) -> list[dict]:
+    """Per perturbation: type, dose, compound id and SMILES, genetic targets."""
+    return _read(driver, PERTURBATION_SIDE_INFO, database)
+
+
+def compound_target_symbols(driver, *, database: str) -> list[dict]:
+    """Per compound: compound_id, name, annotated target symbols."""
+    return _read(driver, COMPOUND_TARGET_SYMBOLS, database)
+
+
+def signatures_per_dataset(driver, *, database: str) -> dict[str, int]:
+    """Signature count per dataset_id in the graph."""
+    return {r["dataset_id"]: r["n"] for r in _read(driver, SIGNATURES_PER_DATASET, database)}
+
+
+def example_mechanism_links(driver, *, database: str) -> list[dict]:
+    return _read(driver, EXAMPLE_MECHANISM_LINKS, database)
+
+
+def example_predicted_interactions(driver, *, database: str) -> list[dict]:
+    return _read(driver, EXAMPLE_PREDICTED_INTERACTIONS, database)
+
+
+def current_mechanism_links(driver, *, database: str) -> list[dict]:
+    return _read(driver, CURRENT_MECHANISM_LINKS, database)
+
+
+def current_predicted_interactions(driver, *, database: str) -> list[dict]:
+    return _read(driver, CURRENT_PREDICTED_INTERACTIONS, database)

@@ -109,7 +109,7 @@ def example_discoveries(driver, database: str) -> list[dict]:
     from graph import pipeline_queries as PQ
 
     rows = []
-    for record in driver.execute_query(PQ.EXAMPLE_MECHANISM_LINKS, database_=database, routing_="r").records:
+    for record in PQ.example_mechanism_links(driver, database=database):
         rows.append({"kind": "shares mechanism", "from": record["compound"], "to": record["gene"],
                      "score": f"{record['score']:.3f}",
                      "note": f"{'annotated target' if record['annotated'] else 'rank ' + str(record['rank'])}, "
@@ -117,7 +117,7 @@ def example_discoveries(driver, database: str) -> list[dict]:
     if not rows:  # only significant links are discoveries; say so rather than show the unsupported ones
         rows.append({"kind": "shares mechanism", "from": "-", "to": "-", "score": "-",
                      "note": "no link passed the FDR (`perturbgraph query mechanism --compound X --all` shows them)"})
-    for record in driver.execute_query(PQ.EXAMPLE_PREDICTED_INTERACTIONS, database_=database, routing_="r").records:
+    for record in PQ.example_predicted_interactions(driver, database=database):
         rows.append({"kind": "predicted interaction", "from": record["a"], "to": record["b"],
                      "score": f"{record['score']:.3f}", "note": "in prior" if record["in_prior"] else "novel"})
     return rows[:3]

@@ -18,8 +18,7 @@ def recovery_report(driver, database: str, dataset_dir: Path) -> dict[str, float
     """Mechanism hit rates and novel-edge precision of the current model version, beside chance."""
     truth = read_ground_truth(dataset_dir)
     knocked = set(truth["knockdown_genes"])
-    links = pd.DataFrame([r.data() for r in driver.execute_query(PQ.CURRENT_MECHANISM_LINKS, database_=database,
-                                                                 routing_="r").records])
+    links = pd.DataFrame(PQ.current_mechanism_links(driver, database=database))
     k = int(links["rank"].max()) if len(links) else 0
     n = top1 = topk = planted = planted_sig = 0
     for compound, targets in truth["compound_targets"].items():
@@ -33,8 +32,7 @@ def recovery_report(driver, database: str, dataset_dir: Path) -> dict[str, float
     edges = pd.read_csv(dataset_dir / "truth" / "edges.tsv", sep="\t")
     hidden = {frozenset(e) for e in edges.loc[~edges["in_prior"].astype(bool), ["source", "target"]]
               .itertuples(index=False, name=None)}
-    predicted = [r.data() for r in driver.execute_query(PQ.CURRENT_PREDICTED_INTERACTIONS, database_=database,
-                                                        routing_="r").records]
+    predicted = PQ.current_predicted_interactions(driver, database=database)
     novel = [frozenset((r["a"], r["b"])) for r in predicted if not r["in_prior"]]
     pairs = len(knocked) * (len(knocked) - 1) / 2
     return {

@@ -78,3 +78,40 @@ def test_models_import_neither_neo4j_nor_dagster():
 
 def test_platform_is_not_a_python_package():
     assert not (REPO / "platform" / "__init__.py").exists()
+
+
+# Calls that run Cypher on a Neo4j driver, session or transaction; only graph/ may make them.
+_DRIVER_CALLS = {"execute_query", "session", "execute_read", "execute_write", "begin_transaction"}
+
+
+def _receiver_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def cypher_calls(path: Path) -> list[str]:
+    """`line: call` for every driver/session/transaction call in the file (`.run(` counts when it is
+    on something named like a driver, session or transaction; subprocess.run does not)."""
+    hits = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            attr, receiver = node.func.attr, _receiver_name(node.func.value).lower()
+            if attr in _DRIVER_CALLS or (attr == "run" and any(w in receiver for w in ("driver", "session", "tx"))):
+                hits.append(f"{node.lineno}: {receiver}.{attr}(")
+    return hits
+
+
+def test_cypher_runs_only_in_the_graph_layer():
+    offenders = {str(path.relative_to(REPO)): hits for name, path in _modules().items()
+                 if name.split(".")[0] in ("pipelines", "models") and (hits := cypher_calls(path))}
+    assert not offenders, f"Cypher outside graph/ (give the query a function in graph/): {offenders}"
+
+
+def test_cypher_call_scan_sees_a_driver_call(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("def f(driver, s):\n    driver.execute_query('RETURN 1')\n    s.session().run('x')\n"
+                      "    import subprocess\n    subprocess.run(['ls'])\n")
+    assert cypher_calls(sample) == ["2: driver.execute_query(", "3: s.session("]

@@ -67,8 +67,7 @@ def graph_experiments(context: dg.AssetExecutionContext, neo4j: Neo4jResource, p
 def signature_counts_reconcile(context: dg.AssetCheckExecutionContext, neo4j: Neo4jResource,
                                graph_experiments: dict[str, int]) -> dg.AssetCheckResult:
     with neo4j.guarded(context) as driver:
-        records = driver.execute_query(PQ.SIGNATURES_PER_DATASET, database_=neo4j.db, routing_="r").records
-    in_graph = {r["dataset_id"]: r["n"] for r in records}
+        in_graph = PQ.signatures_per_dataset(driver, database=neo4j.db)
     mismatched = {k: (v, in_graph.get(k, 0)) for k, v in graph_experiments.items() if in_graph.get(k, 0) != v}
     return dg.AssetCheckResult(passed=not mismatched,
                                metadata={"mismatched (expected, in graph)": dg.MetadataValue.json(mismatched),

@@ -106,7 +106,7 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
                  reference_data: ReferenceBundle, config: TrainingConfig) -> TrainingSet:
     settings = perturbgraph.settings()
     with neo4j.guarded(context) as driver:
-        datasets = driver.execute_query(PQ.MEASUREMENT_DATASETS, database_=neo4j.db, routing_="r").records
+        datasets = PQ.measurement_datasets(driver, database=neo4j.db)
         available = [r["dataset_id"] for r in datasets]
         if not available:
             raise dg.Failure("no complete measurement dataset in the graph: materialize the sources and graph "
@@ -124,9 +124,8 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
             table = table[table["readout"].astype(str).isin(keep)].reset_index(drop=True)
             for col in table.select_dtypes("category"):
                 table[col] = table[col].cat.remove_unused_categories()
-        side = driver.execute_query(PQ.PERTURBATION_SIDE_INFO, database_=neo4j.db, routing_="r").records
-        edges = driver.execute_query(PQ.PRIOR_GENE_EDGES, min_score=config.prior_min_score, database_=neo4j.db,
-                                     routing_="r").records
+        side = PQ.perturbation_side_info(driver, database=neo4j.db)
+        edges = PQ.prior_gene_edges(driver, database=neo4j.db, min_score=config.prior_min_score)
     # Same datasets and same readout cap = same snapshot id (the cap changes what the model sees).
     key = "|".join(f"{r['dataset_id']}={r['store_sha256']}" for r in datasets)
     if config.max_readouts and n_readouts_all > config.max_readouts:
