@@ -168,7 +168,7 @@ def shared_inputs(settings: Settings, only: list[str] | None = None) -> list[Inp
 
 def default_inputs(settings: Settings, seed: int = 0) -> list[InputSpec]:
     """The simulated world, generated once under $PERTURBGRAPH_HOME/data/default (deterministic)."""
-    from graph.io.simulated import generate_default_dataset
+    from graph.simulated import generate_default_dataset
 
     out = settings.data_dir / f"default-seed{seed}"
     marker = out / ".complete"

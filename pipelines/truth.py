@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from graph import pipeline_queries as PQ
-from graph.io.simulated import read_ground_truth
+from graph.simulated import read_ground_truth
 
 
 def recovery_report(driver, database: str, dataset_dir: Path) -> dict[str, float]:

@@ -64,7 +64,7 @@ def test_every_asset_materializes_and_checks_pass(pipeline_run):
 
 
 def test_graph_content_matches_the_simulated_world(pipeline_run, pipeline_env, neo4j_driver):
-    from graph.io.simulated import read_ground_truth
+    from graph.simulated import read_ground_truth
 
     truth = read_ground_truth(pipeline_env.data_dir / "default-seed0")
     db = pipeline_env.neo4j_database

@@ -20,7 +20,8 @@ from graph.io.drug_smiles import DRUGS, DRUGS_BY_NAME, drug_targets
 from graph.io.gctx import gctx_to_long, read_gctx
 from graph.io.genes import read_gene_table
 from graph.io.networks import read_string_edges
-from graph.io.simulated import (
+from graph.settings import get_settings
+from graph.simulated import (
     CONTEXT_NAMES,
     REL_PATHS,
     builtin_genes,
@@ -28,7 +29,6 @@ from graph.io.simulated import (
     measure_recoverability,
     read_ground_truth,
 )
-from graph.settings import get_settings
 
 RDLogger.DisableLog("rdApp.*")
 

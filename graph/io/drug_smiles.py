@@ -1,9 +1,9 @@
 """A small built-in table of well-known drugs: name, SMILES, primary target gene symbols, mechanism.
 
-Used by the simulated default dataset (`graph.io.simulated`) so that a fresh machine without the
+Used by the simulated default dataset (`graph.simulated`) so that a fresh machine without the
 shared data still has compounds with real structures whose simulated effects follow their real
 primary targets. Only facts are recorded here: the structure (typed as SMILES; every entry is
-checked to parse with RDKit in tests/test_io_simulated.py) and the primary, well-established
+checked to parse with RDKit in tests/test_simulated.py) and the primary, well-established
 targets (HGNC symbols). Secondary and off-targets are deliberately left out: the simulation adds
 its own structure-dependent off-target component.
 """
