@@ -98,7 +98,7 @@ def java_major_version(java: str) -> int:
     return int(match.group(2)) if major == 1 and match.group(2) else major
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -284,7 +284,7 @@ class Neo4jServer:
             return None
 
     def _is_our_server(self, pid: int) -> bool:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return False
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -395,12 +395,12 @@ class Neo4jServer:
         if current.state is ServerState.RUNNING and current.pid:
             os.kill(current.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
-            while _pid_alive(current.pid) and time.monotonic() < deadline:
+            while pid_alive(current.pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if _pid_alive(current.pid):
+            if pid_alive(current.pid):
                 self.progress(f"Neo4j did not stop within {timeout_s:.0f} s; killing pid {current.pid}")
                 os.kill(current.pid, signal.SIGKILL)
-                while _pid_alive(current.pid):
+                while pid_alive(current.pid):
                     time.sleep(0.1)
             # Stopped means the port is free for the next start: give the socket a moment to close.
             _wait_port_closed("127.0.0.1", self.settings.neo4j_bolt_port, timeout_s=10.0)
@@ -409,7 +409,7 @@ class Neo4jServer:
 
     def resident_memory_mib(self) -> float | None:
         pid = self._read_pid()
-        if pid is None or not _pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             return None
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

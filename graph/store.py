@@ -39,6 +39,7 @@ from pandas.api.types import union_categoricals
 
 from graph.io.common import sha256_file
 from graph.records import MEASUREMENT_COLUMNS, QuarantineRecord
+from graph.server import pid_alive
 from graph.settings import Settings
 
 MEASUREMENTS_FILE = "measurements.parquet"
@@ -238,22 +239,12 @@ def _remove_stale_temps(folder: Path) -> None:
     """Temp files and spill folders of writers that died (their pid is gone) are removed."""
     for p in folder.glob(".*tmp-*"):
         m = re.search(r"tmp-(\d+)-", p.name)
-        if m is None or _pid_alive(int(m.group(1))):
+        if m is None or pid_alive(int(m.group(1))):
             continue
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class MeasurementWriter:
