@@ -8,7 +8,7 @@ text, e.g. the Entrez id):
 * ``lpm_imputed``    — LPM-imputed response profiles of the knock-down in every context
   (`models.discovery.response_profiles`), including contexts where it was never run;
 * ``signature_correlation`` — the simple answer: Pearson correlation of the genes' measured
-  knock-down signatures in the version's own training table (`knockdown_signatures`);
+  knock-down signatures in the version's own training table (`models.discovery.knockdown_signatures`);
 * ``combined``       — the rank average of all the other sources' pair scores.
 
 `score_edge_sources` scores every source on the references the graph holds (CORUM co-membership,
@@ -35,7 +35,6 @@ from models.discovery import (
     INTERACTION_COLUMNS,
     _as_frame,
     _top_k,
-    knockdown_signatures,  # noqa: F401  (edge sources are scored on it: ES.knockdown_signatures)
     l2_normalise,
 )
 

@@ -476,7 +476,7 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     readout = model.embeddings("readout")
     contexts, readouts = list(model.vocab["context"]), list(model.vocab["gene"])
     imputed = D.response_profiles(model.predict, list(knockdown.index), contexts, readouts)
-    signatures = ES.knockdown_signatures(df, gene_of)
+    signatures = D.knockdown_signatures(df, gene_of)
     scores = ES.candidate_scores(signatures=signatures, knockdown=knockdown, readout=readout, imputed=imputed)
     genes = sorted({g for sc in scores.values() for g in sc.index})
     prior = string_gene_graph(min_score=PRIOR_MIN_STRING, genes=genes)

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models import discovery as D
 from models import edge_sources as ES
 
 N_MOD, PER = 10, 4
@@ -31,11 +32,11 @@ def _refs(prior=PRIOR):
 def test_knockdown_signatures_pivot_the_training_table():
     table = pd.DataFrame({"context": ["A", "A", "B", "A", "A"], "perturbation": ["kd1", "kd1", "kd1", "kd2", "drug"],
                           "readout": ["x", "y", "x", "x", "x"], "value": [1.0, 2.0, 3.0, -1.0, 9.0]})
-    sig = ES.knockdown_signatures(table, {"kd1": "101", "kd2": "102", "kd1b": "101"})
+    sig = D.knockdown_signatures(table, {"kd1": "101", "kd2": "102", "kd1b": "101"})
     assert list(sig.index) == ["101", "102"] and list(sig.columns) == ["A|x", "A|y", "B|x"]
     assert sig.loc["101"].tolist() == [1.0, 2.0, 3.0] and sig.loc["102"].tolist() == [-1.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="lacks columns"):
-        ES.knockdown_signatures(table.drop(columns="value"), {})
+        D.knockdown_signatures(table.drop(columns="value"), {})
 
 
 def test_the_best_scoring_source_is_published_with_its_method():
@@ -108,7 +109,7 @@ def test_rank_average_combines_on_shared_genes():
 def test_signatures_without_context_average_each_context_first():
     table = pd.DataFrame({"context": ["A", "A", "A", "B"], "perturbation": ["d@1", "d@1", "d@10", "d@1"],
                           "readout": ["x", "x", "x", "x"], "value": [1.0, 1.0, 4.0, 10.0]})
-    sig = ES.knockdown_signatures(table, {"d@1": "d", "d@10": "d"}, by_context=False)
+    sig = D.knockdown_signatures(table, {"d@1": "d", "d@10": "d"}, by_context=False)
     assert list(sig.columns) == ["x"] and sig.loc["d", "x"] == pytest.approx((2.0 + 10.0) / 2)
 
 

@@ -216,7 +216,7 @@ def _edge_discoveries(context: dg.AssetExecutionContext, driver, database: str, 
         e = symbols.resolve(str(name))
         return None if e is None else str(e)
 
-    signatures = ES.knockdown_signatures(table, genetic)
+    signatures = D.knockdown_signatures(table, genetic)
     readout = model.embeddings("readout")
     readout.index = [entrez(n) for n in readout.index]
     readout = readout[readout.index.notna() & ~readout.index.duplicated()]
