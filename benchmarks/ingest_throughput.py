@@ -2,7 +2,7 @@
 
 Generates a synthetic PerturbGraph (genes, compounds, cell lines, dose perturbations, signatures
 with three relationships each, STRING-like gene-gene edges; >= 1M relationships by default), loads
-it through graph.writer into a fresh managed server in a temporary home, re-runs the signature load
+it through graph.db.graph_writer into a fresh managed server in a temporary home, re-runs the signature load
 to check idempotency, then writes the same graph as CSV and times `neo4j-admin database import
 full` into a second temporary home. Prints a JSON report (and writes it with --out).
 
@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from graph import writer
+from graph.db import graph_writer as writer
 from graph.records import (
     CompoundRecord,
     ContextRecord,
@@ -202,8 +202,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    from graph.db import open_driver
-    from graph.server import Neo4jServer
+    from graph.db.connection import open_driver
+    from graph.db.server import Neo4jServer
 
     report: dict = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

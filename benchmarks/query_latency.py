@@ -3,7 +3,7 @@ realistic size (default: 20k genes, 5k compounds, top-20 links each, 64-d embedd
 
     python benchmarks/query_latency.py [--genes 20000 --compounds 5000 --k 20 --runs 200] [--out FILE.md]  (then paste into docs/benchmarks.md)
 
-Starts its own managed Neo4j (graph.server.Neo4jServer) in a temporary home on a free port and
+Starts its own managed Neo4j (graph.db.server.Neo4jServer) in a temporary home on a free port and
 stops it at the end. Each named query runs `--runs` times with random parameters after a warm-up;
 p50 / p95 / max are reported. The goal is p95 < 20 ms.
 """
@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graph import discovery_writer as W
-from graph import writer as GW
-from graph.db import open_driver
+from graph.db import discovery_writer as W
+from graph.db import graph_writer as GW
+from graph.db.connection import open_driver
+from graph.db.server import Neo4jServer
 from graph.records import CompoundRecord, ContextRecord, GeneRecord, PerturbationRecord, PriorEdgeRecord
-from graph.server import Neo4jServer
 from graph.settings import Settings
 from models import discovery as D
 

@@ -46,7 +46,7 @@ def _mtor_ranks(checkpoint: str, driver, database: str) -> dict:
     """Rank of the MTOR knock-down among all knock-downs for each MTOR inhibitor, scored exactly as
     the discoveries asset scores mechanism links (compound and knock-down embeddings aggregated from
     the graph's perturbation map, centred cosine), so ranks beyond the stored top-k are visible too."""
-    from graph import discovery_writer as W
+    from graph.db import discovery_writer as W
     from models.discovery import aggregate_embeddings, mechanism_links
     from models.lpm import LPM
 
@@ -79,7 +79,7 @@ def _latency(driver, database: str, repeats: int = 100, warmup: int = 300) -> di
     a deployed server is warm. The machine should be otherwise idle."""
     import numpy as np
 
-    from graph.discovery_writer import run_named_query
+    from graph.db.discovery_writer import run_named_query
 
     out = {}
     for name, params in LATENCY_PARAMS.items():
@@ -112,8 +112,8 @@ def main() -> None:
     settings, server = start_shared_server(args.home, args.port, wipe=not args.reuse)
     import dagster as dg
 
-    from graph import discovery_writer as W
-    from graph.db import open_driver
+    from graph.db import discovery_writer as W
+    from graph.db.connection import open_driver
     from pipelines.definitions import defs
 
     dagster_home = Path(args.home) / "dagster"
@@ -124,7 +124,7 @@ def main() -> None:
     if args.latency_only:
         if not args.reuse:
             raise SystemExit("--latency-only needs --reuse (a graph built by an earlier run)")
-        from graph import writer as GW
+        from graph.db import graph_writer as GW
 
         try:
             with open_driver(settings) as driver:

@@ -22,7 +22,7 @@ def start_shared_server(home: str, port: int, *, wipe: bool = True):
         shutil.rmtree(home, ignore_errors=True)
     os.environ.update(PERTURBGRAPH_HOME=home, PERTURBGRAPH_NEO4J_BOLT_PORT=str(port), PERTURBGRAPH_INPUTS="shared")
     os.environ.pop("NEO4J_URI", None)
-    from graph.server import Neo4jServer
+    from graph.db.server import Neo4jServer
     from graph.settings import reload_settings
 
     settings = reload_settings()
@@ -39,8 +39,8 @@ def main() -> None:
     settings, server = start_shared_server(args.home, args.port)
     import dagster as dg
 
-    from graph import writer as W
-    from graph.db import open_driver
+    from graph.db import graph_writer as W
+    from graph.db.connection import open_driver
     from pipelines.definitions import defs
 
     counts = []

@@ -1,7 +1,7 @@
 """Frozen records passed from parsing to graph writing.
 
-Readers in `graph.io` yield these; `graph.writer` turns them into parameter rows for the named
-queries in `graph.queries`. Measured values never become records: they travel as long tables
+Readers in `graph.io` yield these; `graph.db.graph_writer` turns them into parameter rows for the named
+queries in `graph.db.queries`. Measured values never become records: they travel as long tables
 (see `MEASUREMENT_COLUMNS`) into the columnar store.
 """
 

@@ -420,7 +420,7 @@ def load_input(name_or_path: str | Path, *, duplicates: str = "quarantine", **kw
     file path. Every route ends in the validation step (graph/io/validation.py)."""
     key = str(name_or_path)
     from graph.settings import get_settings
-    from graph.store import load_training_table, read_manifest
+    from graph.store.measurements import load_training_table, read_manifest
 
     is_dataset_id = key.replace("_", "").isalnum()  # store ids are [a-z0-9_]; paths never match
     if is_dataset_id and read_manifest(get_settings(), key) is not None:

@@ -1,6 +1,6 @@
 """Discoveries from LPM embeddings and predictions: pure numpy / pandas, no Neo4j.
 
-Three kinds of discovery, each returned as a long DataFrame that `graph.discovery_writer` writes
+Three kinds of discovery, each returned as a long DataFrame that `graph.db.discovery_writer` writes
 back as relationships:
 
 * `mechanism_links` — for every compound, the genes whose genetic-perturbation embedding is most

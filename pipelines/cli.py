@@ -25,7 +25,7 @@ class _Typer(typer.Typer):
     def __call__(self, *args, **kwargs):
         from neo4j.exceptions import AuthError, ServiceUnavailable
 
-        from graph.server import Neo4jServerError
+        from graph.db.server import Neo4jServerError
 
         try:
             return super().__call__(*args, **kwargs)
@@ -56,7 +56,7 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def _server():
-    from graph.server import Neo4jServer
+    from graph.db.server import Neo4jServer
 
     return Neo4jServer(get_settings(), progress=lambda m: console.print(f"[dim]{m}[/]"))
 
@@ -66,7 +66,7 @@ def neo4j_start() -> None:
     """Start the managed Neo4j (first start resolves jars and generates the password)."""
     import time
 
-    from graph.server import Neo4jServerError
+    from graph.db.server import Neo4jServerError
 
     settings = get_settings()
     if not settings.managed_neo4j:
@@ -96,7 +96,7 @@ def neo4j_status() -> None:
     if not settings.managed_neo4j:
         console.print(f"external Neo4j at {settings.neo4j_uri} (NEO4J_URI)")
         return
-    from graph.server import ServerState
+    from graph.db.server import ServerState
 
     server = _server()
     status = server.status()
@@ -149,8 +149,8 @@ def demo(
     """The main job: start Neo4j, materialize every asset, print counts, metrics and example discoveries."""
     import time
 
-    from graph.db import ensure_neo4j, open_driver
-    from graph.server import Neo4jServerError
+    from graph.db.connection import ensure_neo4j, open_driver
+    from graph.db.server import Neo4jServerError
 
     settings = get_settings()
     began = time.monotonic()

@@ -1,6 +1,6 @@
 """Plain-Python ingest steps the Dagster assets (and tests) call: read → normalise → store → load.
 
-Reading produces bundles of records plus quarantine; loading writes them through graph.writer.
+Reading produces bundles of records plus quarantine; loading writes them through graph.db.graph_writer.
 Nothing here builds Cypher.
 """
 
@@ -179,7 +179,7 @@ def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
     signatures; only the records (signatures, perturbations, contexts) are collected. h5ad files are
     pseudobulked whole (their signatures are few) and stored in one piece.
     """
-    from graph.store import MeasurementWriter, write_measurements
+    from graph.store.measurements import MeasurementWriter, write_measurements
 
     progress(f"reading measurements {spec.path} ({spec.kind})")
     options = spec.option_dict
@@ -244,8 +244,8 @@ def report_writes(stats: dict[str, Any], progress) -> None:
 
 
 def load_reference(driver, bundle: ReferenceBundle, database: str, progress=print) -> dict[str, Any]:
-    from graph import writer as W
-    from graph.writer import SymbolMap
+    from graph.db import graph_writer as W
+    from graph.db.graph_writer import SymbolMap
 
     W.ensure_schema(driver, database)
     by_id = {d.dataset_id: d for d in bundle.datasets}
@@ -286,8 +286,8 @@ def load_reference(driver, bundle: ReferenceBundle, database: str, progress=prin
 
 
 def load_experiment(driver, bundle: ExperimentBundle, database: str, progress=print) -> dict[str, Any]:
-    from graph import writer as W
-    from graph.writer import SymbolMap
+    from graph.db import graph_writer as W
+    from graph.db.graph_writer import SymbolMap
 
     dataset_id = bundle.dataset.dataset_id
     progress(f"loading {dataset_id}: {len(bundle.signatures)} signatures")

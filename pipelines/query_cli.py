@@ -7,7 +7,7 @@
     perturbgraph cypher "MATCH (m:ModelVersion {version_id: \\$v}) DETACH DELETE m" -p v=old --write
 
 Named queries run in read transactions. Raw Cypher without `--write` is planned by the server
-first and runs only if the plan is a plain read (graph.cypher_guard): no write, no LOAD CSV, no
+first and runs only if the plan is a plain read (graph.db.cypher_guard): no write, no LOAD CSV, no
 administration command, no procedure outside an allowlist; otherwise exit code 3, nothing ran.
 Every query is bounded: `--timeout` seconds (default 60; the server stops it) and `--max-rows`
 (default 10,000; 0 = no limit); rows are printed as they arrive. Mount into the main app with
@@ -28,8 +28,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from graph import cypher_guard as CG
-from graph import discovery_queries as DQ
+from graph.db import cypher_guard as CG
+from graph.db import discovery_queries as DQ
 from graph.settings import get_settings
 from pipelines.output import OutputFormat, cell_text, stdout_console
 
@@ -46,7 +46,7 @@ MaxRowsOption = Annotated[int, typer.Option("--max-rows", help="stop after this 
 
 @contextlib.contextmanager
 def _default_driver() -> Iterator[Driver]:
-    from graph.db import open_driver
+    from graph.db.connection import open_driver
 
     with open_driver(get_settings()) as driver:
         yield driver

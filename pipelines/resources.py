@@ -111,7 +111,7 @@ class Neo4jResource(dg.ConfigurableResource):
     def get_driver(self) -> Driver:
         """Open lazily, so a missing server surfaces inside the step where the retry guard sees it."""
         if self._driver is None:
-            from graph.db import ensure_neo4j, open_driver
+            from graph.db.connection import ensure_neo4j, open_driver
 
             settings = self.settings()
             # A managed server that is not running (stopped, or killed: a stale pid file) is started

@@ -53,8 +53,8 @@ def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: C
             elapsed_s: float, fmt: str = "table") -> None:
     """Graph counts, held-out metrics, simulated-truth recovery and example discoveries, as tables
     (or JSON / TSV) on stdout."""
-    from graph import writer as W
-    from graph.db import open_driver
+    from graph.db import graph_writer as W
+    from graph.db.connection import open_driver
     from pipelines.output import OutTable, emit
 
     with open_driver(settings) as driver:
@@ -106,7 +106,7 @@ def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: C
 def example_discoveries(driver, database: str) -> list[dict]:
     """Three examples for the summary: significant mechanism links (annotated targets first; a row saying
     none passed the FDR otherwise), a novel gene-gene edge."""
-    from graph import pipeline_queries as PQ
+    from graph.db import pipeline_queries as PQ
 
     rows = []
     for record in PQ.example_mechanism_links(driver, database=database):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from graph import pipeline_queries as PQ
+from graph.db import pipeline_queries as PQ
 from graph.simulated import read_ground_truth
 
 

@@ -42,7 +42,7 @@ def neo4j_settings(tmp_path_factory) -> Settings:
     if base.neo4j_uri:
         yield base
         return
-    from graph.server import Neo4jServer
+    from graph.db.server import Neo4jServer
 
     home = Path(os.environ.get("PERTURBGRAPH_TEST_HOME") or tmp_path_factory.mktemp("pg-home"))
     settings = Settings(home=home, neo4j_bolt_port=TEST_BOLT_PORT, neo4j_password=None,
@@ -57,7 +57,7 @@ def neo4j_settings(tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="session")
 def neo4j_driver(neo4j_settings):
-    from graph.db import open_driver
+    from graph.db.connection import open_driver
 
     with open_driver(neo4j_settings) as driver:
         yield driver

@@ -64,7 +64,7 @@ def test_unknown_format_is_refused():
 
 
 class _Stream:
-    """What query_cli._emit iterates: rows with columns, like graph.cypher_guard.CypherStream."""
+    """What query_cli._emit iterates: rows with columns, like graph.db.cypher_guard.CypherStream."""
 
     def __init__(self, rows):
         self.columns, self._rows, self.rows, self.truncated = list(rows[0]), rows, 0, False

@@ -1,4 +1,4 @@
-"""graph.discovery_queries: allowlist and parameter discipline (no server), and every named query
+"""graph.db.discovery_queries: allowlist and parameter discipline (no server), and every named query
 on a tiny planted graph in the real Neo4j."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from graph import cypher_guard as CG
-from graph import discovery_queries as DQ
-from graph import discovery_writer as W
-from graph import writer as GW
+from graph.db import cypher_guard as CG
+from graph.db import discovery_queries as DQ
+from graph.db import discovery_writer as W
+from graph.db import graph_writer as GW
+from graph.db.schema import NODE_LABELS, REL_TYPES
 from graph.records import CompoundRecord, ContextRecord, GeneRecord, PerturbationRecord, PriorEdgeRecord
-from graph.schema import NODE_LABELS, REL_TYPES
 
 # ---------------------------------------------------------------------------------------------
 # Without a server

@@ -1,4 +1,4 @@
-"""graph.discovery_writer against the real Neo4j: versions, idempotency, current flag, pruning,
+"""graph.db.discovery_writer against the real Neo4j: versions, idempotency, current flag, pruning,
 embeddings and vector indexes, read-only raw Cypher, odd names through parameters."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graph import cypher_guard as CG
-from graph import discovery_queries as DQ
-from graph import discovery_writer as W
-from graph import writer as GW
+from graph.db import cypher_guard as CG
+from graph.db import discovery_queries as DQ
+from graph.db import discovery_writer as W
+from graph.db import graph_writer as GW
 from graph.records import CompoundRecord, ContextRecord, GeneRecord, PerturbationRecord, PriorEdgeRecord
 from models import discovery as D
 

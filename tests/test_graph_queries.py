@@ -1,4 +1,4 @@
-"""graph.queries: every label/type is allowlisted, values travel only as parameters.
+"""graph.db.queries: every label/type is allowlisted, values travel only as parameters.
 
 The recording fake driver below stands in for Neo4j only to see which query text and which
 parameters the writer builds; graph behaviour is tested against the real server in
@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graph import queries as Q
-from graph import writer
+from graph.db import graph_writer as writer
+from graph.db import queries as Q
+from graph.db.schema import NODE_LABELS, REL_TYPES, SchemaError
 from graph.records import CompoundRecord, ContextRecord, GeneRecord, PerturbationRecord
-from graph.schema import NODE_LABELS, REL_TYPES, SchemaError
 
 LABEL_RE = re.compile(r"\(\w*:(\w+)")
 REL_RE = re.compile(r"\[\w*:(\w+)")

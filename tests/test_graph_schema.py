@@ -1,4 +1,4 @@
-"""graph.schema: allowlists, node keys and the DDL built from them."""
+"""graph.db.schema: allowlists, node keys and the DDL built from them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from graph import schema
+from graph.db import schema
 
 
 def test_allowlists_follow_naming_conventions():

@@ -13,9 +13,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from graph import store, writer
+from graph.db import graph_writer as writer
+from graph.db.pipeline_queries import dataset_store_records
 from graph.records import MEASUREMENT_COLUMNS, DatasetRecord, QuarantineRecord
 from graph.settings import Settings
+from graph.store import measurements as store
+from graph.store import quarantine
 
 
 @pytest.fixture
@@ -162,7 +165,7 @@ _KILL_MID_WRITE = """
 import os, signal, sys
 import pandas as pd
 sys.path.insert(0, {root!r})
-from graph import store
+from graph.store import measurements as store
 from graph.settings import Settings
 df = pd.read_pickle({pickle!r})
 w = store.MeasurementWriter(Settings(home={home!r}), "ds1", row_group=10, sort_rows=60)
@@ -214,16 +217,16 @@ def test_quarantine_table_dedups_and_counts(settings):
         QuarantineRecord("ds1", "k1", "unparseable dose", {"dose": "10 µM?", "n": 1}),
         QuarantineRecord("ds1", "k2", "unknown gene", {"symbol": "NOTAGENE"}),
     ]
-    rep = store.write_quarantine(settings, "ds1", recs)
+    rep = quarantine.write_quarantine(settings, "ds1", recs)
     assert rep.n_rows == 2 and rep.by_reason == {"unknown gene": 1, "unparseable dose": 1}
     assert rep.path == settings.quarantine_dir / "ds1.parquet"
-    rep = store.write_quarantine(settings, "ds1", recs + [QuarantineRecord("ds1", "k3", "unknown gene", {})])
+    rep = quarantine.write_quarantine(settings, "ds1", recs + [QuarantineRecord("ds1", "k3", "unknown gene", {})])
     assert rep.n_rows == 3
-    df = store.read_quarantine(settings, "ds1")
+    df = quarantine.read_quarantine(settings, "ds1")
     assert list(df.columns) == ["source", "record_key", "reason", "raw"]
     assert json.loads(df.loc[df.record_key == "k1", "raw"].item()) == {"dose": "10 µM?", "n": 1}
-    store.write_quarantine(settings, "ds2", [])
-    assert store.quarantine_counts(settings) == {"ds1": 3, "ds2": 0}
+    quarantine.write_quarantine(settings, "ds2", [])
+    assert quarantine.quarantine_counts(settings) == {"ds1": 3, "ds2": 0}
 
 
 @pytest.mark.neo4j
@@ -233,12 +236,12 @@ def test_training_table_verified_against_the_graph(empty_graph, settings):
     writer.write_dataset(empty_graph, ds)
     entry = store.write_measurements(settings, "ds1", table())
     with pytest.raises(store.StoreIntegrityError, match="loading"):
-        store.load_training_table(settings, ["ds1"], empty_graph)
+        store.load_training_table(settings, ["ds1"], dataset_store_records(empty_graph, ["ds1"], database=None))
     writer.mark_dataset_complete(empty_graph, "ds1", store_entry=entry)
     got = writer.get_dataset(empty_graph, "ds1")
     assert got["store_sha256"] == entry.sha256 and got["store_path"] == "ds1/measurements.parquet"
     assert got["store_rows"] == 6
-    assert len(store.load_training_table(settings, ["ds1"], empty_graph)) == 6
+    assert len(store.load_training_table(settings, ["ds1"], dataset_store_records(empty_graph, ["ds1"], database=None))) == 6
     store.write_measurements(settings, "ds1", table(n_sigs=2))  # the store moved on, the graph did not
     with pytest.raises(store.StoreIntegrityError, match="graph records"):
-        store.load_training_table(settings, ["ds1"], empty_graph)
+        store.load_training_table(settings, ["ds1"], dataset_store_records(empty_graph, ["ds1"], database=None))

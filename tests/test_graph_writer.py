@@ -1,4 +1,4 @@
-"""graph.writer against the real Neo4j server: constraints, idempotent re-runs, additive datasets,
+"""graph.db.graph_writer against the real Neo4j server: constraints, idempotent re-runs, additive datasets,
 crash + re-run, quarantine of unresolvable symbols, names stored verbatim."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graph import writer
-from graph.queries import EXPERIMENTS_FOR_COMPOUND_IN_CONTEXT
+from graph.db import graph_writer as writer
+from graph.db.queries import EXPERIMENTS_FOR_COMPOUND_IN_CONTEXT
 from graph.records import (
     ComplexRecord,
     CompoundRecord,

@@ -156,7 +156,7 @@ def test_quarantine_output_and_hash(tmp_path):
     from graph.io.common import sha256_file
     from graph.records import QuarantineRecord
     from graph.settings import Settings
-    from graph.store import read_quarantine, write_quarantine
+    from graph.store.quarantine import read_quarantine, write_quarantine
 
     settings = Settings(home=tmp_path)
     recs = [QuarantineRecord("f", "k1", "why", {"x": 1.5, "name": 'a "b" {c}'}), QuarantineRecord("f", "k2", "other")]

@@ -139,7 +139,7 @@ def test_inbox_accepts_a_wide_table(tmp_path):
 def test_demo_input_options_reach_the_ingest_reader(tmp_path):
     """`demo --inputs FILE?context=NAME`: read_experiment stores the wide table under that context."""
     from graph.settings import Settings
-    from graph.store import load_training_table
+    from graph.store.measurements import load_training_table
     from pipelines.ingest import read_experiment
     from pipelines.inputs import resolve_inputs
 

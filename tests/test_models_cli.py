@@ -229,7 +229,7 @@ def test_cli_and_ingest_accept_the_same_table(cli_corpus, tmp_path, no_shared_da
 
     path, _ = cli_corpus["nan_25_percent"]
     bundle = read_experiment(spec_for(path), Settings(home=tmp_path / "home"), progress=lambda *_: None)
-    from graph.store import load_training_table
+    from graph.store.measurements import load_training_table
 
     ingest = load_training_table(Settings(home=tmp_path / "home"), [bundle.dataset.dataset_id])
     loaded = load_input(path)
@@ -253,7 +253,7 @@ def _canon(df):
 
 def _ingested(path, tmp_path):
     from graph.settings import Settings
-    from graph.store import load_training_table
+    from graph.store.measurements import load_training_table
     from pipelines.ingest import read_experiment
     from pipelines.inputs import spec_for
 

@@ -8,7 +8,7 @@ import json
 import dagster as dg
 import pytest
 
-from graph.db import credentials
+from graph.db.connection import credentials
 from graph.settings import reload_settings
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
@@ -103,7 +103,7 @@ def test_the_model_version_records_the_production_predictor(pipeline_run, pipeli
     import numpy as np
     import pandas as pd
 
-    from graph.discovery_writer import run_named_query
+    from graph.db.discovery_writer import run_named_query
 
     run = pipeline_run.asset_value("lpm_model")
     sel = run.selection
@@ -146,7 +146,7 @@ def test_pipeline_recovers_the_simulated_truth(pipeline_run, pipeline_env, neo4j
 
 
 def test_rerun_of_ingest_changes_nothing(pipeline_run, pipeline_env, neo4j_driver):
-    from graph import writer as W
+    from graph.db import graph_writer as W
     from pipelines.definitions import defs
 
     before = W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
@@ -214,7 +214,7 @@ def test_definitions_group_assets_in_pipeline_order():
 
 def test_ingest_runs_on_the_multiprocess_executor(pipeline_run, pipeline_env, neo4j_driver, tmp_path):
     """The same Definitions run with each step in its own process (what Celery/Kubernetes executors do)."""
-    from graph import writer as W
+    from graph.db import graph_writer as W
     from pipelines.definitions import get_ingest_job
 
     before = W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
@@ -284,7 +284,7 @@ def test_discoveries_publish_only_what_beats_the_simple_answer(pipeline_run, pip
     (coordinates permuted) publish at most 10% of what the real ones do."""
     import numpy as np
 
-    from graph.discovery_writer import fetch_discovery_inputs, run_named_query
+    from graph.db.discovery_writer import fetch_discovery_inputs, run_named_query
     from models import discovery as D
     from models.lpm import LPM
 
@@ -352,7 +352,7 @@ def test_blocking_check_keeps_a_worse_edge_source_from_becoming_current(pipeline
     """Forcing the LPM knock-down embeddings as edge source on the simulated world (no reference pair
     outside the prior: they cannot be shown to beat correlation) writes the version, fails the blocking
     check, and leaves the previous version current; the refused version stays 'awaiting_check'."""
-    from graph.discovery_writer import current_version
+    from graph.db.discovery_writer import current_version
     from pipelines.definitions import defs
     from pipelines.runner import run_config
 

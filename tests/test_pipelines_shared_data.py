@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.db import credentials
+from graph.db.connection import credentials
 from graph.settings import reload_settings
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow, pytest.mark.shared_data]
@@ -106,7 +106,7 @@ def slice_run(shared_slice, neo4j_settings, neo4j_driver, tmp_path_factory):
 
 
 def _query(driver, settings, name, **params):
-    from graph.discovery_writer import run_named_query
+    from graph.db.discovery_writer import run_named_query
 
     return run_named_query(driver, name, params, database=settings.neo4j_database)
 

@@ -10,9 +10,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from graph import discovery_queries as DQ
-from graph import discovery_writer as W
-from graph import writer as GW
+from graph.db import discovery_queries as DQ
+from graph.db import discovery_writer as W
+from graph.db import graph_writer as GW
 from graph.records import CompoundRecord, GeneRecord
 from pipelines import query_cli
 
@@ -162,7 +162,7 @@ def test_rows_are_printed_before_the_query_ends(monkeypatch):
     """Streaming: the first rows reach stdout while the source is still producing."""
     import contextlib
 
-    from graph import cypher_guard as CG
+    from graph.db import cypher_guard as CG
 
     seen_before_end: list[bool] = []
     printed: list[str] = []

@@ -25,7 +25,7 @@ import pytest
 from neo4j import GraphDatabase
 from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired
 
-from graph import writer as W
+from graph.db import graph_writer as W
 from graph.records import ContextRecord, DatasetRecord, PerturbationRecord, SignatureRecord
 from graph.settings import Settings
 from pipelines.ingest import ExperimentBundle, load_experiment
@@ -97,7 +97,7 @@ def own_server(tmp_path):
     """A managed server of this test's own (it gets killed), stopped at the end whatever happens."""
     if not shutil.which("java"):
         pytest.skip("Java is not installed: the managed server cannot run here")
-    from graph.server import Neo4jServer
+    from graph.db.server import Neo4jServer
 
     port = KILL_TEST_PORT if not _port_busy(KILL_TEST_PORT) else _free_port()
     settings = Settings(home=tmp_path / "home", neo4j_uri=None, neo4j_password=None, neo4j_bolt_port=port,
@@ -174,7 +174,7 @@ def test_sigkill_mid_ingest_then_rerun_equals_clean_run(own_server, empty_graph,
     assert failure and isinstance(failure[0], (ServiceUnavailable, SessionExpired, Neo4jError, OSError)), failure
 
     # Restart: the stale pid is recovered, the store recovers from its transaction log.
-    from graph.server import ServerState
+    from graph.db.server import ServerState
 
     assert server.status().state is ServerState.STALE
     restarted = server.start()
@@ -420,7 +420,8 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def test_disk_full_while_storing_leaves_the_previous_version(tmp_path, monkeypatch):
-    import graph.store as store
+    from graph.store import measurements as store
+    from graph.store import quarantine
 
     settings = Settings(home=tmp_path / "home")
     good = store.write_measurements(settings, "ds1", _measurements("ds1"))
@@ -448,18 +449,18 @@ def test_disk_full_while_storing_leaves_the_previous_version(tmp_path, monkeypat
     # The quarantine table too: a failed rewrite keeps the old file.
     from graph.records import QuarantineRecord
 
-    q1 = store.write_quarantine(settings, "ds1", [QuarantineRecord("f", "k1", "bad value")])
+    q1 = quarantine.write_quarantine(settings, "ds1", [QuarantineRecord("f", "k1", "bad value")])
     q_before = q1.path.read_bytes()
     monkeypatch.setattr(store.os, "replace", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     with pytest.raises(OSError, match="quarantine"):
-        store.write_quarantine(settings, "ds1", [QuarantineRecord("f", "k2", "bad value")])
+        quarantine.write_quarantine(settings, "ds1", [QuarantineRecord("f", "k2", "bad value")])
     monkeypatch.undo()
     assert q1.path.read_bytes() == q_before
     assert [p.name for p in q1.path.parent.iterdir()] == [q1.path.name]
 
 
 def test_unwritable_home_is_a_clear_error(tmp_path):
-    import graph.store as store
+    from graph.store import measurements as store
 
     blocker = tmp_path / "home"
     blocker.write_text("a regular file where the home folder should be\n")  # root ignores chmod; this does not
@@ -471,7 +472,7 @@ def test_unwritable_home_is_a_clear_error(tmp_path):
 
 
 def test_corrupted_parquet_is_refused_and_named(tmp_path):
-    import graph.store as store
+    from graph.store import measurements as store
 
     settings = Settings(home=tmp_path / "home")
     entry = store.write_measurements(settings, "ds1", _measurements("ds1"))

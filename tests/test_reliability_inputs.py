@@ -150,7 +150,7 @@ def test_bad_smiles_and_hostile_compound_names(corpus):
 
 @pytest.mark.neo4j
 def test_hostile_compound_names_roundtrip_through_neo4j(corpus, empty_graph, neo4j_settings):
-    from graph import writer as W
+    from graph.db import graph_writer as W
     from graph.io.compounds import build_compounds, read_repurposing_samples
 
     db = neo4j_settings.neo4j_database
@@ -206,7 +206,7 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ctx_name=TEXT, pert_name=st.one_of(TEXT, st.sampled_from(B.HOSTILE_NAMES)), source=TEXT)
 def test_names_and_ids_roundtrip_verbatim(neo4j_driver, neo4j_settings, ctx_name, pert_name, source):
-    from graph import writer as W
+    from graph.db import graph_writer as W
     from graph.records import ContextRecord, PerturbationRecord, SignatureRecord
 
     db = neo4j_settings.neo4j_database
@@ -262,9 +262,9 @@ def test_query_builders_take_only_allowlisted_tokens():
     """The few builders that interpolate a label/type/property refuse anything outside the allowlist."""
     import inspect
 
-    from graph import discovery_queries as DQ
-    from graph import queries as Q
-    from graph import schema as S
+    from graph.db import discovery_queries as DQ
+    from graph.db import queries as Q
+    from graph.db import schema as S
 
     hostile = "Gene) DETACH DELETE n //"
     with pytest.raises((KeyError, ValueError)):

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_managed_config_has_auth_on_and_bolt_on_loopback(tmp_path):
-    from graph.server import CONF_TEMPLATE, Neo4jServer
+    from graph.db.server import CONF_TEMPLATE, Neo4jServer
 
     template = CONF_TEMPLATE.read_text()
     assert re.search(r"^dbms\.security\.auth_enabled=true$", template, re.M)
@@ -53,7 +53,7 @@ def test_generated_password_is_owner_only_and_required(neo4j_settings):
     from neo4j import GraphDatabase
     from neo4j.exceptions import AuthError
 
-    from graph.server import Neo4jServer
+    from graph.db.server import Neo4jServer
 
     if not neo4j_settings.managed_neo4j:
         pytest.skip("NEO4J_URI points at an external server: its password is not generated here")
@@ -87,8 +87,8 @@ WRITES = [
 @pytest.mark.neo4j
 @pytest.mark.parametrize("statement", WRITES)
 def test_raw_cypher_is_read_only_by_default(empty_graph, neo4j_settings, statement):
-    from graph import writer as W
-    from graph.cypher_guard import ReadOnlyError, run_cypher
+    from graph.db import graph_writer as W
+    from graph.db.cypher_guard import ReadOnlyError, run_cypher
 
     db = neo4j_settings.neo4j_database
     empty_graph.execute_query("CREATE (:Dataset {dataset_id: 'keep', status: 'complete', name: 'k'})", database_=db)
@@ -229,7 +229,7 @@ def test_administration_and_unlisted_procedures_are_refused_without_write(empty_
 
 def test_plan_check_refuses_plugin_functions_and_unknown_procedures():
     """The plan walk on its own (a plugin such as APOC is not installed on the test server)."""
-    from graph.cypher_guard import plan_violations
+    from graph.db.cypher_guard import plan_violations
 
     def op(name, details, *children):
         return {"operatorType": f"{name}@neo4j", "args": {"Details": details}, "children": list(children)}
@@ -254,7 +254,7 @@ def test_plan_check_refuses_plugin_functions_and_unknown_procedures():
 
 def _ingest_inbox(home: Path, neo4j_settings, secret_file: Path):
     """The real inbox path: sensor tick, then the ingest assets (sources + graph) on the inbox alone."""
-    from graph.db import credentials
+    from graph.db.connection import credentials
     from pipelines.assets.graph_load import graph_experiments, graph_reference
     from pipelines.assets.sources import experiments, input_manifest, reference_data
     from pipelines.resources import PerturbGraphSettings
@@ -273,7 +273,7 @@ def _ingest_inbox(home: Path, neo4j_settings, secret_file: Path):
 
 @pytest.mark.neo4j
 def test_bad_inbox_files_are_rejected_and_the_good_one_is_ingested(empty_graph, neo4j_settings, tmp_path, caplog):
-    from graph.db import credentials
+    from graph.db.connection import credentials
     from graph.settings import reload_settings
     from pipelines.automation import inbox_sensor
 
@@ -336,7 +336,7 @@ def test_an_inbox_file_that_fails_deep_in_its_reader_is_set_aside_and_the_rest_i
     import numpy as np
     import pandas as pd
 
-    from graph.db import credentials
+    from graph.db.connection import credentials
     from graph.io.gctx import write_gctx
 
     home = tmp_path / "home"
@@ -518,7 +518,7 @@ def _stored_bytes(folder: Path) -> bytes:
 def test_password_never_reaches_dagster_storage_events_logs_or_metadata(neo4j_settings, tmp_path, caplog):
     """The resource configured every supported way; after each run the password is in no event, log,
     metadata, run record, and in no byte of the instance's storage (runs.db, event logs, compute logs)."""
-    from graph.db import credentials
+    from graph.db.connection import credentials
     from graph.settings import reload_settings
 
     user, password = credentials(neo4j_settings)
@@ -620,7 +620,7 @@ def _tracked_files() -> list[Path]:
 
 @pytest.mark.neo4j
 def test_no_secret_in_the_repository(neo4j_settings):
-    from graph.db import credentials
+    from graph.db.connection import credentials
 
     _, password = credentials(neo4j_settings)
     assigned = re.compile(r"NEO4J_PASSWORD\s*[=:]\s*['\"]?([^\s'\"$}{]+)")

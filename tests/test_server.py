@@ -15,7 +15,7 @@ import pytest
 from neo4j import GraphDatabase
 from neo4j.exceptions import AuthError
 
-from graph.server import (
+from graph.db.server import (
     BOOTLOADER,
     Neo4jServer,
     Neo4jServerError,
@@ -288,7 +288,7 @@ def test_stale_pid_file_of_foreign_process_is_not_trusted(tmp_path):
 
 
 def test_neo4j_uri_uses_existing_server_without_starting(server, server_settings, tmp_path):
-    from graph.db import ensure_neo4j, open_driver
+    from graph.db.connection import ensure_neo4j, open_driver
 
     server.start()
     external = Settings(home=tmp_path / "other-home", neo4j_uri=server_settings.effective_neo4j_uri,

@@ -14,7 +14,7 @@ Mechanism links are published when q <= the FDR (BH over every pair tested).
 import dagster as dg
 import pandas as pd
 
-from graph.discovery_writer import (
+from graph.db.discovery_writer import (
     ModelVersionRecord,
     code_version,
     fetch_discovery_inputs,
@@ -207,7 +207,7 @@ def _edge_discoveries(context: dg.AssetExecutionContext, driver, database: str, 
                       config: DiscoveryConfig) -> tuple[dict, pd.DataFrame | None]:
     """Score every edge source on the graph's references and return (quality record, edges of the
     source published). Gene keys are Entrez ids as text throughout."""
-    from graph.writer import SymbolMap
+    from graph.db.graph_writer import SymbolMap
     from models import discovery as D
 
     symbols = SymbolMap.from_graph(driver, database=database)

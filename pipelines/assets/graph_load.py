@@ -3,9 +3,9 @@
 
 import dagster as dg
 
-from graph import pipeline_queries as PQ
-from graph import writer as W
-from graph.store import write_quarantine
+from graph.db import graph_writer as W
+from graph.db import pipeline_queries as PQ
+from graph.store.quarantine import write_quarantine
 from pipelines.ingest import ExperimentBundle, ReferenceBundle, load_experiment, load_reference
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
 

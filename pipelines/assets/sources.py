@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from graph.io.common import InputFileError
-from graph.store import write_quarantine
+from graph.store.quarantine import write_quarantine
 from pipelines.ingest import (
     MEASUREMENT_KINDS_ORDER,
     ExperimentBundle,

@@ -14,8 +14,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from graph import pipeline_queries as PQ
-from graph.store import load_training_table
+from graph.db import pipeline_queries as PQ
+from graph.store.measurements import load_training_table
 from models.datasets import most_measured_readouts
 from pipelines.ingest import ReferenceBundle
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
@@ -117,7 +117,8 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
                                  f"choose from {available}", allow_retries=False)
             datasets = [r for r in datasets if r["dataset_id"] in set(config.datasets)]
         dataset_ids = [r["dataset_id"] for r in datasets]
-        table = load_training_table(settings, dataset_ids, driver, database=neo4j.db)
+        table = load_training_table(settings, dataset_ids,
+                                    PQ.dataset_store_records(driver, dataset_ids, database=neo4j.db))
         n_readouts_all = int(table["readout"].nunique())
         if config.max_readouts and n_readouts_all > config.max_readouts:
             keep = most_measured_readouts(table, config.max_readouts)

@@ -1,4 +1,4 @@
-"""The columnar value store and the quarantine tables.
+"""The measurement store: one parquet file of values per dataset.
 
 Measured values (signature x readout) never become Neo4j nodes. They live here, one parquet file
 per dataset, in the canonical long format `graph.records.MEASUREMENT_COLUMNS`:
@@ -10,21 +10,19 @@ Measurements are appended chunk by chunk (`MeasurementWriter`; `write_measuremen
 case), so ingest memory does not grow with the number of signatures. Files are written to a
 temporary name in the same folder and moved into place with os.replace (atomic on POSIX), the
 manifest after the data. The content hash (sha256 of the parquet bytes) is
-also recorded on the Dataset node (`store_sha256`, see graph.writer.mark_dataset_complete), so a
-training table can be rebuilt from a graph snapshot and checked: `load_training_table`.
-
-Quarantined input records (rejected by a reader or by the writer) go to
-`<settings.quarantine_dir>/<dataset_id>.parquet` with columns source, record_key, reason, raw (JSON).
+also recorded on the Dataset node (`store_sha256`, see graph.db.graph_writer.GraphWriter.
+mark_dataset_complete), so a training table can be rebuilt from a graph snapshot and checked:
+`load_training_table` (the caller reads the Dataset records; this module never talks to Neo4j).
+Quarantine tables: graph.store.quarantine.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,15 +36,20 @@ import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
 from graph.io.common import sha256_file
-from graph.records import MEASUREMENT_COLUMNS, QuarantineRecord
-from graph.server import pid_alive
+from graph.records import MEASUREMENT_COLUMNS
 from graph.settings import Settings
+from graph.store.files import (
+    atomic_write_text,
+    check_id,
+    fsync_dir,
+    remove_stale_temps,
+    tmp_name,
+    write_error,
+)
 
 MEASUREMENTS_FILE = "measurements.parquet"
 MANIFEST_FILE = "manifest.json"
-QUARANTINE_COLUMNS: tuple[str, ...] = ("source", "record_key", "reason", "raw")
 _TEXT_COLUMNS = tuple(c for c in MEASUREMENT_COLUMNS if c != "value")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _ROW_GROUP = 250_000  # rows per row group: bounds the text built at once (and filter pushdown granularity)
 
 
@@ -66,76 +69,6 @@ class StoreEntry:
     def path(self, settings: Settings) -> Path:
         return settings.store_dir / self.relpath
 
-
-@dataclass(frozen=True)
-class QuarantineReport:
-    dataset_id: str
-    path: Path
-    n_rows: int
-    by_reason: dict[str, int]
-
-
-def _check_id(dataset_id: str) -> str:
-    if not _SAFE_ID.match(dataset_id) or ".." in dataset_id:
-        raise ValueError(f"dataset id {dataset_id!r} is not usable as a file name ([A-Za-z0-9._-])")
-    return dataset_id
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_error(path: Path, exc: OSError) -> OSError:
-    """The same error, naming the file that could not be written (ENOSPC from write() names none)."""
-    return OSError(exc.errno, f"cannot write {path} ({exc.strerror or exc}); the previous version is "
-                              "left as it was")
-
-
-def _atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> str:
-    """Write `table` to `path` atomically; returns the file's sha256."""
-    tmp = _tmp_name(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp, compression="zstd", **kwargs)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        digest = sha256_file(tmp)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return digest
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = _tmp_name(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        raise _write_error(path, exc) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,18 +168,6 @@ def _canonical_chunk(table: pd.DataFrame, dataset_id: str) -> _Chunk:
                   dict(zip(sig_cats[present].tolist(), counts.tolist(), strict=True)))
 
 
-def _remove_stale_temps(folder: Path) -> None:
-    """Temp files and spill folders of writers that died (their pid is gone) are removed."""
-    for p in folder.glob(".*tmp-*"):
-        m = re.search(r"tmp-(\d+)-", p.name)
-        if m is None or pid_alive(int(m.group(1))):
-            continue
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-
-
 class MeasurementWriter:
     """Append one dataset's measurements chunk by chunk; the store file appears only at `close()`.
 
@@ -267,12 +188,12 @@ class MeasurementWriter:
 
     def __init__(self, settings: Settings, dataset_id: str, *, row_group: int = _ROW_GROUP,
                  sort_rows: int = _SORT_ROWS):
-        self.dataset_id = _check_id(dataset_id)
+        self.dataset_id = check_id(dataset_id)
         self._settings = settings
         self.folder = settings.store_dir / dataset_id
         self.path = self.folder / MEASUREMENTS_FILE
         self._row_group, self._sort_rows = row_group, sort_rows
-        self._tmp = _tmp_name(self.path)
+        self._tmp = tmp_name(self.path)
         self._out: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
@@ -287,8 +208,8 @@ class MeasurementWriter:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _write_error(self.path, exc) from exc
-        _remove_stale_temps(self.folder)
+            raise write_error(self.path, exc) from exc
+        remove_stale_temps(self.folder)
 
     def __enter__(self) -> MeasurementWriter:
         return self
@@ -342,7 +263,7 @@ class MeasurementWriter:
                 self._out = pq.ParquetWriter(self._tmp, STORE_SCHEMA, compression="zstd")
             self._out.write_table(rows.combine_chunks(), row_group_size=max(1, len(rows)))
         except OSError as exc:
-            raise _write_error(self.path, exc) from exc
+            raise write_error(self.path, exc) from exc
 
     def _spill_write(self, arrow: pa.Table) -> None:
         try:
@@ -365,7 +286,7 @@ class MeasurementWriter:
                 self._spill_files.append(path)
             self._spill.write_table(arrow)
         except OSError as exc:
-            raise _write_error(self.path, exc) from exc
+            raise write_error(self.path, exc) from exc
 
     # -- finishing
     def _sort_spilled(self) -> None:
@@ -457,9 +378,9 @@ class MeasurementWriter:
                 digest = sha256_file(self._tmp)
                 previous = read_manifest(self._settings, self.dataset_id)
                 os.replace(self._tmp, self.path)
-                _fsync_dir(self.folder)
+                fsync_dir(self.folder)
             except OSError as exc:
-                raise _write_error(self.path, exc) from exc
+                raise write_error(self.path, exc) from exc
             if previous is not None and previous.sha256 == digest:
                 self.entry = previous
             else:
@@ -471,7 +392,7 @@ class MeasurementWriter:
                     n_signatures=len(self._sig_rows),
                     written_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 )
-                _atomic_write_text(json.dumps(asdict(self.entry), indent=2, sort_keys=True),
+                atomic_write_text(json.dumps(asdict(self.entry), indent=2, sort_keys=True),
                                    self.folder / MANIFEST_FILE)
         except BaseException:
             self.abort()
@@ -504,7 +425,7 @@ class MeasurementWriter:
 
 
 def _manifest_path(settings: Settings, dataset_id: str) -> Path:
-    return settings.store_dir / _check_id(dataset_id) / MANIFEST_FILE
+    return settings.store_dir / check_id(dataset_id) / MANIFEST_FILE
 
 
 def read_manifest(settings: Settings, dataset_id: str) -> StoreEntry | None:
@@ -537,29 +458,21 @@ def verify_entry(settings: Settings, entry: StoreEntry) -> None:
         )
 
 
-def _graph_records(driver: Any, dataset_ids: Sequence[str], database: str | None) -> dict[str, dict]:
-    from graph import queries as Q
-
-    records, _, _ = driver.execute_query(
-        Q.DATASET_STORE_RECORDS, dataset_ids=list(dataset_ids), database_=database, routing_="r"
-    )
-    return {r["dataset_id"]: dict(r) for r in records}
-
-
 def load_training_table(
     settings: Settings,
     dataset_ids: Sequence[str],
-    driver: Any = None,
+    graph_records: Mapping[str, Mapping[str, Any]] | None = None,
     *,
-    database: str | None = None,
     signature_ids: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """The measurements of `dataset_ids` (canonical MEASUREMENT_COLUMNS), after checking each file's
-    sha256 against its manifest and, when a driver is given, against the Dataset node in the graph
-    (which must be 'complete' and record the same hash). Raises StoreIntegrityError on any mismatch.
-    `signature_ids` restricts the rows (predicate pushed down to parquet)."""
+    sha256 against its manifest and, when `graph_records` is given ({dataset_id: {status,
+    store_sha256, ...}} as `graph.db.pipeline_queries.dataset_store_records` reads them), against the
+    Dataset node in the graph (which must be 'complete' and record the same hash). Raises
+    StoreIntegrityError on any mismatch. `signature_ids` restricts the rows (predicate pushed down to
+    parquet)."""
     ids = list(dict.fromkeys(dataset_ids))
-    graph = _graph_records(driver, ids, database) if driver is not None else {}
+    graph = graph_records or {}
     frames = []
     wanted = None if signature_ids is None else sorted(set(signature_ids))
     for dataset_id in ids:
@@ -567,7 +480,7 @@ def load_training_table(
         if entry is None:
             raise StoreIntegrityError(f"{dataset_id}: no measurements in the store ({settings.store_dir})")
         verify_entry(settings, entry)
-        if driver is not None:
+        if graph_records is not None:
             g = graph.get(dataset_id) or {}
             if g.get("status") != "complete":
                 raise StoreIntegrityError(f"{dataset_id}: Dataset node is {g.get('status')!r}, not 'complete'")
@@ -592,52 +505,3 @@ def load_training_table(
         out[c] = out[c].astype("category")
     out["value"] = out["value"].astype("float32")
     return out.loc[:, list(MEASUREMENT_COLUMNS)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Quarantine
-# ---------------------------------------------------------------------------------------------
-
-
-def quarantine_path(settings: Settings, dataset_id: str) -> Path:
-    return settings.quarantine_dir / f"{_check_id(dataset_id)}.parquet"
-
-
-def _raw_json(raw: Any) -> str:
-    return json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False)
-
-
-def read_quarantine(settings: Settings, dataset_id: str) -> pd.DataFrame:
-    path = quarantine_path(settings, dataset_id)
-    if not path.exists():
-        return pd.DataFrame({c: pd.Series(dtype=str) for c in QUARANTINE_COLUMNS})
-    return pq.read_table(path).to_pandas()
-
-
-def write_quarantine(
-    settings: Settings, dataset_id: str, records: Iterable[QuarantineRecord]
-) -> QuarantineReport:
-    """Add `records` to the dataset's quarantine table (deduplicated on source, record_key, reason;
-    so re-running an ingest does not grow it). Always writes the file, even with no rows."""
-    new = pd.DataFrame(
-        [(r.source, r.record_key, r.reason, _raw_json(r.raw)) for r in records],
-        columns=list(QUARANTINE_COLUMNS),
-    )
-    old = read_quarantine(settings, dataset_id)
-    df = pd.concat([old, new], ignore_index=True) if len(old) else new
-    df = df.astype(str).drop_duplicates(["source", "record_key", "reason"], keep="first")
-    df = df.sort_values(["source", "reason", "record_key"], kind="stable").reset_index(drop=True)
-    path = quarantine_path(settings, dataset_id)
-    schema = pa.schema([(c, pa.string()) for c in QUARANTINE_COLUMNS])
-    _atomic_write_table(pa.Table.from_pandas(df, schema=schema, preserve_index=False), path)
-    return QuarantineReport(
-        dataset_id, path, len(df), {str(k): int(v) for k, v in df["reason"].value_counts().sort_index().items()}
-    )
-
-
-def quarantine_counts(settings: Settings) -> dict[str, int]:
-    """Quarantined rows per dataset, from every table under settings.quarantine_dir."""
-    folder = settings.quarantine_dir
-    if not folder.exists():
-        return {}
-    return {p.stem: pq.ParquetFile(p).metadata.num_rows for p in sorted(folder.glob("*.parquet"))}

@@ -3,7 +3,7 @@
 The server runs `org.neo4j.server.CommunityEntryPoint` directly with the JVM flags Neo4j's own
 bootloader would use (the `server.jvm.additional` lines of platform/neo4j/neo4j.conf plus heap
 flags; tests compare against `Neo4jCommand console --dry-run`). Bolt listens on 127.0.0.1 only,
-HTTP is off and auth is always on. When NEO4J_URI is set none of this runs: see `graph.db`.
+HTTP is off and auth is always on. When NEO4J_URI is set none of this runs: see `graph.db.connection`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from graph.processes import pid_alive
 from graph.settings import REPO_ROOT, Settings
 
 PLATFORM_DIR = REPO_ROOT / "platform" / "neo4j"
@@ -96,20 +97,6 @@ def java_major_version(java: str) -> int:
         raise Neo4jServerError(f"cannot read the Java version from `{java} -version`: {out.strip()[:200]}")
     major = int(match.group(1))
     return int(match.group(2)) if major == 1 and match.group(2) else major
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) is not a running server.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _port_open(host: str, port: int) -> bool:

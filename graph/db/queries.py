@@ -1,19 +1,19 @@
 """Named, parameterised Cypher for ingest and basic lookups.
 
 Every query is a module-level constant and is registered by name in `QUERIES`. Labels and
-relationship types are written literally (all of them are in `graph.schema`'s allowlist; a test
+relationship types are written literally (all of them are in `graph.db.schema`'s allowlist; a test
 checks that); every value arrives as a parameter. Writes are `UNWIND $rows AS row MERGE ...` and
 are safe to re-run: node properties are only filled when absent (`coalesce(existing, new)`), list
 properties are unioned, and relationships are keyed by (endpoints, type, dataset), so a re-run of
 the same ingest changes nothing and a later dataset adds to the graph without rewriting it.
 
 The only templated Cypher is `count_nodes_query` / `count_relationships_query`, whose label or
-type must pass `graph.schema.require_label` / `require_rel_type`.
+type must pass `graph.db.schema.require_label` / `require_rel_type`.
 """
 
 from __future__ import annotations
 
-from graph.schema import COMPOUND_ALIAS_INDEX, require_label, require_rel_type
+from graph.db.schema import COMPOUND_ALIAS_INDEX, require_label, require_rel_type
 
 # Append $dataset_id to a node's `sources` list once (idempotent).
 _SOURCES = (
@@ -340,12 +340,14 @@ ORDER BY dataset_id, dose_value, time_value, signature_id
 """.replace("__ALIAS_INDEX__", COMPOUND_ALIAS_INDEX.index_name).replace(
     "__ALIAS_PHRASE__", COMPOUND_ALIAS_INDEX.exact_phrase("compound"))
 
+# Per dataset id: the Dataset node's status and the store file it records (null when absent).
 DATASET_STORE_RECORDS = """
 UNWIND $dataset_ids AS dataset_id
 OPTIONAL MATCH (d:Dataset {dataset_id: dataset_id})
 RETURN dataset_id, d.status AS status, d.store_path AS store_path, d.store_sha256 AS store_sha256,
        d.store_rows AS store_rows
 """
+
 
 # ---------------------------------------------------------------------------------------------
 # Integrity checks

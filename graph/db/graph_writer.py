@@ -1,4 +1,4 @@
-"""Writes parsed records (graph.records) into Neo4j through the named queries of graph.queries.
+"""Writes parsed records (graph.records) into Neo4j through the named queries of graph.db.queries.
 
 Every write is a batch of rows sent as `$rows` to an `UNWIND ... MERGE` query inside a managed
 write transaction (`session.execute_write`), so the driver may retry a batch and a re-run of the
@@ -33,7 +33,19 @@ from typing import Any
 from neo4j import Driver, ManagedTransaction
 from neo4j.exceptions import ConstraintError
 
-from graph import queries as Q
+from graph.db import queries as Q
+from graph.db.schema import (
+    FULLTEXT_INDEXES,
+    INGEST_NODE_LABELS,
+    INGEST_REL_TYPES,
+    NODE_KEYS,
+    NODE_LABELS,
+    PROPERTY_INDEXES,
+    REL_TYPES,
+    STATUS_COMPLETE,
+    STATUS_LOADING,
+    schema_statements,
+)
 from graph.io.identifiers import gene_key
 from graph.records import (
     ComplexRecord,
@@ -45,18 +57,6 @@ from graph.records import (
     PriorEdgeRecord,
     QuarantineRecord,
     SignatureRecord,
-)
-from graph.schema import (
-    FULLTEXT_INDEXES,
-    INGEST_NODE_LABELS,
-    INGEST_REL_TYPES,
-    NODE_KEYS,
-    NODE_LABELS,
-    PROPERTY_INDEXES,
-    REL_TYPES,
-    STATUS_COMPLETE,
-    STATUS_LOADING,
-    schema_statements,
 )
 
 DEFAULT_BATCH_SIZE = 5_000
@@ -789,8 +789,8 @@ def bulk_import(
     """
     import subprocess
 
-    from graph.schema import require_label, require_rel_type
-    from graph.server import ADMIN_TOOL, Neo4jServer, ServerState
+    from graph.db.schema import require_label, require_rel_type
+    from graph.db.server import ADMIN_TOOL, Neo4jServer, ServerState
 
     server = Neo4jServer(settings)
     if server.status().state is ServerState.RUNNING:

@@ -5,6 +5,8 @@ network (for the gene encoder), compound structures and dose (for the compound e
 targets of genetic perturbations.
 """
 
+from graph.db.queries import DATASET_STORE_RECORDS
+
 # Datasets whose values are in the columnar store and whose ingest finished.
 MEASUREMENT_DATASETS = """
 MATCH (d:Dataset)
@@ -91,6 +93,11 @@ def _read(driver, query: str, database: str, **params) -> list[dict]:
 def measurement_datasets(driver, *, database: str) -> list[dict]:
     """Complete datasets with values in the store: dataset_id, store_sha256, simulated."""
     return _read(driver, MEASUREMENT_DATASETS, database)
+
+
+def dataset_store_records(driver, dataset_ids, *, database: str) -> dict[str, dict]:
+    """{dataset_id: {status, store_path, store_sha256, store_rows}} for graph.store's hash check."""
+    return {r["dataset_id"]: r for r in _read(driver, DATASET_STORE_RECORDS, database, dataset_ids=list(dataset_ids))}
 
 
 def prior_gene_edges(driver, *, database: str, min_score: float) -> list[dict]:

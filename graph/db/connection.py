@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from neo4j import Driver, GraphDatabase
 
-from graph.server import Neo4jServer
+from graph.db.server import Neo4jServer
 from graph.settings import Settings
 
 

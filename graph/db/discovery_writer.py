@@ -1,6 +1,6 @@
 """Write-back of LPM discoveries into Neo4j, model-version bookkeeping, and running the named queries.
 
-All Cypher comes from graph.discovery_queries. Writes are batched `UNWIND $rows` statements in
+All Cypher comes from graph.db.discovery_queries. Writes are batched `UNWIND $rows` statements in
 managed write transactions (`session.execute_write`), keyed by (endpoints, modelVersion), so
 writing the same model version twice changes nothing. The order a Dagster asset follows (what
 `publish_discoveries` does):
@@ -22,7 +22,7 @@ being-published) model; per-version copies are not kept (they would multiply the
 retention for little use: the links carry the version).
 
 Reading: `run_named_query` (a NAMED_QUERIES entry, read transaction). Raw Cypher from people runs
-through `graph.cypher_guard` (plan checked, bounded, streamed).
+through `graph.db.cypher_guard` (plan checked, bounded, streamed).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ import numpy as np
 import pandas as pd
 from neo4j import READ_ACCESS, Driver, ManagedTransaction, RoutingControl
 
-from graph import discovery_queries as DQ
+from graph.db import discovery_queries as DQ
+from graph.db.graph_writer import SymbolMap, WriteStats
 from graph.records import QuarantineRecord
-from graph.writer import SymbolMap, WriteStats
 
 DEFAULT_BATCH_SIZE = 5_000
 DELETE_BATCH_SIZE = 10_000

@@ -1,11 +1,11 @@
 """All Cypher of the discovery layer: model versions, embeddings, write-back of discoveries, pruning,
 and the named read-only query surface (`NAMED_QUERIES`, used by `perturbgraph query`).
 
-Rules (the same as graph/queries.py):
+Rules (the same as graph/db/queries.py):
 
 * every query is a module-level constant, registered by name in `QUERIES`;
 * labels, relationship types and property names are written literally or come from the
-  allowlist constants below (checked with `graph.schema.require_label` / `require_rel_type`
+  allowlist constants below (checked with `graph.db.schema.require_label` / `require_rel_type`
   when the few generated queries are built at import time) — never from data;
 * every value (ids, names, vectors, the vector dimension, batch sizes, limits) is a parameter;
 * writes are `UNWIND $rows AS row MERGE ...` keyed by (endpoints, modelVersion), so writing the
@@ -31,10 +31,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from graph.schema import COMPOUND_ALIAS_INDEX, NodeKey, require_label, require_property, require_rel_type
+from graph.db.schema import COMPOUND_ALIAS_INDEX, NodeKey, require_label, require_property, require_rel_type
 
 # ---------------------------------------------------------------------------------------------
-# What the discovery layer writes (all members of graph.schema's allowlists)
+# What the discovery layer writes (all members of graph.db.schema's allowlists)
 # ---------------------------------------------------------------------------------------------
 
 MODEL_VERSION_LABEL = require_label("ModelVersion")

@@ -4,7 +4,7 @@ uniqueness constraints and indexes.
 Labels and relationship types never come from data. Any Cypher that has to name a label or a
 relationship type that is not written literally in a query constant must obtain it through
 `require_label` / `require_rel_type`, which only return members of the allowlists below. The
-discovery layer (graph/discovery_queries.py) uses the same allowlists: its labels and types are
+discovery layer (graph/db/discovery_queries.py) uses the same allowlists: its labels and types are
 already listed here, and `NODE_KEYS` / `CONSTRAINTS` can be extended there by building new
 `NodeKey` tuples from allowlisted labels.
 
