@@ -25,7 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from graph.db import graph_writer as writer
+from graph.db import checks
+from graph.db.batching import DEFAULT_BATCH_SIZE, WriteStats
+from graph.db.bulk_import import bulk_import
+from graph.db.graph_writer import GraphWriter
 from graph.records import (
     CompoundRecord,
     ContextRecord,
@@ -67,7 +70,7 @@ def generate(n_genes: int, n_contexts: int, n_compounds: int, n_doses: int, n_si
             "signatures": sigs, "prior": list(prior.values())}
 
 
-def phase(report: dict, name: str, stats: writer.WriteStats) -> None:
+def phase(report: dict, name: str, stats: WriteStats) -> None:
     rate_n = stats.nodes_created / stats.seconds if stats.seconds else 0.0
     rate_r = stats.relationships_created / stats.seconds if stats.seconds else 0.0
     report["phases"][name] = {
@@ -83,48 +86,46 @@ def phase(report: dict, name: str, stats: writer.WriteStats) -> None:
 def load_with_writer(driver, data: dict, batch_size: int, report: dict) -> None:
     ds = DatasetRecord(DATASET, "synthetic benchmark graph", "generated", "1", "-", "0" * 64, "CC0", "synthetic",
                        simulated=True)
-    writer.ensure_schema(driver)
-    writer.write_dataset(driver, ds)
+    GraphWriter(driver).ensure_schema()
+    GraphWriter(driver).write_dataset(ds)
     t0 = time.perf_counter()
-    phase(report, "genes", writer.write_genes(driver, data["genes"], DATASET, batch_size=batch_size))
-    symbols = writer.SymbolMap.from_graph(driver)
-    phase(report, "compounds", writer.write_compounds(driver, data["compounds"], DATASET, batch_size=batch_size))
-    phase(report, "contexts", writer.write_contexts(driver, data["contexts"], DATASET, batch_size=batch_size))
+    w = GraphWriter(driver, batch_size=batch_size)
+    phase(report, "genes", w.write_genes(data["genes"], DATASET))
+    phase(report, "compounds", w.write_compounds(data["compounds"], DATASET))
+    phase(report, "contexts", w.write_contexts(data["contexts"], DATASET))
     phase(report, "perturbations+OF_COMPOUND",
-          writer.write_perturbations(driver, data["perturbations"], DATASET, batch_size=batch_size))
+          w.write_perturbations(data["perturbations"], DATASET))
     phase(report, "signatures (first load)",
-          writer.write_signatures(driver, data["signatures"], batch_size=batch_size))
-    phase(report, "TARGETS", writer.write_compound_targets(driver, data["compounds"], DATASET,
-                                                           symbol_map=symbols, batch_size=batch_size))
-    phase(report, "INTERACTS_WITH", writer.write_prior_edges(driver, data["prior"], DATASET,
-                                                             symbol_map=symbols, batch_size=batch_size))
-    writer.mark_dataset_complete(driver, DATASET)
+          w.write_signatures(data["signatures"]))
+    phase(report, "TARGETS", w.write_compound_targets(data["compounds"], DATASET))
+    phase(report, "INTERACTS_WITH", w.write_prior_edges(data["prior"], DATASET))
+    GraphWriter(driver).mark_dataset_complete(DATASET)
     total = time.perf_counter() - t0
-    counts = writer.graph_counts(driver)
+    counts = checks.graph_counts(driver)
     report["writer_total"] = {
         "seconds": round(total, 1), "nodes": counts["total_nodes"], "relationships": counts["total_relationships"],
         "nodes_per_s": round(counts["total_nodes"] / total),
         "relationships_per_s": round(counts["total_relationships"] / total),
     }
     # Idempotency: the same signatures again go through MERGE and change nothing.
-    rerun = writer.write_signatures(driver, data["signatures"], batch_size=batch_size)
+    rerun = w.write_signatures(data["signatures"])
     phase(report, "signatures (re-run, MERGE)", rerun)
-    again = writer.graph_counts(driver)
+    again = checks.graph_counts(driver)
     report["rerun_counts_equal"] = again == counts
     assert again == counts, "re-run changed the graph"
-    assert writer.check_no_orphans(driver) == {}
+    assert checks.check_no_orphans(driver) == {}
     report["counts"] = counts
 
 
 def merge_first_load(driver, data: dict, batch_size: int, n: int, report: dict) -> None:
     """Signatures of a second fresh dataset with mode='merge', to compare with the CREATE path."""
     ds_id = "bench_merge"
-    writer.write_dataset(driver, DatasetRecord(ds_id, "merge path", "generated", "1", "-", "1" * 64, "CC0", "x"))
+    w = GraphWriter(driver)
+    w.write_dataset(DatasetRecord(ds_id, "merge path", "generated", "1", "-", "1" * 64, "CC0", "x"))
     sigs = [SignatureRecord(f"{ds_id}:{i}", ds_id, s.context_id, s.perturbation_id, 978)
             for i, s in enumerate(data["signatures"][:n])]
-    phase(report, "signatures (first load, MERGE)", writer.write_signatures(driver, sigs, batch_size=batch_size,
-                                                                            mode="merge"))
-    writer.mark_dataset_complete(driver, ds_id)
+    phase(report, "signatures (first load, MERGE)", GraphWriter(driver, batch_size=batch_size).write_signatures(sigs, mode="merge"))
+    w.mark_dataset_complete(ds_id)
 
 
 def write_csvs(data: dict, folder: Path) -> tuple[dict, dict, float]:
@@ -190,7 +191,7 @@ def main() -> None:
     ap.add_argument("--doses", type=int, default=4)
     ap.add_argument("--signatures", type=int, default=300_000)
     ap.add_argument("--prior-edges", type=int, default=200_000)
-    ap.add_argument("--batch-size", type=int, default=writer.DEFAULT_BATCH_SIZE)
+    ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     ap.add_argument("--merge-compare", type=int, default=100_000,
                     help="signatures loaded with mode='merge' into a second dataset (0: skip)")
     ap.add_argument("--skip-writer", action="store_true")
@@ -232,20 +233,20 @@ def main() -> None:
             settings = Settings(home=base / "import", neo4j_bolt_port=args.port, neo4j_password=None,
                                 neo4j_heap=args.heap, neo4j_pagecache=args.pagecache, neo4j_uri=None)
             nodes, rels, csv_s = write_csvs(data, base / "csv")
-            result = writer.bulk_import(settings, nodes, rels)
+            result = bulk_import(settings, nodes, rels)
             print(f"neo4j-admin import: {result.seconds:.1f} s (+ {csv_s:.1f} s writing CSV)", flush=True)
             server = Neo4jServer(settings)
             server.start()
             try:
                 with open_driver(settings) as driver:
                     t1 = time.perf_counter()
-                    writer.ensure_schema(driver)
+                    GraphWriter(driver).ensure_schema()
                     schema_s = time.perf_counter() - t1
-                    counts = writer.graph_counts(driver)
+                    counts = checks.graph_counts(driver)
                     # The writer on top of an imported graph is a no-op MERGE (idempotent).
                     n = min(50_000, len(data["signatures"]))
-                    rerun = writer.write_signatures(driver, data["signatures"][:n], batch_size=args.batch_size)
-                    same = writer.graph_counts(driver) == counts
+                    rerun = GraphWriter(driver, batch_size=args.batch_size).write_signatures(data["signatures"][:n])
+                    same = checks.graph_counts(driver) == counts
             finally:
                 server.stop()
             report["bulk_import"] = {

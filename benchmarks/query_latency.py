@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graph.db import discovery_writer as W
-from graph.db import graph_writer as GW
+from graph.db import discovery_reads as DR
 from graph.db.connection import open_driver
+from graph.db.discovery_writer import DiscoveryWriter
+from graph.db.graph_writer import GraphWriter
+from graph.db.model_versions import ModelVersionRecord
 from graph.db.server import Neo4jServer
 from graph.records import CompoundRecord, ContextRecord, GeneRecord, PerturbationRecord, PriorEdgeRecord
 from graph.settings import Settings
@@ -93,14 +95,15 @@ def main(argv: list[str] | None = None) -> None:
                  "generate_s": round(t_gen, 1), "writes": {}, "queries": {}}
     try:
         with open_driver(settings) as driver:
-            GW.ensure_schema(driver)
+            w = GraphWriter(driver)
+            w.ensure_schema()
             t = time.perf_counter()
-            GW.write_genes(driver, data["genes"], "bench")
-            GW.write_compounds(driver, data["comps"], "bench")
-            GW.write_compound_targets(driver, data["comps"], "bench")
-            GW.write_contexts(driver, data["ctxs"], "bench")
-            GW.write_perturbations(driver, data["perts"], "bench")
-            GW.write_prior_edges(driver, data["prior"], "bench")
+            w.write_genes(data["genes"], "bench")
+            w.write_compounds(data["comps"], "bench")
+            w.write_compound_targets(data["comps"], "bench")
+            w.write_contexts(data["ctxs"], "bench")
+            w.write_perturbations(data["perts"], "bench")
+            w.write_prior_edges(data["prior"], "bench")
             out["ingest_base_s"] = round(time.perf_counter() - t, 1)
 
             def publish(vid: str, trained_at: str, seed_shift: int = 0):
@@ -111,9 +114,8 @@ def main(argv: list[str] | None = None) -> None:
                     mech.loc[idx, "gene"] = np.random.default_rng(seed_shift).choice(
                         data["emb"]["gene_perturbation"].index, size=len(idx))
                     mech = mech.drop_duplicates(["compound", "gene"])
-                rec = W.ModelVersionRecord({"bench": vid}, trained_at=trained_at, version_id=vid)
-                return W.publish_discoveries(driver, rec, embeddings=data["emb"], mechanisms=mech,
-                                             interactions=data["inter"], effects=data["effects"], retention=3)
+                rec = ModelVersionRecord({"bench": vid}, trained_at=trained_at, version_id=vid)
+                return DiscoveryWriter(driver).publish(rec, embeddings=data["emb"], mechanisms=mech, interactions=data["inter"], effects=data["effects"], retention=3)
 
             rep1 = publish("bench-v1", "2025-01-01T00:00:00")
             out["writes"]["first version"] = rep1.summary()
@@ -144,12 +146,12 @@ def main(argv: list[str] | None = None) -> None:
                 name = label.split(" ")[0]
                 runs = args.runs if name not in {"version-summary", "version-changes", "model-versions"} else 20
                 for _ in range(5):
-                    W.run_named_query(driver, name, make())
+                    DR.run_named_query(driver, name, make())
                 samples, n_rows = [], 0
                 for _ in range(runs):
                     p = make()
                     t = time.perf_counter()
-                    rows = W.run_named_query(driver, name, p)
+                    rows = DR.run_named_query(driver, name, p)
                     samples.append(time.perf_counter() - t)
                     n_rows += len(rows)
                 out["queries"][label] = {"runs": runs, "p50_ms": round(percentile_ms(samples, 50), 2),

@@ -46,15 +46,15 @@ def _mtor_ranks(checkpoint: str, driver, database: str) -> dict:
     """Rank of the MTOR knock-down among all knock-downs for each MTOR inhibitor, scored exactly as
     the discoveries asset scores mechanism links (compound and knock-down embeddings aggregated from
     the graph's perturbation map, centred cosine), so ranks beyond the stored top-k are visible too."""
-    from graph.db import discovery_writer as W
+    from graph.db import discovery_reads as DR
     from models.discovery import aggregate_embeddings, mechanism_links
     from models.lpm import LPM
 
     emb = LPM.load(checkpoint).embeddings("perturbation")
-    inputs = W.fetch_discovery_inputs(driver, database=database)
+    inputs = DR.fetch_discovery_inputs(driver, database=database)
     names = {}  # compound id -> the name asked for (the id is an InChIKey once a structure is known)
     for name in MTOR_INHIBITORS:
-        rows = W.run_named_query(driver, "mechanism", {"compound": name, "limit": 1}, database=database)
+        rows = DR.run_named_query(driver, "mechanism", {"compound": name, "limit": 1}, database=database)
         if rows:
             names[rows[0]["compound_id"]] = name
     compounds = {p: c for p, c in inputs.perturbation_compound.items() if p in emb.index}
@@ -79,7 +79,7 @@ def _latency(driver, database: str, repeats: int = 100, warmup: int = 300) -> di
     a deployed server is warm. The machine should be otherwise idle."""
     import numpy as np
 
-    from graph.db.discovery_writer import run_named_query
+    from graph.db.discovery_reads import run_named_query
 
     out = {}
     for name, params in LATENCY_PARAMS.items():
@@ -112,8 +112,10 @@ def main() -> None:
     settings, server = start_shared_server(args.home, args.port, wipe=not args.reuse)
     import dagster as dg
 
-    from graph.db import discovery_writer as W
+    from graph.db import discovery_reads as DR
     from graph.db.connection import open_driver
+    from graph.db.graph_writer import GraphWriter
+    from graph.db.model_versions import ModelVersions
     from pipelines.definitions import defs
 
     dagster_home = Path(args.home) / "dagster"
@@ -124,12 +126,13 @@ def main() -> None:
     if args.latency_only:
         if not args.reuse:
             raise SystemExit("--latency-only needs --reuse (a graph built by an earlier run)")
-        from graph.db import graph_writer as GW
+        from graph.db.graph_writer import GraphWriter
+        from graph.db.model_versions import ModelVersions
 
         try:
             with open_driver(settings) as driver:
-                GW.ensure_schema(driver, settings.neo4j_database)  # indexes / lookup keys of newer code
-                W.backfill_version_summaries(driver, database=settings.neo4j_database)
+                GraphWriter(driver, settings.neo4j_database).ensure_schema()  # indexes / lookup keys of newer code
+                ModelVersions(driver, database=settings.neo4j_database).backfill_summaries()
                 report["latency_ms"] = _latency(driver, settings.neo4j_database)
         finally:
             server.stop()
@@ -172,20 +175,20 @@ def main() -> None:
         with open_driver(settings) as driver:
             db = settings.neo4j_database
             for compound in MTOR_INHIBITORS:
-                queries[f"mechanism --compound {compound}"] = W.run_named_query(
+                queries[f"mechanism --compound {compound}"] = DR.run_named_query(
                     driver, "mechanism", {"compound": compound, "limit": 20}, database=db)
-            queries["mimics --gene MTOR"] = W.run_named_query(driver, "mimics", {"gene": "MTOR", "limit": 10},
+            queries["mimics --gene MTOR"] = DR.run_named_query(driver, "mimics", {"gene": "MTOR", "limit": 10},
                                                                database=db)
-            queries["interactions --gene MTOR"] = W.run_named_query(driver, "interactions",
+            queries["interactions --gene MTOR"] = DR.run_named_query(driver, "interactions",
                                                                      {"gene": "MTOR", "limit": 10}, database=db)
-            queries["interactions --gene PSMB1"] = W.run_named_query(driver, "interactions",
+            queries["interactions --gene PSMB1"] = DR.run_named_query(driver, "interactions",
                                                                       {"gene": "PSMB1", "limit": 10}, database=db)
-            queries["similar-compounds --compound Everolimus"] = W.run_named_query(
+            queries["similar-compounds --compound Everolimus"] = DR.run_named_query(
                 driver, "similar-compounds", {"compound": "Everolimus", "k": 5}, database=db)
-            queries["model-versions"] = W.run_named_query(driver, "model-versions", {}, database=db)
+            queries["model-versions"] = DR.run_named_query(driver, "model-versions", {}, database=db)
             for version in report["versions"]:
                 version["mtor_rank_among_knockdowns"] = _mtor_ranks(version["checkpoint"], driver, db)
-            queries["version-summary"] = W.run_named_query(driver, "version-summary", {}, database=db)
+            queries["version-summary"] = DR.run_named_query(driver, "version-summary", {}, database=db)
             report["latency_ms"] = _latency(driver, db)
         report["queries"] = queries
         report["total_s"] = round(time.monotonic() - began)

@@ -39,7 +39,7 @@ def main() -> None:
     settings, server = start_shared_server(args.home, args.port)
     import dagster as dg
 
-    from graph.db import graph_writer as W
+    from graph.db import checks
     from graph.db.connection import open_driver
     from pipelines.definitions import defs
 
@@ -52,7 +52,7 @@ def main() -> None:
             seconds = time.monotonic() - began
             checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
             with open_driver(settings) as driver:
-                counts.append(W.graph_counts(driver, database=settings.neo4j_database))
+                counts.append(checks.graph_counts(driver, database=settings.neo4j_database))
             print(json.dumps({"run": attempt, "success": result.success, "seconds": round(seconds),
                               "checks": checks, "total_nodes": counts[-1]["total_nodes"],
                               "total_relationships": counts[-1]["total_relationships"]}), flush=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -28,6 +28,9 @@ from graph.records import (
 )
 from graph.settings import Settings
 from pipelines.inputs import InputSpec
+
+if TYPE_CHECKING:  # the driver package loads only where the graph is written
+    from graph.db.graph_writer import GraphWriter
 
 # Order in which measurement files are read (stable across runs).
 MEASUREMENT_KINDS_ORDER = ("gctx", "gct", "h5ad", "long_table", "ranked_long_table", "wide_table")
@@ -243,65 +246,57 @@ def report_writes(stats: dict[str, Any], progress) -> None:
                                                                    if s.quarantined else ""))
 
 
-def load_reference(driver, bundle: ReferenceBundle, database: str, progress=print) -> dict[str, Any]:
-    from graph.db import graph_writer as W
-    from graph.db.graph_writer import SymbolMap
-
-    W.ensure_schema(driver, database)
+def load_reference(writer: GraphWriter, bundle: ReferenceBundle, progress=print) -> dict[str, Any]:
+    """Genes, compounds and their targets, prior networks, complexes and gene sets, each Dataset marked
+    complete last; quarantined links are added to `bundle.quarantine`."""
+    writer.ensure_schema()
     by_id = {d.dataset_id: d for d in bundle.datasets}
     for record in bundle.datasets:
-        W.write_dataset(driver, record, database=database)
+        writer.write_dataset(record)
     stats: dict[str, Any] = {}
     quarantined: Counter[str] = Counter()
     if bundle.genes:
         progress(f"loading {len(bundle.genes)} genes")
-        stats["Gene"] = W.write_genes(driver, bundle.genes, bundle.gene_dataset, database=database)
-    symbols = SymbolMap.from_graph(driver, database=database)
+        stats["Gene"] = writer.write_genes(bundle.genes, bundle.gene_dataset)
     if bundle.compounds:
         progress(f"loading {len(bundle.compounds)} compounds and their targets")
-        stats["Compound"] = W.write_compounds(driver, bundle.compounds, bundle.compound_dataset, database=database)
-        stats["TARGETS"] = W.write_compound_targets(driver, bundle.compounds, bundle.compound_dataset,
-                                                    symbol_map=symbols, database=database)
+        stats["Compound"] = writer.write_compounds(bundle.compounds, bundle.compound_dataset)
+        stats["TARGETS"] = writer.write_compound_targets(bundle.compounds, bundle.compound_dataset)
         quarantined[bundle.compound_dataset] += len(stats["TARGETS"].quarantined)
         bundle.quarantine.setdefault(bundle.compound_dataset, []).extend(stats["TARGETS"].quarantined)
     for dataset_id, edges in bundle.prior_edges.items():
         progress(f"loading {len(edges)} prior edges of {dataset_id}")
-        s = W.write_prior_edges(driver, edges, dataset_id, symbol_map=symbols, database=database)
+        s = writer.write_prior_edges(edges, dataset_id)
         stats[f"prior:{dataset_id}"] = s
         bundle.quarantine.setdefault(dataset_id, []).extend(s.quarantined)
     for dataset_id, complexes in bundle.complexes.items():
-        s = W.write_complexes(driver, complexes, dataset_id, symbol_map=symbols, database=database)
+        s = writer.write_complexes(complexes, dataset_id)
         stats[f"complexes:{dataset_id}"] = s
         bundle.quarantine.setdefault(dataset_id, []).extend(s.quarantined)
     for dataset_id, sets in bundle.gene_sets.items():
-        s = W.write_gene_sets(driver, sets, dataset_id, source=by_id[dataset_id].source, symbol_map=symbols,
-                              database=database)
+        s = writer.write_gene_sets(sets, dataset_id, source=by_id[dataset_id].source)
         stats[f"gene_sets:{dataset_id}"] = s
         bundle.quarantine.setdefault(dataset_id, []).extend(s.quarantined)
     for record in bundle.datasets:
-        W.mark_dataset_complete(driver, record.dataset_id, n_quarantined=len(bundle.quarantine.get(record.dataset_id, [])),
-                                database=database)
+        writer.mark_dataset_complete(record.dataset_id,
+                                     n_quarantined=len(bundle.quarantine.get(record.dataset_id, [])))
     report_writes(stats, progress)
     return stats
 
 
-def load_experiment(driver, bundle: ExperimentBundle, database: str, progress=print) -> dict[str, Any]:
-    from graph.db import graph_writer as W
-    from graph.db.graph_writer import SymbolMap
-
+def load_experiment(writer: GraphWriter, bundle: ExperimentBundle, progress=print) -> dict[str, Any]:
+    """Contexts, perturbations and signatures of one experiment, its Dataset marked complete last
+    (with the store file and hash); quarantined records are added to `bundle.quarantine`."""
     dataset_id = bundle.dataset.dataset_id
     progress(f"loading {dataset_id}: {len(bundle.signatures)} signatures")
-    W.write_dataset(driver, bundle.dataset, database=database)
-    symbols = SymbolMap.from_graph(driver, database=database)
+    writer.write_dataset(bundle.dataset)
     stats = {
-        "CellLine": W.write_contexts(driver, bundle.contexts, dataset_id, database=database),
-        "Perturbation": W.write_perturbations(driver, bundle.perturbations, dataset_id, symbol_map=symbols,
-                                              database=database),
+        "CellLine": writer.write_contexts(bundle.contexts, dataset_id),
+        "Perturbation": writer.write_perturbations(bundle.perturbations, dataset_id),
     }
-    stats["Signature"] = W.write_signatures(driver, bundle.signatures, database=database)
+    stats["Signature"] = writer.write_signatures(bundle.signatures)
     for s in stats.values():
         bundle.quarantine.extend(s.quarantined)
-    W.mark_dataset_complete(driver, dataset_id, store_entry=bundle.store_entry,
-                            n_quarantined=len(bundle.quarantine), database=database)
+    writer.mark_dataset_complete(dataset_id, store_entry=bundle.store_entry, n_quarantined=len(bundle.quarantine))
     report_writes(stats, progress)
     return stats

@@ -53,12 +53,12 @@ def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: C
             elapsed_s: float, fmt: str = "table") -> None:
     """Graph counts, held-out metrics, simulated-truth recovery and example discoveries, as tables
     (or JSON / TSV) on stdout."""
-    from graph.db import graph_writer as W
+    from graph.db.checks import graph_counts
     from graph.db.connection import open_driver
     from pipelines.output import OutTable, emit
 
     with open_driver(settings) as driver:
-        counts = W.graph_counts(driver, database=settings.neo4j_database)
+        counts = graph_counts(driver, database=settings.neo4j_database)
         examples = example_discoveries(driver, settings.neo4j_database)
     tables = [
         OutTable("nodes", "Graph", ("nodes", "n"), tuple((k, n) for k, n in counts["nodes"].items() if n), ("n",)),

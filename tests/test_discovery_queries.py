@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 
 from graph.db import cypher_guard as CG
 from graph.db import discovery_queries as DQ
-from graph.db import discovery_writer as W
-from graph.db import graph_writer as GW
+from graph.db import discovery_reads as DR
+from graph.db.discovery_writer import DiscoveryWriter
+from graph.db.graph_writer import GraphWriter
+from graph.db.model_versions import ModelVersionRecord, ModelVersions
 from graph.db.schema import NODE_LABELS, REL_TYPES
 from graph.records import CompoundRecord, ContextRecord, GeneRecord, PerturbationRecord, PriorEdgeRecord
 
@@ -94,18 +96,19 @@ def _emb(rows: dict[str, list[float]]) -> pd.DataFrame:
 
 
 def build(driver) -> None:
-    GW.ensure_schema(driver)
-    GW.write_genes(driver, [GeneRecord(e, s, s) for s, e in SYMS.items()], "t")
+    w = GraphWriter(driver)
+    w.ensure_schema()
+    w.write_genes([GeneRecord(e, s, s) for s, e in SYMS.items()], "t")
     comps = [CompoundRecord("RAPA", "sirolimus", aliases=("rapamycin", ODD_ALIAS), targets=("MTOR",)),
              CompoundRecord("EVER", "everolimus", targets=("MTOR",)),
              CompoundRecord("VEMU", "vemurafenib", targets=("BRAF",))]
-    GW.write_compounds(driver, comps, "t")
-    GW.write_compound_targets(driver, comps, "t")
-    GW.write_contexts(driver, [ContextRecord("A375", "A-375"), ContextRecord("K562", "K-562"),
+    w.write_compounds(comps, "t")
+    w.write_compound_targets(comps, "t")
+    w.write_contexts([ContextRecord("A375", "A-375"), ContextRecord("K562", "K-562"),
                                ContextRecord("HELA", "HeLa")], "t")
-    GW.write_perturbations(driver, [PerturbationRecord("compound:RAPA@1uM", "sirolimus", "compound",
+    w.write_perturbations([PerturbationRecord("compound:RAPA@1uM", "sirolimus", "compound",
                                                        compound_id="RAPA", dose_value=1.0, dose_unit="uM")], "t")
-    GW.write_prior_edges(driver, [PriorEdgeRecord("MTOR", "RPTOR", "STRING", 0.9)], "t")
+    w.write_prior_edges([PriorEdgeRecord("MTOR", "RPTOR", "STRING", 0.9)], "t")
     mech = pd.DataFrame({"compound": ["RAPA", "RAPA", "EVER", "VEMU"], "gene": ["MTOR", "EGFR", "MTOR", "BRAF"],
                          "score": [0.95, 0.4, 0.9, 0.8], "rank": [1, 2, 1, 1], "zscore": [6.0, 1.0, 5.0, 4.0],
                          "pvalue": [0.001, 0.3, 0.002, 0.004], "qvalue": [0.01, 0.5, 0.01, 0.02],
@@ -120,14 +123,12 @@ def build(driver) -> None:
                                       "MAP2K1": [0, 0.9, 0.1], "EGFR": [0, 0, 1]}),
            "readout": _emb({"MTOR": [0, 0, 1], "EGFR": [0, 0.1, 1], "BRAF": [1, 0, 0]}),
            "context": _emb({"A375": [1, 0], "K562": [0, 1], "HELA": [0.9, 0.2]})}
-    W.publish_discoveries(driver, W.ModelVersionRecord({"v": 1}, trained_at="2025-01-01T00:00:00", version_id=V1),
-                          mechanisms=mech, interactions=inter, effects=effects, embeddings=emb)
+    dw = DiscoveryWriter(driver)
+    dw.publish(ModelVersionRecord({"v": 1}, trained_at="2025-01-01T00:00:00", version_id=V1), mechanisms=mech, interactions=inter, effects=effects, embeddings=emb)
     # v2: RAPA loses EGFR and gains RPTOR; MTOR-EGFR interaction dropped
     mech2 = mech.copy()
     mech2.loc[1, "gene"] = "RPTOR"
-    W.publish_discoveries(driver, W.ModelVersionRecord({"v": 2}, trained_at="2025-02-01T00:00:00", version_id=V2),
-                          mechanisms=mech2, interactions=inter.iloc[[0, 1, 3]], effects=effects, embeddings=emb,
-                          quality=QUALITY)
+    dw.publish(ModelVersionRecord({"v": 2}, trained_at="2025-02-01T00:00:00", version_id=V2), mechanisms=mech2, interactions=inter.iloc[[0, 1, 3]], effects=effects, embeddings=emb, quality=QUALITY)
 
 
 QUALITY = {"edges": {"method": "signature_correlation", "metric": "AUPRC outside the prior", "score": 0.2,
@@ -137,7 +138,7 @@ QUALITY = {"edges": {"method": "signature_correlation", "metric": "AUPRC outside
 
 
 def q(driver, name, **params):
-    return W.run_named_query(driver, name, params)
+    return DR.run_named_query(driver, name, params)
 
 
 @pytest.mark.neo4j
@@ -230,7 +231,7 @@ def test_version_queries_report_what_changed(empty_graph):
     stored = sorted(map(str, q(d, "version-summary")))
     d.execute_query("MATCH (m:ModelVersion) REMOVE m.summary_relationships, m.mechanism_links")
     assert q(d, "version-summary") == [] and q(d, "model-versions")[0]["mechanism_links"] is None
-    assert sorted(W.backfill_version_summaries(d)) == [V1, V2]
+    assert sorted(ModelVersions(d).backfill_summaries()) == [V1, V2]
     assert sorted(map(str, q(d, "version-summary"))) == stored
     assert q(d, "model-versions")[0]["mechanism_links"] == 4
 
@@ -241,7 +242,7 @@ def test_named_queries_run_in_read_transactions(empty_graph):
     with pytest.raises(CG.ReadOnlyError):
         CG.run_cypher(empty_graph, "CREATE (:ModelVersion {version_id: 'x'})")
     with pytest.raises(KeyError):
-        W.run_named_query(empty_graph, "drop-everything")
+        DR.run_named_query(empty_graph, "drop-everything")
 
 
 def test_docs_show_every_named_query_as_it_runs():

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from graph.db import cypher_guard as CG
 from graph.db import discovery_queries as DQ
-from graph.db import discovery_writer as W
-from graph.db import graph_writer as GW
+from graph.db import discovery_reads as DR
+from graph.db.discovery_writer import DiscoveryWriter
+from graph.db.graph_writer import GraphWriter
+from graph.db.model_versions import AWAITING_CHECK, ModelVersionConflict, ModelVersionRecord, ModelVersions
 from graph.records import CompoundRecord, ContextRecord, GeneRecord, PerturbationRecord, PriorEdgeRecord
 from models import discovery as D
 
@@ -25,17 +27,18 @@ COMPOUNDS = [("RAPA", "sirolimus", ("rapamycin",), ("MTOR",)), ("VEMU", "vemuraf
 
 def build_base(driver) -> None:
     """Genes, compounds with annotated targets, contexts, perturbations, two prior edges."""
-    GW.ensure_schema(driver)
-    GW.write_genes(driver, [GeneRecord(e, s, s) for s, e in GENES.items()], "t")
+    w = GraphWriter(driver)
+    w.ensure_schema()
+    w.write_genes([GeneRecord(e, s, s) for s, e in GENES.items()], "t")
     comps = [CompoundRecord(cid, name, aliases=al, targets=tg) for cid, name, al, tg in COMPOUNDS]
-    GW.write_compounds(driver, comps, "t")
-    GW.write_compound_targets(driver, comps, "t")
-    GW.write_contexts(driver, [ContextRecord("K562", "K-562"), ContextRecord("A375", "A375")], "t")
+    w.write_compounds(comps, "t")
+    w.write_compound_targets(comps, "t")
+    w.write_contexts([ContextRecord("K562", "K-562"), ContextRecord("A375", "A375")], "t")
     perts = [PerturbationRecord(f"compound:{cid}@{d:g}uM", name, "compound", compound_id=cid, dose_value=d,
                                 dose_unit="uM") for cid, name, _, _ in COMPOUNDS for d in (1.0, 10.0)]
     perts += [PerturbationRecord(f"CRISPRi:{s}", s, "CRISPRi", target_symbols=(s,)) for s in GENES]
-    GW.write_perturbations(driver, perts, "t")
-    GW.write_prior_edges(driver, [PriorEdgeRecord("MTOR", "RPTOR", "STRING", 0.9),
+    w.write_perturbations(perts, "t")
+    w.write_prior_edges([PriorEdgeRecord("MTOR", "RPTOR", "STRING", 0.9),
                                   PriorEdgeRecord("BRAF", "MAP2K1", "STRING", 0.8)], "t")
 
 
@@ -62,14 +65,13 @@ def discoveries(seed=0, d=8, k=3):
 
 
 def record(trained_at, **kw):
-    return W.ModelVersionRecord(config={"d": 8, **kw}, dataset_ids=("t",), dataset_hashes=("abc",),
+    return ModelVersionRecord(config={"d": 8, **kw}, dataset_ids=("t",), dataset_hashes=("abc",),
                                 metrics={"pearson": 0.5}, trained_at=trained_at, code_version="test")
 
 
 def publish(driver, rec, seed=0, retention=5, d=8):
     emb, mech, inter, effects = discoveries(seed, d)
-    return W.publish_discoveries(driver, rec, embeddings=emb, mechanisms=mech, interactions=inter,
-                                 effects=effects, retention=retention)
+    return DiscoveryWriter(driver).publish(rec, embeddings=emb, mechanisms=mech, interactions=inter, effects=effects, retention=retention)
 
 
 def count(driver, rel, version):
@@ -94,7 +96,7 @@ def test_publish_writes_everything_and_is_idempotent(empty_graph):
     assert all(st.relationships_created == 0 for st in again.stats.values())
     assert {rel: count(empty_graph, rel, rec.version_id) for rel in DQ.VERSIONED_REL_TYPES} == before
     assert CG.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n")[0]["n"] == nodes_before
-    assert W.current_version(empty_graph) == rec.version_id
+    assert ModelVersions(empty_graph).current() == rec.version_id
 
     mv = CG.run_cypher(empty_graph, DQ.GET_MODEL_VERSION, {"version_id": rec.version_id})[0]["model_version"]
     assert mv["current"] is True and mv["status"] == "complete"
@@ -106,10 +108,10 @@ def test_annotated_target_and_prior_flags_come_from_the_graph(empty_graph):
     build_base(empty_graph)
     rec = record("2025-01-01T00:00:00")
     publish(empty_graph, rec)
-    rows = W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})
+    rows = DR.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})
     assert rows[0]["gene"] == "MTOR" and rows[0]["annotated_target"] is True and rows[0]["rank"] == 1
     assert all(r["annotated_target"] is False for r in rows[1:])
-    inter = W.run_named_query(empty_graph, "interactions", {"gene": "MTOR"})
+    inter = DR.run_named_query(empty_graph, "interactions", {"gene": "MTOR"})
     assert inter[0]["partner"] == "RPTOR" and inter[0]["evidence"] == "prior" and inter[0]["mutual"]
     assert inter[0]["prior_sources"] == ["STRING"]
     assert all(r["evidence"] == "novel" for r in inter[1:])
@@ -120,18 +122,18 @@ def test_retraining_keeps_versions_distinguishable_with_one_current(empty_graph)
     v1, v2 = record("2025-01-01T00:00:00"), record("2025-02-01T00:00:00", lr=0.1)
     publish(empty_graph, v1, seed=0)
     publish(empty_graph, v2, seed=1)
-    versions = W.list_model_versions(empty_graph)
+    versions = ModelVersions(empty_graph).list_versions()
     assert [v["version_id"] for v in versions] == [v2.version_id, v1.version_id]
     assert [v["current"] for v in versions] == [True, False]
     for rel in DQ.VERSIONED_REL_TYPES:
         assert count(empty_graph, rel, v1.version_id) > 0 and count(empty_graph, rel, v2.version_id) > 0
-    cur = W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})
-    old = W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA", "version": v1.version_id})
+    cur = DR.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})
+    old = DR.run_named_query(empty_graph, "mechanism", {"compound": "RAPA", "version": v1.version_id})
     assert {r["model_version"] for r in cur} == {v2.version_id}
     assert {r["model_version"] for r in old} == {v1.version_id}
     # republishing the old version makes it current again, still exactly one current
-    W.set_current_version(empty_graph, v1.version_id)
-    assert [v["version_id"] for v in W.list_model_versions(empty_graph) if v["current"]] == [v1.version_id]
+    ModelVersions(empty_graph).set_current(v1.version_id)
+    assert [v["version_id"] for v in ModelVersions(empty_graph).list_versions() if v["current"]] == [v1.version_id]
 
 
 def test_pruning_beyond_retention_removes_old_links_and_node(empty_graph):
@@ -141,17 +143,18 @@ def test_pruning_beyond_retention_removes_old_links_and_node(empty_graph):
         publish(empty_graph, rec, seed=i, retention=5)
     report = publish(empty_graph, recs[2], seed=2, retention=2)
     assert report.pruned == [recs[0].version_id]
-    assert [v["version_id"] for v in W.list_model_versions(empty_graph)] == [recs[2].version_id, recs[1].version_id]
+    versions = ModelVersions(empty_graph)
+    assert [v["version_id"] for v in versions.list_versions()] == [recs[2].version_id, recs[1].version_id]
     for rel in DQ.VERSIONED_REL_TYPES:
         assert count(empty_graph, rel, recs[0].version_id) == 0
         assert count(empty_graph, rel, recs[1].version_id) > 0
     # small delete batches still remove everything
-    deleted = W.delete_model_version(empty_graph, recs[1].version_id, batch_size=2)
+    deleted = ModelVersions(empty_graph, delete_batch_size=2).delete(recs[1].version_id)
     assert deleted["SHARES_MECHANISM_WITH"] == 9 and deleted["ModelVersion"] == 1
     with pytest.raises(ValueError):
-        W.delete_model_version(empty_graph, recs[2].version_id)  # the current one
+        versions.delete(recs[2].version_id)  # the current one
     with pytest.raises(ValueError):
-        W.prune_model_versions(empty_graph, 0)
+        versions.prune(0)
 
 
 def test_embeddings_vector_index_dimension_change_and_stale_clearing(empty_graph):
@@ -164,7 +167,8 @@ def test_embeddings_vector_index_dimension_change_and_stale_clearing(empty_graph
     # a wider model: index recreated with the new dimension; embeddings of names it lacks are removed
     comp, genes = planted(seed=3, d=16)
     v2 = record("2025-02-01T00:00:00", d=16)
-    W.publish_discoveries(empty_graph, v2, embeddings={"gene_perturbation": genes.drop(index="TP53"),
+    dw = DiscoveryWriter(empty_graph)
+    dw.publish(v2, embeddings={"gene_perturbation": genes.drop(index="TP53"),
                                                        "compound": comp}, retention=5)
     idx = {r["name"]: r for r in CG.run_cypher(empty_graph, DQ.SHOW_VECTOR_INDEXES)}
     assert idx["gene_embedding_perturbation_vidx"]["dimensions"] == 16
@@ -173,33 +177,35 @@ def test_embeddings_vector_index_dimension_change_and_stale_clearing(empty_graph
     by = {r["s"]: r for r in rows}
     assert by["TP53"]["d"] is None and by["TP53"]["v"] is None
     assert by["MTOR"]["d"] == 16 and by["MTOR"]["v"] == v2.version_id
-    sim = W.run_named_query(empty_graph, "similar-genes", {"gene": "MTOR", "k": 1})
+    sim = DR.run_named_query(empty_graph, "similar-genes", {"gene": "MTOR", "k": 1})
     assert sim[0]["gene"] == "RPTOR"
     with pytest.raises(ValueError):
-        W.ensure_discovery_schema(empty_graph, dims={"gene_perturbation": "16"})
+        dw.ensure_schema(dims={"gene_perturbation": "16"})
     with pytest.raises(ValueError):
-        W.ensure_discovery_schema(empty_graph, dims={"nonsense": 4})
+        dw.ensure_schema(dims={"nonsense": 4})
 
 
 def test_version_conflict_and_unresolvable_genes(empty_graph):
     build_base(empty_graph)
     rec = record("2025-01-01T00:00:00")
-    assert W.register_model_version(empty_graph, rec)
-    clash = W.ModelVersionRecord(config={"other": 1}, trained_at=rec.trained_at, version_id=rec.version_id)
-    with pytest.raises(W.ModelVersionConflict):
-        W.register_model_version(empty_graph, clash)
+    versions = ModelVersions(empty_graph)
+    assert versions.register(rec)
+    clash = ModelVersionRecord(config={"other": 1}, trained_at=rec.trained_at, version_id=rec.version_id)
+    with pytest.raises(ModelVersionConflict):
+        versions.register(clash)
     links = pd.DataFrame({"compound": ["RAPA", "RAPA"], "gene": ["MTOR", "NOT_A_GENE"], "score": [0.9, 0.8],
                           "rank": [1, 2], "zscore": [5.0, 4.0], "pvalue": [0.001, 0.01], "qvalue": [0.01, 0.02]})
-    stats = W.write_mechanism_links(empty_graph, rec.version_id, links)
+    dw = DiscoveryWriter(empty_graph)
+    stats = dw.write_mechanism_links(rec.version_id, links)
     assert stats.written == 1 and [q.record_key for q in stats.quarantined] == ["RAPA->NOT_A_GENE"]
     # a compound id that is not in the graph is not created
-    stats = W.write_mechanism_links(empty_graph, rec.version_id, links.assign(compound="NOPE").iloc[:1])
+    stats = dw.write_mechanism_links(rec.version_id, links.assign(compound="NOPE").iloc[:1])
     assert stats.written == 0 and stats.relationships_created == 0
 
 
 def test_fetch_discovery_inputs(empty_graph):
     build_base(empty_graph)
-    inp = W.fetch_discovery_inputs(empty_graph)
+    inp = DR.fetch_discovery_inputs(empty_graph)
     assert inp.perturbation_compound["compound:RAPA@10uM"] == "RAPA"
     assert inp.perturbation_genes["CRISPRi:MTOR"] == [2475]
     assert inp.genetic_groups()["CRISPRi:BRAF"] == "673"
@@ -227,14 +233,16 @@ def test_odd_names_travel_as_parameters(empty_graph, name):
     """Compound ids and names from data never become Cypher text: whatever they contain, they are
     written and found verbatim, and nothing else in the graph changes."""
     CG.run_cypher(empty_graph, "MATCH (n) DETACH DELETE n", write=True)
-    GW.write_genes(empty_graph, [GeneRecord(2475, "MTOR", "MTOR")], "t")
-    GW.write_compounds(empty_graph, [CompoundRecord(name, name)], "t")
-    rec = W.ModelVersionRecord(config={"n": name}, trained_at="2025-01-01T00:00:00", version_id=name)
-    W.register_model_version(empty_graph, rec)
+    w = GraphWriter(empty_graph)
+    w.write_genes([GeneRecord(2475, "MTOR", "MTOR")], "t")
+    w.write_compounds([CompoundRecord(name, name)], "t")
+    rec = ModelVersionRecord(config={"n": name}, trained_at="2025-01-01T00:00:00", version_id=name)
+    versions = ModelVersions(empty_graph)
+    versions.register(rec)
     links = pd.DataFrame({"compound": [name], "gene": ["MTOR"], "score": [0.5], "rank": [1], "significant": [True]})
-    assert W.write_mechanism_links(empty_graph, name, links).written == 1
-    W.set_current_version(empty_graph, name)
-    rows = W.run_named_query(empty_graph, "mechanism", {"compound": name})
+    assert DiscoveryWriter(empty_graph).write_mechanism_links(name, links).written == 1
+    versions.set_current(name)
+    rows = DR.run_named_query(empty_graph, "mechanism", {"compound": name})
     assert [(r["compound_id"], r["gene"], r["model_version"]) for r in rows] == [(name, "MTOR", name)]
     assert CG.run_cypher(empty_graph, "MATCH (n) RETURN count(n) AS n") == [{"n": 3}]
 
@@ -254,12 +262,13 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
     quality = {"edges": {"method": "signature_correlation", "metric": "AUPRC", "score": 0.3, "baseline_score": 0.3},
                "mechanisms": {"method": "signature_connectivity", "metric": "AUROC", "score": 0.9, "baseline_score": 0.5,
                               "fdr": 0.1, "significant": int(mech["significant"].sum())}}
-    W.publish_discoveries(empty_graph, v2, embeddings=emb, mechanisms=mech, interactions=inter, effects=effects,
-                          quality=quality, retention=5, make_current=False)
-    assert W.current_version(empty_graph) == v1.version_id
-    status = {v["version_id"]: v["status"] for v in W.list_model_versions(empty_graph)}
-    assert status[v2.version_id] == W.AWAITING_CHECK and status[v1.version_id] == "complete"
-    assert {r["model_version"] for r in W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})} <= {
+    dw = DiscoveryWriter(empty_graph)
+    dw.publish(v2, embeddings=emb, mechanisms=mech, interactions=inter, effects=effects, quality=quality, retention=5, make_current=False)
+    versions = ModelVersions(empty_graph)
+    assert versions.current() == v1.version_id
+    status = {v["version_id"]: v["status"] for v in versions.list_versions()}
+    assert status[v2.version_id] == AWAITING_CHECK and status[v1.version_id] == "complete"
+    assert {r["model_version"] for r in DR.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})} <= {
         v1.version_id}
     methods = CG.run_cypher(empty_graph, "MATCH ()-[r:PREDICTED_INTERACTION]->() WHERE r.modelVersion = $v "
                                          "RETURN collect(DISTINCT r.method) AS m", {"v": v2.version_id})[0]["m"]
@@ -272,21 +281,21 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
                                               "RETURN collect(DISTINCT r.method) AS m", {"v": v2.version_id})[0]["m"]
     assert mech_methods == ["signature_connectivity"]
 
-    W.promote_version(empty_graph, v2.version_id, kinds=emb.keys(), retention=5)
-    assert W.current_version(empty_graph) == v2.version_id
-    row = next(v for v in W.run_named_query(empty_graph, "model-versions") if v["version_id"] == v2.version_id)
+    dw.promote(v2.version_id, kinds=emb.keys(), retention=5)
+    assert versions.current() == v2.version_id
+    row = next(v for v in DR.run_named_query(empty_graph, "model-versions") if v["version_id"] == v2.version_id)
     assert (row["edge_method"], row["edge_score"], row["mechanism_score"], row["mechanism_baseline_score"]) == (
         "signature_correlation", 0.3, 0.9, 0.5)
     assert row["mechanism_method"] == "signature_connectivity"
-    shown = W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA", "all": True})
+    shown = DR.run_named_query(empty_graph, "mechanism", {"compound": "RAPA", "all": True})
     assert shown and {r["method"] for r in shown} == {"signature_connectivity"}
     mv = CG.run_cypher(empty_graph, DQ.GET_MODEL_VERSION, {"version_id": v2.version_id})[0]["model_version"]
     assert mv["status"] == "complete" and '"baseline_score": 0.5' in mv["discovery_quality"]
 
     # reference pairs for edge scoring come from the graph: complexes and prior interactions
-    GW.write_complexes(empty_graph, [ComplexRecord("CORUM:1", "mTORC1", ("MTOR", "RPTOR", "EGFR"))], "t")
-    refs = W.fetch_edge_references(empty_graph, [GENES[g] for g in ("MTOR", "RPTOR", "EGFR", "BRAF", "MAP2K1")])
+    GraphWriter(empty_graph).write_complexes([ComplexRecord("CORUM:1", "mTORC1", ("MTOR", "RPTOR", "EGFR"))], "t")
+    refs = DR.fetch_edge_references(empty_graph, [GENES[g] for g in ("MTOR", "RPTOR", "EGFR", "BRAF", "MAP2K1")])
     assert sorted(refs["CORUM"]) == sorted([(1956, 2475), (1956, 57521), (2475, 57521)])
     assert sorted(refs["STRING"]) == [(673, 5604), (2475, 57521)]
-    only = W.fetch_edge_references(empty_graph, [GENES["MTOR"], GENES["RPTOR"]])
+    only = DR.fetch_edge_references(empty_graph, [GENES["MTOR"], GENES["RPTOR"]])
     assert only == {"CORUM": [(2475, 57521)], "STRING": [(2475, 57521)]}

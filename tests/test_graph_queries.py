@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graph.db import graph_writer as writer
 from graph.db import queries as Q
+from graph.db.graph_writer import GraphWriter
 from graph.db.schema import NODE_LABELS, REL_TYPES, SchemaError
 from graph.records import CompoundRecord, ContextRecord, GeneRecord, PerturbationRecord
 
@@ -96,12 +96,11 @@ NASTY = st.one_of(
 @given(name=NASTY)
 def test_names_reach_cypher_only_as_parameters(name):
     drv = RecordingDriver()
-    writer.write_compounds(drv, [CompoundRecord(compound_id=f"name:{name}", name=name, aliases=(name,))], "ds")
-    writer.write_contexts(drv, [ContextRecord(context_id=name, name=name)], "ds")
-    writer.write_genes(drv, [GeneRecord(entrez_id=1, symbol=name, name=name, aliases=(name,))], "ds")
-    writer.write_perturbations(
-        drv, [PerturbationRecord(perturbation_id=f"x:{name}", name=name, perturbation_type="control")], "ds"
-    )
+    w = GraphWriter(drv)
+    w.write_compounds([CompoundRecord(compound_id=f"name:{name}", name=name, aliases=(name,))], "ds")
+    w.write_contexts([ContextRecord(context_id=name, name=name)], "ds")
+    w.write_genes([GeneRecord(entrez_id=1, symbol=name, name=name, aliases=(name,))], "ds")
+    w.write_perturbations([PerturbationRecord(perturbation_id=f"x:{name}", name=name, perturbation_type="control")], "ds")
     static = set(Q.QUERIES.values())
     assert len(drv.calls) == 4
     for query, params in drv.calls:
@@ -117,6 +116,6 @@ def test_names_reach_cypher_only_as_parameters(name):
 def test_batches_split_rows():
     drv = RecordingDriver()
     genes = [GeneRecord(entrez_id=i, symbol=f"G{i}") for i in range(25)]
-    stats = writer.write_genes(drv, genes, "ds", batch_size=10)
+    stats = GraphWriter(drv, batch_size=10).write_genes(genes, "ds")
     assert [len(p["rows"]) for _, p in drv.calls] == [10, 10, 5]
     assert stats.rows == stats.written == 25 and stats.batches == 3

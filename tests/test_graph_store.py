@@ -13,7 +13,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from graph.db import graph_writer as writer
+from graph.db import checks
+from graph.db.graph_writer import GraphWriter
 from graph.db.pipeline_queries import dataset_store_records
 from graph.records import MEASUREMENT_COLUMNS, DatasetRecord, QuarantineRecord
 from graph.settings import Settings
@@ -232,13 +233,14 @@ def test_quarantine_table_dedups_and_counts(settings):
 @pytest.mark.neo4j
 def test_training_table_verified_against_the_graph(empty_graph, settings):
     ds = DatasetRecord("ds1", "ds one", "test", "1", "/x", "e" * 64, "CC0", "long_table")
-    writer.ensure_schema(empty_graph)
-    writer.write_dataset(empty_graph, ds)
+    w = GraphWriter(empty_graph)
+    w.ensure_schema()
+    w.write_dataset(ds)
     entry = store.write_measurements(settings, "ds1", table())
     with pytest.raises(store.StoreIntegrityError, match="loading"):
         store.load_training_table(settings, ["ds1"], dataset_store_records(empty_graph, ["ds1"], database=None))
-    writer.mark_dataset_complete(empty_graph, "ds1", store_entry=entry)
-    got = writer.get_dataset(empty_graph, "ds1")
+    w.mark_dataset_complete("ds1", store_entry=entry)
+    got = checks.get_dataset(empty_graph, "ds1")
     assert got["store_sha256"] == entry.sha256 and got["store_path"] == "ds1/measurements.parquet"
     assert got["store_rows"] == 6
     assert len(store.load_training_table(settings, ["ds1"], dataset_store_records(empty_graph, ["ds1"], database=None))) == 6

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graph.db import graph_writer as writer
+from graph.db import checks
+from graph.db.graph_writer import DatasetConflict, GraphWriter
 from graph.db.queries import EXPERIMENTS_FOR_COMPOUND_IN_CONTEXT
 from graph.records import (
     ComplexRecord,
@@ -63,20 +64,19 @@ COMPLEXES = [ComplexRecord("corum:1", "CDK2-CDK4 toy complex", ("CDK2", "CDK4", 
 
 def ingest(driver, signatures=SIGS, batch_size=2):
     """The order the Dagster assets use; returns all quarantined records."""
-    writer.ensure_schema(driver)
-    writer.write_dataset(driver, DS)
+    w = GraphWriter(driver, batch_size=batch_size)
+    w.ensure_schema()
+    w.write_dataset(DS)
     q = []
-    writer.write_genes(driver, GENES, DS.dataset_id, batch_size=batch_size)
-    symbols = writer.SymbolMap.from_graph(driver)
-    writer.write_compounds(driver, COMPOUNDS, DS.dataset_id, batch_size=batch_size)
-    writer.write_contexts(driver, CONTEXTS, DS.dataset_id)
-    q += writer.write_perturbations(driver, PERTS, DS.dataset_id, symbol_map=symbols).quarantined
-    q += writer.write_signatures(driver, signatures, batch_size=batch_size).quarantined
-    q += writer.write_compound_targets(driver, COMPOUNDS, DS.dataset_id, source="test",
-                                       symbol_map=symbols).quarantined
-    q += writer.write_prior_edges(driver, PRIOR, DS.dataset_id, symbol_map=symbols).quarantined
-    q += writer.write_complexes(driver, COMPLEXES, DS.dataset_id, symbol_map=symbols).quarantined
-    writer.mark_dataset_complete(driver, DS.dataset_id, n_quarantined=len(q))
+    w.write_genes(GENES, DS.dataset_id)
+    w.write_compounds(COMPOUNDS, DS.dataset_id)
+    w.write_contexts(CONTEXTS, DS.dataset_id)
+    q += w.write_perturbations(PERTS, DS.dataset_id).quarantined
+    q += w.write_signatures(signatures).quarantined
+    q += w.write_compound_targets(COMPOUNDS, DS.dataset_id, source="test").quarantined
+    q += w.write_prior_edges(PRIOR, DS.dataset_id).quarantined
+    q += w.write_complexes(COMPLEXES, DS.dataset_id).quarantined
+    w.mark_dataset_complete(DS.dataset_id, n_quarantined=len(q))
     return q
 
 
@@ -89,18 +89,20 @@ def snapshot(driver):
 
 
 def test_schema_constraints_created_and_checked(empty_graph):
-    assert len(writer.check_constraints(empty_graph)) > 0
-    writer.ensure_schema(empty_graph)
-    writer.ensure_schema(empty_graph)  # idempotent
-    assert writer.check_constraints(empty_graph) == []
+    assert len(checks.check_constraints(empty_graph)) > 0
+    w = GraphWriter(empty_graph)
+    w.ensure_schema()
+    w.ensure_schema()  # idempotent
+    assert checks.check_constraints(empty_graph) == []
 
 
 def test_case_folded_lookup_keys_are_written_and_backfilled(empty_graph):
     """symbol_upper / name_lower (the indexed case-insensitive lookup keys) are set on write, and
     ensure_schema fills them in on a graph written before they existed."""
-    writer.ensure_schema(empty_graph)
-    writer.write_genes(empty_graph, [GeneRecord(1017, "Cdk2", "x")], "t")
-    writer.write_compounds(empty_graph, [CompoundRecord("C1", "Sirolimus")], "t")
+    w = GraphWriter(empty_graph)
+    w.ensure_schema()
+    w.write_genes([GeneRecord(1017, "Cdk2", "x")], "t")
+    w.write_compounds([CompoundRecord("C1", "Sirolimus")], "t")
 
     def keys():
         return empty_graph.execute_query(
@@ -109,13 +111,13 @@ def test_case_folded_lookup_keys_are_written_and_backfilled(empty_graph):
     assert keys() == {"g": "CDK2", "c": "sirolimus"}
     empty_graph.execute_query("MATCH (n) WHERE n:Gene OR n:Compound REMOVE n.symbol_upper, n.name_lower")
     assert keys() == {"g": None, "c": None}
-    writer.ensure_schema(empty_graph)
+    w.ensure_schema()
     assert keys() == {"g": "CDK2", "c": "sirolimus"}
 
 
 def test_full_ingest_counts_quarantine_and_integrity(empty_graph):
     quarantined = ingest(empty_graph)
-    counts = writer.graph_counts(empty_graph)
+    counts = checks.graph_counts(empty_graph)
     assert counts["nodes"]["Gene"] == 4
     assert counts["nodes"]["Compound"] == 2
     assert counts["nodes"]["CellLine"] == 2
@@ -132,8 +134,8 @@ def test_full_ingest_counts_quarantine_and_integrity(empty_graph):
     assert rels["MEMBER_OF"] == 2
     assert counts["total_nodes"] == 19 and counts["total_relationships"] == sum(rels.values())
     assert sorted(q.record_key for q in quarantined) == ["KEY-VEM->NOTAGENE", "MTOR-XYZ1", "corum:1<-NOPE"]
-    assert writer.check_no_orphans(empty_graph) == {}
-    ds = writer.get_dataset(empty_graph, DS.dataset_id)
+    assert checks.check_no_orphans(empty_graph) == {}
+    ds = checks.get_dataset(empty_graph, DS.dataset_id)
     assert ds["status"] == "complete" and ds["sha256"] == DS.sha256 and ds["n_quarantined"] == 3
     assert ds["ingested_at"] and ds["licence"] == "CC0"
     score, _, _ = empty_graph.execute_query(
@@ -157,23 +159,23 @@ def test_full_ingest_counts_quarantine_and_integrity(empty_graph):
 
 def test_rerunning_the_same_ingest_changes_nothing(empty_graph):
     ingest(empty_graph)
-    counts, snap = writer.graph_counts(empty_graph), snapshot(empty_graph)
+    counts, snap = checks.graph_counts(empty_graph), snapshot(empty_graph)
     ingest(empty_graph, batch_size=3)
-    assert writer.graph_counts(empty_graph) == counts
+    assert checks.graph_counts(empty_graph) == counts
     assert snapshot(empty_graph) == snap
 
 
 def test_a_new_dataset_adds_without_rewriting(empty_graph):
     ingest(empty_graph)
-    before = writer.graph_counts(empty_graph)
+    before = checks.graph_counts(empty_graph)
     ds2 = DatasetRecord("genes_v2", "gene table v2", "NCBI", "2", "/x/genes.tsv", "b" * 64, "public", "gene_table")
-    writer.write_dataset(empty_graph, ds2)
-    writer.write_genes(empty_graph, [GeneRecord(1017, "CDK2", "a rewritten description", aliases=("NEWALIAS",)),
-                                     GeneRecord(5290, "PIK3CA", "phosphatidylinositol-4,5-bisphosphate")],
-                       "genes_v2")
-    writer.write_prior_edges(empty_graph, [PriorEdgeRecord("CDK2", "CDK4", "STRING", 0.1)], "genes_v2")
-    writer.mark_dataset_complete(empty_graph, "genes_v2")
-    after = writer.graph_counts(empty_graph)
+    w = GraphWriter(empty_graph)
+    w.write_dataset(ds2)
+    w.write_genes([GeneRecord(1017, "CDK2", "a rewritten description", aliases=("NEWALIAS",)),
+                                     GeneRecord(5290, "PIK3CA", "phosphatidylinositol-4,5-bisphosphate")], "genes_v2")
+    w.write_prior_edges([PriorEdgeRecord("CDK2", "CDK4", "STRING", 0.1)], "genes_v2")
+    w.mark_dataset_complete("genes_v2")
+    after = checks.graph_counts(empty_graph)
     assert after["nodes"]["Gene"] == before["nodes"]["Gene"] + 1
     assert after["nodes"]["Dataset"] == 2
     assert after["relationships"]["INTERACTS_WITH"] == 2  # one per dataset; the old one untouched
@@ -188,16 +190,17 @@ def test_a_new_dataset_adds_without_rewriting(empty_graph):
 
 
 def test_same_dataset_id_with_another_file_hash_is_refused(empty_graph):
-    writer.ensure_schema(empty_graph)
-    writer.write_dataset(empty_graph, DS)
+    w = GraphWriter(empty_graph)
+    w.ensure_schema()
+    w.write_dataset(DS)
     changed = DatasetRecord(**{**DS.__dict__, "sha256": "c" * 64})
-    with pytest.raises(writer.DatasetConflict):
-        writer.write_dataset(empty_graph, changed)
+    with pytest.raises(DatasetConflict):
+        w.write_dataset(changed)
 
 
 def test_crash_mid_ingest_stays_loading_and_rerun_completes(empty_graph):
     ingest(empty_graph)
-    clean = writer.graph_counts(empty_graph), snapshot(empty_graph)
+    clean = checks.graph_counts(empty_graph), snapshot(empty_graph)
     empty_graph.execute_query("MATCH (n) DETACH DELETE n")  # data only; the schema stays
 
     def crashing():
@@ -208,38 +211,40 @@ def test_crash_mid_ingest_stays_loading_and_rerun_completes(empty_graph):
 
     with pytest.raises(RuntimeError, match="killed"):
         ingest(empty_graph, signatures=crashing(), batch_size=2)
-    assert writer.get_dataset(empty_graph, DS.dataset_id)["status"] == "loading"
-    assert writer.graph_counts(empty_graph)["nodes"]["Signature"] == 2  # first batch committed
-    assert writer.check_no_orphans(empty_graph) == {"incomplete_dataset": 1}
+    assert checks.get_dataset(empty_graph, DS.dataset_id)["status"] == "loading"
+    assert checks.graph_counts(empty_graph)["nodes"]["Signature"] == 2  # first batch committed
+    assert checks.check_no_orphans(empty_graph) == {"incomplete_dataset": 1}
     ingest(empty_graph)
-    assert writer.graph_counts(empty_graph) == clean[0]
+    assert checks.graph_counts(empty_graph) == clean[0]
     strip = [s for s in clean[1] if "ingested_at" not in s and "completed_at" not in s]
     assert [s for s in snapshot(empty_graph) if "ingested_at" not in s and "completed_at" not in s] == strip
 
 
 def test_create_path_falls_back_to_merge_on_duplicate_ids(empty_graph):
-    writer.ensure_schema(empty_graph)
-    writer.write_dataset(empty_graph, DS)
-    writer.write_contexts(empty_graph, CONTEXTS, DS.dataset_id)
-    writer.write_perturbations(empty_graph, PERTS[3:], DS.dataset_id)
+    w = GraphWriter(empty_graph)
+    w.ensure_schema()
+    w.write_dataset(DS)
+    w.write_contexts(CONTEXTS, DS.dataset_id)
+    w.write_perturbations(PERTS[3:], DS.dataset_id)
     dup = [SIGS[4], SIGS[4]]
-    stats = writer.write_signatures(empty_graph, dup)
-    assert stats.written == 2 and writer.graph_counts(empty_graph)["nodes"]["Signature"] == 1
-    assert writer.graph_counts(empty_graph)["relationships"]["FROM_DATASET"] == 1
+    stats = w.write_signatures(dup)
+    assert stats.written == 2 and checks.graph_counts(empty_graph)["nodes"]["Signature"] == 1
+    assert checks.graph_counts(empty_graph)["relationships"]["FROM_DATASET"] == 1
 
 
 def test_signatures_with_missing_references_are_quarantined(empty_graph):
-    writer.ensure_schema(empty_graph)
-    writer.write_dataset(empty_graph, DS)
-    writer.write_contexts(empty_graph, CONTEXTS, DS.dataset_id)
-    writer.write_perturbations(empty_graph, PERTS[3:], DS.dataset_id)
+    w = GraphWriter(empty_graph)
+    w.ensure_schema()
+    w.write_dataset(DS)
+    w.write_contexts(CONTEXTS, DS.dataset_id)
+    w.write_perturbations(PERTS[3:], DS.dataset_id)
     sigs = [SIGS[4], SignatureRecord("tiny_l1000:bad", "tiny_l1000", "NOWHERE", "control:DMSO", 1)]
     for mode in ("auto", "merge"):
-        stats = writer.write_signatures(empty_graph, sigs, mode=mode)
+        stats = w.write_signatures(sigs, mode=mode)
         assert stats.written == 1
         assert [(q.record_key, q.reason) for q in stats.quarantined] == [("tiny_l1000:bad", "context not in graph")]
     # compound perturbation of a compound that is not in the graph
-    stats = writer.write_perturbations(empty_graph, PERTS[:1], DS.dataset_id)
+    stats = w.write_perturbations(PERTS[:1], DS.dataset_id)
     assert stats.written == 0 and stats.quarantined[0].reason == "compound not in graph"
 
 
@@ -250,18 +255,19 @@ NASTY_NAMES = [
 
 
 def test_names_with_cypher_fragments_are_stored_verbatim(empty_graph):
-    writer.ensure_schema(empty_graph)
+    w = GraphWriter(empty_graph)
+    w.ensure_schema()
     ds = DatasetRecord("nasty`ds", "ds'); DROP", "x", "1", "p", "d" * 64, "l", "k")
-    writer.write_dataset(empty_graph, ds)
+    w.write_dataset(ds)
     comps = [CompoundRecord(f"name:{n}", n, aliases=(n,)) for n in NASTY_NAMES]
-    writer.write_compounds(empty_graph, comps, ds.dataset_id)
-    writer.write_contexts(empty_graph, [ContextRecord(n, n) for n in NASTY_NAMES], ds.dataset_id)
+    w.write_compounds(comps, ds.dataset_id)
+    w.write_contexts([ContextRecord(n, n) for n in NASTY_NAMES], ds.dataset_id)
     recs, _, _ = empty_graph.execute_query("MATCH (c:Compound) RETURN c.name AS n, c.aliases AS a, c.sources AS s")
     assert sorted(r["n"] for r in recs) == sorted(NASTY_NAMES)
     assert all(r["a"] == [r["n"]] and r["s"] == ["nasty`ds"] for r in recs)
     recs, _, _ = empty_graph.execute_query("MATCH (x:CellLine) RETURN x.context_id AS n")
     assert sorted(r["n"] for r in recs) == sorted(NASTY_NAMES)
-    assert writer.get_dataset(empty_graph, "nasty`ds")["name"] == "ds'); DROP"
+    assert checks.get_dataset(empty_graph, "nasty`ds")["name"] == "ds'); DROP"
 
 
 @settings(max_examples=25, deadline=None)
@@ -269,7 +275,7 @@ def test_names_with_cypher_fragments_are_stored_verbatim(empty_graph):
 def test_any_text_roundtrips_through_the_real_server(neo4j_driver, name):
     key = f"hyp:{name}"
     try:
-        writer.write_compounds(neo4j_driver, [CompoundRecord(key, name, aliases=(name,))], "hyp`ds'")
+        GraphWriter(neo4j_driver).write_compounds([CompoundRecord(key, name, aliases=(name,))], "hyp`ds'")
         recs, _, _ = neo4j_driver.execute_query(
             "MATCH (c:Compound {compound_id: $key}) RETURN c.name AS n, c.aliases AS a, c.sources AS s", key=key
         )
@@ -281,14 +287,11 @@ def test_any_text_roundtrips_through_the_real_server(neo4j_driver, name):
 def test_gene_sets_from_tuples_and_gmt_objects(empty_graph):
     from graph.io.networks import GeneSet
 
-    writer.ensure_schema(empty_graph)
-    writer.write_dataset(empty_graph, DS)
-    writer.write_genes(empty_graph, GENES, DS.dataset_id)
-    stats = writer.write_gene_sets(
-        empty_graph,
-        [("set:a", "set a", ("CDK2", "CDK4")), GeneSet("HALLMARK_X", "desc", ("MTOR", "NOPE"))],
-        DS.dataset_id, source="GMT",
-    )
+    w = GraphWriter(empty_graph)
+    w.ensure_schema()
+    w.write_dataset(DS)
+    w.write_genes(GENES, DS.dataset_id)
+    stats = w.write_gene_sets([("set:a", "set a", ("CDK2", "CDK4")), GeneSet("HALLMARK_X", "desc", ("MTOR", "NOPE"))], DS.dataset_id, source="GMT")
     assert [q.record_key for q in stats.quarantined] == ["HALLMARK_X<-NOPE"]
     recs, _, _ = empty_graph.execute_query(
         "MATCH (g:Gene)-[r:MEMBER_OF]->(s:GeneSet) RETURN s.gene_set_id AS s, g.symbol AS g, r.source AS src "

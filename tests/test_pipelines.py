@@ -103,7 +103,7 @@ def test_the_model_version_records_the_production_predictor(pipeline_run, pipeli
     import numpy as np
     import pandas as pd
 
-    from graph.db.discovery_writer import run_named_query
+    from graph.db.discovery_reads import run_named_query
 
     run = pipeline_run.asset_value("lpm_model")
     sel = run.selection
@@ -146,16 +146,16 @@ def test_pipeline_recovers_the_simulated_truth(pipeline_run, pipeline_env, neo4j
 
 
 def test_rerun_of_ingest_changes_nothing(pipeline_run, pipeline_env, neo4j_driver):
-    from graph.db import graph_writer as W
+    from graph.db import checks
     from pipelines.definitions import defs
 
-    before = W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
+    before = checks.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
     ingest = dg.AssetSelection.groups("sources", "graph")
     job = dg.define_asset_job("ingest_only", selection=ingest).resolve(asset_graph=defs.resolve_asset_graph())
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(),
                                     resources=defs.resources, raise_on_error=False)
     assert result.success
-    after = W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
+    after = checks.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
     assert after == before
 
 
@@ -214,10 +214,10 @@ def test_definitions_group_assets_in_pipeline_order():
 
 def test_ingest_runs_on_the_multiprocess_executor(pipeline_run, pipeline_env, neo4j_driver, tmp_path):
     """The same Definitions run with each step in its own process (what Celery/Kubernetes executors do)."""
-    from graph.db import graph_writer as W
+    from graph.db import checks
     from pipelines.definitions import get_ingest_job
 
-    before = W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
+    before = checks.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         result = dg.execute_job(dg.reconstructable(get_ingest_job), instance=instance,
                                 run_config={"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}})
@@ -226,7 +226,7 @@ def test_ingest_runs_on_the_multiprocess_executor(pipeline_run, pipeline_env, ne
         assert {"input_manifest", "reference_data", "experiments", "graph_reference", "graph_experiments"} <= steps
         pids = {e.pid for e in result.all_events if e.event_type_value == "STEP_START"}
         assert len(pids) >= 2  # steps ran in separate processes
-    assert W.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database) == before
+    assert checks.graph_counts(neo4j_driver, database=pipeline_env.neo4j_database) == before
 
 
 def test_retraining_adds_a_new_current_model_version(pipeline_run, pipeline_env, neo4j_driver, pipeline_instance):
@@ -284,7 +284,7 @@ def test_discoveries_publish_only_what_beats_the_simple_answer(pipeline_run, pip
     (coordinates permuted) publish at most 10% of what the real ones do."""
     import numpy as np
 
-    from graph.db.discovery_writer import fetch_discovery_inputs, run_named_query
+    from graph.db.discovery_reads import fetch_discovery_inputs, run_named_query
     from models import discovery as D
     from models.lpm import LPM
 

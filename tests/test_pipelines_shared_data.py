@@ -106,7 +106,7 @@ def slice_run(shared_slice, neo4j_settings, neo4j_driver, tmp_path_factory):
 
 
 def _query(driver, settings, name, **params):
-    from graph.db.discovery_writer import run_named_query
+    from graph.db.discovery_reads import run_named_query
 
     return run_named_query(driver, name, params, database=settings.neo4j_database)
 

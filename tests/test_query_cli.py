@@ -11,8 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from graph.db import discovery_queries as DQ
-from graph.db import discovery_writer as W
-from graph.db import graph_writer as GW
+from graph.db.discovery_writer import DiscoveryWriter
+from graph.db.graph_writer import GraphWriter
+from graph.db.model_versions import ModelVersionRecord
 from graph.records import CompoundRecord, GeneRecord
 from pipelines import query_cli
 
@@ -22,12 +23,13 @@ runner = CliRunner()
 @pytest.fixture
 def cli_graph(empty_graph, monkeypatch):
     """The real server with one compound, two genes and one model version; the CLI uses its driver."""
-    GW.write_genes(empty_graph, [GeneRecord(2475, "MTOR", "MTOR"), GeneRecord(57521, "RPTOR", "RPTOR")], "t")
-    GW.write_compounds(empty_graph, [CompoundRecord("RAPA", "sirolimus")], "t")
+    w = GraphWriter(empty_graph)
+    w.write_genes([GeneRecord(2475, "MTOR", "MTOR"), GeneRecord(57521, "RPTOR", "RPTOR")], "t")
+    w.write_compounds([CompoundRecord("RAPA", "sirolimus")], "t")
     links = pd.DataFrame({"compound": ["RAPA", "RAPA"], "gene": ["MTOR", "RPTOR"], "score": [0.9, 0.7],
                           "rank": [1, 2], "zscore": [5.0, 3.0], "pvalue": [0.001, 0.01], "qvalue": [0.002, 0.01],
                           "significant": [True, True]})  # named queries show significant links by default
-    W.publish_discoveries(empty_graph, W.ModelVersionRecord({"x": 1}, trained_at="2025-01-01T00:00:00",
+    DiscoveryWriter(empty_graph).publish(ModelVersionRecord({"x": 1}, trained_at="2025-01-01T00:00:00",
                                                             version_id="v1"), mechanisms=links)
 
     @contextlib.contextmanager

@@ -25,7 +25,8 @@ import pytest
 from neo4j import GraphDatabase
 from neo4j.exceptions import Neo4jError, ServiceUnavailable, SessionExpired
 
-from graph.db import graph_writer as W
+from graph.db import checks
+from graph.db.graph_writer import GraphWriter
 from graph.records import ContextRecord, DatasetRecord, PerturbationRecord, SignatureRecord
 from graph.settings import Settings
 from pipelines.ingest import ExperimentBundle, load_experiment
@@ -60,8 +61,8 @@ def _bundle(dataset_id: str, n_contexts: int, n_perts: int, *, ctx_offset: int =
 
 
 def _load(driver, bundle: ExperimentBundle, database: str) -> dict:
-    W.ensure_schema(driver, database)
-    return load_experiment(driver, bundle, database, progress=lambda _msg: None)
+    GraphWriter(driver, database).ensure_schema()
+    return load_experiment(GraphWriter(driver, database), bundle, progress=lambda _msg: None)
 
 
 def _fresh(bundle: ExperimentBundle) -> ExperimentBundle:
@@ -138,7 +139,7 @@ def test_sigkill_mid_ingest_then_rerun_equals_clean_run(own_server, empty_graph,
     t0 = time.perf_counter()
     _load(empty_graph, _fresh(bundle), neo4j_settings.neo4j_database)
     clean_s = time.perf_counter() - t0
-    clean = W.graph_counts(empty_graph, database=neo4j_settings.neo4j_database)
+    clean = checks.graph_counts(empty_graph, database=neo4j_settings.neo4j_database)
     assert clean["nodes"]["Signature"] == n_sigs
 
     status = server.start()
@@ -181,19 +182,19 @@ def test_sigkill_mid_ingest_then_rerun_equals_clean_run(own_server, empty_graph,
     assert restarted.state is ServerState.RUNNING
     with _driver(settings, password) as driver:
         recovered_s = time.perf_counter() - killed_at
-        after_kill = W.graph_counts(driver, database=db)
+        after_kill = checks.graph_counts(driver, database=db)
         # Nothing half-written is marked complete: the dataset is still 'loading'.
         assert _statuses(driver, db) == {"killed_ds": "loading"}
         assert 0 < after_kill["nodes"]["Signature"] < n_sigs
-        assert W.check_no_orphans(driver, database=db).get("incomplete_dataset", 0) == 1
+        assert checks.check_no_orphans(driver, database=db).get("incomplete_dataset", 0) == 1
 
         t0 = time.perf_counter()
         _load(driver, _fresh(bundle), db)
         rerun_s = time.perf_counter() - t0
-        final = W.graph_counts(driver, database=db)
+        final = checks.graph_counts(driver, database=db)
         assert _statuses(driver, db) == {"killed_ds": "complete"}
         assert _duplicates(driver, db) == {"Signature": 0, "Perturbation": 0, "CellLine": 0, "Dataset": 0}
-        assert W.check_no_orphans(driver, database=db) == {}
+        assert checks.check_no_orphans(driver, database=db) == {}
     assert final["nodes"] == clean["nodes"]
     assert final["relationships"] == clean["relationships"]
     assert (final["total_nodes"], final["total_relationships"]) == (clean["total_nodes"],
@@ -225,9 +226,9 @@ def test_concurrent_overlapping_loads_match_sequential(empty_graph, neo4j_settin
     for bundle in (a, b):
         _load(driver, _fresh(bundle), db)
     sequential_s = time.perf_counter() - t0
-    sequential = W.graph_counts(driver, database=db)
+    sequential = checks.graph_counts(driver, database=db)
     wipe_graph(driver, db)
-    W.ensure_schema(driver, db)
+    GraphWriter(driver, db).ensure_schema()
 
     errors: list[BaseException] = []
     barrier = threading.Barrier(3)
@@ -235,7 +236,7 @@ def test_concurrent_overlapping_loads_match_sequential(empty_graph, neo4j_settin
     def run(bundle):
         try:
             barrier.wait(timeout=30)
-            load_experiment(driver, _fresh(bundle), db, progress=lambda _m: None)
+            load_experiment(GraphWriter(driver, db), _fresh(bundle), progress=lambda _m: None)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -247,12 +248,12 @@ def test_concurrent_overlapping_loads_match_sequential(empty_graph, neo4j_settin
         t.join(timeout=300)
     concurrent_s = time.perf_counter() - t0
     assert not errors, errors
-    concurrent = W.graph_counts(driver, database=db)
+    concurrent = checks.graph_counts(driver, database=db)
     assert concurrent["nodes"] == sequential["nodes"]
     assert concurrent["relationships"] == sequential["relationships"]
     assert _duplicates(driver, db) == {"Signature": 0, "Perturbation": 0, "CellLine": 0, "Dataset": 0}
     assert _statuses(driver, db) == {"conc_a": "complete", "conc_b": "complete"}
-    assert W.check_no_orphans(driver, database=db) == {}
+    assert checks.check_no_orphans(driver, database=db) == {}
     # Shared nodes carry both datasets' provenance.
     shared = driver.execute_query("MATCH (c:CellLine {context_id: 'CTX0008'}) RETURN c.sources AS s",
                                   database_=db).records[0]["s"]

@@ -150,14 +150,15 @@ def test_bad_smiles_and_hostile_compound_names(corpus):
 
 @pytest.mark.neo4j
 def test_hostile_compound_names_roundtrip_through_neo4j(corpus, empty_graph, neo4j_settings):
-    from graph.db import graph_writer as W
+    from graph.db import checks
+    from graph.db.graph_writer import GraphWriter
     from graph.io.compounds import build_compounds, read_repurposing_samples
 
     db = neo4j_settings.neo4j_database
     built = build_compounds(read_repurposing_samples(corpus["compounds"]).records, timeout_s=10)
-    W.ensure_schema(empty_graph, db)
-    before = W.graph_counts(empty_graph, database=db)
-    stats = W.write_compounds(empty_graph, built.records, "bad_compounds", database=db)
+    GraphWriter(empty_graph, db).ensure_schema()
+    before = checks.graph_counts(empty_graph, database=db)
+    stats = GraphWriter(empty_graph, database=db).write_compounds(built.records, "bad_compounds")
     assert stats.written == len(built.records)
     records = empty_graph.execute_query("MATCH (c:Compound) RETURN c.compound_id AS id, c.name AS name, "
                                         "c.aliases AS aliases", database_=db).records
@@ -166,7 +167,7 @@ def test_hostile_compound_names_roundtrip_through_neo4j(corpus, empty_graph, neo
     labels = {r["l"] for r in empty_graph.execute_query("CALL db.labels() YIELD label RETURN label AS l",
                                                         database_=db).records}
     assert "Evil" not in labels and before["total_nodes"] == 0
-    assert W.graph_counts(empty_graph, database=db)["total_nodes"] == len(built.records)
+    assert checks.graph_counts(empty_graph, database=db)["total_nodes"] == len(built.records)
 
 
 def test_hanging_molecule_is_cut_off_and_the_rest_proceed():
@@ -206,16 +207,16 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ctx_name=TEXT, pert_name=st.one_of(TEXT, st.sampled_from(B.HOSTILE_NAMES)), source=TEXT)
 def test_names_and_ids_roundtrip_verbatim(neo4j_driver, neo4j_settings, ctx_name, pert_name, source):
-    from graph.db import graph_writer as W
+    from graph.db.graph_writer import GraphWriter
     from graph.records import ContextRecord, PerturbationRecord, SignatureRecord
 
     db = neo4j_settings.neo4j_database
     ctx_id, pert_id = f"hyp-ctx:{ctx_name}", f"hyp-pert:{pert_name}"
-    W.write_contexts(neo4j_driver, [ContextRecord(ctx_id, ctx_name, source=source)], "hyp_ds", database=db)
-    W.write_perturbations(neo4j_driver, [PerturbationRecord(pert_id, pert_name, "CRISPRi", source=source)],
-                          "hyp_ds", database=db)
-    W.write_signatures(neo4j_driver, [SignatureRecord(f"hyp-sig:{ctx_name}|{pert_name}", "hyp_ds", ctx_id,
-                                                      pert_id, 1)], database=db, mode="merge")
+    w = GraphWriter(neo4j_driver, database=db)
+    w.write_contexts([ContextRecord(ctx_id, ctx_name, source=source)], "hyp_ds")
+    w.write_perturbations([PerturbationRecord(pert_id, pert_name, "CRISPRi", source=source)], "hyp_ds")
+    w.write_signatures([SignatureRecord(f"hyp-sig:{ctx_name}|{pert_name}", "hyp_ds", ctx_id,
+                                                      pert_id, 1)], mode="merge")
     rec = neo4j_driver.execute_query(
         "MATCH (c:CellLine {context_id: $c}), (p:Perturbation {perturbation_id: $p}) "
         "RETURN c.name AS cn, p.name AS pn, c.source AS cs", c=ctx_id, p=pert_id, database_=db).records

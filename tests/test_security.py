@@ -87,15 +87,15 @@ WRITES = [
 @pytest.mark.neo4j
 @pytest.mark.parametrize("statement", WRITES)
 def test_raw_cypher_is_read_only_by_default(empty_graph, neo4j_settings, statement):
-    from graph.db import graph_writer as W
+    from graph.db import checks
     from graph.db.cypher_guard import ReadOnlyError, run_cypher
 
     db = neo4j_settings.neo4j_database
     empty_graph.execute_query("CREATE (:Dataset {dataset_id: 'keep', status: 'complete', name: 'k'})", database_=db)
-    before = W.graph_counts(empty_graph, database=db)
+    before = checks.graph_counts(empty_graph, database=db)
     with pytest.raises(ReadOnlyError, match="--write"):
         run_cypher(empty_graph, statement, database=db)
-    assert W.graph_counts(empty_graph, database=db) == before
+    assert checks.graph_counts(empty_graph, database=db) == before
     status = empty_graph.execute_query("MATCH (d:Dataset) RETURN d.status AS s", database_=db).records[0]["s"]
     assert status == "complete"
     indexes = empty_graph.execute_query("SHOW INDEXES YIELD name WHERE name = 'intruder' RETURN name",

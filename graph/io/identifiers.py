@@ -163,7 +163,7 @@ def combination_members(name: object) -> tuple[str, ...]:
 
 def gene_key(name: object) -> str:
     """The one canonical spelling a gene name is compared by: NFKC, stripped, upper case.
-    GeneResolver (graph/io/genes.py) and SymbolMap (graph/db/graph_writer.py) both key their tables on it."""
+    GeneResolver (graph/io/genes.py) and SymbolMap (graph/db/symbols.py) both key their tables on it."""
     return clean_text(name).upper()
 
 

@@ -14,14 +14,9 @@ Mechanism links are published when q <= the FDR (BH over every pair tested).
 import dagster as dg
 import pandas as pd
 
-from graph.db.discovery_writer import (
-    ModelVersionRecord,
-    code_version,
-    fetch_discovery_inputs,
-    fetch_edge_references,
-    promote_version,
-    publish_discoveries,
-)
+from graph.db.discovery_reads import fetch_discovery_inputs, fetch_edge_references
+from graph.db.discovery_writer import DiscoveryWriter
+from graph.db.model_versions import ModelVersionRecord, code_version
 from models import edge_sources as ES
 from pipelines.assets.training import ModelRun, TrainingSet
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
@@ -120,10 +115,10 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
             checkpoint_path=lpm_model.checkpoint, predictor=lpm_model.selection,
         )
         # Written non-current: `current_model_version` promotes it once the blocking check passed.
-        report = publish_discoveries(driver, record, embeddings=embeddings, mechanisms=mechanisms,
-                                     interactions=interactions, effects=effects, quality=quality,
-                                     interaction_basis=_BASIS.get(edge_quality["method"], "profile"),
-                                     retention=settings.model_retention, database=neo4j.db, make_current=False)
+        report = DiscoveryWriter(driver, neo4j.db).publish(
+            record, embeddings=embeddings, mechanisms=mechanisms, interactions=interactions, effects=effects,
+            quality=quality, interaction_basis=_BASIS.get(edge_quality["method"], "profile"),
+            retention=settings.model_retention, make_current=False)
     summary = report.summary()
     n_links = 0 if mechanisms is None else int(mechanisms["significant"].sum())
     top_hits = 0.0
@@ -207,7 +202,7 @@ def _edge_discoveries(context: dg.AssetExecutionContext, driver, database: str, 
                       config: DiscoveryConfig) -> tuple[dict, pd.DataFrame | None]:
     """Score every edge source on the graph's references and return (quality record, edges of the
     source published). Gene keys are Entrez ids as text throughout."""
-    from graph.db.graph_writer import SymbolMap
+    from graph.db.symbols import SymbolMap
     from models import discovery as D
 
     symbols = SymbolMap.from_graph(driver, database=database)
@@ -273,8 +268,9 @@ def current_model_version(context: dg.AssetExecutionContext, neo4j: Neo4jResourc
                           perturbgraph: PerturbGraphSettings, discoveries: dict) -> dict:
     settings = perturbgraph.settings()
     with neo4j.guarded(context) as driver:
-        report = promote_version(driver, discoveries["version_id"], kinds=discoveries["embedding_kinds"],
-                                 retention=settings.model_retention, database=neo4j.db)
+        report = DiscoveryWriter(driver, neo4j.db).promote(discoveries["version_id"],
+                                                           kinds=discoveries["embedding_kinds"],
+                                                           retention=settings.model_retention)
     context.add_output_metadata({"version_id": discoveries["version_id"],
                                  "pruned_versions": dg.MetadataValue.json(report.pruned),
                                  "stale_embeddings_cleared": report.stale_embeddings_cleared})

@@ -3,8 +3,9 @@
 
 import dagster as dg
 
-from graph.db import graph_writer as W
 from graph.db import pipeline_queries as PQ
+from graph.db.checks import check_constraints, check_no_orphans, graph_counts
+from graph.db.graph_writer import GraphWriter
 from graph.store.quarantine import write_quarantine
 from pipelines.ingest import ExperimentBundle, ReferenceBundle, load_experiment, load_reference
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
@@ -27,8 +28,8 @@ def _stats_table(stats: dict) -> dg.MetadataValue:
 def graph_reference(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturbgraph: PerturbGraphSettings,
                     reference_data: ReferenceBundle) -> dict[str, int]:
     with neo4j.guarded(context) as driver:
-        stats = load_reference(driver, reference_data, neo4j.db, progress=context.log.info)
-        counts = W.graph_counts(driver, database=neo4j.db)
+        stats = load_reference(GraphWriter(driver, neo4j.db), reference_data, progress=context.log.info)
+        counts = graph_counts(driver, database=neo4j.db)
     settings = perturbgraph.settings()
     for dataset_id, records in reference_data.quarantine.items():
         write_quarantine(settings, dataset_id, records)
@@ -46,13 +47,14 @@ def graph_experiments(context: dg.AssetExecutionContext, neo4j: Neo4jResource, p
     expected: dict[str, int] = {}
     all_stats = {}
     with neo4j.guarded(context) as driver:
+        writer = GraphWriter(driver, neo4j.db)
         for i, bundle in enumerate(experiments, 1):
             context.log.info(f"[{i}/{len(experiments)}] loading {bundle.dataset.dataset_id}")
-            stats = load_experiment(driver, bundle, neo4j.db, progress=context.log.info)
+            stats = load_experiment(writer, bundle, progress=context.log.info)
             write_quarantine(settings, bundle.dataset.dataset_id, bundle.quarantine)
             expected[bundle.dataset.dataset_id] = stats["Signature"].written
             all_stats.update({f"{bundle.dataset.dataset_id}:{k}": v for k, v in stats.items()})
-        counts = W.graph_counts(driver, database=neo4j.db)
+        counts = graph_counts(driver, database=neo4j.db)
     context.add_output_metadata({
         "writes": _stats_table(all_stats),
         "signatures_expected": dg.MetadataValue.json(expected),
@@ -78,7 +80,7 @@ def signature_counts_reconcile(context: dg.AssetCheckExecutionContext, neo4j: Ne
                 description="Every uniqueness constraint and index exists and is online.")
 def constraints_present(context: dg.AssetCheckExecutionContext, neo4j: Neo4jResource) -> dg.AssetCheckResult:
     with neo4j.guarded(context) as driver:
-        missing = W.check_constraints(driver, database=neo4j.db)
+        missing = check_constraints(driver, database=neo4j.db)
     return dg.AssetCheckResult(passed=not missing, metadata={"missing": dg.MetadataValue.json(missing)})
 
 
@@ -87,5 +89,5 @@ def constraints_present(context: dg.AssetCheckExecutionContext, neo4j: Neo4jReso
                             "no dataset left half-written.")
 def no_orphans(context: dg.AssetCheckExecutionContext, neo4j: Neo4jResource) -> dg.AssetCheckResult:
     with neo4j.guarded(context) as driver:
-        problems = W.check_no_orphans(driver, database=neo4j.db)
+        problems = check_no_orphans(driver, database=neo4j.db)
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems)})

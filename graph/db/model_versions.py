@@ -1,0 +1,277 @@
+"""Model versions in the graph: the ModelVersion record, and `ModelVersions(driver, database)`, which
+registers, annotates, promotes, lists, deletes and prunes them.
+
+A new version starts non-current (status 'writing'); `graph.db.discovery_writer` writes its links;
+`set_current` makes exactly one version current in one transaction. Embedding properties and links of
+a deleted version are removed in batches (`delete_batch_size` rows per transaction).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neo4j import Driver, ManagedTransaction, RoutingControl
+
+from graph.db import discovery_queries as DQ
+from graph.db.batching import now
+from graph.settings import REPO_ROOT
+
+DELETE_BATCH_SIZE = 10_000
+AWAITING_CHECK = "awaiting_check"  # written, not current: the blocking check decides
+
+
+class ModelVersionConflict(RuntimeError):
+    """The version id exists with a different config (a different model needs a new id)."""
+
+
+def code_version(repo: Path | None = None) -> str:
+    """The git commit of the code (with '-dirty' when the tree has changes), or '' without git."""
+    cwd = repo or REPO_ROOT
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{sha}-dirty" if dirty else sha
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def finite_or_none(x: Any) -> float | None:
+    if x is None:
+        return None
+    v = float(x)
+    return None if math.isnan(v) else v
+
+
+@dataclass(frozen=True)
+class ModelVersionRecord:
+    """Everything that identifies a trained model. `version_id` defaults to a hash of config + data."""
+
+    config: Mapping[str, Any]
+    dataset_ids: tuple[str, ...] = ()
+    dataset_hashes: tuple[str, ...] = ()
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    trained_at: str = ""
+    code_version: str = ""
+    version_id: str = ""
+    embedding_dim: int | None = None
+    checkpoint_path: str = ""
+    # The production predictor's selection (models.predictor.Selection.to_dict()): what predicts the
+    # effects, every candidate's validation metrics, the margin over the best baseline; the
+    # embeddings are the LPM's whatever is chosen (`embeddings_from`).
+    predictor: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.dataset_hashes) not in (0, len(self.dataset_ids)):
+            raise ValueError("dataset_hashes must be empty or one per dataset id")
+        if not self.trained_at:
+            object.__setattr__(self, "trained_at", now("microseconds"))
+        if not self.version_id:
+            digest = hashlib.sha256(to_json([self.config, list(self.dataset_ids), list(self.dataset_hashes),
+                                           self.trained_at]).encode()).hexdigest()[:10]
+            stamp = self.trained_at.replace("-", "").replace(":", "")[:15]
+            object.__setattr__(self, "version_id", f"lpm-{stamp}-{digest}")
+
+    def props(self) -> dict[str, Any]:
+        snapshot = dict(zip(self.dataset_ids, self.dataset_hashes, strict=False)) if self.dataset_hashes else {
+            d: "" for d in self.dataset_ids}
+        return {
+            "config": to_json(self.config),
+            "data_snapshot": to_json(snapshot),
+            "dataset_ids": list(self.dataset_ids),
+            "dataset_hashes": list(self.dataset_hashes),
+            "metrics": to_json(self.metrics),
+            "trained_at": self.trained_at,
+            "code_version": self.code_version,
+            "embedding_dim": self.embedding_dim,
+            "checkpoint_path": self.checkpoint_path,
+            **self._predictor_props(),
+        }
+
+    def _predictor_props(self) -> dict[str, Any]:
+        """Flat properties that `model-versions` shows; candidates' metrics and weights as JSON."""
+        p = self.predictor
+        if not p:
+            return {}
+        margin = p.get("margin")
+        return {"predictor": p.get("chosen"), "predictor_metric": p.get("metric"),
+                "predictor_margin": None if margin is None else float(margin),
+                "predictor_best_baseline": p.get("best_baseline"),
+                "predictor_validation": to_json(p.get("validation", {})),
+                "predictor_weights": to_json(p.get("stacking_weights", {})),
+                "embeddings_from": p.get("embeddings_from", "lpm")}
+
+
+_SUMMARY_COUNT_PROPS = {"SHARES_MECHANISM_WITH": "mechanism_links", "PREDICTED_INTERACTION": "interaction_links",
+                        "PREDICTED_EFFECT": "effect_links"}
+
+
+def batched_delete(driver: Driver, database: str | None, query: str, *, batch_size: int, column: str,
+                   **params: Any) -> int:
+    """Run a `... LIMIT $batch_size` delete/clear query until it touches fewer than batch_size rows;
+    one write transaction each (bounded memory on the server). Returns the total from `column`."""
+    total = 0
+    with driver.session(database=database) as session:
+        while True:
+            n = session.execute_write(lambda tx: tx.run(query, batch_size=batch_size, **params).single()[column])
+            total += n
+            if n < batch_size:
+                return total
+
+
+class ModelVersions:
+    """The ModelVersion nodes of one database."""
+
+    def __init__(self, driver: Driver, database: str | None = None, delete_batch_size: int = DELETE_BATCH_SIZE):
+        self.driver = driver
+        self.database = database
+        self.delete_batch_size = delete_batch_size
+
+    def _write(self, query: str, **params: Any) -> list[Any]:
+        return self.driver.execute_query(query, params, database_=self.database, routing_=RoutingControl.WRITE).records
+
+    def _read(self, query: str, **params: Any) -> list[Any]:
+        return self.driver.execute_query(query, params, database_=self.database, routing_=RoutingControl.READ).records
+
+    def register(self, record: ModelVersionRecord) -> bool:
+        """Create the ModelVersion node (non-current, status 'writing') and link its datasets.
+
+        Returns True when the node was created, False when it already existed with the same config
+        (idempotent); raises ModelVersionConflict when it exists with another config.
+        """
+        props = record.props()
+
+        def work(tx: ManagedTransaction) -> tuple[bool, str | None]:
+            result = tx.run(DQ.MERGE_MODEL_VERSION, version_id=record.version_id, props=props, now=now("microseconds"))
+            row = result.single()
+            created = result.consume().counters.nodes_created > 0
+            if record.dataset_ids:
+                tx.run(DQ.LINK_MODEL_DATASETS, version_id=record.version_id,
+                       dataset_ids=list(record.dataset_ids)).consume()
+            return created, row["config"] if row else None
+
+        with self.driver.session(database=self.database) as session:
+            created, config = session.execute_write(work)
+        if not created and config != props["config"]:
+            raise ModelVersionConflict(f"model version {record.version_id!r} exists with a different config")
+        return created
+
+    def update_metrics(self, version_id: str, metrics: Mapping[str, Any]) -> None:
+        """Replace the metrics JSON of a version (e.g. after the discovery evaluation ran)."""
+        self._write(DQ.UPDATE_MODEL_VERSION_METRICS, version_id=version_id, metrics=to_json(metrics))
+
+    def record_quality(self, version_id: str, quality: Mapping[str, Any]) -> None:
+        """Store, per discovery type, the source published, its validation score and the simple answer's.
+
+        quality: {"edges": {"method", "metric", "score", "baseline_score", ...},
+                  "mechanisms": {"method", "metric", "score", "baseline_score", "fdr", "significant", ...}}
+        (`models.discovery.quality_record`); the flat fields feed `model-versions`, the whole record is
+        kept as JSON in `discovery_quality`."""
+        edges, mech = dict(quality.get("edges") or {}), dict(quality.get("mechanisms") or {})
+        f = finite_or_none
+        records = self._write(
+            DQ.SET_DISCOVERY_QUALITY, version_id=version_id, quality=to_json(quality),
+            edge_method=edges.get("method"), edge_metric=edges.get("metric"), edge_score=f(edges.get("score")),
+            edge_baseline_score=f(edges.get("baseline_score")), mechanism_method=mech.get("method"),
+            mechanism_metric=mech.get("metric"), mechanism_score=f(mech.get("score")),
+            mechanism_baseline_score=f(mech.get("baseline_score")), mechanism_fdr=f(mech.get("fdr")),
+            significant_mechanism_links=None if mech.get("significant") is None else int(mech["significant"]))
+        if not records:
+            raise KeyError(f"no model version {version_id!r}")
+
+    def record_summary(self, version_id: str) -> list[dict[str, Any]]:
+        """Compare a version's links with the previous kept version's and store the result (and the
+        link counts) on the version node, where `version-summary` and `model-versions` read it.
+        Returns the summary rows."""
+        rows = [r.data() for r in self._write(DQ.COMPUTE_VERSION_SUMMARY, version=version_id)]
+        if not rows:
+            raise KeyError(f"no model version {version_id!r}")
+        by_rel = {r["relationship"]: r for r in rows}
+        counts = {prop: int(by_rel[rel]["added"] + by_rel[rel]["kept"]) if rel in by_rel else 0
+                  for rel, prop in _SUMMARY_COUNT_PROPS.items()}
+        self._write(
+            DQ.STORE_VERSION_SUMMARY, version_id=version_id, previous_version=rows[0]["previous_version"],
+            relationships=[r["relationship"] for r in rows], added=[int(r["added"]) for r in rows],
+            removed=[int(r["removed"]) for r in rows], kept=[int(r["kept"]) for r in rows], now=now("microseconds"),
+            **counts)
+        return rows
+
+    def backfill_summaries(self) -> list[str]:
+        """Store the summary of every complete version that has none (graphs written before summaries
+        were stored at publish time). Returns the versions filled in."""
+        missing = [r["version_id"] for r in self._read(DQ.VERSIONS_WITHOUT_SUMMARY)]
+        for version_id in missing:
+            self.record_summary(version_id)
+        return missing
+
+    def set_current(self, version_id: str) -> None:
+        """Mark `version_id` current (status 'complete') and every other version non-current, in one tx."""
+
+        def work(tx: ManagedTransaction) -> str | None:
+            row = tx.run(DQ.SET_CURRENT_VERSION, version_id=version_id, now=now("microseconds")).single()
+            return row["version_id"] if row else None
+
+        with self.driver.session(database=self.database) as session:
+            if session.execute_write(work) is None:
+                raise KeyError(f"no model version {version_id!r}")
+
+    def set_status(self, version_id: str, status: str) -> None:
+        if not self._write(DQ.SET_MODEL_VERSION_STATUS, version_id=version_id, status=status):
+            raise KeyError(f"no model version {version_id!r}")
+
+    def current(self) -> str | None:
+        records = self._read(DQ.CURRENT_VERSION)
+        if len(records) > 1:  # never written by this module; reported rather than hidden
+            raise RuntimeError(f"{len(records)} model versions are marked current")
+        return records[0]["version_id"] if records else None
+
+    def list_versions(self) -> list[dict[str, Any]]:
+        """Every version, newest first: version_id, current, status, trained_at, ..."""
+        return [r.data() for r in self._read(DQ.LIST_MODEL_VERSIONS_RAW)]
+
+    def delete(self, version_id: str) -> dict[str, int]:
+        """Delete a non-current version: its relationships in batches, its embeddings, then its node."""
+        if self.current() == version_id:
+            raise ValueError(f"{version_id!r} is the current version; publish another before deleting it")
+        size = self.delete_batch_size
+        deleted = {rel: batched_delete(self.driver, self.database, DQ.DELETE_VERSION_LINKS[rel], batch_size=size,
+                                       column="deleted", version_id=version_id)
+                   for rel in DQ.VERSIONED_REL_TYPES}
+        deleted["embeddings"] = sum(
+            batched_delete(self.driver, self.database, DQ.CLEAR_VERSION_EMBEDDINGS[k], batch_size=size,
+                           column="cleared", version_id=version_id) for k in DQ.EMBEDDING_TARGETS)
+        deleted["ModelVersion"] = self._write(DQ.DELETE_MODEL_VERSION, version_id=version_id)[0]["deleted"]
+        return deleted
+
+    def prune(self, retention: int | None = None) -> list[str]:
+        """Keep the current version and the newest others (by trained_at) up to `retention` in total
+        (default settings.model_retention); delete the rest. Returns the pruned version ids."""
+        if retention is None:
+            from graph.settings import get_settings
+
+            retention = get_settings().model_retention
+        if retention < 1:
+            raise ValueError("retention must be at least 1 (the current version is always kept)")
+        versions = self.list_versions()
+        keep = [v["version_id"] for v in versions if v["current"]][:1]
+        for v in versions:
+            if len(keep) >= retention:
+                break
+            if v["version_id"] not in keep:
+                keep.append(v["version_id"])
+        pruned = [v["version_id"] for v in versions if v["version_id"] not in keep]
+        for version_id in pruned:
+            self.delete(version_id)
+        return pruned
