@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 from rich.console import Console
 
+from graph.db.pipeline_queries import CYPHER_HINT
 from graph.settings import Settings, reload_settings
 
 
@@ -41,12 +42,6 @@ def _output(result: dg.ExecuteInProcessResult, asset: str):
         return result.asset_value(asset)
     except Exception:  # noqa: BLE001 - not materialized (e.g. a blocking check failed)
         return None
-
-
-CYPHER_HINT = (
-    "MATCH (mv:ModelVersion {current: true})\n"
-    "MATCH (c:Compound)-[m:SHARES_MECHANISM_WITH {modelVersion: mv.version_id}]->(g:Gene)\n"
-    "RETURN c.name, g.symbol, m.rank, m.score, m.isAnnotatedTarget ORDER BY m.score DESC LIMIT 10")
 
 
 def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: Console | None = None,

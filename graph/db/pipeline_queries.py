@@ -83,6 +83,12 @@ WHERE p.modelVersion = mv.version_id
 RETURN a.symbol AS a, b.symbol AS b, p.score AS score, coalesce(p.inPrior, false) AS in_prior
 """
 
+# The Cypher the demo's summary prints for people to paste into the Neo4j Browser.
+CYPHER_HINT = (
+    "MATCH (mv:ModelVersion {current: true})\n"
+    "MATCH (c:Compound)-[m:SHARES_MECHANISM_WITH {modelVersion: mv.version_id}]->(g:Gene)\n"
+    "RETURN c.name, g.symbol, m.rank, m.score, m.isAnnotatedTarget ORDER BY m.score DESC LIMIT 10")
+
 
 # The functions the pipeline calls: each runs one query above on the read route and returns plain
 # dicts, so no module outside graph/ holds Cypher or touches a driver session.
