@@ -217,3 +217,30 @@ def test_cypher_string_scan_on_samples(tmp_path, text, hit):
     sample = tmp_path / "sample.py"
     sample.write_text(f'"""Module docstring: UNWIND $rows AS row MERGE (x) is prose here."""\nQ = {text}\n')
     assert bool(cypher_strings(sample)) is hit
+
+
+ARCHITECTURE_DOC = REPO / "docs" / "architecture.md"
+
+
+def doc_paths(text: str) -> set[str]:
+    """Every `graph/...`, `models/...`, `pipelines/...`, `platform/...` path the doc names in backticks."""
+    return {m.rstrip("/") for m in re.findall(r"`((?:graph|models|pipelines|platform)/[\w./-]*)", text)}
+
+
+def test_architecture_doc_names_only_paths_that_exist():
+    missing = sorted(p for p in doc_paths(ARCHITECTURE_DOC.read_text()) if not (REPO / p).exists())
+    assert missing == [], f"docs/architecture.md names paths that do not exist: {missing}"
+
+
+def test_architecture_doc_names_every_module_of_the_neo4j_layer_and_the_store():
+    text = ARCHITECTURE_DOC.read_text()
+    named = doc_paths(text) | {f"{pkg}/{m}" for pkg in ("graph/db", "graph/store")
+                               for m in re.findall(r"`(\w+\.py)`", text)}
+    unnamed = sorted(str(p.relative_to(REPO)) for pkg in ("db", "store") for p in (REPO / "graph" / pkg).glob("*.py")
+                     if p.name != "__init__.py" and str(p.relative_to(REPO)) not in named)
+    assert unnamed == [], f"modules docs/architecture.md does not place: {unnamed}"
+
+
+def test_doc_path_scan_on_a_sample():
+    assert doc_paths("see `graph/db/queries.py` and `graph/store/`, not graph/x.py") == {
+        "graph/db/queries.py", "graph/store"}
