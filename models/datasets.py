@@ -44,6 +44,12 @@ SHARED_DATASETS: dict[str, str] = {
     "l1000-kd": "l1000/cmap_kd_shrna_level4_n374x976.gctx",
     "l1000-skb": "l1000/signatureSearch_SKB_level5_n100x5000.gctx",
 }
+# Tahoe-100M read as one table from several ranked files (read_tahoe): "tahoe37" = the first file's 10
+# lines + the 27 lines of the second, on the readouts both files rank (the second file's 12,339).
+TAHOE_FILES: dict[str, tuple[str, ...]] = {
+    "tahoe": (SHARED_DATASETS["tahoe"],),
+    "tahoe37": (SHARED_DATASETS["tahoe"], "chemical/tahoe100m_more_lines_ranked_signatures.parquet"),
+}
 
 # CMap pert_type -> PERTURBATION_TYPES (graph/records.py); anything else is a control and dropped.
 _L1000_TYPES = {"trt_cp": "compound", "trt_sh": "shRNA", "trt_oe": "ORF", "trt_xpr": "CRISPRko", "trt_poscon": "compound"}
@@ -200,17 +206,43 @@ def load_replogle(*args, **kwargs) -> pd.DataFrame:
     return read_replogle(*args, **kwargs).frame
 
 
-def read_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str] = "dense",
-               contexts: list[str] | None = None, n_random: int | None = None, seed: int = 0) -> Loaded:
-    """Tahoe-100M signed rank scores.
+RANKED_COLUMNS = ["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"]
 
-    readouts: "dense" (the 1,382 ranked in every signature, default), "all" (26,347; sparse), an int N
-    (the N readouts present in most signatures; ties broken by name) or an explicit list.
+
+def _read_ranked_files(paths: list[Path]) -> pd.DataFrame:
+    """Several ranked long tables as one: only the readouts every file ranks (files restricted to
+    different gene sets must not make a readout look measured in some lines only); text columns stay
+    categorical over the union of the files' categories (concat of unequal categories would give object)."""
+    frames = [pd.read_parquet(p, columns=RANKED_COLUMNS) for p in paths]
+    if len(frames) == 1:
+        return frames[0]
+    text = RANKED_COLUMNS[:4]
+    frames = [f.astype({c: "category" for c in text}) for f in frames]  # no-op for the shared files
+    common = set.intersection(*(set(f["readout"].unique().astype(str)) for f in frames))
+    frames = [f[f["readout"].isin(common)] for f in frames]
+    for c in text:  # recode onto the union of categories (category-level work, not per row)
+        cats = sorted(set().union(*(map(str, f[c].cat.categories) for f in frames)))
+        frames = [f.assign(**{c: f[c].cat.rename_categories(str).cat.set_categories(cats)}) for f in frames]
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_tahoe(path: str | Path | list[str | Path] | None = None, *, readouts: str | int | list[str] = "dense",
+               contexts: list[str] | None = None, n_random: int | None = None, seed: int = 0,
+               keep_contexts: list[str] | None = None) -> Loaded:
+    """Tahoe-100M signed rank scores, from one ranked file or several (TAHOE_FILES; readouts ranked in
+    every file only).
+
+    readouts: "dense" (ranked in every signature, default: 1,382 for the 10-line file, 700 for the 37
+    lines of TAHOE_FILES["tahoe37"]), "all" (26,347 / 12,339; sparse), an int N (the N readouts present
+    in most signatures; ties broken by name) or an explicit list.
     n_random: then keep a random subset of that many of those readouts (random_readouts: seeded,
     chosen without looking at values, so it cannot favour any model) to make CPU training affordable.
+    contexts: read only these lines (before readouts are chosen); keep_contexts: choose the readouts on
+    every line, then keep only these (the same readouts on fewer lines).
     """
-    path = path or shared_path(SHARED_DATASETS["tahoe"])
-    raw = pd.read_parquet(path, columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
+    paths = [Path(p) for p in ([path] if isinstance(path, str | Path) else path or [])] or [
+        shared_path(SHARED_DATASETS["tahoe"])]
+    raw = _read_ranked_files(paths)
     if contexts is not None:
         raw = raw[raw["context"].isin(contexts)]
     if isinstance(readouts, str) and readouts == "dense":
@@ -225,7 +257,9 @@ def read_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str
         keep = random_readouts(keep if keep is not None else raw["readout"].astype(str).unique(), n_random, seed)
     if keep is not None:
         raw = raw[raw["readout"].isin(keep)]
-    return from_ranked(raw, up_only=False, source=str(path))
+    if keep_contexts is not None:
+        raw = raw[raw["context"].isin(keep_contexts)]
+    return from_ranked(raw, up_only=False, source=" + ".join(map(str, paths)))
 
 
 def read_replogle(path: str | Path | None = None, *, min_signatures: int = 1,
@@ -405,7 +439,7 @@ def load_file(path: str | Path, *, duplicates: str = "quarantine", **table_optio
         return load_gctx(path, duplicates=duplicates)
     if fmt == "h5ad":
         return load_h5ad(path, duplicates=duplicates)
-    if path.name == Path(SHARED_DATASETS["tahoe"]).name:
+    if path.name in {Path(f).name for f in TAHOE_FILES["tahoe37"]}:
         return read_tahoe(path)
     return load_long_table(path, duplicates=duplicates, **table_options)
 
@@ -428,15 +462,15 @@ def load_input(name_or_path: str | Path, *, duplicates: str = "quarantine", **kw
         table = load_training_table(get_settings(), [key]).loc[:, list(LONG_COLUMNS)]
         frame, report = validated(table, key, ranked=False, duplicates=duplicates)
         return _attach(frame, report)
-    if key == "tahoe":
-        return read_tahoe(**kwargs)
+    if key in TAHOE_FILES:
+        return read_tahoe([shared_path(f) for f in TAHOE_FILES[key]], **kwargs)
     if key == "replogle":
         return read_replogle(**kwargs)
     if key in SHARED_DATASETS:
         return load_gctx(shared_path(SHARED_DATASETS[key]), duplicates=duplicates)
     path = Path(key)
     if not path.exists():
-        raise InputFileError(key, f"neither a file nor one of {sorted(SHARED_DATASETS)}")
+        raise InputFileError(key, f"neither a file nor one of {sorted({*SHARED_DATASETS, *TAHOE_FILES})}")
     return load_file(path, duplicates=duplicates, **kwargs)
 
 
@@ -448,9 +482,10 @@ def dataset_contexts(name_or_path: str | Path) -> list[str] | None:
     from graph.io.contexts import normalise_context_name
 
     key = str(name_or_path)
-    if key in {"tahoe", "replogle"}:
-        col = pq.read_table(shared_path(SHARED_DATASETS[key]), columns=["context"]).column(0)
-        return sorted(map(str, col.unique().to_pylist()))
+    if key in {*TAHOE_FILES, "replogle"}:
+        files = TAHOE_FILES[key] if key in TAHOE_FILES else (SHARED_DATASETS[key],)
+        return sorted({str(v) for f in files
+                       for v in pq.read_table(shared_path(f), columns=["context"]).column(0).unique().to_pylist()})
     path = Path(key)
     if not path.is_file():
         return None
@@ -464,7 +499,7 @@ def dataset_contexts(name_or_path: str | Path) -> list[str] | None:
             return None
     except Exception:  # the loader reports what is wrong with the file, with its name
         return None
-    if path.name == Path(SHARED_DATASETS["tahoe"]).name:
+    if path.name in {Path(f).name for f in TAHOE_FILES["tahoe37"]}:
         return sorted(str(v) for v in values if v is not None)
     return sorted({normalise_context_name(v) for v in values if v is not None and str(v).strip()})
 
