@@ -22,6 +22,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -166,8 +167,7 @@ def main(argv=None) -> int:
         if key not in cache:
             cache[key] = load_dataset(name, **kwargs)
         df = cache[key]
-        res = resources_for(df, gene_graph=bool(lpm_models) and lpm_config is not None)
-        res.lpm_config = lpm_config
+        res = replace(resources_for(df, gene_graph=bool(lpm_models) and lpm_config is not None), lpm_config=lpm_config)
         t0 = time.time()
         added = [m.strip() for m in args.add_models.split(",") if m.strip()]
         log = lambda r, title=title: print(f"[{time.time() - began:6.0f}s] {title} seed {r['seed']} {r['model']}: "  # noqa: E731
@@ -298,8 +298,6 @@ def research_residual(args, argv) -> int:
     """Issue 17, residual parametrisation: per seed (sequentially) the simple baselines, the LPM with
     `LPMConfig(residual=True)` and the plain LPM on the same split; a table per section, the paired
     per-seed pearson_per_signature / RMSE and the residual LPM's wins against the strongest baseline."""
-    from dataclasses import replace
-
     from graph.settings import get_settings
     from models.cli import resources_for
     from models.datasets import load_dataset
@@ -327,7 +325,7 @@ def research_residual(args, argv) -> int:
         for seed in seeds:
             split = make_split(df, split_kind, context=context, seed=seed)
             for model in models:
-                res.lpm_config = replace(config, residual=model == "lpm_residual")
+                res = replace(res, lpm_config=replace(config, residual=model == "lpm_residual"))
                 m = build_model("lpm" if model == "lpm_residual" else model, seed=seed, resources=res,
                                 split_kind=split_kind)
                 rec = {"model": model, "seed": seed, "split": split_kind, "context": context or "", "error": "",

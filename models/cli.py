@@ -131,13 +131,14 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
     from models.datasets import cell_line_features, compound_smiles, string_gene_graph
     from models.evaluation.harness import Resources
     from models.evaluation.splits import GENETIC_TYPES
+    from models.side_information import SideInformation
 
     names = perturbation_names or {}  # perturbation id -> source name (ingest readers)
     targets = perturbation_targets or {}
     types = df["perturbation_type"].astype(str)
     compounds = df.loc[types == "compound", "perturbation"].astype(str).unique()
     genetic = df.loc[types.isin(GENETIC_TYPES), "perturbation"].astype(str).unique()
-    res = Resources(lpm_epochs=epochs)
+    side: dict = {}  # SideInformation fields found
 
     def optional(what: str, make):
         try:
@@ -148,21 +149,21 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
 
     if len(compounds):
         by_name = optional("compound structures", lambda: compound_smiles({names.get(p, p) for p in compounds})) or {}
-        res.compound_smiles = {p: by_name[names.get(p, p)] for p in compounds if names.get(p, p) in by_name}
-        typer.echo(f"compound structures: {len(res.compound_smiles)} of {len(compounds)} compounds matched "
+        side["compound_smiles"] = {p: by_name[names.get(p, p)] for p in compounds if names.get(p, p) in by_name}
+        typer.echo(f"compound structures: {len(side['compound_smiles'])} of {len(compounds)} compounds matched "
                    "a SMILES by name or alias", err=True)
     if gene_graph:
         genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
-        res.gene_graph = optional("gene graph", lambda: string_gene_graph(genes=genes))
+        side["gene_graph"] = optional("gene graph", lambda: string_gene_graph(genes=genes))
     contexts = df["context"].astype(str).unique()
     features = optional("cell-line features", lambda: cell_line_features(contexts))
     if features is not None and len(features) >= MIN_CONTEXT_FEATURE_COVERAGE * len(contexts):
-        res.context_features = features
+        side["context_features"] = features
     elif features is not None and len(features) < len(contexts) and len(features):
         _warn(f"cell-line features cover {len(features)} of {len(contexts)} contexts; not used")
     if len(genetic):
-        res.perturbation_targets = {p: list(targets.get(p) or [p]) for p in genetic}
-    return res
+        side["perturbation_targets"] = {p: list(targets.get(p) or [p]) for p in genetic}
+    return Resources(side=SideInformation(**side), lpm_epochs=epochs)
 
 
 def _ints(text: str) -> list[int]:
@@ -240,8 +241,7 @@ def train(
     res = resources_for(df, epochs=epochs, perturbation_names=loaded.perturbation_names,
                         perturbation_targets=loaded.perturbation_targets)
     config = LPMConfig() if epochs is None else LPMConfig(max_epochs=epochs)
-    model = LPM(config, compound_smiles=res.compound_smiles or None, gene_graph=res.gene_graph,
-                perturbation_targets=res.perturbation_targets, seed=seed)
+    model = LPM(config, side=res.side, seed=seed)
     try:
         model.fit(df, None, progress=True)
     except (ValueError, RuntimeError) as exc:

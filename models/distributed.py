@@ -116,13 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         df = loaded.frame
         epochs = {} if args.epochs is None else {"max_epochs": args.epochs}
         config = LPMConfig.paper(**epochs) if args.paper else LPMConfig(**epochs)
-        side = {}
+        side = None
         if not args.paper:
-            res = resources_for(df, epochs=args.epochs, perturbation_names=loaded.perturbation_names,
-                                perturbation_targets=loaded.perturbation_targets)
-            side = {"compound_smiles": res.compound_smiles or None, "gene_graph": res.gene_graph,
-                    "perturbation_targets": res.perturbation_targets}
-        model = LPM(config, seed=args.seed, **side)
+            side = resources_for(df, epochs=args.epochs, perturbation_names=loaded.perturbation_names,
+                                 perturbation_targets=loaded.perturbation_targets).side
+        model = LPM(config, side=side, seed=args.seed)
         lead = parallel.rank == 0
         model.fit(df, None, progress=lead, device=device, parallel=parallel)
         _check_finite(model)  # every rank: the weights are the same, and all of them must stop together

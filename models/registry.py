@@ -11,9 +11,7 @@ builders, so no model exists only in the harness.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-
-import pandas as pd
+from dataclasses import dataclass, field, fields, replace
 
 from models.evaluation.baselines import (
     ContextReadoutMean,
@@ -24,24 +22,29 @@ from models.evaluation.baselines import (
     TanimotoKNN,
     fit_model,
 )
+from models.side_information import SideInformation
 
 __all__ = ["BASELINE_NAMES", "LPM_NAMES", "MODEL_NAMES", "PRODUCTION_CANDIDATES", "PRODUCTION_BASELINES",
            "Resources", "STACKED_MEMBERS", "ZERO_SHOT_SYMBOL_DROPOUT", "build_model", "fit_model",
            "production_members"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Resources:
-    """Side information handed to models that can use it (all optional)."""
+    """What a builder may use: the side information (handed to the LPM as one record) and LPM settings.
+    `resources.gene_graph` etc. read through to `side`."""
 
-    compound_smiles: dict[str, str] = field(default_factory=dict)
-    gene_graph: pd.DataFrame | None = None  # source, target, weight
-    context_features: pd.DataFrame | None = None
-    perturbation_targets: dict[str, list[str]] | None = None
-    perturbation_compounds: dict[str, str] | None = None  # perturbation -> key in compound_smiles
-    perturbation_doses: dict[str, float] | None = None  # perturbation -> dose (uM)
+    side: SideInformation = field(default_factory=SideInformation)
     lpm_epochs: int | None = None  # None = LPMConfig default
     lpm_config: object | None = None  # an LPMConfig; overrides lpm_epochs
+
+    def __getattr__(self, name: str):  # only called for names not on Resources itself
+        if name in _SIDE_FIELDS:
+            return getattr(self.side, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+_SIDE_FIELDS = frozenset(f.name for f in fields(SideInformation))
 
 
 BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn")
@@ -72,11 +75,7 @@ def _lpm(variant: str) -> Builder:
                              use_context_features=False, residual=False)
         elif variant == "lpm_zeroshot":
             config = replace(config, symbol_dropout=ZERO_SHOT_SYMBOL_DROPOUT)
-        return LPM(config, compound_smiles=resources.compound_smiles or None, gene_graph=resources.gene_graph,
-                   context_features=resources.context_features,
-                   perturbation_targets=resources.perturbation_targets,
-                   perturbation_compounds=resources.perturbation_compounds,
-                   perturbation_doses=resources.perturbation_doses, seed=seed)
+        return LPM(config, side=resources.side, seed=seed)
     return build
 
 

@@ -18,6 +18,7 @@ from models.evaluation.harness import (
     write_results,
 )
 from models.evaluation.splits import make_split
+from models.side_information import SideInformation
 
 COLS = ["context", "perturbation", "perturbation_type", "readout", "value"]
 
@@ -77,7 +78,7 @@ def test_run_benchmark_ranks_baselines_sensibly():
 def test_model_names_and_failures_are_reported(monkeypatch):
     df = _data()
     assert "tanimoto_knn" not in expand_model_names(["baselines"], df, Resources())
-    assert "tanimoto_knn" in expand_model_names(["baselines"], df, Resources(compound_smiles={"p0": "CCO"}))
+    assert "tanimoto_knn" in expand_model_names(["baselines"], df, Resources(side=SideInformation(compound_smiles={"p0": "CCO"})))
     with pytest.raises(ValueError, match="unknown model"):
         expand_model_names(["magic"], df, Resources())
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,6 +8,7 @@ import torch
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.lpm import LPM
 from models.module import LPMConfig
+from models.side_information import SideInformation
 
 torch.set_num_threads(1)
 SMILES = {"d0": "CCO", "d1": "c1ccccc1", "d2": "CC(=O)O", "d3": "CCN", "d4": "c1ccncc1", "d5": "OCCO",
@@ -26,9 +29,10 @@ def model(max_epochs=3, seed=0, **cfg):
     cf.iloc[0, 1] = np.nan
     config = LPMConfig(embed_dim=16, hidden_dim=32, encoder_hidden=32, fp_bits=128, batch_triples=40,
                        max_epochs=max_epochs, **cfg)
-    return LPM(config, compound_smiles=SMILES, gene_graph=GRAPH, context_features=cf,
-               perturbation_targets={"KO1": ["g2"], "KO2": ["gX"]},
-               perturbation_doses={p: 10.0 for p in SMILES}, seed=seed)
+    side = SideInformation(compound_smiles=SMILES, gene_graph=GRAPH, context_features=cf,
+                           perturbation_targets={"KO1": ["g2"], "KO2": ["gX"]},
+                           perturbation_doses={p: 10.0 for p in SMILES})
+    return LPM(config, side=side, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +175,27 @@ def test_checkpoint_from_before_the_residual_option_loads_as_a_plain_model(tmp_p
     assert back.config.residual is False and back.module.base is None
     np.testing.assert_array_equal(back.predict(table(seed=3)), m.predict(table(seed=3)))
     assert LPMConfig().residual and not LPMConfig.paper().residual
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_checkpoint_written_before_side_information_loads_and_predicts_the_same():
+    """lpm_checkpoint_v1.pt was saved by the LPM of commit 3b6861e (six side-information keyword
+    arguments), with its predictions beside it: the on-disk layout did not change."""
+    expected = pd.read_csv(DATA / "lpm_checkpoint_v1_predictions.csv")
+    back = LPM.load(DATA / "lpm_checkpoint_v1.pt")
+    assert back.side.perturbation_targets == {"KO1": ["g2"], "KO2": ["gX"]} and back.side.compound_smiles == SMILES
+    assert list(back.side.context_features.index) == ["A", "B", "C", "Z"]
+    got = back.predict(expected.drop(columns="prediction"))
+    np.testing.assert_allclose(got, expected["prediction"].to_numpy(np.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_side_information_is_one_normalised_record():
+    targets = {"KO1": ("g2",)}
+    side = SideInformation(perturbation_targets=targets, perturbation_doses={"d0": 1}, gene_graph=GRAPH.assign(x=1))
+    assert side.perturbation_targets == {"KO1": ["g2"]} and side.perturbation_targets is not targets
+    assert isinstance(side.perturbation_doses["d0"], float) and list(side.gene_graph.columns) == ["source", "target", "weight"]
+    assert side.compound_smiles == {} and side.context_features is None
+    with pytest.raises(AttributeError):  # frozen
+        side.compound_smiles = {}

@@ -1,7 +1,7 @@
 """One code path that evaluates the LPM and every baseline on the same splits and seeds.
 
     results = run_benchmark(df, "unseen-experiment", context="A498", models=["lpm", "baselines"],
-                            seeds=[0, 1, 2, 3, 4], resources=Resources(compound_smiles=...))
+                            seeds=[0, 1, 2, 3, 4], resources=Resources(side=SideInformation(...)))
     table = markdown_table(summarize(results))
 
 Leakage guard: models are fitted on `split.train` (+ `split.valid` for early stopping) and asked to

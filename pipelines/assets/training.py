@@ -47,6 +47,16 @@ class TrainingSet:
     def context_features(self) -> pd.DataFrame | None:
         return pd.read_parquet(self.context_features_path) if self.context_features_path else None
 
+    def side_information(self):
+        """Everything above but the table, as the one record the LPM and the registry take."""
+        from models.side_information import SideInformation
+
+        return SideInformation(compound_smiles=self.compound_smiles, gene_graph=self.gene_graph(),
+                               context_features=self.context_features(),
+                               perturbation_targets=self.perturbation_targets,
+                               perturbation_compounds=self.perturbation_compounds,
+                               perturbation_doses=self.perturbation_doses)
+
 
 @dataclass(frozen=True)
 class ModelRun:
@@ -200,10 +210,7 @@ def build_lpm(ts: TrainingSet, config: TrainingConfig | None = None, *, max_epoc
     params = dict(max_epochs=max_epochs or cfg.max_epochs, patience=cfg.patience, embed_dim=cfg.embed_dim,
                   hidden_dim=cfg.hidden_dim)
     lpm_config = LPMConfig.paper(**params) if cfg.paper_model else LPMConfig(**params)
-    return LPM(lpm_config, compound_smiles=ts.compound_smiles, gene_graph=ts.gene_graph(),
-               context_features=ts.context_features(), perturbation_targets=ts.perturbation_targets,
-               perturbation_compounds=ts.perturbation_compounds, perturbation_doses=ts.perturbation_doses,
-               seed=seed)
+    return LPM(lpm_config, side=ts.side_information(), seed=seed)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -236,7 +243,7 @@ def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSetti
               snapshot_id=training_set.snapshot_id)
     # The production predictor: the baselines fitted on the same training rows, every candidate compared
     # on the same validation experiments; saving it writes the LPM checkpoint (lpm.pt) too.
-    resources = Resources(compound_smiles=training_set.compound_smiles)
+    resources = Resources(side=model.side)  # the LPM's own record: the baselines read its SMILES
     predictor = ProductionPredictor(production_members(config.seed, resources, lpm=model), seed=config.seed,
                                     prefitted=("lpm",)).fit(train, valid)
     predictor.save(folder)
@@ -307,12 +314,7 @@ def evaluation_report(context: dg.AssetExecutionContext, perturbgraph: PerturbGr
     settings = perturbgraph.settings()
     table = training_set.table()
     target = config.target_context or str(table.groupby("context", observed=True)["signature_id"].nunique().idxmax())
-    resources = Resources(compound_smiles=training_set.compound_smiles, gene_graph=training_set.gene_graph(),
-                          context_features=training_set.context_features(),
-                          perturbation_targets=training_set.perturbation_targets,
-                          perturbation_compounds=training_set.perturbation_compounds,
-                          perturbation_doses=training_set.perturbation_doses,
-                          lpm_config=LPMConfig(max_epochs=config.max_epochs))
+    resources = Resources(side=training_set.side_information(), lpm_config=LPMConfig(max_epochs=config.max_epochs))
     needs_context = config.split in ("unseen-experiment", "unseen-context")
     with reporting_to(training_log(context)):  # the harness's own LPM fits would be silent
         results = run_benchmark(table, config.split, context=target if needs_context else None,
