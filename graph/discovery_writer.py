@@ -5,13 +5,15 @@ managed write transactions (`session.execute_write`), keyed by (endpoints, model
 writing the same model version twice changes nothing. The order a Dagster asset follows (what
 `publish_discoveries` does):
 
-    ensure_discovery_schema(driver, dims={kind: dim})    # constraint, rel indexes, vector indexes
+    ensure_discovery_schema(driver)                       # constraint, rel indexes
     register_model_version(driver, record)                # new version: current=false, status 'writing'
-    write_embeddings(...) / write_mechanism_links(...) / write_gene_interactions(...) /
-        write_predicted_effects(...)
+    write_mechanism_links(...) / write_gene_interactions(...) / write_predicted_effects(...)
     record_discovery_quality(driver, version_id, quality) # per discovery type: source, score, baseline
     --- with make_current=False the version stops here, status 'awaiting_check'; the Dagster check
-        on `discoveries` decides, then `promote_version` (asset `current_model_version`) does: ---
+        on `discoveries` decides: refused -> `refuse_version` (status 'refused', reason; no named
+        query reads it, `prune_versions` deletes it); passed -> `promote_version` (asset
+        `current_model_version`) does: ---
+    ensure_discovery_schema(driver, dims) + write_embeddings(...)  # vector indexes; node properties
     set_current_version(driver, version_id)               # exactly one current version, atomically
     clear_stale_embeddings(driver, version_id)            # embeddings of names the new model lacks
     prune_model_versions(driver, retention)               # beyond settings.model_retention
@@ -131,7 +133,11 @@ class ModelVersionRecord:
         if not p:
             return {}
         margin = p.get("margin")
-        return {"predictor": p.get("chosen"), "predictor_metric": p.get("metric"),
+        validation, metric = p.get("validation") or {}, p.get("metric")
+        score = (validation.get(p.get("chosen")) or {}).get(metric)
+        baseline_score = (validation.get(p.get("best_baseline")) or {}).get(metric)
+        return {"predictor": p.get("chosen"), "predictor_metric": metric,
+                "predictor_score": _float(score), "predictor_baseline_score": _float(baseline_score),
                 "predictor_margin": None if margin is None else float(margin),
                 "predictor_best_baseline": p.get("best_baseline"),
                 "predictor_validation": _json(p.get("validation", {})),
@@ -174,7 +180,7 @@ def record_discovery_quality(driver: Driver, version_id: str, quality: Mapping[s
                              database: str | None = None) -> None:
     """Store, per discovery type, the source published, its validation score and the simple answer's.
 
-    quality: {"edges": {"method", "metric", "score", "baseline_score", ...},
+    quality: {"edges": {"method", "metric", "score", "baseline_score", "gate", ...},
               "mechanisms": {"method", "metric", "score", "baseline_score", "fdr", "significant", ...}}
     (`models.discovery.quality_record`); the flat fields feed `model-versions`, the whole record is
     kept as JSON in `discovery_quality`."""
@@ -182,7 +188,8 @@ def record_discovery_quality(driver: Driver, version_id: str, quality: Mapping[s
     records, _, _ = driver.execute_query(
         DQ.SET_DISCOVERY_QUALITY, version_id=version_id, quality=_json(quality),
         edge_method=edges.get("method"), edge_metric=edges.get("metric"), edge_score=_float(edges.get("score")),
-        edge_baseline_score=_float(edges.get("baseline_score")), mechanism_method=mech.get("method"),
+        edge_baseline_score=_float(edges.get("baseline_score")), edge_gate=edges.get("gate"),
+        mechanism_method=mech.get("method"),
         mechanism_metric=mech.get("metric"), mechanism_score=_float(mech.get("score")),
         mechanism_baseline_score=_float(mech.get("baseline_score")), mechanism_fdr=_float(mech.get("fdr")),
         significant_mechanism_links=None if mech.get("significant") is None else int(mech["significant"]),
@@ -245,6 +252,33 @@ def current_version(driver: Driver, *, database: str | None = None) -> str | Non
 def list_model_versions(driver: Driver, *, database: str | None = None) -> list[dict[str, Any]]:
     records, _, _ = driver.execute_query(DQ.LIST_MODEL_VERSIONS_RAW, database_=database, routing_=RoutingControl.READ)
     return [r.data() for r in records]
+
+
+REFUSED = "refused"
+
+
+def refuse_version(driver: Driver, version_id: str, reason: str, *, database: str | None = None) -> None:
+    """Mark a non-current version refused by a blocking check (status 'refused', `refused_reason`).
+    Named queries never read it; `prune_versions` removes its links. A current version cannot be
+    refused: publish another first."""
+    records, _, _ = driver.execute_query(DQ.REFUSE_MODEL_VERSION, version_id=version_id, reason=str(reason),
+                                         now=_now(), database_=database, routing_=RoutingControl.WRITE)
+    if not records:
+        raise KeyError(f"no non-current model version {version_id!r} to refuse")
+
+
+def prune_versions(driver: Driver, *, non_current: bool = False, dry_run: bool = False,
+                   database: str | None = None, batch_size: int = DELETE_BATCH_SIZE) -> list[dict[str, Any]]:
+    """Delete refused versions (and, with `non_current`, every published version but the current
+    one) with their links. Versions in flight ('writing', 'awaiting_check') are kept. Returns one row
+    per version: version_id, status, refused_reason, and the deleted counts (none with dry_run)."""
+    records, _, _ = driver.execute_query(DQ.VERSIONS_TO_PRUNE, non_current=non_current, database_=database,
+                                         routing_=RoutingControl.READ)
+    rows = [r.data() for r in records]
+    if not dry_run:
+        for row in rows:
+            row.update(delete_model_version(driver, row["version_id"], database=database, batch_size=batch_size))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,18 +592,19 @@ def publish_discoveries(
 
     embeddings: kind ('compound', 'perturbation', 'gene_perturbation', 'readout', 'context') ->
     DataFrame (index = node name, columns = dimensions). `quality`: the per-discovery-type record
-    (`record_discovery_quality`). With make_current=False the version is written and left
+    (`record_discovery_quality`). With make_current=False the version's links are written and left
     non-current with status 'awaiting_check' (the Dagster asset check decides; `promote_version`
-    then makes it current). Re-running with the same record is idempotent (same version id:
-    nothing duplicated)."""
+    then makes it current and writes its embeddings: they live on the nodes, where a version that
+    is then refused would overwrite the current one's). Re-running with the same record is
+    idempotent (same version id: nothing duplicated)."""
     began = time.perf_counter()
     embeddings = dict(embeddings or {})
-    ensure_discovery_schema(driver, dims={k: int(e.shape[1]) for k, e in embeddings.items()}, database=database)
+    if embeddings and not make_current:
+        raise ValueError("embeddings of a version awaiting its check are written when it is promoted: "
+                         "pass them to promote_version")
+    ensure_discovery_schema(driver, database=database)
     report = PublishReport(record.version_id, register_model_version(driver, record, database=database))
     symbols = SymbolMap.from_graph(driver, database=database)
-    for kind, emb in embeddings.items():
-        report.stats[f"embeddings:{kind}"] = write_embeddings(driver, record.version_id, kind, emb,
-                                                              symbol_map=symbols, database=database)
     if mechanisms is not None:
         report.stats["SHARES_MECHANISM_WITH"] = write_mechanism_links(
             driver, record.version_id, mechanisms, symbol_map=symbols, database=database, batch_size=batch_size)
@@ -584,8 +619,8 @@ def publish_discoveries(
             driver, record.version_id, effects, symbol_map=symbols, database=database, batch_size=batch_size)
     record_version_summary(driver, record.version_id, database=database)
     if make_current:
-        promote_version(driver, record.version_id, kinds=embeddings.keys(), retention=retention, database=database,
-                        report=report)
+        promote_version(driver, record.version_id, embeddings=embeddings, retention=retention, database=database,
+                        report=report, symbol_map=symbols)
     else:
         set_version_status(driver, record.version_id, AWAITING_CHECK, database=database)
     report.seconds = time.perf_counter() - began
@@ -602,14 +637,26 @@ def set_version_status(driver: Driver, version_id: str, status: str, *, database
         raise KeyError(f"no model version {version_id!r}")
 
 
-def promote_version(driver: Driver, version_id: str, *, kinds: Iterable[str] | None = None,
-                    retention: int | None = None, database: str | None = None,
-                    report: PublishReport | None = None) -> PublishReport:
-    """Make a written version current (status 'complete'), clear embeddings of names it lacks
-    (`kinds`: the embedding kinds it wrote; default all), wait for the vector indexes, prune."""
+def promote_version(driver: Driver, version_id: str, *, embeddings: Mapping[str, pd.DataFrame] | None = None,
+                    kinds: Iterable[str] | None = None, retention: int | None = None, database: str | None = None,
+                    report: PublishReport | None = None, symbol_map: SymbolMap | None = None) -> PublishReport:
+    """Write the version's `embeddings` (kind -> DataFrame, as in publish_discoveries) onto their
+    nodes, make it current (status 'complete'), clear embeddings of names it lacks (`kinds`: default
+    the kinds in `embeddings`, else all), wait for the vector indexes, prune. The embeddings are
+    written just before the switch, so for that moment they are the new version's while the old
+    one is still current (vector queries name the version of what they return)."""
     began = time.perf_counter()
     report = report or PublishReport(version_id, created=False)
-    kinds = list(kinds) if kinds is not None else list(DQ.EMBEDDING_TARGETS)
+    embeddings = dict(embeddings or {})
+    if kinds is None:
+        kinds = embeddings.keys() if embeddings else DQ.EMBEDDING_TARGETS
+    kinds = list(kinds)
+    if embeddings:
+        ensure_discovery_schema(driver, dims={k: int(e.shape[1]) for k, e in embeddings.items()}, database=database)
+        symbols = symbol_map or SymbolMap.from_graph(driver, database=database)
+        for kind, emb in embeddings.items():
+            report.stats[f"embeddings:{kind}"] = write_embeddings(driver, version_id, kind, emb,
+                                                                  symbol_map=symbols, database=database)
     set_current_version(driver, version_id, database=database)
     backfill_version_summaries(driver, database=database)
     report.stale_embeddings_cleared = clear_stale_embeddings(driver, version_id, kinds=kinds, database=database)

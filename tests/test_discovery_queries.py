@@ -53,7 +53,7 @@ def test_named_queries_declare_every_parameter_they_use():
         assert used == set(q.params), (q.name, used ^ set(q.params))
         # values only via parameters: no string literal compares to a property except fixed vocabulary
         # (the escaping of the alias lookup's Lucene phrase is the one expression with other literals)
-        assert "'" not in re.sub(r"'(\w+_vidx|\w+_ftidx|readout|added|removed|prior|novel|"
+        assert "'" not in re.sub(r"'(\w+_vidx|\w+_ftidx|readout|added|removed|prior|novel|complete|"
                                  r"SHARES_MECHANISM_WITH|PREDICTED_INTERACTION|PREDICTED_EFFECT)'", "",
                                  q.cypher.replace(DQ.ALIAS_PHRASE, ""))
 

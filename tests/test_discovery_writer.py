@@ -102,6 +102,57 @@ def test_publish_writes_everything_and_is_idempotent(empty_graph):
     assert mv["code_version"] == "test" and '"pearson": 0.5' in mv["metrics"]
 
 
+def test_a_refused_version_is_never_read_and_prune_versions_deletes_it(empty_graph):
+    """A version the blocking check refused keeps its links in the graph until pruned, but no named
+    query shows them (not by default, not by --version), the version comparisons skip it, the nodes
+    keep the current version's embeddings, and `prune_versions` deletes it (then, with non_current,
+    the older published ones) without touching the current version."""
+    build_base(empty_graph)
+    v1, v2, v3 = (record(f"2025-0{i}-01T00:00:00", i=i) for i in (1, 2, 3))
+    publish(empty_graph, v1, seed=0)
+    publish(empty_graph, v2, seed=1)  # current; v1 is the previous published version
+    _, mech, inter, effects = discoveries(seed=2)
+    W.publish_discoveries(empty_graph, v3, mechanisms=mech, interactions=inter, effects=effects,
+                          retention=5, make_current=False)
+    W.refuse_version(empty_graph, v3.version_id, "edges_beat_signature_correlation: below correlation")
+    with pytest.raises(KeyError):
+        W.refuse_version(empty_graph, v2.version_id, "the current version cannot be refused")
+    for rel in DQ.VERSIONED_REL_TYPES:  # still stored ...
+        assert count(empty_graph, rel, v3.version_id) > 0
+    reads = [("mechanism", {"compound": "RAPA", "all": True}), ("mimics", {"gene": "MTOR", "all": True}),
+             ("interactions", {"gene": "MTOR"}), ("response", {"compound": "RAPA", "context": "A375"}),
+             ("version-summary", {}), ("version-changes", {})]
+    for name, params in reads:  # ... but never read
+        for version in (None, v3.version_id):
+            rows = W.run_named_query(empty_graph, name, {**params, "version": version})
+            shown = {r.get("model_version") for r in rows} | {r.get("previous_version") for r in rows}
+            assert v3.version_id not in shown, (name, version)
+            assert bool(rows) == (version is None), (name, version)  # the current version answers
+    changes = W.run_named_query(empty_graph, "version-summary", {})
+    assert {r["previous_version"] for r in changes} == {v1.version_id}
+    assert W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA", "all": True,
+                                                        "version": v1.version_id})  # published: readable
+    sim = W.run_named_query(empty_graph, "similar-compounds", {"compound": "RAPA", "k": 2})
+    assert sim and {r["model_version"] for r in sim} == {v2.version_id}
+    listed = {r["version_id"]: r for r in W.run_named_query(empty_graph, "model-versions")}
+    assert listed[v3.version_id]["status"] == W.REFUSED and "below correlation" in listed[v3.version_id]["refused_reason"]
+
+    dry = W.prune_versions(empty_graph, dry_run=True)
+    assert [(r["version_id"], r["status"]) for r in dry] == [(v3.version_id, "refused")]
+    assert count(empty_graph, "SHARES_MECHANISM_WITH", v3.version_id) > 0
+    pruned = W.prune_versions(empty_graph)
+    assert [r["version_id"] for r in pruned] == [v3.version_id] and pruned[0]["ModelVersion"] == 1
+    assert pruned[0]["SHARES_MECHANISM_WITH"] == len(mech)
+    for rel in DQ.VERSIONED_REL_TYPES:
+        assert count(empty_graph, rel, v3.version_id) == 0 and count(empty_graph, rel, v2.version_id) > 0
+    assert [v["version_id"] for v in W.list_model_versions(empty_graph)] == [v2.version_id, v1.version_id]
+    # non_current: the older published version goes too; the current one and its embeddings stay
+    assert [r["version_id"] for r in W.prune_versions(empty_graph, non_current=True)] == [v1.version_id]
+    assert [v["version_id"] for v in W.list_model_versions(empty_graph)] == [v2.version_id]
+    assert W.run_named_query(empty_graph, "similar-compounds", {"compound": "RAPA", "k": 2}) == sim
+    assert W.prune_versions(empty_graph, non_current=True) == []
+
+
 def test_annotated_target_and_prior_flags_come_from_the_graph(empty_graph):
     build_base(empty_graph)
     rec = record("2025-01-01T00:00:00")
@@ -254,9 +305,14 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
     quality = {"edges": {"method": "signature_correlation", "metric": "AUPRC", "score": 0.3, "baseline_score": 0.3},
                "mechanisms": {"method": "signature_connectivity", "metric": "AUROC", "score": 0.9, "baseline_score": 0.5,
                               "fdr": 0.1, "significant": int(mech["significant"].sum())}}
-    W.publish_discoveries(empty_graph, v2, embeddings=emb, mechanisms=mech, interactions=inter, effects=effects,
+    with pytest.raises(ValueError, match="written when it is promoted"):
+        W.publish_discoveries(empty_graph, v2, embeddings=emb, make_current=False)
+    W.publish_discoveries(empty_graph, v2, mechanisms=mech, interactions=inter, effects=effects,
                           quality=quality, retention=5, make_current=False)
     assert W.current_version(empty_graph) == v1.version_id
+    # the nodes keep the current version's embeddings until v2 is promoted
+    assert {r["v"] for r in CG.run_cypher(empty_graph, "MATCH (g:Gene) WHERE g.embedding_perturbation IS NOT NULL "
+                                                       "RETURN g.embedding_perturbation_version AS v")} == {v1.version_id}
     status = {v["version_id"]: v["status"] for v in W.list_model_versions(empty_graph)}
     assert status[v2.version_id] == W.AWAITING_CHECK and status[v1.version_id] == "complete"
     assert {r["model_version"] for r in W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})} <= {
@@ -272,8 +328,10 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
                                               "RETURN collect(DISTINCT r.method) AS m", {"v": v2.version_id})[0]["m"]
     assert mech_methods == ["signature_connectivity"]
 
-    W.promote_version(empty_graph, v2.version_id, kinds=emb.keys(), retention=5)
+    W.promote_version(empty_graph, v2.version_id, embeddings=emb, retention=5)
     assert W.current_version(empty_graph) == v2.version_id
+    assert {r["v"] for r in CG.run_cypher(empty_graph, "MATCH (g:Gene) WHERE g.embedding_perturbation IS NOT NULL "
+                                                       "RETURN g.embedding_perturbation_version AS v")} == {v2.version_id}
     row = next(v for v in W.run_named_query(empty_graph, "model-versions") if v["version_id"] == v2.version_id)
     assert (row["edge_method"], row["edge_score"], row["mechanism_score"], row["mechanism_baseline_score"]) == (
         "signature_correlation", 0.3, 0.9, 0.5)

@@ -95,6 +95,15 @@ def test_model_beats_the_context_mean_baseline_on_validation(pipeline_run):
     run = pipeline_run.asset_value("lpm_model")
     assert run.valid_metrics["lpm"]["rmse"] < run.valid_metrics["context_mean"]["rmse"]
     assert run.simulated
+    # the blocking check judges what is published: the production predictor's choice vs the strongest baseline
+    check = {e.check_name: e for e in pipeline_run.get_asset_check_evaluations()}[
+        "production_not_below_strongest_baseline"]
+    sel = run.selection
+    assert check.passed and check.metadata["chosen"].value == sel["chosen"]
+    assert check.metadata["strongest_baseline"].value == sel["best_baseline"]
+    verdict = check.metadata["verdict"].value
+    assert verdict.startswith(f"published: {sel['chosen']}")
+    assert ("the LPM did not beat it" in verdict) == (sel["chosen"] == sel["best_baseline"])
 
 
 def test_the_model_version_records_the_production_predictor(pipeline_run, pipeline_env, neo4j_driver):
@@ -117,6 +126,9 @@ def test_the_model_version_records_the_production_predictor(pipeline_run, pipeli
     row = next(v for v in run_named_query(neo4j_driver, "model-versions", database=db) if v["version_id"] == version)
     assert row["predictor"] == sel["chosen"] and row["predictor_margin"] == pytest.approx(sel["margin"])
     assert row["predictor_best_baseline"] == sel["best_baseline"] and row["embeddings_from"] == "lpm"
+    metric = sel["metric"]
+    assert row["predictor_score"] == pytest.approx(sel["validation"][sel["chosen"]][metric])
+    assert row["predictor_baseline_score"] == pytest.approx(sel["validation"][sel["best_baseline"]][metric])
     assert json.loads(row["predictor_validation"]).keys() == sel["validation"].keys()
     effects = neo4j_driver.execute_query(
         "MATCH (p:Perturbation)-[r:PREDICTED_EFFECT {modelVersion: $v}]->(:Gene) "
@@ -160,8 +172,23 @@ def test_rerun_of_ingest_changes_nothing(pipeline_run, pipeline_env, neo4j_drive
 
 
 def test_evaluation_report_has_model_and_baselines(pipeline_run):
+    """The LPM and the production predictor (what is published) beside the baselines; production's
+    margin over the strongest baseline per seed, with wins and losses, in the metadata."""
     report = pipeline_run.asset_value("evaluation_report")
-    assert {"lpm", "context_mean", "other_contexts", "no_change"} <= set(report["means"])
+    assert {"lpm", "production", "context_mean", "other_contexts", "no_change"} <= set(report["means"])
+    margins = report["production_vs_strongest_baseline"]
+    (seed,) = margins["per_seed"]
+    best = max((m for m in report["means"] if m not in ("lpm", "production")),
+               key=lambda m: report["means"][m]["pearson_per_signature"])
+    assert seed["strongest_baseline"] == best
+    assert seed["margin"] == pytest.approx(report["means"]["production"]["pearson_per_signature"]
+                                           - report["means"][best]["pearson_per_signature"])
+    assert margins["wins"] + margins["losses"] + margins["ties"] == 1
+    meta = next(e for e in pipeline_run.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "evaluation_report").materialization.metadata
+    assert meta["production_wins"].value == margins["wins"] and "strongest baseline" in meta[
+        "production_vs_strongest_baseline"].value
+    assert set(meta["mean_scores"].value) == set(report["means"])
     assert json.dumps(report)  # plain data, shown in the UI
 
 
@@ -321,6 +348,14 @@ def test_discoveries_publish_only_what_beats_the_simple_answer(pipeline_run, pip
     assert rec["planted_targets_significant"] >= 0.5 * rec["planted_target_pairs"] > 0, rec
     check = {e.check_name: e for e in pipeline_run.get_asset_check_evaluations()}["edges_beat_signature_correlation"]
     assert check.passed
+    # per discovery type: source, validation score, the simple answer's, status (metadata and ModelVersion)
+    pred = out["quality"]["predictions"]
+    assert pred["method"] == row["predictor"] and pred["score"] == pytest.approx(row["predictor_score"])
+    assert row["edge_gate"] == edges["gate"] and row["status"] == "complete"
+    meta = next(e for e in pipeline_run.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "discoveries").materialization.metadata
+    table = meta["quality_vs_simple_answer"].value.splitlines()
+    assert [ln.split(" | ")[1] for ln in table[2:]] == [pred["method"], "signature_correlation", mech["method"]]
 
     # Calibration holds for the published source: compound vectors with their relation to the genes broken
     # (coordinates permuted) publish at most 10% of what the real ones publish.
@@ -351,8 +386,9 @@ def test_blocking_check_keeps_a_worse_edge_source_from_becoming_current(pipeline
                                                                          pipeline_instance):
     """Forcing the LPM knock-down embeddings as edge source on the simulated world (no reference pair
     outside the prior: they cannot be shown to beat correlation) writes the version, fails the blocking
-    check, and leaves the previous version current; the refused version stays 'awaiting_check'."""
-    from graph.discovery_writer import current_version
+    check, marks it 'refused' with the reason, and leaves the previous version current; no named
+    query reads the refused version and `prune_versions` deletes it."""
+    from graph.discovery_writer import current_version, prune_versions, run_named_query
     from pipelines.definitions import defs
     from pipelines.runner import run_config
 
@@ -369,5 +405,13 @@ def test_blocking_check_keeps_a_worse_edge_source_from_becoming_current(pipeline
     assert "current_model_version" not in promoted and "discoveries" in promoted
     assert current_version(neo4j_driver, database=db) == before != blocked
     status = neo4j_driver.execute_query("MATCH (m:ModelVersion {version_id: $v}) RETURN m.status AS s, "
-                                        "m.edge_method AS e", v=blocked, database_=db).records[0]
-    assert (status["s"], status["e"]) == ("awaiting_check", "lpm_knockdown")
+                                        "m.edge_method AS e, m.refused_reason AS r", v=blocked, database_=db).records[0]
+    assert (status["s"], status["e"]) == ("refused", "lpm_knockdown")
+    assert status["r"].startswith("edges_beat_signature_correlation: lpm_knockdown edges")
+    gene = neo4j_driver.execute_query("MATCH (g:Gene)-[r:PREDICTED_INTERACTION {modelVersion: $v}]->() "
+                                      "RETURN g.entrez_id AS e LIMIT 1", v=blocked, database_=db).records[0]["e"]
+    assert not run_named_query(neo4j_driver, "interactions", {"gene": str(gene), "version": blocked}, database=db)
+    embedded = neo4j_driver.execute_query("MATCH (g:Gene) WHERE g.embedding_perturbation_version = $v "
+                                          "RETURN count(g) AS n", v=blocked, database_=db).records[0]["n"]
+    assert embedded == 0  # the current version's embeddings were not overwritten
+    assert [r["version_id"] for r in prune_versions(neo4j_driver, dry_run=True, database=db)] == [blocked]

@@ -108,6 +108,37 @@ def test_register_mounts_commands_on_another_app(cli_graph):
     assert json.loads(result.stdout)[0]["version_id"] == "v1"
 
 
+@pytest.mark.neo4j
+def test_a_refused_version_is_hidden_from_query_and_removed_by_prune_versions(cli_graph):
+    """`query` never shows a refused version's links; `model-versions` shows it refused with the
+    reason; `prune-versions --dry-run` lists it, `prune-versions` deletes it, the current one stays."""
+    links = pd.DataFrame({"compound": ["RAPA"], "gene": ["RPTOR"], "score": [0.99], "rank": [1],
+                          "qvalue": [0.001], "significant": [True]})
+    W.publish_discoveries(cli_graph, W.ModelVersionRecord({"x": 2}, trained_at="2025-02-01T00:00:00",
+                                                          version_id="v2"), mechanisms=links, make_current=False)
+    W.refuse_version(cli_graph, "v2", "edges score below signature correlation")
+
+    def mechanism(*extra: str) -> list[dict]:
+        result = runner.invoke(query_cli.app, ["query", "mechanism", "--compound", "RAPA", "--all", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert {r["model_version"] for r in mechanism()} == {"v1"} and mechanism("--version", "v2") == []
+    versions = {r["version_id"]: r for r in json.loads(
+        runner.invoke(query_cli.app, ["query", "model-versions", "--json"]).stdout)}
+    assert versions["v2"]["status"] == "refused" and versions["v2"]["refused_reason"].startswith("edges score")
+    dry = runner.invoke(query_cli.app, ["prune-versions", "--dry-run", "--format", "json"])
+    assert dry.exit_code == 0, dry.output
+    assert [r["version_id"] for r in json.loads(dry.stdout)] == ["v2"]
+    assert W.list_model_versions(cli_graph)[0]["version_id"] == "v2"  # nothing deleted yet
+    table = runner.invoke(query_cli.app, ["prune-versions"])
+    assert table.exit_code == 0 and "v2" in table.stdout and "deleted" in table.stdout
+    assert [v["version_id"] for v in W.list_model_versions(cli_graph)] == ["v1"]
+    assert {r["model_version"] for r in mechanism()} == {"v1"}
+    again = runner.invoke(query_cli.app, ["prune-versions", "--non-current"])
+    assert again.exit_code == 0 and "no model version to prune" in again.stderr
+
+
 # ------------------------------------------------------------------------------------------------
 # Bounded queries: a timeout, a row limit, rows printed as they arrive
 # ------------------------------------------------------------------------------------------------
