@@ -129,6 +129,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lpm-patience", type=int, default=None, help="early-stopping patience (default: LPMConfig)")
     ap.add_argument("--research-seeds", default="", help="comma-separated seeds for --research (default: --lpm-seeds)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
+    ap.add_argument("--render-stored", action="store_true",
+                    help="run nothing: write the chosen sections from their stored rows (<home>/results/*.json; "
+                         "a production run stores its rows after every seed, so a stopped run's seeds are kept)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
     args = ap.parse_args(argv)
     if args.quick:
@@ -174,7 +177,12 @@ def main(argv=None) -> int:
                               f"{r['error'] or round(r['pearson_per_signature'], 3)}"
                               f"{' ' + r['detail'] if r.get('detail') else ''}", file=sys.stderr, flush=True)
         stored = json_dir / f"{i}_{name}_{split}.json"
-        if added:
+        if args.render_stored:
+            if not stored.exists():
+                raise SystemExit(f"--render-stored: section {i} has no stored rows ({stored})")
+            results = pd.read_json(stored, orient="records").fillna({"error": "", "detail": ""})
+            parts, lpm_models, added = [results], (), []
+        elif added:
             if not stored.exists():
                 raise SystemExit(f"--add-models needs the stored rows of section {i} ({stored}); "
                                  f"run `--only {i}` once without --add-models first")
@@ -185,20 +193,24 @@ def main(argv=None) -> int:
         else:
             parts = [run_benchmark(df, split, context=context, models=["baselines"], seeds=range(args.seeds),
                                    resources=res, on_result=log)]
-        if lpm_config is not None and lpm_models and not added:
+        if lpm_config is not None and lpm_models and not added and not args.render_stored:
             with_member = "production" in lpm_models and "lpm" not in lpm_models
             rest = [m for m in lpm_models if not (with_member and m == "production")]
             if rest:
                 parts.append(run_benchmark(df, split, context=context, models=rest, seeds=range(args.lpm_seeds),
                                            resources=res, on_result=log))
             if with_member:
-                parts.append(production_and_lpm(df, split, context, range(args.lpm_seeds), res, log))
+                def keep(rows, done=tuple(parts), stem=f"{i}_{name}_{split}", title=title):  # after every seed
+                    write_results(pd.concat([*done, rows], ignore_index=True), json_dir, name=stem, title=title)
+                parts.append(production_and_lpm(df, split, context, range(args.lpm_seeds), res, log, keep))
         results = pd.concat(parts, ignore_index=True)
         write_results(results, json_dir, name=f"{i}_{name}_{split}", title=title)
         data_line = (f"{len(df):,} rows: {df['context'].nunique()} contexts, {df['perturbation'].nunique()} "
                      f"perturbations, {df['readout'].nunique()} readouts; {int(results['n_test'].iloc[0]):,} "
                      f"test rows in {int(results['n_test_experiments'].iloc[0])} held-out experiments (seed 0)")
         ran = f" for {', '.join(added)}; the other rows are the stored ones of an earlier run" if added else ""
+        if args.render_stored:
+            ran = f" to write from the stored rows; they were run in {results['fit_s'].sum():.0f} s of fits"
         weights = ""
         if "detail" in results and (results["model"] == "lpm_stacked").any():
             st = results.loc[results["model"] == "lpm_stacked"]
@@ -227,10 +239,11 @@ def main(argv=None) -> int:
     return 0
 
 
-def production_and_lpm(df, split_kind, context, seeds, res, log) -> pd.DataFrame:
+def production_and_lpm(df, split_kind, context, seeds, res, log, keep=None) -> pd.DataFrame:
     """Per seed, `production` and its LPM member scored on the same test rows (row `lpm`). The member is the
     registry's `lpm` (same seed, data and settings as `--lpm-models lpm` builds), fitted once and handed to
-    the predictor as prefitted, so the two rows cost one LPM fit. Records as run_benchmark writes them."""
+    the predictor as prefitted, so the two rows cost one LPM fit. Records as run_benchmark writes them;
+    keep(rows so far) is called after every seed (to store them)."""
     from models.evaluation.baselines import KEY_COLUMNS
     from models.evaluation.harness import evaluate_model
     from models.evaluation.metrics import evaluate_predictions
@@ -263,6 +276,8 @@ def production_and_lpm(df, split_kind, context, seeds, res, log) -> pd.DataFrame
         for rec in (member, prod):
             rows.append(rec)
             log(rec)
+        if keep is not None:
+            keep(pd.DataFrame(rows))
     return pd.DataFrame(rows)
 
 

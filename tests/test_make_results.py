@@ -27,9 +27,10 @@ def test_production_and_its_lpm_member_equal_separate_runs():
 
     res = Resources(lpm_config=LPMConfig.paper(max_epochs=2))
     df, seeds = _data(), [0, 1]
-    logged = []
-    ours = production_and_lpm(df, "unseen-experiment", "ctx0", seeds, res, logged.append)
+    logged, kept = [], []
+    ours = production_and_lpm(df, "unseen-experiment", "ctx0", seeds, res, logged.append, kept.append)
     assert len(logged) == 4 and sorted(ours["model"].unique()) == ["lpm", "production"]
+    assert [len(k) for k in kept] == [2, 4]  # the rows so far, stored after every seed
     ref = run_benchmark(df, "unseen-experiment", context="ctx0", models=["lpm", "production"], seeds=seeds,
                         resources=res)
     a = ours.set_index(["model", "seed"]).sort_index()
