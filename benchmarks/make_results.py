@@ -152,6 +152,7 @@ def main(argv=None) -> int:
         try:
             from models.module import LPMConfig
 
+    from models.evaluation.splits import GENETIC_TYPES
             epochs = {k: v for k, v in (("max_epochs", args.lpm_epochs), ("patience", args.lpm_patience))
                       if v is not None}  # --lpm-patience was ignored here before 2026-11-30 (patience 5)
             lpm_config = (LPMConfig.paper if args.lpm_config == "paper" else LPMConfig)(**epochs)
@@ -170,7 +171,9 @@ def main(argv=None) -> int:
         if key not in cache:
             cache[key] = load_dataset(name, **kwargs)
         df = cache[key]
-        res = replace(resources_for(df, gene_graph=bool(lpm_models) and lpm_config is not None), lpm_config=lpm_config)
+        # the gene graph: for the LPM's gene encoder and network_knn (genetic perturbations)
+        graph = (bool(lpm_models) and lpm_config is not None) or df["perturbation_type"].astype(str).isin(GENETIC_TYPES).any()
+        res = replace(resources_for(df, gene_graph=graph), lpm_config=lpm_config)
         t0 = time.time()
         added = [m.strip() for m in args.add_models.split(",") if m.strip()]
         log = lambda r, title=title: print(f"[{time.time() - began:6.0f}s] {title} seed {r['seed']} {r['model']}: "  # noqa: E731

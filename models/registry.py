@@ -17,6 +17,7 @@ from models.evaluation.baselines import (
     ContextReadoutMean,
     GlobalMean,
     LinearPCARidge,
+    NetworkKNN,
     NoChange,
     OtherContextsMean,
     TanimotoKNN,
@@ -47,15 +48,17 @@ class Resources:
 _SIDE_FIELDS = frozenset(f.name for f in fields(SideInformation))
 
 
-BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn")
+BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn",
+                  "network_knn")
 # lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
 # lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
 # lpm_stacked = lpm and the simple baselines in one convex combination fitted on validation experiments.
 LPM_NAMES = ("lpm", "lpm_paper", "lpm_zeroshot", "lpm_stacked")
 ZERO_SHOT_SYMBOL_DROPOUT = 0.5
-STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear")
+STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear", "network_knn")
 # The production predictor chooses among the LPM, these baselines and their stacked combination.
-PRODUCTION_BASELINES = ("context_mean", "other_contexts", "linear")
+# network_knn only differs from context_mean for perturbations with targets in the gene graph.
+PRODUCTION_BASELINES = ("context_mean", "other_contexts", "linear", "network_knn")
 PRODUCTION_CANDIDATES = ("lpm", *PRODUCTION_BASELINES)
 MODEL_NAMES = (*LPM_NAMES, "production", *BASELINE_NAMES)
 
@@ -116,6 +119,8 @@ _BUILDERS: dict[str, Builder] = {
     "other_contexts": lambda seed, resources, split_kind: OtherContextsMean(),
     "linear": _linear,
     "tanimoto_knn": lambda seed, resources, split_kind: TanimotoKNN(compound_smiles=resources.compound_smiles),
+    "network_knn": lambda seed, resources, split_kind: NetworkKNN(resources.gene_graph,
+                                                                  resources.perturbation_targets),
 }
 
 def build_model(name: str, *, seed: int, resources: Resources | None = None, split_kind: str = ""):
