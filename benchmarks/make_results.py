@@ -146,13 +146,13 @@ def main(argv=None) -> int:
     from models.cli import resources_for
     from models.datasets import load_dataset
     from models.evaluation.harness import markdown_table, run_benchmark, write_results
+    from models.evaluation.splits import GENETIC_TYPES
 
     lpm_config = None
     if not args.no_lpm:
         try:
             from models.module import LPMConfig
 
-    from models.evaluation.splits import GENETIC_TYPES
             epochs = {k: v for k, v in (("max_epochs", args.lpm_epochs), ("patience", args.lpm_patience))
                       if v is not None}  # --lpm-patience was ignored here before 2026-11-30 (patience 5)
             lpm_config = (LPMConfig.paper if args.lpm_config == "paper" else LPMConfig)(**epochs)
