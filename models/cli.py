@@ -10,19 +10,24 @@ TSV long table (value) or ranked table (rank, n_ranked); the format is read from
 against the file's first bytes. Files go through the ingest readers (graph/io) and the one validation
 step (graph/io/validation.py), so the accepted table is the one `perturbgraph demo --inputs FILE`
 stores; what was quarantined is reported. Bad input ends in one line naming the file (exit 1).
---readouts N keeps N random readouts (--readout-seed; for tahoe exactly benchmarks/make_results.py's
-"150 random dense readouts" with N=150, seed 0) or the names in a file, for any input.
+The read options (--perturbation-type, --context/--input-context, --readout-key, --readouts,
+--readout-seed, --duplicates) are graph/io/options.ReadOptions, the same as `perturbgraph demo`'s, the
+Dagster input_manifest config's and an inbox file's `<name>.options`: --readouts N keeps N random
+readouts of those in every signature of the reader's accepted table (for tahoe exactly
+benchmarks/make_results.py's "150 random dense readouts" with N=150, seed 0) or the names in a file.
+A table without a perturbation_type column needs --perturbation-type.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from graph.io.options import OPTION_HELP
 
 app = typer.Typer(help="Train the LPM and evaluate it beside the baselines.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -39,21 +44,20 @@ def _warn(message: str) -> None:
     typer.echo("warning: " + " ".join(str(message).split()), err=True)
 
 
-def _readout_option(readouts: str | None) -> int | list[str] | str | None:
-    """--readouts: N (N random, --readout-seed), a file of names, or (tahoe) dense | all."""
-    if readouts is None or readouts in {"dense", "all"}:
-        return readouts
-    if readouts.isdigit():
-        if int(readouts) < 1:
-            _fail("--readouts needs N >= 1")
-        return int(readouts)
+def _read_options(readouts: str | None, readout_seed: int, duplicates: str, context: str | None,
+                  readout_key: str | None, perturbation_type: str | None):
+    """The command's ReadOptions (graph/io/options.py); a bad value is one line naming the option."""
     from graph.io.common import InputFileError
-    from models.datasets import read_readout_names
+    from graph.io.options import ReadOptions
 
     try:
-        return read_readout_names(readouts)
+        return ReadOptions.parse({"readouts": None if readouts in {"dense", "all"} else readouts,
+                                  "readout_seed": readout_seed, "duplicates": duplicates, "context": context,
+                                  "readout_key": readout_key, "perturbation_type": perturbation_type})
     except InputFileError as exc:
         _fail(str(exc))
+    except ValueError as exc:
+        _fail(f"--{str(exc).replace('_', '-', 1)}")
 
 
 def _load(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine") -> pd.DataFrame:
@@ -75,32 +79,29 @@ def _gene_resolver(readout_key: str | None):
 
 
 def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine",
-                context: str | None = None, readout_key: str | None = None):
-    """Read INPUT through the ingest readers and the validation step (a models.datasets.Loaded);
-    bad input -> one line naming the file, exit 1. context: for a table without a context column
-    (wide or context-free); readout_key: the column holding readout ids, mapped through the gene table."""
+                context: str | None = None, readout_key: str | None = None, perturbation_type: str | None = None):
+    """Read INPUT through the ingest readers and the validation step (a models.datasets.Loaded) with the
+    command's ReadOptions; bad input -> one line naming the file, exit 1."""
     from graph.io.common import InputFileError
-    from graph.io.validation import DUPLICATE_POLICIES
-    from models.datasets import load_input, select_readouts
+    from models.datasets import TAHOE_FILES, load_input
 
-    if duplicates not in DUPLICATE_POLICIES:
-        _fail(f"--duplicates must be one of {', '.join(DUPLICATE_POLICIES)}")
-    choice = _readout_option(readouts)
-    kwargs = {}
-    if context or readout_key:
-        kwargs = {"context": context, "readout_key": readout_key, "resolver": _gene_resolver(readout_key)}
-    if input_ == "tahoe" and choice is not None:
-        # The docs' tables: load_tahoe(n_random=N, seed=S) draws from the dense readouts.
-        kwargs = {"readouts": choice} if isinstance(choice, str) else (
-            {"n_random": choice, "seed": readout_seed} if isinstance(choice, int) else {"readouts": choice})
-        choice = None
-    elif isinstance(choice, str):
+    options = _read_options(readouts, readout_seed, duplicates, context, readout_key, perturbation_type)
+    kwargs = {"options": options}
+    if readout_key:
+        kwargs["resolver"] = _gene_resolver(readout_key)
+    if input_ in TAHOE_FILES:
+        # The docs' tables: read_tahoe(n_random=N, seed=S) draws from the dense readouts (or dense | all | names).
+        kwargs = ({"readouts": readouts} if readouts in {"dense", "all"} else
+                  {"n_random": options.readouts, "seed": readout_seed} if isinstance(options.readouts, int) else
+                  {"readouts": list(options.readouts)} if options.readouts else {})
+    elif readouts in {"dense", "all"}:
         _fail("--readouts dense|all applies to the tahoe dataset; use N or a file of names")
+    elif input_ == "replogle" and options.readouts is not None:
+        _fail("--readouts applies to files, ingested datasets, the l1000-* GCTX files and tahoe; replogle keeps "
+              "its most measured readouts")
     try:
         with console.status(f"loading {input_}"):
-            loaded = load_input(input_, duplicates=duplicates, **kwargs)
-            if choice is not None:
-                loaded = replace(loaded, frame=select_readouts(loaded.frame, choice, seed=readout_seed))
+            loaded = load_input(input_, **kwargs)
     except (InputFileError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         _fail(str(exc))
     except (ValueError, OSError, KeyError) as exc:
@@ -173,12 +174,13 @@ def _ints(text: str) -> list[int]:
         _fail(f"expected comma-separated integers, got {text!r}")
 
 
-READOUTS_HELP = ("N: N random readouts (of those in every signature; --readout-seed), or a file of names; "
+READOUTS_HELP = (OPTION_HELP["readouts"] + "; "
                  "tahoe also: dense | all")
-CONTEXT_HELP = "context of every row of a table without a context column (default: CONSENSUS, context-free)"
+CONTEXT_HELP = OPTION_HELP["context"]
 READOUT_KEY_HELP = ("column holding the readouts (e.g. ensembl_id, entrez_id), mapped to gene symbols through "
                     "the gene table; for a wide table: map its column headers")
-DUPLICATES_HELP = "rows repeating a (context, perturbation, readout) with different values: quarantine | mean | first"
+DUPLICATES_HELP = OPTION_HELP["duplicates"]
+TYPE_HELP = OPTION_HELP["perturbation_type"]
 
 
 def _target_context(input_: str, target: str | None) -> str | None:
@@ -215,6 +217,7 @@ def train(
     duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
     context: str | None = typer.Option(None, "--context", "--input-context", help=CONTEXT_HELP),
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
+    perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
     seed: int = typer.Option(0, "--seed"),
     nproc: int = typer.Option(1, "--nproc", min=1,
                               help="data-parallel processes (torchrun; NCCL on GPUs, gloo on CPU; models/distributed.py)"),
@@ -233,10 +236,11 @@ def train(
             "--input", input_, "--output", str(output), "--readout-seed", str(readout_seed), "--duplicates", duplicates,
             "--seed", str(seed), *(["--epochs", str(epochs)] if epochs is not None else []),
             *(["--context", context] if context else []), *(["--readout-key", readout_key] if readout_key else []),
+            *(["--perturbation-type", perturbation_type] if perturbation_type else []),
             *(["--readouts", readouts] if readouts is not None else [])]))
     if output.is_dir():
         _fail(f"{output}: is a directory; give the checkpoint file name")
-    loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key)
+    loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key, perturbation_type)
     df = loaded.frame
     res = resources_for(df, epochs=epochs, perturbation_names=loaded.perturbation_names,
                         perturbation_targets=loaded.perturbation_targets)
@@ -268,6 +272,7 @@ def evaluate(
     duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
     input_context: str | None = typer.Option(None, "--input-context", help=CONTEXT_HELP + " (--context is the target)"),
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
+    perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
     fmt: str = typer.Option("table", "--format", help="results on stdout: table (markdown) | json (every row) | "
                                                       "tsv (mean per model and metric)"),
 ) -> None:
@@ -285,7 +290,7 @@ def evaluate(
         _fail(f"{split} needs --target-context")
     seed_list = _ints(seeds)
     target_context = _target_context(input_, target_context)
-    loaded = _load_input(input_, readouts, readout_seed, duplicates, input_context, readout_key)
+    loaded = _load_input(input_, readouts, readout_seed, duplicates, input_context, readout_key, perturbation_type)
     df = loaded.frame
     if target_context is not None and target_context not in set(df["context"].astype(str)):
         contexts = sorted(df["context"].astype(str).unique())

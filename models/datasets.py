@@ -28,6 +28,7 @@ import pandas as pd
 
 from graph.io.common import InputFileError, measurement_format
 from graph.io.identifiers import compound_name_keys, lookup_compound
+from graph.io.options import ReadOptions, random_readouts, read_readout_names, subset_table  # noqa: F401 - one place
 from graph.io.validation import ValidationResult, validate_measurements
 from graph.records import QuarantineRecord
 from graph.settings import get_settings
@@ -116,11 +117,12 @@ class Loaded:
 
 def _attach(frame: pd.DataFrame, report: LoadReport, names: dict[str, str] | None = None,
             targets: dict[str, list[str]] | None = None) -> Loaded:
-    """The frame with its report; a table with no valid row is an error naming the source."""
+    """The frame with its report; a table with no valid row is an error naming the source (the rule of
+    every entry point: graph/io/readers.no_valid_rows)."""
     if report.read and report.accepted == 0 or len(frame) == 0:
-        by = "; ".join(f"{k}: {n:,}" for k, n in report.reasons.items())
-        raise InputFileError(report.source, f"no valid rows ({report.read:,} {report.unit} read"
-                             + (f"; {by})" if by else ")"))
+        from graph.io.readers import no_valid_rows
+
+        raise no_valid_rows(report.source, report.read, report.unit, report.reasons)
     return Loaded(frame, report, names or {}, targets or {})
 
 
@@ -142,40 +144,23 @@ def dense_readouts(df: pd.DataFrame) -> list[str]:
     return sorted(counts.index[counts == n_sig].astype(str))
 
 
-def random_readouts(pool, n: int, seed: int = 0) -> list[str]:
-    """n readouts drawn without replacement from sorted(pool) with numpy's default_rng(seed): the rule
-    behind docs/results.md's "150 random dense readouts" (chosen without looking at values)."""
-    pool = sorted(map(str, pool))
-    return list(np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False))
+def _subset(frame: pd.DataFrame, options: ReadOptions, notes: list[str], path) -> pd.DataFrame:
+    """The readout subset of graph/io/options.py on a reader's accepted table (before any model step),
+    as read_experiment applies it while streaming; an empty result is an error naming the file."""
+    try:
+        return subset_table(frame, options, notes)
+    except ValueError as exc:
+        raise InputFileError(path, str(exc)) from None
 
 
-def read_readout_names(path: str | Path) -> list[str]:
-    """A readout list file: one name per line (or the first column of a CSV/TSV); '#' lines ignored."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "readout list does not exist" if not path.exists() else "readout list is not a file")
-    names = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        first = line.split("\t")[0].split(",")[0].strip()
-        if first and not first.startswith("#"):
-            names.append(first)
-    if not names:
-        raise InputFileError(path, "readout list has no names")
-    return list(dict.fromkeys(names))
+def _read_options(options: ReadOptions | None, duplicates: str | None, given: dict) -> ReadOptions:
+    """options with keyword overrides (duplicates=, context=, readout_key=, perturbation_type=, ...)."""
+    from dataclasses import replace
 
+    from graph.io.options import OPTION_NAMES
 
-def select_readouts(df: pd.DataFrame, readouts: int | list[str], seed: int = 0) -> pd.DataFrame:
-    """Keep N random readouts (random_readouts over the dense readouts, or over all readouts when fewer
-    than N are dense) or the listed ones. An empty result is an error."""
-    if isinstance(readouts, int):
-        pool = dense_readouts(df)
-        keep = random_readouts(pool if len(pool) >= readouts else df["readout"].astype(str).unique(), readouts, seed)
-    else:
-        keep = list(readouts)
-    out = df[df["readout"].astype(str).isin(set(keep))].reset_index(drop=True)
-    if not len(out):
-        raise ValueError(f"none of the {len(keep)} requested readouts is in the data (e.g. {keep[:3]})")
-    return out
+    out = replace(options or ReadOptions(), **{k: v for k, v in given.items() if k in OPTION_NAMES})
+    return replace(out, duplicates=duplicates) if duplicates is not None else out
 
 
 def from_ranked(df: pd.DataFrame, *, up_only: bool = False, source: str = "ranked table") -> Loaded:
@@ -307,15 +292,19 @@ def read_gctx_long(path: str | Path) -> pd.DataFrame:
     })
 
 
-def load_gct(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
+def load_gct(path: str | Path, *, duplicates: str = "quarantine", options: ReadOptions | None = None) -> Loaded:
     """A text GCT file (ingest reads GCTX only): per-sample validation, then average_replicates."""
+    options = _read_options(options, duplicates, {})
     try:
         long = read_gctx_long(path)
     except InputFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise InputFileError(path, f"not a readable GCT file ({type(exc).__name__}: {exc})") from exc
-    checked, report = validated(long, str(path), keys=("sample", "readout"), ranked=False, duplicates=duplicates)
+    checked, report = validated(long, str(path), keys=("sample", "readout"), ranked=False, duplicates=options.duplicates)
+    if options.readouts is not None:
+        checked = _subset(checked.rename(columns={"sample": "signature_id"}), options, report.notes, path).rename(
+            columns={"signature_id": "sample"})
     long = checked[checked["pert_type"].isin(list(_L1000_TYPES))]
     long = long.assign(perturbation_type=long["pert_type"].map(_L1000_TYPES), context=long["cell_id"],
                        perturbation=long["pert_iname"])
@@ -344,30 +333,33 @@ def average_replicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return out, note
 
 
-def load_gctx(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
+def load_gctx(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None) -> Loaded:
     """A GCTX file read by the ingest reader (graph/io/gctx.GctxToLong, as `perturbgraph demo --inputs
-    FILE` stores it: value validation, readout repeats, perturbation ids), then average_replicates.
-    Report units are matrix values; the signature-level notes are kept."""
+    FILE` stores it: value validation, readout repeats, perturbation ids), the readout subset, then
+    average_replicates. Report units are matrix values; the signature-level notes are kept."""
     from graph.io.common import concat_long
-    from graph.io.gctx import GctxToLong
+    from graph.io.readers import open_streaming_reader
 
     path = Path(path)
+    options = _read_options(options, duplicates, {})
     if measurement_format(path) == "gct":
-        return load_gct(path, duplicates=duplicates)
+        return load_gct(path, options=options)
     try:
-        reader = GctxToLong(path, _dataset_id_for(path))
+        reader = open_streaming_reader(path, "gctx", _dataset_id_for(path), options)
         frame = concat_long(list(reader.iter_long()))
     except InputFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise InputFileError(path, f"not a readable GCTX file ({type(exc).__name__}: {exc})") from exc
+    subset_notes: list[str] = []
+    frame = _subset(frame, options, subset_notes, path) if len(frame) else frame
     averaged, note = average_replicates(frame)
     # The averaged ids drop the dose: the records are keyed the same way (names and targets for side information).
     perturbations = {pid.split("@", 1)[0]: rec for pid, rec in reader.perturbations.items()}
     report = reader.value_report
     report.notes = [*reader.report.notes, *report.notes,
-                    f"{reader.report.quarantined} of {reader.report.read} signatures quarantined", note]
-    return _from_records(averaged, path, report, reader.quarantine, perturbations, duplicates, unit="values")
+                    f"{reader.report.quarantined} of {reader.report.read} signatures quarantined", *subset_notes, note]
+    return _from_records(averaged, path, report, reader.quarantine, perturbations, options.duplicates, unit="values")
 
 
 def _dataset_id_for(path: Path) -> str:
@@ -400,48 +392,46 @@ def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, pert
     return _attach(out, report, names, targets)
 
 
-def load_long_table(path: str | Path, *, duplicates: str = "quarantine", context: str | None = None,
-                    readout_key: str | None = None, resolver=None) -> Loaded:
-    """A user's parquet / CSV / TSV long table (value) or ranked table (rank, n_ranked), read by the
-    ingest reader (graph/io/tables.LongTableReader): the same accepted rows and perturbation ids as
-    `perturbgraph demo --inputs FILE` puts in the store."""
-    from graph.io.common import table_header, table_layout
-    from graph.io.tables import LongTableReader
-    from graph.io.wide import WideTableReader
-
-    path = Path(path)
-    # The layout rule of every entry point (pipelines/inputs.detect_kind uses it too).
-    reader_cls = WideTableReader if table_layout(table_header(path), readout_key) == "wide_table" else LongTableReader
-    # A table without a perturbation_type column is taken as compounds (noted in the report).
-    reader = reader_cls(path, _dataset_id_for(path), duplicates=duplicates, perturbation_type="compound",
-                        context=context, readout_key=readout_key, resolver=resolver)
+def load_long_table(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
+                    resolver=None, **table_options) -> Loaded:
+    """A user's parquet / CSV / TSV long table (value), ranked table (rank, n_ranked) or wide table, read by
+    the ingest reader (graph/io/readers.py) with the same ReadOptions: the same accepted rows and
+    perturbation ids as `perturbgraph demo --inputs FILE` puts in the store."""
     from graph.io.common import concat_long
-
-    frame = concat_long(list(reader.iter_long()))
-    return _from_records(frame, path, reader.report, reader.quarantine, reader.perturbations, duplicates)
-
-
-def load_h5ad(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
-    """A Perturb-seq h5ad pseudobulked as ingest does it (graph/io/h5ad.pseudobulk_h5ad)."""
-    from graph.io.h5ad import pseudobulk_h5ad
+    from graph.io.readers import open_streaming_reader, table_kind
 
     path = Path(path)
-    result = pseudobulk_h5ad(path, _dataset_id_for(path))
-    return _from_records(result.long, path, result.report, result.quarantine, result.perturbations, duplicates,
+    options = _read_options(options, duplicates, table_options)
+    reader = open_streaming_reader(path, table_kind(path, options), _dataset_id_for(path), options, resolver=resolver)
+    frame = concat_long(list(reader.iter_long()))
+    frame = _subset(frame, options, reader.report.notes, path) if len(frame) else frame
+    return _from_records(frame, path, reader.report, reader.quarantine, reader.perturbations, options.duplicates)
+
+
+def load_h5ad(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None) -> Loaded:
+    """A Perturb-seq h5ad pseudobulked as ingest does it (graph/io/readers.read_h5ad)."""
+    from graph.io.readers import read_h5ad
+
+    path = Path(path)
+    options = _read_options(options, duplicates, {})
+    result = read_h5ad(path, _dataset_id_for(path), options)
+    long = _subset(result.long, options, result.report.notes, path) if len(result.long) else result.long
+    return _from_records(long, path, result.report, result.quarantine, result.perturbations, options.duplicates,
                          unit="signatures (cell groups)")
 
 
-def load_file(path: str | Path, *, duplicates: str = "quarantine", **table_options) -> Loaded:
+def load_file(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
+              **table_options) -> Loaded:
     """Any measurement file, by its format (extension checked against the first bytes)."""
     path = Path(path)
     fmt = measurement_format(path)
     if fmt in {"gctx", "gct"}:
-        return load_gctx(path, duplicates=duplicates)
+        return load_gctx(path, duplicates=duplicates, options=options)
     if fmt == "h5ad":
-        return load_h5ad(path, duplicates=duplicates)
+        return load_h5ad(path, duplicates=duplicates, options=options)
     if path.name in {Path(f).name for f in TAHOE_FILES["tahoe37"]}:
         return read_tahoe(path)
-    return load_long_table(path, duplicates=duplicates, **table_options)
+    return load_long_table(path, duplicates=duplicates, options=options, **table_options)
 
 
 def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
@@ -449,9 +439,11 @@ def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
     return load_input(name_or_path, **kwargs).frame
 
 
-def load_input(name_or_path: str | Path, *, duplicates: str = "quarantine", **kwargs) -> Loaded:
+def load_input(name_or_path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
+               **kwargs) -> Loaded:
     """Any input the CLI accepts: a shared dataset name (SHARED_DATASETS), an ingested dataset id or a
-    file path. Every route ends in the validation step (graph/io/validation.py)."""
+    file path. Every route ends in the validation step (graph/io/validation.py). Files and ingested
+    datasets take ReadOptions (graph/io/options.py); tahoe / replogle their loaders' keywords."""
     key = str(name_or_path)
     from graph.settings import get_settings
     from graph.store import load_training_table, read_manifest
@@ -459,19 +451,22 @@ def load_input(name_or_path: str | Path, *, duplicates: str = "quarantine", **kw
     is_dataset_id = key.replace("_", "").isalnum()  # store ids are [a-z0-9_]; paths never match
     if is_dataset_id and read_manifest(get_settings(), key) is not None:
         # A dataset ingested by the pipeline: its values from the columnar store (hash verified).
-        table = load_training_table(get_settings(), [key]).loc[:, list(LONG_COLUMNS)]
-        frame, report = validated(table, key, ranked=False, duplicates=duplicates)
+        options = _read_options(options, duplicates, {})
+        notes: list[str] = []
+        table = _subset(load_training_table(get_settings(), [key]), options, notes, key).loc[:, list(LONG_COLUMNS)]
+        frame, report = validated(table, key, ranked=False, duplicates=options.duplicates)
+        report.notes += notes
         return _attach(frame, report)
     if key in TAHOE_FILES:
         return read_tahoe([shared_path(f) for f in TAHOE_FILES[key]], **kwargs)
     if key == "replogle":
         return read_replogle(**kwargs)
     if key in SHARED_DATASETS:
-        return load_gctx(shared_path(SHARED_DATASETS[key]), duplicates=duplicates)
+        return load_gctx(shared_path(SHARED_DATASETS[key]), duplicates=duplicates, options=options)
     path = Path(key)
     if not path.exists():
         raise InputFileError(key, f"neither a file nor one of {sorted({*SHARED_DATASETS, *TAHOE_FILES})}")
-    return load_file(path, duplicates=duplicates, **kwargs)
+    return load_file(path, duplicates=duplicates, options=options, **kwargs)
 
 
 def dataset_contexts(name_or_path: str | Path) -> list[str] | None:

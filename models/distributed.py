@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duplicates", default="quarantine", help="quarantine | mean | first")
     ap.add_argument("--context", default=None, help="as `perturbgraph train --context`")
     ap.add_argument("--readout-key", default=None, help="as `perturbgraph train --readout-key`")
+    ap.add_argument("--perturbation-type", default=None, help="as `perturbgraph train --perturbation-type`")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--paper", action="store_true", help="LPMConfig.paper(): learned embeddings only")
     ap.add_argument("--backend", choices=["gloo", "nccl"], default=None, help="default: nccl with CUDA, else gloo")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # The same loader as `train`: the perturbation names it returns are what joins compounds to structures.
         loaded = _load_input(args.input, args.readouts, args.readout_seed, args.duplicates, args.context,
-                             args.readout_key)
+                             args.readout_key, args.perturbation_type)
         df = loaded.frame
         epochs = {} if args.epochs is None else {"max_epochs": args.epochs}
         config = LPMConfig.paper(**epochs) if args.paper else LPMConfig(**epochs)

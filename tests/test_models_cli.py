@@ -30,8 +30,8 @@ def test_loaders_accept_long_ranked_and_gctx_files(tmp_path):
     got = load_dataset(tmp_path / "long.parquet")
     assert list(got.columns) == ["context", "perturbation", "perturbation_type", "readout", "value"]
     assert len(got) == len(long)
-    ranked = pd.DataFrame({"context": "C0", "perturbation": "d", "readout": ["a", "b", "c"],
-                           "rank": [1, 2, 3], "n_ranked": 3})
+    ranked = pd.DataFrame({"context": "C0", "perturbation": "d", "perturbation_type": "compound",
+                           "readout": ["a", "b", "c"], "rank": [1, 2, 3], "n_ranked": 3})
     ranked.to_csv(tmp_path / "ranked.csv", index=False)
     assert load_dataset(tmp_path / "ranked.csv").set_index("readout")["value"].tolist() == [1.0, 0.0, -1.0]
     # A two-sample GCTX (samples x genes on disk); the DMSO control is dropped, replicates averaged.
@@ -131,47 +131,7 @@ def cli_corpus(tmp_path_factory):
     return B.cli_corpus(tmp_path_factory.mktemp("cli_corpus"))
 
 
-def _check_outcome(result, path, expected: str) -> None:
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    if expected == "error":
-        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-        assert result.exit_code == 1 and len(errors) == 1, result.output
-        assert str(path) in errors[0], errors[0]
-    else:
-        assert result.exit_code == 0, result.output
-        summary = next(line for line in result.output.splitlines() if "rows read" in line)
-        assert " 0 quarantined" not in summary and "quarantined" in summary, summary
-
-
-CASES = ["header_only", "empty_file", "directory", "missing_file", "all_nan", "text_in_every_value", "text_value",
-         "nan_25_percent", "bad_ranks", "n_ranked_1", "conflicting_duplicates", "missing_columns", "h5ad_missing_obs",
-         "hdf5_named_csv", "gctx_not_hdf5", "parquet_truncated", "gctx_truncated", "gctx_wrong_dimensions",
-         "h5ad_truncated", "wide_duplicate_genes", "wide_text_cells", "wide_empty_matrix", "wide_header_only"]
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_hostile_files_through_evaluate(case, cli_corpus, no_shared_data, tmp_path):
-    path, expected = cli_corpus[case]
-    result = runner.invoke(app, ["evaluate", "--input", str(path), "--split", "unseen-experiment", "--target-context",
-                                 "C1", "--models", "context_mean", "--seeds", "0", "--out", str(tmp_path / "res")])
-    _check_outcome(result, path, expected)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_hostile_files_through_train(case, cli_corpus, no_shared_data, tmp_path):
-    pytest.importorskip("torch")
-    from models.lpm import LPM
-
-    path, expected = cli_corpus[case]
-    ckpt = tmp_path / "lpm.pt"
-    result = runner.invoke(app, ["train", "--input", str(path), "--output", str(ckpt), "--epochs", "1"])
-    _check_outcome(result, path, expected)
-    if expected == "error":
-        assert not ckpt.exists()
-    else:
-        weights = [p.detach() for p in LPM.load(ckpt).module.parameters()]
-        assert all(bool(np.isfinite(w.numpy()).all()) for w in weights)
+# The corpus through train, evaluate, demo --inputs and the inbox: tests/test_pipelines_sources_corpus.py.
 
 
 def test_unknown_target_context_lists_the_valid_ones_before_loading(cli_corpus, no_shared_data, tmp_path):
@@ -207,11 +167,11 @@ def test_evaluate_fails_when_every_model_failed(tmp_path, no_shared_data, monkey
 
 
 def test_readouts_n_random_or_a_file_for_any_input(tmp_path, no_shared_data):
-    from models.datasets import load_dataset, random_readouts, select_readouts
+    from graph.io.options import ReadOptions, random_readouts
+    from models.datasets import load_dataset
 
     _long(n_readout=10).to_parquet(tmp_path / "long.parquet")
-    df = load_dataset(tmp_path / "long.parquet")
-    sub = select_readouts(df, 4, seed=3)
+    sub = load_dataset(tmp_path / "long.parquet", options=ReadOptions(readouts=4, readout_seed=3))
     assert sorted(sub["readout"].unique()) == sorted(random_readouts([f"G{i}" for i in range(10)], 4, seed=3))
     (tmp_path / "names.txt").write_text("# wanted\nG2\nG7\n")
     result = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "long.parquet"), "--target-context", "C1",
@@ -300,12 +260,14 @@ def test_context_and_readout_key_options(tmp_path, no_shared_data):
     wide.to_parquet(tmp_path / "consensus.parquet", index=False)
     from models.datasets import load_input
 
-    assert set(load_input(tmp_path / "consensus.parquet").frame["context"]) == {CONSENSUS_CONTEXT}
+    frame = load_input(tmp_path / "consensus.parquet", perturbation_type="compound").frame
+    assert set(frame["context"]) == {CONSENSUS_CONTEXT}
     result = runner.invoke(app, ["train", "--input", str(tmp_path / "consensus.parquet"), "--context", "a-375",
-                                 "--output", str(tmp_path / "m.pt"), "--epochs", "1"])
+                                 "--perturbation-type", "compound", "--output", str(tmp_path / "m.pt"), "--epochs", "1"])
     assert result.exit_code == 0, result.output
     assert "1 contexts" in result.output and "3 perturbations, 2 readouts" in result.output
-    assert set(load_input(tmp_path / "consensus.parquet", context="a-375").frame["context"]) == {"A375"}
+    frame = load_input(tmp_path / "consensus.parquet", context="a-375", perturbation_type="compound").frame
+    assert set(frame["context"]) == {"A375"}
     result = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "consensus.parquet"), "--readout-key",
                                  "ensembl_id", "--split", "unseen-compound", "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "needs the gene table" in result.output, result.output
@@ -363,7 +325,7 @@ def test_distributed_rank_loads_as_train_does(tmp_path, no_shared_data, monkeypa
     monkeypatch.setattr(D, "setup", lambda backend=None: (None, "cpu"))
     monkeypatch.setattr(D, "dist", FakeDist)
     with pytest.raises(Stop):
-        D.main(["--input", str(tmp_path / "wide.csv"), "--epochs", "1"])
+        D.main(["--input", str(tmp_path / "wide.csv"), "--epochs", "1", "--perturbation-type", "compound"])
     assert sorted(seen["perturbation_names"].values()) == ["Trametinib (GSK1120212)", "drugB"]
     assert seen["destroyed"]
 

@@ -107,6 +107,17 @@ class ReadOptions:
 
 
 OPTION_NAMES = tuple(f.name for f in fields(ReadOptions) if f.name != "readouts_from")
+# Help texts of the CLI options (train, evaluate, demo: --perturbation-type, --readouts, ...).
+OPTION_HELP = {
+    "perturbation_type": "type of every row of a table without a perturbation_type column (compound, CRISPRi, "
+                         "CRISPRko, shRNA, ORF, ...); such a table is refused without it",
+    "context": "context of every row of a table without a context column (default: CONSENSUS, context-free)",
+    "readout_key": "column holding the readouts (e.g. ensembl_id, entrez_id), mapped to gene symbols through the "
+                   "gene table",
+    "readouts": "N: N random readouts (of those in every signature; --readout-seed), or a file of names",
+    "readout_seed": "seed of the random readout subset",
+    "duplicates": "rows repeating a (signature, readout) with different values: quarantine | mean | first",
+}
 TYPE_OPTION_HINT = ("give every row's type with the perturbation_type option (--perturbation-type compound|CRISPRi|"
                     "shRNA|..., or FILE?perturbation_type=compound)")
 
