@@ -122,10 +122,12 @@ def main(argv=None) -> int:
                          "section's stored rows (<home>/results/*.json), replacing earlier rows of those models")
     ap.add_argument("--lpm-models", default="",
                     help="comma-separated models that replace each chosen section's LPM variants (e.g. production)")
-    ap.add_argument("--research", choices=["residual"], default=None,
+    ap.add_argument("--research", choices=["residual", "graph"], default=None,
                     help="residual: lpm, lpm with LPMConfig.residual and the strongest baselines per seed on the "
                          "chosen sections (default 0); rows merge into <home>/results/research_residual_*.json "
-                         "(--add-models reruns only those), tables go to the 'Research: residual LPM' markers")
+                         "(--add-models reruns only those), tables go to the 'Research: residual LPM' markers; "
+                         "graph: the same for the LPM variants of benchmarks/research_lpm_graph.py (default "
+                         "section 7), to the 'Research: LPM on Replogle' markers")
     ap.add_argument("--lpm-patience", type=int, default=None, help="early-stopping patience (default: LPMConfig)")
     ap.add_argument("--research-seeds", default="", help="comma-separated seeds for --research (default: --lpm-seeds)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
@@ -142,6 +144,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(max(1, min(args.threads, os.cpu_count() or 1)))
     if args.research == "residual":
         return research_residual(args, argv)
+    if args.research == "graph":
+        from research_lpm_graph import research_graph
+
+        return research_graph(args, argv, BENCHMARKS)
     from graph.settings import get_settings
     from models.cli import resources_for
     from models.datasets import load_dataset

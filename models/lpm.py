@@ -195,10 +195,10 @@ class LPM:
         nodes = tables.target_nodes(torch.from_numpy(uniq).to(tables.pert_members.device)).to(dev)  # (U, T)
         own = g.kd_of_pert[torch.from_numpy(vocab_row).to(dev)]  # (U,) excluded: never the row's own perturbation
         nb = g.neighbours(nodes, own, m.genes.edge_index, m.genes.n_nodes)  # (U, K+1)
-        nb_mean, has = g.neighbour_mean(rows[0], rows[2], torch.from_numpy(inv).to(dev), nb)
+        nb_resid, has = g.neighbour_residual(rows[0], rows[2], torch.from_numpy(inv).to(dev), nb, parts.unseen)
         if own_value is not None:  # fitting: the shrink comes from the training rows
-            g.fit_shrink(own_value.to(dev), parts.unseen, nb_mean, has, self.config.graph_base_shrink)
-        unseen = g.unseen_base(parts, nb_mean, has)
+            g.fit_shrink(own_value.to(dev), parts.unseen, nb_resid, has, self.config.graph_base_shrink)
+        unseen = g.unseen_base(parts, nb_resid, has)
         return residual_base(parts, unseen), unseen
 
     def _residual_data(self, train: pd.DataFrame, valid: pd.DataFrame | None, ctxs: list[str], perts: list[str],

@@ -111,10 +111,10 @@ class CrossContextBase(nn.Module):
 class GraphBase(nn.Module):
     """Neighbour averaging over the prior gene graph for knock-downs (issue 17, H1):
 
-        graph(c, p, r) = unseen(c, r) + shrink * (mean over K(p) of value(c, k, r)  -  unseen(c, r))
+        graph(c, p, r) = unseen(c, r) + shrink * mean over K(p, c) of (value(c, k, r) - unseen(c, r))
 
-    K(p) = the training knock-downs k != p (perturbations with target genes) that target a gene of p
-    or a graph neighbour of one, measured at (c, r). p itself never enters: that is what lets training
+    K(p, c) = the training knock-downs k != p (perturbations with target genes) measured in context c
+    that target a gene of p or a graph neighbour of one (a readout missing from k's signature counts 0). p itself never enters: that is what lets training
     rows see the base a held-out gene gets. `shrink` is fitted on training rows by least squares
     (or fixed by LPMConfig.graph_base_shrink).
     """
@@ -163,32 +163,35 @@ class GraphBase(nn.Module):
         return m
 
     @torch.no_grad()
-    def neighbour_mean(self, ctx: torch.Tensor, gene: torch.Tensor, row: torch.Tensor,
-                       nb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per row (n,): its context, readout and row into nb (U, K+1) -> neighbour mean value, has neighbours."""
-        s = torch.zeros(len(ctx), dtype=torch.float64, device=ctx.device)
-        n = torch.zeros_like(s)
+    def neighbour_residual(self, ctx: torch.Tensor, gene: torch.Tensor, row: torch.Tensor, nb: torch.Tensor,
+                           unseen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row (n,): its context, readout, row into nb (U, K+1) and context-readout mean `unseen` ->
+        the mean over the neighbours' signatures in that context of value - unseen, and has neighbours.
+        A readout missing from a neighbour's signature counts as 0 (= the context mean): in ranked
+        top-k lists, averaging only where measured would keep only the neighbours where it went up."""
+        s, n, sig = (torch.zeros(len(ctx), dtype=torch.float64, device=ctx.device) for _ in range(3))
         nb = nb.to(self.kd_sum)
         for c in torch.unique(ctx).tolist():  # (U, K+1) @ (K+1, G+1) per context
             at = ctx == c
             s[at] = (nb @ self.kd_sum[c])[row[at], gene[at]]
             n[at] = (nb @ self.kd_n[c])[row[at], gene[at]]
-        return s / n.clamp(min=1), n > 0
+            sig[at] = (nb @ (self.kd_n[c].sum(1) > 0).to(nb))[row[at]]  # neighbour signatures in context c
+        return (s - n * unseen) / sig.clamp(min=1), sig > 0
 
     @torch.no_grad()
-    def fit_shrink(self, value: torch.Tensor, unseen: torch.Tensor, nb_mean: torch.Tensor, has: torch.Tensor,
+    def fit_shrink(self, value: torch.Tensor, unseen: torch.Tensor, nb_resid: torch.Tensor, has: torch.Tensor,
                    fixed: float | None = None) -> float:
-        """Least-squares shrink of (value - unseen) on (nb_mean - unseen) over training rows with neighbours,
-        clipped to [0, 1]; `fixed` overrides."""
+        """Least-squares shrink of (value - unseen) on the neighbour residual over training rows with
+        neighbours, clipped to [0, 1]; `fixed` overrides."""
         if fixed is None:
-            x, y = (nb_mean - unseen)[has], (value.to(unseen) - unseen)[has]
+            x, y = nb_resid[has], (value.to(unseen) - unseen)[has]
             fixed = float((x * y).sum() / (x * x).sum().clamp(min=1e-12)) if len(x) else 0.0
         self.shrink.fill_(min(max(fixed, 0.0), 1.0))
         return float(self.shrink)
 
-    def unseen_base(self, parts: BaseParts, nb_mean: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    def unseen_base(self, parts: BaseParts, nb_resid: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
         """The base of a knock-down seen in no training context (a held-out gene): graph, else context mean."""
-        return torch.where(has, parts.unseen + self.shrink * (nb_mean - parts.unseen), parts.unseen)
+        return torch.where(has, parts.unseen + self.shrink * nb_resid, parts.unseen)
 
 
 def residual_base(parts: BaseParts, graph_unseen: torch.Tensor | None = None) -> torch.Tensor:

@@ -237,3 +237,11 @@ def test_graph_base_lpm_beats_the_plain_residual_lpm_on_held_out_genes(tmp_path)
     assert back.config.graph_base and torch.equal(back.module.graph_base.kd_sum, g.kd_sum) and g.kd_n.sum() > 0
     back.module.graph_base.kd_sum.zero_()  # the graph base is part of the answer
     assert not np.allclose(back.predict(test), models[True].predict(test))
+
+
+def test_graph_base_changes_nothing_without_knock_downs():
+    """Compounds have no target genes here (as on Tahoe): the graph base has no knock-down to average
+    and makes no unseen copies, so the model and its predictions are the plain residual LPM's."""
+    preds = [model(max_epochs=2, graph_base=graph).fit(table(perts=("d0", "d1", "d2", "d3")), progress=False,
+                                                        device="cpu").predict(table(seed=3)) for graph in (False, True)]
+    np.testing.assert_array_equal(preds[0], preds[1])

@@ -237,16 +237,22 @@ def test_graph_base_neighbours_never_include_the_perturbation_itself():
     # An unseen perturbation targeting node 1 (no own row): knock-downs on nodes 0, 1 and 2.
     assert g.neighbours(torch.tensor([[1]]), torch.tensor([0]), edges, 4).tolist() == [[0, 1, 1, 1, 0]]
     # A knock-down's neighbour mean does not move when its own values change (it would if it leaked).
-    row = p - 1
-    mean, has = g.neighbour_mean(c, r, row, nb)
+    row, unseen = p - 1, torch.full((len(c),), 5.0, dtype=torch.float64)
+    mean, has = g.neighbour_residual(c, r, row, nb, unseen)
     v2 = torch.where(p == 2, v + 100.0, v)
     g.fit(c, p, r, v2)
-    mean2, _ = g.neighbour_mean(c, r, row, nb)
+    mean2, _ = g.neighbour_residual(c, r, row, nb, unseen)
     assert torch.equal(mean[p == 2], mean2[p == 2]) and not torch.equal(mean[p == 1], mean2[p == 1])
-    # knock-down 2's mean at (context 1, readout 1) = mean of knock-downs 1 and 3 there
+    # knock-down 2's residual at (context 1, readout 1) = mean of knock-downs 1 and 3 there, minus `unseen`
     i = int(((c == 1) & (p == 2) & (r == 1)).nonzero())
-    assert float(mean[i]) == pytest.approx((float(v[(c == 1) & (p == 1) & (r == 1)]) + float(v[(c == 1) & (p == 3) & (r == 1)])) / 2)
+    at = [float(v[(c == 1) & (p == k) & (r == 1)]) for k in (1, 3)]
+    assert float(mean[i]) == pytest.approx(sum(at) / 2 - 5.0)
     assert not bool(has[p == 4].any())  # node 3 has no neighbours: no graph base
+    # A readout missing from one neighbour's signature counts as 0 (the context mean), not as absent.
+    drop = (c == 1) & (p == 3) & (r == 1)
+    g.fit(c[~drop], p[~drop], r[~drop], v[~drop])
+    mean3, _ = g.neighbour_residual(c, r, row, nb, unseen)
+    assert float(mean3[i]) == pytest.approx((at[0] - 5.0) / 2)
 
 
 def test_graph_base_shrink_is_least_squares_and_clipped():
