@@ -310,6 +310,7 @@ class MeasurementWriter:
         self._run_rows = 0
         self._sig_rows: dict[str, int] = {}
         self.n_rows = 0
+        self.buckets = 0  # signature-range buckets sorted at close (0: every chunk came in order)
         self.entry: StoreEntry | None = None
         self._finished = False
         try:
@@ -439,7 +440,7 @@ class MeasurementWriter:
                 b, acc = b + 1, 0
             bucket[i] = b
             acc += n
-        n_buckets = b + 1
+        n_buckets = self.buckets = b + 1
         try:
             if n_buckets == 1:  # the runs are the one bucket's pieces
                 with pa.OSFile(str(runs_path)) as src:
