@@ -134,10 +134,36 @@ class LPM:
             ms = split_combination(p)
             pm[i + 1, : len(ms)] = [mrow[m] for m in ms]
         t = torch.from_numpy
+        mem_sym = np.concatenate([[0], Vocab(v["member"]).index(members)])
+        nb = None
+        if self.config.neighbour_embedding and self.module is not None:
+            nb = t(self._member_neighbours(targets, mem_sym))
         return SymbolTables(
             ctx_sym=t(np.concatenate([[0], Vocab(v["context"]).index(contexts)])), ctx_feat=t(ctx_feat),
-            mem_sym=t(np.concatenate([[0], Vocab(v["member"]).index(members)])), mem_comp=t(comp),
-            mem_dose=t(dose), mem_targets=t(targets), pert_members=t(pm))
+            mem_sym=t(mem_sym), mem_comp=t(comp), mem_dose=t(dose), mem_targets=t(targets), pert_members=t(pm),
+            mem_nb=nb)
+
+    def _member_neighbours(self, targets: np.ndarray, mem_sym: np.ndarray) -> np.ndarray:
+        """targets (Nm, T) gene nodes of table members, mem_sym (Nm,) their learned-vector rows -> (Nm, Kn)
+        learned-vector rows of the training knock-downs targeting one of their genes or a graph neighbour
+        (the model's gene graph), never the member itself; 0 pad."""
+        adj: dict[int, set[int]] = {}
+        for a, b in self.module.genes.edge_index.T.tolist():
+            adj.setdefault(a, set()).add(b)
+        by_node: dict[int, set[int]] = {}  # gene node -> learned rows of training members targeting it
+        node_index = Vocab(self.vocab["gene_node"])
+        for j, m in enumerate(self.vocab["member"]):
+            for n in node_index.index(self.side.perturbation_targets.get(m, [])) - 1:
+                by_node.setdefault(int(n), set()).add(j + 1)
+        rows = []
+        for nodes, own in zip(targets.tolist(), mem_sym.tolist(), strict=True):
+            reach = {n for n in nodes if n >= 0}
+            reach |= {b for n in reach for b in adj.get(n, ())}
+            rows.append(sorted({j for n in reach for j in by_node.get(n, ())} - {own, 0}))
+        out = np.zeros((len(rows), max((len(r) for r in rows), default=0)), np.int64)
+        for i, r in enumerate(rows):
+            out[i, :len(r)] = r
+        return out
 
     def _new_module(self, edge_index: torch.Tensor | None = None, edge_weight: torch.Tensor | None = None) -> LPMModule:
         v, dims = self.vocab, self.feature_dims

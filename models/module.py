@@ -74,6 +74,9 @@ class LPMConfig:
     graph_base: bool = False
     graph_base_shrink: float | None = None
     graph_base_dropout: float = 0.5
+    # Issue 17, H2: a knock-down's embedding adds a projection of the mean learned vector of its
+    # gene-graph neighbours' knock-downs (never its own), so a held-out gene borrows theirs.
+    neighbour_embedding: bool = False
 
     @classmethod
     def paper(cls, **overrides) -> LPMConfig:
@@ -187,9 +190,10 @@ class SymbolTables:
     mem_dose: torch.Tensor  # (Nm, 2) [log10 uM, has_dose]
     mem_targets: torch.Tensor  # (Nm, T) gene nodes, -1 pad
     pert_members: torch.Tensor  # (Np, M) member rows, 0 pad
+    mem_nb: torch.Tensor | None = None  # (Nm, Kn) learned vectors of the graph-neighbour knock-downs, 0 pad
 
     def to(self, device) -> SymbolTables:
-        return SymbolTables(**{k: v.to(device) for k, v in self.__dict__.items()})
+        return SymbolTables(**{k: None if v is None else v.to(device) for k, v in self.__dict__.items()})
 
     def target_nodes(self, rows: torch.Tensor) -> torch.Tensor:
         """rows (U,) perturbation rows -> (U, M*T) gene nodes targeted by their members, -1 pad."""
@@ -205,7 +209,8 @@ class SymbolTables:
         cat = torch.cat
         t = SymbolTables(self.ctx_sym, self.ctx_feat, cat([self.mem_sym, torch.zeros_like(uniq)]),
                          cat([self.mem_comp, self.mem_comp[uniq]]), cat([self.mem_dose, self.mem_dose[uniq]]),
-                         cat([self.mem_targets, self.mem_targets[uniq]]), cat([self.pert_members, new_mem]))
+                         cat([self.mem_targets, self.mem_targets[uniq]]), cat([self.pert_members, new_mem]),
+                         None if self.mem_nb is None else cat([self.mem_nb, self.mem_nb[uniq]]))
         return t, torch.arange(len(self.pert_members), len(t.pert_members))
 
 
@@ -229,6 +234,7 @@ class LPMModule(nn.Module):
         self.ctx_encoder = mlp(Fc, cfg.encoder_hidden, d) if cfg.use_context_features and Fc else None
         self.comp_encoder = mlp(Fp + 2, cfg.encoder_hidden, d) if cfg.use_compound_encoder and Fp else None
         self.target_proj = nn.Linear(d, d) if cfg.use_targets else None
+        self.nb_proj = nn.Linear(d, d) if cfg.neighbour_embedding else None
 
         # Head: first Linear over [c; p; r] (used split), then the rest of the MLP.
         self.first = nn.Linear(3 * d, H)
@@ -247,9 +253,13 @@ class LPMModule(nn.Module):
         return c
 
     def member_repr(self, sym: torch.Tensor, comp: torch.Tensor, dose: torch.Tensor,
-                    targets: torch.Tensor) -> torch.Tensor:
-        """One (non-combination) perturbation: sym (B,), comp (B, Fp), dose (B, 2), targets (B, T) -> (B, d)."""
+                    targets: torch.Tensor, nbrs: torch.Tensor | None = None) -> torch.Tensor:
+        """One (non-combination) perturbation: sym (B,), comp (B, Fp), dose (B, 2), targets (B, T),
+        nbrs (B, Kn) neighbours' learned-vector rows -> (B, d)."""
         p = self.mem_emb(sym)  # (B, d)
+        if self.nb_proj is not None and nbrs is not None and nbrs.numel():
+            n = (nbrs > 0).sum(1, keepdim=True)  # (B, 1); row 0 of mem_emb is zero
+            p = p + (n > 0).to(p.dtype) * self.nb_proj(self.mem_emb(nbrs).sum(1) / n.clamp(min=1))
         if self.comp_encoder is not None:
             # Only rows with a structure or a dose get a compound term; genetic ones get none.
             has = ((comp[:, -1] > 0) | (dose[:, 1] > 0)).unsqueeze(1).to(p.dtype)  # (B, 1); comp[:, -1] = parsed flag
@@ -284,7 +294,8 @@ class LPMModule(nn.Module):
                 described |= (targets >= 0).any(1)
             drop = described & (torch.rand(sym.shape, device=sym.device) < self.cfg.symbol_dropout)
             sym = sym.masked_fill(drop, 0)
-        e = self.member_repr(sym, comp, t.mem_dose[uniq], targets)  # (U, d)
+        nbrs = None if t.mem_nb is None else t.mem_nb[uniq]
+        e = self.member_repr(sym, comp, t.mem_dose[uniq], targets, nbrs)  # (U, d)
         return self.combine(inv.view_as(members), members > 0, e)  # (B, d)
 
     def embed_readouts(self, nodes: torch.Tensor) -> torch.Tensor:

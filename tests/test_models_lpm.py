@@ -245,3 +245,15 @@ def test_graph_base_changes_nothing_without_knock_downs():
     preds = [model(max_epochs=2, graph_base=graph).fit(table(perts=("d0", "d1", "d2", "d3")), progress=False,
                                                         device="cpu").predict(table(seed=3)) for graph in (False, True)]
     np.testing.assert_array_equal(preds[0], preds[1])
+
+
+def test_neighbour_embedding_lists_graph_neighbours_never_the_member_itself():
+    train, valid, test, side = _neighbour_world()
+    m = LPM(LPMConfig(neighbour_embedding=True, embed_dim=8, hidden_dim=16, encoder_hidden=8, max_epochs=1,
+                      use_compound_encoder=False, use_context_features=False), side=side).fit(train, progress=False, device="cpu")
+    t = m._tables([], ["KO_t0_2", "KO_t0_0"])  # a training knock-down and a held-out one
+    members, sym = m.vocab["member"], t.mem_sym.tolist()
+    names = [{members[j - 1] for j in row if j} for row in t.mem_nb.tolist()]
+    assert names[1] == {"KO_t0_2", "KO_t0_3", "KO_t0_4", "KO_t0_5"}  # module 0's training knock-downs
+    assert names[2] == {"KO_t0_3", "KO_t0_4", "KO_t0_5"} and sym[2] not in t.mem_nb[2].tolist()
+    assert "nb_proj.weight" in m.module.state_dict()
