@@ -29,6 +29,7 @@ LPM_VARIANTS = {
     "lpm_graph": {"graph_base": True},  # H1: graph base + unseen copies of half the knock-down experiments
     "lpm_graph_nocopy": {"graph_base": True, "graph_base_dropout": 0.0},  # H1 without the unseen copies
     "lpm_graph_copyall": {"graph_base": True, "graph_base_dropout": 1.0},
+    "lpm_graph_nbemb": {"graph_base": True, "neighbour_embedding": True},  # H1 + H2
     # H3: the reference code's Perturb-seq configuration (embedding 32, 2 x 512, no dropout, decay 0.99)
     "lpm_graph_ref": {"graph_base": True, "embed_dim": 32, "hidden_dim": 512, "dropout": 0.0, "lr_decay": 0.99},
 }
@@ -38,7 +39,7 @@ GRAPH_MARKERS = ("<!-- research-graph:start -->", "<!-- research-graph:end -->")
 
 def research_graph(args, argv, benchmarks) -> int:
     from graph.settings import get_settings
-    from models.cli import resources_for
+    from models.datasets import resources_for
     from models.datasets import load_dataset
     from models.evaluation.harness import build_model, evaluate_model, markdown_table, write_results
     from models.evaluation.metrics import METRIC_NAMES

@@ -19,6 +19,7 @@ What `value` means per source (documented in docs/results.md as well):
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -563,3 +564,62 @@ def cell_line_features(contexts=None, *, n_genes: int = 256, feature: str = "bas
         out = out.loc[[c for c in wanted if c in out.index]]
     return out.astype(np.float32)
 
+
+# --- side information for the CLI and the benchmarks ------------------------------------------------
+# Cell-line features are attached when they describe at least this share of a dataset's contexts
+# (all but a few L1000 lines; Tahoe has 1 of 10, Replogle none: there they would describe one line
+# and leave the rest to learned vectors).
+MIN_CONTEXT_FEATURE_COVERAGE = 0.5
+
+
+def _stderr(prefix: str):
+    def say(message: str) -> None:
+        print(prefix + " ".join(str(message).split()), file=sys.stderr, flush=True)
+    return say
+
+
+def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | None = None,
+                  perturbation_names: dict[str, str] | None = None,
+                  perturbation_targets: dict[str, list[str]] | None = None,
+                  info=_stderr(""), warn=_stderr("warning: ")):
+    """Side information for the shared data: SMILES by compound name, STRING (score >= 700) among
+    the readouts and genetic targets, each genetic perturbation's targets (its own name, or the target
+    genes the reader recorded), and LINCS baseline expression of the cell lines (when it covers most
+    of the dataset's contexts). Every piece is optional: a missing one is a warning, not an error.
+    perturbation_names / _targets: per perturbation id, the source name and target genes (Loaded).
+    info / warn: where the coverage lines and the warnings go (stderr)."""
+    from models.evaluation.harness import Resources
+    from models.evaluation.splits import GENETIC_TYPES
+    from models.side_information import SideInformation
+
+    names = perturbation_names or {}  # perturbation id -> source name (ingest readers)
+    targets = perturbation_targets or {}
+    types = df["perturbation_type"].astype(str)
+    compounds = df.loc[types == "compound", "perturbation"].astype(str).unique()
+    genetic = df.loc[types.isin(GENETIC_TYPES), "perturbation"].astype(str).unique()
+    side: dict = {}  # SideInformation fields found
+
+    def optional(what: str, make):
+        try:
+            return make()
+        except Exception as exc:  # missing shared folder, a file without these columns, ...
+            warn(f"no {what}: {exc}")
+            return None
+
+    if len(compounds):
+        by_name = optional("compound structures", lambda: compound_smiles({names.get(p, p) for p in compounds})) or {}
+        side["compound_smiles"] = {p: by_name[names.get(p, p)] for p in compounds if names.get(p, p) in by_name}
+        info(f"compound structures: {len(side['compound_smiles'])} of {len(compounds)} compounds matched "
+             "a SMILES by name or alias")
+    if gene_graph:
+        genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
+        side["gene_graph"] = optional("gene graph", lambda: string_gene_graph(genes=genes))
+    contexts = df["context"].astype(str).unique()
+    features = optional("cell-line features", lambda: cell_line_features(contexts))
+    if features is not None and len(features) >= MIN_CONTEXT_FEATURE_COVERAGE * len(contexts):
+        side["context_features"] = features
+    elif features is not None and len(features) < len(contexts) and len(features):
+        warn(f"cell-line features cover {len(features)} of {len(contexts)} contexts; not used")
+    if len(genetic):
+        side["perturbation_targets"] = {p: list(targets.get(p) or [p]) for p in genetic}
+    return Resources(side=SideInformation(**side), lpm_epochs=epochs)

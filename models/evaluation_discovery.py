@@ -302,7 +302,7 @@ def train_discovery_lpm(shared: Path, out: Path, *, epochs: int = 8, paper: bool
     """Fit the LPM on `discovery_training_table` (all experiments; no held-out split: the
     discovery labels, annotated targets and STRING / CORUM pairs, are never inputs; STRING >= 700
     is the gene prior unless `paper`) and save it."""
-    from models.cli import resources_for
+    from models.datasets import resources_for
     from models.lpm import LPM
     from models.module import LPMConfig
 
@@ -452,7 +452,7 @@ def to_markdown(res: dict[str, Any], *, lpm_pending: bool = True) -> str:
 # ---------------------------------------------------------------------------------------------
 
 VS_SIMPLE_HEADING = "## Discoveries vs the simple answer"
-PRIOR_MIN_STRING = 700  # models.cli.resources_for gives the LPM STRING >= 700 as its gene prior
+PRIOR_MIN_STRING = 700  # models.datasets.resources_for gives the LPM STRING >= 700 as its gene prior
 
 
 def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = None, fdr: float = 0.1,

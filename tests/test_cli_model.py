@@ -1,4 +1,4 @@
-"""`train` / `evaluate` commands and the input loaders they rely on (models/datasets.py)."""
+"""`perturbgraph train` / `evaluate` (pipelines/cli/model.py) and the input loaders they rely on (models/datasets.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from models.cli import app
 from models.datasets import load_dataset
+from pipelines.cli import app
 
 runner = CliRunner()
 
@@ -94,7 +94,7 @@ def test_evaluate_on_shared_l1000(shared_data, tmp_path):
 @pytest.mark.shared_data
 def test_cell_line_features_reach_the_lpm_where_they_cover_the_contexts(shared_data):
     """LINCS baseline expression: attached for L1000 lines (MCF7 included), not for K562/RPE1."""
-    from models.cli import resources_for
+    from models.datasets import resources_for
 
     l1000 = pd.DataFrame({"context": ["MCF7", "A375", "PC3"], "perturbation": "vemurafenib",
                           "perturbation_type": "compound", "readout": "EGFR", "value": 0.0})
@@ -279,7 +279,7 @@ def test_cli_readouts_reproduce_the_docs_random_subset(shared_data):
     import sys
     from pathlib import Path
 
-    from models.cli import _load
+    from pipelines.cli.model import _load
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from benchmarks.make_results import TAHOE_SMALL
@@ -291,19 +291,21 @@ def test_cli_readouts_reproduce_the_docs_random_subset(shared_data):
 
 
 def test_where_warns_about_a_missing_shared_data_folder(no_shared_data, tmp_path):
-    from pipelines.cli import app as main_app
-
-    result = runner.invoke(main_app, ["where"])
+    result = runner.invoke(app, ["where"])
     assert result.exit_code == 0, result.output
     warnings = [x for x in result.output.splitlines() if x.startswith("warning: shared data folder")]
     assert len(warnings) == 1 and str(tmp_path / "no-shared-data") in warnings[0]
 
 
-def test_distributed_rank_loads_as_train_does(tmp_path, no_shared_data, monkeypatch):
-    """models.distributed passes the loader's perturbation names to resources_for (structures join by name)."""
+def test_a_torchrun_rank_loads_as_train_does(tmp_path, no_shared_data, monkeypatch):
+    """Under torchrun (WORLD_SIZE, LOCAL_RANK) `train` is one rank: it joins the process group, loads as a
+    single process does (the loader's perturbation names reach resources_for: structures join by name)
+    and leaves the group even when it fails."""
     pytest.importorskip("torch")
-    import models.cli as cli
+    from types import SimpleNamespace
+
     import models.distributed as D
+    import pipelines.cli.model as cli
 
     pd.DataFrame({"context": "A375", "perturbation": ["Trametinib (GSK1120212)", "drugB"], "TP53": [1.0, 2.0],
                   "MYC": [0.5, 0.1]}).to_csv(tmp_path / "wide.csv", index=False)
@@ -322,10 +324,13 @@ def test_distributed_rank_loads_as_train_does(tmp_path, no_shared_data, monkeypa
             seen["destroyed"] = True
 
     monkeypatch.setattr(cli, "resources_for", fake_resources)
-    monkeypatch.setattr(D, "setup", lambda backend=None: (None, "cpu"))
+    monkeypatch.setattr(D, "setup", lambda backend=None: (SimpleNamespace(rank=0, world_size=2), "cpu"))
     monkeypatch.setattr(D, "dist", FakeDist)
-    with pytest.raises(Stop):
-        D.main(["--input", str(tmp_path / "wide.csv"), "--epochs", "1", "--perturbation-type", "compound"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    result = runner.invoke(app, ["train", "--input", str(tmp_path / "wide.csv"), "--epochs", "1",
+                                 "--perturbation-type", "compound", "--output", str(tmp_path / "m.pt")])
+    assert isinstance(result.exception, Stop), result.output
     assert sorted(seen["perturbation_names"].values()) == ["Trametinib (GSK1120212)", "drugB"]
     assert seen["destroyed"]
 
@@ -339,8 +344,8 @@ def test_readout_key_maps_entrez_and_ensembl_ids_through_the_gene_table(shared_d
     result = runner.invoke(app, ["train", "--input", str(tmp_path / "entrez.csv"), "--readout-key", "entrez_id",
                                  "--output", str(tmp_path / "m.pt"), "--epochs", "1"])
     assert result.exit_code == 0, result.output
-    from models.cli import _gene_resolver
     from models.datasets import load_input
+    from pipelines.cli.model import _gene_resolver
 
     frame = load_input(tmp_path / "entrez.csv", readout_key="entrez_id", resolver=_gene_resolver("entrez_id")).frame
     assert sorted(frame["readout"].unique()) == ["EGFR", "MYC", "TP53"]

@@ -255,7 +255,7 @@ def test_docs_show_every_named_query_as_it_runs():
 def test_all_flag_reaches_the_mechanism_queries_from_the_command_line():
     """`perturbgraph query mechanism --compound X --all`: the bare flag binds $all (default false =
     significant links only), for `mechanism` and `mimics` alike."""
-    from pipelines.query_cli import parse_options
+    from pipelines.cli.query import parse_options
 
     for name, key in (("mechanism", "compound"), ("mimics", "gene")):
         q = DQ.NAMED_QUERIES[name]

@@ -1,4 +1,4 @@
-"""pipelines.query_cli: `query NAME --param value [--json]`, `cypher "..." [--write]`, `queries`."""
+"""pipelines.cli.query: `query NAME --param value [--json]`, `cypher "..." [--write]`, `queries`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from graph import discovery_queries as DQ
 from graph import discovery_writer as W
 from graph import writer as GW
 from graph.records import CompoundRecord, GeneRecord
-from pipelines import query_cli
+from pipelines.cli import query as query_cli
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""`train` and `evaluate` commands (a typer app the `perturbgraph` CLI mounts).
+"""`perturbgraph train` and `perturbgraph evaluate` (pipelines/cli/model.py).
 
     perturbgraph train --input tahoe --output lpm.pt --epochs 20
     perturbgraph evaluate --input tahoe --split unseen-experiment --target-context A498 \\
@@ -20,28 +20,18 @@ A table without a perturbation_type column needs --perturbation-type.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from graph.io.options import OPTION_HELP
+from models.datasets import resources_for
+from pipelines.cli.common import app, console, fail
 
-app = typer.Typer(help="Train the LPM and evaluate it beside the baselines.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-console = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    """One line on stderr, exit 1 (never a traceback for bad input)."""
-    typer.echo("error: " + " ".join(str(message).split()), err=True)
-    raise typer.Exit(1)
-
-
-def _warn(message: str) -> None:
-    typer.echo("warning: " + " ".join(str(message).split()), err=True)
+_fail = fail  # one line on stderr, exit 1 (never a traceback for bad input)
 
 
 def _read_options(readouts: str | None, readout_seed: int, duplicates: str, context: str | None,
@@ -115,58 +105,6 @@ def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplic
     return loaded
 
 
-# Cell-line features are attached when they describe at least this share of a dataset's contexts
-# (all but a few L1000 lines; Tahoe has 1 of 10, Replogle none: there they would describe one line
-# and leave the rest to learned vectors).
-MIN_CONTEXT_FEATURE_COVERAGE = 0.5
-
-
-def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | None = None,
-                  perturbation_names: dict[str, str] | None = None,
-                  perturbation_targets: dict[str, list[str]] | None = None):
-    """Side information for the shared data: SMILES by compound name, STRING (score >= 700) among
-    the readouts and genetic targets, each genetic perturbation's targets (its own name, or the target
-    genes the reader recorded), and LINCS baseline expression of the cell lines (when it covers most
-    of the dataset's contexts). Every piece is optional: a missing one is a warning, not an error.
-    perturbation_names / _targets: per perturbation id, the source name and target genes (Loaded)."""
-    from models.datasets import cell_line_features, compound_smiles, string_gene_graph
-    from models.evaluation.harness import Resources
-    from models.evaluation.splits import GENETIC_TYPES
-    from models.side_information import SideInformation
-
-    names = perturbation_names or {}  # perturbation id -> source name (ingest readers)
-    targets = perturbation_targets or {}
-    types = df["perturbation_type"].astype(str)
-    compounds = df.loc[types == "compound", "perturbation"].astype(str).unique()
-    genetic = df.loc[types.isin(GENETIC_TYPES), "perturbation"].astype(str).unique()
-    side: dict = {}  # SideInformation fields found
-
-    def optional(what: str, make):
-        try:
-            return make()
-        except Exception as exc:  # missing shared folder, a file without these columns, ...
-            _warn(f"no {what}: {exc}")
-            return None
-
-    if len(compounds):
-        by_name = optional("compound structures", lambda: compound_smiles({names.get(p, p) for p in compounds})) or {}
-        side["compound_smiles"] = {p: by_name[names.get(p, p)] for p in compounds if names.get(p, p) in by_name}
-        typer.echo(f"compound structures: {len(side['compound_smiles'])} of {len(compounds)} compounds matched "
-                   "a SMILES by name or alias", err=True)
-    if gene_graph:
-        genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
-        side["gene_graph"] = optional("gene graph", lambda: string_gene_graph(genes=genes))
-    contexts = df["context"].astype(str).unique()
-    features = optional("cell-line features", lambda: cell_line_features(contexts))
-    if features is not None and len(features) >= MIN_CONTEXT_FEATURE_COVERAGE * len(contexts):
-        side["context_features"] = features
-    elif features is not None and len(features) < len(contexts) and len(features):
-        _warn(f"cell-line features cover {len(features)} of {len(contexts)} contexts; not used")
-    if len(genetic):
-        side["perturbation_targets"] = {p: list(targets.get(p) or [p]) for p in genetic}
-    return Resources(side=SideInformation(**side), lpm_epochs=epochs)
-
-
 def _ints(text: str) -> list[int]:
     try:
         return [int(s) for s in text.split(",") if s.strip()]
@@ -207,56 +145,74 @@ def _check_finite(model) -> None:
         _fail("training produced non-finite weights; no checkpoint written")
 
 
-@app.command()
+@app.command("train", help="Train the LPM on an ingested dataset or any file the readers accept.")
 def train(
     input_: str = typer.Option(..., "--input", help="dataset name or file"),
     output: Path = typer.Option(Path("lpm.pt"), "--output", help="checkpoint path"),
     epochs: int | None = typer.Option(None, "--epochs", help="max epochs (default: LPMConfig)"),
     readouts: str | None = typer.Option(None, "--readouts", help=READOUTS_HELP),
-    readout_seed: int = typer.Option(0, "--readout-seed", help="seed of the random readout subset"),
+    readout_seed: int = typer.Option(0, "--readout-seed", help=OPTION_HELP["readout_seed"]),
     duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
     context: str | None = typer.Option(None, "--context", "--input-context", help=CONTEXT_HELP),
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
     perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
     seed: int = typer.Option(0, "--seed"),
+    paper: bool = typer.Option(False, "--paper", help="LPMConfig.paper(): learned embeddings only, no side information"),
     nproc: int = typer.Option(1, "--nproc", min=1,
-                              help="data-parallel processes (torchrun; NCCL on GPUs, gloo on CPU; models/distributed.py)"),
+                              help="data-parallel processes: torchrun starts this command once per rank "
+                                   "(NCCL on GPUs, gloo on CPU; models/distributed.py)"),
 ) -> None:
-    """Fit the LPM on all experiments of INPUT and save a checkpoint."""
+    """Fit the LPM on all experiments of INPUT and save a checkpoint. Under torchrun (WORLD_SIZE set)
+    this process is one rank of a data-parallel fit; rank 0 saves."""
     from models.lpm import LPM
     from models.module import LPMConfig
 
-    if nproc > 1:  # each rank runs models.distributed with the same arguments
+    if nproc > 1:  # torchrun starts this same command once per rank (the rank path below)
         import subprocess
         import sys
 
         raise typer.Exit(subprocess.call([
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "models.distributed",
+            "-m", "pipelines.cli", "train",
             "--input", input_, "--output", str(output), "--readout-seed", str(readout_seed), "--duplicates", duplicates,
             "--seed", str(seed), *(["--epochs", str(epochs)] if epochs is not None else []),
             *(["--context", context] if context else []), *(["--readout-key", readout_key] if readout_key else []),
             *(["--perturbation-type", perturbation_type] if perturbation_type else []),
-            *(["--readouts", readouts] if readouts is not None else [])]))
+            *(["--paper"] if paper else []), *(["--readouts", readouts] if readouts is not None else [])]))
     if output.is_dir():
         _fail(f"{output}: is a directory; give the checkpoint file name")
-    loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key, perturbation_type)
-    df = loaded.frame
-    res = resources_for(df, epochs=epochs, perturbation_names=loaded.perturbation_names,
-                        perturbation_targets=loaded.perturbation_targets)
-    config = LPMConfig() if epochs is None else LPMConfig(max_epochs=epochs)
-    model = LPM(config, side=res.side, seed=seed)
+    parallel = device = None
+    if "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ:  # one rank of torchrun
+        from models import distributed as D
+
+        parallel, device = D.setup()
     try:
-        model.fit(df, None, progress=True)
-    except (ValueError, RuntimeError) as exc:
-        _fail(f"{input_}: training failed ({type(exc).__name__}: {exc})")
-    _check_finite(model)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    model.save(output)
-    typer.echo(f"saved {output}", err=True)
+        loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key, perturbation_type)
+        df = loaded.frame
+        config = (LPMConfig.paper if paper else LPMConfig)(**({} if epochs is None else {"max_epochs": epochs}))
+        side = None if paper else resources_for(
+            df, epochs=epochs, perturbation_names=loaded.perturbation_names,
+            perturbation_targets=loaded.perturbation_targets).side
+        model = LPM(config, side=side, seed=seed)
+        lead = parallel is None or parallel.rank == 0
+        try:
+            model.fit(df, None, progress=lead, **({"device": device, "parallel": parallel} if parallel else {}))
+        except (ValueError, RuntimeError) as exc:
+            _fail(f"{input_}: training failed ({type(exc).__name__}: {exc})")
+        _check_finite(model)  # every rank: the weights are the same, and all of them must stop together
+        if lead:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            model.save(output)
+            ranks = f" ({parallel.world_size} ranks, {len(model.history)} epochs)" if parallel else ""
+            typer.echo(f"saved {output}{ranks}", err=True)
+        if parallel is not None:
+            D.dist.barrier()
+    finally:
+        if parallel is not None:
+            D.dist.destroy_process_group()
 
 
-@app.command()
+@app.command("evaluate", help="Evaluate the LPM beside every baseline on a split; JSON + markdown out.")
 def evaluate(
     input_: str = typer.Option(..., "--input", help="dataset name or file"),
     split: str = typer.Option("unseen-experiment", "--split",

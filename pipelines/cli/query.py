@@ -11,8 +11,8 @@ Named queries run in read transactions. Raw Cypher without `--write` is planned 
 first and runs only if the plan is a plain read (graph.cypher_guard): no write, no LOAD CSV, no
 administration command, no procedure outside an allowlist; otherwise exit code 3, nothing ran.
 Every query is bounded: `--timeout` seconds (default 60; the server stops it) and `--max-rows`
-(default 10,000; 0 = no limit); rows are printed as they arrive. Mount into the main app with
-`register(app)` (adds the three commands) or `app.add_typer(query_cli.app)`.
+(default 10,000; 0 = no limit); rows are printed as they arrive. pipelines/cli/__init__.py mounts the
+commands into the `perturbgraph` app with `register(app)`; `app` here is the group alone (tests).
 """
 
 from __future__ import annotations
