@@ -349,3 +349,20 @@ def test_readout_key_maps_entrez_and_ensembl_ids_through_the_gene_table(shared_d
 
     frame = load_input(tmp_path / "entrez.csv", readout_key="entrez_id", resolver=_gene_resolver("entrez_id")).frame
     assert sorted(frame["readout"].unique()) == ["EGFR", "MYC", "TP53"]
+
+
+def test_models_hold_no_command_line_code():
+    """One CLI package (pipelines/cli/): models/ imports no command-line library and has no __main__."""
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in (Path(__file__).resolve().parent.parent / "models").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: import {n}" for n in names if n.split(".")[0] in {"typer", "argparse", "click"}]
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "__name__":
+                offenders.append(f"{path.name}: __main__ block")
+    assert offenders == []
