@@ -48,6 +48,15 @@ def pipeline_run(pipeline_env, neo4j_driver, pipeline_instance):
     return result
 
 
+def retrain_config(epochs: int) -> dict:
+    """The main job's run config for the `retrain` job (it has no sources group: no input_manifest)."""
+    from pipelines.runner import run_config
+
+    config = run_config(epochs=epochs)
+    config["ops"].pop("input_manifest", None)
+    return config
+
+
 def _check_results(result) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
@@ -259,12 +268,11 @@ def test_ingest_runs_on_the_multiprocess_executor(pipeline_run, pipeline_env, ne
 def test_retraining_adds_a_new_current_model_version(pipeline_run, pipeline_env, neo4j_driver, pipeline_instance):
     """What the weekly schedule and the inbox sensor launch: a new version with its own discoveries."""
     from pipelines.definitions import defs
-    from pipelines.runner import run_config
 
     db = pipeline_env.neo4j_database
     first = pipeline_run.asset_value("discoveries")["version_id"]
     result = defs.resolve_job_def("retrain").execute_in_process(
-        run_config=run_config(epochs=1), instance=pipeline_instance, raise_on_error=False)
+        run_config=retrain_config(epochs=1), instance=pipeline_instance, raise_on_error=False)
     assert result.success
     second = result.asset_value("discoveries")["version_id"]
     assert second != first
@@ -274,6 +282,10 @@ def test_retraining_adds_a_new_current_model_version(pipeline_run, pipeline_env,
     per_version = {r["v"]: r["n"] for r in neo4j_driver.execute_query(
         "MATCH ()-[r:SHARES_MECHANISM_WITH]->() RETURN r.modelVersion AS v, count(r) AS n", database_=db).records}
     assert per_version.get(first, 0) > 0 and per_version.get(second, 0) > 0
+    # current_model_version wrote the new version's embeddings (discoveries leaves the nodes alone)
+    assert neo4j_driver.execute_query(
+        "MATCH (c:Compound) WHERE c.embedding_perturbation IS NOT NULL "
+        "RETURN collect(DISTINCT c.embedding_perturbation_version) AS v", database_=db).records[0]["v"] == [second]
 
 
 def test_training_set_can_pick_datasets_and_cap_readouts(pipeline_run, pipeline_env, neo4j_driver, pipeline_instance):
@@ -376,6 +388,13 @@ def test_discoveries_publish_only_what_beats_the_simple_answer(pipeline_run, pip
     broken[:] = np.take_along_axis(broken.to_numpy(), np.argsort(rng.random(broken.shape), axis=1), axis=1)
     permuted = D.mechanism_links(broken, src.genes, k=20, n_null=1000, centre=src.centre, seed=0)["significant"].sum()
     assert permuted <= 0.1 * real["significant"].sum(), (real["significant"].sum(), permuted)
+    margins = pipeline_run.asset_value("evaluation_report")["production_vs_strongest_baseline"]
+    print(f"\npredictions: {pred['method']} (validation {pred['metric']} {pred['score']:.4f} vs {pred['baseline']} "
+          f"{pred['baseline_score']:.4f}; {pred['status']}); test experiments, per seed: " + "; ".join(
+              f"seed {r['seed']} production {r['production']:.4f} vs {r['strongest_baseline']} "
+              f"{r['baseline_score']:.4f} ({r['margin']:+.4f})" for r in margins["per_seed"]))
+    print(f"edges: {edges['method']} (score {edges['score']}, signature correlation {edges['baseline_score']}; "
+          f"{edges['reason']}; gate: {edges['gate']})")
     print(f"mechanisms: {mech['method']} ({mech['reason']}); AUROC " + ", ".join(
         f"{k} {v['auroc']:.3f}" for k, v in scores.items()) + f"; significant {mech['significant']} of "
           f"{mech['tested_pairs']} pairs (smallest q {real['qvalue'].min():.3g}); planted targets significant "
@@ -390,11 +409,10 @@ def test_blocking_check_keeps_a_worse_edge_source_from_becoming_current(pipeline
     query reads the refused version and `prune_versions` deletes it."""
     from graph.discovery_writer import current_version, prune_versions, run_named_query
     from pipelines.definitions import defs
-    from pipelines.runner import run_config
 
     db = pipeline_env.neo4j_database
     before = current_version(neo4j_driver, database=db)
-    config = run_config(epochs=1)
+    config = retrain_config(epochs=1)
     config.setdefault("ops", {}).setdefault("discoveries", {}).setdefault("config", {})["edge_source"] = "lpm_knockdown"
     result = defs.resolve_job_def("retrain").execute_in_process(run_config=config, instance=pipeline_instance,
                                                                 raise_on_error=False)
