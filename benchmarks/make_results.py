@@ -22,9 +22,11 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,6 +63,33 @@ BENCHMARKS = [
     ("L1000 CMap `ds` (3 compounds x 65 cell lines), unseen context (MCF7)", "l1000-ds", {}, "unseen-context", "MCF7",
      "All of MCF7 held out; the compounds are seen in the other 64 cell lines.", BOTH),
 ]
+# Issues 13 and 17: more Tahoe targets and the 37-line Tahoe. Sections are appended (stored JSONs are named
+# by index). The two extra targets were fixed by a rule before any result: the lines of the 10-line file
+# with the most drugs after A498 (HEC1A, LOVO and MIAPACA2 have all 109), ties alphabetical.
+TAHOE_TARGETS = ("A498", "HEC1A", "LOVO")
+TAHOE10_LINES = ("A498", "HCT15", "HEC1A", "LOVO", "MIAPACA2", "NCIH23", "PANC0327", "SNU1", "SNU423", "SW48")
+# load_dataset("tahoe37"): both Tahoe files; TAHOE_SMALL's rule over the 700 readouts dense in all 37 lines
+TAHOE37_SMALL = {"n_random": 150, "seed": 0}
+# the same 150 readouts on the first file's 10 lines only: 10 vs 37 training lines, nothing else changed
+TAHOE10_ON_37 = {**TAHOE37_SMALL, "keep_contexts": TAHOE10_LINES}
+PRODUCTION = ("production",)  # with production, its LPM member is scored too (row `lpm`, no second fit)
+BENCHMARKS += [
+    *[(f"Tahoe-100M (150 random dense readouts), unseen experiment (target {t})", "tahoe", TAHOE_SMALL,
+       "unseen-experiment", t, f"15% of {t}'s drugs held out (15% more for validation); the other 9 cell lines "
+       "fully in training.", PRODUCTION) for t in TAHOE_TARGETS[1:]],
+    *[(f"Tahoe-100M, 37 lines (150 random of the 700 readouts dense in all 37), unseen experiment (target {t})",
+       "tahoe37", TAHOE37_SMALL, "unseen-experiment", t, f"15% of {t}'s drugs held out (15% more for validation); "
+       "the other 36 cell lines fully in training.", PRODUCTION) for t in TAHOE_TARGETS],
+    ("Tahoe-100M, 37 lines (150 random of the 700 readouts dense in all 37), unseen compound", "tahoe37",
+     TAHOE37_SMALL, "unseen-compound", None, "15% of the 109 drugs held out of all 37 cell lines (15% more for "
+     "validation).", PRODUCTION),
+    *[(f"Tahoe-100M, the first file's 10 lines on the 37-line readouts, unseen experiment (target {t})", "tahoe37",
+       TAHOE10_ON_37, "unseen-experiment", t, f"Control for the 37-line section: the same 150 readouts and the same "
+       f"held-out drugs of {t}, 10 lines only.", PRODUCTION) for t in TAHOE_TARGETS],
+    ("Tahoe-100M, the first file's 10 lines on the 37-line readouts, unseen compound", "tahoe37", TAHOE10_ON_37,
+     "unseen-compound", None, "Control for the 37-line section: the same 150 readouts and held-out drugs, 10 lines "
+     "only.", PRODUCTION),
+]
 
 
 def merge_sections(old_block: str, new_sections: dict[str, str]) -> list[str]:
@@ -93,13 +122,18 @@ def main(argv=None) -> int:
                          "section's stored rows (<home>/results/*.json), replacing earlier rows of those models")
     ap.add_argument("--lpm-models", default="",
                     help="comma-separated models that replace each chosen section's LPM variants (e.g. production)")
-    ap.add_argument("--research", choices=["residual"], default=None,
+    ap.add_argument("--research", choices=["residual", "graph"], default=None,
                     help="residual: lpm, lpm with LPMConfig.residual and the strongest baselines per seed on the "
                          "chosen sections (default 0); rows merge into <home>/results/research_residual_*.json "
-                         "(--add-models reruns only those), tables go to the 'Research: residual LPM' markers")
+                         "(--add-models reruns only those), tables go to the 'Research: residual LPM' markers; "
+                         "graph: the same for the LPM variants of benchmarks/research_lpm_graph.py (default "
+                         "section 7), to the 'Research: LPM on Replogle' markers")
     ap.add_argument("--lpm-patience", type=int, default=None, help="early-stopping patience (default: LPMConfig)")
     ap.add_argument("--research-seeds", default="", help="comma-separated seeds for --research (default: --lpm-seeds)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
+    ap.add_argument("--render-stored", action="store_true",
+                    help="run nothing: write the chosen sections from their stored rows (<home>/results/*.json; "
+                         "a production run stores its rows after every seed, so a stopped run's seeds are kept)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
     args = ap.parse_args(argv)
     if args.quick:
@@ -110,17 +144,23 @@ def main(argv=None) -> int:
     torch.set_num_threads(max(1, min(args.threads, os.cpu_count() or 1)))
     if args.research == "residual":
         return research_residual(args, argv)
+    if args.research == "graph":
+        from research_lpm_graph import research_graph
+
+        return research_graph(args, argv, BENCHMARKS)
     from graph.settings import get_settings
-    from models.cli import resources_for
+    from models.datasets import resources_for
     from models.datasets import load_dataset
     from models.evaluation.harness import markdown_table, run_benchmark, write_results
+    from models.evaluation.splits import GENETIC_TYPES
 
     lpm_config = None
     if not args.no_lpm:
         try:
             from models.module import LPMConfig
 
-            epochs = {} if args.lpm_epochs is None else {"max_epochs": args.lpm_epochs}
+            epochs = {k: v for k, v in (("max_epochs", args.lpm_epochs), ("patience", args.lpm_patience))
+                      if v is not None}  # --lpm-patience was ignored here before 2026-11-30 (patience 5)
             lpm_config = (LPMConfig.paper if args.lpm_config == "paper" else LPMConfig)(**epochs)
         except ImportError as exc:
             print(f"LPM not available ({exc}); baselines only", file=sys.stderr)
@@ -137,15 +177,21 @@ def main(argv=None) -> int:
         if key not in cache:
             cache[key] = load_dataset(name, **kwargs)
         df = cache[key]
-        res = resources_for(df, gene_graph=bool(lpm_models) and lpm_config is not None)
-        res.lpm_config = lpm_config
+        # the gene graph: for the LPM's gene encoder and network_knn (genetic perturbations)
+        graph = (bool(lpm_models) and lpm_config is not None) or df["perturbation_type"].astype(str).isin(GENETIC_TYPES).any()
+        res = replace(resources_for(df, gene_graph=graph), lpm_config=lpm_config)
         t0 = time.time()
         added = [m.strip() for m in args.add_models.split(",") if m.strip()]
         log = lambda r, title=title: print(f"[{time.time() - began:6.0f}s] {title} seed {r['seed']} {r['model']}: "  # noqa: E731
                               f"{r['error'] or round(r['pearson_per_signature'], 3)}"
                               f"{' ' + r['detail'] if r.get('detail') else ''}", file=sys.stderr, flush=True)
         stored = json_dir / f"{i}_{name}_{split}.json"
-        if added:
+        if args.render_stored:
+            if not stored.exists():
+                raise SystemExit(f"--render-stored: section {i} has no stored rows ({stored})")
+            results = pd.read_json(stored, orient="records").fillna({"error": "", "detail": ""})
+            parts, lpm_models, added = [results], (), []
+        elif added:
             if not stored.exists():
                 raise SystemExit(f"--add-models needs the stored rows of section {i} ({stored}); "
                                  f"run `--only {i}` once without --add-models first")
@@ -156,15 +202,24 @@ def main(argv=None) -> int:
         else:
             parts = [run_benchmark(df, split, context=context, models=["baselines"], seeds=range(args.seeds),
                                    resources=res, on_result=log)]
-        if lpm_config is not None and lpm_models and not added:
-            parts.append(run_benchmark(df, split, context=context, models=list(lpm_models), seeds=range(args.lpm_seeds),
-                                       resources=res, on_result=log))
+        if lpm_config is not None and lpm_models and not added and not args.render_stored:
+            with_member = "production" in lpm_models and "lpm" not in lpm_models
+            rest = [m for m in lpm_models if not (with_member and m == "production")]
+            if rest:
+                parts.append(run_benchmark(df, split, context=context, models=rest, seeds=range(args.lpm_seeds),
+                                           resources=res, on_result=log))
+            if with_member:
+                def keep(rows, done=tuple(parts), stem=f"{i}_{name}_{split}", title=title):  # after every seed
+                    write_results(pd.concat([*done, rows], ignore_index=True), json_dir, name=stem, title=title)
+                parts.append(production_and_lpm(df, split, context, range(args.lpm_seeds), res, log, keep))
         results = pd.concat(parts, ignore_index=True)
         write_results(results, json_dir, name=f"{i}_{name}_{split}", title=title)
         data_line = (f"{len(df):,} rows: {df['context'].nunique()} contexts, {df['perturbation'].nunique()} "
                      f"perturbations, {df['readout'].nunique()} readouts; {int(results['n_test'].iloc[0]):,} "
                      f"test rows in {int(results['n_test_experiments'].iloc[0])} held-out experiments (seed 0)")
         ran = f" for {', '.join(added)}; the other rows are the stored ones of an earlier run" if added else ""
+        if args.render_stored:
+            ran = f" to write from the stored rows; they were run in {results['fit_s'].sum():.0f} s of fits"
         weights = ""
         if "detail" in results and (results["model"] == "lpm_stacked").any():
             st = results.loc[results["model"] == "lpm_stacked"]
@@ -176,7 +231,7 @@ def main(argv=None) -> int:
                 f"{int(r.seed)}: {r.detail}" for r in st.itertuples()) + ".\n"
         sections[title] = (f"### {title}\n\n{why} {data_line}. Wall time {time.time() - t0:.0f} s{ran} "
                            f"({datetime.now(UTC):%Y-%m-%d}, `{' '.join(argv if argv is not None else sys.argv[1:])}`)."
-                           f"\n\n{markdown_table(results)}\n{weights}")
+                           f"\n\n{markdown_table(results)}\n{weights}{paired_vs_baseline(results)}")
     header = (f"<!-- generated by `python benchmarks/make_results.py`, sections run on their own dates; "
               f"last run {datetime.now(UTC):%Y-%m-%d} ({platform.node()}, torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, sections {chosen}, {time.time() - began:.0f} s) -->\n")
@@ -193,6 +248,72 @@ def main(argv=None) -> int:
     return 0
 
 
+def production_and_lpm(df, split_kind, context, seeds, res, log, keep=None) -> pd.DataFrame:
+    """Per seed, `production` and its LPM member scored on the same test rows (row `lpm`). The member is the
+    registry's `lpm` (same seed, data and settings as `--lpm-models lpm` builds), fitted once and handed to
+    the predictor as prefitted, so the two rows cost one LPM fit. Records as run_benchmark writes them;
+    keep(rows so far) is called after every seed (to store them)."""
+    from models.evaluation.baselines import KEY_COLUMNS
+    from models.evaluation.harness import evaluate_model
+    from models.evaluation.metrics import evaluate_predictions
+    from models.evaluation.splits import make_split
+    from models.predictor import ProductionPredictor
+    from models.registry import build_model, fit_model, production_members
+
+    rows = []
+    for seed in seeds:
+        split = make_split(df, split_kind, context=context, seed=seed)
+        base = {"seed": seed, "split": split_kind, "context": context or "", "n_train": len(split.train),
+                "n_test": len(split.test), "n_test_experiments": len(split.experiments("test")),
+                "description": split.description, "error": ""}
+        lpm = build_model("lpm", seed=seed, resources=res, split_kind=split_kind)
+        t0 = time.perf_counter()
+        fit_model(lpm, split.train, split.valid if len(split.valid) else None)
+        lpm_s = time.perf_counter() - t0
+        predictor = ProductionPredictor(production_members(seed, res, split_kind, lpm=lpm), seed=seed,
+                                        prefitted=("lpm",))
+        prod = {"model": "production", **base, **evaluate_model(predictor, split)}
+        prod["fit_s"] += lpm_s  # the predictor's fit includes its LPM's
+        test = split.test.sample(frac=1.0, random_state=split.seed).reset_index(drop=True)  # as evaluate_model
+        t1 = time.perf_counter()
+        pred = np.asarray(lpm.predict(test[KEY_COLUMNS].copy()), dtype=np.float64)
+        member = {"model": "lpm", **base, **evaluate_predictions(test, pred), "fit_s": lpm_s,
+                  "predict_s": time.perf_counter() - t1}
+        if lpm.history:
+            best = min(lpm.history, key=lambda h: h.get("valid_loss", h["train_loss"]))
+            member["detail"] = f"{len(lpm.history)} epochs, best {best['epoch']}"
+        for rec in (member, prod):
+            rows.append(rec)
+            log(rec)
+        if keep is not None:
+            keep(pd.DataFrame(rows))
+    return pd.DataFrame(rows)
+
+
+STRONGEST_OF = ("context_mean", "other_contexts", "linear", "tanimoto_knn")
+
+
+def paired_vs_baseline(results: pd.DataFrame, metric: str = "pearson_per_signature") -> str:
+    """Per seed, `lpm` and `production` against the strongest baseline (best mean `metric` over seeds among
+    STRONGEST_OF): the values, wins > 0 and >= +0.01, the mean margin. Empty without those models."""
+    r = results.loc[~results["error"].astype(bool)].pivot_table(index="seed", columns="model", values=metric)
+    base = [m for m in STRONGEST_OF if m in r]
+    shown = [m for m in ("lpm", "production") if m in r]
+    if not base or not shown:
+        return ""
+    best = max(base, key=lambda m: r[m].mean())
+    lines = [f"\nPaired by seed ({metric}; strongest baseline by mean: `{best}`):\n",
+             "| model | " + " | ".join(f"seed {s}" for s in r.index) + " | wins > 0 (>= +0.01) | mean margin |",
+             "|---|" + "---|" * (len(r.index) + 2)]
+    lines.append(f"| {best} | " + " | ".join(f"{v:.3f}" for v in r[best]) + " | | |")
+    for m in shown:
+        d = (r[m] - r[best]).dropna()
+        cells = " | ".join("–" if pd.isna(v) else f"{v:.3f}" for v in r[m])
+        lines.append(f"| {m} | {cells} | {int((d > 0).sum())}/{len(d)} ({int((d >= 0.01).sum())}/{len(d)}) "
+                     f"| {d.mean():+.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 RESIDUAL_MODELS = ("context_mean", "other_contexts", "linear", "lpm_residual", "lpm")
 RESIDUAL_MARKERS = ("<!-- research-residual:start -->", "<!-- research-residual:end -->")
 
@@ -201,10 +322,8 @@ def research_residual(args, argv) -> int:
     """Issue 17, residual parametrisation: per seed (sequentially) the simple baselines, the LPM with
     `LPMConfig(residual=True)` and the plain LPM on the same split; a table per section, the paired
     per-seed pearson_per_signature / RMSE and the residual LPM's wins against the strongest baseline."""
-    from dataclasses import replace
-
     from graph.settings import get_settings
-    from models.cli import resources_for
+    from models.datasets import resources_for
     from models.datasets import load_dataset
     from models.evaluation.harness import build_model, evaluate_model, markdown_table, write_results
     from models.evaluation.metrics import METRIC_NAMES
@@ -230,7 +349,7 @@ def research_residual(args, argv) -> int:
         for seed in seeds:
             split = make_split(df, split_kind, context=context, seed=seed)
             for model in models:
-                res.lpm_config = replace(config, residual=model == "lpm_residual")
+                res = replace(res, lpm_config=replace(config, residual=model == "lpm_residual"))
                 m = build_model("lpm" if model == "lpm_residual" else model, seed=seed, resources=res,
                                 split_kind=split_kind)
                 rec = {"model": model, "seed": seed, "split": split_kind, "context": context or "", "error": "",

@@ -19,6 +19,7 @@ What `value` means per source (documented in docs/results.md as well):
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,7 @@ import pandas as pd
 
 from graph.io.common import InputFileError, measurement_format
 from graph.io.identifiers import compound_name_keys, lookup_compound
+from graph.io.options import ReadOptions, random_readouts, read_readout_names, subset_table  # noqa: F401 - one place
 from graph.io.validation import ValidationResult, validate_measurements
 from graph.records import QuarantineRecord
 from graph.settings import get_settings
@@ -43,6 +45,12 @@ SHARED_DATASETS: dict[str, str] = {
     "l1000-ljp005": "l1000/LJP005_A375_24H_level4_n377x978.gctx",
     "l1000-kd": "l1000/cmap_kd_shrna_level4_n374x976.gctx",
     "l1000-skb": "l1000/signatureSearch_SKB_level5_n100x5000.gctx",
+}
+# Tahoe-100M read as one table from several ranked files (read_tahoe): "tahoe37" = the first file's 10
+# lines + the 27 lines of the second, on the readouts both files rank (the second file's 12,339).
+TAHOE_FILES: dict[str, tuple[str, ...]] = {
+    "tahoe": (SHARED_DATASETS["tahoe"],),
+    "tahoe37": (SHARED_DATASETS["tahoe"], "chemical/tahoe100m_more_lines_ranked_signatures.parquet"),
 }
 
 # CMap pert_type -> PERTURBATION_TYPES (graph/records.py); anything else is a control and dropped.
@@ -110,11 +118,12 @@ class Loaded:
 
 def _attach(frame: pd.DataFrame, report: LoadReport, names: dict[str, str] | None = None,
             targets: dict[str, list[str]] | None = None) -> Loaded:
-    """The frame with its report; a table with no valid row is an error naming the source."""
+    """The frame with its report; a table with no valid row is an error naming the source (the rule of
+    every entry point: graph/io/readers.no_valid_rows)."""
     if report.read and report.accepted == 0 or len(frame) == 0:
-        by = "; ".join(f"{k}: {n:,}" for k, n in report.reasons.items())
-        raise InputFileError(report.source, f"no valid rows ({report.read:,} {report.unit} read"
-                             + (f"; {by})" if by else ")"))
+        from graph.io.readers import no_valid_rows
+
+        raise no_valid_rows(report.source, report.read, report.unit, report.reasons)
     return Loaded(frame, report, names or {}, targets or {})
 
 
@@ -136,40 +145,23 @@ def dense_readouts(df: pd.DataFrame) -> list[str]:
     return sorted(counts.index[counts == n_sig].astype(str))
 
 
-def random_readouts(pool, n: int, seed: int = 0) -> list[str]:
-    """n readouts drawn without replacement from sorted(pool) with numpy's default_rng(seed): the rule
-    behind docs/results.md's "150 random dense readouts" (chosen without looking at values)."""
-    pool = sorted(map(str, pool))
-    return list(np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False))
+def _subset(frame: pd.DataFrame, options: ReadOptions, notes: list[str], path) -> pd.DataFrame:
+    """The readout subset of graph/io/options.py on a reader's accepted table (before any model step),
+    as read_experiment applies it while streaming; an empty result is an error naming the file."""
+    try:
+        return subset_table(frame, options, notes)
+    except ValueError as exc:
+        raise InputFileError(path, str(exc)) from None
 
 
-def read_readout_names(path: str | Path) -> list[str]:
-    """A readout list file: one name per line (or the first column of a CSV/TSV); '#' lines ignored."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "readout list does not exist" if not path.exists() else "readout list is not a file")
-    names = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        first = line.split("\t")[0].split(",")[0].strip()
-        if first and not first.startswith("#"):
-            names.append(first)
-    if not names:
-        raise InputFileError(path, "readout list has no names")
-    return list(dict.fromkeys(names))
+def _read_options(options: ReadOptions | None, duplicates: str | None, given: dict) -> ReadOptions:
+    """options with keyword overrides (duplicates=, context=, readout_key=, perturbation_type=, ...)."""
+    from dataclasses import replace
 
+    from graph.io.options import OPTION_NAMES
 
-def select_readouts(df: pd.DataFrame, readouts: int | list[str], seed: int = 0) -> pd.DataFrame:
-    """Keep N random readouts (random_readouts over the dense readouts, or over all readouts when fewer
-    than N are dense) or the listed ones. An empty result is an error."""
-    if isinstance(readouts, int):
-        pool = dense_readouts(df)
-        keep = random_readouts(pool if len(pool) >= readouts else df["readout"].astype(str).unique(), readouts, seed)
-    else:
-        keep = list(readouts)
-    out = df[df["readout"].astype(str).isin(set(keep))].reset_index(drop=True)
-    if not len(out):
-        raise ValueError(f"none of the {len(keep)} requested readouts is in the data (e.g. {keep[:3]})")
-    return out
+    out = replace(options or ReadOptions(), **{k: v for k, v in given.items() if k in OPTION_NAMES})
+    return replace(out, duplicates=duplicates) if duplicates is not None else out
 
 
 def from_ranked(df: pd.DataFrame, *, up_only: bool = False, source: str = "ranked table") -> Loaded:
@@ -200,17 +192,43 @@ def load_replogle(*args, **kwargs) -> pd.DataFrame:
     return read_replogle(*args, **kwargs).frame
 
 
-def read_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str] = "dense",
-               contexts: list[str] | None = None, n_random: int | None = None, seed: int = 0) -> Loaded:
-    """Tahoe-100M signed rank scores.
+RANKED_COLUMNS = ["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"]
 
-    readouts: "dense" (the 1,382 ranked in every signature, default), "all" (26,347; sparse), an int N
-    (the N readouts present in most signatures; ties broken by name) or an explicit list.
+
+def _read_ranked_files(paths: list[Path]) -> pd.DataFrame:
+    """Several ranked long tables as one: only the readouts every file ranks (files restricted to
+    different gene sets must not make a readout look measured in some lines only); text columns stay
+    categorical over the union of the files' categories (concat of unequal categories would give object)."""
+    frames = [pd.read_parquet(p, columns=RANKED_COLUMNS) for p in paths]
+    if len(frames) == 1:
+        return frames[0]
+    text = RANKED_COLUMNS[:4]
+    frames = [f.astype({c: "category" for c in text}) for f in frames]  # no-op for the shared files
+    common = set.intersection(*(set(f["readout"].unique().astype(str)) for f in frames))
+    frames = [f[f["readout"].isin(common)] for f in frames]
+    for c in text:  # recode onto the union of categories (category-level work, not per row)
+        cats = sorted(set().union(*(map(str, f[c].cat.categories) for f in frames)))
+        frames = [f.assign(**{c: f[c].cat.rename_categories(str).cat.set_categories(cats)}) for f in frames]
+    return pd.concat(frames, ignore_index=True)
+
+
+def read_tahoe(path: str | Path | list[str | Path] | None = None, *, readouts: str | int | list[str] = "dense",
+               contexts: list[str] | None = None, n_random: int | None = None, seed: int = 0,
+               keep_contexts: list[str] | None = None) -> Loaded:
+    """Tahoe-100M signed rank scores, from one ranked file or several (TAHOE_FILES; readouts ranked in
+    every file only).
+
+    readouts: "dense" (ranked in every signature, default: 1,382 for the 10-line file, 700 for the 37
+    lines of TAHOE_FILES["tahoe37"]), "all" (26,347 / 12,339; sparse), an int N (the N readouts present
+    in most signatures; ties broken by name) or an explicit list.
     n_random: then keep a random subset of that many of those readouts (random_readouts: seeded,
     chosen without looking at values, so it cannot favour any model) to make CPU training affordable.
+    contexts: read only these lines (before readouts are chosen); keep_contexts: choose the readouts on
+    every line, then keep only these (the same readouts on fewer lines).
     """
-    path = path or shared_path(SHARED_DATASETS["tahoe"])
-    raw = pd.read_parquet(path, columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
+    paths = [Path(p) for p in ([path] if isinstance(path, str | Path) else path or [])] or [
+        shared_path(SHARED_DATASETS["tahoe"])]
+    raw = _read_ranked_files(paths)
     if contexts is not None:
         raw = raw[raw["context"].isin(contexts)]
     if isinstance(readouts, str) and readouts == "dense":
@@ -225,7 +243,9 @@ def read_tahoe(path: str | Path | None = None, *, readouts: str | int | list[str
         keep = random_readouts(keep if keep is not None else raw["readout"].astype(str).unique(), n_random, seed)
     if keep is not None:
         raw = raw[raw["readout"].isin(keep)]
-    return from_ranked(raw, up_only=False, source=str(path))
+    if keep_contexts is not None:
+        raw = raw[raw["context"].isin(keep_contexts)]
+    return from_ranked(raw, up_only=False, source=" + ".join(map(str, paths)))
 
 
 def read_replogle(path: str | Path | None = None, *, min_signatures: int = 1,
@@ -273,15 +293,19 @@ def read_gctx_long(path: str | Path) -> pd.DataFrame:
     })
 
 
-def load_gct(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
+def load_gct(path: str | Path, *, duplicates: str = "quarantine", options: ReadOptions | None = None) -> Loaded:
     """A text GCT file (ingest reads GCTX only): per-sample validation, then average_replicates."""
+    options = _read_options(options, duplicates, {})
     try:
         long = read_gctx_long(path)
     except InputFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise InputFileError(path, f"not a readable GCT file ({type(exc).__name__}: {exc})") from exc
-    checked, report = validated(long, str(path), keys=("sample", "readout"), ranked=False, duplicates=duplicates)
+    checked, report = validated(long, str(path), keys=("sample", "readout"), ranked=False, duplicates=options.duplicates)
+    if options.readouts is not None:
+        checked = _subset(checked.rename(columns={"sample": "signature_id"}), options, report.notes, path).rename(
+            columns={"signature_id": "sample"})
     long = checked[checked["pert_type"].isin(list(_L1000_TYPES))]
     long = long.assign(perturbation_type=long["pert_type"].map(_L1000_TYPES), context=long["cell_id"],
                        perturbation=long["pert_iname"])
@@ -310,30 +334,33 @@ def average_replicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return out, note
 
 
-def load_gctx(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
+def load_gctx(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None) -> Loaded:
     """A GCTX file read by the ingest reader (graph/io/gctx.GctxToLong, as `perturbgraph demo --inputs
-    FILE` stores it: value validation, readout repeats, perturbation ids), then average_replicates.
-    Report units are matrix values; the signature-level notes are kept."""
+    FILE` stores it: value validation, readout repeats, perturbation ids), the readout subset, then
+    average_replicates. Report units are matrix values; the signature-level notes are kept."""
     from graph.io.common import concat_long
-    from graph.io.gctx import GctxToLong
+    from graph.io.readers import open_streaming_reader
 
     path = Path(path)
+    options = _read_options(options, duplicates, {})
     if measurement_format(path) == "gct":
-        return load_gct(path, duplicates=duplicates)
+        return load_gct(path, options=options)
     try:
-        reader = GctxToLong(path, _dataset_id_for(path))
+        reader = open_streaming_reader(path, "gctx", _dataset_id_for(path), options)
         frame = concat_long(list(reader.iter_long()))
     except InputFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
         raise InputFileError(path, f"not a readable GCTX file ({type(exc).__name__}: {exc})") from exc
+    subset_notes: list[str] = []
+    frame = _subset(frame, options, subset_notes, path) if len(frame) else frame
     averaged, note = average_replicates(frame)
     # The averaged ids drop the dose: the records are keyed the same way (names and targets for side information).
     perturbations = {pid.split("@", 1)[0]: rec for pid, rec in reader.perturbations.items()}
     report = reader.value_report
     report.notes = [*reader.report.notes, *report.notes,
-                    f"{reader.report.quarantined} of {reader.report.read} signatures quarantined", note]
-    return _from_records(averaged, path, report, reader.quarantine, perturbations, duplicates, unit="values")
+                    f"{reader.report.quarantined} of {reader.report.read} signatures quarantined", *subset_notes, note]
+    return _from_records(averaged, path, report, reader.quarantine, perturbations, options.duplicates, unit="values")
 
 
 def _dataset_id_for(path: Path) -> str:
@@ -366,48 +393,46 @@ def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, pert
     return _attach(out, report, names, targets)
 
 
-def load_long_table(path: str | Path, *, duplicates: str = "quarantine", context: str | None = None,
-                    readout_key: str | None = None, resolver=None) -> Loaded:
-    """A user's parquet / CSV / TSV long table (value) or ranked table (rank, n_ranked), read by the
-    ingest reader (graph/io/tables.LongTableReader): the same accepted rows and perturbation ids as
-    `perturbgraph demo --inputs FILE` puts in the store."""
-    from graph.io.common import table_header, table_layout
-    from graph.io.tables import LongTableReader
-    from graph.io.wide import WideTableReader
-
-    path = Path(path)
-    # The layout rule of every entry point (pipelines/inputs.detect_kind uses it too).
-    reader_cls = WideTableReader if table_layout(table_header(path), readout_key) == "wide_table" else LongTableReader
-    # A table without a perturbation_type column is taken as compounds (noted in the report).
-    reader = reader_cls(path, _dataset_id_for(path), duplicates=duplicates, perturbation_type="compound",
-                        context=context, readout_key=readout_key, resolver=resolver)
+def load_long_table(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
+                    resolver=None, **table_options) -> Loaded:
+    """A user's parquet / CSV / TSV long table (value), ranked table (rank, n_ranked) or wide table, read by
+    the ingest reader (graph/io/readers.py) with the same ReadOptions: the same accepted rows and
+    perturbation ids as `perturbgraph demo --inputs FILE` puts in the store."""
     from graph.io.common import concat_long
-
-    frame = concat_long(list(reader.iter_long()))
-    return _from_records(frame, path, reader.report, reader.quarantine, reader.perturbations, duplicates)
-
-
-def load_h5ad(path: str | Path, *, duplicates: str = "quarantine") -> Loaded:
-    """A Perturb-seq h5ad pseudobulked as ingest does it (graph/io/h5ad.pseudobulk_h5ad)."""
-    from graph.io.h5ad import pseudobulk_h5ad
+    from graph.io.readers import open_streaming_reader, table_kind
 
     path = Path(path)
-    result = pseudobulk_h5ad(path, _dataset_id_for(path))
-    return _from_records(result.long, path, result.report, result.quarantine, result.perturbations, duplicates,
+    options = _read_options(options, duplicates, table_options)
+    reader = open_streaming_reader(path, table_kind(path, options), _dataset_id_for(path), options, resolver=resolver)
+    frame = concat_long(list(reader.iter_long()))
+    frame = _subset(frame, options, reader.report.notes, path) if len(frame) else frame
+    return _from_records(frame, path, reader.report, reader.quarantine, reader.perturbations, options.duplicates)
+
+
+def load_h5ad(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None) -> Loaded:
+    """A Perturb-seq h5ad pseudobulked as ingest does it (graph/io/readers.read_h5ad)."""
+    from graph.io.readers import read_h5ad
+
+    path = Path(path)
+    options = _read_options(options, duplicates, {})
+    result = read_h5ad(path, _dataset_id_for(path), options)
+    long = _subset(result.long, options, result.report.notes, path) if len(result.long) else result.long
+    return _from_records(long, path, result.report, result.quarantine, result.perturbations, options.duplicates,
                          unit="signatures (cell groups)")
 
 
-def load_file(path: str | Path, *, duplicates: str = "quarantine", **table_options) -> Loaded:
+def load_file(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
+              **table_options) -> Loaded:
     """Any measurement file, by its format (extension checked against the first bytes)."""
     path = Path(path)
     fmt = measurement_format(path)
     if fmt in {"gctx", "gct"}:
-        return load_gctx(path, duplicates=duplicates)
+        return load_gctx(path, duplicates=duplicates, options=options)
     if fmt == "h5ad":
-        return load_h5ad(path, duplicates=duplicates)
-    if path.name == Path(SHARED_DATASETS["tahoe"]).name:
+        return load_h5ad(path, duplicates=duplicates, options=options)
+    if path.name in {Path(f).name for f in TAHOE_FILES["tahoe37"]}:
         return read_tahoe(path)
-    return load_long_table(path, duplicates=duplicates, **table_options)
+    return load_long_table(path, duplicates=duplicates, options=options, **table_options)
 
 
 def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
@@ -415,9 +440,11 @@ def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
     return load_input(name_or_path, **kwargs).frame
 
 
-def load_input(name_or_path: str | Path, *, duplicates: str = "quarantine", **kwargs) -> Loaded:
+def load_input(name_or_path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
+               **kwargs) -> Loaded:
     """Any input the CLI accepts: a shared dataset name (SHARED_DATASETS), an ingested dataset id or a
-    file path. Every route ends in the validation step (graph/io/validation.py)."""
+    file path. Every route ends in the validation step (graph/io/validation.py). Files and ingested
+    datasets take ReadOptions (graph/io/options.py); tahoe / replogle their loaders' keywords."""
     key = str(name_or_path)
     from graph.settings import get_settings
     from graph.store.measurements import load_training_table, read_manifest
@@ -425,19 +452,22 @@ def load_input(name_or_path: str | Path, *, duplicates: str = "quarantine", **kw
     is_dataset_id = key.replace("_", "").isalnum()  # store ids are [a-z0-9_]; paths never match
     if is_dataset_id and read_manifest(get_settings(), key) is not None:
         # A dataset ingested by the pipeline: its values from the columnar store (hash verified).
-        table = load_training_table(get_settings(), [key]).loc[:, list(LONG_COLUMNS)]
-        frame, report = validated(table, key, ranked=False, duplicates=duplicates)
+        options = _read_options(options, duplicates, {})
+        notes: list[str] = []
+        table = _subset(load_training_table(get_settings(), [key]), options, notes, key).loc[:, list(LONG_COLUMNS)]
+        frame, report = validated(table, key, ranked=False, duplicates=options.duplicates)
+        report.notes += notes
         return _attach(frame, report)
-    if key == "tahoe":
-        return read_tahoe(**kwargs)
+    if key in TAHOE_FILES:
+        return read_tahoe([shared_path(f) for f in TAHOE_FILES[key]], **kwargs)
     if key == "replogle":
         return read_replogle(**kwargs)
     if key in SHARED_DATASETS:
-        return load_gctx(shared_path(SHARED_DATASETS[key]), duplicates=duplicates)
+        return load_gctx(shared_path(SHARED_DATASETS[key]), duplicates=duplicates, options=options)
     path = Path(key)
     if not path.exists():
-        raise InputFileError(key, f"neither a file nor one of {sorted(SHARED_DATASETS)}")
-    return load_file(path, duplicates=duplicates, **kwargs)
+        raise InputFileError(key, f"neither a file nor one of {sorted({*SHARED_DATASETS, *TAHOE_FILES})}")
+    return load_file(path, duplicates=duplicates, options=options, **kwargs)
 
 
 def dataset_contexts(name_or_path: str | Path) -> list[str] | None:
@@ -448,9 +478,10 @@ def dataset_contexts(name_or_path: str | Path) -> list[str] | None:
     from graph.io.contexts import normalise_context_name
 
     key = str(name_or_path)
-    if key in {"tahoe", "replogle"}:
-        col = pq.read_table(shared_path(SHARED_DATASETS[key]), columns=["context"]).column(0)
-        return sorted(map(str, col.unique().to_pylist()))
+    if key in {*TAHOE_FILES, "replogle"}:
+        files = TAHOE_FILES[key] if key in TAHOE_FILES else (SHARED_DATASETS[key],)
+        return sorted({str(v) for f in files
+                       for v in pq.read_table(shared_path(f), columns=["context"]).column(0).unique().to_pylist()})
     path = Path(key)
     if not path.is_file():
         return None
@@ -464,7 +495,7 @@ def dataset_contexts(name_or_path: str | Path) -> list[str] | None:
             return None
     except Exception:  # the loader reports what is wrong with the file, with its name
         return None
-    if path.name == Path(SHARED_DATASETS["tahoe"]).name:
+    if path.name in {Path(f).name for f in TAHOE_FILES["tahoe37"]}:
         return sorted(str(v) for v in values if v is not None)
     return sorted({normalise_context_name(v) for v in values if v is not None and str(v).strip()})
 
@@ -533,3 +564,62 @@ def cell_line_features(contexts=None, *, n_genes: int = 256, feature: str = "bas
         out = out.loc[[c for c in wanted if c in out.index]]
     return out.astype(np.float32)
 
+
+# --- side information for the CLI and the benchmarks ------------------------------------------------
+# Cell-line features are attached when they describe at least this share of a dataset's contexts
+# (all but a few L1000 lines; Tahoe has 1 of 10, Replogle none: there they would describe one line
+# and leave the rest to learned vectors).
+MIN_CONTEXT_FEATURE_COVERAGE = 0.5
+
+
+def _stderr(prefix: str):
+    def say(message: str) -> None:
+        print(prefix + " ".join(str(message).split()), file=sys.stderr, flush=True)
+    return say
+
+
+def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | None = None,
+                  perturbation_names: dict[str, str] | None = None,
+                  perturbation_targets: dict[str, list[str]] | None = None,
+                  info=_stderr(""), warn=_stderr("warning: ")):
+    """Side information for the shared data: SMILES by compound name, STRING (score >= 700) among
+    the readouts and genetic targets, each genetic perturbation's targets (its own name, or the target
+    genes the reader recorded), and LINCS baseline expression of the cell lines (when it covers most
+    of the dataset's contexts). Every piece is optional: a missing one is a warning, not an error.
+    perturbation_names / _targets: per perturbation id, the source name and target genes (Loaded).
+    info / warn: where the coverage lines and the warnings go (stderr)."""
+    from models.evaluation.harness import Resources
+    from models.evaluation.splits import GENETIC_TYPES
+    from models.side_information import SideInformation
+
+    names = perturbation_names or {}  # perturbation id -> source name (ingest readers)
+    targets = perturbation_targets or {}
+    types = df["perturbation_type"].astype(str)
+    compounds = df.loc[types == "compound", "perturbation"].astype(str).unique()
+    genetic = df.loc[types.isin(GENETIC_TYPES), "perturbation"].astype(str).unique()
+    side: dict = {}  # SideInformation fields found
+
+    def optional(what: str, make):
+        try:
+            return make()
+        except Exception as exc:  # missing shared folder, a file without these columns, ...
+            warn(f"no {what}: {exc}")
+            return None
+
+    if len(compounds):
+        by_name = optional("compound structures", lambda: compound_smiles({names.get(p, p) for p in compounds})) or {}
+        side["compound_smiles"] = {p: by_name[names.get(p, p)] for p in compounds if names.get(p, p) in by_name}
+        info(f"compound structures: {len(side['compound_smiles'])} of {len(compounds)} compounds matched "
+             "a SMILES by name or alias")
+    if gene_graph:
+        genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
+        side["gene_graph"] = optional("gene graph", lambda: string_gene_graph(genes=genes))
+    contexts = df["context"].astype(str).unique()
+    features = optional("cell-line features", lambda: cell_line_features(contexts))
+    if features is not None and len(features) >= MIN_CONTEXT_FEATURE_COVERAGE * len(contexts):
+        side["context_features"] = features
+    elif features is not None and len(features) < len(contexts) and len(features):
+        warn(f"cell-line features cover {len(features)} of {len(contexts)} contexts; not used")
+    if len(genetic):
+        side["perturbation_targets"] = {p: list(targets.get(p) or [p]) for p in genetic}
+    return Resources(side=SideInformation(**side), lpm_epochs=epochs)

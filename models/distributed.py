@@ -1,7 +1,10 @@
 """Data-parallel LPM training with torch.distributed (DistributedDataParallel).
 
-    torchrun --nproc_per_node=2 -m models.distributed --input tahoe --output lpm.pt [--epochs 20]
+    torchrun --nproc_per_node=2 -m pipelines.cli train --input tahoe --output lpm.pt [--epochs 20]
     perturbgraph train --input tahoe --output lpm.pt --nproc 2        # the same, launched for you
+
+(`train` sees torchrun's environment and runs as one rank: `setup()` here, then the same loading and
+fit as a single process; pipelines/cli/model.py.)
 
 Every rank builds the same vocabularies and dense value matrix (the store's table, read by each rank)
 and the same seeded random tile partition per epoch, then takes every world_size-th tile of it: its
@@ -20,11 +23,9 @@ comes from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MA
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -85,58 +86,3 @@ def setup(backend: str | None = None) -> tuple[DataParallel, str]:
     if not dist.is_initialized():
         dist.init_process_group(backend or ("nccl" if cuda else "gloo"))
     return DataParallel(dist.get_rank(), dist.get_world_size()), (f"cuda:{local}" if cuda else "cpu")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """One rank: load INPUT as `perturbgraph train` does (models.cli), fit data-parallel, rank 0 saves."""
-    ap = argparse.ArgumentParser(prog="torchrun --nproc_per_node=N -m models.distributed",
-                                 description="Train the LPM data-parallel on every rank torchrun starts.")
-    ap.add_argument("--input", required=True, help="dataset name or file (as `perturbgraph train --input`)")
-    ap.add_argument("--output", type=Path, default=Path("lpm.pt"), help="checkpoint path (rank 0 writes it)")
-    ap.add_argument("--epochs", type=int, default=None, help="max epochs (default: LPMConfig)")
-    ap.add_argument("--readouts", default=None, help="as `perturbgraph train --readouts`")
-    ap.add_argument("--readout-seed", type=int, default=0)
-    ap.add_argument("--duplicates", default="quarantine", help="quarantine | mean | first")
-    ap.add_argument("--context", default=None, help="as `perturbgraph train --context`")
-    ap.add_argument("--readout-key", default=None, help="as `perturbgraph train --readout-key`")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--paper", action="store_true", help="LPMConfig.paper(): learned embeddings only")
-    ap.add_argument("--backend", choices=["gloo", "nccl"], default=None, help="default: nccl with CUDA, else gloo")
-    args = ap.parse_args(argv)
-
-    from models.cli import _check_finite, _load_input, resources_for
-    from models.lpm import LPM
-    from models.module import LPMConfig
-
-    parallel, device = setup(args.backend)
-    try:
-        # The same loader as `train`: the perturbation names it returns are what joins compounds to structures.
-        loaded = _load_input(args.input, args.readouts, args.readout_seed, args.duplicates, args.context,
-                             args.readout_key)
-        df = loaded.frame
-        epochs = {} if args.epochs is None else {"max_epochs": args.epochs}
-        config = LPMConfig.paper(**epochs) if args.paper else LPMConfig(**epochs)
-        side = {}
-        if not args.paper:
-            res = resources_for(df, epochs=args.epochs, perturbation_names=loaded.perturbation_names,
-                                perturbation_targets=loaded.perturbation_targets)
-            side = {"compound_smiles": res.compound_smiles or None, "gene_graph": res.gene_graph,
-                    "perturbation_targets": res.perturbation_targets}
-        model = LPM(config, seed=args.seed, **side)
-        lead = parallel.rank == 0
-        model.fit(df, None, progress=lead, device=device, parallel=parallel)
-        _check_finite(model)  # every rank: the weights are the same, and all of them must stop together
-        if lead:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            model.save(args.output)
-            h = model.history[-1] if model.history else {}
-            print(f"saved {args.output} ({parallel.world_size} ranks, {len(model.history)} epochs, "
-                  f"train loss {h.get('train_loss', float('nan')):.4f})", flush=True)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,16 +6,16 @@ Functions the lead calls with LPM outputs:
     evaluate_mechanisms(compound_emb, gene_emb, annotated_targets) -> dict
     evaluate_gene_edges(gene_emb_or_scores, truth_pairs, prior_pairs) -> dict
 
-`python -m models.evaluation_discovery [--out docs/results.md]` runs the real-data
-evaluation (baselines; LPM rows when `--lpm CHECKPOINT` is given) and writes the markdown snippet.
+`python benchmarks/discovery_results.py [--out docs/results.md]` (a benchmark tool, not a command of
+the CLI) runs the real-data evaluation (baselines; LPM rows when `--lpm CHECKPOINT` is given) and
+writes the markdown snippet.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -301,15 +301,15 @@ def train_discovery_lpm(shared: Path, out: Path, *, epochs: int = 8, paper: bool
     """Fit the LPM on `discovery_training_table` (all experiments; no held-out split: the
     discovery labels, annotated targets and STRING / CORUM pairs, are never inputs; STRING >= 700
     is the gene prior unless `paper`) and save it."""
-    from models.cli import resources_for
+    from models.datasets import resources_for
     from models.lpm import LPM
     from models.module import LPMConfig
 
     df = discovery_training_table(shared, max_readouts)
     res = resources_for(df, gene_graph=not paper)
     config = (LPMConfig.paper if paper else LPMConfig)(max_epochs=epochs)
-    model = LPM(config, compound_smiles=res.compound_smiles, gene_graph=res.gene_graph,
-                perturbation_targets=res.perturbation_targets, seed=seed)
+    # Without cell-line features, as the discovery tables in docs/results.md were measured.
+    model = LPM(config, side=replace(res.side, context_features=None), seed=seed)
     model.fit(df, None, progress=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
@@ -451,7 +451,7 @@ def to_markdown(res: dict[str, Any], *, lpm_pending: bool = True) -> str:
 # ---------------------------------------------------------------------------------------------
 
 VS_SIMPLE_HEADING = "## Discoveries vs the simple answer"
-PRIOR_MIN_STRING = 700  # models.cli.resources_for gives the LPM STRING >= 700 as its gene prior
+PRIOR_MIN_STRING = 700  # models.datasets.resources_for gives the LPM STRING >= 700 as its gene prior
 
 
 def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = None, fdr: float = 0.1,
@@ -593,49 +593,3 @@ def replace_section(text: str, heading: str, body: str, *, before: str | None = 
         i = text.index(before)
         return text[:i] + body.rstrip("\n") + "\n\n" + text[i:]
     return text.rstrip("\n") + "\n\n" + body
-
-
-def main(argv: list[str] | None = None) -> None:
-    from graph.settings import get_settings
-
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--shared", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=Path("docs/results.md"))
-    ap.add_argument("--lpm", type=Path, default=None, help="LPM checkpoint whose embeddings get their own rows")
-    ap.add_argument("--train-lpm", type=Path, default=None,
-                    help="first train an LPM on Tahoe + Replogle (discovery_training_table), save it here, use it")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--paper", action="store_true", help="with --train-lpm: the paper model (no encoders)")
-    ap.add_argument("--vs-simple", action="store_true",
-                    help=f"write the section '{VS_SIMPLE_HEADING[3:]}' (needs --lpm or --train-lpm) instead")
-    ap.add_argument("--max-readouts", type=int, default=None, help="cap the shared readouts (CPU time)")
-    args = ap.parse_args(argv)
-    shared = args.shared or get_settings().shared_data
-    lpm_path = args.lpm
-    if args.train_lpm is not None:
-        lpm_path = train_discovery_lpm(shared, args.train_lpm, epochs=args.epochs, paper=args.paper,
-                                       max_readouts=args.max_readouts)
-    if args.vs_simple:
-        if lpm_path is None:
-            raise SystemExit("--vs-simple needs --lpm CHECKPOINT or --train-lpm PATH")
-        res = run_vs_simple(shared, lpm_path, max_readouts=args.max_readouts)
-        given = list(argv) if argv is not None else sys.argv[1:]
-        command = "python -m models.evaluation_discovery --vs-simple " + " ".join(a for a in given if a != "--vs-simple")
-        md = vs_simple_markdown(res, command.strip())
-        old = args.out.read_text() if args.out.exists() else ""
-        args.out.write_text(replace_section(old, VS_SIMPLE_HEADING, md, before="## Discoveries on the real data"))
-        print(md)
-        return
-    res, md = run_real(shared, lpm_path=lpm_path)
-    md = md.replace("## Discoveries (models/evaluation_discovery.py)",
-                    "## Discoveries on the real data (models/evaluation_discovery.py)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    # The discoveries section is the last one of docs/results.md: replace it, keep the rest.
-    old = args.out.read_text() if args.out.exists() else ""
-    head = old.split("## Discoveries on the real data", 1)[0].rstrip()
-    args.out.write_text((head + "\n\n" if head else "") + md)
-    print(md)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """User API of the LPM: pandas in, numpy / DataFrames out.
 
-Turns long tables and metadata (SMILES, prior gene graph, cell-line features, targets, doses) into
+Turns long tables and a `SideInformation` (SMILES, prior gene graph, cell-line features, targets, doses) into
 vocabularies and symbol tables, and calls `models.train` / `models.module`. Unseen names are
 handled here: they get table rows whose learned-vector index is 0, so only the encoders speak.
 """
@@ -27,6 +27,8 @@ from models.features import (
     table_snapshot_id,
 )
 from models.module import LPMConfig, LPMModule, SymbolTables
+from models.residual_base import residual_base
+from models.side_information import SideInformation
 from models.train import PairData, dense_pairs, resolve_device, train
 
 
@@ -46,18 +48,9 @@ def _names(s: pd.Series) -> list[str]:
 
 
 class LPM:
-    def __init__(self, config: LPMConfig | None = None, *, compound_smiles: dict[str, str] | None = None,
-                 gene_graph: pd.DataFrame | None = None, context_features: pd.DataFrame | None = None,
-                 perturbation_targets: dict[str, list[str]] | None = None,
-                 perturbation_compounds: dict[str, str] | None = None,
-                 perturbation_doses: dict[str, float] | None = None, seed: int = 0):
+    def __init__(self, config: LPMConfig | None = None, *, side: SideInformation | None = None, seed: int = 0):
         self.config = config or LPMConfig()
-        self.compound_smiles = dict(compound_smiles or {})
-        self.perturbation_targets = {k: list(v) for k, v in (perturbation_targets or {}).items()}
-        self.perturbation_compounds = dict(perturbation_compounds or {})
-        self.perturbation_doses = {k: float(v) for k, v in (perturbation_doses or {}).items()}
-        self.context_features = None if context_features is None else context_features.astype(np.float32)
-        self.gene_graph = None if gene_graph is None else gene_graph.loc[:, [c for c in ("source", "target", "weight") if c in gene_graph]]
+        self.side = side or SideInformation()
         self.seed = seed
         self.module: LPMModule | None = None
         self.history: list[dict] = []
@@ -66,13 +59,13 @@ class LPM:
 
     # ---------------------------------------------------------------- vocabularies and tables
     def _compound_of(self, member: str) -> str | None:
-        key = self.perturbation_compounds.get(member, member)
-        return key if key in self.compound_smiles else None
+        key = self.side.perturbation_compounds.get(member, member)
+        return key if key in self.side.compound_smiles else None
 
     def _raw_compound(self, members: list[str]) -> np.ndarray:
         """(n, Fp) raw features, zero rows for members without a structure."""
         cfg = self.config
-        smiles = [self.compound_smiles.get(self._compound_of(m) or "", None) for m in members]
+        smiles = [self.side.compound_smiles.get(self._compound_of(m) or "", None) for m in members]
         todo = sorted({s for s in smiles if s and s not in self._cfeat})
         if todo:
             self._cfeat.update(zip(todo, compound_features(todo, cfg.fp_bits, cfg.fp_radius), strict=True))
@@ -85,20 +78,21 @@ class LPM:
         members = sorted({m for p in perts for m in split_combination(p)})
         genes = _names(df["readout"])
         if cfg.use_targets:
-            genes += sorted({g for m in members for g in self.perturbation_targets.get(m, [])} - set(genes))
+            genes += sorted({g for m in members for g in self.side.perturbation_targets.get(m, [])} - set(genes))
         nodes = list(genes)
-        if cfg.use_gene_graph and self.gene_graph is not None:
-            seen = set(nodes)
-            nodes += sorted({str(g) for g in pd.concat([self.gene_graph["source"], self.gene_graph["target"]])} - seen)
+        graph = self.side.gene_graph
+        if cfg.use_gene_graph and graph is not None:
+            nodes += sorted({str(g) for g in pd.concat([graph["source"], graph["target"]])} - set(nodes))
         self.vocab = {"context": _names(df["context"]), "perturbation": perts,
                       "member": members, "gene": genes, "gene_node": nodes,
                       "compound": sorted({c for m in members if (c := self._compound_of(m))})}
         # Standardisation statistics from training symbols only.
         self._ctx_cols: list[str] = []
         self._ctx_std = Standardizer(np.zeros(0, np.float32), np.ones(0, np.float32))
-        if cfg.use_context_features and self.context_features is not None:
-            self._ctx_cols = [str(c) for c in self.context_features.columns]
-            known = self.context_features.reindex([c for c in self.vocab["context"] if c in self.context_features.index])
+        cf = self.side.context_features
+        if cfg.use_context_features and cf is not None:
+            self._ctx_cols = [str(c) for c in cf.columns]
+            known = cf.reindex([c for c in self.vocab["context"] if c in cf.index])
             self._ctx_std = Standardizer.fit(known.to_numpy())
         self._comp_std = Standardizer(np.zeros(0, np.float32), np.ones(0, np.float32))
         if cfg.use_compound_encoder:
@@ -116,9 +110,9 @@ class LPM:
         dims, v = self.feature_dims, self.vocab
         ctx_feat = np.zeros((len(contexts) + 1, dims["context"]), np.float32)
         if dims["context"]:
-            raw = self.context_features.reindex(contexts).to_numpy(dtype=np.float32)  # NaN rows when absent
+            raw = self.side.context_features.reindex(contexts).to_numpy(dtype=np.float32)  # NaN rows when absent
             ctx_feat[1:, :-1] = self._ctx_std.transform(raw)
-            ctx_feat[1:, -1] = np.isin(contexts, self.context_features.index.astype(str))
+            ctx_feat[1:, -1] = np.isin(contexts, self.side.context_features.index.astype(str))
         members = sorted({m for p in perts for m in split_combination(p)})
         mrow = {m: i + 1 for i, m in enumerate(members)}
         comp = np.zeros((len(members) + 1, dims["compound"]), np.float32)
@@ -127,8 +121,8 @@ class LPM:
             comp[1:, :-1] = self._comp_std.transform(raw[:, :-1]) * raw[:, -1:]  # no structure -> zero row
             comp[1:, -1] = raw[:, -1]
         dose = np.zeros((len(members) + 1, 2), np.float32)
-        dose[1:] = dose_features([self.perturbation_doses.get(m) for m in members])
-        tl = [self.perturbation_targets.get(m, []) if self.config.use_targets else [] for m in members]
+        dose[1:] = dose_features([self.side.perturbation_doses.get(m) for m in members])
+        tl = [self.side.perturbation_targets.get(m, []) if self.config.use_targets else [] for m in members]
         T = max((len(t) for t in tl), default=0)
         targets = np.full((len(members) + 1, T), -1, np.int64)
         node_index = Vocab(v["gene_node"])
@@ -140,18 +134,44 @@ class LPM:
             ms = split_combination(p)
             pm[i + 1, : len(ms)] = [mrow[m] for m in ms]
         t = torch.from_numpy
+        mem_sym = np.concatenate([[0], Vocab(v["member"]).index(members)])
+        nb = None
+        if self.config.neighbour_embedding and self.module is not None:
+            nb = t(self._member_neighbours(targets, mem_sym))
         return SymbolTables(
             ctx_sym=t(np.concatenate([[0], Vocab(v["context"]).index(contexts)])), ctx_feat=t(ctx_feat),
-            mem_sym=t(np.concatenate([[0], Vocab(v["member"]).index(members)])), mem_comp=t(comp),
-            mem_dose=t(dose), mem_targets=t(targets), pert_members=t(pm))
+            mem_sym=t(mem_sym), mem_comp=t(comp), mem_dose=t(dose), mem_targets=t(targets), pert_members=t(pm),
+            mem_nb=nb)
+
+    def _member_neighbours(self, targets: np.ndarray, mem_sym: np.ndarray) -> np.ndarray:
+        """targets (Nm, T) gene nodes of table members, mem_sym (Nm,) their learned-vector rows -> (Nm, Kn)
+        learned-vector rows of the training knock-downs targeting one of their genes or a graph neighbour
+        (the model's gene graph), never the member itself; 0 pad."""
+        adj: dict[int, set[int]] = {}
+        for a, b in self.module.genes.edge_index.T.tolist():
+            adj.setdefault(a, set()).add(b)
+        by_node: dict[int, set[int]] = {}  # gene node -> learned rows of training members targeting it
+        node_index = Vocab(self.vocab["gene_node"])
+        for j, m in enumerate(self.vocab["member"]):
+            for n in node_index.index(self.side.perturbation_targets.get(m, [])) - 1:
+                by_node.setdefault(int(n), set()).add(j + 1)
+        rows = []
+        for nodes, own in zip(targets.tolist(), mem_sym.tolist(), strict=True):
+            reach = {n for n in nodes if n >= 0}
+            reach |= {b for n in reach for b in adj.get(n, ())}
+            rows.append(sorted({j for n in reach for j in by_node.get(n, ())} - {own, 0}))
+        out = np.zeros((len(rows), max((len(r) for r in rows), default=0)), np.int64)
+        for i, r in enumerate(rows):
+            out[i, :len(r)] = r
+        return out
 
     def _new_module(self, edge_index: torch.Tensor | None = None, edge_weight: torch.Tensor | None = None) -> LPMModule:
         v, dims = self.vocab, self.feature_dims
         node_sym = torch.from_numpy(Vocab(v["gene"]).index(v["gene_node"]))
         if edge_index is None:
             edge_index, edge_weight = torch.zeros((2, 0), dtype=torch.long), torch.zeros(0)
-            if self.config.use_gene_graph and self.gene_graph is not None and len(self.gene_graph):
-                g = self.gene_graph
+            if self.config.use_gene_graph and self.side.gene_graph is not None and len(self.side.gene_graph):
+                g = self.side.gene_graph
                 s = Vocab(v["gene_node"]).index(g["source"].astype(str)) - 1
                 d = Vocab(v["gene_node"]).index(g["target"].astype(str)) - 1
                 w = g["weight"].to_numpy(np.float32) if "weight" in g else np.ones(len(g), np.float32)
@@ -160,10 +180,21 @@ class LPM:
                 s, d, w = s[keep], d[keep], w[keep]
                 edge_index = torch.from_numpy(np.stack([np.concatenate([s, d]), np.concatenate([d, s])]))
                 edge_weight = torch.from_numpy(np.concatenate([w, w]))
+        kd = self._knockdowns() if self.config.residual and self.config.graph_base else {}
         return LPMModule(self.config, n_contexts=len(v["context"]), n_members=len(v["member"]),
                          n_genes=len(v["gene"]), ctx_feat_dim=dims["context"], comp_feat_dim=dims["compound"],
                          gene_node_sym=node_sym, edge_index=edge_index, edge_weight=edge_weight,
-                         n_perturbations=len(v["perturbation"]))
+                         n_perturbations=len(v["perturbation"]), **kd)
+
+    def _knockdowns(self) -> dict[str, torch.Tensor]:
+        """The training perturbations with target genes (knock-downs), for GraphBase: kd_nodes (K+1, T)
+        their target nodes (-1 pad; row 0 = none), kd_of_pert (P+1,) perturbation row -> knock-down row."""
+        perts = self.vocab["perturbation"]
+        nodes = self._tables([], perts).target_nodes(torch.arange(1, len(perts) + 1))  # (P, T)
+        has = (nodes >= 0).any(1)
+        kd_of_pert = torch.zeros(len(perts) + 1, dtype=torch.long)
+        kd_of_pert[1:][has] = torch.arange(1, int(has.sum()) + 1)
+        return {"kd_nodes": torch.cat([nodes.new_full((1, nodes.shape[1]), -1), nodes[has]]), "kd_of_pert": kd_of_pert}
 
     def _base_rows(self, df: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Vocabulary rows (0 = unknown) of each row's context, perturbation and readout, for CrossContextBase."""
@@ -171,15 +202,61 @@ class LPM:
         return tuple(torch.from_numpy(_codes(df[col], v[k]) + 1) for col, k in
                      (("context", "context"), ("perturbation", "perturbation"), ("readout", "gene")))
 
-    def _residual_targets(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Residual LPM: fit the base on training rows; the network's targets are value - base, with
-        each training row's base computed without its own (context, perturbation, readout)."""
-        base, rows = self.module.base, self._base_rows(train)
+    @torch.no_grad()
+    def _bases(self, df: pd.DataFrame, tables: SymbolTables, perts: list[str],
+               own_value: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n,) float64 residual base of each row and the base it would have as an unseen knock-down.
+        perts: the names of `tables`' perturbation rows. With own_value (the training rows' values),
+        each row's own (context, perturbation, readout) is left out of every statistic."""
+        m = self.module
+        dev = m.base.ctx_sum.device
+        rows = tuple(r.to(dev) for r in self._base_rows(df))
+        parts = m.base.parts(*rows) if own_value is None else m.base.leave_own_out_parts(*rows, own_value.to(dev))
+        if m.graph_base is None:
+            return parts.cross, parts.unseen
+        table_row = _codes(df["perturbation"], perts) + 1
+        uniq, inv = np.unique(table_row, return_inverse=True)
+        vocab_row = np.concatenate([[0], _codes(pd.Series(perts), self.vocab["perturbation"]) + 1])[uniq]
+        g = m.graph_base
+        nodes = tables.target_nodes(torch.from_numpy(uniq).to(tables.pert_members.device)).to(dev)  # (U, T)
+        own = g.kd_of_pert[torch.from_numpy(vocab_row).to(dev)]  # (U,) excluded: never the row's own perturbation
+        nb = g.neighbours(nodes, own, m.genes.edge_index, m.genes.n_nodes)  # (U, K+1)
+        nb_resid, has = g.neighbour_residual(rows[0], rows[2], torch.from_numpy(inv).to(dev), nb, parts.unseen)
+        if own_value is not None:  # fitting: the shrink comes from the training rows
+            g.fit_shrink(own_value.to(dev), parts.unseen, nb_resid, has, self.config.graph_base_shrink)
+        unseen = g.unseen_base(parts, nb_resid, has)
+        return residual_base(parts, unseen), unseen
+
+    def _residual_data(self, train: pd.DataFrame, valid: pd.DataFrame | None, ctxs: list[str], perts: list[str],
+                       tables: SymbolTables) -> tuple[PairData, PairData | None]:
+        """Residual LPM: fit the bases on training rows; the network's targets are value - base, with
+        each training row's base computed without its own (context, perturbation, readout). With the
+        graph base, a share (graph_base_dropout) of the knock-down experiments also trains as if unseen:
+        a copy of its perturbation without learned vectors, against the base a held-out gene gets."""
+        m, rows = self.module, self._base_rows(train)
         value = torch.from_numpy(train["value"].to_numpy(np.float64))
-        tr = (value - base.fit(*rows, value).leave_own_out(*rows, value)).float().numpy()
+        m.base.fit(*rows, value)
+        if m.graph_base is not None:
+            m.graph_base.fit(*rows, value)
+        base, unseen = self._bases(train, tables, perts, value)
+        y = (value - base).float().numpy()
+        c, p = _codes(train["context"], ctxs) + 1, _codes(train["perturbation"], perts) + 1
+        nodes = _codes(train["readout"], self.vocab["gene_node"])
+        q = self.config.graph_base_dropout
+        if m.graph_base is not None and q > 0:
+            tables, copy_of = tables.with_unseen_copies(torch.arange(1, len(perts) + 1))
+            copy_of = np.concatenate([[0], copy_of.numpy()])  # table row -> its unseen copy's row
+            pair = c * (len(perts) + 1) + p
+            uniq, inv = np.unique(pair, return_inverse=True)
+            chosen = np.random.default_rng(self.seed).random(len(uniq)) < q
+            sel = chosen[inv] & (m.graph_base.kd_of_pert[rows[1]] > 0).numpy()  # knock-down rows of chosen pairs
+            c, p, nodes = np.concatenate([c, c[sel]]), np.concatenate([p, copy_of[p[sel]]]), np.concatenate([nodes, nodes[sel]])
+            y = np.concatenate([y, (value - unseen)[torch.from_numpy(sel)].float().numpy()])
+        tr = dense_pairs(c, p, nodes, y, tables)
         va = None
         if valid is not None and len(valid):
-            va = (valid["value"].to_numpy(np.float64) - base(*self._base_rows(valid)).numpy()).astype(np.float32)
+            yv = (valid["value"].to_numpy(np.float64) - self._bases(valid, tables, perts)[0].numpy()).astype(np.float32)
+            va = self._pair_data(valid, ctxs, perts, tables, yv)
         return tr, va
 
     def _pair_data(self, df: pd.DataFrame, contexts: list[str], perts: list[str], tables: SymbolTables,
@@ -209,9 +286,11 @@ class LPM:
             ctxs += sorted(set(_names(valid["context"])) - set(ctxs))
             perts += sorted(set(_names(valid["perturbation"])) - set(perts))
         tables = self._tables(ctxs, perts)
-        y_tr, y_va = self._residual_targets(train, valid) if self.config.residual else (None, None)
-        tr = self._pair_data(train, ctxs, perts, tables, y_tr)
-        va = self._pair_data(valid, ctxs, perts, tables, y_va) if valid is not None and len(valid) else None
+        if self.config.residual:
+            tr, va = self._residual_data(train, valid, ctxs, perts, tables)
+        else:
+            tr = self._pair_data(train, ctxs, perts, tables)
+            va = self._pair_data(valid, ctxs, perts, tables) if valid is not None and len(valid) else None
         state = None
         if resume and checkpoint is not None and Path(checkpoint).exists():
             payload = ckpt.load_checkpoint(checkpoint)
@@ -248,7 +327,7 @@ class LPM:
         out = [m.head(A[por[i:i + chunk]] + B[nor[i:i + chunk]]) for i in range(0, len(rows), chunk)]
         y = torch.cat(out).double() if out else torch.zeros(0, dtype=torch.float64, device=dev)
         if m.base is not None:  # residual LPM: the network predicted the deviation from the base
-            y = y + m.base(*(r.to(dev) for r in self._base_rows(rows)))
+            y = y + self._bases(rows, t, perts)[0].to(dev)
         return y.float().cpu().numpy()
 
     @torch.no_grad()
@@ -278,11 +357,12 @@ class LPM:
 
     # ---------------------------------------------------------------- persistence
     def _payload(self, train_state: dict | None = None) -> dict:
-        cf = self.context_features
+        side = self.side
+        cf = side.context_features
         meta = {
-            "json": json.dumps({"compound_smiles": self.compound_smiles, "perturbation_targets": self.perturbation_targets,
-                                "perturbation_compounds": self.perturbation_compounds,
-                                "perturbation_doses": self.perturbation_doses, "seed": self.seed,
+            "json": json.dumps({"compound_smiles": side.compound_smiles, "perturbation_targets": side.perturbation_targets,
+                                "perturbation_compounds": side.perturbation_compounds,
+                                "perturbation_doses": side.perturbation_doses, "seed": self.seed,
                                 "ctx_cols": self._ctx_cols}),
             "ctx_names": [] if cf is None else [str(i) for i in cf.index],
             "ctx_values": torch.zeros(0, 0) if cf is None else torch.from_numpy(cf.to_numpy(np.float32)),
@@ -311,9 +391,11 @@ class LPM:
             if meta["ctx_names"]:
                 cf = pd.DataFrame(meta["ctx_values"].numpy(), index=meta["ctx_names"], columns=meta["ctx_columns"])
             # Checkpoints from before LPMConfig.residual existed hold plain (non-residual) models.
-            self = cls(LPMConfig(**{"residual": False, **p["config"]}), compound_smiles=j["compound_smiles"], context_features=cf,
-                       perturbation_targets=j["perturbation_targets"], perturbation_compounds=j["perturbation_compounds"],
-                       perturbation_doses=j["perturbation_doses"], seed=j["seed"])
+            side = SideInformation(compound_smiles=j["compound_smiles"], context_features=cf,
+                                   perturbation_targets=j["perturbation_targets"],
+                                   perturbation_compounds=j["perturbation_compounds"],
+                                   perturbation_doses=j["perturbation_doses"])  # the graph is in the weights
+            self = cls(LPMConfig(**{"residual": False, **p["config"]}), side=side, seed=j["seed"])
             self.vocab = {k: list(v) for k, v in p["vocab"].items()}
             self._ctx_cols = j["ctx_cols"]
             self._ctx_std = Standardizer(meta["ctx_mean"].numpy(), meta["ctx_std"].numpy())

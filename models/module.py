@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.residual_base import CrossContextBase, GraphBase
+
 
 @dataclass
 class LPMConfig:
@@ -63,6 +65,18 @@ class LPMConfig:
     # training contexts) instead of the whole value. Default since it beat `other_contexts` on Tahoe A498
     # unseen experiments by >= 0.01 per-signature r on 4 of 5 seeds (docs/results.md, "Research: residual LPM").
     residual: bool = True
+    # Issue 17, H1 (needs residual, use_targets and a gene graph): a knock-down measured in no other
+    # training context starts from its gene-graph neighbours' mean profile in the same context
+    # (models/residual_base.GraphBase) instead of the context mean. shrink None = least squares on
+    # training rows. graph_base_dropout: the share of training knock-down experiments that also train
+    # as if unseen (learned vector dropped, graph base), so the network learns the residual it will
+    # be asked for on a held-out gene.
+    graph_base: bool = False
+    graph_base_shrink: float | None = None
+    graph_base_dropout: float = 0.5
+    # Issue 17, H2: a knock-down's embedding adds a projection of the mean learned vector of its
+    # gene-graph neighbours' knock-downs (never its own), so a held-out gene borrows theirs.
+    neighbour_embedding: bool = False
 
     @classmethod
     def paper(cls, **overrides) -> LPMConfig:
@@ -161,80 +175,6 @@ class GeneEncoder(nn.Module):
         return out
 
 
-class CrossContextBase(nn.Module):
-    """The additive answer a residual LPM starts from (= the `other_contexts` baseline):
-
-        base(c, p, r) = offset(c, r) + mean of p at r over the training contexts
-        offset(c, r)  = mean of r in c  -  across(r) = the mean over contexts of that
-
-    A perturbation never measured at r falls back to across(r) (so base = the context mean), an
-    unknown readout to the global mean; an unseen context has no offset. Rows are vocabulary indices
-    (0 = unknown). `leave_own_out` gives the base of *training* rows with their own (c, p, r) triple
-    removed from every statistic, as it is for a held-out experiment: a training target never
-    enters its own input (otherwise a perturbation measured in one context would see its answer).
-    """
-
-    def __init__(self, n_contexts: int, n_perturbations: int, n_genes: int):
-        super().__init__()
-        f64 = dict(dtype=torch.float64)
-        self.register_buffer("ctx_sum", torch.zeros(n_contexts + 1, n_genes + 1, **f64))  # (C+1, G+1)
-        self.register_buffer("ctx_n", torch.zeros(n_contexts + 1, n_genes + 1, **f64))
-        self.register_buffer("pert_sum", torch.zeros(n_perturbations + 1, n_genes + 1, **f64))  # (P+1, G+1)
-        self.register_buffer("pert_n", torch.zeros(n_perturbations + 1, n_genes + 1, **f64))
-        self.register_buffer("total", torch.zeros(2, **f64))  # [sum, count] of every value
-
-    @torch.no_grad()
-    def fit(self, ctx: torch.Tensor, pert: torch.Tensor, gene: torch.Tensor, value: torch.Tensor) -> CrossContextBase:
-        """ctx, pert, gene (n,) vocabulary rows, value (n,): the training rows."""
-        v = value.to(self.ctx_sum)
-        for s in (self.ctx_sum, self.ctx_n, self.pert_sum, self.pert_n):
-            s.zero_()
-        self.ctx_sum.index_put_((ctx, gene), v, accumulate=True)
-        self.ctx_n.index_put_((ctx, gene), torch.ones_like(v), accumulate=True)
-        self.pert_sum.index_put_((pert, gene), v, accumulate=True)
-        self.pert_n.index_put_((pert, gene), torch.ones_like(v), accumulate=True)
-        self.total.copy_(torch.stack([v.sum(), v.new_tensor(float(len(v)))]))
-        return self
-
-    def _across(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(C+1, G+1) context-readout means (0 where unmeasured), (G+1,) their sum and count over contexts."""
-        has = self.ctx_n > 0
-        crm = torch.where(has, self.ctx_sum / self.ctx_n.clamp(min=1), 0.0)
-        return crm, crm.sum(0), has.sum(0).to(crm)
-
-    @torch.no_grad()
-    def forward(self, ctx: torch.Tensor, pert: torch.Tensor, gene: torch.Tensor) -> torch.Tensor:
-        """ctx, pert, gene (n,) vocabulary rows -> (n,) float64 base for rows outside training."""
-        crm, a_sum, a_n = self._across()
-        glob = self.total[0] / self.total[1].clamp(min=1)
-        across = torch.where(a_n > 0, a_sum / a_n.clamp(min=1), glob)  # (G+1,)
-        offset = torch.where(self.ctx_n[ctx, gene] > 0, crm[ctx, gene] - across[gene], 0.0)  # (n,)
-        pn = self.pert_n[pert, gene]
-        return offset + torch.where(pn > 0, self.pert_sum[pert, gene] / pn.clamp(min=1), across[gene])
-
-    @torch.no_grad()
-    def leave_own_out(self, ctx: torch.Tensor, pert: torch.Tensor, gene: torch.Tensor,
-                      value: torch.Tensor) -> torch.Tensor:
-        """The base of each training row (the rows given to `fit`) computed without its own triple."""
-        v = value.to(self.ctx_sum)
-        # Sum and count of each row's (c, p, r) triple: duplicates of a triple leave together.
-        key = (ctx * self.pert_n.shape[0] + pert) * self.ctx_n.shape[1] + gene
-        _, inv = torch.unique(key, return_inverse=True)
-        t_sum = torch.zeros(int(inv.max()) + 1 if len(inv) else 0, dtype=v.dtype, device=v.device)
-        t_sum = t_sum.index_add_(0, inv, v)[inv]  # (n,)
-        t_n = torch.bincount(inv).to(v)[inv]
-        crm, a_sum, a_n = self._across()
-        nc = self.ctx_n[ctx, gene] - t_n  # context-readout count without the triple
-        crm_own = torch.where(nc > 0, (self.ctx_sum[ctx, gene] - t_sum) / nc.clamp(min=1), 0.0)
-        a_sum = a_sum[gene] - crm[ctx, gene] + crm_own  # across-context sum / count without the triple
-        a_n = a_n[gene] - (nc <= 0).to(v)
-        glob = (self.total[0] - t_sum) / (self.total[1] - t_n).clamp(min=1)
-        across = torch.where(a_n > 0, a_sum / a_n.clamp(min=1), glob)
-        offset = torch.where(nc > 0, crm_own - across, 0.0)
-        pn = self.pert_n[pert, gene] - t_n  # measurements of p at r in the other contexts
-        return offset + torch.where(pn > 0, (self.pert_sum[pert, gene] - t_sum) / pn.clamp(min=1), across)
-
-
 @dataclass
 class SymbolTables:
     """Features of the context / perturbation symbols a batch may refer to; row 0 = unknown / padding.
@@ -250,19 +190,42 @@ class SymbolTables:
     mem_dose: torch.Tensor  # (Nm, 2) [log10 uM, has_dose]
     mem_targets: torch.Tensor  # (Nm, T) gene nodes, -1 pad
     pert_members: torch.Tensor  # (Np, M) member rows, 0 pad
+    mem_nb: torch.Tensor | None = None  # (Nm, Kn) learned vectors of the graph-neighbour knock-downs, 0 pad
 
     def to(self, device) -> SymbolTables:
-        return SymbolTables(**{k: v.to(device) for k, v in self.__dict__.items()})
+        return SymbolTables(**{k: None if v is None else v.to(device) for k, v in self.__dict__.items()})
+
+    def target_nodes(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows (U,) perturbation rows -> (U, M*T) gene nodes targeted by their members, -1 pad."""
+        return self.mem_targets[self.pert_members[rows]].flatten(1)
+
+    def with_unseen_copies(self, rows: torch.Tensor) -> tuple[SymbolTables, torch.Tensor]:
+        """Append a copy of each perturbation row whose members have no learned vector (as if never
+        seen: only the encoders speak). Returns the tables and the (U,) rows of the copies."""
+        members = self.pert_members[rows]  # (U, M)
+        uniq, inv = torch.unique(members[members > 0], return_inverse=True)
+        new_mem = torch.zeros_like(members)
+        new_mem[members > 0] = inv + len(self.mem_sym)  # appended member rows
+        cat = torch.cat
+        t = SymbolTables(self.ctx_sym, self.ctx_feat, cat([self.mem_sym, torch.zeros_like(uniq)]),
+                         cat([self.mem_comp, self.mem_comp[uniq]]), cat([self.mem_dose, self.mem_dose[uniq]]),
+                         cat([self.mem_targets, self.mem_targets[uniq]]), cat([self.pert_members, new_mem]),
+                         None if self.mem_nb is None else cat([self.mem_nb, self.mem_nb[uniq]]))
+        return t, torch.arange(len(self.pert_members), len(t.pert_members))
 
 
 class LPMModule(nn.Module):
     def __init__(self, cfg: LPMConfig, *, n_contexts: int, n_members: int, n_genes: int,
                  ctx_feat_dim: int, comp_feat_dim: int, gene_node_sym: torch.Tensor,
-                 edge_index: torch.Tensor, edge_weight: torch.Tensor, n_perturbations: int = 0):
+                 edge_index: torch.Tensor, edge_weight: torch.Tensor, n_perturbations: int = 0,
+                 kd_nodes: torch.Tensor | None = None, kd_of_pert: torch.Tensor | None = None):
         super().__init__()
         self.cfg = cfg
         # Residual LPM: filled by the caller from training rows (vocabulary indices), see LPM.fit.
         self.base = CrossContextBase(n_contexts, n_perturbations, n_genes) if cfg.residual else None
+        self.graph_base = None  # kd_nodes (K+1, T), kd_of_pert (P+1,): the training knock-downs' targets
+        if cfg.residual and cfg.graph_base:
+            self.graph_base = GraphBase(n_contexts, n_genes, kd_nodes, kd_of_pert)
         d, H = cfg.embed_dim, cfg.hidden_dim
         self.ctx_emb = nn.Embedding(n_contexts + 1, d, padding_idx=0)  # row 0: unknown, stays zero
         self.mem_emb = nn.Embedding(n_members + 1, d, padding_idx=0)
@@ -271,6 +234,7 @@ class LPMModule(nn.Module):
         self.ctx_encoder = mlp(Fc, cfg.encoder_hidden, d) if cfg.use_context_features and Fc else None
         self.comp_encoder = mlp(Fp + 2, cfg.encoder_hidden, d) if cfg.use_compound_encoder and Fp else None
         self.target_proj = nn.Linear(d, d) if cfg.use_targets else None
+        self.nb_proj = nn.Linear(d, d) if cfg.neighbour_embedding else None
 
         # Head: first Linear over [c; p; r] (used split), then the rest of the MLP.
         self.first = nn.Linear(3 * d, H)
@@ -289,9 +253,13 @@ class LPMModule(nn.Module):
         return c
 
     def member_repr(self, sym: torch.Tensor, comp: torch.Tensor, dose: torch.Tensor,
-                    targets: torch.Tensor) -> torch.Tensor:
-        """One (non-combination) perturbation: sym (B,), comp (B, Fp), dose (B, 2), targets (B, T) -> (B, d)."""
+                    targets: torch.Tensor, nbrs: torch.Tensor | None = None) -> torch.Tensor:
+        """One (non-combination) perturbation: sym (B,), comp (B, Fp), dose (B, 2), targets (B, T),
+        nbrs (B, Kn) neighbours' learned-vector rows -> (B, d)."""
         p = self.mem_emb(sym)  # (B, d)
+        if self.nb_proj is not None and nbrs is not None and nbrs.numel():
+            n = (nbrs > 0).sum(1, keepdim=True)  # (B, 1); row 0 of mem_emb is zero
+            p = p + (n > 0).to(p.dtype) * self.nb_proj(self.mem_emb(nbrs).sum(1) / n.clamp(min=1))
         if self.comp_encoder is not None:
             # Only rows with a structure or a dose get a compound term; genetic ones get none.
             has = ((comp[:, -1] > 0) | (dose[:, 1] > 0)).unsqueeze(1).to(p.dtype)  # (B, 1); comp[:, -1] = parsed flag
@@ -326,7 +294,8 @@ class LPMModule(nn.Module):
                 described |= (targets >= 0).any(1)
             drop = described & (torch.rand(sym.shape, device=sym.device) < self.cfg.symbol_dropout)
             sym = sym.masked_fill(drop, 0)
-        e = self.member_repr(sym, comp, t.mem_dose[uniq], targets)  # (U, d)
+        nbrs = None if t.mem_nb is None else t.mem_nb[uniq]
+        e = self.member_repr(sym, comp, t.mem_dose[uniq], targets, nbrs)  # (U, d)
         return self.combine(inv.view_as(members), members > 0, e)  # (B, d)
 
     def embed_readouts(self, nodes: torch.Tensor) -> torch.Tensor:

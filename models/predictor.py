@@ -6,10 +6,10 @@
     predictor.selection.to_dict()        # chosen, every candidate's validation metrics, margin, weights
     predictor.save(folder); ProductionPredictor.load(folder)
 
-Candidates: the LPM, each production baseline (context_mean, other_contexts, linear) and `lpm_stacked`,
-their convex combination (models/evaluation/stacking.py). They are compared by the mean per-signature
-Pearson r (models/evaluation/metrics.py) on the validation experiments only: `fit` never receives
-test rows.
+Candidates: the LPM, each production baseline (context_mean, other_contexts, linear, network_knn) and
+`lpm_stacked`, their convex combination (models/evaluation/stacking.py). They are compared by the mean
+per-signature Pearson r (models/evaluation/metrics.py) on the validation experiments only: `fit` never
+receives test rows.
 
 Why cross-fitting over two folds of the validation experiments, not one stacking fold and one selection
 fold: the validation set is small (on Tahoe A498, 16 experiments), and a fixed split would fit the
@@ -17,10 +17,11 @@ weights on half of them and choose on the other half, a noisy choice on 8 experi
 validation experiments are split in two folds; the stacked candidate's score on each fold uses weights
 fitted on the other, so every candidate is scored on every validation experiment and none is scored on
 rows it was fitted to. The weights the chosen stacked model keeps are then refitted on all validation
-experiments. Residual optimism: the LPM picks its stopping epoch on the same validation experiments
-(one number), which can only favour the LPM and the stacked candidate. Ties go to the simpler
-candidate (baselines, then the LPM, then the stack). Members are not refitted on train + valid, so the
-weights and the scores describe the very models that predict.
+experiments. Residual optimism: the LPM picks its stopping epoch and network_knn its shrinkage (one of
+five values) on the same validation experiments (one number each), which can only favour them and
+the stacked candidate. Ties go to the simpler candidate (baselines, then the LPM, then the stack).
+Members are not refitted on train + valid, so the weights and the scores describe the very models that
+predict.
 
 The embeddings behind mechanism links and gene-gene edges are the LPM's whatever is chosen: only the
 LPM has embeddings. Saved without pickle: the LPM checkpoint as models/checkpoint.py writes it, each
@@ -45,6 +46,7 @@ from models.evaluation.baselines import (
     KEY_COLUMNS,
     ContextReadoutMean,
     LinearPCARidge,
+    NetworkKNN,
     OtherContextsMean,
     fit_model,
 )
@@ -59,7 +61,7 @@ SELECTION_METRIC = "pearson_per_signature"
 N_FOLDS = 2
 # Baselines that can be saved and loaded (their fitted statistics are plain arrays).
 SAVEABLE_BASELINES = {"context_mean": ContextReadoutMean, "other_contexts": OtherContextsMean,
-                      "linear": LinearPCARidge}
+                      "linear": LinearPCARidge, "network_knn": NetworkKNN}
 
 
 class PredictorError(ValueError):

@@ -11,48 +11,54 @@ builders, so no model exists only in the harness.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-
-import pandas as pd
+from dataclasses import dataclass, field, fields, replace
 
 from models.evaluation.baselines import (
     ContextReadoutMean,
     GlobalMean,
     LinearPCARidge,
+    NetworkKNN,
     NoChange,
     OtherContextsMean,
     TanimotoKNN,
     fit_model,
 )
+from models.side_information import SideInformation
 
 __all__ = ["BASELINE_NAMES", "LPM_NAMES", "MODEL_NAMES", "PRODUCTION_CANDIDATES", "PRODUCTION_BASELINES",
            "Resources", "STACKED_MEMBERS", "ZERO_SHOT_SYMBOL_DROPOUT", "build_model", "fit_model",
            "production_members"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Resources:
-    """Side information handed to models that can use it (all optional)."""
+    """What a builder may use: the side information (handed to the LPM as one record) and LPM settings.
+    `resources.gene_graph` etc. read through to `side`."""
 
-    compound_smiles: dict[str, str] = field(default_factory=dict)
-    gene_graph: pd.DataFrame | None = None  # source, target, weight
-    context_features: pd.DataFrame | None = None
-    perturbation_targets: dict[str, list[str]] | None = None
-    perturbation_compounds: dict[str, str] | None = None  # perturbation -> key in compound_smiles
-    perturbation_doses: dict[str, float] | None = None  # perturbation -> dose (uM)
+    side: SideInformation = field(default_factory=SideInformation)
     lpm_epochs: int | None = None  # None = LPMConfig default
     lpm_config: object | None = None  # an LPMConfig; overrides lpm_epochs
 
+    def __getattr__(self, name: str):  # only called for names not on Resources itself
+        if name in _SIDE_FIELDS:
+            return getattr(self.side, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn")
+
+_SIDE_FIELDS = frozenset(f.name for f in fields(SideInformation))
+
+
+BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn",
+                  "network_knn")
 # lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
 # lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
 # lpm_stacked = lpm and the simple baselines in one convex combination fitted on validation experiments.
 LPM_NAMES = ("lpm", "lpm_paper", "lpm_zeroshot", "lpm_stacked")
 ZERO_SHOT_SYMBOL_DROPOUT = 0.5
-STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear")
+STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear", "network_knn")
 # The production predictor chooses among the LPM, these baselines and their stacked combination.
-PRODUCTION_BASELINES = ("context_mean", "other_contexts", "linear")
+# network_knn only differs from context_mean for perturbations with targets in the gene graph.
+PRODUCTION_BASELINES = ("context_mean", "other_contexts", "linear", "network_knn")
 PRODUCTION_CANDIDATES = ("lpm", *PRODUCTION_BASELINES)
 MODEL_NAMES = (*LPM_NAMES, "production", *BASELINE_NAMES)
 
@@ -72,11 +78,7 @@ def _lpm(variant: str) -> Builder:
                              use_context_features=False, residual=False)
         elif variant == "lpm_zeroshot":
             config = replace(config, symbol_dropout=ZERO_SHOT_SYMBOL_DROPOUT)
-        return LPM(config, compound_smiles=resources.compound_smiles or None, gene_graph=resources.gene_graph,
-                   context_features=resources.context_features,
-                   perturbation_targets=resources.perturbation_targets,
-                   perturbation_compounds=resources.perturbation_compounds,
-                   perturbation_doses=resources.perturbation_doses, seed=seed)
+        return LPM(config, side=resources.side, seed=seed)
     return build
 
 
@@ -117,6 +119,8 @@ _BUILDERS: dict[str, Builder] = {
     "other_contexts": lambda seed, resources, split_kind: OtherContextsMean(),
     "linear": _linear,
     "tanimoto_knn": lambda seed, resources, split_kind: TanimotoKNN(compound_smiles=resources.compound_smiles),
+    "network_knn": lambda seed, resources, split_kind: NetworkKNN(resources.gene_graph,
+                                                                  resources.perturbation_targets),
 }
 
 def build_model(name: str, *, seed: int, resources: Resources | None = None, split_kind: str = ""):

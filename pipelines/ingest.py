@@ -7,13 +7,16 @@ Nothing here builds Cypher.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 
-from graph.io.common import sha256_file
+from graph.io.common import InputFileError, sha256_file
+from graph.io.options import ReadOptions
 from graph.records import (
     ComplexRecord,
     CompoundRecord,
@@ -100,16 +103,38 @@ class ExperimentBundle:
     value_counts: dict[str, int] = field(default_factory=dict)
 
 
-def read_reference(specs: list[InputSpec], progress=print) -> ReferenceBundle:
+# What a reader raises on a file that is not what its name and header promised (anything else is a bug
+# of ours and fails the run).
+UNREADABLE = (InputFileError, ValueError, KeyError, IndexError, TypeError, OSError, EOFError, pa.ArrowException)
+
+
+def read_reference(specs: list[InputSpec], progress=print,
+                   set_aside: Callable[[InputSpec, Exception], bool] | None = None) -> ReferenceBundle:
+    """Read every reference file of a run. A file whose reader fails (UNREADABLE) is offered to
+    `set_aside` (the inbox moves it to inbox/rejected/ with the reason and returns True): then it is
+    left out and the others proceed; otherwise the error propagates."""
     from graph.io import compounds as comp
     from graph.io.genes import read_gene_table
 
     bundle = ReferenceBundle()
-    gene_specs = [s for s in specs if s.kind == "gene_table"]
-    for spec in gene_specs:
-        progress(f"reading genes {spec.path}")
-        result = read_gene_table(spec.path, source=spec.source)
+
+    def read(spec: InputSpec, what: str, reader):
+        progress(f"reading {what} {spec.path}")
+        try:
+            result = reader()
+        except UNREADABLE as exc:
+            if set_aside is not None and set_aside(spec, exc):
+                return None
+            if isinstance(exc, InputFileError):
+                raise
+            raise InputFileError(spec.path, f"cannot be read as {spec.kind} ({type(exc).__name__}: {exc})") from exc
         bundle.datasets.append(dataset_record(spec))
+        return result
+
+    for spec in (s for s in specs if s.kind == "gene_table"):
+        result = read(spec, "genes", lambda spec=spec: read_gene_table(spec.path, source=spec.source))
+        if result is None:
+            continue
         bundle.genes.extend(result.records)
         bundle.reports.append(result.report)
         bundle.quarantine[spec.dataset_id] = list(result.quarantine)
@@ -121,9 +146,9 @@ def read_reference(specs: list[InputSpec], progress=print) -> ReferenceBundle:
                "compound_repurposing_samples": comp.read_repurposing_samples,
                "compound_lincs": comp.read_lincs_compoundinfo}
     for spec in (s for s in specs if s.kind in COMPOUND_KINDS):
-        progress(f"reading compounds {spec.path}")
-        result = readers[spec.kind](spec.path)
-        bundle.datasets.append(dataset_record(spec))
+        result = read(spec, "compounds", lambda spec=spec: readers[spec.kind](spec.path))
+        if result is None:
+            continue
         entries.extend(result.records)
         bundle.reports.append(result.report)
         bundle.quarantine[spec.dataset_id] = list(result.quarantine)
@@ -134,22 +159,19 @@ def read_reference(specs: list[InputSpec], progress=print) -> ReferenceBundle:
         bundle.compounds = built.records
         bundle.reports.append(built.report)
 
-    for spec in (s for s in specs if s.kind in NETWORK_KINDS):
-        from graph.io import networks
+    from graph.io import networks
 
-        progress(f"reading prior network {spec.path}")
-        bundle.datasets.append(dataset_record(spec))
-        if spec.kind == "string":
-            result = networks.read_string_edges(spec.path, resolver=resolver)
-            bundle.prior_edges[spec.dataset_id] = result.records
-        elif spec.kind == "dorothea":
-            result = networks.read_dorothea(spec.path, resolver=resolver)
+    network_readers = {"string": networks.read_string_edges, "dorothea": networks.read_dorothea,
+                       "corum": networks.read_corum, "gmt": networks.read_gmt}
+    for spec in (s for s in specs if s.kind in NETWORK_KINDS):
+        result = read(spec, "prior network", lambda spec=spec: network_readers[spec.kind](spec.path, resolver=resolver))
+        if result is None:
+            continue
+        if spec.kind in ("string", "dorothea"):
             bundle.prior_edges[spec.dataset_id] = result.records
         elif spec.kind == "corum":
-            result = networks.read_corum(spec.path, resolver=resolver)
             bundle.complexes[spec.dataset_id] = result.records
         else:
-            result = networks.read_gmt(spec.path, resolver=resolver)
             bundle.gene_sets[spec.dataset_id] = [(g.name, g.description or g.name, g.members)
                                                  for g in result.records]
         bundle.reports.append(result.report)
@@ -165,64 +187,98 @@ def read_reference(specs: list[InputSpec], progress=print) -> ReferenceBundle:
     for spec in (s for s in specs if s.kind == "cell_line_features"):
         from graph.io.contexts import read_cell_line_features
 
-        progress(f"reading cell-line features {spec.path}")
-        features = read_cell_line_features(spec.path, "basex_rnaseq", fill="gene_mean")
-        bundle.datasets.append(dataset_record(spec))
+        features = read(spec, "cell-line features",
+                        lambda spec=spec: read_cell_line_features(spec.path, "basex_rnaseq", fill="gene_mean"))
+        if features is None:
+            continue
         bundle.context_features[spec.dataset_id] = features.matrix
         bundle.reports.append(features.report)
     return bundle
+
+
+def read_options(spec: InputSpec) -> ReadOptions:
+    """The spec's ReadOptions (graph/io/options.py; the run's defaults with the file's own options)."""
+    from graph.io.options import OPTION_NAMES
+
+    try:
+        return ReadOptions.parse({k: v for k, v in spec.options if k in OPTION_NAMES})
+    except ValueError as exc:
+        raise InputFileError(spec.path, str(exc)) from None
 
 
 def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
                     compound_ids: dict[str, str] | None = None, progress=print) -> ExperimentBundle:
     """Stream one measurement file into the columnar store and collect its records.
 
-    GCTX and long/ranked tables are read chunk by chunk (each chunk validated by its reader) and every
-    chunk goes straight to the store's appending writer, so memory does not grow with the number of
-    signatures; only the records (signatures, perturbations, contexts) are collected. h5ad files are
-    pseudobulked whole (their signatures are few) and stored in one piece.
+    GCTX and long/ranked/wide tables are read chunk by chunk (each chunk validated by its reader) and
+    every chunk goes straight to the store's appending writer, so memory does not grow with the number
+    of signatures; only the records (signatures, perturbations, contexts) are collected. h5ad files are
+    pseudobulked whole (their signatures are few) and stored in one piece. The spec's ReadOptions apply;
+    a readout subset of N random readouts takes a first pass to count which readouts every signature
+    has (graph/io/options.py). A file with no accepted value is refused (InputFileError), as on the CLI.
     """
+    from graph.io.common import recount_signatures
+    from graph.io.options import choose_readouts, keep_readouts, readout_counts, subset_note, subset_table
+    from graph.io.readers import STREAMED_KINDS, no_valid_rows, open_streaming_reader, read_h5ad
     from graph.store.measurements import MeasurementWriter, write_measurements
 
     progress(f"reading measurements {spec.path} ({spec.kind})")
     options = spec.option_dict
+    opts = read_options(spec)
     value_counts: dict[str, int] = {}
-    if spec.kind in ("gctx", "long_table", "ranked_long_table", "wide_table"):
-        if spec.kind == "gctx":
-            from graph.io.gctx import GctxToLong
+    if spec.kind in STREAMED_KINDS:
+        def open_reader():
+            return open_streaming_reader(
+                spec.path, spec.kind, spec.dataset_id, opts, resolver=resolver, compound_ids=compound_ids,
+                chunk_signatures=GCTX_CHUNK_SIGNATURES,
+                max_rows=int(options["max_rows"]) if "max_rows" in options else None)
 
-            reader = GctxToLong(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids,
-                                chunk_size=GCTX_CHUNK_SIGNATURES)
-        else:
-            from graph.io.tables import LongTableReader
-            from graph.io.wide import WideTableReader
-
-            max_rows = int(options["max_rows"]) if "max_rows" in options else None
-            table = {"context": options.get("context"), "readout_key": options.get("readout_key")}
-            if spec.kind == "wide_table":  # as the CLI loader: no perturbation_type column = compounds
-                reader = WideTableReader(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids,
-                                         max_rows=max_rows, perturbation_type="compound", **table)
-            else:
-                reader = LongTableReader(spec.path, spec.dataset_id, resolver=resolver, compound_ids=compound_ids,
-                                         max_rows=max_rows, **table)
-        # The reader is opened (and its header checked) before the store is touched.
+        keep = None
+        if opts.readouts is not None:  # first pass: which readouts each accepted signature has
+            progress(f"choosing the readout subset ({opts.describe_subset()})")
+            counts, n_signatures = readout_counts(open_reader().iter_long())
+            keep = choose_readouts(opts, counts, n_signatures)
+        reader = open_reader()  # opened (and its header checked) before the store is touched
+        accepted = kept = 0
+        per_signature: Counter[str] = Counter()
         with MeasurementWriter(settings, spec.dataset_id) as out:
             for chunk in reader.iter_long():
-                out.append(chunk)
+                accepted += len(chunk)
+                chunk = keep_readouts(chunk, keep)
+                if len(chunk):
+                    out.append(chunk)
+                    kept += len(chunk)
+                    if keep is not None:
+                        per_signature.update(chunk["signature_id"].astype(str).value_counts().to_dict())
+            if not accepted:
+                gctx = spec.kind == "gctx"
+                raise no_valid_rows(spec.path, (reader.value_report if gctx else reader.report).read,
+                                    {"gctx": "values", "wide_table": "values"}.get(spec.kind, "rows"),
+                                    reader.dropped_values if gctx else reader.reasons)
+            if not kept:
+                raise InputFileError(spec.path, f"none of the {len(keep)} requested readouts is in the data")
         entry = out.entry
         contexts, perturbations, signatures = reader.contexts, reader.perturbations, reader.signatures
         report, quarantine = reader.report, list(reader.quarantine)
+        if keep is not None:
+            report.notes.append(subset_note(opts, keep, len(counts), accepted - kept))
+            signatures = recount_signatures(_as_list(signatures), dict(per_signature))
         if spec.kind == "gctx":
             value_counts = {"values_accepted": reader.value_report.accepted, **dict(reader.dropped_values)}
     elif spec.kind == "h5ad":
-        from graph.io.h5ad import pseudobulk_h5ad, read_bulk_h5ad
-
         # Counts (Perturb-seq) are pseudobulked against same-context controls; bulk files are read as is.
-        h5ad_reader = read_bulk_h5ad if options.get("bulk") == "true" else pseudobulk_h5ad
-        result = h5ad_reader(spec.path, spec.dataset_id, resolver=resolver)
+        result = read_h5ad(spec.path, spec.dataset_id, opts, resolver=resolver, bulk=options.get("bulk") == "true")
         contexts, perturbations, signatures = result.contexts, result.perturbations, result.signatures
         report, quarantine = result.report, list(result.quarantine)
-        entry = write_measurements(settings, spec.dataset_id, result.long)
+        if not len(result.long):
+            raise no_valid_rows(spec.path, report.read, "signatures (cell groups)",
+                                Counter(q.reason for q in result.quarantine))
+        try:
+            long = subset_table(result.long, opts, report.notes)
+        except ValueError as exc:
+            raise InputFileError(spec.path, str(exc)) from None
+        signatures = recount_signatures(signatures, long)
+        entry = write_measurements(settings, spec.dataset_id, long)
     else:
         raise ValueError(f"{spec.path}: kind {spec.kind!r} is not a measurement file")
     contexts, perturbations, signatures = _as_list(contexts), _as_list(perturbations), _as_list(signatures)

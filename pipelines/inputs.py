@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graph.io.common import InputFileError
+from graph.io.options import OPTION_NAMES, ReadOptions
 from graph.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,21 +111,41 @@ def detect_kind(path: Path, readout_key: str | None = None) -> str:
                                "see docs/inputs.md for the accepted formats")
 
 
-TABLE_OPTIONS = ("context", "readout_key")  # FILE?context=A375&readout_key=ensembl_id (docs/inputs.md)
+def parse_option_text(text: str, where: str | Path) -> dict[str, str]:
+    """`k=v&k=v` (FILE?… and inbox sidecars, which may also put one k=v per line) -> {k: v}; the names
+    are ReadOptions' (graph/io/options.py), checked there."""
+    pairs = [p.strip().partition("=") for p in re.split(r"[&\n]", text) if p.strip() and not p.strip().startswith("#")]
+    bad = [k for k, _, v in pairs if k.strip() not in OPTION_NAMES or not v.strip()]
+    if bad:
+        raise InputFileError(where, f"unknown or empty input option(s) {bad}; accepted: {', '.join(OPTION_NAMES)}=VALUE")
+    return {k.strip(): v.strip() for k, _, v in pairs}
 
 
-def spec_for(path: Path, *, simulated: bool = False, source: str = "") -> InputSpec:
+def spec_for(path: Path, *, simulated: bool = False, source: str = "",
+             defaults: ReadOptions = ReadOptions(), file_options: dict[str, str] | None = None) -> InputSpec:
+    """The spec of one file. Options: the run's `defaults` (CLI / Dagster config), replaced by the file's
+    own (`FILE?k=v&…` or `file_options`); checked here, so a bad option is refused before any reading."""
     text = str(path)
-    options: tuple[tuple[str, str], ...] = ()
+    own = dict(file_options or {})
     if "?" in text and not Path(text).exists():
         text, query = text.split("?", 1)
-        pairs = [p.partition("=") for p in query.split("&") if p]
-        bad = [k for k, _, v in pairs if k not in TABLE_OPTIONS or not v]
-        if bad:
-            raise InputFileError(text, f"unknown input option(s) {bad}; accepted: {', '.join(TABLE_OPTIONS)}=VALUE")
-        options = tuple((k, v) for k, _, v in pairs)
+        own.update(parse_option_text(query, text))
         path = Path(text)
-    kind = detect_kind(path, dict(options).get("readout_key"))
+    try:
+        opts = defaults.overridden(own)
+    except ValueError as exc:
+        raise InputFileError(path, str(exc)) from None
+    options = tuple(sorted(opts.as_text().items()))
+    if not path.exists() and not path.is_symlink():
+        raise InputFileError(path, "file does not exist")
+    if path.is_dir():
+        raise InputFileError(path, "is a directory, not an input file")
+    try:
+        kind = detect_kind(path, opts.readout_key)
+    except InputFileError:
+        raise
+    except (OSError, EOFError, ValueError, UnicodeError, zlib.error, pa.ArrowException) as exc:
+        raise InputFileError(path, f"unreadable: truncated, corrupt or not text ({type(exc).__name__})") from None
     return InputSpec(path=str(path), kind=kind, dataset_id=dataset_id_for(path),
                      source=source or str(path), simulated=simulated, options=options)
 
@@ -150,7 +171,8 @@ SHARED_FILES: dict[str, tuple[str, str]] = {
 }
 
 
-def shared_inputs(settings: Settings, only: list[str] | None = None) -> list[InputSpec]:
+def shared_inputs(settings: Settings, only: list[str] | None = None,
+                  defaults: ReadOptions = ReadOptions()) -> list[InputSpec]:
     root = settings.shared_data
     if not (root / "README.md").exists():
         raise InputFileError(root, "the shared data folder is missing: set PERTURBGRAPH_SHARED_DATA or use the "
@@ -161,12 +183,12 @@ def shared_inputs(settings: Settings, only: list[str] | None = None) -> list[Inp
             continue
         path = root / rel
         if path.exists():
-            spec = spec_for(path, source=source)
-            specs.append(InputSpec(spec.path, spec.kind, spec.dataset_id, source, licence))
+            spec = spec_for(path, source=source, defaults=defaults)
+            specs.append(InputSpec(spec.path, spec.kind, spec.dataset_id, source, licence, options=spec.options))
     return specs
 
 
-def default_inputs(settings: Settings, seed: int = 0) -> list[InputSpec]:
+def default_inputs(settings: Settings, seed: int = 0, defaults: ReadOptions = ReadOptions()) -> list[InputSpec]:
     """The simulated world, generated once under $PERTURBGRAPH_HOME/data/default (deterministic)."""
     from graph.simulated import generate_default_dataset
 
@@ -179,11 +201,12 @@ def default_inputs(settings: Settings, seed: int = 0) -> list[InputSpec]:
     for path in sorted(out.rglob("*")):
         if not path.is_file() or path.name.startswith(".") or path.suffix in {".md", ".json"} or "truth" in path.parts:
             continue
-        specs.append(spec_for(path, simulated=True, source=f"SIMULATED default dataset (seed {seed})"))
+        specs.append(spec_for(path, simulated=True, source=f"SIMULATED default dataset (seed {seed})", defaults=defaults))
     return specs
 
 
 REJECTED_DIR = "rejected"
+OPTIONS_SUFFIX = ".options"  # inbox/<file>.options: that file's read options (k=v per line or k=v&k=v)
 
 
 @dataclass(frozen=True)
@@ -194,11 +217,27 @@ class InboxRejection:
 
 
 def inbox_entries(inbox: Path) -> list[Path]:
-    """What was dropped into the inbox: every visible entry except the rejected folder (links included,
-    not followed)."""
+    """What was dropped into the inbox: every visible entry except the rejected folder and the options
+    sidecars (links included, not followed)."""
     if not inbox.is_dir():
         return []
-    return sorted(p for p in inbox.iterdir() if not p.name.startswith(".") and p.name != REJECTED_DIR)
+    return sorted(p for p in inbox.iterdir() if not p.name.startswith(".") and p.name != REJECTED_DIR
+                  and not p.name.endswith(OPTIONS_SUFFIX))
+
+
+def inbox_file_options(path: Path) -> dict[str, str]:
+    """The options sidecar of an inbox file (`<name>.options`), if any: a regular file, never a link."""
+    sidecar = path.with_name(path.name + OPTIONS_SUFFIX)
+    try:
+        info = sidecar.lstat()
+    except FileNotFoundError:
+        return {}
+    if not stat.S_ISREG(info.st_mode) or info.st_size > 64 * 1024:
+        raise InputFileError(path, f"its options file {sidecar.name} is not a small regular file")
+    own = parse_option_text(sidecar.read_text(encoding="utf-8", errors="replace"), sidecar.name)
+    if not own.get("readouts", "1").isdigit():  # a list file would be a path read from the drop folder
+        raise InputFileError(path, f"its options file {sidecar.name}: readouts must be a number N in the inbox")
+    return own
 
 
 def _check_readable(path: Path, kind: str) -> None:
@@ -227,8 +266,9 @@ def _check_readable(path: Path, kind: str) -> None:
                                    f"({type(exc).__name__})") from None
 
 
-def validate_inbox_file(path: Path, inbox: Path) -> InputSpec:
-    """The spec of one inbox file, or InputFileError with a reason that quotes nothing from it."""
+def validate_inbox_file(path: Path, inbox: Path, defaults: ReadOptions = ReadOptions()) -> InputSpec:
+    """The spec of one inbox file, or InputFileError with a reason that quotes nothing from it. Its read
+    options: the run's `defaults`, replaced by those of its `<name>.options` sidecar."""
     info = path.lstat()  # lstat: a link is judged as a link, never followed
     if stat.S_ISLNK(info.st_mode):
         raise InputFileError(path, "a symbolic link; the inbox does not follow links (copy the file in instead)")
@@ -236,15 +276,16 @@ def validate_inbox_file(path: Path, inbox: Path) -> InputSpec:
         raise InputFileError(path, "not a regular file (put files, not folders or devices, into the inbox)")
     if path.resolve().parent != inbox.resolve():
         raise InputFileError(path, "resolves outside the inbox")
+    own = inbox_file_options(path)
     try:
-        kind = detect_kind(path)
+        kind = detect_kind(path, own.get("readout_key") or defaults.readout_key)
     except InputFileError:
         # detect_kind's own message lists the header's columns: content, so not repeated here.
         raise InputFileError(path, "no accepted input format matches its name and header (see docs/inputs.md)") from None
     except (OSError, EOFError, ValueError, zlib.error, pa.ArrowException) as exc:
         raise InputFileError(path, f"unreadable: truncated, corrupt or not text ({type(exc).__name__})") from None
     _check_readable(path, kind)
-    return spec_for(path, source=f"inbox:{path.name}")
+    return spec_for(path, source=f"inbox:{path.name}", defaults=defaults, file_options=own)
 
 
 def reject_inbox_file(path: Path, inbox: Path, reason: str) -> InboxRejection:
@@ -255,6 +296,9 @@ def reject_inbox_file(path: Path, inbox: Path, reason: str) -> InboxRejection:
     if target.exists() or target.is_symlink():
         target = rejected / f"{path.name}.{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}"
     os.rename(path, target)  # same folder tree: atomic, and a link is moved, not followed
+    sidecar = path.with_name(path.name + OPTIONS_SUFFIX)
+    if sidecar.exists() or sidecar.is_symlink():  # its options go with it
+        os.rename(sidecar, target.with_name(target.name + OPTIONS_SUFFIX))
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     (rejected / f"{target.name}.reason.txt").write_text(
         f"file: {path.name}\nrejected: {stamp}\nreason: {reason}\n"
@@ -263,13 +307,13 @@ def reject_inbox_file(path: Path, inbox: Path, reason: str) -> InboxRejection:
     return InboxRejection(path.name, reason, str(target))
 
 
-def scan_inbox(settings: Settings) -> tuple[list[InputSpec], list[InboxRejection]]:
+def scan_inbox(settings: Settings, defaults: ReadOptions = ReadOptions()) -> tuple[list[InputSpec], list[InboxRejection]]:
     """Validate each inbox file on its own: the good ones as specs, the bad ones moved aside with a reason."""
     inbox = settings.inbox_dir
     specs, rejections = [], []
     for path in inbox_entries(inbox):
         try:
-            specs.append(validate_inbox_file(path, inbox))
+            specs.append(validate_inbox_file(path, inbox, defaults))
         except InputFileError as exc:
             rejections.append(reject_inbox_file(path, inbox, exc.problem))
         except OSError as exc:  # e.g. removed while scanning: nothing to move, nothing to read
@@ -277,21 +321,22 @@ def scan_inbox(settings: Settings) -> tuple[list[InputSpec], list[InboxRejection
     return specs, rejections
 
 
-def inbox_inputs(settings: Settings) -> list[InputSpec]:
-    return scan_inbox(settings)[0]
+def inbox_inputs(settings: Settings, defaults: ReadOptions = ReadOptions()) -> list[InputSpec]:
+    return scan_inbox(settings, defaults)[0]
 
 
-def resolve_inputs(settings: Settings, selection: str) -> list[InputSpec]:
+def resolve_inputs(settings: Settings, selection: str, defaults: ReadOptions = ReadOptions()) -> list[InputSpec]:
     """`default` (simulated), `shared`, `shared:<substring>,<substring>`, `inbox` (the inbox alone), or
-    comma-separated file paths; the inbox's valid files are always added."""
+    comma-separated file paths; the inbox's valid files are always added. `defaults`: the read options of
+    every file (a file's `?k=v` or inbox sidecar replaces them)."""
     if selection == "inbox":
         specs = []
     elif selection == "default":
-        specs = default_inputs(settings)
+        specs = default_inputs(settings, defaults=defaults)
     elif selection == "shared":
-        specs = shared_inputs(settings)
+        specs = shared_inputs(settings, defaults=defaults)
     elif selection.startswith("shared:"):
-        specs = shared_inputs(settings, only=selection.split(":", 1)[1].split(","))
+        specs = shared_inputs(settings, only=selection.split(":", 1)[1].split(","), defaults=defaults)
     else:
-        specs = [spec_for(Path(p).expanduser()) for p in selection.split(",") if p.strip()]
-    return specs + [s for s in inbox_inputs(settings) if s.path not in {x.path for x in specs}]
+        specs = [spec_for(Path(p).expanduser(), defaults=defaults) for p in selection.split(",") if p.strip()]
+    return specs + [s for s in inbox_inputs(settings, defaults) if s.path not in {x.path for x in specs}]

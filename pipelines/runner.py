@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import sys
 from typing import Any
 
 import dagster as dg
 from rich.console import Console
 
 from graph.db.pipeline_queries import CYPHER_HINT
+from graph.io.options import ReadOptions
 from graph.settings import Settings, reload_settings
 
 
-def run_config(epochs: int = 12, eval_epochs: int | None = None, seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
+def run_config(epochs: int = 12, eval_epochs: int | None = None, seeds: tuple[int, ...] = (0,),
+               read_options: ReadOptions | None = None) -> dict[str, Any]:
+    """The main job's run config; `read_options` become the input_manifest config (every file's defaults)."""
+    ingest = (read_options or ReadOptions()).as_text()
     return {
         "ops": {
+            "input_manifest": {"config": {k: int(v) if k == "readout_seed" else v for k, v in ingest.items()}},
             "training_set": {"config": {}},
             "lpm_model": {"config": {"max_epochs": epochs}},
             "evaluation_report": {"config": {"max_epochs": eval_epochs or epochs, "seeds": list(seeds)}},
@@ -23,18 +31,59 @@ def run_config(epochs: int = 12, eval_epochs: int | None = None, seeds: tuple[in
 
 
 def run_everything(settings: Settings, *, inputs: str, epochs: int = 12, log_level: str = "INFO",
-                   instance: dg.DagsterInstance | None = None, seeds: tuple[int, ...] = (0,)) -> dg.ExecuteInProcessResult:
-    """Materialize every asset (and run every check) in this process against the configured Neo4j."""
+                   instance: dg.DagsterInstance | None = None, seeds: tuple[int, ...] = (0,),
+                   read_options: ReadOptions | None = None,
+                   job: dg.JobDefinition | None = None) -> dg.ExecuteInProcessResult:
+    """Materialize every asset (and run every check) in this process against the configured Neo4j.
+    job: another job of the same assets (tests: the sources group alone); config for its ops only."""
     os.environ["PERTURBGRAPH_INPUTS"] = inputs
     os.environ["PERTURBGRAPH_HOME"] = str(settings.home)
     reload_settings()
     from pipelines.definitions import defs
 
-    config = run_config(epochs, seeds=seeds)
+    config = run_config(epochs, seeds=seeds, read_options=read_options)
     config["loggers"] = {"console": {"config": {"log_level": log_level}}}
-    job = defs.resolve_job_def("perturbgraph_all")
+    job = (job or defs.resolve_job_def("perturbgraph_all")).with_logger_defs({"console": one_line_console})
+    config["ops"] = {name: c for name, c in config["ops"].items() if job.graph.has_node_named(name)}
     return job.execute_in_process(run_config=config, instance=instance or dg.DagsterInstance.get(),
                                   raise_on_error=False)
+
+
+class _OneLineFormatter(logging.Formatter):
+    """Dagster's log lines with a failure's stack trace cut off and its lines joined: the demo prints what
+    failed and why (e.g. the input file and its problem); the run's event log keeps the stack trace
+    (`perturbgraph ui`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        text = re.split(r"\n\s*Stack Trace:", text, maxsplit=1)[0]
+        return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+@dg.logger(dg.Field({"log_level": dg.Field(str, is_required=False, default_value="INFO")}),
+           description="The console logger of `perturbgraph demo`: one line per event, no stack traces.")
+def one_line_console(init_context) -> logging.Logger:
+    log = logging.getLogger("perturbgraph.demo")
+    log.setLevel(init_context.logger_config["log_level"])
+    log.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)  # the stream of the moment (a test's capture included)
+    handler.setFormatter(_OneLineFormatter("%(asctime)s - %(levelname)s - %(message)s"))
+    log.addHandler(handler)
+    log.propagate = False
+    return log
+
+
+def first_failure(result: dg.ExecuteInProcessResult) -> str | None:
+    """The first failed step's message in one line: a dg.Failure's description (the input assets put the
+    file and the problem there), else the error's first line."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            text = (data.user_failure_data.description if data.user_failure_data and
+                    data.user_failure_data.description else (data.error.message if data.error else ""))
+            text = " ".join(str(text).split())
+            return f"step {event.step_key}: {text}" if text else f"step {event.step_key} failed"
+    return None
 
 
 def _output(result: dg.ExecuteInProcessResult, asset: str):

@@ -212,6 +212,13 @@ def _clean_long(n_ctx: int = 3, n_pert: int = 6, n_readout: int = 6, seed: int =
     return pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
 
 
+CLI_CASES = ("header_only", "empty_file", "directory", "missing_file", "all_nan", "text_in_every_value",
+             "text_value", "nan_25_percent", "bad_ranks", "n_ranked_1", "conflicting_duplicates", "missing_columns",
+             "h5ad_missing_obs", "hdf5_named_csv", "gctx_not_hdf5", "parquet_truncated", "gctx_truncated",
+             "gctx_wrong_dimensions", "h5ad_truncated", "wide_duplicate_genes", "wide_text_cells",
+             "wide_empty_matrix", "wide_header_only", "no_perturbation_type", "wide_no_perturbation_type")
+
+
 def cli_corpus(folder: str | Path) -> dict[str, tuple[Path, str]]:
     """Hostile inputs for the CLI: {case: (path, expected)} where expected is "error" (exit 1, one line
     naming the file) or "quarantine" (exit 0, the quarantined rows reported)."""
@@ -261,19 +268,25 @@ def cli_corpus(folder: str | Path) -> dict[str, tuple[Path, str]]:
     out["gctx_wrong_dimensions"] = (gctx_wrong_dimensions(folder), "error")
     out["h5ad_truncated"] = (truncated(h5, keep=0.3), "error")
     # Wide tables (rows = perturbations, columns = genes).
-    wide = clean.pivot_table(index=["context", "perturbation"], columns="readout", values="value").reset_index()
-    genes = [c for c in wide.columns if c not in ("context", "perturbation")]
+    wide = clean.pivot_table(index=["context", "perturbation", "perturbation_type"], columns="readout",
+                             values="value").reset_index()
+    genes = [c for c in wide.columns if c not in ("context", "perturbation", "perturbation_type")]
     rows = []
     for _, r in wide.iterrows():  # the first gene column repeated with a different value: conflicting
-        rows.append(",".join([r["context"], r["perturbation"], *(f"{r[g]:.4f}" for g in genes),
-                              f"{r[genes[0]] + 1.0:.4f}"]))
-    dup_text = ",".join(["context", "perturbation", *genes, genes[0]]) + "\n" + "\n".join(rows) + "\n"
+        rows.append(",".join([r["context"], r["perturbation"], r["perturbation_type"],
+                              *(f"{r[g]:.4f}" for g in genes), f"{r[genes[0]] + 1.0:.4f}"]))
+    dup_text = (",".join(["context", "perturbation", "perturbation_type", *genes, genes[0]]) + "\n"
+                + "\n".join(rows) + "\n")
     put("wide_duplicate_genes", "wide_dup_genes.csv", "quarantine", text=dup_text)
     text_cells = wide.astype({genes[1]: object})
     text_cells.loc[::3, genes[1]] = "n/a?"
     put("wide_text_cells", "wide_text_cells.csv", "quarantine", text_cells)
-    put("wide_empty_matrix", "wide_empty.csv", "error", text="context,perturbation\nC0,drug0\n")
-    put("wide_header_only", "wide_header_only.csv", "error", text=",".join(["context", "perturbation", *genes]) + "\n")
+    put("wide_empty_matrix", "wide_empty.csv", "error", text="context,perturbation,perturbation_type\nC0,drug0,compound\n")
+    put("wide_header_only", "wide_header_only.csv", "error",
+        text=",".join(["context", "perturbation", "perturbation_type", *genes]) + "\n")
+    # No perturbation_type column and no --perturbation-type: refused everywhere (graph/io/options.py).
+    put("no_perturbation_type", "no_type.csv", "error", clean.drop(columns="perturbation_type"))
+    put("wide_no_perturbation_type", "wide_no_type.csv", "error", wide.drop(columns="perturbation_type"))
     return out
 
 

@@ -69,8 +69,8 @@ def import_graph() -> nx.DiGraph:
 
 def test_import_graph_sees_known_edges():
     g = import_graph()
-    assert g.has_edge("models.cli", "models.datasets")  # module-level import
-    assert g.has_edge("models.distributed", "models.cli")  # function-level import
+    assert g.has_edge("pipelines.cli.model", "models.datasets")  # module-level import
+    assert g.has_edge("pipelines.cli.model", "models.distributed")  # function-level import
 
 
 def test_no_import_cycles():

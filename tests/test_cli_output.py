@@ -77,7 +77,7 @@ class _Stream:
 
 @pytest.mark.parametrize("fmt", ["table", "tsv", "json"])
 def test_query_cli_rows_are_not_wrapped_when_piped(fmt, capsys):
-    from pipelines import query_cli
+    from pipelines.cli import query as query_cli
 
     rows = [{"compound": "vorinostat", "gene": "HDAC1", "cypher": LONG, "score": 0.98765}]
     query_cli._emit(_Stream(rows), fmt, "mechanism")

@@ -55,7 +55,7 @@ def test_named_queries_declare_every_parameter_they_use():
         assert used == set(q.params), (q.name, used ^ set(q.params))
         # values only via parameters: no string literal compares to a property except fixed vocabulary
         # (the escaping of the alias lookup's Lucene phrase is the one expression with other literals)
-        assert "'" not in re.sub(r"'(\w+_vidx|\w+_ftidx|readout|added|removed|prior|novel|"
+        assert "'" not in re.sub(r"'(\w+_vidx|\w+_ftidx|readout|added|removed|prior|novel|complete|"
                                  r"SHARES_MECHANISM_WITH|PREDICTED_INTERACTION|PREDICTED_EFFECT)'", "",
                                  q.cypher.replace(DQ.ALIAS_PHRASE, ""))
 
@@ -256,7 +256,7 @@ def test_docs_show_every_named_query_as_it_runs():
 def test_all_flag_reaches_the_mechanism_queries_from_the_command_line():
     """`perturbgraph query mechanism --compound X --all`: the bare flag binds $all (default false =
     significant links only), for `mechanism` and `mimics` alike."""
-    from pipelines.query_cli import parse_options
+    from pipelines.cli.query import parse_options
 
     for name, key in (("mechanism", "compound"), ("mimics", "gene")):
         q = DQ.NAMED_QUERIES[name]

@@ -14,7 +14,13 @@ from graph.db import discovery_queries as DQ
 from graph.db import discovery_reads as DR
 from graph.db.discovery_writer import DiscoveryWriter
 from graph.db.graph_writer import GraphWriter
-from graph.db.model_versions import AWAITING_CHECK, ModelVersionConflict, ModelVersionRecord, ModelVersions
+from graph.db.model_versions import (
+    AWAITING_CHECK,
+    REFUSED,
+    ModelVersionConflict,
+    ModelVersionRecord,
+    ModelVersions,
+)
 from graph.records import CompoundRecord, ContextRecord, GeneRecord, PerturbationRecord, PriorEdgeRecord
 from models import discovery as D
 
@@ -102,6 +108,57 @@ def test_publish_writes_everything_and_is_idempotent(empty_graph):
     assert mv["current"] is True and mv["status"] == "complete"
     assert mv["dataset_ids"] == ["t"] and '"t": "abc"' in mv["data_snapshot"]
     assert mv["code_version"] == "test" and '"pearson": 0.5' in mv["metrics"]
+
+
+def test_a_refused_version_is_never_read_and_prune_versions_deletes_it(empty_graph):
+    """A version the blocking check refused keeps its links in the graph until pruned, but no named
+    query shows them (not by default, not by --version), the version comparisons skip it, the nodes
+    keep the current version's embeddings, and `prune_versions` deletes it (then, with non_current,
+    the older published ones) without touching the current version."""
+    build_base(empty_graph)
+    v1, v2, v3 = (record(f"2025-0{i}-01T00:00:00", i=i) for i in (1, 2, 3))
+    publish(empty_graph, v1, seed=0)
+    publish(empty_graph, v2, seed=1)  # current; v1 is the previous published version
+    _, mech, inter, effects = discoveries(seed=2)
+    DiscoveryWriter(empty_graph).publish(v3, mechanisms=mech, interactions=inter, effects=effects, retention=5, make_current=False)
+    versions = ModelVersions(empty_graph)
+    versions.refuse(v3.version_id, "edges_beat_signature_correlation: below correlation")
+    with pytest.raises(KeyError):
+        versions.refuse(v2.version_id, "the current version cannot be refused")
+    for rel in DQ.VERSIONED_REL_TYPES:  # still stored ...
+        assert count(empty_graph, rel, v3.version_id) > 0
+    reads = [("mechanism", {"compound": "RAPA", "all": True}), ("mimics", {"gene": "MTOR", "all": True}),
+             ("interactions", {"gene": "MTOR"}), ("response", {"compound": "RAPA", "context": "A375"}),
+             ("version-summary", {}), ("version-changes", {})]
+    for name, params in reads:  # ... but never read
+        for version in (None, v3.version_id):
+            rows = DR.run_named_query(empty_graph, name, {**params, "version": version})
+            shown = {r.get("model_version") for r in rows} | {r.get("previous_version") for r in rows}
+            assert v3.version_id not in shown, (name, version)
+            assert bool(rows) == (version is None), (name, version)  # the current version answers
+    changes = DR.run_named_query(empty_graph, "version-summary", {})
+    assert {r["previous_version"] for r in changes} == {v1.version_id}
+    assert DR.run_named_query(empty_graph, "mechanism", {"compound": "RAPA", "all": True,
+                                                        "version": v1.version_id})  # published: readable
+    sim = DR.run_named_query(empty_graph, "similar-compounds", {"compound": "RAPA", "k": 2})
+    assert sim and {r["model_version"] for r in sim} == {v2.version_id}
+    listed = {r["version_id"]: r for r in DR.run_named_query(empty_graph, "model-versions")}
+    assert listed[v3.version_id]["status"] == REFUSED and "below correlation" in listed[v3.version_id]["refused_reason"]
+
+    dry = versions.prune_versions(dry_run=True)
+    assert [(r["version_id"], r["status"]) for r in dry] == [(v3.version_id, "refused")]
+    assert count(empty_graph, "SHARES_MECHANISM_WITH", v3.version_id) > 0
+    pruned = versions.prune_versions()
+    assert [r["version_id"] for r in pruned] == [v3.version_id] and pruned[0]["ModelVersion"] == 1
+    assert pruned[0]["SHARES_MECHANISM_WITH"] == len(mech)
+    for rel in DQ.VERSIONED_REL_TYPES:
+        assert count(empty_graph, rel, v3.version_id) == 0 and count(empty_graph, rel, v2.version_id) > 0
+    assert [v["version_id"] for v in versions.list_versions()] == [v2.version_id, v1.version_id]
+    # non_current: the older published version goes too; the current one and its embeddings stay
+    assert [r["version_id"] for r in versions.prune_versions(non_current=True)] == [v1.version_id]
+    assert [v["version_id"] for v in versions.list_versions()] == [v2.version_id]
+    assert DR.run_named_query(empty_graph, "similar-compounds", {"compound": "RAPA", "k": 2}) == sim
+    assert versions.prune_versions(non_current=True) == []
 
 
 def test_annotated_target_and_prior_flags_come_from_the_graph(empty_graph):
@@ -263,9 +320,14 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
                "mechanisms": {"method": "signature_connectivity", "metric": "AUROC", "score": 0.9, "baseline_score": 0.5,
                               "fdr": 0.1, "significant": int(mech["significant"].sum())}}
     dw = DiscoveryWriter(empty_graph)
-    dw.publish(v2, embeddings=emb, mechanisms=mech, interactions=inter, effects=effects, quality=quality, retention=5, make_current=False)
+    with pytest.raises(ValueError, match="written when it is promoted"):
+        dw.publish(v2, embeddings=emb, make_current=False)
+    dw.publish(v2, mechanisms=mech, interactions=inter, effects=effects, quality=quality, retention=5, make_current=False)
     versions = ModelVersions(empty_graph)
     assert versions.current() == v1.version_id
+    # the nodes keep the current version's embeddings until v2 is promoted
+    assert {r["v"] for r in CG.run_cypher(empty_graph, "MATCH (g:Gene) WHERE g.embedding_perturbation IS NOT NULL "
+                                                       "RETURN g.embedding_perturbation_version AS v")} == {v1.version_id}
     status = {v["version_id"]: v["status"] for v in versions.list_versions()}
     assert status[v2.version_id] == AWAITING_CHECK and status[v1.version_id] == "complete"
     assert {r["model_version"] for r in DR.run_named_query(empty_graph, "mechanism", {"compound": "RAPA"})} <= {
@@ -281,8 +343,10 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
                                               "RETURN collect(DISTINCT r.method) AS m", {"v": v2.version_id})[0]["m"]
     assert mech_methods == ["signature_connectivity"]
 
-    dw.promote(v2.version_id, kinds=emb.keys(), retention=5)
+    dw.promote(v2.version_id, embeddings=emb, retention=5)
     assert versions.current() == v2.version_id
+    assert {r["v"] for r in CG.run_cypher(empty_graph, "MATCH (g:Gene) WHERE g.embedding_perturbation IS NOT NULL "
+                                                       "RETURN g.embedding_perturbation_version AS v")} == {v2.version_id}
     row = next(v for v in DR.run_named_query(empty_graph, "model-versions") if v["version_id"] == v2.version_id)
     assert (row["edge_method"], row["edge_score"], row["mechanism_score"], row["mechanism_baseline_score"]) == (
         "signature_correlation", 0.3, 0.9, 0.5)

@@ -100,11 +100,11 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
 
 
 def test_train_nproc_2_runs_torchrun_and_rank0_saves(tmp_path, monkeypatch):
-    """`perturbgraph train --nproc 2`: torchrun starts 2 gloo ranks of models.distributed; rank 0 saves."""
+    """`perturbgraph train --nproc 2`: torchrun starts `train` as 2 gloo ranks; rank 0 saves."""
     from typer.testing import CliRunner
 
-    from models.cli import app
     from models.lpm import LPM
+    from pipelines.cli import app
 
     rng = np.random.default_rng(1)
     rows = [(c, f"drug{p}", "compound", f"G{r}", float(rng.normal())) for c in ("A", "B") for p in range(12)
@@ -114,7 +114,7 @@ def test_train_nproc_2_runs_torchrun_and_rank0_saves(tmp_path, monkeypatch):
     out = tmp_path / "lpm.pt"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PERTURBGRAPH_HOME", str(tmp_path / "home"))
-    monkeypatch.chdir(REPO)  # the ranks import models.distributed from the checkout
+    monkeypatch.chdir(REPO)  # the ranks import pipelines.cli from the checkout
     result = CliRunner().invoke(app, ["train", "--input", str(table), "--output", str(out), "--epochs", "2",
                                       "--nproc", "2"])
     assert result.exit_code == 0, result.output

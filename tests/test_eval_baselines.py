@@ -11,6 +11,7 @@ from models.evaluation.baselines import (
     ContextReadoutMean,
     GlobalMean,
     LinearPCARidge,
+    NetworkKNN,
     NoChange,
     OtherContextsMean,
     Predictor,
@@ -133,3 +134,97 @@ def test_saved_state_rebuilds_a_baseline_that_predicts_identically(make, tmp_pat
     arrays.pop(next(iter(arrays)))
     with pytest.raises(ValueError, match="saved state lacks"):
         type(model).from_state(params, arrays)
+
+
+# --- network_knn -------------------------------------------------------------------------------------
+
+
+def _gene_world(n_clusters=6, size=5, n_readout=20, noise=0.2, seed=0):
+    """Knock-downs of genes in clusters: every gene of a cluster has the cluster's response (scaled per
+    context) + noise; the graph links genes within a cluster (0.9) and a few across clusters (0.4)."""
+    rng = np.random.default_rng(seed)
+    profile = rng.normal(size=(n_clusters, n_readout))
+    genes = [f"g{k}_{i}" for k in range(n_clusters) for i in range(size)]
+    rows = []
+    for c, scale in (("A", 1.0), ("B", 0.6)):
+        offset = 0.3 * rng.normal(size=n_readout)  # small: the context mean alone explains little
+        for g in genes:
+            v = offset + scale * profile[int(g[1:].split("_")[0])] + noise * rng.normal(size=n_readout)
+            rows += [(c, g, "CRISPRi", f"r{r}", v[r]) for r in range(n_readout)]
+    edges = [(f"g{k}_{i}", f"g{k}_{j}", 0.9) for k in range(n_clusters) for i in range(size) for j in range(i + 1, size)]
+    edges += [(f"g{k}_0", f"g{(k + 1) % n_clusters}_1", 0.4) for k in range(n_clusters)]
+    return pd.DataFrame(rows, columns=COLS), pd.DataFrame(edges, columns=["source", "target", "weight"])
+
+
+def test_network_knn_recovers_an_unseen_gene_from_its_neighbours():
+    from models.evaluation.metrics import per_signature_pearson
+    from models.evaluation.splits import make_split
+
+    df, graph = _gene_world()
+    split = make_split(df, "unseen-gene", seed=0)
+    test, y = split.test, split.test["value"].to_numpy()
+    nk = NetworkKNN(graph).fit(split.train, split.valid)
+    r_nk = per_signature_pearson(test, y, nk.predict(test[COLS[:4]]))
+    r_cm = per_signature_pearson(test, y, ContextReadoutMean().fit(split.train).predict(test[COLS[:4]]))
+    assert nk.shrinkage_ > 0 and r_nk > r_cm + 0.3
+    # Without the graph there are no neighbours: exactly the context-readout mean.
+    bare = NetworkKNN(None).fit(split.train, split.valid).predict(test[COLS[:4]])
+    np.testing.assert_allclose(bare, ContextReadoutMean().fit(split.train).predict(test[COLS[:4]]))
+
+
+def test_network_knn_exact_weighted_neighbour_mean_and_never_itself():
+    train = pd.DataFrame([
+        ("A", "g1", "CRISPRi", "r1", 4.0), ("A", "g1", "CRISPRi", "r2", 0.0),
+        ("A", "g2", "CRISPRi", "r1", 1.0), ("A", "g2", "CRISPRi", "r2", 3.0),
+        ("A", "g3", "CRISPRi", "r1", 1.0), ("A", "g3", "CRISPRi", "r2", 0.0),
+    ], columns=COLS)
+    graph = pd.DataFrame({"source": ["g0", "g2"], "target": ["g1", "g0"], "weight": [1.0, 0.5]})
+    # Context means: r1 = 2, r2 = 1; residuals g1 = (2, -1), g2 = (-1, 2).
+    rows = pd.DataFrame([("A", "g0", "CRISPRi", "r1"), ("A", "g0", "CRISPRi", "r2")], columns=COLS[:4])
+    m = NetworkKNN(graph, shrinkage=1.0).fit(train)
+    assert m.predict(rows) == pytest.approx([2 + (2 - 0.5) / 1.5, 1 + (-1 + 1) / 1.5])
+    plain = NetworkKNN(graph, weighted=False, shrinkage=0.5).fit(train)
+    assert plain.predict(rows) == pytest.approx([2 + 0.5 * 0.5, 1 + 0.5 * 0.5])
+    # g1 was measured, but its only neighbour (g0) was not: the context mean, never g1's own profile.
+    assert m.predict(pd.DataFrame([("A", "g1", "CRISPRi", "r1")], columns=COLS[:4])) == pytest.approx([2.0])
+    # Another context, another perturbation type, or targets naming an unlinked gene: no neighbours.
+    other = pd.DataFrame([("B", "g0", "CRISPRi", "r1"), ("A", "g0", "compound", "r1")], columns=COLS[:4])
+    assert m.predict(other) == pytest.approx([2.0, 2.0])
+    targeted = NetworkKNN(graph, {"g0": ["g3"]}, shrinkage=1.0).fit(train)
+    assert targeted.predict(rows) == pytest.approx([2.0, 1.0])
+
+
+def test_network_knn_shrinkage_is_chosen_on_validation_only():
+    from models.evaluation.harness import evaluate_model
+    from models.evaluation.splits import make_split
+
+    df, graph = _gene_world(seed=1)
+    clean = make_split(df, "unseen-gene", seed=2)
+    poisoned = make_split(df, "unseen-gene", seed=2)
+    poisoned.test["value"] = np.random.default_rng(5).normal(scale=50.0, size=len(poisoned.test))
+    a, b = NetworkKNN(graph), NetworkKNN(graph)
+    evaluate_model(a, clean), evaluate_model(b, poisoned)
+    assert a.shrinkage_ == b.shrinkage_ > 0 and a.shrinkage_scores_ == b.shrinkage_scores_
+    # Validation residuals mirrored (anti-correlated with the neighbours'): no shrinkage helps, 0 is chosen.
+    valid = clean.valid
+    mean = ContextReadoutMean().fit(clean.train).predict(valid[COLS[:4]])
+    mirrored = valid.assign(value=2 * mean - valid["value"].to_numpy())
+    assert NetworkKNN(graph).fit(clean.train, mirrored).shrinkage_ == 0.0
+    assert NetworkKNN(graph).fit(clean.train).shrinkage_ == NetworkKNN.DEFAULT_SHRINKAGE  # no validation rows
+
+
+def test_network_knn_saved_state_predicts_identically(tmp_path):
+    from models.evaluation.splits import make_split
+
+    df, graph = _gene_world()
+    split = make_split(df, "unseen-gene", seed=0)
+    model = NetworkKNN(graph, {"g0_0": ["g0_0", "g1_0"]}).fit(split.train, split.valid)
+    params, arrays = model.state()
+    np.savez(tmp_path / "state.npz", **arrays)
+    with np.load(tmp_path / "state.npz", allow_pickle=False) as npz:
+        loaded = NetworkKNN.from_state(params, {k: npz[k] for k in npz.files})
+    rows = df.drop(columns="value")
+    np.testing.assert_array_equal(loaded.predict(rows), model.predict(rows))
+    assert loaded.shrinkage_ == model.shrinkage_
+    with pytest.raises(ValueError, match="do not fit together"):
+        NetworkKNN.from_state(params, arrays | {"R": arrays["R"][:-1]})

@@ -18,6 +18,7 @@ from models.evaluation.harness import (
     write_results,
 )
 from models.evaluation.splits import make_split
+from models.side_information import SideInformation
 
 COLS = ["context", "perturbation", "perturbation_type", "readout", "value"]
 
@@ -77,7 +78,12 @@ def test_run_benchmark_ranks_baselines_sensibly():
 def test_model_names_and_failures_are_reported(monkeypatch):
     df = _data()
     assert "tanimoto_knn" not in expand_model_names(["baselines"], df, Resources())
-    assert "tanimoto_knn" in expand_model_names(["baselines"], df, Resources(compound_smiles={"p0": "CCO"}))
+    assert "tanimoto_knn" in expand_model_names(["baselines"], df, Resources(side=SideInformation(compound_smiles={"p0": "CCO"})))
+    # network_knn: genetic perturbations and a gene graph, else it would only repeat context_mean.
+    graphed = Resources(side=SideInformation(gene_graph=pd.DataFrame({"source": ["p14"], "target": ["p15"]})))
+    assert "network_knn" not in expand_model_names(["baselines"], df, Resources())
+    assert "network_knn" in expand_model_names(["baselines"], df, graphed)
+    assert "network_knn" not in expand_model_names(["baselines"], df[df["perturbation_type"] == "compound"], graphed)
     with pytest.raises(ValueError, match="unknown model"):
         expand_model_names(["magic"], df, Resources())
 
@@ -181,4 +187,4 @@ def test_production_runs_through_the_same_path_and_records_its_choice():
     assert "validation r" in detail and "over other_contexts" in detail
     model = harness.build_model("production", seed=0, resources=res, split_kind="unseen-experiment")
     assert isinstance(model, ProductionPredictor)
-    assert tuple(model.members) == ("lpm", "context_mean", "other_contexts", "linear")
+    assert tuple(model.members) == ("lpm", "context_mean", "other_contexts", "linear", "network_knn")

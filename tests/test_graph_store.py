@@ -18,8 +18,8 @@ from graph.db.graph_writer import GraphWriter
 from graph.db.pipeline_queries import dataset_store_records
 from graph.records import MEASUREMENT_COLUMNS, DatasetRecord, QuarantineRecord
 from graph.settings import Settings
-from graph.store import measurements as store
-from graph.store import quarantine
+from graph.store.measurements import measurements as store
+from graph.store.measurements import quarantine
 
 
 @pytest.fixture
@@ -110,6 +110,7 @@ def test_chunked_write_equals_whole_write(settings, shuffle, categorical):
         for part in _chunks(whole, 23, shuffle=shuffle, categorical=categorical):
             w.append(part)
     entry = w.entry
+    assert w.buckets >= 5 if shuffle else w.buckets == 0  # 280 rows in buckets of <= 60 rows
     path = entry.path(other)
     assert entry.sha256 == reference.sha256 == store.sha256_file(path)
     assert path.read_bytes() == ref_bytes
@@ -119,6 +120,23 @@ def test_chunked_write_equals_whole_write(settings, shuffle, categorical):
     expected = whole.sort_values(["signature_id", "readout"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(got.astype({c: str for c in MEASUREMENT_COLUMNS if c != "value"}),
                                   expected.astype({"value": "float32"}), check_dtype=True)
+    assert not list(other.store_dir.rglob(".*tmp*"))
+
+
+def test_spill_after_row_groups_were_written_equals_whole_write(settings):
+    # Sorted chunks, but the first arrives last: 5 row groups are already in the temp file when the
+    # writer has to spill; they are read back as codes and sorted with the rest, in buckets of <= 30 rows.
+    whole = big_table()
+    kw = {"row_group": 25, "sort_rows": 30}
+    with store.MeasurementWriter(settings, "ds1", **kw) as w:
+        w.append(whole)
+    reference = w.entry
+    parts = list(_chunks(whole, 40, shuffle=False, categorical=True))
+    other = Settings(home=settings.home / "other")
+    with store.MeasurementWriter(other, "ds1", **kw) as w:
+        for part in parts[1:] + parts[:1]:
+            w.append(part)
+    assert w.buckets >= 9 and w.entry.sha256 == reference.sha256 and w.entry.n_rows == len(whole)
     assert not list(other.store_dir.rglob(".*tmp*"))
 
 
@@ -166,7 +184,7 @@ _KILL_MID_WRITE = """
 import os, signal, sys
 import pandas as pd
 sys.path.insert(0, {root!r})
-from graph.store import measurements as store
+from graph.store.measurements import measurements as store
 from graph.settings import Settings
 df = pd.read_pickle({pickle!r})
 w = store.MeasurementWriter(Settings(home={home!r}), "ds1", row_group=10, sort_rows=60)

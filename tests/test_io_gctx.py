@@ -236,10 +236,11 @@ def test_real_gctx_semantics(shared_data):
     assert ss.matrix.shape == (100, 400)
 
 
-def _shuffled_plate(tmp_path, n=2_500, n_genes=6):
-    """n samples x n_genes with column ids out of order (the store must sort them) and a few bad values."""
+def _shuffled_plate(tmp_path, n=2_500, n_genes=6, *, shuffle=True):
+    """n samples x n_genes with column ids out of order (the store must sort them; `shuffle=False`: in
+    order) and a few bad values."""
     rng = np.random.default_rng(3)
-    ids = [f"S{i:05d}" for i in rng.permutation(n)]
+    ids = [f"S{i:05d}" for i in (rng.permutation(n) if shuffle else np.arange(n))]
     col = pd.DataFrame({"id": ids, "cell_id": np.where(np.arange(n) % 2, "A375", "MCF7"), "pert_type": "trt_cp",
                         "pert_iname": [f"drug{i % 7}" for i in range(n)], "pert_idose": "10 uM",
                         "pert_itime": "24 h"})
@@ -253,18 +254,30 @@ def _shuffled_plate(tmp_path, n=2_500, n_genes=6):
     return path, expected.sort_values(["signature_id", "readout"]).reset_index(drop=True)
 
 
-def test_gctx_chunks_through_the_store_equal_the_whole_table(tmp_path):
+@pytest.mark.parametrize("shuffle", [True, False], ids=["ids-shuffled", "ids-sorted-first-chunk-last"])
+def test_gctx_chunks_through_the_store_equal_the_whole_table(tmp_path, shuffle):
+    from graph import store
     from graph.settings import Settings
-    from graph.store import measurements as store
 
-    path, expected = _shuffled_plate(tmp_path)
+    path, expected = _shuffled_plate(tmp_path, shuffle=shuffle)
     whole, _ = gctx_to_long(path, "plate")
     before = store.write_measurements(Settings(home=tmp_path / "a"), "plate", whole)
+    in_memory = Settings(home=tmp_path / "m")  # the whole table sorted in memory, same row groups
+    with store.MeasurementWriter(in_memory, "plate", row_group=4_000) as w:
+        w.append(whole)
+    assert w.buckets == 0
+    reference = w.entry
     conv = GctxToLong(path, "plate", chunk_size=300)  # 9 chunks, out of signature order: spilled and sorted
+    chunks = list(conv.iter_long())
+    if not shuffle:  # in order but the first chunk arrives last: 3 row groups written in order, then spilled
+        chunks = chunks[1:] + chunks[:1]
     chunked = Settings(home=tmp_path / "b")
+    # A tiny memory budget: runs and buckets of <= 5,000 rows, so the multi-bucket external sort runs.
     with store.MeasurementWriter(chunked, "plate", row_group=4_000, sort_rows=5_000) as w:
-        for chunk in conv.iter_long():
+        for chunk in chunks:
             w.append(chunk)
+    assert w.buckets >= 3
+    assert w.entry.sha256 == reference.sha256 and w.entry.n_rows == reference.n_rows
     assert w.entry.n_rows == len(expected) == 2_500 * 6 - 3 and w.entry.n_signatures == 2_500
     assert conv.dropped_values == {"NaN": 1, "+-inf": 1, "-666": 1}
     assert sorted(q.reason for q in conv.quarantine) == [
@@ -282,8 +295,8 @@ def test_gctx_chunks_through_the_store_equal_the_whole_table(tmp_path):
 
 def test_read_experiment_streams_gctx_chunks_into_the_store(tmp_path, monkeypatch):
     import graph.io.common
+    from graph import store
     from graph.settings import Settings
-    from graph.store import measurements as store
     from pipelines.ingest import read_experiment
     from pipelines.inputs import spec_for
 

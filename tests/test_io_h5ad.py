@@ -79,7 +79,7 @@ def test_missing_obs_columns_listed(tmp_path):
     with pytest.raises(InputFileError, match="obs has no context column 'cellline'"):
         detect_obs_columns(pd.DataFrame({"perturbation": []}), path, context="cellline")
     path2 = _cells(tmp_path, {"perturbation": ["A", "ctrl"]}, np.ones((2, 3)), name="b.h5ad")
-    with pytest.raises(InputFileError, match="cannot tell the perturbation type"):
+    with pytest.raises(InputFileError, match="b.h5ad: has no perturbation type column in obs .*--perturbation-type"):
         pseudobulk_h5ad(path2, "x")
     bad = tmp_path / "bad.h5ad"
     bad.write_bytes(b"nope")
@@ -105,10 +105,18 @@ def test_bulk_h5ad(tmp_path):
     resolver = GeneResolver([GeneRecord(1, "AAA"), GeneRecord(2, "TOMM70", aliases=("TOMM70A",))])
     r = read_bulk_h5ad(tmp_path / "bulk.h5ad", "b", resolver=resolver)
     assert r.report.read == 3 and r.report.accepted == 2 and r.report.quarantined == 1  # repeated obs name s1
-    assert set(r.long["readout"]) == {"AAA", "TOMM70"}  # third gene repeats AAA: dropped and noted
+    # The third gene repeats AAA: a duplicate (signature, readout) for the validation step, never dropped
+    # silently. s1 has AAA 1.0 and 2.0 (conflicting: quarantined), s2 inf (dropped) and 0.5.
+    assert set(r.long["readout"]) == {"AAA", "TOMM70"}
     assert any("NaN" in n for n in r.report.notes)
+    assert any("1 genes repeat an earlier gene's readout symbol" in n and "'quarantine'" in n for n in r.report.notes)
+    assert any("conflicting duplicates" in n for n in r.report.notes), r.report.notes
     assert "shRNA:TOMM70" in r.perturbations and "control:DMSO" in r.perturbations
-    assert {s.n_readouts for s in r.signatures} == {1}
+    assert {s.source_id: s.n_readouts for s in r.signatures} == {"s2": 2}  # s1 has no value left
+    first = read_bulk_h5ad(tmp_path / "bulk.h5ad", "b", resolver=resolver, duplicates="first")
+    values = first.long.assign(sig=first.long["signature_id"].astype(str)).set_index(["sig", "readout"])["value"]
+    assert values[("b:s1", "AAA")] == 1.0 and values[("b:s2", "AAA")] == 0.5
+    assert {s.source_id: s.n_readouts for s in first.signatures} == {"s1": 1, "s2": 2}
 
 
 @pytest.mark.shared_data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -94,6 +95,59 @@ def test_missing_columns_and_bad_file(tmp_path):
     bad.write_bytes(b"PAR1 garbage")
     with pytest.raises(InputFileError, match="y.parquet: cannot read the table header"):
         LongTableReader(bad, "y")
+
+
+def test_a_table_without_perturbation_type_needs_the_option(tmp_path):
+    """The one rule (graph/io/options.py): no guessed type; the option fills it and says so."""
+    path = tmp_path / "no_type.csv"
+    pd.DataFrame({"context": ["A"], "perturbation": ["d"], "readout": ["G"], "value": [1.0]}).to_csv(path, index=False)
+    with pytest.raises(InputFileError, match=r"no_type.csv: has no perturbation_type column.*--perturbation-type"):
+        LongTableReader(path, "x")
+    long, reader = read_long_table(path, "x", perturbation_type="CRISPRi")
+    assert long["perturbation_type"].astype(str).tolist() == ["CRISPRi"]
+    assert any("taken as 'CRISPRi' (the perturbation_type option)" in n for n in reader.report.notes)
+
+
+def test_read_options_parse_one_text_form(tmp_path):
+    from graph.io.options import ReadOptions
+
+    (tmp_path / "names.txt").write_text("# wanted\nTP53\nMYC\nTP53\n")
+    opts = ReadOptions.parse({"readouts": str(tmp_path / "names.txt"), "perturbation_type": "crispri",
+                              "duplicates": "mean", "readout_seed": "4", "context": ""})
+    assert opts.readouts == ("TP53", "MYC") and opts.perturbation_type == "CRISPRi" and opts.context is None
+    assert ReadOptions.parse(opts.as_text()) == opts  # the text form round-trips
+    assert ReadOptions(readouts=5).overridden({"readout_seed": "2"}) == ReadOptions(readouts=5, readout_seed=2)
+    for bad, message in [({"readouts": "0"}, "N >= 1"), ({"duplicates": "sum"}, "one of quarantine"),
+                         ({"perturbation_type": "magic"}, "unknown perturbation type"),
+                         ({"colour": "red"}, "unknown read option"), ({"readout_seed": "x"}, "integer"),
+                         ({"readouts": str(tmp_path / "none.txt")}, "readout list does not exist")]:
+        with pytest.raises(ValueError, match=message):
+            ReadOptions.parse(bad)
+
+
+def test_readout_subset_streamed_equals_whole_table(tmp_path):
+    """Two passes over streamed chunks choose what one pass over the whole table chooses."""
+    from graph.io.common import concat_long
+    from graph.io.options import ReadOptions, choose_readouts, keep_readouts, readout_counts, subset_table
+
+    rng = np.random.default_rng(0)
+    rows = [("A", f"d{p}", "compound", f"G{r}", float(rng.normal())) for p in range(6) for r in range(12)
+            if not (p == 0 and r < 3)]  # G0..G2 are missing from one signature: not dense
+    path = tmp_path / "t.parquet"
+    pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"]).to_parquet(path)
+    opts = ReadOptions(readouts=4, readout_seed=7)
+
+    def chunks():
+        return LongTableReader(path, "t", batch_size=10).iter_long()
+
+    keep = choose_readouts(opts, *readout_counts(chunks()))
+    streamed = concat_long([keep_readouts(c, keep) for c in chunks()])
+    notes: list[str] = []
+    whole = subset_table(concat_long(list(chunks())), opts, notes)
+    assert len(keep) == 4 and not keep & {"G0", "G1", "G2"}  # drawn from the dense readouts
+    assert sorted(streamed["readout"].astype(str).unique()) == sorted(keep)
+    pd.testing.assert_frame_equal(streamed.reset_index(drop=True).astype(str), whole.astype(str))
+    assert "4 of 12 readouts kept" in notes[0] and "seed 7" in notes[0]
 
 
 def test_names_kept_verbatim(tmp_path):

@@ -65,13 +65,13 @@ def test_a_bad_copy_does_not_make_a_conflict():
     assert v.accepted["value"].tolist() == [1.0] and v.reasons == {"value missing or not a number": 1}
 
 
-def test_empty_keys_unknown_ids_and_prior_reasons():
+def test_empty_keys_and_prior_reasons():
     df = _table([1.0, 2.0, 3.0, 4.0], readouts=["G1", "", "G3", "BOGUS"])
     prior = np.array(["", "", "unknown perturbation type 'x'", ""], dtype=object)
-    v = validate_measurements(df, "k.csv", known={"readout": {"G1", "G3"}}, prior_reason=prior)
+    v = validate_measurements(df, "k.csv", prior_reason=prior)
     _balanced(v)
-    assert v.accepted["readout"].tolist() == ["G1"]
-    assert v.reasons == {"empty readout": 1, "unknown perturbation type 'x'": 1, "unknown readout 'BOGUS'": 1}
+    assert v.accepted["readout"].tolist() == ["G1", "BOGUS"]  # an unknown readout keeps its name
+    assert v.reasons == {"empty readout": 1, "unknown perturbation type 'x'": 1}
 
 
 def test_quarantine_listing_is_capped_but_counted():

@@ -101,8 +101,10 @@ def test_layout_rule_and_input_specs(tmp_path):
     assert spec.kind == "wide_table" and spec.options == ()
     spec = spec_for(f"{tmp_path / 'w.csv'}?context=A375")
     assert spec.path == str(tmp_path / "w.csv") and spec.option_dict == {"context": "A375"}
-    with pytest.raises(InputFileError, match="unknown input option"):
+    with pytest.raises(InputFileError, match="unknown or empty input option"):
         spec_for(f"{tmp_path / 'w.csv'}?colour=red")
+    with pytest.raises(InputFileError, match=r"w.csv: duplicates must be one of quarantine, mean, first"):
+        spec_for(f"{tmp_path / 'w.csv'}?duplicates=sum")
 
 
 def test_readout_key_column_mapped_through_the_gene_table(tmp_path):
@@ -146,7 +148,10 @@ def test_demo_input_options_reach_the_ingest_reader(tmp_path):
     pd.DataFrame({"perturbation": ["drugA", "drugB"], "TP53": [1.0, 2.0], "MYC": [3.0, 4.0]}).to_parquet(
         tmp_path / "consensus.parquet", index=False)
     settings = Settings(home=tmp_path / "home")
-    (spec,) = resolve_inputs(settings, f"{tmp_path / 'consensus.parquet'}?context=MCF 7")
+    with pytest.raises(InputFileError, match="consensus.parquet: has no perturbation_type column"):
+        (spec,) = resolve_inputs(settings, f"{tmp_path / 'consensus.parquet'}?context=MCF 7")
+        read_experiment(spec, settings, progress=lambda *_: None)
+    (spec,) = resolve_inputs(settings, f"{tmp_path / 'consensus.parquet'}?context=MCF 7&perturbation_type=compound")
     bundle = read_experiment(spec, settings, progress=lambda *_: None)
     table = load_training_table(settings, [bundle.dataset.dataset_id])
     assert set(table["context"].astype(str)) == {"MCF7"} and len(table) == 4

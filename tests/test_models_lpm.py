@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,6 +8,7 @@ import torch
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.lpm import LPM
 from models.module import LPMConfig
+from models.side_information import SideInformation
 
 torch.set_num_threads(1)
 SMILES = {"d0": "CCO", "d1": "c1ccccc1", "d2": "CC(=O)O", "d3": "CCN", "d4": "c1ccncc1", "d5": "OCCO",
@@ -26,9 +29,10 @@ def model(max_epochs=3, seed=0, **cfg):
     cf.iloc[0, 1] = np.nan
     config = LPMConfig(embed_dim=16, hidden_dim=32, encoder_hidden=32, fp_bits=128, batch_triples=40,
                        max_epochs=max_epochs, **cfg)
-    return LPM(config, compound_smiles=SMILES, gene_graph=GRAPH, context_features=cf,
-               perturbation_targets={"KO1": ["g2"], "KO2": ["gX"]},
-               perturbation_doses={p: 10.0 for p in SMILES}, seed=seed)
+    side = SideInformation(compound_smiles=SMILES, gene_graph=GRAPH, context_features=cf,
+                           perturbation_targets={"KO1": ["g2"], "KO2": ["gX"]},
+                           perturbation_doses={p: 10.0 for p in SMILES})
+    return LPM(config, side=side, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +175,85 @@ def test_checkpoint_from_before_the_residual_option_loads_as_a_plain_model(tmp_p
     assert back.config.residual is False and back.module.base is None
     np.testing.assert_array_equal(back.predict(table(seed=3)), m.predict(table(seed=3)))
     assert LPMConfig().residual and not LPMConfig.paper().residual
+
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_checkpoint_written_before_side_information_loads_and_predicts_the_same():
+    """lpm_checkpoint_v1.pt was saved by the LPM of commit 3b6861e (six side-information keyword
+    arguments), with its predictions beside it: the on-disk layout did not change."""
+    expected = pd.read_csv(DATA / "lpm_checkpoint_v1_predictions.csv")
+    back = LPM.load(DATA / "lpm_checkpoint_v1.pt")
+    assert back.side.perturbation_targets == {"KO1": ["g2"], "KO2": ["gX"]} and back.side.compound_smiles == SMILES
+    assert list(back.side.context_features.index) == ["A", "B", "C", "Z"]
+    got = back.predict(expected.drop(columns="prediction"))
+    np.testing.assert_allclose(got, expected["prediction"].to_numpy(np.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_side_information_is_one_normalised_record():
+    targets = {"KO1": ("g2",)}
+    side = SideInformation(perturbation_targets=targets, perturbation_doses={"d0": 1}, gene_graph=GRAPH.assign(x=1))
+    assert side.perturbation_targets == {"KO1": ["g2"]} and side.perturbation_targets is not targets
+    assert isinstance(side.perturbation_doses["d0"], float) and list(side.gene_graph.columns) == ["source", "target", "weight"]
+    assert side.compound_smiles == {} and side.context_features is None
+    with pytest.raises(AttributeError):  # frozen
+        side.compound_smiles = {}
+
+
+def _neighbour_world():
+    """4 gene modules x 6 genes; a knock-down's response = its module's profile (context-scaled) +
+    noise, so a held-out gene's graph neighbours (its module) carry its answer. 2 contexts."""
+    rng = np.random.default_rng(0)
+    genes = [f"t{m}_{i}" for m in range(4) for i in range(6)]
+    readouts = [f"r{k}" for k in range(12)]
+    prof, offset = rng.normal(size=(4, 12)), rng.normal(size=(2, 12))
+    rows = [(f"c{c}", f"KO_{g}", "CRISPRi", r, float(offset[c, k] + (1 + 0.5 * c) * prof[int(g[1]), k] + 0.1 * rng.normal()))
+            for c in range(2) for g in genes for k, r in enumerate(readouts)]
+    df = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+    edges = [(f"t{m}_{i}", f"t{m}_{j}") for m in range(4) for i in range(6) for j in range(i + 1, 6)]
+    side = SideInformation(gene_graph=pd.DataFrame(edges, columns=["source", "target"]),
+                           perturbation_targets={f"KO_{g}": [g] for g in genes})
+    held = df.perturbation.isin([f"KO_t{m}_0" for m in range(4)])  # unseen genes: never in training
+    val = df.perturbation.isin([f"KO_t{m}_1" for m in range(4)])
+    return df[~held & ~val], df[val], df[held], side
+
+
+def test_graph_base_lpm_beats_the_plain_residual_lpm_on_held_out_genes(tmp_path):
+    train, valid, test, side = _neighbour_world()
+    cfg = dict(embed_dim=8, hidden_dim=32, encoder_hidden=16, dropout=0.0, batch_triples=100, max_epochs=10,
+               lr=5e-3, use_compound_encoder=False, use_context_features=False)
+    mse, models = {}, {}
+    for graph in (False, True):
+        m = LPM(LPMConfig(graph_base=graph, **cfg), side=side).fit(train, valid, progress=False, device="cpu")
+        mse[graph], models[graph] = float(((m.predict(test) - test.value) ** 2).mean()), m
+    assert mse[True] < 0.5 * mse[False], mse
+    g = models[True].module.graph_base
+    assert 0.5 < float(g.shrink) <= 1.0  # fitted on training rows: neighbours carry most of the answer
+    # save / load: buffers travel, predictions are identical
+    models[True].save(tmp_path / "g.pt")
+    back = LPM.load(tmp_path / "g.pt")
+    np.testing.assert_array_equal(back.predict(test), models[True].predict(test))
+    assert back.config.graph_base and torch.equal(back.module.graph_base.kd_sum, g.kd_sum) and g.kd_n.sum() > 0
+    back.module.graph_base.kd_sum.zero_()  # the graph base is part of the answer
+    assert not np.allclose(back.predict(test), models[True].predict(test))
+
+
+def test_graph_base_changes_nothing_without_knock_downs():
+    """Compounds have no target genes here (as on Tahoe): the graph base has no knock-down to average
+    and makes no unseen copies, so the model and its predictions are the plain residual LPM's."""
+    preds = [model(max_epochs=2, graph_base=graph).fit(table(perts=("d0", "d1", "d2", "d3")), progress=False,
+                                                        device="cpu").predict(table(seed=3)) for graph in (False, True)]
+    np.testing.assert_array_equal(preds[0], preds[1])
+
+
+def test_neighbour_embedding_lists_graph_neighbours_never_the_member_itself():
+    train, valid, test, side = _neighbour_world()
+    m = LPM(LPMConfig(neighbour_embedding=True, embed_dim=8, hidden_dim=16, encoder_hidden=8, max_epochs=1,
+                      use_compound_encoder=False, use_context_features=False), side=side).fit(train, progress=False, device="cpu")
+    t = m._tables([], ["KO_t0_2", "KO_t0_0"])  # a training knock-down and a held-out one
+    members, sym = m.vocab["member"], t.mem_sym.tolist()
+    names = [{members[j - 1] for j in row if j} for row in t.mem_nb.tolist()]
+    assert names[1] == {"KO_t0_2", "KO_t0_3", "KO_t0_4", "KO_t0_5"}  # module 0's training knock-downs
+    assert names[2] == {"KO_t0_3", "KO_t0_4", "KO_t0_5"} and sym[2] not in t.mem_nb[2].tolist()
+    assert "nb_proj.weight" in m.module.state_dict()

@@ -214,3 +214,51 @@ def test_cross_context_base_unknowns_and_state_dict():
     assert {"base.ctx_sum", "base.pert_sum", "base.pert_n"} <= set(m.state_dict())
     assert all(not n.startswith("base.") for n, _ in m.named_parameters())  # fixed, not trained
     assert make(LPMConfig.paper(embed_dim=D, hidden_dim=32))[0].base is None  # the published model: no base
+
+
+def _graph_base_world():
+    """2 contexts x 4 knock-downs (targets: nodes 0, 1, 2, 3; graph 0-1, 1-2) x 3 readouts."""
+    from models.residual_base import GraphBase
+
+    c = torch.tensor([c for c in (1, 2) for _ in range(4) for _ in range(3)])
+    p = torch.tensor([p for _ in (1, 2) for p in range(1, 5) for _ in range(3)])
+    r = torch.tensor([r for _ in (1, 2) for _ in range(4) for r in range(1, 4)])
+    v = torch.arange(len(c), dtype=torch.float64)
+    kd_nodes = torch.tensor([[-1], [0], [1], [2], [3]])  # knock-down k targets node k-1
+    g = GraphBase(2, 3, kd_nodes, torch.arange(5)).fit(c, p, r, v)  # perturbation row p = knock-down row p
+    edges = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    return g, (c, p, r, v), kd_nodes, edges
+
+
+def test_graph_base_neighbours_never_include_the_perturbation_itself():
+    g, (c, p, r, v), kd_nodes, edges = _graph_base_world()
+    nb = g.neighbours(kd_nodes[1:], torch.arange(1, 5), edges, 4)  # each knock-down, itself excluded
+    assert nb.tolist() == [[0, 0, 1, 0, 0], [0, 1, 0, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
+    # An unseen perturbation targeting node 1 (no own row): knock-downs on nodes 0, 1 and 2.
+    assert g.neighbours(torch.tensor([[1]]), torch.tensor([0]), edges, 4).tolist() == [[0, 1, 1, 1, 0]]
+    # A knock-down's neighbour mean does not move when its own values change (it would if it leaked).
+    row, unseen = p - 1, torch.full((len(c),), 5.0, dtype=torch.float64)
+    mean, has = g.neighbour_residual(c, r, row, nb, unseen)
+    v2 = torch.where(p == 2, v + 100.0, v)
+    g.fit(c, p, r, v2)
+    mean2, _ = g.neighbour_residual(c, r, row, nb, unseen)
+    assert torch.equal(mean[p == 2], mean2[p == 2]) and not torch.equal(mean[p == 1], mean2[p == 1])
+    # knock-down 2's residual at (context 1, readout 1) = mean of knock-downs 1 and 3 there, minus `unseen`
+    i = int(((c == 1) & (p == 2) & (r == 1)).nonzero())
+    at = [float(v[(c == 1) & (p == k) & (r == 1)]) for k in (1, 3)]
+    assert float(mean[i]) == pytest.approx(sum(at) / 2 - 5.0)
+    assert not bool(has[p == 4].any())  # node 3 has no neighbours: no graph base
+    # A readout missing from one neighbour's signature counts as 0 (the context mean), not as absent.
+    drop = (c == 1) & (p == 3) & (r == 1)
+    g.fit(c[~drop], p[~drop], r[~drop], v[~drop])
+    mean3, _ = g.neighbour_residual(c, r, row, nb, unseen)
+    assert float(mean3[i]) == pytest.approx((at[0] - 5.0) / 2)
+
+
+def test_graph_base_shrink_is_least_squares_and_clipped():
+    g, _, _, _ = _graph_base_world()
+    unseen, nb = torch.zeros(4, dtype=torch.float64), torch.tensor([1.0, 2.0, -1.0, 0.5], dtype=torch.float64)
+    has = torch.ones(4, dtype=torch.bool)
+    assert g.fit_shrink(0.5 * nb, unseen, nb, has) == pytest.approx(0.5)
+    assert g.fit_shrink(-nb, unseen, nb, has) == 0.0 and g.fit_shrink(3 * nb, unseen, nb, has) == 1.0
+    assert g.fit_shrink(-nb, unseen, nb, has, fixed=0.3) == pytest.approx(0.3)

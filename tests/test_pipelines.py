@@ -48,6 +48,15 @@ def pipeline_run(pipeline_env, neo4j_driver, pipeline_instance):
     return result
 
 
+def retrain_config(epochs: int) -> dict:
+    """The main job's run config for the `retrain` job (it has no sources group: no input_manifest)."""
+    from pipelines.runner import run_config
+
+    config = run_config(epochs=epochs)
+    config["ops"].pop("input_manifest", None)
+    return config
+
+
 def _check_results(result) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
@@ -95,6 +104,15 @@ def test_model_beats_the_context_mean_baseline_on_validation(pipeline_run):
     run = pipeline_run.asset_value("lpm_model")
     assert run.valid_metrics["lpm"]["rmse"] < run.valid_metrics["context_mean"]["rmse"]
     assert run.simulated
+    # the blocking check judges what is published: the production predictor's choice vs the strongest baseline
+    check = {e.check_name: e for e in pipeline_run.get_asset_check_evaluations()}[
+        "production_not_below_strongest_baseline"]
+    sel = run.selection
+    assert check.passed and check.metadata["chosen"].value == sel["chosen"]
+    assert check.metadata["strongest_baseline"].value == sel["best_baseline"]
+    verdict = check.metadata["verdict"].value
+    assert verdict.startswith(f"published: {sel['chosen']}")
+    assert ("the LPM did not beat it" in verdict) == (sel["chosen"] == sel["best_baseline"])
 
 
 def test_the_model_version_records_the_production_predictor(pipeline_run, pipeline_env, neo4j_driver):
@@ -117,6 +135,9 @@ def test_the_model_version_records_the_production_predictor(pipeline_run, pipeli
     row = next(v for v in run_named_query(neo4j_driver, "model-versions", database=db) if v["version_id"] == version)
     assert row["predictor"] == sel["chosen"] and row["predictor_margin"] == pytest.approx(sel["margin"])
     assert row["predictor_best_baseline"] == sel["best_baseline"] and row["embeddings_from"] == "lpm"
+    metric = sel["metric"]
+    assert row["predictor_score"] == pytest.approx(sel["validation"][sel["chosen"]][metric])
+    assert row["predictor_baseline_score"] == pytest.approx(sel["validation"][sel["best_baseline"]][metric])
     assert json.loads(row["predictor_validation"]).keys() == sel["validation"].keys()
     effects = neo4j_driver.execute_query(
         "MATCH (p:Perturbation)-[r:PREDICTED_EFFECT {modelVersion: $v}]->(:Gene) "
@@ -160,8 +181,23 @@ def test_rerun_of_ingest_changes_nothing(pipeline_run, pipeline_env, neo4j_drive
 
 
 def test_evaluation_report_has_model_and_baselines(pipeline_run):
+    """The LPM and the production predictor (what is published) beside the baselines; production's
+    margin over the strongest baseline per seed, with wins and losses, in the metadata."""
     report = pipeline_run.asset_value("evaluation_report")
-    assert {"lpm", "context_mean", "other_contexts", "no_change"} <= set(report["means"])
+    assert {"lpm", "production", "context_mean", "other_contexts", "no_change"} <= set(report["means"])
+    margins = report["production_vs_strongest_baseline"]
+    (seed,) = margins["per_seed"]
+    best = max((m for m in report["means"] if m not in ("lpm", "production")),
+               key=lambda m: report["means"][m]["pearson_per_signature"])
+    assert seed["strongest_baseline"] == best
+    assert seed["margin"] == pytest.approx(report["means"]["production"]["pearson_per_signature"]
+                                           - report["means"][best]["pearson_per_signature"])
+    assert margins["wins"] + margins["losses"] + margins["ties"] == 1
+    meta = next(e for e in pipeline_run.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "evaluation_report").materialization.metadata
+    assert meta["production_wins"].value == margins["wins"] and "strongest baseline" in meta[
+        "production_vs_strongest_baseline"].value
+    assert set(meta["mean_scores"].value) == set(report["means"])
     assert json.dumps(report)  # plain data, shown in the UI
 
 
@@ -232,12 +268,11 @@ def test_ingest_runs_on_the_multiprocess_executor(pipeline_run, pipeline_env, ne
 def test_retraining_adds_a_new_current_model_version(pipeline_run, pipeline_env, neo4j_driver, pipeline_instance):
     """What the weekly schedule and the inbox sensor launch: a new version with its own discoveries."""
     from pipelines.definitions import defs
-    from pipelines.runner import run_config
 
     db = pipeline_env.neo4j_database
     first = pipeline_run.asset_value("discoveries")["version_id"]
     result = defs.resolve_job_def("retrain").execute_in_process(
-        run_config=run_config(epochs=1), instance=pipeline_instance, raise_on_error=False)
+        run_config=retrain_config(epochs=1), instance=pipeline_instance, raise_on_error=False)
     assert result.success
     second = result.asset_value("discoveries")["version_id"]
     assert second != first
@@ -247,6 +282,10 @@ def test_retraining_adds_a_new_current_model_version(pipeline_run, pipeline_env,
     per_version = {r["v"]: r["n"] for r in neo4j_driver.execute_query(
         "MATCH ()-[r:SHARES_MECHANISM_WITH]->() RETURN r.modelVersion AS v, count(r) AS n", database_=db).records}
     assert per_version.get(first, 0) > 0 and per_version.get(second, 0) > 0
+    # current_model_version wrote the new version's embeddings (discoveries leaves the nodes alone)
+    assert neo4j_driver.execute_query(
+        "MATCH (c:Compound) WHERE c.embedding_perturbation IS NOT NULL "
+        "RETURN collect(DISTINCT c.embedding_perturbation_version) AS v", database_=db).records[0]["v"] == [second]
 
 
 def test_training_set_can_pick_datasets_and_cap_readouts(pipeline_run, pipeline_env, neo4j_driver, pipeline_instance):
@@ -321,6 +360,14 @@ def test_discoveries_publish_only_what_beats_the_simple_answer(pipeline_run, pip
     assert rec["planted_targets_significant"] >= 0.5 * rec["planted_target_pairs"] > 0, rec
     check = {e.check_name: e for e in pipeline_run.get_asset_check_evaluations()}["edges_beat_signature_correlation"]
     assert check.passed
+    # per discovery type: source, validation score, the simple answer's, status (metadata and ModelVersion)
+    pred = out["quality"]["predictions"]
+    assert pred["method"] == row["predictor"] and pred["score"] == pytest.approx(row["predictor_score"])
+    assert row["edge_gate"] == edges["gate"] and row["status"] == "complete"
+    meta = next(e for e in pipeline_run.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "discoveries").materialization.metadata
+    table = meta["quality_vs_simple_answer"].value.splitlines()
+    assert [ln.split(" | ")[1] for ln in table[2:]] == [pred["method"], "signature_correlation", mech["method"]]
 
     # Calibration holds for the published source: compound vectors with their relation to the genes broken
     # (coordinates permuted) publish at most 10% of what the real ones publish.
@@ -341,6 +388,13 @@ def test_discoveries_publish_only_what_beats_the_simple_answer(pipeline_run, pip
     broken[:] = np.take_along_axis(broken.to_numpy(), np.argsort(rng.random(broken.shape), axis=1), axis=1)
     permuted = D.mechanism_links(broken, src.genes, k=20, n_null=1000, centre=src.centre, seed=0)["significant"].sum()
     assert permuted <= 0.1 * real["significant"].sum(), (real["significant"].sum(), permuted)
+    margins = pipeline_run.asset_value("evaluation_report")["production_vs_strongest_baseline"]
+    print(f"\npredictions: {pred['method']} (validation {pred['metric']} {pred['score']:.4f} vs {pred['baseline']} "
+          f"{pred['baseline_score']:.4f}; {pred['status']}); test experiments, per seed: " + "; ".join(
+              f"seed {r['seed']} production {r['production']:.4f} vs {r['strongest_baseline']} "
+              f"{r['baseline_score']:.4f} ({r['margin']:+.4f})" for r in margins["per_seed"]))
+    print(f"edges: {edges['method']} (score {edges['score']}, signature correlation {edges['baseline_score']}; "
+          f"{edges['reason']}; gate: {edges['gate']})")
     print(f"mechanisms: {mech['method']} ({mech['reason']}); AUROC " + ", ".join(
         f"{k} {v['auroc']:.3f}" for k, v in scores.items()) + f"; significant {mech['significant']} of "
           f"{mech['tested_pairs']} pairs (smallest q {real['qvalue'].min():.3g}); planted targets significant "
@@ -351,14 +405,16 @@ def test_blocking_check_keeps_a_worse_edge_source_from_becoming_current(pipeline
                                                                          pipeline_instance):
     """Forcing the LPM knock-down embeddings as edge source on the simulated world (no reference pair
     outside the prior: they cannot be shown to beat correlation) writes the version, fails the blocking
-    check, and leaves the previous version current; the refused version stays 'awaiting_check'."""
-    from graph.db.discovery_writer import current_version
+    check, marks it 'refused' with the reason, and leaves the previous version current; no named
+    query reads the refused version and `prune_versions` deletes it."""
+    from graph.db.discovery_reads import run_named_query
+    from graph.db.model_versions import ModelVersions
     from pipelines.definitions import defs
-    from pipelines.runner import run_config
 
     db = pipeline_env.neo4j_database
-    before = current_version(neo4j_driver, database=db)
-    config = run_config(epochs=1)
+    versions = ModelVersions(neo4j_driver, db)
+    before = versions.current()
+    config = retrain_config(epochs=1)
     config.setdefault("ops", {}).setdefault("discoveries", {}).setdefault("config", {})["edge_source"] = "lpm_knockdown"
     result = defs.resolve_job_def("retrain").execute_in_process(run_config=config, instance=pipeline_instance,
                                                                 raise_on_error=False)
@@ -367,7 +423,15 @@ def test_blocking_check_keeps_a_worse_edge_source_from_becoming_current(pipeline
     assert checks["edges_beat_signature_correlation"] is False
     promoted = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "current_model_version" not in promoted and "discoveries" in promoted
-    assert current_version(neo4j_driver, database=db) == before != blocked
+    assert versions.current() == before != blocked
     status = neo4j_driver.execute_query("MATCH (m:ModelVersion {version_id: $v}) RETURN m.status AS s, "
-                                        "m.edge_method AS e", v=blocked, database_=db).records[0]
-    assert (status["s"], status["e"]) == ("awaiting_check", "lpm_knockdown")
+                                        "m.edge_method AS e, m.refused_reason AS r", v=blocked, database_=db).records[0]
+    assert (status["s"], status["e"]) == ("refused", "lpm_knockdown")
+    assert status["r"].startswith("edges_beat_signature_correlation: lpm_knockdown edges")
+    gene = neo4j_driver.execute_query("MATCH (g:Gene)-[r:PREDICTED_INTERACTION {modelVersion: $v}]->() "
+                                      "RETURN g.entrez_id AS e LIMIT 1", v=blocked, database_=db).records[0]["e"]
+    assert not run_named_query(neo4j_driver, "interactions", {"gene": str(gene), "version": blocked}, database=db)
+    embedded = neo4j_driver.execute_query("MATCH (g:Gene) WHERE g.embedding_perturbation_version = $v "
+                                          "RETURN count(g) AS n", v=blocked, database_=db).records[0]["n"]
+    assert embedded == 0  # the current version's embeddings were not overwritten
+    assert [r["version_id"] for r in versions.prune_versions(dry_run=True)] == [blocked]

@@ -1,4 +1,4 @@
-"""pipelines.query_cli: `query NAME --param value [--json]`, `cypher "..." [--write]`, `queries`."""
+"""pipelines.cli.query: `query NAME --param value [--json]`, `cypher "..." [--write]`, `queries`."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from graph.db import discovery_queries as DQ
 from graph.db.discovery_writer import DiscoveryWriter
 from graph.db.graph_writer import GraphWriter
-from graph.db.model_versions import ModelVersionRecord
+from graph.db.model_versions import ModelVersionRecord, ModelVersions
 from graph.records import CompoundRecord, GeneRecord
-from pipelines import query_cli
+from pipelines.cli import query as query_cli
 
 runner = CliRunner()
 
@@ -108,6 +108,37 @@ def test_register_mounts_commands_on_another_app(cli_graph):
     result = runner.invoke(parent, ["query", "model-versions", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["version_id"] == "v1"
+
+
+@pytest.mark.neo4j
+def test_a_refused_version_is_hidden_from_query_and_removed_by_prune_versions(cli_graph):
+    """`query` never shows a refused version's links; `model-versions` shows it refused with the
+    reason; `prune-versions --dry-run` lists it, `prune-versions` deletes it, the current one stays."""
+    links = pd.DataFrame({"compound": ["RAPA"], "gene": ["RPTOR"], "score": [0.99], "rank": [1],
+                          "qvalue": [0.001], "significant": [True]})
+    DiscoveryWriter(cli_graph).publish(ModelVersionRecord({"x": 2}, trained_at="2025-02-01T00:00:00",
+                                                          version_id="v2"), mechanisms=links, make_current=False)
+    ModelVersions(cli_graph).refuse("v2", "edges score below signature correlation")
+
+    def mechanism(*extra: str) -> list[dict]:
+        result = runner.invoke(query_cli.app, ["query", "mechanism", "--compound", "RAPA", "--all", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert {r["model_version"] for r in mechanism()} == {"v1"} and mechanism("--version", "v2") == []
+    versions = {r["version_id"]: r for r in json.loads(
+        runner.invoke(query_cli.app, ["query", "model-versions", "--json"]).stdout)}
+    assert versions["v2"]["status"] == "refused" and versions["v2"]["refused_reason"].startswith("edges score")
+    dry = runner.invoke(query_cli.app, ["prune-versions", "--dry-run", "--format", "json"])
+    assert dry.exit_code == 0, dry.output
+    assert [r["version_id"] for r in json.loads(dry.stdout)] == ["v2"]
+    assert ModelVersions(cli_graph).list_versions()[0]["version_id"] == "v2"  # nothing deleted yet
+    table = runner.invoke(query_cli.app, ["prune-versions"])
+    assert table.exit_code == 0 and "v2" in table.stdout and "deleted" in table.stdout
+    assert [v["version_id"] for v in ModelVersions(cli_graph).list_versions()] == ["v1"]
+    assert {r["model_version"] for r in mechanism()} == {"v1"}
+    again = runner.invoke(query_cli.app, ["prune-versions", "--non-current"])
+    assert again.exit_code == 0 and "no model version to prune" in again.stderr
 
 
 # ------------------------------------------------------------------------------------------------

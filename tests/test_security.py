@@ -107,7 +107,7 @@ def test_raw_cypher_is_read_only_by_default(empty_graph, neo4j_settings, stateme
 def test_query_cli_needs_write_flag(empty_graph, neo4j_settings, monkeypatch):
     import contextlib
 
-    from pipelines import query_cli
+    from pipelines.cli import query as query_cli
 
     db = neo4j_settings.neo4j_database
     monkeypatch.setattr(query_cli, "driver_factory", lambda: contextlib.nullcontext(empty_graph))
@@ -127,7 +127,7 @@ def test_query_cli_needs_write_flag(empty_graph, neo4j_settings, monkeypatch):
 def _cli(driver, monkeypatch):
     import contextlib
 
-    from pipelines import query_cli
+    from pipelines.cli import query as query_cli
 
     monkeypatch.setattr(query_cli, "driver_factory", lambda: contextlib.nullcontext(driver))
     runner = CliRunner()

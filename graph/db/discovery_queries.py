@@ -308,12 +308,31 @@ SET m.status = $status
 RETURN m.version_id AS version_id
 """
 
+# A version a blocking check refused: never current, status 'refused' with the check's reason. Its
+# links stay until pruned, but no named query reads them (they read published versions only).
+REFUSE_MODEL_VERSION = """
+MATCH (m:ModelVersion {version_id: $version_id})
+WHERE NOT coalesce(m.current, false)
+SET m.status = 'refused', m.refused_reason = $reason, m.refused_at = $now
+RETURN m.version_id AS version_id
+"""
+
+# Versions `perturbgraph prune-versions` removes: refused ones, and with $non_current also every
+# published version that is not current. Versions in flight ('writing', 'awaiting_check') are kept.
+VERSIONS_TO_PRUNE = """
+MATCH (m:ModelVersion)
+WHERE NOT coalesce(m.current, false)
+  AND (m.status = 'refused' OR ($non_current AND m.status = 'complete'))
+RETURN m.version_id AS version_id, m.status AS status, m.refused_reason AS refused_reason
+ORDER BY coalesce(m.trained_at, m.created_at), m.version_id
+"""
+
 # Per discovery type: the source published, its validation score and the simple answer's score
 # (flat properties for `model-versions`), and the whole scoring as JSON (discovery_quality).
 SET_DISCOVERY_QUALITY = """
 MATCH (m:ModelVersion {version_id: $version_id})
 SET m.edge_method = $edge_method, m.edge_score = $edge_score, m.edge_baseline_score = $edge_baseline_score,
-    m.edge_metric = $edge_metric, m.mechanism_method = $mechanism_method,
+    m.edge_metric = $edge_metric, m.edge_gate = $edge_gate, m.mechanism_method = $mechanism_method,
     m.mechanism_score = $mechanism_score, m.mechanism_baseline_score = $mechanism_baseline_score,
     m.mechanism_metric = $mechanism_metric, m.mechanism_fdr = $mechanism_fdr,
     m.significant_mechanism_links = $significant_mechanism_links, m.discovery_quality = $quality
@@ -324,10 +343,12 @@ RETURN m.version_id AS version_id
 # The named query surface (read-only)
 # ---------------------------------------------------------------------------------------------
 
-# $version: a version id, or null for the current version.
+# $version: a version id, or null for the current version. Only published versions (status
+# 'complete': the current one and those current before it) are read; a version awaiting its check
+# or refused by it never answers a named query.
 _VERSION = """
 MATCH (mv:ModelVersion)
-WHERE ($version IS NULL AND mv.current = true) OR mv.version_id = $version
+WHERE (($version IS NULL AND mv.current = true) OR mv.version_id = $version) AND mv.status = 'complete'
 WITH mv.version_id AS v
 """
 
@@ -483,21 +504,27 @@ RETURN m.version_id AS version_id, m.current AS current, m.status AS status, m.t
        m.mechanism_method AS mechanism_method, m.mechanism_metric AS mechanism_metric,
        m.mechanism_score AS mechanism_score, m.mechanism_baseline_score AS mechanism_baseline_score,
        m.mechanism_fdr AS mechanism_fdr,
-       m.predictor AS predictor, m.predictor_margin AS predictor_margin,
-       m.predictor_best_baseline AS predictor_best_baseline, m.predictor_validation AS predictor_validation,
-       m.embeddings_from AS embeddings_from
+       m.edge_gate AS edge_gate,
+       m.predictor AS predictor, m.predictor_metric AS predictor_metric, m.predictor_score AS predictor_score,
+       m.predictor_best_baseline AS predictor_best_baseline,
+       m.predictor_baseline_score AS predictor_baseline_score, m.predictor_margin AS predictor_margin,
+       m.predictor_validation AS predictor_validation, m.embeddings_from AS embeddings_from,
+       m.refused_reason AS refused_reason
 ORDER BY coalesce(m.trained_at, m.created_at) DESC, version_id DESC
 """
 
-# The version ($version or the current one) and the one trained just before it that is still kept.
+# The version ($version or the current one) and the published version trained just before it that
+# is still kept (a refused or unchecked version is never "the previous one"). __PUBLISHED__: the
+# named query reads published versions only; the summary at publish time reads the version written.
 _VERSION_PAIR = """
 MATCH (new:ModelVersion)
-WHERE ($version IS NULL AND new.current = true) OR new.version_id = $version
+WHERE (($version IS NULL AND new.current = true) OR new.version_id = $version)__PUBLISHED__
 OPTIONAL CALL (new) {
   MATCH (o:ModelVersion)
-  WHERE coalesce(o.trained_at, o.created_at) < coalesce(new.trained_at, new.created_at)
+  WHERE o.status = 'complete'
+    AND (coalesce(o.trained_at, o.created_at) < coalesce(new.trained_at, new.created_at)
      OR (coalesce(o.trained_at, o.created_at) = coalesce(new.trained_at, new.created_at)
-         AND o.created_at < new.created_at)
+         AND o.created_at < new.created_at))
   RETURN o AS old
   ORDER BY coalesce(o.trained_at, o.created_at) DESC, o.created_at DESC
   LIMIT 1
@@ -509,7 +536,7 @@ WITH new.version_id AS v, old.version_id AS prev
 # (removed), in both (kept). Links are compared by their endpoints (and context for effects).
 # It touches every link of both versions (seconds on a large graph), so it runs once, when a version
 # is published, and its rows are stored on the version (STORE_VERSION_SUMMARY).
-COMPUTE_VERSION_SUMMARY = f"""{_VERSION_PAIR}
+COMPUTE_VERSION_SUMMARY = f"""{_VERSION_PAIR.replace("__PUBLISHED__", "")}
 CALL (v, prev) {{
   MATCH (a)-[r:SHARES_MECHANISM_WITH]->(b) WHERE r.modelVersion = v
   WITH count(r) AS n_new,
@@ -559,7 +586,7 @@ RETURN m.version_id AS version_id
 # What a version changed, as stored when it was published (vs the previous version kept then).
 MODEL_VERSION_SUMMARY = """
 MATCH (m:ModelVersion)
-WHERE ($version IS NULL AND m.current = true) OR m.version_id = $version
+WHERE (($version IS NULL AND m.current = true) OR m.version_id = $version) AND m.status = 'complete'
 UNWIND range(0, size(coalesce(m.summary_relationships, [])) - 1) AS i
 RETURN m.version_id AS model_version, m.summary_previous_version AS previous_version,
        m.summary_relationships[i] AS relationship, m.summary_added[i] AS added,
@@ -567,7 +594,7 @@ RETURN m.version_id AS model_version, m.summary_previous_version AS previous_ver
 """
 
 # The individual mechanism and interaction links added or removed (vs the previous version).
-MODEL_VERSION_CHANGES = f"""{_VERSION_PAIR}
+MODEL_VERSION_CHANGES = f"""{_VERSION_PAIR.replace("__PUBLISHED__", " AND new.status = 'complete'")}
 CALL (v, prev) {{
   MATCH (a:Compound)-[r:SHARES_MECHANISM_WITH]->(b:Gene) WHERE r.modelVersion = v
     AND NOT EXISTS {{ (a)-[o:SHARES_MECHANISM_WITH]->(b) WHERE o.modelVersion = prev }}

@@ -7,12 +7,15 @@ keyed by (endpoints, modelVersion), so writing the same model version twice chan
 order a Dagster asset follows (what `publish` does):
 
     w = DiscoveryWriter(driver, database)
-    w.ensure_schema(dims={kind: dim})                 # constraint, rel indexes, vector indexes
+    w.ensure_schema()                                 # constraint, rel indexes
     w.versions.register(record)                       # new version: current=false, status 'writing'
-    w.write_embeddings / write_mechanism_links / write_gene_interactions / write_predicted_effects
+    w.write_mechanism_links / write_gene_interactions / write_predicted_effects
     w.versions.record_quality(version_id, quality)    # per discovery type: source, score, baseline
     --- with make_current=False the version stops here, status 'awaiting_check'; the Dagster check
-        on `discoveries` decides, then `promote` (asset `current_model_version`) does: ---
+        on `discoveries` decides: refused -> `versions.refuse` (status 'refused', reason; no named
+        query reads it, `versions.prune_versions` deletes it); passed -> `promote` (asset
+        `current_model_version`) does: ---
+    w.ensure_schema(dims) + w.write_embeddings(...)   # vector indexes; node properties
     w.versions.set_current(version_id)                # exactly one current version, atomically
     w.clear_stale_embeddings(version_id)              # embeddings of names the new model lacks
     w.versions.prune(retention)                       # beyond settings.model_retention
@@ -231,16 +234,19 @@ class DiscoveryWriter(BatchWriter):
 
         embeddings: kind ('compound', 'perturbation', 'gene_perturbation', 'readout', 'context') ->
         DataFrame (index = node name, columns = dimensions). `quality`: the per-discovery-type record
-        (`ModelVersions.record_quality`). With make_current=False the version is written and left
-        non-current with status 'awaiting_check' (the Dagster asset check decides; `promote` then makes
-        it current). Re-running with the same record is idempotent (same version id: nothing duplicated)."""
+        (`ModelVersions.record_quality`). With make_current=False the version's links are written and
+        left non-current with status 'awaiting_check' (the Dagster asset check decides; `promote` then
+        makes it current and writes its embeddings: they live on the nodes, where a version that is then
+        refused would overwrite the current one's). Re-running with the same record is idempotent (same
+        version id: nothing duplicated)."""
         began = time.perf_counter()
         embeddings = dict(embeddings or {})
-        self.ensure_schema(dims={k: int(e.shape[1]) for k, e in embeddings.items()})
+        if embeddings and not make_current:
+            raise ValueError("embeddings of a version awaiting its check are written when it is promoted: "
+                             "pass them to promote")
+        self.ensure_schema()
         version = record.version_id
         report = PublishReport(version, self.versions.register(record))
-        for kind, emb in embeddings.items():
-            report.stats[f"embeddings:{kind}"] = self.write_embeddings(version, kind, emb)
         if mechanisms is not None:
             report.stats["SHARES_MECHANISM_WITH"] = self.write_mechanism_links(version, mechanisms)
         if interactions is not None:
@@ -252,19 +258,30 @@ class DiscoveryWriter(BatchWriter):
             report.stats["PREDICTED_EFFECT"] = self.write_predicted_effects(version, effects)
         self.versions.record_summary(version)
         if make_current:
-            self.promote(version, kinds=embeddings.keys(), retention=retention, report=report)
+            self.promote(version, embeddings=embeddings, retention=retention, report=report)
         else:
             self.versions.set_status(version, AWAITING_CHECK)
         report.seconds = time.perf_counter() - began
         return report
 
-    def promote(self, version_id: str, *, kinds: Iterable[str] | None = None, retention: int | None = None,
+    def promote(self, version_id: str, *, embeddings: Mapping[str, pd.DataFrame] | None = None,
+                kinds: Iterable[str] | None = None, retention: int | None = None,
                 report: PublishReport | None = None) -> PublishReport:
-        """Make a written version current (status 'complete'), clear embeddings of names it lacks
-        (`kinds`: the embedding kinds it wrote; default all), wait for the vector indexes, prune."""
+        """Write the version's `embeddings` (kind -> DataFrame, as in `publish`) onto their nodes, make it
+        current (status 'complete'), clear embeddings of names it lacks (`kinds`: default the kinds in
+        `embeddings`, else all), wait for the vector indexes, prune. The embeddings are written just
+        before the switch, so for that moment they are the new version's while the old one is still
+        current (vector queries name the version of what they return)."""
         began = time.perf_counter()
         report = report or PublishReport(version_id, created=False)
-        kinds = list(kinds) if kinds is not None else list(DQ.EMBEDDING_TARGETS)
+        embeddings = dict(embeddings or {})
+        if kinds is None:
+            kinds = embeddings.keys() if embeddings else DQ.EMBEDDING_TARGETS
+        kinds = list(kinds)
+        if embeddings:
+            self.ensure_schema(dims={k: int(e.shape[1]) for k, e in embeddings.items()})
+            for kind, emb in embeddings.items():
+                report.stats[f"embeddings:{kind}"] = self.write_embeddings(version_id, kind, emb)
         self.versions.set_current(version_id)
         self.versions.backfill_summaries()
         report.stale_embeddings_cleared = self.clear_stale_embeddings(version_id, kinds=kinds)

@@ -25,6 +25,7 @@ from graph.settings import REPO_ROOT
 
 DELETE_BATCH_SIZE = 10_000
 AWAITING_CHECK = "awaiting_check"  # written, not current: the blocking check decides
+REFUSED = "refused"  # refused by a blocking check: no named query reads it, `prune_versions` deletes it
 
 
 class ModelVersionConflict(RuntimeError):
@@ -106,7 +107,11 @@ class ModelVersionRecord:
         if not p:
             return {}
         margin = p.get("margin")
-        return {"predictor": p.get("chosen"), "predictor_metric": p.get("metric"),
+        validation, metric = p.get("validation") or {}, p.get("metric")
+        score = (validation.get(p.get("chosen")) or {}).get(metric)
+        baseline_score = (validation.get(p.get("best_baseline")) or {}).get(metric)
+        return {"predictor": p.get("chosen"), "predictor_metric": metric,
+                "predictor_score": finite_or_none(score), "predictor_baseline_score": finite_or_none(baseline_score),
                 "predictor_margin": None if margin is None else float(margin),
                 "predictor_best_baseline": p.get("best_baseline"),
                 "predictor_validation": to_json(p.get("validation", {})),
@@ -175,7 +180,7 @@ class ModelVersions:
     def record_quality(self, version_id: str, quality: Mapping[str, Any]) -> None:
         """Store, per discovery type, the source published, its validation score and the simple answer's.
 
-        quality: {"edges": {"method", "metric", "score", "baseline_score", ...},
+        quality: {"edges": {"method", "metric", "score", "baseline_score", "gate", ...},
                   "mechanisms": {"method", "metric", "score", "baseline_score", "fdr", "significant", ...}}
         (`models.discovery.quality_record`); the flat fields feed `model-versions`, the whole record is
         kept as JSON in `discovery_quality`."""
@@ -184,7 +189,8 @@ class ModelVersions:
         records = self._write(
             DQ.SET_DISCOVERY_QUALITY, version_id=version_id, quality=to_json(quality),
             edge_method=edges.get("method"), edge_metric=edges.get("metric"), edge_score=f(edges.get("score")),
-            edge_baseline_score=f(edges.get("baseline_score")), mechanism_method=mech.get("method"),
+            edge_baseline_score=f(edges.get("baseline_score")), edge_gate=edges.get("gate"),
+            mechanism_method=mech.get("method"),
             mechanism_metric=mech.get("metric"), mechanism_score=f(mech.get("score")),
             mechanism_baseline_score=f(mech.get("baseline_score")), mechanism_fdr=f(mech.get("fdr")),
             significant_mechanism_links=None if mech.get("significant") is None else int(mech["significant"]))
@@ -231,6 +237,13 @@ class ModelVersions:
         if not self._write(DQ.SET_MODEL_VERSION_STATUS, version_id=version_id, status=status):
             raise KeyError(f"no model version {version_id!r}")
 
+    def refuse(self, version_id: str, reason: str) -> None:
+        """Mark a non-current version refused by a blocking check (status 'refused', `refused_reason`).
+        Named queries never read it; `prune_versions` removes its links. A current version cannot be
+        refused: publish another first."""
+        if not self._write(DQ.REFUSE_MODEL_VERSION, version_id=version_id, reason=str(reason), now=now("microseconds")):
+            raise KeyError(f"no non-current model version {version_id!r} to refuse")
+
     def current(self) -> str | None:
         records = self._read(DQ.CURRENT_VERSION)
         if len(records) > 1:  # never written by this module; reported rather than hidden
@@ -275,3 +288,13 @@ class ModelVersions:
         for version_id in pruned:
             self.delete(version_id)
         return pruned
+
+    def prune_versions(self, *, non_current: bool = False, dry_run: bool = False) -> list[dict[str, Any]]:
+        """Delete refused versions (and, with `non_current`, every published version but the current
+        one) with their links. Versions in flight ('writing', 'awaiting_check') are kept. Returns one row
+        per version: version_id, status, refused_reason, and the deleted counts (none with dry_run)."""
+        rows = [r.data() for r in self._read(DQ.VERSIONS_TO_PRUNE, non_current=non_current)]
+        if not dry_run:
+            for row in rows:
+                row.update(self.delete(row["version_id"]))
+        return rows

@@ -143,3 +143,12 @@ def table_layout(columns, readout_key: str | None = None) -> str | None:
     if "perturbation" in cols and key not in cols and "value" not in cols and cols - set(WIDE_ID_COLUMNS):
         return "wide_table"
     return None
+
+
+def recount_signatures(signatures, long: pd.DataFrame | dict) -> list:
+    """SignatureRecords with n_readouts = the values actually kept for each (after validation or a readout
+    subset); `long` is the kept table or {signature_id: n}. Signatures left with no value are dropped."""
+    from dataclasses import replace
+
+    counts = long if isinstance(long, dict) else long["signature_id"].astype(str).value_counts().to_dict()
+    return [replace(s, n_readouts=int(counts[s.signature_id])) for s in signatures if counts.get(s.signature_id)]

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from graph.io.common import InputFileError, clean_text
+from graph.io.common import InputFileError, clean_text, recount_signatures
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
 from graph.io.identifiers import canonical_gene_symbol, gene_key, is_control_name, split_combination
+from graph.io.options import TYPE_OPTION_HINT
 from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type
 from graph.io.validation import validate_measurements
 from graph.records import (
@@ -49,6 +50,12 @@ class ObsColumns:
     context: str | None
     control: str | None
     perturbation_type: str | None
+
+
+def _missing_type(path: Path, obs: pd.DataFrame) -> InputFileError:
+    """The perturbation-type rule of graph/io/options.py, for obs (looked-for columns listed)."""
+    return InputFileError(path, f"has no perturbation type column in obs (looked for {list(TYPE_COLUMNS)}; "
+                                f"obs columns: {list(obs.columns)}); {TYPE_OPTION_HINT}")
 
 
 def detect_obs_columns(obs: pd.DataFrame, path: str | Path = "", *, perturbation: str | None = None,
@@ -100,21 +107,35 @@ def _open(path: Path, backed: bool | None) -> ad.AnnData:
 
 
 def _readouts(adata: ad.AnnData, resolver) -> tuple[list[str], np.ndarray, int]:
-    """Readout symbol per gene, a mask of the genes kept (first of each repeated symbol), repeats count."""
+    """Readout symbol per gene, a mask of the genes with a name, and how many genes repeat an earlier
+    gene's symbol. Repeats are kept: the validation step resolves them by the duplicate policy."""
     col = next((c for c in SYMBOL_COLUMNS if c in adata.var.columns), None)
     names = [canonical_gene_symbol(x, resolver) for x in (adata.var[col] if col else adata.var_names)]
-    keep = ~pd.Series(names).duplicated(keep="first").to_numpy() & (np.array(names, dtype=object) != "")
-    return names, keep, int((~keep).sum())
+    named = np.array(names, dtype=object) != ""
+    repeated = pd.Series(names).duplicated(keep="first").to_numpy() & named
+    return names, named, int(repeated.sum())
 
 
-def _validated(frames: list[pd.DataFrame], path: Path, report: ReadReport) -> pd.DataFrame:
+def _readout_dtype(names: list[str], keep: np.ndarray) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(list(dict.fromkeys(n for n, k in zip(names, keep, strict=True) if k)))
+
+
+def _repeat_note(repeated: int, unnamed: int, duplicates: str) -> str:
+    return (f"{repeated} genes repeat an earlier gene's readout symbol: their values are duplicates of one "
+            f"(signature, readout), resolved by the validation step (policy {duplicates!r}; see the 'values' note)"
+            + (f"; {unnamed} genes without a symbol not used" if unnamed else ""))
+
+
+def _validated(frames: list[pd.DataFrame], path: Path, report: ReadReport, duplicates: str) -> pd.DataFrame:
     """The signatures' values through the shared validation step (graph/io/validation.py), keyed by
-    (signature, readout). The report counts signatures, so rejected values are reported in its notes."""
+    (signature, readout) with the duplicate policy. The report counts signatures, so rejected values
+    and resolved repeats are reported in its notes."""
     long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
     if len(long):
-        v = validate_measurements(long, str(path), keys=("signature_id", "readout"), ranked=False)
-        if v.quarantined or v.duplicates_resolved:
-            report.notes.append(f"values: {v.summary()}")
+        v = validate_measurements(long, str(path), keys=("signature_id", "readout"), ranked=False,
+                                  duplicates=duplicates)
+        if v.quarantined or v.duplicates_resolved or v.conflicting_keys or v.exact_duplicate_keys:
+            report.notes.append(f"values: {v.summary()}; {v.notes[0] if v.notes else ''}".rstrip("; "))
         long = v.accepted.reset_index(drop=True)
         long["value"] = long["value"].astype(np.float32)
     for col in MEASUREMENT_COLUMNS[:-1]:
@@ -165,6 +186,7 @@ def pseudobulk_h5ad(
     resolver=None,
     backed: bool | None = None,
     chunk_cells: int = 20_000,
+    duplicates: str = "quarantine",
 ) -> H5adResult:
     """Single-cell counts -> one signature per (context, perturbation) against same-context controls.
 
@@ -175,6 +197,7 @@ def pseudobulk_h5ad(
     groups are guides (perturbation_col guide_id/sgRNA/guide) the target genes come from `target_col`
     (auto: target_gene/gene/target), so each guide is its own signature of the gene's Perturbation.
     The report counts groups (non-control (context, perturbation) pairs): accepted or quarantined.
+    Genes that repeat a readout symbol give duplicate values, resolved by `duplicates` (validation.py).
     """
     path = Path(path)
     adata = _open(path, backed)
@@ -217,8 +240,7 @@ def pseudobulk_h5ad(
             report.notes.append(f"{int(unlabelled.sum())} cells without a perturbation label not used")
             use &= ~unlabelled
         if cols.perturbation_type is None and perturbation_type is None:
-            raise InputFileError(path, f"cannot tell the perturbation type: pass perturbation_type= or a column "
-                                 f"(looked for {list(TYPE_COLUMNS)}); obs columns: {list(obs.columns)}")
+            raise _missing_type(path, obs)
 
         # Group index per cell: controls get one group per context, others one per (context, label).
         keys = np.where(is_ctrl, "\x00ctrl", labels).astype(object)
@@ -227,8 +249,8 @@ def pseudobulk_h5ad(
         codes, uniq = pd.factorize(group_key)
         n_groups = len(uniq)
         names, keep_genes, repeated = _readouts(adata, resolver)
-        if repeated:
-            report.notes.append(f"{repeated} genes dropped: readout symbol repeats an earlier gene (first kept) or empty")
+        if repeated or not keep_genes.all():
+            report.notes.append(_repeat_note(repeated, int((~keep_genes).sum()), duplicates))
         n_genes = adata.n_vars
         sums = np.zeros((n_groups, n_genes), dtype=np.float64)
         sumsq = np.zeros((n_groups, n_genes), dtype=np.float64) if zscore else None
@@ -276,7 +298,7 @@ def pseudobulk_h5ad(
         context_records: dict[str, ContextRecord] = {}
         signatures: list[SignatureRecord] = []
         frames, group_rows = [], []
-        readout_cat = pd.CategoricalDtype([n for n, k in zip(names, keep_genes, strict=True) if k])
+        readout_cat = _readout_dtype(names, keep_genes)
         dropped_zero_sd = 0
         for i, key in enumerate(uniq):
             ctx, label = key.split("\x01")
@@ -332,7 +354,8 @@ def pseudobulk_h5ad(
             report.notes.append(f"{dropped_zero_sd} values dropped: zero control variance (z-score undefined)")
         report.notes.append("value = log1p CP10k mean difference vs same-context controls" + (", / control sd" if zscore else ""))
         report.check()
-        long = _validated(frames, path, report)
+        long = _validated(frames, path, report, duplicates)
+        signatures = recount_signatures(signatures, long)
         groups = pd.DataFrame(group_rows, columns=["context", "perturbation", "n_cells", "status"])
         return H5adResult(long[list(MEASUREMENT_COLUMNS)], signatures, perturbations, context_records, report,
                           quarantine, groups)
@@ -352,6 +375,7 @@ def read_bulk_h5ad(
     default_context: str | None = None,
     resolver=None,
     backed: bool | None = None,
+    duplicates: str = "quarantine",
 ) -> H5adResult:
     """Bulk h5ad: one obs row = one signature, X values used as they are (e.g. z-scores or log fold changes).
 
@@ -365,12 +389,11 @@ def read_bulk_h5ad(
         cols = detect_obs_columns(obs, path, perturbation=perturbation_col, context=context_col,
                                   perturbation_type=perturbation_type_col)
         if cols.perturbation_type is None and perturbation_type is None:
-            raise InputFileError(path, f"cannot tell the perturbation type: pass perturbation_type= or a column "
-                                 f"(looked for {list(TYPE_COLUMNS)}); obs columns: {list(obs.columns)}")
+            raise _missing_type(path, obs)
         report = ReadReport(source=str(path), read=adata.n_obs)
         quarantine: list[QuarantineRecord] = []
         names, keep_genes, repeated = _readouts(adata, resolver)
-        readout_cat = pd.CategoricalDtype([n for n, k in zip(names, keep_genes, strict=True) if k])
+        readout_cat = _readout_dtype(names, keep_genes)
         dup = pd.Series(adata.obs_names).duplicated(keep="first").to_numpy()
         perturbations: dict[str, PerturbationRecord] = {}
         contexts: dict[str, ContextRecord] = {}
@@ -415,10 +438,11 @@ def read_bulk_h5ad(
         report.duplicates_resolved = int(dup.sum())
         if any(dropped.values()):
             report.notes.append(f"dropped values: {dict((k, v) for k, v in dropped.items() if v)}")
-        if repeated:
-            report.notes.append(f"{repeated} genes dropped: readout symbol repeats an earlier gene (first kept) or empty")
+        if repeated or not keep_genes.all():
+            report.notes.append(_repeat_note(repeated, int((~keep_genes).sum()), duplicates))
         report.check()
-        long = _validated(frames, path, report)
+        long = _validated(frames, path, report, duplicates)
+        signatures = recount_signatures(signatures, long)
         return H5adResult(long[list(MEASUREMENT_COLUMNS)], signatures, perturbations, contexts, report, quarantine)
     finally:
         if adata.isbacked:

@@ -30,6 +30,7 @@ from graph.io.identifiers import (
     parse_time,
     split_combination,
 )
+from graph.io.options import missing_type_error
 from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type
 from graph.io.validation import duplicate_note, validate_measurements
 from graph.records import (
@@ -138,11 +139,16 @@ class LongTableReader:
         missing = set(BASE_COLUMNS) - set(self.columns)
         self.ranked = set(RANK_COLUMNS) <= set(self.columns) if ranked is None else ranked
         missing |= (set(RANK_COLUMNS) if self.ranked else {"value"}) - set(self.columns)
+        if missing == {"perturbation_type"}:  # the one rule (graph/io/options.py): no guessed type
+            raise missing_type_error(self.path)
         if missing:
             raise InputFileError(self.path, f"missing columns {sorted(missing)}; available: {self.columns}")
         self.report = ReadReport(source=str(self.path))
         if self._fill_type:
-            self.report.notes.append(f"no perturbation_type column: every row taken as {perturbation_type!r}")
+            self.report.notes.append(f"no perturbation_type column: every row taken as {perturbation_type!r} "
+                                     "(the perturbation_type option)")
+        elif perturbation_type:
+            self.report.notes.append(f"perturbation_type {perturbation_type!r} not used: the file has the column")
         if self._fill_context:
             self.report.notes.append(f"no context column: every row taken as context {self.default_context!r}"
                                      + ("" if context else " (context-free signatures; see docs/inputs.md)"))

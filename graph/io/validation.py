@@ -4,7 +4,7 @@ The ingest readers (graph/io/tables.py, graph/io/h5ad.py) and the CLI loaders (m
 call `validate_measurements`. It checks, in this order, and gives each rejected row one reason:
 
 1. reasons the caller already found (unknown perturbation type, unparseable dose, ...);
-2. empty key fields and unknown ids (a key value outside `known[column]`);
+2. empty key fields;
 3. the value: for ranked tables rank and n_ranked must be whole numbers with 1 <= rank <= n_ranked
    and n_ranked >= 2 (then value = the score of graph/io/identifiers.py); otherwise the value must
    be a finite number;
@@ -13,12 +13,17 @@ call `validate_measurements`. It checks, in this order, and gives each rejected 
    the file disagrees with itself), "mean" or "first" (counted as resolved). Always reported.
 
 read = accepted + quarantined, where a collapsed copy counts as accepted (and in duplicates_resolved).
+
+Ids are not checked against a vocabulary here: a measurement file's contexts and perturbations are new
+facts (they become nodes), and a readout the gene table does not know keeps its source name (counted in
+the reader's notes), since real files measure readouts beyond any gene table. A reader that does reject
+an id passes its reason in `prior_reason`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,7 +101,6 @@ def validate_measurements(
     ranked: bool | None = None,
     score: str = "signed",
     duplicates: str = "quarantine",
-    known: Mapping[str, set] | None = None,
     prior_reason: np.ndarray | None = None,
     raw: pd.DataFrame | None = None,
     max_records: int = MAX_QUARANTINE_RECORDS,
@@ -104,7 +108,7 @@ def validate_measurements(
     """Validate one long table (or one streamed chunk). See the module docstring for the rules.
 
     ranked: None detects rank/n_ranked columns; score "signed" or "up" (identifiers.py) for ranked
-    tables. known: {column: allowed values} (unknown ids are quarantined). prior_reason: reasons the
+    tables. prior_reason: reasons the
     caller found already ('' = none). raw: the frame quarantine records show (defaults to df; the
     readers pass the source rows when df holds codes). `accepted` keeps df's columns, `value` float64.
     """
@@ -123,10 +127,6 @@ def validate_measurements(
     for k in keys:
         key_codes[k], blank = _codes(df[k])
         mark(blank, f"empty {k}")
-    for col, allowed in (known or {}).items():
-        values = df[col].astype(str).to_numpy(dtype=object)
-        unknown = ~np.isin(values, np.array(sorted(map(str, allowed)), dtype=object))
-        mark(unknown, np.array([f"unknown {col} {v!r}" for v in values], dtype=object))
     ranked = ({"rank", "n_ranked"} <= set(df.columns)) if ranked is None else ranked
     if ranked:
         r, nr = _numbers(df["rank"]), _numbers(df["n_ranked"])

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
@@ -79,8 +78,7 @@ class StoreEntry:
 # plain strings), rows in canonical order, fixed-size row groups, each written from one contiguous
 # array. So a table written whole and the same rows appended in any chunks give the same file.
 STORE_SCHEMA = pa.schema([(c, pa.float32() if c == "value" else pa.string()) for c in MEASUREMENT_COLUMNS])
-_SORT_ROWS = 1_000_000  # rows sorted in memory at once when chunks arrive out of order
-_SPILL_BATCH = 1_000_000  # <= parquet's default max row group (1,048,576): one piece = one row group
+_SORT_ROWS = 2_000_000  # out-of-order rows held as codes at once (a spilled run, a sorted bucket): ~30 B a row
 
 
 def canonical_measurements(table: pd.DataFrame, dataset_id: str) -> pd.DataFrame:
@@ -168,6 +166,33 @@ def _canonical_chunk(table: pd.DataFrame, dataset_id: str) -> _Chunk:
                   dict(zip(sig_cats[present].tolist(), counts.tolist(), strict=True)))
 
 
+class _Vocab:
+    """Global integer codes of one text column while chunks are spilled: value -> code, first seen first."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def codes(self, cats: np.ndarray) -> np.ndarray:
+        """Global code of each of a chunk's categories (new values get the next codes)."""
+        index = self.index
+        return np.fromiter((index.setdefault(v, len(index)) for v in cats.tolist()), np.int32, len(cats))
+
+    def lexical(self) -> tuple[np.ndarray, pa.Array]:
+        """(rank of each global code in code point order, the values in that order)."""
+        values = np.array(list(self.index), dtype=object)
+        order = np.argsort(values, kind="stable")
+        rank = np.empty(len(values), np.int32)
+        rank[order] = np.arange(len(values), dtype=np.int32)
+        return rank, pa.array(values[order], pa.string())
+
+
+# Spilled rows are integer codes (one per text column, against the writer's _Vocab) plus the value, in
+# Arrow IPC files: an IPC file's footer costs 24 bytes per batch and a batch is read alone (parquet's
+# reader pre-buffers every row group it is asked for, so its memory grew with the spilled file).
+_SPILL_SCHEMA = pa.schema([(c, pa.float32() if c == "value" else pa.int32()) for c in MEASUREMENT_COLUMNS])
+_SPILL_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+
+
 class MeasurementWriter:
     """Append one dataset's measurements chunk by chunk; the store file appears only at `close()`.
 
@@ -178,11 +203,12 @@ class MeasurementWriter:
 
     Rows end up sorted by (signature_id, readout) in fixed-size row groups, so the file and its sha256
     are the same as `write_measurements` of the whole table, whatever the chunking. Chunks that arrive
-    in key order (a GCTX whose column ids are sorted) go straight to the temp file; once one arrives out
-    of order, chunks are spilled to a temp folder and sorted at close in bounded slices (signature
-    ranges of at most `sort_rows` rows), so memory does not grow with the number of signatures.
-    Everything is written under temp names and moved into place at close (data first, then the
-    manifest); an exception inside the `with` block, or a crash, leaves the previous store untouched
+    in key order (a GCTX whose column ids are sorted) go straight to the temp file. Once one arrives out
+    of order, rows are spilled as integer codes (runs of `sort_rows` rows) and sorted at close by an
+    external sort whose memory is bounded by `sort_rows`, not by the file: the runs are split into
+    signature-range buckets of at most `sort_rows` rows, then each bucket is sorted in memory and
+    emitted. Everything is written under temp names and moved into place at close (data first, then
+    the manifest); an exception inside the `with` block, or a crash, leaves the previous store untouched
     (temp files of dead writers are removed by the next writer of that dataset).
     """
 
@@ -192,17 +218,20 @@ class MeasurementWriter:
         self._settings = settings
         self.folder = settings.store_dir / dataset_id
         self.path = self.folder / MEASUREMENTS_FILE
-        self._row_group, self._sort_rows = row_group, sort_rows
+        self._row_group, self._sort_rows = row_group, max(1, sort_rows)
         self._tmp = tmp_name(self.path)
         self._out: pq.ParquetWriter | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._last: tuple[str, str] | None = None
         self._spill_dir: Path | None = None
-        self._spill: pq.ParquetWriter | None = None
-        self._spill_files: list[Path] = []
+        self._spill: pa.ipc.RecordBatchFileWriter | None = None
+        self._vocab: dict[str, _Vocab] = {}
+        self._run: list[pa.RecordBatch] = []  # spilled rows not yet written (fewer than sort_rows)
+        self._run_rows = 0
         self._sig_rows: dict[str, int] = {}
         self.n_rows = 0
+        self.buckets = 0  # signature-range buckets sorted at close (0: every chunk came in order)
         self.entry: StoreEntry | None = None
         self._finished = False
         try:
@@ -233,15 +262,13 @@ class MeasurementWriter:
         in_order = self._spill_dir is None and (self._last is None or prepared.first > self._last)
         if not in_order and self._spill_dir is None and prepared.first == self._last:
             raise ValueError(f"1 duplicate (signature_id, readout) rows in {self.dataset_id!r}: {prepared.first}")
-        if in_order:
-            self._last = prepared.last
+        if not in_order:
+            self._spill_chunk(prepared)
+            return
+        self._last = prepared.last
         # Strings are built one slice at a time: memory follows the row group, not the chunk.
         for lo in range(0, len(prepared), self._row_group):
-            arrow = prepared.arrow(lo, lo + self._row_group)
-            if in_order:
-                self._emit(arrow)
-            else:
-                self._spill_write(arrow)
+            self._emit(prepared.arrow(lo, lo + self._row_group))
 
     def _emit(self, arrow: pa.Table) -> None:
         """Rows in final order -> full row groups of the temp file (the rest stays buffered)."""
@@ -265,97 +292,124 @@ class MeasurementWriter:
         except OSError as exc:
             raise write_error(self.path, exc) from exc
 
-    def _spill_write(self, arrow: pa.Table) -> None:
+    def _spill_chunk(self, prepared: _Chunk) -> None:
+        """Out-of-order rows -> global codes, held until a run of sort_rows rows is written."""
+        if self._spill_dir is None:
+            self._start_spill()
+        arrays = [pa.array(prepared.value, pa.float32()) if c == "value" else
+                  pa.array(self._vocab[c].codes(prepared.coded[c][1])[prepared.coded[c][0]], pa.int32())
+                  for c in MEASUREMENT_COLUMNS]
+        self._run.append(pa.RecordBatch.from_arrays(arrays, schema=_SPILL_SCHEMA))
+        self._run_rows += len(prepared)
+        if self._run_rows >= self._sort_rows:
+            self._flush_run()
+
+    def _start_spill(self) -> None:
+        """Out of order from here on: what was written in order so far is spilled as codes too."""
         try:
-            if self._spill_dir is None:
-                # Out of order from here on: what was written so far becomes the first spilled run.
-                self._spill_dir = self.folder / f".spill.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                self._spill_dir.mkdir()
-                if self._buffer:
-                    self._write_group(pa.concat_tables(self._buffer))
-                    self._buffer, self._buffered = [], 0
-                if self._out is not None:
-                    self._out.close()
-                    self._out = None
-                    run0 = self._spill_dir / "run-0.parquet"
-                    os.replace(self._tmp, run0)
-                    self._spill_files.append(run0)
-            if self._spill is None:
-                path = self._spill_dir / "run-1.parquet"
-                self._spill = pq.ParquetWriter(path, STORE_SCHEMA, compression="lz4")
-                self._spill_files.append(path)
-            self._spill.write_table(arrow)
+            self._spill_dir = self.folder / f".spill.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self._spill_dir.mkdir()
         except OSError as exc:
             raise write_error(self.path, exc) from exc
+        self._vocab = {c: _Vocab() for c in _TEXT_COLUMNS}
+        written, self._out = self._out, None
+        buffered, self._buffer, self._buffered = self._buffer, [], 0
+        if written is not None:
+            written.close()
+            # One row group at a time, without pre-buffering: memory follows the row group.
+            prefix = pq.ParquetFile(self._tmp, read_dictionary=list(_TEXT_COLUMNS), pre_buffer=False)
+            for i in range(prefix.num_row_groups):
+                self._spill_chunk(_canonical_chunk(prefix.read_row_group(i).to_pandas(), self.dataset_id))
+            prefix.close()
+            self._tmp.unlink()
+        for arrow in buffered:
+            self._spill_chunk(_canonical_chunk(arrow.to_pandas(), self.dataset_id))
+
+    def _flush_run(self) -> None:
+        if not self._run:
+            return
+        try:
+            if self._spill is None:
+                assert self._spill_dir is not None
+                self._spill = pa.ipc.new_file(self._spill_dir / "runs.arrow", _SPILL_SCHEMA, options=_SPILL_OPTIONS)
+            self._spill.write_table(pa.Table.from_batches(self._run).combine_chunks())
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
+        self._run, self._run_rows = [], 0
 
     # -- finishing
     def _sort_spilled(self) -> None:
-        """External sort of the spilled runs: split rows into signature-range buckets of at most
-        sort_rows rows (row groups of one temp file), then sort each bucket in memory and emit it in order."""
+        """External sort of the spilled runs: split their rows into signature-range buckets of at most
+        sort_rows rows (the pieces are batches of one IPC file, remembered per bucket), then sort each
+        bucket in memory on integer ranks and emit it in order. Memory: one run or one bucket of codes."""
         assert self._spill_dir is not None
-        if self._spill is not None:
-            self._spill.close()
-            self._spill = None
-        sig_ids = sorted(self._sig_rows)
-        bucket = np.empty(len(sig_ids), np.int64)
+        self._flush_run()
+        if self._spill is None:
+            return
+        self._spill.close()
+        self._spill = None
+        runs_path = self._spill_dir / "runs.arrow"
+        lexical = {c: v.lexical() for c, v in self._vocab.items()}
+        sig_rank = lexical["signature_id"][0]
+        # Bucket of each signature rank: consecutive signatures while the rows fit in sort_rows.
+        rows = np.fromiter((self._sig_rows[s] for s in lexical["signature_id"][1].to_pylist()), np.int64,
+                           len(sig_rank))
+        bucket = np.empty(len(rows), np.int32)
         b = acc = 0
-        for i, sid in enumerate(sig_ids):
-            n = self._sig_rows[sid]
+        for i, n in enumerate(rows.tolist()):
             if acc and acc + n > self._sort_rows:
                 b, acc = b + 1, 0
             bucket[i] = b
             acc += n
-        n_buckets = b + 1
-        if n_buckets == 1:
-            frame = pa.concat_tables([pq.read_table(f, read_dictionary=list(_TEXT_COLUMNS))
-                                      for f in self._spill_files]).to_pandas()
-            for f in self._spill_files:
-                f.unlink()
-            self._emit_sorted(frame)
-        else:
-            # One bucket file: each piece (rows of one bucket from one spilled batch) is one row group, and
-            # the row groups of each bucket are remembered. One open writer whatever the bucket count.
-            value_set = pa.array(sig_ids, pa.string())
-            bucket_file = self._spill_dir / "buckets.parquet"
-            groups: list[list[int]] = [[] for _ in range(n_buckets)]
-            writer: pq.ParquetWriter | None = None
-            n_groups = 0
-            try:
-                for f in self._spill_files:
-                    # Text stays dictionary-encoded: a bucket is found per distinct signature, not per row.
-                    spilled = pq.ParquetFile(f, read_dictionary=list(_TEXT_COLUMNS))
-                    for batch in spilled.iter_batches(batch_size=_SPILL_BATCH):
-                        sig = batch.column("signature_id")
-                        rank = pc.index_in(sig.dictionary, value_set=value_set).to_numpy(zero_copy_only=False)
-                        bk = bucket[rank.astype(np.int64)[sig.indices.to_numpy(zero_copy_only=False)]]
+        n_buckets = self.buckets = b + 1
+        try:
+            if n_buckets == 1:  # the runs are the one bucket's pieces
+                with pa.OSFile(str(runs_path)) as src:
+                    pieces_path, pieces = runs_path, [list(range(pa.ipc.open_file(src).num_record_batches))]
+            else:
+                pieces_path, pieces = self._spill_dir / "buckets.arrow", [[] for _ in range(n_buckets)]
+                bucket_of_code = bucket[sig_rank]
+                with pa.OSFile(str(runs_path)) as src, \
+                        pa.ipc.new_file(pieces_path, _SPILL_SCHEMA, options=_SPILL_OPTIONS) as out:
+                    runs = pa.ipc.open_file(src)
+                    n_pieces = 0
+                    for r in range(runs.num_record_batches):
+                        run = runs.get_batch(r)
+                        bk = bucket_of_code[run.column("signature_id").to_numpy()]
                         order = np.argsort(bk, kind="stable")
                         present, starts = np.unique(bk[order], return_index=True)
                         ends = np.append(starts[1:], len(order))
                         for k, lo, hi in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True):
-                            if writer is None:
-                                writer = pq.ParquetWriter(bucket_file, batch.schema, compression="lz4")
-                            writer.write_table(pa.Table.from_batches([batch.take(pa.array(order[lo:hi]))]),
-                                               row_group_size=hi - lo)
-                            groups[k].append(n_groups)
-                            n_groups += 1
-                    f.unlink()
-            finally:
-                if writer is not None:
-                    writer.close()
-            buckets = pq.ParquetFile(bucket_file, read_dictionary=list(_TEXT_COLUMNS))
-            if buckets.metadata.num_row_groups != n_groups:  # a piece split in two would shift every index
-                raise RuntimeError(f"{bucket_file}: {buckets.metadata.num_row_groups} row groups, {n_groups} written")
-            for k in range(n_buckets):
-                if groups[k]:
-                    self._emit_sorted(buckets.read_row_groups(groups[k]).to_pandas())
-            bucket_file.unlink()
+                            out.write_batch(run.take(pa.array(order[lo:hi])))
+                            pieces[k].append(n_pieces)
+                            n_pieces += 1
+                        del run
+                runs_path.unlink()
+            with pa.OSFile(str(pieces_path)) as src:
+                reader = pa.ipc.open_file(src)
+                for k in range(n_buckets):
+                    if pieces[k]:
+                        self._emit_bucket(pa.Table.from_batches([reader.get_batch(i) for i in pieces[k]],
+                                                                schema=_SPILL_SCHEMA), lexical)
+            pieces_path.unlink()
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
 
-    def _emit_sorted(self, frame: pd.DataFrame) -> None:
-        """A bucket (categoricals) sorted on integer codes; strings are built per emitted row group."""
-        prepared = _canonical_chunk(frame, self.dataset_id)
-        del frame
-        for lo in range(0, len(prepared), self._row_group):
-            self._emit(prepared.arrow(lo, lo + self._row_group))
+    def _emit_bucket(self, bucket: pa.Table, lexical: dict[str, tuple[np.ndarray, pa.Array]]) -> None:
+        """One bucket of codes sorted by (signature_id, readout) ranks; strings are built per row group."""
+        ranks = {c: lexical[c][0][bucket.column(c).to_numpy()] for c in _TEXT_COLUMNS}
+        value = bucket.column("value").to_numpy()
+        del bucket
+        order = np.lexsort((ranks["readout"], ranks["signature_id"]))
+        sig, readout = ranks["signature_id"][order], ranks["readout"][order]
+        dup = (sig[1:] == sig[:-1]) & (readout[1:] == readout[:-1])
+        if dup.any():
+            raise ValueError(f"{int(dup.sum())} duplicate (signature_id, readout) rows in {self.dataset_id!r}")
+        for lo in range(0, len(order), self._row_group):
+            at = order[lo:lo + self._row_group]
+            arrays = [pa.array(value[at], pa.float32()) if c == "value" else lexical[c][1].take(pa.array(ranks[c][at]))
+                      for c in MEASUREMENT_COLUMNS]
+            self._emit(pa.Table.from_arrays(arrays, schema=STORE_SCHEMA))
 
     def close(self) -> StoreEntry:
         """Sort what was spilled, finish the file, move it into place, then the manifest."""
@@ -411,7 +465,7 @@ class MeasurementWriter:
                 except Exception:  # closing a half-written file can fail again (disk full): it is deleted anyway
                     pass
         self._out = self._spill = None
-        self._buffer = []
+        self._buffer, self._run = [], []
         self._cleanup()
         try:
             self.folder.rmdir()  # a dataset folder this writer created and left empty

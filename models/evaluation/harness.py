@@ -1,7 +1,7 @@
 """One code path that evaluates the LPM and every baseline on the same splits and seeds.
 
     results = run_benchmark(df, "unseen-experiment", context="A498", models=["lpm", "baselines"],
-                            seeds=[0, 1, 2, 3, 4], resources=Resources(compound_smiles=...))
+                            seeds=[0, 1, 2, 3, 4], resources=Resources(side=SideInformation(...)))
     table = markdown_table(summarize(results))
 
 Leakage guard: models are fitted on `split.train` (+ `split.valid` for early stopping) and asked to
@@ -20,7 +20,7 @@ import pandas as pd
 
 from models.evaluation.baselines import KEY_COLUMNS
 from models.evaluation.metrics import HIGHER_IS_BETTER, METRIC_NAMES, evaluate_predictions, summarize
-from models.evaluation.splits import Split, make_split
+from models.evaluation.splits import GENETIC_TYPES, Split, make_split
 from models.registry import (  # noqa: F401 - re-exported: the harness's public names
     BASELINE_NAMES,
     LPM_NAMES,
@@ -34,16 +34,19 @@ from models.registry import (  # noqa: F401 - re-exported: the harness's public 
 
 
 def expand_model_names(names: Iterable[str], df: pd.DataFrame, resources: Resources) -> list[str]:
-    """'baselines' -> every baseline that applies to the data (Tanimoto kNN only with compounds and SMILES)."""
+    """'baselines' -> every baseline that applies to the data (Tanimoto kNN only with compounds and SMILES,
+    network kNN only with genetic perturbations and a gene graph; else each equals context_mean)."""
     out: list[str] = []
     for name in names:
         name = name.strip()
         if not name:
             continue
         if name == "baselines":
-            has_compounds = (df["perturbation_type"].astype(str) == "compound").any()
-            out += [b for b in BASELINE_NAMES
-                    if b != "tanimoto_knn" or (has_compounds and bool(resources.compound_smiles))]
+            types = df["perturbation_type"].astype(str)
+            has_compounds = (types == "compound").any()
+            applies = {"tanimoto_knn": has_compounds and bool(resources.compound_smiles),
+                       "network_knn": types.isin(GENETIC_TYPES).any() and resources.gene_graph is not None}
+            out += [b for b in BASELINE_NAMES if applies.get(b, True)]
         elif name in MODEL_NAMES:
             out.append(name)
         else:

@@ -1,14 +1,18 @@
 """Group `discoveries`: what the model learned, written back into the graph under a new ModelVersion.
 
-Runs only after `lpm_model` passes its blocking check (it beats the per-(context, readout) mean on
-validation): embeddings with vector indexes, compound→gene mechanism links, inferred gene-gene edges and
-predicted effects of (perturbation, context) experiments that were never run.
+Runs only after `lpm_model` passes its blocking check `production_not_below_strongest_baseline` (what
+the production predictor publishes is not below the strongest baseline on validation): compound→gene
+mechanism links, inferred gene-gene edges, predicted effects of (perturbation, context) experiments that
+were never run, and (when the version becomes current) embeddings with vector indexes.
 
 Publish only what beats the simple answer: `discoveries` writes the version NON-current, with its
-quality record (per discovery type: source, validation score, the simple answer's score); the blocking
-check `edges_beat_signature_correlation` refuses versions whose edges score below signature correlation
-(unless they are correlation, tagged so); only then does `current_model_version` make it current.
-Mechanism links are published when q <= the FDR (BH over every pair tested).
+quality record (per discovery type: source, validation score, the simple answer's score, status); the
+blocking check `edges_beat_signature_correlation` refuses versions whose edges score below signature
+correlation (unless they are correlation, tagged so) and marks them status 'refused' with the reason
+(no named query reads a refused version; `perturbgraph prune-versions` deletes it); only a version that
+passed is made current by `current_model_version`, which also writes its embeddings (they live on the
+nodes, so a refused version never overwrites the current one's). Mechanism links are published when
+q <= the FDR (BH over every pair tested).
 """
 
 import dagster as dg
@@ -16,9 +20,9 @@ import pandas as pd
 
 from graph.db.discovery_reads import fetch_discovery_inputs, fetch_edge_references
 from graph.db.discovery_writer import DiscoveryWriter
-from graph.db.model_versions import ModelVersionRecord, code_version
+from graph.db.model_versions import ModelVersionRecord, ModelVersions, code_version
 from models import edge_sources as ES
-from pipelines.assets.training import ModelRun, TrainingSet
+from pipelines.assets.training import ModelRun, TrainingSet, published_vs_strongest_baseline
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
 
 
@@ -88,7 +92,8 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
                                                           annotated, fdr, config)
         edge_quality, interactions = _edge_discoveries(context, driver, neo4j.db, model, table, genetic,
                                                        gene_pert_emb, training_set, config)
-        quality = {"edges": edge_quality, "mechanisms": mech_quality}
+        quality = {"predictions": _prediction_quality(lpm_model.selection), "edges": edge_quality,
+                   "mechanisms": mech_quality}
 
         measured = table[["perturbation", "context"]].astype(str).drop_duplicates()
         pairs = D.unmeasured_pairs(model.vocab["perturbation"], model.vocab["context"],
@@ -114,11 +119,13 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
             code_version=code_version(), version_id=lpm_model.version_id, embedding_dim=int(pert_emb.shape[1]),
             checkpoint_path=lpm_model.checkpoint, predictor=lpm_model.selection,
         )
-        # Written non-current: `current_model_version` promotes it once the blocking check passed.
+        # Written non-current: `current_model_version` promotes it (and writes these embeddings) once
+        # the blocking check passed.
+        embeddings_dir = _save_embeddings(embeddings, lpm_model)
         report = DiscoveryWriter(driver, neo4j.db).publish(
-            record, embeddings=embeddings, mechanisms=mechanisms, interactions=interactions, effects=effects,
-            quality=quality, interaction_basis=_BASIS.get(edge_quality["method"], "profile"),
-            retention=settings.model_retention, make_current=False)
+            record, mechanisms=mechanisms, interactions=interactions, effects=effects, quality=quality,
+            interaction_basis=_BASIS.get(edge_quality["method"], "profile"), retention=settings.model_retention,
+            make_current=False)
     summary = report.summary()
     n_links = 0 if mechanisms is None else int(mechanisms["significant"].sum())
     top_hits = 0.0
@@ -136,6 +143,10 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
         "mechanism_score": _num(mech_quality.get("score")),
         "mechanism_connectivity_score": _num(mech_quality.get("baseline_score")),
         "discovery_quality": dg.MetadataValue.json(_jsonable(quality)),
+        "quality_vs_simple_answer": dg.MetadataValue.md(quality_table(quality)),
+        "predictor": quality["predictions"]["method"], "predictor_score": _num(quality["predictions"]["score"]),
+        "predictor_baseline_score": _num(quality["predictions"]["baseline_score"]),
+        "predictor_status": quality["predictions"]["status"],
         "predicted_interactions": 0 if interactions is None else len(interactions),
         "predicted_effects": 0 if effects is None else len(effects),
         "rank1_is_annotated_target": top_hits,
@@ -149,7 +160,60 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
     context.add_output_metadata(metadata)
     return {"version_id": record.version_id, "mechanism_links": n_links,
             "rank1_is_annotated_target": top_hits, "embedding_kinds": sorted(embeddings),
-            "quality": _jsonable(quality)}
+            "embeddings_dir": embeddings_dir, "quality": _jsonable(quality)}
+
+
+def _save_embeddings(embeddings: dict[str, pd.DataFrame], lpm_model: ModelRun) -> str:
+    """One parquet per kind beside the model (index = node name); `current_model_version` writes them."""
+    from pathlib import Path
+
+    folder = Path(lpm_model.predictor_dir or Path(lpm_model.checkpoint).parent) / "embeddings"
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, emb in embeddings.items():
+        frame = emb.copy()
+        frame.columns = [str(c) for c in frame.columns]
+        frame.index = frame.index.astype(str)
+        frame.to_parquet(folder / f"{kind}.parquet")
+    return str(folder)
+
+
+def _load_embeddings(folder: str, kinds: list[str]) -> dict[str, pd.DataFrame]:
+    from pathlib import Path
+
+    return {kind: pd.read_parquet(Path(folder) / f"{kind}.parquet") for kind in kinds}
+
+
+def _prediction_quality(selection: dict) -> dict:
+    """The predictions' quality record: the production predictor's choice on validation experiments
+    against the strongest baseline (models.predictor.Selection), with the rule's verdict."""
+    passed, meta = published_vs_strongest_baseline(selection)
+    return {"method": meta["chosen"], "metric": f"{meta['metric']} on validation experiments",
+            "score": meta["chosen_score"], "baseline": meta["strongest_baseline"],
+            "baseline_score": meta["strongest_baseline_score"], "margin": meta["margin"], "passes": passed,
+            "status": meta["verdict"]}
+
+
+def quality_table(quality: dict) -> str:
+    """Per discovery type: source published, its validation score, the simple answer and its score, status."""
+    p, e, m = quality.get("predictions") or {}, quality.get("edges") or {}, quality.get("mechanisms") or {}
+    mech_status = (f"{m.get('significant', 0)} links significant at q <= {m.get('fdr')}; {m.get('reason', '')}"
+                   if m.get("method") else str(m.get("reason", "not computed")))
+    rows = [("predictions (PREDICTED_EFFECT)", p.get("method"), p.get("metric"), p.get("score"), p.get("baseline"),
+             p.get("baseline_score"), p.get("status")),
+            ("gene-gene edges (PREDICTED_INTERACTION)", e.get("method"), e.get("metric"), e.get("score"),
+             e.get("baseline"), e.get("baseline_score"), e.get("gate") or e.get("reason")),
+            ("mechanism links (SHARES_MECHANISM_WITH)", m.get("method"), m.get("metric"), m.get("score"),
+             m.get("baseline"), m.get("baseline_score"), mech_status)]
+    lines = ["| discovery | source | metric | validation score | simple answer | its score | status |",
+             "|---|---|---|---|---|---|---|"]
+    for name, source, metric, score, base, base_score, status in rows:
+        lines.append(f"| {name} | {source or '–'} | {metric or '–'} | {_fmt(score)} | {base or '–'} | "
+                     f"{_fmt(base_score)} | {status or '–'} |")
+    return "\n".join(lines)
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{float(x):.4f}"
 
 
 def _mechanism_discoveries(context: dg.AssetExecutionContext, table: pd.DataFrame, inputs, compound_emb: pd.DataFrame,
@@ -249,11 +313,16 @@ def _edge_discoveries(context: dg.AssetExecutionContext, driver, database: str, 
                 description="Published gene-gene edges must score at least as well as signature correlation on "
                             "every reference outside the model's prior (CORUM, STRING), or be correlation and "
                             "tagged so; the version is not made current otherwise.")
-def edges_beat_signature_correlation(discoveries: dict) -> dg.AssetCheckResult:
+def edges_beat_signature_correlation(context: dg.AssetCheckExecutionContext, neo4j: Neo4jResource,
+                                     discoveries: dict) -> dg.AssetCheckResult:
     edges = discoveries["quality"]["edges"]
     if edges.get("method") is None:
         return dg.AssetCheckResult(passed=True, metadata={"reason": edges.get("reason", "no edges")})
     passed, why = ES.edge_gate(edges)
+    if not passed:  # the refused version is marked so: queries never read it, prune-versions deletes it
+        with neo4j.guarded(context) as driver:
+            ModelVersions(driver, neo4j.db).refuse(discoveries["version_id"],
+                                                   f"edges_beat_signature_correlation: {why}")
     return dg.AssetCheckResult(passed=passed, metadata={
         "reason": why, "method": edges["method"], "score": _num(edges.get("score")),
         "correlation_score": _num(edges.get("baseline_score")),
@@ -261,17 +330,18 @@ def edges_beat_signature_correlation(discoveries: dict) -> dg.AssetCheckResult:
 
 
 @dg.asset(group_name="discoveries", kinds={"neo4j"}, pool="neo4j_writes",
-          description="Makes the version `discoveries` wrote current (exactly one current version), clears "
-                      "embeddings of names it lacks and prunes versions beyond the retention. Runs only when "
-                      "the blocking check on `discoveries` passed.")
+          description="Writes the version's embeddings (vector-indexed) and makes the version `discoveries` wrote "
+                      "current (exactly one current version), clears embeddings of names it lacks and prunes "
+                      "versions beyond the retention. Runs only when the blocking check on `discoveries` passed.")
 def current_model_version(context: dg.AssetExecutionContext, neo4j: Neo4jResource,
                           perturbgraph: PerturbGraphSettings, discoveries: dict) -> dict:
     settings = perturbgraph.settings()
     with neo4j.guarded(context) as driver:
-        report = DiscoveryWriter(driver, neo4j.db).promote(discoveries["version_id"],
-                                                           kinds=discoveries["embedding_kinds"],
+        embeddings = _load_embeddings(discoveries["embeddings_dir"], discoveries["embedding_kinds"])
+        report = DiscoveryWriter(driver, neo4j.db).promote(discoveries["version_id"], embeddings=embeddings,
                                                            retention=settings.model_retention)
-    context.add_output_metadata({"version_id": discoveries["version_id"],
+    writes = {k: {"rows": s.rows, "written": s.written} for k, s in report.stats.items()}
+    context.add_output_metadata({"version_id": discoveries["version_id"], "embedding_writes": dg.MetadataValue.json(writes),
                                  "pruned_versions": dg.MetadataValue.json(report.pruned),
                                  "stale_embeddings_cleared": report.stale_embeddings_cleared})
     return {"version_id": discoveries["version_id"], "pruned": report.pruned}

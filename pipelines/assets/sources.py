@@ -8,12 +8,13 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
 
 from graph.io.common import InputFileError
+from graph.io.options import ReadOptions
 from graph.store.quarantine import write_quarantine
 from pipelines.ingest import (
     MEASUREMENT_KINDS_ORDER,
+    UNREADABLE,
     ExperimentBundle,
     ReferenceBundle,
     read_experiment,
@@ -24,9 +25,6 @@ from pipelines.resources import PerturbGraphSettings
 
 GROUP = "sources"
 
-# What a reader raises on a file that is not what its name and header promised; anything else is a bug
-# of ours and fails the run.
-_UNREADABLE = (InputFileError, ValueError, KeyError, IndexError, TypeError, OSError, EOFError, pa.ArrowException)
 
 
 def _from_inbox(spec: InputSpec) -> bool:
@@ -40,6 +38,20 @@ def _unreadable_reason(spec: InputSpec, exc: Exception) -> str:
     return f"passed the inbox's format check but its {spec.kind} reader failed ({type(exc).__name__})"
 
 
+def _reject(context, settings, spec: InputSpec, exc: Exception):
+    rejection = reject_inbox_file(Path(spec.path), settings.inbox_dir, _unreadable_reason(spec, exc))
+    context.log.warning(f"inbox file {rejection.name} rejected: {rejection.reason}; moved to {rejection.moved_to}")
+    return rejection
+
+
+def _failure_line(exc: Exception, kind: str, path: str = "") -> str:
+    """One line naming the file: InputFileError's own text, else the reader's failure with the path."""
+    if isinstance(exc, InputFileError):
+        return " ".join(str(exc).split())
+    where = path or getattr(exc, "filename", "") or "an input file"
+    return " ".join(f"{where}: cannot be read as {kind} ({type(exc).__name__}: {exc})".split())
+
+
 def _report_table(reports) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(
         records=[dg.TableRecord({"source": r.source, "read": r.read, "accepted": r.accepted,
@@ -51,11 +63,34 @@ def _report_table(reports) -> dg.TableMetadataValue:
     )
 
 
+class IngestConfig(dg.Config):
+    """Read options of every measurement file of the run (graph/io/options.ReadOptions, the same names
+    as the CLI's --perturbation-type, --context, --readout-key, --readouts, --readout-seed, --duplicates);
+    a file's own options (FILE?k=v, an inbox file's <name>.options) replace them."""
+
+    perturbation_type: str | None = None
+    context: str | None = None
+    readout_key: str | None = None
+    readouts: str | None = None  # N random readouts of those in every signature, or a file of names
+    readout_seed: int = 0
+    duplicates: str = "quarantine"
+
+    def read_options(self) -> ReadOptions:
+        try:
+            return ReadOptions.parse(self.model_dump())
+        except (ValueError, InputFileError) as exc:
+            raise dg.Failure(f"input_manifest config: {exc}", allow_retries=False) from None
+
+
 @dg.asset(group_name=GROUP, kinds={"python"},
           description="The input files of this run (simulated default dataset, ../shared/data, explicit paths, "
-                      "and anything in the inbox), with their detected kind and dataset id.")
-def input_manifest(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSettings) -> list[InputSpec]:
-    specs = resolve_inputs(perturbgraph.settings(), perturbgraph.inputs)
+                      "and anything in the inbox), with their detected kind, dataset id and read options.")
+def input_manifest(context: dg.AssetExecutionContext, config: IngestConfig,
+                   perturbgraph: PerturbGraphSettings) -> list[InputSpec]:
+    try:
+        specs = resolve_inputs(perturbgraph.settings(), perturbgraph.inputs, config.read_options())
+    except InputFileError as exc:  # an explicit input the user named: one line that names it
+        raise dg.Failure(str(exc), allow_retries=False) from None
     if not specs:
         raise dg.Failure(f"no input files found for inputs={perturbgraph.inputs!r}: set PERTURBGRAPH_INPUTS or put "
                          "files into the inbox", allow_retries=False)
@@ -63,7 +98,8 @@ def input_manifest(context: dg.AssetExecutionContext, perturbgraph: PerturbGraph
         "n_files": len(specs),
         "simulated": any(s.simulated for s in specs),
         "files": dg.MetadataValue.md("\n".join(f"- `{s.dataset_id}` ({s.kind}{', SIMULATED' if s.simulated else ''}): "
-                                               f"{s.path}" for s in specs)),
+                                               f"{s.path}" + (f" ({dict(s.options)})" if s.options else "")
+                                               for s in specs)),
     })
     return specs
 
@@ -75,7 +111,19 @@ def reference_data(context: dg.AssetExecutionContext, perturbgraph: PerturbGraph
                    input_manifest: list[InputSpec]) -> ReferenceBundle:
     settings = perturbgraph.settings()
     specs = [s for s in input_manifest if s.kind not in MEASUREMENT_KINDS]
-    bundle = read_reference(specs, progress=context.log.info)
+    rejected = []
+
+    def set_aside(spec: InputSpec, exc: Exception) -> bool:
+        """An inbox file whose reader fails is moved aside with the reason; the others proceed."""
+        if not _from_inbox(spec):
+            return False
+        rejected.append(_reject(context, settings, spec, exc))
+        return True
+
+    try:
+        bundle = read_reference(specs, progress=context.log.info, set_aside=set_aside)
+    except UNREADABLE as exc:  # an explicit input: the run stops with one line that names the file
+        raise dg.Failure(_failure_line(exc, "reference"), allow_retries=False) from None
     for dataset_id, records in bundle.quarantine.items():
         write_quarantine(settings, dataset_id, records)
     context.add_output_metadata({
@@ -86,6 +134,7 @@ def reference_data(context: dg.AssetExecutionContext, perturbgraph: PerturbGraph
         "complexes": sum(len(v) for v in bundle.complexes.values()),
         "quarantined": sum(len(v) for v in bundle.quarantine.values()),
         "read_reports": _report_table(bundle.reports),
+        "inbox_rejected": dg.MetadataValue.json([{"file": r.name, "reason": r.reason} for r in rejected]),
     })
     return bundle
 
@@ -105,14 +154,11 @@ def experiments(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSet
         try:
             bundle = read_experiment(spec, settings, resolver=resolver, compound_ids=compound_ids,
                                      progress=context.log.info)
-        except _UNREADABLE as exc:
-            if not _from_inbox(spec):
-                raise  # an explicit input: the user asked for this file, so the run stops and says why
+        except UNREADABLE as exc:
+            if not _from_inbox(spec):  # an explicit input: the run stops with one line that names the file
+                raise dg.Failure(_failure_line(exc, spec.kind, spec.path), allow_retries=False) from None
             # One bad inbox file must not block the others: set it aside with a reason, go on.
-            rejection = reject_inbox_file(Path(spec.path), settings.inbox_dir, _unreadable_reason(spec, exc))
-            context.log.warning(f"inbox file {rejection.name} rejected: {rejection.reason}; "
-                                f"moved to {rejection.moved_to}")
-            rejected.append(rejection)
+            rejected.append(_reject(context, settings, spec, exc))
             continue
         write_quarantine(settings, spec.dataset_id, bundle.quarantine)
         bundles.append(bundle)

@@ -1,6 +1,7 @@
 """Groups `training`, `model` and `evaluation`: a reproducible training set from the graph snapshot,
-the trained LPM (with a blocking check against the per-(context, readout) mean baseline), and the
-evaluation harness on held-out experiments, model beside every baseline."""
+the trained LPM and the production predictor (with a blocking check that what it publishes is not
+below the strongest baseline on validation), and the evaluation harness on held-out experiments,
+the LPM and the production predictor beside every baseline."""
 
 
 import base64
@@ -46,6 +47,16 @@ class TrainingSet:
 
     def context_features(self) -> pd.DataFrame | None:
         return pd.read_parquet(self.context_features_path) if self.context_features_path else None
+
+    def side_information(self):
+        """Everything above but the table, as the one record the LPM and the registry take."""
+        from models.side_information import SideInformation
+
+        return SideInformation(compound_smiles=self.compound_smiles, gene_graph=self.gene_graph(),
+                               context_features=self.context_features(),
+                               perturbation_targets=self.perturbation_targets,
+                               perturbation_compounds=self.perturbation_compounds,
+                               perturbation_doses=self.perturbation_doses)
 
 
 @dataclass(frozen=True)
@@ -201,10 +212,7 @@ def build_lpm(ts: TrainingSet, config: TrainingConfig | None = None, *, max_epoc
     params = dict(max_epochs=max_epochs or cfg.max_epochs, patience=cfg.patience, embed_dim=cfg.embed_dim,
                   hidden_dim=cfg.hidden_dim)
     lpm_config = LPMConfig.paper(**params) if cfg.paper_model else LPMConfig(**params)
-    return LPM(lpm_config, compound_smiles=ts.compound_smiles, gene_graph=ts.gene_graph(),
-               context_features=ts.context_features(), perturbation_targets=ts.perturbation_targets,
-               perturbation_compounds=ts.perturbation_compounds, perturbation_doses=ts.perturbation_doses,
-               seed=seed)
+    return LPM(lpm_config, side=ts.side_information(), seed=seed)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -237,7 +245,7 @@ def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSetti
               snapshot_id=training_set.snapshot_id)
     # The production predictor: the baselines fitted on the same training rows, every candidate compared
     # on the same validation experiments; saving it writes the LPM checkpoint (lpm.pt) too.
-    resources = Resources(compound_smiles=training_set.compound_smiles)
+    resources = Resources(side=model.side)  # the LPM's own record: the baselines read its SMILES
     predictor = ProductionPredictor(production_members(config.seed, resources, lpm=model), seed=config.seed,
                                     prefitted=("lpm",)).fit(train, valid)
     predictor.save(folder)
@@ -283,21 +291,91 @@ def _selection_table(selection: dict) -> str:
     return "\n".join(lines)
 
 
+def published_vs_strongest_baseline(selection: dict) -> tuple[bool, dict]:
+    """The rule of `production_not_below_strongest_baseline`, on a Selection record
+    (models.predictor.Selection.to_dict()): what the production predictor publishes scores at least
+    the strongest baseline on the validation experiments. A baseline chosen is a pass (the simple
+    answer is published); an LPM candidate must not score below it. Returns (passed, metadata)."""
+    metric, chosen, best = selection["metric"], selection["chosen"], selection["best_baseline"]
+    scores = {c: float(m[metric]) for c, m in selection["validation"].items()}
+    ours, base = scores.get(chosen, float("nan")), scores.get(best, float("nan"))
+    margin = ours - base
+    passed = bool(np.isfinite(margin) and margin >= 0)
+    if chosen not in scores or best not in scores:
+        passed, verdict = False, f"refused: the selection record has no {metric} for {chosen!r} or {best!r}"
+    elif chosen == best:  # a baseline won on validation: the simple answer is what gets published
+        verdict = f"published: {chosen}, the LPM did not beat it" if passed else f"refused: {chosen} has no score"
+    elif passed:
+        verdict = f"published: {chosen}, {margin:+.4f} {metric} over {best}"
+    else:
+        verdict = f"refused: {chosen} scores {margin:+.4f} {metric} below the strongest baseline {best}"
+    return passed, {"verdict": verdict, "chosen": chosen, "strongest_baseline": best, "metric": metric,
+                    "chosen_score": ours, "strongest_baseline_score": base, "margin": margin,
+                    "recorded_margin": float(selection.get("margin", float("nan"))),
+                    "validation_scores": scores}
+
+
 @dg.asset_check(asset=lpm_model, blocking=True,
-                description="The model must beat the per-(context, readout) mean baseline on validation (RMSE); "
-                            "write-back of discoveries does not run otherwise.")
-def lpm_beats_context_mean(lpm_model: ModelRun) -> dg.AssetCheckResult:
-    ours, base = lpm_model.valid_metrics["lpm"]["rmse"], lpm_model.valid_metrics["context_mean"]["rmse"]
-    return dg.AssetCheckResult(passed=bool(ours < base),
-                               metadata={"rmse_lpm": ours, "rmse_context_mean": base,
-                                         "pearson_lpm": lpm_model.valid_metrics["lpm"]["pearson"],
-                                         "pearson_context_mean": lpm_model.valid_metrics["context_mean"]["pearson"]})
+                description="What the production predictor publishes (its chosen candidate) must score at least the "
+                            "strongest baseline on the validation experiments (mean per-signature r, its Selection "
+                            "record). A baseline chosen passes: the simple answer is published. Discoveries are "
+                            "not written otherwise.")
+def production_not_below_strongest_baseline(lpm_model: ModelRun) -> dg.AssetCheckResult:
+    passed, meta = published_vs_strongest_baseline(lpm_model.selection)
+    return dg.AssetCheckResult(passed=passed, description=meta["verdict"], metadata={
+        "verdict": meta["verdict"], "chosen": meta["chosen"], "strongest_baseline": meta["strongest_baseline"],
+        "metric": meta["metric"], "margin": _finite(meta["margin"]),
+        "validation": dg.MetadataValue.md(_selection_table(lpm_model.selection)),
+        "validation_scores": dg.MetadataValue.json({k: _finite(v) for k, v in meta["validation_scores"].items()})})
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 # ---------------------------------------------------------------------------------------- evaluation
+MARGIN_METRIC = "pearson_per_signature"  # the production predictor's selection metric
+
+
+def production_margins(results: pd.DataFrame, metric: str = MARGIN_METRIC) -> dict:
+    """Per seed: the production predictor's test score minus the strongest baseline's of the same
+    seed (the baseline with the best `metric` that seed; higher is better), and wins / losses / ties
+    over seeds (a tie: |margin| < 1e-9, what a baseline chosen by the predictor gives)."""
+    from models.registry import BASELINE_NAMES
+
+    ok = results[results["error"] == ""] if "error" in results else results
+    per_seed = []
+    for seed, rows in ok.groupby("seed"):
+        prod = rows.loc[rows["model"] == "production", metric]
+        base = rows[rows["model"].isin(BASELINE_NAMES)].dropna(subset=[metric])
+        if prod.empty or base.empty:
+            continue
+        best = base.loc[base[metric].idxmax()]
+        margin = float(prod.iloc[0]) - float(best[metric])
+        per_seed.append({"seed": int(seed), "production": float(prod.iloc[0]), "strongest_baseline": str(best["model"]),
+                         "baseline_score": float(best[metric]), "margin": margin})
+    margins = np.array([r["margin"] for r in per_seed])
+    ties = np.abs(margins) < 1e-9
+    return {"metric": metric, "per_seed": per_seed, "wins": int(((margins > 0) & ~ties).sum()),
+            "losses": int(((margins < 0) & ~ties).sum()), "ties": int(ties.sum()),
+            "mean_margin": float(margins.mean()) if len(margins) else None}
+
+
+def _margins_table(margins: dict) -> str:
+    lines = [f"| seed | production | strongest baseline | its {margins['metric']} | margin |", "|---|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['production']:.4f} | {r['strongest_baseline']} | {r['baseline_score']:.4f} | "
+              f"{r['margin']:+.4f} |" for r in margins["per_seed"]]
+    mean = margins["mean_margin"]
+    lines.append(f"\nwins {margins['wins']}, losses {margins['losses']}, ties {margins['ties']}; mean margin "
+                 + ("–" if mean is None else f"{mean:+.4f}"))
+    return "\n".join(lines)
+
+
 @dg.asset(group_name="evaluation", kinds={"pytorch", "sklearn"},
-          description="The evaluation harness on held-out experiments: the LPM beside every baseline, same split, "
-                      "same metrics (pooled RMSE/MAE/R²/Pearson, per-signature Pearson, top-50 overlap).")
+          description="The evaluation harness on held-out experiments: the LPM and the production predictor (what "
+                      "`discoveries` publishes, refitted per seed) beside every baseline, same split, same metrics "
+                      "(pooled RMSE/MAE/R²/Pearson, per-signature Pearson, top-50 overlap), and production's margin "
+                      "over the strongest baseline per seed.")
 def evaluation_report(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSettings,
                       training_set: TrainingSet, config: EvaluationConfig) -> dict:
     from models.evaluation.harness import Resources, markdown_table, run_benchmark, write_results
@@ -308,16 +386,11 @@ def evaluation_report(context: dg.AssetExecutionContext, perturbgraph: PerturbGr
     settings = perturbgraph.settings()
     table = training_set.table()
     target = config.target_context or str(table.groupby("context", observed=True)["signature_id"].nunique().idxmax())
-    resources = Resources(compound_smiles=training_set.compound_smiles, gene_graph=training_set.gene_graph(),
-                          context_features=training_set.context_features(),
-                          perturbation_targets=training_set.perturbation_targets,
-                          perturbation_compounds=training_set.perturbation_compounds,
-                          perturbation_doses=training_set.perturbation_doses,
-                          lpm_config=LPMConfig(max_epochs=config.max_epochs))
+    resources = Resources(side=training_set.side_information(), lpm_config=LPMConfig(max_epochs=config.max_epochs))
     needs_context = config.split in ("unseen-experiment", "unseen-context")
     with reporting_to(training_log(context)):  # the harness's own LPM fits would be silent
         results = run_benchmark(table, config.split, context=target if needs_context else None,
-                                models=["lpm", "baselines"], seeds=config.seeds, resources=resources,
+                                models=["lpm", "production", "baselines"], seeds=config.seeds, resources=resources,
                                 on_result=lambda r: context.log.info(
                                     f"seed {r['seed']} {r['model']}: {r['error'] or round(r['rmse'], 4)}"))
     failed = results.loc[results["error"] != "", ["model", "error"]]
@@ -329,9 +402,15 @@ def evaluation_report(context: dg.AssetExecutionContext, perturbgraph: PerturbGr
                                              + (" — SIMULATED data" if training_set.simulated else ""))
     metric_cols = [c for c in results.columns if c in HIGHER_IS_BETTER]
     means = results.groupby("model")[metric_cols].mean()
+    margins = production_margins(results)
     context.add_output_metadata({
         "split": config.split, "target_context": target, "seeds": dg.MetadataValue.json(list(config.seeds)),
         "metrics": dg.MetadataValue.md(markdown_table(results)), "json": str(json_path), "markdown": str(md_path),
+        "mean_scores": dg.MetadataValue.json({m: {k: _finite(float(v)) for k, v in row.items()}
+                                              for m, row in means[[MARGIN_METRIC, "rmse"]].iterrows()}),
+        "production_vs_strongest_baseline": dg.MetadataValue.md(_margins_table(margins)),
+        "production_wins": margins["wins"], "production_losses": margins["losses"], "production_ties": margins["ties"],
+        "production_mean_margin": margins["mean_margin"],
     })
     return {"split": config.split, "context": target, "means": means.to_dict(orient="index"),
-            "simulated": training_set.simulated}
+            "production_vs_strongest_baseline": margins, "simulated": training_set.simulated}

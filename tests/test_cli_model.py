@@ -1,4 +1,4 @@
-"""`train` / `evaluate` commands and the input loaders they rely on (models/datasets.py)."""
+"""`perturbgraph train` / `evaluate` (pipelines/cli/model.py) and the input loaders they rely on (models/datasets.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from models.cli import app
 from models.datasets import load_dataset
+from pipelines.cli import app
 
 runner = CliRunner()
 
@@ -30,8 +30,8 @@ def test_loaders_accept_long_ranked_and_gctx_files(tmp_path):
     got = load_dataset(tmp_path / "long.parquet")
     assert list(got.columns) == ["context", "perturbation", "perturbation_type", "readout", "value"]
     assert len(got) == len(long)
-    ranked = pd.DataFrame({"context": "C0", "perturbation": "d", "readout": ["a", "b", "c"],
-                           "rank": [1, 2, 3], "n_ranked": 3})
+    ranked = pd.DataFrame({"context": "C0", "perturbation": "d", "perturbation_type": "compound",
+                           "readout": ["a", "b", "c"], "rank": [1, 2, 3], "n_ranked": 3})
     ranked.to_csv(tmp_path / "ranked.csv", index=False)
     assert load_dataset(tmp_path / "ranked.csv").set_index("readout")["value"].tolist() == [1.0, 0.0, -1.0]
     # A two-sample GCTX (samples x genes on disk); the DMSO control is dropped, replicates averaged.
@@ -94,7 +94,7 @@ def test_evaluate_on_shared_l1000(shared_data, tmp_path):
 @pytest.mark.shared_data
 def test_cell_line_features_reach_the_lpm_where_they_cover_the_contexts(shared_data):
     """LINCS baseline expression: attached for L1000 lines (MCF7 included), not for K562/RPE1."""
-    from models.cli import resources_for
+    from models.datasets import resources_for
 
     l1000 = pd.DataFrame({"context": ["MCF7", "A375", "PC3"], "perturbation": "vemurafenib",
                           "perturbation_type": "compound", "readout": "EGFR", "value": 0.0})
@@ -131,47 +131,7 @@ def cli_corpus(tmp_path_factory):
     return B.cli_corpus(tmp_path_factory.mktemp("cli_corpus"))
 
 
-def _check_outcome(result, path, expected: str) -> None:
-    assert "Traceback" not in result.output, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    if expected == "error":
-        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-        assert result.exit_code == 1 and len(errors) == 1, result.output
-        assert str(path) in errors[0], errors[0]
-    else:
-        assert result.exit_code == 0, result.output
-        summary = next(line for line in result.output.splitlines() if "rows read" in line)
-        assert " 0 quarantined" not in summary and "quarantined" in summary, summary
-
-
-CASES = ["header_only", "empty_file", "directory", "missing_file", "all_nan", "text_in_every_value", "text_value",
-         "nan_25_percent", "bad_ranks", "n_ranked_1", "conflicting_duplicates", "missing_columns", "h5ad_missing_obs",
-         "hdf5_named_csv", "gctx_not_hdf5", "parquet_truncated", "gctx_truncated", "gctx_wrong_dimensions",
-         "h5ad_truncated", "wide_duplicate_genes", "wide_text_cells", "wide_empty_matrix", "wide_header_only"]
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_hostile_files_through_evaluate(case, cli_corpus, no_shared_data, tmp_path):
-    path, expected = cli_corpus[case]
-    result = runner.invoke(app, ["evaluate", "--input", str(path), "--split", "unseen-experiment", "--target-context",
-                                 "C1", "--models", "context_mean", "--seeds", "0", "--out", str(tmp_path / "res")])
-    _check_outcome(result, path, expected)
-
-
-@pytest.mark.parametrize("case", CASES)
-def test_hostile_files_through_train(case, cli_corpus, no_shared_data, tmp_path):
-    pytest.importorskip("torch")
-    from models.lpm import LPM
-
-    path, expected = cli_corpus[case]
-    ckpt = tmp_path / "lpm.pt"
-    result = runner.invoke(app, ["train", "--input", str(path), "--output", str(ckpt), "--epochs", "1"])
-    _check_outcome(result, path, expected)
-    if expected == "error":
-        assert not ckpt.exists()
-    else:
-        weights = [p.detach() for p in LPM.load(ckpt).module.parameters()]
-        assert all(bool(np.isfinite(w.numpy()).all()) for w in weights)
+# The corpus through train, evaluate, demo --inputs and the inbox: tests/test_pipelines_sources_corpus.py.
 
 
 def test_unknown_target_context_lists_the_valid_ones_before_loading(cli_corpus, no_shared_data, tmp_path):
@@ -207,11 +167,11 @@ def test_evaluate_fails_when_every_model_failed(tmp_path, no_shared_data, monkey
 
 
 def test_readouts_n_random_or_a_file_for_any_input(tmp_path, no_shared_data):
-    from models.datasets import load_dataset, random_readouts, select_readouts
+    from graph.io.options import ReadOptions, random_readouts
+    from models.datasets import load_dataset
 
     _long(n_readout=10).to_parquet(tmp_path / "long.parquet")
-    df = load_dataset(tmp_path / "long.parquet")
-    sub = select_readouts(df, 4, seed=3)
+    sub = load_dataset(tmp_path / "long.parquet", options=ReadOptions(readouts=4, readout_seed=3))
     assert sorted(sub["readout"].unique()) == sorted(random_readouts([f"G{i}" for i in range(10)], 4, seed=3))
     (tmp_path / "names.txt").write_text("# wanted\nG2\nG7\n")
     result = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "long.parquet"), "--target-context", "C1",
@@ -300,12 +260,14 @@ def test_context_and_readout_key_options(tmp_path, no_shared_data):
     wide.to_parquet(tmp_path / "consensus.parquet", index=False)
     from models.datasets import load_input
 
-    assert set(load_input(tmp_path / "consensus.parquet").frame["context"]) == {CONSENSUS_CONTEXT}
+    frame = load_input(tmp_path / "consensus.parquet", perturbation_type="compound").frame
+    assert set(frame["context"]) == {CONSENSUS_CONTEXT}
     result = runner.invoke(app, ["train", "--input", str(tmp_path / "consensus.parquet"), "--context", "a-375",
-                                 "--output", str(tmp_path / "m.pt"), "--epochs", "1"])
+                                 "--perturbation-type", "compound", "--output", str(tmp_path / "m.pt"), "--epochs", "1"])
     assert result.exit_code == 0, result.output
     assert "1 contexts" in result.output and "3 perturbations, 2 readouts" in result.output
-    assert set(load_input(tmp_path / "consensus.parquet", context="a-375").frame["context"]) == {"A375"}
+    frame = load_input(tmp_path / "consensus.parquet", context="a-375", perturbation_type="compound").frame
+    assert set(frame["context"]) == {"A375"}
     result = runner.invoke(app, ["evaluate", "--input", str(tmp_path / "consensus.parquet"), "--readout-key",
                                  "ensembl_id", "--split", "unseen-compound", "--out", str(tmp_path / "r")])
     assert result.exit_code == 1 and "needs the gene table" in result.output, result.output
@@ -317,7 +279,7 @@ def test_cli_readouts_reproduce_the_docs_random_subset(shared_data):
     import sys
     from pathlib import Path
 
-    from models.cli import _load
+    from pipelines.cli.model import _load
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from benchmarks.make_results import TAHOE_SMALL
@@ -329,19 +291,21 @@ def test_cli_readouts_reproduce_the_docs_random_subset(shared_data):
 
 
 def test_where_warns_about_a_missing_shared_data_folder(no_shared_data, tmp_path):
-    from pipelines.cli import app as main_app
-
-    result = runner.invoke(main_app, ["where"])
+    result = runner.invoke(app, ["where"])
     assert result.exit_code == 0, result.output
     warnings = [x for x in result.output.splitlines() if x.startswith("warning: shared data folder")]
     assert len(warnings) == 1 and str(tmp_path / "no-shared-data") in warnings[0]
 
 
-def test_distributed_rank_loads_as_train_does(tmp_path, no_shared_data, monkeypatch):
-    """models.distributed passes the loader's perturbation names to resources_for (structures join by name)."""
+def test_a_torchrun_rank_loads_as_train_does(tmp_path, no_shared_data, monkeypatch):
+    """Under torchrun (WORLD_SIZE, LOCAL_RANK) `train` is one rank: it joins the process group, loads as a
+    single process does (the loader's perturbation names reach resources_for: structures join by name)
+    and leaves the group even when it fails."""
     pytest.importorskip("torch")
-    import models.cli as cli
+    from types import SimpleNamespace
+
     import models.distributed as D
+    import pipelines.cli.model as cli
 
     pd.DataFrame({"context": "A375", "perturbation": ["Trametinib (GSK1120212)", "drugB"], "TP53": [1.0, 2.0],
                   "MYC": [0.5, 0.1]}).to_csv(tmp_path / "wide.csv", index=False)
@@ -360,10 +324,13 @@ def test_distributed_rank_loads_as_train_does(tmp_path, no_shared_data, monkeypa
             seen["destroyed"] = True
 
     monkeypatch.setattr(cli, "resources_for", fake_resources)
-    monkeypatch.setattr(D, "setup", lambda backend=None: (None, "cpu"))
+    monkeypatch.setattr(D, "setup", lambda backend=None: (SimpleNamespace(rank=0, world_size=2), "cpu"))
     monkeypatch.setattr(D, "dist", FakeDist)
-    with pytest.raises(Stop):
-        D.main(["--input", str(tmp_path / "wide.csv"), "--epochs", "1"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    result = runner.invoke(app, ["train", "--input", str(tmp_path / "wide.csv"), "--epochs", "1",
+                                 "--perturbation-type", "compound", "--output", str(tmp_path / "m.pt")])
+    assert isinstance(result.exception, Stop), result.output
     assert sorted(seen["perturbation_names"].values()) == ["Trametinib (GSK1120212)", "drugB"]
     assert seen["destroyed"]
 
@@ -377,8 +344,25 @@ def test_readout_key_maps_entrez_and_ensembl_ids_through_the_gene_table(shared_d
     result = runner.invoke(app, ["train", "--input", str(tmp_path / "entrez.csv"), "--readout-key", "entrez_id",
                                  "--output", str(tmp_path / "m.pt"), "--epochs", "1"])
     assert result.exit_code == 0, result.output
-    from models.cli import _gene_resolver
     from models.datasets import load_input
+    from pipelines.cli.model import _gene_resolver
 
     frame = load_input(tmp_path / "entrez.csv", readout_key="entrez_id", resolver=_gene_resolver("entrez_id")).frame
     assert sorted(frame["readout"].unique()) == ["EGFR", "MYC", "TP53"]
+
+
+def test_models_hold_no_command_line_code():
+    """One CLI package (pipelines/cli/): models/ imports no command-line library and has no __main__."""
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in (Path(__file__).resolve().parent.parent / "models").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: import {n}" for n in names if n.split(".")[0] in {"typer", "argparse", "click"}]
+            if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "__name__":
+                offenders.append(f"{path.name}: __main__ block")
+    assert offenders == []

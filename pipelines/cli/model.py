@@ -1,4 +1,4 @@
-"""`train` and `evaluate` commands (a typer app the `perturbgraph` CLI mounts).
+"""`perturbgraph train` and `perturbgraph evaluate` (pipelines/cli/model.py).
 
     perturbgraph train --input tahoe --output lpm.pt --epochs 20
     perturbgraph evaluate --input tahoe --split unseen-experiment --target-context A498 \\
@@ -10,50 +10,44 @@ TSV long table (value) or ranked table (rank, n_ranked); the format is read from
 against the file's first bytes. Files go through the ingest readers (graph/io) and the one validation
 step (graph/io/validation.py), so the accepted table is the one `perturbgraph demo --inputs FILE`
 stores; what was quarantined is reported. Bad input ends in one line naming the file (exit 1).
---readouts N keeps N random readouts (--readout-seed; for tahoe exactly benchmarks/make_results.py's
-"150 random dense readouts" with N=150, seed 0) or the names in a file, for any input.
+The read options (--perturbation-type, --context/--input-context, --readout-key, --readouts,
+--readout-seed, --duplicates) are graph/io/options.ReadOptions, the same as `perturbgraph demo`'s, the
+Dagster input_manifest config's and an inbox file's `<name>.options`: --readouts N keeps N random
+readouts of those in every signature of the reader's accepted table (for tahoe exactly
+benchmarks/make_results.py's "150 random dense readouts" with N=150, seed 0) or the names in a file.
+A table without a perturbation_type column needs --perturbation-type.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import os
 from pathlib import Path
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-app = typer.Typer(help="Train the LPM and evaluate it beside the baselines.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
-console = Console(stderr=True)
+from graph.io.options import OPTION_HELP
+from models.datasets import resources_for
+from pipelines.cli.common import app, console, fail
+
+_fail = fail  # one line on stderr, exit 1 (never a traceback for bad input)
 
 
-def _fail(message: str) -> None:
-    """One line on stderr, exit 1 (never a traceback for bad input)."""
-    typer.echo("error: " + " ".join(str(message).split()), err=True)
-    raise typer.Exit(1)
-
-
-def _warn(message: str) -> None:
-    typer.echo("warning: " + " ".join(str(message).split()), err=True)
-
-
-def _readout_option(readouts: str | None) -> int | list[str] | str | None:
-    """--readouts: N (N random, --readout-seed), a file of names, or (tahoe) dense | all."""
-    if readouts is None or readouts in {"dense", "all"}:
-        return readouts
-    if readouts.isdigit():
-        if int(readouts) < 1:
-            _fail("--readouts needs N >= 1")
-        return int(readouts)
+def _read_options(readouts: str | None, readout_seed: int, duplicates: str, context: str | None,
+                  readout_key: str | None, perturbation_type: str | None):
+    """The command's ReadOptions (graph/io/options.py); a bad value is one line naming the option."""
     from graph.io.common import InputFileError
-    from models.datasets import read_readout_names
+    from graph.io.options import ReadOptions
 
     try:
-        return read_readout_names(readouts)
+        return ReadOptions.parse({"readouts": None if readouts in {"dense", "all"} else readouts,
+                                  "readout_seed": readout_seed, "duplicates": duplicates, "context": context,
+                                  "readout_key": readout_key, "perturbation_type": perturbation_type})
     except InputFileError as exc:
         _fail(str(exc))
+    except ValueError as exc:
+        _fail(f"--{str(exc).replace('_', '-', 1)}")
 
 
 def _load(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine") -> pd.DataFrame:
@@ -75,32 +69,29 @@ def _gene_resolver(readout_key: str | None):
 
 
 def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine",
-                context: str | None = None, readout_key: str | None = None):
-    """Read INPUT through the ingest readers and the validation step (a models.datasets.Loaded);
-    bad input -> one line naming the file, exit 1. context: for a table without a context column
-    (wide or context-free); readout_key: the column holding readout ids, mapped through the gene table."""
+                context: str | None = None, readout_key: str | None = None, perturbation_type: str | None = None):
+    """Read INPUT through the ingest readers and the validation step (a models.datasets.Loaded) with the
+    command's ReadOptions; bad input -> one line naming the file, exit 1."""
     from graph.io.common import InputFileError
-    from graph.io.validation import DUPLICATE_POLICIES
-    from models.datasets import load_input, select_readouts
+    from models.datasets import TAHOE_FILES, load_input
 
-    if duplicates not in DUPLICATE_POLICIES:
-        _fail(f"--duplicates must be one of {', '.join(DUPLICATE_POLICIES)}")
-    choice = _readout_option(readouts)
-    kwargs = {}
-    if context or readout_key:
-        kwargs = {"context": context, "readout_key": readout_key, "resolver": _gene_resolver(readout_key)}
-    if input_ == "tahoe" and choice is not None:
-        # The docs' tables: load_tahoe(n_random=N, seed=S) draws from the dense readouts.
-        kwargs = {"readouts": choice} if isinstance(choice, str) else (
-            {"n_random": choice, "seed": readout_seed} if isinstance(choice, int) else {"readouts": choice})
-        choice = None
-    elif isinstance(choice, str):
+    options = _read_options(readouts, readout_seed, duplicates, context, readout_key, perturbation_type)
+    kwargs = {"options": options}
+    if readout_key:
+        kwargs["resolver"] = _gene_resolver(readout_key)
+    if input_ in TAHOE_FILES:
+        # The docs' tables: read_tahoe(n_random=N, seed=S) draws from the dense readouts (or dense | all | names).
+        kwargs = ({"readouts": readouts} if readouts in {"dense", "all"} else
+                  {"n_random": options.readouts, "seed": readout_seed} if isinstance(options.readouts, int) else
+                  {"readouts": list(options.readouts)} if options.readouts else {})
+    elif readouts in {"dense", "all"}:
         _fail("--readouts dense|all applies to the tahoe dataset; use N or a file of names")
+    elif input_ == "replogle" and options.readouts is not None:
+        _fail("--readouts applies to files, ingested datasets, the l1000-* GCTX files and tahoe; replogle keeps "
+              "its most measured readouts")
     try:
         with console.status(f"loading {input_}"):
-            loaded = load_input(input_, duplicates=duplicates, **kwargs)
-            if choice is not None:
-                loaded = replace(loaded, frame=select_readouts(loaded.frame, choice, seed=readout_seed))
+            loaded = load_input(input_, **kwargs)
     except (InputFileError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         _fail(str(exc))
     except (ValueError, OSError, KeyError) as exc:
@@ -114,57 +105,6 @@ def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplic
     return loaded
 
 
-# Cell-line features are attached when they describe at least this share of a dataset's contexts
-# (all but a few L1000 lines; Tahoe has 1 of 10, Replogle none: there they would describe one line
-# and leave the rest to learned vectors).
-MIN_CONTEXT_FEATURE_COVERAGE = 0.5
-
-
-def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | None = None,
-                  perturbation_names: dict[str, str] | None = None,
-                  perturbation_targets: dict[str, list[str]] | None = None):
-    """Side information for the shared data: SMILES by compound name, STRING (score >= 700) among
-    the readouts and genetic targets, each genetic perturbation's targets (its own name, or the target
-    genes the reader recorded), and LINCS baseline expression of the cell lines (when it covers most
-    of the dataset's contexts). Every piece is optional: a missing one is a warning, not an error.
-    perturbation_names / _targets: per perturbation id, the source name and target genes (Loaded)."""
-    from models.datasets import cell_line_features, compound_smiles, string_gene_graph
-    from models.evaluation.harness import Resources
-    from models.evaluation.splits import GENETIC_TYPES
-
-    names = perturbation_names or {}  # perturbation id -> source name (ingest readers)
-    targets = perturbation_targets or {}
-    types = df["perturbation_type"].astype(str)
-    compounds = df.loc[types == "compound", "perturbation"].astype(str).unique()
-    genetic = df.loc[types.isin(GENETIC_TYPES), "perturbation"].astype(str).unique()
-    res = Resources(lpm_epochs=epochs)
-
-    def optional(what: str, make):
-        try:
-            return make()
-        except Exception as exc:  # missing shared folder, a file without these columns, ...
-            _warn(f"no {what}: {exc}")
-            return None
-
-    if len(compounds):
-        by_name = optional("compound structures", lambda: compound_smiles({names.get(p, p) for p in compounds})) or {}
-        res.compound_smiles = {p: by_name[names.get(p, p)] for p in compounds if names.get(p, p) in by_name}
-        typer.echo(f"compound structures: {len(res.compound_smiles)} of {len(compounds)} compounds matched "
-                   "a SMILES by name or alias", err=True)
-    if gene_graph:
-        genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
-        res.gene_graph = optional("gene graph", lambda: string_gene_graph(genes=genes))
-    contexts = df["context"].astype(str).unique()
-    features = optional("cell-line features", lambda: cell_line_features(contexts))
-    if features is not None and len(features) >= MIN_CONTEXT_FEATURE_COVERAGE * len(contexts):
-        res.context_features = features
-    elif features is not None and len(features) < len(contexts) and len(features):
-        _warn(f"cell-line features cover {len(features)} of {len(contexts)} contexts; not used")
-    if len(genetic):
-        res.perturbation_targets = {p: list(targets.get(p) or [p]) for p in genetic}
-    return res
-
-
 def _ints(text: str) -> list[int]:
     try:
         return [int(s) for s in text.split(",") if s.strip()]
@@ -172,12 +112,13 @@ def _ints(text: str) -> list[int]:
         _fail(f"expected comma-separated integers, got {text!r}")
 
 
-READOUTS_HELP = ("N: N random readouts (of those in every signature; --readout-seed), or a file of names; "
+READOUTS_HELP = (OPTION_HELP["readouts"] + "; "
                  "tahoe also: dense | all")
-CONTEXT_HELP = "context of every row of a table without a context column (default: CONSENSUS, context-free)"
+CONTEXT_HELP = OPTION_HELP["context"]
 READOUT_KEY_HELP = ("column holding the readouts (e.g. ensembl_id, entrez_id), mapped to gene symbols through "
                     "the gene table; for a wide table: map its column headers")
-DUPLICATES_HELP = "rows repeating a (context, perturbation, readout) with different values: quarantine | mean | first"
+DUPLICATES_HELP = OPTION_HELP["duplicates"]
+TYPE_HELP = OPTION_HELP["perturbation_type"]
 
 
 def _target_context(input_: str, target: str | None) -> str | None:
@@ -204,55 +145,74 @@ def _check_finite(model) -> None:
         _fail("training produced non-finite weights; no checkpoint written")
 
 
-@app.command()
+@app.command("train", help="Train the LPM on an ingested dataset or any file the readers accept.")
 def train(
     input_: str = typer.Option(..., "--input", help="dataset name or file"),
     output: Path = typer.Option(Path("lpm.pt"), "--output", help="checkpoint path"),
     epochs: int | None = typer.Option(None, "--epochs", help="max epochs (default: LPMConfig)"),
     readouts: str | None = typer.Option(None, "--readouts", help=READOUTS_HELP),
-    readout_seed: int = typer.Option(0, "--readout-seed", help="seed of the random readout subset"),
+    readout_seed: int = typer.Option(0, "--readout-seed", help=OPTION_HELP["readout_seed"]),
     duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
     context: str | None = typer.Option(None, "--context", "--input-context", help=CONTEXT_HELP),
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
+    perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
     seed: int = typer.Option(0, "--seed"),
+    paper: bool = typer.Option(False, "--paper", help="LPMConfig.paper(): learned embeddings only, no side information"),
     nproc: int = typer.Option(1, "--nproc", min=1,
-                              help="data-parallel processes (torchrun; NCCL on GPUs, gloo on CPU; models/distributed.py)"),
+                              help="data-parallel processes: torchrun starts this command once per rank "
+                                   "(NCCL on GPUs, gloo on CPU; models/distributed.py)"),
 ) -> None:
-    """Fit the LPM on all experiments of INPUT and save a checkpoint."""
+    """Fit the LPM on all experiments of INPUT and save a checkpoint. Under torchrun (WORLD_SIZE set)
+    this process is one rank of a data-parallel fit; rank 0 saves."""
     from models.lpm import LPM
     from models.module import LPMConfig
 
-    if nproc > 1:  # each rank runs models.distributed with the same arguments
+    if nproc > 1:  # torchrun starts this same command once per rank (the rank path below)
         import subprocess
         import sys
 
         raise typer.Exit(subprocess.call([
             sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "models.distributed",
+            "-m", "pipelines.cli", "train",
             "--input", input_, "--output", str(output), "--readout-seed", str(readout_seed), "--duplicates", duplicates,
             "--seed", str(seed), *(["--epochs", str(epochs)] if epochs is not None else []),
             *(["--context", context] if context else []), *(["--readout-key", readout_key] if readout_key else []),
-            *(["--readouts", readouts] if readouts is not None else [])]))
+            *(["--perturbation-type", perturbation_type] if perturbation_type else []),
+            *(["--paper"] if paper else []), *(["--readouts", readouts] if readouts is not None else [])]))
     if output.is_dir():
         _fail(f"{output}: is a directory; give the checkpoint file name")
-    loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key)
-    df = loaded.frame
-    res = resources_for(df, epochs=epochs, perturbation_names=loaded.perturbation_names,
-                        perturbation_targets=loaded.perturbation_targets)
-    config = LPMConfig() if epochs is None else LPMConfig(max_epochs=epochs)
-    model = LPM(config, compound_smiles=res.compound_smiles or None, gene_graph=res.gene_graph,
-                perturbation_targets=res.perturbation_targets, seed=seed)
+    parallel = device = None
+    if "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ:  # one rank of torchrun
+        from models import distributed as D
+
+        parallel, device = D.setup()
     try:
-        model.fit(df, None, progress=True)
-    except (ValueError, RuntimeError) as exc:
-        _fail(f"{input_}: training failed ({type(exc).__name__}: {exc})")
-    _check_finite(model)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    model.save(output)
-    typer.echo(f"saved {output}", err=True)
+        loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key, perturbation_type)
+        df = loaded.frame
+        config = (LPMConfig.paper if paper else LPMConfig)(**({} if epochs is None else {"max_epochs": epochs}))
+        side = None if paper else resources_for(
+            df, epochs=epochs, perturbation_names=loaded.perturbation_names,
+            perturbation_targets=loaded.perturbation_targets).side
+        model = LPM(config, side=side, seed=seed)
+        lead = parallel is None or parallel.rank == 0
+        try:
+            model.fit(df, None, progress=lead, **({"device": device, "parallel": parallel} if parallel else {}))
+        except (ValueError, RuntimeError) as exc:
+            _fail(f"{input_}: training failed ({type(exc).__name__}: {exc})")
+        _check_finite(model)  # every rank: the weights are the same, and all of them must stop together
+        if lead:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            model.save(output)
+            ranks = f" ({parallel.world_size} ranks, {len(model.history)} epochs)" if parallel else ""
+            typer.echo(f"saved {output}{ranks}", err=True)
+        if parallel is not None:
+            D.dist.barrier()
+    finally:
+        if parallel is not None:
+            D.dist.destroy_process_group()
 
 
-@app.command()
+@app.command("evaluate", help="Evaluate the LPM beside every baseline on a split; JSON + markdown out.")
 def evaluate(
     input_: str = typer.Option(..., "--input", help="dataset name or file"),
     split: str = typer.Option("unseen-experiment", "--split",
@@ -268,6 +228,7 @@ def evaluate(
     duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
     input_context: str | None = typer.Option(None, "--input-context", help=CONTEXT_HELP + " (--context is the target)"),
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
+    perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
     fmt: str = typer.Option("table", "--format", help="results on stdout: table (markdown) | json (every row) | "
                                                       "tsv (mean per model and metric)"),
 ) -> None:
@@ -285,7 +246,7 @@ def evaluate(
         _fail(f"{split} needs --target-context")
     seed_list = _ints(seeds)
     target_context = _target_context(input_, target_context)
-    loaded = _load_input(input_, readouts, readout_seed, duplicates, input_context, readout_key)
+    loaded = _load_input(input_, readouts, readout_seed, duplicates, input_context, readout_key, perturbation_type)
     df = loaded.frame
     if target_context is not None and target_context not in set(df["context"].astype(str)):
         contexts = sorted(df["context"].astype(str).unique())

@@ -5,13 +5,14 @@
     perturbgraph query interactions --gene MTOR --novel-only --json
     perturbgraph cypher "MATCH (m:ModelVersion) RETURN m.version_id"         # read-only
     perturbgraph cypher "MATCH (m:ModelVersion {version_id: \\$v}) DETACH DELETE m" -p v=old --write
+    perturbgraph prune-versions [--non-current] [--dry-run]  # delete refused (and old) versions' discoveries
 
 Named queries run in read transactions. Raw Cypher without `--write` is planned by the server
 first and runs only if the plan is a plain read (graph.db.cypher_guard): no write, no LOAD CSV, no
 administration command, no procedure outside an allowlist; otherwise exit code 3, nothing ran.
 Every query is bounded: `--timeout` seconds (default 60; the server stops it) and `--max-rows`
-(default 10,000; 0 = no limit); rows are printed as they arrive. Mount into the main app with
-`register(app)` (adds the three commands) or `app.add_typer(query_cli.app)`.
+(default 10,000; 0 = no limit); rows are printed as they arrive. pipelines/cli/__init__.py mounts the
+commands into the `perturbgraph` app with `register(app)`; `app` here is the group alone (tests).
 """
 
 from __future__ import annotations
@@ -220,8 +221,43 @@ def cypher(
                 "json" if as_json else fmt.value, "cypher")
 
 
+@app.command("prune-versions")
+def prune_versions(
+    non_current: bool = typer.Option(False, "--non-current",
+                                     help="also every published version that is not current (default: refused only)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list what would be deleted, delete nothing"),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | json | tsv"),
+    database: str | None = typer.Option(None, "--database", help="Neo4j database (default: settings)"),
+) -> None:
+    """Delete model versions a blocking check refused (status 'refused'), with their links and
+    embeddings; --non-current also older published versions. Versions being written or awaiting
+    their check, and the current one, are never deleted."""
+    from graph.db.model_versions import ModelVersions
+
+    db = database or get_settings().neo4j_database
+    try:
+        with driver_factory() as driver:
+            rows = ModelVersions(driver, db).prune_versions(non_current=non_current, dry_run=dry_run)
+    except ServiceUnavailable as exc:
+        _fail(f"Neo4j is not reachable ({exc}); start it with `perturbgraph neo4j start`", EXIT_DB)
+    except Neo4jError as exc:
+        _fail(CG.one_line(exc), EXIT_DB)
+    if fmt.value == "json":
+        typer.echo(json.dumps(rows, default=str))
+    elif not rows:
+        err.print("no model version to prune")
+    elif fmt.value == "tsv":
+        columns = list(rows[0])
+        typer.echo("\t".join(columns))
+        for row in rows:
+            typer.echo("\t".join(cell_text(row.get(c)).replace("\t", " ") for c in columns))
+    else:
+        _table(list(rows[0]), rows, "would delete (dry run)" if dry_run else "deleted")
+
+
 def register(parent: typer.Typer) -> None:
-    """Add `query`, `cypher` and `queries` as top-level commands of `parent`."""
+    """Add `query`, `cypher`, `queries` and `prune-versions` as top-level commands of `parent`."""
     parent.command("queries")(list_queries)
     parent.command("query", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(query)
     parent.command("cypher")(cypher)
+    parent.command("prune-versions")(prune_versions)

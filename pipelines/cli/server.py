@@ -1,4 +1,4 @@
-"""The `perturbgraph` command line (typer)."""
+"""`perturbgraph neo4j start|stop|status`, `where` and `ui`: the managed server, the paths, the Dagster UI."""
 
 from __future__ import annotations
 
@@ -7,53 +7,12 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from graph.settings import get_settings
-from models.runtime import thread_env
+from pipelines.cli.common import app, console, dagster_home, fail
 
-# Before numpy / torch load (the subcommands below import them): thread counts for the cores actually
-# free and sleeping, not spinning, OpenMP threads; inherited by the processes Dagster starts.
-thread_env(get_settings().torch_threads)
-
-from pipelines.output import OutputFormat  # noqa: E402 - after the thread policy
-
-
-class _Typer(typer.Typer):
-    """Turns "Neo4j is not there" into one line with the way to start it, for every command."""
-
-    def __call__(self, *args, **kwargs):
-        from neo4j.exceptions import AuthError, ServiceUnavailable
-
-        from graph.db.server import Neo4jServerError
-
-        try:
-            return super().__call__(*args, **kwargs)
-        except (ServiceUnavailable, Neo4jServerError, AuthError) as exc:
-            Console(stderr=True).print(f"[bold red]error:[/] {neo4j_hint(exc)}", soft_wrap=True)
-            sys.exit(1)
-
-
-def neo4j_hint(exc: BaseException) -> str:
-    s = get_settings()
-    if not s.managed_neo4j:
-        return f"Neo4j at {s.neo4j_uri} (NEO4J_URI) is not reachable: {type(exc).__name__}: {exc}"
-    return (f"Neo4j is not running at {s.effective_neo4j_uri} (home {s.home}): start it with "
-            f"`perturbgraph neo4j start` (or set NEO4J_URI to another server)")
-
-
-app = _Typer(help="PerturbGraph: perturbation experiments, the LPM and discoveries in a Neo4j graph.",
-             no_args_is_help=True, pretty_exceptions_enable=False)
 neo4j_app = typer.Typer(help="The managed Neo4j server (ignored when NEO4J_URI is set).", no_args_is_help=True)
 app.add_typer(neo4j_app, name="neo4j")
-
-console = Console(stderr=True, soft_wrap=True)  # messages are never hard-wrapped (piped logs)
-
-
-def fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
-
 
 def _server():
     from graph.db.server import Neo4jServer
@@ -120,58 +79,6 @@ def where() -> None:
     if not Path(s.shared_data).is_dir():
         typer.echo(f"warning: shared data folder {s.shared_data} does not exist (set PERTURBGRAPH_SHARED_DATA); "
                    "the real-data inputs (--inputs shared, tahoe, replogle, l1000-*) are unavailable", err=True)
-
-
-def _dagster_home(settings) -> Path:
-    """DAGSTER_HOME under PERTURBGRAPH_HOME, with the project's dagster.yaml in it."""
-    import os
-    import shutil
-
-    from graph.settings import REPO_ROOT
-
-    home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    source = REPO_ROOT / "dagster.yaml"
-    if source.exists():
-        shutil.copyfile(source, home / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
-
-
-@app.command("demo")
-def demo(
-    inputs: str = typer.Option(None, "--inputs", help="default (simulated) | shared | shared:<substr>,… | file paths "
-                                                      "(a table: FILE?context=NAME&readout_key=COLUMN, docs/inputs.md); "
-                                                      "default: PERTURBGRAPH_INPUTS"),
-    epochs: int = typer.Option(12, "--epochs", help="LPM training epochs (early stopping may end sooner)"),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="summary as table | json | tsv"),
-) -> None:
-    """The main job: start Neo4j, materialize every asset, print counts, metrics and example discoveries."""
-    import time
-
-    from graph.db.connection import ensure_neo4j, open_driver
-    from graph.db.server import Neo4jServerError
-
-    settings = get_settings()
-    began = time.monotonic()
-    try:
-        ensure_neo4j(settings, progress=lambda m: console.print(f"[dim]{m}[/]"))
-    except Neo4jServerError as exc:
-        fail(str(exc))
-    with open_driver(settings) as driver:
-        driver.verify_connectivity()
-    console.print(f"[green]Neo4j ready at {settings.effective_neo4j_uri}[/]")
-    _dagster_home(settings)
-    from pipelines.runner import run_everything, summary
-
-    selection = inputs or settings.inputs
-    console.print(f"materializing every asset on inputs={selection!r}"
-                  + (" (SIMULATED default dataset)" if selection == "default" else ""))
-    result = run_everything(settings, inputs=selection, epochs=epochs, log_level="INFO")
-    if not result.success:
-        fail("the main job failed; the step logs above say where (open the Dagster UI with `perturbgraph ui` for "
-             "the full run)")
-    summary(settings, result, elapsed_s=time.monotonic() - began, fmt=fmt.value)
 
 
 # `dagster dev` is marked superseded by `dg dev` (a separate package); its SupersessionWarning tells a
@@ -249,7 +156,7 @@ def ui(port: int = typer.Option(3000, "--port")) -> None:
     from graph.settings import REPO_ROOT
 
     settings = get_settings()
-    home = _dagster_home(settings)
+    home = dagster_home(settings)
     console.print(f"Dagster UI on http://127.0.0.1:{port} (instance {home}); Ctrl-C stops it")
     # cwd = DAGSTER_HOME (which holds the project's dagster.yaml): from the repository root, Dagster warns
     # that the dagster.yaml there is not the instance's. PYTHONPATH finds the code from any folder.
@@ -257,20 +164,3 @@ def ui(port: int = typer.Option(3000, "--port")) -> None:
     raise typer.Exit(run_process_group(
         [sys.executable, "-c", _DAGSTER_DEV, "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
          "-p", str(port)], cwd=home, env=env))
-
-
-def _mount_subcommands() -> None:
-    from models import cli as model_cli
-    from pipelines import query_cli
-
-    app.command("train", help="Train the LPM on an ingested dataset or any file the readers accept.")(model_cli.train)
-    app.command("evaluate", help="Evaluate the LPM beside every baseline on a split; JSON + markdown out.")(
-        model_cli.evaluate)
-    query_cli.register(app)
-
-
-_mount_subcommands()
-
-
-def main() -> None:  # pragma: no cover - console-script shim
-    sys.exit(app())

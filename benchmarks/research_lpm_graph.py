@@ -1,0 +1,130 @@
+"""Issue 17, "Research: LPM on Replogle": LPM variants beside the strongest simple baselines, paired by seed.
+
+Run through make_results (`--research graph`), which owns the sections and the CLI options:
+
+    nice -n 19 python benchmarks/make_results.py --research graph --only 7 --lpm-seeds 5 --threads 1 \
+        --lpm-epochs 12 --lpm-patience 3
+
+Per section and seed (sequentially) every model of `--add-models` (default GRAPH_MODELS) is fitted on the
+same split; rows are stored per (model, seed) in <home>/results/research_graph_<section>.json (a run
+replaces only the pairs it ran) and the tables between GRAPH_MARKERS in --out are rewritten from all
+stored rows. LPM variants are named here (LPM_VARIANTS): each is `LPMConfig(max_epochs, patience)` plus
+its overrides, built through the registry's `lpm` builder, so the harness's `lpm` is the first.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+BASELINES = ("context_mean", "other_contexts", "linear", "network_knn")
+# name -> LPMConfig overrides on top of the default residual LPM (models/module.py)
+LPM_VARIANTS = {
+    "lpm": {},
+    "lpm_graph": {"graph_base": True},  # H1: graph base + unseen copies of half the knock-down experiments
+    "lpm_graph_nocopy": {"graph_base": True, "graph_base_dropout": 0.0},  # H1 without the unseen copies
+    "lpm_graph_copyall": {"graph_base": True, "graph_base_dropout": 1.0},
+    "lpm_graph_nbemb": {"graph_base": True, "neighbour_embedding": True},  # H1 + H2
+    # H3: the reference code's Perturb-seq configuration (embedding 32, 2 x 512, no dropout, decay 0.99)
+    "lpm_graph_ref": {"graph_base": True, "embed_dim": 32, "hidden_dim": 512, "dropout": 0.0, "lr_decay": 0.99},
+}
+GRAPH_MODELS = (*BASELINES, "lpm", "lpm_graph")
+GRAPH_MARKERS = ("<!-- research-graph:start -->", "<!-- research-graph:end -->")
+
+
+def research_graph(args, argv, benchmarks) -> int:
+    from graph.settings import get_settings
+    from models.datasets import resources_for
+    from models.datasets import load_dataset
+    from models.evaluation.harness import build_model, evaluate_model, markdown_table, write_results
+    from models.evaluation.metrics import METRIC_NAMES
+    from models.evaluation.splits import make_split
+    from models.module import LPMConfig
+
+    overrides = {k: v for k, v in (("max_epochs", args.lpm_epochs), ("patience", args.lpm_patience)) if v is not None}
+    config = LPMConfig(**overrides)
+    models = [m.strip() for m in args.add_models.split(",") if m.strip()] or list(GRAPH_MODELS)
+    unknown = [m for m in models if m not in BASELINES and m not in LPM_VARIANTS]
+    if unknown:
+        raise SystemExit(f"--research graph: unknown models {unknown}; choose from {(*BASELINES, *LPM_VARIANTS)}")
+    json_dir = Path(get_settings().home) / "results"
+    chosen = [int(i) for i in args.only.split(",") if i.strip()] or [7]
+    seeds = [int(s) for s in args.research_seeds.split(",") if s.strip()] or list(range(args.lpm_seeds))
+    out: list[str] = []
+    for i in chosen:
+        title, name, kwargs, split_kind, context, why, _ = benchmarks[i]
+        df = load_dataset(name, **kwargs)
+        res = resources_for(df, gene_graph=True)
+        stored = json_dir / f"research_graph_{i}.json"
+        rows = pd.read_json(stored, orient="records") if stored.exists() else pd.DataFrame()
+        if len(rows):  # rows of the (model, seed) pairs about to run are replaced
+            rows = rows.loc[~(rows["model"].isin(models) & rows["seed"].isin(seeds))]
+        new, t0 = [], time.time()
+        for seed in seeds:
+            split = make_split(df, split_kind, context=context, seed=seed)
+            for model in models:
+                lpm = model in LPM_VARIANTS
+                r = replace(res, lpm_config=replace(config, **LPM_VARIANTS[model])) if lpm else res
+                m = build_model("lpm" if lpm else model, seed=seed, resources=r, split_kind=split_kind)
+                rec = {"model": model, "seed": seed, "split": split_kind, "context": context or "", "error": "",
+                       "n_test": len(split.test), "description": split.description}
+                rec.update(evaluate_model(m, split))
+                if lpm and m.history:
+                    best = min(m.history, key=lambda h: h.get("valid_loss", h["train_loss"]))
+                    g = m.module.graph_base
+                    rec["detail"] = (f"{len(m.history)} epochs, best {best['epoch']}"
+                                     + (f", shrink {float(g.shrink):.2f}" if g is not None else ""))
+                new.append(rec)
+                print(f"[{time.time() - t0:6.0f}s] section {i} seed {seed} {model}: r {rec['pearson_per_signature']:.4f} "
+                      f"rmse {rec['rmse']:.4f} fit {rec['fit_s']:.0f}s {rec.get('detail', '')}", file=sys.stderr, flush=True)
+                write_results(pd.concat([rows, pd.DataFrame(new)], ignore_index=True), json_dir,
+                              name=f"research_graph_{i}", title=title)  # keep what is done
+        rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
+        order = [m for m in (*BASELINES, *LPM_VARIANTS) if m in set(rows["model"])]
+        rows = rows.set_index("model").loc[order].reset_index()
+        variants = ", ".join(f"`{m}` = {LPM_VARIANTS[m] or 'the default'}" for m in order if m in LPM_VARIANTS)
+        out.append(f"#### {title}\n\n{why} LPMs: `LPMConfig({', '.join(f'{k}={v}' for k, v in overrides.items())})` "
+                   f"plus: {variants} ({datetime.now(UTC):%Y-%m-%d}, "
+                   f"`{' '.join(argv if argv is not None else sys.argv[1:])}`, {time.time() - t0:.0f} s).\n\n"
+                   f"{markdown_table(rows, [m for m in METRIC_NAMES if m in rows])}\n\n{paired_by_seed(rows)}\n")
+    start, end = GRAPH_MARKERS
+    text = args.out.read_text()
+    if start not in text:
+        raise SystemExit(f"{args.out} has no {start} ... {end} block to write into")
+    text = text[: text.index(start) + len(start)] + "\n" + "\n".join(out) + text[text.index(end):]
+    args.out.write_text(text)
+    return 0
+
+
+def paired_by_seed(rows: pd.DataFrame) -> str:
+    """Per-seed pearson_per_signature of every model; each LPM variant minus the strongest baseline (best
+    mean per-signature r over the seeds every model ran) and the wins (> 0, >= +0.01)."""
+    r = rows.pivot_table(index="seed", columns="model", values="pearson_per_signature")
+    base = [m for m in BASELINES if m in r]
+    lpms = [m for m in LPM_VARIANTS if m in r]
+    if not base:
+        return ""
+    best = max(base, key=lambda m: r[m].mean())
+    det = rows.loc[rows["model"].isin(lpms)].set_index(["model", "seed"])["detail"] if "detail" in rows else None
+    cols = [*base, *lpms]
+    lines = ["| seed | " + " | ".join(cols) + " | " + " | ".join(f"{m} − {best}" for m in lpms) + " | LPM epochs |",
+             "|---|" + "---|" * (len(cols) + len(lpms) + 1)]
+    for seed in r.index:
+        cells = ["–" if pd.isna(r.at[seed, m]) else f"{r.at[seed, m]:.3f}" for m in cols]
+        diffs = ["–" if pd.isna(r.at[seed, m] - r.at[seed, best]) else f"{r.at[seed, m] - r.at[seed, best]:+.4f}"
+                 for m in lpms]
+        ep = "; ".join(f"{m}: {det.get((m, seed))}" for m in lpms
+                       if det is not None and isinstance(det.get((m, seed)), str))
+        lines.append(f"| {seed} | " + " | ".join(cells + diffs) + f" | {ep} |")
+    for m in lpms:
+        paired = r[[m, best]].dropna()
+        diff = paired[m] - paired[best]
+        lines.append(f"\n`{m}` vs `{best}` (strongest baseline by mean r), paired over {len(diff)} seeds: higher on "
+                     f"{int((diff > 0).sum())}, by >= 0.01 on {int((diff >= 0.01).sum())}, lower on "
+                     f"{int((diff < 0).sum())}; mean difference {diff.mean():+.4f}.")
+    return "\n".join(lines)

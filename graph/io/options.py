@@ -1,0 +1,199 @@
+"""Reading options that apply to any measurement file, the same from every entry point.
+
+One record (`ReadOptions`), one text form and one parser: `perturbgraph train|evaluate|demo` options
+(`--perturbation-type`, `--context`, `--readout-key`, `--readouts`, `--readout-seed`, `--duplicates`), a
+file's own options in `--inputs FILE?readouts=150&readout_seed=0`, the Dagster `input_manifest` config
+and an inbox file's `<name>.options` sidecar all go through `ReadOptions.parse`, so an option means the
+same thing everywhere (docs/inputs.md).
+
+Two rules live here and nowhere else:
+- a table without a `perturbation_type` column needs the `perturbation_type` option (never a guess);
+  without it the file is refused with one line naming the file and the option (`missing_type_error`);
+- the readout subset: N random readouts (`random_readouts`: numpy default_rng(seed) over the sorted
+  readouts measured in every accepted signature, or over all readouts when fewer than N are), or the
+  names in a file (`read_readout_names`). It is chosen on the reader's accepted table (one row per
+  signature and readout), so a streamed ingest (two passes, `readout_counts` then `keep_readouts`) and a
+  whole-table load (`subset_table`) keep the same readouts; the dropped values are reported.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graph.io.common import InputFileError
+from graph.io.validation import DUPLICATE_POLICIES
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a measurement file. Every field is optional; see the module docstring."""
+
+    perturbation_type: str | None = None  # type of every row of a table without a perturbation_type column
+    context: str | None = None  # context of every row of a table without a context column
+    readout_key: str | None = None  # the column holding readout ids (e.g. entrez_id), mapped to symbols
+    readouts: int | tuple[str, ...] | None = None  # N random readouts, or these names (from a list file)
+    readout_seed: int = 0
+    duplicates: str = "quarantine"  # conflicting (signature, readout) copies: quarantine | mean | first
+    readouts_from: str = ""  # the list file the names came from (for messages and the text form)
+
+    @classmethod
+    def parse(cls, values: Mapping[str, object]) -> ReadOptions:
+        """From text values (CLI options, FILE?k=v, Dagster config, sidecar); None / '' = not given.
+        A bad value is a ValueError with one line naming the option (callers add the file)."""
+        names = {f.name for f in fields(cls)} - {"readouts_from"}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown read option(s) {unknown}; accepted: {', '.join(OPTION_NAMES)}")
+        given = {k: str(v).strip() for k, v in values.items() if v is not None and str(v).strip() != ""}
+        out: dict[str, object] = {}
+        if "perturbation_type" in given:
+            from graph.io.perturbations import normalise_perturbation_type
+
+            try:
+                out["perturbation_type"] = normalise_perturbation_type(given["perturbation_type"])
+            except ValueError as exc:
+                raise ValueError(f"perturbation_type: {exc}") from None
+        for key in ("context", "readout_key"):
+            if key in given:
+                out[key] = given[key]
+        if "duplicates" in given:
+            if given["duplicates"] not in DUPLICATE_POLICIES:
+                raise ValueError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, "
+                                 f"got {given['duplicates']!r}")
+            out["duplicates"] = given["duplicates"]
+        if "readout_seed" in given:
+            if not given["readout_seed"].lstrip("-").isdigit():
+                raise ValueError(f"readout_seed must be an integer, got {given['readout_seed']!r}")
+            out["readout_seed"] = int(given["readout_seed"])
+        if "readouts" in given:
+            text = given["readouts"]
+            if text.isdigit():
+                if int(text) < 1:
+                    raise ValueError("readouts needs N >= 1 (or a file of names)")
+                out["readouts"] = int(text)
+            else:
+                out["readouts"] = tuple(read_readout_names(text))
+                out["readouts_from"] = text
+        return cls(**out)
+
+    def overridden(self, values: Mapping[str, object]) -> ReadOptions:
+        """These options with the given text values replacing theirs (a file's own options win)."""
+        parsed = ReadOptions.parse(values)
+        given = {k for k, v in values.items() if v is not None and str(v).strip() != ""}
+        if "readouts" in given:
+            given.add("readouts_from")
+        return replace(self, **{f.name: getattr(parsed, f.name) for f in fields(self) if f.name in given})
+
+    def as_text(self) -> dict[str, str]:
+        """The options that differ from the defaults, as text values parse() reads back."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "readouts_from" or value == f.default:
+                continue
+            out[f.name] = (self.readouts_from if isinstance(value, tuple) else str(value))
+        return out
+
+    def describe_subset(self) -> str:
+        if isinstance(self.readouts, int):
+            return f"{self.readouts} random readouts of those in every signature, seed {self.readout_seed}"
+        return f"{len(self.readouts or ())} readouts listed in {self.readouts_from or 'the readout list'}"
+
+
+OPTION_NAMES = tuple(f.name for f in fields(ReadOptions) if f.name != "readouts_from")
+# Help texts of the CLI options (train, evaluate, demo: --perturbation-type, --readouts, ...).
+OPTION_HELP = {
+    "perturbation_type": "type of every row of a table without a perturbation_type column (compound, CRISPRi, "
+                         "CRISPRko, shRNA, ORF, ...); such a table is refused without it",
+    "context": "context of every row of a table without a context column (default: CONSENSUS, context-free)",
+    "readout_key": "column holding the readouts (e.g. ensembl_id, entrez_id), mapped to gene symbols through the "
+                   "gene table",
+    "readouts": "N: N random readouts (of those in every signature; --readout-seed), or a file of names",
+    "readout_seed": "seed of the random readout subset",
+    "duplicates": "rows repeating a (signature, readout) with different values: quarantine | mean | first",
+}
+TYPE_OPTION_HINT = ("give every row's type with the perturbation_type option (--perturbation-type compound|CRISPRi|"
+                    "shRNA|..., or FILE?perturbation_type=compound)")
+
+
+def missing_type_error(path: str | Path) -> InputFileError:
+    """The one rule for a measurement table without a perturbation_type column and no option."""
+    return InputFileError(path, f"has no perturbation_type column; {TYPE_OPTION_HINT}")
+
+
+# ------------------------------------------------------------------------------------- readout subset
+def random_readouts(pool: Iterable, n: int, seed: int = 0) -> list[str]:
+    """n readouts drawn without replacement from sorted(pool) with numpy's default_rng(seed): the rule
+    behind docs/results.md's "150 random dense readouts" (chosen without looking at values)."""
+    pool = sorted(map(str, pool))
+    return list(np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False))
+
+
+def read_readout_names(path: str | Path) -> list[str]:
+    """A readout list file: one name per line (or the first column of a CSV/TSV); '#' lines ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "readout list does not exist" if not path.exists() else "readout list is not a file")
+    names = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        first = line.split("\t")[0].split(",")[0].strip()
+        if first and not first.startswith("#"):
+            names.append(first)
+    if not names:
+        raise InputFileError(path, "readout list has no names")
+    return list(dict.fromkeys(names))
+
+
+def readout_counts(chunks: Iterable[pd.DataFrame]) -> tuple[Counter, int]:
+    """(signatures measuring each readout, number of signatures) over a reader's accepted chunks (one
+    row per signature and readout: the readers collapse repeats)."""
+    counts: Counter = Counter()
+    signatures: set = set()
+    for chunk in chunks:
+        counts.update(chunk["readout"].astype(str).value_counts().to_dict())
+        signatures.update(chunk["signature_id"].astype(str).unique())
+    return counts, len(signatures)
+
+
+def choose_readouts(options: ReadOptions, counts: Mapping[str, int], n_signatures: int) -> frozenset[str] | None:
+    """The readouts to keep (None: no subset asked)."""
+    if options.readouts is None:
+        return None
+    if isinstance(options.readouts, int):
+        dense = [r for r, n in counts.items() if n == n_signatures and n > 0]
+        pool = dense if len(dense) >= options.readouts else [r for r, n in counts.items() if n > 0]
+        return frozenset(random_readouts(pool, options.readouts, options.readout_seed))
+    return frozenset(options.readouts)
+
+
+def keep_readouts(chunk: pd.DataFrame, keep: frozenset[str] | None) -> pd.DataFrame:
+    if keep is None:
+        return chunk
+    return chunk[chunk["readout"].astype(str).isin(keep).to_numpy()]
+
+
+def subset_note(options: ReadOptions, keep: frozenset[str], n_readouts: int, dropped: int) -> str:
+    """The report line of a readout subset (the same text from every entry point)."""
+    return (f"readout subset ({options.describe_subset()}): {len(keep):,} of {n_readouts:,} readouts kept, "
+            f"{dropped:,} accepted values outside it not used")
+
+
+def subset_table(frame: pd.DataFrame, options: ReadOptions, notes: list[str] | None = None) -> pd.DataFrame:
+    """A whole accepted table (signature_id, readout, ...) reduced to the readout subset; the note is
+    appended to `notes`. An empty result is a ValueError."""
+    counts, n_sig = readout_counts([frame])
+    keep = choose_readouts(options, counts, n_sig)
+    if keep is None:
+        return frame
+    out = keep_readouts(frame, keep).reset_index(drop=True)
+    if notes is not None:
+        notes.append(subset_note(options, keep, len(counts), len(frame) - len(out)))
+    if len(frame) and not len(out):
+        raise ValueError(f"none of the {len(keep)} requested readouts is in the data (e.g. {sorted(keep)[:3]})")
+    return out

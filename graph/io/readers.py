@@ -1,0 +1,61 @@
+"""Which reader a measurement file gets, with which options: one registry for every entry point.
+
+`pipelines/ingest.read_experiment` (demo, Dagster, inbox) and `models/datasets` (train, evaluate) open
+measurement files here, so a file is read with the same reader, the same `ReadOptions`
+(graph/io/options.py) and the same "no valid rows" rule wherever it enters.
+
+    open_streaming_reader(path, kind, dataset_id, options, ...)  -> GctxToLong | LongTableReader | WideTableReader
+        (iter_long() yields MEASUREMENT_COLUMNS chunks; report, quarantine, records after exhaustion)
+    read_h5ad(path, dataset_id, options, ...)                    -> H5adResult (pseudobulk or bulk, whole)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from graph.io.common import InputFileError, table_header, table_layout
+from graph.io.options import ReadOptions
+
+STREAMED_KINDS = ("gctx", "long_table", "ranked_long_table", "wide_table")
+
+
+def table_kind(path: str | Path, options: ReadOptions) -> str:
+    """long_table | ranked_long_table | wide_table for a parquet / CSV / TSV file (graph/io/common.table_layout);
+    a header that fits none is read as a long table, whose reader names the missing columns."""
+    return table_layout(table_header(path), options.readout_key) or "long_table"
+
+
+def open_streaming_reader(path: str | Path, kind: str, dataset_id: str, options: ReadOptions = ReadOptions(), *,
+                          resolver=None, compound_ids: Mapping[str, str] | None = None,
+                          chunk_signatures: int = 1000, max_rows: int | None = None):
+    """The reader of a GCTX or table file, opened (header checked) but not yet read."""
+    if kind == "gctx":
+        from graph.io.gctx import GctxToLong
+
+        return GctxToLong(path, dataset_id, resolver=resolver, compound_ids=compound_ids, chunk_size=chunk_signatures)
+    if kind not in STREAMED_KINDS:
+        raise ValueError(f"{path}: kind {kind!r} is not a streamed measurement file")
+    from graph.io.tables import LongTableReader
+    from graph.io.wide import WideTableReader
+
+    cls = WideTableReader if kind == "wide_table" else LongTableReader
+    return cls(path, dataset_id, resolver=resolver, compound_ids=compound_ids, max_rows=max_rows,
+               duplicates=options.duplicates, perturbation_type=options.perturbation_type,
+               context=options.context, readout_key=options.readout_key)
+
+
+def read_h5ad(path: str | Path, dataset_id: str, options: ReadOptions = ReadOptions(), *, resolver=None,
+              bulk: bool = False):
+    """A Perturb-seq h5ad pseudobulked against same-context controls, or a bulk h5ad read as it is."""
+    from graph.io.h5ad import pseudobulk_h5ad, read_bulk_h5ad
+
+    read = read_bulk_h5ad if bulk else pseudobulk_h5ad
+    return read(path, dataset_id, resolver=resolver, duplicates=options.duplicates,
+                perturbation_type=options.perturbation_type, default_context=options.context)
+
+
+def no_valid_rows(source: str | Path, read: int, unit: str, reasons: Mapping[str, int]) -> InputFileError:
+    """A file none of whose rows (values, signatures) was accepted: refused, with the reasons counted."""
+    by = "; ".join(f"{k}: {n:,}" for k, n in reasons.items() if n)
+    return InputFileError(source, f"no valid rows ({read:,} {unit} read" + (f"; {by})" if by else ")"))

@@ -1,0 +1,41 @@
+"""What the LPM's encoders may know about the symbols beyond the measurements: one record.
+
+Every entry point (the evaluation registry's `Resources`, the Dagster `TrainingSet`, the CLI) builds
+one `SideInformation` and hands it on unchanged; `LPM(config, side=...)` reads it. Its own module
+(not models/registry.py) because models/lpm.py needs it and must not import the baselines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["SideInformation"]
+
+
+# eq=False: pandas frames have no truth value, so records compare by identity.
+@dataclass(frozen=True, eq=False)
+class SideInformation:
+    """All optional. Normalised on construction (copies; None -> empty), so holders cannot alias it."""
+
+    compound_smiles: Mapping[str, str] = field(default_factory=dict)  # compound key -> SMILES
+    gene_graph: pd.DataFrame | None = None  # source, target[, weight]: the prior gene graph
+    context_features: pd.DataFrame | None = None  # index context, numeric columns (float32 once built)
+    perturbation_targets: Mapping[str, list[str]] = field(default_factory=dict)  # perturbation -> target genes
+    perturbation_compounds: Mapping[str, str] = field(default_factory=dict)  # perturbation -> key in compound_smiles
+    perturbation_doses: Mapping[str, float] = field(default_factory=dict)  # perturbation -> dose (uM)
+
+    def __post_init__(self):
+        put = object.__setattr__  # frozen: normalise once, here
+        put(self, "compound_smiles", dict(self.compound_smiles or {}))
+        put(self, "perturbation_targets", {k: list(v) for k, v in (self.perturbation_targets or {}).items()})
+        put(self, "perturbation_compounds", dict(self.perturbation_compounds or {}))
+        put(self, "perturbation_doses", {k: float(v) for k, v in (self.perturbation_doses or {}).items()})
+        if self.context_features is not None:
+            put(self, "context_features", self.context_features.astype(np.float32))
+        if self.gene_graph is not None:
+            put(self, "gene_graph", self.gene_graph.loc[:, [c for c in ("source", "target", "weight")
+                                                            if c in self.gene_graph]])

@@ -1,0 +1,55 @@
+"""benchmarks/make_results.py: the production run's LPM row and the paired-by-seed lines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.make_results import paired_vs_baseline, production_and_lpm
+from models.evaluation.harness import run_benchmark
+from models.registry import Resources
+
+
+def _data(n_ctx=3, n_pert=12, n_readout=8, seed=0):
+    """Shared perturbation effects across contexts + noise."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(size=(n_pert, n_readout))
+    rows = [(f"ctx{c}", f"p{p}", "compound", f"r{r}", v)
+            for c in range(n_ctx) for p in range(n_pert)
+            for r, v in enumerate(effect[p] + 0.3 * rng.normal(size=n_readout))]
+    return pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+
+
+def test_production_and_its_lpm_member_equal_separate_runs():
+    """One LPM fit gives both rows, and each equals what the harness gives for `lpm` and `production` run
+    on their own (same seed, data and settings): the `lpm` row is not a different model."""
+    from models.module import LPMConfig
+
+    res = Resources(lpm_config=LPMConfig.paper(max_epochs=2))
+    df, seeds = _data(), [0, 1]
+    logged, kept = [], []
+    ours = production_and_lpm(df, "unseen-experiment", "ctx0", seeds, res, logged.append, kept.append)
+    assert len(logged) == 4 and sorted(ours["model"].unique()) == ["lpm", "production"]
+    assert [len(k) for k in kept] == [2, 4]  # the rows so far, stored after every seed
+    ref = run_benchmark(df, "unseen-experiment", context="ctx0", models=["lpm", "production"], seeds=seeds,
+                        resources=res)
+    a = ours.set_index(["model", "seed"]).sort_index()
+    b = ref.set_index(["model", "seed"]).sort_index()
+    for metric in ("rmse", "pearson_per_signature", "top50_up"):
+        np.testing.assert_allclose(a[metric].to_numpy(float), b[metric].to_numpy(float), rtol=1e-5)
+    assert (a.loc["production", "detail"] == b.loc["production", "detail"]).all()
+    assert (a["n_test"] == b["n_test"]).all() and (a["fit_s"] > 0).all()
+
+
+def test_paired_lines_pick_the_strongest_baseline_and_count_wins():
+    r = {"context_mean": [0.5, 0.5, 0.5], "other_contexts": [0.80, 0.82, 0.84], "linear": [0.7, 0.9, 0.7],
+         "lpm": [0.815, 0.825, 0.83], "production": [0.80, 0.90, 0.85]}
+    rows = pd.DataFrame([{"model": m, "seed": s, "pearson_per_signature": v, "error": ""}
+                         for m, vs in r.items() for s, v in enumerate(vs)])
+    text = paired_vs_baseline(rows)
+    assert "strongest baseline by mean: `other_contexts`" in text  # 0.82 > linear 0.767
+    lpm = next(line for line in text.splitlines() if line.startswith("| lpm |"))
+    assert "| 2/3 (1/3) |" in lpm and "+0.0033" in lpm  # +0.015, +0.005, -0.010
+    prod = next(line for line in text.splitlines() if line.startswith("| production |"))
+    assert "| 2/3 (2/3) |" in prod and "+0.0300" in prod  # 0.00 (not a win), +0.08, +0.01 (>= 0.01)
+    assert paired_vs_baseline(rows[rows["model"] != "lpm"].assign(model="other_contexts")) == ""

@@ -1,0 +1,75 @@
+"""models/datasets.py: Tahoe read from several ranked files as one table (issue 17, the 37-line Tahoe)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.datasets import TAHOE_FILES, dense_readouts, random_readouts, read_tahoe
+
+
+def _ranked(path, contexts, perturbations, readouts, missing=()):
+    """A ranked long table (the shared Tahoe layout) with every readout ranked in every signature except
+    the (context, perturbation, readout) triples in `missing`."""
+    rows = []
+    for c in contexts:
+        for p in perturbations:
+            ranked = [r for r in readouts if (c, p, r) not in missing]
+            for i, r in enumerate(ranked):
+                rows.append((c, p, "compound", r, i + 1, len(ranked)))
+    df = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
+    df = df.astype({c: "category" for c in ["context", "perturbation", "perturbation_type", "readout"]})
+    df.to_parquet(path)
+    return path
+
+
+def test_two_files_read_as_one_table_on_the_readouts_both_rank(tmp_path):
+    # File 2 ranks a subset of file 1's readouts (as the shared files do) plus one of its own; G3 is
+    # missing from one signature of file 2, so it is not dense over both files.
+    a = _ranked(tmp_path / "a.parquet", ["L1", "L2"], ["d1", "d2"], ["G1", "G2", "G3", "G4"])
+    b = _ranked(tmp_path / "b.parquet", ["L3"], ["d1", "d2", "d3"], ["G1", "G2", "G3", "X9"],
+                missing={("L3", "d3", "G3")})
+    both = read_tahoe([a, b]).frame
+    assert sorted(both["context"].unique()) == ["L1", "L2", "L3"]
+    assert sorted(both["readout"].unique()) == ["G1", "G2"]  # G4 / X9 in one file only, G3 not dense
+    assert len(both) == (2 * 2 + 3) * 2
+    every = read_tahoe([a, b], readouts="all").frame
+    assert sorted(every["readout"].unique()) == ["G1", "G2", "G3"]
+    assert len(every) == (2 * 2 + 3) * 3 - 1
+    # the signed score of file 2's G1 in (L3, d1): rank 1 of 3 -> +1
+    row = every[(every["context"] == "L3") & (every["perturbation"] == "d1") & (every["readout"] == "G1")]
+    assert row["value"].tolist() == [1.0]
+    # keep_contexts: readouts chosen on all lines, then only those lines kept
+    kept = read_tahoe([a, b], keep_contexts=["L1", "L2"]).frame
+    assert sorted(kept["context"].unique()) == ["L1", "L2"]
+    assert sorted(kept["readout"].unique()) == ["G1", "G2"]
+    # one file alone: its own dense readouts, as before
+    assert sorted(read_tahoe(a).frame["readout"].unique()) == ["G1", "G2", "G3", "G4"]
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_tahoe37_contexts_and_readouts(shared_data):
+    import pyarrow.parquet as pq
+
+    from models.datasets import load_dataset
+
+    files = [shared_data / f for f in TAHOE_FILES["tahoe37"]]
+    lines = [set(pq.read_table(f, columns=["context"]).column(0).unique().to_pylist()) for f in files]
+    assert len(lines[0]) == 10 and len(lines[1]) == 27 and not lines[0] & lines[1]
+    df = load_dataset("tahoe37", n_random=150, seed=0)
+    assert set(df["context"].unique()) == lines[0] | lines[1]
+    assert df["perturbation"].nunique() == 109
+    n_sig = df.groupby(["context", "perturbation"]).ngroups
+    assert n_sig == 1071 + 2727  # every signature of both files (README: 10 x 104-109, 27 x 41-109 drugs)
+    counts = df.groupby("readout").size()
+    assert len(counts) == 150 and (counts == n_sig).all()  # 150 readouts, each in every signature
+    assert np.isfinite(df["value"]).all() and df["value"].between(-1, 1).all()
+    # the readouts are the seeded draw (TAHOE_SMALL's rule) from the readouts dense over all 37 lines,
+    # which lie in the second file's 12,339 and among the first file's 1,382 dense ones
+    dense = load_dataset("tahoe37")
+    pool = dense_readouts(dense)
+    assert len(pool) == dense["readout"].nunique() == 700
+    assert set(pool) <= set(dense_readouts(load_dataset("tahoe")))
+    assert sorted(df["readout"].unique()) == sorted(random_readouts(pool, 150, seed=0))
