@@ -18,8 +18,8 @@ from graph.db.graph_writer import GraphWriter
 from graph.db.pipeline_queries import dataset_store_records
 from graph.records import MEASUREMENT_COLUMNS, DatasetRecord, QuarantineRecord
 from graph.settings import Settings
-from graph.store.measurements import measurements as store
-from graph.store.measurements import quarantine
+from graph.store import measurements as store
+from graph.store import quarantine
 
 
 @pytest.fixture
@@ -184,7 +184,7 @@ _KILL_MID_WRITE = """
 import os, signal, sys
 import pandas as pd
 sys.path.insert(0, {root!r})
-from graph.store.measurements import measurements as store
+from graph.store import measurements as store
 from graph.settings import Settings
 df = pd.read_pickle({pickle!r})
 w = store.MeasurementWriter(Settings(home={home!r}), "ds1", row_group=10, sort_rows=60)

@@ -421,8 +421,8 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def test_disk_full_while_storing_leaves_the_previous_version(tmp_path, monkeypatch):
-    from graph.store.measurements import measurements as store
-    from graph.store.measurements import quarantine
+    from graph.store import measurements as store
+    from graph.store import quarantine
 
     settings = Settings(home=tmp_path / "home")
     good = store.write_measurements(settings, "ds1", _measurements("ds1"))
@@ -461,7 +461,7 @@ def test_disk_full_while_storing_leaves_the_previous_version(tmp_path, monkeypat
 
 
 def test_unwritable_home_is_a_clear_error(tmp_path):
-    from graph.store.measurements import measurements as store
+    from graph.store import measurements as store
 
     blocker = tmp_path / "home"
     blocker.write_text("a regular file where the home folder should be\n")  # root ignores chmod; this does not
@@ -473,7 +473,7 @@ def test_unwritable_home_is_a_clear_error(tmp_path):
 
 
 def test_corrupted_parquet_is_refused_and_named(tmp_path):
-    from graph.store.measurements import measurements as store
+    from graph.store import measurements as store
 
     settings = Settings(home=tmp_path / "home")
     entry = store.write_measurements(settings, "ds1", _measurements("ds1"))
