@@ -256,8 +256,8 @@ def _shuffled_plate(tmp_path, n=2_500, n_genes=6, *, shuffle=True):
 
 @pytest.mark.parametrize("shuffle", [True, False], ids=["ids-shuffled", "ids-sorted-first-chunk-last"])
 def test_gctx_chunks_through_the_store_equal_the_whole_table(tmp_path, shuffle):
-    from graph import store
     from graph.settings import Settings
+    from graph.store import measurements as store
 
     path, expected = _shuffled_plate(tmp_path, shuffle=shuffle)
     whole, _ = gctx_to_long(path, "plate")
@@ -295,8 +295,8 @@ def test_gctx_chunks_through_the_store_equal_the_whole_table(tmp_path, shuffle):
 
 def test_read_experiment_streams_gctx_chunks_into_the_store(tmp_path, monkeypatch):
     import graph.io.common
-    from graph import store
     from graph.settings import Settings
+    from graph.store import measurements as store
     from pipelines.ingest import read_experiment
     from pipelines.inputs import spec_for
 
