@@ -30,6 +30,9 @@ LPM_VARIANTS = {
     "lpm_graph_nocopy": {"graph_base": True, "graph_base_dropout": 0.0},  # H1 without the unseen copies
     "lpm_graph_copyall": {"graph_base": True, "graph_base_dropout": 1.0},
     "lpm_graph_nbemb": {"graph_base": True, "neighbour_embedding": True},  # H1 + H2
+    # H1b: the cross-context base's own term shrunk by least squares (Replogle RPE1: copying K562 hurts)
+    "lpm_xshrink": {"shrink_cross_base": True},
+    "lpm_graph_xshrink": {"graph_base": True, "shrink_cross_base": True},
     # H3: the reference code's Perturb-seq configuration (embedding 32, 2 x 512, no dropout, decay 0.99)
     "lpm_graph_ref": {"graph_base": True, "embed_dim": 32, "hidden_dim": 512, "dropout": 0.0, "lr_decay": 0.99},
 }
@@ -39,8 +42,7 @@ GRAPH_MARKERS = ("<!-- research-graph:start -->", "<!-- research-graph:end -->")
 
 def research_graph(args, argv, benchmarks) -> int:
     from graph.settings import get_settings
-    from models.datasets import resources_for
-    from models.datasets import load_dataset
+    from models.datasets import load_dataset, resources_for
     from models.evaluation.harness import build_model, evaluate_model, markdown_table, write_results
     from models.evaluation.metrics import METRIC_NAMES
     from models.evaluation.splits import make_split
