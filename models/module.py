@@ -13,6 +13,8 @@ three embeddings are concatenated and passed through an MLP. Two things are adde
 3. By default (`LPMConfig.residual`) the network predicts only the deviation from the additive
    cross-context answer, `CrossContextBase` (the `other_contexts` baseline, from training data):
    prediction = base(c, p, r) + MLP([c; p; r]). Its sums and counts are buffers, so checkpoints carry them.
+   Options (models/residual_base.py): `graph_base` (a knock-down seen in no other context starts from
+   its gene-graph neighbours), `shrink_cross_base` (the copied profile shrunk by a fitted factor).
 
 Contexts and perturbations are addressed as rows of `SymbolTables` (built by the caller for any
 names, seen or not); genes as *nodes* of the gene encoder (0-based: training readouts/targets plus
