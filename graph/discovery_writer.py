@@ -180,15 +180,18 @@ def record_discovery_quality(driver: Driver, version_id: str, quality: Mapping[s
                              database: str | None = None) -> None:
     """Store, per discovery type, the source published, its validation score and the simple answer's.
 
-    quality: {"edges": {"method", "metric", "score", "baseline_score", "gate", ...},
+    quality: {"predictions": {"status", ...} (the scores come with the record's `predictor`),
+              "edges": {"method", "metric", "score", "baseline_score", "gate", ...},
               "mechanisms": {"method", "metric", "score", "baseline_score", "fdr", "significant", ...}}
     (`models.discovery.quality_record`); the flat fields feed `model-versions`, the whole record is
     kept as JSON in `discovery_quality`."""
     edges, mech = dict(quality.get("edges") or {}), dict(quality.get("mechanisms") or {})
+    pred = dict(quality.get("predictions") or {})
     records, _, _ = driver.execute_query(
         DQ.SET_DISCOVERY_QUALITY, version_id=version_id, quality=_json(quality),
         edge_method=edges.get("method"), edge_metric=edges.get("metric"), edge_score=_float(edges.get("score")),
         edge_baseline_score=_float(edges.get("baseline_score")), edge_gate=edges.get("gate"),
+        predictor_status=pred.get("status"),
         mechanism_method=mech.get("method"),
         mechanism_metric=mech.get("metric"), mechanism_score=_float(mech.get("score")),
         mechanism_baseline_score=_float(mech.get("baseline_score")), mechanism_fdr=_float(mech.get("fdr")),

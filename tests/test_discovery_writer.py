@@ -302,7 +302,9 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
     emb, mech, inter, effects = discoveries(seed=1)
     inter = inter.assign(method="signature_correlation")
     mech = mech.assign(method="signature_connectivity")
-    quality = {"edges": {"method": "signature_correlation", "metric": "AUPRC", "score": 0.3, "baseline_score": 0.3},
+    quality = {"predictions": {"status": "published: linear, the LPM did not beat it"},
+               "edges": {"method": "signature_correlation", "metric": "AUPRC", "score": 0.3, "baseline_score": 0.3,
+                         "gate": "edges are signature correlation"},
                "mechanisms": {"method": "signature_connectivity", "metric": "AUROC", "score": 0.9, "baseline_score": 0.5,
                               "fdr": 0.1, "significant": int(mech["significant"].sum())}}
     with pytest.raises(ValueError, match="written when it is promoted"):
@@ -336,6 +338,8 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
     assert (row["edge_method"], row["edge_score"], row["mechanism_score"], row["mechanism_baseline_score"]) == (
         "signature_correlation", 0.3, 0.9, 0.5)
     assert row["mechanism_method"] == "signature_connectivity"
+    assert (row["predictor_status"], row["edge_gate"]) == ("published: linear, the LPM did not beat it",
+                                                           "edges are signature correlation")
     shown = W.run_named_query(empty_graph, "mechanism", {"compound": "RAPA", "all": True})
     assert shown and {r["method"] for r in shown} == {"signature_connectivity"}
     mv = CG.run_cypher(empty_graph, DQ.GET_MODEL_VERSION, {"version_id": v2.version_id})[0]["model_version"]
