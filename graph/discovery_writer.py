@@ -532,14 +532,16 @@ def delete_model_version(driver: Driver, version_id: str, *, database: str | Non
 def prune_model_versions(driver: Driver, retention: int | None = None, *, database: str | None = None,
                          batch_size: int = DELETE_BATCH_SIZE) -> list[str]:
     """Keep the current version and the newest others (by trained_at) up to `retention` in total
-    (default settings.model_retention); delete the rest. Returns the pruned version ids."""
+    (default settings.model_retention); delete the rest. Refused versions do not count and are not
+    deleted here (they would crowd published ones out of the retention; `prune_versions` deletes
+    them). Returns the pruned version ids."""
     if retention is None:
         from graph.settings import get_settings
 
         retention = get_settings().model_retention
     if retention < 1:
         raise ValueError("retention must be at least 1 (the current version is always kept)")
-    versions = list_model_versions(driver, database=database)
+    versions = [v for v in list_model_versions(driver, database=database) if v["status"] != REFUSED]
     keep = [v["version_id"] for v in versions if v["current"]][:1]
     for v in versions:
         if len(keep) >= retention:

@@ -137,6 +137,8 @@ def test_a_refused_version_is_never_read_and_prune_versions_deletes_it(empty_gra
     listed = {r["version_id"]: r for r in W.run_named_query(empty_graph, "model-versions")}
     assert listed[v3.version_id]["status"] == W.REFUSED and "below correlation" in listed[v3.version_id]["refused_reason"]
 
+    # retention counts published versions: the refused one neither crowds v1 out nor is deleted by it
+    assert W.prune_model_versions(empty_graph, retention=2) == []
     dry = W.prune_versions(empty_graph, dry_run=True)
     assert [(r["version_id"], r["status"]) for r in dry] == [(v3.version_id, "refused")]
     assert count(empty_graph, "SHARES_MECHANISM_WITH", v3.version_id) > 0
