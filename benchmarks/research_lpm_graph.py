@@ -30,6 +30,9 @@ LPM_VARIANTS = {
     "lpm_graph_nocopy": {"graph_base": True, "graph_base_dropout": 0.0},  # H1 without the unseen copies
     "lpm_graph_copyall": {"graph_base": True, "graph_base_dropout": 1.0},
     "lpm_graph_nbemb": {"graph_base": True, "neighbour_embedding": True},  # H1 + H2
+    # H1b: the cross-context base's own term shrunk by least squares (Replogle RPE1: copying K562 hurts)
+    "lpm_xshrink": {"shrink_cross_base": True},
+    "lpm_graph_xshrink": {"graph_base": True, "shrink_cross_base": True},
     # H3: the reference code's Perturb-seq configuration (embedding 32, 2 x 512, no dropout, decay 0.99)
     "lpm_graph_ref": {"graph_base": True, "embed_dim": 32, "hidden_dim": 512, "dropout": 0.0, "lr_decay": 0.99},
 }
@@ -39,8 +42,7 @@ GRAPH_MARKERS = ("<!-- research-graph:start -->", "<!-- research-graph:end -->")
 
 def research_graph(args, argv, benchmarks) -> int:
     from graph.settings import get_settings
-    from models.datasets import resources_for
-    from models.datasets import load_dataset
+    from models.datasets import load_dataset, resources_for
     from models.evaluation.harness import build_model, evaluate_model, markdown_table, write_results
     from models.evaluation.metrics import METRIC_NAMES
     from models.evaluation.splits import make_split
@@ -128,3 +130,50 @@ def paired_by_seed(rows: pd.DataFrame) -> str:
                      f"{int((diff > 0).sum())}, by >= 0.01 on {int((diff >= 0.01).sum())}, lower on "
                      f"{int((diff < 0).sum())}; mean difference {diff.mean():+.4f}.")
     return "\n".join(lines)
+
+
+def demo_residual(epochs: int = 20, seed: int = 0, shrink_cross_base: bool = False) -> dict:
+    """Issue 17 (a): the residual LPM on the simulated default world (`perturbgraph demo`'s data, its two
+    GCTX files, no side information), unseen experiment in SIMBRST1: its r beside other_contexts, and
+    how far the network moves away from its base (mean |prediction - other_contexts| on test rows)."""
+    import tempfile
+
+    import numpy as np
+
+    from graph.simulated import generate_default_dataset
+    from models.datasets import load_input
+    from models.evaluation.baselines import OtherContextsMean
+    from models.evaluation.harness import Resources, build_model, evaluate_model
+    from models.evaluation.splits import make_split
+    from models.module import LPMConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        world = generate_default_dataset(tmp, seed=0).out_dir / "l1000"
+        df = pd.concat([load_input(str(world / f"sim_{k}_level5.gctx")).frame for k in ("knockdown", "compounds")],
+                       ignore_index=True)
+    split = make_split(df, "unseen-experiment", context="SIMBRST1", seed=seed)
+    config = LPMConfig(max_epochs=epochs, shrink_cross_base=shrink_cross_base)
+    lpm = build_model("lpm", seed=seed, resources=Resources(lpm_config=config), split_kind="unseen-experiment")
+    out = {"lpm": evaluate_model(lpm, split)["pearson_per_signature"],
+           "other_contexts": evaluate_model(OtherContextsMean(), split)["pearson_per_signature"]}
+    gap = lpm.predict(split.test) - OtherContextsMean().fit(split.train).predict(split.test)
+    out.update(mean_abs_network=float(np.abs(gap).mean()), value_sd=float(split.test["value"].std()),
+               train_loss=[round(h["train_loss"], 4) for h in lpm.history],
+               valid_loss=[round(h["valid_loss"], 4) for h in lpm.history],
+               cross_shrink=float(lpm.module.base.shrink) if lpm.module.base.shrink is not None else 1.0)
+    return out
+
+
+if __name__ == "__main__":  # python benchmarks/research_lpm_graph.py demo-residual [EPOCHS] [--shrink]
+    import json
+    import os
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    if sys.argv[1:2] != ["demo-residual"]:
+        raise SystemExit("usage: research_lpm_graph.py demo-residual [EPOCHS] [--shrink]  (the research tables: "
+                         "make_results.py --research graph)")
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("PERTURBGRAPH_TORCH_THREADS", "1") or 1))
+    epochs = int(next((a for a in sys.argv[2:] if a.isdigit()), 20))
+    print(json.dumps(demo_residual(epochs, shrink_cross_base="--shrink" in sys.argv), indent=1))

@@ -235,7 +235,7 @@ class LPM:
         a copy of its perturbation without learned vectors, against the base a held-out gene gets."""
         m, rows = self.module, self._base_rows(train)
         value = torch.from_numpy(train["value"].to_numpy(np.float64))
-        m.base.fit(*rows, value)
+        m.base.fit(*rows, value).fit_shrink(*rows, value)
         if m.graph_base is not None:
             m.graph_base.fit(*rows, value)
         base, unseen = self._bases(train, tables, perts, value)

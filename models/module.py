@@ -13,6 +13,8 @@ three embeddings are concatenated and passed through an MLP. Two things are adde
 3. By default (`LPMConfig.residual`) the network predicts only the deviation from the additive
    cross-context answer, `CrossContextBase` (the `other_contexts` baseline, from training data):
    prediction = base(c, p, r) + MLP([c; p; r]). Its sums and counts are buffers, so checkpoints carry them.
+   Options (models/residual_base.py): `graph_base` (a knock-down seen in no other context starts from
+   its gene-graph neighbours), `shrink_cross_base` (the copied profile shrunk by a fitted factor).
 
 Contexts and perturbations are addressed as rows of `SymbolTables` (built by the caller for any
 names, seen or not); genes as *nodes* of the gene encoder (0-based: training readouts/targets plus
@@ -77,6 +79,10 @@ class LPMConfig:
     # Issue 17, H2: a knock-down's embedding adds a projection of the mean learned vector of its
     # gene-graph neighbours' knock-downs (never its own), so a held-out gene borrows theirs.
     neighbour_embedding: bool = False
+    # The cross-context base's own-perturbation term times a shrink fitted on training rows (least
+    # squares, leave-own-out): where copying another line is worse than the context mean (Replogle
+    # K562 -> RPE1) the base leans to the context mean; 1 = the other_contexts baseline.
+    shrink_cross_base: bool = False
 
     @classmethod
     def paper(cls, **overrides) -> LPMConfig:
@@ -222,7 +228,7 @@ class LPMModule(nn.Module):
         super().__init__()
         self.cfg = cfg
         # Residual LPM: filled by the caller from training rows (vocabulary indices), see LPM.fit.
-        self.base = CrossContextBase(n_contexts, n_perturbations, n_genes) if cfg.residual else None
+        self.base = CrossContextBase(n_contexts, n_perturbations, n_genes, cfg.shrink_cross_base) if cfg.residual else None
         self.graph_base = None  # kd_nodes (K+1, T), kd_of_pert (P+1,): the training knock-downs' targets
         if cfg.residual and cfg.graph_base:
             self.graph_base = GraphBase(n_contexts, n_genes, kd_nodes, kd_of_pert)

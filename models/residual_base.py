@@ -37,9 +37,12 @@ class CrossContextBase(nn.Module):
     measured in one context would see its answer).
     """
 
-    def __init__(self, n_contexts: int, n_perturbations: int, n_genes: int):
+    def __init__(self, n_contexts: int, n_perturbations: int, n_genes: int, shrinkable: bool = False):
         super().__init__()
         f64 = dict(dtype=torch.float64)
+        # shrinkable (LPMConfig.shrink_cross_base): the perturbation's own term enters times `shrink`,
+        # fitted by least squares on training rows (`fit_shrink`); 1 = the other_contexts baseline.
+        self.shrink = torch.nn.Buffer(torch.ones((), **f64)) if shrinkable else None
         self.register_buffer("ctx_sum", torch.zeros(n_contexts + 1, n_genes + 1, **f64))  # (C+1, G+1)
         self.register_buffer("ctx_n", torch.zeros(n_contexts + 1, n_genes + 1, **f64))
         self.register_buffer("pert_sum", torch.zeros(n_perturbations + 1, n_genes + 1, **f64))  # (P+1, G+1)
@@ -73,8 +76,25 @@ class CrossContextBase(nn.Module):
         across = torch.where(a_n > 0, a_sum / a_n.clamp(min=1), glob)  # (G+1,)
         offset = torch.where(self.ctx_n[ctx, gene] > 0, crm[ctx, gene] - across[gene], 0.0)  # (n,)
         pn = self.pert_n[pert, gene]
-        cross = offset + torch.where(pn > 0, self.pert_sum[pert, gene] / pn.clamp(min=1), across[gene])
-        return BaseParts(cross, offset + across[gene], pn > 0)
+        own = torch.where(pn > 0, self.pert_sum[pert, gene] / pn.clamp(min=1) - across[gene], 0.0)
+        return self._parts(offset + across[gene], own, pn > 0)
+
+    def _parts(self, unseen: torch.Tensor, own: torch.Tensor, seen: torch.Tensor) -> BaseParts:
+        """unseen (n,) = offset + across, own (n,) = p's mean elsewhere - across (0 where unseen)."""
+        return BaseParts(unseen + (own if self.shrink is None else self.shrink * own), unseen, seen)
+
+    @torch.no_grad()
+    def fit_shrink(self, ctx: torch.Tensor, pert: torch.Tensor, gene: torch.Tensor, value: torch.Tensor) -> float:
+        """Least squares of (value - unseen) on p's own term, leave-own-out, over the training rows
+        where p was measured elsewhere; clipped to [0, 1]. A no-op unless shrinkable."""
+        if self.shrink is None:
+            return 1.0
+        self.shrink.fill_(1.0)
+        parts = self.leave_own_out_parts(ctx, pert, gene, value)
+        x = (parts.cross - parts.unseen)[parts.seen]
+        y = (value.to(x) - parts.unseen)[parts.seen]
+        self.shrink.fill_(min(max(float((x * y).sum() / (x * x).sum().clamp(min=1e-12)) if len(x) else 1.0, 0.0), 1.0))
+        return float(self.shrink)
 
     def forward(self, ctx: torch.Tensor, pert: torch.Tensor, gene: torch.Tensor) -> torch.Tensor:
         """(n,) float64 base for rows outside training."""
@@ -100,8 +120,8 @@ class CrossContextBase(nn.Module):
         across = torch.where(a_n > 0, a_sum / a_n.clamp(min=1), glob)
         offset = torch.where(nc > 0, crm_own - across, 0.0)
         pn = self.pert_n[pert, gene] - t_n  # measurements of p at r in the other contexts
-        cross = offset + torch.where(pn > 0, (self.pert_sum[pert, gene] - t_sum) / pn.clamp(min=1), across)
-        return BaseParts(cross, offset + across, pn > 0)
+        own = torch.where(pn > 0, (self.pert_sum[pert, gene] - t_sum) / pn.clamp(min=1) - across, 0.0)
+        return self._parts(offset + across, own, pn > 0)
 
     def leave_own_out(self, ctx: torch.Tensor, pert: torch.Tensor, gene: torch.Tensor,
                       value: torch.Tensor) -> torch.Tensor:

@@ -145,6 +145,8 @@ def test_a_refused_version_is_never_read_and_prune_versions_deletes_it(empty_gra
     listed = {r["version_id"]: r for r in DR.run_named_query(empty_graph, "model-versions")}
     assert listed[v3.version_id]["status"] == REFUSED and "below correlation" in listed[v3.version_id]["refused_reason"]
 
+    # retention counts published versions: the refused one neither crowds v1 out nor is deleted by it
+    assert versions.prune(retention=2) == []
     dry = versions.prune_versions(dry_run=True)
     assert [(r["version_id"], r["status"]) for r in dry] == [(v3.version_id, "refused")]
     assert count(empty_graph, "SHARES_MECHANISM_WITH", v3.version_id) > 0
@@ -316,7 +318,9 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
     emb, mech, inter, effects = discoveries(seed=1)
     inter = inter.assign(method="signature_correlation")
     mech = mech.assign(method="signature_connectivity")
-    quality = {"edges": {"method": "signature_correlation", "metric": "AUPRC", "score": 0.3, "baseline_score": 0.3},
+    quality = {"predictions": {"status": "published: linear, the LPM did not beat it"},
+               "edges": {"method": "signature_correlation", "metric": "AUPRC", "score": 0.3, "baseline_score": 0.3,
+                         "gate": "edges are signature correlation"},
                "mechanisms": {"method": "signature_connectivity", "metric": "AUROC", "score": 0.9, "baseline_score": 0.5,
                               "fdr": 0.1, "significant": int(mech["significant"].sum())}}
     dw = DiscoveryWriter(empty_graph)
@@ -351,6 +355,8 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
     assert (row["edge_method"], row["edge_score"], row["mechanism_score"], row["mechanism_baseline_score"]) == (
         "signature_correlation", 0.3, 0.9, 0.5)
     assert row["mechanism_method"] == "signature_connectivity"
+    assert (row["predictor_status"], row["edge_gate"]) == ("published: linear, the LPM did not beat it",
+                                                           "edges are signature correlation")
     shown = DR.run_named_query(empty_graph, "mechanism", {"compound": "RAPA", "all": True})
     assert shown and {r["method"] for r in shown} == {"signature_connectivity"}
     mv = CG.run_cypher(empty_graph, DQ.GET_MODEL_VERSION, {"version_id": v2.version_id})[0]["model_version"]

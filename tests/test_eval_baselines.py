@@ -192,6 +192,9 @@ def test_network_knn_exact_weighted_neighbour_mean_and_never_itself():
     assert m.predict(other) == pytest.approx([2.0, 2.0])
     targeted = NetworkKNN(graph, {"g0": ["g3"]}, shrinkage=1.0).fit(train)
     assert targeted.predict(rows) == pytest.approx([2.0, 1.0])
+    # count_prior k: the mean of n = 2 neighbours scaled by n / (n + k) = 0.5 at k = 2.
+    prior = NetworkKNN(graph, shrinkage=1.0, count_prior=2.0).fit(train)
+    assert prior.predict(rows) == pytest.approx([2 + 0.5 * (2 - 0.5) / 1.5, 1.0])
 
 
 def test_network_knn_shrinkage_is_chosen_on_validation_only():
@@ -218,7 +221,7 @@ def test_network_knn_saved_state_predicts_identically(tmp_path):
 
     df, graph = _gene_world()
     split = make_split(df, "unseen-gene", seed=0)
-    model = NetworkKNN(graph, {"g0_0": ["g0_0", "g1_0"]}).fit(split.train, split.valid)
+    model = NetworkKNN(graph, {"g0_0": ["g0_0", "g1_0"]}, count_prior=1.5).fit(split.train, split.valid)
     params, arrays = model.state()
     np.savez(tmp_path / "state.npz", **arrays)
     with np.load(tmp_path / "state.npz", allow_pickle=False) as npz:

@@ -78,6 +78,39 @@ def test_several_datasets_and_signature_filter(settings):
     assert set(df["signature_id"]) == {"ds2:sig1"} and len(df) == 2
 
 
+def test_training_table_read_by_row_group_equals_the_file(settings):
+    # 300 signatures (> 127: the codes widen from int8 to int16 mid-read) in 60 row groups of 100 rows.
+    whole = big_table(n_sigs=300, n_readouts=20)
+    with store.MeasurementWriter(settings, "ds1", row_group=100) as w:
+        w.append(whole.sample(frac=1, random_state=2))
+    store.write_measurements(settings, "ds2", big_table("ds2", n_sigs=5))
+    path = w.entry.path(settings)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 60
+    got = store.load_training_table(settings, ["ds1", "ds2"])
+    expected = pd.concat([pq.read_table(path).to_pandas(), pq.read_table(settings.store_dir / "ds2" /
+                                                                         store.MEASUREMENTS_FILE).to_pandas()])
+    pd.testing.assert_frame_equal(got.astype({c: str for c in MEASUREMENT_COLUMNS if c != "value"}),
+                                  expected.reset_index(drop=True))
+    assert got["signature_id"].cat.codes.dtype == np.int16 and got["readout"].cat.codes.dtype == np.int8
+    for c in MEASUREMENT_COLUMNS[:-1]:  # categories in code point order, only those present
+        cats = list(got[c].cat.categories)
+        assert cats == sorted(cats) == sorted(set(expected[c]))
+    # Only the columns asked for; a signature filter reads only the row groups that can hold them.
+    reads = []
+    real = pq.ParquetFile.read_row_group
+    pq.ParquetFile.read_row_group = lambda self, i, **kw: (reads.append(i), real(self, i, **kw))[1]
+    try:
+        few = store.load_training_table(settings, ["ds1"], signature_ids=["ds1:s007", "ds1:s250", "nope"],
+                                        columns=["signature_id", "readout", "value"])
+    finally:
+        pq.ParquetFile.read_row_group = real
+    assert list(few.columns) == ["signature_id", "readout", "value"] and len(few) == 40
+    assert list(few["signature_id"].cat.categories) == ["ds1:s007", "ds1:s250"] and few["value"].dtype == np.float32
+    assert len(reads) <= 4  # 2 signatures x 20 rows span at most 2 row groups each
+    with pytest.raises(ValueError, match="unknown measurement columns"):
+        store.load_training_table(settings, ["ds1"], columns=["rank"])
+
+
 def big_table(dataset="ds1", n_sigs=40, n_readouts=7, seed=0):
     rng = np.random.default_rng(seed)
     rows = [(dataset, f"{dataset}:s{i:03d}", f"C{i % 3}", f"compound:X{i % 5}", "compound", f"G{g}",

@@ -262,3 +262,23 @@ def test_graph_base_shrink_is_least_squares_and_clipped():
     assert g.fit_shrink(0.5 * nb, unseen, nb, has) == pytest.approx(0.5)
     assert g.fit_shrink(-nb, unseen, nb, has) == 0.0 and g.fit_shrink(3 * nb, unseen, nb, has) == 1.0
     assert g.fit_shrink(-nb, unseen, nb, has, fixed=0.3) == pytest.approx(0.3)
+
+
+def test_shrunk_cross_base_leans_to_the_context_mean_when_other_contexts_do_not_transfer():
+    from models.residual_base import CrossContextBase
+
+    g = torch.Generator().manual_seed(0)
+    c = torch.tensor([c for c in (1, 2) for _ in range(1, 31) for _ in range(1, 6)])
+    p = torch.tensor([p for _ in (1, 2) for p in range(1, 31) for _ in range(1, 6)])
+    r = torch.tensor([r for _ in (1, 2) for _ in range(1, 31) for r in range(1, 6)])
+    shared = torch.randn(31, 6, generator=g, dtype=torch.float64)
+    for transfer, lo, hi in ((1.0, 0.8, 1.0), (0.0, 0.0, 0.2)):  # the same profile in both lines, or independent
+        v = transfer * shared[p, r] + (1 - transfer) * torch.randn(len(c), generator=g, dtype=torch.float64)
+        v = v + 0.1 * torch.randn(len(c), generator=g, dtype=torch.float64)
+        base = CrossContextBase(2, 30, 5, shrinkable=True).fit(c, p, r, v)
+        assert lo <= base.fit_shrink(c, p, r, v) <= hi
+        assert "shrink" in base.state_dict()
+    plain = CrossContextBase(2, 30, 5).fit(c, p, r, v)
+    assert plain.fit_shrink(c, p, r, v) == 1.0 and "shrink" not in plain.state_dict()  # the default: other_contexts
+    base.shrink.fill_(0.0)  # shrink 0: a seen perturbation gets the context mean
+    assert torch.allclose(base(c, p, r), base.parts(c, torch.zeros_like(p), r).unseen)

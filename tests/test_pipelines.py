@@ -364,6 +364,7 @@ def test_discoveries_publish_only_what_beats_the_simple_answer(pipeline_run, pip
     pred = out["quality"]["predictions"]
     assert pred["method"] == row["predictor"] and pred["score"] == pytest.approx(row["predictor_score"])
     assert row["edge_gate"] == edges["gate"] and row["status"] == "complete"
+    assert row["predictor_status"] == pred["status"] and pred["status"].startswith(f"published: {pred['method']}")
     meta = next(e for e in pipeline_run.get_asset_materialization_events()
                 if e.asset_key.to_user_string() == "discoveries").materialization.metadata
     table = meta["quality_vs_simple_answer"].value.splitlines()

@@ -114,9 +114,9 @@ def test_a_failed_edge_check_marks_the_version_refused(empty_graph, neo4j_settin
     versions.register(ModelVersionRecord({"x": 1}, version_id="bad"))
     versions.register(ModelVersionRecord({"x": 2}, version_id="good"))
     user, password = credentials(neo4j_settings)
-    monkeypatch.setenv("NEO4J_PASSWORD", password)
+    monkeypatch.setenv("PG_TEST_CHECK_PASSWORD", password)  # read when the driver opens (settings are cached)
     resource = Neo4jResource(uri=neo4j_settings.effective_neo4j_uri, username=user,
-                             database=neo4j_settings.neo4j_database)
+                             password=dg.EnvVar("PG_TEST_CHECK_PASSWORD"), database=neo4j_settings.neo4j_database)
     worse = {"method": "lpm_knockdown", "references": ["CORUM"],
              "scores": {"lpm_knockdown": {"CORUM": {"without_prior": {"auprc": 0.01, "auroc": 0.5}}},
                         "signature_correlation": {"CORUM": {"without_prior": {"auprc": 0.05, "auroc": 0.7}}}}}

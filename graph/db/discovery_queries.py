@@ -332,7 +332,8 @@ ORDER BY coalesce(m.trained_at, m.created_at), m.version_id
 SET_DISCOVERY_QUALITY = """
 MATCH (m:ModelVersion {version_id: $version_id})
 SET m.edge_method = $edge_method, m.edge_score = $edge_score, m.edge_baseline_score = $edge_baseline_score,
-    m.edge_metric = $edge_metric, m.edge_gate = $edge_gate, m.mechanism_method = $mechanism_method,
+    m.edge_metric = $edge_metric, m.edge_gate = $edge_gate, m.predictor_status = $predictor_status,
+    m.mechanism_method = $mechanism_method,
     m.mechanism_score = $mechanism_score, m.mechanism_baseline_score = $mechanism_baseline_score,
     m.mechanism_metric = $mechanism_metric, m.mechanism_fdr = $mechanism_fdr,
     m.significant_mechanism_links = $significant_mechanism_links, m.discovery_quality = $quality
@@ -508,6 +509,7 @@ RETURN m.version_id AS version_id, m.current AS current, m.status AS status, m.t
        m.predictor AS predictor, m.predictor_metric AS predictor_metric, m.predictor_score AS predictor_score,
        m.predictor_best_baseline AS predictor_best_baseline,
        m.predictor_baseline_score AS predictor_baseline_score, m.predictor_margin AS predictor_margin,
+       m.predictor_status AS predictor_status,
        m.predictor_validation AS predictor_validation, m.embeddings_from AS embeddings_from,
        m.refused_reason AS refused_reason
 ORDER BY coalesce(m.trained_at, m.created_at) DESC, version_id DESC

@@ -180,17 +180,19 @@ class ModelVersions:
     def record_quality(self, version_id: str, quality: Mapping[str, Any]) -> None:
         """Store, per discovery type, the source published, its validation score and the simple answer's.
 
-        quality: {"edges": {"method", "metric", "score", "baseline_score", "gate", ...},
+        quality: {"predictions": {"status", ...} (the scores come with the record's `predictor`),
+                  "edges": {"method", "metric", "score", "baseline_score", "gate", ...},
                   "mechanisms": {"method", "metric", "score", "baseline_score", "fdr", "significant", ...}}
         (`models.discovery.quality_record`); the flat fields feed `model-versions`, the whole record is
         kept as JSON in `discovery_quality`."""
         edges, mech = dict(quality.get("edges") or {}), dict(quality.get("mechanisms") or {})
+        pred = dict(quality.get("predictions") or {})
         f = finite_or_none
         records = self._write(
             DQ.SET_DISCOVERY_QUALITY, version_id=version_id, quality=to_json(quality),
             edge_method=edges.get("method"), edge_metric=edges.get("metric"), edge_score=f(edges.get("score")),
             edge_baseline_score=f(edges.get("baseline_score")), edge_gate=edges.get("gate"),
-            mechanism_method=mech.get("method"),
+            predictor_status=pred.get("status"), mechanism_method=mech.get("method"),
             mechanism_metric=mech.get("metric"), mechanism_score=f(mech.get("score")),
             mechanism_baseline_score=f(mech.get("baseline_score")), mechanism_fdr=f(mech.get("fdr")),
             significant_mechanism_links=None if mech.get("significant") is None else int(mech["significant"]))
@@ -270,14 +272,16 @@ class ModelVersions:
 
     def prune(self, retention: int | None = None) -> list[str]:
         """Keep the current version and the newest others (by trained_at) up to `retention` in total
-        (default settings.model_retention); delete the rest. Returns the pruned version ids."""
+        (default settings.model_retention); delete the rest. Refused versions do not count and are not
+        deleted here (they would crowd published ones out of the retention; `prune_versions` deletes
+        them). Returns the pruned version ids."""
         if retention is None:
             from graph.settings import get_settings
 
             retention = get_settings().model_retention
         if retention < 1:
             raise ValueError("retention must be at least 1 (the current version is always kept)")
-        versions = self.list_versions()
+        versions = [v for v in self.list_versions() if v["status"] != REFUSED]
         keep = [v["version_id"] for v in versions if v["current"]][:1]
         for v in versions:
             if len(keep) >= retention:

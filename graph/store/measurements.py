@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pandas.api.types import union_categoricals
 
 from graph.io.common import sha256_file
 from graph.records import MEASUREMENT_COLUMNS
@@ -512,23 +512,77 @@ def verify_entry(settings: Settings, entry: StoreEntry) -> None:
         )
 
 
+def _code_dtype(n_categories: int) -> type:
+    """The code dtype pandas gives a Categorical of n categories (so from_codes keeps the array, no copy)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_categories < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
+
+
+class _CodeColumn:
+    """One text column read row group by row group into a preallocated code array: the row groups'
+    dictionaries map to global codes (first seen first), widened int8 -> int16 -> int32 as the
+    categories grow, and sorted into code point order at the end (`categorical`)."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.vocab = _Vocab()
+        self.codes = np.zeros(n_rows, np.int8)
+
+    def put(self, at: int, column: pa.ChunkedArray) -> None:
+        for chunk in column.chunks:
+            if not pa.types.is_dictionary(chunk.type):  # a column parquet stored without a dictionary
+                chunk = chunk.dictionary_encode()
+            mapping = self.vocab.codes(np.asarray(chunk.dictionary.to_pylist(), dtype=object))
+            if (dtype := _code_dtype(len(self.vocab.index))) != self.codes.dtype:
+                self.codes = self.codes.astype(dtype)
+            self.codes[at:at + len(chunk)] = mapping[chunk.indices.to_numpy(zero_copy_only=False)]
+            at += len(chunk)
+
+    def categorical(self, n_rows: int) -> pd.Categorical:
+        """The first n_rows as a Categorical whose categories are the values present, in code point order."""
+        rank, values = self.vocab.lexical()
+        codes = self.codes[:n_rows] if n_rows == len(self.codes) else self.codes[:n_rows].copy()
+        self.codes = np.zeros(0, np.int8)
+        step = 1 << 20  # slices: no second (int64) array of the column
+        present = np.zeros(len(rank), bool)
+        for lo in range(0, n_rows, step):
+            present |= np.bincount(codes[lo:lo + step], minlength=len(rank)) > 0
+        present_lex = np.zeros(len(rank), bool)
+        present_lex[rank] = present  # values absent after a signature filter are dropped
+        final = (np.cumsum(present_lex) - 1)[rank].astype(codes.dtype)
+        for lo in range(0, n_rows, step):  # in place
+            codes[lo:lo + step] = final[codes[lo:lo + step]]
+        return pd.Categorical.from_codes(codes, categories=pd.Index(values.filter(pa.array(present_lex)).to_pylist(),
+                                                                    dtype=object), validate=False)
+
+
 def load_training_table(
     settings: Settings,
     dataset_ids: Sequence[str],
     graph_records: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     signature_ids: Iterable[str] | None = None,
+    columns: Sequence[str] = MEASUREMENT_COLUMNS,
 ) -> pd.DataFrame:
-    """The measurements of `dataset_ids` (canonical MEASUREMENT_COLUMNS), after checking each file's
-    sha256 against its manifest and, when `graph_records` is given ({dataset_id: {status,
-    store_sha256, ...}} as `graph.db.pipeline_queries.dataset_store_records` reads them), against the
-    Dataset node in the graph (which must be 'complete' and record the same hash). Raises
-    StoreIntegrityError on any mismatch. `signature_ids` restricts the rows (predicate pushed down to
-    parquet)."""
+    """The measurements of `dataset_ids` (`columns` of MEASUREMENT_COLUMNS: text as categoricals, value
+    float32), after checking each file's sha256 against its manifest and, when `graph_records` is
+    given ({dataset_id: {status, store_sha256, ...}} as `graph.db.pipeline_queries.dataset_store_records`
+    reads them), against the Dataset node in the graph (which must be 'complete' and record the same
+    hash). Raises
+    StoreIntegrityError on any mismatch. `signature_ids` restricts the rows (row groups whose signature
+    range holds none of them are not read).
+
+    Read one row group at a time into arrays allocated once for the result (categorical codes and
+    float32), so loading costs the returned table plus one row group, not an Arrow table plus pandas
+    copies of it."""
     ids = list(dict.fromkeys(dataset_ids))
+    columns = list(columns)
+    if unknown := sorted(set(columns) - set(MEASUREMENT_COLUMNS)):
+        raise ValueError(f"unknown measurement columns {unknown}; choose from {list(MEASUREMENT_COLUMNS)}")
     graph = graph_records or {}
-    frames = []
-    wanted = None if signature_ids is None else sorted(set(signature_ids))
+    wanted = None if signature_ids is None else pa.array(sorted(set(signature_ids)), pa.string())
+    files: list[tuple[pq.ParquetFile, list[int]]] = []
     for dataset_id in ids:
         entry = read_manifest(settings, dataset_id)
         if entry is None:
@@ -542,20 +596,39 @@ def load_training_table(
                 raise StoreIntegrityError(
                     f"{dataset_id}: graph records store sha256 {g.get('store_sha256')}, file has {entry.sha256}"
                 )
-        filters = None if wanted is None else [("signature_id", "in", wanted)]
-        # Text read straight into dictionaries -> categoricals: no per-row Python strings are built.
-        frames.append(pq.read_table(entry.path(settings), filters=filters,
-                                    read_dictionary=list(_TEXT_COLUMNS)).to_pandas())
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="float32" if c == "value" else "category")
-                             for c in MEASUREMENT_COLUMNS})
-    if len(frames) > 1:
-        out = pd.DataFrame({c: (union_categoricals([f[c].astype("category") for f in frames])
-                                if c in _TEXT_COLUMNS else np.concatenate([f[c].to_numpy() for f in frames]))
-                            for c in MEASUREMENT_COLUMNS})
-    else:
-        out = frames[0]
-    for c in _TEXT_COLUMNS:
-        out[c] = out[c].astype("category")
-    out["value"] = out["value"].astype("float32")
-    return out.loc[:, list(MEASUREMENT_COLUMNS)]
+        # pre_buffer=False: parquet would otherwise buffer every requested row group ahead of use.
+        f = pq.ParquetFile(entry.path(settings), read_dictionary=list(_TEXT_COLUMNS), pre_buffer=False)
+        files.append((f, [i for i in range(f.num_row_groups) if _may_hold(f, i, wanted)]))
+    n_max = sum(f.metadata.row_group(i).num_rows for f, groups in files for i in groups)
+    text = {c: _CodeColumn(n_max) for c in columns if c != "value"}
+    value = np.empty(n_max if "value" in columns else 0, np.float32)
+    read = ["signature_id", *columns] if wanted is not None else columns
+    at = 0
+    for f, groups in files:
+        for i in groups:
+            rows = f.read_row_group(i, columns=list(dict.fromkeys(read)))
+            if wanted is not None:
+                rows = rows.filter(pc.is_in(rows.column("signature_id"), value_set=wanted))
+            for c, col in text.items():
+                col.put(at, rows.column(c))
+            if "value" in columns:
+                value[at:at + len(rows)] = rows.column("value").to_numpy()
+            at += len(rows)
+            del rows
+        f.close()
+    data: dict[str, Any] = {}
+    for c in columns:  # one column at a time, each array handed to pandas as it is (copy=False)
+        data[c] = text.pop(c).categorical(at) if c != "value" else (value if at == len(value) else value[:at].copy())
+    return pd.DataFrame(data, columns=columns, copy=False)
+
+
+def _may_hold(f: pq.ParquetFile, group: int, wanted: pa.Array | None) -> bool:
+    """Whether a row group can hold a wanted signature (its min/max statistics; True when unknown)."""
+    if wanted is None:
+        return True
+    if not len(wanted):
+        return False
+    stats = f.metadata.row_group(group).column(f.schema_arrow.get_field_index("signature_id")).statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    return bool(pc.any(pc.and_(pc.greater_equal(wanted, stats.min), pc.less_equal(wanted, stats.max))).as_py())

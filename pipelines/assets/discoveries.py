@@ -312,7 +312,8 @@ def _edge_discoveries(context: dg.AssetExecutionContext, driver, database: str, 
 @dg.asset_check(asset=discoveries, blocking=True,
                 description="Published gene-gene edges must score at least as well as signature correlation on "
                             "every reference outside the model's prior (CORUM, STRING), or be correlation and "
-                            "tagged so; the version is not made current otherwise.")
+                            "tagged so; otherwise the version is not made current and is marked status 'refused' "
+                            "with the reason.")
 def edges_beat_signature_correlation(context: dg.AssetCheckExecutionContext, neo4j: Neo4jResource,
                                      discoveries: dict) -> dg.AssetCheckResult:
     edges = discoveries["quality"]["edges"]

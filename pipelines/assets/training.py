@@ -219,7 +219,8 @@ def build_lpm(ts: TrainingSet, config: TrainingConfig | None = None, *, max_epoc
 @dg.asset(group_name="model", kinds={"pytorch"},
           description="The Large Perturbation Model trained on the training set (checkpoint with weights, config, "
                       "vocabularies and the data snapshot id) and the production predictor: the LPM, context_mean, "
-                      "other_contexts, linear or their stacked combination, whichever wins on the validation "
+                      "other_contexts, linear, network_knn or their stacked combination, whichever wins on the "
+                      "validation "
                       "experiments (models/predictor.py), saved beside it.")
 def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSettings, training_set: TrainingSet,
               config: TrainingConfig) -> ModelRun:

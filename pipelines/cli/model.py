@@ -4,7 +4,9 @@
     perturbgraph evaluate --input tahoe --split unseen-experiment --target-context A498 \\
         --models lpm,baselines --seeds 0,1,2,3,4 --out results/tahoe_a498
 
---input takes a shared dataset name (tahoe, replogle, l1000-ds, l1000-ljp005, l1000-kd, l1000-skb),
+    torchrun --nproc_per_node=4 -m pipelines.cli train --input tahoe --output lpm.pt   # one rank each
+
+--input takes a shared dataset name (tahoe, tahoe37, replogle, l1000-ds, l1000-ljp005, l1000-kd, l1000-skb),
 an ingested dataset id, or a file: GCTX/GCT, h5ad (pseudobulked as ingest does), or a parquet / CSV /
 TSV long table (value) or ranked table (rank, n_ranked); the format is read from the extension checked
 against the file's first bytes. Files go through the ingest readers (graph/io) and the one validation
