@@ -3,7 +3,7 @@
 Run through make_results (`--research graph`), which owns the sections and the CLI options:
 
     nice -n 19 python benchmarks/make_results.py --research graph --only 7 --lpm-seeds 5 --threads 1 \
-        --lpm-epochs 12 --lpm-patience 3
+        --lpm-epochs 3 --lpm-patience 1   # docs/results.md "Research: LPM on Replogle"
 
 Per section and seed (sequentially) every model of `--add-models` (default GRAPH_MODELS) is fitted on the
 same split; rows are stored per (model, seed) in <home>/results/research_graph_<section>.json (a run
