@@ -149,8 +149,7 @@ def main(argv=None) -> int:
 
         return research_graph(args, argv, BENCHMARKS)
     from graph.settings import get_settings
-    from models.datasets import resources_for
-    from models.datasets import load_dataset
+    from models.datasets import load_dataset, resources_for
     from models.evaluation.harness import markdown_table, run_benchmark, write_results
     from models.evaluation.splits import GENETIC_TYPES
 
@@ -323,8 +322,7 @@ def research_residual(args, argv) -> int:
     `LPMConfig(residual=True)` and the plain LPM on the same split; a table per section, the paired
     per-seed pearson_per_signature / RMSE and the residual LPM's wins against the strongest baseline."""
     from graph.settings import get_settings
-    from models.datasets import resources_for
-    from models.datasets import load_dataset
+    from models.datasets import load_dataset, resources_for
     from models.evaluation.harness import build_model, evaluate_model, markdown_table, write_results
     from models.evaluation.metrics import METRIC_NAMES
     from models.evaluation.splits import make_split
