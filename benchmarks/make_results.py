@@ -367,13 +367,17 @@ def research_residual(args, argv) -> int:
                    f"for both LPMs ({datetime.now(UTC):%Y-%m-%d}, "
                    f"`{' '.join(argv if argv is not None else sys.argv[1:])}`, {time.time() - t0:.0f} s).\n\n"
                    f"{markdown_table(rows, [m for m in METRIC_NAMES if m in rows])}\n\n{paired_by_seed(rows)}\n")
-    start, end = RESIDUAL_MARKERS
-    text = args.out.read_text()
-    if start not in text:
-        raise SystemExit(f"{args.out} has no {start} ... {end} block to write into")
-    text = text[: text.index(start) + len(start)] + "\n" + "\n".join(out) + text[text.index(end):]
-    args.out.write_text(text)
+    write_marked_block(args.out, RESIDUAL_MARKERS, "\n".join(out))
     return 0
+
+
+def write_marked_block(path: Path, markers: tuple[str, str], body: str) -> None:
+    """Replace what lies between the two marker comments of `path` (a generated block) with `body`."""
+    start, end = markers
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{path} has no {start} ... {end} block to write into")
+    path.write_text(text[: text.index(start) + len(start)] + "\n" + body + text[text.index(end):])
 
 
 def paired_by_seed(rows: pd.DataFrame) -> str:

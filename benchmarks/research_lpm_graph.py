@@ -94,12 +94,9 @@ def research_graph(args, argv, benchmarks) -> int:
                    f"plus: {variants} ({datetime.now(UTC):%Y-%m-%d}, "
                    f"`{' '.join(argv if argv is not None else sys.argv[1:])}`, {time.time() - t0:.0f} s).\n\n"
                    f"{markdown_table(rows, [m for m in METRIC_NAMES if m in rows])}\n\n{paired_by_seed(rows)}\n")
-    start, end = GRAPH_MARKERS
-    text = args.out.read_text()
-    if start not in text:
-        raise SystemExit(f"{args.out} has no {start} ... {end} block to write into")
-    text = text[: text.index(start) + len(start)] + "\n" + "\n".join(out) + text[text.index(end):]
-    args.out.write_text(text)
+    from make_results import write_marked_block  # the caller's module (benchmarks/ is on sys.path)
+
+    write_marked_block(args.out, GRAPH_MARKERS, "\n".join(out))
     return 0
 
 

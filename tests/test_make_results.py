@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmarks.make_results import paired_vs_baseline, production_and_lpm
+from benchmarks.make_results import paired_vs_baseline, production_and_lpm, write_marked_block
 from models.evaluation.harness import run_benchmark
 from models.registry import Resources
 
@@ -53,3 +53,16 @@ def test_paired_lines_pick_the_strongest_baseline_and_count_wins():
     prod = next(line for line in text.splitlines() if line.startswith("| production |"))
     assert "| 2/3 (2/3) |" in prod and "+0.0300" in prod  # 0.00 (not a win), +0.08, +0.01 (>= 0.01)
     assert paired_vs_baseline(rows[rows["model"] != "lpm"].assign(model="other_contexts")) == ""
+
+
+def test_write_marked_block_replaces_only_the_block_and_refuses_a_file_without_markers(tmp_path):
+    import pytest
+
+    doc = tmp_path / "r.md"
+    doc.write_text("head\n<!-- a:start -->\nold\n<!-- a:end -->\ntail\n")
+    write_marked_block(doc, ("<!-- a:start -->", "<!-- a:end -->"), "new\n")
+    assert doc.read_text() == "head\n<!-- a:start -->\nnew\n<!-- a:end -->\ntail\n"
+    doc.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="no <!-- a:start -->"):
+        write_marked_block(doc, ("<!-- a:start -->", "<!-- a:end -->"), "x")
+    assert doc.read_text() == "no markers\n"
