@@ -26,7 +26,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
@@ -248,16 +247,11 @@ def main(argv=None) -> int:
 
 
 def production_and_lpm(df, split_kind, context, seeds, res, log, keep=None) -> pd.DataFrame:
-    """Per seed, `production` and its LPM member scored on the same test rows (row `lpm`). The member is the
-    registry's `lpm` (same seed, data and settings as `--lpm-models lpm` builds), fitted once and handed to
-    the predictor as prefitted, so the two rows cost one LPM fit. Records as run_benchmark writes them;
+    """Per seed, `production` and its LPM member scored on the same test rows (row `lpm`), one LPM fit
+    (models.evaluation.harness.evaluate_production_and_lpm). Records as run_benchmark writes them;
     keep(rows so far) is called after every seed (to store them)."""
-    from models.evaluation.baselines import KEY_COLUMNS
-    from models.evaluation.harness import evaluate_model
-    from models.evaluation.metrics import evaluate_predictions
+    from models.evaluation.harness import evaluate_production_and_lpm
     from models.evaluation.splits import make_split
-    from models.predictor import ProductionPredictor
-    from models.registry import build_model, fit_model, production_members
 
     rows = []
     for seed in seeds:
@@ -265,23 +259,8 @@ def production_and_lpm(df, split_kind, context, seeds, res, log, keep=None) -> p
         base = {"seed": seed, "split": split_kind, "context": context or "", "n_train": len(split.train),
                 "n_test": len(split.test), "n_test_experiments": len(split.experiments("test")),
                 "description": split.description, "error": ""}
-        lpm = build_model("lpm", seed=seed, resources=res, split_kind=split_kind)
-        t0 = time.perf_counter()
-        fit_model(lpm, split.train, split.valid if len(split.valid) else None)
-        lpm_s = time.perf_counter() - t0
-        predictor = ProductionPredictor(production_members(seed, res, split_kind, lpm=lpm), seed=seed,
-                                        prefitted=("lpm",))
-        prod = {"model": "production", **base, **evaluate_model(predictor, split)}
-        prod["fit_s"] += lpm_s  # the predictor's fit includes its LPM's
-        test = split.test.sample(frac=1.0, random_state=split.seed).reset_index(drop=True)  # as evaluate_model
-        t1 = time.perf_counter()
-        pred = np.asarray(lpm.predict(test[KEY_COLUMNS].copy()), dtype=np.float64)
-        member = {"model": "lpm", **base, **evaluate_predictions(test, pred), "fit_s": lpm_s,
-                  "predict_s": time.perf_counter() - t1}
-        if lpm.history:
-            best = min(lpm.history, key=lambda h: h.get("valid_loss", h["train_loss"]))
-            member["detail"] = f"{len(lpm.history)} epochs, best {best['epoch']}"
-        for rec in (member, prod):
+        member, prod = evaluate_production_and_lpm(split, seed=seed, resources=res, split_kind=split_kind)
+        for rec in ({"model": "lpm", **base, **member}, {"model": "production", **base, **prod}):
             rows.append(rec)
             log(rec)
         if keep is not None:

@@ -188,3 +188,50 @@ def test_production_runs_through_the_same_path_and_records_its_choice():
     model = harness.build_model("production", seed=0, resources=res, split_kind="unseen-experiment")
     assert isinstance(model, ProductionPredictor)
     assert tuple(model.members) == ("lpm", "context_mean", "other_contexts", "linear", "network_knn")
+
+
+def test_lpm_and_production_together_fit_one_lpm_per_seed(monkeypatch):
+    """The `lpm` row is production's LPM member: a real LPM, fitted once per seed (counted at LPM.fit)."""
+    from models.lpm import LPM
+    from models.module import LPMConfig
+
+    fitted, real_fit = [], LPM.fit
+
+    def counting_fit(self, *args, **kwargs):
+        fitted.append(self.seed)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LPM, "fit", counting_fit)
+    res = Resources(lpm_config=LPMConfig.paper(max_epochs=2, embed_dim=8, hidden_dim=16))
+    out = run_benchmark(_data(n_ctx=3, n_pert=10, n_readout=8), "unseen-experiment", context="ctx0",
+                        models=["lpm", "production", "context_mean"], seeds=[0, 1], resources=res)
+    assert fitted == [0, 1]
+    assert list(out["model"]) == ["lpm", "production", "context_mean"] * 2
+    assert (out["error"] == "").all() and np.isfinite(out["pearson_per_signature"]).all()
+    lpm = out[out["model"] == "lpm"]
+    assert lpm["detail"].str.match(r"\d+ epochs, best \d+").all()
+    # production's fit time includes its member's, which is the lpm row's whole fit
+    assert (out.loc[out["model"] == "production", "fit_s"].to_numpy() >= lpm["fit_s"].to_numpy()).all()
+    fitted.clear()
+    run_benchmark(_data(n_ctx=3, n_pert=10, n_readout=8), "unseen-experiment", context="ctx0",
+                  models=["lpm"], seeds=[0], resources=res)
+    assert fitted == [0]  # alone, the lpm row fits its own
+
+
+def test_a_failed_shared_lpm_fit_fails_both_rows_without_refitting(monkeypatch):
+    from models.lpm import LPM
+    from models.module import LPMConfig
+
+    calls = []
+
+    def broken_fit(self, *args, **kwargs):
+        calls.append(self.seed)
+        raise RuntimeError("no convergence")
+
+    monkeypatch.setattr(LPM, "fit", broken_fit)
+    out = run_benchmark(_data(n_ctx=3, n_pert=10, n_readout=8), "unseen-experiment", context="ctx0",
+                        models=["production", "lpm", "context_mean"], seeds=[0],
+                        resources=Resources(lpm_config=LPMConfig.paper(max_epochs=1)))
+    assert calls == [0]
+    errors = out.set_index("model")["error"]
+    assert errors["lpm"] == errors["production"] == "RuntimeError: no convergence" and errors["context_mean"] == ""

@@ -62,16 +62,42 @@ def evaluate_model(model, split: Split) -> dict[str, float]:
     """Fit on train (+valid), predict test without its values, score. Adds fit/predict seconds."""
     t0 = time.perf_counter()
     _fit(model, split)
-    t1 = time.perf_counter()
+    return score_fitted(model, split, fit_s=time.perf_counter() - t0)
+
+
+def score_fitted(model, split: Split, *, fit_s: float) -> dict[str, float]:
+    """Predict test without its values with a model already fitted on `split`, score; `fit_s` recorded."""
+    t0 = time.perf_counter()
     # No `value`, and rows shuffled: predictions can see neither the answer nor the source's rank order.
     test = split.test.sample(frac=1.0, random_state=split.seed).reset_index(drop=True)
     pred = np.asarray(model.predict(test[KEY_COLUMNS].copy()), dtype=np.float64)
-    t2 = time.perf_counter()
     out = evaluate_predictions(test, pred)
-    out.update(fit_s=t1 - t0, predict_s=t2 - t1)
+    out.update(fit_s=fit_s, predict_s=time.perf_counter() - t0)
     if hasattr(model, "describe"):  # e.g. the stacked weights or the production choice, beside the metrics
         out["detail"] = model.describe()
+    elif getattr(model, "history", None):  # an LPM: how long it trained, which epoch it kept
+        best = min(model.history, key=lambda h: h.get("valid_loss", h["train_loss"]))
+        out["detail"] = f"{len(model.history)} epochs, best {best['epoch']}"
     return out
+
+
+def evaluate_production_and_lpm(split: Split, *, seed: int, resources: Resources,
+                                split_kind: str) -> tuple[dict[str, float], dict[str, float]]:
+    """(`lpm` row, `production` row) on the same test rows for one LPM fit: the registry's `lpm` (the
+    very model the `lpm` row builds: same seed, training rows and settings) is fitted once and handed to
+    the production predictor as its prefitted LPM member. Production's fit_s includes its LPM's."""
+    from models.predictor import ProductionPredictor
+    from models.registry import production_members
+
+    lpm = build_model("lpm", seed=seed, resources=resources, split_kind=split_kind)
+    t0 = time.perf_counter()
+    _fit(lpm, split)
+    lpm_s = time.perf_counter() - t0
+    predictor = ProductionPredictor(production_members(seed, resources, split_kind, lpm=lpm), seed=seed,
+                                    prefitted=("lpm",))
+    prod = evaluate_model(predictor, split)
+    prod["fit_s"] += lpm_s
+    return score_fitted(lpm, split, fit_s=lpm_s), prod
 
 
 def run_benchmark(df: pd.DataFrame, split_kind: str, *, context: str | None = None,
@@ -80,20 +106,34 @@ def run_benchmark(df: pd.DataFrame, split_kind: str, *, context: str | None = No
                   on_result: Callable[[dict], None] | None = None) -> pd.DataFrame:
     """Every model on the same split per seed. Returns one row per (model, seed) with all metrics,
     timings, split sizes and the split description. A model that fails is recorded with its error
-    (metrics NaN) so one broken model does not lose the other rows."""
+    (metrics NaN) so one broken model does not lose the other rows. With both `lpm` and `production`,
+    the `lpm` row is production's LPM member: one LPM fit per seed (evaluate_production_and_lpm)."""
     resources = resources or Resources()
     names = expand_model_names(models, df, resources)
+    paired = {"lpm", "production"} <= set(names)
     rows = []
     for seed in seeds:
         split = make_split(df, split_kind, context=context, seed=seed, **(split_kwargs or {}))
+        pair: dict[str, object] = {}  # the seed's (lpm, production) rows, computed at the first of the two
         for name in names:
             record = {"model": name, "seed": seed, "split": split_kind, "context": context or "",
                       "n_train": len(split.train), "n_test": len(split.test),
                       "n_test_experiments": len(split.experiments("test")), "description": split.description,
                       "error": ""}
             try:
-                record.update(evaluate_model(build_model(name, seed=seed, resources=resources,
-                                                         split_kind=split_kind), split))
+                if paired and name in ("lpm", "production"):
+                    if not pair:  # a failed fit fails both rows (recorded once, not refitted)
+                        try:
+                            pair.update(zip(("lpm", "production"), evaluate_production_and_lpm(
+                                split, seed=seed, resources=resources, split_kind=split_kind), strict=True))
+                        except Exception as exc:  # noqa: BLE001 - raised again for each of the two rows
+                            pair["failed"] = exc
+                    if "failed" in pair:
+                        raise pair["failed"]
+                    record.update(pair[name])
+                else:
+                    record.update(evaluate_model(build_model(name, seed=seed, resources=resources,
+                                                             split_kind=split_kind), split))
             except Exception as exc:  # noqa: BLE001 - recorded, reported in the table
                 record["error"] = f"{type(exc).__name__}: {exc}"
                 record.update({m: float("nan") for m in METRIC_NAMES})
