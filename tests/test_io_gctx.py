@@ -319,3 +319,56 @@ def test_read_experiment_streams_gctx_chunks_into_the_store(tmp_path, monkeypatc
     assert len(bundle.signatures) == 2_500 and sum(s.n_readouts for s in bundle.signatures) == len(expected)
     assert bundle.value_counts == {"values_accepted": len(expected), "NaN": 1, "+-inf": 1, "-666": 1}
     assert sorted(p.name for p in (settings.store_dir / "plate").iterdir()) == ["manifest.json", "measurements.parquet"]
+
+
+def _repeated_readouts(tmp_path):
+    """3 samples x 4 rows; rows 0 and 2 are both AAA (row 2 via its Entrez id and the alias resolver):
+    s1 conflicting (1 vs 3), s2 identical (5 and 5), s3 one copy NaN."""
+    from graph.io.genes import GeneResolver
+
+    row = pd.DataFrame({"id": ["r0", "r1", "r2", "r3"], "pr_gene_symbol": ["AAA", "BBB", "OLDA", "CCC"],
+                        "pr_gene_id": [101, 102, 101, 103]})
+    col = pd.DataFrame({"id": ["s1", "s2", "s3"], "cell_id": ["A375"] * 3, "pert_type": ["trt_cp"] * 3,
+                        "pert_iname": ["x", "y", "z"]})
+    m = np.array([[1, 2, 3, 4], [5, 6, 5, 7], [np.nan, 8, 9, 10]], dtype=np.float32)
+    with h5py.File(tmp_path / "rep.gctx", "w") as h5:  # written with h5py directly: the reader, not write_gctx
+        h5.create_dataset("0/DATA/0/matrix", data=m)
+        for group, meta in (("0/META/ROW", row), ("0/META/COL", col)):
+            for c in meta.columns:
+                data = meta[c].to_numpy()
+                h5.create_dataset(f"{group}/{c}", data=data.astype("S") if data.dtype == object else data)
+    genes = [GeneRecord(101, "AAA", aliases=("OLDA",)), GeneRecord(102, "BBB"), GeneRecord(103, "CCC")]
+    return tmp_path / "rep.gctx", GeneResolver(genes)
+
+
+@pytest.mark.parametrize("policy,aaa,quarantined", [
+    ("quarantine", {"s2": 5.0, "s3": 9.0}, 3),  # s1's two AAA copies (conflict) + s3's NaN
+    ("mean", {"s1": 2.0, "s2": 5.0, "s3": 9.0}, 1),
+    ("first", {"s1": 1.0, "s2": 5.0, "s3": 9.0}, 1),
+])
+def test_gctx_repeated_readout_rows_follow_the_duplicate_policy(tmp_path, policy, aaa, quarantined):
+    """Two rows with one symbol after resolution are duplicates of one (signature, readout): the policy
+    decides, as for h5ad genes and wide-table columns (one rule: graph/io/validation.py)."""
+    from graph.io.options import ReadOptions
+    from graph.io.readers import open_streaming_reader
+    from graph.io.validation import CONFLICT
+
+    path, resolver = _repeated_readouts(tmp_path)
+    reader = open_streaming_reader(path, "gctx", "rep", ReadOptions(duplicates=policy), resolver=resolver,
+                                   chunk_signatures=2)  # s1, s2 in one chunk, s3 in the next
+    long = pd.concat(list(reader.iter_long()), ignore_index=True)
+    got = long[long["readout"] == "AAA"]
+    assert dict(zip(got["signature_id"].astype(str).str.removeprefix("rep:"), got["value"], strict=True)) == aaa
+    assert not long[["signature_id", "readout"]].astype(str).duplicated().any()
+    assert set(long["readout"]) == {"AAA", "BBB", "CCC"}
+    v = reader.value_report
+    # read = accepted + quarantined, a collapsed or resolved copy counted as accepted (validation.py)
+    assert v.read == 12 and v.quarantined == quarantined and v.accepted == 12 - quarantined
+    assert len(long) == v.accepted - v.duplicates_resolved
+    # identical copies (s2) are collapsed under every policy; s1's conflict is resolved by mean / first
+    assert v.duplicates_resolved == (1 if policy == "quarantine" else 2)
+    reasons = sorted(q.reason for q in reader.quarantine)
+    assert reasons.count(CONFLICT) == (2 if policy == "quarantine" else 0)
+    assert any(f"policy {policy!r}" in n and "1 rows repeat" in n for n in v.notes), v.notes
+    assert any("1 keys repeated with identical values" in n and "1 keys with conflicting values" in n
+               for n in v.notes), v.notes

@@ -338,3 +338,48 @@ def test_demo_refuses_a_bad_option_or_file_before_starting_neo4j(tmp_path, monke
                                                else []), *args])
         errors = [x for x in result.output.splitlines() if x.startswith("error:")]
         assert result.exit_code == 1 and len(errors) == 1 and message in errors[0], result.output
+
+
+def _gctx_repeated_readouts(folder: Path) -> Path:
+    """A GCTX whose rows 0 and 6 share the symbol G0 (conflicting values in every column but the first,
+    identical in the first); one signature per (cell line, compound), no dose and no control, so the
+    CLI's replicate averaging leaves each signature as it is and its table compares with the store's."""
+    from graph.io.gctx import write_gctx
+
+    clean = B._clean_long()
+    col = clean[["context", "perturbation"]].drop_duplicates().reset_index(drop=True)
+    col = pd.DataFrame({"id": [f"sig{i}" for i in range(len(col))], "cell_id": col["context"],
+                        "pert_iname": col["perturbation"], "pert_type": "trt_cp"})
+    genes = sorted(clean["readout"].unique())
+    row = pd.DataFrame({"id": [f"r{i}" for i in range(len(genes) + 1)], "pr_gene_symbol": [*genes, genes[0]]})
+    m = clean.pivot_table(index=["context", "perturbation"], columns="readout", values="value").to_numpy(np.float32)
+    repeat = m[:, :1] + 1.0
+    repeat[0] = m[0, 0]
+    return write_gctx(folder / "repeated_rows.gctx", np.hstack([m, repeat]), row, col)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", [[], ["--duplicates", "mean"], ["--duplicates", "first"]],
+                         ids=["quarantine", "mean", "first"])
+def test_gctx_repeated_readout_rows_follow_the_policy_on_every_entry_point(options, homes, monkeypatch, tmp_path):
+    """A GCTX row repeating another row's readout: the duplicate policy applies (graph/io/validation.py),
+    and train, evaluate, demo and the inbox keep the same accepted table."""
+    pytest.importorskip("torch")
+    path = _gctx_repeated_readouts(tmp_path)
+    outcomes = _outcomes(path, homes, monkeypatch, tmp_path, options)
+    assert set(outcomes) == set(ENTRY_POINTS) and not any(o.refused for o in outcomes.values()), {
+        e: o.message for e, o in outcomes.items()}
+    first = outcomes["demo"].table
+    for entry, o in outcomes.items():
+        pd.testing.assert_frame_equal(o.table, first, obj=f"{entry} vs demo")
+    g0 = first[first["readout"] == "G0"]
+    clean = B._clean_long()
+    want = clean[clean["readout"] == "G0"].sort_values(["context", "perturbation"])["value"].to_numpy(np.float32)
+    policy = dict(zip(options[::2], options[1::2], strict=True)).get("--duplicates", "quarantine")
+    if policy == "quarantine":  # only the first signature's identical copies survive (collapsed)
+        assert len(g0) == 1 and g0["value"].iloc[0] == want[0]
+    elif policy == "mean":
+        np.testing.assert_allclose(g0["value"].to_numpy()[1:], want[1:] + 0.5, rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(g0["value"].to_numpy(), want)
+    assert len(first) == len(clean) - (len(want) - 1 if policy == "quarantine" else 0)

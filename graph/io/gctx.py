@@ -20,6 +20,7 @@ import pandas as pd
 from graph.io.common import InputFileError, clean_text
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
 from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type, parse_dose, parse_time
+from graph.io.validation import CONFLICT, INFINITE, NOT_A_NUMBER, duplicate_note, validate_measurements
 from graph.records import (
     MEASUREMENT_COLUMNS,
     ContextRecord,
@@ -343,16 +344,21 @@ class GctxToLong:
     occurrence (file order), the others are quarantined and counted in duplicates_resolved; columns
     with an unknown pert_type are quarantined. `value_report` counts matrix values: NaN, +-inf and
     -666 are quarantined by graph.io.validation (per chunk) with the count per reason in
-    `dropped_values` (the first MAX_VALUE_RECORDS listed in `quarantine`), as are values of rows whose
-    readout repeats an earlier row's (first row kept, later rows quarantined).
+    `dropped_values` (the first MAX_VALUE_RECORDS listed in `quarantine`). Rows whose readout repeats
+    an earlier row's (two rows with one symbol after resolution) give two values of one (signature,
+    readout): the validation step resolves them by `duplicates` (quarantine | mean | first), as for
+    h5ad genes and wide-table columns; exact per chunk, since a column is one whole signature.
     `perturbations`/`contexts` (dicts by id) are known at construction; `signatures()` once `iter_long()`
     is exhausted.
     """
 
     def __init__(self, path: str | Path, dataset_id: str, *, where: Selection = None, landmark_only: bool = False,
                  landmark_ids: Iterable[str] | None = None, resolver=None,
-                 compound_ids: Mapping[str, str] | None = None, chunk_size: int = 1000):
+                 compound_ids: Mapping[str, str] | None = None, chunk_size: int = 1000,
+                 duplicates: str = "quarantine"):
         self.path, self.dataset_id, self.chunk_size = Path(path), dataset_id, chunk_size
+        self.duplicates = duplicates
+        self._dup_keys = [0, 0]  # (signature, readout) keys repeated with identical / conflicting values
         self.gctx = GctxFile(path)
         g = self.gctx
         self.quarantine: list[QuarantineRecord] = []
@@ -361,7 +367,8 @@ class GctxToLong:
         self.value_report = ReadReport(source=f"{self.path} (values)")
         self._done = False
         rows = g.landmark_rows(landmark_ids) if (landmark_only or landmark_ids is not None) else np.arange(g.n_genes)
-        self._rows, self.readouts = self._map_readouts(rows, resolver)
+        self._rows = rows
+        self.readouts, self._readout_codes = self._map_readouts(rows, resolver)
         cols = g.select_columns(where)
         self.report.read = len(cols)
         self._cols, self._sig_frame = self._map_columns(cols, resolver, compound_ids or {})
@@ -372,7 +379,9 @@ class GctxToLong:
         self._n_readouts = np.zeros(len(self._cols), dtype=np.int64)
 
     # rows -> readout symbols
-    def _map_readouts(self, rows: np.ndarray, resolver) -> tuple[np.ndarray, list[str]]:
+    def _map_readouts(self, rows: np.ndarray, resolver) -> tuple[list[str], np.ndarray]:
+        """(distinct readout symbols, per selected row the index of its symbol). Rows sharing a symbol
+        stay: their values are duplicates of one (signature, readout), left to the validation step."""
         meta = self.gctx.row_meta.iloc[rows]
         sym_f, ent_f = _first(meta, _SYMBOL_FIELDS), _first(meta, _ENTREZ_FIELDS)
         ids = meta.index.astype(str)
@@ -395,13 +404,13 @@ class GctxToLong:
             readouts.append(name)
         if routes:
             self.value_report.notes.append(f"readouts: {dict(routes)}")
-        keep = ~pd.Series(readouts).duplicated(keep="first").to_numpy()
-        for pos in np.flatnonzero(~keep):
-            self.quarantine.append(QuarantineRecord(str(self.path), f"row:{ids[pos]}",
-                                                    f"readout {readouts[pos]!r} repeats an earlier row; first row kept",
-                                                    {"row_id": ids[pos]}))
-        self._dup_rows = int((~keep).sum())
-        return rows[keep], [r for r, k in zip(readouts, keep, strict=True) if k]
+        codes, uniques = pd.factorize(pd.Series(readouts, dtype=object))
+        repeated = len(readouts) - len(uniques)
+        if repeated:
+            self.value_report.notes.append(
+                f"{repeated} rows repeat an earlier row's readout symbol: their values are duplicates of one "
+                f"(signature, readout), resolved by the validation step (policy {self.duplicates!r})")
+        return list(uniques), codes.astype(np.int64)
 
     # columns -> signature, perturbation and context per column
     def _map_columns(self, cols: np.ndarray, resolver, compound_ids: Mapping[str, str]):
@@ -515,24 +524,18 @@ class GctxToLong:
         """Yield long-table chunks (MEASUREMENT_COLUMNS, text columns categorical, value float32), one per
         `chunk_size` signatures, each through the shared validation step (graph.io.validation) with keys
         (signature_id, readout): a GCTX column is one signature, so checking per chunk is exact."""
-        from graph.io.validation import CONFLICT, INFINITE, NOT_A_NUMBER, validate_measurements
-
         reason_names = {NOT_A_NUMBER: "NaN", INFINITE: "+-inf", _MISSING_REASON: "-666", CONFLICT: "conflicting duplicate"}
         n_genes = len(self._rows)
         readout_cat = pd.CategoricalDtype(self.readouts)
         frame = self._sig_frame
         start = 0
         listed = 0
-        self.value_report.quarantined += self._dup_rows * len(self._cols)
-        self.value_report.read += self._dup_rows * len(self._cols)
-        if self._dup_rows:
-            self.dropped_values["duplicate readout row"] += self._dup_rows * len(self._cols)
         for _, block in self.gctx.iter_columns(self._cols, self._rows, self.chunk_size, with_meta=False):
             n = len(block)
             sig = frame.iloc[start:start + n]
             flat = block.ravel()
             sig_codes = np.repeat(np.arange(n), n_genes)
-            gene_codes = np.tile(np.arange(n_genes), n)
+            gene_codes = np.tile(self._readout_codes, n)
             chunk = pd.DataFrame({
                 "dataset": pd.Categorical.from_codes(np.zeros(len(flat), np.int8), [self.dataset_id]),
                 "signature_id": pd.Categorical.from_codes(sig_codes, sig["signature_id"].tolist()),
@@ -545,7 +548,10 @@ class GctxToLong:
             prior = np.full(len(flat), "", dtype=object)
             prior[flat == MISSING] = _MISSING_REASON
             result = validate_measurements(chunk, str(self.path), keys=("signature_id", "readout"), ranked=False,
-                                           prior_reason=prior, max_records=max(0, MAX_VALUE_RECORDS - listed))
+                                           duplicates=self.duplicates, prior_reason=prior,
+                                           max_records=max(0, MAX_VALUE_RECORDS - listed))
+            self._dup_keys[0] += result.exact_duplicate_keys
+            self._dup_keys[1] += result.conflicting_keys
             listed += len(result.quarantine)
             self.quarantine.extend(result.quarantine)
             for why, count in result.reasons.items():
@@ -562,7 +568,9 @@ class GctxToLong:
         self.dropped_values = Counter({k: v for k, v in self.dropped_values.items() if v})
         if self.dropped_values:
             self.value_report.notes.append(f"dropped values: {dict(self.dropped_values)}")
-        n_dropped = sum(v for k, v in self.dropped_values.items() if k != "duplicate readout row")
+        if any(self._dup_keys):
+            self.value_report.notes.append(duplicate_note(*self._dup_keys, self.duplicates))
+        n_dropped = sum(self.dropped_values.values())
         if n_dropped > listed:
             self.value_report.notes.append(f"only the first {listed:,} of {n_dropped:,} dropped values are listed "
                                            "in the quarantine")

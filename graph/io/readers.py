@@ -33,7 +33,8 @@ def open_streaming_reader(path: str | Path, kind: str, dataset_id: str, options:
     if kind == "gctx":
         from graph.io.gctx import GctxToLong
 
-        return GctxToLong(path, dataset_id, resolver=resolver, compound_ids=compound_ids, chunk_size=chunk_signatures)
+        return GctxToLong(path, dataset_id, resolver=resolver, compound_ids=compound_ids, chunk_size=chunk_signatures,
+                          duplicates=options.duplicates)
     if kind not in STREAMED_KINDS:
         raise ValueError(f"{path}: kind {kind!r} is not a streamed measurement file")
     from graph.io.tables import LongTableReader
