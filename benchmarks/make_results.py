@@ -129,6 +129,9 @@ def main(argv=None) -> int:
                          "section 7), to the 'Research: LPM on Replogle' markers")
     ap.add_argument("--lpm-patience", type=int, default=None, help="early-stopping patience (default: LPMConfig)")
     ap.add_argument("--research-seeds", default="", help="comma-separated seeds for --research (default: --lpm-seeds)")
+    ap.add_argument("--lpm-seed-list", default="",
+                    help="comma-separated LPM seeds to run instead of range(--lpm-seeds), e.g. 3,4 to complete a "
+                         "section; its stored baselines and the LPM rows of the other seeds are kept")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
     ap.add_argument("--render-stored", action="store_true",
                     help="run nothing: write the chosen sections from their stored rows (<home>/results/*.json; "
@@ -180,6 +183,7 @@ def main(argv=None) -> int:
         res = replace(resources_for(df, gene_graph=graph), lpm_config=lpm_config)
         t0 = time.time()
         added = [m.strip() for m in args.add_models.split(",") if m.strip()]
+        lpm_seeds = [int(s) for s in args.lpm_seed_list.split(",") if s.strip()] or list(range(args.lpm_seeds))
         log = lambda r, title=title: print(f"[{time.time() - began:6.0f}s] {title} seed {r['seed']} {r['model']}: "  # noqa: E731
                               f"{r['error'] or round(r['pearson_per_signature'], 3)}"
                               f"{' ' + r['detail'] if r.get('detail') else ''}", file=sys.stderr, flush=True)
@@ -189,14 +193,16 @@ def main(argv=None) -> int:
                 raise SystemExit(f"--render-stored: section {i} has no stored rows ({stored})")
             results = pd.read_json(stored, orient="records").fillna({"error": "", "detail": ""})
             parts, lpm_models, added = [results], (), []
-        elif added:
+        elif added or args.lpm_seed_list:
             if not stored.exists():
-                raise SystemExit(f"--add-models needs the stored rows of section {i} ({stored}); "
-                                 f"run `--only {i}` once without --add-models first")
-            kept = pd.read_json(stored, orient="records")
-            kept = kept.loc[~kept["model"].isin(added)]
-            parts = [kept, run_benchmark(df, split, context=context, models=added, seeds=range(args.lpm_seeds),
-                                         resources=res, on_result=log)]
+                raise SystemExit(f"--add-models / --lpm-seed-list need the stored rows of section {i} ({stored}); "
+                                 f"run `--only {i}` once without them first")
+            kept = pd.read_json(stored, orient="records").fillna({"error": "", "detail": ""})
+            rerun = added or [*lpm_models, "lpm"]  # with production its member `lpm` is rerun too
+            parts = [rows_not_rerun(kept, rerun, lpm_seeds)]
+            if added:
+                parts.append(run_benchmark(df, split, context=context, models=added, seeds=lpm_seeds, resources=res,
+                                           on_result=log))
         else:
             parts = [run_benchmark(df, split, context=context, models=["baselines"], seeds=range(args.seeds),
                                    resources=res, on_result=log)]
@@ -204,12 +210,12 @@ def main(argv=None) -> int:
             with_member = "production" in lpm_models and "lpm" not in lpm_models
             rest = [m for m in lpm_models if not (with_member and m == "production")]
             if rest:
-                parts.append(run_benchmark(df, split, context=context, models=rest, seeds=range(args.lpm_seeds),
+                parts.append(run_benchmark(df, split, context=context, models=rest, seeds=lpm_seeds,
                                            resources=res, on_result=log))
             if with_member:
                 def keep(rows, done=tuple(parts), stem=f"{i}_{name}_{split}", title=title):  # after every seed
                     write_results(pd.concat([*done, rows], ignore_index=True), json_dir, name=stem, title=title)
-                parts.append(production_and_lpm(df, split, context, range(args.lpm_seeds), res, log, keep))
+                parts.append(production_and_lpm(df, split, context, lpm_seeds, res, log, keep))
         results = pd.concat(parts, ignore_index=True)
         write_results(results, json_dir, name=f"{i}_{name}_{split}", title=title)
         data_line = (f"{len(df):,} rows: {df['context'].nunique()} contexts, {df['perturbation'].nunique()} "
@@ -244,6 +250,11 @@ def main(argv=None) -> int:
     args.out.write_text(text)
     print(f"wrote {args.out} in {time.time() - began:.0f} s", file=sys.stderr)
     return 0
+
+
+def rows_not_rerun(stored: pd.DataFrame, models, seeds) -> pd.DataFrame:
+    """The stored rows a run keeps: all but the (model, seed) pairs it is about to run."""
+    return stored.loc[~(stored["model"].isin(list(models)) & stored["seed"].isin(list(seeds)))]
 
 
 def production_and_lpm(df, split_kind, context, seeds, res, log, keep=None) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmarks.make_results import paired_vs_baseline, production_and_lpm, write_marked_block
+from benchmarks.make_results import paired_vs_baseline, production_and_lpm, rows_not_rerun, write_marked_block
 from models.evaluation.harness import run_benchmark
 from models.registry import Resources
 
@@ -66,3 +66,13 @@ def test_write_marked_block_replaces_only_the_block_and_refuses_a_file_without_m
     with pytest.raises(SystemExit, match="no <!-- a:start -->"):
         write_marked_block(doc, ("<!-- a:start -->", "<!-- a:end -->"), "x")
     assert doc.read_text() == "no markers\n"
+
+
+def test_a_run_of_more_seeds_keeps_the_stored_rows_of_the_other_seeds_and_models():
+    """--lpm-seed-list 3,4 / --add-models: only the (model, seed) pairs about to run are dropped."""
+    stored = pd.DataFrame([{"model": m, "seed": s} for m in ("other_contexts", "lpm", "production") for s in range(5)])
+    kept = rows_not_rerun(stored, ["production", "lpm"], [3, 4])
+    assert sorted(map(tuple, kept[["model", "seed"]].to_numpy())) == sorted(
+        [("other_contexts", s) for s in range(5)] + [(m, s) for m in ("lpm", "production") for s in range(3)])
+    kept = rows_not_rerun(stored, ["lpm"], range(5))
+    assert set(kept["model"]) == {"other_contexts", "production"} and len(kept) == 10
