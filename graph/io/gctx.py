@@ -20,7 +20,16 @@ import pandas as pd
 from graph.io.common import InputFileError, clean_text
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
 from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type, parse_dose, parse_time
-from graph.io.validation import CONFLICT, INFINITE, NOT_A_NUMBER, duplicate_note, validate_measurements
+from graph.io.validation import (
+    CONFLICT,
+    INFINITE,
+    NOT_A_NUMBER,
+    UNKNOWN_READOUT,
+    UNKNOWN_TARGET,
+    GeneCheck,
+    duplicate_note,
+    validate_measurements,
+)
 from graph.records import (
     MEASUREMENT_COLUMNS,
     ContextRecord,
@@ -355,10 +364,11 @@ class GctxToLong:
     def __init__(self, path: str | Path, dataset_id: str, *, where: Selection = None, landmark_only: bool = False,
                  landmark_ids: Iterable[str] | None = None, resolver=None,
                  compound_ids: Mapping[str, str] | None = None, chunk_size: int = 1000,
-                 duplicates: str = "quarantine"):
+                 duplicates: str = "quarantine", unknown_genes: str = "keep"):
         self.path, self.dataset_id, self.chunk_size = Path(path), dataset_id, chunk_size
         self.duplicates = duplicates
         self._dup_keys = [0, 0]  # (signature, readout) keys repeated with identical / conflicting values
+        self.genes = GeneCheck(resolver, unknown_genes, str(self.path))  # before the file is opened: may refuse
         self.gctx = GctxFile(path)
         g = self.gctx
         self.quarantine: list[QuarantineRecord] = []
@@ -524,10 +534,12 @@ class GctxToLong:
         """Yield long-table chunks (MEASUREMENT_COLUMNS, text columns categorical, value float32), one per
         `chunk_size` signatures, each through the shared validation step (graph.io.validation) with keys
         (signature_id, readout): a GCTX column is one signature, so checking per chunk is exact."""
-        reason_names = {NOT_A_NUMBER: "NaN", INFINITE: "+-inf", _MISSING_REASON: "-666", CONFLICT: "conflicting duplicate"}
+        reason_names = {NOT_A_NUMBER: "NaN", INFINITE: "+-inf", _MISSING_REASON: "-666", CONFLICT: "conflicting duplicate",
+                        UNKNOWN_READOUT: "unknown readout", UNKNOWN_TARGET: "unknown target"}
         n_genes = len(self._rows)
         readout_cat = pd.CategoricalDtype(self.readouts)
         frame = self._sig_frame
+        pert_records = [self.perturbations.get(p) for p in frame["perturbation"].cat.categories]
         start = 0
         listed = 0
         for _, block in self.gctx.iter_columns(self._cols, self._rows, self.chunk_size, with_meta=False):
@@ -547,9 +559,13 @@ class GctxToLong:
             # -666 is the file format's missing-value marker (decoding); every other rule is the validator's.
             prior = np.full(len(flat), "", dtype=object)
             prior[flat == MISSING] = _MISSING_REASON
+            unknown = self.genes.row_reasons(gene_codes, self.readouts, chunk["perturbation"].cat.codes.to_numpy(),
+                                             pert_records)
             result = validate_measurements(chunk, str(self.path), keys=("signature_id", "readout"), ranked=False,
-                                           duplicates=self.duplicates, prior_reason=prior,
+                                           duplicates=self.duplicates, prior_reason=prior, unknown=unknown,
+                                           unknown_genes=self.genes.policy,
                                            max_records=max(0, MAX_VALUE_RECORDS - listed))
+            self.genes.add(result)
             self._dup_keys[0] += result.exact_duplicate_keys
             self._dup_keys[1] += result.conflicting_keys
             listed += len(result.quarantine)
@@ -570,6 +586,8 @@ class GctxToLong:
             self.value_report.notes.append(f"dropped values: {dict(self.dropped_values)}")
         if any(self._dup_keys):
             self.value_report.notes.append(duplicate_note(*self._dup_keys, self.duplicates))
+        if note := self.genes.note():
+            self.value_report.notes.append(note)
         n_dropped = sum(self.dropped_values.values())
         if n_dropped > listed:
             self.value_report.notes.append(f"only the first {listed:,} of {n_dropped:,} dropped values are listed "

@@ -24,7 +24,7 @@ from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context
 from graph.io.identifiers import canonical_gene_symbol, gene_key, is_control_name, split_combination
 from graph.io.options import TYPE_OPTION_HINT
 from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type
-from graph.io.validation import validate_measurements
+from graph.io.validation import GeneCheck, validate_measurements
 from graph.records import (
     MEASUREMENT_COLUMNS,
     ContextRecord,
@@ -126,16 +126,25 @@ def _repeat_note(repeated: int, unnamed: int, duplicates: str) -> str:
             + (f"; {unnamed} genes without a symbol not used" if unnamed else ""))
 
 
-def _validated(frames: list[pd.DataFrame], path: Path, report: ReadReport, duplicates: str) -> pd.DataFrame:
+def _validated(frames: list[pd.DataFrame], path: Path, report: ReadReport, duplicates: str, genes: GeneCheck,
+               perturbations: dict[str, PerturbationRecord], quarantine: list[QuarantineRecord]) -> pd.DataFrame:
     """The signatures' values through the shared validation step (graph/io/validation.py), keyed by
-    (signature, readout) with the duplicate policy. The report counts signatures, so rejected values
-    and resolved repeats are reported in its notes."""
+    (signature, readout) with the duplicate policy and the unknown-gene rule. The report counts
+    signatures, so rejected values and resolved repeats are counted in its notes; the rejected values
+    are listed in `quarantine` with their reasons (as the GCTX reader lists its values)."""
     long = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
     if len(long):
+        readout, pert = long["readout"].astype("category"), long["perturbation"].astype("category")
+        unknown = genes.row_reasons(readout.cat.codes.to_numpy(), list(readout.cat.categories),
+                                    pert.cat.codes.to_numpy(), [perturbations.get(p) for p in pert.cat.categories])
         v = validate_measurements(long, str(path), keys=("signature_id", "readout"), ranked=False,
-                                  duplicates=duplicates)
+                                  duplicates=duplicates, unknown=unknown, unknown_genes=genes.policy)
+        genes.add(v)
+        quarantine.extend(v.quarantine)
         if v.quarantined or v.duplicates_resolved or v.conflicting_keys or v.exact_duplicate_keys:
             report.notes.append(f"values: {v.summary()}; {v.notes[0] if v.notes else ''}".rstrip("; "))
+        if note := genes.note():
+            report.notes.append(note)
         long = v.accepted.reset_index(drop=True)
         long["value"] = long["value"].astype(np.float32)
     for col in MEASUREMENT_COLUMNS[:-1]:
@@ -187,6 +196,7 @@ def pseudobulk_h5ad(
     backed: bool | None = None,
     chunk_cells: int = 20_000,
     duplicates: str = "quarantine",
+    unknown_genes: str = "keep",
 ) -> H5adResult:
     """Single-cell counts -> one signature per (context, perturbation) against same-context controls.
 
@@ -197,9 +207,11 @@ def pseudobulk_h5ad(
     groups are guides (perturbation_col guide_id/sgRNA/guide) the target genes come from `target_col`
     (auto: target_gene/gene/target), so each guide is its own signature of the gene's Perturbation.
     The report counts groups (non-control (context, perturbation) pairs): accepted or quarantined.
-    Genes that repeat a readout symbol give duplicate values, resolved by `duplicates` (validation.py).
+    Genes that repeat a readout symbol give duplicate values, resolved by `duplicates` (validation.py);
+    genes and targets the gene table does not resolve follow `unknown_genes` (validation.GeneCheck).
     """
     path = Path(path)
+    genes = GeneCheck(resolver, unknown_genes, str(path))
     adata = _open(path, backed)
     try:
         obs = adata.obs
@@ -354,7 +366,7 @@ def pseudobulk_h5ad(
             report.notes.append(f"{dropped_zero_sd} values dropped: zero control variance (z-score undefined)")
         report.notes.append("value = log1p CP10k mean difference vs same-context controls" + (", / control sd" if zscore else ""))
         report.check()
-        long = _validated(frames, path, report, duplicates)
+        long = _validated(frames, path, report, duplicates, genes, perturbations, quarantine)
         signatures = recount_signatures(signatures, long)
         groups = pd.DataFrame(group_rows, columns=["context", "perturbation", "n_cells", "status"])
         return H5adResult(long[list(MEASUREMENT_COLUMNS)], signatures, perturbations, context_records, report,
@@ -376,13 +388,15 @@ def read_bulk_h5ad(
     resolver=None,
     backed: bool | None = None,
     duplicates: str = "quarantine",
+    unknown_genes: str = "keep",
 ) -> H5adResult:
     """Bulk h5ad: one obs row = one signature, X values used as they are (e.g. z-scores or log fold changes).
 
     NaN/inf values are dropped and counted; repeated obs names keep the first row (later ones quarantined).
-    The report counts rows (signatures).
+    The report counts rows (signatures); duplicates and unknown genes as in pseudobulk_h5ad.
     """
     path = Path(path)
+    genes = GeneCheck(resolver, unknown_genes, str(path))
     adata = _open(path, backed)
     try:
         obs = adata.obs
@@ -441,7 +455,7 @@ def read_bulk_h5ad(
         if repeated or not keep_genes.all():
             report.notes.append(_repeat_note(repeated, int((~keep_genes).sum()), duplicates))
         report.check()
-        long = _validated(frames, path, report, duplicates)
+        long = _validated(frames, path, report, duplicates, genes, perturbations, quarantine)
         signatures = recount_signatures(signatures, long)
         return H5adResult(long[list(MEASUREMENT_COLUMNS)], signatures, perturbations, contexts, report, quarantine)
     finally:

@@ -1,10 +1,10 @@
 """Reading options that apply to any measurement file, the same from every entry point.
 
 One record (`ReadOptions`), one text form and one parser: `perturbgraph train|evaluate|demo` options
-(`--perturbation-type`, `--context`, `--readout-key`, `--readouts`, `--readout-seed`, `--duplicates`), a
-file's own options in `--inputs FILE?readouts=150&readout_seed=0`, the Dagster `input_manifest` config
-and an inbox file's `<name>.options` sidecar all go through `ReadOptions.parse`, so an option means the
-same thing everywhere (docs/inputs.md).
+(`--perturbation-type`, `--context`, `--readout-key`, `--readouts`, `--readout-seed`, `--duplicates`;
+`unknown_genes` has no flag yet), a file's own options in `--inputs FILE?readouts=150&readout_seed=0`,
+the Dagster `input_manifest` config and an inbox file's `<name>.options` sidecar all go through
+`ReadOptions.parse`, so an option means the same thing everywhere (docs/inputs.md).
 
 Two rules live here and nowhere else:
 - a table without a `perturbation_type` column needs the `perturbation_type` option (never a guess);
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from graph.io.common import InputFileError
-from graph.io.validation import DUPLICATE_POLICIES
+from graph.io.validation import DUPLICATE_POLICIES, UNKNOWN_GENE_POLICIES
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class ReadOptions:
     readouts: int | tuple[str, ...] | None = None  # N random readouts, or these names (from a list file)
     readout_seed: int = 0
     duplicates: str = "quarantine"  # conflicting (signature, readout) copies: quarantine | mean | first
+    unknown_genes: str = "keep"  # readouts / genetic targets the gene table does not resolve: keep | quarantine
     readouts_from: str = ""  # the list file the names came from (for messages and the text form)
 
     @classmethod
@@ -62,11 +63,11 @@ class ReadOptions:
         for key in ("context", "readout_key"):
             if key in given:
                 out[key] = given[key]
-        if "duplicates" in given:
-            if given["duplicates"] not in DUPLICATE_POLICIES:
-                raise ValueError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, "
-                                 f"got {given['duplicates']!r}")
-            out["duplicates"] = given["duplicates"]
+        for key, allowed in (("duplicates", DUPLICATE_POLICIES), ("unknown_genes", UNKNOWN_GENE_POLICIES)):
+            if key in given:
+                if given[key] not in allowed:
+                    raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {given[key]!r}")
+                out[key] = given[key]
         if "readout_seed" in given:
             if not given["readout_seed"].lstrip("-").isdigit():
                 raise ValueError(f"readout_seed must be an integer, got {given['readout_seed']!r}")
@@ -117,6 +118,8 @@ OPTION_HELP = {
     "readouts": "N: N random readouts (of those in every signature; --readout-seed), or a file of names",
     "readout_seed": "seed of the random readout subset",
     "duplicates": "rows repeating a (signature, readout) with different values: quarantine | mean | first",
+    "unknown_genes": "readouts and genetic perturbation targets the gene table does not resolve: keep (counted in "
+                     "the report) | quarantine (needs a gene table)",
 }
 TYPE_OPTION_HINT = ("give every row's type with the perturbation_type option (--perturbation-type compound|CRISPRi|"
                     "shRNA|..., or FILE?perturbation_type=compound)")

@@ -34,7 +34,7 @@ def open_streaming_reader(path: str | Path, kind: str, dataset_id: str, options:
         from graph.io.gctx import GctxToLong
 
         return GctxToLong(path, dataset_id, resolver=resolver, compound_ids=compound_ids, chunk_size=chunk_signatures,
-                          duplicates=options.duplicates)
+                          duplicates=options.duplicates, unknown_genes=options.unknown_genes)
     if kind not in STREAMED_KINDS:
         raise ValueError(f"{path}: kind {kind!r} is not a streamed measurement file")
     from graph.io.tables import LongTableReader
@@ -43,7 +43,7 @@ def open_streaming_reader(path: str | Path, kind: str, dataset_id: str, options:
     cls = WideTableReader if kind == "wide_table" else LongTableReader
     return cls(path, dataset_id, resolver=resolver, compound_ids=compound_ids, max_rows=max_rows,
                duplicates=options.duplicates, perturbation_type=options.perturbation_type,
-               context=options.context, readout_key=options.readout_key)
+               context=options.context, readout_key=options.readout_key, unknown_genes=options.unknown_genes)
 
 
 def read_h5ad(path: str | Path, dataset_id: str, options: ReadOptions = ReadOptions(), *, resolver=None,
@@ -53,7 +53,8 @@ def read_h5ad(path: str | Path, dataset_id: str, options: ReadOptions = ReadOpti
 
     read = read_bulk_h5ad if bulk else pseudobulk_h5ad
     return read(path, dataset_id, resolver=resolver, duplicates=options.duplicates,
-                perturbation_type=options.perturbation_type, default_context=options.context)
+                perturbation_type=options.perturbation_type, default_context=options.context,
+                unknown_genes=options.unknown_genes)
 
 
 def no_valid_rows(source: str | Path, read: int, unit: str, reasons: Mapping[str, int]) -> InputFileError:

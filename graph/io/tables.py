@@ -32,7 +32,7 @@ from graph.io.identifiers import (
 )
 from graph.io.options import missing_type_error
 from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type
-from graph.io.validation import duplicate_note, validate_measurements
+from graph.io.validation import GeneCheck, duplicate_note, validate_measurements
 from graph.records import (
     MEASUREMENT_COLUMNS,
     ContextRecord,
@@ -108,7 +108,7 @@ class LongTableReader:
                  compound_ids: Mapping[str, str] | None = None, batch_size: int = 500_000,
                  max_rows: int | None = None, duplicates: str = "quarantine",
                  perturbation_type: str | None = None, readout_key: str | None = None,
-                 context: str | None = None):
+                 context: str | None = None, unknown_genes: str = "keep"):
         self.path, self.dataset_id = Path(path), dataset_id
         self.default_type = perturbation_type  # used (and noted) when the file has no perturbation_type column
         self.duplicates = duplicates
@@ -119,6 +119,7 @@ class LongTableReader:
         fmt = measurement_format(self.path)  # missing file, directory, empty file: InputFileError
         if fmt not in {"parquet", "csv", "tsv"}:
             raise InputFileError(self.path, f"is a {fmt} file, not a long table")
+        self.genes = GeneCheck(resolver, unknown_genes, str(self.path))  # the unknown-gene rule (validation.py)
         self.is_parquet = fmt == "parquet"
         self._sep = "\t" if fmt == "tsv" else ","
         self._readout_col = readout_key or "readout"  # the file's column read as `readout`
@@ -373,7 +374,12 @@ class LongTableReader:
                 checked[c] = df[c].to_numpy()
             res = validate_measurements(checked, str(self.path), keys=("signature", "readout"), ranked=self.ranked,
                                         duplicates=self.duplicates, prior_reason=reason, raw=df,
+                                        unknown=self.genes.row_reasons(
+                                            readout.codes, list(readout.categories), inv,
+                                            [self.perturbations.get(p) if p else None for p in pids]),
+                                        unknown_genes=self.genes.policy,
                                         max_records=max(0, MAX_QUARANTINE_ROWS - len(self.quarantine)))
+            self.genes.add(res)
             self.quarantine.extend(res.quarantine)
             self.reasons.update(res.reasons)
             self._dup_keys[0] += res.exact_duplicate_keys
@@ -415,6 +421,8 @@ class LongTableReader:
             self.report.notes.append(f"only the first {len(self.quarantine)} quarantined rows are listed")
         if any(self._dup_keys):
             self.report.notes.append(duplicate_note(*self._dup_keys, self.duplicates))
+        if note := self.genes.note():
+            self.report.notes.append(note)
         if self._compound_names:  # structure coverage: names joined to a compound record (by name or alias)
             self.report.notes.append(f"compound names matched to a compound record: {sum(self._compound_names.values())} "
                                      f"of {len(self._compound_names)}")

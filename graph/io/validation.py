@@ -14,10 +14,12 @@ call `validate_measurements`. It checks, in this order, and gives each rejected 
 
 read = accepted + quarantined, where a collapsed copy counts as accepted (and in duplicates_resolved).
 
-Ids are not checked against a vocabulary here: a measurement file's contexts and perturbations are new
-facts (they become nodes), and a readout the gene table does not know keeps its source name (counted in
-the reader's notes), since real files measure readouts beyond any gene table. A reader that does reject
-an id passes its reason in `prior_reason`.
+Unknown genes (`GeneCheck`, the one rule for every reader): a readout, or a target of a genetic
+perturbation, that the gene table does not resolve (unknown or ambiguous) is marked by the reader in
+`unknown`; policy "keep" (default: real files measure readouts beyond any gene table) accepts such rows
+and counts them in the report, "quarantine" rejects them with the reason. Contexts and perturbation
+names are not checked against a vocabulary: a measurement file's contexts and perturbations are new
+facts (they become nodes). A reader that rejects an id for another reason passes it in `prior_reason`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from graph.io.common import InputFileError
 from graph.io.identifiers import signed_rank_score, up_rank_score, valid_rank
-from graph.records import QuarantineRecord, ReadReport
+from graph.records import PerturbationRecord, QuarantineRecord, ReadReport
 
 DUPLICATE_POLICIES = ("quarantine", "mean", "first")
+UNKNOWN_GENE_POLICIES = ("keep", "quarantine")
 DEFAULT_KEYS = ("context", "perturbation", "readout")
 MAX_QUARANTINE_RECORDS = 100_000  # beyond this, rows are counted by reason but not listed one by one
 
@@ -40,6 +44,8 @@ INVALID_RANK = "invalid rank (needs whole numbers 1 <= rank <= n_ranked, n_ranke
 NOT_A_NUMBER = "value missing or not a number"
 INFINITE = "value infinite"
 CONFLICT = "conflicting duplicates: rows with one key and different values (all copies quarantined)"
+UNKNOWN_READOUT = "readout not resolved by the gene table (unknown or ambiguous)"
+UNKNOWN_TARGET = "perturbation target not resolved by the gene table (unknown or ambiguous)"
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class ValidationResult:
     notes: tuple[str, ...] = ()
     exact_duplicate_keys: int = 0  # keys whose copies all had one value (collapsed)
     conflicting_keys: int = 0  # keys whose copies disagreed (handled by the policy)
+    unknown_kept: dict[str, int] = field(default_factory=dict)  # accepted rows with an unknown gene, by reason
 
     @property
     def n_accepted(self) -> int:
@@ -102,6 +109,8 @@ def validate_measurements(
     score: str = "signed",
     duplicates: str = "quarantine",
     prior_reason: np.ndarray | None = None,
+    unknown: np.ndarray | None = None,
+    unknown_genes: str = "keep",
     raw: pd.DataFrame | None = None,
     max_records: int = MAX_QUARANTINE_RECORDS,
 ) -> ValidationResult:
@@ -109,8 +118,10 @@ def validate_measurements(
 
     ranked: None detects rank/n_ranked columns; score "signed" or "up" (identifiers.py) for ranked
     tables. prior_reason: reasons the
-    caller found already ('' = none). raw: the frame quarantine records show (defaults to df; the
-    readers pass the source rows when df holds codes). `accepted` keeps df's columns, `value` float64.
+    caller found already ('' = none). unknown: per row '' or UNKNOWN_READOUT / UNKNOWN_TARGET (from
+    GeneCheck), handled by the `unknown_genes` policy. raw: the frame quarantine records show (defaults
+    to df; the readers pass the source rows when df holds codes). `accepted` keeps df's columns, `value`
+    float64.
     """
     if duplicates not in DUPLICATE_POLICIES:
         raise ValueError(f"duplicate policy must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
@@ -127,6 +138,11 @@ def validate_measurements(
     for k in keys:
         key_codes[k], blank = _codes(df[k])
         mark(blank, f"empty {k}")
+    if unknown_genes not in UNKNOWN_GENE_POLICIES:
+        raise ValueError(f"unknown-gene policy must be one of {UNKNOWN_GENE_POLICIES}, got {unknown_genes!r}")
+    unknown = None if unknown is None else np.asarray(unknown, dtype=object)
+    if unknown is not None and unknown_genes == "quarantine":
+        mark(unknown != "", unknown)
     ranked = ({"rank", "n_ranked"} <= set(df.columns)) if ranked is None else ranked
     if ranked:
         r, nr = _numbers(df["rank"]), _numbers(df["n_ranked"])
@@ -167,6 +183,10 @@ def validate_measurements(
         resolved = int((repeated & ~keep & (reason[kept.index.to_numpy()] == "")).sum())
         kept = kept[keep]
         notes.append(duplicate_note(n_exact_keys, n_conflict_keys, duplicates))
+    unknown_kept = {}
+    if unknown is not None and unknown_genes == "keep":
+        u = unknown[kept.index.to_numpy()]
+        unknown_kept = dict(Counter(u[u != ""]))
     quarantined = int((reason != "").sum())
     reasons = dict(Counter(reason[reason != ""]))
     if reasons:
@@ -181,10 +201,86 @@ def validate_measurements(
     if len(bad) > max_records:
         notes.append(f"only the first {max_records:,} quarantined rows are listed")
     return ValidationResult(kept, reason, n, quarantined, resolved, records, reasons, tuple(notes),
-                            n_exact_keys, n_conflict_keys)
+                            n_exact_keys, n_conflict_keys, unknown_kept)
 
 
 def duplicate_note(exact_keys: int, conflicting_keys: int, policy: str) -> str:
     """The report line for duplicates (readers that validate in chunks add up the counts first)."""
     return (f"{exact_keys:,} keys repeated with identical values (collapsed to one row); "
             f"{conflicting_keys:,} keys with conflicting values (policy {policy!r})")
+
+
+class GeneCheck:
+    """The unknown-gene rule of one reader (see the module docstring), with its counts.
+
+    A name is known when the gene table (a graph/io/genes.GeneResolver) resolves it; readouts and
+    genetic targets are checked as stored (current symbol, or the source name when unresolved). The
+    reader marks rows with `readout_reasons` / `target_reason`, passes them to validate_measurements
+    (`unknown=`, `unknown_genes=self.policy`), adds each result with `add`, and reports `note()`.
+    Without a gene table nothing can be checked: policy "keep" notes it, "quarantine" refuses the file.
+    """
+
+    def __init__(self, resolver, policy: str = "keep", path: str = ""):
+        if policy not in UNKNOWN_GENE_POLICIES:
+            raise ValueError(f"unknown_genes must be one of {', '.join(UNKNOWN_GENE_POLICIES)}, got {policy!r}")
+        if resolver is None and policy == "quarantine":
+            raise InputFileError(path, "unknown_genes=quarantine needs a gene table to tell known genes, and none "
+                                       "was given (the pipeline reads genes/genes_human.tsv among its inputs)")
+        self.resolver, self.policy = resolver, policy
+        self._known: dict[str, bool] = {}
+        self.names: dict[str, set[str]] = {UNKNOWN_READOUT: set(), UNKNOWN_TARGET: set()}
+        self.values: Counter[str] = Counter()  # rows with an unknown gene, kept or quarantined
+
+    def known(self, name: str) -> bool:
+        if self.resolver is None or not name:
+            return True
+        if name not in self._known:
+            self._known[name] = self.resolver.resolve(name).ok
+        return self._known[name]
+
+    def readout_reasons(self, names) -> np.ndarray:
+        """Per readout name (e.g. a categorical's categories): '' or UNKNOWN_READOUT."""
+        out = np.full(len(names), "", dtype=object)
+        for i, name in enumerate(names):
+            if not self.known(str(name)):
+                out[i] = UNKNOWN_READOUT
+                self.names[UNKNOWN_READOUT].add(str(name))
+        return out
+
+    def target_reason(self, record: PerturbationRecord | None) -> str:
+        """'' or UNKNOWN_TARGET for a perturbation (compounds and controls have no gene target)."""
+        if record is None or record.perturbation_type in ("compound", "control"):
+            return ""
+        missing = [t for t in record.target_symbols if not self.known(t)]
+        self.names[UNKNOWN_TARGET].update(missing)
+        return UNKNOWN_TARGET if missing else ""
+
+    def row_reasons(self, readout_codes: np.ndarray, readout_names, perturbation_codes: np.ndarray,
+                    perturbations) -> np.ndarray | None:
+        """Per row '' or the reason (the perturbation's target first, then the readout), from each row's
+        readout code into `readout_names` and perturbation code into `perturbations` (records or None;
+        code -1: none). None without a gene table. Work is per distinct name."""
+        if self.resolver is None:
+            return None
+        by_readout = np.append(self.readout_reasons(readout_names), "")
+        by_pert = np.append(np.array([self.target_reason(r) for r in perturbations], dtype=object), "")
+        target = by_pert[perturbation_codes]
+        return np.where(target != "", target, by_readout[readout_codes])
+
+    def add(self, result: ValidationResult) -> None:
+        self.values.update(result.unknown_kept)
+        self.values.update({k: v for k, v in result.reasons.items() if k in self.names})
+
+    def note(self) -> str:
+        """The report line ('' when nothing was checked or nothing is unknown under "keep")."""
+        if self.resolver is None:  # no vocabulary: nothing is "unknown" (docs/inputs.md)
+            return ""
+        parts = [f"{len(self.names[r]):,} {what} ({self.values[r]:,} values)"
+                 for r, what in ((UNKNOWN_READOUT, "readouts"), (UNKNOWN_TARGET, "perturbation targets"))
+                 if self.names[r]]
+        if not parts:
+            return ""
+        shown = ", ".join(sorted(set().union(*self.names.values()))[:5])
+        done = "kept" if self.policy == "keep" else "quarantined"
+        return (f"genes the gene table does not resolve: {'; '.join(parts)}, e.g. {shown}; {done} "
+                f"(unknown_genes={self.policy!r})")

@@ -74,6 +74,7 @@ class IngestConfig(dg.Config):
     readouts: str | None = None  # N random readouts of those in every signature, or a file of names
     readout_seed: int = 0
     duplicates: str = "quarantine"
+    unknown_genes: str = "keep"  # genes the gene table does not resolve: keep (counted) | quarantine
 
     def read_options(self) -> ReadOptions:
         try:
