@@ -82,3 +82,18 @@ def empty_graph(neo4j_driver, neo4j_settings):
     """The real server with nothing in it (data, constraints and indexes removed first)."""
     wipe_graph(neo4j_driver, neo4j_settings.neo4j_database)
     yield neo4j_driver
+
+
+@pytest.fixture
+def lpm_fits(monkeypatch):
+    """The seed of every real LPM fit the test runs, in order (LPM.fit wrapped, still fitting)."""
+    from models.lpm import LPM
+
+    seeds, real_fit = [], LPM.fit
+
+    def fit(self, *args, **kwargs):
+        seeds.append(self.seed)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LPM, "fit", fit)
+    return seeds

@@ -190,18 +190,11 @@ def test_production_runs_through_the_same_path_and_records_its_choice():
     assert tuple(model.members) == ("lpm", "context_mean", "other_contexts", "linear", "network_knn")
 
 
-def test_lpm_and_production_together_fit_one_lpm_per_seed(monkeypatch):
+def test_lpm_and_production_together_fit_one_lpm_per_seed(lpm_fits):
     """The `lpm` row is production's LPM member: a real LPM, fitted once per seed (counted at LPM.fit)."""
-    from models.lpm import LPM
     from models.module import LPMConfig
 
-    fitted, real_fit = [], LPM.fit
-
-    def counting_fit(self, *args, **kwargs):
-        fitted.append(self.seed)
-        return real_fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(LPM, "fit", counting_fit)
+    fitted = lpm_fits
     res = Resources(lpm_config=LPMConfig.paper(max_epochs=2, embed_dim=8, hidden_dim=16))
     out = run_benchmark(_data(n_ctx=3, n_pert=10, n_readout=8), "unseen-experiment", context="ctx0",
                         models=["lpm", "production", "context_mean"], seeds=[0, 1], resources=res)

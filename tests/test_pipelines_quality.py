@@ -1,6 +1,7 @@
-"""The quality gate's rules in pipelines/assets: the blocking check on what the production predictor
-publishes, production's margin over the strongest baseline in `evaluation_report`, the per-type
-quality table of `discoveries`, and the edge check marking a refused version in the real Neo4j."""
+"""The quality gate's rules (pipelines/quality.py) and the checks that apply them: the blocking check
+on what the production predictor publishes, production's margin over the strongest baseline in
+`evaluation_report`, the per-type quality table of `discoveries`, and the edge check marking a refused
+version in the real Neo4j."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from pipelines.assets.discoveries import _prediction_quality, edges_beat_signature_correlation, quality_table
-from pipelines.assets.training import (
-    ModelRun,
+from pipelines.assets.discoveries import edges_beat_signature_correlation
+from pipelines.assets.training import ModelRun, production_not_below_strongest_baseline
+from pipelines.quality import (
+    margins_table,
+    prediction_quality,
     production_margins,
-    production_not_below_strongest_baseline,
     published_vs_strongest_baseline,
+    quality_table,
+    selection_table,
 )
 
 
@@ -83,10 +87,22 @@ def test_production_margins_per_seed_wins_losses_and_ties():
     assert [r["margin"] for r in m["per_seed"]] == pytest.approx([0.05, -0.02, 0.0])
     assert (m["wins"], m["losses"], m["ties"]) == (1, 1, 1)
     assert m["mean_margin"] == pytest.approx(0.01)
+    table = margins_table(m).splitlines()
+    assert table[2] == "| 0 | 0.6000 | other_contexts | 0.5500 | +0.0500 |"
+    assert table[-1] == "wins 1, losses 1, ties 1; mean margin +0.0100"
+    empty = production_margins(pd.DataFrame(rows).assign(error="failed"))
+    assert empty["per_seed"] == [] and empty["mean_margin"] is None
+    assert margins_table(empty).endswith("mean margin –")
+
+
+def test_selection_table_marks_the_chosen_candidate():
+    lines = selection_table(selection("linear", {"linear": 0.5, "lpm": 0.25}, "linear", 0.0)).splitlines()
+    assert lines[0] == "| candidate | pearson_per_signature | pearson | rmse |"
+    assert lines[2:] == ["| linear (chosen) | 0.500 | 0.500 | 0.500 |", "| lpm | 0.250 | 0.250 | 0.750 |"]
 
 
 def test_quality_table_has_every_discovery_type_with_source_scores_and_status():
-    quality = {"predictions": _prediction_quality(selection("lpm_stacked", SCORES, "other_contexts", 0.05)),
+    quality = {"predictions": prediction_quality(selection("lpm_stacked", SCORES, "other_contexts", 0.05)),
                "edges": {"method": "signature_correlation", "metric": "AUPRC", "score": 0.2, "baseline":
                          "signature_correlation", "baseline_score": 0.2, "gate": "edges are signature correlation"},
                "mechanisms": {"method": "signature_connectivity", "metric": "AUROC", "score": 0.9,

@@ -13,6 +13,9 @@ correlation (unless they are correlation, tagged so) and marks them status 'refu
 passed is made current by `current_model_version`, which also writes its embeddings (they live on the
 nodes, so a refused version never overwrites the current one's). Mechanism links are published when
 q <= the FDR (BH over every pair tested).
+
+The assets wire: they read the graph (graph/db), call pipelines/discovery_steps.py (the computation) and
+pipelines/quality.py (the quality records), write through DiscoveryWriter and attach metadata.
 """
 
 import dagster as dg
@@ -21,8 +24,12 @@ import pandas as pd
 from graph.db.discovery_reads import fetch_discovery_inputs, fetch_edge_references
 from graph.db.discovery_writer import DiscoveryWriter
 from graph.db.model_versions import ModelVersionRecord, ModelVersions, code_version
+from graph.db.symbols import SymbolMap
 from models import edge_sources as ES
-from pipelines.assets.training import ModelRun, TrainingSet, published_vs_strongest_baseline
+from pipelines import discovery_steps as steps
+from pipelines import plots
+from pipelines import quality as Q
+from pipelines.assets.training import ModelRun, TrainingSet
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
 
 
@@ -41,27 +48,7 @@ class DiscoveryConfig(dg.Config):
 
 
 def _pca_plot(emb: pd.DataFrame, labels: pd.Series, title: str) -> dg.MetadataValue:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.decomposition import PCA
-
-    from pipelines.assets.training import _png
-
-    xy = PCA(n_components=2, random_state=0).fit_transform(emb.to_numpy())
-    fig, ax = plt.subplots(figsize=(5, 4))
-    labels = labels.reindex(emb.index).fillna("unannotated").astype(str)
-    top = labels.value_counts().index[:8]
-    for name in top:
-        mask = (labels == name).to_numpy()
-        ax.scatter(xy[mask, 0], xy[mask, 1], s=12, label=name[:30])
-    rest = ~labels.isin(top).to_numpy()
-    ax.scatter(xy[rest, 0], xy[rest, 1], s=6, c="lightgrey", label="other")
-    ax.set_title(title), ax.legend(fontsize=6, loc="best")
-    value = _png(fig)
-    plt.close(fig)
-    return value
+    return dg.MetadataValue.md(plots.markdown_image(plots.embedding_pca(emb, labels, title)))
 
 
 @dg.asset(group_name="discoveries", kinds={"neo4j", "pytorch"}, pool="neo4j_writes",
@@ -73,240 +60,78 @@ def _pca_plot(emb: pd.DataFrame, labels: pd.Series, title: str) -> dg.MetadataVa
 def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturbgraph: PerturbGraphSettings,
                 lpm_model: ModelRun, training_set: TrainingSet, evaluation_report: dict,
                 config: DiscoveryConfig) -> dict:
-    from models import discovery as D
     from models.lpm import LPM
 
     settings = perturbgraph.settings()
     model = LPM.load(lpm_model.checkpoint)
     table = training_set.table()
+    fdr = config.mechanism_fdr if config.mechanism_fdr is not None else settings.mechanism_fdr
     with neo4j.guarded(context) as driver:
         inputs = fetch_discovery_inputs(driver, database=neo4j.db)
-        pert_emb = model.embeddings("perturbation")
-        compound_perts = {p: c for p, c in inputs.perturbation_compound.items() if p in pert_emb.index}
-        compound_emb = D.aggregate_embeddings(pert_emb, compound_perts)
-        genetic = {p: g for p, g in inputs.genetic_groups().items() if p in pert_emb.index}
-        gene_pert_emb = D.aggregate_embeddings(pert_emb, genetic)  # index: Entrez id as text
-        annotated = {c: [str(g) for g in genes] for c, genes in inputs.annotated_targets.items()}
-        fdr = config.mechanism_fdr if config.mechanism_fdr is not None else settings.mechanism_fdr
-        mechanisms, mech_quality = _mechanism_discoveries(context, table, inputs, compound_emb, gene_pert_emb,
-                                                          annotated, fdr, config)
-        edge_quality, interactions = _edge_discoveries(context, driver, neo4j.db, model, table, genetic,
-                                                       gene_pert_emb, training_set, config)
-        quality = {"predictions": _prediction_quality(lpm_model.selection), "edges": edge_quality,
+        groups = steps.embedding_groups(model, inputs)
+        annotated = steps.annotated_targets(inputs)
+        mechanisms, mech_quality = steps.mechanism_discoveries(
+            table, inputs, groups, annotated, fdr=fdr, top_k=config.mechanism_top_k,
+            null_samples=config.null_samples, seed=config.seed, log=context.log.info)
+        edge_quality, interactions = steps.edge_discoveries(
+            model, table, groups, resolve=SymbolMap.from_graph(driver, database=neo4j.db).resolve,
+            references_for=lambda genes: fetch_edge_references(driver, genes, database=neo4j.db),
+            prior=training_set.gene_graph(), top_k=config.interaction_top_k,
+            max_imputed_rows=config.max_imputed_rows, edge_source=config.edge_source, seed=config.seed,
+            log=context.log.info)
+        quality = {"predictions": Q.prediction_quality(lpm_model.selection), "edges": edge_quality,
                    "mechanisms": mech_quality}
 
-        measured = table[["perturbation", "context"]].astype(str).drop_duplicates()
-        pairs = D.unmeasured_pairs(model.vocab["perturbation"], model.vocab["context"],
-                                   measured.itertuples(index=False, name=None))
-        pairs = pairs[~pairs["perturbation"].str.startswith("control:")]
-        if len(pairs) > config.max_effect_pairs:
-            pairs = pairs.sample(n=config.max_effect_pairs, random_state=config.seed).sort_index()
-        context.log.info(f"imputing {len(pairs)} unmeasured (perturbation, context) experiments")
         # Effects come from the production predictor (the candidate that won on validation experiments).
-        effects = D.impute_effects(lpm_model.predictor().predict, pairs, model.vocab["gene"],
-                                   top_n=config.effects_top_n) if len(pairs) else None
+        effects = steps.predicted_effects(lpm_model.predictor().predict, model, table,
+                                          max_pairs=config.max_effect_pairs, top_n=config.effects_top_n,
+                                          seed=config.seed, log=context.log.info)
 
-        embeddings = {"perturbation": pert_emb, "readout": model.embeddings("readout"),
-                      "context": model.embeddings("context")}
-        if len(compound_emb):
-            embeddings["compound"] = compound_emb
-        if len(gene_pert_emb):
-            embeddings["gene_perturbation"] = gene_pert_emb
+        embeddings = groups.to_save()
         metrics = {"valid": lpm_model.valid_metrics, "evaluation": evaluation_report}
         record = ModelVersionRecord(
             config=lpm_model.config, dataset_ids=training_set.dataset_ids,
             dataset_hashes=training_set.dataset_hashes, metrics=metrics, trained_at=lpm_model.trained_at,
-            code_version=code_version(), version_id=lpm_model.version_id, embedding_dim=int(pert_emb.shape[1]),
-            checkpoint_path=lpm_model.checkpoint, predictor=lpm_model.selection,
+            code_version=code_version(), version_id=lpm_model.version_id,
+            embedding_dim=int(groups.perturbation.shape[1]), checkpoint_path=lpm_model.checkpoint,
+            predictor=lpm_model.selection,
         )
-        # Written non-current: `current_model_version` promotes it (and writes these embeddings) once
-        # the blocking check passed.
-        embeddings_dir = _save_embeddings(embeddings, lpm_model)
+        # Written non-current: `current_model_version` promotes it (and writes these embeddings, saved
+        # beside the model) once the blocking check passed.
+        embeddings_dir = steps.save_embeddings(embeddings, lpm_model.folder() / "embeddings")
         report = DiscoveryWriter(driver, neo4j.db).publish(
             record, mechanisms=mechanisms, interactions=interactions, effects=effects, quality=quality,
-            interaction_basis=_BASIS.get(edge_quality["method"], "profile"), retention=settings.model_retention,
+            interaction_basis=steps.interaction_basis(edge_quality["method"]), retention=settings.model_retention,
             make_current=False)
-    summary = report.summary()
-    n_links = 0 if mechanisms is None else int(mechanisms["significant"].sum())
-    top_hits = 0.0
-    if mechanisms is not None and annotated:
-        with_target = mechanisms[mechanisms["compound"].isin([c for c, t in annotated.items() if t])]
-        firsts = with_target[with_target["rank"] == 1]
-        top_hits = float(firsts["is_annotated_target"].mean()) if len(firsts) else 0.0
-    moa = pd.Series({c: "annotated target: " + (",".join(t[:1]) if t else "none") for c, t in annotated.items()})
+    mech = steps.mechanism_summary(mechanisms, annotated)
     metadata = {
-        "version_id": record.version_id, "mechanism_links": n_links,
-        "mechanism_links_stored": 0 if mechanisms is None else len(mechanisms),
-        "edge_method": edge_quality["method"], "edge_score": _num(edge_quality.get("score")),
-        "edge_correlation_score": _num(edge_quality.get("baseline_score")), "edge_reason": edge_quality["reason"],
+        "version_id": record.version_id, "mechanism_links": mech.significant,
+        "mechanism_links_stored": mech.stored,
+        "edge_method": edge_quality["method"], "edge_score": Q.num(edge_quality.get("score")),
+        "edge_correlation_score": Q.num(edge_quality.get("baseline_score")), "edge_reason": edge_quality["reason"],
         "mechanism_method": str(mech_quality.get("method")), "mechanism_reason": str(mech_quality.get("reason")),
-        "mechanism_score": _num(mech_quality.get("score")),
-        "mechanism_connectivity_score": _num(mech_quality.get("baseline_score")),
-        "discovery_quality": dg.MetadataValue.json(_jsonable(quality)),
-        "quality_vs_simple_answer": dg.MetadataValue.md(quality_table(quality)),
-        "predictor": quality["predictions"]["method"], "predictor_score": _num(quality["predictions"]["score"]),
-        "predictor_baseline_score": _num(quality["predictions"]["baseline_score"]),
+        "mechanism_score": Q.num(mech_quality.get("score")),
+        "mechanism_connectivity_score": Q.num(mech_quality.get("baseline_score")),
+        "discovery_quality": dg.MetadataValue.json(steps.jsonable(quality)),
+        "quality_vs_simple_answer": dg.MetadataValue.md(Q.quality_table(quality)),
+        "predictor": quality["predictions"]["method"], "predictor_score": Q.num(quality["predictions"]["score"]),
+        "predictor_baseline_score": Q.num(quality["predictions"]["baseline_score"]),
         "predictor_status": quality["predictions"]["status"],
         "predicted_interactions": 0 if interactions is None else len(interactions),
         "predicted_effects": 0 if effects is None else len(effects),
-        "rank1_is_annotated_target": top_hits,
-        "writes": dg.MetadataValue.json(summary["writes"]), "simulated_data": training_set.simulated,
+        "rank1_is_annotated_target": mech.rank1_is_annotated_target,
+        "writes": dg.MetadataValue.json(report.summary()["writes"]), "simulated_data": training_set.simulated,
     }
-    if len(compound_emb) >= 3:
-        metadata["compound_embeddings_pca"] = _pca_plot(compound_emb, moa, "Compound embeddings (PCA)")
-    if len(gene_pert_emb) >= 3:
+    if len(groups.compound) >= 3:
+        metadata["compound_embeddings_pca"] = _pca_plot(groups.compound, steps.moa_labels(annotated),
+                                                        "Compound embeddings (PCA)")
+    if len(groups.gene_perturbation) >= 3:
         metadata["gene_perturbation_embeddings_pca"] = _pca_plot(
-            gene_pert_emb, pd.Series(dtype=str), "Genetic perturbation embeddings (PCA)")
+            groups.gene_perturbation, pd.Series(dtype=str), "Genetic perturbation embeddings (PCA)")
     context.add_output_metadata(metadata)
-    return {"version_id": record.version_id, "mechanism_links": n_links,
-            "rank1_is_annotated_target": top_hits, "embedding_kinds": sorted(embeddings),
-            "embeddings_dir": embeddings_dir, "quality": _jsonable(quality)}
-
-
-def _save_embeddings(embeddings: dict[str, pd.DataFrame], lpm_model: ModelRun) -> str:
-    """One parquet per kind beside the model (index = node name); `current_model_version` writes them."""
-    from pathlib import Path
-
-    folder = Path(lpm_model.predictor_dir or Path(lpm_model.checkpoint).parent) / "embeddings"
-    folder.mkdir(parents=True, exist_ok=True)
-    for kind, emb in embeddings.items():
-        frame = emb.copy()
-        frame.columns = [str(c) for c in frame.columns]
-        frame.index = frame.index.astype(str)
-        frame.to_parquet(folder / f"{kind}.parquet")
-    return str(folder)
-
-
-def _load_embeddings(folder: str, kinds: list[str]) -> dict[str, pd.DataFrame]:
-    from pathlib import Path
-
-    return {kind: pd.read_parquet(Path(folder) / f"{kind}.parquet") for kind in kinds}
-
-
-def _prediction_quality(selection: dict) -> dict:
-    """The predictions' quality record: the production predictor's choice on validation experiments
-    against the strongest baseline (models.predictor.Selection), with the rule's verdict."""
-    passed, meta = published_vs_strongest_baseline(selection)
-    return {"method": meta["chosen"], "metric": f"{meta['metric']} on validation experiments",
-            "score": meta["chosen_score"], "baseline": meta["strongest_baseline"],
-            "baseline_score": meta["strongest_baseline_score"], "margin": meta["margin"], "passes": passed,
-            "status": meta["verdict"]}
-
-
-def quality_table(quality: dict) -> str:
-    """Per discovery type: source published, its validation score, the simple answer and its score, status."""
-    p, e, m = quality.get("predictions") or {}, quality.get("edges") or {}, quality.get("mechanisms") or {}
-    mech_status = (f"{m.get('significant', 0)} links significant at q <= {m.get('fdr')}; {m.get('reason', '')}"
-                   if m.get("method") else str(m.get("reason", "not computed")))
-    rows = [("predictions (PREDICTED_EFFECT)", p.get("method"), p.get("metric"), p.get("score"), p.get("baseline"),
-             p.get("baseline_score"), p.get("status")),
-            ("gene-gene edges (PREDICTED_INTERACTION)", e.get("method"), e.get("metric"), e.get("score"),
-             e.get("baseline"), e.get("baseline_score"), e.get("gate") or e.get("reason")),
-            ("mechanism links (SHARES_MECHANISM_WITH)", m.get("method"), m.get("metric"), m.get("score"),
-             m.get("baseline"), m.get("baseline_score"), mech_status)]
-    lines = ["| discovery | source | metric | validation score | simple answer | its score | status |",
-             "|---|---|---|---|---|---|---|"]
-    for name, source, metric, score, base, base_score, status in rows:
-        lines.append(f"| {name} | {source or '–'} | {metric or '–'} | {_fmt(score)} | {base or '–'} | "
-                     f"{_fmt(base_score)} | {status or '–'} |")
-    return "\n".join(lines)
-
-
-def _fmt(x) -> str:
-    return "–" if x is None else f"{float(x):.4f}"
-
-
-def _mechanism_discoveries(context: dg.AssetExecutionContext, table: pd.DataFrame, inputs, compound_emb: pd.DataFrame,
-                           gene_pert_emb: pd.DataFrame, annotated: dict[str, list[str]], fdr: float,
-                           config: DiscoveryConfig) -> tuple[pd.DataFrame | None, dict]:
-    """Score the mechanism sources (LPM embeddings, signature connectivity from the training table) on
-    the annotated targets, publish links from the better one (`method`), calibrated by BH over every
-    pair; return (links, quality record)."""
-    from models import discovery as D
-
-    sources: dict[str, D.MechanismSource] = {}
-    if len(compound_emb) and len(gene_pert_emb):
-        sources[D.LPM_EMBEDDINGS] = D.MechanismSource(compound_emb, gene_pert_emb, centre=True,
-                                                      note="centred cosine of LPM perturbation embeddings")
-    simple = D.connectivity_source(table, inputs.perturbation_compound, inputs.genetic_groups(),
-                                   perturbation_types=inputs.perturbation_types)
-    if simple is not None:
-        sources[D.CONNECTIVITY] = simple
-    if not sources:
-        return None, {"method": None, "reason": "no compound and perturbed gene to link", "fdr": fdr}
-    report = D.score_mechanism_sources(sources, annotated)
-    src = sources[report.published]
-    context.log.info(f"mechanism links from {report.published} ({report.reason}): {len(src.compounds)} compounds "
-                     f"x {len(src.genes)} perturbed genes, FDR {fdr}")
-    links = D.published_mechanism_links(report, sources, k=config.mechanism_top_k, fdr=fdr,
-                                        n_null=config.null_samples, annotated_targets=annotated, seed=config.seed)
-    sig = links[links["significant"]]
-    quality = {**report.as_dict(), "fdr": fdr, "tested_pairs": int(len(src.compounds) * len(src.genes)),
-               "significant": int(len(sig)), "significant_compounds": int(sig["compound"].nunique()),
-               "significant_annotated": int(sig["is_annotated_target"].sum()),
-               "direction": D.CONNECTIVITY_DIRECTION if report.published == D.CONNECTIVITY else src.note}
-    return links, quality
-
-
-_BASIS = {"lpm_knockdown": "embedding", "lpm_readout": "embedding"}
-
-
-def _num(x) -> float | None:
-    return None if x is None else float(x)
-
-
-def _jsonable(x):
-    import json
-
-    return json.loads(json.dumps(x, default=str))
-
-
-def _edge_discoveries(context: dg.AssetExecutionContext, driver, database: str, model, table: pd.DataFrame,
-                      genetic: dict[str, str], gene_pert_emb: pd.DataFrame, training_set: TrainingSet,
-                      config: DiscoveryConfig) -> tuple[dict, pd.DataFrame | None]:
-    """Score every edge source on the graph's references and return (quality record, edges of the
-    source published). Gene keys are Entrez ids as text throughout."""
-    from graph.db.symbols import SymbolMap
-    from models import discovery as D
-
-    symbols = SymbolMap.from_graph(driver, database=database)
-
-    def entrez(name: str) -> str | None:
-        e = symbols.resolve(str(name))
-        return None if e is None else str(e)
-
-    signatures = D.knockdown_signatures(table, genetic)
-    readout = model.embeddings("readout")
-    readout.index = [entrez(n) for n in readout.index]
-    readout = readout[readout.index.notna() & ~readout.index.duplicated()]
-    perts = [p for p in genetic if p in set(model.vocab["perturbation"])]
-    contexts, readouts = list(model.vocab["context"]), list(model.vocab["gene"])
-    per_pert = max(1, len(contexts) * len(readouts))
-    if len(perts) * per_pert > config.max_imputed_rows:  # a seeded subset of readouts keeps it bounded
-        n = max(1, config.max_imputed_rows // (len(perts) * len(contexts)))
-        readouts = sorted(pd.Series(readouts).sample(n=min(n, len(readouts)), random_state=config.seed))
-    imputed = (D.aggregate_embeddings(D.response_profiles(model.predict, perts, contexts, readouts), genetic)
-               if perts and readouts else None)
-    scores = ES.candidate_scores(signatures=signatures, knockdown=gene_pert_emb, readout=readout, imputed=imputed)
-    if ES.CORRELATION not in scores:
-        context.log.info("fewer than 2 knocked-down genes with signatures: no gene-gene edges")
-        return {"method": None, "reason": "fewer than 2 knocked-down genes with signatures", "scores": {},
-                "references": []}, None
-    genes = sorted({int(g) for s in scores.values() for g in s.index})
-    refs = fetch_edge_references(driver, genes, database=database)
-    graph = training_set.gene_graph()
-    prior = [] if graph is None else [(entrez(a), entrez(b)) for a, b in zip(graph["source"], graph["target"],
-                                                                             strict=True)]
-    references = ES.EdgeReferences.build(refs, [(a, b) for a, b in prior if a and b])
-    force = None if config.edge_source == "auto" else config.edge_source
-    result = ES.score_edge_sources(scores, references, force=force, seed=config.seed)
-    quality = {**result.as_dict(), "method": result.published,
-               "metric": "AUPRC outside the prior (mean over references)", "baseline": ES.CORRELATION,
-               "score": result.as_dict()["published_score"], "reference_pairs": {r: len(p) for r, p in refs.items()}}
-    quality["passes"], quality["gate"] = ES.edge_gate(quality)
-    context.log.info(f"edge sources: published {result.published} ({result.reason})")
-    edges = ES.edges_from_scores(scores[result.published], k=config.interaction_top_k, method=result.published)
-    return quality, edges
+    return {"version_id": record.version_id, "mechanism_links": mech.significant,
+            "rank1_is_annotated_target": mech.rank1_is_annotated_target, "embedding_kinds": sorted(embeddings),
+            "embeddings_dir": embeddings_dir, "quality": steps.jsonable(quality)}
 
 
 @dg.asset_check(asset=discoveries, blocking=True,
@@ -325,8 +150,8 @@ def edges_beat_signature_correlation(context: dg.AssetCheckExecutionContext, neo
             ModelVersions(driver, neo4j.db).refuse(discoveries["version_id"],
                                                    f"edges_beat_signature_correlation: {why}")
     return dg.AssetCheckResult(passed=passed, metadata={
-        "reason": why, "method": edges["method"], "score": _num(edges.get("score")),
-        "correlation_score": _num(edges.get("baseline_score")),
+        "reason": why, "method": edges["method"], "score": Q.num(edges.get("score")),
+        "correlation_score": Q.num(edges.get("baseline_score")),
         "references": dg.MetadataValue.json(edges.get("references") or [])})
 
 
@@ -338,7 +163,7 @@ def current_model_version(context: dg.AssetExecutionContext, neo4j: Neo4jResourc
                           perturbgraph: PerturbGraphSettings, discoveries: dict) -> dict:
     settings = perturbgraph.settings()
     with neo4j.guarded(context) as driver:
-        embeddings = _load_embeddings(discoveries["embeddings_dir"], discoveries["embedding_kinds"])
+        embeddings = steps.load_embeddings(discoveries["embeddings_dir"], discoveries["embedding_kinds"])
         report = DiscoveryWriter(driver, neo4j.db).promote(discoveries["version_id"], embeddings=embeddings,
                                                            retention=settings.model_retention)
     writes = {k: {"rows": s.rows, "written": s.written} for k, s in report.stats.items()}

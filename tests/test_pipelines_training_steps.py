@@ -1,0 +1,154 @@
+"""pipelines/training_steps.py without Dagster or Neo4j: the graph's records as inline dicts, a tiny
+long table, and real (tiny) LPM fits, counted (conftest `lpm_fits`) where the rule is "one LPM fit"."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import training_steps as T
+
+DATASETS = [{"dataset_id": "a", "store_sha256": "1" * 64, "simulated": False},
+            {"dataset_id": "b", "store_sha256": "2" * 64, "simulated": True}]
+
+
+def _table(n_ctx=3, n_pert=12, n_readout=10, seed=0) -> pd.DataFrame:
+    """Shared effects across contexts + noise; categorical keys, as the store gives them."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(size=(n_pert, n_readout))
+    rows = [("sim", f"S{c}_{p}", f"CL{c}", f"shRNA:G{p}", "shRNA", f"G{r}", effect[p, r] + 0.3 * rng.normal())
+            for c in range(n_ctx) for p in range(n_pert) for r in range(n_readout)]
+    table = pd.DataFrame(rows, columns=["dataset", "signature_id", "context", "perturbation", "perturbation_type",
+                                        "readout", "value"])
+    for col in ("context", "perturbation", "perturbation_type", "readout"):
+        table[col] = table[col].astype("category")
+    return table
+
+
+def test_choose_datasets_names_what_is_missing():
+    with pytest.raises(T.StepFailure, match="no complete measurement dataset in the graph"):
+        T.choose_datasets([], [])
+    with pytest.raises(T.StepFailure, match=r"datasets \['c'\] are not complete in the graph; choose from \['a', 'b'\]"):
+        T.choose_datasets(DATASETS, ["a", "c"])
+    assert T.choose_datasets(DATASETS, []) == DATASETS
+    assert T.choose_datasets(DATASETS, ["b"]) == [DATASETS[1]]
+
+
+def test_readout_cap_keeps_the_most_measured_and_changes_the_snapshot():
+    table = _table()
+    sparse = table[~((table["readout"] == "G9") & (table["context"] != "CL0"))]  # G9 measured in one context
+    capped = T.cap_readouts(sparse, 9)
+    assert sorted(capped["readout"].unique()) == [f"G{r}" for r in range(9)]
+    assert list(capped["readout"].cat.categories) == sorted(f"G{r}" for r in range(9))  # unused dropped
+    assert T.cap_readouts(sparse, 0) is sparse and T.cap_readouts(sparse, 10) is sparse
+    assert T.snapshot_id(DATASETS) == T.snapshot_id([dict(d) for d in DATASETS]) != T.snapshot_id(DATASETS, 9)
+    assert T.snapshot_id(DATASETS) != T.snapshot_id([DATASETS[0], {**DATASETS[1], "store_sha256": "3" * 64}])
+
+
+def test_side_maps_keep_structures_micromolar_doses_and_targets():
+    records = [
+        {"perturbation_id": "p1", "compound_id": "C1", "smiles": "CCO", "dose_value": 1.0, "dose_unit": "uM", "targets": []},
+        {"perturbation_id": "p2", "compound_id": "C2", "smiles": None, "dose_value": 5.0, "dose_unit": "nM", "targets": None},
+        {"perturbation_id": "p3", "compound_id": None, "smiles": None, "dose_value": 2, "dose_unit": None,
+         "targets": ["TP53"]},
+    ]
+    smiles, compounds, doses, targets = T.side_maps(records)
+    assert smiles == {"C1": "CCO"} and compounds == {"p1": "C1"}
+    assert doses == {"p1": 1.0, "p3": 2.0}  # nM is left out; no unit means uM
+    assert targets == {"p3": ["TP53"]}
+
+
+def test_context_descriptor_averages_sources_and_keeps_the_most_variable_genes():
+    a = pd.DataFrame({"g1": [0.0, 1.0, 5.0], "g2": [1.0, 2.0, 1.0], "g3": [0.0, 4.0, 0.0]}, index=["CL0", "CL1", "X"])
+    b = pd.DataFrame({"g1": [2.0], "g2": [1.0], "g3": [0.0]}, index=["CL0"])
+    ctx = T.context_descriptor([a, b], ["CL0", "CL1"], n_genes=2)
+    # over CL0 (a and b averaged) and CL1: g3 (0, 4) varies most, then g2 (1, 2); g1 (1, 1) not at all
+    assert list(ctx.index) == ["CL0", "CL1"] and list(ctx.columns) == ["g3", "g2"]
+    assert ctx.at["CL1", "g3"] == 4.0 and ctx.dtypes.unique().tolist() == [np.float32]
+    assert T.context_descriptor([], ["CL0"]) is None and T.context_descriptor([a], ["nowhere"]) is None
+
+
+def test_build_training_set_writes_what_the_model_reads(tmp_path):
+    table = _table()
+    side = [{"perturbation_id": "shRNA:G1", "compound_id": None, "smiles": None, "dose_value": None,
+             "dose_unit": None, "targets": ["G1"]}]
+    edges = [{"source": "G1", "target": "G2", "weight": 0.9}]
+    features = pd.DataFrame(np.arange(6.0).reshape(3, 2), index=["CL0", "CL1", "CL2"], columns=["g1", "g2"])
+    ts, counts = T.build_training_set(tmp_path, table, DATASETS, side, edges, [features], max_readouts=4)
+    assert ts.snapshot_id == T.snapshot_id(DATASETS, 4) and ts.dataset_ids == ("a", "b") and ts.simulated
+    assert ts.table_path == str(tmp_path / "training" / ts.snapshot_id / "table.parquet")
+    assert counts == {"rows": 3 * 12 * 4, "signatures": 36, "contexts": 3, "perturbations": 12, "readouts": 4,
+                      "readouts_before_cap": 10, "compounds_with_structure": 0, "prior_edges": 1}
+    assert len(ts.table()) == ts.n_rows == counts["rows"]
+    side_info = ts.side_information()
+    assert side_info.perturbation_targets == {"shRNA:G1": ["G1"]}
+    assert side_info.gene_graph.to_dict("records") == [{"source": "G1", "target": "G2", "weight": 0.9}]
+    assert list(side_info.context_features.index) == ["CL0", "CL1", "CL2"]
+    bare, _ = T.build_training_set(tmp_path, table, DATASETS[:1], [], [], [])
+    assert not bare.simulated and bare.gene_graph() is None and bare.context_features() is None
+
+
+def test_validation_split_holds_out_whole_experiments():
+    table = _table()
+    train, valid = T.validation_split(table, 0.25, seed=3)
+    key = lambda t: set(zip(t["context"].astype(str), t["perturbation"].astype(str), strict=True))  # noqa: E731
+    assert len(train) + len(valid) == len(table) and not key(train) & key(valid)
+    assert len(key(valid)) == 9  # 25% of 36 experiments
+    again, _ = T.validation_split(table, 0.25, seed=3)
+    assert train.equals(again) and not T.validation_split(table, 0.25, seed=4)[0].equals(train)
+
+
+def test_build_lpm_reads_the_side_information_and_the_paper_switch(tmp_path):
+    ts, _ = T.build_training_set(tmp_path, _table(), DATASETS, [], [], [])
+    full = T.build_lpm(ts, seed=2, max_epochs=3, embed_dim=8)
+    paper = T.build_lpm(ts, seed=2, paper_model=True, max_epochs=3, embed_dim=8)
+    assert full.seed == 2 and full.config.max_epochs == 3 and full.config.embed_dim == 8
+    assert full.config.use_compound_encoder and not paper.config.use_compound_encoder
+
+
+def test_train_version_fits_one_lpm_and_saves_a_loadable_predictor(tmp_path, lpm_fits, monkeypatch):
+    monkeypatch.setenv("PERTURBGRAPH_DEVICE", "cpu")
+    ts, _ = T.build_training_set(tmp_path, _table(), DATASETS, [], [], [])
+    logged = []
+    run = T.train_version(ts, tmp_path, seed=1, valid_fraction=0.2, log=logged.append,
+                          lpm_params={"max_epochs": 2, "embed_dim": 8, "hidden_dim": 16})
+    assert lpm_fits == [1]  # the production predictor's LPM member is that LPM (prefitted)
+    assert run.version_id.endswith(ts.snapshot_id[:8]) and run.folder() == tmp_path / "models" / run.version_id
+    assert logged[0].startswith(f"training {run.version_id} on ") and logged[1].startswith("production predictor: ")
+    assert run.selection["chosen"] in run.valid_metrics and {"lpm", "context_mean"} <= set(run.valid_metrics)
+    assert len(run.history) == 2 and run.config["embed_dim"] == 8 and run.simulated
+    saved = json.loads((run.folder() / "metrics.json").read_text())
+    assert set(saved["valid"]) == set(run.valid_metrics) and len(saved["history"]) == 2
+    assert not (run.folder() / "training_state.pt").exists()
+    assert run.predictor().selection.to_dict() == run.selection
+
+
+def test_evaluate_version_fits_one_lpm_per_seed(tmp_path, lpm_fits):
+    ts, _ = T.build_training_set(tmp_path, _table(), DATASETS[:1], [], [], [])
+    seen = []
+    ev = T.evaluate_version(ts, tmp_path, split="unseen-experiment", seeds=[0, 1], max_epochs=1,
+                            on_result=lambda r: seen.append((r["seed"], r["model"])))
+    assert lpm_fits == [0, 1]  # not two per seed: the lpm row is production's member
+    assert ev.target_context in {"CL0", "CL1", "CL2"} and seen[:2] == [(0, "lpm"), (0, "production")]
+    assert {"lpm", "production", "context_mean", "other_contexts"} <= set(ev.results["model"])
+    assert ev.json_path.exists() and ev.md_path.read_text().startswith("## unseen-experiment (target ")
+    assert [r["seed"] for r in ev.margins["per_seed"]] == [0, 1]
+    report = ev.report()
+    assert report["means"]["lpm"]["pearson_per_signature"] == pytest.approx(
+        ev.results.loc[ev.results["model"] == "lpm", "pearson_per_signature"].mean())
+    assert set(ev.mean_scores()) == set(report["means"]) and json.dumps(report)
+
+
+def test_evaluate_version_fails_with_every_failed_model_named(tmp_path, monkeypatch):
+    from models.lpm import LPM
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("diverged")
+
+    monkeypatch.setattr(LPM, "fit", broken)
+    ts, _ = T.build_training_set(tmp_path, _table(), DATASETS[:1], [], [], [])
+    with pytest.raises(T.StepFailure, match=r"evaluation failed for .*'model': 'lpm'.*'model': 'production'"):
+        T.evaluate_version(ts, tmp_path, split="unseen-experiment", seeds=[0], max_epochs=1, target_context="CL1")
