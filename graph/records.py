@@ -120,6 +120,9 @@ class PriorEdgeRecord:
 
 @dataclass(frozen=True)
 class ComplexRecord:
+    """A named set of genes: a CORUM complex (Complex node), or a gene set of a GMT file (GeneSet node;
+    complex_id = the set's name, source = the file) — both written with MEMBER_OF edges."""
+
     complex_id: str
     name: str
     member_symbols: tuple[str, ...]

@@ -172,8 +172,7 @@ def read_reference(specs: list[InputSpec], progress=print,
         elif spec.kind == "corum":
             bundle.complexes[spec.dataset_id] = result.records
         else:
-            bundle.gene_sets[spec.dataset_id] = [(g.name, g.description or g.name, g.members)
-                                                 for g in result.records]
+            bundle.gene_sets[spec.dataset_id] = [(g.complex_id, g.name, g.member_symbols) for g in result.records]
         bundle.reports.append(result.report)
         bundle.quarantine[spec.dataset_id] = list(result.quarantine)
 

@@ -285,13 +285,11 @@ def test_any_text_roundtrips_through_the_real_server(neo4j_driver, name):
 
 
 def test_gene_sets_from_tuples_and_gmt_objects(empty_graph):
-    from graph.io.networks import GeneSet
-
     w = GraphWriter(empty_graph)
     w.ensure_schema()
     w.write_dataset(DS)
     w.write_genes(GENES, DS.dataset_id)
-    stats = w.write_gene_sets([("set:a", "set a", ("CDK2", "CDK4")), GeneSet("HALLMARK_X", "desc", ("MTOR", "NOPE"))], DS.dataset_id, source="GMT")
+    stats = w.write_gene_sets([("set:a", "set a", ("CDK2", "CDK4")), ComplexRecord("HALLMARK_X", "desc", ("MTOR", "NOPE"))], DS.dataset_id, source="GMT")
     assert [q.record_key for q in stats.quarantined] == ["HALLMARK_X<-NOPE"]
     recs, _, _ = empty_graph.execute_query(
         "MATCH (g:Gene)-[r:MEMBER_OF]->(s:GeneSet) RETURN s.gene_set_id AS s, g.symbol AS g, r.source AS src "

@@ -75,7 +75,8 @@ def test_gmt(tmp_path, resolver):
     path.write_text("SET_A\thttp://x\tAAA\tOLDB\tZZZ\nBROKEN\n\nSET_B\tdesc\tZZZ\n")
     r = read_gmt(path, resolver=resolver)
     assert r.report.read == 3 and r.report.accepted == 1 and r.report.quarantined == 2
-    assert r.records[0].members == ("AAA", "BBB")
+    assert r.records[0].member_symbols == ("AAA", "BBB")
+    assert (r.records[0].complex_id, r.records[0].name, r.records[0].source) == ("SET_A", "http://x", "sets.gmt")
 
 
 def test_missing_columns(tmp_path):

@@ -103,10 +103,11 @@ class GeneEdgeWrites(BatchWriter):
 
     def write_gene_sets(self, gene_sets: Iterable[Any], dataset_id: str, *, source: str) -> WriteStats:
         """GeneSet nodes with (Gene)-[:MEMBER_OF]->(GeneSet) for resolvable members. Each item is a
-        (gene_set_id, name, member symbols) tuple or a graph.io.networks.GeneSet (its GMT `name` is the id)."""
+        (gene_set_id, name, member symbols) tuple or a ComplexRecord (graph.io.networks.read_gmt's: the id is
+        the set's GMT name)."""
         recs = []
         for item in gene_sets:
-            gid, name, members = item if isinstance(item, tuple) else (item.name, item.name, item.members)
+            gid, name, members = item if isinstance(item, tuple) else (item.complex_id, item.name, item.member_symbols)
             recs.append(ComplexRecord(gid, name, tuple(members), source))
         stats = self.run_batches(
             Q.MERGE_GENE_SETS, ({"gene_set_id": c.complex_id, "name": c.name, "source": c.source} for c in recs),

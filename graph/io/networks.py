@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +51,21 @@ def _symbols(resolver, names: list[str], entrez: list[str] | None = None) -> lis
         memo[key] = (m.symbol, "") if m.ok else (None, f"gene {n!r}: {m.reason}" + (f" {list(m.candidates)}" if m.candidates else ""))
         out.append(memo[key])
     return out
+
+
+def _members(path: Path, set_id: str, genes: list[str], resolver, what: str,
+             raw: dict[str, str]) -> tuple[list[str], list[QuarantineRecord]]:
+    """A complex's or gene set's members: resolved symbols in file order, each once, and one quarantine
+    record per member that does not resolve (the set keeps the others)."""
+    members: list[str] = []
+    unresolved = []
+    for g, (sym, why) in zip(genes, _symbols(resolver, genes), strict=True):
+        if sym is None:
+            unresolved.append(QuarantineRecord(str(path), f"{set_id}:{g}", f"{what} member unresolved: {why}",
+                                               {**raw, "member": g}))
+        elif sym not in members:
+            members.append(sym)
+    return members, unresolved
 
 
 def read_string_edges(path: str | Path, *, min_score: float = 0.7, resolver=None) -> ReadResult[PriorEdgeRecord]:
@@ -114,14 +128,9 @@ def read_corum(path: str | Path, *, organism: str = "Human", resolver=None, min_
     for row in sub.itertuples(index=False):
         cid, name = clean_text(row.ComplexID), clean_text(row.ComplexName)
         genes = [g for g in (clean_text(x) for x in row.genes.split(";")) if g and g.lower() != "none"]
-        members: list[str] = []
-        for g, (sym, why) in zip(genes, _symbols(resolver, genes), strict=True):
-            if sym is None:
-                member_problems += 1
-                quarantine.append(QuarantineRecord(str(path), f"{cid}:{g}", f"complex member unresolved: {why}",
-                                                   {"complex_id": cid, "member": g}))
-            elif sym not in members:
-                members.append(sym)
+        members, unresolved = _members(path, cid, genes, resolver, "complex", {"complex_id": cid})
+        member_problems += len(unresolved)
+        quarantine.extend(unresolved)
         if len(members) < min_members:
             report.quarantined += 1
             quarantine.append(QuarantineRecord(str(path), cid, f"only {len(members)} resolved members (< {min_members})",
@@ -167,16 +176,10 @@ def read_dorothea(path: str | Path, *, confidence: str = "ABC", resolver=None) -
     return ReadResult(records, report, quarantine)
 
 
-@dataclass(frozen=True)
-class GeneSet:
-    name: str
-    description: str
-    members: tuple[str, ...]
-    source: str = ""
-
-
-def read_gmt(path: str | Path, *, resolver=None, min_size: int = 1) -> ReadResult[GeneSet]:
-    """GMT: name <tab> description <tab> gene <tab> gene ... (one set per line, .gz allowed).
+def read_gmt(path: str | Path, *, resolver=None, min_size: int = 1) -> ReadResult[ComplexRecord]:
+    """GMT: name <tab> description <tab> gene <tab> gene ... (one set per line, .gz allowed) -> one
+    ComplexRecord (the one record of a named set of genes) per set: complex_id = the set's name, name =
+    its description (the name when empty), source = the file name.
 
     Unresolved members are quarantined individually (the set keeps the rest); a set left with fewer than
     `min_size` members is quarantined. The report counts sets."""
@@ -198,19 +201,14 @@ def read_gmt(path: str | Path, *, resolver=None, min_size: int = 1) -> ReadResul
                                                    {"line": line[:200]}))
                 continue
             name, desc, genes = clean_text(parts[0]), clean_text(parts[1]), [g for g in map(clean_text, parts[2:]) if g]
-            members = []
-            for g, (sym, why) in zip(genes, _symbols(resolver, genes), strict=True):
-                if sym is None:
-                    quarantine.append(QuarantineRecord(str(path), f"{name}:{g}", f"gene set member unresolved: {why}",
-                                                       {"set": name, "member": g}))
-                elif sym not in members:
-                    members.append(sym)
+            members, unresolved = _members(path, name, genes, resolver, "gene set", {"set": name})
+            quarantine.extend(unresolved)
             if len(members) < min_size:
                 report.quarantined += 1
                 quarantine.append(QuarantineRecord(str(path), name, f"only {len(members)} members (< {min_size})",
                                                    {"set": name}))
                 continue
-            records.append(GeneSet(name, desc, tuple(members), source=path.name))
+            records.append(ComplexRecord(name, desc or name, tuple(members), source=path.name))
             report.accepted += 1
     report.check()
     return ReadResult(records, report, quarantine)
