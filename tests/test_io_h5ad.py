@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from graph.io.common import InputFileError
 from graph.io.genes import GeneResolver
 from graph.io.h5ad import detect_obs_columns, pseudobulk_h5ad, read_bulk_h5ad
+from graph.io.options import ReadOptions
 from graph.records import MEASUREMENT_COLUMNS, GeneRecord
 
 
@@ -31,7 +32,7 @@ def _gears(tmp_path):
 
 
 def test_pseudobulk_values_are_log1p_cp10k_difference(tmp_path):
-    r = pseudobulk_h5ad(_gears(tmp_path), "g", perturbation_type="CRISPRi", min_cells=3)
+    r = pseudobulk_h5ad(_gears(tmp_path), "g", options=ReadOptions(perturbation_type="CRISPRi"), min_cells=3)
     assert list(r.long.columns) == list(MEASUREMENT_COLUMNS)
     v = r.long.set_index(["perturbation", "readout"])["value"]
     ctrl = np.log1p(np.array([10, 10, 0]) / 20 * 1e4)
@@ -48,7 +49,8 @@ def test_pseudobulk_values_are_log1p_cp10k_difference(tmp_path):
 
 
 def test_zscore_drops_zero_variance_genes(tmp_path):
-    r = pseudobulk_h5ad(_gears(tmp_path), "g", perturbation_type="CRISPRi", min_cells=3, zscore=True)
+    r = pseudobulk_h5ad(_gears(tmp_path), "g", options=ReadOptions(perturbation_type="CRISPRi"), min_cells=3,
+                        zscore=True)
     # identical control cells: every gene has zero control variance -> no values, counted
     assert len(r.long) == 0 and any("zero control variance" in n for n in r.report.notes)
 
@@ -65,8 +67,8 @@ def test_cell_filter_and_backed(tmp_path):
     obs = {"perturbation": ["X"] * 4 + ["control"] * 4, "multiple": [False, False, False, True] * 2}
     X = np.array([[5, 5, 0]] * 3 + [[100, 0, 0]] + [[5, 5, 0]] * 4)
     path = _cells(tmp_path, obs, X)
-    r = pseudobulk_h5ad(path, "f", perturbation_type="CRISPRko", min_cells=2, cell_filter="not multiple",
-                        backed=True, chunk_cells=3, default_context="RPE-1")
+    r = pseudobulk_h5ad(path, "f", options=ReadOptions(perturbation_type="CRISPRko", context="RPE-1"), min_cells=2,
+                        cell_filter="not multiple", backed=True, chunk_cells=3)
     assert np.allclose(r.long["value"], 0.0, atol=1e-6)  # the odd cell was filtered out
     assert any("2 of 8 cells excluded" in n for n in r.report.notes)
     assert set(r.contexts) == {"RPE1"}
@@ -75,7 +77,7 @@ def test_cell_filter_and_backed(tmp_path):
 def test_missing_obs_columns_listed(tmp_path):
     path = _cells(tmp_path, {"batch": ["a", "b"]}, np.ones((2, 3)))
     with pytest.raises(InputFileError, match=r"cells.h5ad: no perturbation column found .* available: \['batch'\]"):
-        pseudobulk_h5ad(path, "x", perturbation_type="CRISPRko")
+        pseudobulk_h5ad(path, "x", options=ReadOptions(perturbation_type="CRISPRko"))
     with pytest.raises(InputFileError, match="obs has no context column 'cellline'"):
         detect_obs_columns(pd.DataFrame({"perturbation": []}), path, context="cellline")
     path2 = _cells(tmp_path, {"perturbation": ["A", "ctrl"]}, np.ones((2, 3)), name="b.h5ad")
@@ -92,7 +94,7 @@ def test_negative_counts_rejected(tmp_path):
                    obs=pd.DataFrame({"perturbation": ["A", "ctrl"]}, index=["a", "b"]), var=pd.DataFrame(index=["G1", "G2"]))
     a.write_h5ad(tmp_path / "neg.h5ad")
     with pytest.raises(InputFileError, match="negative values"):
-        pseudobulk_h5ad(tmp_path / "neg.h5ad", "x", perturbation_type="CRISPRko", min_cells=1)
+        pseudobulk_h5ad(tmp_path / "neg.h5ad", "x", options=ReadOptions(perturbation_type="CRISPRko"), min_cells=1)
 
 
 @pytest.mark.filterwarnings("ignore:Observation names are not unique")
@@ -113,7 +115,7 @@ def test_bulk_h5ad(tmp_path):
     assert any("conflicting duplicates" in n for n in r.report.notes), r.report.notes
     assert "shRNA:TOMM70" in r.perturbations and "control:DMSO" in r.perturbations
     assert {s.source_id: s.n_readouts for s in r.signatures} == {"s2": 2}  # s1 has no value left
-    first = read_bulk_h5ad(tmp_path / "bulk.h5ad", "b", resolver=resolver, duplicates="first")
+    first = read_bulk_h5ad(tmp_path / "bulk.h5ad", "b", resolver=resolver, options=ReadOptions(duplicates="first"))
     values = first.long.assign(sig=first.long["signature_id"].astype(str)).set_index(["sig", "readout"])["value"]
     assert values[("b:s1", "AAA")] == 1.0 and values[("b:s2", "AAA")] == 0.5
     assert {s.source_id: s.n_readouts for s in first.signatures} == {"s1": 1, "s2": 2}
@@ -137,6 +139,7 @@ def test_guide_level_groups_take_targets_from_target_column(tmp_path):
     obs = {"guide_id": ["STAT1g1"] * 3 + ["STAT1g2"] * 3 + ["NTg1"] * 3,
            "target_gene": ["STAT1"] * 6 + ["non-targeting"] * 3, "is_control": [False] * 6 + [True] * 3}
     path = _cells(tmp_path, obs, np.ones((9, 3)))
-    r = pseudobulk_h5ad(path, "g", perturbation_col="guide_id", perturbation_type="CRISPRko", min_cells=3)
+    r = pseudobulk_h5ad(path, "g", perturbation_col="guide_id", options=ReadOptions(perturbation_type="CRISPRko"),
+                        min_cells=3)
     assert list(r.perturbations) == ["CRISPRko:STAT1"]
     assert sorted(s.signature_id for s in r.signatures) == ["g:unknown|STAT1g1", "g:unknown|STAT1g2"]

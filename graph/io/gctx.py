@@ -19,7 +19,8 @@ import pandas as pd
 
 from graph.io.common import InputFileError, clean_text
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
-from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type, parse_dose, parse_time
+from graph.io.identifiers import canonical_gene_symbol
+from graph.io.perturbations import normalise_perturbation_type, parse_dose, parse_time, perturbation_record
 from graph.io.validation import (
     CONFLICT,
     INFINITE,
@@ -517,18 +518,10 @@ class GctxToLong:
             from graph.io.compounds import normalise_compound_name
 
             cid = compound_ids.get(pert_id) or compound_ids.get(normalise_compound_name(name)) or ""
-            pid = make_perturbation_id(ptype, name, compound_id=cid, dose_value=dose_value, dose_unit=dose_unit)
-            rec = PerturbationRecord(pid, name, ptype, compound_id=cid or pid.split("@")[0][len("compound:"):],
-                                     dose_value=dose_value, dose_unit=dose_unit, source=self.dataset_id)
-        elif ptype == "control":
-            rec = PerturbationRecord(make_perturbation_id(ptype, name), name, ptype, source=self.dataset_id)
-        else:
-            target = name
-            if resolver is not None and (m := resolver.resolve(name)).ok:
-                target = m.symbol
-            pid = make_perturbation_id(ptype, name, targets=(target,))
-            rec = PerturbationRecord(pid, name, ptype, target_symbols=(target.upper(),), source=self.dataset_id)
-        return rec, ""
+            return perturbation_record(ptype, name, compound_id=cid, dose_value=dose_value, dose_unit=dose_unit,
+                                       source=self.dataset_id), ""
+        target = canonical_gene_symbol(name, resolver) if ptype != "control" else ""
+        return perturbation_record(ptype, name, targets=(target,) if target else (), source=self.dataset_id), ""
 
     def iter_long(self) -> Iterator[pd.DataFrame]:
         """Yield long-table chunks (MEASUREMENT_COLUMNS, text columns categorical, value float32), one per

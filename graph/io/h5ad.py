@@ -21,9 +21,9 @@ import scipy.sparse as sp
 
 from graph.io.common import InputFileError, clean_text, recount_signatures
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
-from graph.io.identifiers import canonical_gene_symbol, gene_key, is_control_name, split_combination
-from graph.io.options import TYPE_OPTION_HINT
-from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type
+from graph.io.identifiers import canonical_gene_symbol, is_control_name, split_combination
+from graph.io.options import TYPE_OPTION_HINT, ReadOptions
+from graph.io.perturbations import normalise_perturbation_type, perturbation_record
 from graph.io.validation import GeneCheck, validate_measurements
 from graph.records import (
     MEASUREMENT_COLUMNS,
@@ -164,17 +164,11 @@ TARGET_COLUMNS = ("target_gene", "gene", "target", "gene_target")
 
 
 def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str, target: str = "") -> PerturbationRecord:
-    if ptype == "control":
-        return PerturbationRecord(make_perturbation_id("control", label), label, "control", source=dataset_id)
-    if ptype == "compound":
-        pid = make_perturbation_id("compound", label)
-        return PerturbationRecord(pid, label, "compound", compound_id=pid.split("@")[0][len("compound:"):],
-                                  source=dataset_id)
-    targets = []
-    for t in split_combination(target or label, keep_prefix=False):
-        targets.append(gene_key(canonical_gene_symbol(t, resolver)))
-    pid = make_perturbation_id(ptype, label, targets=tuple(targets))
-    return PerturbationRecord(pid, label, ptype, target_symbols=tuple(sorted(set(targets))), source=dataset_id)
+    """A group's perturbation (graph/io/perturbations.perturbation_record): genetic targets from `target`
+    (a guide's gene) or the label, each part of a combination resolved through the gene table."""
+    targets = () if ptype in ("control", "compound") else tuple(
+        canonical_gene_symbol(t, resolver) for t in split_combination(target or label, keep_prefix=False))
+    return perturbation_record(ptype, label, targets=targets, source=dataset_id)
 
 
 def pseudobulk_h5ad(
@@ -185,9 +179,7 @@ def pseudobulk_h5ad(
     context_col: str | None = None,
     control_col: str | None = None,
     perturbation_type_col: str | None = None,
-    perturbation_type: str | None = None,
     target_col: str | None = None,
-    default_context: str | None = None,
     control_values: tuple[str, ...] | None = None,
     cell_filter: str | None = None,
     min_cells: int = 20,
@@ -195,8 +187,7 @@ def pseudobulk_h5ad(
     resolver=None,
     backed: bool | None = None,
     chunk_cells: int = 20_000,
-    duplicates: str = "quarantine",
-    unknown_genes: str = "keep",
+    options: ReadOptions = ReadOptions(),
 ) -> H5adResult:
     """Single-cell counts -> one signature per (context, perturbation) against same-context controls.
 
@@ -207,11 +198,14 @@ def pseudobulk_h5ad(
     groups are guides (perturbation_col guide_id/sgRNA/guide) the target genes come from `target_col`
     (auto: target_gene/gene/target), so each guide is its own signature of the gene's Perturbation.
     The report counts groups (non-control (context, perturbation) pairs): accepted or quarantined.
-    Genes that repeat a readout symbol give duplicate values, resolved by `duplicates` (validation.py);
-    genes and targets the gene table does not resolve follow `unknown_genes` (validation.GeneCheck).
+    `options` (graph/io/options.ReadOptions) gives the type of every cell without a type column
+    (`perturbation_type`), the context without a context column (`context`), the duplicate policy for
+    genes that repeat a readout symbol (`duplicates`, validation.py) and the rule for genes and targets
+    the gene table does not resolve (`unknown_genes`, validation.GeneCheck).
     """
     path = Path(path)
-    genes = GeneCheck(resolver, unknown_genes, str(path))
+    perturbation_type, default_context, duplicates = options.perturbation_type, options.context, options.duplicates
+    genes = GeneCheck(resolver, options.unknown_genes, str(path))
     adata = _open(path, backed)
     try:
         obs = adata.obs
@@ -383,20 +377,18 @@ def read_bulk_h5ad(
     perturbation_col: str | None = None,
     context_col: str | None = None,
     perturbation_type_col: str | None = None,
-    perturbation_type: str | None = None,
-    default_context: str | None = None,
     resolver=None,
     backed: bool | None = None,
-    duplicates: str = "quarantine",
-    unknown_genes: str = "keep",
+    options: ReadOptions = ReadOptions(),
 ) -> H5adResult:
     """Bulk h5ad: one obs row = one signature, X values used as they are (e.g. z-scores or log fold changes).
 
     NaN/inf values are dropped and counted; repeated obs names keep the first row (later ones quarantined).
-    The report counts rows (signatures); duplicates and unknown genes as in pseudobulk_h5ad.
+    The report counts rows (signatures); `options` as in pseudobulk_h5ad.
     """
     path = Path(path)
-    genes = GeneCheck(resolver, unknown_genes, str(path))
+    perturbation_type, default_context, duplicates = options.perturbation_type, options.context, options.duplicates
+    genes = GeneCheck(resolver, options.unknown_genes, str(path))
     adata = _open(path, backed)
     try:
         obs = adata.obs

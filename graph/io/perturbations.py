@@ -1,4 +1,5 @@
-"""Perturbation types and stable perturbation ids (the name, dose and combination rules are in identifiers.py)."""
+"""Perturbation types, stable perturbation ids and the one PerturbationRecord rule of the measurement
+readers (the name, dose and combination rules are in identifiers.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from graph.io.identifiers import (  # noqa: F401
     parse_time,
     split_combination,
 )
-from graph.records import PERTURBATION_TYPES
+from graph.records import PERTURBATION_TYPES, PerturbationRecord
 
 # Source spellings -> canonical PERTURBATION_TYPES (lower-cased keys, '-'/' ' folded to '_').
 _TYPE_ALIASES = {
@@ -75,3 +76,28 @@ def make_perturbation_id(
     if not members:
         raise ValueError(f"a {ptype} perturbation needs target genes (name {name!r})")
     return f"{ptype}:" + "+".join(members)
+
+
+def perturbation_record(perturbation_type: str, name: str, *, source: str = "", compound_id: str = "",
+                        targets: tuple[str, ...] | list[str] = (), dose_value: float | None = None,
+                        dose_unit: str = "", time_value: float | None = None, time_unit: str = "",
+                        ) -> PerturbationRecord:
+    """The record every measurement reader (GCTX, tables, h5ad) makes for one perturbation.
+
+    `perturbation_type` is canonical (normalise_perturbation_type). The id is make_perturbation_id's. A
+    compound keeps dose and time; without a matched compound record (`compound_id` '') its compound_id
+    is the name-derived one of the id ("name:<normalised name>"). A genetic perturbation keeps its
+    targets (symbols as the caller resolved them) sorted, unique, upper case. A control keeps its name
+    only. A bad type, name or target is a ValueError (the readers quarantine the rows with it).
+    """
+    pid = make_perturbation_id(perturbation_type, name, compound_id=compound_id, targets=tuple(targets),
+                               dose_value=dose_value, dose_unit=dose_unit)
+    if perturbation_type == "compound":
+        return PerturbationRecord(pid, name, perturbation_type,
+                                  compound_id=compound_id or pid.split("@")[0][len("compound:"):],
+                                  dose_value=dose_value, dose_unit=dose_unit, time_value=time_value,
+                                  time_unit=time_unit, source=source)
+    if perturbation_type == "control":
+        return PerturbationRecord(pid, name, perturbation_type, source=source)
+    symbols = tuple(sorted({gene_key(t) for t in targets if gene_key(t)}))
+    return PerturbationRecord(pid, name, perturbation_type, target_symbols=symbols, source=source)

@@ -52,9 +52,7 @@ def read_h5ad(path: str | Path, dataset_id: str, options: ReadOptions = ReadOpti
     from graph.io.h5ad import pseudobulk_h5ad, read_bulk_h5ad
 
     read = read_bulk_h5ad if bulk else pseudobulk_h5ad
-    return read(path, dataset_id, resolver=resolver, duplicates=options.duplicates,
-                perturbation_type=options.perturbation_type, default_context=options.context,
-                unknown_genes=options.unknown_genes)
+    return read(path, dataset_id, resolver=resolver, options=options)
 
 
 def no_valid_rows(source: str | Path, read: int, unit: str, reasons: Mapping[str, int]) -> InputFileError:

@@ -24,14 +24,13 @@ from graph.io.identifiers import (
     CONSENSUS_CONTEXT,
     canonical_gene_symbol,
     format_dose,
-    gene_key,
     lookup_compound,
     parse_dose,
     parse_time,
     split_combination,
 )
 from graph.io.options import missing_type_error
-from graph.io.perturbations import make_perturbation_id, normalise_perturbation_type
+from graph.io.perturbations import normalise_perturbation_type, perturbation_record
 from graph.io.validation import GeneCheck, duplicate_note, validate_measurements
 from graph.records import (
     MEASUREMENT_COLUMNS,
@@ -261,20 +260,15 @@ class LongTableReader:
             ptype = normalise_perturbation_type(ptype_raw)
             dv, du = parse_dose(dose) if dose else (None, "")
             tv, tu = parse_time(time) if time else (None, "")
+            cid, targets = "", ()
             if ptype == "compound":
                 cid = self.compound_ids.get(name) or lookup_compound(name, self.compound_ids) or ""
                 self._compound_names[name] = bool(cid)
-                pid = make_perturbation_id(ptype, name, compound_id=cid, dose_value=dv, dose_unit=du)
-                rec = PerturbationRecord(pid, name, ptype, compound_id=cid or pid.split("@")[0][len("compound:"):],
-                                         dose_value=dv, dose_unit=du, time_value=tv, time_unit=tu, source=self.dataset_id)
-            elif ptype == "control":
-                pid = make_perturbation_id(ptype, name)
-                rec = PerturbationRecord(pid, name, ptype, source=self.dataset_id)
-            else:
-                targets = tuple(gene_key(self._readout(t)) for t in split_combination(name, keep_prefix=False))
-                pid = make_perturbation_id(ptype, name, targets=targets)
-                rec = PerturbationRecord(pid, name, ptype, target_symbols=tuple(sorted(set(targets))),
-                                         source=self.dataset_id)
+            elif ptype != "control":
+                targets = tuple(self._readout(t) for t in split_combination(name, keep_prefix=False))
+            rec = perturbation_record(ptype, name, compound_id=cid, targets=targets, dose_value=dv, dose_unit=du,
+                                      time_value=tv, time_unit=tu, source=self.dataset_id)
+            pid = rec.perturbation_id
             self.perturbations.setdefault(pid, rec)
         except ValueError as exc:  # unknown type, bad dose/time: the rows are quarantined with this reason
             self._pert_cache[key] = None
