@@ -29,8 +29,8 @@ from models import edge_sources as ES
 from pipelines import discovery_steps as steps
 from pipelines import plots
 from pipelines import quality as Q
-from pipelines.assets.training import ModelRun, TrainingSet
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
+from pipelines.training_steps import ModelRun, TrainingSet
 
 
 class DiscoveryConfig(dg.Config):

@@ -16,7 +16,7 @@ from pipelines import quality as Q
 from pipelines import training_steps as steps
 from pipelines.ingest import ReferenceBundle
 from pipelines.resources import Neo4jResource, PerturbGraphSettings
-from pipelines.training_steps import ModelRun, TrainingSet
+from pipelines.training_steps import ModelRun, TrainingSet  # here too: runs stored before the move unpickle
 
 __all__ = ["ModelRun", "TrainingSet", "evaluation_report", "lpm_model", "production_not_below_strongest_baseline",
            "training_set"]
