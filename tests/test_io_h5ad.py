@@ -139,7 +139,7 @@ def test_guide_level_groups_take_targets_from_target_column(tmp_path):
     obs = {"guide_id": ["STAT1g1"] * 3 + ["STAT1g2"] * 3 + ["NTg1"] * 3,
            "target_gene": ["STAT1"] * 6 + ["non-targeting"] * 3, "is_control": [False] * 6 + [True] * 3}
     path = _cells(tmp_path, obs, np.ones((9, 3)))
-    r = pseudobulk_h5ad(path, "g", perturbation_col="guide_id", options=ReadOptions(perturbation_type="CRISPRko"),
+    r = pseudobulk_h5ad(path, "g", columns={"perturbation": "guide_id"}, options=ReadOptions(perturbation_type="CRISPRko"),
                         min_cells=3)
     assert list(r.perturbations) == ["CRISPRko:STAT1"]
     assert sorted(s.signature_id for s in r.signatures) == ["g:unknown|STAT1g1", "g:unknown|STAT1g2"]

@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 import pandas as pd
 
-from graph.records import QuarantineRecord, ReadReport
+from graph.records import ContextRecord, PerturbationRecord, QuarantineRecord, ReadReport, SignatureRecord
 
 T = TypeVar("T")
 
@@ -31,6 +31,30 @@ class ReadResult(Generic[T]):
     records: list[T]
     report: ReadReport
     quarantine: list[QuarantineRecord] = field(default_factory=list)
+
+
+class StreamedReader:
+    """The contract of a streamed measurement reader (graph/io/readers.open_streaming_reader; GCTX, long
+    and wide tables): `iter_long()` yields MEASUREMENT_COLUMNS chunks and sets `_done` when exhausted;
+    meanwhile `perturbations` and `contexts` (records by id), `quarantine` (records with reasons) and
+    `report` (read = accepted + quarantined) fill; `signatures()` is complete only afterwards."""
+
+    def __init__(self, path: str | Path, dataset_id: str):
+        self.path, self.dataset_id = Path(path), dataset_id
+        self.report = ReadReport(source=str(self.path))
+        self.quarantine: list[QuarantineRecord] = []
+        self.perturbations: dict[str, PerturbationRecord] = {}
+        self.contexts: dict[str, ContextRecord] = {}
+        self._done = False
+
+    def signatures(self) -> list[SignatureRecord]:
+        """The signatures read, with n_readouts = the values kept (after iter_long() is exhausted)."""
+        if not self._done:
+            raise RuntimeError("records are complete only after iter_long() has been exhausted")
+        return self._signatures()
+
+    def _signatures(self) -> list[SignatureRecord]:
+        raise NotImplementedError
 
 
 def sha256_file(path: str | Path, block: int = 1 << 20) -> str:

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from graph.io.common import InputFileError, clean_text
+from graph.io.common import InputFileError, StreamedReader, clean_text
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
 from graph.io.identifiers import canonical_gene_symbol
 from graph.io.perturbations import normalise_perturbation_type, parse_dose, parse_time, perturbation_record
@@ -33,7 +33,6 @@ from graph.io.validation import (
 )
 from graph.records import (
     MEASUREMENT_COLUMNS,
-    ContextRecord,
     PerturbationRecord,
     QuarantineRecord,
     ReadReport,
@@ -340,7 +339,7 @@ def _first(meta: pd.DataFrame, fields: tuple[str, ...]) -> str | None:
     return next((f for f in fields if f in meta.columns), None)
 
 
-class GctxToLong:
+class GctxToLong(StreamedReader):
     """Stream a GCTX into the long table (graph.records.MEASUREMENT_COLUMNS) plus its records.
 
     Mapping: pert_type trt_cp/trt_poscon -> compound, trt_sh -> shRNA, trt_xpr -> CRISPRko,
@@ -366,17 +365,14 @@ class GctxToLong:
                  landmark_ids: Iterable[str] | None = None, resolver=None,
                  compound_ids: Mapping[str, str] | None = None, chunk_size: int = 1000,
                  duplicates: str = "quarantine", unknown_genes: str = "keep"):
-        self.path, self.dataset_id, self.chunk_size = Path(path), dataset_id, chunk_size
-        self.duplicates = duplicates
+        super().__init__(path, dataset_id)
+        self.chunk_size, self.duplicates = chunk_size, duplicates
         self._dup_keys = [0, 0]  # (signature, readout) keys repeated with identical / conflicting values
         self.genes = GeneCheck(resolver, unknown_genes, str(self.path))  # before the file is opened: may refuse
         self.gctx = GctxFile(path)
         g = self.gctx
-        self.quarantine: list[QuarantineRecord] = []
         self.dropped_values: Counter[str] = Counter()
-        self.report = ReadReport(source=str(self.path))
         self.value_report = ReadReport(source=f"{self.path} (values)")
-        self._done = False
         rows = g.landmark_rows(landmark_ids) if (landmark_only or landmark_ids is not None) else np.arange(g.n_genes)
         self._rows = rows
         self.readouts, self._readout_codes = self._map_readouts(rows, resolver)
@@ -476,11 +472,9 @@ class GctxToLong:
         for pos in np.flatnonzero(~dup & ~keep):
             self.quarantine.append(QuarantineRecord(str(self.path), ids[pos], perts[pos][1],
                                                     {k: str(v) for k, v in frame.iloc[pos].items()}))
-        self.perturbations: dict[str, PerturbationRecord] = {}
         for rec, _ in perts:
             if rec is not None:
                 self.perturbations.setdefault(rec.perturbation_id, rec)
-        self.contexts: dict[str, ContextRecord] = {}
         for c, raw in zip(contexts, text("cell_id") if "cell_id" in meta.columns else contexts, strict=True):
             if c not in self.contexts:
                 self.contexts[c] = context_record(raw if c != UNKNOWN_CONTEXT else "", source=src)
@@ -589,13 +583,7 @@ class GctxToLong:
         self._done = True
         self.gctx.close()
 
-    def _need_done(self) -> None:
-        if not self._done:
-            raise RuntimeError("records are complete only after iter_long() has been exhausted")
-
-    def signatures(self) -> list[SignatureRecord]:
-        """SignatureRecords with n_readouts = values kept (after iter_long())."""
-        self._need_done()
+    def _signatures(self) -> list[SignatureRecord]:
         s = self._sig_frame
         return [SignatureRecord(sid, self.dataset_id, c, p, int(n), int(r), src) for sid, c, p, n, r, src in zip(
             s["signature_id"], s["context"], s["perturbation"], self._n_readouts, s["n_replicates"], s["source_id"],

@@ -11,6 +11,8 @@ quarantined with the reason.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,6 +154,19 @@ def _validated(frames: list[pd.DataFrame], path: Path, report: ReadReport, dupli
     return long[list(MEASUREMENT_COLUMNS)]
 
 
+@contextmanager
+def _opened(path: Path, backed: bool | None, resolver, options: ReadOptions, columns: Mapping[str, str]):
+    """(AnnData, its ObsColumns, the unknown-gene check) for one read; a backed file is closed afterwards.
+    The check comes first: `unknown_genes=quarantine` without a gene table refuses before opening."""
+    genes = GeneCheck(resolver, options.unknown_genes, str(path))
+    adata = _open(path, backed)
+    try:
+        yield adata, detect_obs_columns(adata.obs, path, **columns), genes
+    finally:
+        if adata.isbacked:
+            adata.file.close()
+
+
 def _rows(X, start: int, stop: int):
     block = X[start:stop]
     if hasattr(block, "to_memory"):
@@ -175,10 +190,7 @@ def pseudobulk_h5ad(
     path: str | Path,
     dataset_id: str,
     *,
-    perturbation_col: str | None = None,
-    context_col: str | None = None,
-    control_col: str | None = None,
-    perturbation_type_col: str | None = None,
+    columns: Mapping[str, str] | None = None,
     target_col: str | None = None,
     control_values: tuple[str, ...] | None = None,
     cell_filter: str | None = None,
@@ -191,11 +203,13 @@ def pseudobulk_h5ad(
 ) -> H5adResult:
     """Single-cell counts -> one signature per (context, perturbation) against same-context controls.
 
-    Controls: the boolean `control_col` (auto: is_control) when present, else perturbation labels that
+    `columns` names obs columns instead of the detected ones (detect_obs_columns), by role: perturbation,
+    context, control, perturbation_type (e.g. {"perturbation": "guide_id"}).
+    Controls: the boolean control column (auto: is_control) when present, else perturbation labels that
     are control spellings (ctrl, non-targeting, NTC, DMSO, ...) or in `control_values`. GEARS labels
     "A+ctrl" mean A alone, "A+B" a combination. `cell_filter` is a pandas query over obs selecting the
     cells to use (e.g. "not multiple_grnas"); the excluded count goes into the report notes. When the
-    groups are guides (perturbation_col guide_id/sgRNA/guide) the target genes come from `target_col`
+    groups are guides (perturbation column guide_id/sgRNA/guide) the target genes come from `target_col`
     (auto: target_gene/gene/target), so each guide is its own signature of the gene's Perturbation.
     The report counts groups (non-control (context, perturbation) pairs): accepted or quarantined.
     `options` (graph/io/options.ReadOptions) gives the type of every cell without a type column
@@ -205,12 +219,8 @@ def pseudobulk_h5ad(
     """
     path = Path(path)
     perturbation_type, default_context, duplicates = options.perturbation_type, options.context, options.duplicates
-    genes = GeneCheck(resolver, options.unknown_genes, str(path))
-    adata = _open(path, backed)
-    try:
+    with _opened(path, backed, resolver, options, columns or {}) as (adata, cols, genes):
         obs = adata.obs
-        cols = detect_obs_columns(obs, path, perturbation=perturbation_col, context=context_col,
-                                  control=control_col, perturbation_type=perturbation_type_col)
         report = ReadReport(source=str(path))
         quarantine: list[QuarantineRecord] = []
         use = np.ones(adata.n_obs, dtype=bool)
@@ -365,18 +375,13 @@ def pseudobulk_h5ad(
         groups = pd.DataFrame(group_rows, columns=["context", "perturbation", "n_cells", "status"])
         return H5adResult(long[list(MEASUREMENT_COLUMNS)], signatures, perturbations, context_records, report,
                           quarantine, groups)
-    finally:
-        if adata.isbacked:
-            adata.file.close()
 
 
 def read_bulk_h5ad(
     path: str | Path,
     dataset_id: str,
     *,
-    perturbation_col: str | None = None,
-    context_col: str | None = None,
-    perturbation_type_col: str | None = None,
+    columns: Mapping[str, str] | None = None,
     resolver=None,
     backed: bool | None = None,
     options: ReadOptions = ReadOptions(),
@@ -384,16 +389,13 @@ def read_bulk_h5ad(
     """Bulk h5ad: one obs row = one signature, X values used as they are (e.g. z-scores or log fold changes).
 
     NaN/inf values are dropped and counted; repeated obs names keep the first row (later ones quarantined).
-    The report counts rows (signatures); `options` as in pseudobulk_h5ad.
+    The report counts rows (signatures); `columns` (no control role) and `options` as in pseudobulk_h5ad.
     """
     path = Path(path)
     perturbation_type, default_context, duplicates = options.perturbation_type, options.context, options.duplicates
-    genes = GeneCheck(resolver, options.unknown_genes, str(path))
-    adata = _open(path, backed)
-    try:
+    roles = {k: v for k, v in (columns or {}).items() if k != "control"}
+    with _opened(path, backed, resolver, options, roles) as (adata, cols, genes):
         obs = adata.obs
-        cols = detect_obs_columns(obs, path, perturbation=perturbation_col, context=context_col,
-                                  perturbation_type=perturbation_type_col)
         if cols.perturbation_type is None and perturbation_type is None:
             raise _missing_type(path, obs)
         report = ReadReport(source=str(path), read=adata.n_obs)
@@ -450,6 +452,3 @@ def read_bulk_h5ad(
         long = _validated(frames, path, report, duplicates, genes, perturbations, quarantine)
         signatures = recount_signatures(signatures, long)
         return H5adResult(long[list(MEASUREMENT_COLUMNS)], signatures, perturbations, contexts, report, quarantine)
-    finally:
-        if adata.isbacked:
-            adata.file.close()

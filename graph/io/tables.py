@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from graph.io.common import InputFileError, clean_text, measurement_format
+from graph.io.common import InputFileError, StreamedReader, clean_text, measurement_format
 from graph.io.contexts import context_record, normalise_context_name
 from graph.io.identifiers import (
     CONSENSUS_CONTEXT,
@@ -32,14 +32,7 @@ from graph.io.identifiers import (
 from graph.io.options import missing_type_error
 from graph.io.perturbations import normalise_perturbation_type, perturbation_record
 from graph.io.validation import GeneCheck, duplicate_note, validate_measurements
-from graph.records import (
-    MEASUREMENT_COLUMNS,
-    ContextRecord,
-    PerturbationRecord,
-    QuarantineRecord,
-    ReadReport,
-    SignatureRecord,
-)
+from graph.records import MEASUREMENT_COLUMNS, SignatureRecord
 
 BASE_COLUMNS = ("context", "perturbation", "perturbation_type", "readout")
 RANK_COLUMNS = ("rank", "n_ranked")
@@ -80,7 +73,7 @@ def _factorize_rows(codes: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np
     return inv.astype(np.int64), codes[pd.Series(inv).drop_duplicates().index.to_numpy()] if len(codes) else codes
 
 
-class LongTableReader:
+class LongTableReader(StreamedReader):
     """Stream a value or ranked long table into MEASUREMENT_COLUMNS chunks plus records.
 
     `ranked=None` detects a ranked table by its rank/n_ranked columns. Contexts are normalised;
@@ -108,7 +101,7 @@ class LongTableReader:
                  max_rows: int | None = None, duplicates: str = "quarantine",
                  perturbation_type: str | None = None, readout_key: str | None = None,
                  context: str | None = None, unknown_genes: str = "keep"):
-        self.path, self.dataset_id = Path(path), dataset_id
+        super().__init__(path, dataset_id)
         self.default_type = perturbation_type  # used (and noted) when the file has no perturbation_type column
         self.duplicates = duplicates
         self._dup_keys = [0, 0]  # (signature, readout) keys repeated with identical / conflicting values
@@ -143,7 +136,6 @@ class LongTableReader:
             raise missing_type_error(self.path)
         if missing:
             raise InputFileError(self.path, f"missing columns {sorted(missing)}; available: {self.columns}")
-        self.report = ReadReport(source=str(self.path))
         if self._fill_type:
             self.report.notes.append(f"no perturbation_type column: every row taken as {perturbation_type!r} "
                                      "(the perturbation_type option)")
@@ -154,14 +146,10 @@ class LongTableReader:
                                      + ("" if context else " (context-free signatures; see docs/inputs.md)"))
         elif context:
             self.report.notes.append(f"context {context!r} not used: the file has a context column")
-        self.quarantine: list[QuarantineRecord] = []
         self.reasons: Counter[str] = Counter()
-        self.perturbations: dict[str, PerturbationRecord] = {}
-        self.contexts: dict[str, ContextRecord] = {}
         self._sig: dict[str, list] = {}  # signature_id -> [context, perturbation_id, n_readouts]
         self._pert_cache: dict[tuple, str | None] = {}
         self._readout_cache: dict[str, str] = {}
-        self._done = False
         self._bad_reason: dict[tuple, str] = {}
         self._seen: dict[str, np.ndarray] | None = {}  # signature_id -> readouts already emitted
         self._readout_index: dict[str, int] = {}
@@ -427,10 +415,7 @@ class LongTableReader:
         self.report.check()
         self._done = True
 
-    def signatures(self) -> list[SignatureRecord]:
-        """SignatureRecords (n_readouts = rows kept), available after iter_long() is exhausted."""
-        if not self._done:
-            raise RuntimeError("records are complete only after iter_long() has been exhausted")
+    def _signatures(self) -> list[SignatureRecord]:
         return [SignatureRecord(sid, self.dataset_id, c, p, n, 1, sid.split(":", 1)[1])
                 for sid, (c, p, n) in sorted(self._sig.items())]
 
