@@ -217,6 +217,16 @@ def _outcomes(case_path: Path, homes, monkeypatch, tmp_path, options: list[str])
     return out
 
 
+def _one_accepted_table(outcomes: dict[str, Outcome]) -> pd.DataFrame:
+    """The accepted table, after checking that every entry point accepted the file and kept the same one."""
+    assert set(outcomes) == set(ENTRY_POINTS) and not any(o.refused for o in outcomes.values()), {
+        e: o.message for e, o in outcomes.items()}
+    first = outcomes["demo"].table
+    for entry, o in outcomes.items():
+        pd.testing.assert_frame_equal(o.table, first, obj=f"{entry} vs demo")
+    return first
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", B.CLI_CASES)
 def test_hostile_file_has_one_outcome_on_every_entry_point(case, corpus, homes, monkeypatch, tmp_path):
@@ -248,11 +258,7 @@ def test_read_options_mean_the_same_on_every_entry_point(case, options, corpus, 
     pytest.importorskip("torch")
     path, _ = corpus[case]
     outcomes = _outcomes(path, homes, monkeypatch, tmp_path, options)
-    assert set(outcomes) == set(ENTRY_POINTS) and not any(o.refused for o in outcomes.values()), {
-        e: o.message for e, o in outcomes.items()}
-    first = outcomes["demo"].table
-    for entry, o in outcomes.items():
-        pd.testing.assert_frame_equal(o.table, first, obj=f"{entry} vs demo")
+    first = _one_accepted_table(outcomes)
     n = dict(zip(options[::2], options[1::2], strict=True)).get("--readouts")
     if n:
         assert first["readout"].nunique() == int(n)
@@ -367,11 +373,7 @@ def test_gctx_repeated_readout_rows_follow_the_policy_on_every_entry_point(optio
     pytest.importorskip("torch")
     path = _gctx_repeated_readouts(tmp_path)
     outcomes = _outcomes(path, homes, monkeypatch, tmp_path, options)
-    assert set(outcomes) == set(ENTRY_POINTS) and not any(o.refused for o in outcomes.values()), {
-        e: o.message for e, o in outcomes.items()}
-    first = outcomes["demo"].table
-    for entry, o in outcomes.items():
-        pd.testing.assert_frame_equal(o.table, first, obj=f"{entry} vs demo")
+    first = _one_accepted_table(outcomes)
     g0 = first[first["readout"] == "G0"]
     clean = B._clean_long()
     want = clean[clean["readout"] == "G0"].sort_values(["context", "perturbation"])["value"].to_numpy(np.float32)
