@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -369,6 +371,24 @@ def test_gctx_repeated_readout_rows_follow_the_duplicate_policy(tmp_path, policy
     assert v.duplicates_resolved == (1 if policy == "quarantine" else 2)
     reasons = sorted(q.reason for q in reader.quarantine)
     assert reasons.count(CONFLICT) == (2 if policy == "quarantine" else 0)
-    assert any(f"policy {policy!r}" in n and "1 rows repeat" in n for n in v.notes), v.notes
+    notes = reader.report.notes  # the signature report: the one every entry point shows
+    assert any(f"policy {policy!r}" in n and "1 rows repeat" in n for n in notes), notes
     assert any("1 keys repeated with identical values" in n and "1 keys with conflicting values" in n
-               for n in v.notes), v.notes
+               for n in notes), notes
+
+
+def test_gctx_readout_notes_reach_the_ingest_report(tmp_path):
+    """The pipeline keeps the reader's signature report: the repeated-row, duplicate and unknown-gene
+    notes are there (and the unknown genes under quarantine are counted among the dropped values)."""
+    from graph.settings import Settings
+    from pipelines.ingest import read_experiment
+    from pipelines.inputs import spec_for
+
+    path, resolver = _repeated_readouts(tmp_path)
+    spec = spec_for(Path(f"{path}?duplicates=first&unknown_genes=quarantine"))
+    bundle = read_experiment(spec, Settings(home=tmp_path / "home"), resolver=resolver, progress=lambda _m: None)
+    notes = " | ".join(bundle.report.notes)
+    assert "1 rows repeat an earlier row's readout symbol" in notes and "policy 'first'" in notes
+    assert "genes the gene table does not resolve" not in notes  # every gene of this file is known
+    # 12 values read, the NaN dropped; the 2 resolved copies (s1 first, s2 identical) count as accepted
+    assert bundle.value_counts == {"values_accepted": 11, "NaN": 1} and bundle.store_entry.n_rows == 9

@@ -63,8 +63,7 @@ def _read(path, kind: str, options: ReadOptions, resolver=RESOLVER):
     kind_ = "gctx" if kind == "gctx" else kind
     reader = open_streaming_reader(path, kind_, "x", options, resolver=resolver)
     long = pd.concat(list(reader.iter_long()), ignore_index=True)
-    report = reader.value_report if kind == "gctx" else reader.report
-    return long, [q.reason for q in reader.quarantine], report.notes
+    return long, [q.reason for q in reader.quarantine], reader.report.notes
 
 
 KINDS = ["long_table", "wide_table", "gctx", "h5ad"]

@@ -356,7 +356,9 @@ class GctxToLong(StreamedReader):
     `dropped_values` (the first MAX_VALUE_RECORDS listed in `quarantine`). Rows whose readout repeats
     an earlier row's (two rows with one symbol after resolution) give two values of one (signature,
     readout): the validation step resolves them by `duplicates` (quarantine | mean | first), as for
-    h5ad genes and wide-table columns; exact per chunk, since a column is one whole signature.
+    h5ad genes and wide-table columns; exact per chunk, since a column is one whole signature. Readouts
+    and targets the gene table does not resolve follow `unknown_genes` (validation.GeneCheck). The notes
+    on repeated rows, duplicate keys and unknown genes go to `report`, which every entry point shows.
     `perturbations`/`contexts` (dicts by id) are known at construction; `signatures()` once `iter_long()`
     is exhausted.
     """
@@ -414,7 +416,7 @@ class GctxToLong(StreamedReader):
         codes, uniques = pd.factorize(pd.Series(readouts, dtype=object))
         repeated = len(readouts) - len(uniques)
         if repeated:
-            self.value_report.notes.append(
+            self.report.notes.append(
                 f"{repeated} rows repeat an earlier row's readout symbol: their values are duplicates of one "
                 f"(signature, readout), resolved by the validation step (policy {self.duplicates!r})")
         return list(uniques), codes.astype(np.int64)
@@ -572,9 +574,9 @@ class GctxToLong(StreamedReader):
         if self.dropped_values:
             self.value_report.notes.append(f"dropped values: {dict(self.dropped_values)}")
         if any(self._dup_keys):
-            self.value_report.notes.append(duplicate_note(*self._dup_keys, self.duplicates))
+            self.report.notes.append(duplicate_note(*self._dup_keys, self.duplicates))
         if note := self.genes.note():
-            self.value_report.notes.append(note)
+            self.report.notes.append(note)
         n_dropped = sum(self.dropped_values.values())
         if n_dropped > listed:
             self.value_report.notes.append(f"only the first {listed:,} of {n_dropped:,} dropped values are listed "
