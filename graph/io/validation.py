@@ -259,11 +259,14 @@ class GeneCheck:
                     perturbations) -> np.ndarray | None:
         """Per row '' or the reason (the perturbation's target first, then the readout), from each row's
         readout code into `readout_names` and perturbation code into `perturbations` (records or None;
-        code -1: none). None without a gene table. Work is per distinct name."""
+        code -1: none). None without a gene table or when every name is known (no per-row work). Work is
+        per distinct name."""
         if self.resolver is None:
             return None
         by_readout = np.append(self.readout_reasons(readout_names), "")
         by_pert = np.append(np.array([self.target_reason(r) for r in perturbations], dtype=object), "")
+        if not (by_readout != "").any() and not (by_pert != "").any():
+            return None
         target = by_pert[perturbation_codes]
         return np.where(target != "", target, by_readout[readout_codes])
 
