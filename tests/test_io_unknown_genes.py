@@ -114,3 +114,23 @@ def test_validation_marks_unknown_rows_by_policy():
     # the gene reason comes before the value check: B is quarantined as unknown
     assert q.accepted["readout"].tolist() == ["A"] and q.reasons == {UNKNOWN_READOUT: 2, UNKNOWN_TARGET: 1}
     assert q.unknown_kept == {}
+
+
+@pytest.mark.shared_data
+def test_real_shrna_plate_targets_named_by_clone_id(shared_data):
+    """The CMap kd plate names some knock-downs by their TRC clone id (no gene): with the real gene table
+    they are counted under keep, and quarantine removes exactly those values."""
+    path = shared_data / "l1000" / "cmap_kd_shrna_level4_n374x976.gctx"
+    resolver = GeneResolver.from_table(shared_data / "genes" / "genes_human.tsv")
+    def target_values(notes: list[str]) -> int:
+        note = next(n for n in notes if n.startswith("genes the gene table does not resolve"))
+        assert "TRCN" in note, note
+        return int(note.split("perturbation targets (")[1].split(" values")[0].replace(",", ""))
+
+    kept, reasons, notes = _read(path, "gctx", ReadOptions(), resolver=resolver)
+    n_target = target_values(notes)
+    assert n_target > 0 and UNKNOWN_TARGET not in reasons
+    strict, reasons, notes = _read(path, "gctx", ReadOptions(unknown_genes="quarantine"), resolver=resolver)
+    # the quarantine lists the first 10,000 rejected values of a GCTX (MAX_VALUE_RECORDS); the note counts all
+    assert len(kept) - len(strict) == n_target == target_values(notes) and UNKNOWN_TARGET in reasons
+    assert not strict["perturbation"].astype(str).str.contains("TRCN").any()
