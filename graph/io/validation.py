@@ -1,10 +1,12 @@
 """The one validation step for measurement long tables, shared by every entry point.
 
-The ingest readers (graph/io/tables.py, graph/io/h5ad.py) and the CLI loaders (models/datasets.py)
-call `validate_measurements`. It checks, in this order, and gives each rejected row one reason:
+The ingest readers (graph/io/gctx.py per chunk, tables.py and wide.py per batch, h5ad.py) and the CLI
+loaders (models/datasets.py) call `validate_measurements`. It checks, in this order, and gives each
+rejected row one reason:
 
-1. reasons the caller already found (unknown perturbation type, unparseable dose, ...);
+1. reasons the caller already found (unknown perturbation type, unparseable dose, -666, ...);
 2. empty key fields;
+2b. with `unknown_genes="quarantine"`: the unknown-gene reason the reader marked (GeneCheck, below);
 3. the value: for ranked tables rank and n_ranked must be whole numbers with 1 <= rank <= n_ranked
    and n_ranked >= 2 (then value = the score of graph/io/identifiers.py); otherwise the value must
    be a finite number;
