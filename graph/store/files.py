@@ -7,8 +7,9 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 from graph.io.common import sha256_file
 from graph.processes import pid_alive
 
+T = TypeVar("T")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
@@ -46,15 +48,16 @@ def write_error(path: Path, exc: OSError) -> OSError:
                               "left as it was")
 
 
-def atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> str:
-    """Write `table` to `path` atomically; returns the file's sha256."""
+def atomic_write(path: Path, write: Callable[[Path], T]) -> T:
+    """Run `write(tmp)` on a temp name beside `path`, fsync it, then os.replace it onto `path`: readers
+    see the old file or the new one, never half of one. Returns what `write` returned; an OSError
+    names `path`, and the temp is removed whatever happens."""
     tmp = tmp_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp, compression="zstd", **kwargs)
+        result = write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        digest = sha256_file(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except OSError as exc:
@@ -62,24 +65,21 @@ def atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> str:
     finally:
         if tmp.exists():
             tmp.unlink()
-    return digest
+    return result
+
+
+def atomic_write_table(table: pa.Table, path: Path, **kwargs: Any) -> str:
+    """Write `table` to `path` atomically; returns the file's sha256."""
+
+    def write(tmp: Path) -> str:
+        pq.write_table(table, tmp, compression="zstd", **kwargs)
+        return sha256_file(tmp)
+
+    return atomic_write(path, write)
 
 
 def atomic_write_text(text: str, path: Path) -> None:
-    tmp = tmp_name(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except OSError as exc:
-        raise write_error(path, exc) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def remove_stale_temps(folder: Path) -> None:
