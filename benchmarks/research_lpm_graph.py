@@ -34,6 +34,9 @@ LPM_VARIANTS = {
     "lpm_xshrink": {"shrink_cross_base": True},
     "lpm_graph_xshrink": {"graph_base": True, "shrink_cross_base": True},
     # H3: the reference code's Perturb-seq configuration (embedding 32, 2 x 512, no dropout, decay 0.99)
+    # H4: the graph term is network_knn's estimator (weighted neighbours, count prior, unclipped shrink
+    # chosen on validation) on every knock-down, beside the least-squares-shrunk cross-context term
+    "lpm_kgbase": {"graph_base": True, "graph_base_knn": True, "shrink_cross_base": True},
     "lpm_graph_ref": {"graph_base": True, "embed_dim": 32, "hidden_dim": 512, "dropout": 0.0, "lr_decay": 0.99},
 }
 GRAPH_MODELS = (*BASELINES, "lpm", "lpm_graph")
@@ -80,7 +83,10 @@ def research_graph(args, argv, benchmarks) -> int:
                     best = min(m.history, key=lambda h: h.get("valid_loss", h["train_loss"]))
                     g = m.module.graph_base
                     rec["detail"] = (f"{len(m.history)} epochs, best {best['epoch']}"
-                                     + (f", shrink {float(g.shrink):.2f}" if g is not None else ""))
+                                     + (f", shrink {float(g.shrink):.2f}" if g is not None else "")
+                                   + (f", k {float(g.count_prior):g}" if g is not None and g.knn else "")
+                                   + (f", cross shrink {float(m.module.base.shrink):.2f}"
+                                      if m.module.base.shrink is not None else ""))
                 new.append(rec)
                 print(f"[{time.time() - t0:6.0f}s] section {i} seed {seed} {model}: r {rec['pearson_per_signature']:.4f} "
                       f"rmse {rec['rmse']:.4f} fit {rec['fit_s']:.0f}s {rec.get('detail', '')}", file=sys.stderr, flush=True)

@@ -208,24 +208,40 @@ class LPM:
         """(n,) float64 residual base of each row and the base it would have as an unseen knock-down.
         perts: the names of `tables`' perturbation rows. With own_value (the training rows' values),
         each row's own (context, perturbation, readout) is left out of every statistic."""
+        parts, nb_resid, count = self._base_parts(df, tables, perts, own_value)
+        g = self.module.graph_base
+        if g is None:
+            return parts.cross, parts.unseen
+        if g.knn:  # H4: the neighbour term on every knock-down; (shrink, k) chosen in _residual_data
+            term = g.knn_term(nb_resid, count)
+            return residual_base(parts, graph_term=term), parts.unseen + term
+        dev, has = count.device, count > 0
+        if own_value is not None:  # fitting: the shrink comes from the training rows
+            g.fit_shrink(own_value.to(dev), parts.unseen, nb_resid, has, self.config.graph_base_shrink)
+        unseen = g.unseen_base(parts, nb_resid, has)
+        return residual_base(parts, unseen), unseen
+
+    @torch.no_grad()
+    def _base_parts(self, df: pd.DataFrame, tables: SymbolTables, perts: list[str], own_value: torch.Tensor | None = None):
+        """The cross-context parts of each row and, with a graph base, its neighbours' mean residual and
+        neighbour count (n,) (None without one); arguments as `_bases`."""
         m = self.module
         dev = m.base.ctx_sum.device
         rows = tuple(r.to(dev) for r in self._base_rows(df))
         parts = m.base.parts(*rows) if own_value is None else m.base.leave_own_out_parts(*rows, own_value.to(dev))
         if m.graph_base is None:
-            return parts.cross, parts.unseen
+            return parts, None, None
         table_row = _codes(df["perturbation"], perts) + 1
         uniq, inv = np.unique(table_row, return_inverse=True)
         vocab_row = np.concatenate([[0], _codes(pd.Series(perts), self.vocab["perturbation"]) + 1])[uniq]
         g = m.graph_base
         nodes = tables.target_nodes(torch.from_numpy(uniq).to(tables.pert_members.device)).to(dev)  # (U, T)
         own = g.kd_of_pert[torch.from_numpy(vocab_row).to(dev)]  # (U,) excluded: never the row's own perturbation
-        nb = g.neighbours(nodes, own, m.genes.edge_index, m.genes.n_nodes)  # (U, K+1)
-        nb_resid, has = g.neighbour_residual(rows[0], rows[2], torch.from_numpy(inv).to(dev), nb, parts.unseen)
-        if own_value is not None:  # fitting: the shrink comes from the training rows
-            g.fit_shrink(own_value.to(dev), parts.unseen, nb_resid, has, self.config.graph_base_shrink)
-        unseen = g.unseen_base(parts, nb_resid, has)
-        return residual_base(parts, unseen), unseen
+        if g.knn:
+            nb = g.weighted_neighbours(nodes, own, m.genes.edge_index, m.genes.edge_weight, m.genes.n_nodes)
+        else:
+            nb = g.neighbours(nodes, own, m.genes.edge_index, m.genes.n_nodes)  # (U, K+1)
+        return parts, *g.neighbour_residual(rows[0], rows[2], torch.from_numpy(inv).to(dev), nb, parts.unseen)
 
     def _residual_data(self, train: pd.DataFrame, valid: pd.DataFrame | None, ctxs: list[str], perts: list[str],
                        tables: SymbolTables) -> tuple[PairData, PairData | None]:
@@ -238,6 +254,12 @@ class LPM:
         m.base.fit(*rows, value).fit_shrink(*rows, value)
         if m.graph_base is not None:
             m.graph_base.fit(*rows, value)
+            if m.graph_base.knn:  # H4: shrink and count prior chosen on the validation rows, as network_knn's
+                if valid is not None and len(valid):
+                    vparts, v_resid, v_count = self._base_parts(valid, tables, perts)
+                    m.graph_base.choose(valid, vparts.cross, v_resid, v_count)
+                else:
+                    m.graph_base.choose(None, None, None, None)
         base, unseen = self._bases(train, tables, perts, value)
         y = (value - base).float().numpy()
         c, p = _codes(train["context"], ctxs) + 1, _codes(train["perturbation"], perts) + 1

@@ -76,6 +76,9 @@ class LPMConfig:
     graph_base: bool = False
     graph_base_shrink: float | None = None
     graph_base_dropout: float = 0.5
+    # Issue 17, H4 (with graph_base): network_knn's estimator as the graph term, added to every knock-down's
+    # base (weighted neighbours, count prior and an unclipped shrink chosen on validation rows).
+    graph_base_knn: bool = False
     # Issue 17, H2: a knock-down's embedding adds a projection of the mean learned vector of its
     # gene-graph neighbours' knock-downs (never its own), so a held-out gene borrows theirs.
     neighbour_embedding: bool = False
@@ -231,7 +234,7 @@ class LPMModule(nn.Module):
         self.base = CrossContextBase(n_contexts, n_perturbations, n_genes, cfg.shrink_cross_base) if cfg.residual else None
         self.graph_base = None  # kd_nodes (K+1, T), kd_of_pert (P+1,): the training knock-downs' targets
         if cfg.residual and cfg.graph_base:
-            self.graph_base = GraphBase(n_contexts, n_genes, kd_nodes, kd_of_pert)
+            self.graph_base = GraphBase(n_contexts, n_genes, kd_nodes, kd_of_pert, cfg.graph_base_knn)
         d, H = cfg.embed_dim, cfg.hidden_dim
         self.ctx_emb = nn.Embedding(n_contexts + 1, d, padding_idx=0)  # row 0: unknown, stays zero
         self.mem_emb = nn.Embedding(n_members + 1, d, padding_idx=0)

@@ -137,10 +137,19 @@ class GraphBase(nn.Module):
     that target a gene of p or a graph neighbour of one (a readout missing from k's signature counts 0). p itself never enters: that is what lets training
     rows see the base a held-out gene gets. `shrink` is fitted on training rows by least squares
     (or fixed by LPMConfig.graph_base_shrink).
+
+    `knn` (LPMConfig.graph_base_knn, issue 17 H4): network_knn's estimator instead, added to the base of
+    every knock-down (`knn_term`): K(p, c) = knock-downs targeting a graph neighbour of p's genes that is
+    not one of them, each weighted by its strongest such edge (`weighted_neighbours`), the mean scaled by
+    n / (n + count_prior), and (shrink, count_prior) chosen on validation rows by network_knn's rule (`choose`).
     """
 
-    def __init__(self, n_contexts: int, n_genes: int, kd_nodes: torch.Tensor, kd_of_pert: torch.Tensor):
+    def __init__(self, n_contexts: int, n_genes: int, kd_nodes: torch.Tensor, kd_of_pert: torch.Tensor,
+                 knn: bool = False):
         super().__init__()
+        self.knn = knn
+        # knn: the neighbour-count prior k; a buffer only then, so older checkpoints still load
+        self.count_prior = torch.nn.Buffer(torch.zeros((), dtype=torch.float64)) if knn else None
         K = kd_nodes.shape[0] - 1
         f64 = dict(dtype=torch.float64)
         self.register_buffer("kd_nodes", kd_nodes.long())  # (K+1, T) target nodes of each knock-down, -1 pad
@@ -183,20 +192,55 @@ class GraphBase(nn.Module):
         return m
 
     @torch.no_grad()
+    def weighted_neighbours(self, nodes: torch.Tensor, own: torch.Tensor, edge_index: torch.Tensor,
+                            edge_weight: torch.Tensor, n_nodes: int, chunk: int = 512) -> torch.Tensor:
+        """network_knn's neighbours (`knn`): nodes (U, T) target nodes (-1 pad), own (U,) knock-down rows
+        (excluded), edge_index (2, E), edge_weight (E,) -> (U, K+1) float64: for each knock-down the
+        strongest edge from one of the perturbation's genes to one of its targets that is not one of
+        those genes (0 = not a neighbour)."""
+        K1, dev = self.kd_nodes.shape[0], nodes.device
+        key, inv = torch.unique(edge_index[0] * n_nodes + edge_index[1], return_inverse=True)
+        w = torch.zeros(len(key), dtype=torch.float64, device=dev).scatter_reduce(
+            0, inv, edge_weight.to(torch.float64), "amax", include_self=False)  # duplicate edges: the strongest
+        adj = torch.sparse_coo_tensor(torch.stack([key // n_nodes, key % n_nodes]), w, (n_nodes, n_nodes),
+                                      check_invariants=True)
+        kd = torch.where(self.kd_nodes >= 0, self.kd_nodes, n_nodes)  # (K+1, T'); column N = pad, weight 0
+        out = []
+        for i in range(0, nodes.shape[0], chunk):
+            nd = nodes[i:i + chunk]
+            u = torch.arange(nd.shape[0], device=dev)
+            W = torch.zeros(nd.shape[0], n_nodes + 1, dtype=torch.float64, device=dev)  # (u, N+1) node weights
+            for t in range(nd.shape[1]):  # the strongest edge from any own gene (adj symmetric)
+                ok = nd[:, t] >= 0
+                one = torch.zeros(n_nodes, nd.shape[0], dtype=torch.float64, device=dev)
+                one[nd[ok, t], u[ok]] = 1.0
+                W[:, :n_nodes] = torch.maximum(W[:, :n_nodes], torch.sparse.mm(adj, one).T)
+            W.scatter_(1, torch.where(nd >= 0, nd, n_nodes), 0.0)  # a gene of p itself is no neighbour
+            W[:, n_nodes] = 0.0
+            out.append(W[:, kd].amax(-1) if kd.shape[1] else W.new_zeros(nd.shape[0], K1))  # (u, K+1)
+        m = torch.cat(out) if out else torch.zeros(0, K1, dtype=torch.float64, device=dev)
+        m[:, 0] = 0
+        m[torch.arange(len(own), device=dev), own] = 0  # never the perturbation itself
+        return m
+
+    @torch.no_grad()
     def neighbour_residual(self, ctx: torch.Tensor, gene: torch.Tensor, row: torch.Tensor, nb: torch.Tensor,
                            unseen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per row (n,): its context, readout, row into nb (U, K+1) and context-readout mean `unseen` ->
-        the mean over the neighbours' signatures in that context of value - unseen, and has neighbours.
+        """Per row (n,): its context, readout, row into nb (U, K+1) neighbour weights (0/1, or network_knn's)
+        and context-readout mean `unseen` -> the weighted mean over the neighbours' signatures in that
+        context of value - unseen, and how many neighbour signatures there are in that context.
         A readout missing from a neighbour's signature counts as 0 (= the context mean): in ranked
         top-k lists, averaging only where measured would keep only the neighbours where it went up."""
-        s, n, sig = (torch.zeros(len(ctx), dtype=torch.float64, device=ctx.device) for _ in range(3))
+        s, n, sig, cnt = (torch.zeros(len(ctx), dtype=torch.float64, device=ctx.device) for _ in range(4))
         nb = nb.to(self.kd_sum)
         for c in torch.unique(ctx).tolist():  # (U, K+1) @ (K+1, G+1) per context
             at = ctx == c
             s[at] = (nb @ self.kd_sum[c])[row[at], gene[at]]
             n[at] = (nb @ self.kd_n[c])[row[at], gene[at]]
-            sig[at] = (nb @ (self.kd_n[c].sum(1) > 0).to(nb))[row[at]]  # neighbour signatures in context c
-        return (s - n * unseen) / sig.clamp(min=1), sig > 0
+            has_c = (self.kd_n[c].sum(1) > 0).to(nb)  # (K+1,) knock-downs with a signature in context c
+            sig[at] = (nb @ has_c)[row[at]]  # their total weight
+            cnt[at] = ((nb > 0).to(nb) @ has_c)[row[at]]
+        return torch.where(sig > 0, (s - n * unseen) / torch.where(sig > 0, sig, 1.0), 0.0), cnt
 
     @torch.no_grad()
     def fit_shrink(self, value: torch.Tensor, unseen: torch.Tensor, nb_resid: torch.Tensor, has: torch.Tensor,
@@ -209,14 +253,40 @@ class GraphBase(nn.Module):
         self.shrink.fill_(min(max(fixed, 0.0), 1.0))
         return float(self.shrink)
 
+    def knn_term(self, nb_resid: torch.Tensor, count: torch.Tensor, count_prior: float | None = None,
+                 shrink: float | None = None) -> torch.Tensor:
+        """`knn`: shrink x n / (n + k) x the neighbours' mean residual, per row (n,); 0 without neighbours.
+        count_prior, shrink: the stored ones unless given."""
+        k = float(self.count_prior) if count_prior is None else count_prior
+        s = float(self.shrink) if shrink is None else shrink
+        return torch.where(count > 0, s * nb_resid * count / (count + k).clamp(min=1e-12), 0.0)
+
+    @torch.no_grad()
+    def choose(self, valid, base: torch.Tensor, nb_resid: torch.Tensor, count: torch.Tensor) -> tuple[float, float]:
+        """`knn`: (shrink, count prior) by network_knn's rule on the validation rows `valid` (a DataFrame;
+        base, nb_resid, count (n,) per its row), its default without validation rows; stored."""
+        from models.evaluation.baselines import NetworkKNN, choose_shrinkage
+
+        s, k = NetworkKNN.DEFAULT_SHRINKAGE, 0.0
+        if valid is not None and len(valid):
+            s, k, _ = choose_shrinkage(valid, base.cpu().numpy(), lambda k: self.knn_term(nb_resid, count, k, 1.0).cpu().numpy(),
+                                       NetworkKNN.GRID, NetworkKNN.COUNT_GRID)
+        self.shrink.fill_(s)
+        self.count_prior.fill_(k)
+        return s, k
+
     def unseen_base(self, parts: BaseParts, nb_resid: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
         """The base of a knock-down seen in no training context (a held-out gene): graph, else context mean."""
         return torch.where(has, parts.unseen + self.shrink * nb_resid, parts.unseen)
 
 
-def residual_base(parts: BaseParts, graph_unseen: torch.Tensor | None = None) -> torch.Tensor:
+def residual_base(parts: BaseParts, graph_unseen: torch.Tensor | None = None,
+                  graph_term: torch.Tensor | None = None) -> torch.Tensor:
     """The one rule: p's own cross-context mean where it was measured elsewhere; otherwise the graph
-    base when there is one, else the context mean."""
+    base when there is one, else the context mean. With `graph_term` (GraphBase.knn_term) the
+    neighbours' term is added to every row instead."""
+    if graph_term is not None:
+        return parts.cross + graph_term
     if graph_unseen is None:
         return parts.cross
     return torch.where(parts.seen, parts.cross, graph_unseen)

@@ -425,6 +425,22 @@ class TanimotoKNN(_Residuals):
         return self._context_mean(rows) + resid
 
 
+def choose_shrinkage(valid: pd.DataFrame, base: np.ndarray, residual, grid, count_grid,
+                     ) -> tuple[float, float, dict[tuple[float, float], float]]:
+    """network_knn's rule (also the LPM's GraphBase with `graph_base_knn`): the (shrinkage, count prior k)
+    of the grids whose base + shrinkage * residual(k) has the best mean per-signature r on `valid`
+    (ties: the smaller), and every pair's r. base, residual(k): (n,) per row of valid."""
+    from models.evaluation.metrics import per_signature_pearson
+
+    y, scores = valid["value"].to_numpy(np.float64), {}
+    for k in count_grid:
+        resid = residual(k)
+        for s in grid:
+            scores[s, k] = float(np.nan_to_num(per_signature_pearson(valid, y, base + s * resid), nan=-np.inf))
+    s, k = max(scores, key=lambda sk: (scores[sk], -sk[0], -sk[1]))  # ties: the smaller
+    return s, k, scores
+
+
 class NetworkKNN(_Residuals):
     """Unseen genes: the mean residual profile of the perturbation's gene-graph neighbours, measured in
     the same context in training, times a shrinkage chosen on the validation experiments, plus the
@@ -542,17 +558,13 @@ class NetworkKNN(_Residuals):
 
     def _choose_shrinkage(self, valid) -> tuple[float, float, dict[tuple[float, float], float]]:
         """(shrinkage, count prior, {(shrinkage, count prior): validation r}) with the best r."""
-        from models.evaluation.metrics import per_signature_pearson
 
-        base, y = self._context_mean(valid), valid["value"].to_numpy(np.float64)
-        scores = {}
-        for k in ((self.count_prior,) if self.count_prior is not None else self.count_grid):
+        def residual(k: float) -> np.ndarray:
             self.count_prior_ = k
-            resid = self._residual(valid)
-            for s in self.grid:
-                scores[s, k] = float(np.nan_to_num(per_signature_pearson(valid, y, base + s * resid), nan=-np.inf))
-        s, k = max(scores, key=lambda sk: (scores[sk], -sk[0], -sk[1]))  # ties: the smaller
-        return s, k, scores
+            return self._residual(valid)
+
+        counts = (self.count_prior,) if self.count_prior is not None else self.count_grid
+        return choose_shrinkage(valid, self._context_mean(valid), residual, self.grid, counts)
 
     def predict(self, rows):
         return self._context_mean(rows) + self.shrinkage_ * self._residual(rows)

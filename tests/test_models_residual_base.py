@@ -1,0 +1,92 @@
+"""GraphBase with network_knn's estimator (LPMConfig.graph_base_knn, issue 17 H4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models.evaluation.baselines import NetworkKNN
+from models.lpm import LPM, LPMConfig
+from models.residual_base import GraphBase
+from models.side_information import SideInformation
+
+
+def test_weighted_neighbours_are_network_knns():
+    # knock-down k targets node k-1; edges 0-1 (0.9, and a weaker duplicate 0.2), 1-2 (0.7), 2-3 (0.8)
+    kd_nodes = torch.tensor([[-1], [0], [1], [2], [3], [1]])  # knock-down 5 targets node 1 too
+    g = GraphBase(1, 2, kd_nodes, torch.arange(6), knn=True)
+    edges = torch.tensor([[0, 1, 0, 1, 1, 2, 2, 3], [1, 0, 1, 0, 2, 1, 3, 2]])
+    w = torch.tensor([0.9, 0.9, 0.2, 0.2, 0.7, 0.7, 0.8, 0.8])
+    nb = g.weighted_neighbours(kd_nodes[1:], torch.arange(1, 6), edges, w, 4)
+    expected = [[0, 0, 0.9, 0, 0, 0.9],  # node 0: the strongest edge to node 1's knock-downs
+                [0, 0.9, 0, 0.7, 0, 0],  # node 1: never itself, nor knock-down 5 (the same gene)
+                [0, 0, 0.7, 0, 0.8, 0.7],
+                [0, 0, 0, 0.8, 0, 0],
+                [0, 0.9, 0, 0.7, 0, 0]]
+    np.testing.assert_allclose(nb.numpy(), expected)
+    assert "count_prior" in g.state_dict() and "count_prior" not in GraphBase(1, 2, kd_nodes, torch.arange(6)).state_dict()
+
+
+def _world():
+    """3 gene modules x 6 genes, a knock-down's response = its module's profile + noise, 2 lines;
+    weighted graph edges inside modules; held-out and validation genes in both lines."""
+    rng = np.random.default_rng(1)
+    genes = [f"t{m}_{i}" for m in range(3) for i in range(6)]
+    readouts = [f"r{k}" for k in range(10)]
+    prof, offset = rng.normal(size=(3, 10)), rng.normal(size=(2, 10))
+    rows = [(f"c{c}", f"KO_{g}", "CRISPRi", r, float(offset[c, k] + prof[int(g[1]), k] + 0.5 * rng.normal()))
+            for c in range(2) for g in genes for k, r in enumerate(readouts)]
+    df = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+    edges = [(f"t{m}_{i}", f"t{m}_{j}", float(rng.uniform(0.7, 1.0))) for m in range(3) for i in range(6)
+             for j in range(i + 1, 6) if rng.random() < 0.6]
+    graph = pd.DataFrame(edges, columns=["source", "target", "weight"])
+    side = SideInformation(gene_graph=graph, perturbation_targets={f"KO_{g}": [g] for g in genes})
+    held = df.perturbation.isin([f"KO_t{m}_0" for m in range(3)])
+    val = df.perturbation.isin([f"KO_t{m}_{i}" for m in range(3) for i in (1, 2)])
+    return df[~held & ~val], df[val], df[held], side
+
+
+def _base(m: LPM, rows: pd.DataFrame) -> np.ndarray:
+    perts = sorted(rows.perturbation.astype(str).unique())
+    return m._bases(rows, m._tables(sorted(rows.context.astype(str).unique()), perts), perts)[0].numpy()
+
+
+def test_knn_graph_base_is_network_knn_on_held_out_genes_and_never_reads_its_own_values(tmp_path):
+    train, valid, test, side = _world()
+    cfg = LPMConfig(graph_base=True, graph_base_knn=True, shrink_cross_base=True, embed_dim=8, hidden_dim=16,
+                    encoder_hidden=16, max_epochs=2, batch_triples=100, use_compound_encoder=False,
+                    use_context_features=False)
+    m = LPM(cfg, side=side).fit(train, valid, progress=False, device="cpu")
+    knn = NetworkKNN(side.gene_graph, side.perturbation_targets).fit(train, valid)
+    g = m.module.graph_base
+    assert (float(g.shrink), float(g.count_prior)) == (knn.shrinkage_, knn.count_prior_)  # the same choice
+    np.testing.assert_allclose(_base(m, test), knn.predict(test), atol=1e-9)  # the base is network_knn
+    # A training knock-down's neighbour term never reads its own values (its graph neighbours' only).
+    ko = "KO_t1_3"
+    moved = train.assign(value=np.where(train.perturbation == ko, train.value + 50.0, train.value))
+    m2 = LPM(cfg, side=side).fit(moved, valid, progress=False, device="cpu")
+    own, other = train.perturbation == ko, train.perturbation == "KO_t1_4"
+    perts = sorted(train.perturbation.unique())
+    t = m._tables(sorted(train.context.unique()), perts)
+    val = torch.from_numpy(train.value.to_numpy(np.float64))
+    terms = []
+    for model, v in ((m, val), (m2, torch.from_numpy(moved.value.to_numpy(np.float64)))):
+        _, nb, cnt = model._base_parts(train, t, perts, v)
+        terms.append(nb.numpy())
+    np.testing.assert_allclose(terms[0][own.to_numpy()], terms[1][own.to_numpy()], atol=1e-9)
+    assert not np.allclose(terms[0][other.to_numpy()], terms[1][other.to_numpy()])  # a neighbour's does move
+    # Saved and loaded: the same predictions (shrink and count prior travel as buffers).
+    m.save(tmp_path / "k.pt")
+    back = LPM.load(tmp_path / "k.pt")
+    np.testing.assert_array_equal(back.predict(test), m.predict(test))
+    assert float(back.module.graph_base.count_prior) == float(g.count_prior)
+
+
+def test_knn_graph_base_without_validation_rows_takes_network_knns_default():
+    train, _, test, side = _world()
+    cfg = LPMConfig(graph_base=True, graph_base_knn=True, embed_dim=8, hidden_dim=16, encoder_hidden=16,
+                    max_epochs=1, batch_triples=100, use_compound_encoder=False, use_context_features=False)
+    g = LPM(cfg, side=side).fit(train, None, progress=False, device="cpu").module.graph_base
+    assert float(g.shrink) == pytest.approx(NetworkKNN.DEFAULT_SHRINKAGE) and float(g.count_prior) == 0.0
