@@ -47,7 +47,7 @@ def research_graph(args, argv, benchmarks) -> int:
     from graph.settings import get_settings
     from models.datasets import load_dataset, resources_for
     from models.evaluation.harness import build_model, evaluate_model, markdown_table, write_results
-    from models.evaluation.metrics import METRIC_NAMES
+    from models.evaluation.metrics import METRIC_NAMES, per_signature_pearson
     from models.evaluation.splits import make_split
     from models.module import LPMConfig
 
@@ -87,6 +87,9 @@ def research_graph(args, argv, benchmarks) -> int:
                                    + (f", k {float(g.count_prior):g}" if g is not None and g.knn else "")
                                    + (f", cross shrink {float(m.module.base.shrink):.2f}"
                                       if m.module.base.shrink is not None else ""))
+                    if m.module.base is not None:  # what the network starts from, on the same test rows
+                        base = m.predict_base(split.test)
+                        rec["detail"] += f", base alone r {per_signature_pearson(split.test, split.test['value'], base):.4f}"
                 new.append(rec)
                 print(f"[{time.time() - t0:6.0f}s] section {i} seed {seed} {model}: r {rec['pearson_per_signature']:.4f} "
                       f"rmse {rec['rmse']:.4f} fit {rec['fit_s']:.0f}s {rec.get('detail', '')}", file=sys.stderr, flush=True)

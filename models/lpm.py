@@ -353,6 +353,16 @@ class LPM:
         return y.float().cpu().numpy()
 
     @torch.no_grad()
+    def predict_base(self, rows: pd.DataFrame) -> np.ndarray:
+        """(n,) float64: the residual base alone (the additive answer the network corrects), for research."""
+        m = self._require()
+        if m.base is None:
+            raise ValueError("predict_base: not a residual LPM (LPMConfig.residual is False)")
+        perts = _names(rows["perturbation"])
+        t = self._tables(_names(rows["context"]), perts).to(self._device())
+        return self._bases(rows, t, perts)[0].cpu().numpy()
+
+    @torch.no_grad()
     def embeddings(self, kind: Literal["perturbation", "readout", "context"], names: list[str] | None = None) -> pd.DataFrame:
         """Embedding vectors (learned vector + encoder) per name; unseen names come from the encoders alone."""
         m = self._require()

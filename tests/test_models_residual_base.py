@@ -48,11 +48,6 @@ def _world():
     return df[~held & ~val], df[val], df[held], side
 
 
-def _base(m: LPM, rows: pd.DataFrame) -> np.ndarray:
-    perts = sorted(rows.perturbation.astype(str).unique())
-    return m._bases(rows, m._tables(sorted(rows.context.astype(str).unique()), perts), perts)[0].numpy()
-
-
 def test_knn_graph_base_is_network_knn_on_held_out_genes_and_never_reads_its_own_values(tmp_path):
     train, valid, test, side = _world()
     cfg = LPMConfig(graph_base=True, graph_base_knn=True, shrink_cross_base=True, embed_dim=8, hidden_dim=16,
@@ -62,7 +57,7 @@ def test_knn_graph_base_is_network_knn_on_held_out_genes_and_never_reads_its_own
     knn = NetworkKNN(side.gene_graph, side.perturbation_targets).fit(train, valid)
     g = m.module.graph_base
     assert (float(g.shrink), float(g.count_prior)) == (knn.shrinkage_, knn.count_prior_)  # the same choice
-    np.testing.assert_allclose(_base(m, test), knn.predict(test), atol=1e-9)  # the base is network_knn
+    np.testing.assert_allclose(m.predict_base(test), knn.predict(test), atol=1e-9)  # the base is network_knn
     # A training knock-down's neighbour term never reads its own values (its graph neighbours' only).
     ko = "KO_t1_3"
     moved = train.assign(value=np.where(train.perturbation == ko, train.value + 50.0, train.value))
