@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     inputs: str = Field(default="default", validation_alias=AliasChoices("PERTURBGRAPH_INPUTS"))
     # Model versions kept in the graph before older ones are pruned.
     model_retention: int = Field(default=3, validation_alias=AliasChoices("PERTURBGRAPH_MODEL_RETENTION"))
+    # Hours after which a non-current version still 'writing' or 'awaiting_check' counts as stale (its
+    # write or check never finished): `prune-versions` marks it 'abandoned' and deletes it.
+    model_stale_after_hours: float = Field(default=24.0, gt=0,
+                                           validation_alias=AliasChoices("PERTURBGRAPH_MODEL_STALE_AFTER_HOURS"))
     # False-discovery rate of published compound -> gene mechanism links (BH over every pair tested).
     mechanism_fdr: float = Field(default=0.1, gt=0.0, le=1.0, validation_alias=AliasChoices("PERTURBGRAPH_MECHANISM_FDR"))
     # Torch device for training: "auto" picks CUDA when present.

@@ -101,24 +101,37 @@ class BatchWriter:
     def run_batches(self, query: str, rows: Iterable[Row], stats: WriteStats, *, batch_size: int | None = None,
                     params: dict[str, Any] | None = None, on_short: OnShort | None = None) -> WriteStats:
         """Send `rows` in batches to `query`, one managed write transaction per batch; adds to `stats`."""
+        with self.driver.session(database=self.database) as session:
+            return self._batches(lambda work: session.execute_write(work), query, rows, stats,
+                                 batch_size=batch_size, params=params, on_short=on_short)
+
+    def run_batches_in(self, tx: ManagedTransaction, query: str, rows: Iterable[Row], stats: WriteStats, *,
+                       batch_size: int | None = None, params: dict[str, Any] | None = None) -> WriteStats:
+        """The same batches, all inside the caller's transaction `tx` (they commit or roll back with it)."""
+        return self._batches(lambda work: work(tx), query, rows, stats, batch_size=batch_size, params=params)
+
+    def _batches(self, execute: Callable[[Callable[[ManagedTransaction], Any]], Any], query: str,
+                 rows: Iterable[Row], stats: WriteStats, *, batch_size: int | None,
+                 params: dict[str, Any] | None, on_short: OnShort | None = None) -> WriteStats:
+        """One `UNWIND $rows` run per batch, each through `execute(work)` (its own transaction, or the
+        caller's); adds rows, written, counters and short rows' quarantine records to `stats`."""
         extra = dict(params or {})
         start = time.perf_counter()
-        with self.driver.session(database=self.database) as session:
-            for batch in batches(rows, batch_size or self.batch_size):
+        for batch in batches(rows, batch_size or self.batch_size):
 
-                def work(tx: ManagedTransaction, batch: list[Row] = batch) -> tuple[int, Any, list]:
-                    result = tx.run(query, rows=batch, **extra)
-                    record = result.single()
-                    counters = result.consume().counters
-                    written = record["written"] if record else 0
-                    short = on_short(tx, batch) if written < len(batch) and on_short is not None else []
-                    return written, counters, short
+            def work(tx: ManagedTransaction, batch: list[Row] = batch) -> tuple[int, Any, list]:
+                result = tx.run(query, rows=batch, **extra)
+                record = result.single()
+                counters = result.consume().counters
+                written = record["written"] if record else 0
+                short = on_short(tx, batch) if written < len(batch) and on_short is not None else []
+                return written, counters, short
 
-                written, counters, short = session.execute_write(work)
-                stats.rows += len(batch)
-                stats.written += written
-                stats.batches += 1
-                stats.add_counters(counters)
-                stats.quarantined.extend(short)
+            written, counters, short = execute(work)
+            stats.rows += len(batch)
+            stats.written += written
+            stats.batches += 1
+            stats.add_counters(counters)
+            stats.quarantined.extend(short)
         stats.seconds += time.perf_counter() - start
         return stats

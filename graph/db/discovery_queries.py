@@ -128,7 +128,7 @@ AWAIT_INDEX_REFRESH = "CALL db.index.fulltext.awaitEventuallyConsistentIndexRefr
 # status 'writing'; existing versions keep their properties (idempotent re-run).
 MERGE_MODEL_VERSION = """
 MERGE (m:ModelVersion {version_id: $version_id})
-ON CREATE SET m += $props, m.current = false, m.status = 'writing', m.created_at = $now
+ON CREATE SET m += $props, m.current = false, m.status = 'writing', m.created_at = $now, m.status_at = $now
 RETURN m.config AS config, m.status AS status, m.current AS current
 """
 
@@ -147,14 +147,17 @@ RETURN count(*) AS linked
 """
 
 # Exactly one current version: every other version is written (which also locks all version nodes,
-# so two concurrent publishes serialise instead of both ending current).
+# so two concurrent publishes serialise instead of both ending current). A refused or abandoned version
+# is never made current (no row back: the caller raises).
 SET_CURRENT_VERSION = """
 MATCH (m:ModelVersion {version_id: $version_id})
+WHERE NOT coalesce(m.status, '') IN ['refused', 'abandoned']
 CALL (m) {
   MATCH (o:ModelVersion) WHERE o <> m
   SET o.current = false
 }
-SET m.current = true, m.status = 'complete', m.published_at = coalesce(m.published_at, $now)
+SET m.status_at = CASE WHEN m.status = 'complete' THEN coalesce(m.status_at, $now) ELSE $now END,
+    m.current = true, m.status = 'complete', m.published_at = coalesce(m.published_at, $now)
 RETURN m.version_id AS version_id
 """
 
@@ -304,7 +307,7 @@ RETURN DISTINCT coalesce(r.source, 'interaction') AS reference, a.entrez_id AS a
 
 SET_MODEL_VERSION_STATUS = """
 MATCH (m:ModelVersion {version_id: $version_id})
-SET m.status = $status
+SET m.status = $status, m.status_at = $now
 RETURN m.version_id AS version_id
 """
 
@@ -313,18 +316,42 @@ RETURN m.version_id AS version_id
 REFUSE_MODEL_VERSION = """
 MATCH (m:ModelVersion {version_id: $version_id})
 WHERE NOT coalesce(m.current, false)
-SET m.status = 'refused', m.refused_reason = $reason, m.refused_at = $now
+SET m.status = 'refused', m.refused_reason = $reason, m.refused_at = $now, m.status_at = $now
 RETURN m.version_id AS version_id
 """
 
-# Versions `perturbgraph prune-versions` removes: refused ones, and with $non_current also every
-# published version that is not current. Versions in flight ('writing', 'awaiting_check') are kept.
+# Versions `perturbgraph prune-versions` removes: refused and abandoned ones, and with $non_current also
+# every published version that is not current. Versions in flight ('writing', 'awaiting_check') are
+# kept until they are older than the stale age (then ABANDON_MODEL_VERSION marks them first).
 VERSIONS_TO_PRUNE = """
 MATCH (m:ModelVersion)
 WHERE NOT coalesce(m.current, false)
-  AND (m.status = 'refused' OR ($non_current AND m.status = 'complete'))
-RETURN m.version_id AS version_id, m.status AS status, m.refused_reason AS refused_reason
+  AND (m.status IN ['refused', 'abandoned'] OR ($non_current AND m.status = 'complete'))
+RETURN m.version_id AS version_id, m.status AS status, m.refused_reason AS refused_reason,
+       m.abandoned_reason AS abandoned_reason
 ORDER BY coalesce(m.trained_at, m.created_at), m.version_id
+"""
+
+# Non-current versions still in flight ('writing', 'awaiting_check', or no status: written by code older
+# than the statuses) whose last status change ($cutoff: ISO-8601) is older than the stale age: their
+# write or their check never finished (a crash between the steps). status_at is absent on versions
+# written before it existed: created_at stands in; a version with neither timestamp is stale.
+STALE_IN_FLIGHT_VERSIONS = """
+MATCH (m:ModelVersion)
+WHERE NOT coalesce(m.current, false) AND coalesce(m.status, 'writing') IN ['writing', 'awaiting_check']
+WITH m, coalesce(m.status_at, m.created_at) AS since
+WHERE since IS NULL OR datetime(since) < datetime($cutoff)
+RETURN m.version_id AS version_id, m.status AS status, since
+ORDER BY since, version_id
+"""
+
+# Marks one stale in-flight version abandoned (never current, never read; prune-versions deletes it).
+# The WHERE repeats the in-flight test so a version that moved on meanwhile is left alone.
+ABANDON_MODEL_VERSION = """
+MATCH (m:ModelVersion {version_id: $version_id})
+WHERE NOT coalesce(m.current, false) AND coalesce(m.status, 'writing') IN ['writing', 'awaiting_check']
+SET m.status = 'abandoned', m.abandoned_reason = $reason, m.abandoned_at = $now, m.status_at = $now
+RETURN m.version_id AS version_id
 """
 
 # Per discovery type: the source published, its validation score and the simple answer's score
@@ -511,7 +538,7 @@ RETURN m.version_id AS version_id, m.current AS current, m.status AS status, m.t
        m.predictor_baseline_score AS predictor_baseline_score, m.predictor_margin AS predictor_margin,
        m.predictor_status AS predictor_status,
        m.predictor_validation AS predictor_validation, m.embeddings_from AS embeddings_from,
-       m.refused_reason AS refused_reason
+       m.refused_reason AS refused_reason, m.abandoned_reason AS abandoned_reason, m.status_at AS status_at
 ORDER BY coalesce(m.trained_at, m.created_at) DESC, version_id DESC
 """
 

@@ -15,15 +15,19 @@ order a Dagster asset follows (what `publish` does):
         on `discoveries` decides: refused -> `versions.refuse` (status 'refused', reason; no named
         query reads it, `versions.prune_versions` deletes it); passed -> `promote` (asset
         `current_model_version`) does: ---
-    w.ensure_schema(dims) + w.write_embeddings(...)   # vector indexes; node properties
-    w.versions.set_current(version_id)                # exactly one current version, atomically
-    w.clear_stale_embeddings(version_id)              # embeddings of names the new model lacks
-    w.versions.prune(retention)                       # beyond settings.model_retention
+        one transaction: embeddings onto the nodes, embeddings of names the new model lacks
+                         cleared, the version made current (`ModelVersions.set_current_in`)
+        then: vector indexes (created, or recreated at a new dimension), index refresh, prune
 
 Queries on the current version never see a half-written version: it becomes current only after all
-its links are written. Embedding properties on nodes always belong to the latest published (or
-being-published) model; per-version copies are not kept (they would multiply the store by the
-retention for little use: the links carry the version). Reads: graph.db.discovery_reads.
+its links are written, and its embeddings and the current flag change in one transaction, so a
+reader sees the old version with the old embeddings or the new with the new, never a mix; a
+promotion that fails at any step leaves the previous current version and its embeddings as they
+were. The price: that transaction holds every embedding of the version (rows x dim x 8 bytes of
+vectors, plus Neo4j's transaction state) in the server's heap. Embedding properties on nodes belong
+to the current model only; per-version copies are not kept (they would multiply the store by the
+retention, and a vector index covers one property: reads would have to filter by version after the
+index lookup). Reads: graph.db.discovery_reads.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from neo4j import Driver
+from neo4j import Driver, ManagedTransaction
 
 from graph.db import discovery_queries as DQ
 from graph.db.batching import DEFAULT_BATCH_SIZE, BatchWriter, WriteStats
@@ -46,6 +50,7 @@ from graph.db.model_versions import (
     ModelVersionRecord,
     ModelVersions,
     batched_delete,
+    batched_delete_in,
     finite_or_none,
 )
 from graph.db.symbols import SymbolMap
@@ -139,6 +144,12 @@ class DiscoveryWriter(BatchWriter):
         gene kinds a symbol / alias / Entrez id (resolved against the graph's Gene nodes). Names that
         match no node are skipped (written < rows); unresolvable gene names go to `stats.quarantined`.
         """
+        stats, rows = self._embedding_rows(kind, embeddings)
+        return self.run_batches(DQ.SET_EMBEDDINGS[kind], rows, stats, batch_size=batch_size,
+                                params={"version_id": version_id})
+
+    def _embedding_rows(self, kind: str, embeddings: pd.DataFrame) -> tuple[WriteStats, list[dict[str, Any]]]:
+        """Validated rows {key, vector} of one embedding kind, and stats holding the unresolvable names."""
         if kind not in DQ.EMBEDDING_TARGETS:
             raise ValueError(f"unknown embedding kind {kind!r}")
         stats = WriteStats(f"embeddings:{kind}")
@@ -153,8 +164,7 @@ class DiscoveryWriter(BatchWriter):
                 _skip(stats, kind, str(name), "gene name not resolvable to a Gene node")
                 continue
             rows.append({"key": key, "vector": vec.tolist()})
-        return self.run_batches(DQ.SET_EMBEDDINGS[kind], rows, stats, batch_size=batch_size,
-                                params={"version_id": version_id})
+        return stats, rows
 
     def write_mechanism_links(self, version_id: str, links: pd.DataFrame) -> WriteStats:
         """(:Compound)-[:SHARES_MECHANISM_WITH]->(:Gene) from `models.discovery.mechanism_links` output.
@@ -267,27 +277,45 @@ class DiscoveryWriter(BatchWriter):
     def promote(self, version_id: str, *, embeddings: Mapping[str, pd.DataFrame] | None = None,
                 kinds: Iterable[str] | None = None, retention: int | None = None,
                 report: PublishReport | None = None) -> PublishReport:
-        """Write the version's `embeddings` (kind -> DataFrame, as in `publish`) onto their nodes, make it
-        current (status 'complete'), clear embeddings of names it lacks (`kinds`: default the kinds in
-        `embeddings`, else all), wait for the vector indexes, prune. The embeddings are written just
-        before the switch, so for that moment they are the new version's while the old one is still
-        current (vector queries name the version of what they return)."""
+        """Make the version current with its `embeddings` (kind -> DataFrame, as in `publish`), atomically:
+        one write transaction sets the embeddings on their nodes, clears embeddings of names the version
+        lacks (`kinds`: default the kinds in `embeddings`, else all) and marks the version current
+        (status 'complete'). Any failure (an unknown, refused or abandoned version, an invalid input, the
+        server) rolls all of it back: the previous current version keeps its flag and its embeddings.
+        Then the vector indexes are created (or recreated at a new dimension), refreshed, and versions
+        beyond the retention pruned. Embeddings are validated before the transaction starts."""
         began = time.perf_counter()
         report = report or PublishReport(version_id, created=False)
         embeddings = dict(embeddings or {})
         if kinds is None:
             kinds = embeddings.keys() if embeddings else DQ.EMBEDDING_TARGETS
         kinds = list(kinds)
-        if embeddings:
-            self.ensure_schema(dims={k: int(e.shape[1]) for k, e in embeddings.items()})
-            for kind, emb in embeddings.items():
-                report.stats[f"embeddings:{kind}"] = self.write_embeddings(version_id, kind, emb)
-        self.versions.set_current(version_id)
-        self.versions.backfill_summaries()
-        report.stale_embeddings_cleared = self.clear_stale_embeddings(version_id, kinds=kinds)
+        dims = {k: _check_dim(k, int(e.shape[1])) for k, e in embeddings.items()}
+        prepared = {kind: self._embedding_rows(kind, emb) for kind, emb in embeddings.items()}
+        self.ensure_schema()
+
+        def work(tx: ManagedTransaction) -> tuple[dict[str, WriteStats], int]:
+            # fresh stats per attempt: the driver may retry this function on a transient error
+            stats = {}
+            for kind, (skipped, rows) in prepared.items():
+                st = WriteStats(skipped.what, quarantined=list(skipped.quarantined))
+                stats[f"embeddings:{kind}"] = self.run_batches_in(
+                    tx, DQ.SET_EMBEDDINGS[kind], rows, st, batch_size=EMBEDDING_BATCH_SIZE,
+                    params={"version_id": version_id})
+            cleared = sum(batched_delete_in(tx, DQ.CLEAR_STALE_EMBEDDINGS[k], batch_size=self.versions.delete_batch_size,
+                                            column="cleared", version_id=version_id) for k in kinds)
+            ModelVersions.set_current_in(tx, version_id)
+            return stats, cleared
+
+        with self.driver.session(database=self.database) as session:
+            stats, report.stale_embeddings_cleared = session.execute_write(work)
+        report.stats.update(stats)
+        if dims:  # after the switch: a new dimension's vectors are indexed once the index is rebuilt
+            self.ensure_schema(dims=dims)
         if kinds:
             with self.driver.session(database=self.database) as session:
                 session.run(DQ.AWAIT_INDEX_REFRESH).consume()
+        self.versions.backfill_summaries()
         report.pruned = self.versions.prune(retention)
         report.seconds += time.perf_counter() - began
         return report

@@ -1,9 +1,17 @@
 """Model versions in the graph: the ModelVersion record, and `ModelVersions(driver, database)`, which
 registers, annotates, promotes, lists, deletes and prunes them.
 
-A new version starts non-current (status 'writing'); `graph.db.discovery_writer` writes its links;
-`set_current` makes exactly one version current in one transaction. Embedding properties and links of
-a deleted version are removed in batches (`delete_batch_size` rows per transaction).
+The lifecycle (status, with `status_at` the time it was entered):
+
+    writing ─► awaiting_check ─► complete (current, then kept until pruned beyond the retention)
+       │             ├─────────► refused   (a blocking check failed; `refuse`)
+       └─────────────┴─────────► abandoned (still in flight after settings.model_stale_after_hours:
+                                            a crash between write and check; `abandon_stale`)
+
+Only 'complete' versions are read by named queries and count towards the retention; refused and
+abandoned ones are never made current, and `prune_versions` deletes them. `set_current` makes exactly
+one version current in one transaction. Embedding properties and links of a deleted version are
+removed in batches (`delete_batch_size` rows per transaction).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import math
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +33,11 @@ from graph.db.batching import now
 from graph.settings import REPO_ROOT
 
 DELETE_BATCH_SIZE = 10_000
+WRITING = "writing"  # registered, links being written
 AWAITING_CHECK = "awaiting_check"  # written, not current: the blocking check decides
+COMPLETE = "complete"  # published: current, or current before (the only status named queries read)
 REFUSED = "refused"  # refused by a blocking check: no named query reads it, `prune_versions` deletes it
+ABANDONED = "abandoned"  # in flight for longer than the stale age: treated like refused
 
 
 class ModelVersionConflict(RuntimeError):
@@ -127,13 +139,23 @@ def batched_delete(driver: Driver, database: str | None, query: str, *, batch_si
                    **params: Any) -> int:
     """Run a `... LIMIT $batch_size` delete/clear query until it touches fewer than batch_size rows;
     one write transaction each (bounded memory on the server). Returns the total from `column`."""
-    total = 0
     with driver.session(database=database) as session:
-        while True:
-            n = session.execute_write(lambda tx: tx.run(query, batch_size=batch_size, **params).single()[column])
-            total += n
-            if n < batch_size:
-                return total
+        return _until_short(lambda: session.execute_write(
+            lambda tx: tx.run(query, batch_size=batch_size, **params).single()[column]), batch_size)
+
+
+def batched_delete_in(tx: ManagedTransaction, query: str, *, batch_size: int, column: str, **params: Any) -> int:
+    """`batched_delete` inside the caller's transaction (the batches commit or roll back with it)."""
+    return _until_short(lambda: tx.run(query, batch_size=batch_size, **params).single()[column], batch_size)
+
+
+def _until_short(step: Any, batch_size: int) -> int:
+    total = 0
+    while True:
+        n = step()
+        total += n
+        if n < batch_size:
+            return total
 
 
 class ModelVersions:
@@ -224,20 +246,49 @@ class ModelVersions:
             self.record_summary(version_id)
         return missing
 
+    @staticmethod
+    def set_current_in(tx: ManagedTransaction, version_id: str) -> None:
+        """Inside `tx`: mark `version_id` current (status 'complete') and every other version non-current.
+        KeyError (the transaction then rolls back) when the version is unknown, refused or abandoned."""
+        if tx.run(DQ.SET_CURRENT_VERSION, version_id=version_id, now=now("microseconds")).single() is None:
+            raise KeyError(f"no model version {version_id!r} that can be made current "
+                           "(unknown, refused or abandoned)")
+
     def set_current(self, version_id: str) -> None:
         """Mark `version_id` current (status 'complete') and every other version non-current, in one tx."""
-
-        def work(tx: ManagedTransaction) -> str | None:
-            row = tx.run(DQ.SET_CURRENT_VERSION, version_id=version_id, now=now("microseconds")).single()
-            return row["version_id"] if row else None
-
         with self.driver.session(database=self.database) as session:
-            if session.execute_write(work) is None:
-                raise KeyError(f"no model version {version_id!r}")
+            session.execute_write(self.set_current_in, version_id)
 
     def set_status(self, version_id: str, status: str) -> None:
-        if not self._write(DQ.SET_MODEL_VERSION_STATUS, version_id=version_id, status=status):
+        if not self._write(DQ.SET_MODEL_VERSION_STATUS, version_id=version_id, status=status,
+                           now=now("microseconds")):
             raise KeyError(f"no model version {version_id!r}")
+
+    def stale_in_flight(self, stale_after_hours: float | None = None) -> list[dict[str, Any]]:
+        """Non-current versions still 'writing' / 'awaiting_check' (or without status) whose status is
+        older than `stale_after_hours` (default settings.model_stale_after_hours): version_id, status,
+        since. The current version is never among them."""
+        if stale_after_hours is None:
+            from graph.settings import get_settings
+
+            stale_after_hours = get_settings().model_stale_after_hours
+        if not stale_after_hours > 0:
+            raise ValueError(f"the stale age must be a positive number of hours, not {stale_after_hours!r}")
+        cutoff = (datetime.now(UTC) - timedelta(hours=stale_after_hours)).isoformat(timespec="microseconds")
+        rows = [r.data() for r in self._read(DQ.STALE_IN_FLIGHT_VERSIONS, cutoff=cutoff)]
+        for row in rows:
+            row["reason"] = (f"still {row['status'] or 'without status'!r} since {row['since'] or 'an unknown time'}, "
+                             f"more than {stale_after_hours:g} h: its write or check never finished")
+        return rows
+
+    def abandon_stale(self, stale_after_hours: float | None = None, *, dry_run: bool = False) -> list[dict[str, Any]]:
+        """Mark every stale in-flight version (`stale_in_flight`) 'abandoned' with the reason; with
+        `dry_run` only list them. Returns the rows (version_id, status before, since, reason)."""
+        rows = self.stale_in_flight(stale_after_hours)
+        if not dry_run:
+            rows = [r for r in rows if self._write(DQ.ABANDON_MODEL_VERSION, version_id=r["version_id"],
+                                                   reason=r["reason"], now=now("microseconds"))]
+        return rows
 
     def refuse(self, version_id: str, reason: str) -> None:
         """Mark a non-current version refused by a blocking check (status 'refused', `refused_reason`).
@@ -271,17 +322,18 @@ class ModelVersions:
         return deleted
 
     def prune(self, retention: int | None = None) -> list[str]:
-        """Keep the current version and the newest others (by trained_at) up to `retention` in total
-        (default settings.model_retention); delete the rest. Refused versions do not count and are not
-        deleted here (they would crowd published ones out of the retention; `prune_versions` deletes
-        them). Returns the pruned version ids."""
+        """Keep the current version and the newest other published ones (by trained_at) up to `retention`
+        in total (default settings.model_retention); delete the rest. Only published ('complete')
+        versions count and are deleted here: a version in flight may be another run's, still being
+        written or checked; refused and abandoned ones would crowd published ones out of the retention
+        (`prune_versions` deletes them). Returns the pruned version ids."""
         if retention is None:
             from graph.settings import get_settings
 
             retention = get_settings().model_retention
         if retention < 1:
             raise ValueError("retention must be at least 1 (the current version is always kept)")
-        versions = [v for v in self.list_versions() if v["status"] != REFUSED]
+        versions = [v for v in self.list_versions() if v["status"] == COMPLETE]
         keep = [v["version_id"] for v in versions if v["current"]][:1]
         for v in versions:
             if len(keep) >= retention:
@@ -293,12 +345,20 @@ class ModelVersions:
             self.delete(version_id)
         return pruned
 
-    def prune_versions(self, *, non_current: bool = False, dry_run: bool = False) -> list[dict[str, Any]]:
-        """Delete refused versions (and, with `non_current`, every published version but the current
-        one) with their links. Versions in flight ('writing', 'awaiting_check') are kept. Returns one row
-        per version: version_id, status, refused_reason, and the deleted counts (none with dry_run)."""
+    def prune_versions(self, *, non_current: bool = False, dry_run: bool = False,
+                       stale_after_hours: float | None = None) -> list[dict[str, Any]]:
+        """Mark stale in-flight versions abandoned (`abandon_stale(stale_after_hours)`), then delete
+        refused and abandoned versions (and, with `non_current`, every published version but the
+        current one) with their links. Versions in flight for less than the stale age are kept; the
+        current one always. Returns one row per version: version_id, status, refused_reason,
+        abandoned_reason, and the deleted counts (none with dry_run: stale versions are then listed with
+        status 'abandoned' and the reason they would get)."""
+        stale = self.abandon_stale(stale_after_hours, dry_run=dry_run)
         rows = [r.data() for r in self._read(DQ.VERSIONS_TO_PRUNE, non_current=non_current)]
-        if not dry_run:
+        if dry_run:
+            rows += [{"version_id": r["version_id"], "status": ABANDONED, "refused_reason": None,
+                      "abandoned_reason": r["reason"]} for r in stale]
+        else:
             for row in rows:
                 row.update(self.delete(row["version_id"]))
         return rows

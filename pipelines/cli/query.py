@@ -226,18 +226,24 @@ def prune_versions(
     non_current: bool = typer.Option(False, "--non-current",
                                      help="also every published version that is not current (default: refused only)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="list what would be deleted, delete nothing"),
+    stale_after: float | None = typer.Option(
+        None, "--stale-after", min=0.001, metavar="HOURS",
+        help="a version still being written or awaiting its check for longer than this is marked 'abandoned' "
+             "and deleted (default: PERTURBGRAPH_MODEL_STALE_AFTER_HOURS, 24)"),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table | json | tsv"),
     database: str | None = typer.Option(None, "--database", help="Neo4j database (default: settings)"),
 ) -> None:
-    """Delete model versions a blocking check refused (status 'refused'), with their links and
-    embeddings; --non-current also older published versions. Versions being written or awaiting
-    their check, and the current one, are never deleted."""
+    """Delete model versions a blocking check refused (status 'refused') or that were abandoned (still
+    being written or awaiting their check after --stale-after hours: marked 'abandoned' with the reason
+    first), with their links and embeddings; --non-current also older published versions. Younger
+    versions in flight, and the current one, are never deleted."""
     from graph.db.model_versions import ModelVersions
 
     db = database or get_settings().neo4j_database
     try:
         with driver_factory() as driver:
-            rows = ModelVersions(driver, db).prune_versions(non_current=non_current, dry_run=dry_run)
+            rows = ModelVersions(driver, db).prune_versions(non_current=non_current, dry_run=dry_run,
+                                                           stale_after_hours=stale_after)
     except ServiceUnavailable as exc:
         _fail(f"Neo4j is not reachable ({exc}); start it with `perturbgraph neo4j start`", EXIT_DB)
     except Neo4jError as exc:
