@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from graph.db.queries import COMPOUND, GENE, GENE_A, GENE_B, PERTURBATION, merge_relationships
 from graph.db.schema import COMPOUND_ALIAS_INDEX, NodeKey, require_label, require_property, require_rel_type
 
 # ---------------------------------------------------------------------------------------------
@@ -238,38 +239,23 @@ CLEAR_VERSION_EMBEDDINGS: dict[str, str] = {k: _clear_version_embeddings(t) for 
 # rows: {compound_id, entrez_id, score, rank, zscore, pvalue, qvalue, significant, method}. `significant`
 # (q <= the version's FDR, BH over every pair tested) marks a published discovery; the other stored
 # links (each compound's top-k) are kept for `--all` and version comparison.
-WRITE_MECHANISM_LINKS = """
-UNWIND $rows AS row
-MATCH (c:Compound {compound_id: row.compound_id})
-MATCH (g:Gene {entrez_id: row.entrez_id})
-MERGE (c)-[r:SHARES_MECHANISM_WITH {modelVersion: $version_id}]->(g)
-SET r.score = row.score, r.rank = row.rank, r.zscore = row.zscore, r.pvalue = row.pvalue,
-    r.qvalue = row.qvalue, r.significant = row.significant, r.method = row.method,
-    r.isAnnotatedTarget = EXISTS { (c)-[:TARGETS]->(g) }
-RETURN count(*) AS written
-"""
+WRITE_MECHANISM_LINKS = merge_relationships(
+    COMPOUND, MECHANISM_REL, GENE, "modelVersion: $version_id",
+    "SET r.score = row.score, r.rank = row.rank, r.zscore = row.zscore, r.pvalue = row.pvalue,\n"
+    "    r.qvalue = row.qvalue, r.significant = row.significant, r.method = row.method,\n"
+    "    r.isAnnotatedTarget = EXISTS { (c)-[:TARGETS]->(g) }")
 
 # rows: {a, b, score, rank, method}  (b is among a's top-k); $basis: 'embedding' | 'profile';
 # method: the edge source the version published (models.edge_sources), e.g. 'signature_correlation'.
-WRITE_GENE_INTERACTIONS = """
-UNWIND $rows AS row
-MATCH (a:Gene {entrez_id: row.a})
-MATCH (b:Gene {entrez_id: row.b})
-MERGE (a)-[r:PREDICTED_INTERACTION {modelVersion: $version_id}]->(b)
-SET r.score = row.score, r.rank = row.rank, r.basis = $basis, r.method = row.method,
-    r.inPrior = EXISTS { (a)-[:INTERACTS_WITH]-(b) }
-RETURN count(*) AS written
-"""
+WRITE_GENE_INTERACTIONS = merge_relationships(
+    GENE_A, INTERACTION_REL, GENE_B, "modelVersion: $version_id",
+    "SET r.score = row.score, r.rank = row.rank, r.basis = $basis, r.method = row.method,\n"
+    "    r.inPrior = EXISTS { (a)-[:INTERACTS_WITH]-(b) }")
 
 # rows: {perturbation_id, entrez_id, readout, context, value, direction, rank}
-WRITE_PREDICTED_EFFECTS = """
-UNWIND $rows AS row
-MATCH (p:Perturbation {perturbation_id: row.perturbation_id})
-MATCH (g:Gene {entrez_id: row.entrez_id})
-MERGE (p)-[r:PREDICTED_EFFECT {modelVersion: $version_id, context: row.context}]->(g)
-SET r.value = row.value, r.direction = row.direction, r.rank = row.rank, r.readout = row.readout
-RETURN count(*) AS written
-"""
+WRITE_PREDICTED_EFFECTS = merge_relationships(
+    PERTURBATION, EFFECT_REL, GENE, "modelVersion: $version_id, context: row.context",
+    "SET r.value = row.value, r.direction = row.direction, r.rank = row.rank, r.readout = row.readout")
 
 # What the discovery computations need from the graph: each perturbation with its compound and the
 # genes it perturbs (genetic perturbations), and the annotated targets / prior edges.
@@ -565,31 +551,24 @@ WITH new.version_id AS v, old.version_id AS prev
 # (removed), in both (kept). Links are compared by their endpoints (and context for effects).
 # It touches every link of both versions (seconds on a large graph), so it runs once, when a version
 # is published, and its rows are stored on the version (STORE_VERSION_SUMMARY).
-COMPUTE_VERSION_SUMMARY = f"""{_VERSION_PAIR.replace("__PUBLISHED__", "")}
-CALL (v, prev) {{
-  MATCH (a)-[r:SHARES_MECHANISM_WITH]->(b) WHERE r.modelVersion = v
-  WITH count(r) AS n_new,
-       sum(CASE WHEN EXISTS {{ (a)-[o:SHARES_MECHANISM_WITH]->(b) WHERE o.modelVersion = prev }}
-           THEN 1 ELSE 0 END) AS kept
-  OPTIONAL MATCH ()-[o:SHARES_MECHANISM_WITH]->() WHERE o.modelVersion = prev
-  RETURN 'SHARES_MECHANISM_WITH' AS relationship, n_new - kept AS added, count(o) - kept AS removed, kept
-  UNION ALL
-  MATCH (a)-[r:PREDICTED_INTERACTION]->(b) WHERE r.modelVersion = v
-  WITH count(r) AS n_new,
-       sum(CASE WHEN EXISTS {{ (a)-[o:PREDICTED_INTERACTION]->(b) WHERE o.modelVersion = prev }}
-           THEN 1 ELSE 0 END) AS kept
-  OPTIONAL MATCH ()-[o:PREDICTED_INTERACTION]->() WHERE o.modelVersion = prev
-  RETURN 'PREDICTED_INTERACTION' AS relationship, n_new - kept AS added, count(o) - kept AS removed, kept
-  UNION ALL
-  MATCH (a)-[r:PREDICTED_EFFECT]->(b) WHERE r.modelVersion = v
-  WITH count(r) AS n_new,
-       sum(CASE WHEN EXISTS {{ (a)-[o:PREDICTED_EFFECT]->(b)
-                              WHERE o.modelVersion = prev AND o.context = r.context }}
-           THEN 1 ELSE 0 END) AS kept
-  OPTIONAL MATCH ()-[o:PREDICTED_EFFECT]->() WHERE o.modelVersion = prev
-  RETURN 'PREDICTED_EFFECT' AS relationship, n_new - kept AS added, count(o) - kept AS removed, kept
-}}
-RETURN v AS model_version, prev AS previous_version, relationship, added, removed, kept
+def _summary_counts(rel: str, same: str = "") -> str:
+    """Added / removed / kept counts of one relationship type between versions v and prev; `same`: what
+    else must match for a link to count as kept (effects: the context)."""
+    rel = require_rel_type(rel)
+    return (f"  MATCH (a)-[r:{rel}]->(b) WHERE r.modelVersion = v\n"
+            "  WITH count(r) AS n_new,\n"
+            f"       sum(CASE WHEN EXISTS {{ (a)-[o:{rel}]->(b) WHERE o.modelVersion = prev{same} }}\n"
+            "           THEN 1 ELSE 0 END) AS kept\n"
+            f"  OPTIONAL MATCH ()-[o:{rel}]->() WHERE o.modelVersion = prev\n"
+            f"  RETURN '{rel}' AS relationship, n_new - kept AS added, count(o) - kept AS removed, kept\n")
+
+
+COMPUTE_VERSION_SUMMARY = (
+    _VERSION_PAIR.replace("__PUBLISHED__", "") + "\nCALL (v, prev) {\n"
+    + "  UNION ALL\n".join([_summary_counts(MECHANISM_REL), _summary_counts(INTERACTION_REL),
+                            _summary_counts(EFFECT_REL, " AND o.context = r.context")])
+    + "}\n")
+COMPUTE_VERSION_SUMMARY += """RETURN v AS model_version, prev AS previous_version, relationship, added, removed, kept
 """
 
 # COMPUTE_VERSION_SUMMARY's rows as aligned lists, and the version's link counts (added + kept).
@@ -623,29 +602,23 @@ RETURN m.version_id AS model_version, m.summary_previous_version AS previous_ver
 """
 
 # The individual mechanism and interaction links added or removed (vs the previous version).
-MODEL_VERSION_CHANGES = f"""{_VERSION_PAIR.replace("__PUBLISHED__", " AND new.status = 'complete'")}
-CALL (v, prev) {{
-  MATCH (a:Compound)-[r:SHARES_MECHANISM_WITH]->(b:Gene) WHERE r.modelVersion = v
-    AND NOT EXISTS {{ (a)-[o:SHARES_MECHANISM_WITH]->(b) WHERE o.modelVersion = prev }}
-  RETURN 'added' AS change, 'SHARES_MECHANISM_WITH' AS relationship, a.name AS source, b.symbol AS target,
-         r.score AS score, r.rank AS rank
-  UNION ALL
-  MATCH (a:Compound)-[r:SHARES_MECHANISM_WITH]->(b:Gene) WHERE prev IS NOT NULL AND r.modelVersion = prev
-    AND NOT EXISTS {{ (a)-[o:SHARES_MECHANISM_WITH]->(b) WHERE o.modelVersion = v }}
-  RETURN 'removed' AS change, 'SHARES_MECHANISM_WITH' AS relationship, a.name AS source, b.symbol AS target,
-         r.score AS score, r.rank AS rank
-  UNION ALL
-  MATCH (a:Gene)-[r:PREDICTED_INTERACTION]->(b:Gene) WHERE r.modelVersion = v
-    AND NOT EXISTS {{ (a)-[o:PREDICTED_INTERACTION]->(b) WHERE o.modelVersion = prev }}
-  RETURN 'added' AS change, 'PREDICTED_INTERACTION' AS relationship, a.symbol AS source, b.symbol AS target,
-         r.score AS score, r.rank AS rank
-  UNION ALL
-  MATCH (a:Gene)-[r:PREDICTED_INTERACTION]->(b:Gene) WHERE prev IS NOT NULL AND r.modelVersion = prev
-    AND NOT EXISTS {{ (a)-[o:PREDICTED_INTERACTION]->(b) WHERE o.modelVersion = v }}
-  RETURN 'removed' AS change, 'PREDICTED_INTERACTION' AS relationship, a.symbol AS source, b.symbol AS target,
-         r.score AS score, r.rank AS rank
-}}
-WITH v, prev, change, relationship, source, target, score, rank
+def _changed_links(change: str, rel: str, a_label: str, b_label: str, name: str) -> str:
+    """The links of one type only in v ('added') or only in prev ('removed'), named by `name`."""
+    this, other, guard = ("v", "prev", "") if change == "added" else ("prev", "v", "prev IS NOT NULL AND ")
+    rel, a_label, b_label = require_rel_type(rel), require_label(a_label), require_label(b_label)
+    return (f"  MATCH (a:{a_label})-[r:{rel}]->(b:{b_label}) WHERE {guard}r.modelVersion = {this}\n"
+            f"    AND NOT EXISTS {{ (a)-[o:{rel}]->(b) WHERE o.modelVersion = {other} }}\n"
+            f"  RETURN '{change}' AS change, '{rel}' AS relationship, a.{require_property(name)} AS source, "
+            f"b.symbol AS target,\n         r.score AS score, r.rank AS rank\n")
+
+
+MODEL_VERSION_CHANGES = (
+    _VERSION_PAIR.replace("__PUBLISHED__", " AND new.status = 'complete'") + "\nCALL (v, prev) {\n"
+    + "  UNION ALL\n".join(_changed_links(change, rel, a, "Gene", name)
+                           for rel, a, name in ((MECHANISM_REL, "Compound", "name"), (INTERACTION_REL, "Gene", "symbol"))
+                           for change in ("added", "removed"))
+    + "}\n")
+MODEL_VERSION_CHANGES += """WITH v, prev, change, relationship, source, target, score, rank
 LIMIT $limit
 RETURN v AS model_version, prev AS previous_version, change, relationship, source, target, score, rank
 """

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,7 @@ import pandas as pd
 from neo4j import Driver, ManagedTransaction
 
 from graph.db import discovery_queries as DQ
-from graph.db.batching import DEFAULT_BATCH_SIZE, BatchWriter, WriteStats
+from graph.db.batching import DEFAULT_BATCH_SIZE, WriteStats
 from graph.db.model_versions import (
     AWAITING_CHECK,
     DELETE_BATCH_SIZE,
@@ -53,7 +53,7 @@ from graph.db.model_versions import (
     batched_delete_in,
     finite_or_none,
 )
-from graph.db.symbols import SymbolMap
+from graph.db.symbols import GeneLinkWriter
 from graph.records import QuarantineRecord
 
 EMBEDDING_BATCH_SIZE = 2_000  # rows of vectors per transaction (a row is a whole vector)
@@ -94,21 +94,24 @@ class PublishReport:
         }
 
 
-class DiscoveryWriter(BatchWriter):
+class DiscoveryWriter(GeneLinkWriter):
     """Model versions' discoveries: embeddings, mechanism links, gene-gene edges, predicted effects."""
 
     def __init__(self, driver: Driver, database: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, *,
                  delete_batch_size: int = DELETE_BATCH_SIZE):
         super().__init__(driver, database, batch_size)
         self.versions = ModelVersions(driver, database, delete_batch_size)
-        self._symbols: SymbolMap | None = None
 
-    @property
-    def symbols(self) -> SymbolMap:
-        """The graph's gene table (read once per writer: discoveries never add genes)."""
-        if self._symbols is None:
-            self._symbols = SymbolMap.from_graph(self.driver, database=self.database)
-        return self._symbols
+    def _resolved(self, frame: pd.DataFrame, stats: WriteStats, what: str, columns: tuple[str, ...],
+                  key: Callable[[Any], str], reason: str) -> Iterator[tuple[Any, list[int]]]:
+        """(record, Entrez ids of its gene-name `columns`) for each record of `frame` whose names all
+        resolve to Gene nodes; the others go to `stats.quarantined` as `key(record)` with `reason`."""
+        for r in frame.itertuples(index=False):
+            ids = [self.symbols.entrez(getattr(r, c)) for c in columns]
+            if None in ids:
+                _skip(stats, what, key(r), reason)
+                continue
+            yield r, ids
 
     # -------------------------------------------------------------------------------- schema
     def ensure_schema(self, *, dims: Mapping[str, int] | None = None, timeout_s: int = 300) -> list[str]:
@@ -175,17 +178,13 @@ class DiscoveryWriter(BatchWriter):
         """
         stats = WriteStats("SHARES_MECHANISM_WITH")
         f = finite_or_none
-        rows = []
-        for r in links.itertuples(index=False):
-            entrez = self.symbols.entrez(r.gene)
-            if entrez is None:
-                _skip(stats, "mechanism", f"{r.compound}->{r.gene}", "gene not resolvable")
-                continue
-            rows.append({"compound_id": str(r.compound), "entrez_id": entrez, "score": f(r.score),
-                         "rank": int(r.rank), "zscore": f(getattr(r, "zscore", None)),
-                         "pvalue": f(getattr(r, "pvalue", None)), "qvalue": f(getattr(r, "qvalue", None)),
-                         "significant": _bool(getattr(r, "significant", None)),
-                         "method": str(getattr(r, "method", None) or "") or None})
+        rows = [{"compound_id": str(r.compound), "entrez_id": entrez, "score": f(r.score),
+                 "rank": int(r.rank), "zscore": f(getattr(r, "zscore", None)),
+                 "pvalue": f(getattr(r, "pvalue", None)), "qvalue": f(getattr(r, "qvalue", None)),
+                 "significant": _bool(getattr(r, "significant", None)),
+                 "method": str(getattr(r, "method", None) or "") or None}
+                for r, (entrez,) in self._resolved(links, stats, "mechanism", ("gene",),
+                                                   lambda r: f"{r.compound}->{r.gene}", "gene not resolvable")]
         return self.run_batches(DQ.WRITE_MECHANISM_LINKS, rows, stats, params={"version_id": version_id})
 
     def write_gene_interactions(self, version_id: str, edges: pd.DataFrame, *, basis: str = "embedding",
@@ -199,14 +198,10 @@ class DiscoveryWriter(BatchWriter):
         if basis not in {"embedding", "profile"}:
             raise ValueError("basis must be 'embedding' or 'profile'")
         stats = WriteStats("PREDICTED_INTERACTION")
-        rows = []
-        for r in edges.itertuples(index=False):
-            a, b = self.symbols.entrez(r.source), self.symbols.entrez(r.target)
-            if a is None or b is None:
-                _skip(stats, "interaction", f"{r.source}->{r.target}", "gene not resolvable")
-                continue
-            rows.append({"a": a, "b": b, "score": finite_or_none(r.score), "rank": int(r.rank),
-                         "method": str(getattr(r, "method", None) or method or "") or None})
+        rows = [{"a": a, "b": b, "score": finite_or_none(r.score), "rank": int(r.rank),
+                 "method": str(getattr(r, "method", None) or method or "") or None}
+                for r, (a, b) in self._resolved(edges, stats, "interaction", ("source", "target"),
+                                                lambda r: f"{r.source}->{r.target}", "gene not resolvable")]
         return self.run_batches(DQ.WRITE_GENE_INTERACTIONS, rows, stats,
                                 params={"version_id": version_id, "basis": basis})
 
@@ -215,11 +210,9 @@ class DiscoveryWriter(BatchWriter):
         `models.discovery.top_effects` / `impute_effects` output (perturbation = perturbation id)."""
         stats = WriteStats("PREDICTED_EFFECT")
         rows = []
-        for r in effects.itertuples(index=False):
-            entrez = self.symbols.entrez(r.readout)
-            if entrez is None:
-                _skip(stats, "effect", f"{r.perturbation}@{r.context}->{r.readout}", "readout not resolvable")
-                continue
+        for r, (entrez,) in self._resolved(effects, stats, "effect", ("readout",),
+                                           lambda r: f"{r.perturbation}@{r.context}->{r.readout}",
+                                           "readout not resolvable"):
             if r.direction not in ("up", "down"):
                 raise ValueError(f"direction must be 'up' or 'down', not {r.direction!r}")
             rows.append({"perturbation_id": str(r.perturbation), "context": str(r.context), "entrez_id": entrez,

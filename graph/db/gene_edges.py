@@ -10,34 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from neo4j import Driver
-
 from graph.db import queries as Q
-from graph.db.batching import DEFAULT_BATCH_SIZE, BatchWriter, WriteStats
+from graph.db.batching import WriteStats
 from graph.db.rows import blank_to_none
-from graph.db.symbols import SymbolMap
+from graph.db.symbols import GeneLinkWriter
 from graph.records import ComplexRecord, CompoundRecord, PriorEdgeRecord, QuarantineRecord
 
 # Sources whose prior edges are directed regulation (TF -> target) and go to REGULATES.
 REGULATORY_SOURCES = frozenset({"DoRothEA", "dorothea"})
 
 
-class GeneEdgeWrites(BatchWriter):
+class GeneEdgeWrites(GeneLinkWriter):
     """Batched writes of relationships to Gene nodes; resolves symbols against the graph's genes."""
-
-    def __init__(self, driver: Driver, database: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE):
-        super().__init__(driver, database, batch_size)
-        self._symbols: SymbolMap | None = None
-
-    @property
-    def symbols(self) -> SymbolMap:
-        """The graph's gene table, read on first use and again after genes are written."""
-        if self._symbols is None:
-            self._symbols = SymbolMap.from_graph(self.driver, database=self.database)
-        return self._symbols
-
-    def forget_symbols(self) -> None:
-        self._symbols = None
 
     def write_compound_targets(self, compounds: Iterable[CompoundRecord], dataset_id: str, *,
                                source: str = "") -> WriteStats:
@@ -92,14 +76,8 @@ class GeneEdgeWrites(BatchWriter):
 
     def write_complexes(self, complexes: Iterable[ComplexRecord], dataset_id: str) -> WriteStats:
         """Complex nodes and (Gene)-[:MEMBER_OF]->(Complex) for resolvable member symbols."""
-        recs = list(complexes)
-        stats = self.run_batches(
-            Q.MERGE_COMPLEXES, ({"complex_id": c.complex_id, "name": c.name, "source": c.source} for c in recs),
-            WriteStats("Complex"), params={"dataset_id": dataset_id})
-        rows = self._member_rows(recs, "complex_id", dataset_id, stats)
-        members = self.run_batches(Q.MERGE_COMPLEX_MEMBERS, rows, WriteStats("MEMBER_OF"),
-                                   params={"dataset_id": dataset_id})
-        return stats.add_side_writes(members)
+        return self._write_groups(list(complexes), dataset_id, "Complex", "complex_id", Q.MERGE_COMPLEXES,
+                                  Q.MERGE_COMPLEX_MEMBERS)
 
     def write_gene_sets(self, gene_sets: Iterable[Any], dataset_id: str, *, source: str) -> WriteStats:
         """GeneSet nodes with (Gene)-[:MEMBER_OF]->(GeneSet) for resolvable members. Each item is a
@@ -109,13 +87,19 @@ class GeneEdgeWrites(BatchWriter):
         for item in gene_sets:
             gid, name, members = item if isinstance(item, tuple) else (item.complex_id, item.name, item.member_symbols)
             recs.append(ComplexRecord(gid, name, tuple(members), source))
+        return self._write_groups(recs, dataset_id, "GeneSet", "gene_set_id", Q.MERGE_GENE_SETS,
+                                  Q.MERGE_GENE_SET_MEMBERS)
+
+    def _write_groups(self, recs: Sequence[ComplexRecord], dataset_id: str, label: str, key: str, node_query: str,
+                      member_query: str) -> WriteStats:
+        """Group nodes (`label`, keyed by `key`) and their (Gene)-[:MEMBER_OF]->(group) edges; the stats
+        count the group nodes, with the edges as side writes."""
+        params = {"dataset_id": dataset_id}
         stats = self.run_batches(
-            Q.MERGE_GENE_SETS, ({"gene_set_id": c.complex_id, "name": c.name, "source": c.source} for c in recs),
-            WriteStats("GeneSet"), params={"dataset_id": dataset_id})
-        rows = self._member_rows(recs, "gene_set_id", dataset_id, stats)
-        members = self.run_batches(Q.MERGE_GENE_SET_MEMBERS, rows, WriteStats("MEMBER_OF"),
-                                   params={"dataset_id": dataset_id})
-        return stats.add_side_writes(members)
+            node_query, ({key: c.complex_id, "name": c.name, "source": c.source} for c in recs),
+            WriteStats(label), params=params)
+        rows = self._member_rows(recs, key, dataset_id, stats)
+        return stats.add_side_writes(self.run_batches(member_query, rows, WriteStats("MEMBER_OF"), params=params))
 
     def _member_rows(self, recs: Sequence[ComplexRecord], key: str, dataset_id: str,
                      stats: WriteStats) -> list[dict[str, Any]]:

@@ -7,13 +7,17 @@ are safe to re-run: node properties are only filled when absent (`coalesce(exist
 properties are unioned, and relationships are keyed by (endpoints, type, dataset), so a re-run of
 the same ingest changes nothing and a later dataset adds to the graph without rewriting it.
 
-The only templated Cypher is `count_nodes_query` / `count_relationships_query`, whose label or
-type must pass `graph.db.schema.require_label` / `require_rel_type`.
+Templated Cypher is built at import time only, from labels and types that pass
+`graph.db.schema.require_label` / `require_rel_type`: `merge_nodes` / `merge_relationships` (the one
+shape of every row write: UNWIND, MATCH the ends by key, MERGE, SET; also used by
+graph/db/discovery_queries.py) and `count_nodes_query` / `count_relationships_query`.
 """
 
 from __future__ import annotations
 
-from graph.db.schema import COMPOUND_ALIAS_INDEX, require_label, require_rel_type
+from dataclasses import dataclass
+
+from graph.db.schema import COMPOUND_ALIAS_INDEX, require_label, require_property, require_rel_type
 
 # Append $dataset_id to a node's `sources` list once (idempotent).
 _SOURCES = (
@@ -48,6 +52,41 @@ def _node_set(
     on_match_sets.append(f"{var}.sources = {_sources(var)}")
     sep = ",\n    "
     return f"ON CREATE SET\n    {sep.join(on_create)}\nON MATCH SET\n    {sep.join(on_match_sets)}"
+
+
+@dataclass(frozen=True)
+class RowNode:
+    """One node of an `UNWIND $rows AS row` write: `(var:Label {key: row.field})`, label allowlisted."""
+
+    var: str
+    label: str
+    key: str
+    field: str
+
+    def __post_init__(self) -> None:
+        require_label(self.label)
+        for name in (self.var, self.key, self.field):
+            require_property(name)
+
+    def pattern(self) -> str:
+        return f"({self.var}:{self.label} {{{self.key}: row.{self.field}}})"
+
+
+GENE = RowNode("g", "Gene", "entrez_id", "entrez_id")
+
+
+def merge_nodes(node: RowNode, sets: str) -> str:
+    """UNWIND $rows, MERGE one node per row, then `sets` (this module's literal SET clauses)."""
+    return f"\nUNWIND $rows AS row\nMERGE {node.pattern()}\n{sets}\nRETURN count(*) AS written\n"
+
+
+def merge_relationships(start: RowNode, rel: str, end: RowNode, keys: str, sets: str) -> str:
+    """UNWIND $rows, MATCH both (existing) ends, MERGE (start)-[r:REL {keys}]->(end), then `sets`. A row
+    whose end is missing writes nothing (written < rows). `rel` must be allowlisted; `keys` / `sets`
+    are literal Cypher of the query modules, never data."""
+    return (f"\nUNWIND $rows AS row\nMATCH {start.pattern()}\nMATCH {end.pattern()}\n"
+            f"MERGE ({start.var})-[r:{require_rel_type(rel)} {{{keys}}}]->({end.var})\n{sets}\n"
+            "RETURN count(*) AS written\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,12 +157,8 @@ SET c.name_lower = toLower(c.name)
 RETURN count(*) AS written
 """
 
-MERGE_CONTEXTS = f"""
-UNWIND $rows AS row
-MERGE (x:CellLine {{context_id: row.context_id}})
-{_node_set("x", {"name": "name", "kind": "kind", "source": "source"})}
-RETURN count(*) AS written
-"""
+MERGE_CONTEXTS = merge_nodes(RowNode("x", "CellLine", "context_id", "context_id"),
+                             _node_set("x", {"name": "name", "kind": "kind", "source": "source"}))
 
 _PERTURBATION_SET = _node_set(
     "p",
@@ -143,22 +178,12 @@ ON CREATE SET r.dataset = $dataset_id
 RETURN count(*) AS written
 """
 
-MERGE_PERTURBATIONS = f"""
-UNWIND $rows AS row
-MERGE (p:Perturbation {{perturbation_id: row.perturbation_id}})
-{_PERTURBATION_SET}
-RETURN count(*) AS written
-"""
+PERTURBATION = RowNode("p", "Perturbation", "perturbation_id", "perturbation_id")
+MERGE_PERTURBATIONS = merge_nodes(PERTURBATION, _PERTURBATION_SET)
 
 # rows: {perturbation_id, entrez_id, symbol}
-MERGE_PERTURBS = """
-UNWIND $rows AS row
-MATCH (p:Perturbation {perturbation_id: row.perturbation_id})
-MATCH (g:Gene {entrez_id: row.entrez_id})
-MERGE (p)-[r:PERTURBS {dataset: $dataset_id}]->(g)
-ON CREATE SET r.symbol = row.symbol
-RETURN count(*) AS written
-"""
+MERGE_PERTURBS = merge_relationships(PERTURBATION, "PERTURBS", GENE, "dataset: $dataset_id",
+                                     "ON CREATE SET r.symbol = row.symbol")
 
 MISSING_COMPOUNDS = """
 UNWIND $keys AS key
@@ -227,70 +252,33 @@ RETURN row.signature_id AS key, d IS NULL AS no_dataset, x IS NULL AS no_context
 # Gene-level edges (rows carry resolved Entrez ids)
 # ---------------------------------------------------------------------------------------------
 
+COMPOUND = RowNode("c", "Compound", "compound_id", "compound_id")
+GENE_A, GENE_B = RowNode("a", "Gene", "entrez_id", "a"), RowNode("b", "Gene", "entrez_id", "b")
+
 # rows: {compound_id, entrez_id, symbol, source}
-MERGE_TARGETS = """
-UNWIND $rows AS row
-MATCH (c:Compound {compound_id: row.compound_id})
-MATCH (g:Gene {entrez_id: row.entrez_id})
-MERGE (c)-[r:TARGETS {dataset: $dataset_id}]->(g)
-ON CREATE SET r.source = row.source, r.symbol = row.symbol
-RETURN count(*) AS written
-"""
+MERGE_TARGETS = merge_relationships(COMPOUND, "TARGETS", GENE, "dataset: $dataset_id",
+                                    "ON CREATE SET r.source = row.source, r.symbol = row.symbol")
 
 # rows: {a, b, source, score, evidence}; undirected: a < b
-MERGE_INTERACTS_WITH = """
-UNWIND $rows AS row
-MATCH (a:Gene {entrez_id: row.a})
-MATCH (b:Gene {entrez_id: row.b})
-MERGE (a)-[r:INTERACTS_WITH {dataset: $dataset_id}]->(b)
-ON CREATE SET r.source = row.source, r.score = row.score, r.evidence = row.evidence
-RETURN count(*) AS written
-"""
+MERGE_INTERACTS_WITH = merge_relationships(
+    GENE_A, "INTERACTS_WITH", GENE_B, "dataset: $dataset_id",
+    "ON CREATE SET r.source = row.source, r.score = row.score, r.evidence = row.evidence")
 
 # rows: {a (TF), b (target), source, score, sign, evidence}
-MERGE_REGULATES = """
-UNWIND $rows AS row
-MATCH (a:Gene {entrez_id: row.a})
-MATCH (b:Gene {entrez_id: row.b})
-MERGE (a)-[r:REGULATES {dataset: $dataset_id}]->(b)
-ON CREATE SET r.source = row.source, r.score = row.score, r.sign = row.sign,
-              r.confidence = row.evidence
-RETURN count(*) AS written
-"""
+MERGE_REGULATES = merge_relationships(
+    GENE_A, "REGULATES", GENE_B, "dataset: $dataset_id",
+    "ON CREATE SET r.source = row.source, r.score = row.score, r.sign = row.sign, r.confidence = row.evidence")
 
-MERGE_COMPLEXES = f"""
-UNWIND $rows AS row
-MERGE (x:Complex {{complex_id: row.complex_id}})
-{_node_set("x", {"name": "name", "source": "source"})}
-RETURN count(*) AS written
-"""
+COMPLEX = RowNode("x", "Complex", "complex_id", "complex_id")
+GENE_SET = RowNode("x", "GeneSet", "gene_set_id", "gene_set_id")
+MERGE_COMPLEXES = merge_nodes(COMPLEX, _node_set("x", {"name": "name", "source": "source"}))
+MERGE_GENE_SETS = merge_nodes(GENE_SET, _node_set("x", {"name": "name", "source": "source"}))
 
-MERGE_GENE_SETS = f"""
-UNWIND $rows AS row
-MERGE (x:GeneSet {{gene_set_id: row.gene_set_id}})
-{_node_set("x", {"name": "name", "source": "source"})}
-RETURN count(*) AS written
-"""
-
-# rows: {complex_id, entrez_id, symbol, source}
-MERGE_COMPLEX_MEMBERS = """
-UNWIND $rows AS row
-MATCH (x:Complex {complex_id: row.complex_id})
-MATCH (g:Gene {entrez_id: row.entrez_id})
-MERGE (g)-[r:MEMBER_OF {dataset: $dataset_id}]->(x)
-ON CREATE SET r.source = row.source
-RETURN count(*) AS written
-"""
-
-# rows: {gene_set_id, entrez_id, symbol, source}
-MERGE_GENE_SET_MEMBERS = """
-UNWIND $rows AS row
-MATCH (x:GeneSet {gene_set_id: row.gene_set_id})
-MATCH (g:Gene {entrez_id: row.entrez_id})
-MERGE (g)-[r:MEMBER_OF {dataset: $dataset_id}]->(x)
-ON CREATE SET r.source = row.source
-RETURN count(*) AS written
-"""
+# rows: {complex_id | gene_set_id, entrez_id, symbol, source}
+MERGE_COMPLEX_MEMBERS = merge_relationships(GENE, "MEMBER_OF", COMPLEX, "dataset: $dataset_id",
+                                            "ON CREATE SET r.source = row.source")
+MERGE_GENE_SET_MEMBERS = merge_relationships(GENE, "MEMBER_OF", GENE_SET, "dataset: $dataset_id",
+                                             "ON CREATE SET r.source = row.source")
 
 # ---------------------------------------------------------------------------------------------
 # Lookups

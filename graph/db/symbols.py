@@ -15,6 +15,7 @@ import numpy as np
 from neo4j import Driver
 
 from graph.db import queries as Q
+from graph.db.batching import DEFAULT_BATCH_SIZE, BatchWriter
 from graph.io.identifiers import gene_key
 
 
@@ -59,3 +60,21 @@ class SymbolMap:
         if isinstance(name, int | np.integer) and not isinstance(name, bool):
             return int(name) if int(name) in self.ids else None
         return self.resolve(str(name))
+
+
+class GeneLinkWriter(BatchWriter):
+    """A writer whose relationships end at Gene nodes: the graph's `SymbolMap`, read on first use (and
+    again after `forget_symbols`, when the writer itself added genes)."""
+
+    def __init__(self, driver: Driver, database: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE):
+        super().__init__(driver, database, batch_size)
+        self._symbols: SymbolMap | None = None
+
+    @property
+    def symbols(self) -> SymbolMap:
+        if self._symbols is None:
+            self._symbols = SymbolMap.from_graph(self.driver, database=self.database)
+        return self._symbols
+
+    def forget_symbols(self) -> None:
+        self._symbols = None
