@@ -334,7 +334,8 @@ def average_replicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return out, note
 
 
-def load_gctx(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None) -> Loaded:
+def load_gctx(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
+              resolver=None) -> Loaded:
     """A GCTX file read by the ingest reader (graph/io/gctx.GctxToLong, as `perturbgraph demo --inputs
     FILE` stores it: value validation, readout repeats, perturbation ids), the readout subset, then
     average_replicates. Report units are matrix values; the signature-level notes are kept."""
@@ -346,7 +347,7 @@ def load_gctx(path: str | Path, *, duplicates: str | None = None, options: ReadO
     if measurement_format(path) == "gct":
         return load_gct(path, options=options)
     try:
-        reader = open_streaming_reader(path, "gctx", _dataset_id_for(path), options)
+        reader = open_streaming_reader(path, "gctx", _dataset_id_for(path), options, resolver=resolver)
         frame = concat_long(list(reader.iter_long()))
     except InputFileError:
         raise
@@ -409,30 +410,31 @@ def load_long_table(path: str | Path, *, duplicates: str | None = None, options:
     return _from_records(frame, path, reader.report, reader.quarantine, reader.perturbations, options.duplicates)
 
 
-def load_h5ad(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None) -> Loaded:
+def load_h5ad(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
+              resolver=None) -> Loaded:
     """A Perturb-seq h5ad pseudobulked as ingest does it (graph/io/readers.read_h5ad)."""
     from graph.io.readers import read_h5ad
 
     path = Path(path)
     options = _read_options(options, duplicates, {})
-    result = read_h5ad(path, _dataset_id_for(path), options)
+    result = read_h5ad(path, _dataset_id_for(path), options, resolver=resolver)
     long = _subset(result.long, options, result.report.notes, path) if len(result.long) else result.long
     return _from_records(long, path, result.report, result.quarantine, result.perturbations, options.duplicates,
                          unit="signatures (cell groups)")
 
 
 def load_file(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
-              **table_options) -> Loaded:
+              resolver=None, **table_options) -> Loaded:
     """Any measurement file, by its format (extension checked against the first bytes)."""
     path = Path(path)
     fmt = measurement_format(path)
     if fmt in {"gctx", "gct"}:
-        return load_gctx(path, duplicates=duplicates, options=options)
+        return load_gctx(path, duplicates=duplicates, options=options, resolver=resolver)
     if fmt == "h5ad":
-        return load_h5ad(path, duplicates=duplicates, options=options)
+        return load_h5ad(path, duplicates=duplicates, options=options, resolver=resolver)
     if path.name in {Path(f).name for f in TAHOE_FILES["tahoe37"]}:
         return read_tahoe(path)
-    return load_long_table(path, duplicates=duplicates, options=options, **table_options)
+    return load_long_table(path, duplicates=duplicates, options=options, resolver=resolver, **table_options)
 
 
 def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
@@ -441,7 +443,7 @@ def load_dataset(name_or_path: str | Path, **kwargs) -> pd.DataFrame:
 
 
 def load_input(name_or_path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
-               **kwargs) -> Loaded:
+               resolver=None, **kwargs) -> Loaded:
     """Any input the CLI accepts: a shared dataset name (SHARED_DATASETS), an ingested dataset id or a
     file path. Every route ends in the validation step (graph/io/validation.py). Files and ingested
     datasets take ReadOptions (graph/io/options.py); tahoe / replogle their loaders' keywords."""
@@ -462,12 +464,16 @@ def load_input(name_or_path: str | Path, *, duplicates: str | None = None, optio
         return read_tahoe([shared_path(f) for f in TAHOE_FILES[key]], **kwargs)
     if key == "replogle":
         return read_replogle(**kwargs)
+    # Files: the gene table the pipeline would use (graph/io/readers.gene_resolver), unless one is given.
+    from graph.io.readers import gene_resolver
+
+    resolver = resolver if resolver is not None else gene_resolver((), get_settings().shared_data)
     if key in SHARED_DATASETS:
-        return load_gctx(shared_path(SHARED_DATASETS[key]), duplicates=duplicates, options=options)
+        return load_gctx(shared_path(SHARED_DATASETS[key]), duplicates=duplicates, options=options, resolver=resolver)
     path = Path(key)
     if not path.exists():
         raise InputFileError(key, f"neither a file nor one of {sorted({*SHARED_DATASETS, *TAHOE_FILES})}")
-    return load_file(path, duplicates=duplicates, options=options, **kwargs)
+    return load_file(path, duplicates=duplicates, options=options, resolver=resolver, **kwargs)
 
 
 def dataset_contexts(name_or_path: str | Path) -> list[str] | None:

@@ -366,3 +366,41 @@ def test_models_hold_no_command_line_code():
             if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id == "__name__":
                 offenders.append(f"{path.name}: __main__ block")
     assert offenders == []
+
+
+def test_unknown_genes_flag_on_train_and_evaluate(tmp_path, monkeypatch):
+    """--unknown-genes quarantine|keep (ReadOptions.unknown_genes): a readout the gene table (the shared
+    data's, graph/io/readers.gene_resolver) does not resolve is quarantined with the reason or kept and
+    counted; without a gene table quarantine is one line; a bad value is one line naming the flag."""
+    from graph.settings import reload_settings
+
+    shared = tmp_path / "shared"
+    (shared / "genes").mkdir(parents=True)
+    pd.DataFrame({"entrez_id": range(1, 11), "symbol": [f"G{i}" for i in range(10)], "aliases": ""}).to_csv(
+        shared / "genes" / "genes_human.tsv", sep="\t", index=False)
+    table = _long(n_pert=4)
+    table.loc[table["readout"] == "G9", "readout"] = "FAKE1"
+    table.to_csv(tmp_path / "t.csv", index=False)
+    n_fake = int((table["readout"] == "FAKE1").sum())
+    args = ["evaluate", "--input", str(tmp_path / "t.csv"), "--split", "unseen-experiment", "--target-context", "C1",
+            "--models", "context_mean", "--seeds", "0", "--out", str(tmp_path / "r")]
+    monkeypatch.setenv("PERTURBGRAPH_SHARED_DATA", str(shared))
+    reload_settings()
+    try:
+        quarantined = runner.invoke(app, [*args, "--unknown-genes", "quarantine"])
+        kept = runner.invoke(app, ["train", "--input", str(tmp_path / "t.csv"), "--unknown-genes", "keep",
+                                   "--output", str(tmp_path / "m.pt"), "--epochs", "1"])
+        bad = runner.invoke(app, [*args, "--unknown-genes", "drop"])
+        monkeypatch.setenv("PERTURBGRAPH_SHARED_DATA", str(tmp_path / "none"))
+        reload_settings()
+        no_table = runner.invoke(app, [*args, "--unknown-genes", "quarantine"])
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+    assert quarantined.exit_code == 0, quarantined.output
+    assert f"{n_fake:,} quarantined" in quarantined.output and "9 readouts" in quarantined.output
+    assert kept.exit_code == 0 and " 0 quarantined" in kept.output and "10 readouts" in kept.output, kept.output
+    errors = [x for x in bad.output.splitlines() if x.startswith("error:")]
+    assert bad.exit_code == 1 and errors == ["error: --unknown-genes must be one of keep, quarantine, got 'drop'"]
+    errors = [x for x in no_table.output.splitlines() if x.startswith("error:")]
+    assert no_table.exit_code == 1 and len(errors) == 1 and "t.csv" in errors[0], no_table.output

@@ -385,3 +385,56 @@ def test_gctx_repeated_readout_rows_follow_the_policy_on_every_entry_point(optio
     else:
         np.testing.assert_array_equal(g0["value"].to_numpy(), want)
     assert len(first) == len(clean) - (len(want) - 1 if policy == "quarantine" else 0)
+
+
+def _alias_spelled_inputs(folder: Path, shared_data: Path) -> dict[str, Path]:
+    """The clean table with readout G0 spelled by its alias OLDG0 and G1 in lower case, as a GCTX and as a
+    long CSV; the shared data's gene table (G0..G5, G0 alias OLDG0) resolves both spellings."""
+    from graph.io.gctx import write_gctx
+
+    (shared_data / "genes").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"entrez_id": range(1, 7), "symbol": [f"G{i}" for i in range(6)],
+                  "aliases": ["OLDG0", "", "", "", "", ""]}).to_csv(shared_data / "genes" / "genes_human.tsv",
+                                                                   sep="\t", index=False)
+    clean = B._clean_long()
+    spelled = {"G0": "OLDG0", "G1": "g1"}
+    table = clean.assign(readout=clean["readout"].replace(spelled))
+    table.to_csv(folder / "aliases.csv", index=False)
+    col = clean[["context", "perturbation"]].drop_duplicates().reset_index(drop=True)
+    col = pd.DataFrame({"id": [f"sig{i}" for i in range(len(col))], "cell_id": col["context"],
+                        "pert_iname": col["perturbation"], "pert_type": "trt_cp"})
+    genes = sorted(clean["readout"].unique())
+    row = pd.DataFrame({"id": [f"r{i}" for i in range(len(genes))], "pr_gene_symbol": [spelled.get(g, g) for g in genes]})
+    m = clean.pivot_table(index=["context", "perturbation"], columns="readout", values="value").to_numpy(np.float32)
+    return {"gctx": write_gctx(folder / "aliases.gctx", m, row, col), "csv": folder / "aliases.csv"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["gctx", "csv"])
+def test_readout_aliases_resolve_alike_on_every_entry_point(fmt, homes, monkeypatch, tmp_path):
+    """Readouts spelled by an alias or in lower case: every entry point resolves them through the same gene
+    table (graph/io/readers.gene_resolver: the shared data's), so train, evaluate, demo and the inbox keep
+    the same accepted table, with the current symbols."""
+    pytest.importorskip("torch")
+    path = _alias_spelled_inputs(tmp_path, tmp_path / "no-shared-data")[fmt]  # the homes fixture's shared data
+    first = _one_accepted_table(_outcomes(path, homes, monkeypatch, tmp_path, []))
+    assert sorted(first["readout"].unique()) == [f"G{i}" for i in range(6)]
+    clean = _canon(B._clean_long())
+    np.testing.assert_array_equal(first["value"].to_numpy(), clean["value"].to_numpy())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["keep", "quarantine"])
+def test_unknown_genes_option_means_the_same_on_every_entry_point(policy, homes, monkeypatch, tmp_path):
+    """--unknown-genes (train, evaluate and demo flags, the inbox sidecar): a readout the shared gene
+    table does not resolve is kept or quarantined alike on the four entry points."""
+    pytest.importorskip("torch")
+    _alias_spelled_inputs(tmp_path, tmp_path / "no-shared-data")  # its gene table: G0..G5
+    clean = B._clean_long()
+    path = tmp_path / "unknown.csv"
+    clean.assign(readout=clean["readout"].replace({"G5": "FAKE1"})).to_csv(path, index=False)
+    outcomes = _outcomes(path, homes, monkeypatch, tmp_path, ["--unknown-genes", policy])
+    first = _one_accepted_table(outcomes)
+    n_fake = int((clean["readout"] == "G5").sum())
+    assert {o.quarantined for o in outcomes.values()} == {n_fake if policy == "quarantine" else 0}
+    assert ("FAKE1" in set(first["readout"])) == (policy == "keep")

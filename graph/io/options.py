@@ -1,8 +1,8 @@
 """Reading options that apply to any measurement file, the same from every entry point.
 
 One record (`ReadOptions`), one text form and one parser: `perturbgraph train|evaluate|demo` options
-(`--perturbation-type`, `--context`, `--readout-key`, `--readouts`, `--readout-seed`, `--duplicates`;
-`unknown_genes` has no flag yet), a file's own options in `--inputs FILE?readouts=150&readout_seed=0`,
+(`--perturbation-type`, `--context`, `--readout-key`, `--readouts`, `--readout-seed`, `--duplicates`,
+`--unknown-genes`), a file's own options in `--inputs FILE?readouts=150&readout_seed=0`,
 the Dagster `input_manifest` config and an inbox file's `<name>.options` sidecar all go through
 `ReadOptions.parse`, so an option means the same thing everywhere (docs/inputs.md).
 

@@ -7,17 +7,43 @@ measurement files here, so a file is read with the same reader, the same `ReadOp
     open_streaming_reader(path, kind, dataset_id, options, ...)  -> GctxToLong | LongTableReader | WideTableReader
         (iter_long() yields MEASUREMENT_COLUMNS chunks; report, quarantine, records after exhaustion)
     read_h5ad(path, dataset_id, options, ...)                    -> H5adResult (pseudobulk or bulk, whole)
+    gene_resolver(genes, shared_data)                            -> GeneResolver | None (which gene table applies)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from graph.io.common import InputFileError, table_header, table_layout
 from graph.io.options import ReadOptions
 
 STREAMED_KINDS = ("gctx", "long_table", "ranked_long_table", "wide_table")
+DEFAULT_GENE_TABLE = "genes/genes_human.tsv"  # the shared data's gene table (NCBI Gene), relative to its root
+
+
+def gene_resolver(genes: Sequence = (), shared_data: str | Path | None = None):
+    """The one rule for which gene table resolves readouts (aliases, case, Entrez / Ensembl ids -> current
+    symbols) and genetic targets, on every entry point (train, evaluate, demo, Dagster, inbox): the gene
+    table among the run's own inputs (its GeneRecords) when it has one, else the shared data's
+    genes/genes_human.tsv when present, else None (readouts kept as given)."""
+    from graph.io.genes import GeneResolver
+
+    if genes:
+        return GeneResolver(list(genes))
+    path = Path(shared_data) / DEFAULT_GENE_TABLE if shared_data else None
+    if path is None or not path.is_file():
+        return None
+    return _default_resolver(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _default_resolver(path: str, mtime_ns: int):
+    """The shared gene table read once per process (77k genes, ~1.6 s); a changed file is read again."""
+    from graph.io.genes import GeneResolver
+
+    return GeneResolver.from_table(path)
 
 
 def table_kind(path: str | Path, options: ReadOptions) -> str:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from graph.io.common import InputFileError
 from graph.io.options import ReadOptions
+from graph.io.readers import gene_resolver
 from graph.store.quarantine import write_quarantine
 from pipelines.ingest import (
     MEASUREMENT_KINDS_ORDER,
@@ -146,7 +147,9 @@ def reference_data(context: dg.AssetExecutionContext, perturbgraph: PerturbGraph
 def experiments(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSettings,
                 input_manifest: list[InputSpec], reference_data: ReferenceBundle) -> list[ExperimentBundle]:
     settings = perturbgraph.settings()
-    resolver, compound_ids = reference_data.resolver(), reference_data.compound_ids()
+    # The gene table every entry point uses (the run's own, else the shared one): graph/io/readers.gene_resolver.
+    resolver = gene_resolver(reference_data.genes, settings.shared_data)
+    compound_ids = reference_data.compound_ids()
     specs = sorted((s for s in input_manifest if s.kind in MEASUREMENT_KINDS),
                    key=lambda s: (MEASUREMENT_KINDS_ORDER.index(s.kind), s.dataset_id))
     bundles, rejected = [], []

@@ -59,6 +59,14 @@ def warn(message: object) -> None:
     typer.echo("warning: " + " ".join(str(message).split()), err=True)
 
 
+def read_flag(name: str, *flags: str, default: object = None, help_suffix: str = ""):
+    """The one definition of a read-option flag (graph/io/options.ReadOptions field `name`), used by train,
+    evaluate and demo: `--name-with-dashes` (or the given flags), its help text from OPTION_HELP."""
+    from graph.io.options import OPTION_HELP
+
+    return typer.Option(default, *(flags or (f"--{name.replace('_', '-')}",)), help=OPTION_HELP[name] + help_suffix)
+
+
 def dagster_home(settings) -> Path:
     """DAGSTER_HOME under PERTURBGRAPH_HOME, with the project's dagster.yaml in it."""
     import os

@@ -6,7 +6,7 @@ import typer
 
 from graph.io.options import OPTION_HELP
 from graph.settings import get_settings
-from pipelines.cli.common import app, console, dagster_home, fail
+from pipelines.cli.common import app, console, dagster_home, fail, read_flag
 from pipelines.output import OutputFormat
 
 
@@ -23,6 +23,7 @@ def demo(
     readouts: str | None = typer.Option(None, "--readouts", help=OPTION_HELP["readouts"]),
     readout_seed: int = typer.Option(0, "--readout-seed", help=OPTION_HELP["readout_seed"]),
     duplicates: str = typer.Option("quarantine", "--duplicates", help=OPTION_HELP["duplicates"]),
+    unknown_genes: str = read_flag("unknown_genes", default="keep"),
 ) -> None:
     """The main job: start Neo4j, materialize every asset, print counts, metrics and example discoveries.
     The read options apply to every measurement file of the run (a file's own options win)."""
@@ -40,7 +41,8 @@ def demo(
     try:
         read_options = ReadOptions.parse({"perturbation_type": perturbation_type, "context": context,
                                           "readout_key": readout_key, "readouts": readouts,
-                                          "readout_seed": readout_seed, "duplicates": duplicates})
+                                          "readout_seed": readout_seed, "duplicates": duplicates,
+                                          "unknown_genes": unknown_genes})
         if selection not in ("default", "shared", "inbox") and not selection.startswith("shared:"):
             resolve_inputs(settings, selection, read_options)  # named files: checked before Neo4j starts
     except (ValueError, InputFileError) as exc:

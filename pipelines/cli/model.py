@@ -13,7 +13,7 @@ against the file's first bytes. Files go through the ingest readers (graph/io) a
 step (graph/io/validation.py), so the accepted table is the one `perturbgraph demo --inputs FILE`
 stores; what was quarantined is reported. Bad input ends in one line naming the file (exit 1).
 The read options (--perturbation-type, --context/--input-context, --readout-key, --readouts,
---readout-seed, --duplicates) are graph/io/options.ReadOptions, the same as `perturbgraph demo`'s, the
+--readout-seed, --duplicates, --unknown-genes) are graph/io/options.ReadOptions, the same as `perturbgraph demo`'s, the
 Dagster input_manifest config's and an inbox file's `<name>.options`: --readouts N keeps N random
 readouts of those in every signature of the reader's accepted table (for tahoe exactly
 benchmarks/make_results.py's "150 random dense readouts" with N=150, seed 0) or the names in a file.
@@ -31,13 +31,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from graph.io.options import OPTION_HELP
 from models.datasets import resources_for
-from pipelines.cli.common import app, console, fail
+from pipelines.cli.common import app, console, fail, read_flag
 
 _fail = fail  # one line on stderr, exit 1 (never a traceback for bad input)
 
 
 def _read_options(readouts: str | None, readout_seed: int, duplicates: str, context: str | None,
-                  readout_key: str | None, perturbation_type: str | None):
+                  readout_key: str | None, perturbation_type: str | None, unknown_genes: str = "keep"):
     """The command's ReadOptions (graph/io/options.py); a bad value is one line naming the option."""
     from graph.io.common import InputFileError
     from graph.io.options import ReadOptions
@@ -45,7 +45,8 @@ def _read_options(readouts: str | None, readout_seed: int, duplicates: str, cont
     try:
         return ReadOptions.parse({"readouts": None if readouts in {"dense", "all"} else readouts,
                                   "readout_seed": readout_seed, "duplicates": duplicates, "context": context,
-                                  "readout_key": readout_key, "perturbation_type": perturbation_type})
+                                  "readout_key": readout_key, "perturbation_type": perturbation_type,
+                                  "unknown_genes": unknown_genes})
     except InputFileError as exc:
         _fail(str(exc))
     except ValueError as exc:
@@ -58,29 +59,28 @@ def _load(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: 
 
 
 def _gene_resolver(readout_key: str | None):
-    """The gene table (shared data genes/genes_human.tsv) that maps a --readout-key column to symbols."""
-    if not readout_key:
-        return None
-    from graph.io.genes import GeneResolver
-    from models.datasets import shared_path
+    """The gene table the pipeline would use (graph/io/readers.gene_resolver: the shared data's
+    genes/genes_human.tsv when present); --readout-key cannot work without one."""
+    from graph.io.readers import DEFAULT_GENE_TABLE, gene_resolver
+    from graph.settings import get_settings
 
-    path = shared_path("genes/genes_human.tsv")
-    if not path.exists():
-        _fail(f"--readout-key {readout_key} needs the gene table {path} (shared data) to map ids to symbols")
-    return GeneResolver.from_table(path)
+    resolver = gene_resolver((), get_settings().shared_data)
+    if resolver is None and readout_key:
+        _fail(f"--readout-key {readout_key} needs the gene table {get_settings().shared_data / DEFAULT_GENE_TABLE} "
+              "(shared data) to map ids to symbols")
+    return resolver
 
 
 def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine",
-                context: str | None = None, readout_key: str | None = None, perturbation_type: str | None = None):
+                context: str | None = None, readout_key: str | None = None, perturbation_type: str | None = None,
+                unknown_genes: str = "keep"):
     """Read INPUT through the ingest readers and the validation step (a models.datasets.Loaded) with the
     command's ReadOptions; bad input -> one line naming the file, exit 1."""
     from graph.io.common import InputFileError
     from models.datasets import TAHOE_FILES, load_input
 
-    options = _read_options(readouts, readout_seed, duplicates, context, readout_key, perturbation_type)
-    kwargs = {"options": options}
-    if readout_key:
-        kwargs["resolver"] = _gene_resolver(readout_key)
+    options = _read_options(readouts, readout_seed, duplicates, context, readout_key, perturbation_type, unknown_genes)
+    kwargs = {"options": options, "resolver": _gene_resolver(readout_key)}
     if input_ in TAHOE_FILES:
         # The docs' tables: read_tahoe(n_random=N, seed=S) draws from the dense readouts (or dense | all | names).
         kwargs = ({"readouts": readouts} if readouts in {"dense", "all"} else
@@ -158,6 +158,7 @@ def train(
     context: str | None = typer.Option(None, "--context", "--input-context", help=CONTEXT_HELP),
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
     perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
+    unknown_genes: str = read_flag("unknown_genes", default="keep"),
     seed: int = typer.Option(0, "--seed"),
     paper: bool = typer.Option(False, "--paper", help="LPMConfig.paper(): learned embeddings only, no side information"),
     nproc: int = typer.Option(1, "--nproc", min=1,
@@ -180,7 +181,7 @@ def train(
             "--seed", str(seed), *(["--epochs", str(epochs)] if epochs is not None else []),
             *(["--context", context] if context else []), *(["--readout-key", readout_key] if readout_key else []),
             *(["--perturbation-type", perturbation_type] if perturbation_type else []),
-            *(["--paper"] if paper else []), *(["--readouts", readouts] if readouts is not None else [])]))
+            "--unknown-genes", unknown_genes, *(["--paper"] if paper else []), *(["--readouts", readouts] if readouts is not None else [])]))
     if output.is_dir():
         _fail(f"{output}: is a directory; give the checkpoint file name")
     parallel = device = None
@@ -189,7 +190,8 @@ def train(
 
         parallel, device = D.setup()
     try:
-        loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key, perturbation_type)
+        loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key, perturbation_type,
+                             unknown_genes)
         df = loaded.frame
         config = (LPMConfig.paper if paper else LPMConfig)(**({} if epochs is None else {"max_epochs": epochs}))
         side = None if paper else resources_for(
@@ -231,6 +233,7 @@ def evaluate(
     input_context: str | None = typer.Option(None, "--input-context", help=CONTEXT_HELP + " (--context is the target)"),
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
     perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
+    unknown_genes: str = read_flag("unknown_genes", default="keep"),
     fmt: str = typer.Option("table", "--format", help="results on stdout: table (markdown) | json (every row) | "
                                                       "tsv (mean per model and metric)"),
 ) -> None:
@@ -248,7 +251,8 @@ def evaluate(
         _fail(f"{split} needs --target-context")
     seed_list = _ints(seeds)
     target_context = _target_context(input_, target_context)
-    loaded = _load_input(input_, readouts, readout_seed, duplicates, input_context, readout_key, perturbation_type)
+    loaded = _load_input(input_, readouts, readout_seed, duplicates, input_context, readout_key, perturbation_type,
+                         unknown_genes)
     df = loaded.frame
     if target_context is not None and target_context not in set(df["context"].astype(str)):
         contexts = sorted(df["context"].astype(str).unique())
