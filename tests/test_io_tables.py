@@ -242,3 +242,35 @@ def test_repeats_across_batches_are_caught(tmp_path):
     long = pd.concat(list(reader.iter_long()))
     assert long.set_index("readout")["value"].to_dict() == {"G1": 1.0, "G2": 2.0, "G3": 3.0, "G4": 4.0}
     assert reader.report.duplicates_resolved == 2 and reader.signatures()[0].n_readouts == 4
+
+
+def test_gctx_and_long_table_find_the_same_compound_ids(tmp_path):
+    """One compound lookup for every reader (graph/io/identifiers.compound_id_for): a salt word, an alias
+    in parentheses, a trailing space, an acetate counter-ion and case give the same compound id through a
+    GCTX column and a long-table row."""
+    from graph.io.gctx import GctxToLong, write_gctx
+
+    index = {"gsk1120212": "CPD_TRAM", "imatinib": "CPD_IMA", "vorinostat": "CPD_VOR", "pasireotide": "CPD_PAS",
+             "BRD-K00000001": "CPD_BRD"}
+    names = ["Trametinib (GSK1120212)", "Imatinib Mesylate", "Vorinostat ", "Pasireotide acetate", "VORINOSTAT",
+             "unknown drug"]
+    col = pd.DataFrame({"id": [f"s{i}" for i in range(len(names))], "cell_id": "A375", "pert_iname": names,
+                        "pert_id": [f"BRD-X{i}" for i in range(len(names))], "pert_type": "trt_cp"})
+    row = pd.DataFrame({"id": ["r0", "r1"], "pr_gene_symbol": ["TP53", "MYC"]})
+    gctx = write_gctx(tmp_path / "names.gctx", np.ones((len(names), 2), np.float32), row, col)
+    pd.DataFrame({"context": "A375", "perturbation": names, "perturbation_type": "compound", "readout": "TP53",
+                  "value": 1.0}).to_csv(tmp_path / "names.csv", index=False)
+    got = {}
+    for reader in (GctxToLong(gctx, "g", compound_ids=index), LongTableReader(tmp_path / "names.csv", "t",
+                                                                              compound_ids=index)):
+        list(reader.iter_long())
+        got[type(reader).__name__] = sorted(rec.compound_id for rec in reader.perturbations.values())
+    # "Vorinostat " and "VORINOSTAT" are one compound; an unknown name keeps its name key.
+    assert got["GctxToLong"] == got["LongTableReader"] == ["CPD_IMA", "CPD_PAS", "CPD_TRAM", "CPD_VOR",
+                                                           "name:unknowndrug"]
+    # A GCTX column's pert_id wins over its name (a LINCS pert_id is the compound's own id).
+    col["pert_id"] = "BRD-K00000001"
+    reader = GctxToLong(write_gctx(tmp_path / "ids.gctx", np.ones((len(names), 2), np.float32), row, col), "i",
+                        compound_ids=index)
+    list(reader.iter_long())
+    assert {rec.compound_id for rec in reader.perturbations.values()} == {"CPD_BRD"}

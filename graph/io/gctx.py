@@ -19,7 +19,7 @@ import pandas as pd
 
 from graph.io.common import InputFileError, StreamedReader, clean_text
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
-from graph.io.identifiers import canonical_gene_symbol
+from graph.io.identifiers import canonical_gene_symbol, compound_id_for
 from graph.io.perturbations import normalise_perturbation_type, parse_dose, parse_time, perturbation_record
 from graph.io.validation import (
     CONFLICT,
@@ -511,9 +511,7 @@ class GctxToLong(StreamedReader):
         except ValueError:
             problems[f"unparseable dose {dose_raw.replace(chr(0), ' ')!r} (dose left empty)"] += 1
         if ptype == "compound":
-            from graph.io.compounds import normalise_compound_name
-
-            cid = compound_ids.get(pert_id) or compound_ids.get(normalise_compound_name(name)) or ""
+            cid = compound_id_for(name, compound_ids, pert_id)
             return perturbation_record(ptype, name, compound_id=cid, dose_value=dose_value, dose_unit=dose_unit,
                                        source=self.dataset_id), ""
         target = canonical_gene_symbol(name, resolver) if ptype != "control" else ""

@@ -95,6 +95,20 @@ def lookup_compound(name: object, table) -> str | None:
     return None
 
 
+def compound_id_for(name: object, compound_ids, pert_id: object = "") -> str:
+    """The compound of a perturbation named `name` (and, for a GCTX column, `pert_id`), the one lookup
+    every reader uses: the pert_id or the name verbatim (graph/io/compounds.name_index keys raw names
+    and pert_ids too), then lookup_compound's keys (salt words, an alias in parentheses, whitespace,
+    case folded). "" when the index (normalised name or pert_id -> compound_id) has none."""
+    if not compound_ids:
+        return ""
+    for raw in (pert_id, name):
+        hit = compound_ids.get(raw) if isinstance(raw, str) and raw else None
+        if hit:
+            return hit
+    return lookup_compound(name, compound_ids) or ""
+
+
 # ---------------------------------------------------------------------------------------------
 # Controls and combinations
 # ---------------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from graph.io.contexts import context_record, normalise_context_name
 from graph.io.identifiers import (
     CONSENSUS_CONTEXT,
     canonical_gene_symbol,
+    compound_id_for,
     format_dose,
-    lookup_compound,
     parse_dose,
     parse_time,
     split_combination,
@@ -250,7 +250,7 @@ class LongTableReader(StreamedReader):
             tv, tu = parse_time(time) if time else (None, "")
             cid, targets = "", ()
             if ptype == "compound":
-                cid = self.compound_ids.get(name) or lookup_compound(name, self.compound_ids) or ""
+                cid = compound_id_for(name, self.compound_ids)
                 self._compound_names[name] = bool(cid)
             elif ptype != "control":
                 targets = tuple(self._readout(t) for t in split_combination(name, keep_prefix=False))
