@@ -79,9 +79,11 @@ class ReferenceBundle:
     compound_dataset: str = ""
 
     def resolver(self):
-        from graph.io.genes import GeneResolver
+        """The run's own gene table (for the reference files; measurement files: graph/io/readers.gene_resolver
+        with the shared data's table as the fallback)."""
+        from graph.io.readers import gene_resolver
 
-        return GeneResolver(self.genes) if self.genes else None
+        return gene_resolver(self.genes)
 
     def compound_ids(self) -> dict[str, str]:
         from graph.io.compounds import name_index

@@ -227,7 +227,7 @@ class GeneCheck:
             raise ValueError(f"unknown_genes must be one of {', '.join(UNKNOWN_GENE_POLICIES)}, got {policy!r}")
         if resolver is None and policy == "quarantine":
             raise InputFileError(path, "unknown_genes=quarantine needs a gene table to tell known genes, and none "
-                                       "was given (the pipeline reads genes/genes_human.tsv among its inputs)")
+                                       "was given (a gene table among the inputs, or the shared data's genes/genes_human.tsv)")
         self.resolver, self.policy = resolver, policy
         self._known: dict[str, bool] = {}
         self.names: dict[str, set[str]] = {UNKNOWN_READOUT: set(), UNKNOWN_TARGET: set()}
