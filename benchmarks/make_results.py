@@ -332,7 +332,7 @@ def research_residual(args, argv) -> int:
         rows = pd.read_json(stored, orient="records") if stored.exists() else pd.DataFrame()
         seeds = [int(s) for s in args.research_seeds.split(",") if s.strip()] or list(range(args.lpm_seeds))
         if len(rows):  # rows of the (model, seed) pairs about to run are replaced
-            rows = rows.loc[~(rows["model"].isin(models) & rows["seed"].isin(seeds))]
+            rows = rows_not_rerun(rows, models, seeds)
         new, t0 = [], time.time()
         for seed in seeds:
             split = make_split(df, split_kind, context=context, seed=seed)
