@@ -4,10 +4,13 @@ and the current flag in one transaction (a failed promotion leaves the previous 
 
 from __future__ import annotations
 
+import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from test_discovery_writer import build_base, discoveries, publish, record
+from typer.testing import CliRunner
 
 from graph.db import cypher_guard as CG
 from graph.db import discovery_queries as DQ
@@ -15,6 +18,7 @@ from graph.db import discovery_reads as DR
 from graph.db.discovery_writer import DiscoveryWriter
 from graph.db.model_versions import ABANDONED, AWAITING_CHECK, COMPLETE, ModelVersions
 from graph.settings import reload_settings
+from pipelines.cli import query as query_cli
 
 pytestmark = pytest.mark.neo4j
 
@@ -144,3 +148,35 @@ def test_promotion_switches_embeddings_and_current_together_or_not_at_all(empty_
     assert after[("Gene", "MTOR")][0] != before[("Gene", "MTOR")][0]
     sim = DR.run_named_query(empty_graph, "similar-compounds", {"compound": "RAPA", "k": 2})
     assert sim and {r["model_version"] for r in sim} == {v3.version_id}
+
+
+def test_prune_versions_command_abandons_stale_versions(empty_graph, monkeypatch):
+    """`perturbgraph prune-versions --stale-after HOURS`: --dry-run lists the stale version as it would
+    be abandoned and changes nothing; without it the stale version is deleted, the fresh one stays."""
+    build_base(empty_graph)
+    cur, stale, fresh = (record(f"2025-0{i}-01T00:00:00", i=i) for i in (1, 2, 3))
+    publish(empty_graph, cur)
+    _awaiting(empty_graph, stale, 1)
+    _age(empty_graph, stale.version_id, 10)
+    _awaiting(empty_graph, fresh, 2)
+
+    @contextlib.contextmanager
+    def factory():
+        yield empty_graph
+
+    monkeypatch.setattr(query_cli, "driver_factory", factory)
+    runner = CliRunner()
+    dry = runner.invoke(query_cli.app, ["prune-versions", "--stale-after", "5", "--dry-run", "--format", "json"])
+    assert dry.exit_code == 0, dry.output
+    rows = json.loads(dry.stdout)
+    assert [(r["version_id"], r["status"]) for r in rows] == [(stale.version_id, ABANDONED)]
+    assert "never finished" in rows[0]["abandoned_reason"]
+    assert _status(empty_graph)[stale.version_id] == AWAITING_CHECK
+    # the default age (24 h) keeps a 10-hour-old version
+    assert runner.invoke(query_cli.app, ["prune-versions", "--format", "json"]).stdout.strip() == "[]"
+    done = runner.invoke(query_cli.app, ["prune-versions", "--stale-after", "5", "--format", "json"])
+    assert done.exit_code == 0, done.output
+    assert [r["version_id"] for r in json.loads(done.stdout)] == [stale.version_id]
+    assert _status(empty_graph) == {cur.version_id: COMPLETE, fresh.version_id: AWAITING_CHECK}
+    bad = runner.invoke(query_cli.app, ["prune-versions", "--stale-after", "0"])
+    assert bad.exit_code != 0
