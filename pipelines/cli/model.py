@@ -80,7 +80,9 @@ def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplic
     from models.datasets import TAHOE_FILES, load_input
 
     options = _read_options(readouts, readout_seed, duplicates, context, readout_key, perturbation_type, unknown_genes)
-    kwargs = {"options": options, "resolver": _gene_resolver(readout_key)}
+    kwargs = {"options": options}  # load_input applies the gene-table rule to files (graph/io/readers.gene_resolver)
+    if readout_key:
+        kwargs["resolver"] = _gene_resolver(readout_key)
     if input_ in TAHOE_FILES:
         # The docs' tables: read_tahoe(n_random=N, seed=S) draws from the dense readouts (or dense | all | names).
         kwargs = ({"readouts": readouts} if readouts in {"dense", "all"} else
