@@ -427,7 +427,9 @@ class LPM:
                                    perturbation_targets=j["perturbation_targets"],
                                    perturbation_compounds=j["perturbation_compounds"],
                                    perturbation_doses=j["perturbation_doses"])  # the graph is in the weights
-            self = cls(LPMConfig(**{"residual": False, **p["config"]}), side=side, seed=j["seed"])
+            # ... and before shrink_cross_base was the default, unshrunk bases.
+            old_defaults = {"residual": False, "shrink_cross_base": False}
+            self = cls(LPMConfig(**{**old_defaults, **p["config"]}), side=side, seed=j["seed"])
             self.vocab = {k: list(v) for k, v in p["vocab"].items()}
             self._ctx_cols = j["ctx_cols"]
             self._ctx_std = Standardizer(meta["ctx_mean"].numpy(), meta["ctx_std"].numpy())
