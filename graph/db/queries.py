@@ -77,6 +77,7 @@ GENE = RowNode("g", "Gene", "entrez_id", "entrez_id")
 
 def merge_nodes(node: RowNode, sets: str) -> str:
     """UNWIND $rows, MERGE one node per row, then `sets` (this module's literal SET clauses)."""
+    require_label(node.label)  # RowNode checks it too; the text below must never hold an unchecked label
     return f"\nUNWIND $rows AS row\nMERGE {node.pattern()}\n{sets}\nRETURN count(*) AS written\n"
 
 
