@@ -31,12 +31,12 @@ LPM_VARIANTS = {
     "lpm_graph_copyall": {"graph_base": True, "graph_base_dropout": 1.0},
     "lpm_graph_nbemb": {"graph_base": True, "neighbour_embedding": True},  # H1 + H2
     # H1b: the cross-context base's own term shrunk by least squares (Replogle RPE1: copying K562 hurts)
-    "lpm_xshrink": {"shrink_cross_base": True},
+    "lpm_xshrink": {"shrink_cross_base": True},  # = "lpm" since it became the default (2026-12-01)
     "lpm_graph_xshrink": {"graph_base": True, "shrink_cross_base": True},
-    # H3: the reference code's Perturb-seq configuration (embedding 32, 2 x 512, no dropout, decay 0.99)
     # H4: the graph term is network_knn's estimator (weighted neighbours, count prior, unclipped shrink
     # chosen on validation) on every knock-down, beside the least-squares-shrunk cross-context term
     "lpm_kgbase": {"graph_base": True, "graph_base_knn": True, "shrink_cross_base": True},
+    # H3: the reference code's Perturb-seq configuration (embedding 32, 2 x 512, no dropout, decay 0.99)
     "lpm_graph_ref": {"graph_base": True, "embed_dim": 32, "hidden_dim": 512, "dropout": 0.0, "lr_decay": 0.99},
 }
 GRAPH_MODELS = (*BASELINES, "lpm", "lpm_graph")
@@ -79,17 +79,13 @@ def research_graph(args, argv, benchmarks) -> int:
                 rec = {"model": model, "seed": seed, "split": split_kind, "context": context or "", "error": "",
                        "n_test": len(split.test), "description": split.description}
                 rec.update(evaluate_model(m, split))
-                if lpm and m.history:
-                    best = min(m.history, key=lambda h: h.get("valid_loss", h["train_loss"]))
-                    g = m.module.graph_base
-                    rec["detail"] = (f"{len(m.history)} epochs, best {best['epoch']}"
-                                     + (f", shrink {float(g.shrink):.2f}" if g is not None else "")
-                                   + (f", k {float(g.count_prior):g}" if g is not None and g.knn else "")
-                                   + (f", cross shrink {float(m.module.base.shrink):.2f}"
-                                      if m.module.base.shrink is not None else ""))
-                    if m.module.base is not None:  # what the network starts from, on the same test rows
-                        base = m.predict_base(split.test)
-                        rec["detail"] += f", base alone r {per_signature_pearson(split.test, split.test['value'], base):.4f}"
+                if lpm and m.history and m.module.base is not None:  # detail: the harness's "N epochs, best E"
+                    g, base = m.module.graph_base, m.module.base
+                    rec["detail"] += ((f", shrink {float(g.shrink):.2f}" if g is not None else "")
+                                      + (f", k {float(g.count_prior):g}" if g is not None and g.knn else "")
+                                      + (f", cross shrink {float(base.shrink):.2f}" if base.shrink is not None else ""))
+                    pred = m.predict_base(split.test)  # what the network starts from, on the same test rows
+                    rec["detail"] += f", base alone r {per_signature_pearson(split.test, split.test['value'], pred):.4f}"
                 new.append(rec)
                 print(f"[{time.time() - t0:6.0f}s] section {i} seed {seed} {model}: r {rec['pearson_per_signature']:.4f} "
                       f"rmse {rec['rmse']:.4f} fit {rec['fit_s']:.0f}s {rec.get('detail', '')}", file=sys.stderr, flush=True)
