@@ -553,6 +553,21 @@ def string_gene_graph(min_score: int = 700, genes=None) -> pd.DataFrame:
                          "weight": (edges["combined_score"] / 1000.0).astype(np.float32).to_numpy()})
 
 
+def corum_gene_graph(genes=None) -> pd.DataFrame:
+    """CORUM (human) co-complex pairs (graph/io/networks.read_corum) as source, target, weight 1: every
+    two members of one complex, each pair once; optionally within `genes`."""
+    from graph.io.networks import read_corum
+
+    wanted = None if genes is None else set(map(str, genes))
+    pairs: set[tuple[str, str]] = set()
+    for c in read_corum(shared_path("networks/corum_allComplexes_2018-06-27.txt")).records:
+        members = [g for g in c.member_symbols if wanted is None or g in wanted]  # sorted by the reader
+        pairs.update((a, b) for i, a in enumerate(members) for b in members[i + 1:])
+    ordered = sorted(pairs)
+    return pd.DataFrame({"source": [a for a, _ in ordered], "target": [b for _, b in ordered],
+                         "weight": np.ones(len(ordered), dtype=np.float32)})
+
+
 def cell_line_features(contexts=None, *, n_genes: int = 256, feature: str = "basex_rnaseq") -> pd.DataFrame:
     """LINCS baseline expression of the shared cell lines as a (contexts, n_genes) frame: the n_genes
     most variable genes across every line in the file (chosen without looking at any response
@@ -589,7 +604,8 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
                   perturbation_targets: dict[str, list[str]] | None = None,
                   info=_stderr(""), warn=_stderr("warning: ")):
     """Side information for the shared data: SMILES by compound name, STRING (score >= 700) among
-    the readouts and genetic targets, each genetic perturbation's targets (its own name, or the target
+    the readouts and genetic targets and CORUM co-complex pairs among them, each genetic perturbation's
+    targets (its own name, or the target
     genes the reader recorded), and LINCS baseline expression of the cell lines (when it covers most
     of the dataset's contexts). Every piece is optional: a missing one is a warning, not an error.
     perturbation_names / _targets: per perturbation id, the source name and target genes (Loaded).
@@ -620,6 +636,7 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
     if gene_graph:
         genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
         side["gene_graph"] = optional("gene graph", lambda: string_gene_graph(genes=genes))
+        side["complex_graph"] = optional("complex graph", lambda: corum_gene_graph(genes=genes))
     contexts = df["context"].astype(str).unique()
     features = optional("cell-line features", lambda: cell_line_features(contexts))
     if features is not None and len(features) >= MIN_CONTEXT_FEATURE_COVERAGE * len(contexts):

@@ -49,16 +49,18 @@ _SIDE_FIELDS = frozenset(f.name for f in fields(SideInformation))
 
 
 BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn",
-                  "network_knn")
+                  "network_knn", "corum_knn")
 # lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
 # lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
 # lpm_stacked = lpm and the simple baselines in one convex combination fitted on validation experiments.
 LPM_NAMES = ("lpm", "lpm_paper", "lpm_zeroshot", "lpm_stacked")
 ZERO_SHOT_SYMBOL_DROPOUT = 0.5
-STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear", "network_knn")
+STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear", "network_knn", "corum_knn")
 # The production predictor chooses among the LPM, these baselines and their stacked combination.
-# network_knn only differs from context_mean for perturbations with targets in the gene graph.
-PRODUCTION_BASELINES = ("context_mean", "other_contexts", "linear", "network_knn")
+# network_knn only differs from context_mean for perturbations with targets in the gene graph; corum_knn
+# (the same model over CORUM co-complex pairs) for those in a complex: on Replogle validation experiments
+# it adds to network_knn in the stack (docs/results.md "Production predictor").
+PRODUCTION_BASELINES = ("context_mean", "other_contexts", "linear", "network_knn", "corum_knn")
 PRODUCTION_CANDIDATES = ("lpm", *PRODUCTION_BASELINES)
 MODEL_NAMES = (*LPM_NAMES, "production", *BASELINE_NAMES)
 
@@ -121,6 +123,9 @@ _BUILDERS: dict[str, Builder] = {
     "tanimoto_knn": lambda seed, resources, split_kind: TanimotoKNN(compound_smiles=resources.compound_smiles),
     "network_knn": lambda seed, resources, split_kind: NetworkKNN(resources.gene_graph,
                                                                   resources.perturbation_targets),
+    # unweighted: every co-complex pair has weight 1
+    "corum_knn": lambda seed, resources, split_kind: NetworkKNN(resources.complex_graph,
+                                                                resources.perturbation_targets, weighted=False),
 }
 
 def build_model(name: str, *, seed: int, resources: Resources | None = None, split_kind: str = ""):

@@ -27,6 +27,8 @@ class SideInformation:
     perturbation_targets: Mapping[str, list[str]] = field(default_factory=dict)  # perturbation -> target genes
     perturbation_compounds: Mapping[str, str] = field(default_factory=dict)  # perturbation -> key in compound_smiles
     perturbation_doses: Mapping[str, float] = field(default_factory=dict)  # perturbation -> dose (uM)
+    # source, target[, weight]: co-complex pairs (CORUM), for corum_knn; the LPM does not read it
+    complex_graph: pd.DataFrame | None = None
 
     def __post_init__(self):
         put = object.__setattr__  # frozen: normalise once, here
@@ -36,6 +38,7 @@ class SideInformation:
         put(self, "perturbation_doses", {k: float(v) for k, v in (self.perturbation_doses or {}).items()})
         if self.context_features is not None:
             put(self, "context_features", self.context_features.astype(np.float32))
-        if self.gene_graph is not None:
-            put(self, "gene_graph", self.gene_graph.loc[:, [c for c in ("source", "target", "weight")
-                                                            if c in self.gene_graph]])
+        for name in ("gene_graph", "complex_graph"):
+            graph = getattr(self, name)
+            if graph is not None:
+                put(self, name, graph.loc[:, [c for c in ("source", "target", "weight") if c in graph]])

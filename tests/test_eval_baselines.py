@@ -231,3 +231,49 @@ def test_network_knn_saved_state_predicts_identically(tmp_path):
     assert loaded.shrinkage_ == model.shrinkage_
     with pytest.raises(ValueError, match="do not fit together"):
         NetworkKNN.from_state(params, arrays | {"R": arrays["R"][:-1]})
+
+
+def test_corum_knn_is_network_knn_over_the_complex_graph():
+    from models.evaluation.harness import expand_model_names
+    from models.evaluation.metrics import per_signature_pearson
+    from models.evaluation.splits import make_split
+    from models.registry import Resources, build_model
+    from models.side_information import SideInformation
+
+    df, graph = _gene_world()
+    complexes = graph.iloc[:60].assign(weight=1.0, evidence="x")  # the within-cluster pairs; a column it drops
+    split = make_split(df, "unseen-gene", seed=0)
+    test, y = split.test, split.test["value"].to_numpy()
+    res = Resources(side=SideInformation(complex_graph=complexes))
+    assert list(res.complex_graph.columns) == ["source", "target", "weight"]
+    corum = build_model("corum_knn", seed=0, resources=res).fit(split.train, split.valid)
+    direct = NetworkKNN(complexes[["source", "target"]], weighted=False).fit(split.train, split.valid)
+    np.testing.assert_allclose(corum.predict(test), direct.predict(test))
+    context_mean = ContextReadoutMean().fit(split.train).predict(test)
+    assert per_signature_pearson(test, y, corum.predict(test)) > per_signature_pearson(test, y, context_mean) + 0.3
+    # network_knn reads the STRING field, empty here: the context mean; the harness runs only what applies.
+    network = build_model("network_knn", seed=0, resources=res).fit(split.train, split.valid)
+    np.testing.assert_allclose(network.predict(test), context_mean)
+    names = expand_model_names(["baselines"], df, res)
+    assert "corum_knn" in names and "network_knn" not in names
+    assert "corum_knn" not in expand_model_names(["baselines"], df, Resources())
+
+
+def test_corum_gene_graph_links_every_two_members_once(tmp_path, monkeypatch):
+    from graph.settings import reload_settings
+    from models.datasets import corum_gene_graph
+
+    (tmp_path / "networks").mkdir()
+    (tmp_path / "networks" / "corum_allComplexes_2018-06-27.txt").write_text(
+        "ComplexID\tComplexName\tOrganism\tsubunits(Gene name)\n"
+        "1\tabc\tHuman\tC;A;B\n2\tbc\tHuman\tB;C;None\n3\tmouse\tMouse\tX;Y\n")
+    monkeypatch.setenv("PERTURBGRAPH_SHARED_DATA", str(tmp_path))
+    reload_settings()
+    try:
+        every, within = corum_gene_graph(), corum_gene_graph(genes=["A", "B", "X", "Y"])
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+    assert list(zip(every["source"], every["target"], strict=True)) == [("A", "B"), ("A", "C"), ("B", "C")]
+    assert (every["weight"] == 1.0).all()
+    assert list(zip(within["source"], within["target"], strict=True)) == [("A", "B")]

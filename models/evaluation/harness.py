@@ -45,7 +45,8 @@ def expand_model_names(names: Iterable[str], df: pd.DataFrame, resources: Resour
             types = df["perturbation_type"].astype(str)
             has_compounds = (types == "compound").any()
             applies = {"tanimoto_knn": has_compounds and bool(resources.compound_smiles),
-                       "network_knn": types.isin(GENETIC_TYPES).any() and resources.gene_graph is not None}
+                       "network_knn": types.isin(GENETIC_TYPES).any() and resources.gene_graph is not None,
+                       "corum_knn": types.isin(GENETIC_TYPES).any() and resources.complex_graph is not None}
             out += [b for b in BASELINE_NAMES if applies.get(b, True)]
         elif name in MODEL_NAMES:
             out.append(name)
