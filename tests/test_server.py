@@ -116,17 +116,6 @@ def test_data_survives_stop_and_start(server, server_settings):
     assert count[0]["c"] == 1
 
 
-def test_kill_9_reports_stale_and_start_recovers(server, server_settings):
-    status = server.start()
-    os.kill(status.pid, signal.SIGKILL)
-    os.waitpid(status.pid, 0) if _is_child(status.pid) else None
-    assert server.status().state is ServerState.STALE
-    recovered = server.start()
-    assert recovered.state is ServerState.RUNNING and recovered.pid != status.pid
-    with _driver(server_settings, server.password()) as driver:
-        assert driver.execute_query("MATCH (p:Probe) RETURN count(p) AS c").records[0]["c"] == 1
-
-
 @dg.asset
 def probe(context, neo4j: Neo4jResource) -> int:  # context unannotated: this module's annotations are strings
     with neo4j.guarded(context) as driver:
@@ -134,8 +123,10 @@ def probe(context, neo4j: Neo4jResource) -> int:  # context unannotated: this mo
 
 
 def test_dagster_resource_restarts_a_killed_managed_server(server, server_settings):
-    """Documented behaviour (docs/reliability.md): a Dagster step whose managed server was killed
-    starts it again by itself, and says so in the run's event log."""
+    """kill -9 leaves a stale pid file; the next start (here the one a Dagster step makes) recovers the
+    store with the data committed before the kill. Documented behaviour (docs/reliability.md): a
+    Dagster step whose managed server was killed starts it again by itself, and says so in the run's
+    event log. (One restart covers both; `server.start()` is what the resource calls.)"""
     from graph.settings import reload_settings
 
     status = server.start()
@@ -144,6 +135,7 @@ def test_dagster_resource_restarts_a_killed_managed_server(server, server_settin
         # other tests of this module count
     os.kill(status.pid, signal.SIGKILL)
     os.waitpid(status.pid, 0) if _is_child(status.pid) else None
+    assert server.status().state is ServerState.STALE
     instance = dg.DagsterInstance.ephemeral()
     try:
         with pytest.MonkeyPatch.context() as mp:
@@ -162,6 +154,8 @@ def test_dagster_resource_restarts_a_killed_managed_server(server, server_settin
     assert result.success and result.output_for_node("probe") >= 1
     restarted = server.status()
     assert restarted.state is ServerState.RUNNING and restarted.pid != status.pid
+    with _driver(server_settings, server.password()) as driver:  # committed before the kill: recovered
+        assert driver.execute_query("MATCH (p:Probe) RETURN count(p) AS c").records[0]["c"] == 1
     warnings = [e.user_message for e in instance.all_logs(result.run_id)
                 if "stale pid file" in e.user_message or "starting Neo4j" in e.user_message]
     print(f"RELIABILITY killed managed server restarted by the Dagster resource: step done in {elapsed:.1f} s; "
@@ -253,13 +247,17 @@ def test_initial_password_never_appears_in_the_process_list(tmp_path):
 
 
 def test_port_in_use_gives_one_line_error(tmp_path):
+    """Refused before anything is configured or a JVM started, even once the blocker's backlog is full
+    (it never accepts: after two polls a connect times out instead of being refused)."""
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen(1)
         port = blocker.getsockname()[1]
         settings = Settings(home=tmp_path, neo4j_uri=None, neo4j_bolt_port=port)
-        with pytest.raises(Neo4jServerError, match=f"port {port} is already in use"):
-            Neo4jServer(settings).start()
+        server = Neo4jServer(settings)
+        with pytest.raises(Neo4jServerError, match=f"port {port} is already in use by another process"):
+            server.start()
+        assert not (server.conf_dir / "neo4j.conf").exists() and not server.password_file.exists()
 
 
 def test_missing_maven_and_jars_is_explained(tmp_path, monkeypatch):

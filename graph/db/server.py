@@ -8,6 +8,7 @@ HTTP is off and auth is always on. When NEO4J_URI is set none of this runs: see 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -100,9 +101,11 @@ def java_major_version(java: str) -> int:
 
 
 def _port_open(host: str, port: int) -> bool:
+    """False only when the connection is refused: a connect that times out meets a listener whose
+    backlog is full (a busy server, or one that never accepts), which still holds the port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+        return sock.connect_ex((host, port)) != errno.ECONNREFUSED
 
 
 def _wait_port_closed(host: str, port: int, timeout_s: float) -> bool:
