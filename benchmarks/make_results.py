@@ -279,7 +279,7 @@ def production_and_lpm(df, split_kind, context, seeds, res, log, keep=None) -> p
     return pd.DataFrame(rows)
 
 
-STRONGEST_OF = ("context_mean", "other_contexts", "linear", "tanimoto_knn", "network_knn",
+STRONGEST_OF = ("context_mean", "other_contexts", "similar_contexts", "linear", "tanimoto_knn", "network_knn",
                 "corum_knn")
 
 

@@ -251,7 +251,10 @@ class LPM:
         a copy of its perturbation without learned vectors, against the base a held-out gene gets."""
         m, rows = self.module, self._base_rows(train)
         value = torch.from_numpy(train["value"].to_numpy(np.float64))
-        m.base.fit(*rows, value).fit_shrink(*rows, value)
+        m.base.fit(*rows, value)
+        if m.base.ctx_w is not None:
+            m.base.set_context_weights(*self._context_weights(train, valid))
+        m.base.fit_shrink(*rows, value)
         if m.graph_base is not None:
             m.graph_base.fit(*rows, value)
             if m.graph_base.knn:  # H4: shrink and count prior chosen on the validation rows, as network_knn's
@@ -280,6 +283,25 @@ class LPM:
             yv = (valid["value"].to_numpy(np.float64) - self._bases(valid, tables, perts)[0].numpy()).astype(np.float32)
             va = self._pair_data(valid, ctxs, perts, tables, yv)
         return tr, va
+
+    def _context_weights(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """LPMConfig.similar_contexts_base: the `similar_contexts` baseline fitted on these rows (its ridge chosen
+        on the validation rows) -> its context weights (C+1, C+1) and residuals (C+1, P+1, G+1) in vocabulary
+        rows; row 0 (an unseen context) weighs every training context equally, as the baseline does."""
+        from models.evaluation.baselines import SimilarContexts
+
+        sc = SimilarContexts().fit(train, valid)
+        self.similar_contexts_ = sc.describe()
+        v = self.vocab
+        ci, pi, gi = (_codes(pd.Series(list(names)), v[k]) + 1 for names, k in
+                      ((sc.contexts_, "context"), (sc.perturbations_, "perturbation"), (sc.readout_index_, "gene")))
+        C = len(v["context"])
+        W = np.zeros((C + 1, C + 1))
+        W[np.ix_(ci, ci)] = sc.W_
+        W[0, 1:] = 1.0 / max(C, 1)
+        R = np.full((C + 1, len(v["perturbation"]) + 1, len(v["gene"]) + 1), np.nan)
+        R[np.ix_(ci, pi, gi)] = sc.R_
+        return torch.from_numpy(W), torch.from_numpy(R)
 
     def _pair_data(self, df: pd.DataFrame, contexts: list[str], perts: list[str], tables: SymbolTables,
                    values: np.ndarray | None = None) -> PairData:

@@ -14,7 +14,8 @@ three embeddings are concatenated and passed through an MLP. Two things are adde
    cross-context answer, `CrossContextBase` (the `other_contexts` baseline, from training data):
    prediction = base(c, p, r) + MLP([c; p; r]). Its sums and counts are buffers, so checkpoints carry them.
    Options (models/residual_base.py): `graph_base` (a knock-down seen in no other context starts from
-   its gene-graph neighbours), `shrink_cross_base` (the copied profile shrunk by a fitted factor).
+   its gene-graph neighbours), `shrink_cross_base` (the copied profile shrunk by a fitted factor),
+   `similar_contexts_base` (the other lines weighted as the `similar_contexts` baseline weights them).
 
 Contexts and perturbations are addressed as rows of `SymbolTables` (built by the caller for any
 names, seen or not); genes as *nodes* of the gene encoder (0-based: training readouts/targets plus
@@ -88,6 +89,10 @@ class LPMConfig:
     # since 2026-12-01 (docs/results.md, "Research: residual LPM"): Tahoe A498 +0.003 r over the
     # unshrunk base (fitted shrink ~0.94), Replogle RPE1 +0.12 (shrink ~0.12).
     shrink_cross_base: bool = True
+    # Issue 17, many contexts: the cross-context base's own term is the `similar_contexts` baseline's (other
+    # lines weighted by a ridge regression of the line on them, ridge chosen on validation rows) instead of
+    # the equal-weight mean; the network learns the deviation from that. Off until measured.
+    similar_contexts_base: bool = False
 
     @classmethod
     def paper(cls, **overrides) -> LPMConfig:
@@ -233,7 +238,8 @@ class LPMModule(nn.Module):
         super().__init__()
         self.cfg = cfg
         # Residual LPM: filled by the caller from training rows (vocabulary indices), see LPM.fit.
-        self.base = CrossContextBase(n_contexts, n_perturbations, n_genes, cfg.shrink_cross_base) if cfg.residual else None
+        self.base = (CrossContextBase(n_contexts, n_perturbations, n_genes, cfg.shrink_cross_base,
+                                      cfg.similar_contexts_base) if cfg.residual else None)
         self.graph_base = None  # kd_nodes (K+1, T), kd_of_pert (P+1,): the training knock-downs' targets
         if cfg.residual and cfg.graph_base:
             self.graph_base = GraphBase(n_contexts, n_genes, kd_nodes, kd_of_pert, cfg.graph_base_knn)

@@ -20,6 +20,7 @@ from models.evaluation.baselines import (
     NetworkKNN,
     NoChange,
     OtherContextsMean,
+    SimilarContexts,
     TanimotoKNN,
     fit_model,
 )
@@ -48,8 +49,8 @@ class Resources:
 _SIDE_FIELDS = frozenset(f.name for f in fields(SideInformation))
 
 
-BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "linear", "tanimoto_knn",
-                  "network_knn", "corum_knn")
+BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "similar_contexts", "linear",
+                  "tanimoto_knn", "network_knn", "corum_knn")
 # lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
 # lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
 # lpm_stacked = lpm and the simple baselines in one convex combination fitted on validation experiments.
@@ -119,6 +120,7 @@ _BUILDERS: dict[str, Builder] = {
     "no_change": lambda seed, resources, split_kind: NoChange(),
     "context_mean": lambda seed, resources, split_kind: ContextReadoutMean(),
     "other_contexts": lambda seed, resources, split_kind: OtherContextsMean(),
+    "similar_contexts": lambda seed, resources, split_kind: SimilarContexts(),
     "linear": _linear,
     "tanimoto_knn": lambda seed, resources, split_kind: TanimotoKNN(compound_smiles=resources.compound_smiles),
     "network_knn": lambda seed, resources, split_kind: NetworkKNN(resources.gene_graph,

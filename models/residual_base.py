@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,11 +36,22 @@ class CrossContextBase(nn.Module):
     base of *training* rows with their own (c, p, r) triple removed from every statistic, as it is
     for a held-out experiment: a training target never enters its own input (otherwise a perturbation
     measured in one context would see its answer).
+
+    `weighted` (LPMConfig.similar_contexts_base, issue 17 many contexts): p's term is the
+    `similar_contexts` baseline's instead, sum over c' != c of W[c, c'] * R(c', p, r) (residuals from
+    each context's mean, a context missing p at r filled by the others: baselines.context_profiles),
+    with W and R set by `set_context_weights`; it never reads the row's own context.
     """
 
-    def __init__(self, n_contexts: int, n_perturbations: int, n_genes: int, shrinkable: bool = False):
+    def __init__(self, n_contexts: int, n_perturbations: int, n_genes: int, shrinkable: bool = False,
+                 weighted: bool = False):
         super().__init__()
         f64 = dict(dtype=torch.float64)
+        # weighted: (C+1, C+1) context weights (row 0 = an unseen context) and (C+1, P+1, G+1) residuals,
+        # NaN = not measured; buffers only then, so older checkpoints still load
+        self.ctx_w = torch.nn.Buffer(torch.zeros(n_contexts + 1, n_contexts + 1, **f64)) if weighted else None
+        self.resid = (torch.nn.Buffer(torch.full((n_contexts + 1, n_perturbations + 1, n_genes + 1), torch.nan, **f64))
+                      if weighted else None)
         # shrinkable (LPMConfig.shrink_cross_base): the perturbation's own term enters times `shrink`,
         # fitted by least squares on training rows (`fit_shrink`); 1 = the other_contexts baseline.
         self.shrink = torch.nn.Buffer(torch.ones((), **f64)) if shrinkable else None
@@ -77,11 +89,38 @@ class CrossContextBase(nn.Module):
         offset = torch.where(self.ctx_n[ctx, gene] > 0, crm[ctx, gene] - across[gene], 0.0)  # (n,)
         pn = self.pert_n[pert, gene]
         own = torch.where(pn > 0, self.pert_sum[pert, gene] / pn.clamp(min=1) - across[gene], 0.0)
-        return self._parts(offset + across[gene], own, pn > 0)
+        return self._parts(offset + across[gene], own, pn > 0, (ctx, pert, gene))
 
-    def _parts(self, unseen: torch.Tensor, own: torch.Tensor, seen: torch.Tensor) -> BaseParts:
-        """unseen (n,) = offset + across, own (n,) = p's mean elsewhere - across (0 where unseen)."""
+    def _parts(self, unseen: torch.Tensor, own: torch.Tensor, seen: torch.Tensor, rows) -> BaseParts:
+        """unseen (n,) = offset + across, own (n,) = p's mean elsewhere - across (0 where unseen); rows =
+        (ctx, pert, gene) (n,) each, for the weighted term that replaces own."""
+        if self.ctx_w is not None:
+            own, seen = self.weighted_term(*rows)
         return BaseParts(unseen + (own if self.shrink is None else self.shrink * own), unseen, seen)
+
+    @torch.no_grad()
+    def set_context_weights(self, weights: torch.Tensor, resid: torch.Tensor) -> None:
+        """weights (C+1, C+1), resid (C+1, P+1, G+1) in vocabulary rows (see `weighted`)."""
+        self.ctx_w.copy_(weights)
+        self.resid.copy_(resid)
+
+    @torch.no_grad()
+    def weighted_term(self, ctx: torch.Tensor, pert: torch.Tensor, gene: torch.Tensor,
+                      chunk: int = 100_000) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n,) the weighted sum of p's residuals in the other contexts, and whether any other has p at r."""
+        from models.evaluation.baselines import context_profiles
+
+        R, out, seen = self.resid.cpu().numpy(), [], []
+        for i in range(0, len(ctx), chunk):  # (C+1, chunk) features at a time
+            c, p, g = (x[i:i + chunk].cpu().numpy() for x in (ctx, pert, gene))
+            X, has = context_profiles(R, c, p, g)
+            w = self.ctx_w[ctx[i:i + chunk]].cpu().numpy()  # (chunk, C+1)
+            out.append(torch.from_numpy(np.where(has, np.einsum("nc,cn->n", w, np.nan_to_num(X)), 0.0)))
+            seen.append(torch.from_numpy(has))
+        dev = self.ctx_w.device
+        if not out:
+            return torch.zeros(0, dtype=torch.float64, device=dev), torch.zeros(0, dtype=torch.bool, device=dev)
+        return torch.cat(out).to(dev), torch.cat(seen).to(dev)
 
     @torch.no_grad()
     def fit_shrink(self, ctx: torch.Tensor, pert: torch.Tensor, gene: torch.Tensor, value: torch.Tensor) -> float:
@@ -121,7 +160,7 @@ class CrossContextBase(nn.Module):
         offset = torch.where(nc > 0, crm_own - across, 0.0)
         pn = self.pert_n[pert, gene] - t_n  # measurements of p at r in the other contexts
         own = torch.where(pn > 0, (self.pert_sum[pert, gene] - t_sum) / pn.clamp(min=1) - across, 0.0)
-        return self._parts(offset + across, own, pn > 0)
+        return self._parts(offset + across, own, pn > 0, (ctx, pert, gene))
 
     def leave_own_out(self, ctx: torch.Tensor, pert: torch.Tensor, gene: torch.Tensor,
                       value: torch.Tensor) -> torch.Tensor:

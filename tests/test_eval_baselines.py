@@ -15,6 +15,7 @@ from models.evaluation.baselines import (
     NoChange,
     OtherContextsMean,
     Predictor,
+    SimilarContexts,
     TanimotoKNN,
 )
 
@@ -119,7 +120,7 @@ def test_every_baseline_follows_the_protocol_without_values():
         LinearPCARidge(features="magic")
 
 
-@pytest.mark.parametrize("make", [ContextReadoutMean, OtherContextsMean,
+@pytest.mark.parametrize("make", [ContextReadoutMean, OtherContextsMean, SimilarContexts,
                                   lambda: LinearPCARidge(k=3), lambda: LinearPCARidge(k=3, features="target_gene")])
 def test_saved_state_rebuilds_a_baseline_that_predicts_identically(make, tmp_path):
     df = _low_rank()
@@ -134,6 +135,78 @@ def test_saved_state_rebuilds_a_baseline_that_predicts_identically(make, tmp_pat
     arrays.pop(next(iter(arrays)))
     with pytest.raises(ValueError, match="saved state lacks"):
         type(model).from_state(params, arrays)
+
+
+# --- similar_contexts --------------------------------------------------------------------------------
+
+
+def _twin_world(n_pert=40, n_readout=20, noise=0.05, seed=0):
+    """Context A responds like B (its twin, scaled 0.8); C and D respond unlike either (own random effects)."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=(n_pert, n_readout))
+    effect = {"A": 0.8 * shared, "B": shared, "C": rng.normal(size=(n_pert, n_readout)),
+              "D": rng.normal(size=(n_pert, n_readout))}
+    rows = []
+    for c, e in effect.items():
+        offset = rng.normal(size=n_readout)
+        v = offset + e + noise * rng.normal(size=e.shape)
+        rows += [(c, f"p{p}", "compound", f"r{r}", v[p, r]) for p in range(n_pert) for r in range(n_readout)]
+    return pd.DataFrame(rows, columns=COLS)
+
+
+def test_similar_contexts_copies_from_the_twin_context():
+    from models.evaluation.metrics import per_signature_pearson
+    from models.evaluation.splits import make_split
+
+    split = make_split(_twin_world(), "unseen-experiment", context="A", seed=0)
+    test, y = split.test, split.test["value"].to_numpy()
+    m = SimilarContexts().fit(split.train, split.valid)
+    a = list(m.contexts_).index("A")
+    w = dict(zip(m.contexts_, m.W_[a], strict=True))
+    assert w["B"] == pytest.approx(0.8, abs=0.05) and abs(w["C"]) < 0.05 and w["A"] == 0.0
+    r_sc = per_signature_pearson(test, y, m.predict(test[COLS[:4]]))
+    r_oc = per_signature_pearson(test, y, OtherContextsMean().fit(split.train).predict(test[COLS[:4]]))
+    assert r_sc > 0.99 and r_sc > r_oc + 0.1  # other_contexts averages in C and D: 0.84
+
+
+def test_similar_contexts_exact_weights_and_fallbacks():
+    train = pd.DataFrame([
+        ("A", "q", "compound", "r1", 3.0), ("A", "q", "compound", "r2", -1.0),
+        ("A", "s", "compound", "r1", -1.0), ("A", "s", "compound", "r2", 3.0),
+        ("B", "q", "compound", "r1", 1.0), ("B", "q", "compound", "r2", -1.0),
+        ("B", "s", "compound", "r1", -1.0), ("B", "s", "compound", "r2", 1.0),
+        ("B", "p", "compound", "r1", 0.5), ("B", "p", "compound", "r2", 0.5),
+        ("C", "q", "compound", "r1", 1.0), ("C", "q", "compound", "r2", 1.0),
+        ("C", "s", "compound", "r1", -1.0), ("C", "s", "compound", "r2", -1.0),
+    ], columns=COLS)
+    # Context means A (1, 1), B (1/6, 1/6), C (0, 0). Residuals over (q r1, q r2, s r1, s r2): A (2, -2, -2, 2),
+    # B (5, -7, -7, 5) / 6, C (1, 1, -1, -1), orthogonal to both; B's p = (1/3, 1/3), C lacks p.
+    rows = _query(("A", "p", "r1"), ("A", "p", "r2"))
+    ols = SimilarContexts(ridge=1e-12).fit(train)
+    w_b = 8 / (37 / 9)  # least squares of A on B: (xb . ya) / (xb . xb)
+    assert ols.W_[list(ols.contexts_).index("A")] == pytest.approx([0.0, w_b, 0.0], abs=1e-6)
+    # C's missing p counts as the other contexts' (B's) 1/3, with weight 0 here.
+    assert ols.predict(rows) == pytest.approx([1 + w_b / 3] * 2, rel=1e-6)
+    # Equal weights (ridge inf): A's mean + the mean over B and C.
+    flat = SimilarContexts(ridge=np.inf).fit(train)
+    assert flat.predict(rows) == pytest.approx([1 + 1 / 3] * 2)
+    # Never seen anywhere -> the context-readout mean; an unseen context -> its readout mean + equal weights
+    # over all contexts (every one counting p's only measured residual, 1/3).
+    assert flat.predict(_query(("A", "new", "r1"), ("Z", "p", "r1"))) == pytest.approx([1.0, 2.5 / 7 + 1 / 3])
+
+
+def test_similar_contexts_ridge_is_chosen_on_validation_only():
+    from models.evaluation.harness import evaluate_model
+    from models.evaluation.splits import make_split
+
+    clean = make_split(_twin_world(seed=1), "unseen-experiment", context="A", seed=3)
+    poisoned = make_split(_twin_world(seed=1), "unseen-experiment", context="A", seed=3)
+    poisoned.test["value"] = np.random.default_rng(5).normal(scale=50.0, size=len(poisoned.test))
+    a, b = SimilarContexts(), SimilarContexts()
+    evaluate_model(a, clean), evaluate_model(b, poisoned)
+    assert a.ridge_ == b.ridge_ < np.inf and a.ridge_scores_ == b.ridge_scores_
+    assert set(a.ridge_scores_) == set(SimilarContexts.GRID) and "chosen on validation" in a.describe()
+    assert SimilarContexts().fit(clean.train).ridge_ == SimilarContexts.DEFAULT_RIDGE  # no validation rows
 
 
 # --- network_knn -------------------------------------------------------------------------------------

@@ -85,3 +85,46 @@ def test_knn_graph_base_without_validation_rows_takes_network_knns_default():
                     max_epochs=1, batch_triples=100, use_compound_encoder=False, use_context_features=False)
     g = LPM(cfg, side=side).fit(train, None, progress=False, device="cpu").module.graph_base
     assert float(g.shrink) == pytest.approx(NetworkKNN.DEFAULT_SHRINKAGE) and float(g.count_prior) == 0.0
+
+
+def _lines(n_ctx=5, n_pert=24, n_readout=12, seed=0):
+    """Tahoe-like lines: line L0 responds like L1 (scaled), the others have their own responses."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=(n_pert, n_readout))
+    rows = []
+    for c in range(n_ctx):
+        effect = 0.8 * shared if c == 0 else shared if c == 1 else rng.normal(size=(n_pert, n_readout))
+        v = rng.normal(size=n_readout) + effect + 0.05 * rng.normal(size=effect.shape)
+        rows += [(f"L{c}", f"d{p}", "compound", f"r{r}", v[p, r]) for p in range(n_pert) for r in range(n_readout)]
+    return pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+
+
+def test_similar_contexts_base_is_the_baseline_and_never_reads_its_own_line(tmp_path):
+    from models.evaluation.baselines import SimilarContexts
+    from models.evaluation.splits import make_split
+
+    split = make_split(_lines(), "unseen-experiment", context="L0", seed=0)
+    train, valid, test = split.train, split.valid, split.test
+    cfg = LPMConfig(similar_contexts_base=True, shrink_cross_base=False, embed_dim=8, hidden_dim=16,
+                    encoder_hidden=16, max_epochs=1, batch_triples=100, use_compound_encoder=False,
+                    use_context_features=False, use_gene_graph=False, use_targets=False)
+    m = LPM(cfg).fit(train, valid, progress=False, device="cpu")
+    sc = SimilarContexts().fit(train, valid)
+    np.testing.assert_allclose(m.predict_base(test), sc.predict(test), atol=1e-9)  # the base is similar_contexts
+    plain = LPM(LPMConfig(**{**cfg.to_dict(), "similar_contexts_base": False})).fit(train, valid, progress=False,
+                                                                                   device="cpu")
+    assert not np.allclose(plain.predict_base(test), sc.predict(test))  # the default base weighs lines equally
+    # A training row's weighted term reads the other lines only: moving its own line's values leaves it.
+    base, rows = m.module.base, m._base_rows(train)
+    before, _ = base.weighted_term(*rows)
+    own = rows[0] == 1 + m.vocab["context"].index("L0")
+    moved = base.resid.clone()
+    moved[1 + m.vocab["context"].index("L0")] += 50.0
+    base.resid.copy_(moved)
+    after, _ = base.weighted_term(*rows)
+    np.testing.assert_allclose(after[own].numpy(), before[own].numpy(), atol=1e-9)
+    assert not np.allclose(after[~own].numpy(), before[~own].numpy())  # other lines do read L0
+    # Saved and loaded: the weights and residuals travel as buffers.
+    m2 = LPM(cfg).fit(train, valid, progress=False, device="cpu")
+    m2.save(tmp_path / "s.pt")
+    np.testing.assert_array_equal(LPM.load(tmp_path / "s.pt").predict(test), m2.predict(test))

@@ -198,6 +198,139 @@ class OtherContextsMean(_Means):
         return np.where(np.isnan(pert), self._context_mean(rows), pert)
 
 
+def context_profiles(R: np.ndarray, t: np.ndarray, p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`similar_contexts`' features (also the LPM's weighted base): R (C, P, G) residuals, NaN = not measured;
+    per cell n its target context t (n,) (-1 or an all-NaN row: none), perturbation p and readout g (n,)
+    -> the cell's residual in every context (C, n), a missing one filled with the mean of the contexts
+    other than t that have it (t's own value never enters), and whether any such context has it (n,)."""
+    X = R[:, p, g]
+    cols = np.arange(X.shape[1])
+    own = X[np.maximum(t, 0), cols]
+    own_has = (t >= 0) & ~np.isnan(own)
+    k = (~np.isnan(X)).sum(0) - own_has
+    mean = (np.nansum(X, axis=0) - np.where(own_has, own, 0.0)) / np.maximum(k, 1)
+    return np.where(np.isnan(X), mean, X), k > 0
+
+
+class SimilarContexts(_Means):
+    """Unseen experiments (issue 17, many contexts): the perturbation's residual profiles (value minus
+    the context-readout mean) in the other training contexts, each context weighted by how well it
+    predicts the target context, plus the target's context-readout mean. `other_contexts` weights every
+    context equally.
+
+        pred(c, p, r) = mean(c, r) + sum over c' != c of W[c, c'] * R(c', p, r)
+
+    W[c, :] is a ridge regression of c's training signatures (every readout of every perturbation
+    measured in c) on the same perturbations' residuals in the other contexts, pulled towards equal
+    weights: min |y - X w|^2 + lam * mean(diag(X'X)) * |w - 1/(C-1)|^2, so lam is scale-free and
+    lam = inf gives equal weights. lam: the value of `grid` with the best mean per-signature r on the
+    validation experiments (ties: the larger), DEFAULT_RIDGE without validation rows. A context
+    missing p at r counts with the mean of the other contexts that have it (c's own value never
+    enters), in fitting and prediction alike; contexts without training signatures (unseen context)
+    get equal weights over all; a perturbation seen in no other context gets the context-readout mean.
+    Dense (contexts, perturbations, readouts) array: fine for Tahoe / Replogle / L1000 ds sizes.
+    """
+
+    name = "similar_contexts"
+    GRID = (0.001, 0.01, 0.1, 1.0, np.inf)
+    DEFAULT_RIDGE = 0.01  # Tahoe 37 lines, validation experiments of A498 / HEC1A / LOVO: 0.001-0.01 flat
+
+    def __init__(self, ridge: float | None = None, grid=GRID):
+        self.ridge, self.grid = ridge, tuple(sorted(float(g) for g in grid))
+
+    def fit(self, train, valid=None):
+        self._fit_means(train)
+        (c, contexts), (p, perts), (g, readouts) = (pd.factorize(_str(train[k])) for k in ("context", "perturbation", "readout"))
+        self.contexts_, self.perturbations_, self.readout_index_ = pd.Index(contexts), pd.Index(perts), pd.Index(readouts)
+        shape = (len(self.contexts_), len(self.perturbations_), len(self.readout_index_))
+        s, n = np.zeros(shape), np.zeros(shape)
+        np.add.at(s, (c, p, g), train["value"].to_numpy(np.float64) - self._context_mean(train))
+        np.add.at(n, (c, p, g), 1.0)
+        self.R_ = np.where(n > 0, s / np.maximum(n, 1), np.nan)  # (C, P, G) residuals, NaN = not measured
+        self._systems = [self._normal_equations(t) for t in range(shape[0])]
+        if self.ridge is not None:
+            self.ridge_, self.ridge_scores_ = float(self.ridge), {}
+        elif valid is None or not len(valid):
+            self.ridge_, self.ridge_scores_ = self.DEFAULT_RIDGE, {}
+        else:
+            from models.evaluation.metrics import per_signature_pearson
+
+            y = valid["value"].to_numpy(np.float64)
+            self.ridge_scores_ = {}
+            for lam in self.grid:
+                self.W_ = self._weights(lam)
+                self.ridge_scores_[lam] = float(np.nan_to_num(per_signature_pearson(valid, y, self.predict(valid)),
+                                                              nan=-np.inf))
+            self.ridge_ = max(self.ridge_scores_, key=lambda lam: (self.ridge_scores_[lam], lam))  # ties: larger
+        self.W_ = self._weights(self.ridge_)
+        del self._systems
+        return self
+
+    def _normal_equations(self, t: int):
+        """(X'X, X'y) of context t's regression on the others, or None without training cells."""
+        p, g = np.nonzero(~np.isnan(self.R_[t]))
+        X, has = context_profiles(self.R_, np.full(len(p), t), p, g)
+        others = np.arange(len(self.contexts_)) != t
+        if not has.any() or others.sum() == 0:
+            return None
+        X, y = X[others][:, has].T, self.R_[t, p[has], g[has]]  # (n, C-1), (n,)
+        return X.T @ X, X.T @ y
+
+    def _weights(self, lam: float) -> np.ndarray:
+        """(C, C) context weights, 0 on the diagonal; equal where lam is inf or a context has no system."""
+        C = len(self.contexts_)
+        W = np.full((C, C), 1.0 / max(C - 1, 1))
+        np.fill_diagonal(W, 0.0)
+        for t, system in enumerate(self._systems):
+            if system is None or not np.isfinite(lam):
+                continue
+            A, b = system
+            pen = lam * max(float(np.mean(np.diag(A))), 1e-12)
+            W[t, np.arange(C) != t] = np.linalg.solve(A + pen * np.eye(C - 1), b + pen / (C - 1))
+        return W
+
+    def predict(self, rows):
+        c = self.contexts_.get_indexer(_str(rows["context"]))  # -1: unseen context
+        p = self.perturbations_.get_indexer(_str(rows["perturbation"]))
+        g = self.readout_index_.get_indexer(_str(rows["readout"]))
+        resid = np.zeros(len(rows))
+        ok = np.flatnonzero((p >= 0) & (g >= 0))
+        X, has = context_profiles(self.R_, c[ok], p[ok], g[ok])  # (C, n)
+        W = np.where((c[ok] >= 0)[:, None], self.W_[c[ok]], 1.0 / len(self.contexts_))  # (n, C); unseen: equal
+        resid[ok] = np.where(has, np.einsum("nc,cn->n", W, X), 0.0)
+        return self._context_mean(rows) + resid
+
+    def describe(self) -> str:
+        chosen = f"ridge {self.ridge_:g}"
+        if not self.ridge_scores_:
+            return f"{chosen} (not chosen on validation)"
+        return f"{chosen} chosen on validation (r by ridge: " + ", ".join(
+            f"{lam:g}: {r:.4f}" for lam, r in self.ridge_scores_.items()) + ")"
+
+    def state(self):
+        params, arrays = super().state()
+        arrays |= {"R": self.R_, "W": self.W_, "contexts": _unicode(self.contexts_),
+                   "perturbations": _unicode(self.perturbations_), "readouts": _unicode(self.readout_index_)}
+        return params | {"ridge": self.ridge_, "grid": [float(g) for g in self.grid],
+                         "ridge_scores": [[lam, r] for lam, r in self.ridge_scores_.items()]}, arrays
+
+    @classmethod
+    def from_state(cls, params, arrays):
+        what = cls.__name__
+        if any(k not in arrays for k in ("R", "W", "contexts", "perturbations", "readouts")):
+            raise ValueError(f"{what}: saved state lacks 'R', 'W' or its names")
+        R, W, C = arrays["R"], arrays["W"], len(arrays["contexts"])
+        if R.shape != (C, len(arrays["perturbations"]), len(arrays["readouts"])) or W.shape != (C, C):
+            raise ValueError(f"{what}: saved arrays do not fit together: R {R.shape}, W {W.shape}, {C} contexts")
+        model = cls(ridge=float(params["ridge"]), grid=params.get("grid", cls.GRID))
+        model._load_means(params, arrays)
+        model.R_, model.W_, model.ridge_ = R, W, float(params["ridge"])
+        model.contexts_, model.perturbations_, model.readout_index_ = (
+            pd.Index(arrays[k].astype(str).astype(object)) for k in ("contexts", "perturbations", "readouts"))
+        model.ridge_scores_ = {float(lam): float(r) for lam, r in params.get("ridge_scores", [])}
+        return model
+
+
 # --- models on the residual matrix (signatures x readouts, centred by the context-readout mean) -----
 
 
@@ -631,6 +764,7 @@ BASELINES = {
     "no_change": NoChange,
     "context_mean": ContextReadoutMean,
     "other_contexts": OtherContextsMean,
+    "similar_contexts": SimilarContexts,
     "linear": LinearPCARidge,
     "tanimoto_knn": TanimotoKNN,
     "network_knn": NetworkKNN,
