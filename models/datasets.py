@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from graph.io.common import InputFileError, measurement_format
-from graph.io.identifiers import compound_name_keys, lookup_compound
+from graph.io.identifiers import compound_name_keys, lookup_compound, normalise_compound_name
 from graph.io.options import ReadOptions, random_readouts, read_readout_names, subset_table  # noqa: F401 - one place
 from graph.io.validation import ValidationResult, validate_measurements
 from graph.records import QuarantineRecord
@@ -540,6 +540,62 @@ def compound_smiles(names) -> dict[str, str]:
     return out
 
 
+def _split_field(value, *, lower: bool = False) -> set[str]:
+    """A `|`-separated table cell -> its non-empty items (NaN -> none)."""
+    if not isinstance(value, str):
+        return set()
+    return {v.strip().lower() if lower else v.strip() for v in value.split("|") if v.strip()}
+
+
+@lru_cache(maxsize=1)
+def _annotation_table() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """normalised name -> (targets, mechanisms of action), unioned over the Repurposing Hub drug table
+    and the LINCS compound table (CLUE `target` / `moa`). LINCS's ChEMBL-derived `target_merged` /
+    `moa_merged` (many transporters and CYPs beside the targets) fill a field only where no table
+    gives it."""
+    primary: dict[str, tuple[set[str], set[str]]] = {}
+    merged: dict[str, tuple[set[str], set[str]]] = {}
+
+    def add(table, names, targets, moa):
+        for n in names:
+            for k in compound_name_keys(n):
+                t, m = table.setdefault(k, (set(), set()))
+                t |= targets
+                m |= moa
+
+    rep = pd.read_csv(shared_path("compounds/repurposing_drugs_20200324.txt"), sep="\t", comment="!", dtype=str,
+                      usecols=["pert_iname", "moa", "target"])
+    for name, moa, target in rep.itertuples(index=False):
+        add(primary, [name], _split_field(target), _split_field(moa, lower=True))
+    lincs = pd.read_csv(shared_path("compounds/lincs_compoundinfo.tsv"), sep="\t", dtype=str,
+                        usecols=["cmap_name", "compound_aliases", "target", "moa", "target_merged", "moa_merged"])
+    for r in lincs.itertuples(index=False):
+        names = [r.cmap_name, *_split_field(r.compound_aliases)]
+        add(primary, names, _split_field(r.target), _split_field(r.moa, lower=True))
+        add(merged, names, _split_field(r.target_merged), _split_field(r.moa_merged, lower=True))
+    out = {}
+    for k in primary.keys() | merged.keys():
+        (t, m), (tm, mm) = primary.get(k, (set(), set())), merged.get(k, (set(), set()))
+        if t or m or tm or mm:
+            out[k] = (frozenset(t or tm), frozenset(m or mm))
+    return out
+
+
+def compound_annotations(names) -> dict:
+    """CompoundAnnotation (targets, mechanisms of action, parent compound) for every name: the tables'
+    annotation found as compound_smiles finds a SMILES (graph/io/identifiers.lookup_compound: salts,
+    hydrates and an alias in parentheses), empty where none matches; the parent is the normalised name,
+    so "Almonertinib hydrochloride" and "Almonertinib mesylate" share one."""
+    from models.side_information import CompoundAnnotation
+
+    table = _annotation_table()
+    out = {}
+    for n in names:
+        targets, moa = lookup_compound(n, table) or ((), ())
+        out[str(n)] = CompoundAnnotation(tuple(sorted(targets)), tuple(sorted(moa)), normalise_compound_name(n))
+    return out
+
+
 def string_gene_graph(min_score: int = 700, genes=None) -> pd.DataFrame:
     """STRING v12 edges (symbols) as source, target, weight in [0, 1]; optionally within `genes`."""
     edges = pd.read_csv(shared_path("networks/string_v12_edges.tsv.gz"), sep="\t",
@@ -603,7 +659,8 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
                   perturbation_names: dict[str, str] | None = None,
                   perturbation_targets: dict[str, list[str]] | None = None,
                   info=_stderr(""), warn=_stderr("warning: ")):
-    """Side information for the shared data: SMILES by compound name, STRING (score >= 700) among
+    """Side information for the shared data: SMILES and annotations (targets, mechanism of action,
+    parent compound) by compound name, STRING (score >= 700) among
     the readouts and genetic targets and CORUM co-complex pairs among them, each genetic perturbation's
     targets (its own name, or the target
     genes the reader recorded), and LINCS baseline expression of the cell lines (when it covers most
@@ -633,6 +690,12 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
         side["compound_smiles"] = {p: by_name[names.get(p, p)] for p in compounds if names.get(p, p) in by_name}
         info(f"compound structures: {len(side['compound_smiles'])} of {len(compounds)} compounds matched "
              "a SMILES by name or alias")
+        by_name = optional("compound annotations",
+                           lambda: compound_annotations({names.get(p, p) for p in compounds})) or {}
+        side["compound_annotations"] = {p: by_name[names.get(p, p)] for p in compounds if names.get(p, p) in by_name}
+        annotated = [a for a in side["compound_annotations"].values() if a.targets or a.moa]
+        info(f"compound annotations: {len(annotated)} of {len(compounds)} compounds matched targets or a "
+             f"mechanism of action by name or alias ({sum(bool(a.targets) for a in annotated)} with targets)")
     if gene_graph:
         genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
         side["gene_graph"] = optional("gene graph", lambda: string_gene_graph(genes=genes))

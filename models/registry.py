@@ -17,6 +17,7 @@ from models.evaluation.baselines import (
     ContextReadoutMean,
     GlobalMean,
     LinearPCARidge,
+    MechanismKNN,
     NetworkKNN,
     NoChange,
     OtherContextsMean,
@@ -50,7 +51,7 @@ _SIDE_FIELDS = frozenset(f.name for f in fields(SideInformation))
 
 
 BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "similar_contexts", "linear",
-                  "tanimoto_knn", "network_knn", "corum_knn")
+                  "tanimoto_knn", "network_knn", "corum_knn", "mechanism_knn")
 # lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
 # lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
 # lpm_stacked = lpm and the simple baselines in one convex combination fitted on validation experiments.
@@ -128,6 +129,7 @@ _BUILDERS: dict[str, Builder] = {
     # unweighted: every co-complex pair has weight 1
     "corum_knn": lambda seed, resources, split_kind: NetworkKNN(resources.complex_graph,
                                                                 resources.perturbation_targets, weighted=False),
+    "mechanism_knn": lambda seed, resources, split_kind: MechanismKNN(resources.compound_annotations),
 }
 
 def build_model(name: str, *, seed: int, resources: Resources | None = None, split_kind: str = ""):

@@ -13,7 +13,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["SideInformation"]
+__all__ = ["CompoundAnnotation", "SideInformation"]
+
+
+@dataclass(frozen=True)
+class CompoundAnnotation:
+    """What the compound tables say a compound does: annotated target genes, mechanisms of action (lower
+    case) and its parent compound (one key for salt / hydrate forms of one drug: the name rule of
+    graph/io/identifiers.py, or the graph's compound_id)."""
+
+    targets: tuple[str, ...] = ()
+    moa: tuple[str, ...] = ()
+    parent: str = ""
 
 
 # eq=False: pandas frames have no truth value, so records compare by identity.
@@ -29,6 +40,9 @@ class SideInformation:
     perturbation_doses: Mapping[str, float] = field(default_factory=dict)  # perturbation -> dose (uM)
     # source, target[, weight]: co-complex pairs (CORUM), for corum_knn; the LPM does not read it
     complex_graph: pd.DataFrame | None = None
+    # compound perturbation -> its annotation; apart from perturbation_targets, which the LPM's target
+    # encoder and network_knn read as the genes a genetic perturbation hits
+    compound_annotations: Mapping[str, CompoundAnnotation] = field(default_factory=dict)
 
     def __post_init__(self):
         put = object.__setattr__  # frozen: normalise once, here
@@ -36,6 +50,7 @@ class SideInformation:
         put(self, "perturbation_targets", {k: list(v) for k, v in (self.perturbation_targets or {}).items()})
         put(self, "perturbation_compounds", dict(self.perturbation_compounds or {}))
         put(self, "perturbation_doses", {k: float(v) for k, v in (self.perturbation_doses or {}).items()})
+        put(self, "compound_annotations", dict(self.compound_annotations or {}))
         if self.context_features is not None:
             put(self, "context_features", self.context_features.astype(np.float32))
         for name in ("gene_graph", "complex_graph"):

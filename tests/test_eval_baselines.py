@@ -11,6 +11,7 @@ from models.evaluation.baselines import (
     ContextReadoutMean,
     GlobalMean,
     LinearPCARidge,
+    MechanismKNN,
     NetworkKNN,
     NoChange,
     OtherContextsMean,
@@ -350,3 +351,88 @@ def test_corum_gene_graph_links_every_two_members_once(tmp_path, monkeypatch):
     assert list(zip(every["source"], every["target"], strict=True)) == [("A", "B"), ("A", "C"), ("B", "C")]
     assert (every["weight"] == 1.0).all()
     assert list(zip(within["source"], within["target"], strict=True)) == [("A", "B")]
+
+
+# --- mechanism_knn -----------------------------------------------------------------------------------
+
+
+def _annotations():
+    from models.side_information import CompoundAnnotation as A
+
+    return {"a": A(("X",), ("m1",), "a"), "b": A(("X", "Y"), ("m1",), "b"), "c": A(("Z",), ("m2",), "c"),
+            "q": A(("X",), ("m1",), "q"), "weak": A(("X", "Y", "Z", "W"), (), "weak"),
+            "a salt": A((), (), "a")}
+
+
+def _mechanism_train():
+    # Context A means: r1 = 2, r2 = 1; residuals a = (2, -1), b = (-1, 2), c = (-1, -1).
+    return pd.DataFrame([
+        ("A", "a", "compound", "r1", 4.0), ("A", "a", "compound", "r2", 0.0),
+        ("A", "b", "compound", "r1", 1.0), ("A", "b", "compound", "r2", 3.0),
+        ("A", "c", "compound", "r1", 1.0), ("A", "c", "compound", "r2", 0.0),
+    ], columns=COLS)
+
+
+def test_mechanism_knn_exact_similarity_weighted_mean_and_never_itself():
+    m = MechanismKNN(_annotations(), shrinkage=1.0).fit(_mechanism_train())
+    # q ~ a: J(targets) 1 + J(moa) 1 = 2; q ~ b: 1/2 + 1 = 1.5; q ~ c: 0 (not a neighbour).
+    assert m.similarity("q", "a") == 2.0 and m.similarity("q", "b") == 1.5 and m.similarity("q", "c") == 0.0
+    q = _query(("A", "q", "r1"), ("A", "q", "r2"))
+    assert m.predict(q) == pytest.approx([2 + (2 * 2 - 1.5) / 3.5, 1 + (-2 + 3) / 3.5])
+    # a was measured: its prediction comes from b alone (similarity 1.5), never from a itself.
+    assert m.predict(_query(("A", "a", "r1"))) == pytest.approx([2 - 1.0])
+    # Another salt form of a (no annotation of its own) shares only the parent: a's profile.
+    assert m.predict(_query(("A", "a salt", "r1"), ("A", "a salt", "r2"))) == pytest.approx([4.0, 0.0])
+    # Below min_similarity (1/4 target overlap), unannotated, or no neighbour in the context: context mean.
+    rest = _query(("A", "weak", "r1"), ("A", "unknown", "r1"), ("B", "q", "r1"))
+    assert m.predict(rest) == pytest.approx([2.0, 2.0, m._context_mean(rest)[2]])
+    assert MechanismKNN(_annotations(), min_similarity=0.2, shrinkage=1.0).fit(_mechanism_train()).predict(
+        _query(("A", "weak", "r1"))) == pytest.approx([2 + (0.25 * 2 + 0.5 * -1 + 0.25 * -1) / 1.0])
+    # Count prior k: the mean scaled by W / (W + k), W = 3.5 the summed similarity; shrinkage s scales it.
+    m.count_prior_, m.shrinkage_ = 3.5, 0.5
+    assert m.predict(q) == pytest.approx([2 + 0.25 * 2.5 / 3.5, 1 + 0.25 / 3.5])
+    assert m.describe().endswith("1 of 1 predicted compounds had an annotated neighbour")
+
+
+def _moa_world(n_groups=6, size=5, n_readout=20, noise=0.2, seed=0):
+    """Compounds in mechanism groups: a group's compounds share its response (scaled per context) + noise."""
+    from models.side_information import CompoundAnnotation
+
+    rng = np.random.default_rng(seed)
+    profile = rng.normal(size=(n_groups, n_readout))
+    rows, ann = [], {}
+    for c, scale in (("A", 1.0), ("B", 0.6)):
+        offset = 0.3 * rng.normal(size=n_readout)
+        for k in range(n_groups):
+            for i in range(size):
+                v = offset + scale * profile[k] + noise * rng.normal(size=n_readout)
+                rows += [(c, f"d{k}_{i}", "compound", f"r{r}", v[r]) for r in range(n_readout)]
+                ann[f"d{k}_{i}"] = CompoundAnnotation((f"T{k}",), (f"moa {k}",), f"d{k}_{i}")
+    return pd.DataFrame(rows, columns=COLS), ann
+
+
+def test_mechanism_knn_predicts_unseen_compounds_and_chooses_shrinkage_on_validation_only():
+    from models.evaluation.harness import Resources, build_model, evaluate_model, expand_model_names
+    from models.evaluation.metrics import per_signature_pearson
+    from models.evaluation.splits import make_split
+    from models.side_information import SideInformation
+
+    df, ann = _moa_world()
+    clean, poisoned = make_split(df, "unseen-compound", seed=0), make_split(df, "unseen-compound", seed=0)
+    poisoned.test["value"] = np.random.default_rng(5).normal(scale=50.0, size=len(poisoned.test))
+    res = Resources(side=SideInformation(compound_annotations=ann))
+    a, b = build_model("mechanism_knn", seed=0, resources=res), MechanismKNN(ann)
+    evaluate_model(a, clean), evaluate_model(b, poisoned)
+    assert a.shrinkage_ == b.shrinkage_ > 0 and a.scores_ == b.scores_
+    test, y = clean.test, clean.test["value"].to_numpy()
+    cm = ContextReadoutMean().fit(clean.train).predict(test[COLS[:4]])
+    assert per_signature_pearson(test, y, a.predict(test[COLS[:4]])) > per_signature_pearson(test, y, cm) + 0.3
+    # Mirrored validation residuals: no shrinkage helps, 0 is chosen; no validation rows: the default.
+    valid = clean.valid
+    mean = ContextReadoutMean().fit(clean.train).predict(valid[COLS[:4]])
+    mirrored = valid.assign(value=2 * mean - valid["value"].to_numpy())
+    assert MechanismKNN(ann).fit(clean.train, mirrored).shrinkage_ == 0.0
+    assert MechanismKNN(ann).fit(clean.train).shrinkage_ == MechanismKNN.DEFAULT_SHRINKAGE
+    # The harness runs it only where compounds have annotations.
+    assert "mechanism_knn" in expand_model_names(["baselines"], df, res)
+    assert "mechanism_knn" not in expand_model_names(["baselines"], df, Resources())

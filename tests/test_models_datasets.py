@@ -73,3 +73,41 @@ def test_tahoe37_contexts_and_readouts(shared_data):
     assert len(pool) == dense["readout"].nunique() == 700
     assert set(pool) <= set(dense_readouts(load_dataset("tahoe")))
     assert sorted(df["readout"].unique()) == sorted(random_readouts(pool, 150, seed=0))
+
+
+def test_compound_annotations_match_by_the_compound_name_rule(tmp_path, monkeypatch):
+    """Targets and MoA from both compound tables, joined by graph/io/identifiers' name rule (salts, case,
+    an alias in parentheses); ChEMBL-merged fields only where the tables give none; resources_for puts
+    them in SideInformation with a coverage line."""
+    from graph.settings import reload_settings
+    from models.datasets import _annotation_table, compound_annotations, resources_for
+
+    (tmp_path / "compounds").mkdir()
+    (tmp_path / "compounds" / "repurposing_drugs_20200324.txt").write_text(
+        "!header\npert_iname\tclinical_phase\tmoa\ttarget\tdisease_area\tindication\n"
+        "trametinib\tLaunched\tMEK inhibitor\tMAP2K1|MAP2K2\t\t\nfumaric acid\tLaunched\t\t\t\t\n")
+    (tmp_path / "compounds" / "lincs_compoundinfo.tsv").write_text(
+        "pert_id\tcmap_name\ttarget\tmoa\tcompound_aliases\ttarget_merged\tmoa_merged\n"
+        "BRD-1\ttrametinib\tMAP2K1\tMEK inhibitor|Raf inhibitor\t\tMAP2K1|CYP3A4\t\n"
+        "BRD-2\tneratinib\t\t\t\tEGFR|ERBB2\tEGFR inhibitor\n")
+    monkeypatch.setenv("PERTURBGRAPH_SHARED_DATA", str(tmp_path))
+    reload_settings()
+    _annotation_table.cache_clear()
+    try:
+        ann = compound_annotations(["Trametinib (GSK1120212)", "Neratinib maleate", "Neratinib", "Fumaric acid"])
+        df = pd.DataFrame({"context": "A", "perturbation": ["Trametinib (GSK1120212)", "Fumaric acid", "KRAS"],
+                           "perturbation_type": ["compound", "compound", "CRISPRi"], "readout": "G1", "value": 0.0})
+        lines = []
+        res = resources_for(df, gene_graph=False, info=lines.append, warn=lambda m: None)
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+        _annotation_table.cache_clear()
+    t = ann["Trametinib (GSK1120212)"]
+    assert t.targets == ("MAP2K1", "MAP2K2") and t.moa == ("mek inhibitor", "raf inhibitor") and t.parent == "trametinib"
+    n, n_salt = ann["Neratinib"], ann["Neratinib maleate"]
+    assert n.targets == ("EGFR", "ERBB2") and n.moa == ("egfr inhibitor",) and n_salt == n  # merged fields fill
+    assert ann["Fumaric acid"].targets == () and ann["Fumaric acid"].moa == ()  # known name, no annotation
+    assert set(res.compound_annotations) == {"Trametinib (GSK1120212)", "Fumaric acid"}  # compounds only
+    assert "compound annotations: 1 of 2 compounds matched targets or a mechanism of action by name or alias " \
+           "(1 with targets)" in lines

@@ -35,7 +35,8 @@ from models.registry import (  # noqa: F401 - re-exported: the harness's public 
 
 def expand_model_names(names: Iterable[str], df: pd.DataFrame, resources: Resources) -> list[str]:
     """'baselines' -> every baseline that applies to the data (Tanimoto kNN only with compounds and SMILES,
-    network kNN only with genetic perturbations and a gene graph; else each equals context_mean)."""
+    mechanism kNN only with compounds and their annotations, network kNN only with genetic perturbations
+    and a gene graph; else each equals context_mean)."""
     out: list[str] = []
     for name in names:
         name = name.strip()
@@ -46,7 +47,8 @@ def expand_model_names(names: Iterable[str], df: pd.DataFrame, resources: Resour
             has_compounds = (types == "compound").any()
             applies = {"tanimoto_knn": has_compounds and bool(resources.compound_smiles),
                        "network_knn": types.isin(GENETIC_TYPES).any() and resources.gene_graph is not None,
-                       "corum_knn": types.isin(GENETIC_TYPES).any() and resources.complex_graph is not None}
+                       "corum_knn": types.isin(GENETIC_TYPES).any() and resources.complex_graph is not None,
+                       "mechanism_knn": has_compounds and bool(resources.compound_annotations)}
             out += [b for b in BASELINE_NAMES if applies.get(b, True)]
         elif name in MODEL_NAMES:
             out.append(name)
