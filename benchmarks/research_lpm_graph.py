@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-BASELINES = ("context_mean", "other_contexts", "linear", "network_knn")
+BASELINES = ("context_mean", "other_contexts", "similar_contexts", "linear", "network_knn")
 # name -> LPMConfig overrides on top of the default residual LPM (models/module.py)
 LPM_VARIANTS = {
     "lpm": {},
@@ -38,6 +38,8 @@ LPM_VARIANTS = {
     "lpm_kgbase": {"graph_base": True, "graph_base_knn": True, "shrink_cross_base": True},
     # H3: the reference code's Perturb-seq configuration (embedding 32, 2 x 512, no dropout, decay 0.99)
     "lpm_graph_ref": {"graph_base": True, "embed_dim": 32, "hidden_dim": 512, "dropout": 0.0, "lr_decay": 0.99},
+    # many contexts: the cross-context term is similar_contexts' (other lines weighted by a ridge regression)
+    "lpm_simctx": {"similar_contexts_base": True},
 }
 GRAPH_MODELS = (*BASELINES, "lpm", "lpm_graph")
 GRAPH_MARKERS = ("<!-- research-graph:start -->", "<!-- research-graph:end -->")

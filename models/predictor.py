@@ -48,6 +48,7 @@ from models.evaluation.baselines import (
     LinearPCARidge,
     NetworkKNN,
     OtherContextsMean,
+    SimilarContexts,
     fit_model,
 )
 from models.evaluation.metrics import evaluate_predictions
@@ -61,6 +62,7 @@ SELECTION_METRIC = "pearson_per_signature"
 N_FOLDS = 2
 # Baselines that can be saved and loaded (their fitted statistics are plain arrays).
 SAVEABLE_BASELINES = {"context_mean": ContextReadoutMean, "other_contexts": OtherContextsMean,
+                      "similar_contexts": SimilarContexts,
                       "linear": LinearPCARidge, "network_knn": NetworkKNN}
 
 

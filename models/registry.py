@@ -62,7 +62,9 @@ STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear", "network_k
 # network_knn only differs from context_mean for perturbations with targets in the gene graph; corum_knn
 # (the same model over CORUM co-complex pairs) for those in a complex: on Replogle validation experiments
 # it adds to network_knn in the stack (docs/results.md "Production predictor").
-PRODUCTION_BASELINES = ("context_mean", "other_contexts", "linear", "network_knn", "corum_knn")
+# similar_contexts (other lines weighted by regression) beat other_contexts on the 37-line Tahoe targets
+# (docs/results.md "Research: many contexts").
+PRODUCTION_BASELINES = ("context_mean", "other_contexts", "similar_contexts", "linear", "network_knn", "corum_knn")
 PRODUCTION_CANDIDATES = ("lpm", *PRODUCTION_BASELINES)
 MODEL_NAMES = (*LPM_NAMES, "production", *BASELINE_NAMES)
 

@@ -187,7 +187,8 @@ def test_production_runs_through_the_same_path_and_records_its_choice():
     assert "validation r" in detail and "over other_contexts" in detail
     model = harness.build_model("production", seed=0, resources=res, split_kind="unseen-experiment")
     assert isinstance(model, ProductionPredictor)
-    assert tuple(model.members) == ("lpm", "context_mean", "other_contexts", "linear", "network_knn")
+    assert tuple(model.members) == ("lpm", "context_mean", "other_contexts", "similar_contexts", "linear",
+                                    "network_knn", "corum_knn")
 
 
 def test_lpm_and_production_together_fit_one_lpm_per_seed(lpm_fits):
