@@ -436,3 +436,21 @@ def test_mechanism_knn_predicts_unseen_compounds_and_chooses_shrinkage_on_valida
     # The harness runs it only where compounds have annotations.
     assert "mechanism_knn" in expand_model_names(["baselines"], df, res)
     assert "mechanism_knn" not in expand_model_names(["baselines"], df, Resources())
+
+
+def test_mechanism_knn_saved_state_predicts_identically(tmp_path):
+    from models.evaluation.splits import make_split
+
+    df, ann = _moa_world()
+    split = make_split(df, "unseen-compound", seed=0)
+    model = MechanismKNN(ann).fit(split.train, split.valid)
+    params, arrays = model.state()
+    np.savez(tmp_path / "state.npz", **arrays)
+    with np.load(tmp_path / "state.npz", allow_pickle=False) as npz:
+        loaded = MechanismKNN.from_state(params, {k: npz[k] for k in npz.files})
+    rows = split.test.drop(columns="value")
+    np.testing.assert_array_equal(loaded.predict(rows), model.predict(rows))
+    assert loaded.compound_annotations == model.compound_annotations and loaded.describe() == model.describe()
+    arrays.pop("moa.item")
+    with pytest.raises(ValueError, match="saved state lacks"):
+        MechanismKNN.from_state(params, arrays)

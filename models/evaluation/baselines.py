@@ -666,6 +666,51 @@ class MechanismKNN(_Residuals):
             out += f"; {self.coverage_[0]} of {self.coverage_[1]} predicted compounds had an annotated neighbour"
         return out
 
+    def state(self):
+        params, arrays = super().state()
+        ann = sorted(self.compound_annotations.items())
+        arrays |= {"R": self.R_, "readouts": _unicode(self.readout_index_),
+                   "sig_context": _unicode(self.sig_context_), "sig_perturbation": _unicode(self.sig_perturbation_),
+                   "annotation.perturbation": _unicode([p for p, _ in ann]),
+                   "annotation.parent": _unicode([a.parent for _, a in ann])}
+        for what in ("targets", "moa"):  # flattened (perturbation, item) pairs
+            arrays[f"{what}.perturbation"] = _unicode([p for p, a in ann for _ in getattr(a, what)])
+            arrays[f"{what}.item"] = _unicode([x for _, a in ann for x in getattr(a, what)])
+        return params | {"weights": list(self.weights), "min_similarity": self.min_similarity,
+                         "shrinkage": self.shrinkage_, "count_prior": self.count_prior_, "grid": list(self.grid),
+                         "count_grid": list(self.count_grid),
+                         "scores": [[s, k, r] for (s, k), r in self.scores_.items()]}, arrays
+
+    @classmethod
+    def from_state(cls, params, arrays):
+        from models.side_information import CompoundAnnotation
+
+        what = cls.__name__
+        _require_arrays(arrays, what, {"sig_context": "sig_perturbation", "annotation.perturbation": "annotation.parent",
+                                       "targets.perturbation": "targets.item", "moa.perturbation": "moa.item"})
+        R = arrays.get("R")
+        if R is None or "readouts" not in arrays or R.shape != (len(arrays["sig_context"]), len(arrays["readouts"])):
+            raise ValueError(f"{what}: saved state lacks 'R' or 'readouts', or R does not fit the signatures")
+        items: dict[str, dict[str, list[str]]] = {"targets": {}, "moa": {}}
+        for field_ in items:
+            for p, x in zip(arrays[f"{field_}.perturbation"].astype(str), arrays[f"{field_}.item"].astype(str),
+                            strict=True):
+                items[field_].setdefault(p, []).append(x)
+        ann = {p: CompoundAnnotation(tuple(items["targets"].get(p, ())), tuple(items["moa"].get(p, ())), parent)
+               for p, parent in zip(arrays["annotation.perturbation"].astype(str),
+                                    arrays["annotation.parent"].astype(str), strict=True)}
+        model = cls(ann, weights=params["weights"], min_similarity=float(params["min_similarity"]),
+                    shrinkage=float(params["shrinkage"]), grid=params["grid"], count_grid=params["count_grid"])
+        model._load_means(params, arrays)
+        model.R_ = R
+        model.readout_index_ = pd.Index(arrays["readouts"].astype(str).astype(object))
+        model.sig_context_ = arrays["sig_context"].astype(str).astype(object)
+        model.sig_perturbation_ = arrays["sig_perturbation"].astype(str).astype(object)
+        model.shrinkage_, model.count_prior_ = float(params["shrinkage"]), float(params["count_prior"])
+        model.scores_ = {(float(s), float(k)): float(r) for s, k, r in params["scores"]}
+        model._index()
+        return model
+
 
 def choose_shrinkage(valid: pd.DataFrame, base: np.ndarray, residual, grid, count_grid,
                      ) -> tuple[float, float, dict[tuple[float, float], float]]:
