@@ -108,6 +108,14 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) != errno.ECONNREFUSED
 
 
+def _sigterm_to_default() -> None:
+    """Run in the server's process before exec: a JVM whose parent ignores SIGTERM (some launchers and CI
+    runners do; the disposition is inherited) keeps ignoring it, and `stop` then waits out its timeout and
+    SIGKILLs the server, without a checkpoint."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def _wait_port_closed(host: str, port: int, timeout_s: float) -> bool:
     """True once nothing listens on host:port (polled for up to timeout_s)."""
     deadline = time.monotonic() + timeout_s
@@ -320,7 +328,7 @@ class Neo4jServer:
         with open(self.console_log, "ab") as log:
             process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self._env(), cwd=self.home, start_new_session=True,
+                env=self._env(), cwd=self.home, start_new_session=True, preexec_fn=_sigterm_to_default,
             )
         self.pid_file.write_text(f"{process.pid}\n")
         try:
