@@ -40,7 +40,22 @@ LPM_VARIANTS = {
     "lpm_graph_ref": {"graph_base": True, "embed_dim": 32, "hidden_dim": 512, "dropout": 0.0, "lr_decay": 0.99},
     # many contexts: the cross-context term is similar_contexts' (other lines weighted by a ridge regression)
     "lpm_simctx": {"similar_contexts_base": True},
+    # unseen compounds: the default LPM given each compound's annotated targets as a knock-down's targets
+    # (use_targets: the gene encoder's embedding of them), STRING among readouts and targets (side below)
+    "lpm_cmpd_targets": {},
 }
+COMPOUND_TARGET_VARIANTS = ("lpm_cmpd_targets",)
+
+
+def compound_target_side(side, df: pd.DataFrame):
+    """side with every annotated compound's targets (SideInformation.compound_annotations) as its
+    perturbation_targets, and the STRING graph among the readouts and those targets."""
+    from models.datasets import string_gene_graph
+
+    targets = {p: list(a.targets) for p, a in side.compound_annotations.items() if a.targets}
+    genes = set(df["readout"].astype(str)) | {g for t in targets.values() for g in t}
+    return replace(side, perturbation_targets={**side.perturbation_targets, **targets},
+                   gene_graph=string_gene_graph(genes=genes))
 GRAPH_MODELS = (*BASELINES, "lpm", "lpm_graph")
 GRAPH_MARKERS = ("<!-- research-graph:start -->", "<!-- research-graph:end -->")
 
@@ -77,6 +92,8 @@ def research_graph(args, argv, benchmarks) -> int:
             for model in models:
                 lpm = model in LPM_VARIANTS
                 r = replace(res, lpm_config=replace(config, **LPM_VARIANTS[model])) if lpm else res
+                if model in COMPOUND_TARGET_VARIANTS:
+                    r = replace(r, side=compound_target_side(r.side, df))
                 m = build_model("lpm" if lpm else model, seed=seed, resources=r, split_kind=split_kind)
                 rec = {"model": model, "seed": seed, "split": split_kind, "context": context or "", "error": "",
                        "n_test": len(split.test), "description": split.description}
