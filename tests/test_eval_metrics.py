@@ -45,6 +45,30 @@ def test_per_signature_pearson_averages_over_experiments():
     assert per_signature_pearson(rows, t, np.zeros_like(t)) == 0.0  # undefined r counts as no signal
 
 
+def test_per_signature_pearson_equals_scipy_per_experiment():
+    """The vectorised mean equals scipy's r per (context, perturbation) on shuffled rows, with
+    experiments of 1-2 rows and constant sides (0.1 repeated: its mean is not exactly 0.1) counted as 0."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    rows = pd.DataFrame({"context": rng.choice(["A", "B", "C"], 600),
+                         "perturbation": rng.choice([f"p{i}" for i in range(60)], 600)})
+    rows.loc[0, ["context", "perturbation"]] = ["A", "single"]  # one row: undefined
+    rows.loc[1:2, ["context", "perturbation"]] = ["B", "pair"]  # two rows: undefined
+    t, p = rng.normal(size=600), rng.normal(size=600)
+    flat = ((rows["context"] == "A") & (rows["perturbation"] == "p1")).to_numpy()
+    p[flat] = 0.1
+    expected = []
+    for _, g in rows.groupby(["context", "perturbation"]):
+        a, b = t[g.index], p[g.index]
+        ok = len(a) >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0
+        expected.append(stats.pearsonr(a, b)[0] if ok else 0.0)
+    assert flat.sum() >= 3 and 0.0 in expected
+    assert per_signature_pearson(rows, t, p) == pytest.approx(np.mean(expected), abs=1e-12)
+    as_categories = rows.astype("category")  # grouped by value, as the string columns
+    assert per_signature_pearson(as_categories, t, p) == pytest.approx(np.mean(expected), abs=1e-12)
+
+
 def test_top_k_overlap_perfect_reversed_and_constant():
     rows = _rows(n_sig=4, n_readout=400)
     t = rows["value"].to_numpy()
