@@ -540,11 +540,11 @@ def compound_smiles(names) -> dict[str, str]:
     return out
 
 
-def _split_field(value, *, lower: bool = False) -> set[str]:
+def _split_field(value) -> set[str]:
     """A `|`-separated table cell -> its non-empty items (NaN -> none)."""
     if not isinstance(value, str):
         return set()
-    return {v.strip().lower() if lower else v.strip() for v in value.split("|") if v.strip()}
+    return {v.strip() for v in value.split("|") if v.strip()}
 
 
 @lru_cache(maxsize=1)
@@ -566,13 +566,13 @@ def _annotation_table() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
     rep = pd.read_csv(shared_path("compounds/repurposing_drugs_20200324.txt"), sep="\t", comment="!", dtype=str,
                       usecols=["pert_iname", "moa", "target"])
     for name, moa, target in rep.itertuples(index=False):
-        add(primary, [name], _split_field(target), _split_field(moa, lower=True))
+        add(primary, [name], _split_field(target), _split_field(moa))
     lincs = pd.read_csv(shared_path("compounds/lincs_compoundinfo.tsv"), sep="\t", dtype=str,
                         usecols=["cmap_name", "compound_aliases", "target", "moa", "target_merged", "moa_merged"])
     for r in lincs.itertuples(index=False):
         names = [r.cmap_name, *_split_field(r.compound_aliases)]
-        add(primary, names, _split_field(r.target), _split_field(r.moa, lower=True))
-        add(merged, names, _split_field(r.target_merged), _split_field(r.moa_merged, lower=True))
+        add(primary, names, _split_field(r.target), _split_field(r.moa))
+        add(merged, names, _split_field(r.target_merged), _split_field(r.moa_merged))
     out = {}
     for k in primary.keys() | merged.keys():
         (t, m), (tm, mm) = primary.get(k, (set(), set())), merged.get(k, (set(), set()))
@@ -592,7 +592,7 @@ def compound_annotations(names) -> dict:
     out = {}
     for n in names:
         targets, moa = lookup_compound(n, table) or ((), ())
-        out[str(n)] = CompoundAnnotation(tuple(sorted(targets)), tuple(sorted(moa)), normalise_compound_name(n))
+        out[str(n)] = CompoundAnnotation.of(targets, moa, normalise_compound_name(n))
     return out
 
 

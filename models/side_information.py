@@ -26,6 +26,13 @@ class CompoundAnnotation:
     moa: tuple[str, ...] = ()
     parent: str = ""
 
+    @classmethod
+    def of(cls, targets=(), moa=(), parent: str = "") -> CompoundAnnotation:
+        """The one normalisation of table / graph values: targets and MoA stripped, unique and sorted;
+        MoA lower case ("MEK inhibitor" in one table and "mek inhibitor" in another are one)."""
+        return cls(tuple(sorted({str(t).strip() for t in targets or () if str(t).strip()})),
+                   tuple(sorted({str(m).strip().lower() for m in moa or () if str(m).strip()})), str(parent or ""))
+
 
 # eq=False: pandas frames have no truth value, so records compare by identity.
 @dataclass(frozen=True, eq=False)

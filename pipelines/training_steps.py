@@ -45,6 +45,7 @@ class TrainingSet:
     gene_graph_path: str = ""  # parquet: source, target, weight
     context_features_path: str = ""  # parquet: index context, columns genes
     simulated: bool = False
+    compound_annotations: dict = field(default_factory=dict)  # perturbation_id -> CompoundAnnotation
 
     def table(self) -> pd.DataFrame:
         return pd.read_parquet(self.table_path)
@@ -63,7 +64,9 @@ class TrainingSet:
                                context_features=self.context_features(),
                                perturbation_targets=self.perturbation_targets,
                                perturbation_compounds=self.perturbation_compounds,
-                               perturbation_doses=self.perturbation_doses)
+                               perturbation_doses=self.perturbation_doses,
+                               # runs pickled before the field existed have none
+                               compound_annotations=getattr(self, "compound_annotations", {}))
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,16 @@ def side_maps(records: Iterable[dict]) -> tuple[dict[str, str], dict[str, str], 
     return smiles, pert_compound, doses, targets
 
 
+def compound_annotation_map(records: Iterable[dict]) -> dict:
+    """Per-perturbation records of the graph -> perturbation_id -> CompoundAnnotation of its compound: the
+    Compound node's annotated target symbols and MoA; parent = compound_id (salt forms already merged by
+    parent InChIKey). Genetic perturbations (no compound) are left out."""
+    from models.side_information import CompoundAnnotation
+
+    return {r["perturbation_id"]: CompoundAnnotation.of(r.get("compound_targets"), r.get("moa"), r["compound_id"])
+            for r in records if r.get("compound_id")}
+
+
 def context_descriptor(frames: Iterable[pd.DataFrame], contexts: Iterable[str],
                        n_genes: int = CONTEXT_DESCRIPTOR_GENES) -> pd.DataFrame | None:
     """Cell-line features (index context, columns genes; several sources averaged) of the given
@@ -170,7 +183,9 @@ def build_training_set(artifacts_dir: Path, table: pd.DataFrame, datasets: list[
     out.mkdir(parents=True, exist_ok=True)
     table_path = out / "table.parquet"
     table.to_parquet(table_path, index=False)
+    side_records = list(side_records)
     smiles, pert_compound, doses, targets = side_maps(side_records)
+    annotations = compound_annotation_map(side_records)
     graph_path = ""
     if prior_edges:
         graph_path = str(out / "gene_graph.parquet")
@@ -183,11 +198,12 @@ def build_training_set(artifacts_dir: Path, table: pd.DataFrame, datasets: list[
     simulated = any(bool(r["simulated"]) for r in datasets)
     ts = TrainingSet(str(table_path), snapshot, tuple(r["dataset_id"] for r in datasets),
                      tuple(r["store_sha256"] for r in datasets), len(table), smiles, pert_compound, doses, targets,
-                     graph_path, ctx_path, simulated)
+                     graph_path, ctx_path, simulated, annotations)
     counts = {"rows": len(table), "signatures": int(table["signature_id"].nunique()),
               "contexts": int(table["context"].nunique()), "perturbations": int(table["perturbation"].nunique()),
               "readouts": int(table["readout"].nunique()), "readouts_before_cap": n_readouts_all,
-              "compounds_with_structure": len(smiles), "prior_edges": len(prior_edges)}
+              "compounds_with_structure": len(smiles), "prior_edges": len(prior_edges),
+              "compounds_annotated": len({a.parent for a in annotations.values() if a.targets or a.moa})}
     return ts, counts
 
 

@@ -436,3 +436,23 @@ def test_blocking_check_keeps_a_worse_edge_source_from_becoming_current(pipeline
                                           "RETURN count(g) AS n", v=blocked, database_=db).records[0]["n"]
     assert embedded == 0  # the current version's embeddings were not overwritten
     assert [r["version_id"] for r in versions.prune_versions(dry_run=True)] == [blocked]
+
+
+def test_training_set_carries_the_graphs_compound_annotations(pipeline_run, pipeline_env, neo4j_driver):
+    """The pipeline's side information holds what resources_for gives the benchmarks (mechanism_knn's
+    input): each compound perturbation's annotated targets and MoA, read from its Compound node."""
+    from graph.simulated import read_ground_truth
+
+    truth = read_ground_truth(pipeline_env.data_dir / "default-seed0")
+    ann = pipeline_run.asset_value("training_set").side_information().compound_annotations
+    rows = neo4j_driver.execute_query(
+        "MATCH (p:Perturbation)-[:OF_COMPOUND]->(c:Compound) RETURN p.perturbation_id AS p, "
+        "c.compound_id AS c, c.name AS name, c.moa AS moa", database_=pipeline_env.neo4j_database).records
+    assert rows and set(ann) == {r["p"] for r in rows}
+    for r in rows:
+        assert ann[r["p"]].parent == r["c"]
+        assert ann[r["p"]].moa == tuple(sorted({m.strip().lower() for m in r["moa"] or []}))
+    # the drugs' real primary targets, where the simulated compound table did not blank them
+    by_name = {r["name"]: ann[r["p"]] for r in rows}
+    shown = [d for d in truth["compound_targets"] if d in by_name and d not in truth["annotation_withheld"]]
+    assert shown and all(set(truth["compound_targets"][d]) <= set(by_name[d].targets) for d in shown)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.side_information import CompoundAnnotation
 from pipelines import training_steps as T
 
 DATASETS = [{"dataset_id": "a", "store_sha256": "1" * 64, "simulated": False},
@@ -75,16 +76,27 @@ def test_build_training_set_writes_what_the_model_reads(tmp_path):
     table = _table()
     side = [{"perturbation_id": "shRNA:G1", "compound_id": None, "smiles": None, "dose_value": None,
              "dose_unit": None, "targets": ["G1"]}]
+    # two salt forms of one compound (one Compound node) and an unannotated compound
+    side += [{"perturbation_id": pid, "compound_id": "C1", "smiles": None, "dose_value": None, "dose_unit": None,
+              "targets": [], "compound_targets": ["MAP2K2", "MAP2K1 "], "moa": ["MEK inhibitor", "mek inhibitor"]}
+             for pid in ("cmp:A", "cmp:A mesylate")]
+    side += [{"perturbation_id": "cmp:B", "compound_id": "C2", "smiles": None, "dose_value": None, "dose_unit": None,
+              "targets": [], "compound_targets": None, "moa": None}]
     edges = [{"source": "G1", "target": "G2", "weight": 0.9}]
     features = pd.DataFrame(np.arange(6.0).reshape(3, 2), index=["CL0", "CL1", "CL2"], columns=["g1", "g2"])
     ts, counts = T.build_training_set(tmp_path, table, DATASETS, side, edges, [features], max_readouts=4)
     assert ts.snapshot_id == T.snapshot_id(DATASETS, 4) and ts.dataset_ids == ("a", "b") and ts.simulated
     assert ts.table_path == str(tmp_path / "training" / ts.snapshot_id / "table.parquet")
     assert counts == {"rows": 3 * 12 * 4, "signatures": 36, "contexts": 3, "perturbations": 12, "readouts": 4,
-                      "readouts_before_cap": 10, "compounds_with_structure": 0, "prior_edges": 1}
+                      "readouts_before_cap": 10, "compounds_with_structure": 0, "prior_edges": 1,
+                      "compounds_annotated": 1}
     assert len(ts.table()) == ts.n_rows == counts["rows"]
     side_info = ts.side_information()
     assert side_info.perturbation_targets == {"shRNA:G1": ["G1"]}
+    # compound annotations as resources_for gives them (CompoundAnnotation.of); parent = the compound_id
+    mek = CompoundAnnotation(("MAP2K1", "MAP2K2"), ("mek inhibitor",), "C1")
+    assert side_info.compound_annotations == {"cmp:A": mek, "cmp:A mesylate": mek,
+                                              "cmp:B": CompoundAnnotation((), (), "C2")}
     assert side_info.gene_graph.to_dict("records") == [{"source": "G1", "target": "G2", "weight": 0.9}]
     assert list(side_info.context_features.index) == ["CL0", "CL1", "CL2"]
     bare, _ = T.build_training_set(tmp_path, table, DATASETS[:1], [], [], [])

@@ -29,7 +29,8 @@ OPTIONAL MATCH (p)-[:OF_COMPOUND]->(c:Compound)
 OPTIONAL MATCH (p)-[:PERTURBS]->(g:Gene)
 RETURN p.perturbation_id AS perturbation_id, p.perturbation_type AS perturbation_type,
        p.dose_value AS dose_value, p.dose_unit AS dose_unit, c.compound_id AS compound_id,
-       c.smiles AS smiles, collect(DISTINCT g.symbol) AS targets
+       c.smiles AS smiles, c.target_symbols AS compound_targets, c.moa AS moa,
+       collect(DISTINCT g.symbol) AS targets
 """
 
 # Annotated targets of compounds (for evaluating mechanism links).
@@ -112,7 +113,7 @@ def prior_gene_edges(driver, *, database: str, min_score: float) -> list[dict]:
 
 
 def perturbation_side_info(driver, *, database: str) -> list[dict]:
-    """Per perturbation: type, dose, compound id and SMILES, genetic targets."""
+    """Per perturbation: type, dose, compound id, SMILES, annotated targets and MoA, genetic targets."""
     return _read(driver, PERTURBATION_SIDE_INFO, database)
 
 
