@@ -6,7 +6,8 @@
     predictor.selection.to_dict()        # chosen, every candidate's validation metrics, margin, weights
     predictor.save(folder); ProductionPredictor.load(folder)
 
-Candidates: the LPM, each production baseline (context_mean, other_contexts, linear, network_knn) and
+Candidates: the LPM, each production baseline (models/registry.PRODUCTION_BASELINES: context_mean,
+other_contexts, similar_contexts, linear, network_knn, corum_knn) and
 `lpm_stacked`, their convex combination (models/evaluation/stacking.py). They are compared by the mean
 per-signature Pearson r (models/evaluation/metrics.py) on the validation experiments only: `fit` never
 receives test rows.
