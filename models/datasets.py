@@ -540,45 +540,24 @@ def compound_smiles(names) -> dict[str, str]:
     return out
 
 
-def _split_field(value) -> set[str]:
-    """A `|`-separated table cell -> its non-empty items (NaN -> none)."""
-    if not isinstance(value, str):
-        return set()
-    return {v.strip() for v in value.split("|") if v.strip()}
-
-
 @lru_cache(maxsize=1)
 def _annotation_table() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
-    """normalised name -> (targets, mechanisms of action), unioned over the Repurposing Hub drug table
-    and the LINCS compound table (CLUE `target` / `moa`). LINCS's ChEMBL-derived `target_merged` /
-    `moa_merged` (many transporters and CYPs beside the targets) fill a field only where no table
-    gives it."""
-    primary: dict[str, tuple[set[str], set[str]]] = {}
-    merged: dict[str, tuple[set[str], set[str]]] = {}
+    """normalised name or alias -> (targets, mechanisms of action), unioned over the Repurposing Hub drug
+    table and the LINCS compound table as the ingest reads them (graph/io/compounds: LINCS's CLUE and
+    ChEMBL-merged fields together), so the benchmarks see what the graph's Compound nodes hold."""
+    from graph.io.compounds import read_lincs_compoundinfo, read_repurposing_drugs
 
-    def add(table, names, targets, moa):
-        for n in names:
-            for k in compound_name_keys(n):
-                t, m = table.setdefault(k, (set(), set()))
-                t |= targets
-                m |= moa
-
-    rep = pd.read_csv(shared_path("compounds/repurposing_drugs_20200324.txt"), sep="\t", comment="!", dtype=str,
-                      usecols=["pert_iname", "moa", "target"])
-    for name, moa, target in rep.itertuples(index=False):
-        add(primary, [name], _split_field(target), _split_field(moa))
-    lincs = pd.read_csv(shared_path("compounds/lincs_compoundinfo.tsv"), sep="\t", dtype=str,
-                        usecols=["cmap_name", "compound_aliases", "target", "moa", "target_merged", "moa_merged"])
-    for r in lincs.itertuples(index=False):
-        names = [r.cmap_name, *_split_field(r.compound_aliases)]
-        add(primary, names, _split_field(r.target), _split_field(r.moa))
-        add(merged, names, _split_field(r.target_merged), _split_field(r.moa_merged))
-    out = {}
-    for k in primary.keys() | merged.keys():
-        (t, m), (tm, mm) = primary.get(k, (set(), set())), merged.get(k, (set(), set()))
-        if t or m or tm or mm:
-            out[k] = (frozenset(t or tm), frozenset(m or mm))
-    return out
+    table: dict[str, tuple[set[str], set[str]]] = {}
+    for entries in (read_repurposing_drugs(shared_path("compounds/repurposing_drugs_20200324.txt")).records,
+                    read_lincs_compoundinfo(shared_path("compounds/lincs_compoundinfo.tsv")).records):
+        for e in entries:
+            if e.targets or e.moa:
+                for n in (e.name, *e.aliases):
+                    for k in compound_name_keys(n):
+                        t, m = table.setdefault(k, (set(), set()))
+                        t |= set(e.targets)
+                        m |= set(e.moa)
+    return {k: (frozenset(t), frozenset(m)) for k, (t, m) in table.items()}
 
 
 def compound_annotations(names) -> dict:

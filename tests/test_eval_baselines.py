@@ -374,15 +374,18 @@ def _mechanism_train():
 
 
 def test_mechanism_knn_exact_similarity_weighted_mean_and_never_itself():
-    m = MechanismKNN(_annotations(), shrinkage=1.0).fit(_mechanism_train())
+    m = MechanismKNN(_annotations(), min_similarity=1.0, shrinkage=1.0).fit(_mechanism_train())
     # q ~ a: J(targets) 1 + J(moa) 1 = 2; q ~ b: 1/2 + 1 = 1.5; q ~ c: 0 (not a neighbour).
     assert m.similarity("q", "a") == 2.0 and m.similarity("q", "b") == 1.5 and m.similarity("q", "c") == 0.0
     q = _query(("A", "q", "r1"), ("A", "q", "r2"))
     assert m.predict(q) == pytest.approx([2 + (2 * 2 - 1.5) / 3.5, 1 + (-2 + 3) / 3.5])
     # a was measured: its prediction comes from b alone (similarity 1.5), never from a itself.
     assert m.predict(_query(("A", "a", "r1"))) == pytest.approx([2 - 1.0])
-    # Another salt form of a (no annotation of its own) shares only the parent: a's profile.
+    # Another salt form of a (no annotation of its own) shares only the parent: a's profile; below the
+    # default min_similarity (1.5) that alone is not enough: the context mean.
     assert m.predict(_query(("A", "a salt", "r1"), ("A", "a salt", "r2"))) == pytest.approx([4.0, 0.0])
+    default = MechanismKNN(_annotations(), shrinkage=1.0).fit(_mechanism_train())
+    assert default.predict(_query(("A", "a salt", "r1"))) == pytest.approx([2.0])
     # Below min_similarity (1/4 target overlap), unannotated, or no neighbour in the context: context mean.
     rest = _query(("A", "weak", "r1"), ("A", "unknown", "r1"), ("B", "q", "r1"))
     assert m.predict(rest) == pytest.approx([2.0, 2.0, m._context_mean(rest)[2]])

@@ -76,8 +76,8 @@ def test_tahoe37_contexts_and_readouts(shared_data):
 
 
 def test_compound_annotations_match_by_the_compound_name_rule(tmp_path, monkeypatch):
-    """Targets and MoA from both compound tables, joined by graph/io/identifiers' name rule (salts, case,
-    an alias in parentheses); ChEMBL-merged fields only where the tables give none; resources_for puts
+    """Targets and MoA from both compound tables as the ingest reads them (LINCS's merged fields too),
+    joined by graph/io/identifiers' name rule (salts, case, an alias in parentheses); resources_for puts
     them in SideInformation with a coverage line."""
     from graph.settings import reload_settings
     from models.datasets import _annotation_table, compound_annotations, resources_for
@@ -87,9 +87,9 @@ def test_compound_annotations_match_by_the_compound_name_rule(tmp_path, monkeypa
         "!header\npert_iname\tclinical_phase\tmoa\ttarget\tdisease_area\tindication\n"
         "trametinib\tLaunched\tMEK inhibitor\tMAP2K1|MAP2K2\t\t\nfumaric acid\tLaunched\t\t\t\t\n")
     (tmp_path / "compounds" / "lincs_compoundinfo.tsv").write_text(
-        "pert_id\tcmap_name\ttarget\tmoa\tcompound_aliases\ttarget_merged\tmoa_merged\n"
-        "BRD-1\ttrametinib\tMAP2K1\tMEK inhibitor|Raf inhibitor\t\tMAP2K1|CYP3A4\t\n"
-        "BRD-2\tneratinib\t\t\t\tEGFR|ERBB2\tEGFR inhibitor\n")
+        "pert_id\tcmap_name\tcanonical_smiles\ttarget\tmoa\tcompound_aliases\ttarget_merged\tmoa_merged\n"
+        "BRD-1\ttrametinib\t\tMAP2K1\tMEK inhibitor|Raf inhibitor\t\tMAP2K1|CYP3A4\t\n"
+        "BRD-2\tneratinib\t\t\t\t\tEGFR|ERBB2\tEGFR inhibitor\n")
     monkeypatch.setenv("PERTURBGRAPH_SHARED_DATA", str(tmp_path))
     reload_settings()
     _annotation_table.cache_clear()
@@ -104,9 +104,10 @@ def test_compound_annotations_match_by_the_compound_name_rule(tmp_path, monkeypa
         reload_settings()
         _annotation_table.cache_clear()
     t = ann["Trametinib (GSK1120212)"]
-    assert t.targets == ("MAP2K1", "MAP2K2") and t.moa == ("mek inhibitor", "raf inhibitor") and t.parent == "trametinib"
+    assert t.targets == ("CYP3A4", "MAP2K1", "MAP2K2") and t.moa == ("mek inhibitor", "raf inhibitor")
+    assert t.parent == "trametinib"  # MoA of both tables, "MEK inhibitor" once (CompoundAnnotation.of)
     n, n_salt = ann["Neratinib"], ann["Neratinib maleate"]
-    assert n.targets == ("EGFR", "ERBB2") and n.moa == ("egfr inhibitor",) and n_salt == n  # merged fields fill
+    assert n.targets == ("EGFR", "ERBB2") and n.moa == ("egfr inhibitor",) and n_salt == n
     assert ann["Fumaric acid"].targets == () and ann["Fumaric acid"].moa == ()  # known name, no annotation
     assert set(res.compound_annotations) == {"Trametinib (GSK1120212)", "Fumaric acid"}  # compounds only
     assert "compound annotations: 1 of 2 compounds matched targets or a mechanism of action by name or alias " \
