@@ -20,6 +20,7 @@ What `value` means per source (documented in docs/results.md as well):
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -588,19 +589,29 @@ def string_gene_graph(min_score: int = 700, genes=None) -> pd.DataFrame:
                          "weight": (edges["combined_score"] / 1000.0).astype(np.float32).to_numpy()})
 
 
-def corum_gene_graph(genes=None) -> pd.DataFrame:
-    """CORUM (human) co-complex pairs (graph/io/networks.read_corum) as source, target, weight 1: every
-    two members of one complex, each pair once; optionally within `genes`."""
-    from graph.io.networks import read_corum
-
+def co_complex_pairs(member_lists: Iterable[Iterable[str]], genes=None) -> pd.DataFrame:
+    """Complexes' member symbols -> the complex graph corum_knn reads (source, target, weight 1): every
+    two distinct members of one complex, each unordered pair once (source < target), sorted; optionally
+    only members within `genes`. The one pairing rule of corum_gene_graph (the file) and the pipeline's
+    training set (the graph's Complex nodes). No size cap: pairs grow with the square of a complex's
+    size, but human CORUM 2018 (2,300 complexes, the largest 143 members) gives 38,253 pairs."""
     wanted = None if genes is None else set(map(str, genes))
     pairs: set[tuple[str, str]] = set()
-    for c in read_corum(shared_path("networks/corum_allComplexes_2018-06-27.txt")).records:
-        members = [g for g in c.member_symbols if wanted is None or g in wanted]  # sorted by the reader
+    for symbols in member_lists:
+        members = sorted({str(g) for g in symbols if wanted is None or str(g) in wanted})
         pairs.update((a, b) for i, a in enumerate(members) for b in members[i + 1:])
     ordered = sorted(pairs)
     return pd.DataFrame({"source": [a for a, _ in ordered], "target": [b for _, b in ordered],
                          "weight": np.ones(len(ordered), dtype=np.float32)})
+
+
+def corum_gene_graph(genes=None) -> pd.DataFrame:
+    """CORUM (human) co-complex pairs (graph/io/networks.read_corum; co_complex_pairs), optionally
+    within `genes`."""
+    from graph.io.networks import read_corum
+
+    records = read_corum(shared_path("networks/corum_allComplexes_2018-06-27.txt")).records
+    return co_complex_pairs((c.member_symbols for c in records), genes)
 
 
 def cell_line_features(contexts=None, *, n_genes: int = 256, feature: str = "basex_rnaseq") -> pd.DataFrame:

@@ -2,7 +2,8 @@
 records the graph gave (dicts), tables, folders and numbers in; records out. No Dagster, no Neo4j: the
 assets (pipelines/assets/training.py) read the graph, call these, log and attach metadata.
 
-    ts, counts = build_training_set(artifacts_dir, table, datasets, side_records, prior_edges, context_frames)
+    ts, counts = build_training_set(artifacts_dir, table, datasets, side_records, prior_edges, context_frames,
+                                    complexes=complex_records)
     run = train_version(ts, artifacts_dir, seed=0, valid_fraction=0.1, lpm_params={"max_epochs": 30})
     evaluation = evaluate_version(ts, artifacts_dir, split="unseen-experiment", seeds=[0], max_epochs=20)
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.datasets import most_measured_readouts
+from models.datasets import co_complex_pairs, most_measured_readouts
 from pipelines.quality import MARGIN_METRIC, finite, production_margins
 
 CONTEXT_DESCRIPTOR_GENES = 256  # the most variable genes of the cell-line features: compact, informative
@@ -46,6 +47,7 @@ class TrainingSet:
     context_features_path: str = ""  # parquet: index context, columns genes
     simulated: bool = False
     compound_annotations: dict = field(default_factory=dict)  # perturbation_id -> CompoundAnnotation
+    complex_graph_path: str = ""  # parquet: source, target, weight (co-complex pairs, for corum_knn)
 
     def table(self) -> pd.DataFrame:
         return pd.read_parquet(self.table_path)
@@ -56,6 +58,10 @@ class TrainingSet:
     def context_features(self) -> pd.DataFrame | None:
         return pd.read_parquet(self.context_features_path) if self.context_features_path else None
 
+    def complex_graph(self) -> pd.DataFrame | None:
+        # runs pickled before the field existed have none (the class default "")
+        return pd.read_parquet(self.complex_graph_path) if self.complex_graph_path else None
+
     def side_information(self):
         """Everything above but the table, as the one record the LPM and the registry take."""
         from models.side_information import SideInformation
@@ -64,7 +70,7 @@ class TrainingSet:
                                context_features=self.context_features(),
                                perturbation_targets=self.perturbation_targets,
                                perturbation_compounds=self.perturbation_compounds,
-                               perturbation_doses=self.perturbation_doses,
+                               perturbation_doses=self.perturbation_doses, complex_graph=self.complex_graph(),
                                # runs pickled before the field existed have none
                                compound_annotations=getattr(self, "compound_annotations", {}))
 
@@ -172,9 +178,11 @@ def context_descriptor(frames: Iterable[pd.DataFrame], contexts: Iterable[str],
 
 def build_training_set(artifacts_dir: Path, table: pd.DataFrame, datasets: list[dict], side_records: list[dict],
                        prior_edges: list[dict], context_frames: Iterable[pd.DataFrame], *,
+                       complexes: Mapping[str, Iterable[str]] | None = None,
                        max_readouts: int = 0) -> tuple[TrainingSet, dict]:
-    """Write the training set of `datasets` (their long table, the prior gene network, the context
-    descriptor) under <artifacts_dir>/training/<snapshot id>/; returns it and its counts."""
+    """Write the training set of `datasets` (their long table, the prior gene network, the co-complex
+    pairs of `complexes` (the graph's complex_id -> member symbols), the context descriptor) under
+    <artifacts_dir>/training/<snapshot id>/; returns it and its counts."""
     n_readouts_all = int(table["readout"].nunique())
     table = cap_readouts(table, max_readouts)
     capped = max_readouts if n_readouts_all > max_readouts > 0 else 0
@@ -191,6 +199,11 @@ def build_training_set(artifacts_dir: Path, table: pd.DataFrame, datasets: list[
         graph_path = str(out / "gene_graph.parquet")
         pd.DataFrame([dict(source=r["source"], target=r["target"], weight=float(r["weight"])) for r in prior_edges]) \
             .to_parquet(graph_path, index=False)
+    pairs = co_complex_pairs((complexes or {}).values())
+    complex_path = ""
+    if len(pairs):
+        complex_path = str(out / "complex_graph.parquet")
+        pairs.to_parquet(complex_path, index=False)
     ctx_path = ""
     if (ctx := context_descriptor(context_frames, table["context"].astype(str).unique())) is not None:
         ctx_path = str(out / "context_features.parquet")
@@ -198,11 +211,11 @@ def build_training_set(artifacts_dir: Path, table: pd.DataFrame, datasets: list[
     simulated = any(bool(r["simulated"]) for r in datasets)
     ts = TrainingSet(str(table_path), snapshot, tuple(r["dataset_id"] for r in datasets),
                      tuple(r["store_sha256"] for r in datasets), len(table), smiles, pert_compound, doses, targets,
-                     graph_path, ctx_path, simulated, annotations)
+                     graph_path, ctx_path, simulated, annotations, complex_path)
     counts = {"rows": len(table), "signatures": int(table["signature_id"].nunique()),
               "contexts": int(table["context"].nunique()), "perturbations": int(table["perturbation"].nunique()),
               "readouts": int(table["readout"].nunique()), "readouts_before_cap": n_readouts_all,
-              "compounds_with_structure": len(smiles), "prior_edges": len(prior_edges),
+              "compounds_with_structure": len(smiles), "prior_edges": len(prior_edges), "complex_pairs": len(pairs),
               "compounds_annotated": len({a.parent for a in annotations.values() if a.targets or a.moa})}
     return ts, counts
 

@@ -4,6 +4,7 @@ long table, and real (tiny) LPM fits, counted (conftest `lpm_fits`) where the ru
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -83,13 +84,16 @@ def test_build_training_set_writes_what_the_model_reads(tmp_path):
     side += [{"perturbation_id": "cmp:B", "compound_id": "C2", "smiles": None, "dose_value": None, "dose_unit": None,
               "targets": [], "compound_targets": None, "moa": None}]
     edges = [{"source": "G1", "target": "G2", "weight": 0.9}]
+    # the graph's complexes (members in any order); G1-G2 is in both: one pair
+    complexes = {"CORUM:1": ["G3", "G1", "G2"], "CORUM:2": ["G2", "G1"]}
     features = pd.DataFrame(np.arange(6.0).reshape(3, 2), index=["CL0", "CL1", "CL2"], columns=["g1", "g2"])
-    ts, counts = T.build_training_set(tmp_path, table, DATASETS, side, edges, [features], max_readouts=4)
+    ts, counts = T.build_training_set(tmp_path, table, DATASETS, side, edges, [features], complexes=complexes,
+                                      max_readouts=4)
     assert ts.snapshot_id == T.snapshot_id(DATASETS, 4) and ts.dataset_ids == ("a", "b") and ts.simulated
     assert ts.table_path == str(tmp_path / "training" / ts.snapshot_id / "table.parquet")
     assert counts == {"rows": 3 * 12 * 4, "signatures": 36, "contexts": 3, "perturbations": 12, "readouts": 4,
                       "readouts_before_cap": 10, "compounds_with_structure": 0, "prior_edges": 1,
-                      "compounds_annotated": 1}
+                      "compounds_annotated": 1, "complex_pairs": 3}
     assert len(ts.table()) == ts.n_rows == counts["rows"]
     side_info = ts.side_information()
     assert side_info.perturbation_targets == {"shRNA:G1": ["G1"]}
@@ -99,8 +103,72 @@ def test_build_training_set_writes_what_the_model_reads(tmp_path):
                                               "cmp:B": CompoundAnnotation((), (), "C2")}
     assert side_info.gene_graph.to_dict("records") == [{"source": "G1", "target": "G2", "weight": 0.9}]
     assert list(side_info.context_features.index) == ["CL0", "CL1", "CL2"]
+    assert side_info.complex_graph.to_dict("records") == [{"source": a, "target": b, "weight": 1.0}
+                                                          for a, b in (("G1", "G2"), ("G1", "G3"), ("G2", "G3"))]
     bare, _ = T.build_training_set(tmp_path, table, DATASETS[:1], [], [], [])
     assert not bare.simulated and bare.gene_graph() is None and bare.context_features() is None
+    assert bare.side_information().complex_graph is None
+
+
+def test_training_sets_pickled_before_the_newer_fields_still_load(tmp_path):
+    """A run stored before complex_graph_path / compound_annotations existed: its pickled state lacks
+    them; it unpickles and gives side information without them."""
+    ts, _ = T.build_training_set(tmp_path, _table(), DATASETS, [], [], [],
+                                 complexes={"CORUM:1": ["G1", "G2"]})
+    assert ts.side_information().complex_graph is not None
+    old = object.__new__(T.TrainingSet)  # what unpickling builds: the class, then the stored state
+    vars(old).update({k: v for k, v in vars(ts).items() if k not in ("complex_graph_path", "compound_annotations")})
+    loaded = pickle.loads(pickle.dumps(old))
+    assert "complex_graph_path" not in vars(loaded) and "compound_annotations" not in vars(loaded)
+    side = loaded.side_information()
+    assert side.complex_graph is None and side.compound_annotations == {} and len(loaded.table()) == ts.n_rows
+
+
+CORUM_FILE = """ComplexID\tComplexName\tOrganism\tsubunits(Gene name)
+1\tCDK2-cyclin E\tHuman\tCDK2;CCNE1
+2\tCDK4-cyclin D1-CDK2\tHuman\tCDK4;CCND1;CDK2
+3\tmTORC1\tHuman\tMTOR;RPTOR;MLST8;None
+4\tCDK2-cyclin E-CDK4\tHuman\tCCNE1;CDK2;CDK4
+5\tmouse mTORC1\tMouse\tMtor;Rptor
+6\tlonely\tHuman\tMTOR
+"""
+GENES = {"CDK2": 1017, "CDK4": 1019, "CCNE1": 898, "CCND1": 595, "MTOR": 2475, "RPTOR": 57521, "MLST8": 64223}
+
+
+@pytest.mark.neo4j
+def test_the_graphs_complexes_give_the_pairs_corum_gene_graph_gives(tmp_path, empty_graph, neo4j_settings,
+                                                                    monkeypatch):
+    """One data path: a tiny CORUM file ingested as the pipeline does (read_reference, load_reference),
+    read back with the training_set asset's query, gives the training set the same complex graph
+    (pairs and weights) as the benchmarks' corum_gene_graph on that file."""
+    from graph.db import pipeline_queries as PQ
+    from graph.db.graph_writer import GraphWriter
+    from models import datasets as D
+    from pipelines.ingest import load_reference, read_reference
+    from pipelines.inputs import InputSpec
+
+    corum = tmp_path / "networks" / "corum_allComplexes_2018-06-27.txt"
+    corum.parent.mkdir()
+    corum.write_text(CORUM_FILE)
+    genes = tmp_path / "genes.tsv"
+    genes.write_text("entrez_id\tsymbol\n" + "".join(f"{e}\t{s}\n" for s, e in GENES.items()))
+    db = neo4j_settings.neo4j_database
+    bundle = read_reference([InputSpec(str(genes), "gene_table", "genes"), InputSpec(str(corum), "corum", "corum")],
+                            progress=lambda line: None)
+    load_reference(GraphWriter(empty_graph, db), bundle, progress=lambda line: None)
+
+    members = PQ.complex_member_symbols(empty_graph, database=db)
+    assert sorted(members) == ["CORUM:1", "CORUM:2", "CORUM:3", "CORUM:4"]  # not the mouse one, nor one member
+    ts, counts = T.build_training_set(tmp_path / "artifacts", _table(), DATASETS, [], [], [], complexes=members)
+    monkeypatch.setattr(D, "shared_path", lambda relative: tmp_path / relative)
+    expected = D.corum_gene_graph()
+    assert len(expected) == counts["complex_pairs"] == 5 + 3  # the CDK/cyclin pairs (once each), mTORC1's
+    pd.testing.assert_frame_equal(ts.side_information().complex_graph, expected)
+    # resources_for's filter (the dataset's genes) keeps the pairs among them, as the same rule on the graph's
+    within = D.corum_gene_graph(genes=["CDK2", "CDK4", "CCNE1", "MTOR"])
+    assert within.equals(D.co_complex_pairs(members.values(), ["CDK2", "CDK4", "CCNE1", "MTOR"]))
+    assert list(zip(within["source"], within["target"], strict=True)) == [("CCNE1", "CDK2"), ("CCNE1", "CDK4"),
+                                                                          ("CDK2", "CDK4")]
 
 
 def test_validation_split_holds_out_whole_experiments():

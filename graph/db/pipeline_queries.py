@@ -2,7 +2,7 @@
 
 The LPM's side information comes from the graph, not from the input files: the prior gene-gene
 network (for the gene encoder), compound structures and dose (for the compound encoder) and the
-targets of genetic perturbations.
+targets of genetic perturbations; the complexes' members give corum_knn its co-complex pairs.
 """
 
 from graph.db.queries import DATASET_STORE_RECORDS
@@ -20,6 +20,15 @@ PRIOR_GENE_EDGES = """
 MATCH (a:Gene)-[r:INTERACTS_WITH|REGULATES]->(b:Gene)
 WHERE coalesce(r.score, 1.0) >= $min_score
 RETURN a.symbol AS source, b.symbol AS target, coalesce(r.score, 1.0) AS weight, type(r) AS kind
+"""
+
+# Each complex (CORUM) with its members' symbols: one row per complex, so the result grows with the
+# members, not with their pairs; models.datasets.co_complex_pairs pairs them (the one pairing rule,
+# shared with the benchmarks' corum_gene_graph). A member appears once per complex whatever the datasets.
+COMPLEX_MEMBER_SYMBOLS = """
+MATCH (g:Gene)-[:MEMBER_OF]->(x:Complex)
+RETURN x.complex_id AS complex_id, collect(DISTINCT g.symbol) AS members
+ORDER BY complex_id
 """
 
 # Per perturbation: type, compound structure, dose and genetic targets.
@@ -110,6 +119,11 @@ def dataset_store_records(driver, dataset_ids, *, database: str) -> dict[str, di
 def prior_gene_edges(driver, *, database: str, min_score: float) -> list[dict]:
     """Prior gene-gene edges scoring at least min_score: source, target, weight, kind."""
     return _read(driver, PRIOR_GENE_EDGES, database, min_score=min_score)
+
+
+def complex_member_symbols(driver, *, database: str) -> dict[str, list[str]]:
+    """complex_id -> its member genes' symbols, for every complex in the graph."""
+    return {r["complex_id"]: r["members"] for r in _read(driver, COMPLEX_MEMBER_SYMBOLS, database)}
 
 
 def perturbation_side_info(driver, *, database: str) -> list[dict]:

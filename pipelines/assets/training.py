@@ -11,6 +11,7 @@ import dagster as dg
 
 from graph.db import pipeline_queries as PQ
 from graph.store.measurements import load_training_table
+from models.registry import PRODUCTION_CANDIDATES
 from pipelines import plots
 from pipelines import quality as Q
 from pipelines import training_steps as steps
@@ -61,7 +62,8 @@ def _failure(exc: steps.StepFailure) -> dg.Failure:
 @dg.asset(group_name="training", kinds={"neo4j", "parquet"},
           deps=[dg.AssetKey("graph_experiments")],
           description="The measurements of every complete dataset (hashes verified against the graph) plus the "
-                      "prior gene network, compound structures, doses and genetic targets read from Neo4j.")
+                      "prior gene network, co-complex gene pairs, compound structures and annotations, doses and "
+                      "genetic targets read from Neo4j.")
 def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturbgraph: PerturbGraphSettings,
                  reference_data: ReferenceBundle, config: TrainingConfig) -> TrainingSet:
     settings = perturbgraph.settings()
@@ -75,8 +77,9 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
                                     PQ.dataset_store_records(driver, dataset_ids, database=neo4j.db))
         side = PQ.perturbation_side_info(driver, database=neo4j.db)
         edges = PQ.prior_gene_edges(driver, database=neo4j.db, min_score=config.prior_min_score)
+        complexes = PQ.complex_member_symbols(driver, database=neo4j.db)
     ts, counts = steps.build_training_set(settings.artifacts_dir, table, datasets, side, edges,
-                                          reference_data.context_features.values(),
+                                          reference_data.context_features.values(), complexes=complexes,
                                           max_readouts=config.max_readouts)
     context.add_output_metadata({"snapshot_id": ts.snapshot_id, "datasets": dg.MetadataValue.json(dataset_ids),
                                  **counts, "simulated": ts.simulated})
@@ -94,10 +97,9 @@ def training_log(context: dg.AssetExecutionContext):
 # --------------------------------------------------------------------------------------------- model
 @dg.asset(group_name="model", kinds={"pytorch"},
           description="The Large Perturbation Model trained on the training set (checkpoint with weights, config, "
-                      "vocabularies and the data snapshot id) and the production predictor: the LPM, context_mean, "
-                      "other_contexts, linear, network_knn or their stacked combination, whichever wins on the "
-                      "validation "
-                      "experiments (models/predictor.py), saved beside it.")
+                      "vocabularies and the data snapshot id) and the production predictor: "
+                      f"{', '.join(PRODUCTION_CANDIDATES)} or their stacked combination, whichever wins on the "
+                      "validation experiments (models/predictor.py), saved beside it.")
 def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSettings, training_set: TrainingSet,
               config: TrainingConfig) -> ModelRun:
     run = steps.train_version(training_set, perturbgraph.settings().artifacts_dir, seed=config.seed,
