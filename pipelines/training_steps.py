@@ -3,7 +3,7 @@ records the graph gave (dicts), tables, folders and numbers in; records out. No 
 assets (pipelines/assets/training.py) read the graph, call these, log and attach metadata.
 
     ts, counts = build_training_set(artifacts_dir, table, datasets, side_records, prior_edges, context_frames,
-                                    complexes=complex_records)
+                                    complexes=complex_members)
     run = train_version(ts, artifacts_dir, seed=0, valid_fraction=0.1, lpm_params={"max_epochs": 30})
     evaluation = evaluate_version(ts, artifacts_dir, split="unseen-experiment", seeds=[0], max_epochs=20)
 """
