@@ -291,7 +291,6 @@ class LPM:
         from models.evaluation.baselines import SimilarContexts
 
         sc = SimilarContexts().fit(train, valid)
-        self.similar_contexts_ = sc.describe()
         v = self.vocab
         ci, pi, gi = (_codes(pd.Series(list(names)), v[k]) + 1 for names, k in
                       ((sc.contexts_, "context"), (sc.perturbations_, "perturbation"), (sc.readout_index_, "gene")))
