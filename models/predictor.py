@@ -47,6 +47,7 @@ from models.evaluation.baselines import (
     KEY_COLUMNS,
     ContextReadoutMean,
     LinearPCARidge,
+    MechanismKNN,
     NetworkKNN,
     OtherContextsMean,
     SimilarContexts,
@@ -64,7 +65,7 @@ N_FOLDS = 2
 # Baselines that can be saved and loaded (their fitted statistics are plain arrays).
 SAVEABLE_BASELINES = {"context_mean": ContextReadoutMean, "other_contexts": OtherContextsMean,
                       "similar_contexts": SimilarContexts,
-                      "linear": LinearPCARidge, "network_knn": NetworkKNN}
+                      "linear": LinearPCARidge, "network_knn": NetworkKNN, "mechanism_knn": MechanismKNN}
 
 
 class PredictorError(ValueError):

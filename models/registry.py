@@ -63,8 +63,10 @@ STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear", "network_k
 # (the same model over CORUM co-complex pairs) for those in a complex: on Replogle validation experiments
 # it adds to network_knn in the stack (docs/results.md "Production predictor").
 # similar_contexts (other lines weighted by regression) beat other_contexts on the 37-line Tahoe targets
-# (docs/results.md "Research: many contexts").
-PRODUCTION_BASELINES = ("context_mean", "other_contexts", "similar_contexts", "linear", "network_knn", "corum_knn")
+# (docs/results.md "Research: many contexts"). mechanism_knn (annotated targets / MoA) is the strongest
+# unseen-compound baseline, so production must be able to choose it (a tie there, not a loss).
+PRODUCTION_BASELINES = ("context_mean", "other_contexts", "similar_contexts", "linear", "network_knn", "corum_knn",
+                        "mechanism_knn")
 PRODUCTION_CANDIDATES = ("lpm", *PRODUCTION_BASELINES)
 MODEL_NAMES = (*LPM_NAMES, "production", *BASELINE_NAMES)
 

@@ -67,11 +67,13 @@ def test_no_leakage_into_fit_or_predict(kind, context):
 def test_run_benchmark_ranks_baselines_sensibly():
     df = _data()
     res = run_benchmark(df, "unseen-experiment", context="ctx0", models=["baselines"], seeds=[0, 1])
-    assert set(res["model"]) == {"global_mean", "no_change", "context_mean", "other_contexts", "linear"}
+    assert set(res["model"]) == {"global_mean", "no_change", "context_mean", "other_contexts", "similar_contexts",
+                                 "linear"}
     assert (res.groupby("model")["seed"].nunique() == 2).all() and not res["error"].any()
     mean = res.groupby("model")["pearson_per_signature"].mean()
     # Effects are shared across contexts, so copying them from other contexts must win clearly.
     assert mean["other_contexts"] > 0.8 > mean["context_mean"]
+    assert mean["similar_contexts"] > 0.8  # weighting the same lines cannot lose the shared effect
     assert res.groupby("model")["rmse"].mean()["other_contexts"] < res.groupby("model")["rmse"].mean()["global_mean"]
 
 
@@ -188,7 +190,7 @@ def test_production_runs_through_the_same_path_and_records_its_choice():
     model = harness.build_model("production", seed=0, resources=res, split_kind="unseen-experiment")
     assert isinstance(model, ProductionPredictor)
     assert tuple(model.members) == ("lpm", "context_mean", "other_contexts", "similar_contexts", "linear",
-                                    "network_knn", "corum_knn")
+                                    "network_knn", "corum_knn", "mechanism_knn")
 
 
 def test_lpm_and_production_together_fit_one_lpm_per_seed(lpm_fits):
