@@ -291,6 +291,10 @@ class LPM:
         from models.evaluation.baselines import SimilarContexts
 
         sc = SimilarContexts().fit(train, valid)
+        if sc.equal_weights_only_ is not None:
+            raise ValueError(f"LPMConfig.similar_contexts_base needs a dense (context, perturbation, readout) array "
+                             f"and this training set has {sc.cells_:,} cells (> {sc.max_cells:,}); turn the option "
+                             "off or train on fewer readouts")
         v = self.vocab
         ci, pi, gi = (_codes(pd.Series(list(names)), v[k]) + 1 for names, k in
                       ((sc.contexts_, "context"), (sc.perturbations_, "perturbation"), (sc.readout_index_, "gene")))

@@ -122,6 +122,7 @@ def test_every_baseline_follows_the_protocol_without_values():
 
 
 @pytest.mark.parametrize("make", [ContextReadoutMean, OtherContextsMean, SimilarContexts,
+                                  lambda: SimilarContexts(max_cells=1),
                                   lambda: LinearPCARidge(k=3), lambda: LinearPCARidge(k=3, features="target_gene")])
 def test_saved_state_rebuilds_a_baseline_that_predicts_identically(make, tmp_path):
     df = _low_rank()
@@ -194,6 +195,18 @@ def test_similar_contexts_exact_weights_and_fallbacks():
     # Never seen anywhere -> the context-readout mean; an unseen context -> its readout mean + equal weights
     # over all contexts (every one counting p's only measured residual, 1/3).
     assert flat.predict(_query(("A", "new", "r1"), ("Z", "p", "r1"))) == pytest.approx([1.0, 2.5 / 7 + 1 / 3])
+
+
+def test_similar_contexts_above_its_memory_cap_is_other_contexts_and_says_so():
+    df = _low_rank()
+    train = df[~((df["context"] == "ctx0") & df["perturbation"].isin(["p0", "p1"]))]
+    valid = df[(df["context"] == "ctx0") & df["perturbation"].isin(["p0", "p1"])]
+    capped = SimilarContexts(max_cells=10).fit(train, valid)
+    rows = df.drop(columns="value")
+    np.testing.assert_array_equal(capped.predict(rows), OtherContextsMean().fit(train).predict(rows))
+    assert "exceed max_cells 10" in capped.describe() and not hasattr(capped, "R_")
+    # under the cap the same data gets the dense, validation-chosen weights
+    assert "chosen on validation" in SimilarContexts().fit(train, valid).describe()
 
 
 def test_similar_contexts_ridge_is_chosen_on_validation_only():

@@ -128,3 +128,16 @@ def test_similar_contexts_base_is_the_baseline_and_never_reads_its_own_line(tmp_
     m2 = LPM(cfg).fit(train, valid, progress=False, device="cpu")
     m2.save(tmp_path / "s.pt")
     np.testing.assert_array_equal(LPM.load(tmp_path / "s.pt").predict(test), m2.predict(test))
+
+
+def test_similar_contexts_base_refuses_data_above_the_baselines_memory_cap(monkeypatch):
+    from models.evaluation.baselines import SimilarContexts
+    from models.evaluation.splits import make_split
+
+    split = make_split(_lines(), "unseen-experiment", context="L0", seed=0)
+    monkeypatch.setattr(SimilarContexts.__init__, "__defaults__", (None, SimilarContexts.GRID, 10))
+    cfg = LPMConfig(similar_contexts_base=True, embed_dim=8, hidden_dim=16, encoder_hidden=16, max_epochs=1,
+                    batch_triples=100, use_compound_encoder=False, use_context_features=False,
+                    use_gene_graph=False, use_targets=False)
+    with pytest.raises(ValueError, match="similar_contexts_base needs a dense"):
+        LPM(cfg).fit(split.train, split.valid, progress=False, device="cpu")

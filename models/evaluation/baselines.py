@@ -228,21 +228,31 @@ class SimilarContexts(_Means):
     missing p at r counts with the mean of the other contexts that have it (c's own value never
     enters), in fitting and prediction alike; contexts without training signatures (unseen context)
     get equal weights over all; a perturbation seen in no other context gets the context-readout mean.
-    Dense (contexts, perturbations, readouts) array: fine for Tahoe / Replogle / L1000 ds sizes.
+    Dense (contexts, perturbations, readouts) array: fine for Tahoe / Replogle / L1000 ds sizes; above
+    `max_cells` cells (a large L1000 set: many compounds x lines) it would not fit in memory, so the model
+    is `other_contexts` (equal weights, sparse) and says so in `describe()`.
     """
 
     name = "similar_contexts"
     GRID = (0.001, 0.01, 0.1, 1.0, np.inf)
     DEFAULT_RIDGE = 0.01  # Tahoe 37 lines, validation experiments of A498 / HEC1A / LOVO: 0.001-0.01 flat
+    MAX_CELLS = 50_000_000  # three float64 (C, P, G) arrays while fitting: ~1.2 GB
 
-    def __init__(self, ridge: float | None = None, grid=GRID):
+    def __init__(self, ridge: float | None = None, grid=GRID, max_cells: int = MAX_CELLS):
         self.ridge, self.grid = ridge, tuple(sorted(float(g) for g in grid))
+        self.max_cells = int(max_cells)
+        self.equal_weights_only_: OtherContextsMean | None = None
 
     def fit(self, train, valid=None):
         self._fit_means(train)
         (c, contexts), (p, perts), (g, readouts) = (pd.factorize(_str(train[k])) for k in ("context", "perturbation", "readout"))
         self.contexts_, self.perturbations_, self.readout_index_ = pd.Index(contexts), pd.Index(perts), pd.Index(readouts)
         shape = (len(self.contexts_), len(self.perturbations_), len(self.readout_index_))
+        self.equal_weights_only_ = None
+        if int(np.prod(shape)) > self.max_cells:
+            self.equal_weights_only_ = OtherContextsMean().fit(train)
+            self.ridge_, self.ridge_scores_, self.cells_ = np.inf, {}, int(np.prod(shape))
+            return self
         s, n = np.zeros(shape), np.zeros(shape)
         np.add.at(s, (c, p, g), train["value"].to_numpy(np.float64) - self._context_mean(train))
         np.add.at(n, (c, p, g), 1.0)
@@ -290,6 +300,8 @@ class SimilarContexts(_Means):
         return W
 
     def predict(self, rows):
+        if self.equal_weights_only_ is not None:
+            return self.equal_weights_only_.predict(rows)
         c = self.contexts_.get_indexer(_str(rows["context"]))  # -1: unseen context
         p = self.perturbations_.get_indexer(_str(rows["perturbation"]))
         g = self.readout_index_.get_indexer(_str(rows["readout"]))
@@ -301,6 +313,9 @@ class SimilarContexts(_Means):
         return self._context_mean(rows) + resid
 
     def describe(self) -> str:
+        if self.equal_weights_only_ is not None:
+            return (f"equal weights (other_contexts): {getattr(self, 'cells_', 0):,} (context, perturbation, "
+                    f"readout) cells exceed max_cells {self.max_cells:,}")
         chosen = f"ridge {self.ridge_:g}"
         if not self.ridge_scores_:
             return f"{chosen} (not chosen on validation)"
@@ -308,6 +323,9 @@ class SimilarContexts(_Means):
             f"{lam:g}: {r:.4f}" for lam, r in self.ridge_scores_.items()) + ")"
 
     def state(self):
+        if self.equal_weights_only_ is not None:
+            params, arrays = self.equal_weights_only_.state()
+            return params | {"equal_weights_only": True, "max_cells": self.max_cells}, arrays
         params, arrays = super().state()
         arrays |= {"R": self.R_, "W": self.W_, "contexts": _unicode(self.contexts_),
                    "perturbations": _unicode(self.perturbations_), "readouts": _unicode(self.readout_index_)}
@@ -317,6 +335,11 @@ class SimilarContexts(_Means):
     @classmethod
     def from_state(cls, params, arrays):
         what = cls.__name__
+        if params.get("equal_weights_only"):
+            model = cls(ridge=np.inf, max_cells=int(params["max_cells"]))
+            model.equal_weights_only_ = OtherContextsMean.from_state(params, arrays)
+            model.ridge_, model.ridge_scores_ = np.inf, {}
+            return model
         if any(k not in arrays for k in ("R", "W", "contexts", "perturbations", "readouts")):
             raise ValueError(f"{what}: saved state lacks 'R', 'W' or its names")
         R, W, C = arrays["R"], arrays["W"], len(arrays["contexts"])
