@@ -576,42 +576,119 @@ def compound_annotations(names) -> dict:
     return out
 
 
-def string_gene_graph(min_score: int = 700, genes=None) -> pd.DataFrame:
-    """STRING v12 edges (symbols) as source, target, weight in [0, 1]; optionally within `genes`."""
-    edges = pd.read_csv(shared_path("networks/string_v12_edges.tsv.gz"), sep="\t",
-                        usecols=["symbol_a", "symbol_b", "combined_score"])
-    edges = edges[edges["combined_score"] >= min_score]
-    if genes is not None:
-        genes = set(map(str, genes))
-        edges = edges[edges["symbol_a"].isin(genes) & edges["symbol_b"].isin(genes)]
-    return pd.DataFrame({"source": edges["symbol_a"].astype(str).to_numpy(),
-                         "target": edges["symbol_b"].astype(str).to_numpy(),
-                         "weight": (edges["combined_score"] / 1000.0).astype(np.float32).to_numpy()})
+# --- prior networks: the ingest's readers and gene table -------------------------------------------
+# The same readers (graph/io/networks.NETWORK_READERS) and the same gene table (graph/io/readers.
+# gene_resolver) as the ingest, so a renamed symbol meets the same gene here and in the graph; rows whose
+# genes do not resolve are quarantined with a reason (network_summary says how many and why).
+
+
+def gene_table_resolver():
+    """The gene table the pipeline resolves with (the shared genes_human.tsv; None without it)."""
+    from graph.io.readers import gene_resolver
+
+    return gene_resolver((), get_settings().shared_data)
+
+
+def read_network(kind: str, path: str | Path | None = None, **filters):
+    """A prior network (string, corum, dorothea, gmt) as the ingest reads it: graph/io/networks'
+    reader for `kind` with the gene table's resolver -> ReadResult (records in current symbols,
+    quarantine with reasons). path: the shared data's file of that kind by default."""
+    from graph.io.networks import SHARED_NETWORK_FILES
+
+    path = Path(path) if path is not None else shared_path(SHARED_NETWORK_FILES[kind])
+    if not path.is_file():
+        raise InputFileError(path, "file does not exist")
+    return _read_network(kind, str(path.resolve()), path.stat().st_mtime_ns, str(get_settings().shared_data),
+                         tuple(sorted(filters.items())))
+
+
+@lru_cache(maxsize=8)
+def _read_network(kind: str, path: str, mtime_ns: int, shared_data: str, filters: tuple):
+    """read_network, once per file version, gene table and filters (STRING with the table: ~3 s)."""
+    from graph.io.networks import NETWORK_READERS
+
+    return NETWORK_READERS[kind](path, resolver=gene_table_resolver(), **dict(filters))
+
+
+def network_summary(kind: str, path: str | Path | None = None, **filters) -> str:
+    """One line: what read_network read, accepted and quarantined, and why."""
+    from graph.io.networks import quarantine_summary
+
+    return quarantine_summary(read_network(kind, path, **filters))
+
+
+def dataset_gene_names(genes: Iterable) -> dict[str, list[str]]:
+    """Current symbol -> the dataset's names of that gene: how a dataset's gene names (readouts,
+    genetic targets; Replogle's are 10x names such as NARS for NARS1) meet the networks' current symbols,
+    through the same gene table. A name the table does not resolve keeps its own spelling."""
+    resolver = gene_table_resolver()
+    out: dict[str, list[str]] = {}
+    for g in sorted(set(map(str, genes))):
+        m = resolver.resolve(g) if resolver is not None else None
+        out.setdefault(m.symbol if m is not None and m.ok else g, []).append(g)
+    return out
+
+
+def gene_name_coverage(genes: Iterable) -> str:
+    """One line: how many of the dataset's gene names the gene table renames or does not know."""
+    resolver = gene_table_resolver()
+    if resolver is None:
+        return "gene names: no gene table; network symbols and dataset names are matched as written"
+    names = sorted(set(map(str, genes)))
+    matches = [resolver.resolve(g) for g in names]
+    renamed = [f"{g}->{m.symbol}" for g, m in zip(names, matches, strict=True) if m.ok and m.symbol != g]
+    unknown = [g for g, m in zip(names, matches, strict=True) if not m.ok]
+    return (f"gene names: {len(renamed):,} of {len(names):,} met the networks under their current symbol "
+            f"(e.g. {', '.join(renamed[:3])}), {len(unknown):,} not resolved by the gene table "
+            f"(e.g. {', '.join(unknown[:3])}; they match no network gene)")
+
+
+def _edge_frame(records, genes=None) -> pd.DataFrame:
+    """PriorEdgeRecords -> source, target, weight (float32); with `genes`, only edges between the
+    dataset's genes, named as the dataset names them (dataset_gene_names)."""
+    frame = pd.DataFrame({"source": [e.source_symbol for e in records], "target": [e.target_symbol for e in records],
+                          "weight": np.asarray([e.score for e in records], dtype=np.float32)})
+    if genes is None:
+        return frame
+    names = dataset_gene_names(genes)
+    frame = frame.assign(source=frame["source"].map(names), target=frame["target"].map(names)).dropna()
+    frame = frame.explode("source").explode("target")  # a gene the dataset names twice: both names
+    frame = frame[frame["source"] != frame["target"]]
+    return frame.astype({"source": str, "target": str, "weight": np.float32}).reset_index(drop=True)
+
+
+def string_gene_graph(min_score: int = 700, genes=None, path: str | Path | None = None) -> pd.DataFrame:
+    """STRING edges (read_network: current symbols) with combined score >= min_score (0-1000) as source,
+    target, weight in [0, 1]; optionally only between `genes`, in the dataset's names."""
+    return _edge_frame(read_network("string", path, min_score=min_score / 1000.0).records, genes)
+
+
+def dorothea_gene_graph(confidence: str = "ABC", genes=None, path: str | Path | None = None) -> pd.DataFrame:
+    """DoRothEA TF -> target edges (read_network) of the given confidence letters, weight by letter;
+    optionally only between `genes`, in the dataset's names."""
+    return _edge_frame(read_network("dorothea", path, confidence=confidence).records, genes)
 
 
 def co_complex_pairs(member_lists: Iterable[Iterable[str]], genes=None) -> pd.DataFrame:
-    """Complexes' member symbols -> the complex graph corum_knn reads (source, target, weight 1): every
-    two distinct members of one complex, each unordered pair once (source < target), sorted; optionally
-    only members within `genes`. The one pairing rule of corum_gene_graph (the file) and the pipeline's
-    training set (the graph's Complex nodes). No size cap: pairs grow with the square of a complex's
-    size, but human CORUM 2018 (2,300 complexes, the largest 143 members) gives 38,253 pairs."""
-    wanted = None if genes is None else set(map(str, genes))
-    pairs: set[tuple[str, str]] = set()
-    for symbols in member_lists:
-        members = sorted({str(g) for g in symbols if wanted is None or str(g) in wanted})
-        pairs.update((a, b) for i, a in enumerate(members) for b in members[i + 1:])
-    ordered = sorted(pairs)
+    """Complexes' member symbols -> the complex graph corum_knn reads (source, target, weight 1): the
+    pairs of graph/io/networks.complex_pairs (the one pairing rule) over the members as text; the
+    benchmarks' corum_gene_graph and the pipeline's training set (the graph's Complex nodes) call it."""
+    from graph.io.networks import complex_pairs
+
+    ordered = complex_pairs(([str(g) for g in m] for m in member_lists),
+                            None if genes is None else {str(g) for g in genes})
     return pd.DataFrame({"source": [a for a, _ in ordered], "target": [b for _, b in ordered],
                          "weight": np.ones(len(ordered), dtype=np.float32)})
 
 
-def corum_gene_graph(genes=None) -> pd.DataFrame:
-    """CORUM (human) co-complex pairs (graph/io/networks.read_corum; co_complex_pairs), optionally
-    within `genes`."""
-    from graph.io.networks import read_corum
-
-    records = read_corum(shared_path("networks/corum_allComplexes_2018-06-27.txt")).records
-    return co_complex_pairs((c.member_symbols for c in records), genes)
+def corum_gene_graph(genes=None, path: str | Path | None = None) -> pd.DataFrame:
+    """CORUM (human) co-complex pairs (read_network: members in current symbols; co_complex_pairs),
+    optionally only between `genes`, in the dataset's names."""
+    members = [c.member_symbols for c in read_network("corum", path).records]
+    if genes is not None:
+        names = dataset_gene_names(genes)
+        members = [[n for m in ms for n in names.get(m, ())] for ms in members]
+    return co_complex_pairs(members)
 
 
 def cell_line_features(contexts=None, *, n_genes: int = 256, feature: str = "basex_rnaseq") -> pd.DataFrame:
@@ -690,6 +767,11 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
         genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
         side["gene_graph"] = optional("gene graph", lambda: string_gene_graph(genes=genes))
         side["complex_graph"] = optional("complex graph", lambda: corum_gene_graph(genes=genes))
+        if side["gene_graph"] is not None or side["complex_graph"] is not None:
+            # What the networks lost to the gene table, and how the dataset's names met it: said, not dropped.
+            info(gene_name_coverage(genes))
+            for kind, filters in (("string", {"min_score": 0.7}), ("corum", {})):
+                optional(f"{kind} summary", lambda kind=kind, filters=filters: info(network_summary(kind, **filters)))
     contexts = df["context"].astype(str).unique()
     features = optional("cell-line features", lambda: cell_line_features(contexts))
     if features is not None and len(features) >= MIN_CONTEXT_FEATURE_COVERAGE * len(contexts):

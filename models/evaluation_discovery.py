@@ -24,6 +24,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from graph.io.identifiers import normalise_compound_name, signed_rank_score
+from graph.io.networks import SHARED_NETWORK_FILES
 from models.discovery import l2_normalise
 
 # ---------------------------------------------------------------------------------------------
@@ -242,19 +243,21 @@ def drug_targets(compounds_dir: Path) -> dict[str, set[str]]:
     return out
 
 
-def string_pairs(path: Path, min_score: int = 0) -> set[tuple[str, str]]:
-    s = pd.read_csv(path, sep="\t", usecols=["symbol_a", "symbol_b", "combined_score"])
-    s = s[s["combined_score"] >= min_score]
-    return set(zip(s["symbol_a"].astype(str), s["symbol_b"].astype(str), strict=True))
+def string_pairs(path: Path, min_score: int = 0, genes: Iterable[str] | None = None) -> set[tuple[str, str]]:
+    """STRING pairs with combined score >= min_score, read as the ingest reads them
+    (models.datasets.string_gene_graph: current symbols; with `genes`, in the dataset's names)."""
+    from models.datasets import string_gene_graph
+
+    g = string_gene_graph(min_score, genes, path)
+    return set(zip(g["source"], g["target"], strict=True))
 
 
-def corum_pairs(path: Path, organism: str = "Human") -> set[tuple[str, str]]:
-    c = pd.read_csv(path, sep="\t", usecols=["Organism", "subunits(Gene name)"], dtype=str)
-    pairs: set[tuple[str, str]] = set()
-    for members in c.loc[c["Organism"] == organism, "subunits(Gene name)"].dropna():
-        genes = sorted({m.strip() for m in members.split(";") if m.strip() and m.strip() != "None"})
-        pairs.update((a, b) for i, a in enumerate(genes) for b in genes[i + 1:])
-    return pairs
+def corum_pairs(path: Path, genes: Iterable[str] | None = None) -> set[tuple[str, str]]:
+    """CORUM (human) co-complex pairs by the one pairing rule (models.datasets.corum_gene_graph)."""
+    from models.datasets import corum_gene_graph
+
+    g = corum_gene_graph(genes, path)
+    return set(zip(g["source"], g["target"], strict=True))
 
 
 def _fmt(x: Any) -> str:
@@ -335,8 +338,9 @@ def run_real(shared: Path, *, lpm_path: Path | None = None, n_random: int = 5) -
     rep_path = shared / "perturbseq/replogle2022_k562_rpe1_crispri_top1000.parquet"
     kd = replogle_signatures(rep_path)
     genes = list(kd.index)
-    string = string_pairs(shared / "networks/string_v12_edges.tsv.gz")
-    corum = corum_pairs(shared / "networks/corum_allComplexes_2018-06-27.txt")
+    # Truth pairs in current symbols, met by the knock-downs' names through the gene table.
+    string = string_pairs(shared / SHARED_NETWORK_FILES["string"], genes=genes)
+    corum = corum_pairs(shared / SHARED_NETWORK_FILES["corum"], genes=genes)
     res: dict[str, Any] = {"edges": {}, "mechanisms": {}}
     edge_rows = {"raw signature correlation (Pearson)": dict(similarity="pearson")}
     for label, kw in edge_rows.items():
@@ -479,9 +483,9 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     signatures = D.knockdown_signatures(df, gene_of)
     scores = ES.candidate_scores(signatures=signatures, knockdown=knockdown, readout=readout, imputed=imputed)
     genes = sorted({g for sc in scores.values() for g in sc.index})
-    prior = string_gene_graph(min_score=PRIOR_MIN_STRING, genes=genes)
-    refs = {"CORUM": corum_pairs(shared / "networks/corum_allComplexes_2018-06-27.txt"),
-            "STRING": string_pairs(shared / "networks/string_v12_edges.tsv.gz")}
+    prior = string_gene_graph(PRIOR_MIN_STRING, genes, shared / SHARED_NETWORK_FILES["string"])
+    refs = {"CORUM": corum_pairs(shared / SHARED_NETWORK_FILES["corum"], genes=genes),
+            "STRING": string_pairs(shared / SHARED_NETWORK_FILES["string"], genes=genes)}
     report = ES.score_edge_sources(scores, ES.EdgeReferences.build(refs, zip(prior["source"], prior["target"],
                                                                              strict=True)), seed=seed)
     edges = {**report.as_dict(), "method": report.published}

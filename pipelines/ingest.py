@@ -163,10 +163,10 @@ def read_reference(specs: list[InputSpec], progress=print,
 
     from graph.io import networks
 
-    network_readers = {"string": networks.read_string_edges, "dorothea": networks.read_dorothea,
-                       "corum": networks.read_corum, "gmt": networks.read_gmt}
+    # The readers and gene table models/datasets.read_network uses too (one path for every entry point).
     for spec in (s for s in specs if s.kind in NETWORK_KINDS):
-        result = read(spec, "prior network", lambda spec=spec: network_readers[spec.kind](spec.path, resolver=resolver))
+        result = read(spec, "prior network",
+                      lambda spec=spec: networks.NETWORK_READERS[spec.kind](spec.path, resolver=resolver))
         if result is None:
             continue
         if spec.kind in ("string", "dorothea"):

@@ -59,10 +59,33 @@ def test_gene_edges_with_and_without_prior():
     assert r2["all_pairs"]["precision@1"] == 1.0
 
 
-def test_corum_and_string_readers(tmp_path):
+def test_corum_and_string_truth_pairs_are_read_as_the_ingest_reads_them(tmp_path, monkeypatch):
+    """The truth pairs go through the ingest's readers and gene table: a previous symbol (OLDB) becomes the
+    current one (BBB), an unknown gene is not a truth pair; with the knock-downs' names (`genes`) the pairs
+    are named as the dataset names them."""
+    from graph.settings import reload_settings
+    from models.datasets import _read_network
+
+    (tmp_path / "genes").mkdir()
+    (tmp_path / "genes" / "genes_human.tsv").write_text("entrez_id\tsymbol\taliases\n1\tA\t\n2\tBBB\tOLDB\n3\tC\t\n")
     corum = tmp_path / "c.txt"
-    corum.write_text("ComplexID\tOrganism\tsubunits(Gene name)\n1\tHuman\tA;B;C\n2\tMouse\tX;Y\n3\tHuman\tA;None\n")
-    assert E.corum_pairs(corum) == {("A", "B"), ("A", "C"), ("B", "C")}
+    corum.write_text("ComplexID\tComplexName\tOrganism\tsubunits(Gene name)\n1\tabc\tHuman\tA;OLDB;C\n"
+                     "2\tmouse\tMouse\tX;Y\n3\ta\tHuman\tA;None;ZZZ\n")
+    string = tmp_path / "s.tsv"
+    string.write_text("entrez_a\tentrez_b\tsymbol_a\tsymbol_b\tcombined_score\n1\t2\tA\tOLDB\t900\n"
+                      "1\t9\tA\tZZZ\t950\n3\t2\tC\tOLDB\t300\n")
+    monkeypatch.setenv("PERTURBGRAPH_SHARED_DATA", str(tmp_path))
+    reload_settings()
+    _read_network.cache_clear()
+    try:
+        assert E.corum_pairs(corum) == {("A", "BBB"), ("A", "C"), ("BBB", "C")}
+        assert E.corum_pairs(corum, genes=["A", "OLDB"]) == {("A", "OLDB")}
+        assert E.string_pairs(string) == {("A", "BBB"), ("BBB", "C")}
+        assert E.string_pairs(string, min_score=500, genes=["A", "OLDB", "C"]) == {("A", "OLDB")}
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+        _read_network.cache_clear()
 
 
 @pytest.mark.shared_data

@@ -8,7 +8,15 @@ import pytest
 
 from graph.io.common import InputFileError
 from graph.io.genes import GeneResolver
-from graph.io.networks import read_corum, read_dorothea, read_gmt, read_string_edges
+from graph.io.networks import (
+    NETWORK_READERS,
+    complex_pairs,
+    quarantine_summary,
+    read_corum,
+    read_dorothea,
+    read_gmt,
+    read_string_edges,
+)
 from graph.records import GeneRecord
 
 GENES = [GeneRecord(1, "AAA"), GeneRecord(2, "BBB", aliases=("OLDB",)), GeneRecord(3, "CCC"),
@@ -77,6 +85,28 @@ def test_gmt(tmp_path, resolver):
     assert r.report.read == 3 and r.report.accepted == 1 and r.report.quarantined == 2
     assert r.records[0].member_symbols == ("AAA", "BBB")
     assert (r.records[0].complex_id, r.records[0].name, r.records[0].source) == ("SET_A", "http://x", "sets.gmt")
+
+
+def test_complex_pairs_is_one_rule_for_symbols_and_entrez_ids():
+    # every two distinct members once, (smaller, larger), sorted; repeats within and across complexes once
+    assert complex_pairs([["C", "A", "B", "A"], ["B", "C"], ["D"]]) == [("A", "B"), ("A", "C"), ("B", "C")]
+    assert complex_pairs([[3, 1, 2], [2, 3]], genes={1, 3}) == [(1, 3)]  # Entrez ids, as read from the graph
+    assert complex_pairs([]) == []
+
+
+def test_quarantine_summary_counts_every_unresolved_gene(tmp_path, resolver):
+    r = read_string_edges(_gz(tmp_path / "s.tsv.gz", STRING), min_score=0.7, resolver=resolver)
+    line = quarantine_summary(r)
+    assert line.startswith("s.tsv.gz: 4 read, 1 accepted, 3 quarantined")
+    # the gene name folded out of the reason, kept among the examples
+    assert "gene …: unknown gene name: 1" in line and "CCC|ZZZ" in line and "below min_score" in line
+
+
+def test_the_ingest_reads_every_network_kind_with_these_readers():
+    from pipelines.ingest import NETWORK_KINDS
+
+    assert set(NETWORK_KINDS) == set(NETWORK_READERS)
+    assert NETWORK_READERS["corum"] is read_corum and NETWORK_READERS["string"] is read_string_edges
 
 
 def test_missing_columns(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,3 +114,108 @@ def test_compound_annotations_match_by_the_compound_name_rule(tmp_path, monkeypa
     assert set(res.compound_annotations) == {"Trametinib (GSK1120212)", "Fumaric acid"}  # compounds only
     assert "compound annotations: 1 of 2 compounds matched targets or a mechanism of action by name or alias " \
            "(1 with targets)" in lines
+
+
+# --- prior networks: the ingest's readers and gene table (one data path) ------------------------------
+TINY_GENES = "entrez_id\tsymbol\taliases\n1\tAAA\t\n2\tBBB\tOLDB\n3\tCCC\t\n4\tDDD\t\n"
+TINY_STRING = ("entrez_a\tentrez_b\tsymbol_a\tsymbol_b\tcombined_score\n"
+               "1\t2\tAAA\tOLDB\t950\n"    # OLDB: BBB's previous symbol (as an older file writes it)
+               "2\t3\tOLDB\tCCC\t800\n"
+               "3\t99\tCCC\tZZZ\t900\n"    # ZZZ: not in the gene table
+               "1\t4\tAAA\tDDD\t500\n")    # below 700
+TINY_CORUM = ("ComplexID\tComplexName\tOrganism\tsubunits(Gene name)\n"
+              "1\tone\tHuman\tAAA;OLDB;CCC\n2\ttwo\tHuman\tBBB;DDD;ZZZ\n3\tmouse\tMouse\tAAA;DDD\n")
+TINY_DOROTHEA = "tf\ttarget\tmor\tconfidence\nOLDB\tAAA\t1\tA\nCCC\tOLDB\t-1\tC\nAAA\tDDD\t1\tE\n"
+
+
+@pytest.fixture
+def tiny_shared(tmp_path, monkeypatch):
+    """A shared-data folder with a gene table and STRING / CORUM files that name BBB by its old symbol."""
+    from graph.settings import reload_settings
+    from models import datasets as D
+
+    for rel, text in (("genes/genes_human.tsv", TINY_GENES), ("networks/string_v12_edges.tsv.gz", TINY_STRING),
+                      ("networks/corum_allComplexes_2018-06-27.txt", TINY_CORUM),
+                      ("networks/dorothea_hs.tsv.gz", TINY_DOROTHEA)):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(gzip.compress(text.encode()) if rel.endswith(".gz") else text.encode())
+    monkeypatch.setenv("PERTURBGRAPH_SHARED_DATA", str(tmp_path))
+    reload_settings()
+    D._read_network.cache_clear()
+    yield tmp_path
+    monkeypatch.undo()
+    reload_settings()
+    D._read_network.cache_clear()
+
+
+def _pairs(frame):
+    return sorted(zip(frame["source"], frame["target"], strict=True))
+
+
+def test_networks_are_read_as_the_ingest_reads_them(tiny_shared):
+    """A renamed symbol (OLDB -> BBB) and an unknown gene (ZZZ): the benchmarks' / CLI's network graphs
+    (models.datasets) hold exactly the edges and co-complex pairs the ingest (pipelines.ingest.read_reference,
+    the gene table among the run's inputs) hands to the graph; the unknown gene is quarantined and said."""
+    from models import datasets as D
+    from pipelines.ingest import read_reference
+    from pipelines.inputs import InputSpec
+
+    net = tiny_shared / "networks"
+    bundle = read_reference([InputSpec(str(tiny_shared / "genes/genes_human.tsv"), "gene_table", "genes"),
+                             InputSpec(str(net / "string_v12_edges.tsv.gz"), "string", "string"),
+                             InputSpec(str(net / "corum_allComplexes_2018-06-27.txt"), "corum", "corum")],
+                            progress=lambda line: None)
+    ingest_edges = sorted((e.source_symbol, e.target_symbol) for e in bundle.prior_edges["string"])
+    assert _pairs(D.string_gene_graph()) == ingest_edges == [("AAA", "BBB"), ("BBB", "CCC")]
+    ingest_pairs = D.co_complex_pairs(c.member_symbols for c in bundle.complexes["corum"])
+    pd.testing.assert_frame_equal(D.corum_gene_graph(), ingest_pairs)
+    assert _pairs(ingest_pairs) == [("AAA", "BBB"), ("AAA", "CCC"), ("BBB", "CCC"), ("BBB", "DDD")]
+    # the unknown gene is counted with its reason on both sides
+    assert "gene …: unknown gene name: 1" in D.network_summary("string", min_score=0.7)
+    assert {q.record_key for q in bundle.quarantine["corum"]} == {q.record_key for q in D.read_network("corum").quarantine}
+
+
+def test_a_dataset_meets_the_networks_through_the_gene_table(tiny_shared):
+    """A dataset that names BBB by its old symbol gets BBB's edges under its own name (resources_for's
+    genes filter), and the coverage lines say what was renamed and what the networks quarantined."""
+    from models import datasets as D
+
+    genes = ["AAA", "OLDB", "CCC", "QQQ"]
+    assert _pairs(D.string_gene_graph(genes=genes)) == [("AAA", "OLDB"), ("OLDB", "CCC")]
+    assert _pairs(D.corum_gene_graph(genes=genes)) == [("AAA", "CCC"), ("AAA", "OLDB"), ("CCC", "OLDB")]
+    dorothea = D.dorothea_gene_graph(genes=genes)  # directed TF -> target, weight by confidence letter
+    assert list(zip(dorothea["source"], dorothea["target"], strict=True)) == [("OLDB", "AAA"), ("CCC", "OLDB")]
+    assert dorothea["weight"].tolist() == pytest.approx([1.0, 0.6])
+    df = pd.DataFrame({"context": "K562", "perturbation": ["OLDB", "CCC"], "perturbation_type": "CRISPRi",
+                       "readout": ["AAA", "QQQ"], "value": 0.5})
+    lines: list[str] = []
+    res = D.resources_for(df, info=lines.append, warn=lambda m: None)
+    assert _pairs(res.side.gene_graph) == [("AAA", "OLDB"), ("OLDB", "CCC")]
+    text = "\n".join(lines)
+    assert "1 of 4 met the networks under their current symbol (e.g. OLDB->BBB)" in text
+    assert "1 not resolved by the gene table (e.g. QQQ" in text
+    assert "string_v12_edges.tsv.gz: 3 read, 2 accepted, 1 quarantined" in text
+
+
+@pytest.mark.shared_data
+def test_shared_networks_give_the_ingests_pairs_and_edges(shared_data):
+    """On the real files: corum_knn's co-complex pairs and the STRING >= 700 gene graph of the
+    benchmarks / CLI are exactly what the ingest writes to the graph (same gene table, same readers, same
+    pairing rule), and differ from reading the symbols as the files write them (the mapping matters)."""
+    from graph.io.networks import read_corum
+    from models import datasets as D
+    from pipelines.ingest import read_reference
+    from pipelines.inputs import InputSpec
+
+    files = {k: str(shared_data / v) for k, v in (("gene_table", "genes/genes_human.tsv"),
+                                                   ("string", "networks/string_v12_edges.tsv.gz"),
+                                                   ("corum", "networks/corum_allComplexes_2018-06-27.txt"))}
+    bundle = read_reference([InputSpec(p, k, k) for k, p in files.items()], progress=lambda line: None)
+    ingest_pairs = D.co_complex_pairs(c.member_symbols for c in bundle.complexes["corum"])
+    pairs = D.corum_gene_graph()
+    pd.testing.assert_frame_equal(pairs, ingest_pairs)
+    as_written = D.co_complex_pairs(c.member_symbols for c in read_corum(files["corum"]).records)
+    assert len(pairs) != len(as_written)
+    edges = D.string_gene_graph(700)
+    assert sorted(zip(edges["source"], edges["target"], strict=True)) == sorted(
+        (e.source_symbol, e.target_symbol) for e in bundle.prior_edges["string"])

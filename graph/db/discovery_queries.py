@@ -278,11 +278,15 @@ RETURN DISTINCT a.entrez_id AS a, b.entrez_id AS b
 """
 
 # Reference gene pairs for scoring edge sources, among the genes $entrez_ids only (index seeks on
-# Gene.entrez_id): co-members of a complex (CORUM) and prior interactions, named by their source.
-REFERENCE_COMPLEX_PAIRS = """
-MATCH (a:Gene)-[:MEMBER_OF]->(x:Complex)<-[:MEMBER_OF]-(b:Gene)
-WHERE a.entrez_id IN $entrez_ids AND b.entrez_id IN $entrez_ids AND a.entrez_id < b.entrez_id
-RETURN DISTINCT coalesce(x.source, 'complex') AS reference, a.entrez_id AS a, b.entrez_id AS b
+# Gene.entrez_id): each complex's members among them, named by the complex's source (CORUM), one row per
+# complex (grows with members, not pairs; graph.io.networks.complex_pairs pairs them, the one pairing
+# rule), and prior interactions.
+REFERENCE_COMPLEX_MEMBERS = """
+MATCH (g:Gene)-[:MEMBER_OF]->(x:Complex)
+WHERE g.entrez_id IN $entrez_ids
+WITH x, collect(DISTINCT g.entrez_id) AS members
+WHERE size(members) > 1
+RETURN coalesce(x.source, 'complex') AS reference, x.complex_id AS complex_id, members
 """
 
 REFERENCE_INTERACTION_PAIRS = """

@@ -11,6 +11,7 @@ from typing import Any
 from neo4j import READ_ACCESS, Driver, RoutingControl
 
 from graph.db import discovery_queries as DQ
+from graph.io.networks import complex_pairs
 
 
 @dataclass
@@ -48,10 +49,17 @@ def fetch_edge_references(driver: Driver, entrez_ids: Iterable[int], *,
     prior interactions (STRING, ...), from the networks ingested into the graph."""
     ids = sorted({int(e) for e in entrez_ids})
     out: dict[str, list[tuple[int, int]]] = {}
-    for query in (DQ.REFERENCE_COMPLEX_PAIRS, DQ.REFERENCE_INTERACTION_PAIRS):
-        records, _, _ = driver.execute_query(query, entrez_ids=ids, database_=database, routing_=RoutingControl.READ)
-        for r in records:
-            out.setdefault(r["reference"], []).append((int(r["a"]), int(r["b"])))
+    members: dict[str, list[list[int]]] = {}  # reference -> its complexes' members among ids
+    records, _, _ = driver.execute_query(DQ.REFERENCE_COMPLEX_MEMBERS, entrez_ids=ids, database_=database,
+                                         routing_=RoutingControl.READ)
+    for r in records:
+        members.setdefault(r["reference"], []).append([int(e) for e in r["members"]])
+    for reference, lists in members.items():
+        out[reference] = complex_pairs(lists)
+    records, _, _ = driver.execute_query(DQ.REFERENCE_INTERACTION_PAIRS, entrez_ids=ids, database_=database,
+                                         routing_=RoutingControl.READ)
+    for r in records:
+        out.setdefault(r["reference"], []).append((int(r["a"]), int(r["b"])))
     return out
 
 

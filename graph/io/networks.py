@@ -4,12 +4,20 @@ With a GeneResolver every gene is mapped to its current symbol (STRING through i
 genes that do not resolve (unknown or ambiguous) put their record in quarantine with the reason.
 Rows removed by the caller's own filter (min score, organism, confidence) are not "read": they are
 counted in the report notes.
+
+Every entry point reads a network through these readers with the same GeneResolver (the gene table,
+graph/io/readers.gene_resolver): the ingest before the graph, models/datasets for the CLI and the
+benchmarks. `complex_pairs` is the one co-complex pairing rule (the training set, the benchmarks'
+corum_knn graph, the discovery references read back from the graph).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import re
+from collections import Counter
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +26,11 @@ from graph.io.common import InputFileError, ReadResult, clean_text
 from graph.records import ComplexRecord, PriorEdgeRecord, QuarantineRecord, ReadReport
 
 DOROTHEA_SCORE = {"A": 1.0, "B": 0.8, "C": 0.6, "D": 0.4, "E": 0.2}  # confidence letter -> edge score
+
+# The shared data's network files, relative to its root (models/datasets reads them by kind).
+SHARED_NETWORK_FILES = {"string": "networks/string_v12_edges.tsv.gz",
+                        "corum": "networks/corum_allComplexes_2018-06-27.txt",
+                        "dorothea": "networks/dorothea_hs.tsv.gz"}
 
 
 def _read(path: Path, required: set[str], **kw) -> pd.DataFrame:
@@ -212,3 +225,31 @@ def read_gmt(path: str | Path, *, resolver=None, min_size: int = 1) -> ReadResul
             report.accepted += 1
     report.check()
     return ReadResult(records, report, quarantine)
+
+
+# Reader per network kind (pipelines/inputs kinds): the ingest and models/datasets both take them from here.
+NETWORK_READERS = {"string": read_string_edges, "dorothea": read_dorothea, "corum": read_corum, "gmt": read_gmt}
+
+
+def complex_pairs(member_lists: Iterable[Iterable[Hashable]], genes: Iterable[Hashable] | None = None) -> list[tuple]:
+    """The co-complex pairing rule: every two distinct members of one complex, each unordered pair once
+    as (smaller, larger), sorted; optionally only members within `genes`. Members are symbols (the
+    training set, the benchmarks) or Entrez ids (references read from the graph); no size cap: pairs
+    grow with the square of a complex's size (human CORUM 2018: 2,292 complexes, 37,652 pairs)."""
+    wanted = None if genes is None else set(genes)
+    pairs: set[tuple] = set()
+    for members in member_lists:
+        ms = sorted({m for m in members if wanted is None or m in wanted})
+        pairs.update((a, b) for i, a in enumerate(ms) for b in ms[i + 1:])
+    return sorted(pairs)
+
+
+def quarantine_summary(result: ReadResult, examples: int = 5) -> str:
+    """One line for a network read: counts, quarantine reasons (gene names folded to '…') with their
+    counts, and the first few quarantined keys, so no unmapped gene goes unsaid."""
+    r = result.report
+    reasons = Counter(re.sub(r"'[^']*'|\[[^\]]*\]", "…", q.reason) for q in result.quarantine)
+    by = "; ".join(f"{k}: {n:,}" for k, n in reasons.most_common())
+    keys = ", ".join(q.record_key for q in result.quarantine[:examples])
+    return (f"{Path(r.source).name}: {r.read:,} read, {r.accepted:,} accepted, {r.quarantined:,} quarantined"
+            + (f" ({by}; e.g. {keys})" if by else "") + "".join(f"; {n}" for n in r.notes))
