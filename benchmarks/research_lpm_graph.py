@@ -43,6 +43,14 @@ LPM_VARIANTS = {
     # unseen compounds: the default LPM given each compound's annotated targets as a knock-down's targets
     # (use_targets: the gene encoder's embedding of them), STRING among readouts and targets (side below)
     "lpm_cmpd_targets": {},
+    # H5: train for the judged metric. rstop: keep the epoch with the best validation mean per-signature r
+    # (patience counted on it); sigw: each experiment's squared errors weighted by 1 / its variance
+    "lpm_rstop": {"stop_metric": "pearson_per_signature"},
+    "lpm_sigw": {"signature_weights": True},
+    "lpm_rstop_sigw": {"stop_metric": "pearson_per_signature", "signature_weights": True},
+    "lpm_simctx_rstop": {"similar_contexts_base": True, "stop_metric": "pearson_per_signature"},
+    "lpm_simctx_rstop_sigw": {"similar_contexts_base": True, "stop_metric": "pearson_per_signature",
+                              "signature_weights": True},
 }
 COMPOUND_TARGET_VARIANTS = ("lpm_cmpd_targets",)
 
@@ -105,6 +113,9 @@ def research_graph(args, argv, benchmarks) -> int:
                                       + (f", cross shrink {float(base.shrink):.2f}" if base.shrink is not None else ""))
                     pred = m.predict_base(split.test)  # what the network starts from, on the same test rows
                     rec["detail"] += f", base alone r {per_signature_pearson(split.test, split.test['value'], pred):.4f}"
+                    if "valid_r" in m.history[0]:  # stopped by r: the harness's "best" epoch is by MSE
+                        best = max(m.history, key=lambda h: h["valid_r"])
+                        rec["detail"] += f", best r epoch {best['epoch']} (valid r {best['valid_r']:.4f})"
                 new.append(rec)
                 print(f"[{time.time() - t0:6.0f}s] section {i} seed {seed} {model}: r {rec['pearson_per_signature']:.4f} "
                       f"rmse {rec['rmse']:.4f} fit {rec['fit_s']:.0f}s {rec.get('detail', '')}", file=sys.stderr, flush=True)

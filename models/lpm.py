@@ -29,7 +29,7 @@ from models.features import (
 from models.module import LPMConfig, LPMModule, SymbolTables
 from models.residual_base import residual_base
 from models.side_information import SideInformation
-from models.train import PairData, dense_pairs, resolve_device, train
+from models.train import PairData, dense_pairs, needs_base, resolve_device, train
 
 
 def _codes(s: pd.Series, names: list[str]) -> np.ndarray:
@@ -277,11 +277,14 @@ class LPM:
             sel = chosen[inv] & (m.graph_base.kd_of_pert[rows[1]] > 0).numpy()  # knock-down rows of chosen pairs
             c, p, nodes = np.concatenate([c, c[sel]]), np.concatenate([p, copy_of[p[sel]]]), np.concatenate([nodes, nodes[sel]])
             y = np.concatenate([y, (value - unseen)[torch.from_numpy(sel)].float().numpy()])
-        tr = dense_pairs(c, p, nodes, y, tables)
+            base = torch.cat([base, unseen[torch.from_numpy(sel)]])
+        keep = needs_base(self.config)  # the whole values (base + target) for signature weights / stopping by r
+        tr = dense_pairs(c, p, nodes, y, tables, base.float().numpy() if keep else None)
         va = None
         if valid is not None and len(valid):
-            yv = (valid["value"].to_numpy(np.float64) - self._bases(valid, tables, perts)[0].numpy()).astype(np.float32)
-            va = self._pair_data(valid, ctxs, perts, tables, yv)
+            vbase = self._bases(valid, tables, perts)[0].numpy()
+            yv = (valid["value"].to_numpy(np.float64) - vbase).astype(np.float32)
+            va = self._pair_data(valid, ctxs, perts, tables, yv, vbase.astype(np.float32) if keep else None)
         return tr, va
 
     def _context_weights(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,10 +310,10 @@ class LPM:
         return torch.from_numpy(W), torch.from_numpy(R)
 
     def _pair_data(self, df: pd.DataFrame, contexts: list[str], perts: list[str], tables: SymbolTables,
-                   values: np.ndarray | None = None) -> PairData:
+                   values: np.ndarray | None = None, base: np.ndarray | None = None) -> PairData:
         values = df["value"].to_numpy(np.float32) if values is None else values
         return dense_pairs(_codes(df["context"], contexts) + 1, _codes(df["perturbation"], perts) + 1,
-                           _codes(df["readout"], self.vocab["gene_node"]), values, tables)
+                           _codes(df["readout"], self.vocab["gene_node"]), values, tables, base)
 
     # ---------------------------------------------------------------- training
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, *, progress: bool = True,

@@ -93,6 +93,15 @@ class LPMConfig:
     # lines weighted by a ridge regression of the line on them, ridge chosen on validation rows) instead of
     # the equal-weight mean; the network learns the deviation from that. Off until measured.
     similar_contexts_base: bool = False
+    # Issue 17, H5 (train for the metric it is judged on, mean per-signature r, which ignores each signature's
+    # offset and scale). stop_metric: the validation quantity early stopping keeps the best epoch of and counts
+    # patience on: "mse" or "pearson_per_signature" (of base + network). signature_weights: each (context,
+    # perturbation) experiment's squared errors weighted by 1 / (variance of its values across readouts +
+    # floor x the mean such variance), mean 1 over cells (models/train.signature_weights), in the training
+    # loss and the validation loss alike. Off until measured.
+    stop_metric: str = "mse"
+    signature_weights: bool = False
+    signature_weight_floor: float = 0.1
 
     @classmethod
     def paper(cls, **overrides) -> LPMConfig:

@@ -33,6 +33,10 @@ class PairData:
     pert: torch.Tensor  # (P,) perturbation table rows
     readouts: torch.Tensor  # (R,) gene nodes
     values: torch.Tensor  # (P, R) float32, NaN = not measured
+    # (P, R) float32 or None: the residual base at each cell (residual LPM: the network learns `values`, the
+    # deviation from it, and is judged on base + network). Only carried when the loss or the stopping rule
+    # needs the whole value (`needs_base`); None = `values` are the whole values.
+    base: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         # Checked once here so that a training step on dense data never inspects its mask.
@@ -44,12 +48,23 @@ class PairData:
 
     def to(self, device) -> PairData:
         return PairData(self.tables.to(device), self.ctx.to(device), self.pert.to(device),
-                        self.readouts.to(device), self.values.to(device))
+                        self.readouts.to(device), self.values.to(device),
+                        None if self.base is None else self.base.to(device))
+
+    def whole_values(self) -> torch.Tensor:
+        """(P, R) the values the model is judged on: base + values for a residual LPM."""
+        return self.values if self.base is None else self.values + self.base
+
+
+def needs_base(cfg: LPMConfig) -> bool:
+    """Whether training needs PairData.base (the whole values): signature weights or stopping by r."""
+    return cfg.signature_weights or cfg.stop_metric != "mse"
 
 
 def dense_pairs(ctx_rows: np.ndarray, pert_rows: np.ndarray, readout_nodes: np.ndarray, values: np.ndarray,
-                tables: SymbolTables) -> PairData:
-    """Long per-triple arrays (n,) -> PairData. Duplicate triples keep the last value."""
+                tables: SymbolTables, base: np.ndarray | None = None) -> PairData:
+    """Long per-triple arrays (n,) -> PairData (base: (n,) the residual base per triple, or None).
+    Duplicate triples keep the last value."""
     pair_key = ctx_rows.astype(np.int64) * (int(pert_rows.max(initial=0)) + 1) + pert_rows
     pairs, pair_of_row = np.unique(pair_key, return_inverse=True)
     readouts, readout_of_row = np.unique(readout_nodes, return_inverse=True)
@@ -57,9 +72,33 @@ def dense_pairs(ctx_rows: np.ndarray, pert_rows: np.ndarray, readout_nodes: np.n
     first[pair_of_row] = np.arange(len(pair_of_row))  # any row of each pair gives its ctx / pert
     dense = np.full((len(pairs), len(readouts)), np.nan, dtype=np.float32)
     dense[pair_of_row, readout_of_row] = values
+    dense_base = None
+    if base is not None:
+        dense_base = np.zeros_like(dense)  # unobserved cells: masked out wherever base is used
+        dense_base[pair_of_row, readout_of_row] = base
     return PairData(tables, torch.from_numpy(ctx_rows[first].astype(np.int64)),
                     torch.from_numpy(pert_rows[first].astype(np.int64)),
-                    torch.from_numpy(readouts.astype(np.int64)), torch.from_numpy(dense))
+                    torch.from_numpy(readouts.astype(np.int64)), torch.from_numpy(dense),
+                    None if dense_base is None else torch.from_numpy(dense_base))
+
+
+def signature_weights(data: PairData, floor: float) -> torch.Tensor:
+    """(P,) float32 loss weight per (context, perturbation) experiment: 1 / (variance of its whole values
+    across its observed readouts + eps), eps = floor x the mean of those variances (scale-free; caps a
+    near-flat signature's weight), normalised to mean 1 over observed cells. Weighted squared error is
+    then squared error on per-signature standardised values, which per-signature r rewards: every
+    experiment counts alike instead of the strong responders dominating plain MSE."""
+    y = data.whole_values().double()
+    mask = ~torch.isnan(y)
+    n = mask.sum(1)  # (P,)
+    y0 = torch.where(mask, y, 0.0)
+    mean = y0.sum(1) / n.clamp(min=1)
+    var = torch.where(mask, y0 - mean[:, None], 0.0).square().sum(1) / n.clamp(min=1)  # (P,)
+    has = n > 0
+    eps = floor * var[has].mean() if bool(has.any()) else torch.zeros((), dtype=y.dtype, device=y.device)
+    w = 1.0 / (var + eps).clamp(min=1e-12)
+    w = w * n.sum() / (w * n).sum().clamp(min=1e-12)  # mean 1 over observed cells
+    return w.float()
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -96,33 +135,45 @@ def make_tiles(n_pairs: int, n_readouts: int, bp: int, br: int, gen: torch.Gener
 
 
 def tile_loss(module: LPMModule, data: PairData, pi: torch.Tensor, ri: torch.Tensor,
-              masked_dense: bool | None = None) -> tuple[torch.Tensor, int | torch.Tensor]:
-    """Sum of squared errors over the observed values of one tile, and their count.
+              masked_dense: bool | None = None, weights: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, int | torch.Tensor]:
+    """Sum of squared errors over the observed values of one tile, and their count. weights: (P,) per
+    pair (`signature_weights`) multiply each pair's squared errors; the count stays unweighted.
 
     masked_dense (default: on CUDA) predicts every cell of the tile and masks the unobserved ones out
     of the loss, returning the count as a 0-d tensor: no host sync, which on a GPU costs more than the
     extra cells. Otherwise only observed cells are computed and the count is an int."""
     v = data.values.index_select(0, pi).index_select(1, ri)  # (bp, br)
+    w = None if weights is None else weights[pi][:, None].expand(v.shape)  # (bp, br)
     if data.all_observed:
         pred = module(data.tables, data.ctx[pi], data.pert[pi], data.readouts[ri]).reshape(-1)
-        return F.mse_loss(pred, v.reshape(-1), reduction="sum"), v.numel()
+        return _sq_sum(pred, v.reshape(-1), None if w is None else w.reshape(-1)), v.numel()
     mask = ~torch.isnan(v)
     if v.is_cuda if masked_dense is None else masked_dense:
         pred = module(data.tables, data.ctx[pi], data.pert[pi], data.readouts[ri]).reshape(v.shape)
-        return torch.where(mask, pred - v, 0.0).square().sum(), mask.sum()
+        sq = torch.where(mask, pred - v, 0.0).square()
+        return (sq if w is None else sq * w).sum(), mask.sum()
     n = int(mask.sum())  # CPU: compute the observed cells only
     if n == 0:
         return v.new_zeros(()), 0
     if n == mask.numel():  # fully observed tile: skip the boolean gather
         pred = module(data.tables, data.ctx[pi], data.pert[pi], data.readouts[ri]).reshape(-1)
-        return F.mse_loss(pred, v.reshape(-1), reduction="sum"), n
+        return _sq_sum(pred, v.reshape(-1), None if w is None else w.reshape(-1)), n
     pred = module(data.tables, data.ctx[pi], data.pert[pi], data.readouts[ri], mask)  # (n,)
-    return F.mse_loss(pred, v[mask], reduction="sum"), n
+    return _sq_sum(pred, v[mask], None if w is None else w[mask]), n
+
+
+def _sq_sum(pred: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """(n,) -> sum of (optionally weighted) squared errors."""
+    if w is None:
+        return F.mse_loss(pred, target, reduction="sum")
+    return ((pred - target).square() * w).sum()
 
 
 @torch.no_grad()
-def evaluate(module: LPMModule, data: PairData, batch_triples: int) -> float:
-    """Mean squared error over all observed values (eval mode, large tiles)."""
+def evaluate(module: LPMModule, data: PairData, batch_triples: int, weights: torch.Tensor | None = None) -> float:
+    """Mean (optionally `signature_weights`-weighted) squared error over all observed values (eval mode,
+    large tiles)."""
     was = module.training
     module.eval()
     n_obs = data.n_obs
@@ -130,11 +181,38 @@ def evaluate(module: LPMModule, data: PairData, batch_triples: int) -> float:
     dev = data.values.device
     tot, cnt = torch.zeros((), dtype=torch.float64, device=dev), torch.zeros((), dtype=torch.long, device=dev)
     for pi, ri in make_tiles(len(data.ctx), len(data.readouts), bp, br, None, device=dev):
-        s, n = tile_loss(module, data, pi, ri)
+        s, n = tile_loss(module, data, pi, ri, weights=weights)
         tot += s
         cnt += n
     module.train(was)
     return float(tot) / max(int(cnt), 1)
+
+
+@torch.no_grad()
+def evaluate_signature_r(module: LPMModule, data: PairData, batch_triples: int) -> float:
+    """Mean per-signature Pearson r of the whole predictions (base + network) over the pairs of `data`:
+    the metric the LPM is judged on (models.evaluation.metrics.per_signature_pearson, one signature per
+    row of the (P, R) matrix)."""
+    import pandas as pd
+
+    from models.evaluation.metrics import per_signature_pearson
+
+    was = module.training
+    module.eval()
+    P, R = len(data.ctx), len(data.readouts)
+    bp, br = tile_shape(P, R, 1.0, 8 * batch_triples)
+    pred = torch.empty(P, R, dtype=torch.float32, device=data.values.device)
+    for pi, ri in make_tiles(P, R, bp, br, None, device=data.values.device):  # every cell; observed picked below
+        pred[pi[:, None], ri[None, :]] = module(data.tables, data.ctx[pi], data.pert[pi],
+                                                data.readouts[ri]).reshape(len(pi), len(ri)).float()
+    module.train(was)
+    if data.base is not None:
+        pred += data.base
+    y = data.whole_values()
+    mask = ~torch.isnan(y)
+    row = torch.nonzero(mask)[:, 0].cpu().numpy()  # (n_obs,) signature (pair) of each observed cell
+    rows = pd.DataFrame({"context": row, "perturbation": np.zeros_like(row)})
+    return per_signature_pearson(rows, y[mask].cpu().numpy(), pred[mask].cpu().numpy())
 
 
 def _rng_state(gen: torch.Generator) -> dict[str, Any]:
@@ -172,7 +250,9 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
     on_epoch_end(train_state) is called after every epoch with everything needed to resume
     (weights, optimizer, scheduler, RNG states, epoch, history, early-stopping state); pass that
     dict back as resume_state to continue exactly where it stopped. With `valid`, training stops
-    after `cfg.patience` epochs without improvement and the best weights are restored.
+    after `cfg.patience` epochs without improvement of `cfg.stop_metric` (validation MSE, or mean
+    per-signature r of base + network) and the best weights are restored. `cfg.signature_weights`
+    weights each pair's squared errors (`signature_weights`), in training and in the validation loss.
     `parallel` (a models.distributed.DataParallel) makes this one rank of a data-parallel run.
     """
     dev = resolve_device(device)
@@ -195,6 +275,16 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
         best_state = resume_state.get("best_model")
         start = resume_state["epoch"]
 
+    if cfg.stop_metric not in ("mse", "pearson_per_signature"):
+        raise ValueError(f"LPMConfig.stop_metric must be mse or pearson_per_signature, not {cfg.stop_metric!r}")
+    for d, what in ((data, "training"), (valid, "validation")):
+        if d is not None and needs_base(cfg) and d.base is None and getattr(module, "base", None) is not None:
+            raise ValueError(f"{what} PairData of a residual LPM needs its base (dense_pairs(base=...)) for "
+                             "signature_weights / stop_metric")
+    # Signature weights: training pairs from the training values; validation pairs from theirs, so the
+    # validation loss is the same standardised squared error the network minimises.
+    w_train = signature_weights(data, cfg.signature_weight_floor) if cfg.signature_weights else None
+    w_valid = signature_weights(valid, cfg.signature_weight_floor) if cfg.signature_weights and valid is not None else None
     n_obs = data.n_obs
     P, R = len(data.ctx), len(data.readouts)
     batch = parallel.per_rank_batch(cfg.batch_triples) if parallel else cfg.batch_triples
@@ -220,7 +310,7 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
                 tiles = parallel.shard(tiles, data)
             for step, (pi, ri) in enumerate(tiles):
                 with amp():  # the backward runs outside, as autocast wants
-                    s, n = tile_loss(step_module, data, pi, ri)
+                    s, n = tile_loss(step_module, data, pi, ri, weights=w_train)
                 if isinstance(n, int) and n == 0:
                     continue
                 opt.zero_grad(set_to_none=True)
@@ -243,9 +333,14 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
                    "triples_per_s": n_seen / max(dt, 1e-9), "seconds": dt}
             sched.step()
             if valid is not None:
-                rec["valid_loss"] = evaluate(module, valid, cfg.batch_triples)
-                if rec["valid_loss"] < best_loss - 1e-7:
-                    best_loss, bad_epochs = rec["valid_loss"], 0
+                rec["valid_loss"] = evaluate(module, valid, cfg.batch_triples, w_valid)
+                # best_loss: the stopping quantity, lower is better (-r when stopping by per-signature r)
+                score = rec["valid_loss"]
+                if cfg.stop_metric == "pearson_per_signature":
+                    rec["valid_r"] = evaluate_signature_r(module, valid, cfg.batch_triples)
+                    score = -rec["valid_r"]
+                if score < best_loss - 1e-7:
+                    best_loss, bad_epochs = score, 0
                     best_state = copy.deepcopy(module.state_dict())
                 else:
                     bad_epochs += 1

@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from models.module import LPMConfig, LPMModule, SymbolTables
-from models.train import dense_pairs, evaluate, make_tiles, tile_loss, tile_shape, train
+from models.train import (
+    dense_pairs,
+    evaluate,
+    evaluate_signature_r,
+    make_tiles,
+    signature_weights,
+    tile_loss,
+    tile_shape,
+    train,
+)
 
 torch.set_num_threads(1)
 
@@ -139,6 +148,77 @@ def test_early_stopping_restores_best_weights():
     assert len(hist) < 30
     best = min(h["valid_loss"] for h in hist)
     assert abs(evaluate(m, noise, 64) - best) < 1e-5
+
+
+
+# ------------------------------------------------------------------ issue 17 H5: train for per-signature r
+@pytest.mark.parametrize("masked_dense", [False, True])
+def test_signature_weighted_tile_loss_equals_a_hand_computed_sum(masked_dense):
+    # 2 pairs x 4 readouts, one cell missing; pair 0 varies 100x more than pair 1
+    vals = np.array([[10.0, -10.0, 5.0, np.nan], [0.1, -0.1, 0.2, 0.0]], dtype=np.float32)
+    base = np.full_like(vals, 0.5)  # the whole values are vals + 0.5: same variances
+    ci, ri = np.nonzero(~np.isnan(vals))
+    t = problem()[0].tables
+    data = dense_pairs(ci + 1, np.ones_like(ci), ri, vals[ci, ri], t, base[ci, ri])
+    cfg = LPMConfig.paper(embed_dim=4, hidden_dim=8, dropout=0.0)
+    m = module(cfg, (4, 10, 30)).eval()
+    w = signature_weights(data, floor=0.1)
+    var = np.array([np.var(vals[0, :3]), np.var(vals[1])])
+    hand_w = 1.0 / (var + 0.1 * var.mean())
+    hand_w *= 7 / (3 * hand_w[0] + 4 * hand_w[1])  # mean 1 over the 7 observed cells
+    assert np.allclose(w.numpy(), hand_w, rtol=1e-5)
+    pi, rr = torch.arange(2), torch.arange(4)
+    with torch.no_grad():
+        pred = m(data.tables, data.ctx, data.pert, data.readouts).reshape(2, 4).numpy()
+        s, n = tile_loss(m, data, pi, rr, masked_dense=masked_dense, weights=w)
+    sq = np.nan_to_num((pred - vals) ** 2)
+    assert int(n) == 7
+    assert float(s) == pytest.approx(float((hand_w[:, None] * sq).sum()), rel=1e-5)
+    assert float(s) != pytest.approx(float(sq.sum()), rel=1e-2)  # the weights do change the loss
+
+
+def test_stopping_by_signature_r_keeps_the_best_r_epoch_where_mse_disagrees():
+    """Validation targets are the training signal at a tenth of its scale: MSE is best while the network
+    is still small (early), per-signature r (scale-free) keeps improving as the shape is learnt."""
+    data, sizes = problem(seed=1, C=4, P=10, R=30, keep=1.0)
+    valid = type(data)(data.tables, data.ctx, data.pert, data.readouts, data.values * 0.1)
+    kw = dict(embed_dim=8, hidden_dim=16, batch_triples=200, max_epochs=25, patience=3, lr=3e-3, dropout=0.0)
+    cfg = LPMConfig.paper(stop_metric="pearson_per_signature", **kw)
+    m = module(cfg, sizes)
+    hist = train(m, data, valid, cfg, progress=False, device="cpu")
+    best_r = max(hist, key=lambda h: h["valid_r"])
+    best_mse = min(hist, key=lambda h: h["valid_loss"])
+    assert best_r["epoch"] > best_mse["epoch"]  # the two rules disagree on this run
+    assert best_r["valid_r"] > best_mse["valid_r"] + 1e-3
+    assert evaluate_signature_r(m, valid, 200) == pytest.approx(best_r["valid_r"], abs=1e-6)  # r's epoch kept
+    with pytest.raises(ValueError, match="stop_metric"):
+        train(module(cfg, sizes), data, valid, LPMConfig.paper(stop_metric="r2", **kw), progress=False, device="cpu")
+
+
+def test_residual_lpm_stopping_by_r_scores_base_plus_network_as_the_metric_does():
+    """LPM.fit passes the residual base to training: the validation r it stops on is the harness's
+    per-signature r of LPM.predict (base + network) on the validation rows, not the r of the residuals."""
+    import pandas as pd
+
+    from models.evaluation.metrics import per_signature_pearson
+    from models.lpm import LPM
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 10)), rng.normal(size=(12, 10))
+    rows = [(f"c{i}", f"p{j}", "compound", f"g{k}", float(a[i, k] + b[j, k] + 0.3 * rng.normal()))
+            for i in range(4) for j in range(12) for k in range(10)]
+    df = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+    held = df.context.eq("c0") & df.perturbation.isin(["p0", "p1", "p2"])
+    val = df.context.eq("c0") & df.perturbation.isin(["p3", "p4", "p5"])
+    train_df, valid = df[~held & ~val], df[val]
+    cfg = LPMConfig.paper(residual=True, stop_metric="pearson_per_signature", signature_weights=True,
+                          embed_dim=16, hidden_dim=32, batch_triples=60, max_epochs=4)
+    m = LPM(cfg).fit(train_df, valid, progress=False)
+    kept = max(m.history, key=lambda h: h["valid_r"])["valid_r"]
+    assert per_signature_pearson(valid, valid.value, m.predict(valid)) == pytest.approx(kept, abs=1e-5)
+    base = m.predict_base(valid)  # what r on the residuals alone (network vs value - base) would give instead:
+    resid_r = per_signature_pearson(valid, valid.value - base, m.predict(valid) - base)
+    assert abs(resid_r - kept) > 0.05
 
 
 # ----------------------------------------------------------------------------------------- progress
