@@ -303,6 +303,43 @@ def test_network_knn_shrinkage_is_chosen_on_validation_only():
     assert NetworkKNN(graph).fit(clean.train).shrinkage_ == NetworkKNN.DEFAULT_SHRINKAGE  # no validation rows
 
 
+def _spike_world(n_genes=60, shared=0.3, spike=-6.0, seed=0):
+    """Knock-downs as in the simulated default world (graph.simulated): each lowers its own readout a lot
+    (spike) and moves a profile that its graph neighbours share only weakly (shared; noise sd 1). One
+    context, a ring graph, one shared profile per 6 consecutive genes."""
+    rng = np.random.default_rng(seed)
+    genes = [f"g{i}" for i in range(n_genes)]
+    latent = rng.normal(size=(n_genes // 6, n_genes))
+    rows = []
+    for i, g in enumerate(genes):
+        v = shared * latent[i // 6] + rng.normal(size=n_genes)
+        v[i] += spike
+        rows += [("A", g, "shRNA", genes[j], v[j]) for j in range(n_genes)]
+    edges = [(genes[i], genes[(i + 1) % n_genes], 0.8) for i in range(n_genes)]
+    return pd.DataFrame(rows, columns=COLS), pd.DataFrame(edges, columns=["source", "target", "weight"])
+
+
+def test_network_knn_never_raises_the_validation_error_above_the_context_mean():
+    from models.evaluation.splits import make_split
+
+    df, graph = _spike_world()
+    split = make_split(df, "unseen-gene", seed=0)
+    nk = NetworkKNN(graph).fit(split.train, split.valid)
+    cm = ContextReadoutMean().fit(split.train)
+
+    def mse(model, rows):
+        return float(np.mean((rows["value"].to_numpy() - model.predict(rows[COLS[:4]])) ** 2))
+
+    # By r alone: shrinkage 2.5, validation MSE 8.0 vs the context mean's 1.6, test 9.3 vs 1.8.
+    assert mse(nk, split.valid) <= mse(cm, split.valid)
+    assert mse(nk, split.test) < 1.1 * mse(cm, split.test)
+    chosen = nk.shrinkage_scores_[nk.shrinkage_, nk.count_prior_]
+    assert chosen < max(nk.shrinkage_scores_.values()) and "higher validation MSE" in nk.describe()
+    # Shrinkage 0 is the context mean exactly, neighbours or not.
+    rows = df[COLS[:4]]
+    np.testing.assert_array_equal(NetworkKNN(graph, shrinkage=0.0).fit(split.train).predict(rows), cm.predict(rows))
+
+
 def test_network_knn_saved_state_predicts_identically(tmp_path):
     from models.evaluation.splits import make_split
 

@@ -735,19 +735,30 @@ class MechanismKNN(_Residuals):
         return model
 
 
-def choose_shrinkage(valid: pd.DataFrame, base: np.ndarray, residual, grid, count_grid,
-                     ) -> tuple[float, float, dict[tuple[float, float], float]]:
+def choose_shrinkage(valid: pd.DataFrame, base: np.ndarray, residual, grid, count_grid, *,
+                     no_worse_mse: bool = False) -> tuple[float, float, dict[tuple[float, float], float]]:
     """network_knn's rule (also the LPM's GraphBase with `graph_base_knn`): the (shrinkage, count prior k)
     of the grids whose base + shrinkage * residual(k) has the best mean per-signature r on `valid`
-    (ties: the smaller), and every pair's r. base, residual(k): (n,) per row of valid."""
+    (ties: the smaller), and every pair's r. base, residual(k): (n,) per row of valid.
+
+    no_worse_mse (network_knn): only pairs whose squared error on `valid` is at most the base's compete
+    (shrinkage 0, the base itself, always does). Per-signature r is blind to scale once the residual
+    dominates a flat base, so r alone can pick the largest shrinkage for a barely useful residual
+    (simulated demo world: 2.5, RMSE 2.14 vs the context mean's 1.28; docs/results.md)."""
     from models.evaluation.metrics import per_signature_pearson
 
-    y, scores = valid["value"].to_numpy(np.float64), {}
+    y, scores, allowed = valid["value"].to_numpy(np.float64), {}, set()
+    base_sse = float(np.sum((y - base) ** 2))
     for k in count_grid:
         resid = residual(k)
         for s in grid:
-            scores[s, k] = float(np.nan_to_num(per_signature_pearson(valid, y, base + s * resid), nan=-np.inf))
-    s, k = max(scores, key=lambda sk: (scores[sk], -sk[0], -sk[1]))  # ties: the smaller
+            pred = base + s * resid
+            scores[s, k] = float(np.nan_to_num(per_signature_pearson(valid, y, pred), nan=-np.inf))
+            if s == 0 or not no_worse_mse or float(np.sum((y - pred) ** 2)) <= base_sse:
+                allowed.add((s, k))
+    if not allowed:  # a grid without 0 where every pair raised the error: the base
+        return 0.0, min(count_grid), scores
+    s, k = max(allowed, key=lambda sk: (scores[sk], -sk[0], -sk[1]))  # ties: the smaller
     return s, k, scores
 
 
@@ -874,7 +885,7 @@ class NetworkKNN(_Residuals):
             return self._residual(valid)
 
         counts = (self.count_prior,) if self.count_prior is not None else self.count_grid
-        return choose_shrinkage(valid, self._context_mean(valid), residual, self.grid, counts)
+        return choose_shrinkage(valid, self._context_mean(valid), residual, self.grid, counts, no_worse_mse=True)
 
     def predict(self, rows):
         return self._context_mean(rows) + self.shrinkage_ * self._residual(rows)
@@ -886,8 +897,10 @@ class NetworkKNN(_Residuals):
         best = {}  # count prior -> its best validation r
         for (_, k), r in self.shrinkage_scores_.items():
             best[k] = max(best.get(k, -np.inf), r)
+        capped = self.shrinkage_scores_.get((self.shrinkage_, self.count_prior_), np.inf) < max(best.values())
         return f"{chosen} chosen on validation (best r by count prior: " + ", ".join(
-            f"{k:g}: {r:.3f}" for k, r in best.items()) + f"; none: {self.shrinkage_scores_.get((0.0, 0.0), np.nan):.3f})"
+            f"{k:g}: {r:.3f}" for k, r in best.items()) + f"; none: {self.shrinkage_scores_.get((0.0, 0.0), np.nan):.3f}" + (
+            "; pairs with higher r had a higher validation MSE than the context mean)" if capped else ")")
 
     def state(self):
         params, arrays = super().state()
