@@ -45,6 +45,7 @@ import pandas as pd
 
 from models.evaluation.baselines import (
     KEY_COLUMNS,
+    Consensus,
     ContextReadoutMean,
     LinearPCARidge,
     MechanismKNN,
@@ -54,7 +55,7 @@ from models.evaluation.baselines import (
     fit_model,
 )
 from models.evaluation.metrics import evaluate_predictions
-from models.evaluation.stacking import convex_weights
+from models.evaluation.stacking import STACK_OBJECTIVES, stack_weights
 
 FORMAT = "perturbgraph-predictor/1"
 MANIFEST = "predictor.json"
@@ -62,8 +63,12 @@ LPM_FILE = "lpm.pt"
 STACKED = "lpm_stacked"
 SELECTION_METRIC = "pearson_per_signature"
 N_FOLDS = 2
+# The stacked candidate's weights: "mse" (convex least squares) or "signature" (standardised per signature,
+# aimed at the selection metric; models/evaluation/stacking.signature_weights). See docs/results.md
+# "Production predictor" for the validation comparison that chose it.
+STACK_OBJECTIVE = "mse"
 # Baselines that can be saved and loaded (their fitted statistics are plain arrays).
-SAVEABLE_BASELINES = {"context_mean": ContextReadoutMean, "other_contexts": OtherContextsMean,
+SAVEABLE_BASELINES = {"context_mean": ContextReadoutMean, "consensus": Consensus, "other_contexts": OtherContextsMean,
                       "similar_contexts": SimilarContexts,
                       "linear": LinearPCARidge, "network_knn": NetworkKNN, "mechanism_knn": MechanismKNN}
 
@@ -117,13 +122,16 @@ class ProductionPredictor:
     name = "production"
 
     def __init__(self, members: Mapping[str, object], *, seed: int = 0, prefitted: tuple[str, ...] = (),
-                 metric: str = SELECTION_METRIC):
+                 metric: str = SELECTION_METRIC, stack_objective: str = STACK_OBJECTIVE):
+        if stack_objective not in STACK_OBJECTIVES:
+            raise ValueError(f"unknown stacking objective {stack_objective!r}; choose from {', '.join(STACK_OBJECTIVES)}")
         if "lpm" not in members:
             raise ValueError("the production predictor needs the LPM among its members (its embeddings are published)")
         if unknown := sorted(set(prefitted) - set(members)):
             raise ValueError(f"prefitted members {unknown} are not members")
         self.members = dict(members)
         self.seed, self.prefitted, self.metric = seed, tuple(prefitted), metric
+        self.stack_objective = stack_objective
 
     @property
     def lpm(self):
@@ -146,20 +154,19 @@ class ProductionPredictor:
 
     def _select(self, valid: pd.DataFrame) -> Selection:
         keys = valid[KEY_COLUMNS].copy()
-        y = valid["value"].to_numpy(np.float64)
         preds = {name: np.asarray(m.predict(keys.copy()), dtype=np.float64) for name, m in self.members.items()}
         X = np.column_stack(list(preds.values()))
         folds = _experiment_folds(valid, self.seed)
         skipped, fold_weights, weights = {}, [], {}
         candidates = {name: preds[name] for name in (*self.baseline_names, "lpm")}  # tie order: simplest first
         if len(set(folds.tolist())) == N_FOLDS:
-            oof = np.empty(len(y))
+            oof = np.empty(len(valid))
             for f in range(N_FOLDS):
-                w = convex_weights(X[folds != f], y[folds != f])
+                w = stack_weights(X[folds != f], valid.loc[folds != f], self.stack_objective)
                 fold_weights.append(dict(zip(self.members, w.tolist(), strict=True)))
                 oof[folds == f] = X[folds == f] @ w
             candidates[STACKED] = oof
-            weights = dict(zip(self.members, convex_weights(X, y).tolist(), strict=True))
+            weights = dict(zip(self.members, stack_weights(X, valid, self.stack_objective).tolist(), strict=True))
         else:
             skipped[STACKED] = "fewer than 2 validation experiments: no out-of-fold score for the stacked weights"
         validation = {name: evaluate_predictions(valid, p) for name, p in candidates.items()}
@@ -169,8 +176,8 @@ class ProductionPredictor:
         margin = 0.0 if chosen in self.baseline_names else score[chosen] - score[best_baseline]
         n_exp = int(valid[["context", "perturbation"]].astype(str).drop_duplicates().shape[0])
         protocol = (f"members fitted on the training experiments; candidates compared by mean {self.metric} on "
-                    f"{n_exp} validation experiments; stacked weights cross-fitted over {N_FOLDS} folds of "
-                    f"them (seed {self.seed}), then refitted on all")
+                    f"{n_exp} validation experiments; stacked weights ({self.stack_objective} objective) cross-fitted "
+                    f"over {N_FOLDS} folds of them (seed {self.seed}), then refitted on all")
         return Selection(chosen=chosen, metric=self.metric, validation=validation, best_baseline=best_baseline,
                          margin=float(margin), stacking_weights=weights,
                          fold_weights=fold_weights, n_valid_experiments=n_exp, protocol=protocol, skipped=skipped)
@@ -228,6 +235,7 @@ class ProductionPredictor:
             entry["sha256"] = _sha256(folder / entry["file"])
         vocab = self.lpm.vocab
         manifest = {"format": FORMAT, "selection": sel.to_dict(), "seed": self.seed, "members": files,
+                    "stack_objective": self.stack_objective,
                     "vocab_sizes": {k: len(vocab[k]) for k in ("context", "perturbation", "gene")}}
         tmp = folder / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=1, default=float))
@@ -278,7 +286,11 @@ class ProductionPredictor:
             except (ValueError, KeyError, OSError) as exc:
                 raise PredictorError(f"{f}: {exc}") from exc
             cls._check_vocab(members[name], lpm, f)
-        predictor = cls(members, seed=int(manifest.get("seed", 0)), prefitted=tuple(members))
+        objective = manifest.get("stack_objective", "mse")  # manifests written before 2026-12-01: mse
+        if objective not in STACK_OBJECTIVES:
+            raise PredictorError(f"{path}: unknown stacking objective {objective!r}")
+        predictor = cls(members, seed=int(manifest.get("seed", 0)), prefitted=tuple(members),
+                        stack_objective=objective)
         try:
             sel = Selection.from_dict(manifest["selection"])
         except (KeyError, TypeError) as exc:

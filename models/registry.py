@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 from models.evaluation.baselines import (
+    Consensus,
     ContextReadoutMean,
     GlobalMean,
     LinearPCARidge,
@@ -50,8 +51,8 @@ class Resources:
 _SIDE_FIELDS = frozenset(f.name for f in fields(SideInformation))
 
 
-BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "other_contexts", "similar_contexts", "linear",
-                  "tanimoto_knn", "network_knn", "corum_knn", "mechanism_knn")
+BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "consensus", "other_contexts", "similar_contexts",
+                  "linear", "tanimoto_knn", "network_knn", "corum_knn", "mechanism_knn")
 # lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
 # lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
 # lpm_stacked = lpm and the simple baselines in one convex combination fitted on validation experiments.
@@ -124,6 +125,7 @@ _BUILDERS: dict[str, Builder] = {
     "global_mean": lambda seed, resources, split_kind: GlobalMean(),
     "no_change": lambda seed, resources, split_kind: NoChange(),
     "context_mean": lambda seed, resources, split_kind: ContextReadoutMean(),
+    "consensus": lambda seed, resources, split_kind: Consensus(),
     "other_contexts": lambda seed, resources, split_kind: OtherContextsMean(),
     "similar_contexts": lambda seed, resources, split_kind: SimilarContexts(),
     "linear": _linear,

@@ -8,6 +8,7 @@ import pytest
 
 from models.evaluation.baselines import (
     BASELINES,
+    Consensus,
     ContextReadoutMean,
     GlobalMean,
     LinearPCARidge,
@@ -57,6 +58,30 @@ def test_mean_baselines_exact_values_and_fallbacks():
     m = ContextReadoutMean().fit(train)
     # (A, r1) = mean(1, 3); unseen context -> readout mean of r2 = mean(3, 5, 0, 2); unseen readout -> global.
     assert m.predict(_query(("A", "x", "r1"), ("Z", "p", "r2"), ("A", "p", "r9"))) == pytest.approx([2.0, 2.5, 2.75])
+
+
+def test_consensus_counts_every_signature_equally_not_by_its_scale():
+    # Context A: a strong drug (sd 14.1) and a weak one (sd 0.71) with different patterns; "flat" has no
+    # pattern (z = 0). The raw mean (23, 4, 2, -17) / 3 is mostly the strong drug's pattern; the consensus
+    # is mean z = (1, 1, -1, -1) sqrt(2) / 3, moved to the raw mean's mean and sd across A's readouts.
+    strong, weak, flat = [20.0, 0.0, 0.0, -20.0], [0.0, 1.0, -1.0, 0.0], [3.0, 3.0, 3.0, 3.0]
+    rows = [("A", name, "compound", f"r{i}", v) for name, vals in (("strong", strong), ("weak", weak),
+                                                                     ("flat", flat)) for i, v in enumerate(vals)]
+    train = pd.DataFrame(rows + [("B", "strong", "compound", "r0", 5.0), ("B", "weak", "compound", "r0", 7.0)],
+                         columns=COLS)
+    m = Consensus().fit(train)
+    query = _query(*[("A", "new", f"r{i}") for i in range(4)])
+    cm = ContextReadoutMean().fit(train).predict(query)
+    assert cm == pytest.approx([(20 + 3) / 3, 4 / 3, 2 / 3, -17 / 3])
+    # sd of the raw mean over A's readouts, and the consensus pattern (the flat drug adds z = 0 to the sum)
+    sd = np.std(cm)
+    assert m.predict(query) == pytest.approx(cm.mean() + sd * np.array([1.0, 1.0, -1.0, -1.0]))
+    # The weak drug's pattern: the consensus has r 0.71, the raw mean far less.
+    assert np.corrcoef(m.predict(query), weak)[0, 1] == pytest.approx(np.sqrt(0.5))
+    assert np.corrcoef(cm, weak)[0, 1] < 0.2
+    # One readout in B: no pattern to move, the context-readout mean; unseen context / readout: its fallbacks.
+    assert m.predict(_query(("B", "new", "r0"), ("Z", "new", "r0"), ("A", "new", "r9"))) == pytest.approx(
+        ContextReadoutMean().fit(train).predict(_query(("B", "x", "r0"), ("Z", "x", "r0"), ("A", "x", "r9"))))
 
 
 def test_other_contexts_mean_adds_context_offset():
@@ -121,7 +146,7 @@ def test_every_baseline_follows_the_protocol_without_values():
         LinearPCARidge(features="magic")
 
 
-@pytest.mark.parametrize("make", [ContextReadoutMean, OtherContextsMean, SimilarContexts,
+@pytest.mark.parametrize("make", [ContextReadoutMean, Consensus, OtherContextsMean, SimilarContexts,
                                   lambda: SimilarContexts(max_cells=1),
                                   lambda: LinearPCARidge(k=3), lambda: LinearPCARidge(k=3, features="target_gene")])
 def test_saved_state_rebuilds_a_baseline_that_predicts_identically(make, tmp_path):

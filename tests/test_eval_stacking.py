@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from models.evaluation.baselines import ContextReadoutMean, NoChange, OtherContextsMean
+from models.evaluation.metrics import per_signature_pearson
 from models.evaluation.splits import make_split
-from models.evaluation.stacking import StackedLPM, convex_weights
+from models.evaluation.stacking import StackedLPM, convex_weights, signature_weights, stack_weights
 
 
 def test_convex_weights_recover_a_known_mixture():
@@ -29,6 +30,48 @@ def test_convex_weights_stay_non_negative_and_sum_to_one():
 def test_convex_weights_reject_mismatched_shapes():
     with pytest.raises(ValueError, match="prediction matrix"):
         convex_weights(np.zeros((3, 2)), np.zeros(4))
+
+
+def _offset_world(n_sig=40, n_readout=12, seed=3):
+    """Per signature y = offset + pattern. `pattern` predicts the pattern at 5x its scale and without the
+    offset (r = 1, large squared error); `level` predicts the offset plus noise (r ~ 0, a smaller squared error)."""
+    rng = np.random.default_rng(seed)
+    rows, pattern, level = [], [], []
+    for i in range(n_sig):
+        off, pat = rng.normal(scale=3.0), rng.normal(size=n_readout)
+        rows += [("c", f"p{i}", "compound", f"r{j}", off + pat[j]) for j in range(n_readout)]
+        pattern += list(5 * pat)
+        level += list(off + rng.normal(size=n_readout))
+    frame = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+    return frame, np.column_stack([pattern, level])
+
+
+def test_signature_weights_aim_at_the_per_signature_r_not_the_squared_error():
+    rows, X = _offset_world()
+    y = rows["value"].to_numpy()
+    mse, sig = convex_weights(X, y), signature_weights(X, y, rows["perturbation"].to_numpy())
+    assert mse[1] > 0.5  # least squares leans on the level member
+    assert sig == pytest.approx([1.0, 0.0], abs=1e-9)
+    assert per_signature_pearson(rows, y, X @ sig) > per_signature_pearson(rows, y, X @ mse) + 0.2
+    assert stack_weights(X, rows, "signature") == pytest.approx(sig)
+    assert stack_weights(X, rows, "mse") == pytest.approx(mse)
+    with pytest.raises(ValueError, match="unknown stacking objective"):
+        stack_weights(X, rows, "rmse")
+    with pytest.raises(ValueError, match="prediction matrix"):
+        signature_weights(X, y, np.zeros(3))
+
+
+def test_signature_weights_count_every_signature_equally_whatever_its_scale():
+    # Two signatures: a loud one (x100) that member 0 predicts and a quiet one that member 1 predicts.
+    # Least squares follows the loud signature; the per-signature fit weighs the two equally.
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=20), rng.normal(size=20)
+    y = np.concatenate([100 * a, b])
+    X = np.column_stack([np.concatenate([100 * a, rng.normal(size=20)]),
+                         np.concatenate([100 * rng.normal(size=20), b])])
+    groups = np.repeat(["loud", "quiet"], 20)
+    assert convex_weights(X, y)[0] > 0.9
+    assert signature_weights(X, y, groups)[0] == pytest.approx(0.5, abs=0.15)
 
 
 def _shared_effects(n_ctx=4, n_pert=20, n_readout=10, seed=0):

@@ -271,3 +271,31 @@ def test_network_knn_raises_the_bar_and_is_saved_with_the_predictor(tmp_path):
     np.testing.assert_array_equal(loaded.members["network_knn"].predict(rows),
                                   predictor.members["network_knn"].predict(rows))
     np.testing.assert_array_equal(loaded.predict(rows), predictor.predict(rows))
+
+
+def test_signature_stacking_is_cross_fitted_and_saved_with_a_consensus_member(tmp_path):
+    from models.evaluation.baselines import Consensus
+    from models.evaluation.stacking import signature_weights
+    from models.registry import production_members
+
+    split = make_split(_data(), "unseen-experiment", context="ctx0", seed=0)
+    members = {**production_members(0, _tiny_lpm_resources(), "unseen-experiment"), "consensus": Consensus()}
+    predictor = ProductionPredictor(members, seed=0, stack_objective="signature").fit(split.train, split.valid)
+    sel = predictor.selection
+    assert "signature objective" in sel.protocol and "consensus" in sel.validation
+    # Each fold's weights are the per-signature fit on the other fold's validation experiments only.
+    valid = split.valid
+    X = np.column_stack([m.predict(valid.drop(columns="value")) for m in predictor.members.values()])
+    y, folds = valid["value"].to_numpy(), _experiment_folds(valid, 0)
+    groups = (valid["context"].astype(str) + "/" + valid["perturbation"].astype(str)).to_numpy()
+    for f, w in enumerate(sel.fold_weights):
+        assert list(w.values()) == pytest.approx(signature_weights(X[folds != f], y[folds != f], groups[folds != f]))
+    assert list(sel.stacking_weights.values()) == pytest.approx(signature_weights(X, y, groups))
+    predictor.save(tmp_path)
+    loaded = ProductionPredictor.load(tmp_path)
+    assert loaded.stack_objective == "signature" and loaded.selection == sel
+    rows = pd.concat([split.test, split.valid]).drop(columns="value")
+    np.testing.assert_array_equal(loaded.members["consensus"].predict(rows), predictor.members["consensus"].predict(rows))
+    np.testing.assert_array_equal(loaded.predict(rows), predictor.predict(rows))
+    with pytest.raises(ValueError, match="unknown stacking objective"):
+        ProductionPredictor({"lpm": ContextReadoutMean()}, stack_objective="rmse")

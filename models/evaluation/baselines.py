@@ -198,6 +198,72 @@ class OtherContextsMean(_Means):
         return np.where(np.isnan(pert), self._context_mean(rows), pert)
 
 
+class Consensus(_Means):
+    """Unseen compounds (issue 13): per context, the mean of the training signatures after each is
+    standardised across its readouts, put back on the context's scale.
+
+    Why: the metric is the mean per-signature Pearson r, which ignores each signature's offset and
+    scale. `context_mean` (the raw mean) is the constant with the least squared error, but strong
+    responders dominate it; the constant q that maximises sum_i r(q, y_i) over training signatures y_i
+    is, up to offset and scale, sum_i z(y_i) (z = centred and divided by the sd across readouts), since
+    r(q, y) = <z(q), z(y)> / n. So every training signature counts equally here, as in the metric.
+
+        z(c, p, r) = (value - mean over r of (c, p)) / sd over r of (c, p)     (a flat signature: 0)
+        m(c, r)    = sum over training p of z(c, p, r) / number of training signatures in c
+        pred(c, r) = mean_r(cm) + sd_r(cm) * (m - mean_r(m)) / sd_r(m),  cm = the context-readout mean
+
+    The last step matches the mean and sd of `context_mean` across the context's readouts, so RMSE and
+    a stack with other members stay sensible, and the pattern (all that r sees) is m's; a moment match
+    rather than a least-squares map onto cm because it cannot flip m's sign. A readout missing from a
+    signature counts as z = 0 (the signature's own mean: sparse lists pull rarely listed readouts in);
+    unseen contexts / readouts and a flat consensus get the context-readout mean's fallbacks."""
+
+    name = "consensus"
+
+    def fit(self, train, valid=None):
+        self._fit_means(train)
+        ctx, rd = _str(train["context"]), _str(train["readout"])
+        v = train["value"].to_numpy(dtype=np.float64)
+        sig, _ = pd.factorize(pd.MultiIndex.from_arrays([ctx, _str(train["perturbation"])]))
+        n = np.bincount(sig).astype(np.float64)
+        mean = np.bincount(sig, v) / n
+        sd = np.sqrt(np.maximum(np.bincount(sig, v * v) / n - mean ** 2, 0.0))
+        ok = sd[sig] > 1e-12 * np.maximum(np.abs(mean[sig]), 1.0)  # a flat signature has no pattern
+        z = np.where(ok, (v - mean[sig]) / np.where(ok, sd[sig], 1.0), 0.0)
+        frame = pd.DataFrame({"context": ctx, "readout": rd, "z": z, "sig": sig})
+        n_sig = frame.groupby("context")["sig"].nunique()
+        m = frame.groupby(["context", "readout"])["z"].sum()
+        m = m / n_sig.reindex(m.index.get_level_values("context")).to_numpy()
+        cm = self.context_readout_mean_.reindex(m.index)
+        self.consensus_ = pd.concat([self._on_scale(m.xs(c, drop_level=False), cm.xs(c, drop_level=False))
+                                     for c in m.index.get_level_values("context").unique()]
+                                    ).reindex(self.context_readout_mean_.index)
+        return self
+
+    @staticmethod
+    def _on_scale(m: pd.Series, cm: pd.Series) -> pd.Series:
+        """m moved to cm's mean and sd across one context's readouts; cm itself where m is flat."""
+        sd_m = float(m.std(ddof=0))
+        if not np.isfinite(sd_m) or sd_m <= 1e-12:
+            return cm
+        return float(cm.mean()) + float(cm.std(ddof=0)) * (m - float(m.mean())) / sd_m
+
+    def predict(self, rows):
+        out = _lookup(self.consensus_, _str(rows["context"]), _str(rows["readout"]))
+        return np.where(np.isnan(out), self._context_mean(rows), out)
+
+    def state(self):
+        params, arrays = super().state()
+        return params, arrays | {"context_readout.consensus": self.consensus_.to_numpy(np.float64)}
+
+    @classmethod
+    def from_state(cls, params, arrays):
+        model = super().from_state(params, arrays)
+        _require_arrays(arrays, cls.__name__, {"context_readout.consensus": "context_readout.mean"})
+        model.consensus_ = pd.Series(arrays["context_readout.consensus"], index=model.context_readout_mean_.index)
+        return model
+
+
 def context_profiles(R: np.ndarray, t: np.ndarray, p: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`similar_contexts`' features (also the LPM's weighted base): R (C, P, G) residuals, NaN = not measured;
     per cell n its target context t (n,) (-1 or an all-NaN row: none), perturbation p and readout g (n,)
@@ -954,6 +1020,7 @@ BASELINES = {
     "no_change": NoChange,
     "context_mean": ContextReadoutMean,
     "other_contexts": OtherContextsMean,
+    "consensus": Consensus,
     "similar_contexts": SimilarContexts,
     "linear": LinearPCARidge,
     "tanimoto_knn": TanimotoKNN,

@@ -54,6 +54,49 @@ def convex_weights(predictions: np.ndarray, target: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
+def signature_weights(predictions: np.ndarray, target: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Convex weights aimed at the mean per-signature Pearson r (the selection metric), not the MSE.
+    predictions (n, k), target (n,), groups (n,): the signature (context, perturbation) of every row.
+
+    r ignores each predicted signature's offset and scale, so both are taken out of the fit: per
+    signature g, the target is standardised, z_g = (y_g - mean y_g) / sd(y_g), and each member's
+    predictions are centred and divided by the same sd(y_g); then v >= 0 minimises
+    sum_g |z_g - Xc_g v|^2 (non-negative least squares, with a free overall scale, which r ignores too)
+    and w = v / sum(v). Every signature weighs equally, as in the metric, whatever its raw scale. Flat
+    signatures (sd 0) are left out; v = 0 (no member correlates positively) falls back to convex_weights.
+    Duplicate members: one of them gets the weight (the prediction is the same)."""
+    from scipy.optimize import nnls
+
+    X = np.asarray(predictions, dtype=np.float64)
+    y = np.asarray(target, dtype=np.float64)
+    g = pd.factorize(np.asarray(groups))[0]
+    if X.ndim != 2 or len(X) != len(y) or len(g) != len(y) or len(y) == 0:
+        raise ValueError(f"need an (n, k) prediction matrix, n targets and n groups, got {X.shape}, {y.shape}, "
+                         f"{np.shape(groups)}")
+    n = np.bincount(g).astype(np.float64)
+    yc = y - (np.bincount(g, y) / n)[g]
+    Xc = X - np.column_stack([np.bincount(g, X[:, j]) / n for j in range(X.shape[1])])[g]
+    sd = np.sqrt(np.bincount(g, yc * yc) / n)[g]  # (n,) the row's signature sd
+    scale = np.where(sd > 0, 1.0 / np.where(sd > 0, sd, 1.0), 0.0)
+    v = nnls(Xc * scale[:, None], yc * scale)[0]
+    return v / v.sum() if v.sum() > 0 else convex_weights(X, y)
+
+
+STACK_OBJECTIVES = ("mse", "signature")
+
+
+def stack_weights(predictions: np.ndarray, rows: pd.DataFrame, objective: str = "mse") -> np.ndarray:
+    """Convex weights on `rows` (which carry context, perturbation and value): `mse` convex_weights,
+    `signature` signature_weights."""
+    y = rows["value"].to_numpy(np.float64)
+    if objective == "mse":
+        return convex_weights(predictions, y)
+    if objective == "signature":
+        groups = rows["context"].astype(str).to_numpy() + "\x1f" + rows["perturbation"].astype(str).to_numpy()
+        return signature_weights(predictions, y, groups)
+    raise ValueError(f"unknown stacking objective {objective!r}; choose from {', '.join(STACK_OBJECTIVES)}")
+
+
 class StackedLPM:
     """Members fitted on the training rows (the LPM also early-stops on validation), combined with
     convex weights fitted on the validation rows. The LPM's validation predictions are slightly
@@ -61,10 +104,12 @@ class StackedLPM:
 
     name = "lpm_stacked"
 
-    def __init__(self, members: Mapping[str, object]):
+    def __init__(self, members: Mapping[str, object], objective: str = "mse"):
         if not members:
             raise ValueError("StackedLPM needs at least one member model")
-        self.members = dict(members)
+        if objective not in STACK_OBJECTIVES:
+            raise ValueError(f"unknown stacking objective {objective!r}; choose from {', '.join(STACK_OBJECTIVES)}")
+        self.members, self.objective = dict(members), objective
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, *, progress: bool = False) -> StackedLPM:
         if valid is None or not len(valid):
@@ -72,8 +117,7 @@ class StackedLPM:
                              "use a split with a validation part (every split kind of the harness has one)")
         for model in self.members.values():
             fit_model(model, train, valid, progress=progress)
-        X = self._member_predictions(valid)
-        w = convex_weights(X, valid["value"].to_numpy(np.float64))
+        w = stack_weights(self._member_predictions(valid), valid, self.objective)
         self.weights_ = dict(zip(self.members, w.tolist(), strict=True))
         return self
 
