@@ -58,8 +58,7 @@ def main(argv=None) -> int:
 
     from make_results import BENCHMARKS
 
-    from graph.io.networks import read_dorothea
-    from models.datasets import load_dataset, resources_for, shared_path, string_gene_graph
+    from models.datasets import dorothea_gene_graph, load_dataset, resources_for, string_gene_graph
     from models.evaluation.baselines import NetworkKNN
     from models.evaluation.metrics import per_signature_pearson
     from models.evaluation.splits import make_split
@@ -72,9 +71,7 @@ def main(argv=None) -> int:
         res = resources_for(df, gene_graph=True)
         genes = set(df["readout"].astype(str)) | set(df["perturbation"].astype(str))
         targets = res.perturbation_targets
-        dorothea = pd.DataFrame([(e.source, e.target, e.score) for e in read_dorothea(
-            shared_path("networks/dorothea_hs.tsv.gz"), confidence="ABC").records
-            if e.source in genes and e.target in genes], columns=["source", "target", "weight"])
+        dorothea = dorothea_gene_graph("ABC", genes=genes)  # the ingest's reader and gene table
         union = (pd.concat([res.gene_graph, res.complex_graph])
                  .groupby(["source", "target"], as_index=False)["weight"].max())
         graphs = {"string400_knn": string_gene_graph(400, genes=genes), "string_corum_knn": union,
