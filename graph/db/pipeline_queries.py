@@ -23,8 +23,9 @@ RETURN a.symbol AS source, b.symbol AS target, coalesce(r.score, 1.0) AS weight,
 """
 
 # Each complex (CORUM) with its members' symbols: one row per complex, so the result grows with the
-# members, not with their pairs; models.datasets.co_complex_pairs pairs them (the one pairing rule,
-# shared with the benchmarks' corum_gene_graph). A member appears once per complex whatever the datasets.
+# members, not with their pairs; models.datasets.co_complex_pairs pairs them (graph.io.networks.complex_pairs,
+# the one pairing rule, also of the benchmarks' corum_gene_graph and of the discovery references).
+# A member appears once per complex whatever the datasets.
 COMPLEX_MEMBER_SYMBOLS = """
 MATCH (g:Gene)-[:MEMBER_OF]->(x:Complex)
 RETURN x.complex_id AS complex_id, collect(DISTINCT g.symbol) AS members
