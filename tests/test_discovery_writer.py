@@ -369,3 +369,7 @@ def test_publish_non_current_then_promote_and_quality_and_flags(empty_graph):
     assert sorted(refs["STRING"]) == [(673, 5604), (2475, 57521)]
     only = DR.fetch_edge_references(empty_graph, [GENES["MTOR"], GENES["RPTOR"]])
     assert only == {"CORUM": [(2475, 57521)], "STRING": [(2475, 57521)]}
+    # members per complex, paired by graph.io.networks.complex_pairs: a pair two complexes share counts once
+    GraphWriter(empty_graph).write_complexes([ComplexRecord("CORUM:2", "mTOR-RPTOR", ("MTOR", "RPTOR"))], "t")
+    again = DR.fetch_edge_references(empty_graph, [GENES[g] for g in ("MTOR", "RPTOR", "EGFR", "BRAF", "MAP2K1")])
+    assert again["CORUM"] == [(1956, 2475), (1956, 57521), (2475, 57521)]
