@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from graph.io.identifiers import moa_terms
+
 __all__ = ["CompoundAnnotation", "SideInformation"]
 
 
 @dataclass(frozen=True)
 class CompoundAnnotation:
-    """What the compound tables say a compound does: annotated target genes, mechanisms of action (lower
-    case) and its parent compound (one key for salt / hydrate forms of one drug: the name rule of
-    graph/io/identifiers.py, or the graph's compound_id)."""
+    """What the compound tables say a compound does: annotated target genes, mechanisms of action (as
+    graph/io/identifiers.normalise_moa spells them) and its parent compound (one key for salt / hydrate
+    forms of one drug: the name rule of graph/io/identifiers.py, or the graph's compound_id)."""
 
     targets: tuple[str, ...] = ()
     moa: tuple[str, ...] = ()
@@ -28,10 +30,11 @@ class CompoundAnnotation:
 
     @classmethod
     def of(cls, targets=(), moa=(), parent: str = "") -> CompoundAnnotation:
-        """The one normalisation of table / graph values: targets and MoA stripped, unique and sorted;
-        MoA lower case ("MEK inhibitor" in one table and "mek inhibitor" in another are one)."""
-        return cls(tuple(sorted({str(t).strip() for t in targets or () if str(t).strip()})),
-                   tuple(sorted({str(m).strip().lower() for m in moa or () if str(m).strip()})), str(parent or ""))
+        """Table / graph values as one record: targets stripped, unique and sorted; MoA by the identifier
+        rule (graph/io/identifiers.moa_terms: "MEK inhibitor" in one table and "mek inhibitor" in another
+        are one)."""
+        return cls(tuple(sorted({str(t).strip() for t in targets or () if str(t).strip()})), moa_terms(moa),
+                   str(parent or ""))
 
 
 # eq=False: pandas frames have no truth value, so records compare by identity.

@@ -15,7 +15,9 @@ from graph.io.identifiers import (
     compound_name_keys,
     gene_key,
     lookup_compound,
+    moa_terms,
     normalise_compound_name,
+    normalise_moa,
     parse_dose,
     signed_rank_score,
     split_combination,
@@ -50,6 +52,35 @@ def test_alias_in_parentheses_is_a_second_lookup_key():
     assert lookup_compound("Hydrocortisone acetate", esters) == "ESTER"
     assert lookup_compound("Pasireotide acetate", esters) == "PEPTIDE"
     assert compound_name_keys("Pasireotide acetate") == ("pasireotideacetate",)  # join keys never drop it
+
+
+def test_mechanisms_of_action_have_one_spelling():
+    assert normalise_moa(" MEK  Inhibitor ") == normalise_moa("mek inhibitor") == "mek inhibitor"
+    assert normalise_moa("ＨＤＡＣ inhibitor") == "hdac inhibitor"  # full-width letters (NFKC)
+    assert normalise_moa(None) == normalise_moa("  ") == ""
+    # a compound's mechanisms: each once, blanks dropped, sorted (CompoundAnnotation.of, the ingest's merge)
+    assert moa_terms(["RAF inhibitor", "MEK inhibitor", "mek inhibitor", "", None]) == ("mek inhibitor", "raf inhibitor")
+    assert moa_terms(None) == ()
+
+
+def test_every_user_of_mechanisms_of_action_spells_them_one_way():
+    from graph.db.rows import compound_row
+    from graph.io.compounds import CompoundEntry, build_compounds
+    from graph.records import CompoundRecord
+    from models.side_information import CompoundAnnotation
+
+    merged = build_compounds([CompoundEntry("Trametinib", "drugs", "d1", moa=("MEK inhibitor",)),
+                              CompoundEntry("trametinib", "lincs", "l1", moa=("mek  inhibitor", "RAF inhibitor"))],
+                             timeout_s=None).records
+    assert [r.moa for r in merged] == [("mek inhibitor", "raf inhibitor")]  # ingest: one Compound, one spelling
+    assert compound_row(CompoundRecord("K", "x", moa=("MEK Inhibitor", "mek inhibitor")))["moa"] == ["mek inhibitor"]
+    assert CompoundAnnotation.of((), ["MEK Inhibitor", " mek inhibitor"]).moa == ("mek inhibitor",)
+    # and nobody lower-cases a mechanism by hand (the old copy in models/side_information.py did)
+    by_hand = [f"{path.relative_to(REPO)}:{i}" for folder in ("graph", "models", "pipelines", "benchmarks")
+               for path in (REPO / folder).rglob("*.py") if path.name != "identifiers.py"
+               for i, line in enumerate(path.read_text().splitlines(), 1)
+               if "moa" in line.lower() and (".lower()" in line or ".casefold()" in line)]
+    assert not by_hand, by_hand
 
 
 def test_combinations():
@@ -99,7 +130,7 @@ def test_each_rule_is_defined_once():
     """No copy of a rule outside identifiers.py (the old copies had drifted apart)."""
     rules = {"normalise_compound_name", "normalise_drug_name", "split_combination", "signed_score",
              "signed_score_from_rank", "signed_rank_score", "up_rank_score", "parse_dose", "parse_time",
-             "is_control_name"}
+             "is_control_name", "normalise_moa", "moa_terms"}
     where: dict[str, list[str]] = {}
     for folder in ("graph", "models", "pipelines", "benchmarks"):
         for path in (REPO / folder).rglob("*.py"):

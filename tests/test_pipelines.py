@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from graph.db.connection import credentials
+from graph.io.identifiers import moa_terms
 from graph.settings import reload_settings
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
@@ -443,7 +444,7 @@ def test_training_set_carries_the_graphs_compound_annotations(pipeline_run, pipe
     assert rows and set(ann) == {r["p"] for r in rows}
     for r in rows:
         assert ann[r["p"]].parent == r["c"]
-        assert ann[r["p"]].moa == tuple(sorted({m.strip().lower() for m in r["moa"] or []}))
+        assert ann[r["p"]].moa == moa_terms(r["moa"])
     # the drugs' real primary targets, where the simulated compound table did not blank them
     by_name = {r["name"]: ann[r["p"]] for r in rows}
     shown = [d for d in truth["compound_targets"] if d in by_name and d not in truth["annotation_withheld"]]

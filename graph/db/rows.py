@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from graph.db.batching import now
+from graph.io.identifiers import moa_terms
 from graph.records import (
     CompoundRecord,
     ContextRecord,
@@ -61,7 +62,7 @@ def compound_row(r: CompoundRecord) -> dict[str, Any]:
         "clinical_phase": blank_to_none(r.clinical_phase),
         "source": blank_to_none(r.source),
         "aliases": list(r.aliases),
-        "moa": list(r.moa),
+        "moa": list(moa_terms(r.moa)),  # one spelling per mechanism, whoever built the record
         "targets": list(r.targets),
     }
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from graph.io.common import InputFileError, ReadResult, clean_text
-from graph.io.identifiers import compound_name_keys, normalise_compound_name
+from graph.io.identifiers import compound_name_keys, moa_terms, normalise_compound_name
 from graph.records import CompoundRecord, QuarantineRecord, ReadReport
 
 
@@ -317,7 +317,8 @@ def build_compounds(entries: Iterable[CompoundEntry], *, timeout_s: float | None
     Entries with a usable structure merge by parent InChIKey. An entry without one joins a structured
     compound when its normalised name or one of its aliases points at exactly one InChIKey; otherwise it
     becomes "name:<normalised name>" with has_structure False and the reason. Merging is order-free:
-    names/aliases/moa/targets are unioned and sorted, the display name is the alphabetically first name of
+    names/aliases/moa/targets are unioned and sorted (moa in graph/io/identifiers.normalise_moa's spelling,
+    so "MEK inhibitor" from one table and "mek inhibitor" from another are one), the display name is the alphabetically first name of
     the earliest source (sources ranked by first appearance, so pass files in a fixed order), and
     clinical_phase the most advanced. compound_ids do not depend on the order at all.
     The report counts entries: all become part of a record (accepted); none is quarantined here.
@@ -371,7 +372,7 @@ def build_compounds(entries: Iterable[CompoundEntry], *, timeout_s: float | None
             inchikey_block1=struct.block1 if struct else "", has_structure=struct is not None,
             structure_issue="" if struct else issues.get(key, "no SMILES given"),
             aliases=tuple(sorted(names - {name})),
-            moa=tuple(sorted({m for e in members for m in e.moa})),
+            moa=moa_terms(m for e in members for m in e.moa),  # one spelling per mechanism in the graph
             targets=tuple(sorted({t for e in members for t in e.targets})),
             clinical_phase=max(phases, key=lambda p: (_phase_rank(p), p)) if phases else "",
             source="|".join(sorted({e.source for e in members}, key=source_order.get)),

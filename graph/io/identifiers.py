@@ -1,5 +1,5 @@
-"""Identifier rules, each in one place: compound names, combinations, controls, gene symbols, doses and
-times, rank -> score. The readers in graph/io and everything in models/ import these; nothing else
+"""Identifier rules, each in one place: compound names, mechanisms of action, combinations, controls, gene
+symbols, doses and times, rank -> score. The readers in graph/io and everything in models/ import these; nothing else
 normalises a name or converts a rank.
 """
 
@@ -107,6 +107,23 @@ def compound_id_for(name: object, compound_ids, pert_id: object = "") -> str:
         if hit:
             return hit
     return lookup_compound(name, compound_ids) or ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Mechanisms of action
+# ---------------------------------------------------------------------------------------------
+
+
+def normalise_moa(text: object) -> str:
+    """The one spelling a mechanism of action is stored and compared by: NFKC, stripped, whitespace runs
+    folded to one space, lower case. The Repurposing Hub and LINCS tables spell one mechanism differently
+    ("MEK inhibitor" / "mek inhibitor"); "" for a blank value."""
+    return re.sub(r"\s+", " ", clean_text(text)).lower()
+
+
+def moa_terms(values) -> tuple[str, ...]:
+    """normalise_moa of every value, blanks dropped, each once, sorted: a compound's mechanisms."""
+    return tuple(sorted({m for m in map(normalise_moa, values or ()) if m}))
 
 
 # ---------------------------------------------------------------------------------------------
