@@ -279,8 +279,8 @@ def production_and_lpm(df, split_kind, context, seeds, res, log, keep=None) -> p
     return pd.DataFrame(rows)
 
 
-STRONGEST_OF = ("context_mean", "other_contexts", "similar_contexts", "linear", "tanimoto_knn", "network_knn",
-                "corum_knn", "mechanism_knn")
+STRONGEST_OF = ("context_mean", "consensus", "other_contexts", "similar_contexts", "linear", "tanimoto_knn",
+                "network_knn", "corum_knn", "mechanism_knn")
 
 
 def paired_vs_baseline(results: pd.DataFrame, metric: str = "pearson_per_signature") -> str:
