@@ -67,8 +67,8 @@ def test_no_leakage_into_fit_or_predict(kind, context):
 def test_run_benchmark_ranks_baselines_sensibly():
     df = _data()
     res = run_benchmark(df, "unseen-experiment", context="ctx0", models=["baselines"], seeds=[0, 1])
-    assert set(res["model"]) == {"global_mean", "no_change", "context_mean", "other_contexts", "similar_contexts",
-                                 "linear"}
+    assert set(res["model"]) == {"global_mean", "no_change", "context_mean", "consensus", "other_contexts",
+                                 "similar_contexts", "linear"}
     assert (res.groupby("model")["seed"].nunique() == 2).all() and not res["error"].any()
     mean = res.groupby("model")["pearson_per_signature"].mean()
     # Effects are shared across contexts, so copying them from other contexts must win clearly.
