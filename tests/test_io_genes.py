@@ -21,6 +21,7 @@ TABLE = """entrez_id\tsymbol\tname\ttype\tchromosome\tmap_location\tensembl_id\t
 1234\tCCR5\tC-C motif chemokine receptor 5\tprotein-coding\t3\t3p21.31\tENSG00000160791\tTP53
 x12\tBAD1\tnot an id\t\t\t\t\t
 7157\tTP53DUP\trepeated entrez\t\t\t\t\t
+4512\tCOX1\tcytochrome c oxidase subunit I\tprotein-coding\tMT\t\tENSG00000198804\tCOI|MTCO1
 """
 
 
@@ -35,7 +36,7 @@ def test_read_gene_table_counts_and_quarantine(tmp_path):
     path = tmp_path / "genes.tsv"
     path.write_text(TABLE)
     result = read_gene_table(path)
-    assert result.report.read == 11 and result.report.accepted == 9 and result.report.quarantined == 2
+    assert result.report.read == 12 and result.report.accepted == 10 and result.report.quarantined == 2
     reasons = {q.record_key: q.reason for q in result.quarantine}
     assert "not a positive integer" in reasons["x12"] and "repeated" in reasons["7157"]
     tp53 = next(g for g in result.records if g.entrez_id == 7157)
@@ -56,6 +57,7 @@ def test_missing_columns_named(tmp_path):
     ("SEPT1", "SEPTIN1", 1731, "alias"), ("1-Sep", "SEPTIN1", 1731, "excel:alias"),
     ("Sep-01", "SEPTIN1", 1731, "excel:alias"), ("01-SEPT", "SEPTIN1", 1731, "excel:alias"),
     ("MARCH1", "MARCHF1", 55016, "alias"), ("1-Mar", "MARCHF1", 55016, "excel:alias"),
+    ("MT-CO1", "COX1", 4512, "mito:alias"), ("mt-co1", "COX1", 4512, "mito:alias"), ("MTCO1", "COX1", 4512, "alias"),
 ])
 def test_resolution_routes(resolver, name, symbol, entrez, how):
     m = resolver.resolve(name)
@@ -81,7 +83,7 @@ def test_ambiguous_names_are_not_guessed(resolver):
 
 
 def test_lookalike_and_odd_names_do_not_crash(resolver):
-    for name in ["", "T\u042053", "`TP53`", "{TP53}", "TP53'", None, "SEP-99", "99-Foo"]:
+    for name in ["", "T\u042053", "`TP53`", "{TP53}", "TP53'", None, "SEP-99", "99-Foo", "MT-ZZZ", "MT-"]:
         assert not resolver.resolve(name).ok
     assert resolver.symbol_map(["TP53", "TOMM70A", "zzz"]) == {"TP53": "TP53", "TOMM70A": "TOMM70"}
 

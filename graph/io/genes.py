@@ -83,6 +83,9 @@ _EXCEL_A = re.compile(r"^0*(\d{1,2})-([A-Z]{3,4})$")  # 1-Sep, 01-SEPT
 _EXCEL_B = re.compile(r"^([A-Z]{3,4})-0*(\d{1,2})$")  # Sep-01
 # HGNC renamed the septins and MARCH genes (SEPT1 -> SEPTIN1, MARCH1 -> MARCHF1) partly because of Excel.
 _RENAMED_FAMILY = {"SEPT": "SEPTIN", "MARCH": "MARCHF"}
+# Mitochondrially encoded genes: HGNC (CORUM, Replogle) writes MT-CO1, MT-ND1; NCBI Gene's symbols are COX1,
+# ND1 with the aliases MTCO1, MTND1 (no dash), so MT-X is looked up as MTX.
+_MITO = re.compile(r"^MT-([A-Z0-9]+)$")
 
 
 class GeneResolver:
@@ -90,7 +93,7 @@ class GeneResolver:
     to one Entrez id and the current symbol. Case-insensitive, dict-based (O(1) per name).
 
     Order: current symbol, Entrez id, LOC<entrez>, Ensembl id, alias; then the Excel-mangled
-    reading ("1-Sep" -> SEPT1 -> SEPTIN1). A name that is the symbol of several genes, or (without
+    reading ("1-Sep" -> SEPT1 -> SEPTIN1), then HGNC's mitochondrial spelling (MT-CO1 -> alias MTCO1 -> COX1). A name that is the symbol of several genes, or (without
     an exact symbol) an alias of several genes, is ambiguous: not guessed, the candidates are returned.
     """
 
@@ -165,6 +168,12 @@ class GeneResolver:
                 return GeneMatch(key, hit.entrez_id, hit.symbol, f"excel:{hit.how}", hit.candidates, hit.reason)
         return None
 
+    def _mito(self, key: str) -> GeneMatch | None:
+        m = _MITO.match(key)
+        hit = self._direct("MT" + m.group(1)) if m else None
+        return None if hit is None else GeneMatch(key, hit.entrez_id, hit.symbol, f"mito:{hit.how}", hit.candidates,
+                                                  hit.reason)
+
     def resolve(self, name: object) -> GeneMatch:
         key = gene_key(name)
         if key in self._cache:
@@ -172,7 +181,8 @@ class GeneResolver:
         if not key:
             match = GeneMatch(key, None, None, reason="empty gene name")
         else:
-            match = self._direct(key) or self._excel(key) or GeneMatch(key, None, None, reason="unknown gene name")
+            match = (self._direct(key) or self._excel(key) or self._mito(key)
+                     or GeneMatch(key, None, None, reason="unknown gene name"))
         self._cache[key] = match
         return match
 
