@@ -598,16 +598,17 @@ def read_network(kind: str, path: str | Path | None = None, **filters):
     path = Path(path) if path is not None else shared_path(SHARED_NETWORK_FILES[kind])
     if not path.is_file():
         raise InputFileError(path, "file does not exist")
-    return _read_network(kind, str(path.resolve()), path.stat().st_mtime_ns, str(get_settings().shared_data),
+    return _read_network(kind, str(path.resolve()), path.stat().st_mtime_ns, gene_table_resolver(),
                          tuple(sorted(filters.items())))
 
 
 @lru_cache(maxsize=8)
-def _read_network(kind: str, path: str, mtime_ns: int, shared_data: str, filters: tuple):
-    """read_network, once per file version, gene table and filters (STRING with the table: ~3 s)."""
+def _read_network(kind: str, path: str, mtime_ns: int, resolver, filters: tuple):
+    """read_network, once per file version, gene table (the resolver object: one per table version) and
+    filters (STRING with the table: ~3 s)."""
     from graph.io.networks import NETWORK_READERS
 
-    return NETWORK_READERS[kind](path, resolver=gene_table_resolver(), **dict(filters))
+    return NETWORK_READERS[kind](path, resolver=resolver, **dict(filters))
 
 
 def network_summary(kind: str, path: str | Path | None = None, **filters) -> str:
