@@ -233,6 +233,18 @@ def round_sig(x: float) -> float:
     return round(x, 5 - int(math.floor(math.log10(abs(x)))))
 
 
+def _number_and_unit(text: object, unit: object, what: str) -> tuple[float, str, str] | None:
+    """"10 uM" / "10" + unit "uM" -> (10.0, "uM", the cleaned text); None when missing; the unit "" when
+    neither names one; ValueError "unparseable <what> ..." when the text is no number."""
+    s, u = clean_text(text), clean_text(unit)
+    if is_missing(s):
+        return None
+    m = _NUMBER_UNIT.match(s)
+    if not m:
+        raise ValueError(f"unparseable {what} {s!r}")
+    return float(m.group(1)), (m.group(2) or "").strip() or ("" if is_missing(u) else u), s
+
+
 def parse_dose(text: object, unit: object = None) -> tuple[float | None, str]:
     """("10 uM" | "10uM" | "10 µM" | "10 μM" | "500 nM" | "0.04 um" | "1 mM") -> (value, "uM").
 
@@ -240,14 +252,10 @@ def parse_dose(text: object, unit: object = None) -> tuple[float | None, str]:
     converted to micromolar; other units ("ng/mL", "%", "uL") are kept as given with their value.
     Missing values (empty, -666, NA) -> (None, ""). Unparseable text -> ValueError naming the text.
     """
-    s, u = clean_text(text), clean_text(unit)
-    if is_missing(s):
+    parsed = _number_and_unit(text, unit, "dose")
+    if parsed is None:
         return None, ""
-    m = _NUMBER_UNIT.match(s)
-    if not m:
-        raise ValueError(f"unparseable dose {s!r}")
-    value = float(m.group(1))
-    given = (m.group(2) or "").strip() or ("" if is_missing(u) else u)
+    value, given, s = parsed
     if not given:
         raise ValueError(f"dose {s!r} has no unit")
     factor = _CONC_TO_UM.get(given.lower())
@@ -258,17 +266,14 @@ def parse_dose(text: object, unit: object = None) -> tuple[float | None, str]:
 
 def parse_time(text: object, unit: object = None) -> tuple[float | None, str]:
     """("24 h" | "6h" | "30 min" | "2 d") -> (value, "h"); missing -> (None, ""); else ValueError."""
-    s, u = clean_text(text), clean_text(unit)
-    if is_missing(s):
+    parsed = _number_and_unit(text, unit, "time")
+    if parsed is None:
         return None, ""
-    m = _NUMBER_UNIT.match(s)
-    if not m:
-        raise ValueError(f"unparseable time {s!r}")
-    given = (m.group(2) or "").strip() or ("" if is_missing(u) else u)
+    value, given, s = parsed
     factor = _TIME_TO_H.get(given.lower())
     if factor is None:
         raise ValueError(f"time {s!r} has no known unit (got {given!r})")
-    return round_sig(float(m.group(1)) * factor), "h"
+    return round_sig(value * factor), "h"
 
 
 def format_dose(value: float | None, unit: str) -> str:
