@@ -79,6 +79,9 @@ def test_consensus_counts_every_signature_equally_not_by_its_scale():
     # The weak drug's pattern: the consensus has r 0.71, the raw mean far less.
     assert np.corrcoef(m.predict(query), weak)[0, 1] == pytest.approx(np.sqrt(0.5))
     assert np.corrcoef(cm, weak)[0, 1] < 0.2
+    # describe(): the lowest per-context r between the two patterns (B has one readout: skipped)
+    assert m.min_r_ == pytest.approx(np.corrcoef([1, 1, -1, -1], cm)[0, 1])
+    assert f"r >= {m.min_r_:.4f}" in m.describe()
     # One readout in B: no pattern to move, the context-readout mean; unseen context / readout: its fallbacks.
     assert m.predict(_query(("B", "new", "r0"), ("Z", "new", "r0"), ("A", "new", "r9"))) == pytest.approx(
         ContextReadoutMean().fit(train).predict(_query(("B", "x", "r0"), ("Z", "x", "r0"), ("A", "x", "r9"))))

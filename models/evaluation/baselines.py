@@ -235,10 +235,23 @@ class Consensus(_Means):
         m = frame.groupby(["context", "readout"])["z"].sum()
         m = m / n_sig.reindex(m.index.get_level_values("context")).to_numpy()
         cm = self.context_readout_mean_.reindex(m.index)
+        contexts = m.index.get_level_values("context").unique()
         self.consensus_ = pd.concat([self._on_scale(m.xs(c, drop_level=False), cm.xs(c, drop_level=False))
-                                     for c in m.index.get_level_values("context").unique()]
-                                    ).reindex(self.context_readout_mean_.index)
+                                     for c in contexts]).reindex(self.context_readout_mean_.index)
+        # How far the consensus is from the raw mean, for describe(): the spread of the signatures' sd
+        # (equal sds, e.g. rank scores, make the two the same) and the lowest per-context r between them.
+        sds = sd[np.unique(sig[ok])]
+        self.sd_quantiles_ = tuple(np.quantile(sds, [0.05, 0.5, 0.95]).tolist()) if len(sds) else (np.nan,) * 3
+        rs = [np.corrcoef(m.xs(c).to_numpy(), cm.xs(c).to_numpy())[0, 1] for c in contexts if len(m.xs(c)) > 2]
+        self.min_r_ = float(np.nanmin(rs)) if rs and np.isfinite(rs).any() else np.nan
         return self
+
+    def describe(self) -> str:
+        if not hasattr(self, "min_r_"):
+            return "loaded from a saved state"
+        lo, mid, hi = self.sd_quantiles_
+        return (f"training signatures' sd across readouts: median {mid:.3g}, 5-95% {lo:.3g}-{hi:.3g}; "
+                f"consensus vs context_mean pattern r >= {self.min_r_:.4f} over contexts")
 
     @staticmethod
     def _on_scale(m: pd.Series, cm: pd.Series) -> pd.Series:
