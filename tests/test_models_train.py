@@ -203,14 +203,14 @@ def test_residual_lpm_stopping_by_r_scores_base_plus_network_as_the_metric_does(
     from models.evaluation.metrics import per_signature_pearson
     from models.lpm import LPM
 
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(4, 10)), rng.normal(size=(12, 10))
-    rows = [(f"c{i}", f"p{j}", "compound", f"g{k}", float(a[i, k] + b[j, k] + 0.3 * rng.normal()))
-            for i in range(4) for j in range(12) for k in range(10)]
-    df = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
-    held = df.context.eq("c0") & df.perturbation.isin(["p0", "p1", "p2"])
-    val = df.context.eq("c0") & df.perturbation.isin(["p3", "p4", "p5"])
-    train_df, valid = df[~held & ~val], df[val]
+    data, (C, P, R) = problem(seed=2, C=4, P=12, R=10, keep=1.0, noise=0.3)  # low-rank world, as long rows
+    c, p = data.ctx.repeat_interleave(R).numpy(), data.pert.repeat_interleave(R).numpy()  # (pairs x R,)
+    r = data.readouts.repeat(len(data.ctx)).numpy()
+    df = pd.DataFrame({"context": [f"c{i}" for i in c], "perturbation": [f"p{j}" for j in p],
+                       "perturbation_type": "compound", "readout": [f"g{k}" for k in r],
+                       "value": data.values.reshape(-1).numpy()})
+    valid = df[df.context.eq("c1") & df.perturbation.isin(["p1", "p2", "p3"])]  # unseen experiments of c1
+    train_df = df.drop(valid.index)
     cfg = LPMConfig.paper(residual=True, stop_metric="pearson_per_signature", signature_weights=True,
                           embed_dim=16, hidden_dim=32, batch_triples=60, max_epochs=4)
     m = LPM(cfg).fit(train_df, valid, progress=False)
