@@ -278,13 +278,14 @@ class LPM:
             c, p, nodes = np.concatenate([c, c[sel]]), np.concatenate([p, copy_of[p[sel]]]), np.concatenate([nodes, nodes[sel]])
             y = np.concatenate([y, (value - unseen)[torch.from_numpy(sel)].float().numpy()])
             base = torch.cat([base, unseen[torch.from_numpy(sel)]])
-        keep = needs_base(self.config)  # the whole values (base + target) for signature weights / stopping by r
-        tr = dense_pairs(c, p, nodes, y, tables, base.float().numpy() if keep else None)
+        # the whole values (base + target) for signature weights / stopping by r
+        tr = dense_pairs(c, p, nodes, y, tables, base.float().numpy() if needs_base(self.config, False) else None)
         va = None
         if valid is not None and len(valid):
             vbase = self._bases(valid, tables, perts)[0].numpy()
             yv = (valid["value"].to_numpy(np.float64) - vbase).astype(np.float32)
-            va = self._pair_data(valid, ctxs, perts, tables, yv, vbase.astype(np.float32) if keep else None)
+            va = self._pair_data(valid, ctxs, perts, tables, yv,
+                                 vbase.astype(np.float32) if needs_base(self.config, True) else None)
         return tr, va
 
     def _context_weights(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> tuple[torch.Tensor, torch.Tensor]:

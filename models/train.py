@@ -56,9 +56,10 @@ class PairData:
         return self.values if self.base is None else self.values + self.base
 
 
-def needs_base(cfg: LPMConfig) -> bool:
-    """Whether training needs PairData.base (the whole values): signature weights or stopping by r."""
-    return cfg.signature_weights or cfg.stop_metric != "mse"
+def needs_base(cfg: LPMConfig, validation: bool) -> bool:
+    """Whether the training (validation) PairData needs its base (the whole values): signature weights need
+    it on both, stopping by r on the validation data only."""
+    return cfg.signature_weights or (validation and cfg.stop_metric != "mse")
 
 
 def dense_pairs(ctx_rows: np.ndarray, pert_rows: np.ndarray, readout_nodes: np.ndarray, values: np.ndarray,
@@ -277,8 +278,8 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
 
     if cfg.stop_metric not in ("mse", "pearson_per_signature"):
         raise ValueError(f"LPMConfig.stop_metric must be mse or pearson_per_signature, not {cfg.stop_metric!r}")
-    for d, what in ((data, "training"), (valid, "validation")):
-        if d is not None and needs_base(cfg) and d.base is None and getattr(module, "base", None) is not None:
+    for d, what, is_valid in ((data, "training", False), (valid, "validation", True)):
+        if d is not None and needs_base(cfg, is_valid) and d.base is None and getattr(module, "base", None) is not None:
             raise ValueError(f"{what} PairData of a residual LPM needs its base (dense_pairs(base=...)) for "
                              "signature_weights / stop_metric")
     # Signature weights: training pairs from the training values; validation pairs from theirs, so the

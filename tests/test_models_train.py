@@ -195,7 +195,8 @@ def test_stopping_by_signature_r_keeps_the_best_r_epoch_where_mse_disagrees():
         train(module(cfg, sizes), data, valid, LPMConfig.paper(stop_metric="r2", **kw), progress=False, device="cpu")
 
 
-def test_residual_lpm_stopping_by_r_scores_base_plus_network_as_the_metric_does():
+@pytest.mark.parametrize("sigw", [False, True])  # stopping by r alone carries the base on validation data only
+def test_residual_lpm_stopping_by_r_scores_base_plus_network_as_the_metric_does(sigw):
     """LPM.fit passes the residual base to training: the validation r it stops on is the harness's
     per-signature r of LPM.predict (base + network) on the validation rows, not the r of the residuals."""
     import pandas as pd
@@ -211,7 +212,7 @@ def test_residual_lpm_stopping_by_r_scores_base_plus_network_as_the_metric_does(
                        "value": data.values.reshape(-1).numpy()})
     valid = df[df.context.eq("c1") & df.perturbation.isin(["p1", "p2", "p3"])]  # unseen experiments of c1
     train_df = df.drop(valid.index)
-    cfg = LPMConfig.paper(residual=True, stop_metric="pearson_per_signature", signature_weights=True,
+    cfg = LPMConfig.paper(residual=True, stop_metric="pearson_per_signature", signature_weights=sigw,
                           embed_dim=16, hidden_dim=32, batch_triples=60, max_epochs=4)
     m = LPM(cfg).fit(train_df, valid, progress=False)
     kept = max(m.history, key=lambda h: h["valid_r"])["valid_r"]
