@@ -22,7 +22,9 @@ experiments. Residual optimism: the LPM picks its stopping epoch and network_knn
 five values) on the same validation experiments (one number each), which can only favour them and
 the stacked candidate. Ties go to the simpler candidate (baselines, then the LPM, then the stack).
 Members are not refitted on train + valid, so the weights and the scores describe the very models that
-predict.
+predict. The weights minimise the squared error (`stack_objective="mse"`, the default) or a per-signature
+standardised error aimed at the selection metric (`"signature"`); on Tahoe sections 0, 1 and 14 the two
+chose the same candidate on 14 of 15 seeds and validation did not prefer either (docs/results.md).
 
 The embeddings behind mechanism links and gene-gene edges are the LPM's whatever is chosen: only the
 LPM has embeddings. Saved without pickle: the LPM checkpoint as models/checkpoint.py writes it, each
@@ -64,8 +66,9 @@ STACKED = "lpm_stacked"
 SELECTION_METRIC = "pearson_per_signature"
 N_FOLDS = 2
 # The stacked candidate's weights: "mse" (convex least squares) or "signature" (standardised per signature,
-# aimed at the selection metric; models/evaluation/stacking.signature_weights). See docs/results.md
-# "Production predictor" for the validation comparison that chose it.
+# aimed at the selection metric; models/evaluation/stacking.signature_weights). mse stays: out-of-fold
+# validation r of the stack, signature - mse, -0.0000 / -0.0002 / +0.0001 on Tahoe sections 1 / 0 / 14
+# (benchmarks/research_stack_objective.py; docs/results.md "Production predictor").
 STACK_OBJECTIVE = "mse"
 # Baselines that can be saved and loaded (their fitted statistics are plain arrays).
 SAVEABLE_BASELINES = {"context_mean": ContextReadoutMean, "consensus": Consensus, "other_contexts": OtherContextsMean,
