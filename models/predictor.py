@@ -57,7 +57,7 @@ from models.evaluation.baselines import (
     fit_model,
 )
 from models.evaluation.metrics import evaluate_predictions
-from models.evaluation.stacking import STACK_OBJECTIVES, stack_weights
+from models.evaluation.stacking import STACK_OBJECTIVES, check_stack_objective, stack_weights
 
 FORMAT = "perturbgraph-predictor/1"
 MANIFEST = "predictor.json"
@@ -66,7 +66,7 @@ STACKED = "lpm_stacked"
 SELECTION_METRIC = "pearson_per_signature"
 N_FOLDS = 2
 # The stacked candidate's weights: "mse" (convex least squares) or "signature" (standardised per signature,
-# aimed at the selection metric; models/evaluation/stacking.signature_weights). mse stays: out-of-fold
+# aimed at the selection metric; models/evaluation/stacking.signature_convex_weights). mse stays: out-of-fold
 # validation r of the stack, signature - mse, -0.0000 / -0.0002 / +0.0001 on Tahoe sections 1 / 0 / 14
 # (benchmarks/research_stack_objective.py; docs/results.md "Production predictor").
 STACK_OBJECTIVE = "mse"
@@ -126,8 +126,7 @@ class ProductionPredictor:
 
     def __init__(self, members: Mapping[str, object], *, seed: int = 0, prefitted: tuple[str, ...] = (),
                  metric: str = SELECTION_METRIC, stack_objective: str = STACK_OBJECTIVE):
-        if stack_objective not in STACK_OBJECTIVES:
-            raise ValueError(f"unknown stacking objective {stack_objective!r}; choose from {', '.join(STACK_OBJECTIVES)}")
+        check_stack_objective(stack_objective)
         if "lpm" not in members:
             raise ValueError("the production predictor needs the LPM among its members (its embeddings are published)")
         if unknown := sorted(set(prefitted) - set(members)):

@@ -9,7 +9,7 @@ import pytest
 from models.evaluation.baselines import ContextReadoutMean, NoChange, OtherContextsMean
 from models.evaluation.metrics import per_signature_pearson
 from models.evaluation.splits import make_split
-from models.evaluation.stacking import StackedLPM, convex_weights, signature_weights, stack_weights
+from models.evaluation.stacking import StackedLPM, convex_weights, signature_convex_weights, stack_weights
 
 
 def test_convex_weights_recover_a_known_mixture():
@@ -49,7 +49,7 @@ def _offset_world(n_sig=40, n_readout=12, seed=3):
 def test_signature_weights_aim_at_the_per_signature_r_not_the_squared_error():
     rows, X = _offset_world()
     y = rows["value"].to_numpy()
-    mse, sig = convex_weights(X, y), signature_weights(X, y, rows["perturbation"].to_numpy())
+    mse, sig = convex_weights(X, y), signature_convex_weights(X, y, rows["perturbation"].to_numpy())
     assert mse[1] > 0.5  # least squares leans on the level member
     assert sig == pytest.approx([1.0, 0.0], abs=1e-9)
     assert per_signature_pearson(rows, y, X @ sig) > per_signature_pearson(rows, y, X @ mse) + 0.2
@@ -58,7 +58,7 @@ def test_signature_weights_aim_at_the_per_signature_r_not_the_squared_error():
     with pytest.raises(ValueError, match="unknown stacking objective"):
         stack_weights(X, rows, "rmse")
     with pytest.raises(ValueError, match="prediction matrix"):
-        signature_weights(X, y, np.zeros(3))
+        signature_convex_weights(X, y, np.zeros(3))
 
 
 def test_signature_weights_count_every_signature_equally_whatever_its_scale():
@@ -71,7 +71,7 @@ def test_signature_weights_count_every_signature_equally_whatever_its_scale():
                          np.concatenate([100 * rng.normal(size=20), b])])
     groups = np.repeat(["loud", "quiet"], 20)
     assert convex_weights(X, y)[0] > 0.9
-    assert signature_weights(X, y, groups)[0] == pytest.approx(0.5, abs=0.15)
+    assert signature_convex_weights(X, y, groups)[0] == pytest.approx(0.5, abs=0.15)
 
 
 def _shared_effects(n_ctx=4, n_pert=20, n_readout=10, seed=0):

@@ -275,7 +275,7 @@ def test_network_knn_raises_the_bar_and_is_saved_with_the_predictor(tmp_path):
 
 def test_signature_stacking_is_cross_fitted_and_saved_with_a_consensus_member(tmp_path):
     from models.evaluation.baselines import Consensus
-    from models.evaluation.stacking import signature_weights
+    from models.evaluation.stacking import signature_convex_weights
     from models.registry import production_members
 
     split = make_split(_data(), "unseen-experiment", context="ctx0", seed=0)
@@ -289,8 +289,8 @@ def test_signature_stacking_is_cross_fitted_and_saved_with_a_consensus_member(tm
     y, folds = valid["value"].to_numpy(), _experiment_folds(valid, 0)
     groups = (valid["context"].astype(str) + "/" + valid["perturbation"].astype(str)).to_numpy()
     for f, w in enumerate(sel.fold_weights):
-        assert list(w.values()) == pytest.approx(signature_weights(X[folds != f], y[folds != f], groups[folds != f]))
-    assert list(sel.stacking_weights.values()) == pytest.approx(signature_weights(X, y, groups))
+        assert list(w.values()) == pytest.approx(signature_convex_weights(X[folds != f], y[folds != f], groups[folds != f]))
+    assert list(sel.stacking_weights.values()) == pytest.approx(signature_convex_weights(X, y, groups))
     predictor.save(tmp_path)
     loaded = ProductionPredictor.load(tmp_path)
     assert loaded.stack_objective == "signature" and loaded.selection == sel

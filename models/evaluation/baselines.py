@@ -224,7 +224,9 @@ class Consensus(_Means):
         self._fit_means(train)
         ctx, rd = _str(train["context"]), _str(train["readout"])
         v = train["value"].to_numpy(dtype=np.float64)
-        sig, _ = pd.factorize(pd.MultiIndex.from_arrays([ctx, _str(train["perturbation"])]))
+        from models.evaluation.metrics import signature_groups
+
+        sig = signature_groups(train)  # (n,) the metric's (context, perturbation) grouping
         n = np.bincount(sig).astype(np.float64)
         mean = np.bincount(sig, v) / n
         sd = np.sqrt(np.maximum(np.bincount(sig, v * v) / n - mean ** 2, 0.0))

@@ -55,6 +55,14 @@ def _str_codes(column: pd.Series) -> np.ndarray:
     return pd.factorize(pd.Index(uniques).astype(str))[0][codes].astype(np.int64)
 
 
+def signature_groups(rows: pd.DataFrame) -> np.ndarray:
+    """(n_rows,) int64 code of every row's signature, its (context, perturbation) experiment, the values
+    compared as strings (as `_by_signature` groups them). The one grouping the metric, the per-signature
+    stacking objective and the `consensus` baseline share."""
+    ctx, pert = _str_codes(rows["context"]), _str_codes(rows["perturbation"])
+    return pd.factorize(ctx * (int(pert.max(initial=0)) + 1) + pert)[0].astype(np.int64)
+
+
 def per_signature_pearson(rows: pd.DataFrame, y_true, y_pred) -> float:
     """Mean Pearson r over experiments; experiments where r is undefined count as 0 (no signal).
 
@@ -65,8 +73,7 @@ def per_signature_pearson(rows: pd.DataFrame, y_true, y_pred) -> float:
     p = np.asarray(y_pred, dtype=np.float64)
     if len(t) == 0:
         return float("nan")
-    ctx, pert = _str_codes(rows["context"]), _str_codes(rows["perturbation"])
-    group, _ = pd.factorize(ctx * (int(pert.max()) + 1) + pert)  # (n_rows,) group per row
+    group = signature_groups(rows)  # (n_rows,)
     n = np.bincount(group)
     dt = t - (np.bincount(group, t) / n)[group]
     dp = p - (np.bincount(group, p) / n)[group]

@@ -54,7 +54,7 @@ def convex_weights(predictions: np.ndarray, target: np.ndarray) -> np.ndarray:
     return w / w.sum()
 
 
-def signature_weights(predictions: np.ndarray, target: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def signature_convex_weights(predictions: np.ndarray, target: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Convex weights aimed at the mean per-signature Pearson r (the selection metric), not the MSE.
     predictions (n, k), target (n,), groups (n,): the signature (context, perturbation) of every row.
 
@@ -87,14 +87,20 @@ STACK_OBJECTIVES = ("mse", "signature")
 
 def stack_weights(predictions: np.ndarray, rows: pd.DataFrame, objective: str = "mse") -> np.ndarray:
     """Convex weights on `rows` (which carry context, perturbation and value): `mse` convex_weights,
-    `signature` signature_weights."""
+    `signature` signature_convex_weights."""
+    from models.evaluation.metrics import signature_groups
+
     y = rows["value"].to_numpy(np.float64)
-    if objective == "mse":
+    if check_stack_objective(objective) == "mse":
         return convex_weights(predictions, y)
-    if objective == "signature":
-        groups = rows["context"].astype(str).to_numpy() + "\x1f" + rows["perturbation"].astype(str).to_numpy()
-        return signature_weights(predictions, y, groups)
-    raise ValueError(f"unknown stacking objective {objective!r}; choose from {', '.join(STACK_OBJECTIVES)}")
+    return signature_convex_weights(predictions, y, signature_groups(rows))
+
+
+def check_stack_objective(objective: str) -> str:
+    """`objective` if it is one of STACK_OBJECTIVES, else a ValueError naming the choices."""
+    if objective not in STACK_OBJECTIVES:
+        raise ValueError(f"unknown stacking objective {objective!r}; choose from {', '.join(STACK_OBJECTIVES)}")
+    return objective
 
 
 class StackedLPM:
@@ -107,9 +113,7 @@ class StackedLPM:
     def __init__(self, members: Mapping[str, object], objective: str = "mse"):
         if not members:
             raise ValueError("StackedLPM needs at least one member model")
-        if objective not in STACK_OBJECTIVES:
-            raise ValueError(f"unknown stacking objective {objective!r}; choose from {', '.join(STACK_OBJECTIVES)}")
-        self.members, self.objective = dict(members), objective
+        self.members, self.objective = dict(members), check_stack_objective(objective)
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None, *, progress: bool = False) -> StackedLPM:
         if valid is None or not len(valid):
