@@ -15,6 +15,11 @@ What `value` means per source (documented in docs/results.md as well):
   gene that is in the top-1,000 go", not "which genes go up".
 - L1000 GCTX: the stored z-scores; replicate wells / doses / times of the same (cell line,
   perturbation) are averaged; controls are dropped.
+
+Gene names: every loader names readouts and genetic perturbations as the ingest stores them (the gene
+table, graph/io/readers.gene_resolver; the naming rule graph/io/identifiers.stored_gene_names), so a model
+measured here and one trained by the pipeline see the same names; a renamed perturbation's source name is
+in Loaded.perturbation_names, and names the gene table does not resolve are kept and counted in a note.
 """
 
 from __future__ import annotations
@@ -129,13 +134,18 @@ def _attach(frame: pd.DataFrame, report: LoadReport, names: dict[str, str] | Non
 
 
 def validated(df: pd.DataFrame, source: str, *, report: LoadReport | None = None, counts_read: bool = True,
-              **kwargs) -> tuple[pd.DataFrame, LoadReport]:
+              genes=None, **kwargs) -> tuple[pd.DataFrame, LoadReport]:
     """df through graph/io/validation.validate_measurements (keys context, perturbation, readout unless
-    given); returns the accepted canonical table and the report it was folded into."""
+    given); returns the accepted canonical table and the report it was folded into. genes: the reader's
+    GeneCheck (its rows' reasons passed as `unknown=`), whose line joins the notes."""
     report = report or LoadReport(source)
     kwargs.setdefault("keys", KEYS)
     v = validate_measurements(df, source, **kwargs)
     report.add(v, counts_read=counts_read)
+    if genes is not None:
+        genes.add(v)
+        if note := genes.note():
+            report.notes.append(note)
     return _finish(v.accepted) if set(LONG_COLUMNS) <= set(v.accepted.columns) else v.accepted, report
 
 
@@ -165,14 +175,78 @@ def _read_options(options: ReadOptions | None, duplicates: str | None, given: di
     return replace(out, duplicates=duplicates) if duplicates is not None else out
 
 
-def from_ranked(df: pd.DataFrame, *, up_only: bool = False, source: str = "ranked table") -> Loaded:
+def from_ranked(df: pd.DataFrame, *, up_only: bool = False, source: str = "ranked table",
+                gene_names: tuple[dict[str, str], dict[str, int]] | None = None, resolver=None) -> Loaded:
     """A ranked long table (rank, n_ranked) -> canonical long table, through the validation step.
 
     up_only: the lists hold only the up-regulated end (Replogle); use the up score instead of the
     signed score, which would call the last kept rank "most down".
+    gene_names: graph/io/identifiers.stored_gene_names over the whole file's readouts with `resolver` (the
+    ingest's rule; None: names as written): readouts and genetic perturbations are renamed as the ingest
+    stores them (_stored_gene_names), the names the gene table does not resolve counted in a note.
     """
-    frame, report = validated(df, source, ranked=True, score="up" if up_only else "signed")
-    return _attach(frame, report)
+    if gene_names is None:
+        frame, report = validated(df, source, ranked=True, score="up" if up_only else "signed")
+        return _attach(frame, report)
+    stored, routes = gene_names
+    df, names, targets, unknown, genes, note = _stored_gene_names(df, stored, resolver)
+    report = LoadReport(source, notes=[f"{len(stored):,} distinct readouts in the file: {routes}", note])
+    frame, report = validated(df, source, report=report, ranked=True, score="up" if up_only else "signed",
+                              unknown=unknown, unknown_genes=genes.policy, genes=genes)
+    return _attach(frame, report, names, targets)
+
+
+def _stored_gene_names(df: pd.DataFrame, stored: dict[str, str], resolver):
+    """A ranked table's readouts and genetic perturbations under the names the ingest stores them by
+    (graph/io/tables.LongTableReader): readouts by `stored` (identifiers.stored_gene_names over the
+    file's readouts), a genetic perturbation by its targets (split_combination), each the readout's
+    stored name when the file measures it, else canonical_gene_symbol. Two source perturbations that name
+    one gene become one perturbation, as in the ingest (their rows meet at one key: the duplicate policy).
+    Returns (table, {renamed perturbation: source name}, {genetic perturbation: targets}, per-row
+    unknown-gene reasons or None, the GeneCheck (graph/io/validation.py, unknown_genes="keep"))."""
+    from graph.io.identifiers import canonical_gene_symbol, split_combination
+    from graph.io.perturbations import perturbation_record
+    from graph.io.validation import GeneCheck
+    from models.evaluation.splits import GENETIC_TYPES
+
+    df = df.astype({c: "category" for c in ("readout", "perturbation", "perturbation_type")})
+    df = df.assign(readout=df["readout"].cat.remove_unused_categories())  # every category is in `stored`
+    readout_cats = [stored.get(str(r), str(r)) for r in df["readout"].cat.categories]
+    readout = pd.Categorical.from_codes(df["readout"].cat.codes, pd.Index(readout_cats))  # never merges two
+    type_cats = df["perturbation_type"].cat.categories.astype(str)
+    genetic_rows = np.isin(df["perturbation_type"].cat.codes.to_numpy(),
+                           np.flatnonzero(type_cats.isin(list(GENETIC_TYPES))))
+    pert_codes = df["perturbation"].cat.codes.to_numpy()
+    cats = [str(p) for p in df["perturbation"].cat.categories]
+    ptype_of = dict(zip(pert_codes[genetic_rows], df["perturbation_type"].cat.codes.to_numpy()[genetic_rows],
+                        strict=False))
+    new_name, names, targets, records = {}, {}, {}, {}
+    for code in sorted(ptype_of):
+        src = cats[code]
+        members = [stored.get(m) or canonical_gene_symbol(m, resolver) for m in split_combination(src, keep_prefix=False)]
+        new = "+".join(members) or src
+        new_name[code] = new
+        targets.setdefault(new, members)
+        if new != src:
+            names.setdefault(new, src)  # two sources of one perturbation: the first name (ingest: setdefault)
+        try:
+            records[new] = perturbation_record(str(type_cats[ptype_of[code]]), src, targets=members)
+        except ValueError:  # no target gene: the validation step rejects nothing here; nothing to check
+            records[new] = None
+    out_cats = list(dict.fromkeys([*cats, *new_name.values()]))
+    index = {c: i for i, c in enumerate(out_cats)}
+    remap = np.arange(len(cats))
+    for code, new in new_name.items():
+        remap[code] = index[new]
+    new_codes = np.where(genetic_rows, remap[np.maximum(pert_codes, 0)], pert_codes)
+    new_codes = np.where(pert_codes < 0, -1, new_codes)
+    df = df.assign(readout=readout, perturbation=pd.Categorical.from_codes(new_codes, out_cats))
+    genes = GeneCheck(resolver, "keep")
+    unknown = genes.row_reasons(readout.codes, readout_cats, new_codes, [records.get(c) for c in out_cats])
+    renamed = [f"{src}->{new}" for new, src in sorted(names.items())]
+    note = (f"genetic perturbations as the ingest names them: {len(renamed):,} of {len(new_name):,} renamed to "
+            "current symbols" + (f" (e.g. {', '.join(renamed[:3])})" if renamed else ""))
+    return df, names, targets, unknown, genes, note
 
 
 def most_measured_readouts(df: pd.DataFrame, n: int) -> list[str]:
@@ -213,23 +287,37 @@ def _read_ranked_files(paths: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def ingest_gene_names(raw: pd.DataFrame, resolver=None) -> tuple[dict[str, str], dict[str, int]]:
+    """graph/io/identifiers.stored_gene_names over a ranked table's distinct readouts with the gene table
+    the pipeline uses (gene_table_resolver, unless `resolver` is given): the names the ingest stores."""
+    resolver = resolver if resolver is not None else gene_table_resolver()
+    from graph.io.identifiers import stored_gene_names
+
+    return stored_gene_names(raw["readout"].astype("category").cat.categories.astype(str), resolver)
+
+
 def read_tahoe(path: str | Path | list[str | Path] | None = None, *, readouts: str | int | list[str] = "dense",
                contexts: list[str] | None = None, n_random: int | None = None, seed: int = 0,
-               keep_contexts: list[str] | None = None) -> Loaded:
+               keep_contexts: list[str] | None = None, resolver=None) -> Loaded:
     """Tahoe-100M signed rank scores, from one ranked file or several (TAHOE_FILES; readouts ranked in
     every file only).
 
     readouts: "dense" (ranked in every signature, default: 1,382 for the 10-line file, 700 for the 37
     lines of TAHOE_FILES["tahoe37"]), "all" (26,347 / 12,339; sparse), an int N (the N readouts present
-    in most signatures; ties broken by name) or an explicit list.
+    in most signatures; ties broken by name) or an explicit list (source or stored names).
     n_random: then keep a random subset of that many of those readouts (random_readouts: seeded,
     chosen without looking at values, so it cannot favour any model) to make CPU training affordable.
     contexts: read only these lines (before readouts are chosen); keep_contexts: choose the readouts on
     every line, then keep only these (the same readouts on fewer lines).
+    Readouts are chosen by the file's names, then stored under the ingest's names (from_ranked:
+    identifiers.stored_gene_names with the gene table `resolver`, default the pipeline's), so the same
+    genes as before are read, named as the pipeline names them.
     """
     paths = [Path(p) for p in ([path] if isinstance(path, str | Path) else path or [])] or [
         shared_path(SHARED_DATASETS["tahoe"])]
     raw = _read_ranked_files(paths)
+    resolver = resolver if resolver is not None else gene_table_resolver()
+    gene_names = ingest_gene_names(raw, resolver)
     if contexts is not None:
         raw = raw[raw["context"].isin(contexts)]
     if isinstance(readouts, str) and readouts == "dense":
@@ -239,31 +327,36 @@ def read_tahoe(path: str | Path | list[str | Path] | None = None, *, readouts: s
     elif isinstance(readouts, str) and readouts == "all":
         keep = None
     else:
-        keep = list(readouts)
+        source_of = {v: k for k, v in gene_names[0].items()}  # stored names are distinct (never merged)
+        keep = [source_of.get(str(r), str(r)) for r in readouts]
     if n_random is not None:
         keep = random_readouts(keep if keep is not None else raw["readout"].astype(str).unique(), n_random, seed)
     if keep is not None:
         raw = raw[raw["readout"].isin(keep)]
     if keep_contexts is not None:
         raw = raw[raw["context"].isin(keep_contexts)]
-    return from_ranked(raw, up_only=False, source=" + ".join(map(str, paths)))
+    return from_ranked(raw, up_only=False, source=" + ".join(map(str, paths)), gene_names=gene_names,
+                       resolver=resolver)
 
 
 def read_replogle(path: str | Path | None = None, *, min_signatures: int = 1,
-                  contexts: list[str] | None = None) -> Loaded:
+                  contexts: list[str] | None = None, resolver=None) -> Loaded:
     """Replogle CRISPRi up scores, present readouts only (see module docstring).
 
     min_signatures: keep readouts that are in the top-1,000 of at least this many signatures
-    (fewer, better-supported readouts; 1 keeps everything).
+    (fewer, better-supported readouts; 1 keeps everything). Readouts and knock-downs are stored under
+    the ingest's names (from_ranked; e.g. NARS -> NARS1, the source name in Loaded.perturbation_names).
     """
     path = path or shared_path(SHARED_DATASETS["replogle"])
     raw = pd.read_parquet(path, columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
+    resolver = resolver if resolver is not None else gene_table_resolver()
+    gene_names = ingest_gene_names(raw, resolver)
     if contexts is not None:
         raw = raw[raw["context"].isin(contexts)]
     if min_signatures > 1:
         counts = raw.groupby("readout", observed=True).size()
         raw = raw[raw["readout"].isin(counts.index[counts >= min_signatures])]
-    return from_ranked(raw, up_only=True, source=str(path))
+    return from_ranked(raw, up_only=True, source=str(path), gene_names=gene_names, resolver=resolver)
 
 
 def read_gctx_long(path: str | Path) -> pd.DataFrame:
@@ -620,8 +713,10 @@ def network_summary(kind: str, path: str | Path | None = None, **filters) -> str
 
 def dataset_gene_names(genes: Iterable) -> dict[str, list[str]]:
     """Current symbol -> the dataset's names of that gene: how a dataset's gene names (readouts,
-    genetic targets; Replogle's are 10x names such as NARS for NARS1) meet the networks' current symbols,
-    through the same gene table. A name the table does not resolve keeps its own spelling."""
+    genetic targets) meet the networks' current symbols, through the same gene table. The loaders store
+    current symbols already; a name kept as written (the second of two names of one gene, a table without
+    a gene table's renaming) still meets its gene here. A name the table does not resolve keeps its own
+    spelling."""
     resolver = gene_table_resolver()
     out: dict[str, list[str]] = {}
     for g in sorted(set(map(str, genes))):

@@ -28,26 +28,32 @@ def _ranked(path, contexts, perturbations, readouts, missing=()):
 
 def test_two_files_read_as_one_table_on_the_readouts_both_rank(tmp_path):
     # File 2 ranks a subset of file 1's readouts (as the shared files do) plus one of its own; G3 is
-    # missing from one signature of file 2, so it is not dense over both files.
+    # missing from one signature of file 2, so it is not dense over both files. The names are made up
+    # (the real gene table knows G1 as an alias of PRB3): an empty gene table keeps them as written.
+    from functools import partial
+
+    from graph.io.genes import GeneResolver
+
+    read = partial(read_tahoe, resolver=GeneResolver([]))
     a = _ranked(tmp_path / "a.parquet", ["L1", "L2"], ["d1", "d2"], ["G1", "G2", "G3", "G4"])
     b = _ranked(tmp_path / "b.parquet", ["L3"], ["d1", "d2", "d3"], ["G1", "G2", "G3", "X9"],
                 missing={("L3", "d3", "G3")})
-    both = read_tahoe([a, b]).frame
+    both = read([a, b]).frame
     assert sorted(both["context"].unique()) == ["L1", "L2", "L3"]
     assert sorted(both["readout"].unique()) == ["G1", "G2"]  # G4 / X9 in one file only, G3 not dense
     assert len(both) == (2 * 2 + 3) * 2
-    every = read_tahoe([a, b], readouts="all").frame
+    every = read([a, b], readouts="all").frame
     assert sorted(every["readout"].unique()) == ["G1", "G2", "G3"]
     assert len(every) == (2 * 2 + 3) * 3 - 1
     # the signed score of file 2's G1 in (L3, d1): rank 1 of 3 -> +1
     row = every[(every["context"] == "L3") & (every["perturbation"] == "d1") & (every["readout"] == "G1")]
     assert row["value"].tolist() == [1.0]
     # keep_contexts: readouts chosen on all lines, then only those lines kept
-    kept = read_tahoe([a, b], keep_contexts=["L1", "L2"]).frame
+    kept = read([a, b], keep_contexts=["L1", "L2"]).frame
     assert sorted(kept["context"].unique()) == ["L1", "L2"]
     assert sorted(kept["readout"].unique()) == ["G1", "G2"]
     # one file alone: its own dense readouts, as before
-    assert sorted(read_tahoe(a).frame["readout"].unique()) == ["G1", "G2", "G3", "G4"]
+    assert sorted(read(a).frame["readout"].unique()) == ["G1", "G2", "G3", "G4"]
 
 
 @pytest.mark.shared_data
@@ -69,12 +75,18 @@ def test_tahoe37_contexts_and_readouts(shared_data):
     assert len(counts) == 150 and (counts == n_sig).all()  # 150 readouts, each in every signature
     assert np.isfinite(df["value"]).all() and df["value"].between(-1, 1).all()
     # the readouts are the seeded draw (TAHOE_SMALL's rule) from the readouts dense over all 37 lines,
-    # which lie in the second file's 12,339 and among the first file's 1,382 dense ones
+    # which lie in the second file's 12,339 and among the first file's 1,382 dense ones; drawn by the
+    # files' names, stored under the ingest's (ingest_gene_names)
+    from models.datasets import _read_ranked_files, ingest_gene_names
+
     dense = load_dataset("tahoe37")
     pool = dense_readouts(dense)
     assert len(pool) == dense["readout"].nunique() == 700
     assert set(pool) <= set(dense_readouts(load_dataset("tahoe")))
-    assert sorted(df["readout"].unique()) == sorted(random_readouts(pool, 150, seed=0))
+    stored, _ = ingest_gene_names(_read_ranked_files(files))
+    source_of = {v: k for k, v in stored.items()}
+    draw = random_readouts([source_of.get(r, r) for r in pool], 150, seed=0)
+    assert sorted(df["readout"].unique()) == sorted(stored.get(r, r) for r in draw)
 
 
 def test_compound_annotations_match_by_the_compound_name_rule(tmp_path, monkeypatch):
@@ -219,3 +231,65 @@ def test_shared_networks_give_the_ingests_pairs_and_edges(shared_data):
     edges = D.string_gene_graph(700)
     assert sorted(zip(edges["source"], edges["target"], strict=True)) == sorted(
         (e.source_symbol, e.target_symbol) for e in bundle.prior_edges["string"])
+
+
+def _ranked_rows(path, rows):
+    """A ranked long table from (context, perturbation, perturbation_type, readout, rank, n_ranked) rows."""
+    df = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
+    df.astype({c: "category" for c in ["context", "perturbation", "perturbation_type", "readout"]}).to_parquet(path)
+    return path
+
+
+def test_ranked_loaders_store_gene_names_as_the_ingest_does(tiny_shared):
+    """read_replogle / read_tahoe name readouts and knock-downs as the ingest reader stores them (the gene
+    table: OLDB -> BBB), keep the source name beside the table, and say what the table does not know
+    (QQQ, ZZZ) without dropping it."""
+    from models import datasets as D
+
+    rows = [("K562", p, t, r, i + 1, 4) for p, t in (("OLDB", "CRISPRi"), ("CCC", "CRISPRi"), ("ZZZ", "CRISPRi"),
+                                                     ("drug1", "compound"))
+            for i, r in enumerate(["AAA", "OLDB", "CCC", "QQQ"])]
+    path = _ranked_rows(tiny_shared / "kd.parquet", rows)
+    loaded = D.read_replogle(path)
+    df = loaded.frame
+    assert sorted(df["readout"].unique()) == ["AAA", "BBB", "CCC", "QQQ"]
+    assert sorted(df["perturbation"].unique()) == ["BBB", "CCC", "ZZZ", "drug1"]
+    assert loaded.perturbation_names == {"BBB": "OLDB"}
+    assert loaded.perturbation_targets == {"BBB": ["BBB"], "CCC": ["CCC"], "ZZZ": ["ZZZ"]}
+    assert loaded.report.quarantined == 0 and len(df) == len(rows)
+    notes = "\n".join(loaded.report.notes)
+    # a row is counted once, by its target first (ZZZ x QQQ is a target row)
+    assert "1 readouts (3 values); 1 perturbation targets (4 values)" in notes and "kept (unknown_genes='keep')" in notes
+    assert "1 of 3 renamed to current symbols (e.g. OLDB->BBB)" in notes
+    # the ingest's reader on the same file: the same readouts and the same knock-down targets
+    ingest = D.load_input(str(path))
+    assert sorted(ingest.frame["readout"].unique()) == sorted(df["readout"].unique())
+    assert sorted(map(tuple, ingest.perturbation_targets.values())) == sorted(map(tuple, loaded.perturbation_targets.values()))
+    # read_tahoe: the same rule; an explicit readout list may use source or current names
+    tahoe = D.read_tahoe(path, readouts=["OLDB", "CCC"])
+    assert sorted(tahoe.frame["readout"].unique()) == ["BBB", "CCC"]
+    assert sorted(D.read_tahoe(path, readouts=["BBB"]).frame["readout"].unique()) == ["BBB"]
+
+
+def test_two_names_of_one_gene_as_the_ingest_handles_them(tiny_shared):
+    """Two readouts naming one gene (BBB and its old symbol OLDB) are never merged: the one spelled as the
+    current symbol keeps it, the other its source name (graph/io/identifiers.stored_gene_names, the ingest's
+    rule). Two knock-downs naming one gene become one perturbation, as in the ingest: their rows meet at one
+    key and conflicting values are quarantined with the reason (the duplicate policy), not dropped silently."""
+    from graph.io.validation import CONFLICT
+    from models import datasets as D
+
+    both = [("K562", "CCC", "CRISPRi", r, i + 1, 3) for i, r in enumerate(["BBB", "OLDB", "AAA"])]
+    loaded = D.read_replogle(_ranked_rows(tiny_shared / "readouts.parquet", both))
+    assert sorted(loaded.frame["readout"].unique()) == ["AAA", "BBB", "OLDB"] and len(loaded.frame) == 3
+    assert "'kept source name (another source readout resolves to the same gene)': 1" in "\n".join(loaded.report.notes)
+    assert sorted(D.load_input(str(tiny_shared / "readouts.parquet")).frame["readout"].unique()) == ["AAA", "BBB", "OLDB"]
+
+    kds = [("K562", p, "CRISPRi", r, i + 1, 2) for p, order in (("BBB", ["AAA", "CCC"]), ("OLDB", ["CCC", "AAA"]))
+           for i, r in enumerate(order)] + [("K562", "DDD", "CRISPRi", r, i + 1, 2) for i, r in enumerate(["AAA", "CCC"])]
+    path = _ranked_rows(tiny_shared / "kds.parquet", kds)
+    loaded = D.read_replogle(path)
+    assert sorted(loaded.frame["perturbation"].unique()) == ["DDD"]
+    assert loaded.report.quarantined == 4 and loaded.report.reasons == {CONFLICT: 4}
+    ingest = D.load_input(str(path))
+    assert ingest.report.reasons.get(CONFLICT) == 4 and len(ingest.frame) == len(loaded.frame) == 2

@@ -208,6 +208,37 @@ def canonical_gene_symbol(name: object, resolver=None) -> str:
     return m.symbol if m.ok else s
 
 
+KEPT_SOURCE_NAME = "kept source name (another source readout resolves to the same gene)"
+RENAMED = "resolved to a different current symbol"
+
+
+def stored_gene_names(names, resolver=None) -> tuple[dict[str, str], dict[str, int]]:
+    """The name each distinct readout of one file is stored under, the one rule of the ingest
+    (graph/io/tables.LongTableReader) and of the benchmark loaders (models/datasets.read_tahoe,
+    read_replogle): canonical_gene_symbol, except where several of the file's names resolve to one gene
+    (e.g. an Ensembl id and an old symbol): the name spelled exactly like the current symbol keeps it and
+    the others keep their source names; with no exact spelling all keep their source names, so two
+    measured readouts never merge into one. A genetic perturbation's targets take a readout's stored name
+    when the file measures that name, else canonical_gene_symbol.
+
+    Returns ({cleaned source name: stored name}, route counts: RENAMED, and KEPT_SOURCE_NAME when any)."""
+    out: dict[str, str] = {}
+    by_symbol: dict[str, list[str]] = {}
+    for n in sorted(names):
+        s = clean_text(n)
+        out[s] = canonical_gene_symbol(s, resolver)
+        by_symbol.setdefault(out[s], []).append(s)
+    routes: dict[str, int] = {}
+    for symbol, sources in by_symbol.items():
+        if len(sources) > 1:
+            for src in sources:
+                if src != symbol:
+                    out[src] = src
+                    routes[KEPT_SOURCE_NAME] = routes.get(KEPT_SOURCE_NAME, 0) + 1
+    routes[RENAMED] = sum(1 for k, v in out.items() if k != v)
+    return out, routes
+
+
 # ---------------------------------------------------------------------------------------------
 # Doses and times
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from graph.io.identifiers import (
     parse_dose,
     parse_time,
     split_combination,
+    stored_gene_names,
 )
 from graph.io.options import missing_type_error
 from graph.io.perturbations import normalise_perturbation_type, perturbation_record
@@ -201,29 +202,12 @@ class LongTableReader(StreamedReader):
         return self._readout_cache[s]
 
     def _prepare_readouts(self) -> None:
-        """Resolve every distinct readout of the file once, so two source names never merge into one.
-
-        When several source readouts resolve to the same gene (e.g. an Ensembl id and an old symbol),
-        the one spelled exactly like the current symbol keeps it and the others keep their source
-        names; with no exact spelling all keep their source names. Counted in the report notes.
-        """
+        """Resolve every distinct readout of the file once, by identifiers.stored_gene_names (the one rule:
+        two source names never merge into one). Counted in the report notes."""
         names = self._readout_names()
-        by_symbol: dict[str, list[str]] = {}
-        for n in sorted(names):
-            s = clean_text(n)
-            target = canonical_gene_symbol(s, self.resolver)
-            self._readout_cache[s] = target
-            by_symbol.setdefault(target, []).append(s)
-        routes: Counter[str] = Counter()
-        for symbol, sources in by_symbol.items():
-            if len(sources) > 1:
-                for src in sources:
-                    if src != symbol:
-                        self._readout_cache[src] = src
-                        routes["kept source name (another source readout resolves to the same gene)"] += 1
-        routes["resolved to a different current symbol"] = sum(
-            1 for k, v in self._readout_cache.items() if k != v)
-        self.report.notes.append(f"{len(names)} distinct readouts: {dict(routes)}")
+        stored, routes = stored_gene_names(names, self.resolver)
+        self._readout_cache.update(stored)
+        self.report.notes.append(f"{len(names)} distinct readouts: {routes}")
 
     def _readout_names(self) -> set[str]:
         """Every distinct source readout name in the file."""
