@@ -178,8 +178,13 @@ class LPM:
                 w = np.where(np.isfinite(w), w, 1.0).astype(np.float32)
                 keep = (s >= 0) & (d >= 0) & (s != d)
                 s, d, w = s[keep], d[keep], w[keep]
-                edge_index = torch.from_numpy(np.stack([np.concatenate([s, d]), np.concatenate([d, s])]))
-                edge_weight = torch.from_numpy(np.concatenate([w, w]))
+                src, dst, w = np.concatenate([s, d]), np.concatenate([d, s]), np.concatenate([w, w])
+                # One edge order whatever the graph's row order or edge orientation (by target, source,
+                # weight): message passing sums a node's neighbours in edge order, and training amplifies
+                # a last-bit difference into another model (docs/results.md, Protocol: reproducibility).
+                order = np.lexsort((w, src, dst))
+                edge_index = torch.from_numpy(np.stack([src[order], dst[order]]))
+                edge_weight = torch.from_numpy(w[order])
         kd = self._knockdowns() if self.config.residual and self.config.graph_base else {}
         return LPMModule(self.config, n_contexts=len(v["context"]), n_members=len(v["member"]),
                          n_genes=len(v["gene"]), ctx_feat_dim=dims["context"], comp_feat_dim=dims["compound"],
