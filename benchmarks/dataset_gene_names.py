@@ -3,7 +3,7 @@
 Per dataset: distinct readouts and genetic perturbations, how many the ingest's naming rule
 (graph/io/identifiers.stored_gene_names) renames to a current symbol, keeps under its source name because
 another of the file's names already has that gene, or does not resolve; then the genes with at least one
-STRING (string_gene_graph's default score, the gene prior's) / CORUM pair among the dataset's genes, and the pairs, three
+gene prior (graph/io/networks.GENE_PRIOR: STRING >= 700) / CORUM pair among the dataset's genes, and the pairs, three
 ways: names as written matched directly to the networks' current symbols, the benchmarks' route before
 the loaders renamed (models.datasets.dataset_gene_names re-resolves every name), and the stored names.
 
@@ -33,7 +33,7 @@ def main() -> int:
     from models.evaluation.splits import GENETIC_TYPES
 
     resolver = D.gene_table_resolver()
-    string_all = D.string_gene_graph()
+    string_all = D.prior_gene_graph()
     corum_all = D.corum_gene_graph()
     cases = {
         "tahoe (10 lines, all readouts)": lambda: D._read_ranked_files([D.shared_path(D.SHARED_DATASETS["tahoe"])]),
@@ -41,7 +41,7 @@ def main() -> int:
         "replogle": lambda: pd.read_parquet(D.shared_path(D.SHARED_DATASETS["replogle"]), columns=D.RANKED_COLUMNS),
     }
     print("| dataset | readouts | renamed | kept source name | unknown | genetic perturbations | renamed | unknown "
-          "| STRING genes / pairs: as written | benchmarks' re-resolving route | stored names "
+          "| gene prior genes / pairs: as written | benchmarks' re-resolving route | stored names "
           "| CORUM genes / pairs: as written | re-resolving route | stored names |")
     print("|---|" + "---:|" * 14)
     for name, read in cases.items():
@@ -58,7 +58,7 @@ def main() -> int:
         written = readouts | {m for ms in members.values() for m in ms}
         after = {stored.get(r, r) for r in readouts} | {t for v in g_stored.values() for t in v.split("+")}
         cells = []
-        for full, route in ((string_all, lambda g: D.string_gene_graph(genes=g)),
+        for full, route in ((string_all, lambda g: D.prior_gene_graph(genes=g)),
                             (corum_all, lambda g: D.corum_gene_graph(genes=g))):
             for pairs in (_pairs(full, written), _pairs(route(written)), _pairs(full, after)):
                 cells.append(f"{_genes(pairs):,} / {len(pairs):,}")

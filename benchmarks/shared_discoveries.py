@@ -31,7 +31,8 @@ MTOR_INHIBITORS = ["Everolimus", "Temsirolimus"]
 def _retrain_config(args: argparse.Namespace, seed: int) -> dict:
     return {"ops": {
         "training_set": {"config": {"datasets": TRAIN_DATASETS, "max_readouts": args.max_readouts,
-                                    "prior_min_score": args.prior_min_score}},
+                                    **({} if args.prior_min_score is None else
+                                       {"prior_min_score": args.prior_min_score})}},
         "lpm_model": {"config": {"max_epochs": args.epochs, "seed": seed}},
         "evaluation_report": {"config": {"max_epochs": args.eval_epochs, "seeds": [seed],
                                          "target_context": "A498"}},
@@ -104,8 +105,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--eval-epochs", type=int, default=4)
     parser.add_argument("--max-readouts", type=int, default=1000)
-    parser.add_argument("--prior-min-score", type=float, default=0.7,
-                        help="prior gene edges kept for the gene encoder (STRING score / DoRothEA weight)")
+    parser.add_argument("--prior-min-score", type=float, default=None,
+                        help="prior gene edges kept for the gene encoder (STRING score / DoRothEA weight; default "
+                             "the training_set's: graph/io/networks.GENE_PRIOR)")
     args = parser.parse_args()
     from shared_ingest import start_shared_server  # benchmarks/ is on sys.path when run as a script
 

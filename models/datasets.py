@@ -759,6 +759,19 @@ def string_gene_graph(min_score: int = 700, genes=None, path: str | Path | None 
     return _edge_frame(read_network("string", path, min_score=min_score / 1000.0).records, genes)
 
 
+def prior_gene_graph(genes=None, paths: dict[str, str | Path] | None = None, prior=None) -> pd.DataFrame:
+    """The LPM's gene prior (graph/io/networks.GENE_PRIOR unless `prior`: its networks read with its
+    filters, as the pipeline's training_set reads them from the graph) as source, target, weight;
+    optionally only between `genes`, in the dataset's names. paths: network kind -> file (default the
+    shared data's)."""
+    from graph.io.networks import GENE_PRIOR
+
+    prior = prior or GENE_PRIOR
+    frames = [_edge_frame(read_network(kind, (paths or {}).get(kind), **prior.filters(kind)).records, genes)
+              for kind in prior.networks]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
 def dorothea_gene_graph(confidence: str = "ABC", genes=None, path: str | Path | None = None) -> pd.DataFrame:
     """DoRothEA TF -> target edges (read_network) of the given confidence letters, weight by letter;
     optionally only between `genes`, in the dataset's names."""
@@ -823,7 +836,8 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
                   perturbation_targets: dict[str, list[str]] | None = None,
                   info=_stderr(""), warn=_stderr("warning: ")):
     """Side information for the shared data: SMILES and annotations (targets, mechanism of action,
-    parent compound) by compound name, STRING (score >= 700) among
+    parent compound) by compound name, the LPM's gene prior (prior_gene_graph: graph/io/networks.GENE_PRIOR,
+    what the pipeline's training_set gives it) among
     the readouts and genetic targets and CORUM co-complex pairs among them, each genetic perturbation's
     targets (its own name, or the target
     genes the reader recorded), and LINCS baseline expression of the cell lines (when it covers most
@@ -861,12 +875,14 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
              f"mechanism of action by name or alias ({sum(bool(a.targets) for a in annotated)} with targets)")
     if gene_graph:
         genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
-        side["gene_graph"] = optional("gene graph", lambda: string_gene_graph(genes=genes))
+        side["gene_graph"] = optional("gene graph", lambda: prior_gene_graph(genes=genes))
         side["complex_graph"] = optional("complex graph", lambda: corum_gene_graph(genes=genes))
         if side["gene_graph"] is not None or side["complex_graph"] is not None:
             # What the networks lost to the gene table, and how the dataset's names met it: said, not dropped.
             info(gene_name_coverage(genes))
-            for kind, filters in (("string", {"min_score": 0.7}), ("corum", {})):
+            from graph.io.networks import GENE_PRIOR
+
+            for kind, filters in (*((k, GENE_PRIOR.filters(k)) for k in GENE_PRIOR.networks), ("corum", {})):
                 optional(f"{kind} summary", lambda kind=kind, filters=filters: info(network_summary(kind, **filters)))
     contexts = df["context"].astype(str).unique()
     features = optional("cell-line features", lambda: cell_line_features(contexts))

@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from graph.io.identifiers import normalise_compound_name, signed_rank_score
-from graph.io.networks import SHARED_NETWORK_FILES
+from graph.io.networks import GENE_PRIOR, SHARED_NETWORK_FILES
 from models.discovery import l2_normalise
 
 # ---------------------------------------------------------------------------------------------
@@ -455,7 +455,6 @@ def to_markdown(res: dict[str, Any], *, lpm_pending: bool = True) -> str:
 # ---------------------------------------------------------------------------------------------
 
 VS_SIMPLE_HEADING = "## Discoveries vs the simple answer"
-PRIOR_MIN_STRING = 700  # models.datasets.resources_for gives the LPM STRING >= 700 as its gene prior
 
 
 def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = None, fdr: float = 0.1,
@@ -465,7 +464,7 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     BH over all pairs), on `discovery_training_table` (Tahoe-100M drugs + Replogle knock-downs)."""
     from models import discovery as D
     from models import edge_sources as ES
-    from models.datasets import string_gene_graph
+    from models.datasets import prior_gene_graph
     from models.lpm import LPM
 
     t0 = time.perf_counter()
@@ -483,7 +482,10 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     signatures = D.knockdown_signatures(df, gene_of)
     scores = ES.candidate_scores(signatures=signatures, knockdown=knockdown, readout=readout, imputed=imputed)
     genes = sorted({g for sc in scores.values() for g in sc.index})
-    prior = string_gene_graph(PRIOR_MIN_STRING, genes, shared / SHARED_NETWORK_FILES["string"])
+    # The pairs given to the model as its gene prior (resources_for: prior_gene_graph, graph/io/networks.GENE_PRIOR;
+    # none for a model without the gene graph), removed from the references for "without prior".
+    prior = (prior_gene_graph(genes, {k: shared / f for k, f in SHARED_NETWORK_FILES.items()})
+             if model.config.use_gene_graph else pd.DataFrame({"source": [], "target": []}))
     refs = {"CORUM": corum_pairs(shared / SHARED_NETWORK_FILES["corum"], genes=genes),
             "STRING": string_pairs(shared / SHARED_NETWORK_FILES["string"], genes=genes)}
     report = ES.score_edge_sources(scores, ES.EdgeReferences.build(refs, zip(prior["source"], prior["target"],
@@ -533,7 +535,7 @@ def vs_simple_markdown(res: dict[str, Any], command: str) -> str:
              "them at publish time (`models/edge_sources.py`, `models.discovery.mechanism_links`), on the shared "
              f"data: {d['model']} trained on Tahoe-100M drugs + Replogle CRISPRi knock-downs "
              f"({d['rows']:,} rows, {d['readouts']} readouts, {d['knockdowns']} knock-downs, {d['compounds']} "
-             f"drugs, {d['contexts']} contexts). The LPM's gene prior is STRING >= {PRIOR_MIN_STRING}; "
+             f"drugs, {d['contexts']} contexts). The LPM's gene prior is {GENE_PRIOR.describe()}; "
              "'without prior' drops those pairs from the candidates (a prior edge fed to the model is never a "
              "discovery), so the STRING rows without prior score the STRING pairs below that cut.", "",
              "### Gene-gene edges (Replogle knock-downs)", "",

@@ -139,3 +139,16 @@ def test_real_corum_and_dorothea(shared_data, real_resolver):
     d = read_dorothea(shared_data / "networks" / "dorothea_hs.tsv.gz", confidence="AB", resolver=real_resolver)
     assert d.report.read == 5434 + 974 and d.report.accepted > 6300
     assert {e.sign for e in d.records} == {1, -1}
+
+
+def test_the_gene_prior_reads_its_networks_with_one_cut():
+    """graph/io/networks.GENE_PRIOR, the LPM's gene prior everywhere: STRING >= 700 (what the benchmarks
+    measured); a DoRothEA prior keeps the confidence letters whose score reaches the cut."""
+    from graph.io.networks import GENE_PRIOR, GenePrior
+
+    assert GENE_PRIOR.networks == ("string",) and GENE_PRIOR.filters("string") == {"min_score": 0.7}
+    assert GENE_PRIOR.describe() == "STRING >= 700"
+    both = GenePrior(("string", "dorothea"), 0.6)
+    assert both.filters("dorothea") == {"confidence": "ABC"} and both.describe() == "STRING >= 600 + DoRothEA ABC"
+    with pytest.raises(ValueError, match="not a gene-gene prior network"):
+        both.filters("corum")

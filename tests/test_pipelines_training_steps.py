@@ -171,6 +171,67 @@ def test_the_graphs_complexes_give_the_pairs_corum_gene_graph_gives(tmp_path, em
                                                                           ("CDK2", "CDK4")]
 
 
+STRING_FILE = ("entrez_a\tentrez_b\tsymbol_a\tsymbol_b\tcombined_score\n"
+               "1017\t898\tCDK2\tCCNE1\t950\n1019\t595\tCDK4\tCCND1\t800\n"
+               "2475\t57521\tMTOR\tRPTOR\t650\n")  # below 700: outside the prior (and not stored)
+DOROTHEA_FILE = "tf\ttarget\tmor\tconfidence\nCCND1\tCDK2\t1\tA\nMTOR\tMLST8\t-1\tB\n"
+
+
+def test_the_training_config_takes_the_one_gene_prior():
+    from graph.io.networks import GENE_PRIOR
+    from pipelines.assets.training import TrainingConfig
+
+    config = TrainingConfig()
+    assert (tuple(config.prior_networks), config.prior_min_score) == (GENE_PRIOR.networks, GENE_PRIOR.min_score)
+    assert TrainingConfig(prior_min_score=0.4, prior_networks=["string", "dorothea"]).prior_networks == [
+        "string", "dorothea"]  # still overridable
+
+
+@pytest.mark.neo4j
+def test_the_graphs_prior_edges_are_the_gene_prior_the_benchmarks_give(tmp_path, empty_graph, neo4j_settings):
+    """One gene prior: tiny STRING and DoRothEA files ingested as the pipeline does, read back with the
+    training_set asset's query and its config's defaults (graph/io/networks.GENE_PRIOR), give the training
+    set the same gene graph as resources_for's prior_gene_graph on those files: STRING >= 700, no DoRothEA."""
+    import gzip
+
+    from graph.db import pipeline_queries as PQ
+    from graph.db.graph_writer import GraphWriter
+    from models import datasets as D
+    from pipelines.assets.training import TrainingConfig
+    from pipelines.ingest import load_reference, read_reference
+    from pipelines.inputs import InputSpec
+
+    paths = {"string": tmp_path / "string.tsv.gz", "dorothea": tmp_path / "dorothea.tsv.gz"}
+    paths["string"].write_bytes(gzip.compress(STRING_FILE.encode()))
+    paths["dorothea"].write_bytes(gzip.compress(DOROTHEA_FILE.encode()))
+    genes = tmp_path / "genes.tsv"
+    genes.write_text("entrez_id\tsymbol\n" + "".join(f"{e}\t{s}\n" for s, e in GENES.items()))
+    db = neo4j_settings.neo4j_database
+    bundle = read_reference([InputSpec(str(genes), "gene_table", "genes"),
+                             *(InputSpec(str(p), k, k) for k, p in paths.items())], progress=lambda line: None)
+    load_reference(GraphWriter(empty_graph, db), bundle, progress=lambda line: None)
+
+    config = TrainingConfig()
+    edges = PQ.prior_gene_edges(empty_graph, database=db, min_score=config.prior_min_score,
+                                networks=config.prior_networks)
+    ts, counts = T.build_training_set(tmp_path / "artifacts", _table(), DATASETS, [], edges, [])
+    given = ts.gene_graph()
+    expected = D.prior_gene_graph(paths={k: str(p) for k, p in paths.items()})
+
+    def pairs(g):
+        return sorted((*sorted((a, b)), round(float(w), 4)) for a, b, w in
+                      zip(g["source"], g["target"], g["weight"], strict=True))
+
+    assert pairs(given) == pairs(expected) == [("CCND1", "CDK4", 0.8), ("CCNE1", "CDK2", 0.95)]
+    assert counts["prior_edges"] == 2
+    # the old default (STRING and DoRothEA >= 0.4) is still a config away: the DoRothEA edges come back
+    old = PQ.prior_gene_edges(empty_graph, database=db, min_score=0.4, networks=["string", "dorothea"])
+    assert sorted((r["source"], r["target"]) for r in old if r["kind"] == "REGULATES") == [("CCND1", "CDK2"),
+                                                                                          ("MTOR", "MLST8")]
+    with pytest.raises(ValueError, match="not gene-gene prior networks"):
+        PQ.prior_gene_edges(empty_graph, database=db, min_score=0.7, networks=["corum"])
+
+
 def test_validation_split_holds_out_whole_experiments():
     table = _table()
     train, valid = T.validation_split(table, 0.25, seed=3)

@@ -15,10 +15,14 @@ RETURN d.dataset_id AS dataset_id, d.store_sha256 AS store_sha256, d.simulated A
 ORDER BY dataset_id
 """
 
-# Undirected prior edges plus TF -> target regulation, as symbol pairs with a weight in [0, 1].
+# The relationship each prior network's edges are stored as (graph/db/gene_edges.write_prior_edges).
+PRIOR_RELATIONSHIPS = {"string": "INTERACTS_WITH", "dorothea": "REGULATES"}
+
+# Prior edges of the given relationship types (undirected STRING, TF -> target regulation), as symbol
+# pairs with a weight in [0, 1].
 PRIOR_GENE_EDGES = """
 MATCH (a:Gene)-[r:INTERACTS_WITH|REGULATES]->(b:Gene)
-WHERE coalesce(r.score, 1.0) >= $min_score
+WHERE type(r) IN $types AND coalesce(r.score, 1.0) >= $min_score
 RETURN a.symbol AS source, b.symbol AS target, coalesce(r.score, 1.0) AS weight, type(r) AS kind
 """
 
@@ -117,9 +121,14 @@ def dataset_store_records(driver, dataset_ids, *, database: str) -> dict[str, di
     return {r["dataset_id"]: r for r in _read(driver, DATASET_STORE_RECORDS, database, dataset_ids=list(dataset_ids))}
 
 
-def prior_gene_edges(driver, *, database: str, min_score: float) -> list[dict]:
-    """Prior gene-gene edges scoring at least min_score: source, target, weight, kind."""
-    return _read(driver, PRIOR_GENE_EDGES, database, min_score=min_score)
+def prior_gene_edges(driver, *, database: str, min_score: float, networks) -> list[dict]:
+    """Prior gene-gene edges of `networks` (PRIOR_RELATIONSHIPS' kinds; the LPM's gene prior is
+    graph/io/networks.GENE_PRIOR) scoring at least min_score: source, target, weight, kind."""
+    unknown = sorted(set(networks) - set(PRIOR_RELATIONSHIPS))
+    if unknown:
+        raise ValueError(f"not gene-gene prior networks: {unknown}; choose from {sorted(PRIOR_RELATIONSHIPS)}")
+    types = sorted({PRIOR_RELATIONSHIPS[n] for n in networks})
+    return _read(driver, PRIOR_GENE_EDGES, database, min_score=min_score, types=types)
 
 
 def complex_member_symbols(driver, *, database: str) -> dict[str, list[str]]:

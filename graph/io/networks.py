@@ -18,6 +18,7 @@ import gzip
 import re
 from collections import Counter
 from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,36 @@ from graph.io.common import InputFileError, ReadResult, clean_text
 from graph.records import ComplexRecord, PriorEdgeRecord, QuarantineRecord, ReadReport
 
 DOROTHEA_SCORE = {"A": 1.0, "B": 0.8, "C": 0.6, "D": 0.4, "E": 0.2}  # confidence letter -> edge score
+
+
+@dataclass(frozen=True)
+class GenePrior:
+    """Which prior networks give the LPM's gene encoder its gene-gene edges, and the lowest edge score
+    kept (STRING: combined score / 1000; DoRothEA: its confidence letter's DOROTHEA_SCORE)."""
+
+    networks: tuple[str, ...]
+    min_score: float
+
+    def filters(self, kind: str) -> dict:
+        """The NETWORK_READERS keywords that read network `kind` of this prior."""
+        if kind == "string":
+            return {"min_score": self.min_score}
+        if kind == "dorothea":
+            return {"confidence": "".join(k for k, v in DOROTHEA_SCORE.items() if v >= self.min_score)}
+        raise ValueError(f"{kind!r} is not a gene-gene prior network (string, dorothea)")
+
+    def describe(self) -> str:
+        """"STRING >= 700" (combined score), "DoRothEA ABC" (confidence letters), joined by " + "."""
+        return " + ".join(f"STRING >= {round(self.min_score * 1000)}" if k == "string"
+                          else f"DoRothEA {self.filters(k)['confidence']}" for k in self.networks)
+
+
+# The LPM's gene prior, the one definition: the pipeline's training_set (its TrainingConfig defaults,
+# graph/db/pipeline_queries.prior_gene_edges), the CLI / benchmarks (models/datasets.prior_gene_graph in
+# resources_for) and the discovery scoring's "outside the prior" (models/evaluation_discovery) read it.
+# STRING >= 0.7 alone is what every LPM row of docs/results.md was measured with (the pipeline used to add
+# STRING >= 0.4 and DoRothEA A-C, never measured; the ingest stores STRING >= 0.7 only: read_string_edges).
+GENE_PRIOR = GenePrior(networks=("string",), min_score=0.7)
 
 # The shared data's network files, relative to its root (models/datasets reads them by kind).
 SHARED_NETWORK_FILES = {"string": "networks/string_v12_edges.tsv.gz",

@@ -10,6 +10,7 @@ pipelines/quality.py, log and attach metadata."""
 import dagster as dg
 
 from graph.db import pipeline_queries as PQ
+from graph.io.networks import GENE_PRIOR
 from graph.store.measurements import load_training_table
 from models.registry import PRODUCTION_CANDIDATES
 from pipelines import plots
@@ -32,7 +33,10 @@ class TrainingConfig(dg.Config):
     valid_fraction: float = 0.1
     seed: int = 0
     paper_model: bool = False  # True: the published LPM (no feature encoders)
-    prior_min_score: float = 0.4
+    # the LPM's gene prior: the networks and lowest edge score; defaults are graph/io/networks.GENE_PRIOR,
+    # the one definition the benchmarks measured the LPM with (models/datasets.resources_for)
+    prior_networks: list[str] = list(GENE_PRIOR.networks)
+    prior_min_score: float = GENE_PRIOR.min_score
     # training_set only: which complete datasets to train on (empty = all of them), and a cap on the
     # readouts (the N measured in the most signatures; 0 = all) to bound CPU training time.
     datasets: list[str] = []
@@ -76,7 +80,8 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
         table = load_training_table(settings, dataset_ids,
                                     PQ.dataset_store_records(driver, dataset_ids, database=neo4j.db))
         side = PQ.perturbation_side_info(driver, database=neo4j.db)
-        edges = PQ.prior_gene_edges(driver, database=neo4j.db, min_score=config.prior_min_score)
+        edges = PQ.prior_gene_edges(driver, database=neo4j.db, min_score=config.prior_min_score,
+                                    networks=config.prior_networks)
         complexes = PQ.complex_member_symbols(driver, database=neo4j.db)
     ts, counts = steps.build_training_set(settings.artifacts_dir, table, datasets, side, edges,
                                           reference_data.context_features.values(), complexes=complexes,
