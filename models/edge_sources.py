@@ -90,6 +90,12 @@ def _pairs(pairs: Iterable[tuple[Any, Any]] | None) -> set[frozenset[str]]:
     return {frozenset((str(a), str(b))) for a, b in (pairs or ()) if str(a) != str(b)}
 
 
+def given_prior(config, gene_graph: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The gene pairs a model was given as its prior (the "prior" EdgeReferences removes): its gene graph
+    (source, target) when its LPMConfig uses one (use_gene_graph), else none (the paper model)."""
+    return gene_graph if config.use_gene_graph else None
+
+
 @dataclass(frozen=True)
 class EdgeReferences:
     """Reference gene pairs (reference name -> unordered pairs of gene keys) and the pairs the model

@@ -484,12 +484,11 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     genes = sorted({g for sc in scores.values() for g in sc.index})
     # The pairs given to the model as its gene prior (resources_for: prior_gene_graph, graph/io/networks.GENE_PRIOR;
     # none for a model without the gene graph), removed from the references for "without prior".
-    prior = (prior_gene_graph(genes, {k: shared / f for k, f in SHARED_NETWORK_FILES.items()})
-             if model.config.use_gene_graph else pd.DataFrame({"source": [], "target": []}))
+    prior = ES.given_prior(model.config, prior_gene_graph(genes, {k: shared / f for k, f in SHARED_NETWORK_FILES.items()}))
     refs = {"CORUM": corum_pairs(shared / SHARED_NETWORK_FILES["corum"], genes=genes),
             "STRING": string_pairs(shared / SHARED_NETWORK_FILES["string"], genes=genes)}
-    report = ES.score_edge_sources(scores, ES.EdgeReferences.build(refs, zip(prior["source"], prior["target"],
-                                                                             strict=True)), seed=seed)
+    report = ES.score_edge_sources(scores, ES.EdgeReferences.build(
+        refs, None if prior is None else zip(prior["source"], prior["target"], strict=True)), seed=seed)
     edges = {**report.as_dict(), "method": report.published}
     edges["passes"], edges["gate"] = ES.edge_gate(edges)
 

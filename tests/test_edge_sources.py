@@ -125,3 +125,14 @@ def test_edge_gate_passes_correlation_and_better_sources_only():
     assert ES.edge_gate({**forced, "method": "signature_correlation"})[0]
     unvalidated = ES.score_edge_sources(bad, _refs(prior=WITHIN), force="lpm_knockdown").as_dict()
     assert not ES.edge_gate({**unvalidated, "method": "lpm_knockdown"})[0]
+
+
+def test_the_prior_removed_is_the_gene_graph_the_model_was_given():
+    """'Without prior' removes the pairs the model's gene encoder was given: its gene graph when its
+    config uses one, none for the paper model (no gene graph), whatever the training set holds."""
+    from models.module import LPMConfig
+
+    graph = pd.DataFrame({"source": ["A"], "target": ["B"], "weight": [0.9]})
+    assert ES.given_prior(LPMConfig(), graph) is graph
+    assert ES.given_prior(LPMConfig.paper(), graph) is None
+    assert ES.EdgeReferences.build({"R": [("A", "B")]}, ES.given_prior(LPMConfig.paper(), graph)).prior == frozenset()

@@ -76,7 +76,7 @@ def discoveries(context: dg.AssetExecutionContext, neo4j: Neo4jResource, perturb
         edge_quality, interactions = steps.edge_discoveries(
             model, table, groups, resolve=SymbolMap.from_graph(driver, database=neo4j.db).resolve,
             references_for=lambda genes: fetch_edge_references(driver, genes, database=neo4j.db),
-            prior=training_set.gene_graph(), top_k=config.interaction_top_k,
+            prior=ES.given_prior(model.config, training_set.gene_graph()), top_k=config.interaction_top_k,
             max_imputed_rows=config.max_imputed_rows, edge_source=config.edge_source, seed=config.seed,
             log=context.log.info)
         quality = {"predictions": Q.prediction_quality(lpm_model.selection), "edges": edge_quality,
