@@ -8,13 +8,21 @@ ways: names as written matched directly to the networks' current symbols, the be
 the loaders renamed (models.datasets.dataset_gene_names re-resolves every name), and the stored names.
 
     PYTHONPATH=. PERTURBGRAPH_SHARED_DATA=/work/shared/data python benchmarks/dataset_gene_names.py
+    ... dataset_gene_names.py --sections [4,6]       # per make_results section: readouts / knock-downs
+                                                     # renamed, held-out experiments (seeds 0-4) that differ
+    ... dataset_gene_names.py --baselines 6,7        # those sections' baselines per seed, names as the files
+                                                     # write them vs the stored names (same rows)
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _pairs(frame: pd.DataFrame, names: set[str] | None = None) -> set[frozenset]:
@@ -27,7 +35,67 @@ def _genes(pairs: set[frozenset]) -> int:
     return len(set().union(*pairs)) if pairs else 0
 
 
+def _as_written(name: str, kwargs: dict):
+    """(loaded, the same table under the files' names: readouts and knock-downs mapped back)."""
+    from models import datasets as D
+
+    loaded = D.load_input(name, **kwargs)
+    raw = (D._read_ranked_files([D.shared_path(f) for f in D.TAHOE_FILES[name]]) if name in D.TAHOE_FILES
+           else pd.read_parquet(D.shared_path(D.SHARED_DATASETS[name]), columns=["readout"]))
+    source_of = {v: k for k, v in D.ingest_gene_names(raw)[0].items()}
+    df = loaded.frame
+    return loaded, df.assign(readout=df["readout"].map(lambda r: source_of.get(r, r)),
+                             perturbation=df["perturbation"].map(lambda p: loaded.perturbation_names.get(p, p)))
+
+
+def sections(only: list[int] | None, baselines: list[str] | None) -> None:
+    import make_results as M
+
+    from models import datasets as D
+    from models.evaluation.harness import run_benchmark
+    from models.evaluation.splits import make_split
+
+    for i, (title, name, kwargs, split, context, *_rest) in enumerate(M.BENCHMARKS):
+        if (only is not None and i not in only) or name.startswith("l1000"):
+            continue  # L1000 GCTX: load_gctx read it with the gene table before, unchanged
+        loaded, old = _as_written(name, kwargs)
+        new, names = loaded.frame, loaded.perturbation_names
+        if baselines is None:
+            pairs = pd.DataFrame({"new": new["readout"], "old": old["readout"]}).drop_duplicates()
+            renamed = int((pairs["new"] != pairs["old"]).sum())
+            differ = [len({(c, names.get(p, p)) for c, p in make_split(new, split, context=context, seed=s)
+                           .experiments("test")} ^ make_split(old, split, context=context, seed=s).experiments("test")) // 2
+                      for s in range(5)]
+            print(f"{i} {title}: {new['readout'].nunique()} readouts, {renamed} renamed; "
+                  f"{sum(1 for p in new['perturbation'].unique() if p in names)} perturbations "
+                  f"renamed; held-out experiments that differ, seeds 0-4: {differ} of "
+                  f"{len(make_split(new, split, context=context, seed=0).experiments('test'))}", flush=True)
+            continue
+        quiet = {"info": lambda m: None, "warn": lambda m: None}
+        for label, df, kw in (("files' names", old, {}), ("stored names", new, {
+                "perturbation_names": names, "perturbation_targets": loaded.perturbation_targets})):
+            res = run_benchmark(df, split, context=context, models=baselines, seeds=range(5),
+                                resources=D.resources_for(df, **kw, **quiet))
+            table = res.pivot(index="model", columns="seed", values="pearson_per_signature")
+            table["mean"] = table.mean(axis=1)
+            print(f"## {i} {title}, {label}\n{table.round(4).to_string()}\n", flush=True)
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sections", nargs="?", const="all", default="",
+                    help="comma-separated make_results section indices (all without a value)")
+    ap.add_argument("--baselines", default="", help="comma-separated make_results section indices")
+    ap.add_argument("--models", default="context_mean,other_contexts,linear,network_knn,corum_knn")
+    args = ap.parse_args()
+    if args.sections or args.baselines:
+        import torch
+
+        torch.set_num_threads(1)
+        chosen = args.baselines or args.sections
+        sections(None if chosen == "all" else [int(i) for i in chosen.split(",")],
+                 args.models.split(",") if args.baselines else None)
+        return 0
     from graph.io.identifiers import canonical_gene_symbol, split_combination, stored_gene_names
     from models import datasets as D
     from models.evaluation.splits import GENETIC_TYPES
