@@ -208,21 +208,29 @@ def _grid_scores(Y, W, tr, q, loo: bool) -> dict[tuple[float, float], np.ndarray
     return out
 
 
-def kernels(name: str, seeds=range(5)) -> None:
-    """H-a/H-b/H-c per seed: test r of each kernel family (settings chosen on validation drugs, or on
-    validation + left-out training drugs) minus context_mean's and mechanism_knn's."""
+def _drug_cube(name: str):
+    """The dataset's rows, its lines / drugs / readouts, their values as a (lines, drugs, readouts) cube
+    (NaN where unmeasured) and the side information (no gene graph)."""
     from models.datasets import load_dataset, resources_for
-    from models.evaluation.baselines import ContextReadoutMean, MechanismKNN
-    from models.evaluation.metrics import per_signature_pearson
-    from models.evaluation.splits import make_split
 
     df = load_dataset(name, n_random=150, seed=0)
     res = resources_for(df, gene_graph=False, info=lambda m: None, warn=lambda m: None)
     c, ctx = pd.factorize(df["context"].astype(str))
     p, perts = pd.factorize(df["perturbation"].astype(str))
     g, rds = pd.factorize(df["readout"].astype(str))
-    Y = np.full((len(ctx), len(perts), len(rds)), np.nan)
+    Y = np.full((len(ctx), len(perts), len(rds)), np.nan)  # (C, P, G)
     Y[c, p, g] = df["value"].to_numpy(np.float64)
+    return df, (ctx, perts, rds), Y, res
+
+
+def kernels(name: str, seeds=range(5)) -> None:
+    """H-a/H-b/H-c per seed: test r of each kernel family (settings chosen on validation drugs, or on
+    validation + left-out training drugs) minus context_mean's and mechanism_knn's."""
+    from models.evaluation.baselines import ContextReadoutMean, MechanismKNN
+    from models.evaluation.metrics import per_signature_pearson
+    from models.evaluation.splits import make_split
+
+    df, (ctx, perts, rds), Y, res = _drug_cube(name)
     fams = _kernels(list(perts), res.compound_smiles, res.compound_annotations)
     print(f"{name}: {Y.shape[0]} lines, {Y.shape[1]} drugs ({len(res.compound_smiles)} with a SMILES), "
           f"{Y.shape[2]} readouts", flush=True)
@@ -276,15 +284,7 @@ def similarity(name: str) -> None:
     """Does any compound similarity predict which drugs respond alike? (describes the data)"""
     from scipy.stats import spearmanr
 
-    from models.datasets import load_dataset, resources_for
-
-    df = load_dataset(name, n_random=150, seed=0)
-    res = resources_for(df, gene_graph=False, info=lambda m: None, warn=lambda m: None)
-    c, ctx = pd.factorize(df["context"].astype(str))
-    p, perts = pd.factorize(df["perturbation"].astype(str))
-    g, rds = pd.factorize(df["readout"].astype(str))
-    Y = np.full((len(ctx), len(perts), len(rds)), np.nan)
-    Y[c, p, g] = df["value"].to_numpy(np.float64)
+    df, (ctx, perts, rds), Y, res = _drug_cube(name)
     R = np.nan_to_num(Y - np.nanmean(Y, 1, keepdims=True))
     R -= R.mean(-1, keepdims=True)
     R /= np.linalg.norm(R, axis=-1, keepdims=True) + 1e-12
