@@ -51,6 +51,9 @@ LPM_VARIANTS = {
     "lpm_simctx_rstop": {"similar_contexts_base": True, "stop_metric": "pearson_per_signature"},
     "lpm_simctx_rstop_sigw": {"similar_contexts_base": True, "stop_metric": "pearson_per_signature",
                               "signature_weights": True},
+    # H7: validation, early stopping and the final model use a moving average of the parameters (per-step decay)
+    "lpm_ema99": {"ema_decay": 0.99},
+    "lpm_ema999": {"ema_decay": 0.999},
 }
 COMPOUND_TARGET_VARIANTS = ("lpm_cmpd_targets",)
 
@@ -116,6 +119,8 @@ def research_graph(args, argv, benchmarks) -> int:
                     if "valid_r" in m.history[0]:  # stopped by r: the harness's "best" epoch is by MSE
                         best = max(m.history, key=lambda h: h["valid_r"])
                         rec["detail"] += f", best r epoch {best['epoch']} (valid r {best['valid_r']:.4f})"
+                if lpm and m.history and "valid_loss" in m.history[0]:  # per-epoch validation curve (stored rows only)
+                    rec["valid_curve"] = [round(h["valid_loss"], 6) for h in m.history]
                 new.append(rec)
                 print(f"[{time.time() - t0:6.0f}s] section {i} seed {seed} {model}: r {rec['pearson_per_signature']:.4f} "
                       f"rmse {rec['rmse']:.4f} fit {rec['fit_s']:.0f}s {rec.get('detail', '')}", file=sys.stderr, flush=True)

@@ -103,6 +103,9 @@ class LPMConfig:
     stop_metric: str = "mse"
     signature_weights: bool = False
     signature_weight_floor: float = 0.1
+    # Issue 17, H7: per-step decay of a bias-corrected moving average of the parameters (models/train.ParamEMA);
+    # validation, early stopping and the final model use the average. 0 = off.
+    ema_decay: float = 0.0
 
     @classmethod
     def paper(cls, **overrides) -> LPMConfig:

@@ -238,6 +238,52 @@ def make_optimizer(module: LPMModule, cfg: LPMConfig) -> torch.optim.AdamW:
                              fused=device.type in {"cpu", "cuda"})
 
 
+class ParamEMA:
+    """Issue 17, H7: bias-corrected exponential moving average of a module's parameters (Polyak averaging).
+    After step t the average is sum_i d^(t-i) theta_i / sum_i d^(t-i) (Adam's debiasing, so the initial
+    weights carry no weight once the first step is taken); buffers are not averaged (the module's are fixed
+    statistics filled before training: CrossContextBase, GraphBase, the gene graph)."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"LPMConfig.ema_decay must be 0 (off) or in (0, 1), not {decay}")
+        self.decay, self.steps = decay, 0
+        self.params = [p for p in module.parameters()]
+        self.avg = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        w = (1.0 - self.decay) / (1.0 - self.decay ** self.steps)  # 1 at the first step
+        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], w)  # as swa_utils' EMA does
+
+    @torch.no_grad()
+    def copy_to_module(self) -> None:
+        for p, a in zip(self.params, self.avg, strict=True):
+            p.copy_(a)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The module holds the averaged parameters inside the block, its own afterwards."""
+        raw = [p.detach().clone() for p in self.params]
+        self.copy_to_module()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, r in zip(self.params, raw, strict=True):
+                    p.copy_(r)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "avg": [a.clone() for a in self.avg]}
+
+    def load_state_dict(self, st: dict[str, Any]) -> None:
+        self.steps = int(st["steps"])
+        with torch.no_grad():
+            for a, b in zip(self.avg, st["avg"], strict=True):
+                a.copy_(b)
+
+
 def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMConfig, *, seed: int = 0,
           device: str = "auto", progress: bool | Reporter = True, resume_state: dict[str, Any] | None = None,
           on_epoch_end: Callable[[dict[str, Any]], None] | None = None, parallel: Any = None,
@@ -252,7 +298,9 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
     (weights, optimizer, scheduler, RNG states, epoch, history, early-stopping state); pass that
     dict back as resume_state to continue exactly where it stopped. With `valid`, training stops
     after `cfg.patience` epochs without improvement of `cfg.stop_metric` (validation MSE, or mean
-    per-signature r of base + network) and the best weights are restored. `cfg.signature_weights`
+    per-signature r of base + network) and the best weights are restored. `cfg.ema_decay` > 0: validation,
+    early stopping and the returned weights use the parameters' moving average (`ParamEMA`), not the last
+    step's. `cfg.signature_weights`
     weights each pair's squared errors (`signature_weights`), in training and in the validation loss.
     `parallel` (a models.distributed.DataParallel) makes this one rank of a data-parallel run.
     """
@@ -266,6 +314,8 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
     torch.manual_seed(seed + 1)  # dropout
     history: list[dict] = []
     best_loss, best_state, bad_epochs, start = math.inf, None, 0, 0
+    ema = ParamEMA(module, cfg.ema_decay) if cfg.ema_decay != 0 else None
+    judged = ema.applied if ema is not None else contextlib.nullcontext  # the weights validation sees
     if resume_state is not None:
         module.load_state_dict(resume_state["model"])
         opt.load_state_dict(resume_state["optimizer"])
@@ -275,6 +325,8 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
         best_loss, bad_epochs = resume_state["best_loss"], resume_state["bad_epochs"]
         best_state = resume_state.get("best_model")
         start = resume_state["epoch"]
+        if ema is not None:
+            ema.load_state_dict(resume_state["ema"])
 
     if cfg.stop_metric not in ("mse", "pearson_per_signature"):
         raise ValueError(f"LPMConfig.stop_metric must be mse or pearson_per_signature, not {cfg.stop_metric!r}")
@@ -318,6 +370,8 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
                 # On CUDA an empty tile (rare: tiles hold ~batch_triples observed values) gives a zero gradient
                 (s / (n.clamp(min=1) if torch.is_tensor(n) else n)).backward()
                 opt.step()
+                if ema is not None:
+                    ema.update()
                 tot += s.detach()
                 cnt += n
                 if reporter is not None and clock() - last_report >= every_s:  # a clock read per step: ~0.1 µs
@@ -334,17 +388,18 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
                    "triples_per_s": n_seen / max(dt, 1e-9), "seconds": dt}
             sched.step()
             if valid is not None:
-                rec["valid_loss"] = evaluate(module, valid, cfg.batch_triples, w_valid)
-                # best_loss: the stopping quantity, lower is better (-r when stopping by per-signature r)
-                score = rec["valid_loss"]
-                if cfg.stop_metric == "pearson_per_signature":
-                    rec["valid_r"] = evaluate_signature_r(module, valid, cfg.batch_triples)
-                    score = -rec["valid_r"]
-                if score < best_loss - 1e-7:
-                    best_loss, bad_epochs = score, 0
-                    best_state = copy.deepcopy(module.state_dict())
-                else:
-                    bad_epochs += 1
+                with judged():
+                    rec["valid_loss"] = evaluate(module, valid, cfg.batch_triples, w_valid)
+                    # best_loss: the stopping quantity, lower is better (-r when stopping by per-signature r)
+                    score = rec["valid_loss"]
+                    if cfg.stop_metric == "pearson_per_signature":
+                        rec["valid_r"] = evaluate_signature_r(module, valid, cfg.batch_triples)
+                        score = -rec["valid_r"]
+                    if score < best_loss - 1e-7:
+                        best_loss, bad_epochs = score, 0
+                        best_state = copy.deepcopy(module.state_dict())
+                    else:
+                        bad_epochs += 1
             history.append(rec)
             epochs_run += 1
             if reporter is not None:
@@ -355,12 +410,14 @@ def train(module: LPMModule, data: PairData, valid: PairData | None, cfg: LPMCon
                 on_epoch_end({"model": module.state_dict(), "optimizer": opt.state_dict(),
                               "scheduler": sched.state_dict(), "rng": _rng_state(gen), "epoch": epoch + 1,
                               "history": history, "best_loss": best_loss, "bad_epochs": bad_epochs,
-                              "best_model": best_state})
+                              "best_model": best_state, **({"ema": ema.state_dict()} if ema is not None else {})})
     finally:
         if hasattr(reporter, "close"):
             reporter.close()
     if best_state is not None:
         module.load_state_dict(best_state)
+    elif ema is not None and ema.steps:  # no validation: the average of the whole run
+        ema.copy_to_module()
     return history
 
 

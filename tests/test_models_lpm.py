@@ -145,6 +145,15 @@ def test_residual_checkpoint_round_trip_predicts_identically(tmp_path):
     assert not np.allclose(back.predict(rows), m.predict(rows))
 
 
+def test_ema_checkpoint_round_trip_predicts_identically(tmp_path):
+    m = model(ema_decay=0.9).fit(table(), table(seed=1, perts=("d0", "dNew")), progress=False)
+    m.save(tmp_path / "e.pt")
+    back = LPM.load(tmp_path / "e.pt")
+    assert back.config.ema_decay == 0.9
+    rows = pd.concat([table(seed=3), pd.DataFrame({"context": ["Z"], "perturbation": ["dNew"], "readout": ["gX"]})])
+    np.testing.assert_array_equal(back.predict(rows), m.predict(rows))
+
+
 def test_residual_lpm_recovers_an_additive_world():
     """value = context effect + perturbation effect (+ small noise): held-out experiments are
     answered by the additive base; the residual LPM must do at least as well as the plain one."""

@@ -151,6 +151,87 @@ def test_early_stopping_restores_best_weights():
 
 
 
+# ------------------------------------------------------------------ issue 17 H7: parameter moving average
+def _trajectory(fit):
+    """Run fit() and return every parameter vector after each optimizer step (float64) and the fit's result."""
+    steps = []
+
+    def hook(opt, args, kwargs):
+        steps.append(torch.cat([p.detach().double().reshape(-1) for g in opt.param_groups for p in g["params"]]))
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        out = fit()
+    finally:
+        handle.remove()
+    return steps, out
+
+
+def _flat(m):
+    return torch.cat([p.detach().double().reshape(-1) for p in m.parameters()])
+
+
+def test_ema_returns_the_bias_corrected_average_of_the_step_trajectory():
+    data, sizes = problem(seed=1)
+    cfg = LPMConfig.paper(embed_dim=8, hidden_dim=16, batch_triples=64, max_epochs=3, ema_decay=0.9)
+    m = module(cfg, sizes)
+    steps, hist = _trajectory(lambda: train(m, data, None, cfg, seed=3, progress=False, device="cpu"))
+    d, avg, norm = 0.9, torch.zeros_like(steps[0]), 0.0
+    for theta in steps:  # sum_i d^(t-i) theta_i / sum_i d^(t-i)
+        avg, norm = d * avg + theta, d * norm + 1.0
+    assert len(steps) > 10
+    assert torch.allclose(_flat(m), avg / norm, atol=1e-6)
+    assert not torch.allclose(_flat(m), steps[-1], atol=1e-4)  # not the last step's weights
+    # the average never feeds back into training: the steps are those of a run without it
+    off = LPMConfig(**{**cfg.to_dict(), "ema_decay": 0.0})
+    m0 = module(off, sizes)
+    steps0, hist0 = _trajectory(lambda: train(m0, data, None, off, seed=3, progress=False, device="cpu"))
+    assert [h["train_loss"] for h in hist0] == [h["train_loss"] for h in hist]
+    assert all(torch.equal(a, b) for a, b in zip(steps0, steps, strict=True))
+    assert torch.equal(_flat(m0), steps0[-1])  # off: the last step's weights, untouched
+    with pytest.raises(ValueError, match="ema_decay"):
+        train(module(cfg, sizes), data, None, LPMConfig(**{**cfg.to_dict(), "ema_decay": 1.0}), progress=False,
+              device="cpu")
+
+
+def test_ema_is_what_validation_and_early_stopping_see():
+    data, sizes = problem(seed=1)
+    valid, _ = problem(seed=2)
+    cfg = LPMConfig.paper(embed_dim=8, hidden_dim=16, batch_triples=64, max_epochs=6, patience=10, ema_decay=0.95)
+    m = module(cfg, sizes)
+    hist = train(m, data, valid, cfg, seed=3, progress=False, device="cpu")
+    best = min(h["valid_loss"] for h in hist)
+    assert evaluate(m, valid, 64) == pytest.approx(best, abs=1e-6)  # the kept (averaged) weights scored it
+    off = LPMConfig(**{**cfg.to_dict(), "ema_decay": 0.0})
+    hist0 = train(module(off, sizes), data, valid, off, seed=3, progress=False, device="cpu")
+    assert [h["train_loss"] for h in hist0] == [h["train_loss"] for h in hist]
+    assert [h["valid_loss"] for h in hist0] != [h["valid_loss"] for h in hist]  # validation saw other weights
+
+
+def test_ema_resume_matches_uninterrupted_run():
+    data, sizes = problem(seed=1)
+    valid, _ = problem(seed=2)
+    cfg = LPMConfig.paper(embed_dim=8, hidden_dim=16, batch_triples=64, max_epochs=4, patience=10, ema_decay=0.95)
+    full = module(cfg, sizes)
+    h_full = train(full, data, valid, cfg, seed=3, progress=False, device="cpu")
+    saved = {}
+
+    def keep(state):
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        buf.seek(0)
+        saved["state"] = torch.load(buf, weights_only=True)
+
+    cut = LPMConfig(**{**cfg.to_dict(), "max_epochs": 2})
+    train(module(cfg, sizes), data, valid, cut, seed=3, progress=False, device="cpu", on_epoch_end=keep)
+    resumed = module(cfg, sizes, seed=99)
+    h_res = train(resumed, data, valid, cfg, seed=3, progress=False, device="cpu", resume_state=saved["state"])
+    assert np.allclose([h["valid_loss"] for h in h_res], [h["valid_loss"] for h in h_full], atol=1e-6)
+    assert torch.allclose(_flat(full), _flat(resumed), atol=1e-6)
+
+
 # ------------------------------------------------------------------ issue 17 H5: train for per-signature r
 @pytest.mark.parametrize("masked_dense", [False, True])
 def test_signature_weighted_tile_loss_equals_a_hand_computed_sum(masked_dense):
