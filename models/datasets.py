@@ -36,7 +36,7 @@ import pandas as pd
 from graph.io.common import InputFileError, measurement_format
 from graph.io.identifiers import compound_name_keys, lookup_compound, normalise_compound_name
 from graph.io.options import ReadOptions, random_readouts, read_readout_names, subset_table  # noqa: F401 - one place
-from graph.io.validation import ValidationResult, validate_measurements
+from graph.io.validation import ValidationResult, average_duplicate_keys, validate_measurements
 from graph.records import QuarantineRecord
 from graph.settings import get_settings
 
@@ -551,7 +551,16 @@ def load_input(name_or_path: str | Path, *, duplicates: str | None = None, optio
         options = _read_options(options, duplicates, {})
         notes: list[str] = []
         table = _subset(load_training_table(get_settings(), [key]), options, notes, key).loc[:, list(LONG_COLUMNS)]
+        # the pipeline's training_set rule: signatures of one (context, perturbation, readout) averaged
+        n_stored = len(table)
+        table, dup = average_duplicate_keys(table, key)
         frame, report = validated(table, key, ranked=False, duplicates=options.duplicates)
+        merged = n_stored - len(table)  # accepted copies, counted as the validation step counts collapsed ones
+        report.read, report.duplicates_resolved = report.read + merged, report.duplicates_resolved + merged
+        if dup["duplicate_keys"]:
+            notes.append(f"{dup['duplicate_keys']:,} (context, perturbation, readout) keys with more than one "
+                         f"signature ({dup['duplicate_rows']:,} rows) averaged to one row each, as training_set "
+                         f"does (e.g. {dup['duplicate_examples']})")
         report.notes += notes
         return _attach(frame, report)
     if key in TAHOE_FILES:

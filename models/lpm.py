@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from graph.io.identifiers import combination_members as split_combination  # the one combination rule
+from graph.io.validation import require_one_row_per_key
 from models import checkpoint as ckpt
 from models.features import (
     Standardizer,
@@ -332,6 +333,9 @@ class LPM:
             from graph.settings import get_settings
 
             device = get_settings().device
+        require_one_row_per_key(train, "LPM.fit training rows")  # replicates are averaged before, never dropped
+        if valid is not None:
+            require_one_row_per_key(valid, "LPM.fit validation rows")
         self._build_vocab(train)
         self.snapshot_id = snapshot_id or table_snapshot_id(train)
         torch.manual_seed(self.seed)

@@ -65,10 +65,12 @@ def needs_base(cfg: LPMConfig, validation: bool) -> bool:
 def dense_pairs(ctx_rows: np.ndarray, pert_rows: np.ndarray, readout_nodes: np.ndarray, values: np.ndarray,
                 tables: SymbolTables, base: np.ndarray | None = None) -> PairData:
     """Long per-triple arrays (n,) -> PairData (base: (n,) the residual base per triple, or None).
-    Duplicate triples keep the last value."""
+    One value per (context, perturbation, readout): a repeated triple is a ValueError (the table's rows are
+    averaged before, graph.io.validation.average_duplicate_keys; never one copy silently kept)."""
     pair_key = ctx_rows.astype(np.int64) * (int(pert_rows.max(initial=0)) + 1) + pert_rows
     pairs, pair_of_row = np.unique(pair_key, return_inverse=True)
     readouts, readout_of_row = np.unique(readout_nodes, return_inverse=True)
+    _require_one_value_per_cell(pair_of_row, readout_of_row, len(readouts), ctx_rows, pert_rows, readout_nodes)
     first = np.zeros(len(pairs), dtype=np.int64)
     first[pair_of_row] = np.arange(len(pair_of_row))  # any row of each pair gives its ctx / pert
     dense = np.full((len(pairs), len(readouts)), np.nan, dtype=np.float32)
@@ -81,6 +83,24 @@ def dense_pairs(ctx_rows: np.ndarray, pert_rows: np.ndarray, readout_nodes: np.n
                     torch.from_numpy(pert_rows[first].astype(np.int64)),
                     torch.from_numpy(readouts.astype(np.int64)), torch.from_numpy(dense),
                     None if dense_base is None else torch.from_numpy(dense_base))
+
+
+def _require_one_value_per_cell(pair_of_row: np.ndarray, readout_of_row: np.ndarray, n_readouts: int,
+                                ctx_rows: np.ndarray, pert_rows: np.ndarray, readout_nodes: np.ndarray) -> None:
+    """dense_pairs' last guard (the name-level check is LPM.fit's): every dense cell filled at most once.
+    Readout node -1 (a validation readout outside the model's vocabulary) is not checked here."""
+    known = readout_nodes >= 0
+    cell = pair_of_row.astype(np.int64)[known] * n_readouts + readout_of_row[known]
+    occupied = np.zeros((int(pair_of_row.max(initial=-1)) + 1) * n_readouts, dtype=bool)
+    occupied[cell] = True
+    if int(occupied.sum()) == len(cell):
+        return
+    _, first, count = np.unique(cell, return_index=True, return_counts=True)
+    rows = np.flatnonzero(known)[first[count > 1][:3]]
+    shown = ", ".join(f"(context row {ctx_rows[i]}, perturbation row {pert_rows[i]}, readout node {readout_nodes[i]})"
+                      for i in rows)
+    raise ValueError(f"dense_pairs: {int((count > 1).sum()):,} (context, perturbation, readout) triples have more "
+                     f"than one value, e.g. {shown}; average them first (graph.io.validation.average_duplicate_keys)")
 
 
 def signature_weights(data: PairData, floor: float) -> torch.Tensor:

@@ -251,6 +251,24 @@ def test_cli_reads_gctx_through_the_ingest_reader(cli_corpus, tmp_path, no_share
     assert set(loaded.perturbation_names) >= set(loaded.frame["perturbation"].astype(str))
 
 
+def test_an_ingested_dataset_id_averages_replicate_signatures_as_training_set_does(tmp_path, no_shared_data):
+    """`perturbgraph train DATASET_ID` reads the store: replicate wells of one (context, perturbation) are
+    averaged per readout (the training_set rule), not quarantined as conflicting copies nor one of them kept."""
+    from bad_inputs import gctx_good
+
+    from graph.io.validation import average_duplicate_keys
+    from models.datasets import load_input
+
+    bundle, ingest = _ingested(gctx_good(tmp_path), tmp_path)
+    expected, counts = average_duplicate_keys(ingest, "store")
+    assert counts["duplicate_keys"] == 3 and counts["duplicate_rows"] == len(ingest) > 3  # 4 wells, some rejected
+    loaded = load_input(bundle.dataset.dataset_id)
+    pd.testing.assert_frame_equal(_canon(expected), _canon(loaded.frame))
+    assert loaded.report.quarantined == 0 and loaded.report.read == len(ingest)
+    assert loaded.report.duplicates_resolved == len(ingest) - 3
+    assert any("3 (context, perturbation, readout) keys with more than one signature" in n for n in loaded.report.notes)
+
+
 def test_context_and_readout_key_options(tmp_path, no_shared_data):
     """--context names the context of a table without one; without it the rows are CONSENSUS."""
     from graph.io.identifiers import CONSENSUS_CONTEXT

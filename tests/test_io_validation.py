@@ -79,3 +79,38 @@ def test_quarantine_listing_is_capped_but_counted():
     assert v.quarantined == 50 and len(v.quarantine) == 10 and len(v.accepted) == 0
     assert any("only the first 10" in n for n in v.notes)
     assert v.report("big.csv").read == 50
+
+
+def _model_rows():
+    """Two datasets and replicate signatures of one (context, perturbation, readout), as the store gives them."""
+    df = pd.DataFrame({"dataset": ["d1", "d1", "d1", "d2", "d1"],
+                       "signature_id": ["d1:s1", "d1:s1", "d1:s2", "d2:s9", "d1:s2"],
+                       "context": ["A", "A", "A", "A", "B"], "perturbation": ["p", "p", "p", "p", "p"],
+                       "readout": ["G1", "G2", "G1", "G1", "G1"],
+                       "value": np.array([1.0, 5.0, 2.0, 4.5, 7.0], np.float32)})
+    return df.astype({c: "category" for c in ("dataset", "signature_id", "context", "perturbation", "readout")})
+
+
+def test_rows_sharing_a_model_key_are_averaged_counted_and_named():
+    from graph.io.validation import average_duplicate_keys
+
+    out, counts = average_duplicate_keys(_model_rows(), "training_set")
+    assert counts == {"duplicate_keys": 1, "duplicate_rows": 3, "duplicate_keys_across_datasets": 1,
+                      "duplicate_examples": "A|p|G1 (3 rows)"}
+    # one row per key, first copy's other columns, the table's order, the mean (not the last value 4.5)
+    assert out[["signature_id", "context", "readout"]].astype(str).values.tolist() == [
+        ["d1:s1", "A", "G1"], ["d1:s1", "A", "G2"], ["d1:s2", "B", "G1"]]
+    assert out["value"].dtype == np.float32 and out["value"].tolist() == pytest.approx([2.5, 5.0, 7.0])
+    assert list(out["signature_id"].cat.categories) == ["d1:s1", "d1:s2"]
+
+
+def test_a_table_without_repeated_keys_is_returned_as_it_is():
+    from graph.io.validation import average_duplicate_keys, require_one_row_per_key
+
+    df = _model_rows().iloc[[0, 1, 4]]
+    out, counts = average_duplicate_keys(df, "training_set")
+    assert out is df and counts["duplicate_keys"] == 0
+    require_one_row_per_key(df, "rows")
+    with pytest.raises(ValueError, match=r"training rows: 1 \(context, perturbation, readout\) keys .*3 rows.*"
+                                         r"A\|p\|G1 \(3 rows\).*average_duplicate_keys"):
+        require_one_row_per_key(_model_rows(), "training rows")

@@ -288,3 +288,15 @@ def test_same_seed_same_model_whatever_the_gene_graphs_row_order_and_orientation
         preds.append(m.fit(train, valid, progress=False, device="cpu").predict(rows))
     np.testing.assert_array_equal(preds[0], preds[2])  # same inputs, same seed
     np.testing.assert_array_equal(preds[0], preds[1])  # same graph, other row order and orientation
+
+
+def test_fit_refuses_a_table_with_two_values_of_one_triple():
+    """Replicate rows of one (context, perturbation, readout) are averaged before the model (the pipeline's
+    training_set); LPM.fit names them instead of keeping one of them."""
+    t = table()
+    dup = pd.concat([t, t.iloc[[4]].assign(value=t["value"].iloc[4] + 1.0)], ignore_index=True)
+    key = "|".join(t.iloc[4][["context", "perturbation", "readout"]])
+    with pytest.raises(ValueError, match=rf"LPM.fit training rows: 1 .* keys .*{key} \(2 rows\)"):
+        model().fit(dup, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="LPM.fit validation rows"):
+        model().fit(t, dup, progress=False, device="cpu")

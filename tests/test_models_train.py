@@ -54,6 +54,20 @@ def test_dense_pairs_masks_missing_values():
     assert torch.isnan(d.values[1, 0]) and d.values[0, 1] == 1.5
 
 
+def test_dense_pairs_refuses_a_repeated_triple_instead_of_keeping_one_value():
+    """Two values of (context 1, perturbation 3, readout 7) in either order: an error naming the triple,
+    not the last one kept (the table's replicates are averaged before: average_duplicate_keys)."""
+    t = SymbolTables(*(torch.zeros(1),) * 7)
+    c, p, r = np.array([1, 1, 1]), np.array([3, 3, 3]), np.array([5, 7, 7])
+    for v in ([0.5, 1.5, 2.5], [0.5, 2.5, 1.5]):
+        with pytest.raises(ValueError, match=r"1 \(context, perturbation, readout\) triples .*context row 1, "
+                                             r"perturbation row 3, readout node 7.*average_duplicate_keys"):
+            dense_pairs(c, p, r, np.array(v, np.float32), t)
+    # readout node -1 (validation readouts outside the vocabulary) is not this guard's business
+    d = dense_pairs(c, p, np.array([5, -1, -1]), np.array([0.5, 1.5, 2.5], np.float32), t)
+    assert d.values.shape == (1, 2)
+
+
 def test_tiles_cover_every_cell_once_and_hold_about_a_batch():
     bp, br = tile_shape(13, 29, 0.5, 40)
     assert 40 / 1.6 <= bp * br * 0.5 <= 40 * 1.6

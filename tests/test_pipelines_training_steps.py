@@ -93,7 +93,8 @@ def test_build_training_set_writes_what_the_model_reads(tmp_path):
     assert ts.table_path == str(tmp_path / "training" / ts.snapshot_id / "table.parquet")
     assert counts == {"rows": 3 * 12 * 4, "signatures": 36, "contexts": 3, "perturbations": 12, "readouts": 4,
                       "readouts_before_cap": 10, "compounds_with_structure": 0, "prior_edges": 1,
-                      "compounds_annotated": 1, "complex_pairs": 3}
+                      "compounds_annotated": 1, "complex_pairs": 3, "duplicate_keys": 0, "duplicate_rows": 0,
+                      "duplicate_keys_across_datasets": 0, "duplicate_examples": ""}
     assert len(ts.table()) == ts.n_rows == counts["rows"]
     side_info = ts.side_information()
     assert side_info.perturbation_targets == {"shRNA:G1": ["G1"]}
@@ -108,6 +109,22 @@ def test_build_training_set_writes_what_the_model_reads(tmp_path):
     bare, _ = T.build_training_set(tmp_path, table, DATASETS[:1], [], [], [])
     assert not bare.simulated and bare.gene_graph() is None and bare.context_features() is None
     assert bare.side_information().complex_graph is None
+
+
+def test_replicate_signatures_of_one_experiment_are_averaged_into_the_training_table(tmp_path):
+    """Two datasets (or replicate wells, time points) measuring one (context, perturbation): the stored
+    training table has one row per (context, perturbation, readout), the mean, counted in the metadata."""
+    a = _table(n_ctx=2, n_pert=3, n_readout=4)
+    b = a[a["context"] == "CL0"].assign(dataset="b", signature_id=lambda d: "b:" + d["signature_id"].astype(str),
+                                        value=lambda d: d["value"] + 1.0)
+    table = pd.concat([a, b], ignore_index=True).astype({"dataset": str, "signature_id": str})
+    ts, counts = T.build_training_set(tmp_path, table, DATASETS, [], [], [])
+    assert counts["signatures"] == 9 and counts["rows"] == len(a) == ts.n_rows
+    assert (counts["duplicate_keys"], counts["duplicate_rows"], counts["duplicate_keys_across_datasets"]) == (12, 24, 12)
+    assert counts["duplicate_examples"].startswith("CL0|shRNA:G0|G0 (2 rows)")
+    out = ts.table()
+    assert not out.duplicated(["context", "perturbation", "readout"]).any()
+    np.testing.assert_allclose(out["value"], a["value"] + np.where(a["context"] == "CL0", 0.5, 0.0), rtol=1e-6)
 
 
 def test_training_sets_pickled_before_the_newer_fields_still_load(tmp_path):

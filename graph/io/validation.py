@@ -212,6 +212,69 @@ def duplicate_note(exact_keys: int, conflicting_keys: int, policy: str) -> str:
             f"{conflicting_keys:,} keys with conflicting values (policy {policy!r})")
 
 
+# ------------------------------------------------------------------ one value per model key
+# The ingest validates a (signature, readout) key per dataset; the model's key is (context, perturbation,
+# readout). Several signatures of one experiment legitimately meet there: replicate wells and time points
+# (L1000 level 4 / 5 files), two source spellings (salt forms) of one compound, or two datasets measuring
+# the same compound in the same line. The training table averages them (`average_duplicate_keys`).
+
+
+def duplicate_keys(df: pd.DataFrame, keys: Sequence[str] = DEFAULT_KEYS, show: int = 3) -> tuple[int, int, list[str]]:
+    """(keys with more than one row, rows in those keys, up to `show` of them as 'a|b|c (n rows)'). One hash
+    factorisation per key column: cheap next to any model fit."""
+    if not len(df):
+        return 0, 0, []
+    codes = np.zeros(len(df), dtype=np.int64)
+    for k in keys:
+        c = _codes(df[k])[0]
+        codes = codes * (int(c.max(initial=0)) + 2) + (c + 1)
+    repeated = pd.Series(codes).duplicated(keep=False).to_numpy()
+    if not repeated.any():
+        return 0, 0, []
+    rows = df.loc[repeated, list(keys)].astype(str)
+    sizes = rows.groupby(list(keys), sort=False).size()
+    examples = [f"{'|'.join(key)} ({n} rows)" for key, n in sizes.head(show).items()]
+    return len(sizes), int(repeated.sum()), examples
+
+
+def require_one_row_per_key(df: pd.DataFrame, what: str, keys: Sequence[str] = DEFAULT_KEYS) -> None:
+    """ValueError naming a few keys when `df` holds more than one row of a key (a model takes one value)."""
+    n_keys, n_rows, examples = duplicate_keys(df, keys)
+    if n_keys:
+        raise ValueError(
+            f"{what}: {n_keys:,} ({', '.join(keys)}) keys have more than one row ({n_rows:,} rows), e.g. "
+            f"{'; '.join(examples)}. The model takes one value per key: average the copies first "
+            "(graph.io.validation.average_duplicate_keys, as the pipeline's training_set does; the CLI loaders "
+            "apply the duplicate policy at this key) or key them apart (e.g. the dose in the perturbation id)")
+
+
+def average_duplicate_keys(table: pd.DataFrame, source: str,
+                           keys: Sequence[str] = DEFAULT_KEYS) -> tuple[pd.DataFrame, dict]:
+    """The training table's rule for rows that share a model key: their values are averaged into one row
+    (validate_measurements' "mean" policy: identical copies collapse, differing ones get the mean), which
+    keeps the first copy's other columns (dataset, signature_id) and the table's row order. A table
+    without such rows is returned as it is (same object). Returns (table, counts) with counts
+    duplicate_keys (keys averaged), duplicate_rows (rows they had), duplicate_keys_across_datasets (keys
+    whose copies came from more than one dataset, when a `dataset` column exists) and duplicate_examples."""
+    n_keys, n_rows, examples = duplicate_keys(table, keys)
+    counts: dict = {"duplicate_keys": n_keys, "duplicate_rows": n_rows, "duplicate_keys_across_datasets": 0,
+                    "duplicate_examples": "; ".join(examples)}
+    if not n_keys:
+        return table, counts
+    if "dataset" in table.columns:
+        k = table[[*keys, "dataset"]].astype(str)
+        per_key = k[k.duplicated(list(keys), keep=False)].groupby(list(keys))["dataset"].nunique()
+        counts["duplicate_keys_across_datasets"] = int((per_key > 1).sum())
+    v = validate_measurements(table, source, keys=keys, ranked=False, duplicates="mean")
+    if v.quarantined:  # the store's rows were validated at ingest: a rejection here is not a duplicate
+        raise ValueError(f"{source}: {v.quarantined:,} rows fail validation at the model key: {v.reasons}")
+    out = v.accepted.reset_index(drop=True)
+    out["value"] = out["value"].astype(table["value"].dtype)
+    for c in out.select_dtypes("category"):
+        out[c] = out[c].cat.remove_unused_categories()
+    return out, counts
+
+
 class GeneCheck:
     """The unknown-gene rule of one reader (see the module docstring), with its counts.
 

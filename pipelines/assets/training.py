@@ -86,6 +86,11 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
     ts, counts = steps.build_training_set(settings.artifacts_dir, table, datasets, side, edges,
                                           reference_data.context_features.values(), complexes=complexes,
                                           max_readouts=config.max_readouts)
+    if counts["duplicate_keys"]:
+        context.log.info(f"training_set: {counts['duplicate_keys']:,} (context, perturbation, readout) keys had more "
+                         f"than one signature ({counts['duplicate_rows']:,} rows; "
+                         f"{counts['duplicate_keys_across_datasets']:,} from several datasets), averaged to one row "
+                         f"each, e.g. {counts['duplicate_examples']}")
     context.add_output_metadata({"snapshot_id": ts.snapshot_id, "datasets": dg.MetadataValue.json(dataset_ids),
                                  **counts, "simulated": ts.simulated})
     return ts
