@@ -55,6 +55,7 @@ class LPM:
         self.seed = seed
         self.module: LPMModule | None = None
         self.history: list[dict] = []
+        self.valid_unscored = {"rows": 0, "readouts": 0, "examples": []}  # set by fit (_scored_validation)
         self.snapshot_id = ""
         self._cfeat: dict[str, np.ndarray] = {}  # SMILES -> raw compound features
 
@@ -316,6 +317,17 @@ class LPM:
         R[np.ix_(ci, pi, gi)] = sc.R_
         return torch.from_numpy(W), torch.from_numpy(R)
 
+    def _scored_validation(self, valid: pd.DataFrame) -> pd.DataFrame:
+        """The validation rows the model can score: those whose readout has a gene node (a training readout, a
+        target gene or a gene-graph gene; graph-only genes are embedded through the graph). A readout with none
+        has nothing to embed it (predict gives every such readout the same zero readout embedding), so its rows
+        are left out of the validation loss and stopping, counted in `valid_unscored`; never mapped to another
+        gene nor collapsed into one dense cell (dense_pairs refuses node -1)."""
+        known = _codes(valid["readout"], self.vocab["gene_node"]) >= 0
+        names = sorted(valid.loc[~known, "readout"].astype(str).unique())
+        self.valid_unscored = {"rows": int((~known).sum()), "readouts": len(names), "examples": names[:5]}
+        return valid if known.all() else valid.loc[known].reset_index(drop=True)
+
     def _pair_data(self, df: pd.DataFrame, contexts: list[str], perts: list[str], tables: SymbolTables,
                    values: np.ndarray | None = None, base: np.ndarray | None = None) -> PairData:
         values = df["value"].to_numpy(np.float32) if values is None else values
@@ -337,6 +349,8 @@ class LPM:
         if valid is not None:
             require_one_row_per_key(valid, "LPM.fit validation rows")
         self._build_vocab(train)
+        if valid is not None:
+            valid = self._scored_validation(valid)
         self.snapshot_id = snapshot_id or table_snapshot_id(train)
         torch.manual_seed(self.seed)
         self.module = self._new_module()

@@ -87,16 +87,19 @@ def dense_pairs(ctx_rows: np.ndarray, pert_rows: np.ndarray, readout_nodes: np.n
 
 def _require_one_value_per_cell(pair_of_row: np.ndarray, readout_of_row: np.ndarray, n_readouts: int,
                                 ctx_rows: np.ndarray, pert_rows: np.ndarray, readout_nodes: np.ndarray) -> None:
-    """dense_pairs' last guard (the name-level check is LPM.fit's): every dense cell filled at most once.
-    Readout node -1 (a validation readout outside the model's vocabulary) is not checked here."""
-    known = readout_nodes >= 0
-    cell = pair_of_row.astype(np.int64)[known] * n_readouts + readout_of_row[known]
+    """dense_pairs' last guard (the name-level check is LPM.fit's): every dense cell filled at most once, and no
+    readout node -1 (a readout outside the model's gene nodes: all of an experiment's would share one cell;
+    LPM.fit leaves such validation rows out, LPM._scored_validation)."""
+    if (readout_nodes < 0).any():
+        raise ValueError(f"dense_pairs: {int((readout_nodes < 0).sum()):,} rows have readout node -1 (a readout the "
+                         "model has no gene node for); leave them out before (LPM._scored_validation)")
+    cell = pair_of_row.astype(np.int64) * n_readouts + readout_of_row
     occupied = np.zeros((int(pair_of_row.max(initial=-1)) + 1) * n_readouts, dtype=bool)
     occupied[cell] = True
     if int(occupied.sum()) == len(cell):
         return
     _, first, count = np.unique(cell, return_index=True, return_counts=True)
-    rows = np.flatnonzero(known)[first[count > 1][:3]]
+    rows = first[count > 1][:3]
     shown = ", ".join(f"(context row {ctx_rows[i]}, perturbation row {pert_rows[i]}, readout node {readout_nodes[i]})"
                       for i in rows)
     raise ValueError(f"dense_pairs: {int((count > 1).sum()):,} (context, perturbation, readout) triples have more "

@@ -266,6 +266,9 @@ def train_version(ts: TrainingSet, artifacts_dir: Path, *, seed: int, valid_frac
     log(f"training {version_id} on {len(train):,} triples ({len(valid):,} held out for validation)")
     model = build_lpm(ts, seed=seed, paper_model=paper_model, **(lpm_params or {}))
     model.fit(train, valid, progress=progress, checkpoint=folder / "training_state.pt", snapshot_id=ts.snapshot_id)
+    if (unscored := model.valid_unscored)["rows"]:
+        log(f"validation: {unscored['rows']:,} rows of {unscored['readouts']:,} readouts the LPM has no gene node for "
+            f"(e.g. {', '.join(unscored['examples'])}) left out of its validation loss")
     resources = Resources(side=model.side)  # the LPM's own record: the baselines read its SMILES
     predictor = ProductionPredictor(production_members(seed, resources, lpm=model), seed=seed,
                                     prefitted=("lpm",)).fit(train, valid)
@@ -275,7 +278,8 @@ def train_version(ts: TrainingSet, artifacts_dir: Path, *, seed: int, valid_frac
     metrics = dict(predictor.selection.validation)  # lpm, context_mean and the other candidates
     history = [{k: float(v) if isinstance(v, (int, float, np.floating)) else v for k, v in h.items()}
                for h in model.history]
-    (folder / "metrics.json").write_text(json.dumps({"valid": metrics, "history": history}, indent=2, default=float))
+    (folder / "metrics.json").write_text(json.dumps({"valid": metrics, "history": history,
+                                                    "lpm_valid_unscored": model.valid_unscored}, indent=2, default=float))
     return ModelRun(version_id, str(folder / LPM_FILE), ts.snapshot_id, model.config.to_dict(),
                     trained_at.isoformat(timespec="seconds"), metrics, history, ts.simulated, str(folder),
                     predictor.selection.to_dict())

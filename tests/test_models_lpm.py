@@ -300,3 +300,22 @@ def test_fit_refuses_a_table_with_two_values_of_one_triple():
         model().fit(dup, progress=False, device="cpu")
     with pytest.raises(ValueError, match="LPM.fit validation rows"):
         model().fit(t, dup, progress=False, device="cpu")
+
+
+def test_validation_readouts_the_model_cannot_embed_are_left_out_of_validation_and_counted():
+    """A validation readout with no gene node (not a training readout, target or gene-graph gene) has nothing
+    to embed it: before, every such readout of an experiment fell into one dense cell (node -1) and one
+    arbitrary value of them was scored. Now those rows are left out of validation, counted in
+    `valid_unscored`; a graph-only gene (gX) is embedded through the graph and stays scored."""
+    t, v = table(), table(seed=1, perts=("d0", "dNew"))
+    graph_only = v[v.readout == "g2"].assign(readout="gX", value=lambda d: d.value + 0.5)
+    unseen = pd.concat([v[v.readout == r].assign(readout=u, value=lambda d: d.value * 3 + 2)
+                        for r, u in (("g0", "u0"), ("g1", "u1"))], ignore_index=True)
+    scored = pd.concat([v, graph_only], ignore_index=True)
+    m = model(max_epochs=1).fit(t, pd.concat([scored, unseen], ignore_index=True), progress=False, device="cpu")
+    assert m.valid_unscored == {"rows": len(unseen), "readouts": 2, "examples": ["u0", "u1"]}
+    mse = float(np.mean((m.predict(scored).astype(np.float64) - scored["value"].to_numpy()) ** 2))
+    assert m.history[0]["valid_loss"] == pytest.approx(mse, rel=1e-5)
+    same = model(max_epochs=1).fit(t, scored, progress=False, device="cpu")
+    assert same.valid_unscored == {"rows": 0, "readouts": 0, "examples": []}
+    assert same.history[0]["valid_loss"] == m.history[0]["valid_loss"]

@@ -63,9 +63,9 @@ def test_dense_pairs_refuses_a_repeated_triple_instead_of_keeping_one_value():
         with pytest.raises(ValueError, match=r"1 \(context, perturbation, readout\) triples .*context row 1, "
                                              r"perturbation row 3, readout node 7.*average_duplicate_keys"):
             dense_pairs(c, p, r, np.array(v, np.float32), t)
-    # readout node -1 (validation readouts outside the vocabulary) is not this guard's business
-    d = dense_pairs(c, p, np.array([5, -1, -1]), np.array([0.5, 1.5, 2.5], np.float32), t)
-    assert d.values.shape == (1, 2)
+    # readout node -1 (readouts outside the model's gene nodes) would put all of a pair's in one cell
+    with pytest.raises(ValueError, match=r"dense_pairs: 2 rows have readout node -1"):
+        dense_pairs(c, p, np.array([5, -1, -1]), np.array([0.5, 1.5, 2.5], np.float32), t)
 
 
 def test_tiles_cover_every_cell_once_and_hold_about_a_batch():
