@@ -36,7 +36,7 @@ import pandas as pd
 from graph.io.common import InputFileError, measurement_format
 from graph.io.identifiers import compound_name_keys, lookup_compound, normalise_compound_name
 from graph.io.options import ReadOptions, random_readouts, read_readout_names, subset_table  # noqa: F401 - one place
-from graph.io.validation import ValidationResult, average_duplicate_keys, validate_measurements
+from graph.io.validation import ValidationResult, average_duplicate_keys, drop_controls, validate_measurements
 from graph.records import QuarantineRecord
 from graph.settings import get_settings
 
@@ -410,20 +410,18 @@ def load_gct(path: str | Path, *, duplicates: str = "quarantine", options: ReadO
 
 def average_replicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The model-side step for signature-level matrices (GCTX), in this one place: control signatures are
-    dropped (they are the reference, not an experiment to predict) and the signatures of one
-    perturbation in one context are averaged per readout: replicate wells, time points and doses (the
+    dropped (graph.io.validation.drop_controls: they are the reference, not an experiment to predict) and the
+    signatures of one perturbation in one context are averaged per readout: replicate wells, time points and doses (the
     dose part "@<dose>" of a compound id is dropped, so the models see one experiment per compound and
     cell line, as docs/results.md's L1000 table). Returns the table (LONG_COLUMNS) and the report line."""
-    types = frame["perturbation_type"].astype(str)
-    control = types == "control"
-    kept = frame[~control.to_numpy()]
+    kept, controls = drop_controls(frame)
     kept = kept.assign(perturbation=kept["perturbation"].astype(str).str.split("@", n=1).str[0])
     out = (kept.groupby(["context", "perturbation", "perturbation_type", "readout"], observed=True)["value"]
            .mean().reset_index())
     n_sig = kept["signature_id"].nunique() if "signature_id" in kept else 0
     n_exp = len(out[["context", "perturbation"]].drop_duplicates())
-    note = (f"model step: {frame.loc[control.to_numpy(), 'signature_id'].nunique() if 'signature_id' in frame else 0}"
-            f" control signatures dropped; {n_sig} signatures averaged into {n_exp} (context, perturbation) "
+    note = (f"model step: {controls['control_signatures']} control signatures dropped; {n_sig} signatures averaged "
+            f"into {n_exp} (context, perturbation) "
             "experiments per readout (replicate wells, times and doses)")
     return out, note
 
@@ -483,6 +481,10 @@ def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, pert
         return _attach(frame.reindex(columns=LONG_COLUMNS), report)
     out, report = validated(frame[LONG_COLUMNS], str(path), report=report, counts_read=False, ranked=False,
                             duplicates=duplicates)
+    out, controls = drop_controls(out)  # stored by the ingest, never a model's experiment (training_set's rule)
+    if controls["control_rows"]:
+        report.notes.append(f"{controls['control_rows']:,} rows of {controls['control_perturbations']:,} control "
+                            f"perturbations ({controls['control_examples']}) left out, as training_set does")
     names = {pid: rec.name for pid, rec in perturbations.items()}
     targets = {pid: list(rec.target_symbols) for pid, rec in perturbations.items() if rec.target_symbols}
     return _attach(out, report, names, targets)
@@ -550,8 +552,14 @@ def load_input(name_or_path: str | Path, *, duplicates: str | None = None, optio
         # A dataset ingested by the pipeline: its values from the columnar store (hash verified).
         options = _read_options(options, duplicates, {})
         notes: list[str] = []
-        table = _subset(load_training_table(get_settings(), [key]), options, notes, key).loc[:, list(LONG_COLUMNS)]
-        # the pipeline's training_set rule: signatures of one (context, perturbation, readout) averaged
+        table = _subset(load_training_table(get_settings(), [key]), options, notes, key)
+        # the pipeline's training_set rules: controls left out, signatures of one (context, perturbation,
+        # readout) averaged
+        table, controls = drop_controls(table)
+        table = table.loc[:, list(LONG_COLUMNS)]
+        if controls["control_rows"]:
+            notes.append(f"{controls['control_rows']:,} rows of {controls['control_signatures']:,} control signatures "
+                         f"({controls['control_examples']}) left out, as training_set does")
         n_stored = len(table)
         table, dup = average_duplicate_keys(table, key)
         frame, report = validated(table, key, ranked=False, duplicates=options.duplicates)

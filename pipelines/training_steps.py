@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graph.io.validation import average_duplicate_keys
+from graph.io.validation import average_duplicate_keys, drop_controls
 from models.datasets import co_complex_pairs, most_measured_readouts
 from pipelines.quality import MARGIN_METRIC, finite, production_margins
 
@@ -185,7 +185,9 @@ def build_training_set(artifacts_dir: Path, table: pd.DataFrame, datasets: list[
     pairs of `complexes` (the graph's complex_id -> member symbols), the context descriptor) under
     <artifacts_dir>/training/<snapshot id>/; returns it and its counts. Signatures of one (context,
     perturbation, readout) (replicates, time points, datasets measuring one experiment) are averaged into one
-    row (graph.io.validation.average_duplicate_keys), counted in `duplicate_*`."""
+    row (graph.io.validation.average_duplicate_keys), counted in `duplicate_*`. Control rows (control:DMSO, ...)
+    are not experiments: dropped first (graph.io.validation.drop_controls, the CLI's rule), counted in `control_*`."""
+    table, controls = drop_controls(table)  # before the cap: readouts ranked by experiment signatures only
     n_readouts_all = int(table["readout"].nunique())
     table = cap_readouts(table, max_readouts)  # on signatures: most measured = in most signatures
     n_signatures = int(table["signature_id"].nunique())
@@ -217,7 +219,7 @@ def build_training_set(artifacts_dir: Path, table: pd.DataFrame, datasets: list[
     ts = TrainingSet(str(table_path), snapshot, tuple(r["dataset_id"] for r in datasets),
                      tuple(r["store_sha256"] for r in datasets), len(table), smiles, pert_compound, doses, targets,
                      graph_path, ctx_path, simulated, annotations, complex_path)
-    counts = {"rows": len(table), "signatures": n_signatures, **duplicates,
+    counts = {"rows": len(table), "signatures": n_signatures, **controls, **duplicates,
               "contexts": int(table["context"].nunique()), "perturbations": int(table["perturbation"].nunique()),
               "readouts": int(table["readout"].nunique()), "readouts_before_cap": n_readouts_all,
               "compounds_with_structure": len(smiles), "prior_edges": len(prior_edges), "complex_pairs": len(pairs),

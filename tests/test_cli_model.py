@@ -269,6 +269,37 @@ def test_an_ingested_dataset_id_averages_replicate_signatures_as_training_set_do
     assert any("3 (context, perturbation, readout) keys with more than one signature" in n for n in loaded.report.notes)
 
 
+def test_an_ingested_dataset_id_leaves_controls_out_as_the_gctx_route_and_training_set_do(tmp_path, no_shared_data):
+    """The store keeps control wells (control:DMSO); the models' routes leave them out by one rule
+    (graph/io/validation.drop_controls): `perturbgraph train DATASET_ID` gives the GCTX file's own table."""
+    h5py = pytest.importorskip("h5py")
+    from models.datasets import load_input
+
+    path = tmp_path / "x.gctx"
+    with h5py.File(path, "w") as f:
+        f["0/DATA/0/matrix"] = np.array([[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]], dtype=np.float32)
+        f["0/META/COL/id"] = np.array([b"s1", b"s2", b"s3"])
+        f["0/META/COL/cell_id"] = np.array([b"A375", b"A375", b"A375"])
+        f["0/META/COL/pert_iname"] = np.array([b"drugX", b"drugY", b"DMSO"])
+        f["0/META/COL/pert_type"] = np.array([b"trt_cp", b"trt_cp", b"ctl_vehicle"])
+        f["0/META/ROW/id"] = np.array([b"1", b"2"])
+        f["0/META/ROW/pr_gene_symbol"] = np.array([b"TP53", b"MYC"])
+    bundle, ingest = _ingested(path, tmp_path)
+    assert "control:DMSO" in set(ingest["perturbation"].astype(str))  # stored: the reference wells are data
+    loaded = load_input(bundle.dataset.dataset_id)
+    assert set(loaded.frame["perturbation_type"]) == {"compound"} and len(loaded.frame) == 4
+    pd.testing.assert_frame_equal(_canon(load_input(path).frame), _canon(loaded.frame))
+    assert any("2 rows of 1 control signatures (control:DMSO) left out" in n for n in loaded.report.notes)
+    # a long table with control rows (stored by the ingest as control:DMSO): the CLI's file route leaves them out too
+    long = pd.DataFrame({"context": "A375", "perturbation": ["drugX", "drugX", "DMSO", "DMSO"],
+                         "perturbation_type": ["compound", "compound", "control", "control"],
+                         "readout": ["TP53", "MYC"] * 2, "value": [1.0, 2.0, 0.1, 0.2]})
+    long.to_csv(tmp_path / "long.csv", index=False)
+    table = load_input(tmp_path / "long.csv")
+    assert set(table.frame["perturbation_type"]) == {"compound"} and len(table.frame) == 2
+    assert any("2 rows of 1 control perturbations (control:DMSO) left out" in n for n in table.report.notes)
+
+
 def test_context_and_readout_key_options(tmp_path, no_shared_data):
     """--context names the context of a table without one; without it the rows are CONSENSUS."""
     from graph.io.identifiers import CONSENSUS_CONTEXT

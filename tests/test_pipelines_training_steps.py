@@ -94,7 +94,8 @@ def test_build_training_set_writes_what_the_model_reads(tmp_path):
     assert counts == {"rows": 3 * 12 * 4, "signatures": 36, "contexts": 3, "perturbations": 12, "readouts": 4,
                       "readouts_before_cap": 10, "compounds_with_structure": 0, "prior_edges": 1,
                       "compounds_annotated": 1, "complex_pairs": 3, "duplicate_keys": 0, "duplicate_rows": 0,
-                      "duplicate_keys_across_datasets": 0, "duplicate_examples": ""}
+                      "duplicate_keys_across_datasets": 0, "duplicate_examples": "", "control_rows": 0,
+                      "control_signatures": 0, "control_perturbations": 0, "control_examples": ""}
     assert len(ts.table()) == ts.n_rows == counts["rows"]
     side_info = ts.side_information()
     assert side_info.perturbation_targets == {"shRNA:G1": ["G1"]}
@@ -125,6 +126,27 @@ def test_replicate_signatures_of_one_experiment_are_averaged_into_the_training_t
     out = ts.table()
     assert not out.duplicated(["context", "perturbation", "readout"]).any()
     np.testing.assert_allclose(out["value"], a["value"] + np.where(a["context"] == "CL0", 0.5, 0.0), rtol=1e-6)
+
+
+def test_control_signatures_are_left_out_of_the_training_table_and_counted(tmp_path):
+    """Control wells (DMSO, EMPTY_VECTOR: perturbation_type 'control', as the ingest types them) are the
+    reference, not experiments: the CLI's GCTX route drops them (models/datasets.average_replicates) and so does
+    training_set, by the same rule (graph/io/validation.drop_controls), counted in the metadata."""
+    a = _table(n_ctx=2, n_pert=3, n_readout=4).astype({c: str for c in ("context", "perturbation",
+                                                                       "perturbation_type", "readout")})
+    ctl = pd.concat([a[a["perturbation"] == "shRNA:G0"].assign(
+        perturbation=pid, perturbation_type="control", signature_id=lambda d, pid=pid: pid + d["signature_id"])
+        for pid in ("control:DMSO", "control:EMPTY_VECTOR")], ignore_index=True)
+    table = pd.concat([a, ctl], ignore_index=True)
+    for col in ("context", "perturbation", "perturbation_type", "readout"):
+        table[col] = table[col].astype("category")
+    ts, counts = T.build_training_set(tmp_path, table, DATASETS, [], [], [], max_readouts=2)
+    out = ts.table()
+    assert not out["perturbation"].astype(str).str.startswith("control:").any()
+    assert (out["perturbation_type"].astype(str) != "control").all() and len(out) == ts.n_rows == 2 * 3 * 2
+    assert (counts["control_rows"], counts["control_signatures"], counts["control_perturbations"]) == (len(ctl), 4, 2)
+    assert counts["control_examples"] == "control:DMSO, control:EMPTY_VECTOR"
+    assert counts["signatures"] == 6 and counts["perturbations"] == 3
 
 
 def test_training_sets_pickled_before_the_newer_fields_still_load(tmp_path):

@@ -248,6 +248,30 @@ def require_one_row_per_key(df: pd.DataFrame, what: str, keys: Sequence[str] = D
             "apply the duplicate policy at this key) or key them apart (e.g. the dose in the perturbation id)")
 
 
+CONTROL_TYPE = "control"  # PERTURBATION_TYPES' control: the readers type controls (identifiers.is_control_name, CMap ctl_*)
+
+
+def drop_controls(table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """What a model trains and is scored on holds experiments only: rows of a control perturbation
+    (perturbation_type "control", e.g. control:DMSO, control:EMPTY_VECTOR) are the reference the signatures
+    were computed against, not an experiment to predict, so they are dropped. Every route to a model applies
+    this one rule (the pipeline's training_set, the CLI's GCTX files and stored datasets). A table without
+    controls is returned as it is (same object). Returns (table, counts): control_rows, control_signatures
+    (with a signature_id column, else 0), control_perturbations and control_examples (up to 5 ids)."""
+    control = (table["perturbation_type"].astype(str) == CONTROL_TYPE).to_numpy()
+    dropped = table.loc[control]
+    names = sorted(dropped["perturbation"].astype(str).unique())
+    counts = {"control_rows": int(control.sum()),
+              "control_signatures": int(dropped["signature_id"].nunique()) if "signature_id" in table else 0,
+              "control_perturbations": len(names), "control_examples": ", ".join(names[:5])}
+    if not control.any():
+        return table, counts
+    out = table.loc[~control].reset_index(drop=True)
+    for c in out.select_dtypes("category"):
+        out[c] = out[c].cat.remove_unused_categories()
+    return out, counts
+
+
 def average_duplicate_keys(table: pd.DataFrame, source: str,
                            keys: Sequence[str] = DEFAULT_KEYS) -> tuple[pd.DataFrame, dict]:
     """The training table's rule for rows that share a model key: their values are averaged into one row

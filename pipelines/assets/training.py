@@ -86,6 +86,9 @@ def training_set(context: dg.AssetExecutionContext, neo4j: Neo4jResource, pertur
     ts, counts = steps.build_training_set(settings.artifacts_dir, table, datasets, side, edges,
                                           reference_data.context_features.values(), complexes=complexes,
                                           max_readouts=config.max_readouts)
+    if counts["control_rows"]:
+        context.log.info(f"training_set: {counts['control_rows']:,} rows of {counts['control_signatures']:,} control "
+                         f"signatures ({counts['control_examples']}) left out: controls are not experiments")
     if counts["duplicate_keys"]:
         context.log.info(f"training_set: {counts['duplicate_keys']:,} (context, perturbation, readout) keys had more "
                          f"than one signature ({counts['duplicate_rows']:,} rows; "
