@@ -6,11 +6,13 @@ Behind docs/results.md "Protocol" (reproducibility).
     PYTHONHASHSEED=123 nice -n 19 python benchmarks/repro_lpm.py --section 0 --seed 2 --threads 2 --out b.json
     nice -n 19 python benchmarks/repro_lpm.py --seed 2 --before baselines,lpm0 --out c.json   # what ran before
     nice -n 19 python benchmarks/repro_lpm.py --seed 2 --permute-graph 1 --out d.json         # gene graph row order
+    nice -n 19 python benchmarks/repro_lpm.py --seed 2 --model-seed 101 --ema-decay 0.99 --out e.json  # H7
 
 The LPM is the one make_results fits (registry `lpm`, LPMConfig(max_epochs=--epochs), the section's split and
 side information). --before fits these first in the same process: `baselines` (the production baselines on the
 same split), `lpmN` (the LPM of seed N), `rng` (draws from the global numpy / torch generators).
---permute-graph K shuffles the gene graph's rows (seed K); --shuffle-train K the training rows.
+--permute-graph K shuffles the gene graph's rows (seed K); --shuffle-train K the training rows. --model-seed S fits
+the LPM of seed S (initialisation, dropout, batch order) on the split of --seed; --ema-decay sets LPMConfig.ema_decay.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def main(argv=None) -> int:
     ap.add_argument("--before", default="", help="comma-separated: baselines, lpmN, rng")
     ap.add_argument("--permute-graph", type=int, default=-1)
     ap.add_argument("--shuffle-train", type=int, default=-1)
+    ap.add_argument("--model-seed", type=int, default=None, help="the LPM's seed (default: --seed, the split's)")
+    ap.add_argument("--ema-decay", type=float, default=0.0, help="LPMConfig.ema_decay (issue 17, H7)")
     ap.add_argument("--out", type=Path, required=True, help="JSON: hashes, r and the per-epoch history")
     args = ap.parse_args(argv)
     import numpy as np
@@ -55,7 +59,8 @@ def main(argv=None) -> int:
 
     _, name, kwargs, split_kind, context, _, _ = BENCHMARKS[args.section]
     df = load_dataset(name, **kwargs)
-    res = replace(resources_for(df, gene_graph=True), lpm_config=LPMConfig(max_epochs=args.epochs))
+    res = replace(resources_for(df, gene_graph=True), lpm_config=LPMConfig(max_epochs=args.epochs,
+                                                                                ema_decay=args.ema_decay))
     if args.permute_graph >= 0 and res.gene_graph is not None:
         graph = res.gene_graph.sample(frac=1.0, random_state=args.permute_graph).reset_index(drop=True)
         res = replace(res, side=replace(res.side, gene_graph=graph))
@@ -77,14 +82,16 @@ def main(argv=None) -> int:
         else:
             raise SystemExit(f"--before: unknown step {step!r}")
     t1 = time.time()
-    lpm = build_model("lpm", seed=args.seed, resources=res, split_kind=split_kind)
+    model_seed = args.seed if args.model_seed is None else args.model_seed
+    lpm = build_model("lpm", seed=model_seed, resources=res, split_kind=split_kind)
     lpm.fit(split.train, split.valid, progress=False, device=args.device)
     fit_s = time.time() - t1
     pred = lpm.predict(split.test[KEY_COLUMNS].copy())
     sd = lpm.module.state_dict()
     digest = lambda b: hashlib.sha1(b).hexdigest()[:12]  # noqa: E731
     graph = res.gene_graph
-    out = {"section": args.section, "seed": args.seed, "threads": args.threads, "device": args.device,
+    out = {"section": args.section, "seed": args.seed, "model_seed": model_seed, "ema_decay": args.ema_decay,
+           "threads": args.threads, "device": args.device,
            "before": args.before, "permute_graph": args.permute_graph, "shuffle_train": args.shuffle_train,
            "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED", "unset"), "torch": torch.__version__,
            "graph_edges": 0 if graph is None else len(graph),

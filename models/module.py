@@ -104,7 +104,8 @@ class LPMConfig:
     signature_weights: bool = False
     signature_weight_floor: float = 0.1
     # Issue 17, H7: per-step decay of a bias-corrected moving average of the parameters (models/train.ParamEMA);
-    # validation, early stopping and the final model use the average. 0 = off.
+    # validation, early stopping and the final model use the average. 0 = off: 0.99 (chosen on validation) was
+    # +0.001 r on 10-line A498 (5/5 seeds) but lower on 2/5 seeds of 37-line A498 (docs/results.md, "H7").
     ema_decay: float = 0.0
 
     @classmethod
