@@ -54,6 +54,7 @@ LPM_VARIANTS = {
     # H7: validation, early stopping and the final model use a moving average of the parameters (per-step decay)
     "lpm_ema99": {"ema_decay": 0.99},
     "lpm_ema999": {"ema_decay": 0.999},
+    "lpm_ema998": {"ema_decay": 0.998},  # 37 lines: ~4x the steps per epoch of 10, so ~0.99's horizon in epochs
 }
 COMPOUND_TARGET_VARIANTS = ("lpm_cmpd_targets",)
 
