@@ -23,8 +23,22 @@ def _long(n_ctx=3, n_pert=12, n_readout=10, seed=0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
 
 
+def _gctx_with_a_dmso_well(path, second_drug: str) -> None:
+    """A three-sample GCTX (samples x genes on disk) in A375: drugX, `second_drug` and a DMSO control."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f["0/DATA/0/matrix"] = np.array([[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]], dtype=np.float32)
+        f["0/META/COL/id"] = np.array([b"s1", b"s2", b"s3"])
+        f["0/META/COL/cell_id"] = np.array([b"A375", b"A375", b"A375"])
+        f["0/META/COL/pert_iname"] = np.array([b"drugX", second_drug.encode(), b"DMSO"])
+        f["0/META/COL/pert_type"] = np.array([b"trt_cp", b"trt_cp", b"ctl_vehicle"])
+        f["0/META/ROW/id"] = np.array([b"1", b"2"])
+        f["0/META/ROW/pr_gene_symbol"] = np.array([b"TP53", b"MYC"])
+
+
 def test_loaders_accept_long_ranked_and_gctx_files(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("h5py")
     long = _long()
     long.to_parquet(tmp_path / "long.parquet")
     got = load_dataset(tmp_path / "long.parquet")
@@ -34,15 +48,8 @@ def test_loaders_accept_long_ranked_and_gctx_files(tmp_path):
                            "readout": ["a", "b", "c"], "rank": [1, 2, 3], "n_ranked": 3})
     ranked.to_csv(tmp_path / "ranked.csv", index=False)
     assert load_dataset(tmp_path / "ranked.csv").set_index("readout")["value"].tolist() == [1.0, 0.0, -1.0]
-    # A two-sample GCTX (samples x genes on disk); the DMSO control is dropped, replicates averaged.
-    with h5py.File(tmp_path / "x.gctx", "w") as f:
-        f["0/DATA/0/matrix"] = np.array([[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]], dtype=np.float32)
-        f["0/META/COL/id"] = np.array([b"s1", b"s2", b"s3"])
-        f["0/META/COL/cell_id"] = np.array([b"A375", b"A375", b"A375"])
-        f["0/META/COL/pert_iname"] = np.array([b"drugX", b"drugX", b"DMSO"])
-        f["0/META/COL/pert_type"] = np.array([b"trt_cp", b"trt_cp", b"ctl_vehicle"])
-        f["0/META/ROW/id"] = np.array([b"1", b"2"])
-        f["0/META/ROW/pr_gene_symbol"] = np.array([b"TP53", b"MYC"])
+    # drugX twice and a DMSO well: the control is dropped, the replicates averaged.
+    _gctx_with_a_dmso_well(tmp_path / "x.gctx", second_drug="drugX")
     g = load_dataset(tmp_path / "x.gctx")
     assert g.set_index("readout")["value"].to_dict() == {"MYC": 3.0, "TP53": 2.0}
     assert set(g["perturbation_type"]) == {"compound"}
@@ -272,18 +279,11 @@ def test_an_ingested_dataset_id_averages_replicate_signatures_as_training_set_do
 def test_an_ingested_dataset_id_leaves_controls_out_as_the_gctx_route_and_training_set_do(tmp_path, no_shared_data):
     """The store keeps control wells (control:DMSO); the models' routes leave them out by one rule
     (graph/io/validation.drop_controls): `perturbgraph train DATASET_ID` gives the GCTX file's own table."""
-    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("h5py")
     from models.datasets import load_input
 
     path = tmp_path / "x.gctx"
-    with h5py.File(path, "w") as f:
-        f["0/DATA/0/matrix"] = np.array([[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]], dtype=np.float32)
-        f["0/META/COL/id"] = np.array([b"s1", b"s2", b"s3"])
-        f["0/META/COL/cell_id"] = np.array([b"A375", b"A375", b"A375"])
-        f["0/META/COL/pert_iname"] = np.array([b"drugX", b"drugY", b"DMSO"])
-        f["0/META/COL/pert_type"] = np.array([b"trt_cp", b"trt_cp", b"ctl_vehicle"])
-        f["0/META/ROW/id"] = np.array([b"1", b"2"])
-        f["0/META/ROW/pr_gene_symbol"] = np.array([b"TP53", b"MYC"])
+    _gctx_with_a_dmso_well(path, second_drug="drugY")
     bundle, ingest = _ingested(path, tmp_path)
     assert "control:DMSO" in set(ingest["perturbation"].astype(str))  # stored: the reference wells are data
     loaded = load_input(bundle.dataset.dataset_id)
