@@ -751,9 +751,12 @@ def gene_name_coverage(genes: Iterable) -> str:
     matches = [resolver.resolve(g) for g in names]
     renamed = [f"{g}->{m.symbol}" for g, m in zip(names, matches, strict=True) if m.ok and m.symbol != g]
     unknown = [g for g, m in zip(names, matches, strict=True) if not m.ok]
-    return (f"gene names: {len(renamed):,} of {len(names):,} met the networks under their current symbol "
-            f"(e.g. {', '.join(renamed[:3])}), {len(unknown):,} not resolved by the gene table "
-            f"(e.g. {', '.join(unknown[:3])}; they match no network gene)")
+    def examples(items: list[str]) -> str:  # no "(e.g. )" when there is nothing to show
+        return f" (e.g. {', '.join(items[:3])})" if items else ""
+
+    return (f"gene names: {len(renamed):,} of {len(names):,} met the networks under their current symbol"
+            f"{examples(renamed)}, {len(unknown):,} not resolved by the gene table{examples(unknown)}"
+            f"{'; they match no network gene' if unknown else ''}")
 
 
 def _edge_frame(records, genes=None) -> pd.DataFrame:

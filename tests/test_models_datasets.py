@@ -207,6 +207,9 @@ def test_a_dataset_meets_the_networks_through_the_gene_table(tiny_shared):
     assert "1 of 4 met the networks under their current symbol (e.g. OLDB->BBB)" in text
     assert "1 not resolved by the gene table (e.g. QQQ" in text
     assert "string_v12_edges.tsv.gz: 3 read, 2 accepted, 1 quarantined" in text
+    # names already current and known: counts without an empty "(e.g. )"
+    assert D.gene_name_coverage(["AAA", "CCC"]) == ("gene names: 0 of 2 met the networks under their current "
+                                                    "symbol, 0 not resolved by the gene table")
 
 
 @pytest.mark.shared_data
