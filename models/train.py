@@ -93,10 +93,9 @@ def _require_one_value_per_cell(pair_of_row: np.ndarray, readout_of_row: np.ndar
     if (readout_nodes < 0).any():
         raise ValueError(f"dense_pairs: {int((readout_nodes < 0).sum()):,} rows have readout node -1 (a readout the "
                          "model has no gene node for); leave them out before (LPM._scored_validation)")
-    cell = pair_of_row.astype(np.int64) * n_readouts + readout_of_row
-    occupied = np.zeros((int(pair_of_row.max(initial=-1)) + 1) * n_readouts, dtype=bool)
-    occupied[cell] = True
-    if int(occupied.sum()) == len(cell):
+    cell = pair_of_row.astype(np.int64) * n_readouts + readout_of_row  # (n,) dense cell of every row
+    ordered = np.sort(cell)  # O(n log n) on the rows; no (pairs x readouts) scratch array beside the dense one
+    if not (ordered[1:] == ordered[:-1]).any():
         return
     _, first, count = np.unique(cell, return_index=True, return_counts=True)
     rows = first[count > 1][:3]

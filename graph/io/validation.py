@@ -220,15 +220,10 @@ def duplicate_note(exact_keys: int, conflicting_keys: int, policy: str) -> str:
 
 
 def duplicate_keys(df: pd.DataFrame, keys: Sequence[str] = DEFAULT_KEYS, show: int = 3) -> tuple[int, int, list[str]]:
-    """(keys with more than one row, rows in those keys, up to `show` of them as 'a|b|c (n rows)'). One hash
-    factorisation per key column: cheap next to any model fit."""
+    """(keys with more than one row, rows in those keys, up to `show` of them as 'a|b|c (n rows)')."""
     if not len(df):
         return 0, 0, []
-    codes = np.zeros(len(df), dtype=np.int64)
-    for k in keys:
-        c = _codes(df[k])[0]
-        codes = codes * (int(c.max(initial=0)) + 2) + (c + 1)
-    repeated = pd.Series(codes).duplicated(keep=False).to_numpy()
+    repeated = df.duplicated(list(keys), keep=False).to_numpy()
     if not repeated.any():
         return 0, 0, []
     rows = df.loc[repeated, list(keys)].astype(str)
