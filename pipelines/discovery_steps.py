@@ -172,12 +172,20 @@ def interaction_basis(method: str | None) -> str:
 
 # -------------------------------------------------------------------------------------- effects
 def unmeasured_experiments(model, table: pd.DataFrame, *, max_pairs: int, seed: int) -> pd.DataFrame:
-    """(perturbation, context) pairs the model knows but the table never measured, controls left out; a
-    seeded sample of `max_pairs` when there are more."""
+    """(perturbation, context) pairs the model knows but the table never measured, controls left out (the
+    one rule, graph/io/validation.drop_controls, on each perturbation's type in the table, else the type its
+    id names); a seeded sample of `max_pairs` when there are more."""
+    from graph.io.perturbations import type_in_id
+    from graph.io.validation import drop_controls
+
     measured = table[["perturbation", "context"]].astype(str).drop_duplicates()
     pairs = D.unmeasured_pairs(model.vocab["perturbation"], model.vocab["context"],
                                measured.itertuples(index=False, name=None))
-    pairs = pairs[~pairs["perturbation"].str.startswith("control:")]
+    typed = table[["perturbation", "perturbation_type"]].astype(str).drop_duplicates() if "perturbation_type" in table \
+        else pd.DataFrame(columns=["perturbation", "perturbation_type"])
+    types = dict(zip(typed["perturbation"], typed["perturbation_type"], strict=True))
+    pairs = pairs.assign(perturbation_type=[types.get(p) or type_in_id(p) or "" for p in pairs["perturbation"]])
+    pairs = drop_controls(pairs)[0].drop(columns="perturbation_type")
     if len(pairs) > max_pairs:
         pairs = pairs.sample(n=max_pairs, random_state=seed).sort_index()
     return pairs

@@ -173,3 +173,19 @@ def test_interaction_basis_and_jsonable():
     assert [S.interaction_basis(m) for m in ("lpm_knockdown", "lpm_readout", ES.CORRELATION, None)] == [
         "embedding", "embedding", "profile", "profile"]
     assert S.jsonable({"a": (1, 2), "p": Path("/x/y")}) == {"a": [1, 2], "p": "/x/y"}
+
+
+def test_unmeasured_experiments_leave_out_controls_by_the_one_rule(world):
+    """A control is known by its type (graph/io/validation.drop_controls), not by how its name is spelled: a
+    control typed in the table but named without the store's 'control:' prefix (a benchmark loader's "DMSO")
+    is no experiment to impute, nor is an id whose type part says control ("control:DMSO", not in the table)."""
+    table, _, model, _ = world
+    dmso = pd.DataFrame({"context": "c1", "perturbation": "DMSO", "perturbation_type": "control", "readout": READOUTS,
+                         "value": 0.0})
+    with_control = pd.concat([table, dmso], ignore_index=True)
+    model.vocab["perturbation"] = [*model.vocab["perturbation"], "DMSO"]
+    pairs = S.unmeasured_experiments(model, with_control, max_pairs=100, seed=0)
+    assert not {"DMSO", "control:DMSO"} & set(pairs["perturbation"]) and len(pairs) == 0
+    measured = with_control[~((with_control["perturbation"] == "shRNA:G1") & (with_control["context"] == "c2"))]
+    assert S.unmeasured_experiments(model, measured, max_pairs=100, seed=0).to_dict("records") == [
+        {"perturbation": "shRNA:G1", "context": "c2"}]

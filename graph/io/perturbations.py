@@ -78,6 +78,13 @@ def make_perturbation_id(
     return f"{ptype}:" + "+".join(members)
 
 
+def type_in_id(perturbation_id: object) -> str | None:
+    """The type make_perturbation_id wrote before the ':' of an id ("control:DMSO" -> "control",
+    "CRISPRi:A+B" -> "CRISPRi"); None for a name that carries no type (a benchmark loader's "DMSO")."""
+    head, sep, _ = clean_text(perturbation_id).partition(":")
+    return head if sep and head in PERTURBATION_TYPES else None
+
+
 def perturbation_record(perturbation_type: str, name: str, *, source: str = "", compound_id: str = "",
                         targets: tuple[str, ...] | list[str] = (), dose_value: float | None = None,
                         dose_unit: str = "", time_value: float | None = None, time_unit: str = "",
