@@ -200,11 +200,13 @@ def _stored_gene_names(df: pd.DataFrame, stored: dict[str, str], resolver):
     """A ranked table's readouts and genetic perturbations under the names the ingest stores them by
     (graph/io/tables.LongTableReader): readouts by `stored` (identifiers.stored_gene_names over the
     file's readouts), a genetic perturbation by its targets (split_combination), each the readout's
-    stored name when the file measures it, else canonical_gene_symbol. Two source perturbations that name
-    one gene become one perturbation, as in the ingest (their rows meet at one key: the duplicate policy).
+    stored name when the file measures it, else canonical_gene_symbol; the perturbation is named by
+    identifiers.genetic_perturbation_name of those targets (the ingest's id without "<type>:": sorted, upper
+    case, e.g. C14orf178 -> C14ORF178), the targets keep the stored spelling. Two source perturbations that
+    name one gene become one perturbation, as in the ingest (their rows meet at one key: the duplicate policy).
     Returns (table, {renamed perturbation: source name}, {genetic perturbation: targets}, per-row
     unknown-gene reasons or None, the GeneCheck (graph/io/validation.py, unknown_genes="keep"))."""
-    from graph.io.identifiers import canonical_gene_symbol, split_combination
+    from graph.io.identifiers import canonical_gene_symbol, genetic_perturbation_name, split_combination
     from graph.io.perturbations import perturbation_record
     from graph.io.validation import GeneCheck
     from models.evaluation.splits import GENETIC_TYPES
@@ -224,7 +226,7 @@ def _stored_gene_names(df: pd.DataFrame, stored: dict[str, str], resolver):
     for code in sorted(ptype_of):
         src = cats[code]
         members = [stored.get(m) or canonical_gene_symbol(m, resolver) for m in split_combination(src, keep_prefix=False)]
-        new = "+".join(members) or src
+        new = genetic_perturbation_name(members) or src  # the ingest's id without its "<type>:" part
         new_name[code] = new
         targets.setdefault(new, members)
         if new != src:
@@ -244,8 +246,8 @@ def _stored_gene_names(df: pd.DataFrame, stored: dict[str, str], resolver):
     genes = GeneCheck(resolver, "keep")
     unknown = genes.row_reasons(readout.codes, readout_cats, new_codes, [records.get(c) for c in out_cats])
     renamed = [f"{src}->{new}" for new, src in sorted(names.items())]
-    note = (f"genetic perturbations as the ingest names them: {len(renamed):,} of {len(new_name):,} renamed to "
-            "current symbols" + (f" (e.g. {', '.join(renamed[:3])})" if renamed else ""))
+    note = (f"genetic perturbations as the ingest names them: {len(renamed):,} of {len(new_name):,} renamed (current "
+            "symbols of the targets, upper case, sorted)" + (f" (e.g. {', '.join(renamed[:3])})" if renamed else ""))
     return df, names, targets, unknown, genes, note
 
 
@@ -894,7 +896,10 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
         info(f"compound annotations: {len(annotated)} of {len(compounds)} compounds matched targets or a "
              f"mechanism of action by name or alias ({sum(bool(a.targets) for a in annotated)} with targets)")
     if gene_graph:
-        genes = set(df["readout"].astype(str).unique()) | set(genetic) | {g for t in targets.values() for g in t}
+        # a genetic perturbation's genes are its targets, else its own name (as perturbation_targets below): an id
+        # (CRISPRi:C14ORF178) is no gene name
+        genes = (set(df["readout"].astype(str).unique()) | {g for t in targets.values() for g in t}
+                 | {p for p in genetic if not targets.get(p)})
         side["gene_graph"] = optional("gene graph", lambda: prior_gene_graph(genes=genes))
         side["complex_graph"] = optional("complex graph", lambda: corum_gene_graph(genes=genes))
         if side["gene_graph"] is not None or side["complex_graph"] is not None:

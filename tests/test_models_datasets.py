@@ -263,7 +263,7 @@ def test_ranked_loaders_store_gene_names_as_the_ingest_does(tiny_shared):
     notes = "\n".join(loaded.report.notes)
     # a row is counted once, by its target first (ZZZ x QQQ is a target row)
     assert "1 readouts (3 values); 1 perturbation targets (4 values)" in notes and "kept (unknown_genes='keep')" in notes
-    assert "1 of 3 renamed to current symbols (e.g. OLDB->BBB)" in notes
+    assert "1 of 3 renamed (current symbols of the targets, upper case, sorted) (e.g. OLDB->BBB)" in notes
     # the ingest's reader on the same file: the same readouts and the same knock-down targets
     ingest = D.load_input(str(path))
     assert sorted(ingest.frame["readout"].unique()) == sorted(df["readout"].unique())
@@ -272,6 +272,27 @@ def test_ranked_loaders_store_gene_names_as_the_ingest_does(tiny_shared):
     tahoe = D.read_tahoe(path, readouts=["OLDB", "CCC"])
     assert sorted(tahoe.frame["readout"].unique()) == ["BBB", "CCC"]
     assert sorted(D.read_tahoe(path, readouts=["BBB"]).frame["readout"].unique()) == ["BBB"]
+
+
+def test_ranked_loaders_name_knock_downs_by_the_ingests_id_rule(tiny_shared):
+    """A knock-down is named by graph/io/identifiers.genetic_perturbation_name on both routes: the benchmark
+    loader's name is the ingest's perturbation id without its "CRISPRi:" part (targets upper case, sorted:
+    C14orf178 -> C14ORF178, CCC+AAA -> AAA+CCC), with the same values; the targets keep the stored spelling."""
+    from models import datasets as D
+
+    rows = [("K562", p, "CRISPRi", r, i + 1, 4) for j, p in enumerate(("C14orf178", "CCC+AAA", "OLDB"))
+            for i, r in enumerate(["AAA", "OLDB", "CCC", "DDD"][j:] + ["AAA", "OLDB", "CCC", "DDD"][:j])]
+    path = _ranked_rows(tiny_shared / "names.parquet", rows)
+    loaded = D.read_replogle(path)
+    assert sorted(loaded.frame["perturbation"].unique()) == ["AAA+CCC", "BBB", "C14ORF178"]
+    assert loaded.perturbation_names == {"AAA+CCC": "CCC+AAA", "BBB": "OLDB", "C14ORF178": "C14orf178"}
+    assert loaded.perturbation_targets == {"AAA+CCC": ["CCC", "AAA"], "BBB": ["BBB"], "C14ORF178": ["C14orf178"]}
+    ingest = D.load_input(str(path)).frame  # signed scores, as read_tahoe's (read_replogle: the up score)
+    keys = ["context", "perturbation", "readout"]
+    signed = D.read_tahoe(path).frame
+    mine = signed.assign(perturbation="CRISPRi:" + signed["perturbation"]).sort_values(keys)
+    pd.testing.assert_frame_equal(mine[[*keys, "value"]].reset_index(drop=True),
+                                  ingest.sort_values(keys)[[*keys, "value"]].reset_index(drop=True))
 
 
 def test_two_names_of_one_gene_as_the_ingest_handles_them(tiny_shared):

@@ -198,6 +198,14 @@ def gene_key(name: object) -> str:
     return clean_text(name).upper()
 
 
+def genetic_perturbation_name(targets) -> str:
+    """The one name of a genetic perturbation by its target genes: gene_key of each, each once, sorted,
+    joined by '+' ("C14orf178" -> "C14ORF178"; ("b", "A") -> "A+B"); "" without a target. The ingest's
+    perturbation id is "<type>:" + this (graph/io/perturbations.make_perturbation_id) and the benchmark
+    loaders (models/datasets.from_ranked) name a knock-down by it, so both routes spell one knock-down alike."""
+    return "+".join(sorted({gene_key(t) for t in targets if gene_key(t)}))
+
+
 def canonical_gene_symbol(name: object, resolver=None) -> str:
     """A readout or target name as stored: the current symbol when `resolver` (GeneResolver) resolves it
     unambiguously (symbol, alias, previous symbol, Entrez id, Ensembl id), else the cleaned source name."""

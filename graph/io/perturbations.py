@@ -12,6 +12,7 @@ from graph.io.common import clean_text
 from graph.io.identifiers import (  # noqa: F401
     format_dose,
     gene_key,
+    genetic_perturbation_name,
     is_control_name,
     normalise_compound_name,
     parse_dose,
@@ -72,10 +73,10 @@ def make_perturbation_id(
     if ptype == "control":
         label = re.sub(r"[\s\-]+", "_", clean_text(name).upper()) or "CONTROL"
         return f"control:{label}"
-    members = sorted({gene_key(t) for t in (targets or split_combination(name, keep_prefix=False)) if gene_key(t)})
+    members = genetic_perturbation_name(targets or split_combination(name, keep_prefix=False))
     if not members:
         raise ValueError(f"a {ptype} perturbation needs target genes (name {name!r})")
-    return f"{ptype}:" + "+".join(members)
+    return f"{ptype}:{members}"
 
 
 def type_in_id(perturbation_id: object) -> str | None:
