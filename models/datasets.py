@@ -13,8 +13,9 @@ What `value` means per source (documented in docs/results.md as well):
   u = 1 - (rank-1)/n_ranked in (0, 1] and keep only the readouts present in a signature: a missing
   readout is not "unchanged", so it is never scored. Evaluation therefore asks "how far up does a
   gene that is in the top-1,000 go", not "which genes go up".
-- L1000 GCTX: the stored z-scores; replicate wells / doses / times of the same (cell line,
-  perturbation) are averaged; controls are dropped.
+- L1000 GCTX: the stored z-scores; replicate wells / times of the same (cell line, perturbation) are
+  averaged and controls dropped (the pipeline's training_set step); a compound's doses stay apart (one
+  perturbation per compound-dose, as the store keys them).
 
 Gene names: every loader names readouts and genetic perturbations as the ingest stores them (the gene
 table, graph/io/readers.gene_resolver; the naming rule graph/io/identifiers.stored_gene_names), so a model
@@ -411,20 +412,20 @@ def load_gct(path: str | Path, *, duplicates: str = "quarantine", options: ReadO
 
 
 def average_replicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The model-side step for signature-level matrices (GCTX), in this one place: control signatures are
-    dropped (graph.io.validation.drop_controls: they are the reference, not an experiment to predict) and the
-    signatures of one perturbation in one context are averaged per readout: replicate wells, time points and doses (the
-    dose part "@<dose>" of a compound id is dropped, so the models see one experiment per compound and
-    cell line, as docs/results.md's L1000 table). Returns the table (LONG_COLUMNS) and the report line."""
+    """The pipeline's model step (pipelines/training_steps.build_training_set) for an ingest reader's
+    signature-level table (GCTX), with the same functions: control signatures dropped
+    (graph.io.validation.drop_controls: the reference, not an experiment to predict) and the signatures of one
+    (context, perturbation, readout) averaged (graph.io.validation.average_duplicate_keys): replicate wells and
+    time points. A compound's doses stay apart: its id "compound:<id>@<dose>" is one perturbation per
+    compound-dose, as the store keys it. Returns the table (LONG_COLUMNS) and the report line."""
     kept, controls = drop_controls(frame)
-    kept = kept.assign(perturbation=kept["perturbation"].astype(str).str.split("@", n=1).str[0])
-    out = (kept.groupby(["context", "perturbation", "perturbation_type", "readout"], observed=True)["value"]
-           .mean().reset_index())
     n_sig = kept["signature_id"].nunique() if "signature_id" in kept else 0
+    out, dup = average_duplicate_keys(kept, "model step")
+    out = out.loc[:, LONG_COLUMNS]
     n_exp = len(out[["context", "perturbation"]].drop_duplicates())
     note = (f"model step: {controls['control_signatures']} control signatures dropped; {n_sig} signatures averaged "
-            f"into {n_exp} (context, perturbation) "
-            "experiments per readout (replicate wells, times and doses)")
+            f"into {n_exp} (context, perturbation) experiments per readout (replicate wells and times; doses kept "
+            f"apart; {dup['duplicate_keys']:,} keys had more than one signature), as training_set does")
     return out, note
 
 
@@ -450,8 +451,7 @@ def load_gctx(path: str | Path, *, duplicates: str | None = None, options: ReadO
     subset_notes: list[str] = []
     frame = _subset(frame, options, subset_notes, path) if len(frame) else frame
     averaged, note = average_replicates(frame)
-    # The averaged ids drop the dose: the records are keyed the same way (names and targets for side information).
-    perturbations = {pid.split("@", 1)[0]: rec for pid, rec in reader.perturbations.items()}
+    perturbations = reader.perturbations  # keyed by the ids the table keeps (doses apart)
     report = reader.value_report
     report.notes = [*reader.report.notes, *report.notes,
                     f"{reader.report.quarantined} of {reader.report.read} signatures quarantined", *subset_notes, note]

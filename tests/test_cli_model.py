@@ -94,7 +94,7 @@ def test_evaluate_on_shared_l1000(shared_data, tmp_path):
                                  "--models", "context_mean,other_contexts", "--seeds", "0", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     records = json.loads((tmp_path / "results.json").read_text())
-    assert all(r["n_test_experiments"] == 3 for r in records)  # MCF7 x 3 compounds (doses averaged)
+    assert all(r["n_test_experiments"] == 6 for r in records)  # MCF7 x 6 compound-doses of the 3 compounds
     assert all(np.isfinite(r["rmse"]) for r in records)
 
 
@@ -453,3 +453,33 @@ def test_unknown_genes_flag_on_train_and_evaluate(tmp_path, monkeypatch):
     assert bad.exit_code == 1 and errors == ["error: --unknown-genes must be one of keep, quarantine, got 'drop'"]
     errors = [x for x in no_table.output.splitlines() if x.startswith("error:")]
     assert no_table.exit_code == 1 and len(errors) == 1 and "t.csv" in errors[0], no_table.output
+
+
+def test_gctx_doses_stay_apart_on_the_cli_as_in_the_pipeline(tmp_path, no_shared_data):
+    """Two doses of one compound are two perturbations on both routes (the store's ids, compound:<id>@<dose>):
+    the CLI table of a GCTX equals the pipeline's training table (build_training_set on the ingested rows),
+    replicate wells averaged, the DMSO control dropped."""
+    import h5py
+
+    from models.datasets import load_input
+    from pipelines.training_steps import build_training_set
+
+    path = tmp_path / "doses.gctx"
+    with h5py.File(path, "w") as f:  # samples x genes: drugX 10 uM twice (replicate wells), 1 uM once, DMSO
+        f["0/DATA/0/matrix"] = np.array([[1.0, 2.0], [3.0, 6.0], [-5.0, 7.0], [9.0, 9.0]], dtype=np.float32)
+        f["0/META/COL/id"] = np.array([b"s1", b"s2", b"s3", b"s4"])
+        f["0/META/COL/cell_id"] = np.array([b"A375"] * 4)
+        f["0/META/COL/pert_iname"] = np.array([b"drugX", b"drugX", b"drugX", b"DMSO"])
+        f["0/META/COL/pert_type"] = np.array([b"trt_cp", b"trt_cp", b"trt_cp", b"ctl_vehicle"])
+        f["0/META/COL/pert_idose"] = np.array([b"10 uM", b"10 uM", b"1 uM", b"-666"])
+        f["0/META/ROW/id"] = np.array([b"1", b"2"])
+        f["0/META/ROW/pr_gene_symbol"] = np.array([b"TP53", b"MYC"])
+    bundle, ingest = _ingested(path, tmp_path)
+    datasets = [{"dataset_id": bundle.dataset.dataset_id, "store_sha256": "x", "simulated": False}]
+    ts, counts = build_training_set(tmp_path / "artifacts", ingest, datasets, [], [], [])
+    pipeline = pd.read_parquet(ts.table_path)
+    loaded = load_input(path)
+    assert sorted(loaded.frame["perturbation"].unique()) == ["compound:name:drugx@10uM", "compound:name:drugx@1uM"]
+    pd.testing.assert_frame_equal(_canon(pipeline), _canon(loaded.frame))
+    assert _canon(loaded.frame)["value"].tolist() == [4.0, 2.0, 7.0, -5.0]  # MYC, TP53 at 10 uM (2 wells); at 1 uM
+    assert counts["duplicate_keys"] == 2 and set(loaded.perturbation_names) >= set(loaded.frame["perturbation"])
