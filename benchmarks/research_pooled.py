@@ -4,6 +4,11 @@ held-out experiments, beside the same LPM trained on that section alone and the 
 
     nice -n 19 python benchmarks/research_pooled.py --sections 11,6 --seeds 0,1,2 --lpm-epochs 12 --threads 1 \
         --out <copy of docs/results.md>        # docs/results.md "Research: pooled training across datasets"
+    ... --sections 11@shared,6             # section 11's lines and split on the readouts the others measure
+
+A section is a make_results index; `<index>@shared` reads that section's dataset on all its dense readouts
+(no random subset) and keeps those that another chosen section measures, so every one of its readouts is
+shared (same split rule, seed and held-out experiments; Tahoe's split depends only on the target's drugs).
 
 Per seed, every section is split exactly as make_results splits it (make_split with the section's kind,
 target and seed). The pooled fit trains on the union of the sections' training parts and stops early on the
@@ -148,7 +153,12 @@ class PooledLPM(LPM):
         return m
 
 
-def _record(section: int, model: str, seed: int, split, scores: dict, **extra) -> dict:
+def index(section: str) -> int:
+    """The make_results index of a section key ('11' or '11@shared')."""
+    return int(section.split("@")[0])
+
+
+def _record(section: str, model: str, seed: int, split, scores: dict, **extra) -> dict:
     return {"section": section, "model": model, "seed": seed, "split": split.kind, "error": "",
             "n_test": len(split.test), "n_test_experiments": len(split.experiments("test")),
             "description": split.description, **scores, **extra}
@@ -166,7 +176,7 @@ def run(args, argv) -> int:
 
     overrides = {k: v for k, v in (("max_epochs", args.lpm_epochs), ("patience", args.lpm_patience)) if v is not None}
     config = LPMConfig(**overrides)
-    sections = [int(s) for s in args.sections.split(",") if s.strip()]
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.naive and "lpm_pooled_naive" not in models:
@@ -175,13 +185,20 @@ def run(args, argv) -> int:
     stored = json_dir / "research_pooled.json"
     rows = pd.read_json(stored, orient="records") if stored.exists() else pd.DataFrame()
     if len(rows):
+        rows["section"] = rows["section"].astype(str)  # read_json reads '11' back as 11
         run_models = {*models, *(BASELINES if "baselines" in models else ())}
         rows = rows.loc[~(rows["model"].isin(run_models) & rows["seed"].isin(seeds) & rows["section"].isin(sections))]
     t0 = time.time()
     data, res = {}, {}
     for i in sections:
-        _, name, kwargs, *_ = BENCHMARKS[i]
+        _, name, kwargs, *_ = BENCHMARKS[index(i)]
+        if i.endswith("@shared"):
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("n_random", "seed")}
         data[i] = load_dataset(name, **kwargs)
+    for i in [s for s in sections if s.endswith("@shared")]:
+        others = set().union(*(set(data[o]["readout"].astype(str)) for o in sections if o != i))
+        data[i] = data[i].loc[data[i]["readout"].astype(str).isin(others)].reset_index(drop=True)
+    for i in sections:
         res[i] = replace(resources_for(data[i], gene_graph=True), lpm_config=config)
     whole = pd.concat(data.values(), ignore_index=True)
     pooled_res = replace(resources_for(whole, gene_graph=True), lpm_config=config)
@@ -200,7 +217,8 @@ def run(args, argv) -> int:
                       title="Research: pooled training across datasets")
 
     for seed in seeds:
-        splits = {i: make_split(data[i], BENCHMARKS[i][3], context=BENCHMARKS[i][4], seed=seed) for i in sections}
+        splits = {i: make_split(data[i], BENCHMARKS[index(i)][3], context=BENCHMARKS[index(i)][4], seed=seed)
+                  for i in sections}
         alone = {}
         for i, split in splits.items():
             genetic = data[i]["perturbation_type"].astype(str).isin(GENETIC_TYPES).any()
@@ -252,7 +270,8 @@ def render(rows: pd.DataFrame, benchmarks, overrides: dict, argv, wall: float, r
     out = [f"Config `LPMConfig({', '.join(f'{k}={v}' for k, v in overrides.items())})` for every LPM "
            f"({datetime.now(UTC):%Y-%m-%d}, `research_pooled.py {' '.join(argv)}`, this run {wall:.0f} s). Readouts "
            f"per section {', '.join(f'{i}: {len(r)}' for i, r in readouts.items())}; in every section: {len(shared)}."]
-    for i in sorted(rows["section"].unique(), key=lambda s: list(readouts).index(s) if s in readouts else s):
+    order = list(readouts)
+    for i in sorted(rows["section"].unique(), key=lambda s: (0, order.index(s), "") if s in order else (1, 0, s)):
         sub = rows.loc[(rows["section"] == i) & ~rows["error"].astype(bool)]
         r = sub.pivot_table(index="seed", columns="model", values="pearson_per_signature")
         lpms = [m for m in LPMS if m in r]
@@ -263,7 +282,10 @@ def render(rows: pd.DataFrame, benchmarks, overrides: dict, argv, wall: float, r
         best = max(base, key=lambda m: r[m].mean())
         cols = [*base, *lpms]
         diffs = [(m, best) for m in lpms] + [(m, "lpm") for m in lpms if m != "lpm" and "lpm" in r]
-        lines = [f"#### Section {i}: {benchmarks[i][0]}\n",
+        title = benchmarks[index(i)][0]
+        if i.endswith("@shared"):
+            title += f", on the {len(readouts[i])} dense readouts the other sections measure (`{i}`)"
+        lines = [f"#### Section {i}: {title}\n",
                  "| seed | " + " | ".join(cols) + " | " + " | ".join(f"{a} − {b}" for a, b in diffs) + " |",
                  "|---|" + "---|" * (len(cols) + len(diffs))]
         for seed in r.index:
