@@ -28,13 +28,16 @@ knock-down pairs with the GENE_PRIOR pairs as the positives: pairs that are mode
 * `free_whole` — `free` with residual off (the embedding carries the whole response).
 
 Each fit's knock-down and readout embeddings are scored beside signature correlation on the same pairs
-(`edge_sources.candidate_scores`; `combined` = the rank average of the sources covering >= half the genes).
+(`edge_sources.candidate_scores`; `combined` = the rank average of the sources covering >= half the genes),
+and two diagnostics: `lpm_knockdown_init` (the same embeddings under the fit's initial weights) and
+`lpm_knockdown_learned` (trained minus initial: what training added).
 One JSON per (variant, seed) goes to --store; `--table-only` prints the tables from stored JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -194,8 +197,29 @@ def fit_variant(df: pd.DataFrame, variant: str, seed: int, max_epochs: int, thre
     res = resources_for(df, gene_graph=cfg.use_gene_graph)
     held = np.random.default_rng(seed).random(len(df)) < VALID_SHARE
     model = LPM(cfg, side=replace(res.side, context_features=None), seed=seed)
+    new_module = model._new_module
+
+    def keep_init(*a, **k):  # the initial weights, exactly as fit drew them
+        m = new_module(*a, **k)
+        model.research_init_state = copy.deepcopy(m.state_dict())
+        return m
+
+    model._new_module = keep_init
     model.fit(df[~held].reset_index(drop=True), df[held].reset_index(drop=True), progress=False, device="cpu")
+    del model._new_module
     return model
+
+
+def initial_embeddings(model, names: list[str]) -> pd.DataFrame:
+    """The perturbation embeddings of `names` under the fitted model's initial weights."""
+    trained = model.module
+    init = copy.deepcopy(trained)
+    init.load_state_dict(model.research_init_state)
+    model.module = init
+    try:
+        return model.embeddings("perturbation", names)
+    finally:
+        model.module = trained
 
 
 def run_lpm_one(df, signatures, refs, variant: str, seed: int, args) -> dict[str, Any]:
@@ -207,12 +231,20 @@ def run_lpm_one(df, signatures, refs, variant: str, seed: int, args) -> dict[str
     pert = model.embeddings("perturbation")
     knockdown = pert.loc[[g for g in signatures.index if g in pert.index]]
     scores = ES.candidate_scores(signatures=signatures, knockdown=knockdown, readout=model.embeddings("readout"))
+    # Diagnostics (not candidates of production): a free learned vector starts N(0, 1) per coordinate and
+    # moves little in training, so its centred cosine may mostly compare random starts. `lpm_knockdown_init`
+    # scores the embeddings under the initial weights, `lpm_knockdown_learned` the trained minus the initial.
+    init = initial_embeddings(model, list(knockdown.index))
+    scores["lpm_knockdown_init"] = ES.similarity(init, "cosine")
+    scores["lpm_knockdown_learned"] = ES.similarity(knockdown - init, "cosine")
+    moved = float(np.linalg.norm((knockdown - init).to_numpy()) / np.linalg.norm(init.to_numpy()))
     hist = model.history
     losses = [h.get("valid_loss") for h in hist]
     best = int(np.nanargmin([np.inf if v is None else v for v in losses])) + 1 if losses else None
     return {"what": "lpm", "variant": variant, "seed": seed, "config": VARIANTS[variant],
             "max_readouts": args.max_readouts, "max_epochs": args.max_epochs, "epochs_run": len(hist),
-            "best_epoch": best, "valid_loss": losses, "fit_seconds": fit_s, "edges": scored(scores, refs),
+            "best_epoch": best, "valid_loss": losses, "knockdown_moved_over_init_norm": moved,
+            "fit_seconds": fit_s, "edges": scored(scores, refs),
             "seconds": time.perf_counter() - t0}
 
 
@@ -223,13 +255,16 @@ def lpm_markdown(rows: list[dict[str, Any]]) -> str:
     for r in sorted(rows, key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"])):
         sc = r["edges"]["scores"]
         base = sc["signature_correlation"]
-        for src in ("signature_correlation", "lpm_knockdown", "lpm_readout", "combined"):
+        for src in ("signature_correlation", "lpm_knockdown", "lpm_readout", "combined", "lpm_knockdown_init",
+                    "lpm_knockdown_learned"):
             if src not in sc:
                 continue
             c, s = sc[src]["CORUM"], sc[src]["STRING"]
             d = " / ".join(f"{sc[src][ref]['without_prior']['auprc'] - base[ref]['without_prior']['auprc']:+.4f}"
                            for ref in ("CORUM", "STRING"))
-            lines.append(f"| {r['variant']} | {r['seed']} | {r['epochs_run']} ({r['best_epoch']}) | {src} | "
+            moved = r.get("knockdown_moved_over_init_norm")
+            ep = f"{r['epochs_run']} ({r['best_epoch']})" + (f"; moved {moved:.2f}" if moved is not None else "")
+            lines.append(f"| {r['variant']} | {r['seed']} | {ep} | {src} | "
                          f"{c['with_prior']['auprc']:.4f} | {c['without_prior']['auprc']:.4f} | "
                          f"{c['without_prior']['auroc']:.3f} | {s['with_prior']['auprc']:.4f} | "
                          f"{s['without_prior']['auprc']:.4f} | {s['without_prior']['auroc']:.3f} | {d} |")
