@@ -390,7 +390,7 @@ def read_gctx_long(path: str | Path) -> pd.DataFrame:
     })
 
 
-def load_gct(path: str | Path, *, duplicates: str = "quarantine", options: ReadOptions | None = None) -> Loaded:
+def load_gct(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None) -> Loaded:
     """A text GCT file (ingest reads GCTX only): per-sample validation, then average_replicates."""
     options = _read_options(options, duplicates, {})
     try:

@@ -221,7 +221,9 @@ CLI_CASES = ("header_only", "empty_file", "directory", "missing_file", "all_nan"
 
 def cli_corpus(folder: str | Path) -> dict[str, tuple[Path, str]]:
     """Hostile inputs for the CLI: {case: (path, expected)} where expected is "error" (exit 1, one line
-    naming the file) or "quarantine" (exit 0, the quarantined rows reported)."""
+    naming the file), "quarantine" (exit 0, the quarantined rows reported) or "averaged" (exit 0, conflicting
+    copies of a key averaged by the default duplicate policy, graph/io/validation.DEFAULT_DUPLICATES; counted,
+    nothing quarantined)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, tuple[Path, str]] = {}
@@ -254,7 +256,7 @@ def cli_corpus(folder: str | Path) -> dict[str, tuple[Path, str]]:
     put("bad_ranks", "bad_ranks.csv", "quarantine", bad_ranks)
     put("n_ranked_1", "n_ranked_1.csv", "error", ranked.assign(rank=1, n_ranked=1))
     conflict = pd.concat([clean, clean.head(5).assign(value=clean.head(5)["value"] + 1.0)], ignore_index=True)
-    put("conflicting_duplicates", "conflict.parquet", "quarantine", conflict)
+    put("conflicting_duplicates", "conflict.parquet", "averaged", conflict)
     put("missing_columns", "no_value.csv", "error", clean.drop(columns="value"))
     h5 = h5ad_missing_obs(folder)
     out["h5ad_missing_obs"] = (h5, "error")
@@ -277,7 +279,7 @@ def cli_corpus(folder: str | Path) -> dict[str, tuple[Path, str]]:
                               *(f"{r[g]:.4f}" for g in genes), f"{r[genes[0]] + 1.0:.4f}"]))
     dup_text = (",".join(["context", "perturbation", "perturbation_type", *genes, genes[0]]) + "\n"
                 + "\n".join(rows) + "\n")
-    put("wide_duplicate_genes", "wide_dup_genes.csv", "quarantine", text=dup_text)
+    put("wide_duplicate_genes", "wide_dup_genes.csv", "averaged", text=dup_text)
     text_cells = wide.astype({genes[1]: object})
     text_cells.loc[::3, genes[1]] = "n/a?"
     put("wide_text_cells", "wide_text_cells.csv", "quarantine", text_cells)

@@ -234,12 +234,13 @@ def test_cli_and_ingest_accept_the_same_wide_table(case, cli_corpus, tmp_path, n
     """A wide table (rows = perturbations, columns = genes) through read_experiment and the CLI loader."""
     from models.datasets import load_input
 
-    path, _ = cli_corpus[case]
+    path, expected = cli_corpus[case]
     bundle, ingest = _ingested(path, tmp_path)
     assert bundle.dataset.kind == "wide_table"
     loaded = load_input(path)
     pd.testing.assert_frame_equal(_canon(ingest), _canon(loaded.frame))
-    assert loaded.report.quarantined == bundle.report.quarantined > 0
+    assert loaded.report.quarantined == bundle.report.quarantined  # the repeated gene: averaged (default policy)
+    assert (loaded.report.quarantined > 0) == (expected == "quarantine")
     assert loaded.report.read == bundle.report.read == loaded.report.accepted + loaded.report.quarantined
 
 
@@ -483,3 +484,34 @@ def test_gctx_doses_stay_apart_on_the_cli_as_in_the_pipeline(tmp_path, no_shared
     pd.testing.assert_frame_equal(_canon(pipeline), _canon(loaded.frame))
     assert _canon(loaded.frame)["value"].tolist() == [4.0, 2.0, 7.0, -5.0]  # MYC, TP53 at 10 uM (2 wells); at 1 uM
     assert counts["duplicate_keys"] == 2 and set(loaded.perturbation_names) >= set(loaded.frame["perturbation"])
+
+
+def test_several_signatures_of_one_experiment_are_averaged_by_default_on_every_route(tmp_path, no_shared_data):
+    """Two time points of one perturbation (time is not part of the id) are two signatures of one (context,
+    perturbation, readout): the pipeline's training set, `train DATASET_ID` and `train --input FILE` all average
+    them by default (graph/io/validation.DEFAULT_DUPLICATES, ReadOptions' default) and count them; quarantine
+    stays an explicit choice of the file routes."""
+    import re
+
+    from graph.io.common import InputFileError
+    from graph.io.options import ReadOptions
+    from graph.io.validation import CONFLICT, DEFAULT_DUPLICATES
+    from models.datasets import load_input
+    from pipelines.training_steps import build_training_set
+
+    path = tmp_path / "times.csv"
+    pd.DataFrame({"context": "A375", "perturbation": "drugX", "perturbation_type": "compound",
+                  "readout": ["TP53", "MYC", "TP53", "MYC"], "value": [1.0, 2.0, 3.0, 6.0],
+                  "time": ["6 h", "6 h", "24 h", "24 h"]}).to_csv(path, index=False)
+    assert ReadOptions().duplicates == DEFAULT_DUPLICATES == "mean"
+    bundle, ingest = _ingested(path, tmp_path)
+    assert ingest["signature_id"].nunique() == 2 and bundle.report.quarantined == 0
+    ts, counts = build_training_set(tmp_path / "artifacts", ingest, [{"dataset_id": bundle.dataset.dataset_id,
+                                                                      "store_sha256": "x", "simulated": False}], [], [], [])
+    pipeline = _canon(pd.read_parquet(ts.table_path))
+    assert pipeline["value"].tolist() == [4.0, 2.0] and counts["duplicate_keys"] == 2  # MYC, TP53
+    cli = load_input(path)
+    pd.testing.assert_frame_equal(pipeline, _canon(cli.frame))
+    assert cli.report.quarantined == 0 and cli.report.duplicates_resolved == 2
+    with pytest.raises(InputFileError, match=f"no valid rows .*{re.escape(CONFLICT)}: 4"):  # every copy quarantined
+        load_input(path, duplicates="quarantine")

@@ -105,7 +105,7 @@ def test_bulk_h5ad(tmp_path):
                    var=pd.DataFrame({"gene_symbol": ["AAA", "TOMM70A", "AAA"]}, index=["e1", "e2", "e3"]))
     a.write_h5ad(tmp_path / "bulk.h5ad")
     resolver = GeneResolver([GeneRecord(1, "AAA"), GeneRecord(2, "TOMM70", aliases=("TOMM70A",))])
-    r = read_bulk_h5ad(tmp_path / "bulk.h5ad", "b", resolver=resolver)
+    r = read_bulk_h5ad(tmp_path / "bulk.h5ad", "b", resolver=resolver, options=ReadOptions(duplicates="quarantine"))
     assert r.report.read == 3 and r.report.accepted == 2 and r.report.quarantined == 1  # repeated obs name s1
     # The third gene repeats AAA: a duplicate (signature, readout) for the validation step, never dropped
     # silently. s1 has AAA 1.0 and 2.0 (conflicting: quarantined), s2 inf (dropped) and 0.5.

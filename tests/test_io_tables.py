@@ -56,13 +56,13 @@ def test_bad_rows_quarantined_with_reasons(tmp_path):
     })
     path = tmp_path / "values.csv"
     df.to_csv(path, index=False)
-    long, reader = read_long_table(path, "v")
+    long, reader = read_long_table(path, "v", duplicates="quarantine")
     rep = reader.report
     assert rep.read == 7 and rep.accepted + rep.quarantined == 7
     reasons = sorted(q.reason for q in reader.quarantine)
     assert any("not a number" in r for r in reasons) and any("infinite" in r for r in reasons)
     assert any("unknown perturbation type" in r for r in reasons) and any("empty context" in r for r in reasons)
-    # the repeated (signature, G1) rows disagree (1.5, 2.5): both quarantined by default
+    # the repeated (signature, G1) rows disagree (1.5, 2.5): both quarantined (explicit; the default averages)
     assert sum("conflicting duplicates" in r for r in reasons) == 2 and rep.duplicates_resolved == 0
     assert long.set_index("readout")["value"].to_dict() == {"G4": -0.5}
     assert rep.quarantined == 6 and len(reader.quarantine) == 6

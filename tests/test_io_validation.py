@@ -43,14 +43,15 @@ def test_invalid_ranks():
 
 def test_duplicates_exact_collapsed_conflicting_by_policy():
     df = _table([1.0, 1.0, 2.0, 3.0, 5.0], readouts=["G1", "G1", "G2", "G2", "G3"])
-    v = validate_measurements(df, "d.csv")
+    v = validate_measurements(df, "d.csv", duplicates="quarantine")
     _balanced(v)
     assert v.accepted.set_index("readout")["value"].to_dict() == {"G1": 1.0, "G3": 5.0}
     assert v.duplicates_resolved == 1 and v.reasons == {CONFLICT: 2}
     assert (v.exact_duplicate_keys, v.conflicting_keys) == (1, 1)
     assert any("1 keys with conflicting values (policy 'quarantine')" in n for n in v.notes)
-    mean = validate_measurements(df, "d.csv", duplicates="mean")
+    mean = validate_measurements(df, "d.csv")  # the default (DEFAULT_DUPLICATES): averaged, counted
     _balanced(mean)
+    assert any("1 keys with conflicting values (policy 'mean')" in n for n in mean.notes)
     assert mean.accepted.set_index("readout")["value"].to_dict() == {"G1": 1.0, "G2": 2.5, "G3": 5.0}
     assert mean.duplicates_resolved == 2 and mean.quarantined == 0
     first = validate_measurements(df, "d.csv", duplicates="first")

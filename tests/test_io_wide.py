@@ -63,13 +63,13 @@ def test_context_free_rows_take_the_placeholder_or_the_given_context(tmp_path):
 
 
 def test_hostile_wide_tables(tmp_path):
-    # A repeated gene column: identical values collapse, different values are quarantined (policy).
+    # A repeated gene column: identical values collapse, different values are quarantined (explicit policy).
     (tmp_path / "dup.csv").write_text("perturbation,TP53,MYC,TP53,MYC\ndrugA,1,2,1,5\n")
-    got, reader = read_wide_table(tmp_path / "dup.csv", "d", perturbation_type="compound")
+    got, reader = read_wide_table(tmp_path / "dup.csv", "d", perturbation_type="compound", duplicates="quarantine")
     assert got["readout"].astype(str).tolist() == ["TP53"]
     assert reader.report.quarantined == 2 and reader.report.duplicates_resolved == 1
     assert {q.reason.split(":")[0] for q in reader.quarantine} == {"conflicting duplicates"}
-    got, _ = read_wide_table(tmp_path / "dup.csv", "d", perturbation_type="compound", duplicates="mean")
+    got, _ = read_wide_table(tmp_path / "dup.csv", "d", perturbation_type="compound")  # the default: mean
     assert got.set_index(got["readout"].astype(str))["value"].to_dict() == {"TP53": 1.0, "MYC": 3.5}
     # Non-numeric and missing cells: quarantined with the reason, the cell shown in the record.
     (tmp_path / "text.csv").write_text("perturbation,TP53,MYC\ndrugA,high,2\ndrugB,,3\n")

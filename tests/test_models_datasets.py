@@ -299,7 +299,8 @@ def test_two_names_of_one_gene_as_the_ingest_handles_them(tiny_shared):
     """Two readouts naming one gene (BBB and its old symbol OLDB) are never merged: the one spelled as the
     current symbol keeps it, the other its source name (graph/io/identifiers.stored_gene_names, the ingest's
     rule). Two knock-downs naming one gene become one perturbation, as in the ingest: their rows meet at one
-    key and conflicting values are quarantined with the reason (the duplicate policy), not dropped silently."""
+    key and follow the one duplicate policy (graph/io/validation.DEFAULT_DUPLICATES: averaged and counted, as
+    the pipeline's training_set averages them; quarantine when asked), never dropped silently."""
     from graph.io.validation import CONFLICT
     from models import datasets as D
 
@@ -313,7 +314,14 @@ def test_two_names_of_one_gene_as_the_ingest_handles_them(tiny_shared):
            for i, r in enumerate(order)] + [("K562", "DDD", "CRISPRi", r, i + 1, 2) for i, r in enumerate(["AAA", "CCC"])]
     path = _ranked_rows(tiny_shared / "kds.parquet", kds)
     loaded = D.read_replogle(path)
-    assert sorted(loaded.frame["perturbation"].unique()) == ["DDD"]
-    assert loaded.report.quarantined == 4 and loaded.report.reasons == {CONFLICT: 4}
-    ingest = D.load_input(str(path))
-    assert ingest.report.reasons.get(CONFLICT) == 4 and len(ingest.frame) == len(loaded.frame) == 2
+    assert sorted(loaded.frame["perturbation"].unique()) == ["BBB", "DDD"]
+    bbb = loaded.frame[loaded.frame["perturbation"] == "BBB"].set_index("readout")["value"].to_dict()
+    assert bbb == {"AAA": 0.75, "CCC": 0.75}  # up scores 1 and 0.5 of the two knock-downs, averaged
+    assert loaded.report.quarantined == 0 and loaded.report.duplicates_resolved == 2
+    assert any("2 keys with conflicting values (policy 'mean')" in n for n in loaded.report.notes)
+    ingest = D.load_input(str(path))  # the CLI file route: two signatures of one experiment, averaged alike
+    signed = D.read_tahoe(path).frame  # the signed score the ingest stores
+    assert len(ingest.frame) == len(signed) == 4 and ingest.report.quarantined == 0
+    assert sorted(ingest.frame["value"]) == sorted(signed["value"])
+    asked = D.load_input(str(path), duplicates="quarantine")  # quarantine: an explicit choice
+    assert asked.report.reasons.get(CONFLICT) == 4 and len(asked.frame) == 2

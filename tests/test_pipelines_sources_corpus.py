@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from graph.io.validation import DEFAULT_DUPLICATES
 from pipelines.runner import run_everything as real_run_everything  # before any test replaces it
 
 runner = CliRunner()
@@ -235,9 +236,9 @@ def test_hostile_file_has_one_outcome_on_every_entry_point(case, corpus, homes, 
     outcomes = _outcomes(path, homes, monkeypatch, tmp_path, [])
     assert {entry: o.refused for entry, o in outcomes.items()} == {e: expected == "error" for e in outcomes}, {
         e: o.message for e, o in outcomes.items()}
-    if expected == "quarantine":
+    if expected in ("quarantine", "averaged"):
         counts = {entry: o.quarantined for entry, o in outcomes.items()}
-        assert len(set(counts.values())) == 1 and counts["demo"] > 0, counts
+        assert len(set(counts.values())) == 1 and (counts["demo"] > 0) == (expected == "quarantine"), counts
         first = outcomes["demo"].table
         for entry, o in outcomes.items():
             pd.testing.assert_frame_equal(o.table, first, obj=f"{entry} vs demo")
@@ -251,7 +252,7 @@ def test_every_corpus_case_is_in_the_entry_point_test(tmp_path):
 @pytest.mark.parametrize("case,options", [
     ("no_perturbation_type", ["--perturbation-type", "compound"]),
     ("nan_25_percent", ["--readouts", "3", "--readout-seed", "1"]),
-    ("wide_duplicate_genes", ["--readouts", "4", "--duplicates", "mean"]),
+    ("wide_duplicate_genes", ["--readouts", "4", "--duplicates", "quarantine"]),
 ])
 def test_read_options_mean_the_same_on_every_entry_point(case, options, corpus, homes, monkeypatch, tmp_path):
     """The same options (CLI flags, demo flags, the inbox sidecar) give the same accepted table."""
@@ -262,8 +263,8 @@ def test_read_options_mean_the_same_on_every_entry_point(case, options, corpus, 
     n = dict(zip(options[::2], options[1::2], strict=True)).get("--readouts")
     if n:
         assert first["readout"].nunique() == int(n)
-    if case == "wide_duplicate_genes":  # the repeated gene's copies averaged, not quarantined
-        assert len({o.quarantined for o in outcomes.values()}) == 1
+    if case == "wide_duplicate_genes":  # asked: the repeated gene's copies quarantined, counted alike
+        assert len({o.quarantined for o in outcomes.values()}) == 1 and outcomes["demo"].quarantined > 0
 
 
 def test_a_reference_inbox_file_failing_in_its_reader_is_set_aside(tmp_path, monkeypatch):
@@ -365,8 +366,8 @@ def _gctx_repeated_readouts(folder: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [[], ["--duplicates", "mean"], ["--duplicates", "first"]],
-                         ids=["quarantine", "mean", "first"])
+@pytest.mark.parametrize("options", [["--duplicates", "quarantine"], [], ["--duplicates", "first"]],
+                         ids=["quarantine", "mean (default)", "first"])
 def test_gctx_repeated_readout_rows_follow_the_policy_on_every_entry_point(options, homes, monkeypatch, tmp_path):
     """A GCTX row repeating another row's readout: the duplicate policy applies (graph/io/validation.py),
     and train, evaluate, demo and the inbox keep the same accepted table."""
@@ -377,7 +378,7 @@ def test_gctx_repeated_readout_rows_follow_the_policy_on_every_entry_point(optio
     g0 = first[first["readout"] == "G0"]
     clean = B._clean_long()
     want = clean[clean["readout"] == "G0"].sort_values(["context", "perturbation"])["value"].to_numpy(np.float32)
-    policy = dict(zip(options[::2], options[1::2], strict=True)).get("--duplicates", "quarantine")
+    policy = dict(zip(options[::2], options[1::2], strict=True)).get("--duplicates", DEFAULT_DUPLICATES)
     if policy == "quarantine":  # only the first signature's identical copies survive (collapsed)
         assert len(g0) == 1 and g0["value"].iloc[0] == want[0]
     elif policy == "mean":

@@ -90,7 +90,7 @@ def test_gene_table_ids_and_symbol_spellings(corpus, resolver):
 def test_long_table_values_and_names(corpus, resolver):
     from graph.io.tables import read_long_table
 
-    frame, reader = read_long_table(corpus["long_table"], "bad_long", resolver=resolver)
+    frame, reader = read_long_table(corpus["long_table"], "bad_long", resolver=resolver, duplicates="quarantine")
     r = reader.report
     assert r.read == r.accepted + r.quarantined
     reasons = {q.reason for q in reader.quarantine}

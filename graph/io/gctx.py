@@ -23,6 +23,7 @@ from graph.io.identifiers import canonical_gene_symbol, compound_id_for
 from graph.io.perturbations import normalise_perturbation_type, parse_dose, parse_time, perturbation_record
 from graph.io.validation import (
     CONFLICT,
+    DEFAULT_DUPLICATES,
     INFINITE,
     NOT_A_NUMBER,
     UNKNOWN_READOUT,
@@ -355,7 +356,7 @@ class GctxToLong(StreamedReader):
     -666 are quarantined by graph.io.validation (per chunk) with the count per reason in
     `dropped_values` (the first MAX_VALUE_RECORDS listed in `quarantine`). Rows whose readout repeats
     an earlier row's (two rows with one symbol after resolution) give two values of one (signature,
-    readout): the validation step resolves them by `duplicates` (quarantine | mean | first), as for
+    readout): the validation step resolves them by `duplicates` (mean, the default | quarantine | first), as for
     h5ad genes and wide-table columns; exact per chunk, since a column is one whole signature. Readouts
     and targets the gene table does not resolve follow `unknown_genes` (validation.GeneCheck). The notes
     on repeated rows, duplicate keys and unknown genes go to `report`, which every entry point shows.
@@ -366,7 +367,7 @@ class GctxToLong(StreamedReader):
     def __init__(self, path: str | Path, dataset_id: str, *, where: Selection = None, landmark_only: bool = False,
                  landmark_ids: Iterable[str] | None = None, resolver=None,
                  compound_ids: Mapping[str, str] | None = None, chunk_size: int = 1000,
-                 duplicates: str = "quarantine", unknown_genes: str = "keep"):
+                 duplicates: str = DEFAULT_DUPLICATES, unknown_genes: str = "keep"):
         super().__init__(path, dataset_id)
         self.chunk_size, self.duplicates = chunk_size, duplicates
         self._dup_keys = [0, 0]  # (signature, readout) keys repeated with identical / conflicting values

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from graph.io.common import InputFileError
-from graph.io.validation import DUPLICATE_POLICIES, UNKNOWN_GENE_POLICIES
+from graph.io.validation import DEFAULT_DUPLICATES, DUPLICATE_POLICIES, UNKNOWN_GENE_POLICIES
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class ReadOptions:
     readout_key: str | None = None  # the column holding readout ids (e.g. entrez_id), mapped to symbols
     readouts: int | tuple[str, ...] | None = None  # N random readouts, or these names (from a list file)
     readout_seed: int = 0
-    duplicates: str = "quarantine"  # conflicting (signature, readout) copies: quarantine | mean | first
+    duplicates: str = DEFAULT_DUPLICATES  # conflicting copies of one key: mean (default) | quarantine | first
     unknown_genes: str = "keep"  # readouts / genetic targets the gene table does not resolve: keep | quarantine
     readouts_from: str = ""  # the list file the names came from (for messages and the text form)
 
@@ -117,7 +117,8 @@ OPTION_HELP = {
                    "gene table",
     "readouts": "N: N random readouts (of those in every signature; --readout-seed), or a file of names",
     "readout_seed": "seed of the random readout subset",
-    "duplicates": "rows repeating a (signature, readout) with different values: quarantine | mean | first",
+    "duplicates": "rows repeating a (signature, readout) or, for files, a (context, perturbation, readout) with "
+                  "different values: mean (averaged, counted in the report) | quarantine | first",
     "unknown_genes": "readouts and genetic perturbation targets the gene table does not resolve: keep (counted in "
                      "the report) | quarantine (needs a gene table)",
 }

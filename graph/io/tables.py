@@ -32,7 +32,7 @@ from graph.io.identifiers import (
 )
 from graph.io.options import missing_type_error
 from graph.io.perturbations import normalise_perturbation_type, perturbation_record
-from graph.io.validation import GeneCheck, duplicate_note, validate_measurements
+from graph.io.validation import DEFAULT_DUPLICATES, GeneCheck, duplicate_note, validate_measurements
 from graph.records import MEASUREMENT_COLUMNS, SignatureRecord
 
 BASE_COLUMNS = ("context", "perturbation", "perturbation_type", "readout")
@@ -86,7 +86,7 @@ class LongTableReader(StreamedReader):
     Report units are rows. Each batch goes through graph/io/validation.validate_measurements: rows with
     an unknown perturbation type, an empty key field, a non-finite value or an invalid rank are
     quarantined with the reason; copies of a (signature, readout) with the same value are collapsed,
-    copies with different values follow `duplicates` ("quarantine" all copies, "mean", "first").
+    copies with different values follow `duplicates` ("mean", the default; "quarantine" all copies; "first").
     A (signature, readout) already accepted in an earlier batch is dropped (first kept, counted in
     duplicates_resolved; one bool per signature x readout; Tahoe: 1,071 x 26,347 = 28 MB; beyond
     SEEN_BUDGET only repeats inside a batch are caught, with a note). `max_rows` reads only the first
@@ -99,7 +99,7 @@ class LongTableReader(StreamedReader):
 
     def __init__(self, path: str | Path, dataset_id: str, *, ranked: bool | None = None, resolver=None,
                  compound_ids: Mapping[str, str] | None = None, batch_size: int = 500_000,
-                 max_rows: int | None = None, duplicates: str = "quarantine",
+                 max_rows: int | None = None, duplicates: str = DEFAULT_DUPLICATES,
                  perturbation_type: str | None = None, readout_key: str | None = None,
                  context: str | None = None, unknown_genes: str = "keep"):
         super().__init__(path, dataset_id)

@@ -11,8 +11,9 @@ rejected row one reason:
    and n_ranked >= 2 (then value = the score of graph/io/identifiers.py); otherwise the value must
    be a finite number;
 4. duplicates of a key: copies with the same value are collapsed to one row (counted, accepted);
-   copies with different values follow the policy: "quarantine" (default: every copy quarantined,
-   the file disagrees with itself), "mean" or "first" (counted as resolved). Always reported.
+   copies with different values follow the policy (DEFAULT_DUPLICATES, the one default of every route):
+   "mean" (default: averaged into one row, counted as resolved), "quarantine" (every copy quarantined,
+   the file disagrees with itself) or "first" (counted as resolved). Always reported.
 
 read = accepted + quarantined, where a collapsed copy counts as accepted (and in duplicates_resolved).
 
@@ -38,6 +39,12 @@ from graph.io.identifiers import signed_rank_score, up_rank_score, valid_rank
 from graph.records import PerturbationRecord, QuarantineRecord, ReadReport
 
 DUPLICATE_POLICIES = ("quarantine", "mean", "first")
+# The one default for conflicting copies of a key, at a reader's (signature, readout) and at the model's
+# (context, perturbation, readout): averaged, counted and reported, as the pipeline's training_set averages
+# several signatures of one experiment (average_duplicate_keys). graph/io/options.ReadOptions (CLI, Dagster
+# config, FILE?k=v, sidecars), the readers and the benchmark loaders take it from here; "quarantine" and
+# "first" stay explicit choices.
+DEFAULT_DUPLICATES = "mean"
 UNKNOWN_GENE_POLICIES = ("keep", "quarantine")
 DEFAULT_KEYS = ("context", "perturbation", "readout")
 MAX_QUARANTINE_RECORDS = 100_000  # beyond this, rows are counted by reason but not listed one by one
@@ -109,7 +116,7 @@ def validate_measurements(
     keys: Sequence[str] = DEFAULT_KEYS,
     ranked: bool | None = None,
     score: str = "signed",
-    duplicates: str = "quarantine",
+    duplicates: str = DEFAULT_DUPLICATES,
     prior_reason: np.ndarray | None = None,
     unknown: np.ndarray | None = None,
     unknown_genes: str = "keep",

@@ -12,6 +12,7 @@ import pandas as pd
 from graph.io.common import InputFileError
 from graph.io.options import ReadOptions
 from graph.io.readers import gene_resolver
+from graph.io.validation import DEFAULT_DUPLICATES
 from graph.store.quarantine import write_quarantine
 from pipelines.ingest import (
     MEASUREMENT_KINDS_ORDER,
@@ -74,7 +75,7 @@ class IngestConfig(dg.Config):
     readout_key: str | None = None
     readouts: str | None = None  # N random readouts of those in every signature, or a file of names
     readout_seed: int = 0
-    duplicates: str = "quarantine"
+    duplicates: str = DEFAULT_DUPLICATES  # ReadOptions' default: runner.run_config leaves defaults out
     unknown_genes: str = "keep"  # genes the gene table does not resolve: keep (counted) | quarantine
 
     def read_options(self) -> ReadOptions:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from graph.io.options import OPTION_HELP
+from graph.io.validation import DEFAULT_DUPLICATES
 from graph.settings import get_settings
 from pipelines.cli.common import app, console, dagster_home, fail, read_flag
 from pipelines.output import OutputFormat
@@ -22,7 +23,7 @@ def demo(
     readout_key: str | None = typer.Option(None, "--readout-key", help=OPTION_HELP["readout_key"]),
     readouts: str | None = typer.Option(None, "--readouts", help=OPTION_HELP["readouts"]),
     readout_seed: int = typer.Option(0, "--readout-seed", help=OPTION_HELP["readout_seed"]),
-    duplicates: str = typer.Option("quarantine", "--duplicates", help=OPTION_HELP["duplicates"]),
+    duplicates: str = typer.Option(DEFAULT_DUPLICATES, "--duplicates", help=OPTION_HELP["duplicates"]),
     unknown_genes: str = read_flag("unknown_genes", default="keep"),
 ) -> None:
     """The main job: start Neo4j, materialize every asset, print counts, metrics and example discoveries.

@@ -30,6 +30,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from graph.io.options import OPTION_HELP
+from graph.io.validation import DEFAULT_DUPLICATES
 from models.datasets import resources_for
 from pipelines.cli.common import app, console, fail, read_flag
 
@@ -53,7 +54,7 @@ def _read_options(readouts: str | None, readout_seed: int, duplicates: str, cont
         _fail(f"--{str(exc).replace('_', '-', 1)}")
 
 
-def _load(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine") -> pd.DataFrame:
+def _load(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = DEFAULT_DUPLICATES) -> pd.DataFrame:
     """_load_input's table."""
     return _load_input(input_, readouts, readout_seed, duplicates).frame
 
@@ -71,7 +72,7 @@ def _gene_resolver(readout_key: str | None):
     return resolver
 
 
-def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = "quarantine",
+def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = DEFAULT_DUPLICATES,
                 context: str | None = None, readout_key: str | None = None, perturbation_type: str | None = None,
                 unknown_genes: str = "keep"):
     """Read INPUT through the ingest readers and the validation step (a models.datasets.Loaded) with the
@@ -156,7 +157,7 @@ def train(
     epochs: int | None = typer.Option(None, "--epochs", help="max epochs (default: LPMConfig)"),
     readouts: str | None = typer.Option(None, "--readouts", help=READOUTS_HELP),
     readout_seed: int = typer.Option(0, "--readout-seed", help=OPTION_HELP["readout_seed"]),
-    duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
+    duplicates: str = typer.Option(DEFAULT_DUPLICATES, "--duplicates", help=DUPLICATES_HELP),
     context: str | None = typer.Option(None, "--context", "--input-context", help=CONTEXT_HELP),
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
     perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
@@ -231,7 +232,7 @@ def evaluate(
     epochs: int | None = typer.Option(None, "--epochs", help="LPM max epochs (default: LPMConfig)"),
     readouts: str | None = typer.Option(None, "--readouts", help=READOUTS_HELP),
     readout_seed: int = typer.Option(0, "--readout-seed", help="seed of the random readout subset"),
-    duplicates: str = typer.Option("quarantine", "--duplicates", help=DUPLICATES_HELP),
+    duplicates: str = typer.Option(DEFAULT_DUPLICATES, "--duplicates", help=DUPLICATES_HELP),
     input_context: str | None = typer.Option(None, "--input-context", help=CONTEXT_HELP + " (--context is the target)"),
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
     perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
