@@ -274,3 +274,27 @@ def test_gctx_and_long_table_find_the_same_compound_ids(tmp_path):
                         compound_ids=index)
     list(reader.iter_long())
     assert {rec.compound_id for rec in reader.perturbations.values()} == {"CPD_BRD"}
+
+
+def test_type_column_comes_from_the_ids_one_rule(tmp_path, monkeypatch):
+    """The stored perturbation_type is graph/io/perturbations.type_in_id of the perturbation's id (the rule that
+    reads what make_perturbation_id wrote), not a second spelling of it: the reader asks that function, and each
+    row's type equals its Perturbation record's type."""
+    import graph.io.perturbations as perturbations
+    import graph.io.tables as tables
+
+    path = tmp_path / "ranked.parquet"
+    _ranked(tmp_path).to_parquet(path)
+    asked: list[str] = []
+
+    def spy(pid):
+        asked.append(pid)
+        return perturbations.type_in_id(pid)
+
+    monkeypatch.setattr(tables, "type_in_id", spy, raising=False)
+    long, reader = read_long_table(path, "r")
+    assert set(asked) == {"CRISPRi:AARS", "compound:name:pyridoxine"}
+    pairs = long[["perturbation", "perturbation_type"]].astype(str).drop_duplicates()
+    assert {p: t for p, t in pairs.itertuples(index=False)} == {
+        p: reader.perturbations[p].perturbation_type for p in pairs["perturbation"]} == {
+        "CRISPRi:AARS": "CRISPRi", "compound:name:pyridoxine": "compound"}

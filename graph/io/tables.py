@@ -31,7 +31,7 @@ from graph.io.identifiers import (
     stored_gene_names,
 )
 from graph.io.options import missing_type_error
-from graph.io.perturbations import normalise_perturbation_type, perturbation_record
+from graph.io.perturbations import normalise_perturbation_type, perturbation_record, type_in_id
 from graph.io.validation import DEFAULT_DUPLICATES, GeneCheck, duplicate_note, validate_measurements
 from graph.records import MEASUREMENT_COLUMNS, SignatureRecord
 
@@ -360,9 +360,10 @@ class LongTableReader(StreamedReader):
             self.report.quarantined += res.quarantined
             sig_inv, rcodes, value = sig_inv[keep], rcodes[keep], value[keep]
             pert_cats = sorted(set(sig_pert))
-            type_cats = sorted({p.split(":")[0] for p in pert_cats})
+            type_of = {p: type_in_id(p) or "" for p in pert_cats}  # the type make_perturbation_id wrote in the id
+            type_cats = sorted(set(type_of.values()))
             pert_code = np.array([pert_cats.index(p) for p in sig_pert], dtype=np.int64)
-            type_code = np.array([type_cats.index(p.split(":")[0]) for p in sig_pert], dtype=np.int64)
+            type_code = np.array([type_cats.index(type_of[p]) for p in sig_pert], dtype=np.int64)
             ctx_code = sig_uniq[:, 0] if len(sig_uniq) else np.zeros(0, np.int64)
             counts = np.bincount(sig_inv, minlength=len(sig_ids))
             for j, sid in enumerate(sig_ids):
