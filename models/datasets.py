@@ -868,13 +868,15 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
     info / warn: where the coverage lines and the warnings go (stderr)."""
     from models.evaluation.harness import Resources
     from models.evaluation.splits import GENETIC_TYPES
-    from models.side_information import SideInformation
+    from models.side_information import SideInformation, target_genes
 
     names = perturbation_names or {}  # perturbation id -> source name (ingest readers)
-    targets = perturbation_targets or {}
     types = df["perturbation_type"].astype(str)
     compounds = df.loc[types == "compound", "perturbation"].astype(str).unique()
-    genetic = df.loc[types.isin(GENETIC_TYPES), "perturbation"].astype(str).unique()
+    pairs = df.loc[types.isin(GENETIC_TYPES), ["perturbation", "perturbation_type"]].drop_duplicates("perturbation")
+    # a genetic perturbation's genes: its recorded targets, else its own name (target_genes, the one rule)
+    targets = {p: target_genes(p, t, perturbation_targets or {})
+               for p, t in zip(pairs["perturbation"].astype(str), pairs["perturbation_type"].astype(str), strict=True)}
     side: dict = {}  # SideInformation fields found
 
     def optional(what: str, make):
@@ -896,10 +898,8 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
         info(f"compound annotations: {len(annotated)} of {len(compounds)} compounds matched targets or a "
              f"mechanism of action by name or alias ({sum(bool(a.targets) for a in annotated)} with targets)")
     if gene_graph:
-        # a genetic perturbation's genes are its targets, else its own name (as perturbation_targets below): an id
-        # (CRISPRi:C14ORF178) is no gene name
         genes = (set(df["readout"].astype(str).unique()) | {g for t in targets.values() for g in t}
-                 | {p for p in genetic if not targets.get(p)})
+                 | {g for t in (perturbation_targets or {}).values() for g in t})  # recorded ones of any type
         side["gene_graph"] = optional("gene graph", lambda: prior_gene_graph(genes=genes))
         side["complex_graph"] = optional("complex graph", lambda: corum_gene_graph(genes=genes))
         if side["gene_graph"] is not None or side["complex_graph"] is not None:
@@ -915,6 +915,6 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
         side["context_features"] = features
     elif features is not None and len(features) < len(contexts) and len(features):
         warn(f"cell-line features cover {len(features)} of {len(contexts)} contexts; not used")
-    if len(genetic):
-        side["perturbation_targets"] = {p: list(targets.get(p) or [p]) for p in genetic}
+    if targets:
+        side["perturbation_targets"] = targets
     return Resources(side=SideInformation(**side), lpm_epochs=epochs)

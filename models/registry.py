@@ -95,7 +95,8 @@ def _linear(seed: int, resources: Resources, split_kind: str):
     """Perturbation features that exist for the split: fingerprints for unseen compounds, the target
     gene's embedding for unseen genes, the perturbation's profile in other contexts otherwise."""
     features = {"unseen-compound": "fingerprint", "unseen-gene": "target_gene"}.get(split_kind, "other_contexts")
-    return LinearPCARidge(features=features, compound_smiles=resources.compound_smiles)
+    return LinearPCARidge(features=features, compound_smiles=resources.compound_smiles,
+                          perturbation_targets=resources.perturbation_targets)
 
 
 def production_members(seed: int, resources: Resources, split_kind: str = "", *, lpm=None) -> dict[str, object]:

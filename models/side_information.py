@@ -15,7 +15,7 @@ import pandas as pd
 
 from graph.io.identifiers import moa_terms
 
-__all__ = ["CompoundAnnotation", "SideInformation"]
+__all__ = ["CompoundAnnotation", "SideInformation", "target_genes"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,15 @@ class CompoundAnnotation:
         are one)."""
         return cls(tuple(sorted({str(t).strip() for t in targets or () if str(t).strip()})), moa_terms(moa),
                    str(parent or ""))
+
+
+def target_genes(perturbation: str, perturbation_type: str, perturbation_targets: Mapping[str, list[str]]) -> list[str]:
+    """The genes a perturbation hits: its recorded targets (`perturbation_targets`: the store's, a loader's, or
+    resources_for's), else, for a genetic perturbation, its own name (a benchmark's bare gene name; an id such
+    as CRISPRi:AARS is no gene, so ids need their targets recorded); none for a compound without targets."""
+    from models.evaluation.splits import GENETIC_TYPES
+
+    return list(perturbation_targets.get(perturbation) or ([perturbation] if perturbation_type in GENETIC_TYPES else []))
 
 
 # eq=False: pandas frames have no truth value, so records compare by identity.

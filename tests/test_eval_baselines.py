@@ -122,6 +122,30 @@ def test_linear_target_gene_features_use_the_gene_embedding():
     assert unknown == pytest.approx(ContextReadoutMean().fit(df[~held]).predict(_query(("ctx0", "x", "r3"))))
 
 
+def test_linear_target_gene_is_the_same_under_pipeline_ids_and_benchmark_names(tmp_path):
+    """One tiny knock-down table named as the pipeline / CLI names it (CRISPRi:R3, its targets recorded) and as
+    the benchmark loaders name it (R3, its own name the gene): `linear` for unseen genes predicts the same, and
+    the knock-downs' target features exist (the prediction leaves the context mean). Before, an id was looked up
+    as a readout and never matched: the pipeline route got no target features."""
+    from models.registry import Resources, build_model
+    from models.side_information import SideInformation
+
+    df = _low_rank(n_pert=30, n_readout=30)
+    bare = df.assign(perturbation=df["perturbation"].str.replace("p", "R"), readout=df["readout"].str.upper(),
+                     perturbation_type="CRISPRi")
+    ids = bare.assign(perturbation="CRISPRi:" + bare["perturbation"])
+    held = bare["perturbation"].isin(["R1", "R2"]).to_numpy()
+    preds = []
+    for frame, targets in ((bare, {}), (ids, {f"CRISPRi:R{i}": [f"R{i}"] for i in range(30)})):
+        res = Resources(side=SideInformation(perturbation_targets=targets))
+        model = build_model("linear", seed=0, resources=res, split_kind="unseen-gene").fit(frame[~held])
+        preds.append(model.predict(frame[held][COLS[:4]]))
+        params, arrays = model.state()  # the targets are saved with the model
+        np.testing.assert_array_equal(type(model).from_state(params, arrays).predict(frame[held][COLS[:4]]), preds[-1])
+    np.testing.assert_allclose(preds[1], preds[0])
+    assert not np.allclose(preds[1], ContextReadoutMean().fit(ids[~held]).predict(ids[held][COLS[:4]]))
+
+
 def test_tanimoto_knn_copies_the_structural_twin():
     # "twin" has the SMILES of "aspirin": with k=1 its prediction is aspirin's profile in the same context.
     smiles = {"aspirin": "CC(=O)Oc1ccccc1C(=O)O", "twin": "CC(=O)Oc1ccccc1C(=O)O", "caffeine": "Cn1cnc2c1c(=O)n(C)c(=O)n2C"}

@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from models.side_information import target_genes
+
 KEY_COLUMNS = ["context", "perturbation", "perturbation_type", "readout"]
 
 
@@ -44,6 +46,22 @@ def _require_arrays(arrays: dict[str, np.ndarray], what: str, same_length: dict[
         if len(arrays[a]) != len(arrays[b]):
             raise ValueError(f"{what}: saved arrays {a!r} ({len(arrays[a])}) and {b!r} ({len(arrays[b])}) "
                              "differ in length")
+
+
+def _targets_arrays(perturbation_targets: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """perturbation -> target genes as two aligned arrays (saved without pickle)."""
+    targets = sorted(perturbation_targets.items())
+    return {"targets.perturbation": _unicode([p for p, genes in targets for _ in genes]),
+            "targets.gene": _unicode([g for _, genes in targets for g in genes])}
+
+
+def _targets_from_arrays(arrays: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    """_targets_arrays read back; {} for a state saved without them."""
+    targets: dict[str, list[str]] = {}
+    for p, g in zip(arrays.get("targets.perturbation", np.zeros(0, str)).astype(str),
+                    arrays.get("targets.gene", np.zeros(0, str)).astype(str), strict=True):
+        targets.setdefault(p, []).append(g)
+    return targets
 
 
 def _str(s: pd.Series) -> np.ndarray:
@@ -490,20 +508,32 @@ class LinearPCARidge(_Residuals):
       available for unseen experiments, absent (zero) for perturbations never seen.
     - "fingerprint": Morgan fingerprint of the compound (needs `compound_smiles`); for unseen compounds.
     - "target_gene": the gene embedding G of the perturbed gene (as in Ahlmann-Eltze et al.) when the
-      target is a readout; for unseen genetic perturbations.
+      target is a readout (the mean over the targets that are, for several); for unseen genetic perturbations.
+      The genes are models/side_information.target_genes: `perturbation_targets` (what the store, a loader or
+      resources_for records), else a genetic perturbation's own name, so a pipeline id (CRISPRi:AARS) and a
+      benchmark's bare name (AARS) get the same feature.
     Signatures without features get P = 0, i.e. the context-readout mean.
     """
 
     name = "linear"
 
     def __init__(self, k: int = 10, ridge: float = 0.1, features: str = "other_contexts",
-                 compound_smiles: dict[str, str] | None = None):
+                 compound_smiles: dict[str, str] | None = None, perturbation_targets: dict | None = None):
         if features not in {"other_contexts", "fingerprint", "target_gene"}:
             raise ValueError(f"unknown features {features!r}")
         self.k, self.ridge, self.features = k, ridge, features
         self.compound_smiles = compound_smiles or {}
+        self.perturbation_targets = {str(k): [str(g) for g in v] for k, v in (perturbation_targets or {}).items()}
 
-    def _features(self, contexts, perturbations) -> np.ndarray:
+    def _types(self, rows, perturbations) -> list[str]:
+        """Each perturbation's type in `rows` (target_gene only: the own-name fallback is for genetic ones)."""
+        if self.features != "target_gene":
+            return [""] * len(perturbations)
+        pairs = rows[["perturbation", "perturbation_type"]].drop_duplicates("perturbation")
+        type_of = dict(zip(_str(pairs["perturbation"]), _str(pairs["perturbation_type"]), strict=True))
+        return [type_of.get(str(p), "") for p in perturbations]
+
+    def _features(self, contexts, perturbations, types) -> np.ndarray:
         n = len(contexts)
         if self.features == "other_contexts":
             out = np.zeros((n, self.R_.shape[1]))
@@ -523,10 +553,10 @@ class LinearPCARidge(_Residuals):
                     out[i, list(fp.GetOnBits())] = 1.0
             return out
         out = np.zeros((n, self.G_.shape[1]))  # target_gene
-        for i, p in enumerate(perturbations):
-            j = self.readout_index_.get_indexer([p])[0]
-            if j >= 0:
-                out[i] = self.G_[j]
+        for i, (p, t) in enumerate(zip(perturbations, types, strict=True)):
+            j = self.readout_index_.get_indexer(target_genes(p, t, self.perturbation_targets))
+            if (j >= 0).any():
+                out[i] = self.G_[j[j >= 0]].mean(axis=0)
         return out
 
     def fit(self, train, valid=None):
@@ -537,7 +567,7 @@ class LinearPCARidge(_Residuals):
         self._by_pert_ = pd.Series(np.arange(len(self.sig_perturbation_))).groupby(self.sig_perturbation_).apply(
             lambda s: s.to_numpy()).to_dict()
         self._fps = morgan_fingerprints(self.compound_smiles) if self.features == "fingerprint" else {}
-        F = self._features(self.sig_context_, self.sig_perturbation_)
+        F = self._features(self.sig_context_, self.sig_perturbation_, self._types(train, self.sig_perturbation_))
         self.f_mean_ = F.mean(axis=0)
         if self.features == "target_gene":
             self.f_basis_ = np.eye(F.shape[1])
@@ -562,6 +592,7 @@ class LinearPCARidge(_Residuals):
         params, arrays = super().state()
         contexts = sorted(self.W_context_)
         k = self.W_.shape[0]
+        arrays |= _targets_arrays(self.perturbation_targets)
         arrays |= {"R": self.R_, "G": self.G_, "f_mean": self.f_mean_, "f_basis": self.f_basis_, "W": self.W_,
                    "sig_context": _unicode(self.sig_context_), "sig_perturbation": _unicode(self.sig_perturbation_),
                    "readouts": _unicode(self.readout_index_),
@@ -573,8 +604,11 @@ class LinearPCARidge(_Residuals):
 
     @classmethod
     def from_state(cls, params, arrays):
+        if ("targets.perturbation" in arrays) != ("targets.gene" in arrays):
+            raise ValueError(f"{cls.__name__}: saved state has only one of 'targets.perturbation', 'targets.gene'")
         model = cls(k=int(params["k"]), ridge=float(params["ridge"]), features=params["features"],
-                    compound_smiles=params.get("compound_smiles") or {})
+                    compound_smiles=params.get("compound_smiles") or {},
+                    perturbation_targets=_targets_from_arrays(arrays))  # a state saved before: none (own names)
         model._load_means(params, arrays)
         what = cls.__name__
         _require_arrays(arrays, what, {"sig_context": "sig_perturbation", "W_context.context": "W_context.W",
@@ -606,7 +640,7 @@ class LinearPCARidge(_Residuals):
 
     def predict(self, rows):
         ctx, pert, codes = self._query_signatures(rows)
-        F = self._features(ctx, pert)
+        F = self._features(ctx, pert, self._types(rows, pert))
         P = (F - self.f_mean_) @ self.f_basis_
         P[np.abs(F).sum(axis=1) == 0] = 0.0
         Z = np.stack([p @ self.W_context_.get(c, self.W_) for c, p in zip(ctx, P, strict=False)]) if len(P) else P  # (n_query_sig, k)
@@ -876,9 +910,7 @@ class NetworkKNN(_Residuals):
         self.count_grid = tuple(sorted(float(k) for k in count_grid))
 
     def _targets(self, perturbation: str, ptype: str) -> list[str]:
-        from models.evaluation.splits import GENETIC_TYPES
-
-        return self.perturbation_targets.get(perturbation) or ([perturbation] if ptype in GENETIC_TYPES else [])
+        return target_genes(perturbation, ptype, self.perturbation_targets)
 
     def fit(self, train, valid=None):
         self._fit_residuals(train)
@@ -985,14 +1017,12 @@ class NetworkKNN(_Residuals):
 
     def state(self):
         params, arrays = super().state()
-        targets = sorted(self.perturbation_targets.items())
+        arrays |= _targets_arrays(self.perturbation_targets)
         arrays |= {"R": self.R_, "readouts": _unicode(self.readout_index_),
                    "sig_context": _unicode(self.sig_context_), "sig_perturbation": _unicode(self.sig_perturbation_),
                    "sig_type": _unicode(self.sig_type_),
                    "edges.source": _unicode(self.edges_[0]), "edges.target": _unicode(self.edges_[1]),
-                   "edges.weight": np.asarray(self.edges_[2], dtype=np.float64),
-                   "targets.perturbation": _unicode([p for p, genes in targets for _ in genes]),
-                   "targets.gene": _unicode([g for _, genes in targets for g in genes])}
+                   "edges.weight": np.asarray(self.edges_[2], dtype=np.float64)}
         return params | {"weighted": self.weighted, "shrinkage": self.shrinkage_, "grid": list(self.grid),
                          "count_prior": self.count_prior_, "count_grid": list(self.count_grid),
                          "shrinkage_scores": [[s, k, r] for (s, k), r in self.shrinkage_scores_.items()]}, arrays
@@ -1009,10 +1039,7 @@ class NetworkKNN(_Residuals):
         if R.shape != (len(arrays["sig_context"]), len(arrays["readouts"])):
             raise ValueError(f"{what}: saved arrays do not fit together: R {R.shape} != "
                              f"({len(arrays['sig_context'])}, {len(arrays['readouts'])})")
-        targets: dict[str, list[str]] = {}
-        for p, g in zip(arrays["targets.perturbation"].astype(str), arrays["targets.gene"].astype(str), strict=True):
-            targets.setdefault(p, []).append(g)
-        model = cls(None, targets, weighted=bool(params["weighted"]), shrinkage=float(params["shrinkage"]),
+        model = cls(None, _targets_from_arrays(arrays), weighted=bool(params["weighted"]), shrinkage=float(params["shrinkage"]),
                     grid=params.get("grid", cls.GRID), count_prior=float(params.get("count_prior", 0.0)),
                     count_grid=params.get("count_grid", cls.COUNT_GRID))
         model._load_means(params, arrays)
