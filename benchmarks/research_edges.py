@@ -57,6 +57,11 @@ VARIANTS = {
     "free": {"use_gene_graph": False, "use_targets": False},
     "free_whole": {"use_gene_graph": False, "use_targets": False, "residual": False},
 }
+# Variants trained on the knock-downs' absent readouts too (value 0 = not in the top-1,000 up list, as
+# signature correlation reads them): the default table holds only the readouts a knock-down lists, so the
+# LPM never sees *which* readouts are listed, and that pattern alone scores like correlation (lowrank's
+# `presence`). Not in the default --variants.
+FILLED = {"prior_filled": "prior", "free_whole_filled": "free_whole"}
 VALID_SHARE = 0.1
 
 
@@ -111,6 +116,18 @@ def lowrank_sources(signatures: pd.DataFrame, ks=KS) -> dict[str, pd.DataFrame]:
     return out
 
 
+def presence_sources(signatures: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Correlation's two halves on Replogle (a readout a knock-down does not list is 0): `presence` = Pearson of
+    the 0/1 listed pattern; `magnitude` = centred cosine of the listed values, each row centred over its
+    listed cells, unlisted cells 0 (what the LPM is trained on: values of listed readouts only)."""
+    from models import edge_sources as ES
+
+    listed = signatures.ne(0)
+    mag = signatures.where(listed)
+    mag = mag.sub(mag.mean(axis=1), axis=0).fillna(0.0)
+    return {"presence": ES.similarity(listed.astype(np.float64), "pearson"), "magnitude": ES.similarity(mag, "cosine")}
+
+
 def choose_k(sources: dict[str, pd.DataFrame], refs, ks=KS) -> tuple[int, dict[int, float]]:
     """The rule fixed before scoring: the k whose denoised_k ranks the prior's own pairs best (AUPRC)."""
     from models import edge_sources as ES
@@ -129,12 +146,13 @@ def run_lowrank(args) -> dict[str, Any]:
     t0 = time.perf_counter()
     _, signatures, refs = knockdown_data(_shared(args.shared), args.max_readouts)
     ks = tuple(int(k) for k in args.ks.split(","))
-    sources = {ES.CORRELATION: ES.similarity(signatures, "pearson"), **lowrank_sources(signatures, ks)}
+    sources = {ES.CORRELATION: ES.similarity(signatures, "pearson"), **lowrank_sources(signatures, ks),
+               **presence_sources(signatures)}
     k, prior_auprc = choose_k(sources, refs, ks)
     rep = scored(sources, refs)
     # How stable is the chosen k's margin? score_edge_sources' own seeded gene sample (max_genes): 80% of
     # the knock-downs per draw, the same genes for every source within a draw.
-    pick = {n: sources[n] for n in (ES.CORRELATION, f"denoised_{k}", f"pca_{k}")}
+    pick = {n: sources[n] for n in (ES.CORRELATION, f"denoised_{k}", f"pca_{k}", "presence")}
     draws = []
     for d in range(args.draws):
         sc = scored(pick, refs, max_genes=int(0.8 * len(signatures)), seed=d)["scores"]
@@ -154,12 +172,13 @@ def lowrank_markdown(res: dict[str, Any]) -> str:
              "| source | k | CORUM AUPRC with prior | CORUM AUROC with prior | CORUM AUPRC without | CORUM AUROC without "
              "| STRING AUPRC with prior | STRING AUROC with prior | STRING AUPRC without | STRING AUROC without |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    order = ["signature_correlation"] + [f"{p}_{kk}" for p in ("denoised", "pca") for kk in res["ks"]] + ["pca_full"]
+    order = (["signature_correlation"] + [f"{p}_{kk}" for p in ("denoised", "pca") for kk in res["ks"]]
+             + ["pca_full", "presence", "magnitude"])
     for name in order:
         if name not in e["scores"]:
             continue
         by = e["scores"][name]
-        kk = "full" if name in ("signature_correlation", "pca_full") else name.split("_")[1]
+        kk = name.split("_")[1] if name.startswith(("denoised_", "pca_")) and name != "pca_full" else "full"
         mark = f"**{name}**" if kk == str(k) else name
         cells = []
         for ref in ("CORUM", "STRING"):
@@ -170,7 +189,7 @@ def lowrank_markdown(res: dict[str, Any]) -> str:
         lines += ["", f"Gene subsamples ({len(res['draws'])} draws of 80% of the knock-downs, seeds 0..; AUPRC without "
                   "prior minus signature correlation's on the same draw):", "",
                   "| source | CORUM mean (sd) | CORUM draws above | STRING mean (sd) | STRING draws above |", "|---|---|---|---|---|"]
-        for n in (f"denoised_{k}", f"pca_{k}"):
+        for n in (f"denoised_{k}", f"pca_{k}", "presence"):
             cells = []
             for r in ("CORUM", "STRING"):
                 d = np.array([dr[n][r] - dr["signature_correlation"][r] for dr in res["draws"]])
@@ -185,6 +204,17 @@ def lowrank_markdown(res: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------- H-E2
 
 
+def fill_absent(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with every knock-down experiment given every readout of the table: absent ones value 0."""
+    kd = df["perturbation_type"] == "CRISPRi"
+    exps = df.loc[kd, ["context", "perturbation", "perturbation_type"]].drop_duplicates()
+    readouts = pd.DataFrame({"readout": sorted(df["readout"].unique())})
+    grid = exps.merge(readouts, how="cross")
+    full = grid.merge(df.loc[kd], on=["context", "perturbation", "perturbation_type", "readout"], how="left")
+    full["value"] = full["value"].fillna(0.0)
+    return pd.concat([df.loc[~kd], full.loc[:, df.columns]], ignore_index=True)
+
+
 def fit_variant(df: pd.DataFrame, variant: str, seed: int, max_epochs: int, threads: int):
     import torch
 
@@ -193,6 +223,8 @@ def fit_variant(df: pd.DataFrame, variant: str, seed: int, max_epochs: int, thre
     from models.module import LPMConfig
 
     torch.set_num_threads(threads)
+    if variant in FILLED:
+        df, variant = fill_absent(df), FILLED[variant]
     cfg = LPMConfig(max_epochs=max_epochs, **VARIANTS[variant])
     res = resources_for(df, gene_graph=cfg.use_gene_graph)
     held = np.random.default_rng(seed).random(len(df)) < VALID_SHARE
@@ -241,7 +273,7 @@ def run_lpm_one(df, signatures, refs, variant: str, seed: int, args) -> dict[str
     hist = model.history
     losses = [h.get("valid_loss") for h in hist]
     best = int(np.nanargmin([np.inf if v is None else v for v in losses])) + 1 if losses else None
-    return {"what": "lpm", "variant": variant, "seed": seed, "config": VARIANTS[variant],
+    return {"what": "lpm", "variant": variant, "seed": seed, "config": VARIANTS[FILLED.get(variant, variant)],
             "max_readouts": args.max_readouts, "max_epochs": args.max_epochs, "epochs_run": len(hist),
             "best_epoch": best, "valid_loss": losses, "knockdown_moved_over_init_norm": moved,
             "fit_seconds": fit_s, "edges": scored(scores, refs),
@@ -252,7 +284,7 @@ def lpm_markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| variant | seed | epochs (best) | source | CORUM AUPRC with prior | CORUM AUPRC without | CORUM AUROC without "
              "| STRING AUPRC with prior | STRING AUPRC without | STRING AUROC without | minus correlation, AUPRC without "
              "(CORUM / STRING) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"])):
+    for r in sorted(rows, key=lambda r: ([*VARIANTS, *FILLED].index(r["variant"]), r["seed"])):
         sc = r["edges"]["scores"]
         base = sc["signature_correlation"]
         for src in ("signature_correlation", "lpm_knockdown", "lpm_readout", "combined", "lpm_knockdown_init",
