@@ -151,7 +151,7 @@ def main(argv=None) -> int:
 
         return research_graph(args, argv, BENCHMARKS)
     from graph.settings import get_settings
-    from models.datasets import load_dataset, resources_for
+    from models.datasets import load_input, resources_for_input
     from models.evaluation.harness import markdown_table, run_benchmark, write_results
     from models.evaluation.splits import GENETIC_TYPES
 
@@ -169,18 +169,18 @@ def main(argv=None) -> int:
     json_dir = Path(get_settings().home) / "results"
     chosen = [int(i) for i in args.only.split(",") if i.strip()] or list(range(len(BENCHMARKS)))
     sections, began = {}, time.time()
-    cache: dict[str, pd.DataFrame] = {}
+    cache: dict = {}  # key -> Loaded (the table and what its reader recorded: source names, targets)
     for i in chosen:
         title, name, kwargs, split, context, why, lpm_models = BENCHMARKS[i]
         if args.lpm_models and lpm_models:
             lpm_models = tuple(m.strip() for m in args.lpm_models.split(",") if m.strip())
         key = f"{name}{sorted(kwargs.items())}"
         if key not in cache:
-            cache[key] = load_dataset(name, **kwargs)
-        df = cache[key]
+            cache[key] = load_input(name, **kwargs)
+        df = cache[key].frame
         # the gene graph: for the LPM's gene encoder and network_knn (genetic perturbations)
         graph = (bool(lpm_models) and lpm_config is not None) or df["perturbation_type"].astype(str).isin(GENETIC_TYPES).any()
-        res = replace(resources_for(df, gene_graph=graph), lpm_config=lpm_config)
+        res = replace(resources_for_input(cache[key], gene_graph=graph), lpm_config=lpm_config)
         t0 = time.time()
         added = [m.strip() for m in args.add_models.split(",") if m.strip()]
         lpm_seeds = [int(s) for s in args.lpm_seed_list.split(",") if s.strip()] or list(range(args.lpm_seeds))
@@ -313,7 +313,7 @@ def research_residual(args, argv) -> int:
     `LPMConfig(residual=True)` and the plain LPM on the same split; a table per section, the paired
     per-seed pearson_per_signature / RMSE and the residual LPM's wins against the strongest baseline."""
     from graph.settings import get_settings
-    from models.datasets import load_dataset, resources_for
+    from models.datasets import load_input, resources_for_input
     from models.evaluation.harness import build_model, evaluate_model, markdown_table, write_results
     from models.evaluation.metrics import METRIC_NAMES
     from models.evaluation.splits import make_split
@@ -327,8 +327,8 @@ def research_residual(args, argv) -> int:
     out: list[str] = []
     for i in chosen:
         title, name, kwargs, split_kind, context, why, _ = BENCHMARKS[i]
-        df = load_dataset(name, **kwargs)
-        res = resources_for(df, gene_graph=True)
+        loaded = load_input(name, **kwargs)
+        df, res = loaded.frame, resources_for_input(loaded, gene_graph=True)
         stored = json_dir / f"research_residual_{i}.json"
         rows = pd.read_json(stored, orient="records") if stored.exists() else pd.DataFrame()
         seeds = [int(s) for s in args.research_seeds.split(",") if s.strip()] or list(range(args.lpm_seeds))

@@ -918,3 +918,10 @@ def resources_for(df: pd.DataFrame, *, gene_graph: bool = True, epochs: int | No
     if targets:
         side["perturbation_targets"] = targets
     return Resources(side=SideInformation(**side), lpm_epochs=epochs)
+
+
+def resources_for_input(loaded: Loaded, **kwargs):
+    """resources_for a loaded input with what its reader recorded (per perturbation id the source name, for
+    structures and annotations by name, and the target genes): the benchmarks' route, as the CLI's."""
+    return resources_for(loaded.frame, perturbation_names=loaded.perturbation_names,
+                         perturbation_targets=loaded.perturbation_targets, **kwargs)

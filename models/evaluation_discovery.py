@@ -284,10 +284,17 @@ def discovery_training_table(shared: Path, max_readouts: int | None = None) -> p
     """Tahoe-100M drugs and Replogle knock-downs in one table, on the readouts both measure (the
     Tahoe dense readouts that are in at least 50 Replogle top-1,000 lists; with `max_readouts`, the
     ones in the most Replogle lists), so compounds and knock-downs are embedded by one model."""
-    from models.datasets import load_replogle, load_tahoe, most_measured_readouts
+    return discovery_training_input(shared, max_readouts).frame
 
-    rep = load_replogle(shared / "perturbseq/replogle2022_k562_rpe1_crispri_top1000.parquet", min_signatures=50)
-    tah = load_tahoe(shared / "chemical/tahoe100m_ranked_signatures.parquet")
+
+def discovery_training_input(shared: Path, max_readouts: int | None = None):
+    """discovery_training_table as a models.datasets.Loaded: the table, the two loaders' reports (summed) and
+    what they recorded per perturbation (source names, knock-downs' target genes), for resources_for_input."""
+    from models.datasets import Loaded, LoadReport, most_measured_readouts, read_replogle, read_tahoe
+
+    rep_in = read_replogle(shared / "perturbseq/replogle2022_k562_rpe1_crispri_top1000.parquet", min_signatures=50)
+    tah_in = read_tahoe(shared / "chemical/tahoe100m_ranked_signatures.parquet")
+    rep, tah = rep_in.frame, tah_in.frame
     common = sorted(set(rep["readout"].astype(str)) & set(tah["readout"].astype(str)))
     if max_readouts is not None and len(common) > max_readouts:
         sub = rep[rep["readout"].astype(str).isin(common)]
@@ -296,7 +303,14 @@ def discovery_training_table(shared: Path, max_readouts: int | None = None) -> p
                    ignore_index=True)
     for col in ("context", "perturbation", "perturbation_type", "readout"):
         df[col] = df[col].astype(str)
-    return df
+    kept = set(df["perturbation"].unique())
+    parts = (tah_in, rep_in)
+    report = LoadReport(" + ".join(p.report.source for p in parts), read=sum(p.report.read for p in parts),
+                        quarantined=sum(p.report.quarantined for p in parts),
+                        duplicates_resolved=sum(p.report.duplicates_resolved for p in parts),
+                        notes=[n for p in parts for n in p.report.notes])
+    return Loaded(df, report, {k: v for p in parts for k, v in p.perturbation_names.items() if k in kept},
+                  {k: list(v) for p in parts for k, v in p.perturbation_targets.items() if k in kept})
 
 
 def train_discovery_lpm(shared: Path, out: Path, *, epochs: int = 8, paper: bool = False, seed: int = 0,
@@ -304,12 +318,12 @@ def train_discovery_lpm(shared: Path, out: Path, *, epochs: int = 8, paper: bool
     """Fit the LPM on `discovery_training_table` (all experiments; no held-out split: the
     discovery labels, annotated targets and STRING / CORUM pairs, are never inputs; STRING >= 700
     is the gene prior unless `paper`) and save it."""
-    from models.datasets import resources_for
+    from models.datasets import resources_for_input
     from models.lpm import LPM
     from models.module import LPMConfig
 
-    df = discovery_training_table(shared, max_readouts)
-    res = resources_for(df, gene_graph=not paper)
+    loaded = discovery_training_input(shared, max_readouts)
+    df, res = loaded.frame, resources_for_input(loaded, gene_graph=not paper)
     config = (LPMConfig.paper if paper else LPMConfig)(max_epochs=epochs)
     # Without cell-line features, as the discovery tables in docs/results.md were measured.
     model = LPM(config, side=replace(res.side, context_features=None), seed=seed)
@@ -466,14 +480,17 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     from models import edge_sources as ES
     from models.datasets import prior_gene_graph
     from models.lpm import LPM
+    from models.side_information import target_genes
 
     t0 = time.perf_counter()
-    df = discovery_training_table(shared, max_readouts)
+    loaded = discovery_training_input(shared, max_readouts)
+    df = loaded.frame
     model = LPM.load(lpm_path)
     types = df["perturbation_type"].astype(str)
     kd = sorted(df.loc[types == "CRISPRi", "perturbation"].astype(str).unique())
     compounds = sorted(df.loc[types == "compound", "perturbation"].astype(str).unique())
-    gene_of = {p: p for p in kd}  # Replogle perturbation ids are the knocked-down gene's symbol
+    # a knock-down's gene: its one target as the loader records it (C14ORF178 -> C14orf178, the readout's name)
+    gene_of = {p: genes[0] for p in kd if len(genes := target_genes(p, "CRISPRi", loaded.perturbation_targets)) == 1}
     pert = model.embeddings("perturbation")
     knockdown = pert.loc[[p for p in kd if p in pert.index]]
     readout = model.embeddings("readout")

@@ -136,3 +136,44 @@ def test_mechanism_quality_reports_the_simple_answer_beside_the_embeddings():
     assert q["compounds_evaluated"] == 2 and q["tested_pairs"] == 60 and q["significant_annotated"] == 2
     none = E.mechanism_quality(comp, genes, {"A": ["NOPE"]})
     assert none["score"] is None and "no compound" in none["note"]
+
+
+def _tiny_shared(tmp_path):
+    """A shared folder with a tiny Replogle file (30 knock-downs x 2 lines, every readout ranked, one gene
+    spelled C14orf178) and a tiny Tahoe file (2 drugs x 2 lines on the same readouts)."""
+    rng = np.random.default_rng(0)
+    genes = ["C14orf178", *[f"G{i}" for i in range(29)]]
+    rows = []
+    for ctx in ("K562", "RPE1"):
+        for kd in genes:
+            rows += [(ctx, kd, "CRISPRi", g, r + 1, len(genes)) for r, g in enumerate(rng.permutation(genes))]
+    rep = pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "rank", "n_ranked"])
+    rows = [(ctx, drug, "compound", g, r + 1, len(genes)) for ctx in ("A498", "LOVO") for drug in ("drugA", "drugB")
+            for r, g in enumerate(rng.permutation(genes))]
+    tah = pd.DataFrame(rows, columns=rep.columns)
+    for folder, name, frame in (("perturbseq", "replogle2022_k562_rpe1_crispri_top1000.parquet", rep),
+                                ("chemical", "tahoe100m_ranked_signatures.parquet", tah)):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        frame.astype({"rank": "int32", "n_ranked": "int32"}).to_parquet(tmp_path / folder / name)
+    return tmp_path
+
+
+def test_the_discovery_lpm_gets_the_targets_the_loaders_recorded(tmp_path, monkeypatch):
+    """train_discovery_lpm's side information comes from the loaders' records (resources_for_input), as on
+    the CLI: the knock-down the loader names C14ORF178 (the ingest's id rule) targets C14orf178, the readout's
+    spelling. Before, resources_for(df) alone fell back to the perturbation's own name (C14ORF178)."""
+    from graph.settings import reload_settings
+    from models.lpm import LPM
+
+    monkeypatch.setenv("PERTURBGRAPH_SHARED_DATA", str(tmp_path / "no-shared-data"))  # no gene table, no networks
+    reload_settings()
+    try:
+        shared = _tiny_shared(tmp_path / "shared")
+        side = LPM.load(E.train_discovery_lpm(shared, tmp_path / "lpm.pt", epochs=1)).side
+        assert side.perturbation_targets["C14ORF178"] == ["C14orf178"]
+        loaded = E.discovery_training_input(shared)
+        assert E.discovery_training_table(shared).equals(loaded.frame)
+        assert loaded.perturbation_targets["C14ORF178"] == ["C14orf178"]
+    finally:
+        monkeypatch.undo()
+        reload_settings()

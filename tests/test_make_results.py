@@ -76,3 +76,35 @@ def test_a_run_of_more_seeds_keeps_the_stored_rows_of_the_other_seeds_and_models
         [("other_contexts", s) for s in range(5)] + [(m, s) for m in ("lpm", "production") for s in range(3)])
     kept = rows_not_rerun(stored, ["lpm"], range(5))
     assert set(kept["model"]) == {"other_contexts", "production"} and len(kept) == 10
+
+
+def test_sections_get_the_targets_their_loader_recorded(tmp_path, monkeypatch):
+    """A section's resources come from what its loader recorded (resources_for_input), as on the CLI: a
+    knock-down file read under pipeline ids (CRISPRi:G3, targets G3) gives `linear` its target-gene features
+    for unseen genes, so its row differs from context_mean's. Before, make_results called resources_for(df)
+    alone: an id's own name is no readout, and linear was context_mean."""
+    import json
+
+    import benchmarks.make_results as M
+    from graph.settings import reload_settings
+
+    monkeypatch.setenv("PERTURBGRAPH_SHARED_DATA", str(tmp_path / "no-shared-data"))
+    monkeypatch.setenv("PERTURBGRAPH_HOME", str(tmp_path / "home"))
+    reload_settings()
+    rng = np.random.default_rng(0)
+    n = 16
+    effect = rng.normal(size=(n, 3)) @ rng.normal(size=(3, n))
+    rows = [(c, f"G{p}", "CRISPRi", f"G{r}", scale * effect[p, r] + 0.05 * rng.normal())
+            for c, scale in (("K562", 1.0), ("RPE1", 0.7)) for p in range(n) for r in range(n)]
+    path = tmp_path / "knockdowns.csv"
+    pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"]).to_csv(path, index=False)
+    monkeypatch.chdir(tmp_path)  # the section's name is the file's (relative) path
+    monkeypatch.setattr(M, "BENCHMARKS", [("tiny knock-downs, unseen gene", path.name, {}, "unseen-gene", None, "", ())])
+    try:
+        assert M.main(["--only", "0", "--no-lpm", "--seeds", "1", "--threads", "1", "--out", str(tmp_path / "r.md")]) == 0
+        stored = json.loads((tmp_path / "home" / "results" / f"0_{path.name}_unseen-gene.json").read_text())
+    finally:
+        monkeypatch.undo()
+        reload_settings()
+    r = {rec["model"]: rec["pearson_per_signature"] for rec in stored}
+    assert abs(r["linear"] - r["context_mean"]) > 1e-6
