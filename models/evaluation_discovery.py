@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from graph.io.identifiers import normalise_compound_name, signed_rank_score
+from graph.io.identifiers import normalise_compound_name
 from graph.io.networks import GENE_PRIOR, SHARED_NETWORK_FILES
 from models.discovery import l2_normalise
 
@@ -197,34 +197,47 @@ def evaluate_gene_edges(gene_emb_or_scores: pd.DataFrame, truth_pairs: Iterable[
 # ---------------------------------------------------------------------------------------------
 
 
-def replogle_signatures(path: Path, fill: float = -1.0) -> pd.DataFrame:
-    """Knock-down x (context|readout) signed scores; K562 and RPE1 side by side. Readouts outside a
-    knock-down's top-1,000 up list are filled with `fill` (-1: below the last listed gene)."""
-    r = pd.read_parquet(path, columns=["context", "perturbation", "readout", "rank", "n_ranked"])
-    r["s"] = signed_rank_score(r["rank"], r["n_ranked"], dtype=np.float64)
-    r["col"] = r["context"].astype(str) + "|" + r["readout"].astype(str)
-    wide = r.pivot_table(index=r["perturbation"].astype(str), columns="col", values="s", aggfunc="mean",
-                         observed=True)
+# The real-data tables are read by the benchmark loaders (models.datasets.read_replogle / read_tahoe: the
+# ingest's names, the validation step, the loaders' scores), as make_results and the discovery LPM read them.
+
+
+def replogle_table(path: Path) -> pd.DataFrame:
+    """The Replogle file as read_replogle reads it (every readout): knock-downs and readouts under the ingest's
+    names, `value` the up score u = 1 - (rank - 1) / n_ranked of the top-1,000 up list."""
+    from models.datasets import read_replogle
+
+    return read_replogle(path).frame
+
+
+def replogle_signatures(table: pd.DataFrame | Path, fill: float = 0.0) -> pd.DataFrame:
+    """Knock-down x (context|readout) up scores of replogle_table (given, or read from a path); K562 and RPE1
+    side by side. Readouts outside a knock-down's top-1,000 up list are filled with `fill` (0: below the last
+    listed gene, whose u is 1/n)."""
+    r = table if isinstance(table, pd.DataFrame) else replogle_table(table)
+    col = r["context"].astype(str) + "|" + r["readout"].astype(str)
+    wide = pd.DataFrame({"perturbation": r["perturbation"].astype(str).to_numpy(), "col": col.to_numpy(),
+                         "s": r["value"].to_numpy(np.float64)}).pivot_table(
+        index="perturbation", columns="col", values="s", aggfunc="mean")
     return wide.fillna(fill)
 
 
-def replogle_readout_signatures(path: Path, fill: float = -1.0) -> pd.DataFrame:
-    """Knock-down x readout, mean over the two contexts (for comparison with compound signatures)."""
-    r = pd.read_parquet(path, columns=["context", "perturbation", "readout", "rank", "n_ranked"])
-    r["s"] = signed_rank_score(r["rank"], r["n_ranked"], dtype=np.float64)
+def replogle_readout_signatures(table: pd.DataFrame | Path, fill: float = 0.0) -> pd.DataFrame:
+    """Knock-down x readout of replogle_table (given, or read from a path), mean over the two contexts (for
+    comparison with compound signatures); unlisted readouts `fill` as in replogle_signatures."""
+    r = table if isinstance(table, pd.DataFrame) else replogle_table(table)
     wide = r.pivot_table(index=[r["perturbation"].astype(str), r["context"].astype(str)],
-                         columns=r["readout"].astype(str), values="s", aggfunc="mean").fillna(fill)
+                         columns=r["readout"].astype(str), values="value", aggfunc="mean").fillna(fill)
     return wide.groupby(level=0).mean()
 
 
 def tahoe_compound_signatures(path: Path, readouts: Iterable[str]) -> pd.DataFrame:
-    """Compound x readout mean signed score over the Tahoe cell lines (readouts restricted)."""
-    keep = set(map(str, readouts))
-    t = pd.read_parquet(path, columns=["perturbation", "readout", "rank", "n_ranked"])
-    t = t[t["readout"].isin(keep)]
-    t = t.assign(s=signed_rank_score(t["rank"], t["n_ranked"], dtype=np.float32))
-    wide = t.pivot_table(index=t["perturbation"].astype(str), columns=t["readout"].astype(str), values="s",
-                         aggfunc="mean")
+    """Compound x readout mean signed score over the Tahoe cell lines, read by read_tahoe restricted to
+    `readouts` (the ingest's names, e.g. replogle_readout_signatures' columns)."""
+    from models.datasets import read_tahoe
+
+    t = read_tahoe(path, readouts=sorted(map(str, readouts))).frame
+    wide = t.pivot_table(index=t["perturbation"].astype(str), columns=t["readout"].astype(str), values="value",
+                         aggfunc="mean", observed=True)
     return wide.fillna(0.0)  # a readout a line did not rank counts as unchanged
 
 
@@ -349,8 +362,8 @@ def lpm_embeddings(checkpoint: Path) -> tuple[pd.DataFrame, str]:
 def run_real(shared: Path, *, lpm_path: Path | None = None, n_random: int = 5) -> tuple[dict[str, Any], str]:
     """Evaluate on the shared data; returns (numbers, markdown)."""
     t0 = time.perf_counter()
-    rep_path = shared / "perturbseq/replogle2022_k562_rpe1_crispri_top1000.parquet"
-    kd = replogle_signatures(rep_path)
+    rep_table = replogle_table(shared / "perturbseq/replogle2022_k562_rpe1_crispri_top1000.parquet")
+    kd = replogle_signatures(rep_table)
     genes = list(kd.index)
     # Truth pairs in current symbols, met by the knock-downs' names through the gene table.
     string = string_pairs(shared / SHARED_NETWORK_FILES["string"], genes=genes)
@@ -386,7 +399,7 @@ def run_real(shared: Path, *, lpm_path: Path | None = None, n_random: int = 5) -
         "CORUM": {"all_pairs": mean_block(rnd, "all_pairs"), "excluding_prior": mean_block(rnd, "excluding_prior")}}
 
     # mechanisms: Tahoe drugs vs Replogle knock-downs, targets from Repurposing Hub / LINCS
-    kd_read = replogle_readout_signatures(rep_path)
+    kd_read = replogle_readout_signatures(rep_table)
     comp = tahoe_compound_signatures(shared / "chemical/tahoe100m_ranked_signatures.parquet", kd_read.columns)
     common = sorted(set(comp.columns) & set(kd_read.columns))
     comp, kd_read = comp.loc[:, common], kd_read.loc[:, common]
@@ -422,8 +435,8 @@ def to_markdown(res: dict[str, Any], *, lpm_pending: bool = True) -> str:
                   "`evaluate_mechanisms(compound_emb, gene_emb, annotated_targets)` and",
                   "`evaluate_gene_edges(gene_emb, truth_pairs, prior_pairs)`.", ""]
     lines += ["### Gene-gene edges (Replogle 2022 CRISPRi, 585 knock-downs, K562 + RPE1 signatures)", "",
-              "Signed score s = 1 - 2(rank-1)/(n_ranked-1) on the top-1,000 up list; unlisted readouts = -1; "
-              "the two contexts side by side. Candidates: all unordered pairs of the knock-downs. The STRING "
+              "Read by the benchmark loader (read_replogle: the ingest's names); up score u = 1 - (rank-1)/n_ranked "
+              "on the top-1,000 up list; unlisted readouts = 0; the two contexts side by side. Candidates: all unordered pairs of the knock-downs. The STRING "
               "edges are treated as the prior the model is trained with: the CORUM rows 'excl. prior' drop "
               "every STRING pair from the candidates (a prior edge is never a discovery); for STRING as truth "
               "that exclusion would leave no positives.", "",

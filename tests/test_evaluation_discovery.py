@@ -138,11 +138,11 @@ def test_mechanism_quality_reports_the_simple_answer_beside_the_embeddings():
     assert none["score"] is None and "no compound" in none["note"]
 
 
-def _tiny_shared(tmp_path):
+def _tiny_shared(tmp_path, first: str = "C14orf178"):
     """A shared folder with a tiny Replogle file (30 knock-downs x 2 lines, every readout ranked, one gene
-    spelled C14orf178) and a tiny Tahoe file (2 drugs x 2 lines on the same readouts)."""
+    spelled `first`) and a tiny Tahoe file (2 drugs x 2 lines on the same readouts)."""
     rng = np.random.default_rng(0)
-    genes = ["C14orf178", *[f"G{i}" for i in range(29)]]
+    genes = [first, *[f"G{i}" for i in range(29)]]
     rows = []
     for ctx in ("K562", "RPE1"):
         for kd in genes:
@@ -177,3 +177,27 @@ def test_the_discovery_lpm_gets_the_targets_the_loaders_recorded(tmp_path, monke
     finally:
         monkeypatch.undo()
         reload_settings()
+
+
+def test_real_data_tables_are_read_by_the_benchmark_loaders(tmp_path, monkeypatch):
+    """run_real's knock-down and compound tables come from read_replogle / read_tahoe (the ingest's names, the
+    validation step): with a gene table that renames NARS to NARS1, the knock-down and its readout are NARS1 in
+    the Replogle tables (as in make_results and the discovery LPM, whose embeddings these rows sit beside), the
+    Tahoe readouts are met under that name, and the values are the loader's (up score, unlisted = 0)."""
+    import models.datasets as D
+    from graph.io.genes import GeneResolver
+    from graph.records import GeneRecord
+
+    monkeypatch.setattr(D, "gene_table_resolver", lambda: GeneResolver([GeneRecord(1, "NARS1", aliases=("NARS",))]))
+    shared = _tiny_shared(tmp_path, first="NARS")
+    rep_path = shared / "perturbseq/replogle2022_k562_rpe1_crispri_top1000.parquet"
+    loader = D.load_replogle(rep_path)
+    kd = E.replogle_signatures(rep_path)
+    assert "NARS1" in kd.index and "NARS" not in kd.index
+    assert set(kd.index) == set(loader["perturbation"].astype(str))
+    one = loader[(loader["perturbation"] == "NARS1") & (loader["context"] == "K562") & (loader["readout"] == "G3")]
+    assert kd.loc["NARS1", "K562|G3"] == pytest.approx(float(one["value"].iloc[0]))
+    kd_read = E.replogle_readout_signatures(rep_path)
+    assert "NARS1" in kd_read.columns
+    comp = E.tahoe_compound_signatures(shared / "chemical/tahoe100m_ranked_signatures.parquet", kd_read.columns)
+    assert sorted(comp.index) == ["drugA", "drugB"] and set(comp.columns) == set(kd_read.columns)
