@@ -306,6 +306,42 @@ def lpm_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def lpm_summary(rows: list[dict[str, Any]]) -> str:
+    """Per (variant, source): AUPRC without prior per seed on CORUM and STRING, and the mean difference to
+    signature correlation (the same on every seed: its pairs and signatures do not depend on the fit)."""
+    order = [*VARIANTS, *FILLED]
+    seeds = sorted({r["seed"] for r in rows})
+    head = " | ".join(f"{ref} s{s}" for ref in ("CORUM", "STRING") for s in seeds)
+    lines = [f"| variant | epochs run (best) by seed | source | {head} | mean minus correlation (CORUM / STRING) |",
+             "|---|---|---|" + "---|" * (2 * len(seeds)) + "---|"]
+    by = {(r["variant"], r["seed"]): r for r in rows}
+    for v in order:
+        runs = [by.get((v, s)) for s in seeds]
+        if not any(runs):
+            continue
+        ep = ", ".join(f"{r['epochs_run']} ({r['best_epoch']})" if r else "–" for r in runs)
+        for src in ("lpm_knockdown", "lpm_readout", "combined", "lpm_knockdown_learned"):
+            if not any(r and src in r["edges"]["scores"] for r in runs):
+                continue
+            cells, diffs = [], {"CORUM": [], "STRING": []}
+            for ref in ("CORUM", "STRING"):
+                for r in runs:
+                    if r is None or src not in r["edges"]["scores"]:
+                        cells.append("–")
+                        continue
+                    sc = r["edges"]["scores"]
+                    a = sc[src][ref]["without_prior"]["auprc"]
+                    diffs[ref].append(a - sc["signature_correlation"][ref]["without_prior"]["auprc"])
+                    cells.append(f"{a:.4f}")
+            d = " / ".join(f"{np.mean(diffs[ref]):+.4f}" for ref in ("CORUM", "STRING"))
+            lines.append(f"| {v} | {ep} | {src} | " + " | ".join(cells) + f" | {d} |")
+    base = next(iter(rows))["edges"]["scores"]["signature_correlation"] if rows else None
+    if base:
+        lines.append("| (any) | | signature_correlation | " + " | ".join(
+            f"{base[ref]['without_prior']['auprc']:.4f}" for ref in ("CORUM", "STRING") for _ in seeds) + " | |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=("lowrank", "lpm"))
@@ -319,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--store", type=Path, default=None, help="lpm: one JSON per (variant, seed); reused if present")
     ap.add_argument("--table-only", action="store_true", help="lpm: print the table from --store, fit nothing")
+    ap.add_argument("--summary", action="store_true", help="lpm: one row per (variant, source), seeds side by side")
     args = ap.parse_args(argv)
     args.max_readouts = args.max_readouts or None
     if args.what == "lowrank":
@@ -348,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
             path.write_text(json.dumps(row, indent=1))
         print(f"{v} seed {s}: {row['epochs_run']} epochs (best {row['best_epoch']}), {row['fit_seconds']:.0f} s fit",
               flush=True)
-    print(lpm_markdown(rows))
+    print(lpm_summary(rows) if args.summary else lpm_markdown(rows))
 
 
 if __name__ == "__main__":
