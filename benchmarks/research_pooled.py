@@ -46,7 +46,7 @@ from models.residual_base import BaseParts, CrossContextBase  # noqa: E402
 
 POOLED_MARKERS = ("<!-- research-pooled:start -->", "<!-- research-pooled:end -->")
 BASELINES = ("other_contexts", "similar_contexts", "linear", "network_knn")  # network_knn: genetic sections only
-LPMS = ("lpm", "lpm_pooled", "lpm_pooled_naive")
+LPMS = ("lpm", "lpm_pooled", "lpm_pooled_naive", "lpm_pooled_std")
 
 
 def pooled_parts(splits: dict[str, object]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
@@ -132,6 +132,16 @@ class GroupedCrossContextBase(nn.Module):
 
     def forward(self, ctx, pert, gene) -> torch.Tensor:
         return self.parts(ctx, pert, gene).cross
+
+
+class Rescaled:
+    """A fitted model trained on values x scale, predicting on the original scale (history kept for the detail)."""
+
+    def __init__(self, model, scale: float):
+        self.model, self.scale, self.history = model, scale, model.history
+
+    def predict(self, rows):
+        return self.model.predict(rows) / self.scale
 
 
 class PooledLPM(LPM):
@@ -233,19 +243,24 @@ def run(args, argv) -> int:
                 if "lpm" in models:
                     keep(_record(i, "lpm", seed, split, scores))
         train, valid, group = pooled_parts(splits)
-        for model in [m for m in ("lpm_pooled", "lpm_pooled_naive") if m in models]:
-            side = pooled_res.side
-            lpm = (PooledLPM(config, side=side, seed=seed, context_group={c: str(k) for c, k in group.items()})
-                   if model == "lpm_pooled" else LPM(config, side=side, seed=seed))
+        for model in [m for m in ("lpm_pooled", "lpm_pooled_naive", "lpm_pooled_std") if m in models]:
+            side, scale = pooled_res.side, {i: 1.0 for i in splits}
+            if model == "lpm_pooled_std":  # each dataset's values / its training sd (the base scales with them)
+                scale = {i: 1.0 / float(s.train["value"].std()) for i, s in splits.items()}
+                train, valid, _ = pooled_parts({i: replace(s, train=s.train.assign(value=s.train["value"] * scale[i]),
+                                                           valid=s.valid.assign(value=s.valid["value"] * scale[i]))
+                                                for i, s in splits.items()})
+            lpm = (LPM(config, side=side, seed=seed) if model == "lpm_pooled_naive" else
+                   PooledLPM(config, side=side, seed=seed, context_group={c: str(k) for c, k in group.items()}))
             f0 = time.perf_counter()
             lpm.fit(train, valid if len(valid) else None, progress=False)
             fit_s = time.perf_counter() - f0
-            shrinks = (lpm.module.base.shrinks if model == "lpm_pooled"
+            shrinks = (lpm.module.base.shrinks if model != "lpm_pooled_naive"
                        else [float(lpm.module.base.shrink)] if lpm.module.base.shrink is not None else [])
             for i, split in splits.items():
-                scores = score_fitted(lpm, split, fit_s=fit_s)
+                scores = score_fitted(Rescaled(lpm, scale[i]), split, fit_s=fit_s)
                 test = split.test
-                pred = lpm.predict_base(test)
+                pred = lpm.predict_base(test) / scale[i]
                 extra = {"n_train": len(train), "pooled_sections": ",".join(map(str, sections))}
                 scores["detail"] += f", base alone r {per_signature_pearson(test, test['value'], pred):.4f}"
                 scores["detail"] += f", shrink {'/'.join(f'{s:.3f}' for s in shrinks)}"
@@ -308,7 +323,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sections", default="11,6", help="make_results section indices pooled (different datasets)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--models", default="baselines,lpm,lpm_pooled",
-                    help="baselines (BASELINES), lpm (each section alone), lpm_pooled, lpm_pooled_naive")
+                    help="baselines (BASELINES), lpm (each section alone), lpm_pooled, lpm_pooled_naive, lpm_pooled_std "
+                         "(lpm_pooled on each dataset's values divided by its training sd)")
     ap.add_argument("--naive", action="store_true", help="also lpm_pooled_naive (one base over the pooled rows)")
     ap.add_argument("--lpm-epochs", type=int, default=12)
     ap.add_argument("--lpm-patience", type=int, default=None, help="default: LPMConfig")
