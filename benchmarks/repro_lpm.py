@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from make_results import BENCHMARKS
 
-    from models.datasets import load_dataset, resources_for
+    from models.datasets import load_input, resources_for_input
     from models.evaluation.baselines import KEY_COLUMNS
     from models.evaluation.metrics import per_signature_pearson
     from models.evaluation.splits import make_split
@@ -58,8 +58,9 @@ def main(argv=None) -> int:
     from models.registry import PRODUCTION_BASELINES, build_model, fit_model
 
     _, name, kwargs, split_kind, context, _, _ = BENCHMARKS[args.section]
-    df = load_dataset(name, **kwargs)
-    res = replace(resources_for(df, gene_graph=True), lpm_config=LPMConfig(max_epochs=args.epochs,
+    loaded = load_input(name, **kwargs)
+    df = loaded.frame
+    res = replace(resources_for_input(loaded, gene_graph=True), lpm_config=LPMConfig(max_epochs=args.epochs,
                                                                                 ema_decay=args.ema_decay))
     if args.permute_graph >= 0 and res.gene_graph is not None:
         graph = res.gene_graph.sample(frac=1.0, random_state=args.permute_graph).reset_index(drop=True)

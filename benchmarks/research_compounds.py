@@ -48,10 +48,11 @@ PAIRS = [("Almonertinib hydrochloride", "Almonertinib mesylate"), ("Berbamine", 
 
 
 def _data(name: str):
-    from models.datasets import load_dataset, resources_for
+    from models.datasets import load_input, resources_for_input
 
-    df = load_dataset(name, n_random=150, seed=0)
-    return df, resources_for(df, gene_graph=False, info=lambda m: None, warn=lambda m: None).compound_annotations
+    loaded = load_input(name, n_random=150, seed=0)
+    df = loaded.frame
+    return df, resources_for_input(loaded, gene_graph=False, info=lambda m: None, warn=lambda m: None).compound_annotations
 
 
 def nested(name: str, seeds=range(5)) -> list[float]:
@@ -211,10 +212,11 @@ def _grid_scores(Y, W, tr, q, loo: bool) -> dict[tuple[float, float], np.ndarray
 def _drug_cube(name: str):
     """The dataset's rows, its lines / drugs / readouts, their values as a (lines, drugs, readouts) cube
     (NaN where unmeasured) and the side information (no gene graph)."""
-    from models.datasets import load_dataset, resources_for
+    from models.datasets import load_input, resources_for_input
 
-    df = load_dataset(name, n_random=150, seed=0)
-    res = resources_for(df, gene_graph=False, info=lambda m: None, warn=lambda m: None)
+    loaded = load_input(name, n_random=150, seed=0)
+    df = loaded.frame
+    res = resources_for_input(loaded, gene_graph=False, info=lambda m: None, warn=lambda m: None)
     c, ctx = pd.factorize(df["context"].astype(str))
     p, perts = pd.factorize(df["perturbation"].astype(str))
     g, rds = pd.factorize(df["readout"].astype(str))

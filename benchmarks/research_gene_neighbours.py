@@ -58,7 +58,7 @@ def main(argv=None) -> int:
 
     from make_results import BENCHMARKS
 
-    from models.datasets import dorothea_gene_graph, load_dataset, resources_for, string_gene_graph
+    from models.datasets import dorothea_gene_graph, load_input, resources_for_input, string_gene_graph
     from models.evaluation.baselines import NetworkKNN
     from models.evaluation.metrics import per_signature_pearson
     from models.evaluation.splits import make_split
@@ -67,8 +67,8 @@ def main(argv=None) -> int:
 
     for section in [int(s) for s in args.only.split(",") if s.strip()]:
         title, name, kwargs, split_kind, context, _, _ = BENCHMARKS[section]
-        df = load_dataset(name, **kwargs)
-        res = resources_for(df, gene_graph=True)
+        loaded = load_input(name, **kwargs)
+        df, res = loaded.frame, resources_for_input(loaded, gene_graph=True)
         genes = set(df["readout"].astype(str)) | set(df["perturbation"].astype(str))
         targets = res.perturbation_targets
         dorothea = dorothea_gene_graph("ABC", genes=genes)  # the ingest's reader and gene table

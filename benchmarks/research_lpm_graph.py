@@ -74,7 +74,7 @@ GRAPH_MARKERS = ("<!-- research-graph:start -->", "<!-- research-graph:end -->")
 
 def research_graph(args, argv, benchmarks) -> int:
     from graph.settings import get_settings
-    from models.datasets import load_dataset, resources_for
+    from models.datasets import load_input, resources_for_input
     from models.evaluation.harness import build_model, evaluate_model, markdown_table, write_results
     from models.evaluation.metrics import METRIC_NAMES, per_signature_pearson
     from models.evaluation.splits import make_split
@@ -92,8 +92,8 @@ def research_graph(args, argv, benchmarks) -> int:
     out: list[str] = []
     for i in chosen:
         title, name, kwargs, split_kind, context, why, _ = benchmarks[i]
-        df = load_dataset(name, **kwargs)
-        res = resources_for(df, gene_graph=True)
+        loaded = load_input(name, **kwargs)
+        df, res = loaded.frame, resources_for_input(loaded, gene_graph=True)
         stored = json_dir / f"research_graph_{i}.json"
         rows = pd.read_json(stored, orient="records") if stored.exists() else pd.DataFrame()
         if len(rows):  # rows of the (model, seed) pairs about to run are replaced

@@ -178,7 +178,7 @@ def run(args, argv) -> int:
     from make_results import BENCHMARKS
 
     from graph.settings import get_settings
-    from models.datasets import load_dataset, resources_for
+    from models.datasets import load_input, resources_for
     from models.evaluation.harness import build_model, evaluate_model, score_fitted, write_results
     from models.evaluation.metrics import per_signature_pearson
     from models.evaluation.splits import GENETIC_TYPES, make_split
@@ -199,19 +199,24 @@ def run(args, argv) -> int:
         run_models = {*models, *(BASELINES if "baselines" in models else ())}
         rows = rows.loc[~(rows["model"].isin(run_models) & rows["seed"].isin(seeds) & rows["section"].isin(sections))]
     t0 = time.time()
-    data, res = {}, {}
+    data, res, names, targets = {}, {}, {}, {}  # names/targets: what each loader recorded (one path with make_results)
     for i in sections:
         _, name, kwargs, *_ = BENCHMARKS[index(i)]
         if i.endswith("@shared"):
             kwargs = {k: v for k, v in kwargs.items() if k not in ("n_random", "seed")}
-        data[i] = load_dataset(name, **kwargs)
+        loaded = load_input(name, **kwargs)
+        data[i] = loaded.frame
+        names |= loaded.perturbation_names
+        targets |= loaded.perturbation_targets
     for i in [s for s in sections if s.endswith("@shared")]:
         others = set().union(*(set(data[o]["readout"].astype(str)) for o in sections if o != i))
         data[i] = data[i].loc[data[i]["readout"].astype(str).isin(others)].reset_index(drop=True)
     for i in sections:
-        res[i] = replace(resources_for(data[i], gene_graph=True), lpm_config=config)
+        res[i] = replace(resources_for(data[i], gene_graph=True, perturbation_names=names, perturbation_targets=targets),
+                         lpm_config=config)
     whole = pd.concat(data.values(), ignore_index=True)
-    pooled_res = replace(resources_for(whole, gene_graph=True), lpm_config=config)
+    pooled_res = replace(resources_for(whole, gene_graph=True, perturbation_names=names, perturbation_targets=targets),
+                         lpm_config=config)
     readouts = {i: set(d["readout"].astype(str)) for i, d in data.items()}
     shared = set.intersection(*readouts.values())
     print(f"[{time.time() - t0:6.0f}s] readouts per section {[len(r) for r in readouts.values()]}, in all "

@@ -32,7 +32,7 @@ STRONGEST_OF = ("context_mean", "consensus", "other_contexts", "similar_contexts
 def run_section(index: int, seeds) -> pd.DataFrame:
     from make_results import BENCHMARKS
 
-    from models.datasets import load_dataset, resources_for
+    from models.datasets import load_input, resources_for_input
     from models.evaluation.baselines import KEY_COLUMNS, fit_model
     from models.evaluation.metrics import per_signature_pearson
     from models.evaluation.splits import make_split
@@ -41,8 +41,9 @@ def run_section(index: int, seeds) -> pd.DataFrame:
     from models.registry import build_model, production_members
 
     _, name, kwargs, split_kind, context, _, _ = BENCHMARKS[index]
-    df = load_dataset(name, **kwargs)
-    res = replace(resources_for(df, gene_graph=True), lpm_config=LPMConfig(max_epochs=12))
+    loaded = load_input(name, **kwargs)
+    df = loaded.frame
+    res = replace(resources_for_input(loaded, gene_graph=True), lpm_config=LPMConfig(max_epochs=12))
     extra = ["consensus", *(["tanimoto_knn"] if split_kind == "unseen-compound" else [])]
     rows = []
     for seed in seeds:
