@@ -405,7 +405,13 @@ def knockdown_signatures(table: pd.DataFrame, gene_of: Mapping[str, str], *, by_
     over the gene's perturbations and replicates; a (context, readout) a gene was not measured in is
     0 (no change). With by_context=False the columns are readouts (mean over contexts), so groups
     measured in different cell lines (compounds vs knock-downs) can be compared; `gene_of` may then
-    map any perturbation to any group (a compound's doses to the compound)."""
+    map any perturbation to any group (a compound's doses to the compound). Which cells were measured:
+    `measured_pattern` (the same pivot)."""
+    return _signature_pivot(table, gene_of, by_context=by_context).fillna(0.0)
+
+
+def _signature_pivot(table: pd.DataFrame, gene_of: Mapping[str, str], *, by_context: bool) -> pd.DataFrame:
+    """The one pivot behind `knockdown_signatures` and `measured_pattern`: NaN where a gene has no value."""
     need = {"context", "perturbation", "readout", "value"}
     if missing := need - set(table.columns):
         raise ValueError(f"training table lacks columns {sorted(missing)}")
@@ -422,7 +428,14 @@ def knockdown_signatures(table: pd.DataFrame, gene_of: Mapping[str, str], *, by_
         sub = sub.assign(ctx=ctx).groupby(["gene", "ctx", "col"], observed=True)["value"].mean().reset_index()
     wide = sub.pivot_table(index="gene", columns="col", values="value", aggfunc="mean")
     wide.index = wide.index.astype(str)
-    return wide.fillna(0.0)
+    return wide
+
+
+def measured_pattern(table: pd.DataFrame, gene_of: Mapping[str, str], *, by_context: bool = True) -> pd.DataFrame:
+    """The 0/1 pattern of which cells `knockdown_signatures` measured: the same rows and columns, 1.0 where the
+    gene's signature has a value for that context|readout, 0.0 where knockdown_signatures fills 0 (on
+    truncated signatures such as Replogle's top-1,000 lists: the readouts a knock-down does not list)."""
+    return _signature_pivot(table, gene_of, by_context=by_context).notna().astype(np.float64)
 
 
 def connectivity_source(table: pd.DataFrame, compound_of: Mapping[str, str], gene_of: Mapping[str, str], *,

@@ -9,6 +9,9 @@ text, e.g. the Entrez id):
   (`models.discovery.response_profiles`), including contexts where it was never run;
 * ``signature_correlation`` — the simple answer: Pearson correlation of the genes' measured
   knock-down signatures in the version's own training table (`models.discovery.knockdown_signatures`);
+* ``measured_pattern_correlation`` — Pearson correlation of the 0/1 pattern of which (context, readout)
+  cells each gene's signature measured (`models.discovery.measured_pattern`; correlation-derived, so gated
+  like any other non-correlation source); a candidate only on truncated signatures (`pattern_exclusion`);
 * ``combined``       — the rank average of all the other sources' pair scores.
 
 `score_edge_sources` scores every source on the references the graph holds (CORUM co-membership,
@@ -40,7 +43,14 @@ from models.discovery import (
 
 CORRELATION = "signature_correlation"
 COMBINED = "combined"
-SOURCES = ("lpm_knockdown", "lpm_readout", "lpm_imputed", CORRELATION, COMBINED)
+MEASURED_PATTERN = "measured_pattern_correlation"
+SOURCES = ("lpm_knockdown", "lpm_readout", "lpm_imputed", CORRELATION, MEASURED_PATTERN, COMBINED)
+# The measured pattern is a candidate only when it can differ between genes. Its rule: the fraction of cells
+# measured within the (gene, context) blocks a gene was run in (so which contexts were run, a design choice,
+# never counts); at or above MAX_MEASURED_FRACTION (dense data: Tahoe, L1000, the simulated world measure every
+# readout, fraction 1) at most 5% of a gene's cells could differ from another's, and it is left out. Replogle's
+# top-1,000 lists are the case it is for (docs/results.md, issue 17 H-E1).
+MAX_MEASURED_FRACTION = 0.95
 SELECTION_METRIC = "auprc"
 
 
@@ -184,6 +194,7 @@ def score_edge_sources(scores: Mapping[str, pd.DataFrame], references: EdgeRefer
     coverage = {name: int(len(s)) for name, s in scores.items()}
     excluded = {name: f"covers {len(s)} of the {base_n} genes correlation covers"
                 for name, s in scores.items() if base_n and len(s) < min_coverage * base_n}
+    excluded = {**getattr(scores, "excluded", {}), **excluded}  # CandidateScores: sources never built, and why
     eligible = {n: s for n, s in scores.items() if n not in excluded}
     genes = _common_genes(eligible.values())
     if len(genes) > max_genes:
@@ -224,15 +235,55 @@ def score_edge_sources(scores: Mapping[str, pd.DataFrame], references: EdgeRefer
     return EdgeSourceReport(best=best, published=published, reason=reason, **report)
 
 
+class CandidateScores(dict):
+    """source -> square similarity table, plus `excluded`: sources not built and why (the report lists them)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.excluded: dict[str, str] = {}
+
+
+def measured_fraction(measured: pd.DataFrame) -> float:
+    """Fraction of cells measured within the (gene, context) blocks each gene was run in (columns
+    "context|readout"; columns without a context form one block)."""
+    m = _as_frame(measured).to_numpy(np.float64) > 0
+    if not m.size:
+        return 1.0
+    ctx = pd.Index([str(c).rsplit("|", 1)[0] if "|" in str(c) else "" for c in measured.columns])
+    run = np.zeros_like(m)
+    for c in ctx.unique():
+        cols = np.asarray(ctx == c)
+        run[:, cols] = m[:, cols].any(axis=1, keepdims=True)
+    return float(m.sum() / run.sum()) if run.any() else 1.0
+
+
+def pattern_exclusion(measured: pd.DataFrame) -> str | None:
+    """Why the measured pattern is not a candidate (None: it is). The rule: MAX_MEASURED_FRACTION."""
+    frac = measured_fraction(measured)
+    if frac >= MAX_MEASURED_FRACTION:
+        return (f"{frac:.3f} of the cells in the contexts each gene was run in are measured (>= "
+                f"{MAX_MEASURED_FRACTION}): the pattern carries no information")
+    return None
+
+
 def candidate_scores(*, signatures: pd.DataFrame, knockdown: pd.DataFrame | None = None,
                      readout: pd.DataFrame | None = None, imputed: pd.DataFrame | None = None,
-                     min_coverage: float = 0.5) -> dict[str, pd.DataFrame]:
+                     measured: pd.DataFrame | None = None, min_coverage: float = 0.5) -> CandidateScores:
     """Square similarity tables of every available source (profiles with fewer than 2 genes are left
     out), plus `combined`: the rank average of the sources covering at least `min_coverage` of the
-    genes correlation covers (when there are at least two)."""
-    out: dict[str, pd.DataFrame] = {}
+    genes correlation covers (when there are at least two). `measured` (`models.discovery.measured_pattern`
+    of the same table) adds measured_pattern_correlation unless `pattern_exclusion` leaves it out, recorded
+    in `.excluded`. `combined` includes it when present: combined is the rank average of every eligible source,
+    one rule, with no per-source exceptions."""
+    out = CandidateScores()
     if len(signatures) >= 2:
         out[CORRELATION] = similarity(signatures, "pearson")
+    if measured is not None and len(measured) >= 2:
+        why = pattern_exclusion(measured)
+        if why is None:
+            out[MEASURED_PATTERN] = similarity(measured, "pearson")  # constant rows score 0, never NaN
+        else:
+            out.excluded[MEASURED_PATTERN] = why
     for name, prof in (("lpm_knockdown", knockdown), ("lpm_imputed", imputed), ("lpm_readout", readout)):
         if prof is not None and len(prof) >= 2:
             out[name] = similarity(prof, "cosine")

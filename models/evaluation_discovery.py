@@ -510,7 +510,8 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     contexts, readouts = list(model.vocab["context"]), list(model.vocab["gene"])
     imputed = D.response_profiles(model.predict, list(knockdown.index), contexts, readouts)
     signatures = D.knockdown_signatures(df, gene_of)
-    scores = ES.candidate_scores(signatures=signatures, knockdown=knockdown, readout=readout, imputed=imputed)
+    scores = ES.candidate_scores(signatures=signatures, measured=D.measured_pattern(df, gene_of),
+                                 knockdown=knockdown, readout=readout, imputed=imputed)
     genes = sorted({g for sc in scores.values() for g in sc.index})
     # The pairs given to the model as its gene prior (resources_for: prior_gene_graph, graph/io/networks.GENE_PRIOR;
     # none for a model without the gene graph), removed from the references for "without prior".

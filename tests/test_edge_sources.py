@@ -136,3 +136,65 @@ def test_the_prior_removed_is_the_gene_graph_the_model_was_given():
     assert ES.given_prior(LPMConfig(), graph) is graph
     assert ES.given_prior(LPMConfig.paper(), graph) is None
     assert ES.EdgeReferences.build({"R": [("A", "B")]}, ES.given_prior(LPMConfig.paper(), graph)).prior == frozenset()
+
+
+def _long(values: pd.DataFrame, listed: pd.DataFrame, context: str = "K562") -> pd.DataFrame:
+    """A training table of knock-downs kd_<gene> (long), only the listed (gene, readout) cells present."""
+    stacked = values.where(listed.astype(bool)).stack().rename("value").reset_index()
+    stacked.columns = ["gene", "readout", "value"]
+    return pd.DataFrame({"context": context, "perturbation": "kd_" + stacked["gene"],
+                         "readout": stacked["readout"], "value": stacked["value"]})
+
+
+def test_a_shared_measured_pattern_beats_correlation_and_is_published_with_its_method():
+    """Truncated signatures (Replogle's top lists): genes of one module list the same readouts, with
+    magnitudes that are noise. The 0/1 pattern finds the modules; the values' correlation cannot."""
+    rng = np.random.default_rng(0)
+    d = 60
+    readouts = [f"r{i}" for i in range(d)]
+    module_lists = rng.random((N_MOD, d)) < 0.3
+    listed = pd.DataFrame([module_lists[MODULE[g]] ^ (rng.random(d) < 0.05) for g in GENES],
+                          index=GENES, columns=readouts)
+    values = pd.DataFrame(rng.normal(size=(len(GENES), d)), index=GENES, columns=readouts)
+    table = _long(values, listed)
+    gene_of = {f"kd_{g}": g for g in GENES}
+    sig, pattern = D.knockdown_signatures(table, gene_of), D.measured_pattern(table, gene_of)
+    assert pattern.index.equals(sig.index) and pattern.columns.equals(sig.columns)
+    expected = listed.rename(columns=lambda r: f"K562|{r}").reindex(index=sig.index, columns=sig.columns)
+    assert (pattern.astype(bool) == expected).all().all() and (sig.where(pattern == 0).fillna(0) == 0).all().all()
+    scores = ES.candidate_scores(signatures=sig, measured=pattern)
+    assert ES.MEASURED_PATTERN in scores and not scores.excluded
+    assert not np.isnan(scores[ES.MEASURED_PATTERN].to_numpy()).any()
+    rep = ES.score_edge_sources(scores, _refs())
+    pat, corr = rep.scores[ES.MEASURED_PATTERN]["CORUM"], rep.scores[ES.CORRELATION]["CORUM"]
+    assert pat["without_prior"]["auprc"] > corr["without_prior"]["auprc"] + 0.2
+    assert rep.published in (ES.MEASURED_PATTERN, ES.COMBINED) and rep.published != ES.CORRELATION
+    only = ES.score_edge_sources({k: v for k, v in scores.items() if k != ES.COMBINED}, _refs())
+    assert only.published == ES.MEASURED_PATTERN
+    quality = {**only.as_dict(), "method": only.published}
+    assert ES.edge_gate(quality)[0] and ES.MEASURED_PATTERN in ES.edge_gate(quality)[1]
+    edges = ES.edges_from_scores(scores[only.published], k=3, method=only.published)
+    assert set(edges["method"]) == {ES.MEASURED_PATTERN}
+    # correlation-derived, gated like any other source: below correlation on a reference, it is refused
+    worse = {r: {"without_prior": {"auprc": 0.0}} for r in only.references}
+    assert not ES.edge_gate({**quality, "scores": {**quality["scores"], ES.MEASURED_PATTERN: worse}})[0]
+
+
+def test_dense_signatures_exclude_the_measured_pattern_with_a_reason_and_nothing_is_nan():
+    """Tahoe, L1000, the simulated world: every readout measured, the pattern constant (1 everywhere).
+    Genes run in only some contexts do not make it informative: only the contexts run count."""
+    values = _profiles(noise=1.0, seed=1)
+    dense = pd.concat([_long(values, values.notna(), "A"), _long(values.iloc[:20], values.iloc[:20].notna(), "B")])
+    gene_of = {f"kd_{g}": g for g in GENES}
+    sig, pattern = D.knockdown_signatures(dense, gene_of), D.measured_pattern(dense, gene_of)
+    assert pattern.to_numpy().min() == 0.0  # genes 20.. were never run in context B
+    assert ES.measured_fraction(pattern) == pytest.approx(1.0)
+    scores = ES.candidate_scores(signatures=sig, measured=pattern, knockdown=_profiles(noise=0.5, seed=2))
+    assert ES.MEASURED_PATTERN not in scores and "carries no information" in scores.excluded[ES.MEASURED_PATTERN]
+    rep = ES.score_edge_sources(scores, _refs())
+    assert ES.MEASURED_PATTERN in rep.excluded and ES.MEASURED_PATTERN not in rep.scores
+    assert "carries no information" in rep.as_dict()["excluded"][ES.MEASURED_PATTERN]
+    constant = ES.similarity(pd.DataFrame(1.0, index=GENES[:4], columns=["a", "b", "c"]), "pearson")
+    assert not np.isnan(constant.to_numpy()).any()
+    for s in scores.values():
+        assert not np.isnan(s.to_numpy()).any()
