@@ -570,7 +570,7 @@ def vs_simple_markdown(res: dict[str, Any], command: str) -> str:
              "discovery), so the STRING rows without prior score the STRING pairs below that cut.", "",
              "### Gene-gene edges (Replogle knock-downs)", "",
              f"Every source on the same {e['genes_scored']} genes "
-             f"({e['genes_scored'] * (e['genes_scored'] - 1) // 2:,} pairs). Excluded (too few genes): "
+             f"({e['genes_scored'] * (e['genes_scored'] - 1) // 2:,} pairs). Excluded (and why): "
              + (", ".join(f"{k} ({v})" for k, v in e["excluded"].items()) or "none") + ".", "",
              "| source | reference | AUPRC with prior | AUROC with prior | AUPRC without prior | AUROC without prior "
              "| positives without prior | base rate without prior |",
