@@ -26,7 +26,7 @@ in Loaded.perturbation_names, and names the gene table does not resolve are kept
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -104,6 +104,21 @@ class LoadReport:
             self.reasons[k] = self.reasons.get(k, 0) + n
         self.notes += list(v.notes)
         self.quarantine += v.quarantine
+
+    @classmethod
+    def combined(cls, reports: Sequence["LoadReport"]) -> "LoadReport":
+        """One report for several loaders' tables read as one input: counts, reasons, notes and quarantine
+        records of all of them (none dropped)."""
+        out = cls(" + ".join(r.source for r in reports), unit=reports[0].unit if reports else "rows")
+        for r in reports:
+            out.read += r.read
+            out.quarantined += r.quarantined
+            out.duplicates_resolved += r.duplicates_resolved
+            for k, n in r.reasons.items():
+                out.reasons[k] = out.reasons.get(k, 0) + n
+            out.notes += list(r.notes)
+            out.quarantine += list(r.quarantine)
+        return out
 
     def summary(self) -> str:
         by = "; ".join(f"{k}: {n:,}" for k, n in sorted(self.reasons.items(), key=lambda kv: -kv[1]))

@@ -438,6 +438,13 @@ def measured_pattern(table: pd.DataFrame, gene_of: Mapping[str, str], *, by_cont
     return _signature_pivot(table, gene_of, by_context=by_context).notna().astype(np.float64)
 
 
+def signatures_and_pattern(table: pd.DataFrame, gene_of: Mapping[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(knockdown_signatures, measured_pattern) of one table from one pivot (the edge sources need both; the
+    pivot is the costly step on a large training table)."""
+    wide = _signature_pivot(table, gene_of, by_context=True)
+    return wide.fillna(0.0), wide.notna().astype(np.float64)
+
+
 def connectivity_source(table: pd.DataFrame, compound_of: Mapping[str, str], gene_of: Mapping[str, str], *,
                         perturbation_types: Mapping[str, str] | None = None) -> MechanismSource | None:
     """The simple answer from a version's own training table (long: context, perturbation, readout,

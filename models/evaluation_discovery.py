@@ -318,10 +318,7 @@ def discovery_training_input(shared: Path, max_readouts: int | None = None):
         df[col] = df[col].astype(str)
     kept = set(df["perturbation"].unique())
     parts = (tah_in, rep_in)
-    report = LoadReport(" + ".join(p.report.source for p in parts), read=sum(p.report.read for p in parts),
-                        quarantined=sum(p.report.quarantined for p in parts),
-                        duplicates_resolved=sum(p.report.duplicates_resolved for p in parts),
-                        notes=[n for p in parts for n in p.report.notes])
+    report = LoadReport.combined([p.report for p in parts])
     return Loaded(df, report, {k: v for p in parts for k, v in p.perturbation_names.items() if k in kept},
                   {k: list(v) for p in parts for k, v in p.perturbation_targets.items() if k in kept})
 
@@ -509,8 +506,8 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     readout = model.embeddings("readout")
     contexts, readouts = list(model.vocab["context"]), list(model.vocab["gene"])
     imputed = D.response_profiles(model.predict, list(knockdown.index), contexts, readouts)
-    signatures = D.knockdown_signatures(df, gene_of)
-    scores = ES.candidate_scores(signatures=signatures, measured=D.measured_pattern(df, gene_of),
+    signatures, measured = D.signatures_and_pattern(df, gene_of)
+    scores = ES.candidate_scores(signatures=signatures, measured=measured,
                                  knockdown=knockdown, readout=readout, imputed=imputed)
     genes = sorted({g for sc in scores.values() for g in sc.index})
     # The pairs given to the model as its gene prior (resources_for: prior_gene_graph, graph/io/networks.GENE_PRIOR;

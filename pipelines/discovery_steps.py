@@ -145,8 +145,8 @@ def edge_discoveries(model, table: pd.DataFrame, groups: EmbeddingGroups, *, res
     readout.index = [entrez(n) for n in readout.index]
     readout = readout[readout.index.notna() & ~readout.index.duplicated()]
     imputed = imputed_profiles(model, groups.genetic, max_rows=max_imputed_rows, seed=seed)
-    scores = ES.candidate_scores(signatures=D.knockdown_signatures(table, groups.genetic),
-                                 measured=D.measured_pattern(table, groups.genetic),
+    signatures, measured = D.signatures_and_pattern(table, groups.genetic)
+    scores = ES.candidate_scores(signatures=signatures, measured=measured,
                                  knockdown=groups.gene_perturbation, readout=readout, imputed=imputed)
     if ES.CORRELATION not in scores:
         log("fewer than 2 knocked-down genes with signatures: no gene-gene edges")

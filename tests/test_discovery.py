@@ -185,3 +185,15 @@ def test_planted_targets_are_significant_and_permuted_compounds_publish_nothing(
     for broken in (shuffled, axes, unrelated):
         null_sig = D.mechanism_links(broken, genes, k=5, n_null=2000, fdr=0.1, seed=0)["significant"].sum()
         assert null_sig <= 0.1 * len(sig), null_sig
+
+
+def test_signatures_and_pattern_come_from_one_pivot_and_match_the_two_functions():
+    table = pd.DataFrame({"context": ["c1", "c1", "c1", "c2"], "perturbation": ["KD:A", "KD:A", "KD:B", "KD:B"],
+                          "readout": ["r1", "r2", "r1", "r2"], "value": [0.5, -1.0, 2.0, 0.0]})
+    gene_of = {"KD:A": "A", "KD:B": "B"}
+    signatures, measured = D.signatures_and_pattern(table, gene_of)
+    pd.testing.assert_frame_equal(signatures, D.knockdown_signatures(table, gene_of))
+    pd.testing.assert_frame_equal(measured, D.measured_pattern(table, gene_of))
+    # a measured 0.0 (B in c2|r2) is measured; an absent cell (A in c2|r2) is not, though both signatures hold 0
+    assert measured.loc["B", "c2|r2"] == 1.0 and measured.loc["A", "c2|r2"] == 0.0
+    assert signatures.loc["B", "c2|r2"] == 0.0 and signatures.loc["A", "c2|r2"] == 0.0

@@ -325,3 +325,16 @@ def test_two_names_of_one_gene_as_the_ingest_handles_them(tiny_shared):
     assert sorted(ingest.frame["value"]) == sorted(signed["value"])
     asked = D.load_input(str(path), duplicates="quarantine")  # quarantine: an explicit choice
     assert asked.report.reasons.get(CONFLICT) == 4 and len(asked.frame) == 2
+
+
+def test_combined_load_report_keeps_every_reason_note_and_quarantine_record():
+    from graph.records import QuarantineRecord
+    from models.datasets import LoadReport
+
+    a = LoadReport("a.parquet", read=10, quarantined=2, duplicates_resolved=1, reasons={"bad rank": 2}, notes=["n1"])
+    b = LoadReport("b.parquet", read=5, quarantined=1, reasons={"bad rank": 1}, notes=["n2"])
+    b.quarantine.append(QuarantineRecord("b.parquet", "row 3", "bad rank"))
+    out = LoadReport.combined([a, b])
+    assert (out.source, out.read, out.quarantined, out.duplicates_resolved) == ("a.parquet + b.parquet", 15, 3, 1)
+    assert out.reasons == {"bad rank": 3} and out.notes == ["n1", "n2"] and len(out.quarantine) == 1
+    assert a.reasons == {"bad rank": 2}  # the parts are not changed
