@@ -106,7 +106,7 @@ class LoadReport:
         self.quarantine += v.quarantine
 
     @classmethod
-    def combined(cls, reports: Sequence["LoadReport"]) -> "LoadReport":
+    def combined(cls, reports: Sequence[LoadReport]) -> LoadReport:
         """One report for several loaders' tables read as one input: counts, reasons, notes and quarantine
         records of all of them (none dropped)."""
         out = cls(" + ".join(r.source for r in reports), unit=reports[0].unit if reports else "rows")
@@ -426,6 +426,13 @@ def load_gct(path: str | Path, *, duplicates: str | None = None, options: ReadOp
     return _attach(_finish(out), report)
 
 
+def _controls_note(controls: dict) -> str:
+    """The report line for drop_controls' counts, one wording on every loader route."""
+    signatures = f", {controls['control_signatures']:,} signatures" if controls["control_signatures"] else ""
+    return (f"{controls['control_rows']:,} rows of {controls['control_perturbations']:,} control perturbations "
+            f"({controls['control_examples']}{signatures}) left out, as training_set does")
+
+
 def average_replicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The pipeline's model step (pipelines/training_steps.build_training_set) for an ingest reader's
     signature-level table (GCTX), with the same functions: control signatures dropped
@@ -500,8 +507,7 @@ def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, pert
                             duplicates=duplicates)
     out, controls = drop_controls(out)  # stored by the ingest, never a model's experiment (training_set's rule)
     if controls["control_rows"]:
-        report.notes.append(f"{controls['control_rows']:,} rows of {controls['control_perturbations']:,} control "
-                            f"perturbations ({controls['control_examples']}) left out, as training_set does")
+        report.notes.append(_controls_note(controls))
     names = {pid: rec.name for pid, rec in perturbations.items()}
     targets = {pid: list(rec.target_symbols) for pid, rec in perturbations.items() if rec.target_symbols}
     return _attach(out, report, names, targets)
@@ -575,8 +581,7 @@ def load_input(name_or_path: str | Path, *, duplicates: str | None = None, optio
         table, controls = drop_controls(table)
         table = table.loc[:, list(LONG_COLUMNS)]
         if controls["control_rows"]:
-            notes.append(f"{controls['control_rows']:,} rows of {controls['control_signatures']:,} control signatures "
-                         f"({controls['control_examples']}) left out, as training_set does")
+            notes.append(_controls_note(controls))
         n_stored = len(table)
         table, dup = average_duplicate_keys(table, key)
         frame, report = validated(table, key, ranked=False, duplicates=options.duplicates)

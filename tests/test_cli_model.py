@@ -290,7 +290,7 @@ def test_an_ingested_dataset_id_leaves_controls_out_as_the_gctx_route_and_traini
     loaded = load_input(bundle.dataset.dataset_id)
     assert set(loaded.frame["perturbation_type"]) == {"compound"} and len(loaded.frame) == 4
     pd.testing.assert_frame_equal(_canon(load_input(path).frame), _canon(loaded.frame))
-    assert any("2 rows of 1 control signatures (control:DMSO) left out" in n for n in loaded.report.notes)
+    assert any("2 rows of 1 control perturbations (control:DMSO, 1 signatures) left out" in n for n in loaded.report.notes)
     # a long table with control rows (stored by the ingest as control:DMSO): the CLI's file route leaves them out too
     long = pd.DataFrame({"context": "A375", "perturbation": ["drugX", "drugX", "DMSO", "DMSO"],
                          "perturbation_type": ["compound", "compound", "control", "control"],
