@@ -60,9 +60,6 @@ TAHOE_FILES: dict[str, tuple[str, ...]] = {
     "tahoe37": (SHARED_DATASETS["tahoe"], "chemical/tahoe100m_more_lines_ranked_signatures.parquet"),
 }
 
-# CMap pert_type -> PERTURBATION_TYPES (graph/records.py); anything else is a control and dropped.
-_L1000_TYPES = {"trt_cp": "compound", "trt_sh": "shRNA", "trt_oe": "ORF", "trt_xpr": "CRISPRko", "trt_poscon": "compound"}
-
 
 def shared_path(relative: str) -> Path:
     return Path(get_settings().shared_data) / relative
@@ -377,55 +374,6 @@ def read_replogle(path: str | Path | None = None, *, min_signatures: int = 1,
     return from_ranked(raw, up_only=True, source=str(path), gene_names=gene_names, resolver=resolver)
 
 
-def read_gctx_long(path: str | Path) -> pd.DataFrame:
-    """A GCTX (or GCT) file -> long table with the CMap column metadata needed for modelling (graph.io's
-    readers). Returns columns sample, pert_iname, pert_type, cell_id, readout, value."""
-    from graph.io.gctx import read_gct, read_gctx
-
-    data = read_gct(path) if measurement_format(path) == "gct" else read_gctx(path)
-    # Metadata frames are indexed by the GCTX ids; matrix is (n_samples, n_genes).
-    row, col, matrix = data.row_meta.reset_index(), data.col_meta.reset_index(), data.matrix
-    n_samples, n_genes = matrix.shape
-
-    def column(name: str, default: str) -> np.ndarray:
-        if name not in col.columns:
-            return np.full(n_samples, default, dtype=object)
-        return col[name].astype("string").fillna(default).to_numpy(dtype=object)
-
-    genes = (row["pr_gene_symbol"] if "pr_gene_symbol" in row.columns else row["id"]).astype(str).to_numpy()
-    cell = column("cell_id", "unknown")  # kd_gct: the cell line is not recorded
-    return pd.DataFrame({
-        "sample": np.repeat(col["id"].astype(str).to_numpy(), n_genes),
-        "pert_iname": np.repeat(column("pert_iname", "") if "pert_iname" in col.columns
-                                else col["id"].astype(str).to_numpy(), n_genes),
-        "pert_type": np.repeat(column("pert_type", "trt_cp"), n_genes),
-        "cell_id": np.repeat(cell, n_genes),
-        "readout": np.tile(genes, n_samples),
-        "value": np.asarray(matrix, dtype=np.float32).reshape(-1),
-    })
-
-
-def load_gct(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None) -> Loaded:
-    """A text GCT file (ingest reads GCTX only): per-sample validation, then average_replicates."""
-    options = _read_options(options, duplicates, {})
-    try:
-        long = read_gctx_long(path)
-    except InputFileError:
-        raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputFileError(path, f"not a readable GCT file ({type(exc).__name__}: {exc})") from exc
-    checked, report = validated(long, str(path), keys=("sample", "readout"), ranked=False, duplicates=options.duplicates)
-    if options.readouts is not None:
-        checked = _subset(checked.rename(columns={"sample": "signature_id"}), options, report.notes, path).rename(
-            columns={"signature_id": "sample"})
-    long = checked[checked["pert_type"].isin(list(_L1000_TYPES))]
-    long = long.assign(perturbation_type=long["pert_type"].map(_L1000_TYPES), context=long["cell_id"],
-                       perturbation=long["pert_iname"])
-    out = (long.groupby(["context", "perturbation", "perturbation_type", "readout"], observed=True)["value"]
-           .mean().reset_index())
-    return _attach(_finish(out), report)
-
-
 def _controls_note(controls: dict) -> str:
     """The report line for drop_controls' counts, one wording on every loader route."""
     signatures = f", {controls['control_signatures']:,} signatures" if controls["control_signatures"] else ""
@@ -453,7 +401,7 @@ def average_replicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def load_gctx(path: str | Path, *, duplicates: str | None = None, options: ReadOptions | None = None,
               resolver=None) -> Loaded:
-    """A GCTX file read by the ingest reader (graph/io/gctx.GctxToLong, as `perturbgraph demo --inputs
+    """A GCTX or text GCT file read by the ingest reader (graph/io/gctx.GctxToLong, as `perturbgraph demo --inputs
     FILE` stores it: value validation, readout repeats, perturbation ids), the readout subset, then
     average_replicates. Report units are matrix values; the signature-level notes are kept."""
     from graph.io.common import concat_long
@@ -461,15 +409,14 @@ def load_gctx(path: str | Path, *, duplicates: str | None = None, options: ReadO
 
     path = Path(path)
     options = _read_options(options, duplicates, {})
-    if measurement_format(path) == "gct":
-        return load_gct(path, options=options)
+    fmt = measurement_format(path)  # gctx | gct: one reader, one mapping (ids, doses, controls) for both
     try:
-        reader = open_streaming_reader(path, "gctx", _dataset_id_for(path), options, resolver=resolver)
+        reader = open_streaming_reader(path, fmt, _dataset_id_for(path), options, resolver=resolver)
         frame = concat_long(list(reader.iter_long()))
     except InputFileError:
         raise
     except (OSError, KeyError, ValueError) as exc:
-        raise InputFileError(path, f"not a readable GCTX file ({type(exc).__name__}: {exc})") from exc
+        raise InputFileError(path, f"not a readable {fmt.upper()} file ({type(exc).__name__}: {exc})") from exc
     subset_notes: list[str] = []
     frame = _subset(frame, options, subset_notes, path) if len(frame) else frame
     averaged, note = average_replicates(frame)

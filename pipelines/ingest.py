@@ -220,7 +220,7 @@ def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
     """
     from graph.io.common import recount_signatures
     from graph.io.options import choose_readouts, keep_readouts, readout_counts, subset_note, subset_table
-    from graph.io.readers import STREAMED_KINDS, no_valid_rows, open_streaming_reader, read_h5ad
+    from graph.io.readers import CMAP_KINDS, STREAMED_KINDS, no_valid_rows, open_streaming_reader, read_h5ad
     from graph.store.measurements import MeasurementWriter, write_measurements
 
     progress(f"reading measurements {spec.path} ({spec.kind})")
@@ -252,9 +252,9 @@ def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
                     if keep is not None:
                         per_signature.update(chunk["signature_id"].astype(str).value_counts().to_dict())
             if not accepted:
-                gctx = spec.kind == "gctx"
+                gctx = spec.kind in CMAP_KINDS
                 raise no_valid_rows(spec.path, (reader.value_report if gctx else reader.report).read,
-                                    {"gctx": "values", "wide_table": "values"}.get(spec.kind, "rows"),
+                                    "values" if gctx or spec.kind == "wide_table" else "rows",
                                     reader.dropped_values if gctx else reader.reasons)
             if not kept:
                 raise InputFileError(spec.path, f"none of the {len(keep)} requested readouts is in the data")
@@ -264,7 +264,7 @@ def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
         if keep is not None:
             report.notes.append(subset_note(opts, keep, len(counts), accepted - kept))
             signatures = recount_signatures(_as_list(signatures), dict(per_signature))
-        if spec.kind == "gctx":
+        if spec.kind in CMAP_KINDS:
             value_counts = {"values_accepted": reader.value_report.accepted, **dict(reader.dropped_values)}
     elif spec.kind == "h5ad":
         # Counts (Perturb-seq) are pseudobulked against same-context controls; bulk files are read as is.

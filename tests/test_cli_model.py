@@ -456,25 +456,42 @@ def test_unknown_genes_flag_on_train_and_evaluate(tmp_path, monkeypatch):
     assert no_table.exit_code == 1 and len(errors) == 1 and "t.csv" in errors[0], no_table.output
 
 
-def test_gctx_doses_stay_apart_on_the_cli_as_in_the_pipeline(tmp_path, no_shared_data):
-    """Two doses of one compound are two perturbations on both routes (the store's ids, compound:<id>@<dose>):
-    the CLI table of a GCTX equals the pipeline's training table (build_training_set on the ingested rows),
-    replicate wells averaged, the DMSO control dropped."""
-    import h5py
+# samples x genes: drugX 10 uM twice (replicate wells), 1 uM once, DMSO
+_DOSES_MATRIX = np.array([[1.0, 2.0], [3.0, 6.0], [-5.0, 7.0], [9.0, 9.0]], dtype=np.float32)
+_DOSES_COLS = {"id": ["s1", "s2", "s3", "s4"], "cell_id": ["A375"] * 4, "pert_iname": ["drugX"] * 3 + ["DMSO"],
+               "pert_type": ["trt_cp"] * 3 + ["ctl_vehicle"], "pert_idose": ["10 uM", "10 uM", "1 uM", "-666"]}
+_DOSES_ROWS = {"id": ["1", "2"], "pr_gene_symbol": ["TP53", "MYC"]}
 
+
+def _write_doses(path):
+    """The doses matrix as a GCTX (HDF5) or a text GCT #1.3 (by the suffix)."""
+    if path.suffix == ".gctx":
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f["0/DATA/0/matrix"] = _DOSES_MATRIX
+            for group, meta in (("COL", _DOSES_COLS), ("ROW", _DOSES_ROWS)):
+                for field, values in meta.items():
+                    f[f"0/META/{group}/{field}"] = np.array([v.encode() for v in values])
+        return path
+    col_fields = [k for k in _DOSES_COLS if k != "id"]
+    lines = ["#1.3", f"2\t4\t1\t{len(col_fields)}", "\t".join(["id", "pr_gene_symbol", *_DOSES_COLS["id"]])]
+    lines += ["\t".join([f, "-666", *_DOSES_COLS[f]]) for f in col_fields]
+    lines += ["\t".join([gid, sym, *(str(v) for v in _DOSES_MATRIX[:, j])])
+              for j, (gid, sym) in enumerate(zip(_DOSES_ROWS["id"], _DOSES_ROWS["pr_gene_symbol"], strict=True))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".gctx", ".gct"])
+def test_gctx_doses_stay_apart_on_the_cli_as_in_the_pipeline(suffix, tmp_path, no_shared_data):
+    """Two doses of one compound are two perturbations on both routes (the store's ids, compound:<id>@<dose>):
+    the CLI table of a GCTX, or of the same matrix as a text GCT, equals the pipeline's training table
+    (build_training_set on the ingested rows), replicate wells averaged, the DMSO control dropped."""
     from models.datasets import load_input
     from pipelines.training_steps import build_training_set
 
-    path = tmp_path / "doses.gctx"
-    with h5py.File(path, "w") as f:  # samples x genes: drugX 10 uM twice (replicate wells), 1 uM once, DMSO
-        f["0/DATA/0/matrix"] = np.array([[1.0, 2.0], [3.0, 6.0], [-5.0, 7.0], [9.0, 9.0]], dtype=np.float32)
-        f["0/META/COL/id"] = np.array([b"s1", b"s2", b"s3", b"s4"])
-        f["0/META/COL/cell_id"] = np.array([b"A375"] * 4)
-        f["0/META/COL/pert_iname"] = np.array([b"drugX", b"drugX", b"drugX", b"DMSO"])
-        f["0/META/COL/pert_type"] = np.array([b"trt_cp", b"trt_cp", b"trt_cp", b"ctl_vehicle"])
-        f["0/META/COL/pert_idose"] = np.array([b"10 uM", b"10 uM", b"1 uM", b"-666"])
-        f["0/META/ROW/id"] = np.array([b"1", b"2"])
-        f["0/META/ROW/pr_gene_symbol"] = np.array([b"TP53", b"MYC"])
+    path = _write_doses(tmp_path / f"doses{suffix}")
     bundle, ingest = _ingested(path, tmp_path)
     datasets = [{"dataset_id": bundle.dataset.dataset_id, "store_sha256": "x", "simulated": False}]
     ts, counts = build_training_set(tmp_path / "artifacts", ingest, datasets, [], [], [])

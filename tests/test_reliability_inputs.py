@@ -40,7 +40,7 @@ def resolver(corpus):
 @pytest.mark.parametrize("case,reader,expected", [
     ("gctx_wrong_dimensions", "gctx", "wrong dimensions"),
     ("gctx_truncated", "gctx", "truncated"),
-    ("gctx_not_hdf5", "gctx", "not a readable HDF5"),
+    ("gctx_not_hdf5", "gctx", "is named .gctx but is not an HDF5 file"),  # graph.io.common.measurement_format
     ("h5ad_missing_obs", "h5ad", "no perturbation column found"),
     ("h5ad_truncated", "h5ad", "not a readable h5ad"),
 ])

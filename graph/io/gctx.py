@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from graph.io.common import InputFileError, StreamedReader, clean_text
+from graph.io.common import InputFileError, StreamedReader, clean_text, measurement_format
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
 from graph.io.identifiers import canonical_gene_symbol, compound_id_for
 from graph.io.perturbations import normalise_perturbation_type, parse_dose, parse_time, perturbation_record
@@ -330,6 +330,50 @@ def read_gct(path: str | Path) -> GctData:
     return GctData(row_meta, col_meta, values.T.copy())
 
 
+
+class GctTextFile(GctxFile):
+    """A text GCT (#1.2 / #1.3) behind GctxFile's interface, so GctxToLong (the one CMap mapping: ids,
+    doses, controls, value validation) reads it as it reads a GCTX. Text files are small: read whole."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputFileError(self.path, "file does not exist")
+        data = read_gct(self.path)
+        self._matrix = data.matrix  # (n_samples, n_genes)
+        self.n_samples, self.n_genes = self._matrix.shape
+        # GCTX metadata is decoded with -666 / empty as NA and fields sorted; the same here.
+        self._row_meta = data.row_meta.astype(object).where(data.row_meta.notna(), pd.NA)
+        self._row_meta = self._row_meta[sorted(self._row_meta.columns)]
+        self._col_meta = data.col_meta.astype(object).where(data.col_meta.notna(), pd.NA)
+        self._col_meta = self._col_meta[sorted(self._col_meta.columns)]
+        self._all_col_meta = self._col_meta
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def row_meta(self) -> pd.DataFrame:
+        return self._row_meta
+
+    @property
+    def col_meta(self) -> pd.DataFrame:
+        return self._col_meta if self._col_meta is not None else self._all_col_meta
+
+    def iter_columns(self, columns: np.ndarray | None = None, rows: np.ndarray | None = None,
+                     chunk_size: int = 1000, *, with_meta: bool = True,
+                     ) -> Iterator[tuple[pd.DataFrame | None, np.ndarray]]:
+        cols = np.arange(self.n_samples) if columns is None else np.sort(np.asarray(columns, dtype=np.int64))
+        for start in range(0, len(cols), chunk_size):
+            p = cols[start:start + chunk_size]
+            block = self._matrix[p] if rows is None else self._matrix[np.ix_(p, np.sort(np.asarray(rows)))]
+            yield (self.col_meta.iloc[p] if with_meta else None), np.asarray(block, dtype=np.float32)
+
+
+def open_cmap_matrix(path: str | Path) -> GctxFile:
+    """A CMap matrix file by its format: text GCT read whole, GCTX streamed from HDF5."""
+    return GctTextFile(path) if measurement_format(path) == "gct" else GctxFile(path)
+
 # --- conversion to the canonical long table ---------------------------------------------------------
 
 _SYMBOL_FIELDS = ("pr_gene_symbol", "gene_symbol", "symbol", "pr_gene_name")
@@ -372,7 +416,7 @@ class GctxToLong(StreamedReader):
         self.chunk_size, self.duplicates = chunk_size, duplicates
         self._dup_keys = [0, 0]  # (signature, readout) keys repeated with identical / conflicting values
         self.genes = GeneCheck(resolver, unknown_genes, str(self.path))  # before the file is opened: may refuse
-        self.gctx = GctxFile(path)
+        self.gctx = open_cmap_matrix(path)  # .gct text or .gctx
         g = self.gctx
         self.dropped_values: Counter[str] = Counter()
         self.value_report = ReadReport(source=f"{self.path} (values)")
@@ -604,4 +648,4 @@ def gctx_to_long(path: str | Path, dataset_id: str, **kwargs) -> tuple[pd.DataFr
     return concat_long(list(conv.iter_long())), conv
 
 
-__all__ = ["GctData", "GctxFile", "GctxToLong", "InputFileError", "gctx_to_long", "read_gct", "read_gctx", "write_gctx"]
+__all__ = ["GctData", "GctTextFile", "GctxFile", "GctxToLong", "InputFileError", "gctx_to_long", "open_cmap_matrix", "read_gct", "read_gctx", "write_gctx"]

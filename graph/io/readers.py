@@ -19,7 +19,8 @@ from pathlib import Path
 from graph.io.common import InputFileError, table_header, table_layout
 from graph.io.options import ReadOptions
 
-STREAMED_KINDS = ("gctx", "long_table", "ranked_long_table", "wide_table")
+STREAMED_KINDS = ("gctx", "gct", "long_table", "ranked_long_table", "wide_table")
+CMAP_KINDS = ("gctx", "gct")  # one reader (GctxToLong) for the HDF5 and the text CMap matrix
 DEFAULT_GENE_TABLE = "genes/genes_human.tsv"  # the shared data's gene table (NCBI Gene), relative to its root
 
 
@@ -56,7 +57,7 @@ def open_streaming_reader(path: str | Path, kind: str, dataset_id: str, options:
                           resolver=None, compound_ids: Mapping[str, str] | None = None,
                           chunk_signatures: int = 1000, max_rows: int | None = None):
     """The reader of a GCTX or table file, opened (header checked) but not yet read."""
-    if kind == "gctx":
+    if kind in CMAP_KINDS:
         from graph.io.gctx import GctxToLong
 
         return GctxToLong(path, dataset_id, resolver=resolver, compound_ids=compound_ids, chunk_size=chunk_signatures,
