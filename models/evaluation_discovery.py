@@ -502,10 +502,14 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     # a knock-down's gene: its one target as the loader records it (C14ORF178 -> C14orf178, the readout's name)
     gene_of = {p: genes[0] for p in kd if len(genes := target_genes(p, "CRISPRi", loaded.perturbation_targets)) == 1}
     pert = model.embeddings("perturbation")
-    knockdown = pert.loc[[p for p in kd if p in pert.index]]
+    # As the `discoveries` asset (pipelines/discovery_steps.embedding_groups, edge_discoveries): LPM profiles and
+    # embeddings keyed by gene through gene_of, unit-normalised per perturbation (aggregate_embeddings), the imputed
+    # ones within the asset's prediction budget.
+    knockdown = D.aggregate_embeddings(pert, gene_of)
+    compound_vectors = D.aggregate_embeddings(pert, {c: c for c in compounds})
     readout = model.embeddings("readout")
-    contexts, readouts = list(model.vocab["context"]), list(model.vocab["gene"])
-    imputed = D.response_profiles(model.predict, list(knockdown.index), contexts, readouts)
+    contexts = list(model.vocab["context"])
+    imputed = D.imputed_gene_profiles(model, gene_of, seed=seed)
     signatures, measured = D.signatures_and_pattern(df, gene_of)
     scores = ES.candidate_scores(signatures=signatures, measured=measured,
                                  knockdown=knockdown, readout=readout, imputed=imputed)
@@ -520,7 +524,7 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     edges = {**report.as_dict(), "method": report.published}
     edges["passes"], edges["gate"] = ES.edge_gate(edges)
 
-    comp = pert.loc[[c for c in compounds if c in pert.index]]
+    comp = compound_vectors
     targets_by_name = drug_targets(shared / "compounds")
     annotated = {c: targets_by_name.get(normalise_compound_name(c), set()) for c in comp.index}
     # Mechanism links from the better source, as the `discoveries` asset chooses it
@@ -550,6 +554,7 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     c = model.config
     return {"edges": edges, "mechanisms": mech, "seconds": time.perf_counter() - t0,
             "data": {"rows": int(len(df)), "readouts": int(df["readout"].nunique()), "knockdowns": len(knockdown),
+                     "imputed_profile_columns": 0 if imputed is None else int(imputed.shape[1]),
                      "compounds": len(comp), "contexts": len(contexts),
                      "model": f"LPM ({len(model.history)} epochs, gene graph {'on' if c.use_gene_graph else 'off'})",
                      "checkpoint": str(lpm_path)}}

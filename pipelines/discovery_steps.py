@@ -116,19 +116,6 @@ def moa_labels(annotated: dict[str, list[str]]) -> pd.Series:
 
 
 # ---------------------------------------------------------------------------------------- edges
-def imputed_profiles(model, genetic: dict[str, str], *, max_rows: int, seed: int) -> pd.DataFrame | None:
-    """LPM-imputed response profiles of the knocked-down genes across every context (mean over a gene's
-    perturbations); at most `max_rows` predictions: a seeded subset of readouts keeps it bounded."""
-    perts = [p for p in genetic if p in set(model.vocab["perturbation"])]
-    contexts, readouts = list(model.vocab["context"]), list(model.vocab["gene"])
-    if len(perts) * max(1, len(contexts) * len(readouts)) > max_rows:
-        n = max(1, max_rows // (len(perts) * len(contexts)))
-        readouts = sorted(pd.Series(readouts).sample(n=min(n, len(readouts)), random_state=seed))
-    if not (perts and readouts):
-        return None
-    return D.aggregate_embeddings(D.response_profiles(model.predict, perts, contexts, readouts), genetic)
-
-
 def edge_discoveries(model, table: pd.DataFrame, groups: EmbeddingGroups, *, resolve: Callable[[str], int | None],
                      references_for: Callable[[list[int]], dict[str, list[tuple[int, int]]]],
                      prior: pd.DataFrame | None, top_k: int, max_imputed_rows: int, edge_source: str = "auto",
@@ -144,7 +131,7 @@ def edge_discoveries(model, table: pd.DataFrame, groups: EmbeddingGroups, *, res
     readout = groups.readout.copy()
     readout.index = [entrez(n) for n in readout.index]
     readout = readout[readout.index.notna() & ~readout.index.duplicated()]
-    imputed = imputed_profiles(model, groups.genetic, max_rows=max_imputed_rows, seed=seed)
+    imputed = D.imputed_gene_profiles(model, groups.genetic, max_rows=max_imputed_rows, seed=seed)
     signatures, measured = D.signatures_and_pattern(table, groups.genetic)
     scores = ES.candidate_scores(signatures=signatures, measured=measured,
                                  knockdown=groups.gene_perturbation, readout=readout, imputed=imputed)

@@ -126,6 +126,12 @@ def test_impute_effects_and_unmeasured_pairs():
     assert p2["readout"].tolist() == ["r5", "r4"] and set(p2["direction"]) == {"down"}
     prof = D.response_profiles(predict, ["p1", "p2"], ["A"], ["r1", "r2"])
     assert prof.shape == (2, 2) and prof.loc["p2"].tolist() == [-1.0, -2.0]
+    calls = []
+    one_at_a_time = D.response_profiles(lambda rows: calls.append(len(rows)) or predict(rows), ["p1", "p2", "p3"],
+                                        ["A", "B"], ["r1", "r2"], chunk_rows=5)  # 4 query rows per perturbation
+    pd.testing.assert_frame_equal(one_at_a_time, D.response_profiles(predict, ["p1", "p2", "p3"], ["A", "B"],
+                                                                     ["r1", "r2"]))
+    assert calls == [4, 4, 4] and one_at_a_time.columns.tolist() == ["A|r1", "A|r2", "B|r1", "B|r2"]
 
 
 def test_bh_qvalues_matches_definition():

@@ -140,12 +140,12 @@ def test_fewer_than_two_knocked_down_genes_give_no_edges_and_read_nothing(world)
 
 def test_imputed_profiles_stay_within_the_row_budget(world):
     _, _, model, groups = world
-    full = S.imputed_profiles(model, groups.genetic, max_rows=10_000, seed=0)
+    full = D.imputed_gene_profiles(model, groups.genetic, max_rows=10_000, seed=0)
     assert full.shape == (6, len(CONTEXTS) * len(READOUTS)) and model.predicted_rows == 240
     model.predicted_rows = 0
-    capped = S.imputed_profiles(model, groups.genetic, max_rows=60, seed=0)
+    capped = D.imputed_gene_profiles(model, groups.genetic, max_rows=60, seed=0)
     assert capped.shape == (6, len(CONTEXTS) * 5) and model.predicted_rows == 60  # 60 // (6 x 2) readouts
-    assert S.imputed_profiles(model, {}, max_rows=60, seed=0) is None
+    assert D.imputed_gene_profiles(model, {}, max_rows=60, seed=0) is None
 
 
 def test_effects_are_imputed_for_unmeasured_experiments_only(world):

@@ -25,6 +25,7 @@ from graph.db.discovery_reads import fetch_discovery_inputs, fetch_edge_referenc
 from graph.db.discovery_writer import DiscoveryWriter
 from graph.db.model_versions import ModelVersionRecord, ModelVersions, code_version
 from graph.db.symbols import SymbolMap
+from models import discovery as D
 from models import edge_sources as ES
 from pipelines import discovery_steps as steps
 from pipelines import plots
@@ -40,7 +41,7 @@ class DiscoveryConfig(dg.Config):
     # "auto": the best-scoring edge source that beats signature correlation (else correlation); a source
     # name (models.edge_sources.SOURCES) forces it, and the blocking check then decides.
     edge_source: str = "auto"
-    max_imputed_rows: int = 3_000_000  # LPM predictions for the imputed-profile edge source
+    max_imputed_rows: int = D.MAX_IMPUTED_PREDICTIONS  # LPM predictions for the imputed-profile edge source
     effects_top_n: int = 10
     max_effect_pairs: int = 2000  # unmeasured (perturbation, context) pairs imputed per version
     null_samples: int = 1000
