@@ -90,6 +90,25 @@ def suggest(trial, variants: tuple[str, ...], space: dict = SPACE) -> dict:
             "lr_rule": trial.suggest_categorical("lr_rule", list(s["lr_rule"]))}
 
 
+def distributions(variants: tuple[str, ...], space: dict = SPACE) -> dict:
+    """SPACE as optuna distributions (the same as `suggest` asks for): to add an earlier run's trials."""
+    from optuna.distributions import CategoricalDistribution as C
+    from optuna.distributions import FloatDistribution as F
+
+    s = space
+    return {"variant": C(list(variants)), "embed_dim": C(list(s["embed_dim"])), "hidden_dim": C(list(s["hidden_dim"])),
+            "num_layers": C(list(s["num_layers"])), "dropout": F(*s["dropout"]), "lr": F(*s["lr"], log=True),
+            "weight_decay": F(*s["weight_decay"], log=True), "lr_decay": F(*s["lr_decay"]),
+            "batch_triples": C(list(s["batch_triples"])), "lr_rule": C(list(s["lr_rule"]))}
+
+
+def _inside(dist, value) -> bool:
+    try:
+        return dist._contains(dist.to_internal_repr(value))
+    except ValueError:  # a categorical value not among the choices
+        return False
+
+
 def fit_on_validation(split, resources, config, seed: int = 0) -> dict:
     """One LPM fit on split.train (split.valid for early stopping); its mean per-signature r on split.valid."""
     from models.evaluation.baselines import KEY_COLUMNS, fit_model
@@ -110,14 +129,22 @@ def fit_on_validation(split, resources, config, seed: int = 0) -> dict:
 
 def search(split, resources, base_config, variants: tuple[str, ...], *, trials: int, timeout: float | None,
            sampler_seed: int = 0, space: dict = SPACE, model_seed: int = 0, enqueue: bool = True,
-           on_trial=None) -> dict:
+           on_trial=None, earlier: list[dict] | None = None) -> dict:
     """TPE search of `space` on split's validation r; returns the budget, time spent and every trial.
-    base_config: the LPMConfig every trial starts from (epoch cap, patience); on_trial(record) after each."""
+    base_config: the LPMConfig every trial starts from (epoch cap, patience); on_trial(record) after each.
+    earlier: records of an earlier run on the same split (params, valid_r), told to the sampler first (those
+    outside `space` are left out); they count in neither the budget nor the returned trials."""
     import optuna  # only the search needs it (pyproject: dev extra)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=min(10, max(3, trials // 3)))
     study = optuna.create_study(direction="maximize", sampler=sampler)
+    dists, told = distributions(variants, space), 0
+    for rec in earlier or []:
+        p = rec.get("params", {})
+        if "valid_r" in rec and all(_inside(dists[k], v) for k, v in p.items()):
+            study.add_trial(optuna.trial.create_trial(params=p, distributions=dists, value=rec["valid_r"]))
+            told += 1
     if enqueue:  # the untuned point of the stronger (last) variant, and the reference configuration on it
         study.enqueue_trial(default_params(variants[-1]))
         study.enqueue_trial({**default_params(variants[-1]), **REFERENCE})
@@ -145,7 +172,7 @@ def search(split, resources, base_config, variants: tuple[str, ...], *, trials: 
     done = [r for r in records if "valid_r" in r]
     best = max(done, key=lambda r: r["valid_r"]) if done else None
     return {"trials_budget": trials, "timeout_s": timeout, "spent_s": time.time() - t0, "sampler": "TPE",
-            "sampler_seed": sampler_seed, "n_trials": len(records), "n_complete": len(done), "best": best,
+            "sampler_seed": sampler_seed, "n_earlier_told": told, "n_trials": len(records), "n_complete": len(done), "best": best,
             "trials": records}
 
 
@@ -168,7 +195,16 @@ def main(argv=None) -> int:
     ap.add_argument("--split-seed", type=int, default=0)
     ap.add_argument("--sampler-seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-enqueue", action="store_true",
+                    help="a continuation (other --sampler-seed): skip the two queued points an earlier run measured")
+    ap.add_argument("--max-hidden", type=int, default=None,
+                    help="leave hidden_dim above this out of SPACE (a time-bounded continuation; say so with results)")
+    ap.add_argument("--earlier", type=Path, default=None,
+                    help="an earlier run's search JSON on the same split: its trials are told to the sampler first")
+    ap.add_argument("--tag", default="", help="suffix of the JSON name (search_<section><tag>.json)")
     args = ap.parse_args(argv)
+    space = SPACE if args.max_hidden is None else {
+        **SPACE, "hidden_dim": tuple(h for h in SPACE["hidden_dim"] if h <= args.max_hidden)}
 
     import torch
 
@@ -185,10 +221,11 @@ def main(argv=None) -> int:
     df, res = loaded.frame, resources_for_input(loaded, gene_graph=True)
     split = make_split(df, split_kind, context=context, seed=args.split_seed)
     base = LPMConfig(max_epochs=args.lpm_epochs, patience=args.lpm_patience)
-    out = Path(get_settings().home) / "results" / f"search_{args.section}.json"
+    out = Path(get_settings().home) / "results" / f"search_{args.section}{args.tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"section": args.section, "title": title, "split_seed": args.split_seed, "max_epochs": args.lpm_epochs,
-            "patience": args.lpm_patience, "variants": SECTION_VARIANTS[args.section], "space": SPACE,
+            "patience": args.lpm_patience, "variants": SECTION_VARIANTS[args.section], "space": space,
+            "sampler_seed": args.sampler_seed, "enqueued": not args.no_enqueue,
             "command": " ".join(sys.argv if argv is None else ["research_search.py", *argv]),
             "n_valid_experiments": len(split.experiments("valid"))}
     began, rows = time.time(), []
@@ -201,7 +238,9 @@ def main(argv=None) -> int:
         print(f"[{time.time() - began:6.0f}s] trial {rec['trial']}: {r} {rec['params']}", file=sys.stderr, flush=True)
 
     result = search(split, res, base, SECTION_VARIANTS[args.section], trials=args.trials, timeout=args.timeout,
-                    sampler_seed=args.sampler_seed, model_seed=args.split_seed, on_trial=log)
+                    sampler_seed=args.sampler_seed, model_seed=args.split_seed, space=space,
+                    enqueue=not args.no_enqueue, on_trial=log,
+                    earlier=json.loads(args.earlier.read_text())["trials"] if args.earlier else None)
     result["overlap_with_test"] = validation_overlap(df, split_kind, context, args.split_seed, range(5))
     out.write_text(json.dumps({**meta, **result}, indent=1, default=str))
     best = result["best"]

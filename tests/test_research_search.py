@@ -69,3 +69,19 @@ def test_two_trial_search_scores_validation_only_and_records_every_trial(monkeyp
     held = split.experiments("test")
     assert scored and all(not (s & held) for s in scored)  # the test experiments were never scored
     assert any(s == split.experiments("valid") for s in scored)  # the objective: the validation experiments
+
+
+def test_a_continuation_tells_the_sampler_the_earlier_trials_inside_its_space():
+    import research_search
+
+    split = make_split(_world(), "unseen-experiment", context="A", seed=0)
+    base = LPMConfig(max_epochs=1, patience=1, encoder_hidden=16, use_compound_encoder=False,
+                     use_context_features=False, use_gene_graph=False)
+    variants = ("lpm_rstop", "lpm_simctx_rstop")
+    first = research_search.search(split, Resources(), base, variants, trials=2, timeout=None, space=TOY_SPACE,
+                                   enqueue=False)
+    narrow = {**TOY_SPACE, "hidden_dim": (first["trials"][0]["params"]["hidden_dim"],)}
+    inside = sum(r["params"]["hidden_dim"] in narrow["hidden_dim"] for r in first["trials"])
+    then = research_search.search(split, Resources(), base, variants, trials=1, timeout=None, space=narrow,
+                                  enqueue=False, sampler_seed=1, earlier=first["trials"])
+    assert then["n_earlier_told"] == inside >= 1 and then["n_trials"] == 1 == len(then["trials"])
