@@ -176,6 +176,18 @@ def search(split, resources, base_config, variants: tuple[str, ...], *, trials: 
             "trials": records}
 
 
+def lr_rule_check(split, resources, base_config, variant: str, batches=(2000, 5000), model_seed: int = 0) -> list[dict]:
+    """The learning-rate rule alone: `variant` at today's defaults with each larger batch, lr as is and
+    x sqrt(batch / 1000); the validation r of one fit each (the search's objective)."""
+    out = []
+    for batch in batches:
+        for rule in ("none", "sqrt_batch"):
+            ov = overrides_of({**default_params(variant), "batch_triples": batch, "lr_rule": rule})
+            out.append({"seed": model_seed, "batch": batch, "rule": rule, "lr": ov["lr"],
+                        **fit_on_validation(split, resources, replace(base_config, **ov), seed=model_seed)})
+    return out
+
+
 def validation_overlap(df: pd.DataFrame, split_kind: str, context: str | None, search_seed: int,
                        seeds) -> dict[int, int]:
     """Per seed: how many of its test experiments were validation experiments of the search's split."""
@@ -201,6 +213,9 @@ def main(argv=None) -> int:
                     help="leave hidden_dim above this out of SPACE (a time-bounded continuation; say so with results)")
     ap.add_argument("--earlier", type=Path, default=None,
                     help="an earlier run's search JSON on the same split: its trials are told to the sampler first")
+    ap.add_argument("--lr-rule-check", default="", metavar="SEEDS",
+                    help="instead of a search: lr_rule_check of the section's stronger variant on these split seeds "
+                         "(comma-separated; model seed = split seed), to <home>/results/lr_rule_<section><tag>.json")
     ap.add_argument("--tag", default="", help="suffix of the JSON name (search_<section><tag>.json)")
     args = ap.parse_args(argv)
     space = SPACE if args.max_hidden is None else {
@@ -221,6 +236,15 @@ def main(argv=None) -> int:
     df, res = loaded.frame, resources_for_input(loaded, gene_graph=True)
     split = make_split(df, split_kind, context=context, seed=args.split_seed)
     base = LPMConfig(max_epochs=args.lpm_epochs, patience=args.lpm_patience)
+    if args.lr_rule_check:
+        path, rows = Path(get_settings().home) / "results" / f"lr_rule_{args.section}{args.tag}.json", []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for s in (int(x) for x in args.lr_rule_check.split(",") if x.strip()):
+            rows += lr_rule_check(make_split(df, split_kind, context=context, seed=s), res, base,
+                                  SECTION_VARIANTS[args.section][-1], model_seed=s)
+            path.write_text(json.dumps(rows, indent=1))
+            print("\n".join(json.dumps(r) for r in rows if r["seed"] == s), file=sys.stderr, flush=True)
+        return 0
     out = Path(get_settings().home) / "results" / f"search_{args.section}{args.tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"section": args.section, "title": title, "split_seed": args.split_seed, "max_epochs": args.lpm_epochs,

@@ -85,3 +85,15 @@ def test_a_continuation_tells_the_sampler_the_earlier_trials_inside_its_space():
     then = research_search.search(split, Resources(), base, variants, trials=1, timeout=None, space=narrow,
                                   enqueue=False, sampler_seed=1, earlier=first["trials"])
     assert then["n_earlier_told"] == inside >= 1 and then["n_trials"] == 1 == len(then["trials"])
+
+
+def test_lr_rule_check_scales_only_the_rule_rows():
+    import research_search
+
+    split = make_split(_world(), "unseen-experiment", context="A", seed=0)
+    base = LPMConfig(max_epochs=1, patience=1, embed_dim=8, hidden_dim=16, encoder_hidden=16,
+                     use_compound_encoder=False, use_context_features=False, use_gene_graph=False)
+    rows = research_search.lr_rule_check(split, Resources(), base, "lpm_rstop", batches=(400,))
+    assert [(r["batch"], r["rule"]) for r in rows] == [(400, "none"), (400, "sqrt_batch")]
+    assert rows[0]["lr"] == LPMConfig().lr and rows[1]["lr"] == pytest.approx(LPMConfig().lr * math.sqrt(0.4))
+    assert all(math.isfinite(r["valid_r"]) for r in rows)
