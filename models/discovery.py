@@ -374,18 +374,18 @@ def response_profiles(
     return pd.DataFrame(values, index=pd.Index(perts, name="name"), columns=[f"{c}|{r}" for c, r in cols])
 
 
-# lpm_imputed's budget: (perturbations x contexts x readouts) predictions, ~100 MB of float64 at the cap. Above it a
-# seeded subset of readouts is used. On the shared data (585 knock-downs x 12 contexts x 1,163 readouts = 8.2M) the
-# source beats signature correlation on all readouts and loses on 200 (docs/results.md), so a subset is not harmless:
-# the cap covers that table whole (it was 3M, i.e. 427 readouts there).
-MAX_IMPUTED_PREDICTIONS = 12_000_000
+# lpm_imputed's budget: (perturbations x contexts x genes) predictions, ~160 MB of float64 at the cap. Above it a
+# seeded subset of genes is used. The shared data's discovery table is 585 knock-downs x 12 contexts x 1,640 genes of
+# the model's vocabulary (readouts and targets) = 11.5M; the source beats signature correlation on STRING on all
+# readouts and loses on 200 (docs/results.md), so a subset is not harmless (the former 3M cap meant 427 of the 1,640).
+MAX_IMPUTED_PREDICTIONS = 20_000_000
 
 
 def imputed_gene_profiles(model, genetic: Mapping[str, str], *, max_rows: int = MAX_IMPUTED_PREDICTIONS,
                           seed: int = 0) -> pd.DataFrame | None:
     """The `lpm_imputed` edge source's profiles: every genetic perturbation the model knows (`genetic`: its id ->
-    its gene) predicted in every context on every readout, unit-normalised and averaged per gene
-    (aggregate_embeddings); at most `max_rows` predictions (a seeded subset of readouts beyond). None when
+    its gene) predicted in every context on every gene of the model's vocabulary, unit-normalised and averaged per gene
+    (aggregate_embeddings); at most `max_rows` predictions (a seeded subset of genes beyond). None when
     nothing can be predicted. One function for the `discoveries` asset and the benchmarks."""
     perts = [p for p in genetic if p in set(model.vocab["perturbation"])]
     contexts, readouts = list(model.vocab["context"]), list(model.vocab["gene"])
