@@ -36,12 +36,14 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"write the section '{E.VS_SIMPLE_HEADING[3:]}' (needs --lpm or --train-lpm) instead")
     ap.add_argument("--max-readouts", type=int, default=None, help="cap the shared readouts (CPU time)")
     ap.add_argument("--seed", type=int, default=0, help="with --train-lpm: the LPM's seed")
+    ap.add_argument("--ema-decay", type=float, default=0.0,
+                    help="with --train-lpm: keep a moving average of the parameters (LPMConfig.ema_decay; 0 = off)")
     args = ap.parse_args(argv)
     shared = args.shared or get_settings().shared_data
     lpm_path = args.lpm
     if args.train_lpm is not None:
         lpm_path = E.train_discovery_lpm(shared, args.train_lpm, epochs=args.epochs, paper=args.paper,
-                                       max_readouts=args.max_readouts, seed=args.seed)
+                                       max_readouts=args.max_readouts, seed=args.seed, ema_decay=args.ema_decay)
     if args.vs_simple:
         if lpm_path is None:
             raise SystemExit("--vs-simple needs --lpm CHECKPOINT or --train-lpm PATH")

@@ -324,17 +324,18 @@ def discovery_training_input(shared: Path, max_readouts: int | None = None):
 
 
 def train_discovery_lpm(shared: Path, out: Path, *, epochs: int = 8, paper: bool = False, seed: int = 0,
-                        max_readouts: int | None = None) -> Path:
+                        max_readouts: int | None = None, ema_decay: float = 0.0) -> Path:
     """Fit the LPM on `discovery_training_table` (all experiments; no held-out split: the
     discovery labels, annotated targets and STRING / CORUM pairs, are never inputs; STRING >= 700
-    is the gene prior unless `paper`) and save it."""
+    is the gene prior unless `paper`) and save it. `epochs` is a fixed count (nothing to stop on);
+    `ema_decay` > 0 saves the moving average of the parameters (LPMConfig.ema_decay)."""
     from models.datasets import resources_for_input
     from models.lpm import LPM
     from models.module import LPMConfig
 
     loaded = discovery_training_input(shared, max_readouts)
     df, res = loaded.frame, resources_for_input(loaded, gene_graph=not paper)
-    config = (LPMConfig.paper if paper else LPMConfig)(max_epochs=epochs)
+    config = (LPMConfig.paper if paper else LPMConfig)(max_epochs=epochs, ema_decay=ema_decay)
     # Without cell-line features, as the discovery tables in docs/results.md were measured.
     model = LPM(config, side=replace(res.side, context_features=None), seed=seed)
     model.fit(df, None, progress=True)
