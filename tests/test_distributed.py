@@ -65,6 +65,7 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
         m = _module()
         hist = train(m, tr, va, CFG, seed=0, device="cpu", progress=False, parallel=DataParallel(rank, world))
         torch.save({"history": hist, "state": m.state_dict()}, Path(out) / f"rank{rank}.pt")
+        dist.barrier()  # as `perturbgraph train --nproc` does: no rank tears gloo down while the other still talks
     finally:
         dist.destroy_process_group()
 
