@@ -132,6 +132,13 @@ def edge_discoveries(model, table: pd.DataFrame, groups: EmbeddingGroups, *, res
     readout.index = [entrez(n) for n in readout.index]
     readout = readout[readout.index.notna() & ~readout.index.duplicated()]
     imputed = D.imputed_gene_profiles(model, groups.genetic, max_rows=max_imputed_rows, seed=seed)
+    # (context, gene) columns the imputed profiles cover: fewer than all when the budget forced a subset of genes
+    imputed_columns = {"used": 0 if imputed is None else int(imputed.shape[1]),
+                       "of": len(model.vocab["context"]) * len(model.vocab["gene"]), "budget": int(max_imputed_rows)}
+    if 0 < imputed_columns["used"] < imputed_columns["of"]:
+        log(f"lpm_imputed scored on {imputed_columns['used']:,} of {imputed_columns['of']:,} (context, gene) columns: "
+            f"the prediction budget max_imputed_rows={max_imputed_rows:,} chose a seeded subset of genes; raise it "
+            f"(DiscoveryConfig.max_imputed_rows, the discoveries asset's run config) to score every gene")
     signatures, measured = D.signatures_and_pattern(table, groups.genetic)
     scores = ES.candidate_scores(signatures=signatures, measured=measured,
                                  knockdown=groups.gene_perturbation, readout=readout, imputed=imputed)
@@ -147,7 +154,8 @@ def edge_discoveries(model, table: pd.DataFrame, groups: EmbeddingGroups, *, res
                                    seed=seed)
     quality = {**result.as_dict(), "method": result.published,
                "metric": "AUPRC outside the prior (mean over references)", "baseline": ES.CORRELATION,
-               "score": result.as_dict()["published_score"], "reference_pairs": {r: len(p) for r, p in refs.items()}}
+               "score": result.as_dict()["published_score"], "reference_pairs": {r: len(p) for r, p in refs.items()},
+               "imputed_columns": imputed_columns}
     quality["passes"], quality["gate"] = ES.edge_gate(quality)
     log(f"edge sources: published {result.published} ({result.reason})")
     return quality, ES.edges_from_scores(scores[result.published], k=top_k, method=result.published)

@@ -119,6 +119,13 @@ def test_edges_are_scored_on_the_references_read_for_their_genes(world):
                                         prior=None, top_k=2, max_imputed_rows=10_000, seed=0)
     assert asked and set(range(1, 7)) <= set(asked[0])
     assert quality["reference_pairs"] == {"CORUM": 6} and quality["baseline"] == ES.CORRELATION
+    assert quality["imputed_columns"] == {"used": len(CONTEXTS) * len(READOUTS), "of": len(CONTEXTS) * len(READOUTS),
+                                          "budget": 10_000}
+    said = []
+    small, _ = S.edge_discoveries(model, table, groups, resolve=resolve.get, references_for=references_for,
+                                  prior=None, top_k=2, max_imputed_rows=60, seed=0, log=said.append)
+    assert small["imputed_columns"]["used"] == len(CONTEXTS) * 5 < small["imputed_columns"]["of"]
+    assert any("lpm_imputed scored on" in line and "max_imputed_rows=60" in line for line in said)
     assert quality["method"] in ES.SOURCES and (edges["method"] == quality["method"]).all()
     assert len(edges) == 2 * len({s for s in edges["source"]})  # top 2 per gene
     forced, corr_edges = S.edge_discoveries(model, table, groups, resolve=resolve.get, references_for=references_for,
