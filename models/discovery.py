@@ -387,7 +387,8 @@ def imputed_gene_profiles(model, genetic: Mapping[str, str], *, max_rows: int = 
     its gene) predicted in every context on every gene of the model's vocabulary, unit-normalised and averaged per gene
     (aggregate_embeddings); at most `max_rows` predictions (a seeded subset of genes beyond). None when
     nothing can be predicted. One function for the `discoveries` asset and the benchmarks."""
-    perts = [p for p in genetic if p in set(model.vocab["perturbation"])]
+    known = set(model.vocab["perturbation"])
+    perts = [p for p in genetic if p in known]
     contexts, readouts = list(model.vocab["context"]), list(model.vocab["gene"])
     if len(perts) * max(1, len(contexts) * len(readouts)) > max_rows:
         n = max(1, max_rows // (len(perts) * len(contexts)))

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("optuna")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from research_search import REFERENCE, default_params, overrides_of  # noqa: E402

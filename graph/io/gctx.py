@@ -330,7 +330,6 @@ def read_gct(path: str | Path) -> GctData:
     return GctData(row_meta, col_meta, values.T.copy())
 
 
-
 class GctTextFile(GctxFile):
     """A text GCT (#1.2 / #1.3) behind GctxFile's interface, so GctxToLong (the one CMap mapping: ids,
     doses, controls, value validation) reads it as it reads a GCTX. Text files are small: read whole."""
@@ -342,23 +341,20 @@ class GctTextFile(GctxFile):
         data = read_gct(self.path)
         self._matrix = data.matrix  # (n_samples, n_genes)
         self.n_samples, self.n_genes = self._matrix.shape
-        # GCTX metadata is decoded with -666 / empty as NA and fields sorted; the same here.
-        self._row_meta = data.row_meta.astype(object).where(data.row_meta.notna(), pd.NA)
-        self._row_meta = self._row_meta[sorted(self._row_meta.columns)]
-        self._col_meta = data.col_meta.astype(object).where(data.col_meta.notna(), pd.NA)
-        self._col_meta = self._col_meta[sorted(self._col_meta.columns)]
-        self._all_col_meta = self._col_meta
+        # as GctxFile._meta decodes them: missing values NA, fields sorted
+        self._text_meta = {name: meta.astype(object).where(meta.notna(), pd.NA)[sorted(meta.columns)]
+                           for name, meta in (("row", data.row_meta), ("col", data.col_meta))}
 
     def close(self) -> None:
         pass
 
     @property
     def row_meta(self) -> pd.DataFrame:
-        return self._row_meta
+        return self._text_meta["row"]
 
     @property
     def col_meta(self) -> pd.DataFrame:
-        return self._col_meta if self._col_meta is not None else self._all_col_meta
+        return self._text_meta["col"]
 
     def iter_columns(self, columns: np.ndarray | None = None, rows: np.ndarray | None = None,
                      chunk_size: int = 1000, *, with_meta: bool = True,
@@ -373,6 +369,7 @@ class GctTextFile(GctxFile):
 def open_cmap_matrix(path: str | Path) -> GctxFile:
     """A CMap matrix file by its format: text GCT read whole, GCTX streamed from HDF5."""
     return GctTextFile(path) if measurement_format(path) == "gct" else GctxFile(path)
+
 
 # --- conversion to the canonical long table ---------------------------------------------------------
 
