@@ -68,6 +68,10 @@ LPM_VARIANTS = {
     "lpm_search37_t5": {"similar_contexts_base": True, "stop_metric": "pearson_per_signature", "embed_dim": 128,
                         "hidden_dim": 128, "num_layers": 1, "dropout": 0.14747194778410147, "lr": 0.0005115651352555838,
                         "weight_decay": 0.00527658351694985, "lr_decay": 0.914672857490581, "batch_triples": 2000},
+    # Issue 17, the best base per dataset as a default: the residual base chosen on the validation rows among those
+    # that apply (cross-context, similar_contexts' weighted lines, network_knn's graph term, both), one network on it
+    "lpm_auto": {"base_choice": "validation"},
+    "lpm_auto_rstop": {"base_choice": "validation", "stop_metric": "pearson_per_signature"},
 }
 COMPOUND_TARGET_VARIANTS = ("lpm_cmpd_targets",)
 
@@ -128,6 +132,10 @@ def research_graph(args, argv, benchmarks) -> int:
                     rec["detail"] += ((f", shrink {float(g.shrink):.2f}" if g is not None else "")
                                       + (f", k {float(g.count_prior):g}" if g is not None and g.knn else "")
                                       + (f", cross shrink {float(base.shrink):.2f}" if base.shrink is not None else ""))
+                    if m.base_selection:  # base_choice = "validation": which base, and every candidate's valid r
+                        sel = m.base_selection
+                        rec["detail"] += f", base {sel['chosen']} (valid r " + ", ".join(
+                            f"{n} {v:.4f}" for n, v in sel["validation"].items()) + ")"
                     pred = m.predict_base(split.test)  # what the network starts from, on the same test rows
                     rec["detail"] += f", base alone r {per_signature_pearson(split.test, split.test['value'], pred):.4f}"
                     if "valid_r" in m.history[0]:  # stopped by r: the harness's "best" epoch is by MSE

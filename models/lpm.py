@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -48,9 +49,24 @@ def _names(s: pd.Series) -> list[str]:
     return sorted(s.astype(str).unique())
 
 
+# LPMConfig.base_choice = "validation": the residual bases an LPM chooses among, simplest first (ties go to
+# the earlier), as LPMConfig overrides; each applies only when its data is there (LPM._base_candidates).
+BASE_CANDIDATES = {
+    "cross_context": {"similar_contexts_base": False, "graph_base": False, "graph_base_knn": False},
+    "similar_contexts": {"similar_contexts_base": True, "graph_base": False, "graph_base_knn": False},
+    "graph_knn": {"similar_contexts_base": False, "graph_base": True, "graph_base_knn": True},
+    "similar_contexts+graph_knn": {"similar_contexts_base": True, "graph_base": True, "graph_base_knn": True},
+}
+BASE_CHOICES = ("fixed", "validation")
+
+
 class LPM:
     def __init__(self, config: LPMConfig | None = None, *, side: SideInformation | None = None, seed: int = 0):
         self.config = config or LPMConfig()
+        # fit starts from requested_config; with base_choice = "validation", config becomes the chosen base's
+        # (_chosen). A config assigned after a fit is honoured as the new request.
+        self.requested_config, self._chosen = self.config, None
+        self.base_selection: dict = {}  # base_choice = "validation": chosen base, every candidate's validation r
         self.side = side or SideInformation()
         self.seed = seed
         self.module: LPMModule | None = None
@@ -256,20 +272,7 @@ class LPM:
         each training row's base computed without its own (context, perturbation, readout). With the
         graph base, a share (graph_base_dropout) of the knock-down experiments also trains as if unseen:
         a copy of its perturbation without learned vectors, against the base a held-out gene gets."""
-        m, rows = self.module, self._base_rows(train)
-        value = torch.from_numpy(train["value"].to_numpy(np.float64))
-        m.base.fit(*rows, value)
-        if m.base.ctx_w is not None:
-            m.base.set_context_weights(*self._context_weights(train, valid))
-        m.base.fit_shrink(*rows, value)
-        if m.graph_base is not None:
-            m.graph_base.fit(*rows, value)
-            if m.graph_base.knn:  # H4: shrink and count prior chosen on the validation rows, as network_knn's
-                if valid is not None and len(valid):
-                    vparts, v_resid, v_count = self._base_parts(valid, tables, perts)
-                    m.graph_base.choose(valid, vparts.cross, v_resid, v_count)
-                else:
-                    m.graph_base.choose(None, None, None, None)
+        m, rows, value = self.module, self._base_rows(train), self._fit_bases(train, valid, tables, perts)
         base, unseen = self._bases(train, tables, perts, value)
         y = (value - base).float().numpy()
         c, p = _codes(train["context"], ctxs) + 1, _codes(train["perturbation"], perts) + 1
@@ -294,6 +297,79 @@ class LPM:
             va = self._pair_data(valid, ctxs, perts, tables, yv,
                                  vbase.astype(np.float32) if needs_base(self.config, True) else None)
         return tr, va
+
+    @torch.no_grad()
+    def _fit_bases(self, train: pd.DataFrame, valid: pd.DataFrame | None, tables: SymbolTables,
+                   perts: list[str]) -> torch.Tensor:
+        """Fit the module's residual bases on the training rows (ridge, shrinkage and count prior chosen on
+        the validation rows where the base has them); returns the training values (n,) float64."""
+        m, rows = self.module, self._base_rows(train)
+        value = torch.from_numpy(train["value"].to_numpy(np.float64))
+        m.base.fit(*rows, value)
+        if m.base.ctx_w is not None:
+            m.base.set_context_weights(*self._context_weights(train, valid))
+        m.base.fit_shrink(*rows, value)
+        if m.graph_base is not None:
+            m.graph_base.fit(*rows, value)
+            if m.graph_base.knn:  # H4: shrink and count prior chosen on the validation rows, as network_knn's
+                if valid is not None and len(valid):
+                    vparts, v_resid, v_count = self._base_parts(valid, tables, perts)
+                    m.graph_base.choose(valid, vparts.cross, v_resid, v_count)
+                else:
+                    m.graph_base.choose(None, None, None, None)
+        return value
+
+    def _base_candidates(self) -> tuple[dict[str, dict], dict[str, str]]:
+        """The BASE_CANDIDATES that apply to the training vocabulary, and why each other one does not."""
+        cfg, skipped = self.requested_config, {}
+        names = ["cross_context"]
+        if len(self.vocab["context"]) >= 2:
+            names.append("similar_contexts")
+        else:
+            skipped["similar_contexts"] = "one training context: no other line to weigh"
+        graph = self.side.gene_graph
+        if not (cfg.use_targets and cfg.use_gene_graph and graph is not None and len(graph)):
+            why = "no gene graph (or use_targets / use_gene_graph off)"
+        elif not bool((self._knockdowns()["kd_of_pert"] > 0).any()):
+            why = "no training perturbation with target genes in the model's genes"
+        else:
+            why = ""
+            names += [n for n in ("graph_knn", "similar_contexts+graph_knn") if n == "graph_knn" or "similar_contexts" in names]
+        if why:
+            skipped.update({n: why for n in ("graph_knn", "similar_contexts+graph_knn")})
+        return {n: BASE_CANDIDATES[n] for n in names}, skipped
+
+    def _choose_base(self, train: pd.DataFrame, valid: pd.DataFrame | None, ctxs: list[str], perts: list[str]) -> None:
+        """LPMConfig.base_choice = "validation": set self.config to the applicable base whose predictions alone
+        score the best mean per-signature r on the validation rows (ties: the simpler); record it all in
+        self.base_selection. Without validation rows the cross-context base is kept and the record says so."""
+        from models.evaluation.metrics import evaluate_predictions
+
+        candidates, skipped = self._base_candidates()
+        scores: dict[str, float] = {}
+        if valid is None or not len(valid):
+            skipped.update({n: "no validation rows to choose on" for n in candidates if n != "cross_context"})
+            candidates = {"cross_context": candidates["cross_context"]}
+        else:
+            tables = self._tables(ctxs, perts)
+            for name, overrides in candidates.items():
+                self.config = replace(self.requested_config, **overrides)
+                self.module = self._new_module()
+                try:
+                    self._fit_bases(train, valid, tables, perts)
+                except ValueError as exc:  # similar_contexts_base on a table too large for its dense array
+                    skipped[name] = str(exc)
+                    continue
+                vbase = self._bases(valid, tables, perts)[0].numpy()
+                r = evaluate_predictions(valid, np.nan_to_num(vbase))["pearson_per_signature"]
+                scores[name] = float(r) if np.isfinite(r) else float("-inf")
+        order = list(candidates)
+        chosen = max(scores, key=lambda n: (scores[n], -order.index(n))) if scores else "cross_context"
+        self.config = replace(self.requested_config, **candidates[chosen])
+        self.module = None
+        self.base_selection = {"chosen": chosen, "metric": "pearson_per_signature",
+                               "validation": {n: round(v, 6) for n, v in scores.items()}, "skipped": skipped,
+                               "n_valid_rows": 0 if valid is None else len(valid)}
 
     def _context_weights(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> tuple[torch.Tensor, torch.Tensor]:
         """LPMConfig.similar_contexts_base: the `similar_contexts` baseline fitted on these rows (its ridge chosen
@@ -348,17 +424,33 @@ class LPM:
         require_one_row_per_key(train, "LPM.fit training rows")  # replicates are averaged before, never dropped
         if valid is not None:
             require_one_row_per_key(valid, "LPM.fit validation rows")
+        if self.config is not self._chosen:  # the config given (or assigned since) is the request
+            self.requested_config = self.config
+        requested = self.config = self.requested_config
+        if requested.base_choice not in BASE_CHOICES:
+            raise ValueError(f"LPMConfig.base_choice must be one of {BASE_CHOICES}, not {requested.base_choice!r}")
+        if requested.base_choice == "validation" and not requested.residual:
+            raise ValueError("LPMConfig.base_choice='validation' chooses a residual base: it needs residual=True "
+                             "(or base_choice='fixed')")
+        self.module, self.base_selection = None, {}
         self._build_vocab(train)
         if valid is not None:
             valid = self._scored_validation(valid)
         self.snapshot_id = snapshot_id or table_snapshot_id(train)
-        torch.manual_seed(self.seed)
-        self.module = self._new_module()
         # One table for train and valid: training names first, then validation-only (unseen) names.
         ctxs, perts = list(self.vocab["context"]), list(self.vocab["perturbation"])
         if valid is not None:
             ctxs += sorted(set(_names(valid["context"])) - set(ctxs))
             perts += sorted(set(_names(valid["perturbation"])) - set(perts))
+        if requested.base_choice == "validation":
+            self._choose_base(train, valid, ctxs, perts)
+            if progress:
+                sel = self.base_selection
+                print(f"LPM residual base: {sel['chosen']} (validation r "
+                      + ", ".join(f"{n} {v:.4f}" for n, v in sel["validation"].items()) + ")", flush=True)
+        self._chosen = self.config
+        torch.manual_seed(self.seed)  # the same initial network whether or not a base was chosen first
+        self.module = self._new_module()
         tables = self._tables(ctxs, perts)
         if self.config.residual:
             tr, va = self._residual_data(train, valid, ctxs, perts, tables)
@@ -456,6 +548,7 @@ class LPM:
         }
         p = {"config": self.config.to_dict(), "vocab": self.vocab, "feature_dims": self.feature_dims,
              "snapshot_id": self.snapshot_id, "meta": meta, "history": self.history,
+             "base_selection": self.base_selection,
              "state_dict": {k: v.detach().cpu() for k, v in self._require().state_dict().items()}}
         if train_state is not None:
             p["train_state"] = train_state
@@ -501,6 +594,7 @@ class LPM:
         self.module.load_state_dict(sd)
         self.module.eval()
         self.snapshot_id, self.history = p["snapshot_id"], list(p.get("history", []))
+        self.base_selection = dict(p.get("base_selection", {}))  # absent before base_choice existed
         return self
 
 

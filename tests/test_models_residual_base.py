@@ -141,3 +141,71 @@ def test_similar_contexts_base_refuses_data_above_the_baselines_memory_cap(monke
                     use_gene_graph=False, use_targets=False)
     with pytest.raises(ValueError, match="similar_contexts_base needs a dense"):
         LPM(cfg).fit(split.train, split.valid, progress=False, device="cpu")
+
+
+# ---------------------------------------------------------------- LPMConfig.base_choice = "validation"
+def _small(**cfg):
+    return LPMConfig(embed_dim=8, hidden_dim=16, encoder_hidden=16, max_epochs=1, batch_triples=100,
+                     use_compound_encoder=False, use_context_features=False, **cfg)
+
+
+def test_base_choice_takes_the_weighted_lines_where_they_score_best_and_trains_that_very_model(tmp_path):
+    from models.evaluation.baselines import OtherContextsMean, SimilarContexts
+    from models.evaluation.metrics import evaluate_predictions
+    from models.evaluation.splits import make_split
+
+    split = make_split(_lines(), "unseen-experiment", context="L0", seed=0)
+    train, valid, test = split.train, split.valid, split.test
+    flags = dict(use_gene_graph=False, use_targets=False)
+    m = LPM(_small(base_choice="validation", **flags)).fit(train, valid, progress=False, device="cpu")
+    sel = m.base_selection
+    r = {name: evaluate_predictions(valid, b.fit(train, valid).predict(valid))["pearson_per_signature"]
+         for name, b in (("cross_context", OtherContextsMean()), ("similar_contexts", SimilarContexts()))}
+    assert sel["chosen"] == "similar_contexts" and r["similar_contexts"] > r["cross_context"] + 0.05
+    assert sel["validation"]["similar_contexts"] == pytest.approx(r["similar_contexts"], abs=1e-5)
+    assert set(sel["skipped"]) == {"graph_knn", "similar_contexts+graph_knn"}  # no gene graph: said why
+    assert m.config.similar_contexts_base and m.requested_config.base_choice == "validation"
+    # One network, the one the fixed option trains with the same seed: the choice only sets the base.
+    fixed = LPM(_small(similar_contexts_base=True, **flags)).fit(train, valid, progress=False, device="cpu")
+    np.testing.assert_array_equal(m.predict(test), fixed.predict(test))
+    m.save(tmp_path / "c.pt")
+    back = LPM.load(tmp_path / "c.pt")
+    assert back.base_selection == sel and back.config.similar_contexts_base
+    np.testing.assert_array_equal(back.predict(test), m.predict(test))
+    # Refitted on two lines, the same object chooses again from its request (one other line still weighs);
+    # a config assigned after a fit is the new request.
+    two = make_split(_lines()[lambda d: d.context.isin(["L0", "L1"])], "unseen-experiment", context="L0", seed=0)
+    m.fit(two.train, two.valid, progress=False, device="cpu")
+    assert set(m.base_selection["validation"]) == {"cross_context", "similar_contexts"}
+    m.config = _small(**flags)
+    m.fit(two.train, two.valid, progress=False, device="cpu")
+    assert m.base_selection == {} and not m.config.similar_contexts_base
+
+
+def test_base_choice_takes_the_graph_term_for_knock_downs_of_genes_measured_nowhere():
+    train, valid, test, side = _world()
+    m = LPM(_small(base_choice="validation"), side=side).fit(train, valid, progress=False, device="cpu")
+    sel = m.base_selection
+    assert set(sel["validation"]) == {"cross_context", "similar_contexts", "graph_knn", "similar_contexts+graph_knn"}
+    assert "graph_knn" in sel["chosen"] and m.config.graph_base and m.config.graph_base_knn
+    assert sel["validation"][sel["chosen"]] > sel["validation"]["cross_context"] + 0.1  # validation genes are unseen
+    knn = NetworkKNN(side.gene_graph, side.perturbation_targets).fit(train, valid)
+    if sel["chosen"] == "graph_knn":
+        np.testing.assert_allclose(m.predict_base(test), knn.predict(test), atol=1e-9)
+
+
+def test_base_choice_without_validation_rows_keeps_the_cross_context_base_and_says_so():
+    train, _, _, side = _world()
+    m = LPM(_small(base_choice="validation"), side=side).fit(train, None, progress=False, device="cpu")
+    sel = m.base_selection
+    assert sel["chosen"] == "cross_context" and sel["validation"] == {} and not m.config.graph_base
+    assert all("no validation rows" in why for why in sel["skipped"].values()) and len(sel["skipped"]) == 3
+
+
+def test_base_choice_refuses_unknown_values_and_a_non_residual_model():
+    train, valid, _, side = _world()
+    with pytest.raises(ValueError, match="base_choice must be one of"):
+        LPM(_small(base_choice="best"), side=side).fit(train, valid, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="needs residual=True"):
+        LPM(_small(base_choice="validation", residual=False), side=side).fit(train, valid, progress=False,
+                                                                            device="cpu")
