@@ -143,3 +143,32 @@ def test_guide_level_groups_take_targets_from_target_column(tmp_path):
                         min_cells=3)
     assert list(r.perturbations) == ["CRISPRko:STAT1"]
     assert sorted(s.signature_id for s in r.signatures) == ["g:unknown|STAT1g1", "g:unknown|STAT1g2"]
+
+
+def _lognorm(counts: np.ndarray) -> np.ndarray:
+    return np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
+
+
+def test_normalised_x_reads_the_counts_layer_or_raw_and_never_normalises_twice(tmp_path):
+    """scanpy habit: log-normalised values in X, raw counts in layers['counts'] or .raw. Pseudobulking X
+    would normalise twice and give silently wrong values; the counts are read instead (noted)."""
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(5, size=(40, 3)).astype(np.float32)
+    obs = pd.DataFrame({"perturbation": ["ctrl"] * 20 + ["A"] * 20, "cell_line": "K562"},
+                       index=[f"c{i}" for i in range(40)])
+    var = pd.DataFrame(index=["G1", "G2", "G3"])
+    opts = ReadOptions(perturbation_type="CRISPRi")
+    ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=var).write_h5ad(tmp_path / "counts.h5ad")
+    expected = pseudobulk_h5ad(tmp_path / "counts.h5ad", "d", options=opts, min_cells=5).long
+    ad.AnnData(X=_lognorm(counts), obs=obs, var=var, layers={"counts": sp.csr_matrix(counts)}).write_h5ad(
+        tmp_path / "layer.h5ad")
+    raw = ad.AnnData(X=_lognorm(counts), obs=obs, var=var)
+    raw.raw = ad.AnnData(X=counts, obs=obs, var=var)
+    raw.write_h5ad(tmp_path / "raw.h5ad")
+    for name, where in (("layer.h5ad", "layers['counts']"), ("raw.h5ad", ".raw.X")):
+        r = pseudobulk_h5ad(tmp_path / name, "d", options=opts, min_cells=5)
+        pd.testing.assert_frame_equal(r.long.drop(columns="dataset"), expected.drop(columns="dataset"))
+        assert any(where in n and "normalised" in n for n in r.report.notes), r.report.notes
+    ad.AnnData(X=_lognorm(counts), obs=obs, var=var).write_h5ad(tmp_path / "lognorm_only.h5ad")
+    with pytest.raises(InputFileError, match=r"non-integer values.*layers\['counts'\]"):
+        pseudobulk_h5ad(tmp_path / "lognorm_only.h5ad", "d", options=opts, min_cells=5)

@@ -108,11 +108,40 @@ def _open(path: Path, backed: bool | None) -> ad.AnnData:
         raise InputFileError(path, f"not a readable h5ad file ({type(exc).__name__}: {exc})") from exc
 
 
-def _readouts(adata: ad.AnnData, resolver) -> tuple[list[str], np.ndarray, int]:
-    """Readout symbol per gene, a mask of the genes with a name, and how many genes repeat an earlier
-    gene's symbol. Repeats are kept: the validation step resolves them by the duplicate policy."""
-    col = next((c for c in SYMBOL_COLUMNS if c in adata.var.columns), None)
-    names = [canonical_gene_symbol(x, resolver) for x in (adata.var[col] if col else adata.var_names)]
+# Layers that hold raw counts when X holds normalised values (scanpy / scPerturb / CellxGene habits).
+COUNT_LAYERS = ("counts", "raw_counts", "umi_counts", "umis", "count", "raw")
+COUNT_CHECK_CELLS = 2_000  # cells sampled to tell counts from normalised values before the read
+
+
+def _whole_numbers(block) -> bool:
+    data = block.data if sp.issparse(block) else np.asarray(block)
+    return bool(np.all(np.isfinite(data)) and np.all(data == np.round(data)))
+
+
+def _counts_source(adata: ad.AnnData, path: Path):
+    """(matrix, var, note) of the raw counts to pseudobulk: X when it holds whole numbers, else the first of
+    layers COUNT_LAYERS, then .raw, that does (a note says which); a normalised X with no counts anywhere
+    is refused, since log1p CP10k of normalised values would be silently wrong."""
+    if _whole_numbers(_rows(adata.X, 0, min(adata.n_obs, COUNT_CHECK_CELLS))):
+        return adata.X, adata.var, ""
+    candidates = [(f"layers[{k!r}]", adata.layers[k], adata.var) for k in COUNT_LAYERS if k in adata.layers]
+    if adata.raw is not None:
+        candidates.append((".raw.X", adata.raw.X, adata.raw.var))
+    for where, matrix, var in candidates:
+        if _whole_numbers(_rows(matrix, 0, min(adata.n_obs, COUNT_CHECK_CELLS))):
+            return matrix, var, f"X holds non-integer (normalised) values: raw counts read from {where}"
+    raise InputFileError(path, "X holds non-integer values (normalised or log-transformed?) and no raw counts were "
+                               f"found (looked for layers {list(COUNT_LAYERS)} and .raw; layers present: "
+                               f"{list(adata.layers.keys())}); pseudobulk needs raw UMI counts: put them in X or in "
+                               "layers['counts']")
+
+
+def _readouts(var: pd.DataFrame, resolver) -> tuple[list[str], np.ndarray, int]:
+    """Readout symbol per gene of `var` (its symbol column, else its index), a mask of the genes with a name,
+    and how many genes repeat an earlier gene's symbol. Repeats are kept: the validation step resolves them
+    by the duplicate policy."""
+    col = next((c for c in SYMBOL_COLUMNS if c in var.columns), None)
+    names = [canonical_gene_symbol(x, resolver) for x in (var[col] if col else var.index)]
     named = np.array(names, dtype=object) != ""
     repeated = pd.Series(names).duplicated(keep="first").to_numpy() & named
     return names, named, int(repeated.sum())
@@ -264,21 +293,27 @@ def pseudobulk_h5ad(
         group_key[~use] = None
         codes, uniq = pd.factorize(group_key)
         n_groups = len(uniq)
-        names, keep_genes, repeated = _readouts(adata, resolver)
+        matrix, var, source_note = _counts_source(adata, path)
+        if source_note:
+            report.notes.append(source_note)
+        names, keep_genes, repeated = _readouts(var, resolver)
         if repeated or not keep_genes.all():
             report.notes.append(_repeat_note(repeated, int((~keep_genes).sum()), duplicates))
-        n_genes = adata.n_vars
+        n_genes = len(var)
         sums = np.zeros((n_groups, n_genes), dtype=np.float64)
         sumsq = np.zeros((n_groups, n_genes), dtype=np.float64) if zscore else None
         counts = np.bincount(codes[codes >= 0], minlength=n_groups)
         for start in range(0, adata.n_obs, chunk_cells):
             stop = min(start + chunk_cells, adata.n_obs)
-            block = _rows(adata.X, start, stop)
+            block = _rows(matrix, start, stop)
             c = codes[start:stop]
             lib = np.asarray(block.sum(axis=1)).ravel()
             if (lib < 0).any() or (sp.issparse(block) and (block.data < 0).any()) or (
                     not sp.issparse(block) and (block < 0).any()):
                 raise InputFileError(path, "X holds negative values; pseudobulk needs raw counts")
+            if not _whole_numbers(block):
+                raise InputFileError(path, f"the counts matrix holds non-integer values in cells {start}-{stop - 1}; "
+                                           "pseudobulk needs raw UMI counts")
             scale = np.divide(1e4, lib, out=np.zeros_like(lib, dtype=np.float64), where=lib > 0)
             if sp.issparse(block):
                 norm = sp.diags(scale) @ block.astype(np.float64)
@@ -400,7 +435,7 @@ def read_bulk_h5ad(
             raise _missing_type(path, obs)
         report = ReadReport(source=str(path), read=adata.n_obs)
         quarantine: list[QuarantineRecord] = []
-        names, keep_genes, repeated = _readouts(adata, resolver)
+        names, keep_genes, repeated = _readouts(adata.var, resolver)
         readout_cat = _readout_dtype(names, keep_genes)
         dup = pd.Series(adata.obs_names).duplicated(keep="first").to_numpy()
         perturbations: dict[str, PerturbationRecord] = {}
