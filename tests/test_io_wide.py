@@ -156,3 +156,35 @@ def test_demo_input_options_reach_the_ingest_reader(tmp_path):
     table = load_training_table(settings, [bundle.dataset.dataset_id])
     assert set(table["context"].astype(str)) == {"MCF7"} and len(table) == 4
     assert [c.context_id for c in bundle.contexts] == ["MCF7"]
+
+
+def test_wide_spellings_and_a_long_table_with_other_column_names(tmp_path):
+    """A gzip wide CSV, capitalised id columns and a parquet with pandas' unnamed index read as the plain
+    wide CSV; a long table whose columns are named gene / logfc (read as wide, it stored one readout
+    'logfc' and quarantined the gene names) is refused with one line naming the text column."""
+    from graph.io.common import concat_long
+    from graph.io.options import ReadOptions
+    from graph.io.readers import open_streaming_reader, table_kind
+
+    def read(path):
+        reader = open_streaming_reader(path, table_kind(path, ReadOptions()), "d")
+        got = concat_long(list(reader.iter_long()))
+        cols = ["perturbation", "readout", "value"]
+        return got[cols].astype({"perturbation": str, "readout": str}).sort_values(cols[:2]).reset_index(drop=True)
+
+    wide = pd.DataFrame({"perturbation": ["STAT1", "JAK2", "KRAS"], "perturbation_type": "CRISPRi",
+                         "TP53": [1.0, 2.0, 3.0], "MYC": [-1.0, 0.5, 0.0]})
+    wide.to_csv(tmp_path / "plain.csv", index=False)
+    expected = read(tmp_path / "plain.csv")
+    assert len(expected) == 6
+    wide.to_csv(tmp_path / "wide.csv.gz", index=False)
+    wide.rename(columns={"perturbation": "Perturbation", "perturbation_type": "Perturbation_Type"}).to_csv(
+        tmp_path / "capital.csv", index=False)
+    wide.iloc[[0, 1, 2]].set_axis([5, 7, 9]).to_parquet(tmp_path / "indexed.parquet")  # __index_level_0__
+    for name in ("wide.csv.gz", "capital.csv", "indexed.parquet"):
+        pd.testing.assert_frame_equal(read(tmp_path / name), expected, obj=name)
+    long = pd.DataFrame({"perturbation": ["STAT1"] * 3 + ["JAK2"] * 3, "perturbation_type": "CRISPRi",
+                         "gene": ["TP53", "MYC", "EGFR"] * 2, "logfc": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})
+    long.to_csv(tmp_path / "gene_logfc.csv", index=False)
+    with pytest.raises(InputFileError, match=r"gene_logfc.csv: .*\['gene'\] hold text"):
+        read(tmp_path / "gene_logfc.csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,7 @@ def concat_long(chunks: list[pd.DataFrame]) -> pd.DataFrame:
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _PARQUET_MAGIC = b"PAR1"
+_GZIP_MAGIC = b"\x1f\x8b"
 MEASUREMENT_FORMATS = ("gctx", "gct", "h5ad", "parquet", "csv", "tsv")
 
 
@@ -113,6 +115,14 @@ def measurement_format(path: str | Path) -> str:
     if not head:
         raise InputFileError(path, "is empty")
     name = path.name.lower()
+    if name.endswith(".gz"):  # a gzip-compressed text table ("x.tsv.gz"): the format of the name inside
+        if head[:2] != _GZIP_MAGIC:
+            raise InputFileError(path, "is named .gz but is not gzip-compressed")
+        name = name[:-3]
+        if name.endswith((".gctx", ".h5ad", ".parquet", ".pq", ".gct")):
+            raise InputFileError(path, f"is a gzip-compressed {Path(name).suffix} file; decompress it first "
+                                       "(only CSV / TSV tables are read compressed)")
+        return "tsv" if name.endswith((".tsv", ".txt", ".tab")) else "csv"
     if head == _HDF5_MAGIC:
         if name.endswith(".h5ad"):
             return "h5ad"
@@ -132,6 +142,39 @@ def measurement_format(path: str | Path) -> str:
 
 # Columns that identify a wide table's rows; every other column is a readout (gene) column.
 WIDE_ID_COLUMNS = ("context", "perturbation", "perturbation_type", "dose", "time")
+# Every column name a measurement table's reader looks for. A header is matched to them ignoring case,
+# surrounding space and '-' / ' ' for '_' ("Perturbation", "READOUT", "Perturbation Type", "n-ranked").
+MEASUREMENT_TABLE_COLUMNS = (*WIDE_ID_COLUMNS, "readout", "value", "rank", "n_ranked", "in_up_set")
+
+
+def _column_key(name: object) -> str:
+    return re.sub(r"[\s\-]+", "_", clean_text(name).lower())
+
+
+def canonical_columns(names) -> list[str]:
+    """A measurement table's header with each known column (MEASUREMENT_TABLE_COLUMNS) under its canonical
+    name, other names cleaned (clean_text). A name spelled exactly canonically wins; a second spelling of a
+    column already present keeps its own name (so it is never read twice)."""
+    cleaned = [clean_text(n) for n in names]
+    taken = set(cleaned) & set(MEASUREMENT_TABLE_COLUMNS)
+    out = []
+    for n in cleaned:
+        key = _column_key(n)
+        if n not in MEASUREMENT_TABLE_COLUMNS and key in MEASUREMENT_TABLE_COLUMNS and key not in taken:
+            taken.add(key)
+            n = key
+        out.append(n)
+    return out
+
+
+def open_text(path: str | Path):
+    """A CSV / TSV file opened as text (utf-8, undecodable bytes replaced; a .gz file decompressed)."""
+    path = Path(path)
+    if path.name.lower().endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rt", newline="", encoding="utf-8", errors="replace")
+    return open(path, newline="", encoding="utf-8", errors="replace")
 
 
 def table_header(path: str | Path) -> list[str]:
@@ -144,7 +187,7 @@ def table_header(path: str | Path) -> list[str]:
             return [clean_text(c) for c in pq.read_schema(path).names]
         import csv
 
-        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        with open_text(path) as fh:
             for row in csv.reader(fh, delimiter="\t" if fmt == "tsv" else ","):
                 if row and not row[0].startswith(("#", "!")):
                     return [clean_text(c) for c in row]
@@ -158,7 +201,7 @@ def table_layout(columns, readout_key: str | None = None) -> str | None:
     (readout, rank, n_ranked), "long_table" (readout, value), "wide_table" (a perturbation column and
     readout columns: rows = perturbations, columns = genes), or None. `readout_key` names the column
     that holds the readouts of a long table (default "readout", e.g. "ensembl_id")."""
-    cols = set(columns)
+    cols = set(canonical_columns(columns))
     key = readout_key or "readout"
     if "perturbation" in cols and key in cols and {"rank", "n_ranked"} <= cols:
         return "ranked_long_table"

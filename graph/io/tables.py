@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from graph.io.common import InputFileError, StreamedReader, clean_text, measurement_format
+from graph.io.common import InputFileError, StreamedReader, canonical_columns, clean_text, measurement_format
 from graph.io.contexts import context_record, normalise_context_name
 from graph.io.identifiers import (
     CONSENSUS_CONTEXT,
@@ -115,14 +115,18 @@ class LongTableReader(StreamedReader):
         self.genes = GeneCheck(resolver, unknown_genes, str(self.path))  # the unknown-gene rule (validation.py)
         self.is_parquet = fmt == "parquet"
         self._sep = "\t" if fmt == "tsv" else ","
-        self._readout_col = readout_key or "readout"  # the file's column read as `readout`
-        self.columns = self._columns()
-        if self._readout_col != "readout":
-            if self._readout_col not in self.columns:
+        raw_columns = self._columns()  # the file's names; self.columns: the canonical names (common.canonical_columns)
+        self.columns = canonical_columns(raw_columns)
+        self._source = dict(zip(self.columns, raw_columns, strict=True))  # canonical name -> the file's name
+        self._readout_col = readout_key or self._source.get("readout", "readout")  # the file's column read as `readout`
+        if self._readout_col != self._source.get("readout", "readout"):
+            if self._readout_col not in raw_columns:
                 raise InputFileError(self.path, f"has no readout key column {self._readout_col!r}; "
-                                                f"available: {self.columns}")
+                                                f"available: {raw_columns}")
             self.columns = [c for c in self.columns if c != "readout"]
-            self.columns = ["readout" if c == self._readout_col else c for c in self.columns]
+            self.columns = ["readout" if self._source.get(c) == self._readout_col else c for c in self.columns]
+            self._source["readout"] = self._readout_col
+        available = list(raw_columns)  # for messages: the file's own names
         self._fill_context = "context" not in self.columns
         self.default_context = (context or CONSENSUS_CONTEXT) if self._fill_context else None
         if self._fill_context:
@@ -136,7 +140,7 @@ class LongTableReader(StreamedReader):
         if missing == {"perturbation_type"}:  # the one rule (graph/io/options.py): no guessed type
             raise missing_type_error(self.path)
         if missing:
-            raise InputFileError(self.path, f"missing columns {sorted(missing)}; available: {self.columns}")
+            raise InputFileError(self.path, f"missing columns {sorted(missing)}; available: {available}")
         if self._fill_type:
             self.report.notes.append(f"no perturbation_type column: every row taken as {perturbation_type!r} "
                                      "(the perturbation_type option)")
@@ -168,16 +172,18 @@ class LongTableReader(StreamedReader):
     def _batches(self) -> Iterator[pd.DataFrame]:
         wanted = [c for c in (*BASE_COLUMNS, "value", *RANK_COLUMNS, "dose", "time") if c in self.columns
                   and not (c == "perturbation_type" and self._fill_type) and not (c == "context" and self._fill_context)]
-        renamed = {self._readout_col: "readout"}
-        wanted = [self._readout_col if c == "readout" else c for c in wanted]
+        wanted = [self._source.get(c, c) for c in wanted]  # the file's names of the canonical columns
+        renamed = {self._source.get(c, c): c for c in self.columns}
         seen = 0
         try:
             if self.is_parquet:
-                it = (b.to_pandas() for b in pq.ParquetFile(self.path).iter_batches(self.batch_size, columns=wanted))
+                # ignore_metadata: a column pandas wrote as the index ("readout" of df.set_index) stays a column
+                it = (b.to_pandas(ignore_metadata=True)
+                      for b in pq.ParquetFile(self.path).iter_batches(self.batch_size, columns=wanted))
             else:
                 it = pd.read_csv(self.path, sep=self._sep, usecols=wanted, chunksize=self.batch_size,
-                                 dtype={c: "category" for c in (*BASE_COLUMNS, "dose", "time", self._readout_col)
-                                        if c in wanted},
+                                 dtype={self._source.get(c, c): "category" for c in (*BASE_COLUMNS, "dose", "time")
+                                        if self._source.get(c, c) in wanted},
                                  keep_default_na=True)
             for df in it:
                 if self.max_rows is not None:

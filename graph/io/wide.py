@@ -15,6 +15,7 @@ values (cells), so read = accepted + quarantined counts cells.
 from __future__ import annotations
 
 import csv
+import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -24,9 +25,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from graph.io.common import WIDE_ID_COLUMNS, InputFileError, clean_text, concat_long
+from graph.io.common import WIDE_ID_COLUMNS, InputFileError, canonical_columns, concat_long, open_text
 from graph.io.tables import LongTableReader
 
+_PANDAS_INDEX = re.compile(r"^__index_level_\d+__$")
+TEXT_COLUMN_MIN_CELLS = 3  # filled cells, all text, more than one distinct: a names column, not values
 WIDE_BATCH_VALUES = 500_000  # cells per streamed block (rows per block = this // readout columns)
 
 
@@ -51,21 +54,25 @@ class WideTableReader(LongTableReader):
             if self.is_parquet:
                 header = list(pq.read_schema(self.path).names)
             else:
-                with open(self.path, newline="", encoding="utf-8", errors="replace") as fh:
+                with open_text(self.path) as fh:
                     header = next(csv.reader(fh, delimiter=self._sep), [])
         except Exception as exc:
             raise InputFileError(self.path, f"cannot read the table header ({exc})") from exc
-        header = [clean_text(h) for h in header]
+        header = canonical_columns(header)  # "Perturbation", "Context" -> the id columns' names
         self._header = header
         self._id_pos = {c: i for i, c in enumerate(header) if c in WIDE_ID_COLUMNS}
-        self._gene_pos = [i for i, c in enumerate(header) if c not in WIDE_ID_COLUMNS]
+        # A parquet file's unnamed pandas index ("__index_level_0__", written for a filtered frame) is no readout.
+        self._gene_pos = [i for i, c in enumerate(header) if c not in WIDE_ID_COLUMNS
+                          and not (self.is_parquet and _PANDAS_INDEX.match(c))]
         self._genes = [header[i] for i in self._gene_pos]
         if "perturbation" not in self._id_pos:
             raise InputFileError(self.path, f"a wide table needs a 'perturbation' column; header starts {header[:8]}")
         if not self._gene_pos:
             raise InputFileError(self.path, "has no readout columns (empty matrix)")
         if any(not g for g in self._genes):
-            raise InputFileError(self.path, "has a readout column with an empty header")
+            raise InputFileError(self.path, "has a readout column with an empty header"
+                                 + (" (the first: a row index, as pandas' to_csv writes by default? write it with "
+                                    "index=False)" if not self._genes[0] and self._gene_pos[0] == 0 else ""))
         return [*self._id_pos, "readout", "value"]
 
     def _readout_names(self) -> set[str]:
@@ -104,6 +111,8 @@ class WideTableReader(LongTableReader):
         seen = 0
         try:
             for ids, vals in self._blocks(rows):
+                if not seen:
+                    self._check_text_columns(vals)
                 if self.max_rows is not None:
                     ids = {c: v[: self.max_rows - seen] for c, v in ids.items()}
                     vals = vals[: self.max_rows - seen]
@@ -122,8 +131,32 @@ class WideTableReader(LongTableReader):
                     yield pd.DataFrame(long)
                 if self.max_rows is not None and seen >= self.max_rows:
                     return
+        except InputFileError:
+            raise
         except (OSError, ValueError) as exc:
             raise InputFileError(self.path, f"cannot read rows after row {seen} ({exc})") from exc
+
+    def _check_text_columns(self, vals: np.ndarray) -> None:
+        """Refuse a 'readout' column whose every filled cell of the first block is text (at least
+        TEXT_COLUMN_MIN_CELLS cells, not all one word): an annotation column, or a long
+        table with other column names ("gene", "logfc"), not a matrix; read cell by cell it would quarantine
+        the gene names and store the value column as one readout named "logfc"."""
+        if vals.dtype != object:
+            return  # a numeric block: nothing to check
+        frame = pd.DataFrame(vals, columns=range(len(self._genes)))
+        text = []
+        for j in frame.columns:
+            filled = frame[j].dropna().astype(str).str.strip()
+            filled = filled[filled != ""]
+            # a few text cells ("high") are values to quarantine; a column of several different names is not
+            if len(filled) >= TEXT_COLUMN_MIN_CELLS and filled.nunique() > 1 and pd.to_numeric(
+                    filled, errors="coerce").isna().all():
+                text.append(self._genes[j])
+        if text:
+            raise InputFileError(self.path, f"read as a wide table (no 'readout' and 'value' columns), but column(s) "
+                                            f"{text[:5]} hold text, not values; a long table needs the columns "
+                                            "perturbation, readout, value (rename yours, or name the readout column with "
+                                            "--readout-key); a wide table has one numeric column per readout")
 
 
 def read_wide_table(path: str | Path, dataset_id: str, **kwargs) -> tuple[pd.DataFrame, WideTableReader]:
