@@ -172,3 +172,25 @@ def test_normalised_x_reads_the_counts_layer_or_raw_and_never_normalises_twice(t
     ad.AnnData(X=_lognorm(counts), obs=obs, var=var).write_h5ad(tmp_path / "lognorm_only.h5ad")
     with pytest.raises(InputFileError, match=r"non-integer values.*layers\['counts'\]"):
         pseudobulk_h5ad(tmp_path / "lognorm_only.h5ad", "d", options=opts, min_cells=5)
+
+
+def test_each_dose_of_a_compound_is_its_own_signature(tmp_path):
+    """sci-Plex / scPerturb compound files give each cell's dose (dose_value + dose_unit). Pooling the
+    doses of one compound into one group averaged a 10 nM and a 10 uM response silently; each dose is
+    now its own signature and perturbation (compound:<id>@<dose>uM, as the table and GCTX readers name
+    it), and an unreadable dose quarantines its group with the reason."""
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(5, size=(80, 3))
+    counts[40:60, 0] += 50  # vorinostat 10 uM raises G1; 10 nM does nothing
+    obs = {"perturbation": ["control"] * 20 + ["vorinostat"] * 40 + ["imatinib"] * 20,
+           "dose_value": ["0"] * 20 + ["10"] * 20 + ["10000"] * 20 + ["lots"] * 20,
+           "dose_unit": ["nM"] * 80, "cell_line": ["A549"] * 80}
+    r = pseudobulk_h5ad(_cells(tmp_path, obs, counts), "d", options=ReadOptions(perturbation_type="compound"),
+                        min_cells=5)
+    v = r.long.set_index(["perturbation", "readout"])["value"]
+    assert set(r.long["perturbation"].astype(str)) == {"compound:name:vorinostat@0.01uM",
+                                                       "compound:name:vorinostat@10uM"}
+    assert v[("compound:name:vorinostat@10uM", "G1")] > 1.0 > abs(v[("compound:name:vorinostat@0.01uM", "G1")])
+    assert r.perturbations["compound:name:vorinostat@10uM"].dose_value == 10.0
+    assert r.report.accepted == 2 and r.report.quarantined == 1
+    assert "lots" in r.quarantine[0].reason and "dose_value" in r.quarantine[0].reason

@@ -23,7 +23,13 @@ import scipy.sparse as sp
 
 from graph.io.common import InputFileError, clean_text, recount_signatures
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
-from graph.io.identifiers import canonical_gene_symbol, is_control_name, split_combination
+from graph.io.identifiers import (
+    canonical_gene_symbol,
+    format_dose,
+    is_control_name,
+    parse_dose,
+    split_combination,
+)
 from graph.io.options import TYPE_OPTION_HINT, ReadOptions
 from graph.io.perturbations import normalise_perturbation_type, perturbation_record
 from graph.io.validation import GeneCheck, validate_measurements
@@ -43,6 +49,9 @@ CONTEXT_COLUMNS = ("cell_line", "cell_type", "celltype", "cell_line_name", "cont
 CONTROL_COLUMNS = ("is_control", "control")
 TYPE_COLUMNS = ("perturbation_type", "perturbation_kind", "perttype")
 SYMBOL_COLUMNS = ("gene_symbol", "gene_symbols", "gene_name", "symbol", "feature_name")
+# A compound screen's dose per cell (sci-Plex / scPerturb: dose_value + dose_unit): each dose is its own group.
+DOSE_COLUMNS = ("dose", "dose_value", "dose_val", "pert_dose", "concentration")
+DOSE_UNIT_COLUMNS = ("dose_unit", "dose_units", "pert_dose_unit")
 BACKED_ABOVE_BYTES = 1 << 30  # open files above 1 GiB in backed mode
 
 
@@ -207,12 +216,41 @@ GUIDE_COLUMNS = ("guide_id", "sgRNA", "guide")
 TARGET_COLUMNS = ("target_gene", "gene", "target", "gene_target")
 
 
-def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str, target: str = "") -> PerturbationRecord:
+def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str, target: str = "",
+                         dose: tuple[float | None, str] = (None, "")) -> PerturbationRecord:
     """A group's perturbation (graph/io/perturbations.perturbation_record): genetic targets from `target`
-    (a guide's gene) or the label, each part of a combination resolved through the gene table."""
+    (a guide's gene) or the label, each part of a combination resolved through the gene table; a
+    compound's dose (value, unit) from the obs dose column."""
     targets = () if ptype in ("control", "compound") else tuple(
         canonical_gene_symbol(t, resolver) for t in split_combination(target or label, keep_prefix=False))
-    return perturbation_record(ptype, label, targets=targets, source=dataset_id)
+    return perturbation_record(ptype, label, targets=targets, source=dataset_id, dose_value=dose[0], dose_unit=dose[1])
+
+
+def _dose_labels(obs: pd.DataFrame, labels: np.ndarray, is_ctrl: np.ndarray, report: ReadReport):
+    """Labels with "@<dose>" for the non-control cells of a file with a dose column (DOSE_COLUMNS, unit from
+    DOSE_UNIT_COLUMNS or the value: identifiers.parse_dose), so two doses of one compound are two groups,
+    never one average; and {label: (name, (value, unit), problem)}, problem = why a dose is unusable."""
+    col = next((c for c in DOSE_COLUMNS if c in obs.columns), None)
+    if col is None:
+        return labels, {}
+    unit_col = next((c for c in DOSE_UNIT_COLUMNS if c in obs.columns), None)
+    raw = obs[col].astype(object).to_numpy()
+    units = obs[unit_col].astype(object).to_numpy() if unit_col else np.full(len(obs), None, dtype=object)
+    out, info, parsed = labels.copy(), {}, {}
+    for i in np.flatnonzero(~is_ctrl):
+        key = (raw[i], units[i])
+        if key not in parsed:
+            try:
+                dose = parse_dose(raw[i], units[i])
+                parsed[key] = (dose, f"@{format_dose(*dose)}" if dose[0] is not None else "", "")
+            except ValueError as exc:
+                parsed[key] = ((None, ""), f"@{clean_text(raw[i])}", f"{exc} (obs column {col!r})")
+        dose, suffix, problem = parsed[key]
+        out[i] = labels[i] + suffix
+        info.setdefault(out[i], (labels[i], dose, problem))
+    report.notes.append(f"dose column {col!r}" + (f" (unit {unit_col!r})" if unit_col else "")
+                        + ": each dose of a perturbation is its own signature")
+    return out, info
 
 
 def pseudobulk_h5ad(
@@ -280,6 +318,7 @@ def pseudobulk_h5ad(
                                     f"{cols.control!r} wins")
         else:
             is_ctrl = by_name
+        labels, dose_info = _dose_labels(obs, labels, is_ctrl, report)
         unlabelled = (labels == "") & ~is_ctrl & use
         if unlabelled.any():
             report.notes.append(f"{int(unlabelled.sum())} cells without a perturbation label not used")
@@ -367,6 +406,8 @@ def pseudobulk_h5ad(
                 ptype = normalise_perturbation_type(ptype_of.get(key, perturbation_type or ""))
             except ValueError as exc:
                 reason = reason or str(exc)
+            name, dose, dose_problem = dose_info.get(label, (label, (None, ""), ""))
+            reason = reason or dose_problem
             if reason:
                 report.quarantined += 1
                 quarantine.append(QuarantineRecord(str(path), f"{ctx}|{label}", reason,
@@ -383,7 +424,8 @@ def pseudobulk_h5ad(
                     diff = np.where(sd > 0, diff / sd, np.nan)
             ok = keep_genes & np.isfinite(diff)
             dropped_zero_sd += int((keep_genes & ~np.isfinite(diff)).sum())
-            rec = _perturbation_record(label, ptype, resolver, dataset_id, target_of.get(key, ""))
+            rec = _perturbation_record(name, ptype, resolver, dataset_id, target_of.get(key, ""),
+                                       dose if ptype == "compound" else (None, ""))
             perturbations.setdefault(rec.perturbation_id, rec)
             if ctx not in context_records:
                 kind = "cell_type" if cols.context and "type" in cols.context else "cell_line"
