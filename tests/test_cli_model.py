@@ -532,3 +532,32 @@ def test_several_signatures_of_one_experiment_are_averaged_by_default_on_every_r
     assert cli.report.quarantined == 0 and cli.report.duplicates_resolved == 2
     with pytest.raises(InputFileError, match=f"no valid rows .*{re.escape(CONFLICT)}: 4"):  # every copy quarantined
         load_input(path, duplicates="quarantine")
+
+
+def test_a_bulk_h5ad_is_read_as_is_alike_on_the_cli_and_the_pipeline(tmp_path, no_shared_data):
+    """An h5ad of per-signature values (one obs row per perturbation x context, log fold changes) had no
+    route on the CLI (always pseudobulked: 'negative values') and only an undocumented spec key in the
+    pipeline. The `bulk` read option reads it as is on every entry point: `train --bulk`, FILE?bulk=true,
+    an inbox sidecar; without it the refusal names the option."""
+    import anndata as ad
+
+    from graph.io.options import ReadOptions
+    from models.datasets import load_input
+    from pipelines.inputs import parse_option_text
+
+    obs = pd.DataFrame({"perturbation": ["STAT1", "JAK2", "STAT1", "JAK2"], "cell_line": ["K562", "K562", "RPE1", "RPE1"],
+                        "perturbation_type": "CRISPRi"}, index=["a", "b", "c", "d"])
+    X = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    path = tmp_path / "lfc.h5ad"
+    ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=["G1", "G2", "G3"])).write_h5ad(path)
+    refused = runner.invoke(app, ["train", "--input", str(path), "--output", str(tmp_path / "m.pt"), "--epochs", "1"])
+    assert refused.exit_code == 1 and "--bulk" in refused.output
+    result = runner.invoke(app, ["train", "--input", str(path), "--output", str(tmp_path / "m.pt"), "--epochs", "1",
+                                 "--bulk"])
+    assert result.exit_code == 0, result.output
+    cli = _canon(load_input(path, options=ReadOptions(bulk=True)).frame)
+    assert len(cli) == 12 and sorted(set(cli["context"])) == ["K562", "RPE1"]
+    assert np.allclose(np.sort(cli["value"]), np.sort(X.ravel()))
+    assert parse_option_text("bulk=true", path) == {"bulk": "true"}  # the inbox sidecar's form
+    bundle, ingest = _ingested(f"{path}?bulk=true", tmp_path)
+    pd.testing.assert_frame_equal(_canon(ingest), cli)

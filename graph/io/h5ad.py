@@ -52,6 +52,8 @@ SYMBOL_COLUMNS = ("gene_symbol", "gene_symbols", "gene_name", "symbol", "feature
 # A compound screen's dose per cell (sci-Plex / scPerturb: dose_value + dose_unit): each dose is its own group.
 DOSE_COLUMNS = ("dose", "dose_value", "dose_val", "pert_dose", "concentration")
 DOSE_UNIT_COLUMNS = ("dose_unit", "dose_units", "pert_dose_unit")
+BULK_HINT = ("a file of per-signature values (one obs row per signature: log fold changes, z-scores) is read "
+             "with the bulk option (--bulk, FILE?bulk=true, bulk=true in an inbox .options file)")
 BACKED_ABOVE_BYTES = 1 << 30  # open files above 1 GiB in backed mode
 
 
@@ -142,7 +144,7 @@ def _counts_source(adata: ad.AnnData, path: Path):
     raise InputFileError(path, "X holds non-integer values (normalised or log-transformed?) and no raw counts were "
                                f"found (looked for layers {list(COUNT_LAYERS)} and .raw; layers present: "
                                f"{list(adata.layers.keys())}); pseudobulk needs raw UMI counts: put them in X or in "
-                               "layers['counts']")
+                               f"layers['counts']; {BULK_HINT}")
 
 
 def _readouts(var: pd.DataFrame, resolver) -> tuple[list[str], np.ndarray, int]:
@@ -349,7 +351,7 @@ def pseudobulk_h5ad(
             lib = np.asarray(block.sum(axis=1)).ravel()
             if (lib < 0).any() or (sp.issparse(block) and (block.data < 0).any()) or (
                     not sp.issparse(block) and (block < 0).any()):
-                raise InputFileError(path, "X holds negative values; pseudobulk needs raw counts")
+                raise InputFileError(path, f"X holds negative values; pseudobulk needs raw counts; {BULK_HINT}")
             if not _whole_numbers(block):
                 raise InputFileError(path, f"the counts matrix holds non-integer values in cells {start}-{stop - 1}; "
                                            "pseudobulk needs raw UMI counts")

@@ -42,6 +42,7 @@ class ReadOptions:
     duplicates: str = DEFAULT_DUPLICATES  # conflicting copies of one key: mean (default) | quarantine | first
     unknown_genes: str = "keep"  # readouts / genetic targets the gene table does not resolve: keep | quarantine
     readouts_from: str = ""  # the list file the names came from (for messages and the text form)
+    bulk: bool = False  # an h5ad of per-signature values (one obs row per signature), read as is, not pseudobulked
 
     @classmethod
     def parse(cls, values: Mapping[str, object]) -> ReadOptions:
@@ -68,6 +69,11 @@ class ReadOptions:
                 if given[key] not in allowed:
                     raise ValueError(f"{key} must be one of {', '.join(allowed)}, got {given[key]!r}")
                 out[key] = given[key]
+        if "bulk" in given:
+            flag = given["bulk"].lower()
+            if flag not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(f"bulk must be true or false, got {given['bulk']!r}")
+            out["bulk"] = flag in {"true", "1", "yes"}
         if "readout_seed" in given:
             if not given["readout_seed"].lstrip("-").isdigit():
                 raise ValueError(f"readout_seed must be an integer, got {given['readout_seed']!r}")
@@ -98,7 +104,8 @@ class ReadOptions:
             value = getattr(self, f.name)
             if f.name == "readouts_from" or value == f.default:
                 continue
-            out[f.name] = (self.readouts_from if isinstance(value, tuple) else str(value))
+            out[f.name] = (self.readouts_from if isinstance(value, tuple) else
+                           str(value).lower() if isinstance(value, bool) else str(value))
         return out
 
     def describe_subset(self) -> str:
@@ -121,6 +128,8 @@ OPTION_HELP = {
                   "different values: mean (averaged, counted in the report) | quarantine | first",
     "unknown_genes": "readouts and genetic perturbation targets the gene table does not resolve: keep (counted in "
                      "the report) | quarantine (needs a gene table)",
+    "bulk": "read an h5ad as per-signature values (one obs row per signature: log fold changes, z-scores, "
+            "pseudobulk profiles) instead of pseudobulking single-cell counts",
 }
 TYPE_OPTION_HINT = ("give every row's type with the perturbation_type option (--perturbation-type compound|CRISPRi|"
                     "shRNA|..., or FILE?perturbation_type=compound)")

@@ -38,7 +38,8 @@ _fail = fail  # one line on stderr, exit 1 (never a traceback for bad input)
 
 
 def _read_options(readouts: str | None, readout_seed: int, duplicates: str, context: str | None,
-                  readout_key: str | None, perturbation_type: str | None, unknown_genes: str = "keep"):
+                  readout_key: str | None, perturbation_type: str | None, unknown_genes: str = "keep",
+                  bulk: bool = False):
     """The command's ReadOptions (graph/io/options.py); a bad value is one line naming the option."""
     from graph.io.common import InputFileError
     from graph.io.options import ReadOptions
@@ -47,7 +48,7 @@ def _read_options(readouts: str | None, readout_seed: int, duplicates: str, cont
         return ReadOptions.parse({"readouts": None if readouts in {"dense", "all"} else readouts,
                                   "readout_seed": readout_seed, "duplicates": duplicates, "context": context,
                                   "readout_key": readout_key, "perturbation_type": perturbation_type,
-                                  "unknown_genes": unknown_genes})
+                                  "unknown_genes": unknown_genes, "bulk": str(bulk)})
     except InputFileError as exc:
         _fail(str(exc))
     except ValueError as exc:
@@ -74,13 +75,14 @@ def _gene_resolver(readout_key: str | None):
 
 def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = DEFAULT_DUPLICATES,
                 context: str | None = None, readout_key: str | None = None, perturbation_type: str | None = None,
-                unknown_genes: str = "keep"):
+                unknown_genes: str = "keep", bulk: bool = False):
     """Read INPUT through the ingest readers and the validation step (a models.datasets.Loaded) with the
     command's ReadOptions; bad input -> one line naming the file, exit 1."""
     from graph.io.common import InputFileError
     from models.datasets import TAHOE_FILES, load_input
 
-    options = _read_options(readouts, readout_seed, duplicates, context, readout_key, perturbation_type, unknown_genes)
+    options = _read_options(readouts, readout_seed, duplicates, context, readout_key, perturbation_type, unknown_genes,
+                            bulk)
     kwargs = {"options": options}  # load_input applies the gene-table rule to files (graph/io/readers.gene_resolver)
     if readout_key:
         kwargs["resolver"] = _gene_resolver(readout_key)
@@ -162,6 +164,7 @@ def train(
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
     perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
     unknown_genes: str = read_flag("unknown_genes", default="keep"),
+    bulk: bool = read_flag("bulk", default=False),
     seed: int = typer.Option(0, "--seed"),
     paper: bool = typer.Option(False, "--paper", help="LPMConfig.paper(): learned embeddings only, no side information"),
     nproc: int = typer.Option(1, "--nproc", min=1,
@@ -184,7 +187,7 @@ def train(
             "--seed", str(seed), *(["--epochs", str(epochs)] if epochs is not None else []),
             *(["--context", context] if context else []), *(["--readout-key", readout_key] if readout_key else []),
             *(["--perturbation-type", perturbation_type] if perturbation_type else []),
-            "--unknown-genes", unknown_genes, *(["--paper"] if paper else []), *(["--readouts", readouts] if readouts is not None else [])]))
+            "--unknown-genes", unknown_genes, *(["--bulk"] if bulk else []), *(["--paper"] if paper else []), *(["--readouts", readouts] if readouts is not None else [])]))
     if output.is_dir():
         _fail(f"{output}: is a directory; give the checkpoint file name")
     parallel = device = None
@@ -194,7 +197,7 @@ def train(
         parallel, device = D.setup()
     try:
         loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key, perturbation_type,
-                             unknown_genes)
+                             unknown_genes, bulk)
         df = loaded.frame
         config = (LPMConfig.paper if paper else LPMConfig)(**({} if epochs is None else {"max_epochs": epochs}))
         side = None if paper else resources_for(
@@ -237,6 +240,7 @@ def evaluate(
     readout_key: str | None = typer.Option(None, "--readout-key", help=READOUT_KEY_HELP),
     perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
     unknown_genes: str = read_flag("unknown_genes", default="keep"),
+    bulk: bool = read_flag("bulk", default=False),
     fmt: str = typer.Option("table", "--format", help="results on stdout: table (markdown) | json (every row) | "
                                                       "tsv (mean per model and metric)"),
 ) -> None:
@@ -255,7 +259,7 @@ def evaluate(
     seed_list = _ints(seeds)
     target_context = _target_context(input_, target_context)
     loaded = _load_input(input_, readouts, readout_seed, duplicates, input_context, readout_key, perturbation_type,
-                         unknown_genes)
+                         unknown_genes, bulk)
     df = loaded.frame
     if target_context is not None and target_context not in set(df["context"].astype(str)):
         contexts = sorted(df["context"].astype(str).unique())
