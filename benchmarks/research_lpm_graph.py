@@ -76,6 +76,13 @@ LPM_VARIANTS = {
 COMPOUND_TARGET_VARIANTS = ("lpm_cmpd_targets",)
 
 
+def variant_overrides(name: str) -> dict:
+    """A variant's LPMConfig overrides. Variants that do not name base_choice keep the base their flags name
+    (base_choice='fixed', so `lpm` is the cross-context base): they were measured so before the default
+    became the base chosen on validation (2026-12-01); `lpm_auto*` choose."""
+    return {"base_choice": "fixed", **LPM_VARIANTS[name]}
+
+
 def compound_target_side(side, df: pd.DataFrame):
     """side with every annotated compound's targets (SideInformation.compound_annotations) as its
     perturbation_targets, and the STRING graph among the readouts and those targets."""
@@ -120,7 +127,7 @@ def research_graph(args, argv, benchmarks) -> int:
             split = make_split(df, split_kind, context=context, seed=seed)
             for model in models:
                 lpm = model in LPM_VARIANTS
-                r = replace(res, lpm_config=replace(config, **LPM_VARIANTS[model])) if lpm else res
+                r = replace(res, lpm_config=replace(config, **variant_overrides(model))) if lpm else res
                 if model in COMPOUND_TARGET_VARIANTS:
                     r = replace(r, side=compound_target_side(r.side, df))
                 m = build_model("lpm" if lpm else model, seed=seed, resources=r, split_kind=split_kind)
@@ -151,7 +158,7 @@ def research_graph(args, argv, benchmarks) -> int:
         rows = pd.concat([rows, pd.DataFrame(new)], ignore_index=True)
         order = [m for m in (*BASELINES, *LPM_VARIANTS) if m in set(rows["model"])]
         rows = rows.set_index("model").loc[order].reset_index()
-        variants = ", ".join(f"`{m}` = {LPM_VARIANTS[m] or 'the default'}" for m in order if m in LPM_VARIANTS)
+        variants = ", ".join(f"`{m}` = {variant_overrides(m)}" for m in order if m in LPM_VARIANTS)
         out.append(f"#### {title}\n\n{why} LPMs: `LPMConfig({', '.join(f'{k}={v}' for k, v in overrides.items())})` "
                    f"plus: {variants} ({datetime.now(UTC):%Y-%m-%d}, "
                    f"`{' '.join(argv if argv is not None else sys.argv[1:])}`, {time.time() - t0:.0f} s).\n\n"

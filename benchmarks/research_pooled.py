@@ -148,7 +148,8 @@ class PooledLPM(LPM):
     """The LPM with its cross-context base kept per dataset (context_group: context -> dataset key)."""
 
     def __init__(self, config, *, side, seed: int, context_group: dict[str, str]):
-        super().__init__(config, side=side, seed=seed)
+        # its own cross-context base only (measured so): no choice among the weighted / graph bases
+        super().__init__(replace(config, base_choice="fixed"), side=side, seed=seed)
         self.context_group = context_group
 
     def _new_module(self, edge_index=None, edge_weight=None):
@@ -185,7 +186,7 @@ def run(args, argv) -> int:
     from models.module import LPMConfig
 
     overrides = {k: v for k, v in (("max_epochs", args.lpm_epochs), ("patience", args.lpm_patience)) if v is not None}
-    config = LPMConfig(**overrides)
+    config = LPMConfig(base_choice="fixed", **overrides)  # the cross-context base, as every stored row was fitted
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()]

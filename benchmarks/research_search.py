@@ -65,7 +65,7 @@ def default_params(variant: str) -> dict:
 def overrides_of(params: dict) -> dict:
     """A trial's params -> LPMConfig overrides (the variant's LPM_VARIANTS overrides + the searched fields, the
     lr after the rule): what an LPM_VARIANTS entry of the chosen configuration holds."""
-    from research_lpm_graph import LPM_VARIANTS
+    from research_lpm_graph import variant_overrides
 
     p = dict(params)
     rule, variant = p.pop("lr_rule"), p.pop("variant")
@@ -73,7 +73,7 @@ def overrides_of(params: dict) -> dict:
         p["lr"] = p["lr"] * math.sqrt(p["batch_triples"] / 1000)
     elif rule != "none":
         raise ValueError(f"unknown lr_rule {rule!r}")
-    return {**LPM_VARIANTS[variant], **p}
+    return {**variant_overrides(variant), **p}
 
 
 def suggest(trial, variants: tuple[str, ...], space: dict = SPACE) -> dict:

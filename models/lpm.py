@@ -429,9 +429,6 @@ class LPM:
         requested = self.config = self.requested_config
         if requested.base_choice not in BASE_CHOICES:
             raise ValueError(f"LPMConfig.base_choice must be one of {BASE_CHOICES}, not {requested.base_choice!r}")
-        if requested.base_choice == "validation" and not requested.residual:
-            raise ValueError("LPMConfig.base_choice='validation' chooses a residual base: it needs residual=True "
-                             "(or base_choice='fixed')")
         self.module, self.base_selection = None, {}
         self._build_vocab(train)
         if valid is not None:
@@ -442,12 +439,8 @@ class LPM:
         if valid is not None:
             ctxs += sorted(set(_names(valid["context"])) - set(ctxs))
             perts += sorted(set(_names(valid["perturbation"])) - set(perts))
-        if requested.base_choice == "validation":
+        if requested.base_choice == "validation" and requested.residual:  # a plain LPM has no base to choose
             self._choose_base(train, valid, ctxs, perts)
-            if progress:
-                sel = self.base_selection
-                print(f"LPM residual base: {sel['chosen']} (validation r "
-                      + ", ".join(f"{n} {v:.4f}" for n, v in sel["validation"].items()) + ")", flush=True)
         self._chosen = self.config
         torch.manual_seed(self.seed)  # the same initial network whether or not a base was chosen first
         self.module = self._new_module()
@@ -467,6 +460,20 @@ class LPM:
                                 device=device, resume_state=state, on_epoch_end=save, parallel=parallel)
         self.module.cpu().eval()
         return self
+
+    def describe_base(self) -> str:
+        """One line on the residual base: e.g. 'similar_contexts (chosen on validation r: cross_context 0.8819,
+        similar_contexts 0.8956)', 'cross_context (fixed)', or 'none (not a residual LPM)'."""
+        cfg, sel = self.config, self.base_selection
+        if not cfg.residual:
+            return "none (not a residual LPM)"
+        if sel:
+            scores = ", ".join(f"{n} {v:.4f}" for n, v in sel["validation"].items())
+            skipped = "; not applicable: " + ", ".join(sel["skipped"]) if sel["skipped"] else ""
+            return f"{sel['chosen']} (chosen on validation {sel['metric']}: {scores or 'no validation rows'}{skipped})"
+        name = next((n for n, flags in BASE_CANDIDATES.items() if all(getattr(cfg, k) == v for k, v in flags.items())),
+                    "graph (H1)")
+        return f"{name} (fixed)"
 
     # ---------------------------------------------------------------- inference
     def _device(self) -> torch.device:
@@ -573,7 +580,8 @@ class LPM:
                                    perturbation_compounds=j["perturbation_compounds"],
                                    perturbation_doses=j["perturbation_doses"])  # the graph is in the weights
             # ... and before shrink_cross_base was the default, unshrunk bases.
-            old_defaults = {"residual": False, "shrink_cross_base": False}
+            # ... and before base_choice, fixed bases (only fit reads it: the saved flags are the chosen base's).
+            old_defaults = {"residual": False, "shrink_cross_base": False, "base_choice": "fixed"}
             self = cls(LPMConfig(**{**old_defaults, **p["config"]}), side=side, seed=j["seed"])
             self.vocab = {k: list(v) for k, v in p["vocab"].items()}
             self._ctx_cols = j["ctx_cols"]

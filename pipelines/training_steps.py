@@ -268,6 +268,7 @@ def train_version(ts: TrainingSet, artifacts_dir: Path, *, seed: int, valid_frac
     log(f"training {version_id} on {len(train):,} triples ({len(valid):,} held out for validation)")
     model = build_lpm(ts, seed=seed, paper_model=paper_model, **(lpm_params or {}))
     model.fit(train, valid, progress=progress, checkpoint=folder / "training_state.pt", snapshot_id=ts.snapshot_id)
+    log(f"LPM residual base: {model.describe_base()}")
     if (unscored := model.valid_unscored)["rows"]:
         log(f"validation: {unscored['rows']:,} rows of {unscored['readouts']:,} readouts the LPM has no gene node for "
             f"(e.g. {', '.join(unscored['examples'])}) left out of its validation loss")
@@ -281,7 +282,8 @@ def train_version(ts: TrainingSet, artifacts_dir: Path, *, seed: int, valid_frac
     history = [{k: float(v) if isinstance(v, (int, float, np.floating)) else v for k, v in h.items()}
                for h in model.history]
     (folder / "metrics.json").write_text(json.dumps({"valid": metrics, "history": history,
-                                                    "lpm_valid_unscored": model.valid_unscored}, indent=2, default=float))
+                                                    "lpm_valid_unscored": model.valid_unscored,
+                                                    "lpm_base_selection": model.base_selection}, indent=2, default=float))
     return ModelRun(version_id, str(folder / LPM_FILE), ts.snapshot_id, model.config.to_dict(),
                     trained_at.isoformat(timespec="seconds"), metrics, history, ts.simulated, str(folder),
                     predictor.selection.to_dict())

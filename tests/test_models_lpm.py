@@ -134,7 +134,7 @@ def test_paper_config_learns_on_a_tiny_problem():
 
 
 def test_residual_checkpoint_round_trip_predicts_identically(tmp_path):
-    m = model(residual=True).fit(table(), table(seed=1, perts=("d0", "dNew")), progress=False)
+    m = model(residual=True, base_choice="fixed").fit(table(), table(seed=1, perts=("d0", "dNew")), progress=False)
     m.save(tmp_path / "r.pt")
     back = LPM.load(tmp_path / "r.pt")
     rows = pd.concat([table(seed=3), pd.DataFrame({"context": ["Z"], "perturbation": ["dNew"], "readout": ["gX"]})])
@@ -234,7 +234,7 @@ def test_graph_base_lpm_beats_the_plain_residual_lpm_on_held_out_genes(tmp_path)
                lr=5e-3, use_compound_encoder=False, use_context_features=False)
     mse, models = {}, {}
     for graph in (False, True):
-        m = LPM(LPMConfig(graph_base=graph, **cfg), side=side).fit(train, valid, progress=False, device="cpu")
+        m = LPM(LPMConfig(graph_base=graph, base_choice="fixed", **cfg), side=side).fit(train, valid, progress=False, device="cpu")
         mse[graph], models[graph] = float(((m.predict(test) - test.value) ** 2).mean()), m
     assert mse[True] < 0.5 * mse[False], mse
     g = models[True].module.graph_base
@@ -251,7 +251,7 @@ def test_graph_base_lpm_beats_the_plain_residual_lpm_on_held_out_genes(tmp_path)
 def test_graph_base_changes_nothing_without_knock_downs():
     """Compounds have no target genes here (as on Tahoe): the graph base has no knock-down to average
     and makes no unseen copies, so the model and its predictions are the plain residual LPM's."""
-    preds = [model(max_epochs=2, graph_base=graph).fit(table(perts=("d0", "d1", "d2", "d3")), progress=False,
+    preds = [model(max_epochs=2, graph_base=graph, base_choice="fixed").fit(table(perts=("d0", "d1", "d2", "d3")), progress=False,
                                                         device="cpu").predict(table(seed=3)) for graph in (False, True)]
     np.testing.assert_array_equal(preds[0], preds[1])
 

@@ -50,7 +50,7 @@ def _world():
 
 def test_knn_graph_base_is_network_knn_on_held_out_genes_and_never_reads_its_own_values(tmp_path):
     train, valid, test, side = _world()
-    cfg = LPMConfig(graph_base=True, graph_base_knn=True, shrink_cross_base=True, embed_dim=8, hidden_dim=16,
+    cfg = LPMConfig(graph_base=True, graph_base_knn=True, shrink_cross_base=True, base_choice="fixed", embed_dim=8, hidden_dim=16,
                     encoder_hidden=16, max_epochs=2, batch_triples=100, use_compound_encoder=False,
                     use_context_features=False)
     m = LPM(cfg, side=side).fit(train, valid, progress=False, device="cpu")
@@ -81,7 +81,7 @@ def test_knn_graph_base_is_network_knn_on_held_out_genes_and_never_reads_its_own
 
 def test_knn_graph_base_without_validation_rows_takes_network_knns_default():
     train, _, test, side = _world()
-    cfg = LPMConfig(graph_base=True, graph_base_knn=True, embed_dim=8, hidden_dim=16, encoder_hidden=16,
+    cfg = LPMConfig(graph_base=True, graph_base_knn=True, base_choice="fixed", embed_dim=8, hidden_dim=16, encoder_hidden=16,
                     max_epochs=1, batch_triples=100, use_compound_encoder=False, use_context_features=False)
     g = LPM(cfg, side=side).fit(train, None, progress=False, device="cpu").module.graph_base
     assert float(g.shrink) == pytest.approx(NetworkKNN.DEFAULT_SHRINKAGE) and float(g.count_prior) == 0.0
@@ -105,7 +105,7 @@ def test_similar_contexts_base_is_the_baseline_and_never_reads_its_own_line(tmp_
 
     split = make_split(_lines(), "unseen-experiment", context="L0", seed=0)
     train, valid, test = split.train, split.valid, split.test
-    cfg = LPMConfig(similar_contexts_base=True, shrink_cross_base=False, embed_dim=8, hidden_dim=16,
+    cfg = LPMConfig(similar_contexts_base=True, shrink_cross_base=False, base_choice="fixed", embed_dim=8, hidden_dim=16,
                     encoder_hidden=16, max_epochs=1, batch_triples=100, use_compound_encoder=False,
                     use_context_features=False, use_gene_graph=False, use_targets=False)
     m = LPM(cfg).fit(train, valid, progress=False, device="cpu")
@@ -136,7 +136,7 @@ def test_similar_contexts_base_refuses_data_above_the_baselines_memory_cap(monke
 
     split = make_split(_lines(), "unseen-experiment", context="L0", seed=0)
     monkeypatch.setattr(SimilarContexts.__init__, "__defaults__", (None, SimilarContexts.GRID, 10))
-    cfg = LPMConfig(similar_contexts_base=True, embed_dim=8, hidden_dim=16, encoder_hidden=16, max_epochs=1,
+    cfg = LPMConfig(similar_contexts_base=True, base_choice="fixed", embed_dim=8, hidden_dim=16, encoder_hidden=16, max_epochs=1,
                     batch_triples=100, use_compound_encoder=False, use_context_features=False,
                     use_gene_graph=False, use_targets=False)
     with pytest.raises(ValueError, match="similar_contexts_base needs a dense"):
@@ -166,8 +166,10 @@ def test_base_choice_takes_the_weighted_lines_where_they_score_best_and_trains_t
     assert set(sel["skipped"]) == {"graph_knn", "similar_contexts+graph_knn"}  # no gene graph: said why
     assert m.config.similar_contexts_base and m.requested_config.base_choice == "validation"
     # One network, the one the fixed option trains with the same seed: the choice only sets the base.
-    fixed = LPM(_small(similar_contexts_base=True, **flags)).fit(train, valid, progress=False, device="cpu")
+    fixed = LPM(_small(similar_contexts_base=True, base_choice="fixed", **flags)).fit(train, valid, progress=False, device="cpu")
     np.testing.assert_array_equal(m.predict(test), fixed.predict(test))
+    assert m.describe_base().startswith("similar_contexts (chosen on validation pearson_per_signature: cross_context 0.")
+    assert fixed.describe_base() == "similar_contexts (fixed)"
     m.save(tmp_path / "c.pt")
     back = LPM.load(tmp_path / "c.pt")
     assert back.base_selection == sel and back.config.similar_contexts_base
@@ -177,7 +179,7 @@ def test_base_choice_takes_the_weighted_lines_where_they_score_best_and_trains_t
     two = make_split(_lines()[lambda d: d.context.isin(["L0", "L1"])], "unseen-experiment", context="L0", seed=0)
     m.fit(two.train, two.valid, progress=False, device="cpu")
     assert set(m.base_selection["validation"]) == {"cross_context", "similar_contexts"}
-    m.config = _small(**flags)
+    m.config = _small(base_choice="fixed", **flags)
     m.fit(two.train, two.valid, progress=False, device="cpu")
     assert m.base_selection == {} and not m.config.similar_contexts_base
 
@@ -202,10 +204,10 @@ def test_base_choice_without_validation_rows_keeps_the_cross_context_base_and_sa
     assert all("no validation rows" in why for why in sel["skipped"].values()) and len(sel["skipped"]) == 3
 
 
-def test_base_choice_refuses_unknown_values_and_a_non_residual_model():
+def test_base_choice_refuses_unknown_values_and_leaves_a_plain_model_without_a_base():
     train, valid, _, side = _world()
     with pytest.raises(ValueError, match="base_choice must be one of"):
         LPM(_small(base_choice="best"), side=side).fit(train, valid, progress=False, device="cpu")
-    with pytest.raises(ValueError, match="needs residual=True"):
-        LPM(_small(base_choice="validation", residual=False), side=side).fit(train, valid, progress=False,
-                                                                            device="cpu")
+    plain = LPM(_small(base_choice="validation", residual=False), side=side).fit(train, valid, progress=False,
+                                                                                device="cpu")
+    assert plain.base_selection == {} and plain.module.base is None and plain.module.graph_base is None

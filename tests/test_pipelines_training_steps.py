@@ -297,11 +297,14 @@ def test_train_version_fits_one_lpm_and_saves_a_loadable_predictor(tmp_path, lpm
                           lpm_params={"max_epochs": 2, "embed_dim": 8, "hidden_dim": 16})
     assert lpm_fits == [1]  # the production predictor's LPM member is that LPM (prefitted)
     assert run.version_id.endswith(ts.snapshot_id[:8]) and run.folder() == tmp_path / "models" / run.version_id
-    assert logged[0].startswith(f"training {run.version_id} on ") and logged[1].startswith("production predictor: ")
+    assert logged[0].startswith(f"training {run.version_id} on ") and logged[-1].startswith("production predictor: ")
+    assert logged[1].startswith("LPM residual base: ") and "chosen on validation" in logged[1]
     assert run.selection["chosen"] in run.valid_metrics and {"lpm", "context_mean"} <= set(run.valid_metrics)
     assert len(run.history) == 2 and run.config["embed_dim"] == 8 and run.simulated
     saved = json.loads((run.folder() / "metrics.json").read_text())
     assert set(saved["valid"]) == set(run.valid_metrics) and len(saved["history"]) == 2
+    chosen = saved["lpm_base_selection"]["chosen"]  # the chosen base's flags are the version's config
+    assert run.config["similar_contexts_base"] == ("similar_contexts" in chosen) and chosen in logged[1]
     assert not (run.folder() / "training_state.pt").exists()
     assert run.predictor().selection.to_dict() == run.selection
 

@@ -63,7 +63,7 @@ def test_pooled_parts_refuse_a_shared_context_and_a_leaked_experiment():
 
 def test_pooled_lpm_starts_from_each_datasets_own_base():
     a, b = _two()
-    cfg = LPMConfig(embed_dim=8, hidden_dim=16, encoder_hidden=16, max_epochs=1, batch_triples=100,
+    cfg = LPMConfig(embed_dim=8, hidden_dim=16, encoder_hidden=16, max_epochs=1, batch_triples=100, base_choice="fixed",
                     use_compound_encoder=False, use_context_features=False, use_gene_graph=False)
     splits = {"a": make_split(a, "unseen-experiment", context="A1", seed=0),
               "b": make_split(b, "unseen-experiment", context="B2", seed=0)}

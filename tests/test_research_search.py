@@ -37,8 +37,8 @@ def test_overrides_apply_the_variant_and_the_sqrt_batch_rule():
     p = {**default_params("lpm_simctx_rstop"), "batch_triples": 4000}
     assert overrides_of(p)["lr"] == p["lr"] and overrides_of(p)["similar_contexts_base"]
     assert overrides_of({**p, "lr_rule": "sqrt_batch"})["lr"] == pytest.approx(p["lr"] * 2)
-    assert overrides_of(default_params("lpm")) == {k: v for k, v in default_params("lpm").items()
-                                                   if k not in ("variant", "lr_rule")}
+    assert overrides_of(default_params("lpm")) == {"base_choice": "fixed", **{
+        k: v for k, v in default_params("lpm").items() if k not in ("variant", "lr_rule")}}  # measured so
     LPMConfig(**overrides_of({**p, **REFERENCE}))  # every key is an LPMConfig field
 
 
