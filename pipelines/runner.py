@@ -22,7 +22,8 @@ def run_config(epochs: int = 12, eval_epochs: int | None = None, seeds: tuple[in
     ingest = (read_options or ReadOptions()).as_text()
     return {
         "ops": {
-            "input_manifest": {"config": {k: int(v) if k == "readout_seed" else v for k, v in ingest.items()}},
+            "input_manifest": {"config": {k: int(v) if k == "readout_seed" else v == "true" if k == "bulk" else v
+                                          for k, v in ingest.items()}},
             "training_set": {"config": {}},
             "lpm_model": {"config": {"max_epochs": epochs}},
             "evaluation_report": {"config": {"max_epochs": eval_epochs or epochs, "seeds": list(seeds)}},

@@ -439,3 +439,31 @@ def test_unknown_genes_option_means_the_same_on_every_entry_point(policy, homes,
     n_fake = int((clean["readout"] == "G5").sum())
     assert {o.quarantined for o in outcomes.values()} == {n_fake if policy == "quarantine" else 0}
     assert ("FAKE1" in set(first["readout"])) == (policy == "keep")
+
+
+def test_bulk_h5ad_option_on_the_demo_and_the_inbox(homes, monkeypatch, tmp_path):
+    """`demo --bulk` (the input_manifest config) and an inbox sidecar `bulk=true` read an h5ad of
+    per-signature values as is, alike; without the option the demo refuses it with one line naming --bulk."""
+    import anndata as ad
+
+    from graph.settings import get_settings
+    from pipelines.automation import inbox_sensor
+
+    obs = pd.DataFrame({"perturbation": ["STAT1", "JAK2", "STAT1", "JAK2"], "cell_line": ["K562", "K562", "RPE1", "RPE1"],
+                        "perturbation_type": "CRISPRi"}, index=["a", "b", "c", "d"])
+    path = tmp_path / "lfc.h5ad"
+    ad.AnnData(X=np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32), obs=obs,
+               var=pd.DataFrame(index=["G1", "G2", "G3"])).write_h5ad(path)
+    demo = _demo(path, homes, monkeypatch, ["--bulk"])
+    assert not demo.refused and len(demo.table) == 12, demo.message
+    home = homes("inbox")
+    (home / "inbox").mkdir(parents=True)
+    shutil.copyfile(path, home / "inbox" / path.name)
+    (home / "inbox" / f"{path.name}.options").write_text("bulk=true\n")
+    with dg.instance_for_test() as instance:
+        inbox_sensor(dg.build_sensor_context(instance=instance))
+    result = real_run_everything(get_settings(), inputs="inbox", job=_sources_job(), instance=dg.DagsterInstance.ephemeral())
+    bundle = _bundle(result, path.name)
+    pd.testing.assert_frame_equal(_store_table(home, bundle.dataset.dataset_id), demo.table)
+    refused = _demo(path, homes, monkeypatch, [])
+    assert refused.refused and "--bulk" in refused.message

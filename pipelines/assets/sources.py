@@ -77,6 +77,7 @@ class IngestConfig(dg.Config):
     readout_seed: int = 0
     duplicates: str = DEFAULT_DUPLICATES  # ReadOptions' default: runner.run_config leaves defaults out
     unknown_genes: str = "keep"  # genes the gene table does not resolve: keep (counted) | quarantine
+    bulk: bool = False  # an h5ad of per-signature values, read as is (not pseudobulked)
 
     def read_options(self) -> ReadOptions:
         try:
