@@ -392,3 +392,25 @@ def test_gctx_readout_notes_reach_the_ingest_report(tmp_path):
     assert "genes the gene table does not resolve" not in notes  # every gene of this file is known
     # 12 values read, the NaN dropped; the 2 resolved copies (s1 first, s2 identical) count as accepted
     assert bundle.value_counts == {"values_accepted": 11, "NaN": 1} and bundle.store_entry.n_rows == 9
+
+
+def test_cmap_2020_field_names_read_like_2017(tmp_path):
+    """CLUE 2020 (siginfo_beta) spells cell_id / pert_iname / pert_idose as cell_iname / cmap_name /
+    pert_dose + pert_dose_unit. The 2020 names gave every signature the context 'unknown' (all cell lines
+    merged) and the BRD id as the name; now both releases give one table."""
+    old = gctx_to_long(_tiny(tmp_path), "d")[0]
+    (tmp_path / "new").mkdir()
+    row = pd.DataFrame({"id": ["101", "102", "103"], "pr_gene_symbol": ["AAA", "BBB", "CCC"],
+                        "pr_gene_id": [101, 102, 103], "pr_is_lm": [1, 1, 0]})
+    col = pd.DataFrame({
+        "id": ["s1", "s2", "s3", "s4"], "cell_iname": ["A375", "A375", "HEC-1-A", "A375"],
+        "pert_type": ["trt_cp", "trt_cp", "ctl_vehicle", "trt_sh"],
+        "cmap_name": ["Imatinib mesylate", "imatinib", "DMSO", "BBB"], "pert_id": ["BRD-1", "BRD-1", "DMSO", "TRCN1"],
+        "pert_dose": ["10", "500", None, None], "pert_dose_unit": ["uM", "nM", None, None],
+        "pert_time": ["24", "6", "24", "96"], "pert_time_unit": ["h", "h", "h", "h"]})
+    write_gctx(tmp_path / "new" / "tiny.gctx", np.arange(12, dtype=np.float32).reshape(4, 3), row, col)
+    new, reader = gctx_to_long(tmp_path / "new" / "tiny.gctx", "d")
+    assert set(new["context"].astype(str)) == {"A375", "HEC1A"}
+    assert not any("not recorded" in n for n in reader.report.notes)
+    cols = ["signature_id", "context", "perturbation", "readout", "value"]
+    pd.testing.assert_frame_equal(new[cols].astype(str), old[cols].astype(str))

@@ -377,6 +377,17 @@ _SYMBOL_FIELDS = ("pr_gene_symbol", "gene_symbol", "symbol", "pr_gene_name")
 _ENTREZ_FIELDS = ("pr_gene_id", "gene_id", "entrez_id", "entrez")
 
 
+# CMap's 2020 (CLUE "beta", siginfo_beta) names of the 2017 (GSE92742 sig_info) column fields the reader uses.
+CMAP_2020_FIELDS = {"cell_iname": "cell_id", "cmap_name": "pert_iname", "nsample": "distil_nsample"}
+
+
+def cmap_column_fields(meta: pd.DataFrame) -> pd.DataFrame:
+    """Column metadata with the 2020 field names (cell_iname, cmap_name, nsample) under their 2017 names
+    (cell_id, pert_iname, distil_nsample) when the 2017 field is absent, so both releases read alike."""
+    renames = {new: old for new, old in CMAP_2020_FIELDS.items() if new in meta.columns and old not in meta.columns}
+    return meta.rename(columns=renames) if renames else meta
+
+
 def _first(meta: pd.DataFrame, fields: tuple[str, ...]) -> str | None:
     return next((f for f in fields if f in meta.columns), None)
 
@@ -465,7 +476,7 @@ class GctxToLong(StreamedReader):
 
     # columns -> signature, perturbation and context per column
     def _map_columns(self, cols: np.ndarray, resolver, compound_ids: Mapping[str, str]):
-        meta = self.gctx.col_meta.iloc[cols]
+        meta = cmap_column_fields(self.gctx.col_meta.iloc[cols])
         if "pert_type" not in meta.columns:
             raise InputFileError(self.path, f"column metadata has no pert_type; available: {list(meta.columns)}")
         src = str(self.path.name)
