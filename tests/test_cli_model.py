@@ -561,3 +561,30 @@ def test_a_bulk_h5ad_is_read_as_is_alike_on_the_cli_and_the_pipeline(tmp_path, n
     assert parse_option_text("bulk=true", path) == {"bulk": "true"}  # the inbox sidecar's form
     bundle, ingest = _ingested(f"{path}?bulk=true", tmp_path)
     pd.testing.assert_frame_equal(_canon(ingest), cli)
+
+
+def test_a_geo_gctx_with_its_signature_info_table_alike_on_the_cli_and_the_pipeline(tmp_path, no_shared_data):
+    """`train --signature-info TABLE` and the pipeline's FILE?signature_info=TABLE read a GEO-style GCTX
+    (only ids in its column metadata) to the same table."""
+    from graph.io.gctx import write_gctx
+    from graph.io.options import ReadOptions
+    from models.datasets import load_input
+
+    row = pd.DataFrame({"id": ["101", "102", "103"], "pr_gene_symbol": ["AAA", "BBB", "CCC"]})
+    path = write_gctx(tmp_path / "geo.gctx", np.arange(12, dtype=np.float32).reshape(4, 3), row,
+                      pd.DataFrame({"id": ["S1", "S2", "S3", "S4"]}))
+    info = tmp_path / "siginfo_beta.txt"
+    pd.DataFrame({"sig_id": ["S1", "S2", "S3", "S4"], "pert_type": ["trt_cp", "trt_cp", "ctl_vehicle", "trt_cp"],
+                  "cmap_name": ["vorinostat", "imatinib", "DMSO", "imatinib"], "cell_iname": ["A375", "A375", "A375", "MCF7"],
+                  "pert_id": ["BRD-1", "BRD-2", "DMSO", "BRD-2"]}).to_csv(info, sep="\t", index=False)
+    result = runner.invoke(app, ["train", "--input", str(path), "--output", str(tmp_path / "m.pt"), "--epochs", "1",
+                                 "--signature-info", str(info)])
+    assert result.exit_code == 0, result.output
+    cli = _canon(load_input(path, options=ReadOptions(signature_info=str(info))).frame)
+    assert len(cli) == 9 and set(cli["context"]) == {"A375", "MCF7"}
+    bundle, ingest = _ingested(f"{path}?signature_info={info}", tmp_path)
+    from models.datasets import average_replicates
+    from graph.io.validation import drop_controls
+
+    ingest, _ = drop_controls(ingest)
+    pd.testing.assert_frame_equal(_canon(average_replicates(ingest)[0]), cli)

@@ -414,3 +414,41 @@ def test_cmap_2020_field_names_read_like_2017(tmp_path):
     assert not any("not recorded" in n for n in reader.report.notes)
     cols = ["signature_id", "context", "perturbation", "readout", "value"]
     pd.testing.assert_frame_equal(new[cols].astype(str), old[cols].astype(str))
+
+
+def _geo_gctx(folder):
+    """A GCTX as GEO / CLUE publish it (column metadata: only the ids) and its two signature tables."""
+    row = pd.DataFrame({"id": ["101", "102", "103"], "pr_gene_symbol": ["AAA", "BBB", "CCC"]})
+    ids = ["S1", "S2", "S3", "S4"]
+    path = write_gctx(folder / "geo.gctx", np.arange(12, dtype=np.float32).reshape(4, 3), row, pd.DataFrame({"id": ids}))
+    common = {"sig_id": ids, "pert_id": ["BRD-1", "BRD-1", "DMSO", "BRD-2"],
+              "pert_type": ["trt_cp", "trt_cp", "ctl_vehicle", "trt_cp"]}
+    pd.DataFrame({**common, "pert_iname": ["vorinostat", "vorinostat", "DMSO", "imatinib"],
+                  "cell_id": ["A375", "MCF7", "A375", "A375"], "pert_idose": ["10 µM", "10 µM", "-666", "500 nM"]}
+                 ).to_csv(folder / "sig_info.txt", sep="\t", index=False)
+    pd.DataFrame({**common, "cmap_name": ["vorinostat", "vorinostat", "DMSO", "imatinib"],
+                  "cell_iname": ["A375", "MCF7", "A375", "A375"], "pert_dose": ["10", "10", "", "500"],
+                  "pert_dose_unit": ["uM", "uM", "", "nM"]}).to_csv(folder / "siginfo_beta.txt.gz", sep="\t", index=False)
+    return path
+
+
+def test_a_geo_gctx_reads_its_fields_from_the_signature_info_table(tmp_path):
+    """GEO / CLUE level-5 GCTX files carry only signature ids; pert_type, names, cell lines and doses are in
+    sig_info.txt (2017) or siginfo_beta.txt (2020). Without the table the file is refused with one line
+    naming the signature_info option; with either release's table it reads to the same signatures."""
+    path = _geo_gctx(tmp_path)
+    with pytest.raises(InputFileError, match="no pert_type.*signature_info"):
+        GctxToLong(path, "d")
+    old, r_old = gctx_to_long(path, "d", signature_info=tmp_path / "sig_info.txt")
+    new, _ = gctx_to_long(path, "d", signature_info=tmp_path / "siginfo_beta.txt.gz")
+    pd.testing.assert_frame_equal(old.astype(str), new.astype(str))
+    assert set(old["perturbation"].astype(str)) == {"compound:name:vorinostat@10uM", "compound:name:imatinib@0.5uM",
+                                                    "control:DMSO"}
+    assert set(old["context"].astype(str)) == {"A375", "MCF7"} and len(old) == 12
+    assert any("signature info table" in n for n in r_old.report.notes)
+    pd.DataFrame({"sig_id": ["S1"], "pert_type": ["trt_cp"], "pert_iname": ["x"]}).to_csv(tmp_path / "part.txt", sep="\t",
+                                                                                        index=False)
+    part, r_part = gctx_to_long(path, "d", signature_info=tmp_path / "part.txt")
+    assert r_part.report.accepted == 1 and r_part.report.quarantined == 3
+    with pytest.raises(InputFileError, match="signature info table does not exist"):
+        GctxToLong(path, "d", signature_info=tmp_path / "nope.txt")

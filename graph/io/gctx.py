@@ -388,6 +388,26 @@ def cmap_column_fields(meta: pd.DataFrame) -> pd.DataFrame:
     return meta.rename(columns=renames) if renames else meta
 
 
+def read_signature_info(path: str | Path) -> pd.DataFrame:
+    """A CMap signature metadata table (GSE92742 sig_info.txt, CLUE siginfo_beta.txt; TSV or CSV, .gz
+    allowed) indexed by its `sig_id` (or `id`) column, every field as text; InputFileError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "signature info table does not exist" if not path.exists() else "is not a file")
+    try:
+        fmt = measurement_format(path)
+        info = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=True, comment=None)
+    except InputFileError:
+        raise
+    except Exception as exc:
+        raise InputFileError(path, f"cannot read the signature info table ({exc})") from exc
+    key = next((c for c in ("sig_id", "id") if c in info.columns), None)
+    if key is None:
+        raise InputFileError(path, f"signature info table has no sig_id column; columns: {list(info.columns)[:12]}")
+    info = info.drop_duplicates(key).set_index(key)
+    return info.where(~info.isin(["-666", "-666.0"]), pd.NA)
+
+
 def _first(meta: pd.DataFrame, fields: tuple[str, ...]) -> str | None:
     return next((f for f in fields if f in meta.columns), None)
 
@@ -419,8 +439,11 @@ class GctxToLong(StreamedReader):
     def __init__(self, path: str | Path, dataset_id: str, *, where: Selection = None, landmark_only: bool = False,
                  landmark_ids: Iterable[str] | None = None, resolver=None,
                  compound_ids: Mapping[str, str] | None = None, chunk_size: int = 1000,
-                 duplicates: str = DEFAULT_DUPLICATES, unknown_genes: str = "keep"):
+                 duplicates: str = DEFAULT_DUPLICATES, unknown_genes: str = "keep",
+                 signature_info: str | Path | None = None):
         super().__init__(path, dataset_id)
+        # CMap's GEO / CLUE GCTX files hold only the signature ids; their fields come from this table.
+        self._info = read_signature_info(signature_info) if signature_info else None
         self.chunk_size, self.duplicates = chunk_size, duplicates
         self._dup_keys = [0, 0]  # (signature, readout) keys repeated with identical / conflicting values
         self.genes = GeneCheck(resolver, unknown_genes, str(self.path))  # before the file is opened: may refuse
@@ -475,10 +498,31 @@ class GctxToLong(StreamedReader):
         return list(uniques), codes.astype(np.int64)
 
     # columns -> signature, perturbation and context per column
+    def _with_info(self, meta: pd.DataFrame) -> pd.DataFrame:
+        """The column metadata with the signature info table's fields (the file's own values win where set)."""
+        if self._info is None:
+            return meta
+        info = self._info.reindex(meta.index.astype(str))
+        missing = int(info.isna().all(axis=1).sum())
+        if missing == len(meta):
+            raise InputFileError(self.path, f"none of its {len(meta)} signature ids is a sig_id of the signature info "
+                                            f"table (e.g. {list(meta.index[:2])})")
+        if missing:
+            self.report.notes.append(f"{missing} signatures are not in the signature info table (no pert_type: "
+                                     "quarantined)")
+        out = meta.copy()
+        for c in info.columns:
+            out[c] = out[c].where(out[c].notna(), info[c].to_numpy()) if c in out.columns else info[c].to_numpy()
+        self.report.notes.append(f"column fields from the signature info table ({len(info.columns)} fields)")
+        return out
+
     def _map_columns(self, cols: np.ndarray, resolver, compound_ids: Mapping[str, str]):
-        meta = cmap_column_fields(self.gctx.col_meta.iloc[cols])
+        meta = cmap_column_fields(self._with_info(self.gctx.col_meta.iloc[cols]))
         if "pert_type" not in meta.columns:
-            raise InputFileError(self.path, f"column metadata has no pert_type; available: {list(meta.columns)}")
+            raise InputFileError(self.path, f"column metadata has no pert_type; available: {list(meta.columns)}; "
+                                            "CMap's GEO / CLUE GCTX files keep it in a separate table (sig_info.txt, "
+                                            "siginfo_beta.txt): give it with the signature_info option "
+                                            "(--signature-info FILE, FILE?signature_info=PATH)")
         src = str(self.path.name)
         ids = meta.index.astype(str).to_numpy()
         dup = pd.Series(ids).duplicated(keep="first").to_numpy()

@@ -43,6 +43,7 @@ class ReadOptions:
     unknown_genes: str = "keep"  # readouts / genetic targets the gene table does not resolve: keep | quarantine
     readouts_from: str = ""  # the list file the names came from (for messages and the text form)
     bulk: bool = False  # an h5ad of per-signature values (one obs row per signature), read as is, not pseudobulked
+    signature_info: str | None = None  # a GCTX's signature metadata table (CMap sig_info / siginfo_beta), by sig_id
 
     @classmethod
     def parse(cls, values: Mapping[str, object]) -> ReadOptions:
@@ -61,7 +62,7 @@ class ReadOptions:
                 out["perturbation_type"] = normalise_perturbation_type(given["perturbation_type"])
             except ValueError as exc:
                 raise ValueError(f"perturbation_type: {exc}") from None
-        for key in ("context", "readout_key"):
+        for key in ("context", "readout_key", "signature_info"):
             if key in given:
                 out[key] = given[key]
         for key, allowed in (("duplicates", DUPLICATE_POLICIES), ("unknown_genes", UNKNOWN_GENE_POLICIES)):
@@ -128,6 +129,8 @@ OPTION_HELP = {
                   "different values: mean (averaged, counted in the report) | quarantine | first",
     "unknown_genes": "readouts and genetic perturbation targets the gene table does not resolve: keep (counted in "
                      "the report) | quarantine (needs a gene table)",
+    "signature_info": "a GCTX file's signature metadata table (CMap sig_info.txt 2017 / siginfo_beta.txt 2020, "
+                      "TSV keyed by sig_id) when the GCTX holds only the signature ids",
     "bulk": "read an h5ad as per-signature values (one obs row per signature: log fold changes, z-scores, "
             "pseudobulk profiles) instead of pseudobulking single-cell counts",
 }

@@ -78,6 +78,7 @@ class IngestConfig(dg.Config):
     duplicates: str = DEFAULT_DUPLICATES  # ReadOptions' default: runner.run_config leaves defaults out
     unknown_genes: str = "keep"  # genes the gene table does not resolve: keep (counted) | quarantine
     bulk: bool = False  # an h5ad of per-signature values, read as is (not pseudobulked)
+    signature_info: str | None = None  # a GCTX's signature metadata table (sig_info / siginfo_beta)
 
     def read_options(self) -> ReadOptions:
         try:

@@ -26,6 +26,7 @@ def demo(
     duplicates: str = typer.Option(DEFAULT_DUPLICATES, "--duplicates", help=OPTION_HELP["duplicates"]),
     unknown_genes: str = read_flag("unknown_genes", default="keep"),
     bulk: bool = read_flag("bulk", default=False),
+    signature_info: str | None = read_flag("signature_info"),
 ) -> None:
     """The main job: start Neo4j, materialize every asset, print counts, metrics and example discoveries.
     The read options apply to every measurement file of the run (a file's own options win)."""
@@ -44,7 +45,8 @@ def demo(
         read_options = ReadOptions.parse({"perturbation_type": perturbation_type, "context": context,
                                           "readout_key": readout_key, "readouts": readouts,
                                           "readout_seed": readout_seed, "duplicates": duplicates,
-                                          "unknown_genes": unknown_genes, "bulk": str(bulk)})
+                                          "unknown_genes": unknown_genes, "bulk": str(bulk),
+                                          "signature_info": signature_info})
         if selection not in ("default", "shared", "inbox") and not selection.startswith("shared:"):
             resolve_inputs(settings, selection, read_options)  # named files: checked before Neo4j starts
     except (ValueError, InputFileError) as exc:

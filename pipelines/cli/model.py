@@ -39,7 +39,7 @@ _fail = fail  # one line on stderr, exit 1 (never a traceback for bad input)
 
 def _read_options(readouts: str | None, readout_seed: int, duplicates: str, context: str | None,
                   readout_key: str | None, perturbation_type: str | None, unknown_genes: str = "keep",
-                  bulk: bool = False):
+                  bulk: bool = False, signature_info: str | None = None):
     """The command's ReadOptions (graph/io/options.py); a bad value is one line naming the option."""
     from graph.io.common import InputFileError
     from graph.io.options import ReadOptions
@@ -48,7 +48,8 @@ def _read_options(readouts: str | None, readout_seed: int, duplicates: str, cont
         return ReadOptions.parse({"readouts": None if readouts in {"dense", "all"} else readouts,
                                   "readout_seed": readout_seed, "duplicates": duplicates, "context": context,
                                   "readout_key": readout_key, "perturbation_type": perturbation_type,
-                                  "unknown_genes": unknown_genes, "bulk": str(bulk)})
+                                  "unknown_genes": unknown_genes, "bulk": str(bulk),
+                                  "signature_info": signature_info})
     except InputFileError as exc:
         _fail(str(exc))
     except ValueError as exc:
@@ -75,14 +76,14 @@ def _gene_resolver(readout_key: str | None):
 
 def _load_input(input_: str, readouts: str | None, readout_seed: int = 0, duplicates: str = DEFAULT_DUPLICATES,
                 context: str | None = None, readout_key: str | None = None, perturbation_type: str | None = None,
-                unknown_genes: str = "keep", bulk: bool = False):
+                unknown_genes: str = "keep", bulk: bool = False, signature_info: str | None = None):
     """Read INPUT through the ingest readers and the validation step (a models.datasets.Loaded) with the
     command's ReadOptions; bad input -> one line naming the file, exit 1."""
     from graph.io.common import InputFileError
     from models.datasets import TAHOE_FILES, load_input
 
     options = _read_options(readouts, readout_seed, duplicates, context, readout_key, perturbation_type, unknown_genes,
-                            bulk)
+                            bulk, signature_info)
     kwargs = {"options": options}  # load_input applies the gene-table rule to files (graph/io/readers.gene_resolver)
     if readout_key:
         kwargs["resolver"] = _gene_resolver(readout_key)
@@ -165,6 +166,7 @@ def train(
     perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
     unknown_genes: str = read_flag("unknown_genes", default="keep"),
     bulk: bool = read_flag("bulk", default=False),
+    signature_info: str | None = read_flag("signature_info"),
     seed: int = typer.Option(0, "--seed"),
     paper: bool = typer.Option(False, "--paper", help="LPMConfig.paper(): learned embeddings only, no side information"),
     nproc: int = typer.Option(1, "--nproc", min=1,
@@ -187,7 +189,8 @@ def train(
             "--seed", str(seed), *(["--epochs", str(epochs)] if epochs is not None else []),
             *(["--context", context] if context else []), *(["--readout-key", readout_key] if readout_key else []),
             *(["--perturbation-type", perturbation_type] if perturbation_type else []),
-            "--unknown-genes", unknown_genes, *(["--bulk"] if bulk else []), *(["--paper"] if paper else []), *(["--readouts", readouts] if readouts is not None else [])]))
+            "--unknown-genes", unknown_genes, *(["--bulk"] if bulk else []),
+            *(["--signature-info", signature_info] if signature_info else []), *(["--paper"] if paper else []), *(["--readouts", readouts] if readouts is not None else [])]))
     if output.is_dir():
         _fail(f"{output}: is a directory; give the checkpoint file name")
     parallel = device = None
@@ -197,7 +200,7 @@ def train(
         parallel, device = D.setup()
     try:
         loaded = _load_input(input_, readouts, readout_seed, duplicates, context, readout_key, perturbation_type,
-                             unknown_genes, bulk)
+                             unknown_genes, bulk, signature_info)
         df = loaded.frame
         config = (LPMConfig.paper if paper else LPMConfig)(**({} if epochs is None else {"max_epochs": epochs}))
         side = None if paper else resources_for(
@@ -241,6 +244,7 @@ def evaluate(
     perturbation_type: str | None = typer.Option(None, "--perturbation-type", help=TYPE_HELP),
     unknown_genes: str = read_flag("unknown_genes", default="keep"),
     bulk: bool = read_flag("bulk", default=False),
+    signature_info: str | None = read_flag("signature_info"),
     fmt: str = typer.Option("table", "--format", help="results on stdout: table (markdown) | json (every row) | "
                                                       "tsv (mean per model and metric)"),
 ) -> None:
@@ -259,7 +263,7 @@ def evaluate(
     seed_list = _ints(seeds)
     target_context = _target_context(input_, target_context)
     loaded = _load_input(input_, readouts, readout_seed, duplicates, input_context, readout_key, perturbation_type,
-                         unknown_genes, bulk)
+                         unknown_genes, bulk, signature_info)
     df = loaded.frame
     if target_context is not None and target_context not in set(df["context"].astype(str)):
         contexts = sorted(df["context"].astype(str).unique())
