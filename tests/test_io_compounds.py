@@ -175,3 +175,20 @@ def test_structureless_entry_joins_the_stereo_representative_of_its_name():
     rep = name_index(built.records)["everolimus"]
     assert rep in {r.compound_id for r in structured}
     assert next(r for r in built.records if r.compound_id == rep).targets == ("MTOR",)
+
+
+def test_targets_separated_by_semicolons_or_commas_are_separate_genes(tmp_path):
+    """A compound table exported from CLUE / ChEMBL or a spreadsheet lists targets as 'ABL1; KIT' or
+    'EGFR, ERBB2'. Split on '|' only they became one target 'ABL1; KIT', later quarantined as 'not a Gene'
+    (every real target lost); the one rule (identifiers.split_gene_list) splits on | ; and ,."""
+    from graph.io.identifiers import split_gene_list
+
+    assert split_gene_list("ABL1|KIT") == split_gene_list("ABL1; KIT") == split_gene_list(" ABL1 , KIT,") == ("ABL1", "KIT")
+    assert split_gene_list("") == () and split_gene_list("HLA-A|HLA-A") == ("HLA-A",)
+    path = tmp_path / "info.tsv"
+    path.write_text("pert_id\tcmap_name\ttarget\tcanonical_smiles\n"
+                    "BRD-1\timatinib\tABL1; KIT; PDGFRA\tC\nBRD-2\tgefitinib\tEGFR, ERBB2\tCC\n")
+    assert [e.targets for e in read_lincs_compoundinfo(path).records] == [("ABL1", "KIT", "PDGFRA"), ("EGFR", "ERBB2")]
+    drugs = tmp_path / "drugs.txt"
+    drugs.write_text("pert_iname\tclinical_phase\tmoa\ttarget\nimatinib\tLaunched\tBCR-ABL inhibitor\tABL1;KIT\n")
+    assert read_repurposing_drugs(drugs).records[0].targets == ("ABL1", "KIT")

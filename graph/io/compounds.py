@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from graph.io.common import InputFileError, ReadResult, clean_text
-from graph.io.identifiers import compound_name_keys, moa_terms, normalise_compound_name
+from graph.io.identifiers import compound_name_keys, moa_terms, normalise_compound_name, split_gene_list
 from graph.records import CompoundRecord, QuarantineRecord, ReadReport
 
 
@@ -261,7 +261,7 @@ def read_repurposing_drugs(path: str | Path) -> ReadResult[CompoundEntry]:
     _require(df, path, {"pert_iname", "clinical_phase", "moa", "target"})
     return _entries(df, path, lambda r, i: CompoundEntry(
         name=r.pert_iname, source="repurposing_drugs", row_key=f"line{i}:{r.pert_iname}", moa=_split(r.moa),
-        targets=_split(r.target), clinical_phase=clean_text(r.clinical_phase)))
+        targets=split_gene_list(r.target), clinical_phase=clean_text(r.clinical_phase)))
 
 
 def read_repurposing_samples(path: str | Path) -> ReadResult[CompoundEntry]:
@@ -288,7 +288,7 @@ def read_lincs_compoundinfo(path: str | Path, nrows: int | None = None) -> ReadR
         smiles=clean_text(r.canonical_smiles),
         aliases=tuple(dict.fromkeys(a for a in (clean_text(r.pert_id), *_split(get(r, "compound_aliases"))) if a)),
         moa=tuple(dict.fromkeys(_split(get(r, "moa")) + _split(get(r, "moa_merged")))),
-        targets=tuple(dict.fromkeys(_split(get(r, "target")) + _split(get(r, "target_merged")))),
+        targets=tuple(dict.fromkeys(split_gene_list(get(r, "target")) + split_gene_list(get(r, "target_merged")))),
         clinical_phase=clean_text(get(r, "max_phase"))))
 
 

@@ -206,6 +206,17 @@ def genetic_perturbation_name(targets) -> str:
     return "+".join(sorted({gene_key(t) for t in targets if gene_key(t)}))
 
 
+# Separators of a list of gene symbols in one cell: '|' (Repurposing Hub, LINCS), ';' (CLUE, ChEMBL exports),
+# ',' (spreadsheets). No gene symbol contains one of them (NCBI symbols: letters, digits, '-', '.', '@', '_').
+_GENE_LIST_SEPARATORS = re.compile(r"[|;,]")
+
+
+def split_gene_list(value: object) -> tuple[str, ...]:
+    """The gene symbols of one cell listing several ("ABL1|KIT", "ABL1; KIT", "EGFR, ERBB2"), cleaned,
+    blanks dropped, each once in order; () for a blank cell."""
+    return tuple(dict.fromkeys(p for p in (clean_text(x) for x in _GENE_LIST_SEPARATORS.split(clean_text(value))) if p))
+
+
 def canonical_gene_symbol(name: object, resolver=None) -> str:
     """A readout or target name as stored: the current symbol when `resolver` (GeneResolver) resolves it
     unambiguously (symbol, alias, previous symbol, Entrez id, Ensembl id), else the cleaned source name."""
