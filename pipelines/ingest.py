@@ -268,7 +268,7 @@ def read_experiment(spec: InputSpec, settings: Settings, *, resolver=None,
             value_counts = {"values_accepted": reader.value_report.accepted, **dict(reader.dropped_values)}
     elif spec.kind == "h5ad":
         # Counts (Perturb-seq) are pseudobulked against same-context controls; bulk files are read as is.
-        result = read_h5ad(spec.path, spec.dataset_id, opts, resolver=resolver, bulk=opts.bulk)
+        result = read_h5ad(spec.path, spec.dataset_id, opts, resolver=resolver, compound_ids=compound_ids)
         contexts, perturbations, signatures = result.contexts, result.perturbations, result.signatures
         report, quarantine = result.report, list(result.quarantine)
         if not len(result.long):

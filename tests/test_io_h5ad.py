@@ -194,3 +194,27 @@ def test_each_dose_of_a_compound_is_its_own_signature(tmp_path):
     assert r.perturbations["compound:name:vorinostat@10uM"].dose_value == 10.0
     assert r.report.accepted == 2 and r.report.quarantined == 1
     assert "lots" in r.quarantine[0].reason and "dose_value" in r.quarantine[0].reason
+
+
+def test_h5ad_compounds_join_compound_records_as_the_table_reader_does(tmp_path):
+    """The pipeline passes every reader its compound index (name / pert_id -> compound id). The h5ad
+    readers ignored it: a sci-Plex file's 'Vorinostat' stayed compound:name:vorinostat while a long table's
+    joined the compound record, so one drug was two perturbations in one graph."""
+    from graph.io.tables import read_long_table
+
+    ids = {"vorinostat": "WAEXFXRVDQXREF-UHFFFAOYSA-N"}
+    counts = np.random.default_rng(2).poisson(5, size=(40, 3))
+    obs = {"perturbation": ["DMSO"] * 20 + ["Vorinostat"] * 20, "dose": ["0"] * 20 + ["10 uM"] * 20,
+           "cell_line": ["A549"] * 40}
+    r = pseudobulk_h5ad(_cells(tmp_path, obs, counts), "d", options=ReadOptions(perturbation_type="compound"),
+                        min_cells=5, compound_ids=ids)
+    pd.DataFrame({"context": ["A549"], "perturbation": ["Vorinostat"], "perturbation_type": ["compound"],
+                  "dose": ["10 uM"], "readout": ["G1"], "value": [1.0]}).to_csv(tmp_path / "t.csv", index=False)
+    table, _ = read_long_table(tmp_path / "t.csv", "t", compound_ids=ids)
+    assert set(r.long["perturbation"].astype(str)) == set(table["perturbation"].astype(str)) == {
+        "compound:WAEXFXRVDQXREF-UHFFFAOYSA-N@10uM"}
+    bulk_obs = pd.DataFrame({"perturbation": ["Vorinostat"], "perturbation_type": ["compound"], "cell_line": ["A549"]},
+                            index=["s1"])
+    ad.AnnData(X=np.ones((1, 3), np.float32), obs=bulk_obs, var=pd.DataFrame(index=["G1", "G2", "G3"])).write_h5ad(
+        tmp_path / "bulk.h5ad")
+    assert read_bulk_h5ad(tmp_path / "bulk.h5ad", "b", compound_ids=ids).perturbations["compound:WAEXFXRVDQXREF-UHFFFAOYSA-N"]

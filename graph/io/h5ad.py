@@ -25,6 +25,7 @@ from graph.io.common import InputFileError, clean_text, recount_signatures
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
 from graph.io.identifiers import (
     canonical_gene_symbol,
+    compound_id_for,
     format_dose,
     is_control_name,
     parse_dose,
@@ -219,13 +220,17 @@ TARGET_COLUMNS = ("target_gene", "gene", "target", "gene_target")
 
 
 def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str, target: str = "",
-                         dose: tuple[float | None, str] = (None, "")) -> PerturbationRecord:
+                         dose: tuple[float | None, str] = (None, ""),
+                         compound_ids: Mapping[str, str] | None = None) -> PerturbationRecord:
     """A group's perturbation (graph/io/perturbations.perturbation_record): genetic targets from `target`
     (a guide's gene) or the label, each part of a combination resolved through the gene table; a
-    compound's dose (value, unit) from the obs dose column."""
+    compound's dose (value, unit) from the obs dose column and its compound by identifiers.compound_id_for
+    (the lookup of every reader)."""
     targets = () if ptype in ("control", "compound") else tuple(
         canonical_gene_symbol(t, resolver) for t in split_combination(target or label, keep_prefix=False))
-    return perturbation_record(ptype, label, targets=targets, source=dataset_id, dose_value=dose[0], dose_unit=dose[1])
+    cid = compound_id_for(label, compound_ids) if ptype == "compound" else ""
+    return perturbation_record(ptype, label, targets=targets, source=dataset_id, dose_value=dose[0], dose_unit=dose[1],
+                               compound_id=cid)
 
 
 def _dose_labels(obs: pd.DataFrame, labels: np.ndarray, is_ctrl: np.ndarray, report: ReadReport):
@@ -269,6 +274,7 @@ def pseudobulk_h5ad(
     backed: bool | None = None,
     chunk_cells: int = 20_000,
     options: ReadOptions = ReadOptions(),
+    compound_ids: Mapping[str, str] | None = None,
 ) -> H5adResult:
     """Single-cell counts -> one signature per (context, perturbation) against same-context controls.
 
@@ -281,6 +287,8 @@ def pseudobulk_h5ad(
     groups are guides (perturbation column guide_id/sgRNA/guide) the target genes come from `target_col`
     (auto: target_gene/gene/target), so each guide is its own signature of the gene's Perturbation.
     The report counts groups (non-control (context, perturbation) pairs): accepted or quarantined.
+    `compound_ids` ({normalised name or pert_id: compound_id}) joins compound groups to compound records, as
+    the table and GCTX readers do (identifiers.compound_id_for).
     `options` (graph/io/options.ReadOptions) gives the type of every cell without a type column
     (`perturbation_type`), the context without a context column (`context`), the duplicate policy for
     genes that repeat a readout symbol (`duplicates`, validation.py) and the rule for genes and targets
@@ -427,7 +435,7 @@ def pseudobulk_h5ad(
             ok = keep_genes & np.isfinite(diff)
             dropped_zero_sd += int((keep_genes & ~np.isfinite(diff)).sum())
             rec = _perturbation_record(name, ptype, resolver, dataset_id, target_of.get(key, ""),
-                                       dose if ptype == "compound" else (None, ""))
+                                       dose if ptype == "compound" else (None, ""), compound_ids)
             perturbations.setdefault(rec.perturbation_id, rec)
             if ctx not in context_records:
                 kind = "cell_type" if cols.context and "type" in cols.context else "cell_line"
@@ -464,6 +472,7 @@ def read_bulk_h5ad(
     resolver=None,
     backed: bool | None = None,
     options: ReadOptions = ReadOptions(),
+    compound_ids: Mapping[str, str] | None = None,
 ) -> H5adResult:
     """Bulk h5ad: one obs row = one signature, X values used as they are (e.g. z-scores or log fold changes).
 
@@ -505,7 +514,7 @@ def read_bulk_h5ad(
                 continue
             if is_control_name(label):
                 ptype = "control"
-            rec = _perturbation_record(label, ptype, resolver, dataset_id)
+            rec = _perturbation_record(label, ptype, resolver, dataset_id, compound_ids=compound_ids)
             perturbations.setdefault(rec.perturbation_id, rec)
             contexts.setdefault(ctx, context_record(raw_ctx or "", source=path.name))
             row = np.asarray(X[i], dtype=np.float64).ravel()

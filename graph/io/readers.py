@@ -75,13 +75,13 @@ def open_streaming_reader(path: str | Path, kind: str, dataset_id: str, options:
 
 
 def read_h5ad(path: str | Path, dataset_id: str, options: ReadOptions = ReadOptions(), *, resolver=None,
-              bulk: bool | None = None):
+              compound_ids: Mapping[str, str] | None = None, bulk: bool | None = None):
     """A Perturb-seq h5ad pseudobulked against same-context controls, or a bulk h5ad read as it is
-    (`bulk`, default: the `bulk` read option)."""
+    (`bulk`, default: the `bulk` read option); compounds joined to `compound_ids` as the other readers do."""
     from graph.io.h5ad import pseudobulk_h5ad, read_bulk_h5ad
 
     read = read_bulk_h5ad if (options.bulk if bulk is None else bulk) else pseudobulk_h5ad
-    return read(path, dataset_id, resolver=resolver, options=options)
+    return read(path, dataset_id, resolver=resolver, options=options, compound_ids=compound_ids)
 
 
 def no_valid_rows(source: str | Path, read: int, unit: str, reasons: Mapping[str, int]) -> InputFileError:
