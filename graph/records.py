@@ -22,7 +22,7 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "value",  # float32
 )
 
-PERTURBATION_TYPES: tuple[str, ...] = ("compound", "CRISPRko", "CRISPRi", "shRNA", "ORF", "control")
+PERTURBATION_TYPES: tuple[str, ...] = ("compound", "CRISPRko", "CRISPRi", "CRISPRa", "shRNA", "ORF", "control")
 
 
 def as_row(record: Any) -> dict[str, Any]:

@@ -406,7 +406,7 @@ LPM_EMBEDDINGS = "lpm_embeddings"
 CONNECTIVITY = "signature_connectivity"
 MECHANISM_METRIC = "auroc"
 MIN_ANNOTATED_COMPOUNDS = 5  # fewer compounds with a target among the perturbed genes: nothing to compare
-GAIN_OF_FUNCTION = frozenset({"ORF"})  # over-expression: its signature is negated (opposite of a loss of function)
+GAIN_OF_FUNCTION = frozenset({"ORF", "CRISPRa"})  # over-expression / activation: its signature is negated (opposite of a loss of function)
 CONNECTIVITY_DIRECTION = ("compound signature vs the gene's loss-of-function signature (knock-down / knock-out "
                           "as measured, over-expression negated): an inhibitor is expected to correlate "
                           "positively, so links are one-sided (positive); activators are not called")

@@ -115,3 +115,19 @@ def test_normalisers_are_idempotent_and_total(text):
     name = normalise_compound_name(text)
     assert normalise_compound_name(name) == name
     assert all(part for part in split_combination(text))
+
+
+def test_crispra_is_a_type_and_bare_crispr_is_never_guessed():
+    """CRISPR activation screens (Norman 2019, the GEARS benchmark) were refused ('unknown perturbation
+    type'), and scPerturb's bare 'CRISPR' (written for CRISPRi, CRISPRa and knock-out screens alike) was read
+    as CRISPRko: a CRISPRi screen got other perturbation ids than the same screen read elsewhere."""
+    from graph.io.perturbations import normalise_perturbation_type
+    from models.discovery import GAIN_OF_FUNCTION
+    from models.evaluation.splits import GENETIC_TYPES
+
+    for spelling in ("CRISPRa", "crispra", "CRISPR-a", "CRISPR activation"):
+        assert normalise_perturbation_type(spelling) == "CRISPRa"
+    assert "CRISPRa" in GENETIC_TYPES and "CRISPRa" in GAIN_OF_FUNCTION
+    with pytest.raises(ValueError, match="'CRISPR' is ambiguous.*CRISPRko, CRISPRi or CRISPRa"):
+        normalise_perturbation_type("CRISPR")
+    assert normalise_perturbation_type("trt_xpr") == "CRISPRko"  # CMap's code names one type

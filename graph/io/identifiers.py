@@ -151,7 +151,7 @@ def is_control_name(name: object) -> bool:
 
 
 # A leading "<type>:" (perturbation ids "CRISPRi:A+B", user labels "crispri:A+B") applies to every member.
-_TYPE_PREFIX = re.compile(r"^(compound|crisprko|crispri|shrna|orf|control|crispr|sh|oe|ko):(?=\S)", re.I)
+_TYPE_PREFIX = re.compile(r"^(compound|crisprko|crispri|crispra|shrna|orf|control|crispr|sh|oe|ko):(?=\S)", re.I)
 
 
 def split_combination(name: object, sep: str = "+", *, keep_prefix: bool = True) -> tuple[str, ...]:

@@ -26,11 +26,17 @@ _TYPE_ALIASES = {
     "trt_cp": "compound", "trt_poscon": "compound", "compound": "compound", "drug": "compound",
     "small_molecule": "compound", "chemical": "compound", "cp": "compound",
     "trt_sh": "shRNA", "trt_sh.cgs": "shRNA", "trt_sh.css": "shRNA", "shrna": "shRNA", "sh": "shRNA", "rnai": "shRNA",
-    "trt_xpr": "CRISPRko", "crisprko": "CRISPRko", "crispr_ko": "CRISPRko", "crispr": "CRISPRko", "ko": "CRISPRko",
+    "trt_xpr": "CRISPRko", "crisprko": "CRISPRko", "crispr_ko": "CRISPRko", "ko": "CRISPRko",
     "knockout": "CRISPRko", "crispri": "CRISPRi", "crispr_i": "CRISPRi", "crispr_interference": "CRISPRi",
+    "crispra": "CRISPRa", "crispr_a": "CRISPRa", "crispr_activation": "CRISPRa",
     "trt_oe": "ORF", "orf": "ORF", "overexpression": "ORF", "oe": "ORF", "trt_oe.mut": "ORF",
     "control": "control", "ctrl": "control", "ctl": "control",
 }
+
+
+# Spellings that name no one type: never guessed (a CRISPRi screen read as knock-out, or the reverse, would be
+# a different perturbation id from the same screen read elsewhere).
+AMBIGUOUS_TYPES = {"crispr": "knock-out, interference or activation"}
 
 
 def normalise_perturbation_type(text: object) -> str:
@@ -43,6 +49,9 @@ def normalise_perturbation_type(text: object) -> str:
         return s
     if key in _TYPE_ALIASES:
         return _TYPE_ALIASES[key]
+    if key in AMBIGUOUS_TYPES:
+        raise ValueError(f"perturbation type {s!r} is ambiguous ({AMBIGUOUS_TYPES[key]}); write CRISPRko, CRISPRi or "
+                         "CRISPRa in the file's perturbation_type column (scPerturb writes 'CRISPR' for all three)")
     raise ValueError(f"unknown perturbation type {s!r}; expected one of {PERTURBATION_TYPES} or a CMap trt_*/ctl_* code")
 
 

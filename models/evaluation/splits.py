@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-GENETIC_TYPES = ("CRISPRi", "CRISPRko", "shRNA", "ORF")
+GENETIC_TYPES = ("CRISPRi", "CRISPRko", "CRISPRa", "shRNA", "ORF")
 
 
 @dataclass(frozen=True)
