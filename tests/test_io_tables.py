@@ -336,3 +336,11 @@ def test_real_world_table_spellings_read_like_the_plain_csv(tmp_path):
     (tmp_path / "fake.csv.gz").write_text(df.to_csv(index=False))
     with pytest.raises(InputFileError, match="fake.csv.gz: is named .gz but is not gzip"):
         _read_any(tmp_path / "fake.csv.gz")
+
+
+def test_a_semicolon_separated_csv_is_refused_with_the_reason(tmp_path):
+    """European spreadsheet exports write ';'-separated .csv files (decimal commas): one line saying so,
+    not only a list of missing columns next to a header that is one long name."""
+    _plain_long().to_csv(tmp_path / "excel.csv", index=False, sep=";", decimal=",")
+    with pytest.raises(InputFileError, match=r"excel.csv: missing columns .*looks ';'-separated"):
+        _read_any(tmp_path / "excel.csv")

@@ -140,7 +140,11 @@ class LongTableReader(StreamedReader):
         if missing == {"perturbation_type"}:  # the one rule (graph/io/options.py): no guessed type
             raise missing_type_error(self.path)
         if missing:
-            raise InputFileError(self.path, f"missing columns {sorted(missing)}; available: {available}")
+            other = next((sep for sep in (";", "\t", ",", "|") if sep != self._sep and len(available) == 1
+                          and sep in available[0]), None)
+            hint = (f" (the header is one column holding {other!r}: the file looks {other!r}-separated; save it as "
+                    "CSV with ',' or as TSV named .tsv)" if other else "")
+            raise InputFileError(self.path, f"missing columns {sorted(missing)}; available: {available}{hint}")
         if self._fill_type:
             self.report.notes.append(f"no perturbation_type column: every row taken as {perturbation_type!r} "
                                      "(the perturbation_type option)")
