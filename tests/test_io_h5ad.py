@@ -218,3 +218,16 @@ def test_h5ad_compounds_join_compound_records_as_the_table_reader_does(tmp_path)
     ad.AnnData(X=np.ones((1, 3), np.float32), obs=bulk_obs, var=pd.DataFrame(index=["G1", "G2", "G3"])).write_h5ad(
         tmp_path / "bulk.h5ad")
     assert read_bulk_h5ad(tmp_path / "bulk.h5ad", "b", compound_ids=ids).perturbations["compound:WAEXFXRVDQXREF-UHFFFAOYSA-N"]
+
+
+def test_guide_identity_column_and_the_rename_hint(tmp_path):
+    """Norman-style obs name the guide column guide_identity (was: 'no perturbation column found', with
+    no way to name it); a file with none of the known columns is told how to rename its own."""
+    counts = np.random.default_rng(3).poisson(5, size=(40, 3))
+    obs = {"guide_identity": ["NegCtrl0"] * 20 + ["STAT1"] * 20, "cell_line": ["K562"] * 40}
+    r = pseudobulk_h5ad(_cells(tmp_path, obs, counts), "d", options=ReadOptions(perturbation_type="CRISPRa"),
+                        min_cells=5)
+    assert set(r.long["perturbation"].astype(str)) == {"CRISPRa:STAT1"} and r.report.accepted == 1
+    path = _cells(tmp_path, {"my_guides": ["a", "b"]}, np.ones((2, 3)), name="odd.h5ad")
+    with pytest.raises(InputFileError, match=r"rename yours in obs .*'perturbation'"):
+        pseudobulk_h5ad(path, "x", options=ReadOptions(perturbation_type="CRISPRko"))

@@ -45,7 +45,7 @@ from graph.records import (
 
 # scPerturb / GEARS / common spellings, in order of preference (gene-level before guide-level).
 PERTURBATION_COLUMNS = ("perturbation", "condition", "target_gene", "gene", "target", "gene_target", "guide_id",
-                        "sgRNA", "guide")
+                        "sgRNA", "guide", "guide_identity")
 CONTEXT_COLUMNS = ("cell_line", "cell_type", "celltype", "cell_line_name", "context")
 CONTROL_COLUMNS = ("is_control", "control")
 TYPE_COLUMNS = ("perturbation_type", "perturbation_kind", "perttype")
@@ -85,7 +85,8 @@ def detect_obs_columns(obs: pd.DataFrame, path: str | Path = "", *, perturbation
             return given
         found = next((c for c in candidates if c in obs.columns), None)
         if found is None and required:
-            raise InputFileError(path, f"no {what} column found (looked for {list(candidates)}); available: {available}")
+            raise InputFileError(path, f"no {what} column found (looked for {list(candidates)}); available: {available}; "
+                                       f"rename yours in obs (adata.obs.rename(columns={{'<yours>': '{candidates[0]}'}}))")
         return found
 
     return ObsColumns(
@@ -215,7 +216,7 @@ def _rows(X, start: int, stop: int):
     return sp.csr_matrix(block) if sp.issparse(block) else np.asarray(block)
 
 
-GUIDE_COLUMNS = ("guide_id", "sgRNA", "guide")
+GUIDE_COLUMNS = ("guide_id", "sgRNA", "guide", "guide_identity")
 TARGET_COLUMNS = ("target_gene", "gene", "target", "gene_target")
 
 

@@ -136,8 +136,8 @@ _CONTROL_NAMES = {
     "nontargeting", "nontarget", "ntc", "nt", "ctrl", "control", "negctrl", "negativecontrol", "emptyvector",
     "empty", "safetargeting", "scramble", "scrambled", "pbs", "water", "h2o", "mock",
 }
-# Numbered variants: "non-targeting_0012", "NTC-3", "ctrl1", "sgNTC_2".
-_CONTROL_PATTERN = re.compile(r"^(sg)?(nontargeting|nontarget|ntc|nt|ctrl|control|safetargeting|scramble)\d*$")
+# Numbered variants: "non-targeting_0012", "NTC-3", "ctrl1", "sgNTC_2", "NegCtrl0" (Norman 2019).
+_CONTROL_PATTERN = re.compile(r"^(sg)?(nontargeting|nontarget|ntc|nt|ctrl|control|safetargeting|scramble|negctrl)\d*$")
 
 
 def _control_key(text: str) -> str:
