@@ -231,3 +231,11 @@ def test_guide_identity_column_and_the_rename_hint(tmp_path):
     path = _cells(tmp_path, {"my_guides": ["a", "b"]}, np.ones((2, 3)), name="odd.h5ad")
     with pytest.raises(InputFileError, match=r"rename yours in obs .*'perturbation'"):
         pseudobulk_h5ad(path, "x", options=ReadOptions(perturbation_type="CRISPRko"))
+
+
+def test_one_row_per_signature_in_counts_is_told_about_the_bulk_option(tmp_path):
+    """A pseudobulk h5ad of summed counts (one obs row per context x perturbation) quarantined every group
+    ('only 1 cells') and was refused as 'no valid rows' with no word of what the file is or what to do."""
+    obs = {"perturbation": ["ctrl", "STAT1", "JAK2"], "cell_line": ["K562"] * 3}
+    with pytest.raises(InputFileError, match="one row per \\(context, perturbation\\).*--bulk"):
+        pseudobulk_h5ad(_cells(tmp_path, obs, np.full((3, 3), 500)), "d", options=ReadOptions(perturbation_type="CRISPRi"))

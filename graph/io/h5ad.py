@@ -456,6 +456,10 @@ def pseudobulk_h5ad(
             group_rows.append((ctx, label, int(counts[i]), "accepted"))
         if zscore and dropped_zero_sd:
             report.notes.append(f"{dropped_zero_sd} values dropped: zero control variance (z-score undefined)")
+        if report.read and not report.accepted and counts.max(initial=0) <= 1:
+            raise InputFileError(path, f"every group holds one obs row (below min_cells {min_cells}): this looks like a "
+                                       "file of one row per (context, perturbation), not single cells; "
+                                       f"{BULK_HINT}; values are used as they are (not counts)")
         report.notes.append("value = log1p CP10k mean difference vs same-context controls" + (", / control sd" if zscore else ""))
         report.check()
         long = _validated(frames, path, report, duplicates, genes, perturbations, quarantine)
