@@ -88,6 +88,7 @@ class ModelRun:
     simulated: bool = False
     predictor_dir: str = ""  # the saved production predictor (models/predictor.py); lpm.pt is its LPM
     selection: dict = field(default_factory=dict)  # models.predictor.Selection.to_dict()
+    lpm_base: str = ""  # the LPM's residual base and how it was chosen (LPM.describe_base)
 
     def folder(self) -> Path:
         """Where the version's files live (the predictor's folder; lpm.pt's for a run saved without one)."""
@@ -286,7 +287,7 @@ def train_version(ts: TrainingSet, artifacts_dir: Path, *, seed: int, valid_frac
                                                     "lpm_base_selection": model.base_selection}, indent=2, default=float))
     return ModelRun(version_id, str(folder / LPM_FILE), ts.snapshot_id, model.config.to_dict(),
                     trained_at.isoformat(timespec="seconds"), metrics, history, ts.simulated, str(folder),
-                    predictor.selection.to_dict())
+                    predictor.selection.to_dict(), model.describe_base())
 
 
 # -------------------------------------------------------------------------------------- evaluation

@@ -105,6 +105,9 @@ def test_model_beats_the_context_mean_baseline_on_validation(pipeline_run):
     run = pipeline_run.asset_value("lpm_model")
     assert run.valid_metrics["lpm"]["rmse"] < run.valid_metrics["context_mean"]["rmse"]
     assert run.simulated
+    # the LPM's residual base, chosen on the same validation experiments, is in the asset's metadata
+    shown = pipeline_run.asset_materializations_for_node("lpm_model")[0].metadata["lpm_residual_base"].value
+    assert shown == run.lpm_base and "chosen on validation" in shown
     # the blocking check judges what is published: the production predictor's choice vs the strongest baseline
     check = {e.check_name: e for e in pipeline_run.get_asset_check_evaluations()}[
         "production_not_below_strongest_baseline"]

@@ -298,7 +298,7 @@ def test_train_version_fits_one_lpm_and_saves_a_loadable_predictor(tmp_path, lpm
     assert lpm_fits == [1]  # the production predictor's LPM member is that LPM (prefitted)
     assert run.version_id.endswith(ts.snapshot_id[:8]) and run.folder() == tmp_path / "models" / run.version_id
     assert logged[0].startswith(f"training {run.version_id} on ") and logged[-1].startswith("production predictor: ")
-    assert logged[1].startswith("LPM residual base: ") and "chosen on validation" in logged[1]
+    assert logged[1] == f"LPM residual base: {run.lpm_base}" and "chosen on validation" in run.lpm_base
     assert run.selection["chosen"] in run.valid_metrics and {"lpm", "context_mean"} <= set(run.valid_metrics)
     assert len(run.history) == 2 and run.config["embed_dim"] == 8 and run.simulated
     saved = json.loads((run.folder() / "metrics.json").read_text())

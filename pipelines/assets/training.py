@@ -121,6 +121,7 @@ def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSetti
     metrics, selection = run.valid_metrics, run.selection
     context.add_output_metadata({
         "version_id": run.version_id, "checkpoint": run.checkpoint, "epochs": len(run.history),
+        "lpm_residual_base": run.lpm_base,
         "valid_rmse_lpm": metrics["lpm"]["rmse"], "valid_rmse_context_mean": metrics["context_mean"]["rmse"],
         "valid_pearson_lpm": metrics["lpm"]["pearson"],
         "valid_pearson_context_mean": metrics["context_mean"]["pearson"],
