@@ -237,6 +237,10 @@ def inbox_file_options(path: Path) -> dict[str, str]:
     own = parse_option_text(sidecar.read_text(encoding="utf-8", errors="replace"), sidecar.name)
     if not own.get("readouts", "1").isdigit():  # a list file would be a path read from the drop folder
         raise InputFileError(path, f"its options file {sidecar.name}: readouts must be a number N in the inbox")
+    if "signature_info" in own:  # a path named by a dropped file would be read from anywhere
+        raise InputFileError(path, f"its options file {sidecar.name}: signature_info (a path) is not taken in the inbox; "
+                                   "give the GCTX with its table on the command line (--signature-info) or write the "
+                                   "fields into the GCTX's column metadata")
     return own
 
 

@@ -467,3 +467,17 @@ def test_bulk_h5ad_option_on_the_demo_and_the_inbox(homes, monkeypatch, tmp_path
     pd.testing.assert_frame_equal(_store_table(home, bundle.dataset.dataset_id), demo.table)
     refused = _demo(path, homes, monkeypatch, [])
     assert refused.refused and "--bulk" in refused.message
+
+
+def test_an_inbox_sidecar_names_no_signature_info_path(tmp_path):
+    """A path in a dropped file's sidecar would be read from anywhere on the machine: refused with the reason,
+    as a readout list file is."""
+    from graph.io.common import InputFileError
+    from pipelines.inputs import inbox_file_options
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "geo.gctx").write_bytes(b"\x89HDF\r\n\x1a\n")
+    (inbox / "geo.gctx.options").write_text("signature_info=/etc/passwd\n")
+    with pytest.raises(InputFileError, match="signature_info .* not taken in the inbox"):
+        inbox_file_options(inbox / "geo.gctx")
