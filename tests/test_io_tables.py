@@ -344,3 +344,19 @@ def test_a_semicolon_separated_csv_is_refused_with_the_reason(tmp_path):
     _plain_long().to_csv(tmp_path / "excel.csv", index=False, sep=";", decimal=",")
     with pytest.raises(InputFileError, match=r"excel.csv: missing columns .*looks ';'-separated"):
         _read_any(tmp_path / "excel.csv")
+
+
+def test_a_cell_line_column_is_the_context(tmp_path):
+    """A table naming its context column cell_line / Cell Type (as h5ad obs do) was read as context-free:
+    every row got CONSENSUS and the two cell lines' values of one perturbation were averaged (counted as
+    'conflicting' duplicates). The h5ad reader's context names (common.CONTEXT_SYNONYMS) now apply to tables."""
+    df = _plain_long().assign(context=["K562", "RPE1"] * 2, perturbation="STAT1", readout=["TP53", "TP53", "MYC", "MYC"])
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    expected = _read_any(tmp_path / "plain.csv")
+    assert len(expected) == 4
+    df.rename(columns={"context": "cell_line"}).to_csv(tmp_path / "cell_line.csv", index=False)
+    df.rename(columns={"context": "Cell Type"}).to_csv(tmp_path / "cell_type.csv", index=False)
+    wide = df.pivot_table(index=["context", "perturbation", "perturbation_type"], columns="readout", values="value")
+    wide.reset_index().rename(columns={"context": "cell_id"}).to_csv(tmp_path / "wide.csv", index=False)
+    for name in ("cell_line.csv", "cell_type.csv", "wide.csv"):
+        pd.testing.assert_frame_equal(_read_any(tmp_path / name), expected, obj=name)

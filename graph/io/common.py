@@ -151,10 +151,16 @@ def _column_key(name: object) -> str:
     return re.sub(r"[\s\-]+", "_", clean_text(name).lower())
 
 
+# Names a table or an h5ad obs gives its context column (cell line / cell type), in order of preference;
+# a table without a `context` column reads the first of them as its context (graph/io/h5ad.py looks for them too).
+CONTEXT_SYNONYMS = ("cell_line", "cell_type", "celltype", "cell_line_name", "cell_id", "cell_iname")
+
+
 def canonical_columns(names) -> list[str]:
     """A measurement table's header with each known column (MEASUREMENT_TABLE_COLUMNS) under its canonical
     name, other names cleaned (clean_text). A name spelled exactly canonically wins; a second spelling of a
-    column already present keeps its own name (so it is never read twice)."""
+    column already present keeps its own name (so it is never read twice). Without a context column, the
+    first CONTEXT_SYNONYMS column ("cell_line", "Cell Type", ...) is the context."""
     cleaned = [clean_text(n) for n in names]
     taken = set(cleaned) & set(MEASUREMENT_TABLE_COLUMNS)
     out = []
@@ -164,6 +170,11 @@ def canonical_columns(names) -> list[str]:
             taken.add(key)
             n = key
         out.append(n)
+    if "context" not in taken:
+        keys = [_column_key(n) for n in out]
+        pos = next((keys.index(c) for c in CONTEXT_SYNONYMS if c in keys), None)
+        if pos is not None:
+            out[pos] = "context"
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from graph.io.common import InputFileError, clean_text, recount_signatures
+from graph.io.common import CONTEXT_SYNONYMS, InputFileError, clean_text, recount_signatures
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
 from graph.io.identifiers import (
     canonical_gene_symbol,
@@ -46,7 +46,7 @@ from graph.records import (
 # scPerturb / GEARS / common spellings, in order of preference (gene-level before guide-level).
 PERTURBATION_COLUMNS = ("perturbation", "condition", "target_gene", "gene", "target", "gene_target", "guide_id",
                         "sgRNA", "guide", "guide_identity")
-CONTEXT_COLUMNS = ("cell_line", "cell_type", "celltype", "cell_line_name", "context")
+CONTEXT_COLUMNS = (*CONTEXT_SYNONYMS, "context")  # graph/io/common.py: the tables' rule too
 CONTROL_COLUMNS = ("is_control", "control")
 TYPE_COLUMNS = ("perturbation_type", "perturbation_kind", "perttype")
 SYMBOL_COLUMNS = ("gene_symbol", "gene_symbols", "gene_name", "symbol", "feature_name")

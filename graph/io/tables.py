@@ -127,6 +127,8 @@ class LongTableReader(StreamedReader):
             self.columns = ["readout" if self._source.get(c) == self._readout_col else c for c in self.columns]
             self._source["readout"] = self._readout_col
         available = list(raw_columns)  # for messages: the file's own names
+        if "context" in self._source and self._source["context"].lower() != "context":
+            self.report.notes.append(f"column {self._source['context']!r} read as the context")
         self._fill_context = "context" not in self.columns
         self.default_context = (context or CONSENSUS_CONTEXT) if self._fill_context else None
         if self._fill_context:
