@@ -360,3 +360,20 @@ def test_a_cell_line_column_is_the_context(tmp_path):
     wide.reset_index().rename(columns={"context": "cell_id"}).to_csv(tmp_path / "wide.csv", index=False)
     for name in ("cell_line.csv", "cell_type.csv", "wide.csv"):
         pd.testing.assert_frame_equal(_read_any(tmp_path / name), expected, obj=name)
+
+
+def test_comment_lines_above_the_header_are_skipped_by_every_reader(tmp_path):
+    """'# exported by ...' above the header: the layout rule (common.table_header) skipped it but the
+    readers took it for the header ('missing columns', 'a wide table needs a perturbation column')."""
+    df = _plain_long()
+    df.to_csv(tmp_path / "plain.csv", index=False)
+    expected = _read_any(tmp_path / "plain.csv")
+    (tmp_path / "noted.tsv").write_text("# exported by my pipeline v1.2\n# 2026-12-01\n" + df.to_csv(index=False, sep="\t"))
+    pd.testing.assert_frame_equal(_read_any(tmp_path / "noted.tsv"), expected)
+    wide = df.pivot_table(index=["context", "perturbation", "perturbation_type"], columns="readout", values="value")
+    wide.reset_index().to_csv(tmp_path / "wide_plain.csv", index=False)
+    (tmp_path / "wide_noted.csv").write_text("# note\n" + wide.reset_index().to_csv(index=False))
+    pd.testing.assert_frame_equal(_read_any(tmp_path / "wide_noted.csv"), _read_any(tmp_path / "wide_plain.csv"))
+    (tmp_path / "broken.csv.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(InputFileError, match="broken.csv.gz"):
+        _read_any(tmp_path / "broken.csv.gz")

@@ -188,6 +188,24 @@ def open_text(path: str | Path):
     return open(path, newline="", encoding="utf-8", errors="replace")
 
 
+COMMENT_PREFIXES = ("#", "!")  # leading lines of a text table that are notes, not its header
+
+
+def comment_lines(path: str | Path) -> int:
+    """How many lines at the top of a CSV / TSV file are comments (COMMENT_PREFIXES: "# exported by ...",
+    the Repurposing Hub's "!" lines); every reader of the file skips them, as table_header does."""
+    n = 0
+    try:
+        with open_text(path) as fh:
+            for line in fh:
+                if not line.startswith(COMMENT_PREFIXES):
+                    break
+                n += 1
+    except (OSError, EOFError, ValueError) as exc:
+        raise InputFileError(path, f"cannot read the table ({type(exc).__name__}: {exc})") from exc
+    return n
+
+
 def table_header(path: str | Path) -> list[str]:
     """A parquet / CSV / TSV table's column names (InputFileError naming the file when unreadable)."""
     fmt = measurement_format(path)
@@ -200,7 +218,7 @@ def table_header(path: str | Path) -> list[str]:
 
         with open_text(path) as fh:
             for row in csv.reader(fh, delimiter="\t" if fmt == "tsv" else ","):
-                if row and not row[0].startswith(("#", "!")):
+                if row and not row[0].startswith(COMMENT_PREFIXES):
                     return [clean_text(c) for c in row]
     except Exception as exc:
         raise InputFileError(path, f"cannot read the table header ({exc})") from exc

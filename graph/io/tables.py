@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from graph.io.common import InputFileError, StreamedReader, canonical_columns, clean_text, measurement_format
+from graph.io.common import (
+    InputFileError,
+    StreamedReader,
+    canonical_columns,
+    clean_text,
+    comment_lines,
+    measurement_format,
+)
 from graph.io.contexts import context_record, normalise_context_name
 from graph.io.identifiers import (
     CONSENSUS_CONTEXT,
@@ -115,6 +122,7 @@ class LongTableReader(StreamedReader):
         self.genes = GeneCheck(resolver, unknown_genes, str(self.path))  # the unknown-gene rule (validation.py)
         self.is_parquet = fmt == "parquet"
         self._sep = "\t" if fmt == "tsv" else ","
+        self._skip = 0 if self.is_parquet else comment_lines(self.path)  # "# exported by ..." lines above the header
         raw_columns = self._columns()  # the file's names; self.columns: the canonical names (common.canonical_columns)
         self.columns = canonical_columns(raw_columns)
         self._source = dict(zip(self.columns, raw_columns, strict=True))  # canonical name -> the file's name
@@ -171,7 +179,7 @@ class LongTableReader(StreamedReader):
         try:
             if self.is_parquet:
                 return list(pq.read_schema(self.path).names)
-            return list(pd.read_csv(self.path, nrows=0, sep=self._sep).columns)
+            return list(pd.read_csv(self.path, nrows=0, sep=self._sep, skiprows=self._skip).columns)
         except Exception as exc:
             raise InputFileError(self.path, f"cannot read the table header ({exc})") from exc
 
@@ -187,7 +195,7 @@ class LongTableReader(StreamedReader):
                 it = (b.to_pandas(ignore_metadata=True)
                       for b in pq.ParquetFile(self.path).iter_batches(self.batch_size, columns=wanted))
             else:
-                it = pd.read_csv(self.path, sep=self._sep, usecols=wanted, chunksize=self.batch_size,
+                it = pd.read_csv(self.path, sep=self._sep, usecols=wanted, chunksize=self.batch_size, skiprows=self._skip,
                                  dtype={self._source.get(c, c): "category" for c in (*BASE_COLUMNS, "dose", "time")
                                         if self._source.get(c, c) in wanted},
                                  keep_default_na=True)
@@ -231,6 +239,7 @@ class LongTableReader(StreamedReader):
                              if x is not None)
         else:
             for chunk in pd.read_csv(self.path, sep=self._sep, usecols=[self._readout_col], chunksize=self.batch_size,
+                                     skiprows=self._skip,
                                      dtype=str):
                 names.update(chunk[self._readout_col].dropna().unique())
         return names

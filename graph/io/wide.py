@@ -55,6 +55,8 @@ class WideTableReader(LongTableReader):
                 header = list(pq.read_schema(self.path).names)
             else:
                 with open_text(self.path) as fh:
+                    for _ in range(self._skip):
+                        next(fh)
                     header = next(csv.reader(fh, delimiter=self._sep), [])
         except Exception as exc:
             raise InputFileError(self.path, f"cannot read the table header ({exc})") from exc
@@ -88,7 +90,7 @@ class WideTableReader(LongTableReader):
                 yield ids, vals
             return
         # index_col=False: a row with more fields than the header is an error, never a shifted row index.
-        chunks = pd.read_csv(self.path, sep=self._sep, chunksize=rows, header=0, index_col=False,
+        chunks = pd.read_csv(self.path, sep=self._sep, chunksize=rows, header=0, index_col=False, skiprows=self._skip,
                              dtype={i: str for i in self._id_pos.values()}, keep_default_na=True)
         while True:
             with warnings.catch_warnings():
