@@ -377,3 +377,20 @@ def test_comment_lines_above_the_header_are_skipped_by_every_reader(tmp_path):
     (tmp_path / "broken.csv.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
     with pytest.raises(InputFileError, match="broken.csv.gz"):
         _read_any(tmp_path / "broken.csv.gz")
+
+
+def test_dose_and_time_unit_columns(tmp_path):
+    """sci-Plex / CMap-style tables give the dose as a number beside its unit (dose 10, dose_unit nM). The
+    unit column was ignored: 'dose 10 has no unit' quarantined every row and the file was refused."""
+    df = _plain_long().assign(perturbation_type="compound", perturbation="vorinostat", readout=["TP53", "MYC"] * 2)
+    df.assign(dose=["10 nM", "10 nM", "10 uM", "10 uM"], time="24 h").to_csv(tmp_path / "joined.csv", index=False)
+    df.assign(dose=["10", "10", "10", "10"], dose_unit=["nM", "nM", "uM", "uM"], time="24", time_unit="h").to_csv(
+        tmp_path / "units.csv", index=False)
+    expected = _read_any(tmp_path / "joined.csv")
+    assert set(expected["perturbation"]) == {"compound:name:vorinostat@0.01uM", "compound:name:vorinostat@10uM"}
+    pd.testing.assert_frame_equal(_read_any(tmp_path / "units.csv"), expected)
+    wide = pd.DataFrame({"perturbation": ["vorinostat"] * 2, "perturbation_type": "compound", "dose": ["10", "10"],
+                         "dose_unit": ["nM", "uM"], "TP53": [1.0, 2.0]})
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    assert set(_read_any(tmp_path / "wide.csv")["perturbation"]) == {"compound:name:vorinostat@0.01uM",
+                                                                    "compound:name:vorinostat@10uM"}

@@ -141,7 +141,7 @@ def measurement_format(path: str | Path) -> str:
 
 
 # Columns that identify a wide table's rows; every other column is a readout (gene) column.
-WIDE_ID_COLUMNS = ("context", "perturbation", "perturbation_type", "dose", "time")
+WIDE_ID_COLUMNS = ("context", "perturbation", "perturbation_type", "dose", "time", "dose_unit", "time_unit")
 # Every column name a measurement table's reader looks for. A header is matched to them ignoring case,
 # surrounding space and '-' / ' ' for '_' ("Perturbation", "READOUT", "Perturbation Type", "n-ranked").
 MEASUREMENT_TABLE_COLUMNS = (*WIDE_ID_COLUMNS, "readout", "value", "rank", "n_ranked", "in_up_set")

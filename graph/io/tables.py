@@ -10,6 +10,7 @@ pandas chunks. Text columns are mapped per distinct value (categories), not per 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -69,6 +70,26 @@ def _canonical_suffix(dose: str, time: str) -> str:
     except ValueError:
         out += f"@{dose}|{time}"  # these rows are quarantined (the perturbation fails to parse too)
     return out
+
+
+_BARE_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+
+
+def with_units(df: pd.DataFrame) -> pd.DataFrame:
+    """A batch's dose / time text with its `dose_unit` / `time_unit` column joined to bare numbers ("10" +
+    "nM" -> "10 nM", as CMap's pert_dose + pert_dose_unit and sci-Plex's dose_value + dose_unit are read);
+    the unit columns dropped. Text that already names a unit, and blanks, are left as they are."""
+    for col in ("dose", "time"):
+        unit = f"{col}_unit"
+        if unit not in df:
+            continue
+        if col in df:
+            pairs = pd.DataFrame({"v": df[col].astype(object).map(clean_text), "u": df[unit].astype(object).map(clean_text)})
+            joined = np.where(pairs["v"].map(lambda v: bool(_BARE_NUMBER.match(v))) & (pairs["u"] != ""),
+                              pairs["v"] + " " + pairs["u"], pairs["v"])
+            df = df.assign(**{col: pd.Categorical(joined)})
+        df = df.drop(columns=unit)
+    return df
 
 
 def _factorize_rows(codes: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +205,8 @@ class LongTableReader(StreamedReader):
             raise InputFileError(self.path, f"cannot read the table header ({exc})") from exc
 
     def _batches(self) -> Iterator[pd.DataFrame]:
-        wanted = [c for c in (*BASE_COLUMNS, "value", *RANK_COLUMNS, "dose", "time") if c in self.columns
+        wanted = [c for c in (*BASE_COLUMNS, "value", *RANK_COLUMNS, "dose", "time", "dose_unit", "time_unit")
+                  if c in self.columns
                   and not (c == "perturbation_type" and self._fill_type) and not (c == "context" and self._fill_context)]
         wanted = [self._source.get(c, c) for c in wanted]  # the file's names of the canonical columns
         renamed = {self._source.get(c, c): c for c in self.columns}
@@ -196,13 +218,14 @@ class LongTableReader(StreamedReader):
                       for b in pq.ParquetFile(self.path).iter_batches(self.batch_size, columns=wanted))
             else:
                 it = pd.read_csv(self.path, sep=self._sep, usecols=wanted, chunksize=self.batch_size, skiprows=self._skip,
-                                 dtype={self._source.get(c, c): "category" for c in (*BASE_COLUMNS, "dose", "time")
+                                 dtype={self._source.get(c, c): "category"
+                                        for c in (*BASE_COLUMNS, "dose", "time", "dose_unit", "time_unit")
                                         if self._source.get(c, c) in wanted},
                                  keep_default_na=True)
             for df in it:
                 if self.max_rows is not None:
                     df = df.iloc[: self.max_rows - seen]
-                df = df.rename(columns=renamed)
+                df = with_units(df.rename(columns=renamed))
                 if self._fill_context:
                     df = df.assign(context=pd.Categorical([self.default_context] * len(df)))
                 if self._fill_type:

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from graph.io.common import WIDE_ID_COLUMNS, InputFileError, canonical_columns, concat_long, open_text
-from graph.io.tables import LongTableReader
+from graph.io.tables import LongTableReader, with_units
 
 _PANDAS_INDEX = re.compile(r"^__index_level_\d+__$")
 TEXT_COLUMN_MIN_CELLS = 3  # filled cells, all text, more than one distinct: a names column, not values
@@ -130,7 +130,7 @@ class WideTableReader(LongTableReader):
                                                                               [self.default_type])
                     long["readout"] = pd.Categorical.from_codes(np.tile(genes.codes, n), genes.categories)
                     long["value"] = vals.reshape(-1)
-                    yield pd.DataFrame(long)
+                    yield with_units(pd.DataFrame(long))
                 if self.max_rows is not None and seen >= self.max_rows:
                     return
         except InputFileError:
