@@ -137,3 +137,14 @@ def test_each_rule_is_defined_once():
             for name in _defined_functions(path) & rules:
                 where.setdefault(name, []).append(str(path.relative_to(REPO)))
     assert all(paths == ["graph/io/identifiers.py"] for paths in where.values()), where
+
+
+def test_a_pipe_joins_combination_members_too():
+    """'STAT1|JAK2' (targets joined by a pipe) was one unknown target 'STAT1|JAK2'; it is the combination
+    STAT1+JAK2, with the same perturbation id as 'STAT1+JAK2'."""
+    from graph.io.identifiers import split_combination
+    from graph.io.perturbations import make_perturbation_id
+
+    assert split_combination("STAT1|JAK2") == split_combination("STAT1+JAK2") == ("STAT1", "JAK2")
+    assert split_combination("STAT1|ctrl") == ("STAT1",)
+    assert make_perturbation_id("CRISPRi", "STAT1|JAK2") == make_perturbation_id("CRISPRi", "JAK2+STAT1")

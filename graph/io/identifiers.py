@@ -155,7 +155,8 @@ _TYPE_PREFIX = re.compile(r"^(compound|crisprko|crispri|crispra|shrna|orf|contro
 
 
 def split_combination(name: object, sep: str = "+", *, keep_prefix: bool = True) -> tuple[str, ...]:
-    """"A+B" -> ("A", "B"); GEARS "A+ctrl" -> ("A",); "ctrl" -> (). A '+' inside brackets
+    """"A+B" -> ("A", "B"); "A|B" (a pipe, as some tables join targets) too; GEARS "A+ctrl" -> ("A",);
+    "ctrl" -> (). A '+' inside brackets
     ("(+)-JQ1", "(S)-(+)-rolipram") or with an empty side is part of the name, not a separator.
     A type prefix is kept on every member: "crispri:A+B" -> ("crispri:A", "crispri:B"); with
     keep_prefix=False it is dropped (the target genes: ("A", "B"))."""
@@ -169,7 +170,7 @@ def split_combination(name: object, sep: str = "+", *, keep_prefix: bool = True)
             depth += 1
         elif ch in ")]}":
             depth = max(0, depth - 1)
-        if ch == sep and depth == 0:
+        if (ch == sep or (sep == "+" and ch == "|")) and depth == 0:
             parts.append("".join(cur))
             cur = []
         else:
