@@ -72,6 +72,8 @@ LPM_VARIANTS = {
     # that apply (cross-context, similar_contexts' weighted lines, network_knn's graph term, both), one network on it
     "lpm_auto": {"base_choice": "validation"},
     "lpm_auto_rstop": {"base_choice": "validation", "stop_metric": "pearson_per_signature"},
+    # the same candidates, each trained; the LPM with the best validation r is kept (k fits)
+    "lpm_auto_trained": {"base_choice": "trained"},
 }
 COMPOUND_TARGET_VARIANTS = ("lpm_cmpd_targets",)
 

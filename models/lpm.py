@@ -57,7 +57,7 @@ BASE_CANDIDATES = {
     "graph_knn": {"similar_contexts_base": False, "graph_base": True, "graph_base_knn": True},
     "similar_contexts+graph_knn": {"similar_contexts_base": True, "graph_base": True, "graph_base_knn": True},
 }
-BASE_CHOICES = ("fixed", "validation")
+BASE_CHOICES = ("fixed", "validation", "trained")
 
 
 class LPM:
@@ -367,7 +367,7 @@ class LPM:
         chosen = max(scores, key=lambda n: (scores[n], -order.index(n))) if scores else "cross_context"
         self.config = replace(self.requested_config, **candidates[chosen])
         self.module = None
-        self.base_selection = {"chosen": chosen, "metric": "pearson_per_signature",
+        self.base_selection = {"chosen": chosen, "metric": "pearson_per_signature", "by": "base alone",
                                "validation": {n: round(v, 6) for n, v in scores.items()}, "skipped": skipped,
                                "n_valid_rows": 0 if valid is None else len(valid)}
 
@@ -439,7 +439,14 @@ class LPM:
         if valid is not None:
             ctxs += sorted(set(_names(valid["context"])) - set(ctxs))
             perts += sorted(set(_names(valid["perturbation"])) - set(perts))
-        if requested.base_choice == "validation" and requested.residual:  # a plain LPM has no base to choose
+        choose = requested.residual and requested.base_choice != "fixed"  # a plain LPM has no base to choose
+        if choose and requested.base_choice == "trained" and valid is not None and len(valid):
+            if resume or parallel is not None:
+                raise ValueError("LPMConfig.base_choice='trained' fits one LPM per base: resume and data-parallel "
+                                 "runs are not supported; use base_choice='validation' or 'fixed'")
+            return self._fit_each_base(train, valid, progress=progress, checkpoint=checkpoint,
+                                       snapshot_id=self.snapshot_id, device=device)
+        if choose:  # "validation", or "trained" without validation rows (the record says so)
             self._choose_base(train, valid, ctxs, perts)
         self._chosen = self.config
         torch.manual_seed(self.seed)  # the same initial network whether or not a base was chosen first
@@ -461,6 +468,35 @@ class LPM:
         self.module.cpu().eval()
         return self
 
+    def _fit_each_base(self, train: pd.DataFrame, valid: pd.DataFrame, **fit_kw) -> LPM:
+        """LPMConfig.base_choice = "trained": one LPM per applicable base (same seed, the base fixed), and this
+        becomes the one whose predictions score the best mean per-signature r on the validation rows (ties: the
+        simpler base); the record keeps every candidate's score."""
+        from models.evaluation.metrics import evaluate_predictions
+
+        candidates, skipped = self._base_candidates()
+        best, scores = None, {}
+        for name, flags in candidates.items():
+            model = LPM(replace(self.requested_config, base_choice="fixed", **flags), side=self.side, seed=self.seed)
+            try:
+                model.fit(train, valid, **fit_kw)
+            except ValueError as exc:  # similar_contexts_base on a table too large for its dense array
+                skipped[name] = str(exc)
+                continue
+            r = evaluate_predictions(valid, model.predict(valid))["pearson_per_signature"]
+            scores[name] = float(r) if np.isfinite(r) else float("-inf")
+            if best is None or scores[name] > scores[best[0]]:
+                best = (name, model)
+        if best is None:
+            raise ValueError(f"LPMConfig.base_choice='trained': no base could be fitted ({skipped})")
+        requested = self.requested_config
+        self.__dict__.update(best[1].__dict__)
+        self.requested_config, self._chosen = requested, self.config
+        self.base_selection = {"chosen": best[0], "metric": "pearson_per_signature", "by": "trained LPM",
+                               "validation": {n: round(v, 6) for n, v in scores.items()}, "skipped": skipped,
+                               "n_valid_rows": len(valid)}
+        return self
+
     def describe_base(self) -> str:
         """One line on the residual base: e.g. 'similar_contexts (chosen on validation r: cross_context 0.8819,
         similar_contexts 0.8956)', 'cross_context (fixed)', or 'none (not a residual LPM)'."""
@@ -470,7 +506,9 @@ class LPM:
         if sel:
             scores = ", ".join(f"{n} {v:.4f}" for n, v in sel["validation"].items())
             skipped = "; not applicable: " + ", ".join(sel["skipped"]) if sel["skipped"] else ""
-            return f"{sel['chosen']} (chosen on validation {sel['metric']}: {scores or 'no validation rows'}{skipped})"
+            by = f" of each {sel['by']}" if sel.get("by") else ""
+            return (f"{sel['chosen']} (chosen on validation {sel['metric']}{by}: {scores or 'no validation rows'}"
+                    f"{skipped})")
         name = next((n for n, flags in BASE_CANDIDATES.items() if all(getattr(cfg, k) == v for k, v in flags.items())),
                     "graph (H1)")
         return f"{name} (fixed)"

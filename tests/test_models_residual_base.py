@@ -168,7 +168,8 @@ def test_base_choice_takes_the_weighted_lines_where_they_score_best_and_trains_t
     # One network, the one the fixed option trains with the same seed: the choice only sets the base.
     fixed = LPM(_small(similar_contexts_base=True, base_choice="fixed", **flags)).fit(train, valid, progress=False, device="cpu")
     np.testing.assert_array_equal(m.predict(test), fixed.predict(test))
-    assert m.describe_base().startswith("similar_contexts (chosen on validation pearson_per_signature: cross_context 0.")
+    assert m.describe_base().startswith("similar_contexts (chosen on validation pearson_per_signature of each base "
+                                        "alone: cross_context 0.")
     assert fixed.describe_base() == "similar_contexts (fixed)"
     m.save(tmp_path / "c.pt")
     back = LPM.load(tmp_path / "c.pt")
@@ -211,3 +212,23 @@ def test_base_choice_refuses_unknown_values_and_leaves_a_plain_model_without_a_b
     plain = LPM(_small(base_choice="validation", residual=False), side=side).fit(train, valid, progress=False,
                                                                                 device="cpu")
     assert plain.base_selection == {} and plain.module.base is None and plain.module.graph_base is None
+
+
+def test_base_choice_trained_keeps_the_lpm_with_the_best_validation_r_and_is_that_very_model():
+    from models.evaluation.metrics import evaluate_predictions
+    from models.evaluation.splits import make_split
+
+    split = make_split(_lines(), "unseen-experiment", context="L0", seed=0)
+    train, valid, test = split.train, split.valid, split.test
+    flags = dict(use_gene_graph=False, use_targets=False)
+    m = LPM(_small(base_choice="trained", **flags)).fit(train, valid, progress=False, device="cpu")
+    sel = m.base_selection
+    assert sel["by"] == "trained LPM" and set(sel["validation"]) == {"cross_context", "similar_contexts"}
+    fixed = {name: LPM(_small(base_choice="fixed", similar_contexts_base=name == "similar_contexts", **flags))
+             .fit(train, valid, progress=False, device="cpu") for name in sel["validation"]}
+    r = {name: evaluate_predictions(valid, f.predict(valid))["pearson_per_signature"] for name, f in fixed.items()}
+    assert sel["validation"] == pytest.approx(r, abs=1e-6) and sel["chosen"] == max(r, key=r.get)
+    np.testing.assert_array_equal(m.predict(test), fixed[sel["chosen"]].predict(test))
+    assert m.requested_config.base_choice == "trained" and "of each trained LPM" in m.describe_base()
+    with pytest.raises(ValueError, match="resume and data-parallel runs are not supported"):
+        LPM(_small(base_choice="trained", **flags)).fit(train, valid, progress=False, device="cpu", resume=True)
