@@ -111,10 +111,11 @@ class LPMConfig:
     # (cross-context; similar_contexts' weighted lines with >= 2 contexts; network_knn's graph term with
     # knock-downs in the gene graph; both), keeps the one whose predictions alone score the best mean
     # per-signature r on the validation rows (models/lpm.BASE_CANDIDATES) and sets the three base flags above
-    # to it (the saved config holds the chosen flags); "fixed" = the flags as given. The default since
-    # 2026-12-01: it is the best fixed base's LPM on each dataset measured (37-line Tahoe A498: lpm_simctx,
-    # +0.008 r over the cross-context base; Replogle RPE1 and unseen gene: lpm_kgbase's, +0.02 / +0.04), at the
-    # cost of one base fit per candidate (docs/results.md, "Research: the residual base chosen on validation").
+    # to it (the saved config holds the chosen flags); "fixed" = the flags as given; "trained" = one LPM per
+    # base, the best on validation kept (k fits). "validation" is the default since 2026-12-01: over the
+    # cross-context base, 5 seeds, +0.010 r on 37-line Tahoe A498, +0.005 LOVO, +0.021 Replogle RPE1, +0.042
+    # unseen gene (= the best fixed base there); -0.005 / -0.004 on 10-line A498 / HEC1A (docs/results.md,
+    # "Research: the residual base chosen on validation").
     base_choice: str = "validation"
 
     @classmethod
