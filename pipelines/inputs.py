@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graph.io.common import InputFileError
-from graph.io.options import OPTION_NAMES, ReadOptions
+from graph.io.options import OPTION_NAMES, PATH_OPTIONS, ReadOptions
 from graph.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -235,12 +235,11 @@ def inbox_file_options(path: Path) -> dict[str, str]:
     if not stat.S_ISREG(info.st_mode) or info.st_size > 64 * 1024:
         raise InputFileError(path, f"its options file {sidecar.name} is not a small regular file")
     own = parse_option_text(sidecar.read_text(encoding="utf-8", errors="replace"), sidecar.name)
-    if not own.get("readouts", "1").isdigit():  # a list file would be a path read from the drop folder
-        raise InputFileError(path, f"its options file {sidecar.name}: readouts must be a number N in the inbox")
-    if "signature_info" in own:  # a path named by a dropped file would be read from anywhere
-        raise InputFileError(path, f"its options file {sidecar.name}: signature_info (a path) is not taken in the inbox; "
-                                   "give the GCTX with its table on the command line (--signature-info) or write the "
-                                   "fields into the GCTX's column metadata")
+    for key in PATH_OPTIONS:  # a path named by a dropped file would be read from anywhere on the machine
+        if key in own and not (key == "readouts" and own[key].isdigit()):  # N random readouts names no file
+            raise InputFileError(path, f"its options file {sidecar.name}: {key} names a file, which is not taken in "
+                                       f"the inbox (readouts must be a number N there); give it on the command line "
+                                       f"(--{key.replace('_', '-')}) or as FILE?{key}=PATH in the Dagster config")
     return own
 
 

@@ -116,6 +116,9 @@ class ReadOptions:
 
 
 OPTION_NAMES = tuple(f.name for f in fields(ReadOptions) if f.name != "readouts_from")
+# Options whose value names a file to read (readouts: a number, or a list file). A dropped file's sidecar may not
+# give them: the inbox would read a path anywhere on the machine (pipelines.inputs.inbox_file_options).
+PATH_OPTIONS = ("readouts", "signature_info")
 # Help texts of the CLI options (train, evaluate, demo: --perturbation-type, --readouts, ...).
 OPTION_HELP = {
     "perturbation_type": "type of every row of a table without a perturbation_type column (compound, CRISPRi, "
