@@ -60,6 +60,21 @@ BASE_CANDIDATES = {
 BASE_CHOICES = ("fixed", "validation", "trained")
 
 
+def _validation_r(valid: pd.DataFrame, pred: np.ndarray) -> float:
+    """Mean per-signature r of predictions of the validation rows (-inf when undefined): what a base is chosen by."""
+    from models.evaluation.metrics import evaluate_predictions
+
+    r = evaluate_predictions(valid, np.nan_to_num(np.asarray(pred, dtype=np.float64)))["pearson_per_signature"]
+    return float(r) if np.isfinite(r) else float("-inf")
+
+
+def _base_record(chosen: str, by: str, scores: dict[str, float], skipped: dict[str, str], valid) -> dict:
+    """LPM.base_selection: the chosen base, what it was chosen by, every candidate's validation r, why others did not apply."""
+    return {"chosen": chosen, "metric": "pearson_per_signature", "by": by,
+            "validation": {n: round(v, 6) for n, v in scores.items()}, "skipped": skipped,
+            "n_valid_rows": 0 if valid is None else len(valid)}
+
+
 class LPM:
     def __init__(self, config: LPMConfig | None = None, *, side: SideInformation | None = None, seed: int = 0):
         self.config = config or LPMConfig()
@@ -272,7 +287,8 @@ class LPM:
         each training row's base computed without its own (context, perturbation, readout). With the
         graph base, a share (graph_base_dropout) of the knock-down experiments also trains as if unseen:
         a copy of its perturbation without learned vectors, against the base a held-out gene gets."""
-        m, rows, value = self.module, self._base_rows(train), self._fit_bases(train, valid, tables, perts)
+        m = self.module
+        rows, value = self._fit_bases(train, valid, tables, perts)
         base, unseen = self._bases(train, tables, perts, value)
         y = (value - base).float().numpy()
         c, p = _codes(train["context"], ctxs) + 1, _codes(train["perturbation"], perts) + 1
@@ -300,9 +316,9 @@ class LPM:
 
     @torch.no_grad()
     def _fit_bases(self, train: pd.DataFrame, valid: pd.DataFrame | None, tables: SymbolTables,
-                   perts: list[str]) -> torch.Tensor:
+                   perts: list[str]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """Fit the module's residual bases on the training rows (ridge, shrinkage and count prior chosen on
-        the validation rows where the base has them); returns the training values (n,) float64."""
+        the validation rows where the base has them); returns the training rows' vocabulary rows and values (n,)."""
         m, rows = self.module, self._base_rows(train)
         value = torch.from_numpy(train["value"].to_numpy(np.float64))
         m.base.fit(*rows, value)
@@ -317,7 +333,7 @@ class LPM:
                     m.graph_base.choose(valid, vparts.cross, v_resid, v_count)
                 else:
                     m.graph_base.choose(None, None, None, None)
-        return value
+        return rows, value
 
     def _base_candidates(self) -> tuple[dict[str, dict], dict[str, str]]:
         """The BASE_CANDIDATES that apply to the training vocabulary, and why each other one does not."""
@@ -334,7 +350,11 @@ class LPM:
             why = "no training perturbation with target genes in the model's genes"
         else:
             why = ""
-            names += [n for n in ("graph_knn", "similar_contexts+graph_knn") if n == "graph_knn" or "similar_contexts" in names]
+            names.append("graph_knn")
+            if "similar_contexts" in names:
+                names.append("similar_contexts+graph_knn")
+            else:
+                skipped["similar_contexts+graph_knn"] = skipped["similar_contexts"]
         if why:
             skipped.update({n: why for n in ("graph_knn", "similar_contexts+graph_knn")})
         return {n: BASE_CANDIDATES[n] for n in names}, skipped
@@ -343,8 +363,6 @@ class LPM:
         """LPMConfig.base_choice = "validation": set self.config to the applicable base whose predictions alone
         score the best mean per-signature r on the validation rows (ties: the simpler); record it all in
         self.base_selection. Without validation rows the cross-context base is kept and the record says so."""
-        from models.evaluation.metrics import evaluate_predictions
-
         candidates, skipped = self._base_candidates()
         scores: dict[str, float] = {}
         if valid is None or not len(valid):
@@ -360,16 +378,12 @@ class LPM:
                 except ValueError as exc:  # similar_contexts_base on a table too large for its dense array
                     skipped[name] = str(exc)
                     continue
-                vbase = self._bases(valid, tables, perts)[0].numpy()
-                r = evaluate_predictions(valid, np.nan_to_num(vbase))["pearson_per_signature"]
-                scores[name] = float(r) if np.isfinite(r) else float("-inf")
+                scores[name] = _validation_r(valid, self._bases(valid, tables, perts)[0].numpy())
         order = list(candidates)
         chosen = max(scores, key=lambda n: (scores[n], -order.index(n))) if scores else "cross_context"
         self.config = replace(self.requested_config, **candidates[chosen])
         self.module = None
-        self.base_selection = {"chosen": chosen, "metric": "pearson_per_signature", "by": "base alone",
-                               "validation": {n: round(v, 6) for n, v in scores.items()}, "skipped": skipped,
-                               "n_valid_rows": 0 if valid is None else len(valid)}
+        self.base_selection = _base_record(chosen, "base alone", scores, skipped, valid)
 
     def _context_weights(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> tuple[torch.Tensor, torch.Tensor]:
         """LPMConfig.similar_contexts_base: the `similar_contexts` baseline fitted on these rows (its ridge chosen
@@ -472,8 +486,6 @@ class LPM:
         """LPMConfig.base_choice = "trained": one LPM per applicable base (same seed, the base fixed), and this
         becomes the one whose predictions score the best mean per-signature r on the validation rows (ties: the
         simpler base); the record keeps every candidate's score."""
-        from models.evaluation.metrics import evaluate_predictions
-
         candidates, skipped = self._base_candidates()
         best, scores = None, {}
         for name, flags in candidates.items():
@@ -483,8 +495,7 @@ class LPM:
             except ValueError as exc:  # similar_contexts_base on a table too large for its dense array
                 skipped[name] = str(exc)
                 continue
-            r = evaluate_predictions(valid, model.predict(valid))["pearson_per_signature"]
-            scores[name] = float(r) if np.isfinite(r) else float("-inf")
+            scores[name] = _validation_r(valid, model.predict(valid))
             if best is None or scores[name] > scores[best[0]]:
                 best = (name, model)
         if best is None:
@@ -492,14 +503,13 @@ class LPM:
         requested = self.requested_config
         self.__dict__.update(best[1].__dict__)
         self.requested_config, self._chosen = requested, self.config
-        self.base_selection = {"chosen": best[0], "metric": "pearson_per_signature", "by": "trained LPM",
-                               "validation": {n: round(v, 6) for n, v in scores.items()}, "skipped": skipped,
-                               "n_valid_rows": len(valid)}
+        self.base_selection = _base_record(best[0], "trained LPM", scores, skipped, valid)
         return self
 
     def describe_base(self) -> str:
-        """One line on the residual base: e.g. 'similar_contexts (chosen on validation r: cross_context 0.8819,
-        similar_contexts 0.8956)', 'cross_context (fixed)', or 'none (not a residual LPM)'."""
+        """One line on the residual base: e.g. 'similar_contexts (chosen on validation pearson_per_signature of each
+        base alone: cross_context 0.8819, similar_contexts 0.8956; not applicable: graph_knn, ...)',
+        'cross_context (fixed)', or 'none (not a residual LPM)'."""
         cfg, sel = self.config, self.base_selection
         if not cfg.residual:
             return "none (not a residual LPM)"

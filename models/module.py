@@ -113,7 +113,7 @@ class LPMConfig:
     # per-signature r on the validation rows (models/lpm.BASE_CANDIDATES) and sets the three base flags above
     # to it (the saved config holds the chosen flags); "fixed" = the flags as given; "trained" = one LPM per
     # base, the best on validation kept (k fits). "validation" is the default since 2026-12-01: over the
-    # cross-context base, 5 seeds, +0.010 r on 37-line Tahoe A498, +0.005 LOVO, +0.021 Replogle RPE1, +0.042
+    # cross-context base, 5 seeds, about +0.010 r on 37-line Tahoe A498, +0.005 LOVO, +0.021 Replogle RPE1, +0.042
     # unseen gene (= the best fixed base there); -0.005 / -0.004 on 10-line A498 / HEC1A (docs/results.md,
     # "Research: the residual base chosen on validation").
     base_choice: str = "validation"
