@@ -262,6 +262,46 @@ def test_version_conflict_and_unresolvable_genes(empty_graph):
     assert stats.written == 0 and stats.relationships_created == 0
 
 
+@pytest.mark.parametrize("query", ["WRITE_MECHANISM_LINKS", "WRITE_GENE_INTERACTIONS", "WRITE_PREDICTED_EFFECTS"])
+def test_version_links_are_found_from_their_two_nodes_not_the_version_index(empty_graph, query):
+    """On a graph with none of the type yet (a first version), the planner would answer a MERGE with the
+    index on r.modelVersion: every link of the version read per row, quadratic. The writes must expand
+    between the row's two nodes whatever the statistics say."""
+    build_base(empty_graph)
+    DiscoveryWriter(empty_graph).ensure_schema()
+    with empty_graph.session() as session:
+        plan = session.run("EXPLAIN CYPHER replan=force " + getattr(DQ, query), rows=[], version_id="v",
+                           basis="embedding").consume().plan
+    operators = []
+
+    def walk(step):
+        operators.append(step["operatorType"].split("@")[0])
+        for child in step.get("children", []):
+            walk(child)
+
+    walk(plan)
+    assert not [op for op in operators if "RelationshipIndex" in op], operators
+    assert "Expand(Into)" in operators, operators
+
+
+def test_rows_of_one_relationship_write_it_once_with_the_last_values(empty_graph):
+    """Two rows with the same key (here MTOR by symbol and by alias-free Entrez id) make one relationship
+    holding the later row's values; the earlier row is recorded as superseded, not dropped silently."""
+    build_base(empty_graph)
+    rec = record("2025-01-01T00:00:00")
+    ModelVersions(empty_graph).register(rec)
+    effects = pd.DataFrame({"perturbation": ["compound:RAPA@1uM"] * 3, "context": ["A375"] * 3,
+                            "readout": ["MTOR", "2475", "EGFR"], "value": [2.0, 3.0, -1.0],
+                            "direction": ["up", "up", "down"], "rank": [2, 1, 3]})
+    stats = DiscoveryWriter(empty_graph).write_predicted_effects(rec.version_id, effects)
+    assert (stats.rows, stats.written, stats.relationships_created) == (2, 2, 2)
+    assert [(q.record_key, "later row" in q.reason) for q in stats.quarantined] == [
+        ("compound:RAPA@1uM/A375/2475", True)]
+    rows = CG.run_cypher(empty_graph, "MATCH (:Perturbation)-[r:PREDICTED_EFFECT]->(g:Gene {entrez_id: 2475}) "
+                                      "RETURN r.value AS value, r.readout AS readout")
+    assert rows == [{"value": 3.0, "readout": "2475"}]
+
+
 def test_fetch_discovery_inputs(empty_graph):
     build_base(empty_graph)
     inp = DR.fetch_discovery_inputs(empty_graph)

@@ -19,9 +19,23 @@ from models.evaluation.baselines import (
     Predictor,
     SimilarContexts,
     TanimotoKNN,
+    _factorize_keys,
 )
 
 COLS = ["context", "perturbation", "perturbation_type", "readout", "value"]
+
+
+def test_factorize_keys_equals_factorizing_the_tuples():
+    rng = np.random.default_rng(0)
+    levels = [rng.choice(np.array(list(alphabet), dtype=object), 500) for alphabet in ("abc", "wxyz", "pq")]
+    codes, values = _factorize_keys(*levels)
+    expected_codes, expected = pd.factorize(pd.MultiIndex.from_arrays(levels))
+    np.testing.assert_array_equal(codes, expected_codes)
+    for i, level in enumerate(values):
+        np.testing.assert_array_equal(level, expected.get_level_values(i).to_numpy())
+    empty = np.array([], dtype=object)
+    codes, (first, second) = _factorize_keys(empty, empty)
+    assert len(codes) == len(first) == len(second) == 0
 
 
 def _tiny():

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from graph.db.queries import COMPOUND, GENE, GENE_A, GENE_B, PERTURBATION, merge_relationships
+from graph.db.queries import COMPOUND, GENE, GENE_A, GENE_B, PERTURBATION, upsert_versioned_relationships
 from graph.db.schema import COMPOUND_ALIAS_INDEX, NodeKey, require_label, require_property, require_rel_type
 
 # ---------------------------------------------------------------------------------------------
@@ -239,22 +239,22 @@ CLEAR_VERSION_EMBEDDINGS: dict[str, str] = {k: _clear_version_embeddings(t) for 
 # rows: {compound_id, entrez_id, score, rank, zscore, pvalue, qvalue, significant, method}. `significant`
 # (q <= the version's FDR, BH over every pair tested) marks a published discovery; the other stored
 # links (each compound's top-k) are kept for `--all` and version comparison.
-WRITE_MECHANISM_LINKS = merge_relationships(
-    COMPOUND, MECHANISM_REL, GENE, "modelVersion: $version_id",
+WRITE_MECHANISM_LINKS = upsert_versioned_relationships(
+    COMPOUND, MECHANISM_REL, GENE, {"modelVersion": "$version_id"},
     "SET r.score = row.score, r.rank = row.rank, r.zscore = row.zscore, r.pvalue = row.pvalue,\n"
     "    r.qvalue = row.qvalue, r.significant = row.significant, r.method = row.method,\n"
     "    r.isAnnotatedTarget = EXISTS { (c)-[:TARGETS]->(g) }")
 
 # rows: {a, b, score, rank, method}  (b is among a's top-k); $basis: 'embedding' | 'profile';
 # method: the edge source the version published (models.edge_sources), e.g. 'signature_correlation'.
-WRITE_GENE_INTERACTIONS = merge_relationships(
-    GENE_A, INTERACTION_REL, GENE_B, "modelVersion: $version_id",
+WRITE_GENE_INTERACTIONS = upsert_versioned_relationships(
+    GENE_A, INTERACTION_REL, GENE_B, {"modelVersion": "$version_id"},
     "SET r.score = row.score, r.rank = row.rank, r.basis = $basis, r.method = row.method,\n"
     "    r.inPrior = EXISTS { (a)-[:INTERACTS_WITH]-(b) }")
 
 # rows: {perturbation_id, entrez_id, readout, context, value, direction, rank}
-WRITE_PREDICTED_EFFECTS = merge_relationships(
-    PERTURBATION, EFFECT_REL, GENE, "modelVersion: $version_id, context: row.context",
+WRITE_PREDICTED_EFFECTS = upsert_versioned_relationships(
+    PERTURBATION, EFFECT_REL, GENE, {"modelVersion": "$version_id", "context": "row.context"},
     "SET r.value = row.value, r.direction = row.direction, r.rank = row.rank, r.readout = row.readout")
 
 # What the discovery computations need from the graph: each perturbation with its compound and the
@@ -555,14 +555,23 @@ WITH new.version_id AS v, old.version_id AS prev
 # (removed), in both (kept). Links are compared by their endpoints (and context for effects).
 # It touches every link of both versions (seconds on a large graph), so it runs once, when a version
 # is published, and its rows are stored on the version (STORE_VERSION_SUMMARY).
+def _pair_has_link(rel: str, version: str, same: str = "") -> str:
+    """Cypher: (a)-[:REL]->(b) has a link of `version`. The pair's own links are filtered as a list so
+    the planner cannot answer it from the r.modelVersion index (a scan of the whole index per row when
+    its statistics are small, as they are after a graph's first version; see
+    graph.db.queries.upsert_versioned_relationships)."""
+    # coalesce: with no previous version (null) the answer is false, not null (NOT null drops a row)
+    return (f"any(o IN [(a)-[x:{require_rel_type(rel)}]->(b) | x] "
+            f"WHERE coalesce(o.modelVersion = {version}{same}, false))")
+
+
 def _summary_counts(rel: str, same: str = "") -> str:
     """Added / removed / kept counts of one relationship type between versions v and prev; `same`: what
     else must match for a link to count as kept (effects: the context)."""
     rel = require_rel_type(rel)
     return (f"  MATCH (a)-[r:{rel}]->(b) WHERE r.modelVersion = v\n"
             "  WITH count(r) AS n_new,\n"
-            f"       sum(CASE WHEN EXISTS {{ (a)-[o:{rel}]->(b) WHERE o.modelVersion = prev{same} }}\n"
-            "           THEN 1 ELSE 0 END) AS kept\n"
+            f"       sum(CASE WHEN {_pair_has_link(rel, 'prev', same)} THEN 1 ELSE 0 END) AS kept\n"
             f"  OPTIONAL MATCH ()-[o:{rel}]->() WHERE o.modelVersion = prev\n"
             f"  RETURN '{rel}' AS relationship, n_new - kept AS added, count(o) - kept AS removed, kept\n")
 
@@ -611,7 +620,7 @@ def _changed_links(change: str, rel: str, a_label: str, b_label: str, name: str)
     this, other, guard = ("v", "prev", "") if change == "added" else ("prev", "v", "prev IS NOT NULL AND ")
     rel, a_label, b_label = require_rel_type(rel), require_label(a_label), require_label(b_label)
     return (f"  MATCH (a:{a_label})-[r:{rel}]->(b:{b_label}) WHERE {guard}r.modelVersion = {this}\n"
-            f"    AND NOT EXISTS {{ (a)-[o:{rel}]->(b) WHERE o.modelVersion = {other} }}\n"
+            f"    AND NOT {_pair_has_link(rel, other)}\n"
             f"  RETURN '{change}' AS change, '{rel}' AS relationship, a.{require_property(name)} AS source, "
             f"b.symbol AS target,\n         r.score AS score, r.rank AS rank\n")
 

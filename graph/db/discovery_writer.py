@@ -69,6 +69,23 @@ def _skip(stats: WriteStats, what: str, key: str, reason: str) -> None:
     stats.quarantined.append(QuarantineRecord(source=f"discovery:{what}", record_key=key, reason=reason))
 
 
+def _last_per_key(stats: WriteStats, what: str, rows: list[dict], key: tuple[str, ...]) -> list[dict]:
+    """One row per relationship: rows with the same `key` (two gene names resolving to one Gene, say)
+    would write one relationship, so the last row's values are kept (as MERGE + SET did) and each
+    earlier one is recorded as superseded, not silently overwritten."""
+    last: dict[tuple, int] = {}
+    for i, row in enumerate(rows):
+        last[tuple(row[k] for k in key)] = i
+    if len(last) == len(rows):
+        return rows
+    kept = set(last.values())
+    for i, row in enumerate(rows):
+        if i not in kept:
+            _skip(stats, what, "/".join(str(row[k]) for k in key),
+                  "same relationship as a later row of this version; the later row's values were written")
+    return [row for i, row in enumerate(rows) if i in kept]
+
+
 def _check_dim(kind: str, dim: Any) -> int:
     if isinstance(dim, bool) or not isinstance(dim, int | np.integer) or not 1 <= int(dim) <= 4096:
         raise ValueError(f"embedding dimension for {kind!r} must be an int in 1..4096, not {dim!r}")
@@ -185,6 +202,7 @@ class DiscoveryWriter(GeneLinkWriter):
                  "method": str(getattr(r, "method", None) or "") or None}
                 for r, (entrez,) in self._resolved(links, stats, "mechanism", ("gene",),
                                                    lambda r: f"{r.compound}->{r.gene}", "gene not resolvable")]
+        rows = _last_per_key(stats, "mechanism", rows, ("compound_id", "entrez_id"))
         return self.run_batches(DQ.WRITE_MECHANISM_LINKS, rows, stats, params={"version_id": version_id})
 
     def write_gene_interactions(self, version_id: str, edges: pd.DataFrame, *, basis: str = "embedding",
@@ -202,6 +220,7 @@ class DiscoveryWriter(GeneLinkWriter):
                  "method": str(getattr(r, "method", None) or method or "") or None}
                 for r, (a, b) in self._resolved(edges, stats, "interaction", ("source", "target"),
                                                 lambda r: f"{r.source}->{r.target}", "gene not resolvable")]
+        rows = _last_per_key(stats, "interaction", rows, ("a", "b"))
         return self.run_batches(DQ.WRITE_GENE_INTERACTIONS, rows, stats,
                                 params={"version_id": version_id, "basis": basis})
 
@@ -218,6 +237,7 @@ class DiscoveryWriter(GeneLinkWriter):
             rows.append({"perturbation_id": str(r.perturbation), "context": str(r.context), "entrez_id": entrez,
                          "readout": str(r.readout), "value": finite_or_none(r.value), "direction": r.direction,
                          "rank": int(r.rank)})
+        rows = _last_per_key(stats, "effect", rows, ("perturbation_id", "context", "entrez_id"))
         return self.run_batches(DQ.WRITE_PREDICTED_EFFECTS, rows, stats, params={"version_id": version_id})
 
     def clear_stale_embeddings(self, version_id: str, *, kinds: Iterable[str] | None = None) -> int:
