@@ -583,8 +583,8 @@ def test_a_geo_gctx_with_its_signature_info_table_alike_on_the_cli_and_the_pipel
     cli = _canon(load_input(path, options=ReadOptions(signature_info=str(info))).frame)
     assert len(cli) == 9 and set(cli["context"]) == {"A375", "MCF7"}
     bundle, ingest = _ingested(f"{path}?signature_info={info}", tmp_path)
-    from models.datasets import average_replicates
     from graph.io.validation import drop_controls
+    from models.datasets import average_replicates
 
     ingest, _ = drop_controls(ingest)
     pd.testing.assert_frame_equal(_canon(average_replicates(ingest)[0]), cli)
