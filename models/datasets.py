@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from graph.io.common import InputFileError, measurement_format
-from graph.io.identifiers import compound_name_keys, lookup_compound, normalise_compound_name
+from graph.io.identifiers import compound_name_keys, dataset_id_for, lookup_compound, normalise_compound_name
 from graph.io.options import ReadOptions, random_readouts, read_readout_names, subset_table  # noqa: F401 - one place
 from graph.io.validation import ValidationResult, average_duplicate_keys, drop_controls, validate_measurements
 from graph.records import QuarantineRecord
@@ -411,7 +411,7 @@ def load_gctx(path: str | Path, *, duplicates: str | None = None, options: ReadO
     options = _read_options(options, duplicates, {})
     fmt = measurement_format(path)  # gctx | gct: one reader, one mapping (ids, doses, controls) for both
     try:
-        reader = open_streaming_reader(path, fmt, _dataset_id_for(path), options, resolver=resolver)
+        reader = open_streaming_reader(path, fmt, dataset_id_for(path), options, resolver=resolver)
         frame = concat_long(list(reader.iter_long()))
     except InputFileError:
         raise
@@ -425,12 +425,6 @@ def load_gctx(path: str | Path, *, duplicates: str | None = None, options: ReadO
     report.notes = [*reader.report.notes, *report.notes,
                     f"{reader.report.quarantined} of {reader.report.read} signatures quarantined", *subset_notes, note]
     return _from_records(averaged, path, report, reader.quarantine, perturbations, options.duplicates, unit="values")
-
-
-def _dataset_id_for(path: Path) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9]+", "_", path.name.lower().split(".")[0]).strip("_") or "input"
 
 
 def _from_records(frame: pd.DataFrame, path: Path, read_report, quarantine, perturbations,
@@ -470,7 +464,7 @@ def load_long_table(path: str | Path, *, duplicates: str | None = None, options:
 
     path = Path(path)
     options = _read_options(options, duplicates, table_options)
-    reader = open_streaming_reader(path, table_kind(path, options), _dataset_id_for(path), options, resolver=resolver)
+    reader = open_streaming_reader(path, table_kind(path, options), dataset_id_for(path), options, resolver=resolver)
     frame = concat_long(list(reader.iter_long()))
     frame = _subset(frame, options, reader.report.notes, path) if len(frame) else frame
     return _from_records(frame, path, reader.report, reader.quarantine, reader.perturbations, options.duplicates)
@@ -483,7 +477,7 @@ def load_h5ad(path: str | Path, *, duplicates: str | None = None, options: ReadO
 
     path = Path(path)
     options = _read_options(options, duplicates, {})
-    result = read_h5ad(path, _dataset_id_for(path), options, resolver=resolver)
+    result = read_h5ad(path, dataset_id_for(path), options, resolver=resolver)
     long = _subset(result.long, options, result.report.notes, path) if len(result.long) else result.long
     return _from_records(long, path, result.report, result.quarantine, result.perturbations, options.duplicates,
                          unit="signatures (cell groups)")

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from graph.io.common import InputFileError
+from graph.io.identifiers import dataset_id_for
 from graph.io.options import OPTION_NAMES, PATH_OPTIONS, ReadOptions
 from graph.settings import Settings
 
@@ -50,14 +51,6 @@ class InputSpec:
     @property
     def option_dict(self) -> dict[str, str]:
         return dict(self.options)
-
-
-def dataset_id_for(path: Path) -> str:
-    """A stable id from the file name: lower case, [a-z0-9_] only."""
-    stem = path.name
-    for suffix in (".gz", ".parquet", ".gctx", ".gct", ".h5ad", ".tsv", ".txt", ".csv", ".gmt"):
-        stem = stem.removesuffix(suffix)
-    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "dataset"
 
 
 def _header(path: Path) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from graph.io import identifiers as I
 from graph.io.genes import GeneResolver
 from graph.io.identifiers import (
     canonical_gene_symbol,
@@ -148,3 +149,16 @@ def test_a_pipe_joins_combination_members_too():
     assert split_combination("STAT1|JAK2") == split_combination("STAT1+JAK2") == ("STAT1", "JAK2")
     assert split_combination("STAT1|ctrl") == ("STAT1",)
     assert make_perturbation_id("CRISPRi", "STAT1|JAK2") == make_perturbation_id("CRISPRi", "JAK2+STAT1")
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("screen.v2.csv", "screen_v2"), ("Screen.V2.CSV.GZ", "screen_v2"), ("tahoe100m_ranked.parquet", "tahoe100m_ranked"),
+    ("GSE92742_Level5_COMPZ.MODZ_n473647x12328.gctx", "gse92742_level5_compz_modz_n473647x12328"),
+    ("my perturb-seq (run 2).h5ad", "my_perturb_seq_run_2"), ("...csv", "dataset")])
+def test_dataset_id_for_one_rule_for_cli_and_pipeline(name, expected):
+    from models import datasets
+    from pipelines import inputs
+
+    assert I.dataset_id_for(name) == expected
+    # the CLI's readers and the pipeline's input specs name a file's dataset by this one function
+    assert datasets.dataset_id_for is inputs.dataset_id_for is I.dataset_id_for

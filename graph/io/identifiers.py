@@ -383,3 +383,20 @@ def up_rank_score(rank, n_ranked, dtype=np.float32):
 # this one context, so its rows are still keyed (context, perturbation, readout) like every other
 # input and never mix with a real cell line ("CONSENSUS" is no LINCS cell id). The reader notes it.
 CONSENSUS_CONTEXT = "CONSENSUS"
+
+
+_DATA_SUFFIXES = (".gz", ".parquet", ".pq", ".gctx", ".gct", ".h5ad", ".tsv", ".tab", ".txt", ".csv", ".gmt")
+
+
+def dataset_id_for(path) -> str:
+    """A dataset's id from its file name, the one rule every entry point uses (the CLI's readers, the
+    pipeline's inputs): the data suffixes removed, lower case, runs of other characters as '_'
+    ('Screen.v2.csv.gz' -> 'screen_v2')."""
+    from pathlib import Path
+
+    stem = Path(path).name
+    for suffix in _DATA_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "dataset"
+
