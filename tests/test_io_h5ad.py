@@ -239,3 +239,32 @@ def test_one_row_per_signature_in_counts_is_told_about_the_bulk_option(tmp_path)
     obs = {"perturbation": ["ctrl", "STAT1", "JAK2"], "cell_line": ["K562"] * 3}
     with pytest.raises(InputFileError, match="one row per \\(context, perturbation\\).*--bulk"):
         pseudobulk_h5ad(_cells(tmp_path, obs, np.full((3, 3), 500)), "d", options=ReadOptions(perturbation_type="CRISPRi"))
+
+
+def test_each_time_point_is_its_own_signature_against_same_time_controls(tmp_path):
+    """scPerturb / sci-Plex obs give each cell's time (`time`, `timepoint`, ...). Pooling the time points
+    of one perturbation averaged 24 h and 72 h cells (and their controls) into one signature silently; each
+    time point is now its own group and signature ("<ctx>|<name>|24h", as the table reader names it),
+    compared with the controls of the same context and time, and an unreadable time quarantines its group."""
+    rng = np.random.default_rng(4)
+    counts = rng.poisson(5, size=(120, 3))
+    for rows in (slice(0, 20), slice(40, 60), slice(80, 100)):  # every 72 h cell is high on G2 (a time effect)
+        counts[rows, 1] += 40
+    counts[60:80, 0] += 50  # STAT1 at 24 h raises G1; at 72 h it does nothing
+    obs = {"perturbation": ["control"] * 40 + ["STAT1"] * 60 + ["JAK2"] * 20,
+           "time": ["72"] * 20 + ["24"] * 20 + ["72"] * 20 + ["24"] * 20 + ["72"] * 20 + ["soon"] * 20,
+           "time_unit": ["h"] * 120, "cell_line": ["K562"] * 120}
+    r = pseudobulk_h5ad(_cells(tmp_path, obs, counts), "t", options=ReadOptions(perturbation_type="CRISPRi"),
+                        min_cells=5)
+    assert sorted(s.signature_id for s in r.signatures) == ["t:K562|STAT1|24h", "t:K562|STAT1|72h"]
+    v = r.long.set_index(["signature_id", "readout"])["value"]
+    assert v[("t:K562|STAT1|24h", "G1")] > 1.0 > abs(v[("t:K562|STAT1|72h", "G1")])
+    assert abs(v[("t:K562|STAT1|72h", "G2")]) < 0.2  # against the 72 h controls: the time effect cancels
+    assert r.report.accepted == 2 and r.report.quarantined == 1
+    assert "soon" in r.quarantine[0].reason and "'time'" in r.quarantine[0].reason
+    # a time point without controls of its own is quarantined, never compared with another time's controls
+    only72 = {"perturbation": ["control"] * 20 + ["STAT1"] * 20, "timepoint": ["72 h"] * 20 + ["24 h"] * 20,
+              "cell_line": ["K562"] * 40}
+    r = pseudobulk_h5ad(_cells(tmp_path, only72, counts[:40], name="b.h5ad"), "t",
+                        options=ReadOptions(perturbation_type="CRISPRi"), min_cells=5)
+    assert r.report.accepted == 0 and "0 control cells in context K562 at time 24h" in r.quarantine[0].reason

@@ -29,6 +29,7 @@ from graph.io.identifiers import (
     format_dose,
     is_control_name,
     parse_dose,
+    parse_time,
     split_combination,
 )
 from graph.io.options import TYPE_OPTION_HINT, ReadOptions
@@ -53,6 +54,11 @@ SYMBOL_COLUMNS = ("gene_symbol", "gene_symbols", "gene_name", "symbol", "feature
 # A compound screen's dose per cell (sci-Plex / scPerturb: dose_value + dose_unit): each dose is its own group.
 DOSE_COLUMNS = ("dose", "dose_value", "dose_val", "pert_dose", "concentration")
 DOSE_UNIT_COLUMNS = ("dose_unit", "dose_units", "pert_dose_unit")
+# A time course's time per cell (scPerturb / sci-Plex `time`, pereggrn `timepoint`; unit from a time-unit column
+# or the value, as tables' time + time_unit): each time point is its own group, against controls of its time.
+TIME_COLUMNS = ("time", "timepoint", "time_point", "time_h", "hours", "pert_time")
+TIME_UNIT_COLUMNS = ("time_unit", "time_units", "pert_time_unit")
+HOUR_COLUMNS = ("time_h", "hours")  # bare numbers are hours by the column's name
 BULK_HINT = ("a file of per-signature values (one obs row per signature: log fold changes, z-scores) is read "
              "with the bulk option (--bulk, FILE?bulk=true, bulk=true in an inbox .options file)")
 BACKED_ABOVE_BYTES = 1 << 30  # open files above 1 GiB in backed mode
@@ -222,7 +228,8 @@ TARGET_COLUMNS = ("target_gene", "gene", "target", "gene_target")
 
 def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str, target: str = "",
                          dose: tuple[float | None, str] = (None, ""),
-                         compound_ids: Mapping[str, str] | None = None) -> PerturbationRecord:
+                         compound_ids: Mapping[str, str] | None = None,
+                         time: tuple[float | None, str] = (None, "")) -> PerturbationRecord:
     """A group's perturbation (graph/io/perturbations.perturbation_record): genetic targets from `target`
     (a guide's gene) or the label, each part of a combination resolved through the gene table; a
     compound's dose (value, unit) from the obs dose column and its compound by identifiers.compound_id_for
@@ -231,7 +238,7 @@ def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str, targ
         canonical_gene_symbol(t, resolver) for t in split_combination(target or label, keep_prefix=False))
     cid = compound_id_for(label, compound_ids) if ptype == "compound" else ""
     return perturbation_record(ptype, label, targets=targets, source=dataset_id, dose_value=dose[0], dose_unit=dose[1],
-                               compound_id=cid)
+                               compound_id=cid, time_value=time[0], time_unit=time[1])
 
 
 def _dose_labels(obs: pd.DataFrame, labels: np.ndarray, is_ctrl: np.ndarray, report: ReadReport):
@@ -259,6 +266,38 @@ def _dose_labels(obs: pd.DataFrame, labels: np.ndarray, is_ctrl: np.ndarray, rep
     report.notes.append(f"dose column {col!r}" + (f" (unit {unit_col!r})" if unit_col else "")
                         + ": each dose of a perturbation is its own signature")
     return out, info
+
+
+def _time_suffixes(obs: pd.DataFrame, report: ReadReport) -> tuple[np.ndarray, dict[str, tuple]]:
+    """Per cell (controls too) "|<time>h" of a file with a time column (TIME_COLUMNS, unit from TIME_UNIT_COLUMNS
+    or the value, identifiers.parse_time as for tables), "" without one; and {suffix: ((value, unit), problem)},
+    problem = why a time is unusable (the groups with it are quarantined). A label + its suffix is a group, and
+    a group is compared with the controls of its context and suffix, so two time points are never one average."""
+    col = next((c for c in TIME_COLUMNS if c in obs.columns), None)
+    if col is None:
+        return np.full(len(obs), "", dtype=object), {}
+    unit_col = next((c for c in TIME_UNIT_COLUMNS if c in obs.columns), None)
+    raw = obs[col].astype(object).map(clean_text)
+    units = (obs[unit_col].astype(object).map(clean_text) if unit_col else
+             pd.Series("h" if col in HOUR_COLUMNS else "", index=obs.index, dtype=object))
+    codes, pairs = pd.factorize(raw + "\x1f" + units)  # not "\x00": pandas' hash table ends a string there
+    suffix_of, info = [], {}
+    for pair in pairs:
+        text, _, unit = pair.partition("\x1f")
+        try:
+            t = parse_time(text, unit or None)
+            suffix, problem = (f"|{format_dose(*t)}" if t[0] is not None else ""), ""
+        except ValueError as exc:
+            t, suffix = (None, ""), f"|{text}"
+            problem = f"{exc} (obs column {col!r}" + (
+                f"; a bare number takes its unit from a {TIME_UNIT_COLUMNS[0]!r} column, e.g. "
+                f"adata.obs[{TIME_UNIT_COLUMNS[0]!r}] = 'h')" if "(got '')" in str(exc) else ")")
+        suffix_of.append(suffix)
+        info.setdefault(suffix, (t, problem))
+    report.notes.append(f"time column {col!r}" + (f" (unit {unit_col!r})" if unit_col else "")
+                        + ": each time point of a perturbation is its own signature, against the controls of its "
+                          "context and time point")
+    return np.array(suffix_of, dtype=object)[codes] if len(pairs) else np.full(len(obs), "", dtype=object), info
 
 
 def pseudobulk_h5ad(
@@ -330,6 +369,9 @@ def pseudobulk_h5ad(
         else:
             is_ctrl = by_name
         labels, dose_info = _dose_labels(obs, labels, is_ctrl, report)
+        times, time_info = _time_suffixes(obs, report)
+        base_of = dict(zip(labels + times, zip(labels, times, strict=True), strict=True))  # label -> (dose label, time)
+        labels = labels + times
         unlabelled = (labels == "") & ~is_ctrl & use
         if unlabelled.any():
             report.notes.append(f"{int(unlabelled.sum())} cells without a perturbation label not used")
@@ -337,8 +379,9 @@ def pseudobulk_h5ad(
         if cols.perturbation_type is None and perturbation_type is None:
             raise _missing_type(path, obs)
 
-        # Group index per cell: controls get one group per context, others one per (context, label).
-        keys = np.where(is_ctrl, "\x00ctrl", labels).astype(object)
+        # Group index per cell: controls get one group per (context, time point), others one per (context, label).
+        # "\x02ctrl", not "\x00ctrl": pandas' factorize ends a string at "\x00" (two time points' controls were one).
+        keys = np.where(is_ctrl, "\x02ctrl" + times, labels).astype(object)
         group_key = pd.Series(contexts, dtype=object) + "\x01" + pd.Series(keys, dtype=object)
         group_key[~use] = None
         codes, uniq = pd.factorize(group_key)
@@ -394,7 +437,7 @@ def pseudobulk_h5ad(
             t = t[t.g >= 0].groupby("g")["t"].agg(lambda x: x.value_counts().index[0])
             target_of = {uniq[g]: v for g, v in t.items()}
 
-        ctrl_index = {k.split("\x01")[0]: i for i, k in enumerate(uniq) if k.endswith("\x01\x00ctrl")}
+        ctrl_index = {k: i for i, k in enumerate(uniq) if "\x01\x02ctrl" in k}  # per (context, time point)
         perturbations: dict[str, PerturbationRecord] = {}
         context_records: dict[str, ContextRecord] = {}
         signatures: list[SignatureRecord] = []
@@ -403,22 +446,26 @@ def pseudobulk_h5ad(
         dropped_zero_sd = 0
         for i, key in enumerate(uniq):
             ctx, label = key.split("\x01")
-            if label == "\x00ctrl":
-                group_rows.append((ctx, "<control>", int(counts[i]), "control"))
+            if label.startswith("\x02ctrl"):
+                group_rows.append((ctx, "<control>" + label[len("\x02ctrl"):], int(counts[i]), "control"))
                 continue
             report.read += 1
-            n_ctrl = int(counts[ctrl_index[ctx]]) if ctx in ctrl_index else 0
+            dose_label, time = base_of.get(label, (label, ""))
+            ctrl_key = f"{ctx}\x01\x02ctrl{time}"
+            n_ctrl = int(counts[ctrl_index[ctrl_key]]) if ctrl_key in ctrl_index else 0
+            time_value, time_problem = time_info.get(time, ((None, ""), ""))
             reason = ""
             if counts[i] < min_cells:
                 reason = f"only {int(counts[i])} cells (< min_cells {min_cells})"
-            elif n_ctrl < min_cells:
-                reason = f"only {n_ctrl} control cells in context {ctx} (< min_cells {min_cells})"
+            elif n_ctrl < min_cells and not time_problem:
+                reason = (f"only {n_ctrl} control cells in context {ctx}" + (f" at time {time[1:]}" if time else "")
+                          + f" (< min_cells {min_cells})" + ("; controls are matched by context and time" if time else ""))
             try:
                 ptype = normalise_perturbation_type(ptype_of.get(key, perturbation_type or ""))
             except ValueError as exc:
                 reason = reason or str(exc)
-            name, dose, dose_problem = dose_info.get(label, (label, (None, ""), ""))
-            reason = reason or dose_problem
+            name, dose, dose_problem = dose_info.get(dose_label, (dose_label, (None, ""), ""))
+            reason = reason or dose_problem or time_problem
             if reason:
                 report.quarantined += 1
                 quarantine.append(QuarantineRecord(str(path), f"{ctx}|{label}", reason,
@@ -426,7 +473,7 @@ def pseudobulk_h5ad(
                                                     "n_control_cells": n_ctrl}))
                 group_rows.append((ctx, label, int(counts[i]), reason))
                 continue
-            j = ctrl_index[ctx]
+            j = ctrl_index[ctrl_key]
             diff = means[i] - means[j]
             if zscore:
                 var = sumsq[j] / counts[j] - means[j] ** 2
@@ -436,7 +483,7 @@ def pseudobulk_h5ad(
             ok = keep_genes & np.isfinite(diff)
             dropped_zero_sd += int((keep_genes & ~np.isfinite(diff)).sum())
             rec = _perturbation_record(name, ptype, resolver, dataset_id, target_of.get(key, ""),
-                                       dose if ptype == "compound" else (None, ""), compound_ids)
+                                       dose if ptype == "compound" else (None, ""), compound_ids, time_value)
             perturbations.setdefault(rec.perturbation_id, rec)
             if ctx not in context_records:
                 kind = "cell_type" if cols.context and "type" in cols.context else "cell_line"
