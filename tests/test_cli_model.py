@@ -588,3 +588,36 @@ def test_a_geo_gctx_with_its_signature_info_table_alike_on_the_cli_and_the_pipel
 
     ingest, _ = drop_controls(ingest)
     pd.testing.assert_frame_equal(_canon(average_replicates(ingest)[0]), cli)
+
+
+def test_the_perturbation_type_option_replaces_a_files_types_alike_on_every_entry_point(tmp_path, no_shared_data):
+    """scPerturb writes 'CRISPR' for knock-out, interference and activation alike (quarantined as ambiguous);
+    `--perturbation-type` was not used when the file has a type column, so such a screen could not be read
+    without rewriting it. The option now wins over the file's types (controls stay controls) on `train`,
+    read_experiment's FILE?perturbation_type= and an inbox `.options` sidecar alike."""
+    from graph.io.options import ReadOptions
+    from graph.settings import Settings
+    from graph.store.measurements import load_training_table
+    from models.datasets import load_input
+    from pipelines.ingest import read_experiment
+    from pipelines.inputs import inbox_file_options, spec_for
+
+    rng = np.random.default_rng(0)
+    rows = [(c, g, "CRISPR", f"R{r}", float(rng.normal())) for c in ("K562", "RPE1") for g in ("STAT1", "JAK2", "IRF1")
+            for r in range(4)] + [("K562", "non-targeting", "control", "R0", 0.0)]
+    path = tmp_path / "screen.csv"
+    pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"]).to_csv(path, index=False)
+    result = runner.invoke(app, ["train", "--input", str(path), "--output", str(tmp_path / "m.pt"), "--epochs", "1",
+                                 "--perturbation-type", "CRISPRi"])
+    assert result.exit_code == 0, result.output
+    cli = _canon(load_input(path, options=ReadOptions(perturbation_type="CRISPRi")).frame)
+    assert set(cli["perturbation"]) == {"CRISPRi:STAT1", "CRISPRi:JAK2", "CRISPRi:IRF1"} and len(cli) == 24
+    _, ingest = _ingested(f"{path}?perturbation_type=CRISPRi", tmp_path)
+    from graph.io.validation import drop_controls
+
+    pd.testing.assert_frame_equal(_canon(drop_controls(ingest)[0]), cli)
+    (tmp_path / "screen.csv.options").write_text("perturbation_type=CRISPRi\n")  # the inbox sidecar
+    settings = Settings(home=tmp_path / "inbox_home")
+    bundle = read_experiment(spec_for(path, file_options=inbox_file_options(path)), settings, progress=lambda *_: None)
+    sidecar = load_training_table(settings, [bundle.dataset.dataset_id])
+    pd.testing.assert_frame_equal(_canon(drop_controls(sidecar)[0]), cli)

@@ -394,3 +394,45 @@ def test_dose_and_time_unit_columns(tmp_path):
     wide.to_csv(tmp_path / "wide.csv", index=False)
     assert set(_read_any(tmp_path / "wide.csv")["perturbation"]) == {"compound:name:vorinostat@0.01uM",
                                                                     "compound:name:vorinostat@10uM"}
+
+
+def test_the_perturbation_type_option_wins_over_the_files_types_on_every_reader(tmp_path):
+    """`--perturbation-type` was ignored when a file has its own types (a note said 'not used'), so an
+    scPerturb screen typed 'CRISPR' (ambiguous: quarantined) could only be read by rewriting the file. The
+    option now wins for every non-control row of a long or wide table, an h5ad and a GCTX
+    (options.TypeOverride, one rule); controls stay controls; a file of several treatment types is refused."""
+    import anndata as ad
+
+    from graph.io.gctx import GctxToLong, write_gctx
+    from graph.io.h5ad import pseudobulk_h5ad
+    from graph.io.options import ReadOptions
+    from graph.io.wide import read_wide_table
+
+    long = tmp_path / "screen.csv"
+    pd.DataFrame({"context": "K562", "perturbation": ["STAT1", "STAT1", "non-targeting"],
+                  "perturbation_type": ["CRISPR", "CRISPR", "control"], "readout": ["G1", "G2", "G1"],
+                  "value": [1.0, 2.0, 0.5]}).to_csv(long, index=False)
+    table, reader = read_long_table(long, "s", perturbation_type="CRISPRi")
+    assert set(table["perturbation"].astype(str)) == {"CRISPRi:STAT1", "control:NON_TARGETING"}
+    assert any("'CRISPRi' used instead of the file's type 'CRISPR'" in n for n in reader.report.notes)
+    assert set(read_long_table(long, "s")[0]["perturbation"].astype(str)) == {"control:NON_TARGETING"}  # CRISPR: ambiguous
+    wide = tmp_path / "wide.csv"
+    pd.DataFrame({"perturbation": ["STAT1"], "perturbation_type": ["CRISPR"], "G1": [1.0]}).to_csv(wide, index=False)
+    assert set(read_wide_table(wide, "w", perturbation_type="CRISPRa")[0]["perturbation"].astype(str)) == {"CRISPRa:STAT1"}
+    counts = np.random.default_rng(5).poisson(5, size=(40, 3)).astype(np.int32)
+    obs = pd.DataFrame({"perturbation": ["control"] * 20 + ["STAT1"] * 20, "perturbation_type": "CRISPR",
+                        "cell_line": "K562"}, index=[f"c{i}" for i in range(40)])
+    ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=["G1", "G2", "G3"])).write_h5ad(tmp_path / "cells.h5ad")
+    r = pseudobulk_h5ad(tmp_path / "cells.h5ad", "c", options=ReadOptions(perturbation_type="CRISPRi"), min_cells=5)
+    assert set(r.long["perturbation"].astype(str)) == {"CRISPRi:STAT1"}
+    gctx = write_gctx(tmp_path / "x.gctx", np.ones((2, 2), np.float32),
+                      pd.DataFrame({"id": ["1", "2"], "pr_gene_symbol": ["G1", "G2"]}),
+                      pd.DataFrame({"id": ["a", "b"], "pert_type": ["trt_xpr", "ctl_vector"], "pert_iname": ["STAT1", "EMPTY"],
+                                    "cell_id": ["A375", "A375"]}))
+    assert set(GctxToLong(gctx, "g", perturbation_type="CRISPRi").perturbations) == {"CRISPRi:STAT1", "control:EMPTY"}
+    mixed = tmp_path / "mixed.csv"
+    pd.DataFrame({"context": "K562", "perturbation": ["STAT1", "vorinostat"], "perturbation_type": ["CRISPRi", "compound"],
+                  "readout": "G1", "value": [1.0, 2.0]}).to_csv(mixed, index=False)
+    with pytest.raises(InputFileError, match=r"\['CRISPRi', 'compound'\] are several treatment types"):
+        read_long_table(mixed, "m", perturbation_type="compound")
+    assert len(read_long_table(mixed, "m")[0]) == 2  # without the option, the file's own types

@@ -20,7 +20,8 @@ import pandas as pd
 from graph.io.common import InputFileError, StreamedReader, clean_text, measurement_format
 from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
 from graph.io.identifiers import canonical_gene_symbol, compound_id_for
-from graph.io.perturbations import normalise_perturbation_type, parse_dose, parse_time, perturbation_record
+from graph.io.options import TypeOverride
+from graph.io.perturbations import parse_dose, parse_time, perturbation_record
 from graph.io.validation import (
     CONFLICT,
     DEFAULT_DUPLICATES,
@@ -440,8 +441,9 @@ class GctxToLong(StreamedReader):
                  landmark_ids: Iterable[str] | None = None, resolver=None,
                  compound_ids: Mapping[str, str] | None = None, chunk_size: int = 1000,
                  duplicates: str = DEFAULT_DUPLICATES, unknown_genes: str = "keep",
-                 signature_info: str | Path | None = None):
+                 signature_info: str | Path | None = None, perturbation_type: str | None = None):
         super().__init__(path, dataset_id)
+        self._types = TypeOverride(perturbation_type, self.path)  # the option over pert_type (graph/io/options.py)
         # CMap's GEO / CLUE GCTX files hold only the signature ids; their fields come from this table.
         self._info = read_signature_info(signature_info) if signature_info else None
         self.chunk_size, self.duplicates = chunk_size, duplicates
@@ -555,6 +557,9 @@ class GctxToLong(StreamedReader):
         problems: Counter[str] = Counter()
         for key in frame.drop(columns="time").drop_duplicates().itertuples(index=False, name=None):
             pert_of[key] = self._perturbation(key, resolver, compound_ids, problems)
+        self._types.check()
+        if note := self._types.note():
+            self.report.notes.append(note)
         time_of: dict[str, tuple[float | None, str]] = {}
         for t in frame["time"].unique():
             a, _, b = t.partition("\x00")
@@ -595,7 +600,7 @@ class GctxToLong(StreamedReader):
     def _perturbation(self, key, resolver, compound_ids, problems) -> tuple[PerturbationRecord | None, str]:
         ptype_raw, iname, pert_id, dose_raw = key
         try:
-            ptype = normalise_perturbation_type(ptype_raw)
+            ptype = self._types.type_of(ptype_raw)
         except ValueError as exc:
             return None, str(exc)
         name = iname or pert_id

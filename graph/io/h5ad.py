@@ -32,8 +32,8 @@ from graph.io.identifiers import (
     parse_time,
     split_combination,
 )
-from graph.io.options import TYPE_OPTION_HINT, ReadOptions
-from graph.io.perturbations import normalise_perturbation_type, perturbation_record
+from graph.io.options import TYPE_OPTION_HINT, ReadOptions, TypeOverride
+from graph.io.perturbations import perturbation_record
 from graph.io.validation import GeneCheck, validate_measurements
 from graph.records import (
     MEASUREMENT_COLUMNS,
@@ -438,6 +438,7 @@ def pseudobulk_h5ad(
             target_of = {uniq[g]: v for g, v in t.items()}
 
         ctrl_index = {k: i for i, k in enumerate(uniq) if "\x01\x02ctrl" in k}  # per (context, time point)
+        types = TypeOverride(perturbation_type if cols.perturbation_type else None, path)  # the option over the column
         perturbations: dict[str, PerturbationRecord] = {}
         context_records: dict[str, ContextRecord] = {}
         signatures: list[SignatureRecord] = []
@@ -461,7 +462,7 @@ def pseudobulk_h5ad(
                 reason = (f"only {n_ctrl} control cells in context {ctx}" + (f" at time {time[1:]}" if time else "")
                           + f" (< min_cells {min_cells})" + ("; controls are matched by context and time" if time else ""))
             try:
-                ptype = normalise_perturbation_type(ptype_of.get(key, perturbation_type or ""))
+                ptype = types.type_of(ptype_of.get(key, perturbation_type or ""))
             except ValueError as exc:
                 reason = reason or str(exc)
             name, dose, dose_problem = dose_info.get(dose_label, (dose_label, (None, ""), ""))
@@ -501,6 +502,9 @@ def pseudobulk_h5ad(
             }))
             report.accepted += 1
             group_rows.append((ctx, label, int(counts[i]), "accepted"))
+        types.check()
+        if note := types.note():
+            report.notes.append(note)
         if zscore and dropped_zero_sd:
             report.notes.append(f"{dropped_zero_sd} values dropped: zero control variance (z-score undefined)")
         if report.read and not report.accepted and counts.max(initial=0) <= 1:
@@ -547,6 +551,7 @@ def read_bulk_h5ad(
         contexts: dict[str, ContextRecord] = {}
         signatures, frames = [], []
         dropped: Counter[str] = Counter()
+        types = TypeOverride(perturbation_type if cols.perturbation_type else None, path)  # the option over the column
         X = _rows(adata.X, 0, adata.n_obs)
         X = X.toarray() if sp.issparse(X) else X
         for i, obs_name in enumerate(adata.obs_names):
@@ -557,8 +562,8 @@ def read_bulk_h5ad(
             ptype = ""
             if not reason:
                 try:
-                    ptype = normalise_perturbation_type(obs[cols.perturbation_type].iloc[i] if cols.perturbation_type
-                                                        else perturbation_type)
+                    ptype = types.type_of(obs[cols.perturbation_type].iloc[i] if cols.perturbation_type
+                                          else perturbation_type)
                 except ValueError as exc:
                     reason = str(exc)
             if reason:
@@ -581,6 +586,9 @@ def read_bulk_h5ad(
                 "readout": pd.Categorical(np.array(names, dtype=object)[ok], dtype=readout_cat),
                 "value": row[ok].astype(np.float32),
             }))
+        types.check()
+        if note := types.note():
+            report.notes.append(note)
         report.quarantined = len(quarantine)
         report.accepted = len(signatures)
         report.duplicates_resolved = int(dup.sum())

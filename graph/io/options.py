@@ -121,8 +121,9 @@ OPTION_NAMES = tuple(f.name for f in fields(ReadOptions) if f.name != "readouts_
 PATH_OPTIONS = ("readouts", "signature_info")
 # Help texts of the CLI options (train, evaluate, demo: --perturbation-type, --readouts, ...).
 OPTION_HELP = {
-    "perturbation_type": "type of every row of a table without a perturbation_type column (compound, CRISPRi, "
-                         "CRISPRko, shRNA, ORF, ...); such a table is refused without it",
+    "perturbation_type": "type of every row that is not a control (compound, CRISPRi, CRISPRko, CRISPRa, shRNA, "
+                         "ORF, ...): needed for a table without a perturbation_type column, and it replaces a file's "
+                         "own types (e.g. scPerturb's ambiguous 'CRISPR')",
     "context": "context of every row of a table without a context column (default: CONSENSUS, context-free)",
     "readout_key": "column holding the readouts (e.g. ensembl_id, entrez_id), mapped to gene symbols through the "
                    "gene table",
@@ -144,6 +145,52 @@ TYPE_OPTION_HINT = ("give every row's type with the perturbation_type option (--
 def missing_type_error(path: str | Path) -> InputFileError:
     """The one rule for a measurement table without a perturbation_type column and no option."""
     return InputFileError(path, f"has no perturbation_type column; {TYPE_OPTION_HINT}")
+
+
+class TypeOverride:
+    """The one precedence rule of the perturbation_type option over a file's own types (a table's
+    perturbation_type column, an h5ad's obs type column, a GCTX's pert_type): the option wins for every row
+    the file does not type as a control. Why the option and not the file: it is what the user asked for
+    this file, the file's types stay in it unchanged, and the case it serves is a file whose column cannot
+    be used as it is (scPerturb's 'CRISPR', written for knock-out, interference and activation alike, is
+    quarantined as ambiguous; `--perturbation-type CRISPRi` reads such a screen without rewriting it).
+    Control rows (control, ctl_vehicle, ...) stay controls: a vehicle is never made a treatment. A file
+    whose rows hold two or more treatment types is refused by `check`: one option would give them one type.
+    Without the option the file's type is normalised as it is (a bad one: ValueError, quarantined)."""
+
+    def __init__(self, option: str | None, path: str | Path):
+        self.option, self.path = option, path
+        self.file_types: set[str] = set()  # the file's non-control types the option replaced (as normalised)
+
+    def type_of(self, file_type: object) -> str:
+        """The canonical type of a row the file types `file_type` (graph/io/perturbations.PERTURBATION_TYPES)."""
+        from graph.io.common import clean_text
+        from graph.io.perturbations import normalise_perturbation_type
+
+        if self.option is None:
+            return normalise_perturbation_type(file_type)
+        try:
+            canonical = normalise_perturbation_type(file_type)
+        except ValueError:
+            canonical = clean_text(file_type)  # unknown or ambiguous ('CRISPR'), or blank: the option gives it
+        if canonical == "control":
+            return "control"
+        if canonical:
+            self.file_types.add(canonical)
+        return self.option
+
+    def check(self) -> None:
+        """Refuse (InputFileError) when the option replaced two or more of the file's treatment types."""
+        if len(self.file_types) > 1:
+            raise InputFileError(self.path, f"its perturbation types {sorted(self.file_types)} are several treatment "
+                                            f"types: the perturbation_type option {self.option!r} would give them one; "
+                                            "read it without the option (its own types are used)")
+
+    def note(self) -> str:
+        """The report line when the option replaced a type the file gives ('' when nothing was replaced)."""
+        replaced = sorted(self.file_types - {self.option})
+        return (f"perturbation_type option {self.option!r} used instead of the file's type {', '.join(map(repr, replaced))} "
+                "(control rows stay controls)" if replaced else "")
 
 
 # ------------------------------------------------------------------------------------- readout subset

@@ -50,8 +50,9 @@ def normalise_perturbation_type(text: object) -> str:
     if key in _TYPE_ALIASES:
         return _TYPE_ALIASES[key]
     if key in AMBIGUOUS_TYPES:
-        raise ValueError(f"perturbation type {s!r} is ambiguous ({AMBIGUOUS_TYPES[key]}); write CRISPRko, CRISPRi or "
-                         "CRISPRa in the file's perturbation_type column (scPerturb writes 'CRISPR' for all three)")
+        raise ValueError(f"perturbation type {s!r} is ambiguous ({AMBIGUOUS_TYPES[key]}); give the mode with the "
+                         "perturbation_type option (--perturbation-type CRISPRi, FILE?perturbation_type=CRISPRi) or write "
+                         "CRISPRko, CRISPRi or CRISPRa in the file's column (scPerturb writes 'CRISPR' for all three)")
     raise ValueError(f"unknown perturbation type {s!r}; expected one of {PERTURBATION_TYPES} or a CMap trt_*/ctl_* code")
 
 

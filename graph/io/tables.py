@@ -38,8 +38,8 @@ from graph.io.identifiers import (
     split_combination,
     stored_gene_names,
 )
-from graph.io.options import missing_type_error
-from graph.io.perturbations import normalise_perturbation_type, perturbation_record, type_in_id
+from graph.io.options import TypeOverride, missing_type_error
+from graph.io.perturbations import perturbation_record, type_in_id
 from graph.io.validation import DEFAULT_DUPLICATES, GeneCheck, duplicate_note, validate_measurements
 from graph.records import MEASUREMENT_COLUMNS, SignatureRecord
 
@@ -165,6 +165,7 @@ class LongTableReader(StreamedReader):
         self._fill_type = "perturbation_type" not in self.columns and perturbation_type is not None
         if self._fill_type:
             self.columns.append("perturbation_type")
+        self._types = TypeOverride(None if self._fill_type else perturbation_type, self.path)  # option over the column
         missing = set(BASE_COLUMNS) - set(self.columns)
         self.ranked = set(RANK_COLUMNS) <= set(self.columns) if ranked is None else ranked
         missing |= (set(RANK_COLUMNS) if self.ranked else {"value"}) - set(self.columns)
@@ -179,8 +180,6 @@ class LongTableReader(StreamedReader):
         if self._fill_type:
             self.report.notes.append(f"no perturbation_type column: every row taken as {perturbation_type!r} "
                                      "(the perturbation_type option)")
-        elif perturbation_type:
-            self.report.notes.append(f"perturbation_type {perturbation_type!r} not used: the file has the column")
         if self._fill_context:
             self.report.notes.append(f"no context column: every row taken as context {self.default_context!r}"
                                      + ("" if context else " (context-free signatures; see docs/inputs.md)"))
@@ -273,7 +272,7 @@ class LongTableReader(StreamedReader):
             return self._pert_cache[key]
         pid = None
         try:
-            ptype = normalise_perturbation_type(ptype_raw)
+            ptype = self._types.type_of(ptype_raw)
             dv, du = parse_dose(dose) if dose else (None, "")
             tv, tu = parse_time(time) if time else (None, "")
             cid, targets = "", ()
@@ -350,6 +349,7 @@ class LongTableReader(StreamedReader):
                 # The signature keeps the source spelling: "Pyridoxine" and "Pyridoxine hydrochloride" are
                 # two experiments on one parent compound (same Perturbation), not one signature.
                 labels.append(vals[0] + _canonical_suffix(vals[2], vals[3]))
+            self._types.check()  # the perturbation_type option over several of the file's treatment types: refused
             reason = np.full(n, "", dtype=object)
             bad_pert = np.array([p is None for p in pids], dtype=bool)[inv]
             if bad_pert.any():
@@ -432,6 +432,8 @@ class LongTableReader(StreamedReader):
             self.report.notes.append(f"only the first {len(self.quarantine)} quarantined rows are listed")
         if any(self._dup_keys):
             self.report.notes.append(duplicate_note(*self._dup_keys, self.duplicates))
+        if note := self._types.note():
+            self.report.notes.append(note)
         if note := self.genes.note():
             self.report.notes.append(note)
         if self._compound_names:  # structure coverage: names joined to a compound record (by name or alias)
