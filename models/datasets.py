@@ -238,7 +238,8 @@ def _stored_gene_names(df: pd.DataFrame, stored: dict[str, str], resolver):
     new_name, names, targets, records = {}, {}, {}, {}
     for code in sorted(ptype_of):
         src = cats[code]
-        members = [stored.get(m) or canonical_gene_symbol(m, resolver) for m in split_combination(src, keep_prefix=False)]
+        parts = split_combination(src, keep_prefix=False, resolver=resolver)  # "A_B" of two genes too, as the ingest
+        members = [stored.get(m) or canonical_gene_symbol(m, resolver) for m in parts]
         new = genetic_perturbation_name(members) or src  # the ingest's id without its "<type>:" part
         new_name[code] = new
         targets.setdefault(new, members)

@@ -162,3 +162,21 @@ def test_dataset_id_for_one_rule_for_cli_and_pipeline(name, expected):
     assert I.dataset_id_for(name) == expected
     # the CLI's readers and the pipeline's input specs name a file's dataset by this one function
     assert datasets.dataset_id_for is inputs.dataset_id_for is I.dataset_id_for
+
+
+def test_norman_a_b_doubles_split_only_when_every_part_is_a_gene():
+    """scPerturb writes Norman et al. 2019's doubles 'CEBPA_KLF1' (controls 'control'); they were one
+    unresolved target. With a gene table, 'A_B' is a combination when every part is a current gene symbol and
+    the whole name is no gene; a guide name, a symbol holding '_', an alias or Entrez number part, and every
+    name without a gene table stay whole."""
+    from graph.records import GeneRecord
+
+    genes = GeneResolver([GeneRecord(1050, "CEBPA"), GeneRecord(10661, "KLF1"), GeneRecord(6772, "STAT1"),
+                          GeneRecord(2, "A2M", aliases=("G1",)), GeneRecord(7, "GENE_X")])
+    assert split_combination("CEBPA_KLF1", resolver=genes) == ("CEBPA", "KLF1")
+    assert split_combination("CRISPRa:CEBPA_KLF1", keep_prefix=False, resolver=genes) == ("CEBPA", "KLF1")
+    assert split_combination("CEBPA_ctrl", resolver=genes) == ("CEBPA",)
+    assert split_combination("CEBPA_KLF1+STAT1", resolver=genes) == ("CEBPA", "KLF1", "STAT1")
+    for whole in ("STAT1_g1", "STAT1_2", "STAT1_G1", "GENE_X", "CEBPA_"):  # G1: an alias; 2: an Entrez id
+        assert split_combination(whole, resolver=genes) == (whole,), whole
+    assert split_combination("CEBPA_KLF1") == ("CEBPA_KLF1",)  # no gene table: never split

@@ -268,3 +268,25 @@ def test_each_time_point_is_its_own_signature_against_same_time_controls(tmp_pat
     r = pseudobulk_h5ad(_cells(tmp_path, only72, counts[:40], name="b.h5ad"), "t",
                         options=ReadOptions(perturbation_type="CRISPRi"), min_cells=5)
     assert r.report.accepted == 0 and "0 control cells in context K562 at time 24h" in r.quarantine[0].reason
+
+
+def test_scperturb_norman_doubles_are_combinations_in_an_h5ad_and_a_table(tmp_path):
+    """Norman 2019 as scPerturb writes it: perturbation 'CEBPA_KLF1' (a double), 'CEBPA', 'control'. The double
+    was one unresolved target 'CEBPA_KLF1'; with the gene table it is CRISPRa:CEBPA+KLF1 in an h5ad and in a
+    table alike (identifiers.split_combination, the one combination rule)."""
+    from graph.io.tables import read_long_table
+
+    genes = GeneResolver([GeneRecord(1050, "CEBPA"), GeneRecord(10661, "KLF1"), GeneRecord(1, "G1"),
+                          GeneRecord(2, "G2"), GeneRecord(3, "G3")])
+    counts = np.random.default_rng(6).poisson(5, size=(60, 3))
+    obs = {"perturbation": ["control"] * 20 + ["CEBPA"] * 20 + ["CEBPA_KLF1"] * 20, "perturbation_type": "CRISPRa",
+           "cell_line": "K562"}
+    r = pseudobulk_h5ad(_cells(tmp_path, obs, counts), "n", resolver=genes, min_cells=5)
+    assert set(r.long["perturbation"].astype(str)) == {"CRISPRa:CEBPA", "CRISPRa:CEBPA+KLF1"}
+    assert r.perturbations["CRISPRa:CEBPA+KLF1"].target_symbols == ("CEBPA", "KLF1")
+    pd.DataFrame({"context": "K562", "perturbation": ["CEBPA_KLF1"], "perturbation_type": ["CRISPRa"],
+                  "readout": ["G1"], "value": [1.0]}).to_csv(tmp_path / "t.csv", index=False)
+    table, _ = read_long_table(tmp_path / "t.csv", "t", resolver=genes)
+    assert set(table["perturbation"].astype(str)) == {"CRISPRa:CEBPA+KLF1"}
+    no_table = pseudobulk_h5ad(_cells(tmp_path, obs, counts, name="b.h5ad"), "n", min_cells=5)
+    assert "CRISPRa:CEBPA_KLF1" in set(no_table.long["perturbation"].astype(str))  # no gene table: kept whole

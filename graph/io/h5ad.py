@@ -235,7 +235,8 @@ def _perturbation_record(label: str, ptype: str, resolver, dataset_id: str, targ
     compound's dose (value, unit) from the obs dose column and its compound by identifiers.compound_id_for
     (the lookup of every reader)."""
     targets = () if ptype in ("control", "compound") else tuple(
-        canonical_gene_symbol(t, resolver) for t in split_combination(target or label, keep_prefix=False))
+        canonical_gene_symbol(t, resolver) for t in split_combination(target or label, keep_prefix=False,
+                                                                      resolver=resolver))
     cid = compound_id_for(label, compound_ids) if ptype == "compound" else ""
     return perturbation_record(ptype, label, targets=targets, source=dataset_id, dose_value=dose[0], dose_unit=dose[1],
                                compound_id=cid, time_value=time[0], time_unit=time[1])

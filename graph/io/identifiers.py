@@ -154,12 +154,33 @@ def is_control_name(name: object) -> bool:
 _TYPE_PREFIX = re.compile(r"^(compound|crisprko|crispri|crispra|shrna|orf|control|crispr|sh|oe|ko):(?=\S)", re.I)
 
 
-def split_combination(name: object, sep: str = "+", *, keep_prefix: bool = True) -> tuple[str, ...]:
+def _underscore_members(part: str, resolver) -> list[str]:
+    """scPerturb's Norman et al. 2019 doubles are written "CEBPA_KLF1": a name joined by '_' is a combination
+    only when the gene table (`resolver`) knows no gene by the whole name and every piece is a current gene
+    symbol there (route "symbol": an alias, an Entrez number or an Ensembl id never counts) or a control
+    spelling ("CEBPA_ctrl" -> CEBPA), at least one a gene. Otherwise the name stays whole: a guide name
+    ("STAT1_g1", "MYC_2"), a symbol that holds '_', and every name when there is no gene table."""
+    if resolver is None or "_" not in part or resolver.resolve(part).ok:
+        return [part]
+    pieces = [p.strip() for p in part.split("_")]
+    genes = [p for p in pieces if p and not is_control_name(p)]
+    if not genes or not all(p for p in pieces):
+        return [part]
+    for p in genes:
+        m = resolver.resolve(p)
+        if not (m.ok and m.how == "symbol"):
+            return [part]
+    return pieces
+
+
+def split_combination(name: object, sep: str = "+", *, keep_prefix: bool = True, resolver=None) -> tuple[str, ...]:
     """"A+B" -> ("A", "B"); "A|B" (a pipe, as some tables join targets) too; GEARS "A+ctrl" -> ("A",);
     "ctrl" -> (). A '+' inside brackets
     ("(+)-JQ1", "(S)-(+)-rolipram") or with an empty side is part of the name, not a separator.
     A type prefix is kept on every member: "crispri:A+B" -> ("crispri:A", "crispri:B"); with
-    keep_prefix=False it is dropped (the target genes: ("A", "B"))."""
+    keep_prefix=False it is dropped (the target genes: ("A", "B")). With a gene table (`resolver`,
+    graph/io/genes.GeneResolver) "A_B" of two gene symbols is ("A", "B") too (_underscore_members: only
+    when both are genes and "A_B" is none); the readers pass it for genetic targets, never for compounds."""
     s = clean_text(name)
     m = _TYPE_PREFIX.match(s)
     s = s[len(m.group(0)):] if m else s
@@ -179,6 +200,7 @@ def split_combination(name: object, sep: str = "+", *, keep_prefix: bool = True)
     parts = [p.strip() for p in parts]
     if len(parts) > 1 and any(not p for p in parts):
         parts = [s]  # "A+" or "+A": not a combination
+    parts = [m for p in parts for m in _underscore_members(p, resolver)]
     return tuple(prefix + p for p in parts if p and not is_control_name(p))
 
 

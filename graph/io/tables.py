@@ -280,7 +280,8 @@ class LongTableReader(StreamedReader):
                 cid = compound_id_for(name, self.compound_ids)
                 self._compound_names[name] = bool(cid)
             elif ptype != "control":
-                targets = tuple(self._readout(t) for t in split_combination(name, keep_prefix=False))
+                targets = tuple(self._readout(t) for t in split_combination(name, keep_prefix=False,
+                                                                            resolver=self.resolver))
             rec = perturbation_record(ptype, name, compound_id=cid, targets=targets, dose_value=dv, dose_unit=du,
                                       time_value=tv, time_unit=tu, source=self.dataset_id)
             pid = rec.perturbation_id
