@@ -293,3 +293,39 @@ def test_query_builders_take_only_allowlisted_tokens():
                             for n in ast.walk(v.value) if isinstance(n, ast.Name)}
                     if used & params and not checked:
                         pytest.fail(f"{module.__name__}.{name} interpolates parameters {used & params} unchecked")
+
+
+def test_the_two_placeholder_contexts_are_told_apart_in_the_read_report(tmp_path):
+    """A file without a context column gets a placeholder context, and the two differ on purpose: single
+    cells (h5ad) come from a real cell line the file does not record ('unknown', ContextRecord kind 'unknown'),
+    a table's rows are context-free consensus signatures ('CONSENSUS'). The report said only 'all cells get
+    context unknown' (a bulk h5ad said nothing) and neither named the option that gives the real line."""
+    import anndata as ad
+    import pandas as pd
+
+    from graph.io.contexts import UNKNOWN_CONTEXT
+    from graph.io.h5ad import pseudobulk_h5ad, read_bulk_h5ad
+    from graph.io.identifiers import CONSENSUS_CONTEXT
+    from graph.io.options import ReadOptions
+    from graph.io.tables import read_long_table
+
+    counts = np.random.default_rng(7).poisson(5, size=(40, 3)).astype(np.int32)
+    obs = pd.DataFrame({"perturbation": ["control"] * 20 + ["STAT1"] * 20, "perturbation_type": "CRISPRi"},
+                       index=[f"c{i}" for i in range(40)])
+    ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=["G1", "G2", "G3"])).write_h5ad(tmp_path / "cells.h5ad")
+    ad.AnnData(X=np.ones((1, 3), np.float32), obs=obs.iloc[20:21],
+               var=pd.DataFrame(index=["G1", "G2", "G3"])).write_h5ad(tmp_path / "bulk.h5ad")
+    pd.DataFrame({"perturbation": ["STAT1"], "perturbation_type": ["CRISPRi"], "readout": ["G1"],
+                  "value": [1.0]}).to_csv(tmp_path / "t.csv", index=False)
+    cells = pseudobulk_h5ad(tmp_path / "cells.h5ad", "c", min_cells=5)
+    bulk = read_bulk_h5ad(tmp_path / "bulk.h5ad", "b")
+    table = read_long_table(tmp_path / "t.csv", "t")[1]
+    assert set(cells.contexts) == set(bulk.contexts) == {UNKNOWN_CONTEXT} and set(table.contexts) == {CONSENSUS_CONTEXT}
+    for report in (cells.report, bulk.report):
+        note = next(n for n in report.notes if n.startswith("no context column"))
+        assert "a cell line the file does not record" in note and "not a context-free consensus" in note
+        assert "--context" in note and "FILE?context=" in note
+    note = next(n for n in table.report.notes if n.startswith("no context column"))
+    assert "context-free consensus" in note and "--context" in note
+    given = pseudobulk_h5ad(tmp_path / "cells.h5ad", "c", min_cells=5, options=ReadOptions(context="K562"))
+    assert set(given.contexts) == {"K562"} and any("'K562' (the context option)" in n for n in given.report.notes)

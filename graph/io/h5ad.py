@@ -32,7 +32,7 @@ from graph.io.identifiers import (
     parse_time,
     split_combination,
 )
-from graph.io.options import TYPE_OPTION_HINT, ReadOptions, TypeOverride
+from graph.io.options import TYPE_OPTION_HINT, ReadOptions, TypeOverride, no_context_note
 from graph.io.perturbations import perturbation_record
 from graph.io.validation import GeneCheck, validate_measurements
 from graph.records import (
@@ -356,7 +356,7 @@ def pseudobulk_h5ad(
             ctx = normalise_context_name(default_context) if default_context else UNKNOWN_CONTEXT
             contexts = np.full(adata.n_obs, ctx, dtype=object)
             raw_context = {ctx: default_context or ""}
-            report.notes.append(f"no context column: all cells get context {ctx!r}")
+            report.notes.append(no_context_note(ctx, cells=True, given=bool(default_context)))
         extra = {c.lower() for c in (control_values or ())}
         by_name = np.array([is_control_name(x) or x.lower() in extra for x in labels], dtype=bool)
         if cols.control:
@@ -552,6 +552,9 @@ def read_bulk_h5ad(
         contexts: dict[str, ContextRecord] = {}
         signatures, frames = [], []
         dropped: Counter[str] = Counter()
+        if not cols.context:
+            report.notes.append(no_context_note(normalise_context_name(default_context), cells=True,
+                                                given=bool(default_context)))
         types = TypeOverride(perturbation_type if cols.perturbation_type else None, path)  # the option over the column
         X = _rows(adata.X, 0, adata.n_obs)
         X = X.toarray() if sp.issparse(X) else X

@@ -142,6 +142,25 @@ TYPE_OPTION_HINT = ("give every row's type with the perturbation_type option (--
                     "shRNA|..., or FILE?perturbation_type=compound)")
 
 
+CONTEXT_OPTION_HINT = ("name the real cell line with the context option (--context K562, --input-context on evaluate, "
+                       "FILE?context=K562, context=K562 in an inbox .options file)")
+
+
+def no_context_note(context: str, *, cells: bool, given: bool) -> str:
+    """The report line of a file without a context column, one text for the readers. The two placeholders
+    differ on purpose: single cells (h5ad, pseudobulk or bulk) come from a real cell line the file does not
+    record, so they get contexts.UNKNOWN_CONTEXT ('unknown', ContextRecord kind 'unknown'); a table's rows are
+    taken for context-free consensus signatures (summarised over cell lines), identifiers.CONSENSUS_CONTEXT.
+    Neither is a cell line, and neither is ever merged with one; both name the option that gives the line."""
+    unit = "cell" if cells else "row"
+    if given:
+        return f"no context column: every {unit} gets context {context!r} (the context option)"
+    meaning = ("cells of a cell line the file does not record, not a context-free consensus; two such files share "
+               "this one context" if cells else
+               "context-free consensus signatures (e.g. summarised over cell lines), not one cell line")
+    return f"no context column: every {unit} gets the placeholder context {context!r} ({meaning}); {CONTEXT_OPTION_HINT}"
+
+
 def missing_type_error(path: str | Path) -> InputFileError:
     """The one rule for a measurement table without a perturbation_type column and no option."""
     return InputFileError(path, f"has no perturbation_type column; {TYPE_OPTION_HINT}")

@@ -38,7 +38,7 @@ from graph.io.identifiers import (
     split_combination,
     stored_gene_names,
 )
-from graph.io.options import TypeOverride, missing_type_error
+from graph.io.options import TypeOverride, missing_type_error, no_context_note
 from graph.io.perturbations import perturbation_record, type_in_id
 from graph.io.validation import DEFAULT_DUPLICATES, GeneCheck, duplicate_note, validate_measurements
 from graph.records import MEASUREMENT_COLUMNS, SignatureRecord
@@ -181,8 +181,7 @@ class LongTableReader(StreamedReader):
             self.report.notes.append(f"no perturbation_type column: every row taken as {perturbation_type!r} "
                                      "(the perturbation_type option)")
         if self._fill_context:
-            self.report.notes.append(f"no context column: every row taken as context {self.default_context!r}"
-                                     + ("" if context else " (context-free signatures; see docs/inputs.md)"))
+            self.report.notes.append(no_context_note(self.default_context, cells=False, given=bool(context)))
         elif context:
             self.report.notes.append(f"context {context!r} not used: the file has a context column")
         self.reasons: Counter[str] = Counter()
