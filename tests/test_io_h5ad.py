@@ -290,3 +290,16 @@ def test_scperturb_norman_doubles_are_combinations_in_an_h5ad_and_a_table(tmp_pa
     assert set(table["perturbation"].astype(str)) == {"CRISPRa:CEBPA+KLF1"}
     no_table = pseudobulk_h5ad(_cells(tmp_path, obs, counts, name="b.h5ad"), "n", min_cells=5)
     assert "CRISPRa:CEBPA_KLF1" in set(no_table.long["perturbation"].astype(str))  # no gene table: kept whole
+
+
+def test_a_bulk_h5ads_doses_are_perturbations_apart_as_in_a_table(tmp_path):
+    """A bulk h5ad (one obs row per signature) with a dose column gave every dose of a compound one perturbation
+    (compound:name:vorinostat), so a model averaged 10 nM and 10 uM as one experiment; a table or a single-cell
+    h5ad keeps them apart (compound:...@0.01uM / @10uM). An unreadable dose quarantines its row."""
+    obs = pd.DataFrame({"perturbation": ["vorinostat"] * 3, "perturbation_type": "compound", "cell_line": "A549",
+                        "dose_value": ["10", "10000", "lots"], "dose_unit": "nM"}, index=["s1", "s2", "s3"])
+    ad.AnnData(X=np.ones((3, 3), np.float32), obs=obs, var=pd.DataFrame(index=["G1", "G2", "G3"])).write_h5ad(
+        tmp_path / "bulk.h5ad")
+    r = read_bulk_h5ad(tmp_path / "bulk.h5ad", "b")
+    assert set(r.long["perturbation"].astype(str)) == {"compound:name:vorinostat@0.01uM", "compound:name:vorinostat@10uM"}
+    assert r.report.accepted == 2 and r.report.quarantined == 1 and "lots" in r.quarantine[0].reason

@@ -556,6 +556,10 @@ def read_bulk_h5ad(
             report.notes.append(no_context_note(normalise_context_name(default_context), cells=True,
                                                 given=bool(default_context)))
         types = TypeOverride(perturbation_type if cols.perturbation_type else None, path)  # the option over the column
+        # A dose column: each dose of a compound its own perturbation, as in pseudobulk_h5ad and the tables.
+        row_labels = obs[cols.perturbation].astype(object).map(clean_text).to_numpy()
+        dose_labels, dose_info = _dose_labels(obs, row_labels, np.array([is_control_name(x) for x in row_labels],
+                                                                        dtype=bool), report)
         X = _rows(adata.X, 0, adata.n_obs)
         X = X.toarray() if sp.issparse(X) else X
         for i, obs_name in enumerate(adata.obs_names):
@@ -570,12 +574,15 @@ def read_bulk_h5ad(
                                           else perturbation_type)
                 except ValueError as exc:
                     reason = str(exc)
+            _, dose, dose_problem = dose_info.get(dose_labels[i], (label, (None, ""), ""))
+            reason = reason or dose_problem
             if reason:
                 quarantine.append(QuarantineRecord(str(path), str(obs_name), reason, {"perturbation": label}))
                 continue
             if is_control_name(label):
                 ptype = "control"
-            rec = _perturbation_record(label, ptype, resolver, dataset_id, compound_ids=compound_ids)
+            rec = _perturbation_record(label, ptype, resolver, dataset_id, compound_ids=compound_ids,
+                                       dose=dose if ptype == "compound" else (None, ""))
             perturbations.setdefault(rec.perturbation_id, rec)
             contexts.setdefault(ctx, context_record(raw_ctx or "", source=path.name))
             row = np.asarray(X[i], dtype=np.float64).ravel()
