@@ -268,6 +268,14 @@ def test_each_time_point_is_its_own_signature_against_same_time_controls(tmp_pat
     r = pseudobulk_h5ad(_cells(tmp_path, only72, counts[:40], name="b.h5ad"), "t",
                         options=ReadOptions(perturbation_type="CRISPRi"), min_cells=5)
     assert r.report.accepted == 0 and "0 control cells in context K562 at time 24h" in r.quarantine[0].reason
+    # bare numbers without a unit column (sci-Plex writes time = 24): kept apart as written, never pooled, never
+    # the whole file quarantined, and the note says how to give the unit
+    bare = {**obs, "time": [t if t != "soon" else "72" for t in obs["time"]]}
+    del bare["time_unit"]
+    r = pseudobulk_h5ad(_cells(tmp_path, bare, counts, name="c.h5ad"), "t", options=ReadOptions(perturbation_type="CRISPRi"),
+                        min_cells=5)
+    assert sorted(s.signature_id for s in r.signatures) == ["t:K562|JAK2|72", "t:K562|STAT1|24", "t:K562|STAT1|72"]
+    assert r.report.quarantined == 0 and any("without a unit" in n and "'time_unit'" in n for n in r.report.notes)
 
 
 def test_scperturb_norman_doubles_are_combinations_in_an_h5ad_and_a_table(tmp_path):

@@ -282,7 +282,7 @@ def _time_suffixes(obs: pd.DataFrame, report: ReadReport) -> tuple[np.ndarray, d
     units = (obs[unit_col].astype(object).map(clean_text) if unit_col else
              pd.Series("h" if col in HOUR_COLUMNS else "", index=obs.index, dtype=object))
     codes, pairs = pd.factorize(raw + "\x1f" + units)  # not "\x00": pandas' hash table ends a string there
-    suffix_of, info = [], {}
+    suffix_of, info, unitless = [], {}, []
     for pair in pairs:
         text, _, unit = pair.partition("\x1f")
         try:
@@ -290,14 +290,21 @@ def _time_suffixes(obs: pd.DataFrame, report: ReadReport) -> tuple[np.ndarray, d
             suffix, problem = (f"|{format_dose(*t)}" if t[0] is not None else ""), ""
         except ValueError as exc:
             t, suffix = (None, ""), f"|{text}"
-            problem = f"{exc} (obs column {col!r}" + (
-                f"; a bare number takes its unit from a {TIME_UNIT_COLUMNS[0]!r} column, e.g. "
-                f"adata.obs[{TIME_UNIT_COLUMNS[0]!r}] = 'h')" if "(got '')" in str(exc) else ")")
+            if "(got '')" in str(exc):  # a bare number (sci-Plex's time = 24): kept apart as written, not guessed
+                problem = ""
+                unitless.append(text)
+            else:
+                problem = f"{exc} (obs column {col!r})"
         suffix_of.append(suffix)
         info.setdefault(suffix, (t, problem))
     report.notes.append(f"time column {col!r}" + (f" (unit {unit_col!r})" if unit_col else "")
                         + ": each time point of a perturbation is its own signature, against the controls of its "
                           "context and time point")
+    if unitless:
+        report.notes.append(
+            f"time column {col!r}: {len(unitless)} value(s) without a unit ({', '.join(map(repr, unitless[:5]))}) "
+            f"kept apart as written, with no time recorded; a {TIME_UNIT_COLUMNS[0]!r} column gives their unit, "
+            f"e.g. adata.obs[{TIME_UNIT_COLUMNS[0]!r}] = 'h'")
     return np.array(suffix_of, dtype=object)[codes] if len(pairs) else np.full(len(obs), "", dtype=object), info
 
 
