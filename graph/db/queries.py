@@ -121,9 +121,14 @@ def upsert_versioned_relationships(start: RowNode, rel: str, end: RowNode, keys:
     existing = f"[x IN [({s})-[y:{rel}]->({e}) | y] WHERE {same_key}]"
     return (f"\nUNWIND $rows AS row\nMATCH {start.pattern()}\nMATCH {end.pattern()}\n"
             f"WITH {s}, {e}, row, {existing} AS found\n"
-            f"FOREACH (_ IN CASE WHEN found = [] THEN [1] ELSE [] END |\n"
-            f"  CREATE ({s})-[:{rel} {{{key_map}}}]->({e}))\n"
-            f"WITH {s}, {e}, row, {existing}[0] AS r\n{sets}\n"
+            f"CALL ({s}, {e}, row, found) {{\n"
+            f"  WITH {s}, {e}, row, found WHERE found = []\n"
+            f"  CREATE ({s})-[r:{rel} {{{key_map}}}]->({e})\n"
+            "  RETURN r\n"
+            "  UNION ALL\n"
+            "  WITH found WHERE found <> []\n"
+            "  RETURN found[0] AS r\n"
+            f"}}\n{sets}\n"
             "RETURN count(*) AS written\n")
 
 
