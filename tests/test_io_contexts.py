@@ -38,6 +38,14 @@ def _features(tmp_path):
     return path
 
 
+def test_a_tables_consensus_context_is_no_cell_line():
+    """A table without a context column is context-free consensus signatures (identifiers.CONSENSUS_CONTEXT);
+    its Context node was typed 'cell_line' like a real line."""
+    rec = context_record("CONSENSUS", source="consensus.csv")
+    assert (rec.context_id, rec.kind) == ("CONSENSUS", "consensus")
+    assert context_record("A375").kind == "cell_line"
+
+
 def test_feature_matrix_nan_and_duplicates(tmp_path):
     path = _features(tmp_path)
     f = read_cell_line_features(path, "basex_rnaseq")

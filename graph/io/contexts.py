@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from graph.io.common import InputFileError, clean_text
+from graph.io.identifiers import CONSENSUS_CONTEXT
 from graph.records import ContextRecord, ReadReport
 
 # Files that do not record the cell line (the CMap kd shRNA plate) get this context. It is lower case
@@ -34,6 +35,8 @@ def normalise_context_name(name: object) -> str:
 
 def context_record(name: object, kind: str = "cell_line", source: str = "") -> ContextRecord:
     cid = normalise_context_name(name)
+    if cid == CONSENSUS_CONTEXT:  # a table's context-free consensus signatures: no cell line of any kind
+        return ContextRecord(context_id=cid, name="consensus over contexts", kind="consensus", source=source)
     if cid == UNKNOWN_CONTEXT:
         return ContextRecord(context_id=UNKNOWN_CONTEXT, name=f"not recorded ({source})" if source else "not recorded",
                              kind="unknown", source=source)
