@@ -551,10 +551,7 @@ OPTIONAL CALL (new) {
 WITH new.version_id AS v, old.version_id AS prev
 """
 
-# Counts per relationship type: links only in the new version (added), only in the previous one
-# (removed), in both (kept). Links are compared by their endpoints (and context for effects).
-# It touches every link of both versions (seconds on a large graph), so it runs once, when a version
-# is published, and its rows are stored on the version (STORE_VERSION_SUMMARY).
+
 def _pair_has_link(rel: str, version: str, same: str = "") -> str:
     """Cypher: (a)-[:REL]->(b) has a link of `version`. The pair's own links are filtered as a list so
     the planner cannot answer it from the r.modelVersion index (a scan of the whole index per row when
@@ -565,6 +562,10 @@ def _pair_has_link(rel: str, version: str, same: str = "") -> str:
             f"WHERE coalesce(o.modelVersion = {version}{same}, false))")
 
 
+# Counts per relationship type: links only in the new version (added), only in the previous one
+# (removed), in both (kept). Links are compared by their endpoints (and context for effects).
+# It touches every link of both versions (seconds on a large graph), so it runs once, when a version
+# is published, and its rows are stored on the version (STORE_VERSION_SUMMARY).
 def _summary_counts(rel: str, same: str = "") -> str:
     """Added / removed / kept counts of one relationship type between versions v and prev; `same`: what
     else must match for a link to count as kept (effects: the context)."""
