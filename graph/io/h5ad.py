@@ -269,6 +269,14 @@ def _dose_labels(obs: pd.DataFrame, labels: np.ndarray, is_ctrl: np.ndarray, rep
     return out, info
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _time_suffixes(obs: pd.DataFrame, report: ReadReport) -> tuple[np.ndarray, dict[str, tuple]]:
     """Per cell (controls too) "|<time>h" of a file with a time column (TIME_COLUMNS, unit from TIME_UNIT_COLUMNS
     or the value, identifiers.parse_time as for tables), "" without one; and {suffix: ((value, unit), problem)},
@@ -289,12 +297,10 @@ def _time_suffixes(obs: pd.DataFrame, report: ReadReport) -> tuple[np.ndarray, d
             t = parse_time(text, unit or None)
             suffix, problem = (f"|{format_dose(*t)}" if t[0] is not None else ""), ""
         except ValueError as exc:
-            t, suffix = (None, ""), f"|{text}"
-            if "(got '')" in str(exc):  # a bare number (sci-Plex's time = 24): kept apart as written, not guessed
+            t, suffix, problem = (None, ""), f"|{text}", f"{exc} (obs column {col!r})"
+            if not unit and _is_number(text):  # a bare number (sci-Plex's time = 24): kept apart as written
                 problem = ""
                 unitless.append(text)
-            else:
-                problem = f"{exc} (obs column {col!r})"
         suffix_of.append(suffix)
         info.setdefault(suffix, (t, problem))
     report.notes.append(f"time column {col!r}" + (f" (unit {unit_col!r})" if unit_col else "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -414,11 +415,8 @@ def dataset_id_for(path) -> str:
     """A dataset's id from its file name, the one rule every entry point uses (the CLI's readers, the
     pipeline's inputs): the data suffixes removed, lower case, runs of other characters as '_'
     ('Screen.v2.csv.gz' -> 'screen_v2')."""
-    from pathlib import Path
-
     stem = Path(path).name
     for suffix in _DATA_SUFFIXES:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
     return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "dataset"
-

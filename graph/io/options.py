@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graph.io.common import InputFileError
+from graph.io.common import InputFileError, clean_text
+from graph.io.perturbations import normalise_perturbation_type
 from graph.io.validation import DEFAULT_DUPLICATES, DUPLICATE_POLICIES, UNKNOWN_GENE_POLICIES
 
 
@@ -183,9 +184,6 @@ class TypeOverride:
 
     def type_of(self, file_type: object) -> str:
         """The canonical type of a row the file types `file_type` (graph/io/perturbations.PERTURBATION_TYPES)."""
-        from graph.io.common import clean_text
-        from graph.io.perturbations import normalise_perturbation_type
-
         if self.option is None:
             return normalise_perturbation_type(file_type)
         try:
