@@ -27,6 +27,7 @@ from graph.io.identifiers import (
     canonical_gene_symbol,
     compound_id_for,
     format_dose,
+    is_bare_number,
     is_control_name,
     parse_dose,
     parse_time,
@@ -269,14 +270,6 @@ def _dose_labels(obs: pd.DataFrame, labels: np.ndarray, is_ctrl: np.ndarray, rep
     return out, info
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _time_suffixes(obs: pd.DataFrame, report: ReadReport) -> tuple[np.ndarray, dict[str, tuple]]:
     """Per cell (controls too) "|<time>h" of a file with a time column (TIME_COLUMNS, unit from TIME_UNIT_COLUMNS
     or the value, identifiers.parse_time as for tables), "" without one; and {suffix: ((value, unit), problem)},
@@ -298,7 +291,7 @@ def _time_suffixes(obs: pd.DataFrame, report: ReadReport) -> tuple[np.ndarray, d
             suffix, problem = (f"|{format_dose(*t)}" if t[0] is not None else ""), ""
         except ValueError as exc:
             t, suffix, problem = (None, ""), f"|{text}", f"{exc} (obs column {col!r})"
-            if not unit and _is_number(text):  # a bare number (sci-Plex's time = 24): kept apart as written
+            if not unit and is_bare_number(text):  # a bare number (sci-Plex's time = 24): kept apart as written
                 problem = ""
                 unitless.append(text)
         suffix_of.append(suffix)

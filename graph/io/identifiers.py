@@ -338,6 +338,14 @@ def parse_dose(text: object, unit: object = None) -> tuple[float | None, str]:
     return round_sig(value * factor), "uM"
 
 
+_BARE_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+
+
+def is_bare_number(text: object) -> bool:
+    """A dose or time written without its unit ("10", "24.0"): the unit comes from a unit column."""
+    return bool(_BARE_NUMBER.match(clean_text(text)))
+
+
 def parse_time(text: object, unit: object = None) -> tuple[float | None, str]:
     """("24 h" | "6h" | "30 min" | "2 d") -> (value, "h"); missing -> (None, ""); else ValueError."""
     parsed = _number_and_unit(text, unit, "time")

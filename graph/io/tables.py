@@ -10,7 +10,6 @@ pandas chunks. Text columns are mapped per distinct value (categories), not per 
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -33,6 +32,7 @@ from graph.io.identifiers import (
     canonical_gene_symbol,
     compound_id_for,
     format_dose,
+    is_bare_number,
     parse_dose,
     parse_time,
     split_combination,
@@ -72,7 +72,6 @@ def _canonical_suffix(dose: str, time: str) -> str:
     return out
 
 
-_BARE_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 
 
 def with_units(df: pd.DataFrame) -> pd.DataFrame:
@@ -85,7 +84,7 @@ def with_units(df: pd.DataFrame) -> pd.DataFrame:
             continue
         if col in df:
             pairs = pd.DataFrame({"v": df[col].astype(object).map(clean_text), "u": df[unit].astype(object).map(clean_text)})
-            joined = np.where(pairs["v"].map(lambda v: bool(_BARE_NUMBER.match(v))) & (pairs["u"] != ""),
+            joined = np.where(pairs["v"].map(is_bare_number) & (pairs["u"] != ""),
                               pairs["v"] + " " + pairs["u"], pairs["v"])
             df = df.assign(**{col: pd.Categorical(joined)})
         df = df.drop(columns=unit)
