@@ -72,8 +72,6 @@ def _canonical_suffix(dose: str, time: str) -> str:
     return out
 
 
-
-
 def with_units(df: pd.DataFrame) -> pd.DataFrame:
     """A batch's dose / time text with its `dose_unit` / `time_unit` column joined to bare numbers ("10" +
     "nM" -> "10 nM", as CMap's pert_dose + pert_dose_unit and sci-Plex's dose_value + dose_unit are read);
