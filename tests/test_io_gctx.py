@@ -155,9 +155,30 @@ def test_long_conversion_minus666_and_shrna_context(tmp_path):
     assert conv.dropped_values == {"-666": 1}
     assert set(long["readout"]) == {"AAA", "BBB", "103"}  # unresolved id kept as the source name
     assert set(long["context"]) == {"unknown"} and conv.contexts["unknown"].kind == "unknown"
-    assert any("cell line not recorded" in n for n in conv.report.notes)
+    assert any("every signature gets the placeholder context 'unknown'" in n and "--context" in n
+               for n in conv.report.notes)
     assert conv.perturbations["shRNA:TOMM70"].name == "TOMM70A"
     assert "control:EMPTY_VECTOR" in conv.perturbations
+
+
+def test_context_option_names_the_line_of_a_gctx_without_cell_id(tmp_path):
+    """The context option reaches the GCTX reader through the readers' one entry (it was silently ignored):
+    it fills a file without cell_id, and a file with cell_id keeps its own, saying the option was not used."""
+    from graph.io.options import ReadOptions
+    from graph.io.readers import open_streaming_reader
+
+    row = pd.DataFrame({"id": ["g1", "g2"], "pr_gene_symbol": ["AAA", "BBB"]})
+    col = pd.DataFrame({"id": ["a", "b"], "pert_type": ["trt_sh", "ctl_vector"], "pert_iname": ["X", "EMPTY_VECTOR"]})
+    plate = write_gctx(tmp_path / "kd.gctx", np.ones((2, 2), np.float32), row, col)
+    conv = open_streaming_reader(plate, "gctx", "kd", ReadOptions(context="k-562"))
+    long = pd.concat(list(conv.iter_long()))
+    assert set(long["context"]) == {"K562"} and conv.contexts["K562"].kind == "cell_line"
+    assert conv.contexts["K562"].name == "k-562"
+    assert any("every signature gets context 'k-562' (the context option)" in n for n in conv.report.notes)
+    lined = write_gctx(tmp_path / "lines.gctx", np.ones((2, 2), np.float32), row, col.assign(cell_id=["A375", "A375"]))
+    conv = open_streaming_reader(lined, "gctx", "kd", ReadOptions(context="K562"))
+    assert set(pd.concat(list(conv.iter_long()))["context"]) == {"A375"}
+    assert any("context 'K562' not used: the file has a context column ('cell_id')" in n for n in conv.report.notes)
 
 
 def test_unknown_pert_type_quarantined(tmp_path):

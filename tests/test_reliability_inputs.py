@@ -329,3 +329,12 @@ def test_the_two_placeholder_contexts_are_told_apart_in_the_read_report(tmp_path
     assert "context-free consensus" in note and "--context" in note
     given = pseudobulk_h5ad(tmp_path / "cells.h5ad", "c", min_cells=5, options=ReadOptions(context="K562"))
     assert set(given.contexts) == {"K562"} and any("'K562' (the context option)" in n for n in given.report.notes)
+    # A file with its own context column keeps it, and says the option was not used (h5ad said nothing).
+    obs["cell_line"] = "RPE1"
+    ad.AnnData(X=counts, obs=obs, var=pd.DataFrame(index=["G1", "G2", "G3"])).write_h5ad(tmp_path / "lined.h5ad")
+    for read in (pseudobulk_h5ad, read_bulk_h5ad):
+        kept = read(tmp_path / "lined.h5ad", "c", options=ReadOptions(context="K562"),
+                    **({"min_cells": 5} if read is pseudobulk_h5ad else {}))
+        assert set(kept.contexts) == {"RPE1"}
+        assert any("context 'K562' not used: the file has a context column ('cell_line')" in n
+                   for n in kept.report.notes)

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from graph.io.common import InputFileError, StreamedReader, clean_text, measurement_format
-from graph.io.contexts import UNKNOWN_CONTEXT, context_record, normalise_context_name
+from graph.io.contexts import context_record, normalise_context_name
 from graph.io.identifiers import canonical_gene_symbol, compound_id_for
-from graph.io.options import TypeOverride
+from graph.io.options import TypeOverride, file_context
 from graph.io.perturbations import parse_dose, parse_time, perturbation_record
 from graph.io.validation import (
     CONFLICT,
@@ -420,8 +420,8 @@ class GctxToLong(StreamedReader):
     trt_oe -> ORF, ctl_* -> control; dose from pert_idose (else pert_dose + pert_dose_unit), time from
     pert_itime (else pert_time + pert_time_unit); readouts are the row's gene symbol, resolved through
     `resolver` (Entrez id first, then symbol, then row id) when given. A file without `cell_id`
-    (the CMap kd shRNA plate) gets context UNKNOWN_CONTEXT ("unknown", ContextRecord kind "unknown")
-    and a report note.
+    (the CMap kd shRNA plate) gets the `context` option, else UNKNOWN_CONTEXT ("unknown", ContextRecord
+    kind "unknown"), with a report note (graph/io/options.file_context, the readers' one rule).
 
     Counting: `report` counts signatures (selected columns): duplicates of a column id keep the first
     occurrence (file order), the others are quarantined and counted in duplicates_resolved; columns
@@ -441,8 +441,10 @@ class GctxToLong(StreamedReader):
                  landmark_ids: Iterable[str] | None = None, resolver=None,
                  compound_ids: Mapping[str, str] | None = None, chunk_size: int = 1000,
                  duplicates: str = DEFAULT_DUPLICATES, unknown_genes: str = "keep",
-                 signature_info: str | Path | None = None, perturbation_type: str | None = None):
+                 signature_info: str | Path | None = None, perturbation_type: str | None = None,
+                 context: str | None = None):
         super().__init__(path, dataset_id)
+        self._context_option = context  # the context of a file without cell_id (graph/io/options.file_context)
         self._types = TypeOverride(perturbation_type, self.path)  # the option over pert_type (graph/io/options.py)
         # CMap's GEO / CLUE GCTX files hold only the signature ids; their fields come from this table.
         self._info = read_signature_info(signature_info) if signature_info else None
@@ -537,12 +539,13 @@ class GctxToLong(StreamedReader):
         def text(field: str) -> pd.Series:
             return meta[field].map(clean_text) if field in meta.columns else pd.Series([""] * len(meta), index=meta.index)
 
-        if "cell_id" in meta.columns:
-            contexts = text("cell_id").map(normalise_context_name)
-        else:
-            contexts = pd.Series([UNKNOWN_CONTEXT] * len(meta), index=meta.index)
-            self.report.notes.append(f"cell line not recorded in {src}: {len(meta)} signatures get context "
-                                     f"{UNKNOWN_CONTEXT!r} (ContextRecord kind 'unknown')")
+        fill_context, context_note = file_context(self._context_option, cells=True, unit="signature",
+                                                  column="cell_id" if "cell_id" in meta.columns else None)
+        if context_note:
+            self.report.notes.append(context_note)
+        raw_contexts = text("cell_id") if fill_context is None else pd.Series([fill_context] * len(meta),
+                                                                               index=meta.index)
+        contexts = raw_contexts.map(normalise_context_name)
         dose_txt = text("pert_idose")
         dose_num, dose_unit = text("pert_dose"), text("pert_dose_unit")
         time_txt = text("pert_itime")
@@ -579,9 +582,9 @@ class GctxToLong(StreamedReader):
         for rec, _ in perts:
             if rec is not None:
                 self.perturbations.setdefault(rec.perturbation_id, rec)
-        for c, raw in zip(contexts, text("cell_id") if "cell_id" in meta.columns else contexts, strict=True):
+        for c, raw in zip(contexts, raw_contexts, strict=True):
             if c not in self.contexts:
-                self.contexts[c] = context_record(raw if c != UNKNOWN_CONTEXT else "", source=src)
+                self.contexts[c] = context_record(raw, source=src)
         reps = pd.to_numeric(meta["distil_nsample"], errors="coerce") if "distil_nsample" in meta.columns else None
         sig = pd.DataFrame({
             "source_id": ids, "context": contexts.to_numpy(),

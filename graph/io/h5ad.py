@@ -33,7 +33,7 @@ from graph.io.identifiers import (
     parse_time,
     split_combination,
 )
-from graph.io.options import TYPE_OPTION_HINT, ReadOptions, TypeOverride, no_context_note
+from graph.io.options import TYPE_OPTION_HINT, ReadOptions, TypeOverride, file_context
 from graph.io.perturbations import perturbation_record
 from graph.io.validation import GeneCheck, validate_measurements
 from graph.records import (
@@ -355,14 +355,16 @@ def pseudobulk_h5ad(
                 raise InputFileError(path, f"cell_filter {cell_filter!r} failed ({exc}); obs columns: {list(obs.columns)}") from exc
             report.notes.append(f"{int((~use).sum())} of {adata.n_obs} cells excluded by cell_filter {cell_filter!r}")
         labels = obs[cols.perturbation].astype(object).map(clean_text).to_numpy()
+        fill_context, context_note = file_context(default_context, column=cols.context, cells=True)
+        if context_note:
+            report.notes.append(context_note)
         if cols.context:
             contexts = obs[cols.context].astype(object).map(normalise_context_name).to_numpy()
             raw_context = dict(zip(contexts, obs[cols.context].astype(object).map(clean_text), strict=True))
         else:
-            ctx = normalise_context_name(default_context) if default_context else UNKNOWN_CONTEXT
+            ctx = normalise_context_name(fill_context)
             contexts = np.full(adata.n_obs, ctx, dtype=object)
             raw_context = {ctx: default_context or ""}
-            report.notes.append(no_context_note(ctx, cells=True, given=bool(default_context)))
         extra = {c.lower() for c in (control_values or ())}
         by_name = np.array([is_control_name(x) or x.lower() in extra for x in labels], dtype=bool)
         if cols.control:
@@ -558,9 +560,9 @@ def read_bulk_h5ad(
         contexts: dict[str, ContextRecord] = {}
         signatures, frames = [], []
         dropped: Counter[str] = Counter()
-        if not cols.context:
-            report.notes.append(no_context_note(normalise_context_name(default_context), cells=True,
-                                                given=bool(default_context)))
+        fill_context, context_note = file_context(default_context, column=cols.context, cells=True)
+        if context_note:
+            report.notes.append(context_note)
         types = TypeOverride(perturbation_type if cols.perturbation_type else None, path)  # the option over the column
         # A dose column: each dose of a compound its own perturbation, as in pseudobulk_h5ad and the tables.
         row_labels = obs[cols.perturbation].astype(object).map(clean_text).to_numpy()
@@ -570,7 +572,7 @@ def read_bulk_h5ad(
         X = X.toarray() if sp.issparse(X) else X
         for i, obs_name in enumerate(adata.obs_names):
             label = clean_text(obs[cols.perturbation].iloc[i])
-            raw_ctx = obs[cols.context].iloc[i] if cols.context else default_context
+            raw_ctx = obs[cols.context].iloc[i] if cols.context else fill_context
             ctx = normalise_context_name(raw_ctx)
             reason = "repeated obs name; first row kept" if dup[i] else ("empty perturbation label" if not label else "")
             ptype = ""

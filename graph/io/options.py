@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from graph.io.common import InputFileError, clean_text
+from graph.io.contexts import UNKNOWN_CONTEXT
+from graph.io.identifiers import CONSENSUS_CONTEXT
 from graph.io.perturbations import normalise_perturbation_type
 from graph.io.validation import DEFAULT_DUPLICATES, DUPLICATE_POLICIES, UNKNOWN_GENE_POLICIES
 
@@ -147,19 +149,32 @@ CONTEXT_OPTION_HINT = ("name the real cell line with the context option (--conte
                        "FILE?context=K562, context=K562 in an inbox .options file)")
 
 
-def no_context_note(context: str, *, cells: bool, given: bool) -> str:
+def no_context_note(context: str, *, cells: bool, given: bool, unit: str | None = None) -> str:
     """The report line of a file without a context column, one text for the readers. The two placeholders
-    differ on purpose: single cells (h5ad, pseudobulk or bulk) come from a real cell line the file does not
-    record, so they get contexts.UNKNOWN_CONTEXT ('unknown', ContextRecord kind 'unknown'); a table's rows are
-    taken for context-free consensus signatures (summarised over cell lines), identifiers.CONSENSUS_CONTEXT.
-    Neither is a cell line, and neither is ever merged with one; both name the option that gives the line."""
-    unit = "cell" if cells else "row"
+    differ on purpose: single cells (h5ad, pseudobulk or bulk) and GCTX signatures come from a real cell line
+    the file does not record, so they get contexts.UNKNOWN_CONTEXT ('unknown', ContextRecord kind 'unknown');
+    a table's rows are taken for context-free consensus signatures (summarised over cell lines),
+    identifiers.CONSENSUS_CONTEXT. Neither is a cell line, and neither is ever merged with one; both name the
+    option that gives the line. `unit` names what gets the context (default: cell or row)."""
+    unit = unit or ("cell" if cells else "row")
     if given:
         return f"no context column: every {unit} gets context {context!r} (the context option)"
-    meaning = ("cells of a cell line the file does not record, not a context-free consensus; two such files share "
-               "this one context" if cells else
+    meaning = (f"{unit}s of a cell line the file does not record, not a context-free consensus; two such files "
+               "share this one context" if cells else
                "context-free consensus signatures (e.g. summarised over cell lines), not one cell line")
     return f"no context column: every {unit} gets the placeholder context {context!r} ({meaning}); {CONTEXT_OPTION_HINT}"
+
+
+def file_context(option: str | None, *, column: str | None, cells: bool,
+                 unit: str | None = None) -> tuple[str | None, str]:
+    """The one rule of the context option, for every reader: (the context every row gets, as given or the
+    placeholder, or None when the file has its own context column `column`; the report line). The option
+    fills a missing column only; a file's own column wins and the option is reported as not used (never
+    silently ignored)."""
+    if column:
+        return None, (f"context {option!r} not used: the file has a context column ({column!r})" if option else "")
+    context = option or (UNKNOWN_CONTEXT if cells else CONSENSUS_CONTEXT)
+    return context, no_context_note(context, cells=cells, given=bool(option), unit=unit)
 
 
 def missing_type_error(path: str | Path) -> InputFileError:

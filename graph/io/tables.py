@@ -28,7 +28,6 @@ from graph.io.common import (
 )
 from graph.io.contexts import context_record, normalise_context_name
 from graph.io.identifiers import (
-    CONSENSUS_CONTEXT,
     canonical_gene_symbol,
     compound_id_for,
     format_dose,
@@ -38,7 +37,7 @@ from graph.io.identifiers import (
     split_combination,
     stored_gene_names,
 )
-from graph.io.options import TypeOverride, missing_type_error, no_context_note
+from graph.io.options import TypeOverride, file_context, missing_type_error
 from graph.io.perturbations import perturbation_record, type_in_id
 from graph.io.validation import DEFAULT_DUPLICATES, GeneCheck, duplicate_note, validate_measurements
 from graph.records import MEASUREMENT_COLUMNS, SignatureRecord
@@ -156,7 +155,8 @@ class LongTableReader(StreamedReader):
         if "context" in self._source and self._source["context"].lower() != "context":
             self.report.notes.append(f"column {self._source['context']!r} read as the context")
         self._fill_context = "context" not in self.columns
-        self.default_context = (context or CONSENSUS_CONTEXT) if self._fill_context else None
+        self.default_context, context_note = file_context(
+            context, column=None if self._fill_context else self._source.get("context", "context"), cells=False)
         if self._fill_context:
             self.columns.append("context")
         self._fill_type = "perturbation_type" not in self.columns and perturbation_type is not None
@@ -177,10 +177,8 @@ class LongTableReader(StreamedReader):
         if self._fill_type:
             self.report.notes.append(f"no perturbation_type column: every row taken as {perturbation_type!r} "
                                      "(the perturbation_type option)")
-        if self._fill_context:
-            self.report.notes.append(no_context_note(self.default_context, cells=False, given=bool(context)))
-        elif context:
-            self.report.notes.append(f"context {context!r} not used: the file has a context column")
+        if context_note:
+            self.report.notes.append(context_note)
         self.reasons: Counter[str] = Counter()
         self._sig: dict[str, list] = {}  # signature_id -> [context, perturbation_id, n_readouts]
         self._pert_cache: dict[tuple, str | None] = {}
