@@ -473,3 +473,21 @@ def test_a_geo_gctx_reads_its_fields_from_the_signature_info_table(tmp_path):
     assert r_part.report.accepted == 1 and r_part.report.quarantined == 3
     with pytest.raises(InputFileError, match="signature info table does not exist"):
         GctxToLong(path, "d", signature_info=tmp_path / "nope.txt")
+
+
+def test_readout_key_names_the_row_field_of_the_readouts(tmp_path):
+    """The readout_key option reads a GCTX's readouts from that row metadata field (it was silently ignored);
+    a field the file lacks is refused with the fields it has."""
+    from graph.io.genes import GeneResolver
+    from graph.io.options import ReadOptions
+    from graph.io.readers import open_streaming_reader
+
+    row = pd.DataFrame({"id": ["g1", "g2"], "pr_gene_symbol": ["old1", "old2"], "ensembl": ["ENSG01", "ENSG02"]})
+    col = pd.DataFrame({"id": ["a"], "pert_type": ["trt_cp"], "pert_iname": ["x"], "cell_id": ["A375"]})
+    path = write_gctx(tmp_path / "k.gctx", np.ones((1, 2), np.float32), row, col)
+    resolver = GeneResolver([GeneRecord(1, "AAA", ensembl_id="ENSG01"), GeneRecord(2, "BBB", ensembl_id="ENSG02")])
+    conv = open_streaming_reader(path, "gctx", "k", ReadOptions(readout_key="ensembl"), resolver=resolver)
+    assert set(pd.concat(list(conv.iter_long()))["readout"]) == {"AAA", "BBB"}
+    assert any("row field 'ensembl' (the readout_key option)" in n for n in conv.report.notes)
+    with pytest.raises(InputFileError, match=r"no row metadata field 'entrez'.*'ensembl', 'pr_gene_symbol'"):
+        open_streaming_reader(path, "gctx", "k", ReadOptions(readout_key="entrez"))

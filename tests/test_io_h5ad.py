@@ -311,3 +311,26 @@ def test_a_bulk_h5ads_doses_are_perturbations_apart_as_in_a_table(tmp_path):
     r = read_bulk_h5ad(tmp_path / "bulk.h5ad", "b")
     assert set(r.long["perturbation"].astype(str)) == {"compound:name:vorinostat@0.01uM", "compound:name:vorinostat@10uM"}
     assert r.report.accepted == 2 and r.report.quarantined == 1 and "lots" in r.quarantine[0].reason
+
+
+def test_readout_key_names_the_var_column_of_the_readouts(tmp_path):
+    """The readout_key option reads the readouts from that var column, mapped through the gene table, in the
+    pseudobulk and the bulk reader (it was silently ignored: the symbol column or the index won); a column
+    the file lacks is refused with the columns it has."""
+    resolver = GeneResolver([GeneRecord(1, "AAA", ensembl_id="ENSG01"), GeneRecord(2, "BBB", ensembl_id="ENSG02")])
+    var = pd.DataFrame({"gene_symbol": ["old1", "old2"], "ensembl": ["ENSG01", "ENSG02"]}, index=["r1", "r2"])
+    obs = pd.DataFrame({"perturbation": ["control"] * 3 + ["AAA"] * 3, "perturbation_type": ["CRISPRi"] * 6,
+                        "cell_line": ["K562"] * 6}, index=[f"c{i}" for i in range(6)])
+    ad.AnnData(X=sp.csr_matrix(np.array([[5, 5], [6, 4], [5, 5], [9, 1], [8, 2], [9, 1]], np.int32)), obs=obs,
+               var=var).write_h5ad(tmp_path / "cells.h5ad")
+    keyed = ReadOptions(readout_key="ensembl")
+    r = pseudobulk_h5ad(tmp_path / "cells.h5ad", "c", resolver=resolver, options=keyed, min_cells=3)
+    assert set(r.long["readout"]) == {"AAA", "BBB"}
+    assert any("var column 'ensembl' (the readout_key option)" in n for n in r.report.notes)
+    assert set(pseudobulk_h5ad(tmp_path / "cells.h5ad", "c", resolver=resolver, min_cells=3).long["readout"]) == {
+        "old1", "old2"}  # without the option: the symbol column, as before
+    ad.AnnData(X=np.ones((1, 2), np.float32), obs=obs.iloc[3:4], var=var).write_h5ad(tmp_path / "bulk.h5ad")
+    assert set(read_bulk_h5ad(tmp_path / "bulk.h5ad", "b", resolver=resolver, options=keyed).long["readout"]) == {
+        "AAA", "BBB"}
+    with pytest.raises(InputFileError, match=r"no var column 'entrez'.*'gene_symbol', 'ensembl'"):
+        pseudobulk_h5ad(tmp_path / "cells.h5ad", "c", resolver=resolver, options=ReadOptions(readout_key="entrez"))

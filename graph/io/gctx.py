@@ -442,8 +442,9 @@ class GctxToLong(StreamedReader):
                  compound_ids: Mapping[str, str] | None = None, chunk_size: int = 1000,
                  duplicates: str = DEFAULT_DUPLICATES, unknown_genes: str = "keep",
                  signature_info: str | Path | None = None, perturbation_type: str | None = None,
-                 context: str | None = None):
+                 context: str | None = None, readout_key: str | None = None):
         super().__init__(path, dataset_id)
+        self._readout_key = readout_key
         self._context_option = context  # the context of a file without cell_id (graph/io/options.file_context)
         self._types = TypeOverride(perturbation_type, self.path)  # the option over pert_type (graph/io/options.py)
         # CMap's GEO / CLUE GCTX files hold only the signature ids; their fields come from this table.
@@ -473,6 +474,12 @@ class GctxToLong(StreamedReader):
         stay: their values are duplicates of one (signature, readout), left to the validation step."""
         meta = self.gctx.row_meta.iloc[rows]
         sym_f, ent_f = _first(meta, _SYMBOL_FIELDS), _first(meta, _ENTREZ_FIELDS)
+        if self._readout_key:  # the tables' option (graph/io/options.py): the row field holding the readout ids
+            if self._readout_key not in meta.columns:
+                raise InputFileError(self.path, f"has no row metadata field {self._readout_key!r} (the readout_key "
+                                                f"option); row fields: {list(meta.columns)}")
+            sym_f, ent_f = self._readout_key, None
+            self.report.notes.append(f"readouts read from row field {self._readout_key!r} (the readout_key option)")
         ids = meta.index.astype(str)
         symbols = meta[sym_f].astype(object) if sym_f else pd.Series([None] * len(meta), index=meta.index)
         entrez = meta[ent_f].astype(object) if ent_f else pd.Series([None] * len(meta), index=meta.index)

@@ -156,11 +156,18 @@ def _counts_source(adata: ad.AnnData, path: Path):
                                f"layers['counts']; {BULK_HINT}")
 
 
-def _readouts(var: pd.DataFrame, resolver) -> tuple[list[str], np.ndarray, int]:
-    """Readout symbol per gene of `var` (its symbol column, else its index), a mask of the genes with a name,
-    and how many genes repeat an earlier gene's symbol. Repeats are kept: the validation step resolves them
-    by the duplicate policy."""
-    col = next((c for c in SYMBOL_COLUMNS if c in var.columns), None)
+def _readouts(var: pd.DataFrame, resolver, path: Path, readout_key: str | None,
+              report: ReadReport) -> tuple[list[str], np.ndarray, int]:
+    """Readout symbol per gene of `var` (the readout_key option's column, else its symbol column, else its
+    index), a mask of the genes with a name, and how many genes repeat an earlier gene's symbol. Repeats are
+    kept: the validation step resolves them by the duplicate policy."""
+    if readout_key:  # the tables' option (graph/io/options.py): the var column holding the readout ids
+        if readout_key not in var.columns:
+            raise InputFileError(path, f"has no var column {readout_key!r} (the readout_key option); var columns: "
+                                       f"{list(var.columns)}")
+        report.notes.append(f"readouts read from var column {readout_key!r} (the readout_key option)"
+                            + ("" if resolver is not None else "; no gene table: kept as written"))
+    col = readout_key or next((c for c in SYMBOL_COLUMNS if c in var.columns), None)
     names = [canonical_gene_symbol(x, resolver) for x in (var[col] if col else var.index)]
     named = np.array(names, dtype=object) != ""
     repeated = pd.Series(names).duplicated(keep="first").to_numpy() & named
@@ -398,7 +405,7 @@ def pseudobulk_h5ad(
         matrix, var, source_note = _counts_source(adata, path)
         if source_note:
             report.notes.append(source_note)
-        names, keep_genes, repeated = _readouts(var, resolver)
+        names, keep_genes, repeated = _readouts(var, resolver, path, options.readout_key, report)
         if repeated or not keep_genes.all():
             report.notes.append(_repeat_note(repeated, int((~keep_genes).sum()), duplicates))
         n_genes = len(var)
@@ -553,7 +560,7 @@ def read_bulk_h5ad(
             raise _missing_type(path, obs)
         report = ReadReport(source=str(path), read=adata.n_obs)
         quarantine: list[QuarantineRecord] = []
-        names, keep_genes, repeated = _readouts(adata.var, resolver)
+        names, keep_genes, repeated = _readouts(adata.var, resolver, path, options.readout_key, report)
         readout_cat = _readout_dtype(names, keep_genes)
         dup = pd.Series(adata.obs_names).duplicated(keep="first").to_numpy()
         perturbations: dict[str, PerturbationRecord] = {}

@@ -39,7 +39,7 @@ class ReadOptions:
 
     perturbation_type: str | None = None  # type of every row of a table without a perturbation_type column
     context: str | None = None  # context of every row of a table without a context column
-    readout_key: str | None = None  # the column holding readout ids (e.g. entrez_id), mapped to symbols
+    readout_key: str | None = None  # the column (h5ad var column, GCTX row field) of readout ids, mapped to symbols
     readouts: int | tuple[str, ...] | None = None  # N random readouts, or these names (from a list file)
     readout_seed: int = 0
     duplicates: str = DEFAULT_DUPLICATES  # conflicting copies of one key: mean (default) | quarantine | first
@@ -128,8 +128,8 @@ OPTION_HELP = {
                          "ORF, ...): needed for a table without a perturbation_type column, and it replaces a file's "
                          "own types (e.g. scPerturb's ambiguous 'CRISPR')",
     "context": "context of every row of a table without a context column (default: CONSENSUS, context-free)",
-    "readout_key": "column holding the readouts (e.g. ensembl_id, entrez_id), mapped to gene symbols through the "
-                   "gene table",
+    "readout_key": "column holding the readouts (e.g. ensembl_id, entrez_id; an h5ad's var column, a GCTX's row "
+                   "field), mapped to gene symbols through the gene table",
     "readouts": "N: N random readouts (of those in every signature; --readout-seed), or a file of names",
     "readout_seed": "seed of the random readout subset",
     "duplicates": "rows repeating a (signature, readout) or, for files, a (context, perturbation, readout) with "

@@ -63,7 +63,7 @@ def open_streaming_reader(path: str | Path, kind: str, dataset_id: str, options:
         return GctxToLong(path, dataset_id, resolver=resolver, compound_ids=compound_ids, chunk_size=chunk_signatures,
                           duplicates=options.duplicates, unknown_genes=options.unknown_genes,
                           signature_info=options.signature_info, perturbation_type=options.perturbation_type,
-                          context=options.context)
+                          context=options.context, readout_key=options.readout_key)
     if kind not in STREAMED_KINDS:
         raise ValueError(f"{path}: kind {kind!r} is not a streamed measurement file")
     from graph.io.tables import LongTableReader
