@@ -436,3 +436,26 @@ def test_the_perturbation_type_option_wins_over_the_files_types_on_every_reader(
     with pytest.raises(InputFileError, match=r"\['CRISPRi', 'compound'\] are several treatment types"):
         read_long_table(mixed, "m", perturbation_type="compound")
     assert len(read_long_table(mixed, "m")[0]) == 2  # without the option, the file's own types
+
+
+def test_options_a_file_kind_does_not_use_are_reported_not_silently_ignored(tmp_path):
+    """The CLI flags are given once for every file of a run; a file kind an option does not apply to (bulk:
+    h5ad only; signature_info: GCTX only) reads as before and says in its report that the option was not used."""
+    import anndata as ad
+
+    from graph.io.options import ReadOptions
+    from graph.io.readers import open_streaming_reader, read_h5ad
+
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"context": ["A375"], "perturbation": ["x"], "perturbation_type": ["compound"], "readout": ["G1"],
+                  "value": [1.0]}).to_csv(table, index=False)
+    reader = open_streaming_reader(table, "long_table", "t", ReadOptions(bulk=True, signature_info="info.txt"))
+    assert len(pd.concat(list(reader.iter_long()))) == 1
+    note = next(n for n in reader.report.notes if n.startswith("option bulk not used"))
+    assert note == ("option bulk not used: it applies to h5ad files, not this long_table; option signature_info not "
+                    "used: it applies to gctx and gct files, not this long_table")
+    assert not any("not used" in n for n in open_streaming_reader(table, "long_table", "t").report.notes)
+    obs = pd.DataFrame({"perturbation": ["x"], "perturbation_type": ["compound"], "cell_line": ["A375"]}, index=["s"])
+    ad.AnnData(X=np.ones((1, 1), np.float32), obs=obs, var=pd.DataFrame(index=["G1"])).write_h5ad(tmp_path / "b.h5ad")
+    result = read_h5ad(tmp_path / "b.h5ad", "b", ReadOptions(bulk=True, signature_info="info.txt"))
+    assert "option signature_info not used: it applies to gctx and gct files, not this h5ad" in result.report.notes

@@ -53,26 +53,43 @@ def table_kind(path: str | Path, options: ReadOptions) -> str:
     return table_layout(table_header(path), options.readout_key) or "long_table"
 
 
+# Read options that apply to some file kinds only (every other option applies to every reader). A file read
+# with one that does not apply says so in its report: the CLI flags are given once for all the run's files.
+OPTION_KINDS = {"bulk": ("h5ad",), "signature_info": CMAP_KINDS}
+
+
+def unused_options_note(kind: str, options: ReadOptions) -> str:
+    """The report line naming the given options this file kind does not use ('' when none)."""
+    return "; ".join(f"option {name} not used: it applies to {' and '.join(kinds)} files, not this {kind}"
+                     for name, kinds in OPTION_KINDS.items()
+                     if getattr(options, name) not in (None, False) and kind not in kinds)
+
+
 def open_streaming_reader(path: str | Path, kind: str, dataset_id: str, options: ReadOptions = ReadOptions(), *,
                           resolver=None, compound_ids: Mapping[str, str] | None = None,
                           chunk_signatures: int = 1000, max_rows: int | None = None):
     """The reader of a GCTX or table file, opened (header checked) but not yet read."""
+    if kind not in STREAMED_KINDS:
+        raise ValueError(f"{path}: kind {kind!r} is not a streamed measurement file")
     if kind in CMAP_KINDS:
         from graph.io.gctx import GctxToLong
 
-        return GctxToLong(path, dataset_id, resolver=resolver, compound_ids=compound_ids, chunk_size=chunk_signatures,
-                          duplicates=options.duplicates, unknown_genes=options.unknown_genes,
-                          signature_info=options.signature_info, perturbation_type=options.perturbation_type,
-                          context=options.context, readout_key=options.readout_key)
-    if kind not in STREAMED_KINDS:
-        raise ValueError(f"{path}: kind {kind!r} is not a streamed measurement file")
-    from graph.io.tables import LongTableReader
-    from graph.io.wide import WideTableReader
+        reader = GctxToLong(path, dataset_id, resolver=resolver, compound_ids=compound_ids,
+                            chunk_size=chunk_signatures, duplicates=options.duplicates,
+                            unknown_genes=options.unknown_genes, signature_info=options.signature_info,
+                            perturbation_type=options.perturbation_type, context=options.context,
+                            readout_key=options.readout_key)
+    else:
+        from graph.io.tables import LongTableReader
+        from graph.io.wide import WideTableReader
 
-    cls = WideTableReader if kind == "wide_table" else LongTableReader
-    return cls(path, dataset_id, resolver=resolver, compound_ids=compound_ids, max_rows=max_rows,
-               duplicates=options.duplicates, perturbation_type=options.perturbation_type,
-               context=options.context, readout_key=options.readout_key, unknown_genes=options.unknown_genes)
+        cls = WideTableReader if kind == "wide_table" else LongTableReader
+        reader = cls(path, dataset_id, resolver=resolver, compound_ids=compound_ids, max_rows=max_rows,
+                     duplicates=options.duplicates, perturbation_type=options.perturbation_type,
+                     context=options.context, readout_key=options.readout_key, unknown_genes=options.unknown_genes)
+    if note := unused_options_note(kind, options):
+        reader.report.notes.append(note)
+    return reader
 
 
 def read_h5ad(path: str | Path, dataset_id: str, options: ReadOptions = ReadOptions(), *, resolver=None,
@@ -82,7 +99,10 @@ def read_h5ad(path: str | Path, dataset_id: str, options: ReadOptions = ReadOpti
     from graph.io.h5ad import pseudobulk_h5ad, read_bulk_h5ad
 
     read = read_bulk_h5ad if (options.bulk if bulk is None else bulk) else pseudobulk_h5ad
-    return read(path, dataset_id, resolver=resolver, options=options, compound_ids=compound_ids)
+    result = read(path, dataset_id, resolver=resolver, options=options, compound_ids=compound_ids)
+    if note := unused_options_note("h5ad", options):
+        result.report.notes.append(note)
+    return result
 
 
 def no_valid_rows(source: str | Path, read: int, unit: str, reasons: Mapping[str, int]) -> InputFileError:
