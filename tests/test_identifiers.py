@@ -180,3 +180,16 @@ def test_norman_a_b_doubles_split_only_when_every_part_is_a_gene():
     for whole in ("STAT1_g1", "STAT1_2", "STAT1_G1", "GENE_X", "CEBPA_"):  # G1: an alias; 2: an Entrez id
         assert split_combination(whole, resolver=genes) == (whole,), whole
     assert split_combination("CEBPA_KLF1") == ("CEBPA_KLF1",)  # no gene table: never split
+
+
+def test_time_point_keeps_a_bare_number_apart_and_refuses_unreadable_text():
+    from graph.io.identifiers import time_point
+
+    assert time_point("24 h") == ((24.0, "h"), "|24h", False)
+    assert time_point("30", "min") == ((0.5, "h"), "|0.5h", False)
+    assert time_point("24") == ((None, ""), "|24", True)  # no unit anywhere: kept as written, never guessed
+    assert time_point(" ") == ((None, ""), "", False)
+    with pytest.raises(ValueError, match="unparseable time 'soon'"):
+        time_point("soon")
+    with pytest.raises(ValueError, match="no known unit"):
+        time_point("24", "parsecs")  # a unit given but unknown is an error, not a bare number

@@ -396,6 +396,27 @@ def test_dose_and_time_unit_columns(tmp_path):
                                                                     "compound:name:vorinostat@10uM"}
 
 
+def test_a_bare_number_time_is_kept_apart_as_in_an_h5ad(tmp_path):
+    """A table's time without a unit (time = 24, no time_unit column) quarantined every such row ('has no known
+    unit'), so a whole sci-Plex-style table was refused, while an h5ad keeps such times apart as written. One
+    rule now (identifiers.time_point): each bare time is its own signature ('|24'), no time recorded, a note
+    names the time_unit column; unreadable text ('soon') is still quarantined with its reason."""
+    from graph.io.options import ReadOptions
+    from graph.io.readers import open_streaming_reader
+
+    df = pd.concat([_plain_long().assign(time=t) for t in ("24", "72", "soon")], ignore_index=True)
+    df.to_csv(tmp_path / "bare.csv", index=False)
+    reader = open_streaming_reader(tmp_path / "bare.csv", "long_table", "d", ReadOptions())
+    long = pd.concat(list(reader.iter_long()))
+    assert reader.report.quarantined == 4 and {q.reason for q in reader.quarantine} == {
+        "unparseable time 'soon'"}
+    assert len(long) == 8 and sorted(set(long["signature_id"].astype(str))) == [
+        "d:K562|JAK2|24", "d:K562|JAK2|72", "d:K562|STAT1|24", "d:K562|STAT1|72"]
+    note = next(n for n in reader.report.notes if "without a unit" in n)
+    assert "2 time value(s) without a unit ('24', '72') kept apart as written" in note and "'time_unit'" in note
+    assert not reader.perturbations["CRISPRi:STAT1"].time_value  # the unit is not guessed
+
+
 def test_the_perturbation_type_option_wins_over_the_files_types_on_every_reader(tmp_path):
     """`--perturbation-type` was ignored when a file has its own types (a note said 'not used'), so an
     scPerturb screen typed 'CRISPR' (ambiguous: quarantined) could only be read by rewriting the file. The

@@ -27,11 +27,11 @@ from graph.io.identifiers import (
     canonical_gene_symbol,
     compound_id_for,
     format_dose,
-    is_bare_number,
     is_control_name,
     parse_dose,
-    parse_time,
     split_combination,
+    time_point,
+    unitless_time_note,
 )
 from graph.io.options import TYPE_OPTION_HINT, ReadOptions, TypeOverride, file_context
 from graph.io.perturbations import perturbation_record
@@ -294,23 +294,19 @@ def _time_suffixes(obs: pd.DataFrame, report: ReadReport) -> tuple[np.ndarray, d
     for pair in pairs:
         text, _, unit = pair.partition("\x1f")
         try:
-            t = parse_time(text, unit or None)
-            suffix, problem = (f"|{format_dose(*t)}" if t[0] is not None else ""), ""
+            t, suffix, bare = time_point(text, unit)  # the tables' rule: a bare number is kept apart as written
+            problem = ""
+            if bare:
+                unitless.append(text)
         except ValueError as exc:
             t, suffix, problem = (None, ""), f"|{text}", f"{exc} (obs column {col!r})"
-            if not unit and is_bare_number(text):  # a bare number (sci-Plex's time = 24): kept apart as written
-                problem = ""
-                unitless.append(text)
         suffix_of.append(suffix)
         info.setdefault(suffix, (t, problem))
     report.notes.append(f"time column {col!r}" + (f" (unit {unit_col!r})" if unit_col else "")
                         + ": each time point of a perturbation is its own signature, against the controls of its "
                           "context and time point")
     if unitless:
-        report.notes.append(
-            f"time column {col!r}: {len(unitless)} value(s) without a unit ({', '.join(map(repr, unitless[:5]))}) "
-            f"kept apart as written, with no time recorded; a {TIME_UNIT_COLUMNS[0]!r} column gives their unit, "
-            f"e.g. adata.obs[{TIME_UNIT_COLUMNS[0]!r}] = 'h'")
+        report.notes.append(f"time column {col!r}: " + unitless_time_note(unitless, f"adata.obs[{TIME_UNIT_COLUMNS[0]!r}] = 'h'"))
     return np.array(suffix_of, dtype=object)[codes] if len(pairs) else np.full(len(obs), "", dtype=object), info
 
 

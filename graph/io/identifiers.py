@@ -358,6 +358,30 @@ def parse_time(text: object, unit: object = None) -> tuple[float | None, str]:
     return round_sig(value * factor), "h"
 
 
+def time_point(text: object, unit: object = None) -> tuple[tuple[float | None, str], str, bool]:
+    """The one rule of a measurement's time point, for every reader (tables, h5ad): ((value, "h") or
+    (None, ""), its signature label suffix, unitless). "24 h" -> ((24.0, "h"), "|24h", False); blank ->
+    ((None, ""), "", False). A bare number with no unit ("24"; sci-Plex writes time = 24) is kept apart as
+    written, with no time recorded: ((None, ""), "|24", True), so two time points are never one signature
+    and the file is not lost to a guessed unit. Unreadable text ("soon", "24 parsecs"): ValueError."""
+    given = clean_text(text)
+    if not given:
+        return (None, ""), "", False
+    try:
+        value = parse_time(given, unit or None)
+    except ValueError:
+        if not clean_text(unit) and is_bare_number(given):
+            return (None, ""), f"|{given}", True
+        raise
+    return value, (f"|{format_dose(*value)}" if value[0] is not None else ""), False
+
+
+def unitless_time_note(values: list[str], example: str) -> str:
+    """The report text for the bare-number times `time_point` kept apart (one text for every reader)."""
+    return (f"{len(values)} time value(s) without a unit ({', '.join(map(repr, values[:5]))}) kept apart as written, "
+            f"with no time recorded; a 'time_unit' column gives their unit, e.g. {example}")
+
+
 def format_dose(value: float | None, unit: str) -> str:
     """Stable text for ids: 10.0 uM -> "10uM", 0.04 -> "0.04uM"; None -> ""."""
     if value is None:

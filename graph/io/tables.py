@@ -33,9 +33,10 @@ from graph.io.identifiers import (
     format_dose,
     is_bare_number,
     parse_dose,
-    parse_time,
     split_combination,
     stored_gene_names,
+    time_point,
+    unitless_time_note,
 )
 from graph.io.options import TypeOverride, file_context, missing_type_error
 from graph.io.perturbations import perturbation_record, type_in_id
@@ -61,11 +62,12 @@ def _map_categorical(series: pd.Series, func) -> pd.Categorical:
 
 
 def _canonical_suffix(dose: str, time: str) -> str:
-    """"@10uM|24h" for a signature label, so "10 uM" and "10uM" rows are one signature."""
+    """"@10uM|24h" for a signature label, so "10 uM" and "10uM" rows are one signature; a bare-number time
+    is kept as written ("|24", identifiers.time_point)."""
     out = ""
     try:
         out += f"@{format_dose(*parse_dose(dose))}" if dose else ""
-        out += f"|{format_dose(*parse_time(time))}" if time else ""
+        out += time_point(time)[1]
     except ValueError:
         out += f"@{dose}|{time}"  # these rows are quarantined (the perturbation fails to parse too)
     return out
@@ -131,6 +133,7 @@ class LongTableReader(StreamedReader):
         self.duplicates = duplicates
         self._dup_keys = [0, 0]  # (signature, readout) keys repeated with identical / conflicting values
         self._compound_names: dict[str, bool] = {}  # compound name -> matched a compound record
+        self._unitless_times: set[str] = set()  # bare-number times kept apart as written (identifiers.time_point)
         self.resolver, self.compound_ids = resolver, compound_ids or {}
         self.batch_size, self.max_rows = batch_size, max_rows
         fmt = measurement_format(self.path)  # missing file, directory, empty file: InputFileError
@@ -268,7 +271,9 @@ class LongTableReader(StreamedReader):
         try:
             ptype = self._types.type_of(ptype_raw)
             dv, du = parse_dose(dose) if dose else (None, "")
-            tv, tu = parse_time(time) if time else (None, "")
+            (tv, tu), _, bare = time_point(time)  # a bare number: kept apart as written, no time recorded
+            if bare:
+                self._unitless_times.add(time)
             cid, targets = "", ()
             if ptype == "compound":
                 cid = compound_id_for(name, self.compound_ids)
@@ -431,6 +436,9 @@ class LongTableReader(StreamedReader):
             self.report.notes.append(note)
         if note := self.genes.note():
             self.report.notes.append(note)
+        if self._unitless_times:
+            self.report.notes.append("column 'time': " + unitless_time_note(sorted(self._unitless_times),
+                                                                            "time_unit = h"))
         if self._compound_names:  # structure coverage: names joined to a compound record (by name or alias)
             self.report.notes.append(f"compound names matched to a compound record: {sum(self._compound_names.values())} "
                                      f"of {len(self._compound_names)}")
