@@ -262,6 +262,7 @@ def test_each_time_point_is_its_own_signature_against_same_time_controls(tmp_pat
     assert abs(v[("t:K562|STAT1|72h", "G2")]) < 0.2  # against the 72 h controls: the time effect cancels
     assert r.report.accepted == 2 and r.report.quarantined == 1
     assert "soon" in r.quarantine[0].reason and "'time'" in r.quarantine[0].reason
+    assert "value = log1p CP10k mean difference vs same-context and same-time-point controls" in r.report.notes
     # a time point without controls of its own is quarantined, never compared with another time's controls
     only72 = {"perturbation": ["control"] * 20 + ["STAT1"] * 20, "timepoint": ["72 h"] * 20 + ["24 h"] * 20,
               "cell_line": ["K562"] * 40}

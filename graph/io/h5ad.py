@@ -523,7 +523,8 @@ def pseudobulk_h5ad(
             raise InputFileError(path, f"every group holds one obs row (below min_cells {min_cells}): this looks like a "
                                        "file of one row per (context, perturbation), not single cells; "
                                        f"{BULK_HINT}; values are used as they are (not counts)")
-        report.notes.append("value = log1p CP10k mean difference vs same-context controls" + (", / control sd" if zscore else ""))
+        report.notes.append("value = log1p CP10k mean difference vs same-context" + (" and same-time-point" if time_info else "")
+                            + " controls" + (", / control sd" if zscore else ""))
         report.check()
         long = _validated(frames, path, report, duplicates, genes, perturbations, quarantine)
         signatures = recount_signatures(signatures, long)
