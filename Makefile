@@ -25,9 +25,11 @@ install: $(DEPS_STAMP)
 demo: install
 	$(VENV)/bin/perturbgraph demo
 
-## Run the test suite (starts a real Neo4j for the session unless NEO4J_URI is set).
+## Run the test suite (starts a real Neo4j for the session unless NEO4J_URI is set). Two worker processes:
+## the tests of the graph (one database) run in order on one, the rest on both (tests/conftest.py groups them).
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: install
 	$(VENV)/bin/ruff check graph models pipelines tests benchmarks

@@ -27,6 +27,25 @@ def pytest_configure(config):
         pass
 
 
+# Fixtures that hold the one graph database of the session's server (Community has one database, and the
+# tests wipe and fill it): every test that uses one, directly or through another fixture, must run in one
+# process, one after another.
+GRAPH_FIXTURES = {"neo4j_settings", "neo4j_driver", "empty_graph"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark graph tests `neo4j` (whatever their file says) and put them in one xdist group; every other
+    test is grouped by its file (module-scoped fixtures, and the servers some files start on their own
+    ports, stay in one process). `make test` runs `pytest -n 2 --dist loadgroup`: the graph group on one
+    worker while the other takes the rest; a plain `pytest` ignores the groups."""
+    for item in items:
+        if GRAPH_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.neo4j)
+            item.add_marker(pytest.mark.xdist_group("neo4j"))
+        else:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data, or skip with the reason."""
