@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from graph.io.common import InputFileError
+from graph.io.common import InputFileError, table_header, table_layout
 from graph.io.identifiers import dataset_id_for
 from graph.io.options import OPTION_NAMES, PATH_OPTIONS, ReadOptions
 from graph.settings import Settings
@@ -53,18 +53,6 @@ class InputSpec:
         return dict(self.options)
 
 
-def _header(path: Path) -> list[str]:
-    if path.suffix == ".parquet":
-        return list(pq.read_schema(path).names)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", errors="replace") as handle:
-        for line in handle:
-            if line.startswith("!") or line.startswith("#") or not line.strip():
-                continue
-            return [c.strip() for c in re.split(r"\t|,", line.rstrip("\r\n"))]
-    return []
-
-
 def detect_kind(path: Path, readout_key: str | None = None) -> str:
     """The reader a file needs, from its extension and header; a clear error when none fits."""
     name = path.name.lower()
@@ -76,9 +64,7 @@ def detect_kind(path: Path, readout_key: str | None = None) -> str:
         return "h5ad"
     if name.endswith(".gmt"):
         return "gmt"
-    cols = set(_header(path))
-    from graph.io.common import table_layout
-
+    cols = set(table_header(path))  # the measurement readers' header rule (separator by extension, comments)
     layout = table_layout(cols, readout_key)  # the measurement-table rule the CLI loader uses too
     if layout is not None:
         return layout

@@ -33,6 +33,7 @@ def pytest_configure(config):
 GRAPH_FIXTURES = {"neo4j_settings", "neo4j_driver", "empty_graph"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     """Mark graph tests `neo4j` (whatever their file says) and put them in one xdist group; every other
     test is grouped by its file (module-scoped fixtures, and the servers some files start on their own
