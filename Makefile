@@ -25,11 +25,19 @@ install: $(DEPS_STAMP)
 demo: install
 	$(VENV)/bin/perturbgraph demo
 
-## Run the test suite (starts a real Neo4j for the session unless NEO4J_URI is set). Two worker processes:
-## the tests of the graph (one database) run in order on one, the rest on both (tests/conftest.py groups them).
-TEST_WORKERS ?= 2
+## Run the test suite (starts a real Neo4j for the session unless NEO4J_URI is set). Two pytest processes
+## side by side on the machine's cores: the tests that use the graph (one database: they run in order;
+## tests/conftest.py marks them neo4j) stream here, the rest run beside them and print when done.
+## (pytest-xdist's loadgroup would do this, but its groups do not reach pytest 9's node ids.)
 test: install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	@tmp=$$(mktemp -d /tmp/perturbgraph-test.XXXXXX); \
+	$(PY) -m pytest -m "not neo4j" --basetemp "$$tmp/rest" >"$$tmp/rest.log" 2>&1 & rest=$$!; \
+	echo "tests that use the graph (the other tests run beside them; their output follows):"; \
+	$(PY) -m pytest -m neo4j --basetemp "$$tmp/graph"; graph_rc=$$?; \
+	wait $$rest; rest_rc=$$?; \
+	echo; echo "tests that do not use the graph:"; cat "$$tmp/rest.log"; \
+	echo "exit status: graph tests $$graph_rc, other tests $$rest_rc"; rm -rf "$$tmp"; \
+	if [ $$graph_rc -ne 0 ]; then exit $$graph_rc; fi; exit $$rest_rc
 
 lint: install
 	$(VENV)/bin/ruff check graph models pipelines tests benchmarks

@@ -33,18 +33,12 @@ def pytest_configure(config):
 GRAPH_FIXTURES = {"neo4j_settings", "neo4j_driver", "empty_graph"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the node ids
-def pytest_collection_modifyitems(config, items):
-    """Mark graph tests `neo4j` (whatever their file says) and put them in one xdist group; every other
-    test is grouped by its file (module-scoped fixtures, and the servers some files start on their own
-    ports, stay in one process). `make test` runs `pytest -n 2 --dist loadgroup`: the graph group on one
-    worker while the other takes the rest; a plain `pytest` ignores the groups."""
-    for item in items:
-        if GRAPH_FIXTURES & set(item.fixturenames):
-            item.add_marker(pytest.mark.neo4j)
-            item.add_marker(pytest.mark.xdist_group("neo4j"))
-        else:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+def pytest_itemcollected(item):
+    """Mark every test that uses the graph `neo4j`, whatever its file says, so `-m neo4j` / `-m "not neo4j"`
+    split the suite exactly: `make test` runs the two halves as two pytest processes side by side (the graph
+    tests in order in one, the rest beside them)."""
+    if GRAPH_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.neo4j)
 
 
 @pytest.fixture(scope="session")
