@@ -53,6 +53,11 @@ class InputSpec:
         return dict(self.options)
 
 
+class UnreadableHeaderError(InputFileError):
+    """A table whose header cannot be read at all (empty, corrupt, not text): told apart from a header that
+    fits no accepted format, so the inbox can say 'unreadable' without repeating the content."""
+
+
 def detect_kind(path: Path, readout_key: str | None = None) -> str:
     """The reader a file needs, from its extension and header; a clear error when none fits."""
     name = path.name.lower()
@@ -64,7 +69,10 @@ def detect_kind(path: Path, readout_key: str | None = None) -> str:
         return "h5ad"
     if name.endswith(".gmt"):
         return "gmt"
-    cols = set(table_header(path))  # the measurement readers' header rule (separator by extension, comments)
+    try:
+        cols = set(table_header(path))  # the measurement readers' header rule (separator by extension, comments)
+    except InputFileError as exc:
+        raise UnreadableHeaderError(path, exc.problem) from None
     layout = table_layout(cols, readout_key)  # the measurement-table rule the CLI loader uses too
     if layout is not None:
         return layout
@@ -261,6 +269,8 @@ def validate_inbox_file(path: Path, inbox: Path, defaults: ReadOptions = ReadOpt
     own = inbox_file_options(path)
     try:
         kind = detect_kind(path, own.get("readout_key") or defaults.readout_key)
+    except UnreadableHeaderError:
+        raise InputFileError(path, "unreadable: truncated, corrupt or not text") from None
     except InputFileError:
         # detect_kind's own message lists the header's columns: content, so not repeated here.
         raise InputFileError(path, "no accepted input format matches its name and header (see docs/inputs.md)") from None
