@@ -28,10 +28,12 @@ demo: install
 ## Run the test suite (starts a real Neo4j for the session unless NEO4J_URI is set). Two pytest processes
 ## side by side on the machine's cores: the tests that use the graph (one database: they run in order;
 ## tests/conftest.py marks them neo4j) stream here, the rest run beside them and print when done.
+## The rest never sees NEO4J_URI, so none of it can touch the database the graph tests are using.
 ## (pytest-xdist's loadgroup would do this, but its groups do not reach pytest 9's node ids.)
 test: install
 	@tmp=$$(mktemp -d /tmp/perturbgraph-test.XXXXXX); \
-	$(PY) -m pytest -m "not neo4j" --basetemp "$$tmp/rest" >"$$tmp/rest.log" 2>&1 & rest=$$!; \
+	env -u NEO4J_URI -u NEO4J_PASSWORD $(PY) -m pytest -m "not neo4j" --basetemp "$$tmp/rest" >"$$tmp/rest.log" 2>&1 & \
+	rest=$$!; \
 	echo "tests that use the graph (the other tests run beside them; their output follows):"; \
 	$(PY) -m pytest -m neo4j --basetemp "$$tmp/graph"; graph_rc=$$?; \
 	wait $$rest; rest_rc=$$?; \
