@@ -491,3 +491,19 @@ def test_readout_key_names_the_row_field_of_the_readouts(tmp_path):
     assert any("row field 'ensembl' (the readout_key option)" in n for n in conv.report.notes)
     with pytest.raises(InputFileError, match=r"no row metadata field 'entrez'.*'ensembl', 'pr_gene_symbol'"):
         open_streaming_reader(path, "gctx", "k", ReadOptions(readout_key="entrez"))
+
+
+def test_a_bare_pert_time_is_noted_as_tables_and_h5ad_note_it(tmp_path):
+    """A GCTX time is a signature's metadata (each column is its own signature): a bare number without
+    pert_time_unit is left unrecorded, with the readers' one note (identifiers.unitless_time_note), not
+    counted as unparseable; a unit makes it a time."""
+    row = pd.DataFrame({"id": ["g1"], "pr_gene_symbol": ["AAA"]})
+    col = pd.DataFrame({"id": ["a", "b"], "pert_type": ["trt_cp", "trt_cp"], "pert_iname": ["x", "y"],
+                        "cell_id": ["A375", "A375"], "pert_time": ["24", "6"]})
+    _, conv = gctx_to_long(write_gctx(tmp_path / "bare.gctx", np.ones((2, 1), np.float32), row, col), "d")
+    assert conv.signature_table["time_value"].isna().all()
+    assert any("2 time value(s) without a unit ('24', '6')" in n for n in conv.report.notes)
+    assert not any("unparseable" in n for n in conv.report.notes)
+    _, conv = gctx_to_long(write_gctx(tmp_path / "unit.gctx", np.ones((2, 1), np.float32), row,
+                                      col.assign(pert_time_unit="h")), "d")
+    assert list(conv.signature_table["time_value"]) == [24.0, 6.0]

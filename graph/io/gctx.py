@@ -19,9 +19,9 @@ import pandas as pd
 
 from graph.io.common import InputFileError, StreamedReader, clean_text, measurement_format
 from graph.io.contexts import context_record, normalise_context_name
-from graph.io.identifiers import canonical_gene_symbol, compound_id_for
+from graph.io.identifiers import canonical_gene_symbol, compound_id_for, time_point, unitless_time_note
 from graph.io.options import TypeOverride, file_context
-from graph.io.perturbations import parse_dose, parse_time, perturbation_record
+from graph.io.perturbations import parse_dose, perturbation_record
 from graph.io.validation import (
     CONFLICT,
     DEFAULT_DUPLICATES,
@@ -570,14 +570,21 @@ class GctxToLong(StreamedReader):
         self._types.check()
         if note := self._types.note():
             self.report.notes.append(note)
+        # Time is a signature's metadata here (each column is its own signature): a time that cannot be read
+        # is left empty, not quarantined; a bare number without a unit is noted as tables and h5ad note it.
         time_of: dict[str, tuple[float | None, str]] = {}
+        unitless: list[str] = []
         for t in frame["time"].unique():
             a, _, b = t.partition("\x00")
             try:
-                time_of[t] = parse_time(a, b or None)
+                time_of[t], _, bare = time_point(a, b)
+                if bare:
+                    unitless.append(a)
             except ValueError:
                 problems[f"unparseable time {t.replace(chr(0), ' ')!r} (time left empty)"] += int((frame["time"] == t).sum())
                 time_of[t] = (None, "")
+        if unitless:
+            self.report.notes.append("pert_time: " + unitless_time_note(unitless, "pert_time_unit = h"))
         for msg, n in sorted(problems.items()):
             self.report.notes.append(f"{n} x {msg}")
 
