@@ -79,9 +79,10 @@ def knockdown_data(shared: Path, max_readouts: int | None) -> tuple[pd.DataFrame
     from models import evaluation_discovery as E
     from models.datasets import prior_gene_graph
 
-    df = E.discovery_training_table(shared, max_readouts)
-    kd = sorted(df.loc[df["perturbation_type"] == "CRISPRi", "perturbation"].unique())
-    signatures = D.knockdown_signatures(df, {p: p for p in kd})  # Replogle perturbation = the gene's symbol
+    loaded = E.discovery_training_input(shared, max_readouts)
+    df = loaded.frame
+    # keyed by gene as the loader records it (C14ORF178 -> C14orf178): the references name genes so
+    signatures = D.knockdown_signatures(df, E.knockdown_gene_of(loaded))
     genes = sorted(signatures.index)
     prior = prior_gene_graph(genes, {k: shared / f for k, f in SHARED_NETWORK_FILES.items()})
     refs = {"CORUM": E.corum_pairs(shared / SHARED_NETWORK_FILES["corum"], genes=genes),

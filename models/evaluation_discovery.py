@@ -300,6 +300,17 @@ def discovery_training_table(shared: Path, max_readouts: int | None = None) -> p
     return discovery_training_input(shared, max_readouts).frame
 
 
+def knockdown_gene_of(loaded) -> dict[str, str]:
+    """Each CRISPRi knock-down of a loaded table (models.datasets.Loaded) -> its gene: its one target as the
+    loader records it (the table's id C14ORF178 -> C14orf178, the readout's and the references' name);
+    knock-downs of several genes are left out."""
+    from models.side_information import target_genes
+
+    df = loaded.frame
+    kd = sorted(df.loc[df["perturbation_type"].astype(str) == "CRISPRi", "perturbation"].astype(str).unique())
+    return {p: genes[0] for p in kd if len(genes := target_genes(p, "CRISPRi", loaded.perturbation_targets)) == 1}
+
+
 def discovery_training_input(shared: Path, max_readouts: int | None = None):
     """discovery_training_table as a models.datasets.Loaded: the table, the two loaders' reports (summed) and
     what they recorded per perturbation (source names, knock-downs' target genes), for resources_for_input."""
@@ -491,17 +502,14 @@ def run_vs_simple(shared: Path, lpm_path: Path, *, max_readouts: int | None = No
     from models import edge_sources as ES
     from models.datasets import prior_gene_graph
     from models.lpm import LPM
-    from models.side_information import target_genes
 
     t0 = time.perf_counter()
     loaded = discovery_training_input(shared, max_readouts)
     df = loaded.frame
     model = LPM.load(lpm_path)
     types = df["perturbation_type"].astype(str)
-    kd = sorted(df.loc[types == "CRISPRi", "perturbation"].astype(str).unique())
     compounds = sorted(df.loc[types == "compound", "perturbation"].astype(str).unique())
-    # a knock-down's gene: its one target as the loader records it (C14ORF178 -> C14orf178, the readout's name)
-    gene_of = {p: genes[0] for p in kd if len(genes := target_genes(p, "CRISPRi", loaded.perturbation_targets)) == 1}
+    gene_of = knockdown_gene_of(loaded)
     pert = model.embeddings("perturbation")
     # As the `discoveries` asset (pipelines/discovery_steps.embedding_groups, edge_discoveries): LPM profiles and
     # embeddings keyed by gene through gene_of, unit-normalised per perturbation (aggregate_embeddings), the imputed

@@ -201,3 +201,17 @@ def test_real_data_tables_are_read_by_the_benchmark_loaders(tmp_path, monkeypatc
     assert "NARS1" in kd_read.columns
     comp = E.tahoe_compound_signatures(shared / "chemical/tahoe100m_ranked_signatures.parquet", kd_read.columns)
     assert sorted(comp.index) == ["drugA", "drugB"] and set(comp.columns) == set(kd_read.columns)
+
+
+def test_knockdown_gene_of_uses_the_recorded_target_not_the_tables_id():
+    """The table's id of a knock-down is upper case (C14ORF178) while the references and readouts spell the
+    gene as recorded (C14orf178); research_edges keyed signatures by the id, so such genes missed every
+    reference pair. Knock-downs of two genes are left out; compounds are not knock-downs."""
+    from models.datasets import Loaded, LoadReport
+
+    frame = pd.DataFrame({"context": ["K562"] * 4, "perturbation": ["C14ORF178", "STAT1", "A+B", "drug"],
+                          "perturbation_type": ["CRISPRi", "CRISPRi", "CRISPRi", "compound"],
+                          "readout": ["G"] * 4, "value": [1.0, 2.0, 3.0, 4.0]})
+    loaded = Loaded(frame, LoadReport(source="t"), perturbation_targets={"C14ORF178": ["C14orf178"],
+                                                                       "A+B": ["A", "B"]})
+    assert E.knockdown_gene_of(loaded) == {"C14ORF178": "C14orf178", "STAT1": "STAT1"}
