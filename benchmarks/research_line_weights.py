@@ -86,6 +86,58 @@ class ClusteredContexts(SimilarContexts):
         return self._context_mean(rows) + resid
 
 
+NEIGHBOURS = (5, 10, 20, 40)
+STRENGTHS = (0.25, 0.5, 1.0, 1.5)
+
+
+class DrugNeighbours:
+    """What a factorisation (the LPM's perturbation embeddings) would add to `similar_contexts`: the target
+    line's own errors of the drugs that respond most like the query drug in the *other* lines.
+
+        pred(t, q, r) = SC(t, q, r) + beta * sum_j w_qj E(t, j, r) / sum_j w_qj
+
+    over the K training drugs j measured in t with the highest Pearson similarity s_qj of their residual
+    profiles in the lines other than t (w = max(s, 0)); E(t, j, r) = R(t, j, r) - SC's residual part for j
+    in t (in-sample: SC is fitted on those drugs). K and beta are chosen on validation."""
+
+    def __init__(self, base: SimilarContexts):
+        self.base = base
+        R, W = base.R_, base.W_
+        C, P, G = R.shape
+        self.err_ = np.full_like(R, np.nan)  # (C, P, G) SC's in-sample error on the training cells
+        for t in range(C):
+            p, g = np.nonzero(~np.isnan(R[t]))
+            X, has = context_profiles(R, np.full(len(p), t), p, g)
+            self.err_[t, p, g] = R[t, p, g] - np.where(has, W[t] @ X, 0.0)
+
+    def _similarity(self, t: int) -> np.ndarray:
+        """(P, P) Pearson r of the drugs' residual profiles over the lines other than t (0 where undefined)."""
+        others = np.delete(self.base.R_, t, axis=0).transpose(1, 0, 2).reshape(self.base.R_.shape[1], -1)
+        Z = np.nan_to_num(others - np.nanmean(others, axis=1, keepdims=True))
+        norm = np.linalg.norm(Z, axis=1)
+        return (Z @ Z.T) / np.maximum(np.outer(norm, norm), 1e-12)
+
+    def predict(self, rows, k: int, beta: float) -> np.ndarray:
+        pred = self.base.predict(rows)
+        c = self.base.contexts_.get_indexer(_str(rows["context"]))
+        p = self.base.perturbations_.get_indexer(_str(rows["perturbation"]))
+        g = self.base.readout_index_.get_indexer(_str(rows["readout"]))
+        for t in np.unique(c[c >= 0]):
+            S = self._similarity(int(t))
+            measured = ~np.isnan(self.err_[t]).all(axis=1)  # (P,) training drugs of line t
+            at = np.flatnonzero((c == t) & (p >= 0) & (g >= 0))
+            for q in np.unique(p[at]):
+                cand = np.flatnonzero(measured & (np.arange(len(measured)) != q))
+                top = cand[np.argsort(-S[q, cand])[:k]]
+                w = np.maximum(S[q, top], 0.0)
+                if w.sum() <= 0:
+                    continue
+                cells = at[p[at] == q]
+                E = np.nan_to_num(self.err_[t][np.ix_(top, g[cells])])  # (k, n)
+                pred[cells] += beta * (w @ E) / w.sum()
+        return pred
+
+
 def run(targets: list[str], seeds: list[int]) -> pd.DataFrame:
     from models.datasets import load_input
     from models.evaluation.splits import make_split
@@ -108,6 +160,12 @@ def run(targets: list[str], seeds: list[int]) -> pd.DataFrame:
                 valid_r, model = max(scored, key=lambda s: s[0])
                 row |= {f"{by}_k": model.k, f"{by}_ridge": model.ridge_, f"{by}_valid_gain": valid_r - base_valid,
                         by: per_signature_pearson(split.test, yt, model.predict(split.test))}
+            neighbours = DrugNeighbours(base)
+            scored = [(per_signature_pearson(split.valid, yv, neighbours.predict(split.valid, k, beta)), k, beta)
+                      for k in NEIGHBOURS for beta in STRENGTHS]
+            valid_r, k, beta = max(scored)
+            row |= {"neighbours_k": k, "neighbours_beta": beta, "neighbours_valid_gain": valid_r - base_valid,
+                    "neighbours": per_signature_pearson(split.test, yt, neighbours.predict(split.test, k, beta))}
             rows.append(row)
             print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
                   f"({time.time() - began:.0f} s)", flush=True)
@@ -118,7 +176,7 @@ def table(res: pd.DataFrame) -> str:
     lines = ["| target | by | k chosen (per seed) | test r − `similar_contexts`, per seed | mean (higher) | "
              "validation gain, mean |", "|---|---|---|---|---|---|"]
     for target, part in res.groupby("target", sort=False):
-        for by in ("readout", "perturbation"):
+        for by in ("readout", "perturbation", "neighbours"):
             d = part[by] - part["similar_contexts"]
             lines.append(f"| {target} | {by} | {', '.join(map(str, part[f'{by}_k']))} | "
                          f"{', '.join(f'{x:+.4f}' for x in d)} | {d.mean():+.4f} ({int((d > 0).sum())}/{len(d)}) | "
@@ -130,8 +188,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--targets", default="A498,HEC1A,LOVO")
     ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--out", help="also write the per-seed rows to this CSV")
     args = ap.parse_args(argv)
     res = run(args.targets.split(","), [int(s) for s in args.seeds.split(",")])
+    if args.out:
+        res.to_csv(args.out, index=False)
     print(table(res))
     return 0
 

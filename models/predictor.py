@@ -54,6 +54,7 @@ from models.evaluation.baselines import (
     NetworkKNN,
     OtherContextsMean,
     SimilarContexts,
+    SimilarPerturbations,
     fit_model,
 )
 from models.evaluation.metrics import evaluate_predictions
@@ -72,7 +73,7 @@ N_FOLDS = 2
 STACK_OBJECTIVE = "mse"
 # Baselines that can be saved and loaded (their fitted statistics are plain arrays).
 SAVEABLE_BASELINES = {"context_mean": ContextReadoutMean, "consensus": Consensus, "other_contexts": OtherContextsMean,
-                      "similar_contexts": SimilarContexts,
+                      "similar_contexts": SimilarContexts, "similar_perturbations": SimilarPerturbations,
                       "linear": LinearPCARidge, "network_knn": NetworkKNN, "mechanism_knn": MechanismKNN}
 
 

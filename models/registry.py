@@ -23,6 +23,7 @@ from models.evaluation.baselines import (
     NoChange,
     OtherContextsMean,
     SimilarContexts,
+    SimilarPerturbations,
     TanimotoKNN,
     fit_model,
 )
@@ -52,7 +53,7 @@ _SIDE_FIELDS = frozenset(f.name for f in fields(SideInformation))
 
 
 BASELINE_NAMES = ("global_mean", "no_change", "context_mean", "consensus", "other_contexts", "similar_contexts",
-                  "linear", "tanimoto_knn", "network_knn", "corum_knn", "mechanism_knn")
+                  "similar_perturbations", "linear", "tanimoto_knn", "network_knn", "corum_knn", "mechanism_knn")
 # lpm = LPMConfig() with every encoder; lpm_paper = the published model (learned embeddings only);
 # lpm_zeroshot = lpm trained for unseen symbols: learned vectors dropped half the time (symbol_dropout).
 # lpm_stacked = lpm and the simple baselines in one convex combination fitted on validation experiments.
@@ -66,8 +67,11 @@ STACKED_MEMBERS = ("lpm", "context_mean", "other_contexts", "linear", "network_k
 # similar_contexts (other lines weighted by regression) beat other_contexts on the 37-line Tahoe targets
 # (docs/results.md "Research: many contexts"). mechanism_knn (annotated targets / MoA) is the strongest
 # unseen-compound baseline, so production must be able to choose it (a tie there, not a loss).
-PRODUCTION_BASELINES = ("context_mean", "other_contexts", "similar_contexts", "linear", "network_knn", "corum_knn",
-                        "mechanism_knn")
+# similar_perturbations (similar_contexts + the target line's errors for the perturbations that respond alike
+# elsewhere) beat similar_contexts on every 37-line Tahoe target (docs/results.md "Line weights by readout or
+# by drug").
+PRODUCTION_BASELINES = ("context_mean", "other_contexts", "similar_contexts", "similar_perturbations", "linear",
+                        "network_knn", "corum_knn", "mechanism_knn")
 PRODUCTION_CANDIDATES = ("lpm", *PRODUCTION_BASELINES)
 MODEL_NAMES = (*LPM_NAMES, "production", *BASELINE_NAMES)
 
@@ -129,6 +133,7 @@ _BUILDERS: dict[str, Builder] = {
     "consensus": lambda seed, resources, split_kind: Consensus(),
     "other_contexts": lambda seed, resources, split_kind: OtherContextsMean(),
     "similar_contexts": lambda seed, resources, split_kind: SimilarContexts(),
+    "similar_perturbations": lambda seed, resources, split_kind: SimilarPerturbations(),
     "linear": _linear,
     "tanimoto_knn": lambda seed, resources, split_kind: TanimotoKNN(compound_smiles=resources.compound_smiles),
     "network_knn": lambda seed, resources, split_kind: NetworkKNN(resources.gene_graph,

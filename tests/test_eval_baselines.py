@@ -18,6 +18,7 @@ from models.evaluation.baselines import (
     OtherContextsMean,
     Predictor,
     SimilarContexts,
+    SimilarPerturbations,
     TanimotoKNN,
     _factorize_keys,
 )
@@ -188,7 +189,8 @@ def test_every_baseline_follows_the_protocol_without_values():
 
 
 @pytest.mark.parametrize("make", [ContextReadoutMean, Consensus, OtherContextsMean, SimilarContexts,
-                                  lambda: SimilarContexts(max_cells=1),
+                                  lambda: SimilarContexts(max_cells=1), SimilarPerturbations,
+                                  lambda: SimilarPerturbations(max_cells=1),
                                   lambda: LinearPCARidge(k=3), lambda: LinearPCARidge(k=3, features="target_gene")])
 def test_saved_state_rebuilds_a_baseline_that_predicts_identically(make, tmp_path):
     df = _low_rank()
@@ -287,6 +289,59 @@ def test_similar_contexts_ridge_is_chosen_on_validation_only():
     assert a.ridge_ == b.ridge_ < np.inf and a.ridge_scores_ == b.ridge_scores_
     assert set(a.ridge_scores_) == set(SimilarContexts.GRID) and "chosen on validation" in a.describe()
     assert SimilarContexts().fit(clean.train).ridge_ == SimilarContexts.DEFAULT_RIDGE  # no validation rows
+
+
+# --- similar_perturbations ----------------------------------------------------------------------------
+
+
+def _class_world(n_classes=4, size=10, n_readout=20, noise=0.05, seed=0):
+    """Every line responds to a drug class with one shared pattern, and line A adds its own response per class
+    (invisible in the other lines): the weighted copy misses it, the drugs of the same class in A show it."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=(n_classes, n_readout))
+    own_a = 1.5 * rng.normal(size=(n_classes, n_readout))
+    rows = []
+    for c in ("A", "B", "C", "D"):
+        offset = rng.normal(size=n_readout)
+        for d in range(n_classes * size):
+            cls = d % n_classes
+            v = offset + shared[cls] * rng.uniform(0.5, 1.5) + (own_a[cls] if c == "A" else 0.0)
+            v = v + noise * rng.normal(size=n_readout) + 0.3 * rng.normal(size=n_readout) * (c != "A")
+            rows += [(c, f"d{d}", "compound", f"r{r}", v[r]) for r in range(n_readout)]
+    return pd.DataFrame(rows, columns=COLS)
+
+
+def test_similar_perturbations_adds_the_target_lines_own_response_of_similar_drugs():
+    from models.evaluation.metrics import per_signature_pearson
+    from models.evaluation.splits import make_split
+
+    split = make_split(_class_world(), "unseen-experiment", context="A", seed=0)
+    test, y = split.test[COLS[:4]], split.test["value"].to_numpy()
+    sc = SimilarContexts().fit(split.train, split.valid)
+    sp = SimilarPerturbations().fit(split.train, split.valid)
+    r_sc, r_sp = (per_signature_pearson(split.test, y, m.predict(test)) for m in (sc, sp))
+    assert r_sp > r_sc + 0.1, (r_sc, r_sp)
+    assert sp.strength_ > 0 and "chosen on validation" in sp.describe()
+    assert set(sp.neighbour_scores_) == {(k, b) for k in sp.NEIGHBOURS for b in sp.STRENGTHS}
+    # strength 0 is similar_contexts itself; a drug measured in no other line (unseen compound) gets it too
+    np.testing.assert_allclose(SimilarPerturbations(neighbours=5, strength=0.0).fit(split.train).predict(test),
+                               SimilarContexts().fit(split.train).predict(test))
+    new = _query(("A", "never", "r0"), ("A", "never", "r1"))
+    np.testing.assert_allclose(sp.predict(new), sc.predict(new))
+
+
+def test_similar_perturbations_choice_never_sees_test_rows():
+    from models.evaluation.harness import evaluate_model
+    from models.evaluation.splits import make_split
+
+    clean = make_split(_class_world(seed=2), "unseen-experiment", context="A", seed=1)
+    poisoned = make_split(_class_world(seed=2), "unseen-experiment", context="A", seed=1)
+    poisoned.test["value"] = np.random.default_rng(5).normal(scale=50.0, size=len(poisoned.test))
+    a, b = SimilarPerturbations(), SimilarPerturbations()
+    evaluate_model(a, clean), evaluate_model(b, poisoned)
+    assert (a.neighbours_, a.strength_) == (b.neighbours_, b.strength_) and a.neighbour_scores_ == b.neighbour_scores_
+    assert (SimilarPerturbations().fit(clean.train).neighbours_, SimilarPerturbations().fit(clean.train).strength_) \
+        == SimilarPerturbations.DEFAULT  # no validation rows
 
 
 # --- network_knn -------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ def test_run_benchmark_ranks_baselines_sensibly():
     df = _data()
     res = run_benchmark(df, "unseen-experiment", context="ctx0", models=["baselines"], seeds=[0, 1])
     assert set(res["model"]) == {"global_mean", "no_change", "context_mean", "consensus", "other_contexts",
-                                 "similar_contexts", "linear"}
+                                 "similar_contexts", "similar_perturbations", "linear"}
     assert (res.groupby("model")["seed"].nunique() == 2).all() and not res["error"].any()
     mean = res.groupby("model")["pearson_per_signature"].mean()
     # Effects are shared across contexts, so copying them from other contexts must win clearly.
@@ -189,8 +189,8 @@ def test_production_runs_through_the_same_path_and_records_its_choice():
     assert "validation r" in detail and "over other_contexts" in detail
     model = harness.build_model("production", seed=0, resources=res, split_kind="unseen-experiment")
     assert isinstance(model, ProductionPredictor)
-    assert tuple(model.members) == ("lpm", "context_mean", "other_contexts", "similar_contexts", "linear",
-                                    "network_knn", "corum_knn", "mechanism_knn")
+    assert tuple(model.members) == ("lpm", "context_mean", "other_contexts", "similar_contexts",
+                                    "similar_perturbations", "linear", "network_knn", "corum_knn", "mechanism_knn")
 
 
 def test_lpm_and_production_together_fit_one_lpm_per_seed(lpm_fits):
