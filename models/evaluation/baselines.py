@@ -534,14 +534,15 @@ class SimilarPerturbations(SimilarContexts):
                 self.errors_[t, p, g] = R[t, p, g] - np.where(has, self.W_[t] @ X, 0.0)
         return self.errors_
 
-    def _similarity(self, t: int) -> np.ndarray:
-        """(P, P) Pearson r of the perturbations' residual profiles over the contexts other than t."""
+    def _similarity(self, t: int, queries: np.ndarray) -> np.ndarray:
+        """(Q, P) Pearson r of the query perturbations' residual profiles with every perturbation's, over the
+        contexts other than t (only the queries' rows: P x P would not fit for a genome-wide screen)."""
         others = np.delete(self.R_, t, axis=0).transpose(1, 0, 2).reshape(self.R_.shape[1], -1)  # (P, (C-1)G)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a perturbation measured in no other context
             centred = np.nan_to_num(others - np.nanmean(others, axis=1, keepdims=True))
-        norm = np.linalg.norm(centred, axis=1)
-        return (centred @ centred.T) / np.maximum(np.outer(norm, norm), 1e-12)
+        norm = np.linalg.norm(centred, axis=1)  # (P,)
+        return (centred[queries] @ centred.T) / np.maximum(np.outer(norm[queries], norm), 1e-12)
 
     def _neighbour_term(self, rows, k: int) -> np.ndarray:
         """Per row sum_j w_pj E(c, j, r) / sum_j w_pj over p's k nearest training perturbations in c (0: none)."""
@@ -554,12 +555,13 @@ class SimilarPerturbations(SimilarContexts):
             at = np.flatnonzero((c == t) & (p >= 0) & (g >= 0))
             if not len(at):
                 continue
-            S = self._similarity(int(t))
+            queries = np.unique(p[at])
+            S = self._similarity(int(t), queries)  # (Q, P)
             trained = ~np.isnan(errors[t]).all(axis=1)  # (P,) perturbations measured in t
-            for q in np.unique(p[at]):
+            for i, q in enumerate(queries):
                 pool = np.flatnonzero(trained & (np.arange(len(trained)) != q))
-                top = pool[np.argsort(-S[q, pool], kind="stable")[:k]]
-                w = np.maximum(S[q, top], 0.0)
+                top = pool[np.argsort(-S[i, pool], kind="stable")[:k]]
+                w = np.maximum(S[i, top], 0.0)
                 if w.sum() <= 0:
                     continue
                 cells = at[p[at] == q]
