@@ -277,15 +277,22 @@ def test_similar_contexts_above_its_memory_cap_is_other_contexts_and_says_so():
     assert "chosen on validation" in SimilarContexts().fit(train, valid).describe()
 
 
-def test_similar_contexts_ridge_is_chosen_on_validation_only():
+def _on_clean_and_poisoned_test(make, world: pd.DataFrame, seed: int):
+    """Two `make()` models evaluated on one unseen-experiment split of `world` (target A), the second with its
+    test values replaced by noise: a choice made on validation rows only is the same for both."""
     from models.evaluation.harness import evaluate_model
     from models.evaluation.splits import make_split
 
-    clean = make_split(_twin_world(seed=1), "unseen-experiment", context="A", seed=3)
-    poisoned = make_split(_twin_world(seed=1), "unseen-experiment", context="A", seed=3)
+    clean = make_split(world, "unseen-experiment", context="A", seed=seed)
+    poisoned = make_split(world, "unseen-experiment", context="A", seed=seed)
     poisoned.test["value"] = np.random.default_rng(5).normal(scale=50.0, size=len(poisoned.test))
-    a, b = SimilarContexts(), SimilarContexts()
+    a, b = make(), make()
     evaluate_model(a, clean), evaluate_model(b, poisoned)
+    return a, b, clean
+
+
+def test_similar_contexts_ridge_is_chosen_on_validation_only():
+    a, b, clean = _on_clean_and_poisoned_test(SimilarContexts, _twin_world(seed=1), seed=3)
     assert a.ridge_ == b.ridge_ < np.inf and a.ridge_scores_ == b.ridge_scores_
     assert set(a.ridge_scores_) == set(SimilarContexts.GRID) and "chosen on validation" in a.describe()
     assert SimilarContexts().fit(clean.train).ridge_ == SimilarContexts.DEFAULT_RIDGE  # no validation rows
@@ -331,14 +338,7 @@ def test_similar_perturbations_adds_the_target_lines_own_response_of_similar_dru
 
 
 def test_similar_perturbations_choice_never_sees_test_rows():
-    from models.evaluation.harness import evaluate_model
-    from models.evaluation.splits import make_split
-
-    clean = make_split(_class_world(seed=2), "unseen-experiment", context="A", seed=1)
-    poisoned = make_split(_class_world(seed=2), "unseen-experiment", context="A", seed=1)
-    poisoned.test["value"] = np.random.default_rng(5).normal(scale=50.0, size=len(poisoned.test))
-    a, b = SimilarPerturbations(), SimilarPerturbations()
-    evaluate_model(a, clean), evaluate_model(b, poisoned)
+    a, b, clean = _on_clean_and_poisoned_test(SimilarPerturbations, _class_world(seed=2), seed=1)
     assert (a.neighbours_, a.strength_) == (b.neighbours_, b.strength_) and a.neighbour_scores_ == b.neighbour_scores_
     assert (SimilarPerturbations().fit(clean.train).neighbours_, SimilarPerturbations().fit(clean.train).strength_) \
         == SimilarPerturbations.DEFAULT  # no validation rows
