@@ -344,6 +344,8 @@ def impute_effects(
             "perturbation": np.repeat(sub["perturbation"].astype(str).to_numpy(), len(readouts)),
             "readout": np.tile(np.asarray(readouts, dtype=object), len(sub)),
         })
+        if "perturbation_type" in sub:  # a predictor's member may need it (network_knn: genetic perturbations)
+            rows["perturbation_type"] = np.repeat(sub["perturbation_type"].astype(str).to_numpy(), len(readouts))
         rows["value"] = np.asarray(predict(rows), dtype=np.float64)
         parts.append(top_effects(rows, top_n=top_n))
     return pd.concat(parts, ignore_index=True)

@@ -168,9 +168,9 @@ def interaction_basis(method: str | None) -> str:
 
 # -------------------------------------------------------------------------------------- effects
 def unmeasured_experiments(model, table: pd.DataFrame, *, max_pairs: int, seed: int) -> pd.DataFrame:
-    """(perturbation, context) pairs the model knows but the table never measured, controls left out (the
-    one rule, graph/io/validation.drop_controls, on each perturbation's type in the table, else the type its
-    id names); a seeded sample of `max_pairs` when there are more."""
+    """(perturbation, context, perturbation_type) of the pairs the model knows but the table never measured,
+    controls left out (the one rule, graph/io/validation.drop_controls, on each perturbation's type in the
+    table, else the type its id names); a seeded sample of `max_pairs` when there are more."""
     from graph.io.perturbations import type_in_id
     from graph.io.validation import drop_controls
 
@@ -181,7 +181,7 @@ def unmeasured_experiments(model, table: pd.DataFrame, *, max_pairs: int, seed: 
         else pd.DataFrame(columns=["perturbation", "perturbation_type"])
     types = dict(zip(typed["perturbation"], typed["perturbation_type"], strict=True))
     pairs = pairs.assign(perturbation_type=[types.get(p) or type_in_id(p) or "" for p in pairs["perturbation"]])
-    pairs = drop_controls(pairs)[0].drop(columns="perturbation_type")
+    pairs = drop_controls(pairs)[0]  # the type stays: predictors that read it (network_knn) get it
     if len(pairs) > max_pairs:
         pairs = pairs.sample(n=max_pairs, random_state=seed).sort_index()
     return pairs

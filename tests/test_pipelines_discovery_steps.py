@@ -159,8 +159,16 @@ def test_effects_are_imputed_for_unmeasured_experiments_only(world):
     table, _, model, _ = world
     measured = table[~((table["perturbation"] == "shRNA:G1") & (table["context"] == "c2"))]
     pairs = S.unmeasured_experiments(model, measured, max_pairs=10, seed=0)
-    assert pairs.to_dict("records") == [{"perturbation": "shRNA:G1", "context": "c2"}]  # no control
-    effects = S.predicted_effects(model.predict, model, measured, max_pairs=10, top_n=3)
+    assert pairs.to_dict("records") == [{"perturbation": "shRNA:G1", "context": "c2",
+                                         "perturbation_type": "shRNA"}]  # no control
+    seen_types = set()
+
+    def predict(rows):  # the production predictor's members may read the type (network_knn does)
+        seen_types.update(rows["perturbation_type"])
+        return model.predict(rows)
+
+    effects = S.predicted_effects(predict, model, measured, max_pairs=10, top_n=3)
+    assert seen_types == {"shRNA"}
     assert set(zip(effects["perturbation"], effects["context"], strict=True)) == {("shRNA:G1", "c2")}
     assert effects.groupby("direction").size().max() <= 3
     assert S.predicted_effects(model.predict, model, table, max_pairs=10, top_n=3) is None
@@ -195,4 +203,4 @@ def test_unmeasured_experiments_leave_out_controls_by_the_one_rule(world):
     assert not {"DMSO", "control:DMSO"} & set(pairs["perturbation"]) and len(pairs) == 0
     measured = with_control[~((with_control["perturbation"] == "shRNA:G1") & (with_control["context"] == "c2"))]
     assert S.unmeasured_experiments(model, measured, max_pairs=100, seed=0).to_dict("records") == [
-        {"perturbation": "shRNA:G1", "context": "c2"}]
+        {"perturbation": "shRNA:G1", "context": "c2", "perturbation_type": "shRNA"}]
