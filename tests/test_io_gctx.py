@@ -502,7 +502,8 @@ def test_a_bare_pert_time_is_noted_as_tables_and_h5ad_note_it(tmp_path):
                         "cell_id": ["A375", "A375"], "pert_time": ["24", "6"]})
     _, conv = gctx_to_long(write_gctx(tmp_path / "bare.gctx", np.ones((2, 1), np.float32), row, col), "d")
     assert conv.signature_table["time_value"].isna().all()
-    assert any("2 time value(s) without a unit ('24', '6')" in n for n in conv.report.notes)
+    assert any("2 time value(s) without a unit ('24', '6')" in n and "a 'pert_time_unit' column" in n
+               for n in conv.report.notes)
     assert not any("unparseable" in n for n in conv.report.notes)
     _, conv = gctx_to_long(write_gctx(tmp_path / "unit.gctx", np.ones((2, 1), np.float32), row,
                                       col.assign(pert_time_unit="h")), "d")

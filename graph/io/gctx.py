@@ -584,7 +584,7 @@ class GctxToLong(StreamedReader):
                 problems[f"unparseable time {t.replace(chr(0), ' ')!r} (time left empty)"] += int((frame["time"] == t).sum())
                 time_of[t] = (None, "")
         if unitless:
-            self.report.notes.append("pert_time: " + unitless_time_note(unitless, "pert_time_unit = h"))
+            self.report.notes.append("pert_time: " + unitless_time_note(unitless, "pert_time_unit", "pert_time_unit = h"))
         for msg, n in sorted(problems.items()):
             self.report.notes.append(f"{n} x {msg}")
 

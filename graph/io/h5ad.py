@@ -306,7 +306,8 @@ def _time_suffixes(obs: pd.DataFrame, report: ReadReport) -> tuple[np.ndarray, d
                         + ": each time point of a perturbation is its own signature, against the controls of its "
                           "context and time point")
     if unitless:
-        report.notes.append(f"time column {col!r}: " + unitless_time_note(unitless, f"adata.obs[{TIME_UNIT_COLUMNS[0]!r}] = 'h'"))
+        report.notes.append(f"time column {col!r}: " + unitless_time_note(unitless, TIME_UNIT_COLUMNS[0],
+                                                                              f"adata.obs[{TIME_UNIT_COLUMNS[0]!r}] = 'h'"))
     return np.array(suffix_of, dtype=object)[codes] if len(pairs) else np.full(len(obs), "", dtype=object), info
 
 

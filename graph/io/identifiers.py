@@ -359,7 +359,7 @@ def parse_time(text: object, unit: object = None) -> tuple[float | None, str]:
 
 
 def time_point(text: object, unit: object = None) -> tuple[tuple[float | None, str], str, bool]:
-    """The one rule of a measurement's time point, for every reader (tables, h5ad): ((value, "h") or
+    """The one rule of a measurement's time point, for every reader (tables, h5ad, GCTX): ((value, "h") or
     (None, ""), its signature label suffix, unitless). "24 h" -> ((24.0, "h"), "|24h", False); blank ->
     ((None, ""), "", False). A bare number with no unit ("24"; sci-Plex writes time = 24) is kept apart as
     written, with no time recorded: ((None, ""), "|24", True), so two time points are never one signature
@@ -376,10 +376,11 @@ def time_point(text: object, unit: object = None) -> tuple[tuple[float | None, s
     return value, (f"|{format_dose(*value)}" if value[0] is not None else ""), False
 
 
-def unitless_time_note(values: list[str], example: str) -> str:
-    """The report text for the bare-number times `time_point` kept apart (one text for every reader)."""
+def unitless_time_note(values: list[str], unit_column: str, example: str) -> str:
+    """The report text for the bare-number times `time_point` kept apart (one text for every reader);
+    `unit_column` is the reader's column that would give their unit."""
     return (f"{len(values)} time value(s) without a unit ({', '.join(map(repr, values[:5]))}) kept apart as written, "
-            f"with no time recorded; a 'time_unit' column gives their unit, e.g. {example}")
+            f"with no time recorded; a {unit_column!r} column gives their unit, e.g. {example}")
 
 
 def format_dose(value: float | None, unit: str) -> str:

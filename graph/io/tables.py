@@ -438,7 +438,7 @@ class LongTableReader(StreamedReader):
             self.report.notes.append(note)
         if self._unitless_times:
             self.report.notes.append("column 'time': " + unitless_time_note(sorted(self._unitless_times),
-                                                                            "time_unit = h"))
+                                                                            "time_unit", "time_unit = h"))
         if self._compound_names:  # structure coverage: names joined to a compound record (by name or alias)
             self.report.notes.append(f"compound names matched to a compound record: {sum(self._compound_names.values())} "
                                      f"of {len(self._compound_names)}")
