@@ -1,5 +1,5 @@
 """Is there more to learn about *which lines to copy* than one weight per (target line, source line)?
-(issue 17; docs/results.md "Research: line weights by readout or by drug".)
+(issue 17; docs/results.md "Line weights by readout or by drug, and drugs that respond alike".)
 
 On 37 Tahoe lines the strongest baseline of every unseen-experiment target is `similar_contexts`: one ridge
 regression per target line on the other lines' residual profiles, the same weights for every drug and
@@ -10,7 +10,9 @@ of drugs (k-means on their residual profiles, k in {2, 3, 5}; k, ridge in {0.001
 the validation experiments, never test rows), against `similar_contexts` (the registered class, its ridge
 chosen on validation too) on the test experiments of make_results.py's sections 11-13 (150 random of the
 700 readouts dense in all 37 lines, seed 0). If cluster-level weights chosen on validation gain nothing,
-a network that learns per-drug attention over lines has no such signal to find either.
+a network that learns per-drug attention over lines has no such signal to find either. Beside them, (c) the
+registered `similar_perturbations` (the neighbour form the probe led to: the target line's errors of the drugs
+that respond alike in the other lines), its K and strength chosen on validation inside its fit.
 
     PERTURBGRAPH_SHARED_DATA=<shared data> nice python benchmarks/research_line_weights.py --targets A498,HEC1A,LOVO
 """
@@ -28,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.evaluation.baselines import SimilarContexts, _str, context_profiles  # noqa: E402
+from models.evaluation.baselines import SimilarContexts, SimilarPerturbations, _str, context_profiles  # noqa: E402
 from models.evaluation.metrics import per_signature_pearson  # noqa: E402
 
 KS = (2, 3, 5)
@@ -86,58 +88,6 @@ class ClusteredContexts(SimilarContexts):
         return self._context_mean(rows) + resid
 
 
-NEIGHBOURS = (5, 10, 20, 40)
-STRENGTHS = (0.25, 0.5, 1.0, 1.5)
-
-
-class DrugNeighbours:
-    """What a factorisation (the LPM's perturbation embeddings) would add to `similar_contexts`: the target
-    line's own errors of the drugs that respond most like the query drug in the *other* lines.
-
-        pred(t, q, r) = SC(t, q, r) + beta * sum_j w_qj E(t, j, r) / sum_j w_qj
-
-    over the K training drugs j measured in t with the highest Pearson similarity s_qj of their residual
-    profiles in the lines other than t (w = max(s, 0)); E(t, j, r) = R(t, j, r) - SC's residual part for j
-    in t (in-sample: SC is fitted on those drugs). K and beta are chosen on validation."""
-
-    def __init__(self, base: SimilarContexts):
-        self.base = base
-        R, W = base.R_, base.W_
-        C, P, G = R.shape
-        self.err_ = np.full_like(R, np.nan)  # (C, P, G) SC's in-sample error on the training cells
-        for t in range(C):
-            p, g = np.nonzero(~np.isnan(R[t]))
-            X, has = context_profiles(R, np.full(len(p), t), p, g)
-            self.err_[t, p, g] = R[t, p, g] - np.where(has, W[t] @ X, 0.0)
-
-    def _similarity(self, t: int) -> np.ndarray:
-        """(P, P) Pearson r of the drugs' residual profiles over the lines other than t (0 where undefined)."""
-        others = np.delete(self.base.R_, t, axis=0).transpose(1, 0, 2).reshape(self.base.R_.shape[1], -1)
-        Z = np.nan_to_num(others - np.nanmean(others, axis=1, keepdims=True))
-        norm = np.linalg.norm(Z, axis=1)
-        return (Z @ Z.T) / np.maximum(np.outer(norm, norm), 1e-12)
-
-    def predict(self, rows, k: int, beta: float) -> np.ndarray:
-        pred = self.base.predict(rows)
-        c = self.base.contexts_.get_indexer(_str(rows["context"]))
-        p = self.base.perturbations_.get_indexer(_str(rows["perturbation"]))
-        g = self.base.readout_index_.get_indexer(_str(rows["readout"]))
-        for t in np.unique(c[c >= 0]):
-            S = self._similarity(int(t))
-            measured = ~np.isnan(self.err_[t]).all(axis=1)  # (P,) training drugs of line t
-            at = np.flatnonzero((c == t) & (p >= 0) & (g >= 0))
-            for q in np.unique(p[at]):
-                cand = np.flatnonzero(measured & (np.arange(len(measured)) != q))
-                top = cand[np.argsort(-S[q, cand])[:k]]
-                w = np.maximum(S[q, top], 0.0)
-                if w.sum() <= 0:
-                    continue
-                cells = at[p[at] == q]
-                E = np.nan_to_num(self.err_[t][np.ix_(top, g[cells])])  # (k, n)
-                pred[cells] += beta * (w @ E) / w.sum()
-        return pred
-
-
 def run(targets: list[str], seeds: list[int]) -> pd.DataFrame:
     from models.datasets import load_input
     from models.evaluation.splits import make_split
@@ -160,12 +110,12 @@ def run(targets: list[str], seeds: list[int]) -> pd.DataFrame:
                 valid_r, model = max(scored, key=lambda s: s[0])
                 row |= {f"{by}_k": model.k, f"{by}_ridge": model.ridge_, f"{by}_valid_gain": valid_r - base_valid,
                         by: per_signature_pearson(split.test, yt, model.predict(split.test))}
-            neighbours = DrugNeighbours(base)
-            scored = [(per_signature_pearson(split.valid, yv, neighbours.predict(split.valid, k, beta)), k, beta)
-                      for k in NEIGHBOURS for beta in STRENGTHS]
-            valid_r, k, beta = max(scored)
-            row |= {"neighbours_k": k, "neighbours_beta": beta, "neighbours_valid_gain": valid_r - base_valid,
-                    "neighbours": per_signature_pearson(split.test, yt, neighbours.predict(split.test, k, beta))}
+            # (c) the registered baseline: K and beta chosen on validation inside its fit
+            neighbours = SimilarPerturbations().fit(split.train, split.valid)
+            valid_r = per_signature_pearson(split.valid, yv, neighbours.predict(split.valid))
+            row |= {"neighbours_k": neighbours.neighbours_, "neighbours_beta": neighbours.strength_,
+                    "neighbours_valid_gain": valid_r - base_valid,
+                    "neighbours": per_signature_pearson(split.test, yt, neighbours.predict(split.test))}
             rows.append(row)
             print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()},
                   f"({time.time() - began:.0f} s)", flush=True)
