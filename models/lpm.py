@@ -51,12 +51,15 @@ def _names(s: pd.Series) -> list[str]:
 
 # LPMConfig.base_choice = "validation": the residual bases an LPM chooses among, simplest first (ties go to
 # the earlier), as LPMConfig overrides; each applies only when its data is there (LPM._base_candidates).
-BASE_CANDIDATES = {
-    "cross_context": {"similar_contexts_base": False, "graph_base": False, "graph_base_knn": False},
-    "similar_contexts": {"similar_contexts_base": True, "graph_base": False, "graph_base_knn": False},
-    "graph_knn": {"similar_contexts_base": False, "graph_base": True, "graph_base_knn": True},
-    "similar_contexts+graph_knn": {"similar_contexts_base": True, "graph_base": True, "graph_base_knn": True},
-}
+_FLAGS = ("similar_contexts_base", "similar_perturbations_base", "graph_base", "graph_base_knn")
+BASE_CANDIDATES = {name: dict(zip(_FLAGS, on, strict=True)) for name, on in (
+    ("cross_context", (False, False, False, False)),
+    ("similar_contexts", (True, False, False, False)),
+    ("similar_perturbations", (True, True, False, False)),
+    ("graph_knn", (False, False, True, True)),
+    ("similar_contexts+graph_knn", (True, False, True, True)),
+    ("similar_perturbations+graph_knn", (True, True, True, True)),
+)}
 BASE_CHOICES = ("fixed", "validation", "trained")
 
 
@@ -323,7 +326,7 @@ class LPM:
         value = torch.from_numpy(train["value"].to_numpy(np.float64))
         m.base.fit(*rows, value)
         if m.base.ctx_w is not None:
-            m.base.set_context_weights(*self._context_weights(train, valid))
+            m.base.set_context_weights(*self._context_weights(train, valid, m.base.nb_term is not None))
         m.base.fit_shrink(*rows, value)
         if m.graph_base is not None:
             m.graph_base.fit(*rows, value)
@@ -339,10 +342,11 @@ class LPM:
         """The BASE_CANDIDATES that apply to the training vocabulary, and why each other one does not."""
         cfg, skipped = self.requested_config, {}
         names = ["cross_context"]
+        weighted = ("similar_contexts", "similar_perturbations")
         if len(self.vocab["context"]) >= 2:
-            names.append("similar_contexts")
+            names += weighted
         else:
-            skipped["similar_contexts"] = "one training context: no other line to weigh"
+            skipped.update({n: "one training context: no other line to weigh" for n in weighted})
         graph = self.side.gene_graph
         if not (cfg.use_targets and cfg.use_gene_graph and graph is not None and len(graph)):
             why = "no gene graph (or use_targets / use_gene_graph off)"
@@ -351,12 +355,13 @@ class LPM:
         else:
             why = ""
             names.append("graph_knn")
-            if "similar_contexts" in names:
-                names.append("similar_contexts+graph_knn")
-            else:
-                skipped["similar_contexts+graph_knn"] = skipped["similar_contexts"]
+            for n in weighted:
+                if n in names:
+                    names.append(f"{n}+graph_knn")
+                else:
+                    skipped[f"{n}+graph_knn"] = skipped[n]
         if why:
-            skipped.update({n: why for n in ("graph_knn", "similar_contexts+graph_knn")})
+            skipped.update({n: why for n in ("graph_knn", *(f"{w}+graph_knn" for w in weighted))})
         return {n: BASE_CANDIDATES[n] for n in names}, skipped
 
     def _choose_base(self, train: pd.DataFrame, valid: pd.DataFrame | None, ctxs: list[str], perts: list[str]) -> None:
@@ -385,15 +390,19 @@ class LPM:
         self.module = None
         self.base_selection = _base_record(chosen, "base alone", scores, skipped, valid)
 
-    def _context_weights(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _context_weights(self, train: pd.DataFrame, valid: pd.DataFrame | None,
+                         neighbours: bool = False) -> tuple[torch.Tensor, ...]:
         """LPMConfig.similar_contexts_base: the `similar_contexts` baseline fitted on these rows (its ridge chosen
         on the validation rows) -> its context weights (C+1, C+1) and residuals (C+1, P+1, G+1) in vocabulary
-        rows; row 0 (an unseen context) weighs every training context equally, as the baseline does."""
-        from models.evaluation.baselines import SimilarContexts
+        rows; row 0 (an unseen context) weighs every training context equally, as the baseline does. With
+        `neighbours` (similar_perturbations_base) the `similar_perturbations` baseline is fitted instead (its
+        K and strength chosen on the validation rows) and its neighbour term (C+1, P+1, G+1) comes third."""
+        from models.evaluation.baselines import SimilarContexts, SimilarPerturbations
 
-        sc = SimilarContexts().fit(train, valid)
+        sc = (SimilarPerturbations() if neighbours else SimilarContexts()).fit(train, valid)
+        flag = "similar_perturbations_base" if neighbours else "similar_contexts_base"
         if sc.equal_weights_only_ is not None:
-            raise ValueError(f"LPMConfig.similar_contexts_base needs a dense (context, perturbation, readout) array "
+            raise ValueError(f"LPMConfig.{flag} needs a dense (context, perturbation, readout) array "
                              f"and this training set has {sc.cells_:,} cells (> {sc.max_cells:,}); turn the option "
                              "off or train on fewer readouts")
         v = self.vocab
@@ -403,9 +412,14 @@ class LPM:
         W = np.zeros((C + 1, C + 1))
         W[np.ix_(ci, ci)] = sc.W_
         W[0, 1:] = 1.0 / max(C, 1)
-        R = np.full((C + 1, len(v["perturbation"]) + 1, len(v["gene"]) + 1), np.nan)
+        shape = (C + 1, len(v["perturbation"]) + 1, len(v["gene"]) + 1)
+        R = np.full(shape, np.nan)
         R[np.ix_(ci, pi, gi)] = sc.R_
-        return torch.from_numpy(W), torch.from_numpy(R)
+        if not neighbours:
+            return torch.from_numpy(W), torch.from_numpy(R)
+        N = np.zeros(shape)
+        N[np.ix_(ci, pi, gi)] = sc.term_grid()
+        return torch.from_numpy(W), torch.from_numpy(R), torch.from_numpy(N)
 
     def _scored_validation(self, valid: pd.DataFrame) -> pd.DataFrame:
         """The validation rows the model can score: those whose readout has a gene node (a training readout, a
@@ -443,6 +457,9 @@ class LPM:
         requested = self.config = self.requested_config
         if requested.base_choice not in BASE_CHOICES:
             raise ValueError(f"LPMConfig.base_choice must be one of {BASE_CHOICES}, not {requested.base_choice!r}")
+        if requested.similar_perturbations_base and not requested.similar_contexts_base:
+            raise ValueError("LPMConfig.similar_perturbations_base adds to the similar_contexts base: set "
+                             "similar_contexts_base=True as well")
         self.module, self.base_selection = None, {}
         self._build_vocab(train)
         if valid is not None:

@@ -93,6 +93,10 @@ class LPMConfig:
     # lines weighted by a ridge regression of the line on them, ridge chosen on validation rows) instead of
     # the equal-weight mean; the network learns the deviation from that. Off until measured.
     similar_contexts_base: bool = False
+    # ... plus the `similar_perturbations` baseline's neighbour term (what the training perturbations that
+    # respond most like p in the other lines did differently in this line; its K and strength chosen on
+    # validation rows); needs similar_contexts_base. A candidate of base_choice = "validation".
+    similar_perturbations_base: bool = False
     # Issue 17, H5 (train for the metric it is judged on, mean per-signature r, which ignores each signature's
     # offset and scale). stop_metric: the validation quantity early stopping keeps the best epoch of and counts
     # patience on: "mse" or "pearson_per_signature" (of base + network). signature_weights: each (context,
@@ -263,7 +267,8 @@ class LPMModule(nn.Module):
         self.cfg = cfg
         # Residual LPM: filled by the caller from training rows (vocabulary indices), see LPM.fit.
         self.base = (CrossContextBase(n_contexts, n_perturbations, n_genes, cfg.shrink_cross_base,
-                                      cfg.similar_contexts_base) if cfg.residual else None)
+                                      cfg.similar_contexts_base, cfg.similar_perturbations_base)
+                     if cfg.residual else None)
         self.graph_base = None  # kd_nodes (K+1, T), kd_of_pert (P+1,): the training knock-downs' targets
         if cfg.residual and cfg.graph_base:
             self.graph_base = GraphBase(n_contexts, n_genes, kd_nodes, kd_of_pert, cfg.graph_base_knn)

@@ -40,11 +40,13 @@ class CrossContextBase(nn.Module):
     `weighted` (LPMConfig.similar_contexts_base, issue 17 many contexts): p's term is the
     `similar_contexts` baseline's instead, sum over c' != c of W[c, c'] * R(c', p, r) (residuals from
     each context's mean, a context missing p at r filled by the others: baselines.context_profiles),
-    with W and R set by `set_context_weights`; it never reads the row's own context.
+    with W and R set by `set_context_weights`; it never reads the row's own context. `neighbours`
+    (LPMConfig.similar_perturbations_base, with weighted): plus the `similar_perturbations` baseline's
+    term N(c, p, r), precomputed for every vocabulary cell (it never uses p's own values in c).
     """
 
     def __init__(self, n_contexts: int, n_perturbations: int, n_genes: int, shrinkable: bool = False,
-                 weighted: bool = False):
+                 weighted: bool = False, neighbours: bool = False):
         super().__init__()
         f64 = dict(dtype=torch.float64)
         # weighted: (C+1, C+1) context weights (row 0 = an unseen context) and (C+1, P+1, G+1) residuals,
@@ -52,6 +54,8 @@ class CrossContextBase(nn.Module):
         self.ctx_w = torch.nn.Buffer(torch.zeros(n_contexts + 1, n_contexts + 1, **f64)) if weighted else None
         self.resid = (torch.nn.Buffer(torch.full((n_contexts + 1, n_perturbations + 1, n_genes + 1), torch.nan, **f64))
                       if weighted else None)
+        self.nb_term = (torch.nn.Buffer(torch.zeros(n_contexts + 1, n_perturbations + 1, n_genes + 1, **f64))
+                        if weighted and neighbours else None)  # (C+1, P+1, G+1) N, 0 = none
         # shrinkable (LPMConfig.shrink_cross_base): the perturbation's own term enters times `shrink`,
         # fitted by least squares on training rows (`fit_shrink`); 1 = the other_contexts baseline.
         self.shrink = torch.nn.Buffer(torch.ones((), **f64)) if shrinkable else None
@@ -96,13 +100,20 @@ class CrossContextBase(nn.Module):
         (ctx, pert, gene) (n,) each, for the weighted term that replaces own."""
         if self.ctx_w is not None:
             own, seen = self.weighted_term(*rows)
+            if self.nb_term is not None:
+                own = own + self.nb_term[rows]
         return BaseParts(unseen + (own if self.shrink is None else self.shrink * own), unseen, seen)
 
     @torch.no_grad()
-    def set_context_weights(self, weights: torch.Tensor, resid: torch.Tensor) -> None:
-        """weights (C+1, C+1), resid (C+1, P+1, G+1) in vocabulary rows (see `weighted`)."""
+    def set_context_weights(self, weights: torch.Tensor, resid: torch.Tensor,
+                            neighbour_term: torch.Tensor | None = None) -> None:
+        """weights (C+1, C+1), resid and neighbour_term (C+1, P+1, G+1) in vocabulary rows (see `weighted`)."""
         self.ctx_w.copy_(weights)
         self.resid.copy_(resid)
+        if self.nb_term is not None:
+            if neighbour_term is None:
+                raise ValueError("CrossContextBase(neighbours=True) needs the neighbour term")
+            self.nb_term.copy_(neighbour_term)
 
     @torch.no_grad()
     def weighted_term(self, ctx: torch.Tensor, pert: torch.Tensor, gene: torch.Tensor,

@@ -344,6 +344,26 @@ def test_similar_perturbations_choice_never_sees_test_rows():
         == SimilarPerturbations.DEFAULT  # no validation rows
 
 
+def test_similar_perturbations_term_grid_is_what_predict_adds_and_never_holds_the_drugs_own_error():
+    from models.evaluation.splits import make_split
+
+    split = make_split(_class_world(), "unseen-experiment", context="A", seed=0)
+    sp = SimilarPerturbations().fit(split.train, split.valid)
+    test = split.test[COLS[:4]]
+    grid = sp.term_grid()  # (C, P, G), what the LPM's similar_perturbations base reads
+    c, p, g = (idx.get_indexer(test[col]) for idx, col in ((sp.contexts_, "context"),
+                                                           (sp.perturbations_, "perturbation"),
+                                                           (sp.readout_index_, "readout")))
+    np.testing.assert_allclose(grid[c, p, g], sp.predict(test) - SimilarContexts.predict(sp, test), atol=1e-12)
+    # A training drug's term is its neighbours' errors in the line, never its own: moving its own error
+    # leaves its term and moves those of the drugs it is a neighbour of.
+    t, q = sp.contexts_.get_loc("A"), int(np.flatnonzero(~np.isnan(sp._errors()[sp.contexts_.get_loc("A")]).all(1))[0])
+    sp.errors_[t, q] += 50.0
+    moved = sp.term_grid()
+    np.testing.assert_allclose(moved[t, q], grid[t, q])
+    assert not np.allclose(moved[t], grid[t])
+
+
 # --- network_knn -------------------------------------------------------------------------------------
 
 

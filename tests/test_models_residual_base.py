@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.evaluation.baselines import NetworkKNN
-from models.lpm import LPM, LPMConfig
+from models.lpm import BASE_CANDIDATES, LPM, LPMConfig
 from models.residual_base import GraphBase
 from models.side_information import SideInformation
 
@@ -130,6 +130,51 @@ def test_similar_contexts_base_is_the_baseline_and_never_reads_its_own_line(tmp_
     np.testing.assert_array_equal(LPM.load(tmp_path / "s.pt").predict(test), m2.predict(test))
 
 
+def _families(n_ctx=5, n_fam=4, per_fam=6, n_readout=12, seed=0):
+    """Drug families respond alike in every line; line L0 copies L1 (scaled) plus a deviation of each family's
+    own, which only the family's other members measured in L0 reveal (the similar_perturbations term)."""
+    rng = np.random.default_rng(seed)
+    fam = np.repeat(np.arange(n_fam), per_fam)
+    shared = rng.normal(size=(len(fam), n_readout)) + 2.0 * rng.normal(size=(n_fam, n_readout))[fam]
+    deviation = 1.5 * rng.normal(size=(n_fam, n_readout))[fam]
+    rows = []
+    for c in range(n_ctx):
+        line = rng.normal(size=(n_fam, n_readout))[fam]
+        effect = 0.8 * shared + deviation if c == 0 else shared + line
+        v = rng.normal(size=n_readout) + effect + 0.05 * rng.normal(size=effect.shape)
+        rows += [(f"L{c}", f"d{p}", "compound", f"r{r}", v[p, r]) for p in range(len(fam)) for r in range(n_readout)]
+    return pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
+
+
+def test_similar_perturbations_base_is_the_baseline_is_chosen_where_it_scores_best_and_travels(tmp_path):
+    from models.evaluation.baselines import SimilarContexts, SimilarPerturbations
+    from models.evaluation.splits import make_split
+
+    split = make_split(_families(), "unseen-experiment", context="L0", seed=0)
+    train, valid, test = split.train, split.valid, split.test
+    flags = dict(use_gene_graph=False, use_targets=False)
+    cfg = _small(base_choice="fixed", shrink_cross_base=False, **BASE_CANDIDATES["similar_perturbations"], **flags)
+    m = LPM(cfg).fit(train, valid, progress=False, device="cpu")
+    sp = SimilarPerturbations().fit(train, valid)
+    assert sp.strength_ > 0  # the families' deviation is there to find
+    np.testing.assert_allclose(m.predict_base(test), sp.predict(test), atol=1e-9)  # the base is the baseline
+    assert not np.allclose(m.predict_base(test), SimilarContexts().fit(train, valid).predict(test))
+    m.save(tmp_path / "p.pt")  # the neighbour term travels as a buffer
+    back = LPM.load(tmp_path / "p.pt")
+    assert "base.nb_term" in back.module.state_dict()
+    np.testing.assert_array_equal(back.predict(test), m.predict(test))
+    # Chosen on validation over similar_contexts where it scores better there; the very model trained.
+    chosen = LPM(_small(base_choice="validation", shrink_cross_base=False, **flags)).fit(train, valid, progress=False,
+                                                                                       device="cpu")
+    sel = chosen.base_selection
+    assert sel["chosen"] == "similar_perturbations"
+    assert sel["validation"]["similar_perturbations"] > sel["validation"]["similar_contexts"] + 0.02
+    np.testing.assert_array_equal(chosen.predict(test), m.predict(test))
+    with pytest.raises(ValueError, match="set similar_contexts_base=True as well"):
+        LPM(_small(base_choice="fixed", similar_perturbations_base=True, **flags)).fit(train, valid, progress=False,
+                                                                                      device="cpu")
+
+
 def test_similar_contexts_base_refuses_data_above_the_baselines_memory_cap(monkeypatch):
     from models.evaluation.baselines import SimilarContexts
     from models.evaluation.splits import make_split
@@ -163,7 +208,8 @@ def test_base_choice_takes_the_weighted_lines_where_they_score_best_and_trains_t
          for name, b in (("cross_context", OtherContextsMean()), ("similar_contexts", SimilarContexts()))}
     assert sel["chosen"] == "similar_contexts" and r["similar_contexts"] > r["cross_context"] + 0.05
     assert sel["validation"]["similar_contexts"] == pytest.approx(r["similar_contexts"], abs=1e-5)
-    assert set(sel["skipped"]) == {"graph_knn", "similar_contexts+graph_knn"}  # no gene graph: said why
+    assert set(sel["skipped"]) == {"graph_knn", "similar_contexts+graph_knn",
+                                   "similar_perturbations+graph_knn"}  # no gene graph: said why
     assert m.config.similar_contexts_base and m.requested_config.base_choice == "validation"
     # One network, the one the fixed option trains with the same seed: the choice only sets the base.
     fixed = LPM(_small(similar_contexts_base=True, base_choice="fixed", **flags)).fit(train, valid, progress=False, device="cpu")
@@ -179,7 +225,7 @@ def test_base_choice_takes_the_weighted_lines_where_they_score_best_and_trains_t
     # a config assigned after a fit is the new request.
     two = make_split(_lines()[lambda d: d.context.isin(["L0", "L1"])], "unseen-experiment", context="L0", seed=0)
     m.fit(two.train, two.valid, progress=False, device="cpu")
-    assert set(m.base_selection["validation"]) == {"cross_context", "similar_contexts"}
+    assert set(m.base_selection["validation"]) == {"cross_context", "similar_contexts", "similar_perturbations"}
     m.config = _small(base_choice="fixed", **flags)
     m.fit(two.train, two.valid, progress=False, device="cpu")
     assert m.base_selection == {} and not m.config.similar_contexts_base
@@ -189,7 +235,7 @@ def test_base_choice_takes_the_graph_term_for_knock_downs_of_genes_measured_nowh
     train, valid, test, side = _world()
     m = LPM(_small(base_choice="validation"), side=side).fit(train, valid, progress=False, device="cpu")
     sel = m.base_selection
-    assert set(sel["validation"]) == {"cross_context", "similar_contexts", "graph_knn", "similar_contexts+graph_knn"}
+    assert set(sel["validation"]) == set(BASE_CANDIDATES)
     assert "graph_knn" in sel["chosen"] and m.config.graph_base and m.config.graph_base_knn
     assert sel["validation"][sel["chosen"]] > sel["validation"]["cross_context"] + 0.1  # validation genes are unseen
     knn = NetworkKNN(side.gene_graph, side.perturbation_targets).fit(train, valid)
@@ -202,7 +248,7 @@ def test_base_choice_without_validation_rows_keeps_the_cross_context_base_and_sa
     m = LPM(_small(base_choice="validation"), side=side).fit(train, None, progress=False, device="cpu")
     sel = m.base_selection
     assert sel["chosen"] == "cross_context" and sel["validation"] == {} and not m.config.graph_base
-    assert all("no validation rows" in why for why in sel["skipped"].values()) and len(sel["skipped"]) == 3
+    assert all("no validation rows" in why for why in sel["skipped"].values()) and len(sel["skipped"]) == 5
 
 
 def test_base_choice_refuses_unknown_values_and_leaves_a_plain_model_without_a_base():
@@ -223,8 +269,9 @@ def test_base_choice_trained_keeps_the_lpm_with_the_best_validation_r_and_is_tha
     flags = dict(use_gene_graph=False, use_targets=False)
     m = LPM(_small(base_choice="trained", **flags)).fit(train, valid, progress=False, device="cpu")
     sel = m.base_selection
-    assert sel["by"] == "trained LPM" and set(sel["validation"]) == {"cross_context", "similar_contexts"}
-    fixed = {name: LPM(_small(base_choice="fixed", similar_contexts_base=name == "similar_contexts", **flags))
+    assert sel["by"] == "trained LPM" and set(sel["validation"]) == {"cross_context", "similar_contexts",
+                                                                     "similar_perturbations"}
+    fixed = {name: LPM(_small(base_choice="fixed", **BASE_CANDIDATES[name], **flags))
              .fit(train, valid, progress=False, device="cpu") for name in sel["validation"]}
     r = {name: evaluate_predictions(valid, f.predict(valid))["pearson_per_signature"] for name, f in fixed.items()}
     assert sel["validation"] == pytest.approx(r, abs=1e-6) and sel["chosen"] == max(r, key=r.get)

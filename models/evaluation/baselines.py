@@ -544,29 +544,43 @@ class SimilarPerturbations(SimilarContexts):
         norm = np.linalg.norm(centred, axis=1)  # (P,)
         return (centred[queries] @ centred.T) / np.maximum(np.outer(norm[queries], norm), 1e-12)
 
+    def _context_term(self, t: int, queries: np.ndarray, k: int) -> np.ndarray:
+        """(Q, G) sum_j w_pj E(t, j, :) / sum_j w_pj over each query perturbation's k nearest training
+        perturbations measured in context t, never the query itself (a row of 0: no positive neighbour)."""
+        errors = self._errors()
+        S = self._similarity(int(t), queries)  # (Q, P)
+        trained = ~np.isnan(errors[t]).all(axis=1)  # (P,) perturbations measured in t
+        out = np.zeros((len(queries), errors.shape[2]))
+        for i, q in enumerate(queries):
+            pool = np.flatnonzero(trained & (np.arange(len(trained)) != q))
+            top = pool[np.argsort(-S[i, pool], kind="stable")[:k]]
+            w = np.maximum(S[i, top], 0.0)
+            if w.sum() > 0:
+                out[i] = (w @ np.nan_to_num(errors[t][top])) / w.sum()
+        return out
+
     def _neighbour_term(self, rows, k: int) -> np.ndarray:
-        """Per row sum_j w_pj E(c, j, r) / sum_j w_pj over p's k nearest training perturbations in c (0: none)."""
+        """Per row the `_context_term` of its (context, perturbation) at its readout (0: unknown names)."""
         out = np.zeros(len(rows))
         c = self.contexts_.get_indexer(_str(rows["context"]))
         p = self.perturbations_.get_indexer(_str(rows["perturbation"]))
         g = self.readout_index_.get_indexer(_str(rows["readout"]))
-        errors = self._errors()
         for t in np.unique(c[c >= 0]):
             at = np.flatnonzero((c == t) & (p >= 0) & (g >= 0))
-            if not len(at):
-                continue
-            queries = np.unique(p[at])
-            S = self._similarity(int(t), queries)  # (Q, P)
-            trained = ~np.isnan(errors[t]).all(axis=1)  # (P,) perturbations measured in t
-            for i, q in enumerate(queries):
-                pool = np.flatnonzero(trained & (np.arange(len(trained)) != q))
-                top = pool[np.argsort(-S[i, pool], kind="stable")[:k]]
-                w = np.maximum(S[i, top], 0.0)
-                if w.sum() <= 0:
-                    continue
-                cells = at[p[at] == q]
-                out[cells] = (w @ np.nan_to_num(errors[t][np.ix_(top, g[cells])])) / w.sum()
+            queries, q_of_row = np.unique(p[at], return_inverse=True)
+            if len(at):
+                out[at] = self._context_term(int(t), queries, k)[q_of_row, g[at]]
         return out
+
+    def term_grid(self) -> np.ndarray:
+        """(C, P, G) strength x the neighbour term of every (context, perturbation, readout) of the fitted
+        arrays, as `predict` adds it to similar_contexts (for the LPM's residual base; zeros at strength 0)."""
+        C, P, G = self.R_.shape
+        grid = np.zeros((C, P, G))
+        if self.equal_weights_only_ is None and self.strength_ != 0:
+            for t in range(C):
+                grid[t] = self.strength_ * self._context_term(t, np.arange(P), self.neighbours_)
+        return grid
 
     def predict(self, rows):
         base = super().predict(rows)
