@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-BASELINES = ("context_mean", "other_contexts", "similar_contexts", "linear", "network_knn")
+BASELINES = ("context_mean", "other_contexts", "similar_contexts", "similar_perturbations", "linear", "network_knn")
 # name -> LPMConfig overrides on top of the default residual LPM (models/module.py)
 LPM_VARIANTS = {
     "lpm": {},
