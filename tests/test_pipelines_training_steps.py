@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.lpm import BASE_CANDIDATES
 from models.side_information import CompoundAnnotation
 from pipelines import training_steps as T
 
@@ -304,7 +305,7 @@ def test_train_version_fits_one_lpm_and_saves_a_loadable_predictor(tmp_path, lpm
     saved = json.loads((run.folder() / "metrics.json").read_text())
     assert set(saved["valid"]) == set(run.valid_metrics) and len(saved["history"]) == 2
     chosen = saved["lpm_base_selection"]["chosen"]  # the chosen base's flags are the version's config
-    assert run.config["similar_contexts_base"] == ("similar_contexts" in chosen) and chosen in logged[1]
+    assert all(run.config[flag] == on for flag, on in BASE_CANDIDATES[chosen].items()) and chosen in logged[1]
     assert not (run.folder() / "training_state.pt").exists()
     assert run.predictor().selection.to_dict() == run.selection
 
