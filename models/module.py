@@ -112,9 +112,10 @@ class LPMConfig:
     # +0.001 r on 10-line A498 (5/5 seeds) but lower on 2/5 seeds of 37-line A498 (docs/results.md, "H7").
     ema_decay: float = 0.0
     # Issue 17: "validation" = before training, a residual LPM fits every base that applies to the data
-    # (cross-context; similar_contexts' weighted lines with >= 2 contexts; network_knn's graph term with
-    # knock-downs in the gene graph; both), keeps the one whose predictions alone score the best mean
-    # per-signature r on the validation rows (models/lpm.BASE_CANDIDATES) and sets the three base flags above
+    # (cross-context; similar_contexts' weighted lines with >= 2 contexts, alone or with similar_perturbations'
+    # neighbour term; network_knn's graph term with knock-downs in the gene graph; the weighted ones with it),
+    # keeps the one whose predictions alone score the best mean per-signature r on the validation rows
+    # (models/lpm.BASE_CANDIDATES) and sets the base flags above
     # to it (the saved config holds the chosen flags); "fixed" = the flags as given; "trained" = one LPM per
     # base, the best on validation kept (k fits). "validation" is the default since 2026-12-01: over the
     # cross-context base, 5 seeds, about +0.010 r on 37-line Tahoe A498, +0.005 LOVO, +0.021 Replogle RPE1, +0.042
