@@ -32,10 +32,10 @@ demo: install
 ## (pytest-xdist's loadgroup would do this, but its groups do not reach pytest 9's node ids.)
 test: install
 	@tmp=$$(mktemp -d /tmp/perturbgraph-test.XXXXXX); \
-	env -u NEO4J_URI -u NEO4J_PASSWORD $(PY) -m pytest -m "not neo4j" --basetemp "$$tmp/rest" >"$$tmp/rest.log" 2>&1 & \
+	env -u NEO4J_URI -u NEO4J_PASSWORD $(PY) -m pytest -m "not neo4j" --durations=10 --basetemp "$$tmp/rest" >"$$tmp/rest.log" 2>&1 & \
 	rest=$$!; \
 	echo "tests that use the graph (the other tests run beside them; their output follows):"; \
-	$(PY) -m pytest -m neo4j --basetemp "$$tmp/graph"; graph_rc=$$?; \
+	$(PY) -m pytest -m neo4j --durations=10 --basetemp "$$tmp/graph"; graph_rc=$$?; \
 	wait $$rest; rest_rc=$$?; \
 	echo; echo "tests that do not use the graph:"; cat "$$tmp/rest.log"; \
 	echo "exit status: graph tests $$graph_rc, other tests $$rest_rc"; rm -rf "$$tmp"; \
