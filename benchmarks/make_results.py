@@ -286,8 +286,14 @@ def production_and_lpm(df, split_kind, context, seeds, res, log, keep=None) -> p
     return pd.DataFrame(rows)
 
 
-STRONGEST_OF = ("context_mean", "consensus", "other_contexts", "similar_contexts", "linear", "tanimoto_knn",
-                "network_knn", "corum_knn", "mechanism_knn")
+def _strongest_of() -> tuple[str, ...]:
+    """Every registered baseline but the two that predict no effect: a new baseline joins the bar by registering."""
+    from models.registry import BASELINE_NAMES
+
+    return tuple(n for n in BASELINE_NAMES if n not in ("global_mean", "no_change"))
+
+
+STRONGEST_OF = _strongest_of()
 
 
 def paired_vs_baseline(results: pd.DataFrame, metric: str = "pearson_per_signature") -> str:

@@ -25,8 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-STRONGEST_OF = ("context_mean", "consensus", "other_contexts", "similar_contexts", "linear", "tanimoto_knn",
-                "network_knn", "corum_knn", "mechanism_knn")
+from benchmarks.make_results import STRONGEST_OF  # noqa: E402
 
 
 def run_section(index: int, seeds) -> pd.DataFrame:

@@ -55,6 +55,18 @@ def test_paired_lines_pick_the_strongest_baseline_and_count_wins():
     assert paired_vs_baseline(rows[rows["model"] != "lpm"].assign(model="other_contexts")) == ""
 
 
+def test_the_bar_is_every_registered_baseline_that_predicts_an_effect():
+    from benchmarks.make_results import STRONGEST_OF
+    from models.registry import BASELINE_NAMES
+
+    # similar_perturbations was registered but missing from a hand-kept list: the paired tables named a weaker bar
+    assert set(STRONGEST_OF) == set(BASELINE_NAMES) - {"global_mean", "no_change"}
+    r = {"similar_contexts": [0.80, 0.80], "similar_perturbations": [0.82, 0.83], "production": [0.83, 0.83]}
+    rows = pd.DataFrame([{"model": m, "seed": s, "pearson_per_signature": v, "error": ""}
+                         for m, vs in r.items() for s, v in enumerate(vs)])
+    assert "strongest baseline by mean: `similar_perturbations`" in paired_vs_baseline(rows)
+
+
 def test_write_marked_block_replaces_only_the_block_and_refuses_a_file_without_markers(tmp_path):
     import pytest
 
