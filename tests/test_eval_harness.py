@@ -214,6 +214,18 @@ def test_lpm_and_production_together_fit_one_lpm_per_seed(lpm_fits):
     assert fitted == [0]  # alone, the lpm row fits its own
 
 
+def test_a_residual_lpm_row_says_which_base_it_chose_on_validation():
+    from models.lpm import BASE_CANDIDATES
+    from models.module import LPMConfig
+
+    cfg = LPMConfig(max_epochs=1, embed_dim=8, hidden_dim=16, encoder_hidden=16, use_compound_encoder=False,
+                    use_context_features=False, use_gene_graph=False, use_targets=False)
+    out = run_benchmark(_data(n_ctx=3, n_pert=10, n_readout=8), "unseen-experiment", context="ctx0",
+                        models=["lpm"], seeds=[0], resources=Resources(lpm_config=cfg))
+    detail = out.at[0, "detail"]
+    assert detail.split(", base ")[1] in BASE_CANDIDATES, detail
+
+
 def test_a_failed_shared_lpm_fit_fails_both_rows_without_refitting(monkeypatch):
     from models.lpm import LPM
     from models.module import LPMConfig

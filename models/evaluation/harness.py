@@ -81,6 +81,8 @@ def score_fitted(model, split: Split, *, fit_s: float) -> dict[str, float]:
     elif getattr(model, "history", None):  # an LPM: how long it trained, which epoch it kept
         best = min(model.history, key=lambda h: h.get("valid_loss", h["train_loss"]))
         out["detail"] = f"{len(model.history)} epochs, best {best['epoch']}"
+        if sel := getattr(model, "base_selection", None):  # a residual LPM's base, chosen on validation
+            out["detail"] += f", base {sel['chosen']}"
         if (u := getattr(model, "valid_unscored", {})).get("rows"):  # LPM._scored_validation
             out["detail"] += f"; {u['rows']:,} validation rows ({u['readouts']:,} readouts without a gene node) not scored"
     return out
