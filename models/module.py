@@ -15,7 +15,9 @@ three embeddings are concatenated and passed through an MLP. Two things are adde
    prediction = base(c, p, r) + MLP([c; p; r]). Its sums and counts are buffers, so checkpoints carry them.
    Options (models/residual_base.py): `graph_base` (a knock-down seen in no other context starts from
    its gene-graph neighbours), `shrink_cross_base` (the copied profile shrunk by a fitted factor),
-   `similar_contexts_base` (the other lines weighted as the `similar_contexts` baseline weights them).
+   `similar_contexts_base` (the other lines weighted as the `similar_contexts` baseline weights them),
+   `similar_perturbations_base` (plus that baseline's term from the perturbations that respond alike).
+   By default (`base_choice`) the base is the one of these whose predictions score best on validation.
 
 Contexts and perturbations are addressed as rows of `SymbolTables` (built by the caller for any
 names, seen or not); genes as *nodes* of the gene encoder (0-based: training readouts/targets plus
