@@ -399,7 +399,11 @@ class LPM:
         K and strength chosen on the validation rows) and its neighbour term (C+1, P+1, G+1) comes third."""
         from models.evaluation.baselines import SimilarContexts, SimilarPerturbations
 
-        sc = (SimilarPerturbations() if neighbours else SimilarContexts()).fit(train, valid)
+        # One fit per LPM.fit: every candidate base and the final one read the same baseline (similar_perturbations
+        # holds similar_contexts' very weights and residuals), so it is fitted again only to add the neighbours.
+        sc = getattr(self, "_weighted_baseline", None)
+        if sc is None or (neighbours and not isinstance(sc, SimilarPerturbations)):
+            sc = self._weighted_baseline = (SimilarPerturbations() if neighbours else SimilarContexts()).fit(train, valid)
         flag = "similar_perturbations_base" if neighbours else "similar_contexts_base"
         if sc.equal_weights_only_ is not None:
             raise ValueError(f"LPMConfig.{flag} needs a dense (context, perturbation, readout) array "
@@ -477,6 +481,7 @@ class LPM:
                                  "runs are not supported; use base_choice='validation' or 'fixed'")
             return self._fit_each_base(train, valid, progress=progress, checkpoint=checkpoint,
                                        snapshot_id=self.snapshot_id, device=device)
+        self._weighted_baseline = None  # _context_weights' fit for these rows (bases only; dropped below)
         if choose:  # "validation", or "trained" without validation rows (the record says so)
             self._choose_base(train, valid, ctxs, perts)
         self._chosen = self.config
@@ -485,6 +490,7 @@ class LPM:
         tables = self._tables(ctxs, perts)
         if self.config.residual:
             tr, va = self._residual_data(train, valid, ctxs, perts, tables)
+            self._weighted_baseline = None
         else:
             tr = self._pair_data(train, ctxs, perts, tables)
             va = self._pair_data(valid, ctxs, perts, tables) if valid is not None and len(valid) else None

@@ -355,6 +355,8 @@ def test_similar_perturbations_term_grid_is_what_predict_adds_and_never_holds_th
                                                            (sp.perturbations_, "perturbation"),
                                                            (sp.readout_index_, "readout")))
     np.testing.assert_allclose(grid[c, p, g], sp.predict(test) - SimilarContexts.predict(sp, test), atol=1e-12)
+    sp.QUERY_CHUNK = 3  # similarities in blocks of queries (a genome-wide P x P would not fit): the same grid
+    np.testing.assert_allclose(sp.term_grid(), grid, atol=1e-12)
     # A training drug's term is its neighbours' errors in the line, never its own: moving its own error
     # leaves its term and moves those of the drugs it is a neighbour of.
     t, q = sp.contexts_.get_loc("A"), int(np.flatnonzero(~np.isnan(sp._errors()[sp.contexts_.get_loc("A")]).all(1))[0])

@@ -146,7 +146,7 @@ def _families(n_ctx=5, n_fam=4, per_fam=6, n_readout=12, seed=0):
     return pd.DataFrame(rows, columns=["context", "perturbation", "perturbation_type", "readout", "value"])
 
 
-def test_similar_perturbations_base_is_the_baseline_is_chosen_where_it_scores_best_and_travels(tmp_path):
+def test_similar_perturbations_base_is_the_baseline_is_chosen_where_it_scores_best_and_travels(tmp_path, monkeypatch):
     from models.evaluation.baselines import SimilarContexts, SimilarPerturbations
     from models.evaluation.splits import make_split
 
@@ -163,9 +163,14 @@ def test_similar_perturbations_base_is_the_baseline_is_chosen_where_it_scores_be
     back = LPM.load(tmp_path / "p.pt")
     assert "base.nb_term" in back.module.state_dict()
     np.testing.assert_array_equal(back.predict(test), m.predict(test))
-    # Chosen on validation over similar_contexts where it scores better there; the very model trained.
+    # Chosen on validation over similar_contexts where it scores better there; the very model trained. The
+    # baseline is fitted once for the candidates and the final base, not once per use.
+    fits = []
+    monkeypatch.setattr(SimilarPerturbations, "fit", lambda self, *a, _fit=SimilarPerturbations.fit: (
+        fits.append(1), _fit(self, *a))[1])
     chosen = LPM(_small(base_choice="validation", shrink_cross_base=False, **flags)).fit(train, valid, progress=False,
                                                                                        device="cpu")
+    assert len(fits) == 1
     sel = chosen.base_selection
     assert sel["chosen"] == "similar_perturbations"
     assert sel["validation"]["similar_perturbations"] > sel["validation"]["similar_contexts"] + 0.02

@@ -514,8 +514,7 @@ class SimilarPerturbations(SimilarContexts):
             from models.evaluation.metrics import per_signature_pearson
 
             y, base = valid["value"].to_numpy(np.float64), SimilarContexts.predict(self, valid)
-            for k in self.NEIGHBOURS:
-                term = self._neighbour_term(valid, k)
+            for k, term in self._neighbour_terms(valid, self.NEIGHBOURS).items():  # one similarity for every K
                 for beta in self.STRENGTHS:
                     r = per_signature_pearson(valid, y, base + beta * term)
                     self.neighbour_scores_[(k, beta)] = float(np.nan_to_num(r, nan=-np.inf))
@@ -544,33 +543,39 @@ class SimilarPerturbations(SimilarContexts):
         norm = np.linalg.norm(centred, axis=1)  # (P,)
         return (centred[queries] @ centred.T) / np.maximum(np.outer(norm[queries], norm), 1e-12)
 
-    def _context_term(self, t: int, queries: np.ndarray, k: int) -> np.ndarray:
-        """(Q, G) sum_j w_pj E(t, j, :) / sum_j w_pj over each query perturbation's k nearest training
+    def _context_terms(self, t: int, queries: np.ndarray, ks) -> dict[int, np.ndarray]:
+        """k -> (Q, G) sum_j w_pj E(t, j, :) / sum_j w_pj over each query perturbation's k nearest training
         perturbations measured in context t, never the query itself (a row of 0: no positive neighbour)."""
-        errors = self._errors()
+        measured = self._errors()[t]  # (P, G), NaN where not measured
+        trained = ~np.isnan(measured).all(axis=1)  # (P,) perturbations measured in t
+        errors = np.nan_to_num(measured)
         S = self._similarity(int(t), queries)  # (Q, P)
-        trained = ~np.isnan(errors[t]).all(axis=1)  # (P,) perturbations measured in t
-        out = np.zeros((len(queries), errors.shape[2]))
+        out = {k: np.zeros((len(queries), errors.shape[1])) for k in ks}
         for i, q in enumerate(queries):
             pool = np.flatnonzero(trained & (np.arange(len(trained)) != q))
-            top = pool[np.argsort(-S[i, pool], kind="stable")[:k]]
-            w = np.maximum(S[i, top], 0.0)
-            if w.sum() > 0:
-                out[i] = (w @ np.nan_to_num(errors[t][top])) / w.sum()
+            order = pool[np.argsort(-S[i, pool], kind="stable")]
+            for k in ks:
+                w = np.maximum(S[i, order[:k]], 0.0)
+                if w.sum() > 0:
+                    out[k][i] = (w @ errors[order[:k]]) / w.sum()
         return out
 
-    def _neighbour_term(self, rows, k: int) -> np.ndarray:
-        """Per row the `_context_term` of its (context, perturbation) at its readout (0: unknown names)."""
-        out = np.zeros(len(rows))
+    def _neighbour_terms(self, rows, ks) -> dict[int, np.ndarray]:
+        """k -> (n,) each row's `_context_terms` of its (context, perturbation) at its readout (0: unknown names)."""
+        out = {k: np.zeros(len(rows)) for k in ks}
         c = self.contexts_.get_indexer(_str(rows["context"]))
         p = self.perturbations_.get_indexer(_str(rows["perturbation"]))
         g = self.readout_index_.get_indexer(_str(rows["readout"]))
         for t in np.unique(c[c >= 0]):
             at = np.flatnonzero((c == t) & (p >= 0) & (g >= 0))
+            if not len(at):
+                continue
             queries, q_of_row = np.unique(p[at], return_inverse=True)
-            if len(at):
-                out[at] = self._context_term(int(t), queries, k)[q_of_row, g[at]]
+            for k, term in self._context_terms(int(t), queries, ks).items():
+                out[k][at] = term[q_of_row, g[at]]
         return out
+
+    QUERY_CHUNK = 1024  # term_grid's queries per similarity block: (chunk, P) floats, never P x P at once
 
     def term_grid(self) -> np.ndarray:
         """(C, P, G) strength x the neighbour term of every (context, perturbation, readout) of the fitted
@@ -578,15 +583,17 @@ class SimilarPerturbations(SimilarContexts):
         C, P, G = self.R_.shape
         grid = np.zeros((C, P, G))
         if self.equal_weights_only_ is None and self.strength_ != 0:
+            k = self.neighbours_
             for t in range(C):
-                grid[t] = self.strength_ * self._context_term(t, np.arange(P), self.neighbours_)
+                for chunk in np.array_split(np.arange(P), -(-P // self.QUERY_CHUNK)):
+                    grid[t, chunk] = self.strength_ * self._context_terms(t, chunk, (k,))[k]
         return grid
 
     def predict(self, rows):
         base = super().predict(rows)
         if self.equal_weights_only_ is not None or self.strength_ == 0:
             return base
-        return base + self.strength_ * self._neighbour_term(rows, self.neighbours_)
+        return base + self.strength_ * self._neighbour_terms(rows, (self.neighbours_,))[self.neighbours_]
 
     def describe(self) -> str:
         if self.equal_weights_only_ is not None:
