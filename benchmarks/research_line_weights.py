@@ -37,7 +37,7 @@ from models.evaluation.metrics import per_signature_pearson  # noqa: E402
 
 KS = (2, 3, 5)
 RIDGES = (0.001, 0.01, 0.1, 1.0)
-MIN_CELLS = 50
+MIN_CELLS = 50  # a cluster with fewer training cells in a target line keeps the global weights there
 
 
 class WideNeighbours(SimilarPerturbations):
@@ -45,7 +45,6 @@ class WideNeighbours(SimilarPerturbations):
 
     NEIGHBOURS = (*SimilarPerturbations.NEIGHBOURS, 80)
     STRENGTHS = (*SimilarPerturbations.STRENGTHS, 2.0, 3.0)
-  # a cluster with fewer training cells in a target line keeps the global weights there
 
 
 class ClusteredContexts(SimilarContexts):
