@@ -120,13 +120,18 @@ def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: C
             ("model", *cols), tuple((m, *(round(float(r.get(c, float("nan"))), 3) for c in cols)) for m, r in rows),
             cols))
     rec, text = None, ""
+    if report and (choices := report.get("production_choices")):
+        # The row's numbers can equal a baseline's: say so, and that the published version chose on its own rows.
+        text = ("In the held-out table, `production` is the predictor chosen on this split's validation experiments ("
+                + "; ".join(f"seed {seed}: {why}" for seed, why in choices.items())
+                + "). The published version chose on its own validation rows: `perturbgraph query model-versions`.\n")
     truth_dir = settings.data_dir / "default-seed0"
     if report and report.get("simulated") and (truth_dir / "truth").exists():
         from pipelines.truth import recovery_report
 
         with open_driver(settings) as driver:
             rec = recovery_report(driver, settings.neo4j_database, truth_dir)
-        text = (f"Recovery of the simulated truth: the annotated target is the top mechanism link for "
+        text += (f"Recovery of the simulated truth: the annotated target is the top mechanism link for "
                 f"{rec['target_at_rank1']:.0%} of {rec['compounds_with_knocked_down_target']} compounds (chance "
                 f"{rec['chance_rank1']:.1%}), in the top {rec['top_k']} for {rec['target_in_top_k']:.0%} (chance "
                 f"{rec['chance_top_k']:.0%}); {rec['planted_targets_significant']} of {rec['planted_target_pairs']} "
@@ -145,7 +150,8 @@ def summary(settings: Settings, result: dg.ExecuteInProcessResult, *, console: C
              f"Named queries: `perturbgraph queries`. Dagster UI: `perturbgraph ui` (instance {settings.dagster_home}).\n"
              f"Finished in {elapsed_s / 60:.1f} min.")
     emit(tables, fmt, console=console, text=text,
-         extra={"recovery": rec, "cypher": CYPHER_HINT, "elapsed_s": round(elapsed_s, 1)})
+         extra={"recovery": rec, "cypher": CYPHER_HINT, "elapsed_s": round(elapsed_s, 1),
+                "production_choices": (report or {}).get("production_choices")})
 
 
 def example_discoveries(driver, database: str) -> list[dict]:

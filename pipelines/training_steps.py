@@ -317,9 +317,17 @@ class Evaluation:
         return {m: {k: finite(float(v)) for k, v in row.items()}
                 for m, row in self.means()[[MARGIN_METRIC, "rmse"]].iterrows()}
 
+    def production_choices(self) -> dict[int, str]:
+        """seed -> what the production predictor chose on that seed's validation experiments, and why
+        (its harness detail), so a reader of the table knows which candidate its `production` row is."""
+        rows = self.results.loc[self.results["model"] == "production"]
+        details = rows["detail"].fillna("") if "detail" in rows else pd.Series("", index=rows.index)
+        return {int(seed): str(detail) for seed, detail in zip(rows["seed"], details, strict=True)}
+
     def report(self) -> dict:
         return {"split": self.split, "context": self.target_context, "means": self.means().to_dict(orient="index"),
-                "production_vs_strongest_baseline": self.margins, "simulated": self.simulated}
+                "production_vs_strongest_baseline": self.margins, "production_choices": self.production_choices(),
+                "simulated": self.simulated}
 
 
 def most_signatures_context(table: pd.DataFrame) -> str:

@@ -53,6 +53,10 @@ def test_evaluation_report_fits_one_lpm_per_seed(home, tmp_path, lpm_fits):
     report = result.output_for_node("evaluation_report")
     assert report["context"] == "CL2" and {"lpm", "production", "context_mean"} <= set(report["means"])
     assert [r["seed"] for r in report["production_vs_strongest_baseline"]["per_seed"]] == [0, 1]
+    # which candidate each seed's `production` row is, named among the candidates it was chosen from
+    assert set(report["production_choices"]) == {0, 1}
+    candidates = set(report["means"]) | {"lpm_stacked"}
+    assert all(why.split(" ")[0] in candidates for why in report["production_choices"].values())
     meta = result.asset_materializations_for_node("evaluation_report")[0].metadata
     assert "one LPM fit per seed" in meta["lpm_row"].value
     assert meta["production_wins"].value + meta["production_losses"].value + meta["production_ties"].value == 2

@@ -131,7 +131,10 @@ def test_the_model_version_records_the_production_predictor(pipeline_run, pipeli
     sel = run.selection
     scores = {c: m["pearson_per_signature"] for c, m in sel["validation"].items()}
     assert {"lpm", "context_mean", "other_contexts", "linear"} <= set(scores)
-    assert scores[sel["chosen"]] == max(scores.values())
+    if sel["passed_over"]:  # the LPM or the stack led, by less than the margin a non-baseline needs
+        assert sel["chosen"] == sel["best_baseline"] and max(scores.values()) - scores[sel["chosen"]] < sel["min_margin"]
+    else:
+        assert scores[sel["chosen"]] == max(scores.values())
     predictor = run.predictor()  # loads and validates the saved files
     assert predictor.selection.chosen == sel["chosen"]
     version = pipeline_run.asset_value("discoveries")["version_id"]
@@ -139,6 +142,7 @@ def test_the_model_version_records_the_production_predictor(pipeline_run, pipeli
     row = next(v for v in run_named_query(neo4j_driver, "model-versions", database=db) if v["version_id"] == version)
     assert row["predictor"] == sel["chosen"] and row["predictor_margin"] == pytest.approx(sel["margin"])
     assert row["predictor_best_baseline"] == sel["best_baseline"] and row["embeddings_from"] == "lpm"
+    assert row["predictor_passed_over"] == (sel["passed_over"] or None)
     metric = sel["metric"]
     assert row["predictor_score"] == pytest.approx(sel["validation"][sel["chosen"]][metric])
     assert row["predictor_baseline_score"] == pytest.approx(sel["validation"][sel["best_baseline"]][metric])
@@ -189,6 +193,24 @@ def test_evaluation_report_has_model_and_baselines(pipeline_run):
         "production_vs_strongest_baseline"].value
     assert set(meta["mean_scores"].value) == set(report["means"])
     assert json.dumps(report)  # plain data, shown in the UI
+    # which candidate the production row is: production equals that candidate's row on the test rows
+    (why,) = report["production_choices"].values()
+    chosen = why.split(" ")[0]
+    assert meta["production_choices"].value == {"0": why} or meta["production_choices"].value == {0: why}
+    if chosen in report["means"]:
+        assert report["means"]["production"]["rmse"] == pytest.approx(report["means"][chosen]["rmse"])
+
+
+def test_demo_summary_says_which_candidate_production_is(pipeline_env, pipeline_run):
+    from rich.console import Console
+
+    from pipelines.runner import summary
+
+    console = Console(record=True, width=300, soft_wrap=True)
+    summary(pipeline_env, pipeline_run, console=console, elapsed_s=1.0)
+    (why,) = pipeline_run.asset_value("evaluation_report")["production_choices"].values()
+    assert f"`production` is the predictor chosen on this split's validation experiments (seed 0: {why})" in (
+        console.export_text())
 
 
 def test_weekly_schedule_targets_retraining():

@@ -49,6 +49,16 @@ def test_a_baseline_chosen_is_a_pass_that_says_the_lpm_did_not_beat_it():
     assert meta["verdict"] == "published: other_contexts, the LPM did not beat it"
 
 
+def test_a_baseline_chosen_over_a_small_lead_says_what_was_passed_over():
+    scores = {**SCORES, "lpm": 0.5203, "lpm_stacked": 0.5204}
+    sel = {**selection("other_contexts", scores, "other_contexts", 0.0), "min_margin": 0.001,
+           "passed_over": "lpm_stacked +0.0004 over other_contexts, under the 0.001 required"}
+    passed, meta = published_vs_strongest_baseline(sel)
+    assert passed and meta["margin"] == 0.0
+    assert meta["verdict"] == ("published: other_contexts, the LPM did not beat it by the 0.001 required "
+                               "(lpm_stacked +0.0004 over other_contexts, under the 0.001 required)")
+
+
 def test_a_chosen_candidate_below_the_strongest_baseline_is_refused():
     """A record whose choice scores below a baseline (e.g. an edited predictor.json) fails the check."""
     scores = {**SCORES, "lpm_stacked": 0.49}

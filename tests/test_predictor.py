@@ -97,7 +97,8 @@ def test_the_choice_does_not_change_when_test_values_are_poisoned():
 def test_the_chosen_candidate_is_the_best_on_validation_and_scores_are_honest():
     split = make_split(_data(), "unseen-experiment", context="ctx0", seed=0)
     predictor = ProductionPredictor({"lpm": ContextReadoutMean(), "context_mean": ContextReadoutMean(),
-                                     "other_contexts": OtherContextsMean(), "linear": LinearPCARidge()}, seed=0)
+                                     "other_contexts": OtherContextsMean(), "linear": LinearPCARidge()}, seed=0,
+                                    min_margin=0.0)
     sel = predictor.fit(split.train, split.valid).selection
     scores = {name: m["pearson_per_signature"] for name, m in sel.validation.items()}
     assert set(scores) == {"lpm", "context_mean", "other_contexts", "linear", STACKED}
@@ -137,6 +138,30 @@ def test_ties_go_to_the_simpler_candidate():
     assert sel.chosen == "other_contexts" and sel.margin == 0.0
 
 
+def test_the_lpm_or_the_stack_must_lead_the_best_baseline_by_min_margin():
+    df = _data(n_pert=30)
+    split = make_split(df, "unseen-experiment", context="ctx0", seed=0)
+
+    def select(min_margin):
+        members = {"lpm": Noisy(df, 0.9, 1), "context_mean": Noisy(df, 1.0, 2), "other_contexts": Noisy(df, 1.0, 3)}
+        return ProductionPredictor(members, seed=0, min_margin=min_margin).fit(split.train, split.valid)
+
+    free = select(0.0).selection
+    assert free.chosen in ("lpm", STACKED) and free.margin > 0 and not free.passed_over
+    lead = free.margin
+    held = select(lead + 1e-6)
+    sel = held.selection
+    assert sel.chosen == free.best_baseline == sel.best_baseline and sel.margin == 0.0
+    assert sel.passed_over.startswith(f"{free.chosen} {lead:+.4f} over {free.best_baseline}")
+    assert sel.validation == free.validation  # same scores, only the rule differs
+    assert "passed over" in held.describe()
+    rows = split.test.drop(columns="value")
+    np.testing.assert_array_equal(held.predict(rows), held.members[free.best_baseline].predict(rows))
+    assert select(lead - 1e-6).selection.chosen == free.chosen
+    with pytest.raises(ValueError, match="min_margin"):
+        ProductionPredictor({"lpm": ContextReadoutMean()}, min_margin=-0.1)
+
+
 def test_fit_needs_validation_rows_and_an_lpm():
     split = make_split(_data(), "unseen-experiment", context="ctx0", seed=0)
     with pytest.raises(ValueError, match="needs the LPM"):
@@ -171,6 +196,7 @@ def test_save_load_round_trip_predicts_identically(saved):
     loaded = ProductionPredictor.load(folder)
     rows = pd.concat([split.test, split.valid]).drop(columns="value")
     assert loaded.selection == predictor.selection
+    assert loaded.min_margin == predictor.min_margin == predictor.selection.min_margin > 0
     np.testing.assert_array_equal(loaded.predict(rows), predictor.predict(rows))
     for name, member in predictor.members.items():  # every candidate, not just the chosen one
         np.testing.assert_array_equal(loaded.members[name].predict(rows), member.predict(rows))
@@ -224,6 +250,11 @@ def test_a_manifest_with_bad_weights_or_foreign_vocabulary_is_refused(saved, tmp
     manifest["selection"]["stacking_weights"] = {"lpm": 2.0, "linear": -1.0}
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(PredictorError, match="not convex weights"):
+        ProductionPredictor.load(copy)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["min_margin"] = "a lot"
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(PredictorError, match="min_margin must be a number"):
         ProductionPredictor.load(copy)
     # a baseline fitted on other data (contexts the LPM never saw) does not belong to this LPM
     copy2 = _copy(folder, tmp_path / "b")

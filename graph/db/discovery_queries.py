@@ -526,6 +526,7 @@ RETURN m.version_id AS version_id, m.current AS current, m.status AS status, m.t
        m.predictor AS predictor, m.predictor_metric AS predictor_metric, m.predictor_score AS predictor_score,
        m.predictor_best_baseline AS predictor_best_baseline,
        m.predictor_baseline_score AS predictor_baseline_score, m.predictor_margin AS predictor_margin,
+       m.predictor_passed_over AS predictor_passed_over,
        m.predictor_status AS predictor_status,
        m.predictor_validation AS predictor_validation, m.embeddings_from AS embeddings_from,
        m.refused_reason AS refused_reason, m.abandoned_reason AS abandoned_reason, m.status_at AS status_at

@@ -126,6 +126,8 @@ class ModelVersionRecord:
                 "predictor_score": finite_or_none(score), "predictor_baseline_score": finite_or_none(baseline_score),
                 "predictor_margin": None if margin is None else float(margin),
                 "predictor_best_baseline": p.get("best_baseline"),
+                # the LPM or the stack when it led the best baseline on validation by less than required
+                "predictor_passed_over": p.get("passed_over") or None,
                 "predictor_validation": to_json(p.get("validation", {})),
                 "predictor_weights": to_json(p.get("stacking_weights", {})),
                 "embeddings_from": p.get("embeddings_from", "lpm")}

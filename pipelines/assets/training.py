@@ -128,6 +128,7 @@ def lpm_model(context: dg.AssetExecutionContext, perturbgraph: PerturbGraphSetti
         "training_curve": _png(plots.training_curve(run.history)), "simulated_data": training_set.simulated,
         "production_predictor": selection["chosen"], "production_margin_over_best_baseline": selection["margin"],
         "production_best_baseline": selection["best_baseline"],
+        "production_passed_over": selection.get("passed_over") or "nothing",
         "production_candidates": dg.MetadataValue.md(Q.selection_table(selection)),
         "production_stacking_weights": dg.MetadataValue.json(selection["stacking_weights"]),
     })
@@ -178,5 +179,6 @@ def evaluation_report(context: dg.AssetExecutionContext, perturbgraph: PerturbGr
         "production_vs_strongest_baseline": dg.MetadataValue.md(Q.margins_table(margins)),
         "production_wins": margins["wins"], "production_losses": margins["losses"], "production_ties": margins["ties"],
         "production_mean_margin": margins["mean_margin"],
+        "production_choices": dg.MetadataValue.json(evaluation.production_choices()),
     })
     return evaluation.report()
