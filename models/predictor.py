@@ -311,7 +311,8 @@ class ProductionPredictor:
             cls._check_vocab(members[name], lpm, f)
         objective = manifest.get("stack_objective", "mse")  # manifests written before 2026-12-01: mse
         min_margin = manifest.get("min_margin", 0.0)  # before 2026-12-02: the leader was always chosen
-        if not isinstance(min_margin, int | float) or not np.isfinite(min_margin) or min_margin < 0:
+        if isinstance(min_margin, bool) or not isinstance(min_margin, int | float) or not np.isfinite(min_margin) \
+                or min_margin < 0:
             raise PredictorError(f"{path}: min_margin must be a number >= 0, got {min_margin!r}")
         if objective not in STACK_OBJECTIVES:
             raise PredictorError(f"{path}: unknown stacking objective {objective!r}")

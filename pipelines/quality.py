@@ -49,8 +49,8 @@ def published_vs_strongest_baseline(selection: dict) -> tuple[bool, dict]:
     if chosen not in scores or best not in scores:
         passed, verdict = False, f"refused: the selection record has no {metric} for {chosen!r} or {best!r}"
     elif chosen == best:  # a baseline won on validation: the simple answer is what gets published
-        lost = (f"the LPM did not beat it by the {selection['min_margin']:g} required ({selection['passed_over']})"
-                if selection.get("passed_over") else "the LPM did not beat it")
+        lost = (f"the LPM did not beat it by enough ({selection['passed_over']})" if selection.get("passed_over")
+                else "the LPM did not beat it")
         verdict = f"published: {chosen}, {lost}" if passed else f"refused: {chosen} has no score"
     elif passed:
         verdict = f"published: {chosen}, {margin:+.4f} {metric} over {best}"

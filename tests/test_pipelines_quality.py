@@ -55,7 +55,7 @@ def test_a_baseline_chosen_over_a_small_lead_says_what_was_passed_over():
            "passed_over": "lpm_stacked +0.0004 over other_contexts, under the 0.001 required"}
     passed, meta = published_vs_strongest_baseline(sel)
     assert passed and meta["margin"] == 0.0
-    assert meta["verdict"] == ("published: other_contexts, the LPM did not beat it by the 0.001 required "
+    assert meta["verdict"] == ("published: other_contexts, the LPM did not beat it by enough "
                                "(lpm_stacked +0.0004 over other_contexts, under the 0.001 required)")
 
 

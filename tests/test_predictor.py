@@ -252,10 +252,11 @@ def test_a_manifest_with_bad_weights_or_foreign_vocabulary_is_refused(saved, tmp
     with pytest.raises(PredictorError, match="not convex weights"):
         ProductionPredictor.load(copy)
     manifest = json.loads((folder / MANIFEST).read_text())
-    manifest["min_margin"] = "a lot"
-    (copy / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(PredictorError, match="min_margin must be a number"):
-        ProductionPredictor.load(copy)
+    for bad in ("a lot", True, -0.5):
+        manifest["min_margin"] = bad
+        (copy / MANIFEST).write_text(json.dumps(manifest))
+        with pytest.raises(PredictorError, match="min_margin must be a number"):
+            ProductionPredictor.load(copy)
     # a baseline fitted on other data (contexts the LPM never saw) does not belong to this LPM
     copy2 = _copy(folder, tmp_path / "b")
     other = split.train.assign(context="elsewhere")
